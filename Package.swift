@@ -1,0 +1,69 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "QST",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "QSTFormat", targets: ["QSTFormat"]),
+        .library(name: "QSTEngine", targets: ["QSTEngine"]),
+        .library(name: "QSTSide", targets: ["QSTSide"]),
+        .executable(name: "qst-quantize", targets: ["qst-quantize"]),
+        .executable(name: "qst-inspect", targets: ["qst-inspect"]),
+        .executable(name: "qst-eval", targets: ["qst-eval"]),
+        .executable(name: "qst-generate", targets: ["qst-generate"]),
+        .executable(name: "qst-init-side", targets: ["qst-init-side"]),
+        .executable(name: "qst-tune", targets: ["qst-tune"]),
+        .executable(name: "qst-export", targets: ["qst-export"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries from Debian's libopenblas-dev and libzstd-dev.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
+        // Hot kernels in C (NF4 dequantization, AVX-512 paths chosen at run time).
+        .target(name: "QSTKernels", path: "Sources/QSTKernels",
+                cSettings: [.unsafeFlags(["-O3"])]),
+        // Small shared pieces: parallel loops over the cores.
+        .target(name: "QSTCore", swiftSettings: optimized),
+        // The one format library: safetensors, NF4, the .qst4 container.
+        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: optimized),
+        // Hugging Face tokenizer.json and chat templates.
+        .target(name: "QSTTokenizer", swiftSettings: optimized),
+        // Layers with forward and backward side by side, on plain F32 buffers.
+        .target(name: "QSTNN", dependencies: ["CBLAS", "QSTKernels", "QSTCore"], swiftSettings: optimized),
+        // The frozen LLaMA-family model over a mapped container.
+        .target(name: "QSTEngine", dependencies: ["QSTFormat", "QSTNN", "QSTTokenizer", "CBLAS", "QSTKernels"],
+                swiftSettings: optimized),
+        // The side network, its training loop, export.
+        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "CBLAS"], swiftSettings: optimized),
+        // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
+        .target(name: "QSTCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: optimized),
+        .executableTarget(name: "qst-quantize", dependencies: ["QSTFormat", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .executableTarget(name: "qst-inspect", dependencies: ["QSTFormat", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .executableTarget(name: "qst-eval", dependencies: ["QSTEngine", "QSTSide", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .executableTarget(name: "qst-generate", dependencies: ["QSTEngine", "QSTSide", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .executableTarget(name: "qst-init-side", dependencies: ["QSTSide", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore"]),
+        .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat"]),
+        .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer"]),
+        .testTarget(name: "QSTNNTests", dependencies: ["QSTNN"]),
+        .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine"]),
+        .testTarget(name: "QSTSideTests", dependencies: ["QSTSide"]),
+        .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine"]),
+    ]
+)

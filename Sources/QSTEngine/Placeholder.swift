@@ -1,0 +1,1 @@
+// Placeholder: QSTEngine sources land here.

@@ -1,0 +1,76 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a file so that the target path either holds the complete new file or
+/// is untouched: bytes go to a temporary file beside the target, which is fsynced
+/// and renamed over it only by `commit()`. Dropping the writer without committing
+/// removes the temporary file.
+public final class AtomicFileWriter {
+    public let targetPath: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var committed = false
+    public private(set) var bytesWritten: Int = 0
+
+    public init(path: String) throws {
+        targetPath = path
+        let dir = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(name).tmp.\(getpid())"
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw QSTError.file(path, "cannot create temporary file \(temporaryPath): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit {
+        if !committed {
+            if fd >= 0 { close(fd) }
+            unlink(temporaryPath)
+        }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw QSTError.file(targetPath, "write failed: \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
+        bytesWritten += buffer.count
+    }
+
+    public func write(_ data: [UInt8]) throws { try data.withUnsafeBytes { try write($0) } }
+    public func write(_ data: Data) throws { try data.withUnsafeBytes { try write($0) } }
+
+    /// Zero bytes up to the next multiple of `alignment`.
+    public func pad(to alignment: Int) throws {
+        let rem = bytesWritten % alignment
+        if rem != 0 { try write([UInt8](repeating: 0, count: alignment - rem)) }
+    }
+
+    /// Overwrites bytes already written (used to fill in a header at the end).
+    public func patch(at offset: Int, _ data: [UInt8]) throws {
+        let n = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        guard n == data.count else { throw QSTError.file(targetPath, "write failed: \(String(cString: strerror(errno)))") }
+    }
+
+    public func commit() throws {
+        guard fsync(fd) == 0 else { throw QSTError.file(targetPath, "fsync failed: \(String(cString: strerror(errno)))") }
+        close(fd)
+        fd = -1
+        guard rename(temporaryPath, targetPath) == 0 else {
+            throw QSTError.file(targetPath, "cannot rename temporary file into place: \(String(cString: strerror(errno)))")
+        }
+        committed = true
+        // The rename itself is made durable by syncing the directory.
+        let dir = (targetPath as NSString).deletingLastPathComponent
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}

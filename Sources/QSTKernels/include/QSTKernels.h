@@ -1,0 +1,5 @@
+#ifndef QST_KERNELS_H
+#define QST_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#endif

@@ -1,0 +1,1 @@
+// Placeholder: QSTTokenizer sources land here.
