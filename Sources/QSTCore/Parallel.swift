@@ -12,17 +12,15 @@ public enum Parallel {
     /// Calls `body(start, end)` on disjoint chunks covering `0..<count`, in parallel.
     /// Chunks are at least `minChunk` long so tiny loops stay on one thread.
     public static func forRanges(_ count: Int, threads: Int = Parallel.threadCount(), minChunk: Int = 1,
-                                 _ body: (Int, Int) -> Void) {
+                                 _ body: @Sendable (Int, Int) -> Void) {
         guard count > 0 else { return }
         let workers = max(1, min(threads, count / max(1, minChunk)))
         if workers == 1 { body(0, count); return }
         let chunk = (count + workers - 1) / workers
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let start = w * chunk
-                let end = min(count, start + chunk)
-                if start < end { body(start, end) }
-            }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let start = w * chunk
+            let end = min(count, start + chunk)
+            if start < end { body(start, end) }
         }
     }
 }
