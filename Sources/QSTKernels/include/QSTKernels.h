@@ -2,4 +2,5 @@
 #define QST_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "hash.h"
 #endif

@@ -1,0 +1,21 @@
+#ifndef QST_HASH_H
+#define QST_HASH_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as stored per tensor in .qst4.
+/// Pass 0 as `crc` for a new checksum; chaining calls continues it.
+uint32_t qst_crc32c(uint32_t crc, const void *data, size_t length);
+
+/// Incremental SHA-256 (FIPS 180-4). Uses the SHA extensions when the CPU has them.
+typedef struct {
+    uint32_t state[8];
+    uint64_t total;
+    uint8_t buffer[64];
+    size_t buffered;
+} qst_sha256_ctx;
+
+void qst_sha256_init(qst_sha256_ctx *ctx);
+void qst_sha256_update(qst_sha256_ctx *ctx, const void *data, size_t length);
+void qst_sha256_final(qst_sha256_ctx *ctx, uint8_t digest[32]);
+#endif
