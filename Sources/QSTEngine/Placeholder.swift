@@ -1,1 +1,0 @@
-// Placeholder: QSTEngine sources land here.
