@@ -27,7 +27,13 @@ _qst_setup_env() {
     fi
 
     if [ ! -x "$py" ]; then
-        python3 -m venv "$venv" || { echo "setup-env: cannot create venv at $venv" >&2; return 1; }
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            # Debian's own python3 ships venv/ensurepip separately.
+            rm -rf "$venv"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null 2>&1 \
+                || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+            python3 -m venv "$venv" || { echo "setup-env: cannot create venv at $venv" >&2; return 1; }
+        fi
     fi
 
     # Import name -> pip requirement. Versions are floors known to work, not exact pins,
