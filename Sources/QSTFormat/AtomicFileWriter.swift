@@ -4,31 +4,41 @@ import Glibc
 #endif
 
 /// Writes a file so that the target path either holds the complete new file or
-/// is untouched: bytes go to a temporary file beside the target, which is fsynced
-/// and renamed over it only by `commit()`. Dropping the writer without committing
-/// removes the temporary file.
+/// is untouched. Bytes go to an unnamed file in the target's folder (O_TMPFILE), so
+/// even a killed process leaves nothing behind; `commit()` fsyncs it, gives it a
+/// temporary name and renames it over the target. Where the file system has no
+/// O_TMPFILE, a named temporary file is used and removed if the writer is dropped.
 public final class AtomicFileWriter {
     public let targetPath: String
     public let temporaryPath: String
     private var fd: Int32
+    private let unnamed: Bool
     private var committed = false
     public private(set) var bytesWritten: Int = 0
+
+    // Linux x86-64/arm64 value of O_TMPFILE (__O_TMPFILE | O_DIRECTORY); Glibc's macro is not imported.
+    private static let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY
 
     public init(path: String) throws {
         targetPath = path
         let dir = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(name).tmp.\(getpid())"
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        var f = open(dir.isEmpty ? "." : dir, Self.oTmpfile | O_WRONLY | O_CLOEXEC, 0o644)
+        unnamed = f >= 0
+        if !unnamed {
+            f = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        }
+        fd = f
         guard fd >= 0 else {
-            throw QSTError.file(path, "cannot create temporary file \(temporaryPath): \(String(cString: strerror(errno)))")
+            throw QSTError.file(path, "cannot create a temporary file in '\(dir.isEmpty ? "." : dir)': \(String(cString: strerror(errno)))")
         }
     }
 
     deinit {
         if !committed {
             if fd >= 0 { close(fd) }
-            unlink(temporaryPath)
+            if !unnamed { unlink(temporaryPath) }
         }
     }
 
@@ -62,9 +72,16 @@ public final class AtomicFileWriter {
 
     public func commit() throws {
         guard fsync(fd) == 0 else { throw QSTError.file(targetPath, "fsync failed: \(String(cString: strerror(errno)))") }
+        if unnamed {
+            unlink(temporaryPath)
+            guard linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, temporaryPath, AT_SYMLINK_FOLLOW) == 0 else {
+                throw QSTError.file(targetPath, "cannot name the temporary file: \(String(cString: strerror(errno)))")
+            }
+        }
         close(fd)
         fd = -1
         guard rename(temporaryPath, targetPath) == 0 else {
+            unlink(temporaryPath)
             throw QSTError.file(targetPath, "cannot rename temporary file into place: \(String(cString: strerror(errno)))")
         }
         committed = true
