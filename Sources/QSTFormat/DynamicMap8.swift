@@ -1,0 +1,89 @@
+/// bitsandbytes' signed dynamic 8-bit map and its blockwise quantizer, used by NF4 double
+/// quantization (QLoRA's "DQ") to store the per-block absmax values in 8 bits.
+public enum DynamicMap8 {
+    /// `create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)`: 256 ascending values
+    /// in [-0.99296875, 1]. For decade i (0...6) the 2^i+1 linspace(0.1, 1) boundaries are taken
+    /// as float32 (as torch stores them); midpoints times 10^(i-6) are formed in double and
+    /// rounded once to float32, which reproduces a published dump of bitsandbytes' table.
+    public static let signedCode: [Float] = {
+        var data: [Double] = []
+        for i in 0..<7 {
+            let items = (1 << i) + 1
+            var bounds = [Double](repeating: 0, count: items)
+            for k in 0..<items {
+                // Same evaluation as numpy.linspace: start + k*step, end point exact.
+                let step = (1.0 - 0.1) / Double(items - 1)
+                let v = k == items - 1 ? 1.0 : 0.1 + Double(k) * step
+                bounds[k] = Double(Float(v))
+            }
+            let scale = pow10(i - 6)
+            for k in 0..<(items - 1) {
+                let m = scale * ((bounds[k] + bounds[k + 1]) / 2.0)
+                data.append(m)
+                data.append(-m)
+            }
+        }
+        data.append(0)
+        data.append(1)
+        return data.map { Float($0) }.sorted()
+    }()
+
+    /// 10^e for e in -6...0 as Python evaluates `10 ** e` (the correctly rounded double).
+    private static func pow10(_ e: Int) -> Double {
+        e >= 0 ? 1 : 1.0 / [1e1, 1e2, 1e3, 1e4, 1e5, 1e6][-e - 1]
+    }
+
+    /// bitsandbytes' `dQuantize<0>` over a sorted 256-entry code: a 7-step pivot search from 127,
+    /// then the midpoint rule with strict comparisons (ties stay on the pivot).
+    @inline(__always)
+    static func nearestIndex(_ x: Float, code: UnsafePointer<Float>) -> UInt8 {
+        var pivot = 127, upperPivot = 255, lowerPivot = 0
+        var lower: Float = -1, upper: Float = 1
+        var val = code[pivot]
+        var i = 64
+        while i > 0 {
+            if x > val {
+                lowerPivot = pivot; lower = val; pivot += i
+            } else {
+                upperPivot = pivot; upper = val; pivot -= i
+            }
+            val = code[pivot]
+            i >>= 1
+        }
+        if upperPivot == 255 { upper = code[255] }
+        if lowerPivot == 0 { lower = code[0] }
+        if x > val {
+            let midpoint = (upper + val) * 0.5
+            return UInt8(x > midpoint ? upperPivot : pivot)
+        } else {
+            let midpoint = (lower + val) * 0.5
+            return UInt8(x < midpoint ? lowerPivot : pivot)
+        }
+    }
+
+    /// `quantize_blockwise(values, code=signedCode, blocksize)`: per block the float32 absmax,
+    /// each value times float32(1/absmax) mapped to its nearest code. Values must be finite.
+    /// An all-zero block (absmax 0) maps 0*inf = NaN to index 0, as the CUDA kernel does.
+    public static func quantizeBlockwise(_ values: [Float], blockSize: Int) -> (codes: [UInt8], absmax: [Float]) {
+        let blocks = (values.count + blockSize - 1) / blockSize
+        var codes = [UInt8](repeating: 0, count: values.count)
+        var absmax = [Float](repeating: 0, count: blocks)
+        signedCode.withUnsafeBufferPointer { code in
+            for b in 0..<blocks {
+                let range = (b * blockSize)..<min(values.count, (b + 1) * blockSize)
+                var m: Float = 0
+                for i in range { m = max(m, abs(values[i])) }
+                absmax[b] = m
+                let recip: Float = 1 / m
+                for i in range { codes[i] = nearestIndex(values[i] * recip, code: code.baseAddress!) }
+            }
+        }
+        return (codes, absmax)
+    }
+
+    /// `dequantize_blockwise`: code[q] * absmax of the value's block (one float32 multiply).
+    public static func dequantizeBlockwise(codes: [UInt8], absmax: [Float], blockSize: Int) -> [Float] {
+        let code = signedCode
+        return codes.indices.map { code[Int(codes[$0])] * absmax[$0 / blockSize] }
+    }
+}
