@@ -1,0 +1,53 @@
+import Foundation
+import XCTest
+@testable import QSTNN
+
+final class AdamWTests: XCTestCase {
+    func testTwoStepsMatchPyTorchAlgorithm() {
+        let k = Keep(); defer { withExtendedLifetime(k) {} }
+        let w0 = [0.5, -1.0, 2.0], b0 = [0.1, -0.2]
+        let gradsW = [[0.1, -0.3, 0.05], [0.2, 0.0, -0.4]], gradsB = [[1.0, -2.0], [0.5, 0.25]]
+        let w = k.f(w0), gw = k.zeros(3), b = k.f(b0), gb = k.zeros(2)
+        let cfg = AdamW.Config(beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.1)
+        let opt = AdamW(parameters: [Parameter(name: "w", value: w, grad: gw, count: 3),
+                                     Parameter(name: "b", value: b, grad: gb, count: 2, decay: false)], config: cfg)
+        let lrs = [0.01, 0.02]
+        // PyTorch AdamW documentation, in Double.
+        func reference(_ p0: [Double], _ grads: [[Double]], decay: Bool) -> [Double] {
+            var p = p0, m = [Double](repeating: 0, count: p0.count), v = m
+            for (t, g) in grads.enumerated() {
+                let lr = lrs[t], step = Double(t + 1)
+                for i in 0..<p.count {
+                    if decay { p[i] -= lr * 0.1 * p[i] }
+                    m[i] = 0.8 * m[i] + 0.2 * g[i]
+                    v[i] = 0.95 * v[i] + 0.05 * g[i] * g[i]
+                    let mHat = m[i] / (1 - pow(0.8, step)), vHat = v[i] / (1 - pow(0.95, step))
+                    p[i] -= lr * mHat / (vHat.squareRoot() + 1e-6)
+                }
+            }
+            return p
+        }
+        for t in 0..<2 {
+            for i in 0..<3 { gw[i] = Float(gradsW[t][i]) }
+            for i in 0..<2 { gb[i] = Float(gradsB[t][i]) }
+            opt.update(lr: Float(lrs[t]))
+        }
+        XCTAssertEqual(opt.step, 2)
+        assertClose(read(w, 3), reference(w0, gradsW, decay: true), rtol: 1e-5, atol: 1e-7, "decayed weights")
+        assertClose(read(b, 2), reference(b0, gradsB, decay: false), rtol: 1e-5, atol: 1e-7, "undecayed bias")
+        opt.zeroGradients()
+        XCTAssertEqual(read(gw, 3), [0, 0, 0])
+    }
+
+    func testGlobalNormClipping() {
+        let k = Keep(); defer { withExtendedLifetime(k) {} }
+        let g1 = k.f([3, 0]), g2 = k.f([0, 4, 0])
+        let params = [Parameter(name: "a", value: k.zeros(2), grad: g1, count: 2),
+                      Parameter(name: "b", value: k.zeros(3), grad: g2, count: 3)]
+        XCTAssertEqual(GradientClipping.clip(params, maxNorm: 10), 5, accuracy: 1e-9)
+        XCTAssertEqual(read(g1, 2), [3, 0], "below the limit nothing changes")
+        XCTAssertEqual(GradientClipping.clip(params, maxNorm: 1), 5, accuracy: 1e-9)
+        XCTAssertEqual(GradientClipping.globalNorm(params), 1, accuracy: 1e-5)
+        XCTAssertEqual(Double(g2[1]), 4.0 / 5.0, accuracy: 1e-5)
+    }
+}
