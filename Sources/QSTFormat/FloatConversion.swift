@@ -128,20 +128,18 @@ public enum FloatConversion {
     }
 
     /// Runs `body` over disjoint sub-ranges, on several cores for large buffers.
-    /// Pointers are passed as addresses because the parallel closure must be Sendable;
-    /// the ranges are disjoint, so no two threads touch the same element.
+    /// The ranges are disjoint, so no two threads touch the same element, which is
+    /// what makes the unchecked-Sendable wrappers sound.
     @inline(__always)
     static func forChunks<S, D>(_ src: UnsafePointer<S>, _ dst: UnsafeMutablePointer<D>, _ n: Int,
                                 _ body: (UnsafePointer<S>, UnsafeMutablePointer<D>, Int) -> Void) {
         guard n > 0 else { return }
         if n < parallelThreshold { body(src, dst, n); return }
-        let s = UInt(bitPattern: src), d = UInt(bitPattern: dst)
+        let s = SendableConstPointer(src), d = SendablePointer(dst)
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             Parallel.forRanges(n, minChunk: parallelThreshold / 2) { start, end in
-                let sp = UnsafePointer<S>(bitPattern: s)! + start
-                let dp = UnsafeMutablePointer<D>(bitPattern: d)! + start
-                box.value(sp, dp, end - start)
+                box.value(s.pointer + start, d.pointer + start, end - start)
             }
         }
     }
