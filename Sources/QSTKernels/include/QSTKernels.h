@@ -3,4 +3,5 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "hash.h"
+#include "nf4.h"
 #endif
