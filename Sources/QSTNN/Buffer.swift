@@ -3,6 +3,8 @@ import QSTCore
 /// A plain, zero-initialised, 64-byte aligned array of `count` elements that lives until the
 /// object is released. Activations, gradients and optimizer moments are all `Buffer<Float>`s;
 /// ops take raw pointers so callers can also point into mapped files or sub-ranges.
+/// Keep the buffer itself alive (a stored property, or `withExtendedLifetime`) while its `pointer` is in use:
+/// Swift may release a local object right after its last mention.
 public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Element>

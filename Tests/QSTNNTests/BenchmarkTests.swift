@@ -1,0 +1,60 @@
+import Foundation
+import XCTest
+@testable import QSTNN
+
+/// Timings at realistic sizes; runs only with `QSTNN_BENCH=1` (use a release build).
+final class BenchmarkTests: XCTestCase {
+    func time(_ label: String, _ body: () throws -> Void) rethrows {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        print("BENCH \(label): \(String(format: "%.1f", ms)) ms")
+    }
+
+    func testTimings() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["QSTNN_BENCH"] == "1", "set QSTNN_BENCH=1")
+        var rng = SplitMix64(seed: 1)
+        func randomBuffer(_ n: Int, std: Float = 1) -> FloatBuffer {
+            let b = FloatBuffer(count: n); VectorOps.fillGaussian(b.pointer, count: n, std: std, rng: &rng); return b
+        }
+        // Attention: B=2, T=512, 8 heads of 64 with 2 kv heads.
+        let shape = Attention.Shape(batch: 2, seqLen: 512, nHeads: 8, nKVHeads: 2, headDim: 64)
+        let nq = 2 * 512 * 8 * 64, nk = 2 * 512 * 2 * 64
+        let q = randomBuffer(nq), k = randomBuffer(nk), v = randomBuffer(nk), out = FloatBuffer(count: nq)
+        let probs = FloatBuffer(count: shape.probsCount)
+        let dq = FloatBuffer(count: nq), dk = FloatBuffer(count: nk), dv = FloatBuffer(count: nk)
+        time("attention fwd B2 T512 H8/2 hd64") {
+            Attention.forward(out: out.pointer, probs: probs.pointer, q: q.pointer, k: k.pointer, v: v.pointer,
+                              keyMask: nil, shape: shape)
+        }
+        time("attention bwd B2 T512 H8/2 hd64") {
+            Attention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: out.pointer, q: q.pointer,
+                               k: k.pointer, v: v.pointer, probs: probs.pointer, shape: shape)
+        }
+        // Norm and SwiGLU over 1024 tokens.
+        let x = randomBuffer(1024 * 2048), w = randomBuffer(2048), y = FloatBuffer(count: 1024 * 2048)
+        let rstd = FloatBuffer(count: 1024), dx = FloatBuffer(count: 1024 * 2048), dw = FloatBuffer(count: 2048)
+        time("rmsnorm fwd 1024x2048") {
+            RMSNorm.forward(out: y.pointer, rstd: rstd.pointer, x: x.pointer, weight: w.pointer, n: 1024, d: 2048, eps: 1e-5)
+        }
+        time("rmsnorm bwd 1024x2048") {
+            RMSNorm.backward(dx: dx.pointer, dweight: dw.pointer, dout: y.pointer, x: x.pointer, weight: w.pointer,
+                             rstd: rstd.pointer, n: 1024, d: 2048)
+        }
+        time("swiglu fwd 1024x2048") {
+            SwiGLU.forward(out: y.pointer, gate: x.pointer, up: dx.pointer, count: 1024 * 2048)
+        }
+        // Cross-entropy: 512 labelled positions, d=576, V=49152 (SmolLM2-135M head).
+        let n = 512, d = 576, V = 49152
+        let hidden = randomBuffer(n * d), head = randomBuffer(V * d, std: 0.05), dh = FloatBuffer(count: n * d)
+        let labels = Buffer<Int32>((0..<n).map { Int32(($0 * 7919) % V) })
+        var result = ChunkedCrossEntropy.Result(lossSum: 0, count: 0)
+        try time("cross-entropy fwd+bwd n512 d576 V49152") {
+            result = try ChunkedCrossEntropy.lossAndGradient(
+                hidden: hidden.pointer, labels: labels.pointer, n: n,
+                head: F32HeadRows(weight: head.pointer, vocabSize: V, dim: d), dHidden: dh.pointer)
+        }
+        print("BENCH loss \(result.mean)")
+        withExtendedLifetime((q, k, v, out, probs, dq, dk, dv, x, w, y, rstd, dx, dw, hidden, head, dh, labels)) {}
+    }
+}
