@@ -1,0 +1,93 @@
+#ifndef QST_MATMUL_H
+#define QST_MATMUL_H
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Storage of a weight matrix W [n out, k in], row-major (row r starts at element r * ld).
+typedef enum {
+    QST_WEIGHT_F32 = 0,
+    /// Raw bfloat16 bits (upper half of an IEEE float32).
+    QST_WEIGHT_BF16 = 1,
+    /// bitsandbytes NF4: the row-major matrix flattened and cut into blocks of `block`
+    /// elements (block divides k and is even); one float32 absmax per block; two 4-bit codes
+    /// per byte with element 2j in the HIGH nibble; value = qst_mm_nf4_values[code] * absmax.
+    /// `ld` must equal k.
+    QST_WEIGHT_NF4 = 2,
+} qst_weight_type;
+
+typedef struct {
+    qst_weight_type type;
+    int32_t block;          ///< NF4 block size (elements); ignored otherwise.
+    int64_t n;              ///< rows = output features
+    int64_t k;              ///< columns = input features
+    int64_t ld;             ///< elements between row starts (F32/BF16); must be k for NF4
+    const void *data;       ///< float*, uint16_t* (bf16 bits) or uint8_t* (NF4 codes, n*k/2 bytes)
+    const float *absmax;    ///< NF4 only: n*k/block scales
+} qst_weight;
+
+/// Which arithmetic to use. Every request resolves to a path the CPU supports or fails.
+typedef enum {
+    /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights with
+    /// many rows it may round x (and dequantized W) to bfloat16 (~1e-3 relative error).
+    QST_KERNEL_AUTO = 0,
+    /// Fastest path whose products are full float32 (AVX-512 FMA or scalar).
+    QST_KERNEL_EXACT = 1,
+    /// Portable C, no vector intrinsics: the reference the others are tested against.
+    QST_KERNEL_SCALAR = 2,
+    /// AVX-512F FMA on float32 (weights dequantized to float32).
+    QST_KERNEL_AVX512 = 3,
+    /// AVX512_BF16 vdpbf16ps: x and weights rounded to bfloat16, float32 accumulation.
+    QST_KERNEL_AVX512_BF16 = 4,
+} qst_kernel;
+
+/// Loop shape. AUTO picks GEMV for few rows (weights streamed once, decoded in registers)
+/// and GEMM for many (weights unpacked once into cache-resident panels).
+typedef enum {
+    QST_SHAPE_AUTO = 0,
+    QST_SHAPE_GEMV = 1,
+    QST_SHAPE_GEMM = 2,
+} qst_shape;
+
+enum {
+    QST_MATMUL_OK = 0,
+    QST_MATMUL_UNSUPPORTED = -1, ///< requested kernel not available on this CPU
+    QST_MATMUL_BAD_ARGUMENT = -2,///< shape, stride, block or range invalid
+    QST_MATMUL_NO_MEMORY = -3,
+};
+
+/// The 16 NF4 code values (bitsandbytes order).
+extern const float qst_mm_nf4_values[16];
+
+/// y[i, j] = sum_k x[i, k] * W[j, k] for rows i in [0, m) and output columns j in [n0, n1).
+/// Only columns [n0, n1) of y are written, so threads can split the outputs by ranges.
+/// x: m rows, row stride ldx (>= k). y: row stride ldy (>= n1). Accumulation is float32.
+/// Returns QST_MATMUL_OK or a negative QST_MATMUL_* code (y untouched on error).
+int qst_matmul(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+               float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel);
+
+/// Same as qst_matmul with an explicit loop shape (tests and benchmarks use it to reach
+/// every path; QST_SHAPE_AUTO behaves like qst_matmul).
+int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                  float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel, qst_shape shape);
+
+/// 1 if `kernel` (with `shape`) can run on this CPU for this weight type, else 0.
+int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shape);
+
+/// The concrete kernel qst_matmul_ex would use (resolving AUTO/EXACT), or -1 if none.
+int qst_matmul_resolve(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape);
+
+/// Rows at or below which QST_SHAPE_AUTO uses the GEMV loops.
+#define QST_GEMV_MAX_ROWS 4
+
+/// Dequantizes NF4 elements [e0, e0 + count) of the flattened matrix into `out` (float32),
+/// exactly as the reference: qst_mm_nf4_values[code] * absmax[e / block].
+void qst_mm_nf4_dequantize(const uint8_t *codes, const float *absmax, int32_t block,
+                              int64_t e0, int64_t count, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

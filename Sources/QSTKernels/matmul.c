@@ -1,0 +1,77 @@
+// Validation and run-time choice of the matmul path.
+#include "cpu.h"
+#include "matmul_internal.h"
+
+static int has_avx512(uint32_t f) { return (f & QST_CPU_AVX512_BASE) == QST_CPU_AVX512_BASE; }
+static int has_bf16(uint32_t f) { return has_avx512(f) && (f & QST_CPU_AVX512_BF16); }
+
+// Vector kernels decode NF4 in 32-element groups sharing one absmax, and read BF16
+// through dword gathers that need at least two elements per row.
+static int vector_layout_ok(const qst_weight *w) {
+    if (w->type == QST_WEIGHT_NF4) return w->block % 32 == 0;
+    if (w->type == QST_WEIGHT_BF16) return w->k >= 2;
+    return 1;
+}
+
+static qst_shape resolve_shape(int64_t m, qst_shape shape) {
+    if (shape == QST_SHAPE_GEMV || shape == QST_SHAPE_GEMM) return shape;
+    return m <= QST_GEMV_MAX_ROWS ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
+}
+
+static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_kernel kernel, uint32_t f) {
+    const int vec = has_avx512(f) && layout_ok;
+    switch (kernel) {
+    case QST_KERNEL_SCALAR: return QST_KERNEL_SCALAR;
+    case QST_KERNEL_AVX512: return vec ? QST_KERNEL_AVX512 : -1;
+    case QST_KERNEL_AVX512_BF16: return vec && has_bf16(f) ? QST_KERNEL_AVX512_BF16 : -1;
+    case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : QST_KERNEL_SCALAR;
+    case QST_KERNEL_AUTO:
+        if (!vec) return QST_KERNEL_SCALAR;
+        // Few rows are memory bound: exact float32 products cost nothing extra there.
+        if (type == QST_WEIGHT_F32 || shape == QST_SHAPE_GEMV) return QST_KERNEL_AVX512;
+        return has_bf16(f) ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
+    }
+    return -1;
+}
+
+int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shape) {
+    return resolve(type, 1, resolve_shape(QST_GEMV_MAX_ROWS + 1, shape), kernel, qst_cpu_features()) >= 0;
+}
+
+int qst_matmul_resolve(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
+    if (!w) return -1;
+    return resolve(w->type, vector_layout_ok(w), resolve_shape(m, shape), kernel, qst_cpu_features());
+}
+
+static int valid(const float *x, int64_t m, int64_t ldx, const qst_weight *w, const float *y, int64_t ldy,
+                 int64_t n0, int64_t n1) {
+    if (!w || m < 0 || n0 < 0 || n1 < n0 || w->n < 0 || n1 > w->n || w->k < 1) return 0;
+    if (m == 0 || n0 == n1) return 1;
+    if (!x || !y || !w->data || ldx < w->k || (m > 1 && ldy < n1)) return 0;
+    switch (w->type) {
+    case QST_WEIGHT_F32:
+    case QST_WEIGHT_BF16:
+        return w->ld >= w->k;
+    case QST_WEIGHT_NF4:
+        return w->absmax && w->ld == w->k && w->block > 0 && w->block % 2 == 0 && w->k % w->block == 0;
+    }
+    return 0;
+}
+
+int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                  float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel, qst_shape shape) {
+    if (!valid(x, m, ldx, w, y, ldy, n0, n1)) return QST_MATMUL_BAD_ARGUMENT;
+    const qst_shape s = resolve_shape(m, shape);
+    const int path = resolve(w->type, vector_layout_ok(w), s, kernel, qst_cpu_features());
+    if (path < 0) return QST_MATMUL_UNSUPPORTED;
+    if (m == 0 || n0 == n1) return QST_MATMUL_OK;
+    if (path == QST_KERNEL_SCALAR) return qst_mm_scalar(x, m, ldx, w, y, ldy, n0, n1);
+    const int bf16 = path == QST_KERNEL_AVX512_BF16;
+    if (s == QST_SHAPE_GEMV) return qst_mm_gemv_avx512(x, m, ldx, w, y, ldy, n0, n1, bf16);
+    return qst_mm_gemm_avx512(x, m, ldx, w, y, ldy, n0, n1, bf16);
+}
+
+int qst_matmul(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+               float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel) {
+    return qst_matmul_ex(x, m, ldx, w, y, ldy, n0, n1, kernel, QST_SHAPE_AUTO);
+}

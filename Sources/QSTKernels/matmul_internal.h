@@ -1,0 +1,26 @@
+// Private interface between the matmul dispatcher (matmul.c) and its kernels.
+#ifndef QST_MATMUL_INTERNAL_H
+#define QST_MATMUL_INTERNAL_H
+#include "matmul.h"
+#include <stddef.h>
+
+// All kernels receive arguments already validated by matmul.c: m > 0, n0 < n1 <= w->n,
+// ldx >= k, ldy >= n1, NF4 block even and dividing k.
+
+int qst_mm_scalar(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                  float *y, int64_t ldy, int64_t n0, int64_t n1);
+
+// use_bf16: 0 = exact float32 products, 1 = vdpbf16ps with x (and W) rounded to bfloat16.
+int qst_mm_gemv_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                       float *y, int64_t ldy, int64_t n0, int64_t n1, int use_bf16);
+int qst_mm_gemm_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                       float *y, int64_t ldy, int64_t n0, int64_t n1, int use_bf16);
+
+// Rounds m rows of x (stride ldx, k used) to bfloat16 (nearest even) into xb with row
+// stride kp (a multiple of 32 >= k), zero padding columns [k, kp).
+void qst_mm_x_to_bf16(const float *x, int64_t m, int64_t ldx, int64_t k, int64_t kp, uint16_t *xb);
+
+// 64-byte aligned scratch; NULL on failure. Free with free().
+void *qst_mm_alloc(size_t bytes);
+
+#endif
