@@ -4,4 +4,6 @@
 #include <stdint.h>
 #include "hash.h"
 #include "nf4.h"
+#include "cpu.h"
+#include "matmul.h"
 #endif
