@@ -88,6 +88,15 @@ public enum Attention {
         }
     }
 
+    /// Forward without saving probabilities (evaluation / no-grad runs); same layouts and masking as `forward`.
+    public static func forwardInference(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
+                                        k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                        keyMask: UnsafePointer<UInt8>?, shape: Shape) {
+        forwardCached(out: out, q: q, kCache: k, vCache: v, keyMask: keyMask, batch: shape.batch,
+                      newTokens: shape.seqLen, pastLength: 0, capacity: shape.seqLen,
+                      nHeads: shape.nHeads, nKVHeads: shape.nKVHeads, headDim: shape.headDim)
+    }
+
     /// Inference attention of `newTokens` queries per sequence over a KV cache.
     ///
     /// - `q, out`: `[B·newTokens, nHeads·headDim]`

@@ -68,13 +68,18 @@ public enum ChunkedCrossEntropy {
                     let row = lp + r * V
                     var mx = -Float.infinity
                     for j in 0..<V { mx = max(mx, row[j]) }
+                    let labelLogit = row[chunkLabels[r]]
+                    // One exp per logit: keep exp(l − max) for the gradient, sum it in Double.
                     var sum = 0.0
-                    for j in 0..<V { sum += Double(Foundation.exp(row[j] - mx)) }
-                    let lse = Double(mx) + Foundation.log(sum)
-                    lossp[r] = lse - Double(row[chunkLabels[r]])
+                    for j in 0..<V {
+                        let e = Foundation.exp(row[j] - mx)
+                        row[j] = e
+                        sum += Double(e)
+                    }
+                    lossp[r] = Double(mx) + Foundation.log(sum) - Double(labelLogit)
                     if wantGrad {
-                        let lseF = Float(lse)
-                        for j in 0..<V { row[j] = Foundation.exp(row[j] - lseF) * scale }
+                        let f = Float(Double(scale) / sum)
+                        for j in 0..<V { row[j] *= f }
                         row[chunkLabels[r]] -= scale
                     }
                 }

@@ -42,6 +42,9 @@ final class AttentionTests: XCTestCase {
         Attention.forward(out: out, probs: probs, q: qb, k: kb, v: vb, keyMask: mb, shape: shape)
         let ref = Self.refAttention(q: q, k: kk, v: v, mask: mask, B: B, T: T, nH: nH, nKV: nKV, hd: hd)
         assertClose(read(out, nq), ref, rtol: 1e-5, atol: 1e-5, "forward")
+        let noGrad = k.zeros(nq)
+        Attention.forwardInference(out: noGrad, q: qb, k: kb, v: vb, keyMask: mb, shape: shape)
+        assertClose(read(noGrad, nq), ref, rtol: 1e-5, atol: 1e-5, "forwardInference")
         // Each probability row sums to 1 (or is all zero for a query without keys) and is causal.
         for row in 0..<(B * nH * T) {
             let i = row % T
