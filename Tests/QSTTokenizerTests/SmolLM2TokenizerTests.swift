@@ -1,0 +1,64 @@
+import Foundation
+import QSTTokenizer
+import XCTest
+
+/// The real SmolLM2 tokenizer (byte-level BPE, Digits + ByteLevel pre-tokenizers) against the HF
+/// `tokenizers` library on the shared data sets and edge cases. Needs Scripts/fetch-model.
+final class SmolLM2TokenizerTests: XCTestCase {
+    private func loadSmolLM2() throws -> (Tokenizer, URL) {
+        let folder = Reference.smolLM2Folder
+        let json = folder.appendingPathComponent("tokenizer.json")
+        guard FileManager.default.fileExists(atPath: json.path) else {
+            try Reference.unavailable("\(json.path) missing (run Scripts/fetch-model)")
+        }
+        return (try Tokenizer(folder: folder), json)
+    }
+
+    func testDefaultCorpusMatchesHF() throws {
+        let (tokenizer, json) = try loadSmolLM2()
+        let records = try Reference.expected(tokenizer: json, inputs: ["--corpus", "default"])
+        XCTAssertGreaterThan(records.count, 900)
+        assertMatchesReference(tokenizer, records)
+    }
+
+    func testWholeDataFilesMatchHF() throws {
+        let (tokenizer, json) = try loadSmolLM2()
+        let data = Reference.dataDir
+        let mmlu = try FileManager.default.contentsOfDirectory(atPath: data + "/mmlu/dev").sorted().prefix(10)
+        var inputs = ["--file", data + "/text/wiki.test.raw", "--file", data + "/text/tinyshakespeare.txt",
+                      "--lines", data + "/sst2/dev.tsv", "--file", data + "/alpaca/seed_tasks.jsonl"]
+        for name in mmlu { inputs += ["--file", data + "/mmlu/dev/" + name] }
+        let records = try Reference.expected(tokenizer: json, inputs: inputs)
+        XCTAssertGreaterThan(records.count, 800)
+        assertMatchesReference(tokenizer, records, checkSpecial: false)
+    }
+
+    func testConfigTokens() throws {
+        let (tokenizer, _) = try loadSmolLM2()
+        // tokenizer_config.json names <|im_start|> as bos and <|im_end|> as eos and pad; their ids
+        // are those of added_tokens in tokenizer.json.
+        XCTAssertEqual(tokenizer.bosID, tokenizer.tokenID("<|im_start|>"))
+        XCTAssertEqual(tokenizer.eosID, tokenizer.tokenID("<|im_end|>"))
+        XCTAssertEqual(tokenizer.padID, tokenizer.tokenID("<|im_end|>"))
+        XCTAssertEqual(tokenizer.vocabSize, 49152)
+        XCTAssertEqual(tokenizer.chatFormat?.kind, .chatml)
+        XCTAssertEqual(tokenizer.chatFormat?.endTokens, ["<|im_end|>"])
+    }
+
+    func testStreamingDecodeConcatenatesToFullDecode() throws {
+        let (tokenizer, _) = try loadSmolLM2()
+        let texts = ["Hello, world! 😀 naïve café — 日本語のテキスト 👨‍👩‍👧‍👦",
+                     try String(contentsOfFile: Reference.dataDir + "/text/wiki.test.raw", encoding: .utf8).prefix(20_000).description]
+        for text in texts {
+            let ids = tokenizer.encode(text)
+            var stream = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: false)
+            var pieces: [String] = []
+            for id in ids { pieces.append(stream.push(id)) }
+            pieces.append(stream.finish())
+            XCTAssertEqual(pieces.joined(), tokenizer.decode(ids))
+            XCTAssertEqual(pieces.joined(), text)
+            // No piece may end in a partial character (which would print as U+FFFD).
+            XCTAssertFalse(pieces.contains { $0.contains("\u{FFFD}") })
+        }
+    }
+}
