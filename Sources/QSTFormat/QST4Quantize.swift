@@ -67,14 +67,8 @@ public struct QST4Quantize {
             throw QSTError.file(source, "no config.json beside the weights; pass --config")
         }
 
-        var sources: [QST4Source] = []
-        for path in checkpoint.files.map(\.path) + extraFiles.map(\.1) {
-            let f = try MappedFile(path: path)
-            sources.append(QST4Source(path: (path as NSString).lastPathComponent, bytes: f.size,
-                                      sha256: Checksums.sha256Hex(f.bytes)))
-            f.advise(offset: 0, length: f.size, willNeed: false)
-        }
-
+        // Hashing the sources is the longest single job; it runs beside the quantization.
+        let hashing = SourceHashing(paths: checkpoint.files.map(\.path) + extraFiles.map(\.1))
         let writer = try QST4Writer(path: output)
         for (name, path) in extraFiles {
             try writer.addFile(name: name, data: try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -97,7 +91,7 @@ public struct QST4Quantize {
         let quantization = QST4Quantization(blockSize: policy.nf4.blockSize, doubleQuant: policy.nf4.doubleQuant,
                                             dqBlockSize: policy.nf4.dqBlockSize,
                                             keptDtype: policy.keptDtype.rawValue.lowercased(), keep: policy.keepPatterns)
-        try writer.finish(quantization: quantization, provenance: QST4Provenance(sources: sources), createdBy: createdBy)
+        try writer.finish(quantization: quantization, provenance: QST4Provenance(sources: try hashing.wait()), createdBy: createdBy)
         let seconds = Date().timeIntervalSince(start)
         let outBytes = (try FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         let q = report.filter { $0.dtype == "NF4" }

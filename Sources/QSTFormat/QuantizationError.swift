@@ -1,5 +1,6 @@
 import Foundation
 import QSTCore
+import QSTKernels
 
 /// Error statistics of a quantized tensor against its original values.
 public struct ErrorStatistics: Codable, Sendable {
@@ -18,19 +19,11 @@ public struct ErrorStatistics: Codable, Sendable {
         let per = (n + chunks - 1) / chunks
         let o = original.baseAddress!, r = reconstructed.baseAddress!
         partial.withUnsafeMutableBufferPointer { parts in
-            let p = parts.baseAddress!
-            let sp = SendablePointer(p), so = SendableConstPointer(o), sr = SendableConstPointer(r)
+            let sp = SendablePointer(parts.baseAddress!), so = SendableConstPointer(o), sr = SendableConstPointer(r)
             Parallel.forRanges(chunks) { c0, c1 in
                 for c in c0..<c1 {
-                    var sig = 0.0, err = 0.0, mx = 0.0
                     let lo = c * per, hi = min(n, lo + per)
-                    if lo < hi {
-                        for k in lo..<hi {
-                            let x = Double(so.pointer[k]), d = x - Double(sr.pointer[k])
-                            sig += x * x; err += d * d; mx = max(mx, abs(d))
-                        }
-                    }
-                    sp.pointer[c] = (sig, err, mx)
+                    sp.pointer[c] = lo < hi ? sums(so.pointer + lo, sr.pointer + lo, hi - lo) : (0, 0, 0)
                 }
             }
         }
@@ -40,6 +33,13 @@ public struct ErrorStatistics: Codable, Sendable {
                                relativeFrobenius: sig > 0 ? (err / sig).squareRoot() : (err > 0 ? .infinity : 0),
                                sqnrDB: err > 0 ? 10 * log10(sig / err) : .infinity, signalPower: sig, count: n)
     }
+}
+
+@inline(__always)
+private func sums(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> (Double, Double, Double) {
+    var sig = 0.0, err = 0.0, mx = 0.0
+    qst_error_sums(x, y, n, &sig, &err, &mx)
+    return (sig, err, mx)
 }
 
 enum QuantizationError {

@@ -3,7 +3,7 @@ import Foundation
 
 /// Whole-buffer zstd compression for the small files a container embeds.
 public enum Zstd {
-    public static func compress(_ data: Data, level: Int32 = 19) throws -> Data {
+    public static func compress(_ data: Data, level: Int32 = 3) throws -> Data {
         let bound = ZSTD_compressBound(data.count)
         var out = Data(count: bound)
         let n = out.withUnsafeMutableBytes { dst in

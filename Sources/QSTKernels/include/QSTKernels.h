@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "hash.h"
+#include "stats.h"
 #include "nf4.h"
 #include "cpu.h"
 #include "matmul.h"

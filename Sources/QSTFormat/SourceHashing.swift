@@ -1,0 +1,47 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SHA-256 of a list of files on a background thread. Files are read with `pread` into one
+/// small buffer, so hashing a large checkpoint adds nothing to resident memory.
+final class SourceHashing: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<[QST4Source], Error> = .success([])
+
+    init(paths: [String]) {
+        let thread = Thread { [self] in
+            result = Result { try paths.map(Self.hash) }
+            done.signal()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    func wait() throws -> [QST4Source] {
+        done.wait()
+        return try result.get()
+    }
+
+    static func hash(_ path: String) throws -> QST4Source {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw QSTError.file(path, "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var hasher = SHA256Hasher()
+        let chunk = 4 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
+        defer { buffer.deallocate() }
+        var total = 0
+        while true {
+            let n = pread(fd, buffer, chunk, off_t(total))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw QSTError.file(path, "read failed: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(start: buffer, count: n))
+            total += n
+        }
+        return QST4Source(path: (path as NSString).lastPathComponent, bytes: total, sha256: hasher.finalizeHex())
+    }
+}
