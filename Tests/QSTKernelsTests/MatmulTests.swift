@@ -1,0 +1,185 @@
+import Foundation
+import QSTCore
+import QSTKernels
+import XCTest
+
+/// Every matmul path (scalar, AVX-512 F32, AVX512_BF16; GEMV and GEMM loop shapes) against a
+/// Double reference computed here from weights decoded by this file's own NF4/BF16 decoding.
+final class MatmulTests: XCTestCase {
+    static let kernels: [(String, qst_kernel)] = [
+        ("scalar", QST_KERNEL_SCALAR), ("avx512", QST_KERNEL_AVX512), ("avx512_bf16", QST_KERNEL_AVX512_BF16),
+        ("auto", QST_KERNEL_AUTO), ("exact", QST_KERNEL_EXACT),
+    ]
+    static let shapes: [(String, qst_shape)] = [("gemv", QST_SHAPE_GEMV), ("gemm", QST_SHAPE_GEMM), ("auto", QST_SHAPE_AUTO)]
+
+    /// Relative tolerance against sum |x * w|: float32 paths only reorder float32 sums;
+    /// bfloat16 paths round both operands (2^-9 each) before multiplying.
+    static func tolerance(_ path: Int32) -> Double {
+        path == Int32(QST_KERNEL_AVX512_BF16.rawValue) ? 8e-3 : 2e-5
+    }
+
+    func testNF4AllPathsMatchReference() throws {
+        for (m, k, n, block) in [(1, 64, 37, 64), (3, 128, 45, 32), (4, 256, 33, 64), (5, 192, 40, 64), (17, 128, 70, 128)] {
+            let w = TestMatrix.nf4(n: n, k: k, block: block, seed: UInt64(m * 1000 + k))
+            try checkAllPaths(w, m: m, label: "nf4 m=\(m) k=\(k) n=\(n) block=\(block)")
+        }
+    }
+
+    func testBF16AllPathsMatchReference() throws {
+        for (m, k, n, ld) in [(1, 64, 37, 64), (2, 37, 45, 40), (4, 96, 33, 101), (6, 130, 40, 130), (19, 577, 35, 577)] {
+            let w = TestMatrix.bf16(n: n, k: k, ld: ld, seed: UInt64(m * 7 + k))
+            try checkAllPaths(w, m: m, label: "bf16 m=\(m) k=\(k) n=\(n) ld=\(ld)")
+        }
+    }
+
+    func testF32AllPathsMatchReference() throws {
+        for (m, k, n, ld) in [(1, 64, 37, 64), (3, 33, 45, 35), (5, 300, 33, 300), (16, 17, 70, 20)] {
+            let w = TestMatrix.f32(n: n, k: k, ld: ld, seed: UInt64(m * 13 + k))
+            try checkAllPaths(w, m: m, label: "f32 m=\(m) k=\(k) n=\(n) ld=\(ld)")
+        }
+    }
+
+    /// NF4 with a block that is even but not a multiple of 32: the vector paths decline it,
+    /// AUTO and EXACT fall back to the scalar path and still agree with the reference.
+    func testNF4SmallBlockFallsBackToScalar() throws {
+        let w = TestMatrix.nf4(n: 20, k: 48, block: 16, seed: 5)
+        try w.withWeight { weight in
+            var copy = weight
+            XCTAssertEqual(qst_matmul_resolve(&copy, 7, QST_KERNEL_AVX512, QST_SHAPE_AUTO), -1)
+            XCTAssertEqual(qst_matmul_resolve(&copy, 7, QST_KERNEL_AUTO, QST_SHAPE_AUTO), Int32(QST_KERNEL_SCALAR.rawValue))
+        }
+        try checkAllPaths(w, m: 7, label: "nf4 block=16")
+    }
+
+    /// Two threads each computing half of the columns (as the engine splits work) give the
+    /// same result as one call over all columns, bit for bit.
+    func testColumnRangesSplitAcrossThreadsMatchSingleCall() throws {
+        let (m, k, n) = (9, 128, 70)
+        let w = TestMatrix.nf4(n: n, k: k, block: 64, seed: 42)
+        let x = TestMatrix.randomFloats(count: m * k, seed: 43)
+        let whole = try w.run(x: x, m: m, ldx: k, ldy: n, n0: 0, n1: n, kernel: QST_KERNEL_AUTO, shape: QST_SHAPE_AUTO)
+        let split = SharedOutput(count: m * n)
+        let failures = SharedOutput(count: 1)
+        try w.withWeight { weight in
+            let box = WeightBox(weight: weight)
+            x.withUnsafeBufferPointer { xp in
+                let xAddress = UInt(bitPattern: xp.baseAddress)
+                Parallel.forRanges(n, threads: 2, minChunk: 1) { n0, n1 in
+                    var wcopy = box.weight
+                    let xPtr = UnsafePointer<Float>(bitPattern: xAddress)
+                    let status = qst_matmul(xPtr, Int64(m), Int64(k), &wcopy, split.pointer, Int64(n), Int64(n0), Int64(n1),
+                                            QST_KERNEL_AUTO)
+                    if status != 0 { failures.pointer[0] = 1 }
+                }
+            }
+        }
+        XCTAssertEqual(failures.values, [0])
+        XCTAssertEqual(split.values, whole)
+    }
+
+    /// The detected feature bits agree with the kernel's own view in /proc/cpuinfo.
+    func testCPUFeaturesMatchProcCpuinfo() throws {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            throw XCTSkip("no /proc/cpuinfo flags on this system")
+        }
+        let features = qst_cpu_features()
+        if features & QST_CPU_FORCED_SCALAR != 0 { throw XCTSkip("QST_KERNELS=scalar set") }
+        let flags = Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
+        let expected: [(String, UInt32)] = [
+            ("avx512f", QST_CPU_AVX512F), ("avx512bw", QST_CPU_AVX512BW), ("avx512vl", QST_CPU_AVX512VL),
+            ("avx512dq", QST_CPU_AVX512DQ), ("avx512_bf16", QST_CPU_AVX512_BF16), ("avx512_vnni", QST_CPU_AVX512_VNNI),
+            ("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16), ("amx_int8", QST_CPU_AMX_INT8),
+        ]
+        for (flag, bit) in expected {
+            XCTAssertEqual(features & bit != 0, flags.contains(flag), "feature \(flag)")
+        }
+        // Without AMX the permission request must report failure rather than pretend.
+        if !flags.contains("amx_tile") { XCTAssertEqual(qst_amx_enable(), 0) }
+    }
+
+    func testInvalidArgumentsAreRejectedAndOutputUntouched() throws {
+        let w = TestMatrix.nf4(n: 8, k: 64, block: 64, seed: 1)
+        let x = TestMatrix.randomFloats(count: 64, seed: 2)
+        try w.withWeight { weight in
+            var y = [Float](repeating: 7, count: 8)
+            var good = weight
+            XCTAssertEqual(qst_matmul(x, 1, 64, &good, &y, 8, 0, 9, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
+            XCTAssertEqual(qst_matmul(x, 1, 63, &good, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
+            XCTAssertEqual(qst_matmul(x, 1, 64, &good, &y, 8, 5, 4, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
+            var badBlock = weight
+            badBlock.block = 48 // does not divide k = 64
+            XCTAssertEqual(qst_matmul(x, 1, 64, &badBlock, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
+            var badLd = weight
+            badLd.ld = 65
+            XCTAssertEqual(qst_matmul(x, 1, 64, &badLd, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
+            XCTAssertEqual(y, [Float](repeating: 7, count: 8))
+            // Empty ranges succeed without touching anything.
+            XCTAssertEqual(qst_matmul(x, 0, 64, &good, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_OK))
+            XCTAssertEqual(qst_matmul(x, 1, 64, &good, &y, 8, 3, 3, QST_KERNEL_AUTO), Int32(QST_MATMUL_OK))
+            XCTAssertEqual(y, [Float](repeating: 7, count: 8))
+        }
+    }
+
+    /// Runs every supported kernel and loop shape over two column ranges, with padded row
+    /// strides; checks the written columns against the reference and that nothing else changed.
+    private func checkAllPaths(_ w: TestMatrix, m: Int, label: String) throws {
+        let k = w.k, n = w.n
+        let ldx = k + 3, ldy = n + 5
+        let x = TestMatrix.randomFloats(count: m * ldx, seed: UInt64(n * 31 + m))
+        let reference = w.reference(x: x, m: m, ldx: ldx)
+        let cut = n / 3
+        var checked = 0
+        for (kname, kernel) in Self.kernels {
+            for (sname, shape) in Self.shapes {
+                let path = try w.withWeight { weight -> Int32 in
+                    var copy = weight
+                    return qst_matmul_resolve(&copy, Int64(m), kernel, shape)
+                }
+                if path < 0 {
+                    XCTAssertNotEqual(kernel, QST_KERNEL_SCALAR, "\(label): scalar must always be available")
+                    continue
+                }
+                var y = [Float](repeating: .nan, count: m * ldy)
+                for (n0, n1) in [(0, cut), (cut, n)] {
+                    let part = try w.run(x: x, m: m, ldx: ldx, ldy: ldy, n0: n0, n1: n1, kernel: kernel, shape: shape,
+                                         into: y)
+                    y = part
+                }
+                let tol = Self.tolerance(path)
+                for i in 0..<m {
+                    for j in 0..<ldy {
+                        let got = Double(y[i * ldy + j])
+                        if j >= n {
+                            XCTAssertTrue(got.isNaN, "\(label) \(kname)/\(sname): wrote padding column \(j)")
+                            continue
+                        }
+                        let (want, scale) = reference[i * n + j]
+                        XCTAssertLessThanOrEqual(abs(got - want), tol * scale + 1e-30,
+                                                 "\(label) \(kname)/\(sname) path \(path): y[\(i),\(j)] = \(got), want \(want)")
+                    }
+                }
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 5, "\(label): too few paths ran")
+    }
+}
+
+/// Raw-pointer output buffer written by several threads at disjoint indices.
+final class SharedOutput: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        pointer = .allocate(capacity: count)
+        pointer.initialize(repeating: 0, count: count)
+    }
+    var values: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+    deinit { pointer.deallocate() }
+}
+
+/// A qst_weight whose pointers stay valid for the duration of a withWeight call.
+struct WeightBox: @unchecked Sendable {
+    let weight: qst_weight
+}
