@@ -130,9 +130,8 @@ public final class SafetensorsFile: Sendable {
         let raw = try rawBytes(name)
         let n = t.elementCount
         func load<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type) -> [Int64] {
-            (0..<n).map { Int64(truncatingIfNeeded: raw.loadUnaligned(fromByteOffset: i(of: $0, T.self), as: T.self)) }
+            (0..<n).map { Int64(truncatingIfNeeded: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.stride, as: T.self)) }
         }
-        func i<T>(of k: Int, _: T.Type) -> Int { k * MemoryLayout<T>.stride }
         switch t.dtype {
         case .i64: return load(Int64.self)
         case .i32: return load(Int32.self)

@@ -34,7 +34,7 @@ final class SafetensorsCheckpointTests: XCTestCase {
         XCTAssertNil(ck.info("zzz"))
         XCTAssertEqual(ck.configJSON, config)
         XCTAssertEqual(ck.directory, dir)
-        assertQSTError([dir, "tensor 'zzz'"]) { _ = try ck.floats("zzz") }
+        stExpectError([dir, "tensor 'zzz'"]) { _ = try ck.floats("zzz") }
 
         // The index file itself is also accepted as the path.
         let viaIndex = try SafetensorsCheckpoint(path: dir + "/model.safetensors.index.json")
@@ -44,7 +44,7 @@ final class SafetensorsCheckpointTests: XCTestCase {
     func testMissingShardNamesShardAndTensor() throws {
         try write("s1.safetensors", [("a", [1])])
         try writeIndex([("a", "s1.safetensors"), ("d", "s2.safetensors")])
-        assertQSTError(["model.safetensors.index.json", "tensor 'd'", "s2.safetensors", "does not exist"]) {
+        stExpectError(["model.safetensors.index.json", "tensor 'd'", "s2.safetensors", "does not exist"]) {
             _ = try SafetensorsCheckpoint(path: dir)
         }
     }
@@ -52,14 +52,14 @@ final class SafetensorsCheckpointTests: XCTestCase {
     func testTensorListedInIndexButAbsentFromShard() throws {
         try write("s1.safetensors", [("a", [1])])
         try writeIndex([("a", "s1.safetensors"), ("ghost", "s1.safetensors")])
-        assertQSTError([dir + "/s1.safetensors", "tensor 'ghost'", "not present"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError([dir + "/s1.safetensors", "tensor 'ghost'", "not present"]) { _ = try SafetensorsCheckpoint(path: dir) }
     }
 
     func testDuplicateTensorAcrossShards() throws {
         try write("s1.safetensors", [("a", [1])])
         try write("s2.safetensors", [("a", [2]), ("b", [3])])
         try writeIndex([("a", "s1.safetensors"), ("b", "s2.safetensors")])
-        assertQSTError([dir + "/s2.safetensors", "tensor 'a'", "also present in shard 's1.safetensors'"]) {
+        stExpectError([dir + "/s2.safetensors", "tensor 'a'", "also present in shard 's1.safetensors'"]) {
             _ = try SafetensorsCheckpoint(path: dir)
         }
     }
@@ -67,19 +67,19 @@ final class SafetensorsCheckpointTests: XCTestCase {
     func testDuplicateAndMalformedIndexEntries() throws {
         try write("s1.safetensors", [("a", [1])])
         try writeIndex([("a", "s1.safetensors"), ("a", "s1.safetensors")])
-        assertQSTError(["model.safetensors.index.json", "tensor 'a'", "more than once"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError(["model.safetensors.index.json", "tensor 'a'", "more than once"]) { _ = try SafetensorsCheckpoint(path: dir) }
         try "{\"weight_map\": {\"a\": 3}}".write(toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
-        assertQSTError(["model.safetensors.index.json", "tensor 'a'", "shard file name"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError(["model.safetensors.index.json", "tensor 'a'", "shard file name"]) { _ = try SafetensorsCheckpoint(path: dir) }
         try "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}".write(toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
-        assertQSTError(["tensor 'a'", "not a file name inside"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError(["tensor 'a'", "not a file name inside"]) { _ = try SafetensorsCheckpoint(path: dir) }
         try "{\"metadata\": {}}".write(toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
-        assertQSTError(["model.safetensors.index.json", "weight_map"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError(["model.safetensors.index.json", "weight_map"]) { _ = try SafetensorsCheckpoint(path: dir) }
     }
 
     func testCorruptShardIsReportedByItsPath() throws {
         try STFiles.write([1, 2], to: dir + "/s1.safetensors")
         try writeIndex([("a", "s1.safetensors")])
-        assertQSTError([dir + "/s1.safetensors", "too short"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError([dir + "/s1.safetensors", "too short"]) { _ = try SafetensorsCheckpoint(path: dir) }
     }
 
     func testSingleFileAndSingleFileFolder() throws {
@@ -94,10 +94,10 @@ final class SafetensorsCheckpointTests: XCTestCase {
     }
 
     func testFolderWithoutWeights() throws {
-        assertQSTError([dir, "no model.safetensors"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError([dir, "no model.safetensors"]) { _ = try SafetensorsCheckpoint(path: dir) }
         try write("x.safetensors", [("w", [1])])
         try write("y.safetensors", [("w", [1])])
-        assertQSTError([dir, "several .safetensors files"]) { _ = try SafetensorsCheckpoint(path: dir) }
-        assertQSTError([dir + "/nothing", "no such file"]) { _ = try SafetensorsCheckpoint(path: dir + "/nothing") }
+        stExpectError([dir, "several .safetensors files"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError([dir + "/nothing", "no such file"]) { _ = try SafetensorsCheckpoint(path: dir + "/nothing") }
     }
 }

@@ -70,7 +70,7 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         for c in Self.cases {
             let path = dir + "/\(c.label).safetensors"
             try STFiles.write(c.bytes, to: path)
-            assertQSTError([path] + c.fragments, c.label) { _ = try SafetensorsFile(path: path) }
+            stExpectError([path] + c.fragments, c.label) { _ = try SafetensorsFile(path: path) }
         }
     }
 
@@ -94,8 +94,8 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         }
         let f = try SafetensorsFile(path: dir + "/ok0.safetensors")
         XCTAssertEqual(try f.floats("w"), [1])
-        assertQSTError([dir + "/ok0.safetensors", "tensor 'nope'"]) { _ = try f.rawBytes("nope") }
-        assertQSTError(["tensor 'w'", "not an integer type"]) { _ = try f.integers("w") }
-        assertQSTError([dir + "/missing.safetensors", "cannot open"]) { _ = try SafetensorsFile(path: dir + "/missing.safetensors") }
+        stExpectError([dir + "/ok0.safetensors", "tensor 'nope'"]) { _ = try f.rawBytes("nope") }
+        stExpectError(["tensor 'w'", "not an integer type"]) { _ = try f.integers("w") }
+        stExpectError([dir + "/missing.safetensors", "cannot open"]) { _ = try SafetensorsFile(path: dir + "/missing.safetensors") }
     }
 }

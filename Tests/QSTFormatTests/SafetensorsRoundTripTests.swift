@@ -129,7 +129,7 @@ final class SafetensorsRoundTripTests: XCTestCase {
         XCTAssertEqual(UnsafeRawPointer(view.baseAddress), f.mapped.base + (try f.info("w")).dataOffset)
         XCTAssertEqual(Array(view), values)
         try f.withF32View("w") { XCTAssertEqual($0.baseAddress, view.baseAddress) }
-        assertQSTError([path, "tensor 'w'", "expected I32"]) { _ = try f.typedBuffer("w", as: Int32.self, dtype: .i32) }
+        stExpectError([path, "tensor 'w'", "expected I32"]) { _ = try f.typedBuffer("w", as: Int32.self, dtype: .i32) }
     }
 
     /// Tensors at odd offsets cannot be viewed in place; conversions must still work.
@@ -143,7 +143,7 @@ final class SafetensorsRoundTripTests: XCTestCase {
         let path = dir + "/unaligned.safetensors"
         try STFiles.write(STFiles.raw(header: padded, data: data), to: path)
         let f = try SafetensorsFile(path: path)
-        assertQSTError([path, "tensor 'w'", "aligned"]) { _ = try f.f32Buffer("w") }
+        stExpectError([path, "tensor 'w'", "aligned"]) { _ = try f.f32Buffer("w") }
         XCTAssertEqual(try f.floats("w"), [1])
         XCTAssertEqual(try f.withF32View("w") { Array($0) }, [1])
         XCTAssertEqual(try f.floats("h"), [0.5])
@@ -152,12 +152,12 @@ final class SafetensorsRoundTripTests: XCTestCase {
 
     func testWriterRejectsInconsistentInput() throws {
         let path = dir + "/bad.safetensors"
-        assertQSTError([path, "tensor 'w'", "needs 8"]) {
+        stExpectError([path, "tensor 'w'", "needs 8"]) {
             try SafetensorsWriter.write(to: path, tensors: [SafetensorsTensorData(name: "w", dtype: .f32, shape: [2], bytes: [0, 0, 0, 0])])
         }
         let w = SafetensorsTensorData(name: "w", dtype: .u8, shape: [1], bytes: [0])
-        assertQSTError([path, "tensor 'w'", "duplicate"]) { try SafetensorsWriter.write(to: path, tensors: [w, w]) }
-        assertQSTError([path, "tensor 'q'", "NF4"]) {
+        stExpectError([path, "tensor 'w'", "duplicate"]) { try SafetensorsWriter.write(to: path, tensors: [w, w]) }
+        stExpectError([path, "tensor 'q'", "NF4"]) {
             try SafetensorsWriter.write(to: path, tensors: [SafetensorsTensorData(name: "q", dtype: .nf4, shape: [2], bytes: [0])])
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: path), "a rejected write must leave nothing behind")

@@ -49,7 +49,7 @@ enum STFiles {
 
 extension XCTestCase {
     /// Runs `body`, expecting a QSTError whose message contains every fragment.
-    func assertQSTError(_ fragments: [String], _ label: String = "", file: StaticString = #filePath, line: UInt = #line,
+    func stExpectError(_ fragments: [String], _ label: String = "", file: StaticString = #filePath, line: UInt = #line,
                         _ body: () throws -> Void) {
         do {
             try body()
