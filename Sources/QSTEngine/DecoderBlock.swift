@@ -1,0 +1,128 @@
+import QSTNN
+
+/// Shape of one LLaMA-style decoder block.
+public struct DecoderBlockShape: Sendable, Equatable {
+    public var hidden: Int
+    public var intermediate: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var eps: Float
+
+    public init(hidden: Int, intermediate: Int, heads: Int, kvHeads: Int, headDim: Int, eps: Float) {
+        self.hidden = hidden; self.intermediate = intermediate; self.heads = heads
+        self.kvHeads = kvHeads; self.headDim = headDim; self.eps = eps
+    }
+
+    public init(config c: ModelConfig) {
+        self.init(hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numAttentionHeads,
+                  kvHeads: c.kvHeads, headDim: c.resolvedHeadDim, eps: c.eps)
+    }
+
+    public var qDim: Int { heads * headDim }
+    public var kvDim: Int { kvHeads * headDim }
+}
+
+/// The weights of one block: pre-norms as F32 vectors, linears of any storage.
+public struct DecoderBlockWeights {
+    public var inputNorm: UnsafePointer<Float>
+    public var postAttentionNorm: UnsafePointer<Float>
+    public var q: any LinearWeights, k: any LinearWeights, v: any LinearWeights, o: any LinearWeights
+    public var gate: any LinearWeights, up: any LinearWeights, down: any LinearWeights
+    /// Keeps the norm vectors (and anything else pointed to) alive.
+    public var owners: [AnyObject]
+
+    public init(inputNorm: UnsafePointer<Float>, postAttentionNorm: UnsafePointer<Float>,
+                q: any LinearWeights, k: any LinearWeights, v: any LinearWeights, o: any LinearWeights,
+                gate: any LinearWeights, up: any LinearWeights, down: any LinearWeights, owners: [AnyObject]) {
+        self.inputNorm = inputNorm; self.postAttentionNorm = postAttentionNorm
+        self.q = q; self.k = k; self.v = v; self.o = o; self.gate = gate; self.up = up; self.down = down
+        self.owners = owners
+    }
+}
+
+/// Where one block's keys and values live: `[batch, capacity, kvDim]` each, plus a `[batch, capacity]`
+/// key mask (nonzero = a real token). Rows `0..<pastLength` already hold earlier tokens.
+public struct KVSlot {
+    public var keys: UnsafeMutablePointer<Float>
+    public var values: UnsafeMutablePointer<Float>
+    public var keyMask: UnsafePointer<UInt8>
+    public var capacity: Int
+    public var pastLength: Int
+
+    public init(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, keyMask: UnsafePointer<UInt8>,
+                capacity: Int, pastLength: Int) {
+        self.keys = keys; self.values = values; self.keyMask = keyMask; self.capacity = capacity
+        self.pastLength = pastLength
+    }
+}
+
+/// Activation scratch for one block at a time, sized for `rows` tokens; grows on demand and is reused
+/// by every layer, so memory does not grow with depth.
+public final class DecoderScratch {
+    public private(set) var rows = 0
+    private let shape: DecoderBlockShape
+    private(set) var normed = FloatBuffer(count: 0)
+    private(set) var q = FloatBuffer(count: 0)
+    private(set) var k = FloatBuffer(count: 0)
+    private(set) var v = FloatBuffer(count: 0)
+    private(set) var attn = FloatBuffer(count: 0)
+    private(set) var gate = FloatBuffer(count: 0)
+    private(set) var up = FloatBuffer(count: 0)
+
+    public init(shape: DecoderBlockShape) { self.shape = shape }
+
+    func ensure(rows n: Int) {
+        guard n > rows else { return }
+        rows = n
+        normed = FloatBuffer(count: n * shape.hidden)
+        q = FloatBuffer(count: n * shape.qDim)
+        k = FloatBuffer(count: n * shape.kvDim)
+        v = FloatBuffer(count: n * shape.kvDim)
+        attn = FloatBuffer(count: n * shape.qDim)
+        gate = FloatBuffer(count: n * shape.intermediate)
+        up = FloatBuffer(count: n * shape.intermediate)
+    }
+}
+
+/// Forward of a pre-norm LLaMA decoder block (RMSNorm → GQA attention with RoPE → residual,
+/// RMSNorm → SwiGLU MLP → residual), the same for the frozen model and the side network.
+public enum DecoderBlock {
+    /// Updates the residual stream `x [batch·newTokens, hidden]` in place.
+    /// - `cos, sin`: `[batch·newTokens, headDim/2]` RoPE tables for each token's position.
+    /// - `kv`: this layer's cache; the new tokens' rotated keys and values are written at rows
+    ///   `pastLength..<pastLength+newTokens` of each sequence before attending.
+    public static func forward(x: UnsafeMutablePointer<Float>, batch: Int, newTokens: Int,
+                               weights w: DecoderBlockWeights, shape s: DecoderBlockShape,
+                               cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+                               kv: KVSlot, scratch: DecoderScratch, context: MatmulContext) {
+        let n = batch * newTokens
+        guard n > 0 else { return }
+        scratch.ensure(rows: n)
+        let h = scratch.normed.pointer, q = scratch.q.pointer, k = scratch.k.pointer, v = scratch.v.pointer
+        let attn = scratch.attn.pointer
+
+        RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.inputNorm, n: n, d: s.hidden, eps: s.eps)
+        w.q.forward(out: q, x: h, n: n, accumulate: false, context: context)
+        w.k.forward(out: k, x: h, n: n, accumulate: false, context: context)
+        w.v.forward(out: v, x: h, n: n, accumulate: false, context: context)
+        RoPE.forward(x: q, cos: cos, sin: sin, n: n, nHeads: s.heads, headDim: s.headDim)
+        RoPE.forward(x: k, cos: cos, sin: sin, n: n, nHeads: s.kvHeads, headDim: s.headDim)
+        for b in 0..<batch {
+            let dstRow = b * kv.capacity + kv.pastLength
+            (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
+            (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
+        }
+        Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                                batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                                capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+        w.o.forward(out: x, x: attn, n: n, accumulate: true, context: context)
+
+        RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.postAttentionNorm, n: n, d: s.hidden, eps: s.eps)
+        let g = scratch.gate.pointer, u = scratch.up.pointer
+        w.gate.forward(out: g, x: h, n: n, accumulate: false, context: context)
+        w.up.forward(out: u, x: h, n: n, accumulate: false, context: context)
+        SwiGLU.forward(out: g, gate: g, up: u, count: n * s.intermediate)
+        w.down.forward(out: x, x: g, n: n, accumulate: true, context: context)
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import QSTFormat
+import QSTNN
+
+/// How the engine runs.
+public struct EngineOptions: Sendable {
+    /// Arithmetic for NF4/BF16 linears (see `MatmulPath`).
+    public var matmulPath: MatmulPath
+    /// When set and the weights are larger than this many MiB, each layer's pages are dropped from the
+    /// process after use and block weights are rebuilt per forward, so residency stays near a few layers.
+    public var residentBudgetMB: Int?
+
+    public init(matmulPath: MatmulPath = .kernelsAuto, residentBudgetMB: Int? = nil) {
+        self.matmulPath = matmulPath; self.residentBudgetMB = residentBudgetMB
+    }
+}
+
+/// The frozen LLaMA-family model over a `WeightSource`, run layer by layer.
+///
+/// Memory: one layer's activations at a time (`DecoderScratch`), the residual stream, and — only when
+/// generating — a `KVCache`. The next layer's pages are prefetched while the current one runs.
+public final class FrozenModel: FrozenBackbone {
+    public let config: ModelConfig
+    public let source: WeightSource
+    public let options: EngineOptions
+    public let family: any ModelFamily.Type
+    public let blockShape: DecoderBlockShape
+    let embedding: WeightTensor
+    let head: WeightTensor
+    let finalNorm: FloatBuffer
+    let invFreq: [Float]
+    let dropPages: Bool
+    private var blockCache: [Int: DecoderBlockWeights] = [:]
+    private let context: MatmulContext
+    private let scratch: DecoderScratch
+
+    public convenience init(path: String, options: EngineOptions = EngineOptions()) throws {
+        try self.init(source: try openWeightSource(path: path), options: options)
+    }
+
+    public init(source: WeightSource, options: EngineOptions = EngineOptions()) throws {
+        self.source = source
+        self.options = options
+        let c = try ModelConfig.parse(try source.configJSON(), origin: source.origin)
+        config = c
+        family = try ModelFamilies.family(for: c, origin: source.origin)
+        blockShape = DecoderBlockShape(config: c)
+        embedding = try source.tensor("model.embed_tokens.weight")
+        try embedding.expectShape([c.vocabSize, c.hiddenSize], origin: source.origin)
+        if source.contains("lm_head.weight") {
+            head = try source.tensor("lm_head.weight")
+            try head.expectShape([c.vocabSize, c.hiddenSize], origin: source.origin)
+        } else if c.tieWordEmbeddings != false {
+            head = embedding
+        } else {
+            throw QSTError.tensor(source.origin, "lm_head.weight", "missing while tie_word_embeddings is false")
+        }
+        finalNorm = try WeightLoading.vector(source, "model.norm.weight", count: c.hiddenSize)
+        invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
+                                          scaling: try c.ropeScalingValue(origin: source.origin))
+        if let mb = options.residentBudgetMB { dropPages = source.weightBytes > mb << 20 } else { dropPages = false }
+        context = MatmulContext(path: options.matmulPath)
+        scratch = DecoderScratch(shape: blockShape)
+        // Fail on a missing or misshapen layer tensor now rather than halfway through a forward.
+        for i in 0..<c.numHiddenLayers { _ = try blockWeights(i) }
+        if dropPages { blockCache.removeAll() }
+    }
+
+    // FrozenBackbone
+    public var hiddenSize: Int { config.hiddenSize }
+    public var layerCount: Int { config.numHiddenLayers }
+    public var vocabSize: Int { config.vocabSize }
+    public var intermediateSize: Int { config.intermediateSize }
+    public var attentionHeads: Int { config.numAttentionHeads }
+    public var keyValueHeads: Int { config.kvHeads }
+
+    /// Block `i`'s weights: cached, unless pages are being dropped (then decoded absmax and the like are
+    /// rebuilt each time so nothing of a finished layer stays resident).
+    func blockWeights(_ i: Int) throws -> DecoderBlockWeights {
+        if let w = blockCache[i] { return w }
+        let w = try family.blockWeights(layer: i, config: config, source: source)
+        if !dropPages { blockCache[i] = w }
+        return w
+    }
+
+    /// A fresh cache for `batch` sequences of up to `capacity` tokens.
+    public func makeCache(batch: Int, capacity: Int) -> KVCache {
+        KVCache(layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim)
+    }
+
+    /// Runs `newTokens` tokens per sequence (`ids [batch·newTokens]`, `valid` nonzero = real token, nil = all)
+    /// through the model. With a cache the tokens continue what the cache holds; without one they form
+    /// complete right-padded sequences. `visit(i, h)` sees the residual stream after layer i (0 = embeddings).
+    /// Returns the final-normed hidden states `[batch·newTokens, hidden]`.
+    public func forward(ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: KVCache? = nil,
+                        visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil) throws -> FloatBuffer {
+        let n = batch * newTokens
+        guard ids.count == n else { throw QSTError("forward: \(ids.count) ids for batch \(batch) × \(newTokens) tokens") }
+        let d = hiddenSize
+        let validMask = valid ?? [UInt8](repeating: 1, count: n)
+        guard validMask.count == n else { throw QSTError("forward: mask has \(validMask.count) entries, expected \(n)") }
+        for (i, id) in ids.enumerated() where validMask[i] != 0 && (id < 0 || Int(id) >= vocabSize) {
+            throw QSTError("forward: token id \(id) at position \(i) is outside the vocabulary 0..<\(vocabSize)")
+        }
+        if let cache, cache.batch != batch { throw QSTError("forward: cache is for batch \(cache.batch), got \(batch)") }
+        try config.checkSequenceLength((cache?.length ?? 0) + newTokens)
+
+        // Without a cache one reusable K/V slot serves every layer: attention only needs the current layer's.
+        let positions: [Int32]
+        let local: KVCache?
+        if let cache {
+            positions = try cache.append(newTokens: newTokens, valid: validMask)
+            local = nil
+        } else {
+            let c = KVCache(layers: 1, batch: batch, capacity: newTokens, kvDim: config.kvDim)
+            positions = try c.append(newTokens: newTokens, valid: validMask)
+            local = c
+        }
+        let half = config.resolvedHeadDim / 2
+        let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
+        positions.withUnsafeBufferPointer { p in
+            RoPE.cosSin(cos: cos.pointer, sin: sin.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
+        }
+
+        let x = FloatBuffer(count: n * d)
+        for (r, id) in ids.enumerated() where validMask[r] != 0 {
+            embedding.decode(start: Int(id) * d, count: d, into: x.pointer + r * d)
+        }
+        try visit?(0, x.constPointer)
+        source.prefetchLayer(0)
+        for i in 0..<layerCount {
+            if i + 1 < layerCount { source.prefetchLayer(i + 1) }
+            let w = try blockWeights(i)
+            let slot = cache?.slot(layer: i) ?? local!.slot(layer: 0)
+            DecoderBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: w, shape: blockShape,
+                                 cos: cos.constPointer, sin: sin.constPointer, kv: slot, scratch: scratch,
+                                 context: context)
+            if dropPages { source.dropLayer(i) }
+            try visit?(i + 1, x.constPointer)
+        }
+        cache?.commit(newTokens: newTokens)
+        RMSNorm.forward(out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer,
+                        n: n, d: d, eps: config.eps)
+        return x
+    }
+
+    /// Full logits `[rows, vocab]` for the given final hidden states (use for few rows; the perplexity
+    /// path streams the head instead).
+    public func logits(hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
+        let out = FloatBuffer(count: rows * vocabSize)
+        headLinear.forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
+        return out
+    }
+
+    /// Logits for whole right-padded sequences: `[batch·seqLen, vocab]` (padding rows are unspecified).
+    public func logits(_ batch: TokenBatch) throws -> FloatBuffer {
+        let valid = Attention.maskFromLengths(batch.lengths, seqLen: batch.seqLen)
+        let h = try forward(ids: batch.ids, batch: batch.batch, newTokens: batch.seqLen, valid: valid)
+        return logits(hidden: h.constPointer, rows: batch.ids.count)
+    }
+
+    var headLinear: any LinearWeights {
+        if case .f32(let p) = head.storage {
+            return DenseLinear(weight: p, bias: nil, inFeatures: hiddenSize, outFeatures: vocabSize, owner: [head.owner].compactMap { $0 })
+        }
+        return QuantizedLinear(tensor: head, bias: nil)
+    }
+
+    public func forwardHiddenStates(_ batch: TokenBatch, visit: (Int, UnsafePointer<Float>) throws -> Void) throws -> [Float] {
+        let valid = Attention.maskFromLengths(batch.lengths, seqLen: batch.seqLen)
+        return try withoutActuallyEscaping(visit) { v in
+            try forward(ids: batch.ids, batch: batch.batch, newTokens: batch.seqLen, valid: valid, visit: v).array
+        }
+    }
+
+    public func headRows() -> HeadRows {
+        let t = head, d = hiddenSize
+        if case .f32(let p) = t.storage {
+            return F32HeadRows(weight: p, vocabSize: vocabSize, dim: d, tileRows: 4096)
+        }
+        return DecodedHeadRows(vocabSize: vocabSize, dim: d, tileRows: 4096) { start, count, dst in
+            t.decode(start: start * d, count: count * d, into: dst)
+        }
+    }
+}

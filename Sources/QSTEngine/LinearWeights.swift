@@ -1,0 +1,191 @@
+import CBLAS
+import QSTKernels
+import QSTNN
+import enum QSTCore.Parallel
+
+/// How quantized (NF4/BF16) linears multiply.
+public enum MatmulPath: String, Sendable, CaseIterable {
+    /// Dequantize a tile of rows to F32 in a reusable scratch buffer, then `cblas_sgemm`. Exact F32
+    /// products; the reference the fast paths are tested against.
+    case dequantizeSGEMM = "sgemm"
+    /// QSTKernels `qst_matmul` with full-F32 products (AVX-512 FMA), weights decoded in registers.
+    case kernelsExact = "exact"
+    /// QSTKernels' fastest path: may round x and W to bfloat16 for many-row products (~1e-3 relative).
+    case kernelsAuto = "auto"
+}
+
+/// Per-forward state shared by all linears: the chosen path and scratch that grows to the largest tile.
+/// Not thread-safe: one per running forward.
+public final class MatmulContext {
+    public let path: MatmulPath
+    /// Elements of dequantized weights per tile (bounds the scratch; 256 K floats = 1 MiB).
+    public let tileElements: Int
+    private var tile = FloatBuffer(count: 0)
+    private var temp = FloatBuffer(count: 0)
+
+    public init(path: MatmulPath = .dequantizeSGEMM, tileElements: Int = 1 << 18) {
+        self.path = path; self.tileElements = max(1, tileElements)
+    }
+
+    func tileBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if tile.count < count { tile = FloatBuffer(count: count) }
+        return tile.pointer
+    }
+
+    func tempBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if temp.count < count { temp = FloatBuffer(count: count) }
+        return temp.pointer
+    }
+}
+
+/// A linear layer `y = x·Wᵀ + b` whatever the weights' storage, so the same decoder block runs over frozen
+/// NF4 weights and over trainable F32 ones (the side network).
+public protocol LinearWeights {
+    var inFeatures: Int { get }
+    var outFeatures: Int { get }
+    /// `out [n, outFeatures]` = (or += when `accumulate`) `x [n, inFeatures] · Wᵀ (+ bias)`.
+    func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+                 context: MatmulContext)
+}
+
+/// F32 weights `[outFeatures, inFeatures]` in memory (mapped or owned by `owner`).
+public struct DenseLinear: LinearWeights {
+    public let weight: UnsafePointer<Float>
+    public let bias: UnsafePointer<Float>?
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let owner: [AnyObject]
+
+    public init(weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inFeatures: Int, outFeatures: Int,
+                owner: [AnyObject] = []) {
+        self.weight = weight; self.bias = bias; self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        self.owner = owner
+    }
+
+    public func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+                        context: MatmulContext) {
+        Linear.forward(out: out, x: x, weight: weight, bias: bias, n: n, inFeatures: inFeatures,
+                       outFeatures: outFeatures, accumulate: accumulate)
+    }
+}
+
+/// BF16 or NF4 weights read in place from a mapping; multiplied according to `MatmulContext.path`.
+public struct QuantizedLinear: LinearWeights {
+    public let tensor: WeightTensor
+    public let bias: FloatBuffer?
+    public let inFeatures: Int
+    public let outFeatures: Int
+
+    public init(tensor: WeightTensor, bias: FloatBuffer?) {
+        self.tensor = tensor; self.bias = bias
+        outFeatures = tensor.shape[0]; inFeatures = tensor.shape[1]
+    }
+
+    /// The kernels' description of the weights, or nil when their layout rules exclude them.
+    private var kernelWeight: qst_weight? {
+        switch tensor.storage {
+        case .f32(let p):
+            return qst_weight(type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
+                              ld: Int64(inFeatures), data: UnsafeRawPointer(p), absmax: nil)
+        case .bf16(let p):
+            return qst_weight(type: QST_WEIGHT_BF16, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
+                              ld: Int64(inFeatures), data: UnsafeRawPointer(p), absmax: nil)
+        case .nf4(let codes, let absmax, let bs):
+            guard bs % 2 == 0, inFeatures % bs == 0 else { return nil }
+            return qst_weight(type: QST_WEIGHT_NF4, block: Int32(bs), n: Int64(outFeatures), k: Int64(inFeatures),
+                              ld: Int64(inFeatures), data: UnsafeRawPointer(codes), absmax: absmax.constPointer)
+        }
+    }
+
+    public func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+                        context: MatmulContext) {
+        guard n > 0 else { return }
+        var done = false
+        if context.path != .dequantizeSGEMM, let w = kernelWeight {
+            let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
+            let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
+            done = Self.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
+                                     kernel: kernel)
+            if done, accumulate { Self.add(out, dst, count: n * outFeatures) }
+        }
+        if !done { tiledSGEMM(out: out, x: x, n: n, accumulate: accumulate, context: context) }
+        if let bias { Self.addBias(out, bias.constPointer, rows: n, width: outFeatures) }
+    }
+
+    /// Splits the output columns over the workers; returns false if the kernels refuse the shape.
+    static func kernelMatmul(x: UnsafePointer<Float>, n: Int, k: Int, weight: qst_weight,
+                             y: UnsafeMutablePointer<Float>, outFeatures: Int, kernel: qst_kernel) -> Bool {
+        var probe = weight
+        guard qst_matmul_resolve(&probe, Int64(n), kernel, QST_SHAPE_AUTO) >= 0 else { return false }
+        let xs = SendablePointer(x), ys = SendablePointer(y)
+        let failed = FloatBuffer(count: 1)
+        let fp = SendablePointer(failed.pointer)
+        let shared = SendableWeight(weight)
+        // Column ranges are multiples of 16 so each worker's outputs stay whole vector stores.
+        let groups = (outFeatures + 15) / 16
+        Parallel.forRanges(groups, minChunk: 2) { g0, g1 in
+            var w = shared.weight
+            let rc = qst_matmul(xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
+                                Int64(g0 * 16), Int64(min(outFeatures, g1 * 16)), kernel)
+            if rc != QST_MATMUL_OK { fp[0] = 1 }
+        }
+        return failed[0] == 0
+    }
+
+    func tiledSGEMM(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+                    context: MatmulContext) {
+        let k = inFeatures
+        if case .f32(let w) = tensor.storage {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(k),
+                        1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, out, Int32(outFeatures))
+            return
+        }
+        let rowsPerTile = max(1, min(outFeatures, context.tileElements / max(1, k)))
+        let tile = context.tileBuffer(rowsPerTile * k)
+        let ts = SendablePointer(tile)
+        let t = tensor
+        var r0 = 0
+        while r0 < outFeatures {
+            let rn = min(rowsPerTile, outFeatures - r0)
+            let base = r0
+            // Decoding runs on our workers, the product on BLAS's: one after the other, never together.
+            Parallel.forRanges(rn, minChunk: 8) { a, b in
+                t.decode(start: (base + a) * k, count: (b - a) * k, into: ts.base + a * k)
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rn), Int32(k),
+                        1, x, Int32(k), tile, Int32(k), accumulate ? 1 : 0, out + r0, Int32(outFeatures))
+            r0 += rn
+        }
+    }
+
+    static func add(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+        cblas_saxpy(Int32(count), 1, src, 1, dst, 1)
+    }
+
+    static func addBias(_ out: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>, rows: Int, width: Int) {
+        for r in 0..<rows { cblas_saxpy(Int32(width), 1, bias, 1, out + r * width, 1) }
+    }
+}
+
+extension WeightTensor: @unchecked Sendable {}
+
+/// The kernels' weight descriptor holds raw pointers the workers only read.
+private struct SendableWeight: @unchecked Sendable {
+    let weight: qst_weight
+    init(_ weight: qst_weight) { self.weight = weight }
+}
+
+/// NF4 decoding of any element range (the C kernel wants an even start; odd starts take one element by hand).
+public enum NF4Tile {
+    public static func dequantize(codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
+                                  start: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
+        guard count > 0 else { return }
+        var s = start, c = count, d = dst
+        if s % 2 == 1 {
+            let code = Int(codes[s / 2] & 0x0F)
+            d[0] = qst_nf4_code_value(Int32(code)) * absmax[s / blockSize]
+            s += 1; c -= 1; d += 1
+        }
+        if c > 0 { qst_nf4_dequantize_f32(codes, absmax, Int64(blockSize), Int64(s), Int64(c), d, Int32(QST_NF4_AUTO)) }
+    }
+}
