@@ -50,7 +50,9 @@ indirect enum TokenDecoder: Sendable {
             var pending: [UInt8] = []
             func flush() {
                 guard !pending.isEmpty else { return }
-                if let s = String(bytes: pending, encoding: .utf8) {
+                // Foundation's String(bytes:encoding:) would drop a leading U+FEFF.
+                let s = String(decoding: pending, as: UTF8.self)
+                if s.utf8.elementsEqual(pending) {
                     out.append(s)
                 } else {
                     out.append(contentsOf: repeatElement("\u{FFFD}", count: pending.count))

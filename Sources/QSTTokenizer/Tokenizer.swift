@@ -35,7 +35,8 @@ public final class Tokenizer: Sendable {
         let modelType = modelJSON.optionalString("type") ?? "BPE"
         guard modelType == "BPE" else { throw modelJSON.unsupported("model type '\(modelType)'") }
         model = try BPEModel(modelJSON)
-        normalizer = try root.optionalObject("normalizer").map(Normalizer.parse)
+        let normalizer = try root.optionalObject("normalizer").map(Normalizer.parse)
+        self.normalizer = normalizer
         preTokenizer = try root.optionalObject("pre_tokenizer").map(PreTokenizer.parse)
         postProcessor = try root.optionalObject("post_processor").map(PostProcessor.parse)
         decoder = try root.optionalObject("decoder").map(TokenDecoder.parse)
@@ -47,7 +48,14 @@ public final class Tokenizer: Sendable {
         var tokenToID = model.vocab
         var specialIDs = Set<Int>()
         for token in added {
-            idToToken[token.id] = token.content
+            // HF keeps the normalized form of a normalized added token as its string.
+            if token.normalized, let normalizer {
+                var s = String()
+                s.unicodeScalars.append(contentsOf: normalizer.apply(Array(token.content.unicodeScalars)))
+                idToToken[token.id] = s
+            } else {
+                idToToken[token.id] = token.content
+            }
             tokenToID[token.content] = token.id
             if token.special { specialIDs.insert(token.id) }
         }
@@ -57,7 +65,6 @@ public final class Tokenizer: Sendable {
         vocabSize = (idToToken.keys.max() ?? -1) + 1
 
         rawSplitter = AddedTokenSplitter(added.filter { !$0.normalized }.map { ($0, Array($0.content.unicodeScalars)) })
-        let normalizer = self.normalizer
         normalizedSplitter = AddedTokenSplitter(added.filter { $0.normalized }.map { token in
             let scalars = Array(token.content.unicodeScalars)
             return (token, normalizer?.apply(scalars) ?? scalars)

@@ -1,0 +1,41 @@
+import Foundation
+import QSTTokenizer
+import XCTest
+
+/// Bad tokenizer files give one-line errors naming the file and the field, never a crash.
+final class TokenizerErrorTests: XCTestCase {
+    private func message(_ json: String) -> String {
+        do {
+            _ = try Tokenizer(tokenizerJSON: Data(json.utf8), configJSON: nil)
+            return "no error"
+        } catch {
+            return String(describing: error)
+        }
+    }
+
+    func testMalformedFilesAreReported() {
+        let bpe = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
+        XCTAssertTrue(message("{").hasPrefix("tokenizer.json: not valid JSON"))
+        XCTAssertEqual(message(#"{"model": {"type": "Unigram", "vocab": []}}"#),
+                       "tokenizer.json: field 'model': model type 'Unigram' is not supported")
+        XCTAssertEqual(message(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a c"]}}"#),
+                       "tokenizer.json: field 'model.merges[0]': not a pair of vocabulary tokens")
+        XCTAssertEqual(message("{\(bpe), \"normalizer\": {\"type\": \"Precompiled\"}}"),
+                       "tokenizer.json: field 'normalizer': normalizer type 'Precompiled' is not supported")
+        XCTAssertTrue(message("{\(bpe), \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(?<=a)b\"}, \"behavior\": \"Isolated\"}}")
+            .hasPrefix("tokenizer.json: field 'pre_tokenizer.pattern': regex '(?<=a)b': lookbehind is not supported"))
+        XCTAssertFalse(message("{\(bpe)}").contains("\n"))
+    }
+
+    func testMinimalBPEMergesByRank() throws {
+        // "a b" has rank 0 and "b c" rank 1: "abc" must become [ab, c], "bc" [bc].
+        let json = #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4}, "merges": ["a b", "b c"]}}"#
+        let tokenizer = try Tokenizer(tokenizerJSON: Data(json.utf8), configJSON: nil)
+        XCTAssertEqual(tokenizer.encode("abc"), [3, 2])
+        XCTAssertEqual(tokenizer.encode("bc"), [4])
+        XCTAssertEqual(tokenizer.vocabSize, 5)
+        XCTAssertNil(tokenizer.chatFormat)
+        XCTAssertThrowsError(try tokenizer.chatFormat(override: nil))
+        XCTAssertEqual(try tokenizer.chatFormat(override: "chatml").kind, .chatml)
+    }
+}
