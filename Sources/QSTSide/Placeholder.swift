@@ -1,1 +1,0 @@
-// Placeholder: QSTSide sources land here.

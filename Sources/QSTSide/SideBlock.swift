@@ -1,0 +1,152 @@
+import Foundation
+import QSTNN
+
+/// Per-batch inputs shared by every side block: RoPE tables, the padding mask and the attention shape.
+struct SideBatchGeometry {
+    let batch: Int, seqLen: Int
+    var rows: Int { batch * seqLen }
+    let cos: FloatBuffer, sin: FloatBuffer
+    let keyMask: Buffer<UInt8>
+    let shape: Attention.Shape
+
+    init(config c: SideConfig, lengths: [Int], seqLen: Int, invFreq: [Float]) {
+        batch = lengths.count
+        self.seqLen = seqLen
+        let n = lengths.count * seqLen
+        var positions = [Int32](repeating: 0, count: n)
+        for b in 0..<lengths.count { for t in 0..<seqLen { positions[b * seqLen + t] = Int32(t) } }
+        let half = c.headDim / 2
+        let cosTable = FloatBuffer(count: n * half), sinTable = FloatBuffer(count: n * half)
+        positions.withUnsafeBufferPointer { p in
+            RoPE.cosSin(cos: cosTable.pointer, sin: sinTable.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
+        }
+        cos = cosTable
+        sin = sinTable
+        keyMask = Buffer<UInt8>(Attention.maskFromLengths(lengths, seqLen: seqLen))
+        shape = Attention.Shape(batch: lengths.count, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
+                                headDim: c.headDim)
+    }
+}
+
+/// Activations of one side block forward, reused layer after layer: backward recomputes a block's forward
+/// from its saved input rather than keeping B·heads·T² attention probabilities for every layer.
+final class SideBlockWorkspace {
+    let n: Int
+    let normed1, rstd1, q, k, v, attn, resid1, normed2, rstd2, gate, up, act: FloatBuffer
+    let probs: FloatBuffer
+    // Gradient scratch.
+    let dResid1, dAttn, dq, dk, dv, dNormed, dAct, dGate, dUp: FloatBuffer
+
+    init(config c: SideConfig, geometry g: SideBatchGeometry) {
+        let n = g.rows, w = c.width, qw = c.heads * c.headDim, kw = c.kvHeads * c.headDim, f = c.intermediate
+        self.n = n
+        normed1 = FloatBuffer(count: n * w); rstd1 = FloatBuffer(count: n)
+        q = FloatBuffer(count: n * qw); k = FloatBuffer(count: n * kw); v = FloatBuffer(count: n * kw)
+        attn = FloatBuffer(count: n * qw); resid1 = FloatBuffer(count: n * w)
+        normed2 = FloatBuffer(count: n * w); rstd2 = FloatBuffer(count: n)
+        gate = FloatBuffer(count: n * f); up = FloatBuffer(count: n * f); act = FloatBuffer(count: n * f)
+        probs = FloatBuffer(count: g.shape.probsCount)
+        dResid1 = FloatBuffer(count: n * w); dAttn = FloatBuffer(count: n * qw)
+        dq = FloatBuffer(count: n * qw); dk = FloatBuffer(count: n * kw); dv = FloatBuffer(count: n * kw)
+        dNormed = FloatBuffer(count: n * w); dAct = FloatBuffer(count: n * f)
+        dGate = FloatBuffer(count: n * f); dUp = FloatBuffer(count: n * f)
+    }
+
+    /// Bytes for a batch of `rows` tokens in sequences of `seqLen`.
+    static func bytes(config c: SideConfig, batch: Int, seqLen: Int) -> Int {
+        let n = batch * seqLen, w = c.width, qw = c.heads * c.headDim, kw = c.kvHeads * c.headDim
+        let f = c.intermediate
+        let floats = n * (4 * w + 3 * qw + 4 * kw + 6 * f + 2 * w + 2) + batch * c.heads * seqLen * seqLen
+        return 4 * floats
+    }
+}
+
+/// One side block: a LLaMA decoder layer at width d/r (RMSNorm → GQA attention with RoPE → residual →
+/// RMSNorm → gated MLP → residual), with the reference's tensor names `model.qst_layers.{i}.…`.
+enum SideBlock {
+    struct Names {
+        let inNorm, q, k, v, o, postNorm, gate, up, down: String
+        init(_ i: Int) {
+            let p = "model.qst_layers.\(i)."
+            inNorm = p + "input_layernorm.weight"; postNorm = p + "post_attention_layernorm.weight"
+            q = p + "self_attn.q_proj.weight"; k = p + "self_attn.k_proj.weight"
+            v = p + "self_attn.v_proj.weight"; o = p + "self_attn.o_proj.weight"
+            gate = p + "mlp.gate_proj.weight"; up = p + "mlp.up_proj.weight"; down = p + "mlp.down_proj.weight"
+        }
+    }
+
+    /// `out = block_i(x)`, leaving every intermediate in `ws`. `out` must not alias `x`.
+    static func forward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>,
+                        out: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+        let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
+        let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate, eps = Float(c.base.rmsNormEps)
+        RMSNorm.forward(out: ws.normed1.pointer, rstd: ws.rstd1.pointer, x: x, weight: W.value(nm.inNorm),
+                        n: n, d: w, eps: eps)
+        Linear.forward(out: ws.q.pointer, x: ws.normed1.pointer, weight: W.value(nm.q), bias: nil,
+                       n: n, inFeatures: w, outFeatures: qw)
+        Linear.forward(out: ws.k.pointer, x: ws.normed1.pointer, weight: W.value(nm.k), bias: nil,
+                       n: n, inFeatures: w, outFeatures: kw)
+        Linear.forward(out: ws.v.pointer, x: ws.normed1.pointer, weight: W.value(nm.v), bias: nil,
+                       n: n, inFeatures: w, outFeatures: kw)
+        RoPE.forward(x: ws.q.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.heads, headDim: hd)
+        RoPE.forward(x: ws.k.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.kvHeads, headDim: hd)
+        Attention.forward(out: ws.attn.pointer, probs: ws.probs.pointer, q: ws.q.pointer, k: ws.k.pointer,
+                          v: ws.v.pointer, keyMask: g.keyMask.constPointer, shape: g.shape)
+        ws.resid1.pointer.update(from: x, count: n * w)
+        Linear.forward(out: ws.resid1.pointer, x: ws.attn.pointer, weight: W.value(nm.o), bias: nil,
+                       n: n, inFeatures: qw, outFeatures: w, accumulate: true)
+        RMSNorm.forward(out: ws.normed2.pointer, rstd: ws.rstd2.pointer, x: ws.resid1.pointer,
+                        weight: W.value(nm.postNorm), n: n, d: w, eps: eps)
+        Linear.forward(out: ws.gate.pointer, x: ws.normed2.pointer, weight: W.value(nm.gate), bias: nil,
+                       n: n, inFeatures: w, outFeatures: f)
+        Linear.forward(out: ws.up.pointer, x: ws.normed2.pointer, weight: W.value(nm.up), bias: nil,
+                       n: n, inFeatures: w, outFeatures: f)
+        SwiGLU.forward(out: ws.act.pointer, gate: ws.gate.pointer, up: ws.up.pointer, count: n * f,
+                       activation: c.blockActivation)
+        out.update(from: ws.resid1.pointer, count: n * w)
+        Linear.forward(out: out, x: ws.act.pointer, weight: W.value(nm.down), bias: nil,
+                       n: n, inFeatures: f, outFeatures: w, accumulate: true)
+    }
+
+    /// Given `dout` and the intermediates `forward(x)` left in `ws`, writes `dx` (overwriting) and
+    /// accumulates the block's weight gradients.
+    static func backward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+        let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
+        let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
+        // MLP branch.
+        ws.dResid1.pointer.update(from: dout, count: n * w)
+        ws.dAct.zero()
+        Linear.backward(dx: ws.dAct.pointer, dweight: W.grad(nm.down), dbias: nil, dout: dout, x: ws.act.pointer,
+                        weight: W.value(nm.down), n: n, inFeatures: f, outFeatures: w)
+        ws.dGate.zero(); ws.dUp.zero()
+        SwiGLU.backward(dgate: ws.dGate.pointer, dup: ws.dUp.pointer, dout: ws.dAct.pointer, gate: ws.gate.pointer,
+                        up: ws.up.pointer, count: n * f, activation: c.blockActivation)
+        ws.dNormed.zero()
+        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.gate), dbias: nil, dout: ws.dGate.pointer,
+                        x: ws.normed2.pointer, weight: W.value(nm.gate), n: n, inFeatures: w, outFeatures: f)
+        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.up), dbias: nil, dout: ws.dUp.pointer,
+                        x: ws.normed2.pointer, weight: W.value(nm.up), n: n, inFeatures: w, outFeatures: f)
+        RMSNorm.backward(dx: ws.dResid1.pointer, dweight: W.grad(nm.postNorm), dout: ws.dNormed.pointer,
+                         x: ws.resid1.pointer, weight: W.value(nm.postNorm), rstd: ws.rstd2.pointer, n: n, d: w)
+        // Attention branch.
+        ws.dAttn.zero()
+        Linear.backward(dx: ws.dAttn.pointer, dweight: W.grad(nm.o), dbias: nil, dout: ws.dResid1.pointer,
+                        x: ws.attn.pointer, weight: W.value(nm.o), n: n, inFeatures: qw, outFeatures: w)
+        ws.dq.zero(); ws.dk.zero(); ws.dv.zero()
+        Attention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dout: ws.dAttn.pointer,
+                           q: ws.q.pointer, k: ws.k.pointer, v: ws.v.pointer, probs: ws.probs.pointer, shape: g.shape)
+        RoPE.backward(dx: ws.dq.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.heads, headDim: hd)
+        RoPE.backward(dx: ws.dk.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.kvHeads, headDim: hd)
+        ws.dNormed.zero()
+        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.q), dbias: nil, dout: ws.dq.pointer,
+                        x: ws.normed1.pointer, weight: W.value(nm.q), n: n, inFeatures: w, outFeatures: qw)
+        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.k), dbias: nil, dout: ws.dk.pointer,
+                        x: ws.normed1.pointer, weight: W.value(nm.k), n: n, inFeatures: w, outFeatures: kw)
+        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.v), dbias: nil, dout: ws.dv.pointer,
+                        x: ws.normed1.pointer, weight: W.value(nm.v), n: n, inFeatures: w, outFeatures: kw)
+        dx.update(from: ws.dResid1.pointer, count: n * w)
+        RMSNorm.backward(dx: dx, dweight: W.grad(nm.inNorm), dout: ws.dNormed.pointer, x: x,
+                         weight: W.value(nm.inNorm), rstd: ws.rstd1.pointer, n: n, d: w)
+    }
+}

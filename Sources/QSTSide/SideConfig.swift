@@ -1,0 +1,141 @@
+import Foundation
+import QSTFormat
+import QSTNN
+
+/// How the side network reads each frozen hidden state `h_i [n, d]` into its width `d/r`.
+public enum DownsampleKind: String, Codable, CaseIterable, Sendable {
+    /// The reference's `AdapterLinear`: dropout, linear d→h (no bias), activation, linear h→d/r (no bias),
+    /// LayerNorm(d/r) with affine weight and bias.
+    case adapter
+    /// One linear map d→d/r without bias (after dropout).
+    case linear
+    /// Mean over each group of `r` consecutive features (nothing to train).
+    case avgpool
+    /// Maximum over each group of `r` consecutive features (nothing to train).
+    case maxpool
+
+    public var isTrainable: Bool { self == .adapter || self == .linear }
+}
+
+/// Activation inside the adapter downsampler (`swish` is the reference default).
+public enum SideActivation: String, Codable, CaseIterable, Sendable {
+    case swish, gelu, relu
+    public var op: Activation {
+        switch self {
+        case .swish: return .silu
+        case .gelu: return .gelu
+        case .relu: return .relu
+        }
+    }
+}
+
+/// What the side network needs to know about the frozen base model (from its config.json).
+public struct BaseShape: Codable, Sendable, Equatable {
+    public var hiddenSize: Int
+    public var layerCount: Int
+    public var attentionHeads: Int
+    public var keyValueHeads: Int
+    public var intermediateSize: Int
+    public var vocabSize: Int
+    public var rmsNormEps: Double
+    public var ropeTheta: Double
+    /// Hidden activation of the base MLP (the side blocks reuse it, as the reference copies the config).
+    public var hiddenAct: String
+
+    public init(hiddenSize: Int, layerCount: Int, attentionHeads: Int, keyValueHeads: Int, intermediateSize: Int,
+                vocabSize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, hiddenAct: String = "silu") {
+        self.hiddenSize = hiddenSize; self.layerCount = layerCount; self.attentionHeads = attentionHeads
+        self.keyValueHeads = keyValueHeads; self.intermediateSize = intermediateSize; self.vocabSize = vocabSize
+        self.rmsNormEps = rmsNormEps; self.ropeTheta = ropeTheta; self.hiddenAct = hiddenAct
+    }
+
+    /// Reads a Hugging Face LLaMA-family config.json. `context` names the file in errors.
+    public static func parse(configJSON data: Data, context: String) throws -> BaseShape {
+        let json = try JSONValue.parse([UInt8](data), context: context)
+        func int(_ key: String) throws -> Int {
+            guard let v = json[key]?.exactInt, v > 0 else {
+                throw QSTError.file(context, "field '\(key)' is missing or not a positive integer")
+            }
+            return v
+        }
+        let heads = try int("num_attention_heads")
+        let kv = json["num_key_value_heads"]?.exactInt ?? heads
+        guard kv > 0, heads % kv == 0 else {
+            throw QSTError.file(context, "field 'num_key_value_heads' (\(kv)) must divide num_attention_heads (\(heads))")
+        }
+        let act = json["hidden_act"]?.stringValue ?? "silu"
+        guard Activation(huggingFaceName: act) != nil else {
+            throw QSTError.file(context, "field 'hidden_act': unsupported activation '\(act)'")
+        }
+        return BaseShape(hiddenSize: try int("hidden_size"), layerCount: try int("num_hidden_layers"),
+                         attentionHeads: heads, keyValueHeads: kv, intermediateSize: try int("intermediate_size"),
+                         vocabSize: try int("vocab_size"),
+                         rmsNormEps: json["rms_norm_eps"]?.doubleValue ?? 1e-6,
+                         ropeTheta: json["rope_theta"]?.doubleValue ?? 10000, hiddenAct: act)
+    }
+}
+
+/// The side network's hyper-parameters (serialised as side_config.json and into the safetensors metadata).
+public struct SideConfig: Codable, Sendable, Equatable {
+    public var base: BaseShape
+    /// Reduction factor: the side network is `d/r` wide.
+    public var r: Int
+    public var downsample: DownsampleKind
+    /// Bottleneck width of the adapter downsampler (the reference's `peft_hidden_size`).
+    public var adapterHidden: Int
+    public var activation: SideActivation
+    /// Dropout on the downsampler input during training (adapter and linear only).
+    public var dropout: Float
+    public var seed: UInt64
+
+    public init(base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
+                activation: SideActivation = .swish, dropout: Float = 0.1, seed: UInt64 = 0) {
+        self.base = base; self.r = r; self.downsample = downsample; self.adapterHidden = adapterHidden
+        self.activation = activation; self.dropout = dropout; self.seed = seed
+    }
+
+    public var width: Int { base.hiddenSize / r }
+    public var intermediate: Int { base.intermediateSize / r }
+    public var heads: Int { base.attentionHeads }
+    public var kvHeads: Int { base.keyValueHeads }
+    public var headDim: Int { width / base.attentionHeads }
+    public var blockActivation: Activation { Activation(huggingFaceName: base.hiddenAct) ?? .silu }
+
+    /// Reduction factors that give a whole, even head size (RoPE rotates pairs).
+    public static func validReductions(hiddenSize d: Int, heads: Int) -> [Int] {
+        (1...max(1, d)).filter { r in
+            d % r == 0 && (d / r) % heads == 0 && ((d / r) / heads) % 2 == 0
+        }
+    }
+
+    /// Throws a one-line error for any combination the side network cannot be built with.
+    public func validate() throws {
+        let d = base.hiddenSize, h = base.attentionHeads
+        guard r >= 1, d % r == 0, (d / r) % h == 0, ((d / r) / h) % 2 == 0 else {
+            let valid = SideConfig.validReductions(hiddenSize: d, heads: h).map(String.init).joined(separator: ", ")
+            throw QSTError("side network: r=\(r) does not give a whole, even head size (hidden \(d) / r must be a " +
+                           "multiple of 2·\(h) heads); valid r: \(valid)")
+        }
+        guard base.intermediateSize / r >= 1 else {
+            throw QSTError("side network: intermediate size \(base.intermediateSize) / r=\(r) is zero")
+        }
+        guard downsample != .adapter || adapterHidden >= 1 else {
+            throw QSTError("side network: --adapter-hidden must be at least 1 (got \(adapterHidden))")
+        }
+        guard dropout >= 0, dropout < 1 else {
+            throw QSTError("side network: dropout must be in [0, 1) (got \(dropout))")
+        }
+    }
+
+    public func jsonData() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try e.encode(self)
+    }
+
+    public static func decode(_ data: Data, context: String) throws -> SideConfig {
+        do { return try JSONDecoder().decode(SideConfig.self, from: data) } catch {
+            throw QSTError.file(context, "not a side network configuration: \(error)")
+        }
+    }
+}

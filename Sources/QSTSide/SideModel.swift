@@ -1,0 +1,195 @@
+import Foundation
+import QSTEngine
+import QSTFormat
+import QSTNN
+
+/// Token ids plus next-token targets: `labels[b·T + t]` is the token position `t` should predict, or
+/// `ChunkedCrossEntropy.ignoreIndex` (prompt, padding, last position).
+public struct SideBatch: Sendable {
+    public var tokens: TokenBatch
+    public var labels: [Int32]
+    public init(tokens: TokenBatch, labels: [Int32]) {
+        precondition(labels.count == tokens.ids.count, "labels must be batch × seqLen")
+        self.tokens = tokens; self.labels = labels
+    }
+    public var labelledCount: Int { labels.reduce(0) { $1 == ChunkedCrossEntropy.ignoreIndex ? $0 : $0 + 1 } }
+}
+
+/// The frozen backbone and the side network together (QST):
+///   s = down_0(h_0); for layer i: s = block_i((1 − σ(z_i))·down_i(h_{i+1}) + σ(z_i)·s)
+///   o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·norm(h_N);  logits = lm_head(o)
+/// (down_0 is applied both to the embeddings and after layer 0, as in the reference). The backbone only
+/// runs forward; gradients flow through the side network alone.
+public final class SideModel {
+    public let weights: SideWeights
+    public let backbone: any FrozenBackbone
+    let invFreq: [Float]
+
+    public init(weights: SideWeights, backbone: any FrozenBackbone) throws {
+        let c = weights.config.base
+        let checks: [(String, Int, Int)] = [("hidden size", c.hiddenSize, backbone.hiddenSize),
+                                            ("layer count", c.layerCount, backbone.layerCount),
+                                            ("vocabulary size", c.vocabSize, backbone.vocabSize)]
+        for (what, side, base) in checks where side != base {
+            throw QSTError("side network was built for \(what) \(side) but the base model has \(base)")
+        }
+        self.weights = weights
+        self.backbone = backbone
+        invFreq = RoPE.inverseFrequencies(headDim: weights.config.headDim, theta: c.ropeTheta)
+    }
+
+    var config: SideConfig { weights.config }
+
+    /// Streams the backbone and runs the side network beside it. With `train`, keeps what backward needs
+    /// in `tape` and applies dropout from `rng`. Returns the head input `o [n, d]` (and leaves pieces in tape).
+    func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64) throws -> FloatBuffer {
+        let c = config, L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
+        let g = SideBatchGeometry(config: c, lengths: tokens.lengths, seqLen: tokens.seqLen, invFreq: invFreq)
+        let n = g.rows
+        let ws = tape?.workspace(for: g) ?? SideBlockWorkspace(config: c, geometry: g)
+        let scratch = FloatBuffer(count: Downsampler.scratchCount(rows: n, config: c))
+        var stream = tape?.streams[0] ?? FloatBuffer(count: n * w)
+        let scratchDown = FloatBuffer(count: n * w), mixed = FloatBuffer(count: n * w)
+        var localRNG = rng
+        let hN = try backbone.forwardHiddenStates(tokens) { v, h in
+            guard v >= 0, v <= L else { throw QSTError("backbone visited hidden state \(v) outside 0...\(L)") }
+            let layer = max(0, v - 1)
+            let dt = tape?.downsample[v]
+            dt?.reserve(rows: n, config: c)
+            let target = v == 0 ? stream : (tape?.down[layer] ?? scratchDown)
+            Downsampler.forward(layer: layer, weights: weights, h: h, n: n, out: target.pointer, tape: dt,
+                                rng: &localRNG, scratch: scratch)
+            guard v > 0 else { return }
+            GatedMix.forward(out: mixed.pointer, a: target.pointer, b: stream.pointer,
+                             z: weights.value("model.z.\(layer)"), n: n, d: w)
+            let next = tape?.streams[v] ?? FloatBuffer(count: n * w)
+            SideBlock.forward(layer: layer, weights: weights, x: mixed.pointer, out: next.pointer, geometry: g, ws: ws)
+            stream = next
+        }
+        rng = localRNG
+        guard hN.count == n * d else {
+            throw QSTError("backbone returned \(hN.count) floats for norm(h_N), expected \(n)·\(d)")
+        }
+        // Head: o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·norm(h_N).
+        let normed = tape?.headNormed ?? FloatBuffer(count: n * w)
+        let rstd = tape?.headRstd ?? FloatBuffer(count: n)
+        RMSNorm.forward(out: normed.pointer, rstd: rstd.pointer, x: stream.pointer,
+                        weight: weights.value("model.norm_qst.weight"), n: n, d: w, eps: Float(c.base.rmsNormEps))
+        let up = tape?.headUp ?? FloatBuffer(count: n * d)
+        Linear.forward(out: up.pointer, x: normed.pointer, weight: weights.value("upsample.weight"),
+                       bias: weights.value("upsample.bias"), n: n, inFeatures: w, outFeatures: d)
+        let base = tape?.headBase ?? FloatBuffer(count: n * d)
+        hN.withUnsafeBufferPointer { base.pointer.update(from: $0.baseAddress!, count: n * d) }
+        let o = FloatBuffer(count: n * d)
+        GatedMix.forward(out: o.pointer, a: up.pointer, b: base.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+        tape?.geometry = g
+        return o
+    }
+
+    /// One training micro-batch: forward, chunked cross-entropy at the labelled positions, backward.
+    /// Gradients are ADDED to `weights.grads` scaled by `gradScale` (default 1/labelled count).
+    public func trainStep(_ batch: SideBatch, rng: inout SplitMix64,
+                          gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
+        let c = config, L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
+        let tape = SideForwardTape(config: c, rows: batch.tokens.ids.count)
+        let o = try forward(batch.tokens, tape: tape, rng: &rng)
+        guard let g = tape.geometry else { throw QSTError("side forward did not record its batch geometry") }
+        let n = g.rows
+        let dO = FloatBuffer(count: n * d)
+        let result: ChunkedCrossEntropy.Result
+        do {
+            result = try batch.labels.withUnsafeBufferPointer { lp in
+                try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!, n: n,
+                                                        head: backbone.headRows(), dHidden: dO.pointer,
+                                                        gradScale: gradScale)
+            }
+        } catch let e as NNError { throw QSTError(e.message) }
+        guard result.count > 0 else { return result }
+        // Head backward.
+        let dUp = FloatBuffer(count: n * d)
+        GatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
+                          a: tape.headUp.pointer, b: tape.headBase.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+        let dNormed = FloatBuffer(count: n * w)
+        Linear.backward(dx: dNormed.pointer, dweight: weights.grad("upsample.weight"),
+                        dbias: weights.grad("upsample.bias"), dout: dUp.pointer, x: tape.headNormed.pointer,
+                        weight: weights.value("upsample.weight"), n: n, inFeatures: w, outFeatures: d)
+        var ds = FloatBuffer(count: n * w)
+        RMSNorm.backward(dx: ds.pointer, dweight: weights.grad("model.norm_qst.weight"), dout: dNormed.pointer,
+                         x: tape.streams[L].pointer, weight: weights.value("model.norm_qst.weight"),
+                         rstd: tape.headRstd.pointer, n: n, d: w)
+        // Side stream backward, last layer first.
+        let ws = tape.workspace(for: g)
+        let mixed = FloatBuffer(count: n * w), blockOut = FloatBuffer(count: n * w)
+        let dMixed = FloatBuffer(count: n * w), dDown = FloatBuffer(count: n * w)
+        for i in stride(from: L - 1, through: 0, by: -1) {
+            let z = weights.value("model.z.\(i)")
+            GatedMix.forward(out: mixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z, n: n, d: w)
+            // The workspace still holds the last block's forward; earlier blocks are recomputed.
+            if i != L - 1 {
+                SideBlock.forward(layer: i, weights: weights, x: mixed.pointer, out: blockOut.pointer, geometry: g, ws: ws)
+            }
+            SideBlock.backward(layer: i, weights: weights, x: mixed.pointer, dout: ds.pointer, dx: dMixed.pointer,
+                               geometry: g, ws: ws)
+            let dPrev = FloatBuffer(count: n * w)
+            dDown.zero()
+            GatedMix.backward(da: dDown.pointer, db: dPrev.pointer, dz: weights.grad("model.z.\(i)"),
+                              dout: dMixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z,
+                              n: n, d: w)
+            if c.downsample.isTrainable {
+                Downsampler.backward(layer: i, weights: weights, dout: dDown.pointer, tape: tape.downsample[i + 1])
+            }
+            ds = dPrev
+        }
+        if c.downsample.isTrainable {
+            Downsampler.backward(layer: 0, weights: weights, dout: ds.pointer, tape: tape.downsample[0])
+        }
+        return result
+    }
+
+    /// Forward without dropout or tapes: the head input `o [n, d]` for every position.
+    public func outputHidden(_ tokens: TokenBatch) throws -> FloatBuffer {
+        var rng = SplitMix64(seed: 0)
+        return try forward(tokens, tape: nil, rng: &rng)
+    }
+
+    /// Evaluation loss (no gradient) at the labelled positions.
+    public func evaluationLoss(_ batch: SideBatch) throws -> ChunkedCrossEntropy.Result {
+        let o = try outputHidden(batch.tokens)
+        do {
+            return try batch.labels.withUnsafeBufferPointer { lp in
+                try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!,
+                                                        n: batch.labels.count, head: backbone.headRows(), dHidden: nil)
+            }
+        } catch let e as NNError { throw QSTError(e.message) }
+    }
+}
+
+/// Everything a training forward keeps for backward: one downsampler tape per application (L + 1),
+/// the side stream before each layer's gate (x_0 … x_L), each layer's downsampled input, the head pieces.
+final class SideForwardTape {
+    let downsample: [DownsampleTape]
+    let streams: [FloatBuffer]
+    let down: [FloatBuffer]
+    let headNormed, headRstd, headUp, headBase: FloatBuffer
+    var geometry: SideBatchGeometry?
+    private var ws: SideBlockWorkspace?
+
+    let config: SideConfig
+
+    init(config c: SideConfig, rows n: Int) {
+        config = c
+        let L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
+        downsample = (0...L).map { _ in DownsampleTape() }
+        streams = (0...L).map { _ in FloatBuffer(count: n * w) }
+        down = (0..<L).map { _ in FloatBuffer(count: n * w) }
+        headNormed = FloatBuffer(count: n * w); headRstd = FloatBuffer(count: n)
+        headUp = FloatBuffer(count: n * d); headBase = FloatBuffer(count: n * d)
+    }
+
+    func workspace(for g: SideBatchGeometry) -> SideBlockWorkspace {
+        if let ws, ws.n == g.rows { return ws }
+        let fresh = SideBlockWorkspace(config: config, geometry: g)
+        ws = fresh
+        return fresh
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import QSTEngine
+import QSTNN
+import XCTest
+@testable import QSTSide
+
+/// Analytic gradients of the hand-written side network against central finite differences of the loss.
+final class SideGradientTests: XCTestCase {
+    /// Loss (mean CE) of `model` on `batch` with dropout drawn from `seed`; gradients left in `weights.grads`.
+    private func lossAndGrad(_ model: SideModel, _ batch: SideBatch, seed: UInt64) throws -> Double {
+        model.weights.zeroGradients()
+        var rng = SplitMix64(seed: seed)
+        return try model.trainStep(batch, rng: &rng).mean
+    }
+
+    /// Checks up to `perTensor` elements of every tensor (all of the small ones).
+    private func checkAllTensors(_ config: SideConfig, perTensor: Int = 4, file: StaticString = #filePath,
+                                 line: UInt = #line) throws {
+        let weights = try SideFixtures.weights(config)
+        let model = try SideModel(weights: weights, backbone: MockBackbone(shape: config.base))
+        let batch = SideFixtures.batch()
+        _ = try lossAndGrad(model, batch, seed: 11)
+        let analytic = weights.grads.array
+        var rng = SplitMix64(seed: 5)
+        var worst = 0.0, checked = 0
+        for s in weights.specs {
+            let picks = s.count <= perTensor ? Array(0..<s.count) : (0..<perTensor).map { _ in Int(rng.next() % UInt64(s.count)) }
+            for j in picks {
+                let k = s.offset + j
+                let saved = weights.values[k]
+                let h: Float = 1e-2
+                weights.values[k] = saved + h
+                let lp = try lossAndGrad(model, batch, seed: 11)
+                weights.values[k] = saved - h
+                let lm = try lossAndGrad(model, batch, seed: 11)
+                weights.values[k] = saved
+                let fd = (lp - lm) / Double(2 * h)
+                let a = Double(analytic[k])
+                let err = abs(fd - a) / max(abs(fd), abs(a), 1e-2)
+                worst = max(worst, err)
+                checked += 1
+                XCTAssertLessThan(err, 2e-2, "\(s.name)[\(j)]: analytic \(a) vs finite difference \(fd)",
+                                  file: file, line: line)
+            }
+        }
+        XCTAssertGreaterThan(checked, 20, file: file, line: line)
+        // Gradients must not be trivially zero: the test would then pass vacuously.
+        let norm = analytic.reduce(0) { $0 + Double($1 * $1) }
+        XCTAssertGreaterThan(norm, 1e-6, file: file, line: line)
+    }
+
+    func testWholeNetworkAdapterWithDropout() throws {
+        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
+                                       activation: .swish, dropout: 0.25, seed: 1))
+    }
+
+    func testWholeNetworkLinearGelu() throws {
+        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .linear,
+                                       activation: .gelu, dropout: 0.1, seed: 1))
+    }
+
+    func testWholeNetworkAvgPool() throws {
+        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .avgpool, dropout: 0.1))
+    }
+
+    func testWholeNetworkMaxPoolRelu() throws {
+        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 4, downsample: .maxpool, activation: .relu))
+    }
+}
