@@ -15,6 +15,8 @@ struct PatternMatcher: Sendable {
     private var program: [Instruction] = []
     private var sets: [ScalarSet] = []
     let pattern: String
+    /// Set for a literal pattern, which is then searched for directly.
+    private var literal: [Unicode.Scalar]?
 
     init(_ pattern: String) throws {
         self.pattern = pattern
@@ -44,6 +46,7 @@ struct PatternMatcher: Sendable {
             escaped.unicodeScalars.append(c)
         }
         try self.init(escaped)
+        literal = Array(s.unicodeScalars)
     }
 
     private mutating func emit(_ node: PatternNode, lookaheads: inout [(Int, PatternNode)]) {
@@ -154,6 +157,9 @@ struct PatternMatcher: Sendable {
     /// All non-overlapping matches, leftmost first, as `find_iter` reports them. An empty match
     /// is reported and the search moves on by one scalar.
     func matches(in text: [Unicode.Scalar]) -> [Range<Int>] {
+        if let literal, let first = literal.first {
+            return literalMatches(literal, first: first, in: text)
+        }
         var result: [Range<Int>] = []
         var stack: [(Int, Int)] = []
         stack.reserveCapacity(64)
@@ -164,6 +170,21 @@ struct PatternMatcher: Sendable {
                 pos = end > pos ? end : pos + 1
             } else {
                 pos += 1
+            }
+        }
+        return result
+    }
+
+    private func literalMatches(_ literal: [Unicode.Scalar], first: Unicode.Scalar, in text: [Unicode.Scalar]) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        let m = literal.count
+        var i = 0
+        while i + m <= text.count {
+            if text[i] == first, m == 1 || text[(i + 1)..<(i + m)].elementsEqual(literal[1...]) {
+                result.append(i..<(i + m))
+                i += m
+            } else {
+                i += 1
             }
         }
         return result

@@ -33,6 +33,21 @@ final class SmolLM2TokenizerTests: XCTestCase {
         assertMatchesReference(tokenizer, records, checkSpecial: false)
     }
 
+    func testDecodeOfArbitraryIdsMatchesHF() throws {
+        let (tokenizer, json) = try loadSmolLM2()
+        let dir = try Reference.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("decode.jsonl")
+        try Reference.run("tokenizer_cases.py", ["decode", "--tokenizer", json.path, out.path])
+        struct DecodeCase: Decodable { let ids: [Int]; let decoded: String; let decoded_skip: String }
+        let cases = try Reference.readJSONL(out, as: DecodeCase.self)
+        XCTAssertEqual(cases.count, 300)
+        for c in cases {
+            XCTAssertEqual(tokenizer.decode(c.ids), c.decoded, "\(c.ids)")
+            XCTAssertEqual(tokenizer.decode(c.ids, skipSpecialTokens: true), c.decoded_skip, "\(c.ids)")
+        }
+    }
+
     func testConfigTokens() throws {
         let (tokenizer, _) = try loadSmolLM2()
         // tokenizer_config.json names <|im_start|> as bos and <|im_end|> as eos and pad; their ids

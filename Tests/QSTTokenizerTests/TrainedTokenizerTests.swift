@@ -63,6 +63,16 @@ final class TrainedTokenizerTests: XCTestCase {
             XCTAssertEqual(tokenizer.bosID, 1)
             XCTAssertEqual(tokenizer.eosID, 2)
             XCTAssertEqual(tokenizer.encode("hi", addSpecialTokens: true).first, 1)
+            // Streaming must hold back the <0xNN> bytes of a character until it is complete, and
+            // keep Metaspace's spaces as a whole decode does.
+            let text = "Thou art — naïve 😀 日本 <s> end"
+            let ids = tokenizer.encode(text)
+            var stream = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: false)
+            var pieces = ids.map { stream.push($0) }
+            pieces.append(stream.finish())
+            XCTAssertEqual(pieces.joined(), tokenizer.decode(ids), style)
+            XCTAssertFalse(pieces.contains { $0.contains("\u{FFFD}") }, style)
+            XCTAssertGreaterThan(pieces.filter(\.isEmpty).count, 3, "multi-byte characters span several byte tokens")
         }
     }
 }
