@@ -44,7 +44,8 @@ public final class QST4Container: @unchecked Sendable {
         do {
             decoded = try JSONDecoder().decode(QST4Header.self, from: Data(headerBytes))
         } catch {
-            throw QSTError.file(path, "header is not a valid .qst4 JSON header: \(QST4Container.describe(error))")
+            throw QST4Container.diagnose(Data(headerBytes), path: path) ??
+                QSTError.file(path, "header is not a valid .qst4 JSON header: \(QST4Container.describe(error))")
         }
         guard decoded.format == "qst4" else { throw QSTError.file(path, "header: format is '\(decoded.format)', expected 'qst4'") }
         header = decoded
@@ -55,6 +56,29 @@ public final class QST4Container: @unchecked Sendable {
         }
         index = idx
         try QST4Validation.validate(header: decoded, path: path, dataRange: dataOffset..<headerOffset, alignment: alignment)
+    }
+
+    /// A more precise message than the decoder's for the common defects: names the tensor.
+    static func diagnose(_ json: Data, path: String) -> QSTError? {
+        guard let obj = try? JSONSerialization.jsonObject(with: json) else {
+            return QSTError.file(path, "header is not JSON")
+        }
+        guard let top = obj as? [String: Any] else { return QSTError.file(path, "header is not a JSON object") }
+        guard let tensors = top["tensors"] as? [Any] else { return QSTError.file(path, "header: missing field 'tensors'") }
+        for (i, t) in tensors.enumerated() {
+            guard let t = t as? [String: Any] else { return QSTError.file(path, "header: tensors[\(i)] is not an object") }
+            let name = t["name"] as? String ?? "#\(i)"
+            for field in ["name", "dtype", "shape", "layer", "crc32c", "parts"] where t[field] == nil {
+                return QSTError.tensor(path, name, "missing field '\(field)'")
+            }
+            if let d = t["dtype"] as? String, DType(rawValue: d) == nil {
+                return QSTError.tensor(path, name, "unknown dtype '\(d)'")
+            }
+            if let shape = t["shape"] as? [Any], !shape.allSatisfy({ ($0 as? Int) != nil }) {
+                return QSTError.tensor(path, name, "shape \(shape) is not a list of integers")
+            }
+        }
+        return nil
     }
 
     static func describe(_ error: Error) -> String {

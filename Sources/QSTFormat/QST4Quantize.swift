@@ -35,11 +35,13 @@ public struct QST4Quantize {
     /// config.json to embed when the source is a bare file; tokenizer files are taken from its folder.
     public var configPath: String?
     public var createdBy: String
+    /// Recorded creation time (tools pass SOURCE_DATE_EPOCH when set, for reproducible files).
+    public var createdAt: Date
 
     public init(source: String, output: String, policy: QuantizationPolicy, configPath: String? = nil,
-                createdBy: String) {
+                createdBy: String, createdAt: Date = Date()) {
         self.source = source; self.output = output; self.policy = policy
-        self.configPath = configPath; self.createdBy = createdBy
+        self.configPath = configPath; self.createdBy = createdBy; self.createdAt = createdAt
     }
 
     static let embeddedFileNames = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
@@ -91,7 +93,8 @@ public struct QST4Quantize {
         let quantization = QST4Quantization(blockSize: policy.nf4.blockSize, doubleQuant: policy.nf4.doubleQuant,
                                             dqBlockSize: policy.nf4.dqBlockSize,
                                             keptDtype: policy.keptDtype.rawValue.lowercased(), keep: policy.keepPatterns)
-        try writer.finish(quantization: quantization, provenance: QST4Provenance(sources: try hashing.wait()), createdBy: createdBy)
+        try writer.finish(quantization: quantization, provenance: QST4Provenance(sources: try hashing.wait()), createdBy: createdBy,
+                          createdAt: createdAt)
         let seconds = Date().timeIntervalSince(start)
         let outBytes = (try FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         let q = report.filter { $0.dtype == "NF4" }

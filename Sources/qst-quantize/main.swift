@@ -49,7 +49,8 @@ struct Quantize: ParsableCommand {
         }
         policy.keptDtype = d
         let job = QST4Quantize(source: input, output: output, policy: policy, configPath: config,
-                               createdBy: "qst-quantize \(QSTVersion.string)")
+                               createdBy: "qst-quantize \(QSTVersion.string)",
+                               createdAt: ReproducibleBuild.creationDate())
         var bar: ProgressBar?
         let start = Date()
         let summary = try job.run { done, total, bytes in
