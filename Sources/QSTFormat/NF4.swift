@@ -26,8 +26,12 @@ public enum NF4 {
     /// Kernel selection, for tests that compare the two implementations.
     enum Kernel: Int32 { case auto = 0, scalar = 1, avx512 = 2 }
 
-    /// Below this many elements a call stays on the calling thread.
-    static let parallelThreshold = 1 << 16
+    /// Below these many elements an automatic (`threads: 0`) call stays on the calling thread:
+    /// waking a second core costs more than the work (dequantization runs ~10 Gelem/s per core).
+    static let quantizeParallelThreshold = 1 << 17
+    static let dequantizeParallelThreshold = 1 << 20
+    /// Read once: Parallel.threadCount() consults the environment, too slow for every call.
+    static let defaultThreads = Parallel.threadCount()
 
     public static func quantize(_ x: UnsafeBufferPointer<Float>, parameters: NF4Parameters,
                                 file: String, tensor: String) throws -> NF4Tensor {
@@ -46,7 +50,7 @@ public enum NF4 {
             codes.withUnsafeMutableBufferPointer { c in
                 absmax.withUnsafeMutableBufferPointer { a in
                     let src = NF4Pointer(x.baseAddress!), dst = NF4Pointer(c.baseAddress!), am = NF4Pointer(a.baseAddress!)
-                    let workers = count >= parallelThreshold ? resolvedThreads(threads) : 1
+                    let workers = workerCount(count, threads: threads, threshold: quantizeParallelThreshold)
                     Parallel.forRanges(blocks, threads: workers, minChunk: max(1, 16384 / blockSize)) { b0, b1 in
                         let bad = qst_nf4_quantize_blocks(src.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
                                                           dst.p, am.p, kernel.rawValue)
@@ -92,7 +96,8 @@ public enum NF4 {
     }
 
     /// Dequantizes elements [start, start+count) into float32. Any start works; an even start
-    /// (byte aligned) keeps the whole range on the vector path. `threads` 0 = all cores.
+    /// (byte aligned) keeps the whole range on the vector path. `threads` 0 = automatic
+    /// (all cores from 2^20 elements up); callers already running in parallel pass 1.
     public static func dequantize(codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
                                   start: Int, count: Int, into out: UnsafeMutablePointer<Float>, threads: Int = 0) {
         dequantize(codes: codes, absmax: absmax, blockSize: blockSize, start: start, count: count, into: out,
@@ -138,13 +143,16 @@ public enum NF4 {
         return out
     }
 
-    static func resolvedThreads(_ threads: Int) -> Int { threads > 0 ? threads : Parallel.threadCount() }
+    /// Explicit `threads` > 0 is obeyed; 0 means all cores for large ranges, one for small.
+    static func workerCount(_ count: Int, threads: Int, threshold: Int) -> Int {
+        threads > 0 ? threads : (count >= threshold ? defaultThreads : 1)
+    }
 
     /// Splits [0, count) into chunks whose offsets are multiples of 32 elements (whole bytes,
     /// whole vector steps) and runs them over the cores when the range is large.
     static func splitEvenly(count: Int, threads: Int, _ body: @Sendable (Int, Int) -> Void) {
         guard count > 0 else { return }
-        let workers = count >= parallelThreshold ? resolvedThreads(threads) : 1
+        let workers = workerCount(count, threads: threads, threshold: dequantizeParallelThreshold)
         if workers == 1 { body(0, count); return }
         let groups = (count + 31) / 32
         Parallel.forRanges(groups, threads: workers, minChunk: 1024) { g0, g1 in

@@ -1,0 +1,92 @@
+import Foundation
+import QSTCore
+import QSTKernels
+import XCTest
+
+/// Throughput of the NF4 kernels; prints numbers only (no timed assertions).
+/// Runs when QST_BENCH=1 (Scripts/bench-dequant builds release and sets it), else skips.
+final class NF4DequantBenchmark: XCTestCase {
+    private struct Sample { var min: Double; var median: Double }
+
+    private func time(_ repeats: Int, _ body: () -> Void) -> Sample {
+        body()  // warm up: page in outputs, settle the clocks
+        var t: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            t.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        t.sort()
+        return Sample(min: t[0], median: t[t.count / 2])
+    }
+
+    private func split(_ count: Int, threads: Int, _ body: @Sendable (Int, Int) -> Void) {
+        let groups = (count + 31) / 32
+        Parallel.forRanges(groups, threads: threads, minChunk: 1024) { g0, g1 in body(g0 * 32, min(count, g1 * 32)) }
+    }
+
+    private func line(_ label: String, _ s: Sample, elements: Int, bytes: Int) {
+        let gbBest = Double(bytes) / s.min / 1e9, gbMed = Double(bytes) / s.median / 1e9
+        let geBest = Double(elements) / s.min / 1e9, geMed = Double(elements) / s.median / 1e9
+        let padded = label.padding(toLength: 40, withPad: " ", startingAt: 0)
+        print(padded + String(format: " %7.2f / %7.2f GB/s   %6.2f / %6.2f Gelem/s   (best / median)",
+                              gbBest, gbMed, geBest, geMed))
+    }
+
+    func testDequantizeAndQuantizeThroughput() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["QST_BENCH"] == "1", "set QST_BENCH=1 to run")
+        let blockSize = 64
+        let avx = qst_nf4_has_avx512() != 0
+        print("NF4 benchmark: block \(blockSize), AVX-512 \(avx ? "yes" : "no"), cores \(Parallel.threadCount())")
+        for count in [1 << 18, 1 << 24] {
+            var rng = SystemRandomNumberGenerator()
+            let x = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
+            let blocks = count / blockSize
+            var codes = [UInt8](repeating: 0, count: count / 2)
+            var absmax = [Float](repeating: 0, count: blocks)
+            var f32 = [Float](repeating: 0, count: count)
+            var bf16 = [UInt16](repeating: 0, count: count)
+            let repeats = count > 1 << 20 ? 7 : 41
+            print("-- \(count) elements (\(count / 2 / 1024) KiB codes, \(count * 4 / 1024) KiB F32 out)")
+            x.withUnsafeBufferPointer { xp in
+            codes.withUnsafeMutableBufferPointer { cp in
+            absmax.withUnsafeMutableBufferPointer { ap in
+            f32.withUnsafeMutableBufferPointer { fp in
+            bf16.withUnsafeMutableBufferPointer { hp in
+                let xs = NF4BenchPointer(xp.baseAddress!), c = NF4BenchPointer(cp.baseAddress!)
+                let a = NF4BenchPointer(ap.baseAddress!), f = NF4BenchPointer(fp.baseAddress!)
+                let h = NF4BenchPointer(hp.baseAddress!)
+                for impl in avx ? [Int32(QST_NF4_AVX512), Int32(QST_NF4_SCALAR)] : [Int32(QST_NF4_SCALAR)] {
+                    let name = impl == Int32(QST_NF4_AVX512) ? "avx512" : "scalar"
+                    for threads in [1, 2] {
+                        let q = time(repeats) {
+                            Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
+                                _ = qst_nf4_quantize_blocks(xs.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
+                                                            c.p, a.p, impl)
+                            }
+                        }
+                        line("quantize \(name) \(threads)T (F32 in)", q, elements: count, bytes: count * 4)
+                        let d = time(repeats) {
+                            self.split(count, threads: threads) { lo, hi in
+                                qst_nf4_dequantize_f32(c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), f.p + lo, impl)
+                            }
+                        }
+                        line("dequantize->F32 \(name) \(threads)T (F32 out)", d, elements: count, bytes: count * 4)
+                        let b = time(repeats) {
+                            self.split(count, threads: threads) { lo, hi in
+                                qst_nf4_dequantize_bf16(c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), h.p + lo, impl)
+                            }
+                        }
+                        line("dequantize->BF16 \(name) \(threads)T (BF16 out)", b, elements: count, bytes: count * 2)
+                    }
+                }
+            }}}}}
+        }
+    }
+}
+
+/// Raw pointer for benchmark workers writing disjoint ranges.
+private struct NF4BenchPointer<P>: @unchecked Sendable {
+    let p: P
+    init(_ p: P) { self.p = p }
+}
