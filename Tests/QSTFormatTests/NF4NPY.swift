@@ -12,7 +12,10 @@ struct NF4NPYArray {
     private func typed<T>(_ want: [String], _ type: T.Type) throws -> [T] {
         guard want.contains(descr) else { throw QSTError("npy: dtype \(descr), expected \(want[0])") }
         guard data.count == count * MemoryLayout<T>.size else { throw QSTError("npy: \(data.count) bytes for \(shape)") }
-        return data.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) } }
+        return [T](unsafeUninitializedCapacity: count) { buf, initialized in
+            data.withUnsafeBytes { raw in UnsafeMutableRawBufferPointer(buf).copyMemory(from: raw) }
+            initialized = count
+        }
     }
     func float32() throws -> [Float] { try typed(["<f4"], Float.self) }
     func uint8() throws -> [UInt8] { try typed(["|u1", "<u1"], UInt8.self) }
