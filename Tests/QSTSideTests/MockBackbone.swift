@@ -86,7 +86,7 @@ enum SideFixtures {
         let w = try SideWeights(config: config)
         w.initialize(seed: seed)
         var rng = SplitMix64(seed: seed &+ 100)
-        for j in 0..<w.values.count { w.values[j] += 0.2 * (rng.nextFloat() - 0.5) }
+        for s in w.specs { for j in 0..<s.count { w.values[s.offset + j] += 0.2 * (rng.nextFloat() - 0.5) } }
         return w
     }
 }
