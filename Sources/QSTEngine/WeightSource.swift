@@ -1,6 +1,7 @@
 import Foundation
 import QSTFormat
 import QSTNN
+import QSTTokenizer
 
 /// How one tensor's values are stored, pointing into a mapping (zero-copy) or into `owner`.
 public enum WeightStorage {
@@ -58,13 +59,27 @@ public protocol WeightSource: AnyObject {
     func contains(_ name: String) -> Bool
     func tensor(_ name: String) throws -> WeightTensor
     func configJSON() throws -> Data
-    /// tokenizer.json bytes if the source carries one.
-    func tokenizerJSON() throws -> Data?
+    /// A file that travels with the weights (tokenizer.json, tokenizer_config.json, generation_config.json), or nil.
+    func auxiliaryFile(_ name: String) throws -> Data?
     /// Stored bytes of all tensors (for the resident budget decision).
     var weightBytes: Int { get }
     /// Hints that layer `i` will be read soon / is no longer needed (page cache advice; may be no-ops).
     func prefetchLayer(_ i: Int)
     func dropLayer(_ i: Int)
+}
+
+extension WeightSource {
+    /// The tokenizer that travels with the weights.
+    public func loadTokenizer() throws -> Tokenizer {
+        guard let json = try auxiliaryFile("tokenizer.json") else {
+            throw QSTError.file(origin, "no tokenizer.json with the weights")
+        }
+        do {
+            return try Tokenizer(tokenizerJSON: json, configJSON: try auxiliaryFile("tokenizer_config.json"))
+        } catch {
+            throw QSTError.file(origin, "tokenizer.json: \(error)")
+        }
+    }
 }
 
 /// Opens a `.qst4` file as a container, anything else as a safetensors checkpoint (file or HF folder).
@@ -112,8 +127,8 @@ public final class SafetensorsWeightSource: WeightSource {
         return d
     }
 
-    public func tokenizerJSON() throws -> Data? {
-        FileManager.default.contents(atPath: (checkpoint.directory as NSString).appendingPathComponent("tokenizer.json"))
+    public func auxiliaryFile(_ name: String) throws -> Data? {
+        FileManager.default.contents(atPath: (checkpoint.directory as NSString).appendingPathComponent(name))
     }
 
     public var weightBytes: Int { checkpoint.files.reduce(0) { $0 + $1.mapped.size } }
@@ -158,7 +173,7 @@ public final class ContainerWeightSource: WeightSource {
     }
 
     public func configJSON() throws -> Data { try container.configJSON() }
-    public func tokenizerJSON() throws -> Data? { try container.embeddedFile("tokenizer.json") }
+    public func auxiliaryFile(_ name: String) throws -> Data? { try container.embeddedFile(name) }
     public var weightBytes: Int { container.headerOffset - container.dataOffset }
     public func prefetchLayer(_ i: Int) { container.prefetchLayer(i) }
     public func dropLayer(_ i: Int) { container.dropLayer(i) }

@@ -121,6 +121,23 @@ enum Reference {
     }
 }
 
+extension Reference {
+    /// Greedy continuations of several prompts with one reference model load (the reference's Python API).
+    static func greedyMany(model: String, prompts: [[Int32]], count: Int, override: String? = nil) throws -> [[Int32]] {
+        try checkPython()
+        let code = """
+        import json, sys
+        sys.path.insert(0, sys.argv[1])
+        from reference_forward import ReferenceModel
+        m = ReferenceModel(sys.argv[2], sys.argv[3] or None)
+        print(json.dumps([m.greedy(p, int(sys.argv[5])) for p in json.loads(sys.argv[4])]))
+        """
+        let promptJSON = "[" + prompts.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]"
+        let out = try run(python, ["-c", code, scripts, model, override ?? "", promptJSON, String(count)])
+        return try JSONDecoder().decode([[Int32]].self, from: Data(out.utf8))
+    }
+}
+
 /// A float64 (`<f8`) or float32 (`<f4`) .npy array.
 struct NPYArray {
     var shape: [Int]

@@ -1,0 +1,91 @@
+import XCTest
+import QSTFormat
+@testable import QSTEngine
+
+/// SmolLM2-135M-Instruct against the NumPy reference. Slow without optimisation: release builds only,
+/// or debug with QST_REAL_MODEL_TESTS=1.
+final class RealModelTests: XCTestCase {
+    static let lock = NSLock()
+    nonisolated(unsafe) static var built: [String: String] = [:]
+
+    /// Containers are built once per test process with the library (f32: every tensor kept as F32;
+    /// nf4: the default QLoRA policy, other tensors BF16), plus the NF4 container's decoded weights.
+    static func artifact(_ kind: String) throws -> String {
+        lock.lock(); defer { lock.unlock() }
+        if let p = built[kind] { return p }
+        let folder = try Reference.realModel("f32")
+        let path: String
+        switch kind {
+        case "f32":
+            path = Reference.tempPath("smollm2-f32.qst4")
+            try buildContainer(from: folder, to: path, keepAll: true, keptDtype: .f32)
+        case "nf4":
+            path = Reference.tempPath("smollm2-nf4.qst4")
+            try buildContainer(from: folder, to: path)
+        default:
+            path = Reference.tempPath("smollm2-nf4-decoded.safetensors")
+            lock.unlock(); let nf4 = try artifact("nf4"); lock.lock()
+            try writeDecodedWeights(container: nf4, to: path)
+        }
+        built[kind] = path
+        return path
+    }
+
+    override class func tearDown() {
+        for p in built.values { try? FileManager.default.removeItem(atPath: p) }
+        super.tearDown()
+    }
+
+    func prompts() throws -> [[Int32]] {
+        let tok = try SafetensorsWeightSource(path: try Reference.realModel("f32")).loadTokenizer()
+        return ["The capital of France is", "def fibonacci(n):\n    ", "Once upon a time, in a small village,"]
+            .map { tok.encode($0).map(Int32.init) }
+    }
+
+    func compare(engine path: String, options: EngineOptions, reference folder: String, override: String? = nil,
+                 tolerance: Double, _ label: String) throws {
+        let seqs = Array(try prompts().prefix(2))
+        let ref = try Reference.logits(model: folder, sequences: seqs, override: override)
+        let model = try FrozenModel(path: path, options: options)
+        let batch = TokenBatch(sequences: seqs)
+        let logits = try model.logits(batch).array
+        let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+                                    validRows(ref, lengths: batch.lengths))
+        print("\(label): relative Frobenius error \(err)")
+        XCTAssertLessThanOrEqual(err, tolerance, label)
+    }
+
+    func testF32ContainerMatchesReference() throws {
+        try Reference.requireRealModelBuild()
+        try compare(engine: try Self.artifact("f32"), options: EngineOptions(matmulPath: .dequantizeSGEMM),
+                    reference: try Reference.realModel("f32"), tolerance: 1e-4, "f32 container")
+    }
+
+    func testBF16FolderMatchesReference() throws {
+        try Reference.requireRealModelBuild()
+        let folder = try Reference.realModel("bf16")
+        try compare(engine: folder, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
+                    tolerance: 1e-4, "bf16 folder")
+    }
+
+    func testNF4ContainerMatchesReferenceOnDequantizedWeights() throws {
+        try Reference.requireRealModelBuild()
+        let nf4 = try Self.artifact("nf4"), decoded = try Self.artifact("decoded")
+        let folder = try Reference.realModel("f32")
+        try compare(engine: nf4, options: EngineOptions(matmulPath: .dequantizeSGEMM), reference: folder,
+                    override: decoded, tolerance: 1e-4, "nf4 container (sgemm)")
+        try compare(engine: nf4, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
+                    override: decoded, tolerance: 1e-4, "nf4 container (kernels exact)")
+    }
+
+    func testGreedyGenerationMatchesReference() throws {
+        try Reference.requireRealModelBuild()
+        let folder = try Reference.realModel("f32")
+        let ps = try prompts()
+        let expected = try Reference.greedyMany(model: folder, prompts: ps, count: 8)
+        let model = try FrozenModel(path: try Self.artifact("f32"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        for (p, e) in zip(ps, expected) {
+            XCTAssertEqual(try Generator(model: model).generate(prompt: p, maxTokens: 8).tokens, e)
+        }
+    }
+}
