@@ -1,0 +1,622 @@
+#!/usr/bin/env python3
+"""Independent NumPy reader of `.qst4` containers, written from Formats/QST4.md alone.
+
+It shares no code with the Swift reader, so tests can hold one against the other.
+
+Python API (import with Scripts/ on sys.path):
+  r = QST4(path)                 validates preamble, header CRC-32C and every entry (QST4.md §2, §6)
+  r.header                       the JSON header (dict)
+  r.tensor_names()               names in header order
+  r.entry(name)                  the tensor's header entry (dict)
+  r.raw_parts(name)              {part: ndarray}: data (<f4 | <u2 | <f2) or codes u1 +
+                                 (absmax f4 | absmax_codes u1 + absmax2 f4); read-only views
+  r.decoded_absmax(name)         float32 per-block absmax as decoding uses it
+  r.tensor(name)                 float32 ndarray with the entry's shape
+  r.file(name)                   embedded file, decompressed, length and sha256 checked (bytes)
+  r.config()                     the embedded config.json (dict)
+  r.verify()                     list of problems: tensor crc32c, file sha256, non-zero gaps
+  crc32c(data, crc=0) -> int     CRC-32C (Castagnoli), chainable: crc32c(b, crc32c(a)) == crc32c(a+b)
+
+CLI:
+  qst4_reader.py FILE                      summary of the header
+  qst4_reader.py FILE --list               one line per tensor
+  qst4_reader.py FILE --tensor NAME --out x.npy
+  qst4_reader.py FILE --extract-file NAME --out config.json
+  qst4_reader.py FILE --dump-safetensors OUT.safetensors   every tensor as F32 (for reference_forward.py
+                                                            --override-safetensors)
+  qst4_reader.py FILE --verify             checksums and gaps; exit 1 on any problem
+  qst4_reader.py --check-golden [DIR]      decode DIR/tiny.qst4 and DIR/tiny-nodq.qst4 (default
+                                           Formats/golden), compare bitwise with tiny.expected.json,
+                                           verify checksums; JSON on stdout, exit 1 on mismatch
+Errors: exit 2 with a one-line message naming the file and the field.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qst_py.venv import ensure_venv  # noqa: E402
+
+ensure_venv(("numpy",))
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+F32 = np.float32
+
+MAGIC = b"QST4\r\n\x1a\n"
+PREAMBLE = struct.Struct("<8sHHIQQQI20s")
+MAX_HEADER = 100 * 1024 * 1024
+PART_ALIGN = 64
+DTYPES = ("NF4", "BF16", "F16", "F32")
+ELEM_BYTES = {"BF16": 2, "F16": 2, "F32": 4}
+
+# §4, as float32. The decimal strings are float32 values printed as doubles, so float() is exact.
+_NF4_DECIMAL = np.array([
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], dtype=np.float64)
+NF4 = _NF4_DECIMAL.astype(F32)
+assert np.all(NF4.astype(np.float64) == _NF4_DECIMAL)  # each literal is exactly a float32
+
+_DYN8_HEX = """
+bf7e3333 bf7a999a bf770000 bf736666 bf6fcccd bf6c3333 bf68999a bf650000
+bf616666 bf5dcccd bf5a3333 bf56999a bf530000 bf4f6666 bf4bcccd bf483333
+bf44999a bf410000 bf3d6666 bf39cccd bf363333 bf32999a bf2f0000 bf2b6666
+bf27cccd bf243333 bf20999a bf1d0000 bf196666 bf15cccd bf123333 bf0e999a
+bf0b0000 bf076666 bf03cccd bf003333 bef93334 bef20000 beeacccc bee3999a
+bedc6666 bed53334 bece0000 bec6cccc bebf999a beb86666 beb13334 beaa0000
+bea2cccc be9b999a be946666 be8d3334 be860000 be7d9999 be6f3333 be60cccd
+be526666 be440000 be35999a be273333 be18cccd be0a6666 bdf80000 bddb3334
+bdc9eb85 bdc428f6 bdbe6666 bdb8a3d7 bdb2e148 bdad1eb8 bda75c29 bda1999a
+bd9bd70a bd96147b bd9051ec bd8a8f5c bd84cccd bd7e147a bd728f5c bd670a3e
+bd5b851f bd500000 bd447ae1 bd38f5c2 bd2d70a4 bd21eb85 bd166666 bd0ae148
+bcfeb852 bce7ae15 bcd0a3d7 bcb9999a bca28f5c bc8b851f bc68f5c2 bc3ae148
+bc1f3b64 bc160419 bc0ccccd bc039581 bbf4bc6a bbe24dd3 bbcfdf3c bbbd70a4
+bbab020c bb989375 bb8624dd bb676c8b bb428f5c bb1db22d baf1a9fc baa7ef9e
+ba7765fd ba59e83e ba3c6a7f ba1eecc0 ba016f01 b9c7e282 b98ce704 b923d70a
+b8ba1f4b b88aefb3 b8378034 b7b24207 b70205ff b65a1a93 b513a3b6 00000000
+3513a3b6 365a1a93 370205ff 37b24207 38378034 388aefb3 38ba1f4b 3923d70a
+398ce704 39c7e282 3a016f01 3a1eecc0 3a3c6a7f 3a59e83e 3a7765fd 3aa7ef9e
+3af1a9fc 3b1db22d 3b428f5c 3b676c8b 3b8624dd 3b989375 3bab020c 3bbd70a4
+3bcfdf3c 3be24dd3 3bf4bc6a 3c039581 3c0ccccd 3c160419 3c1f3b64 3c3ae148
+3c68f5c2 3c8b851f 3ca28f5c 3cb9999a 3cd0a3d7 3ce7ae15 3cfeb852 3d0ae148
+3d166666 3d21eb85 3d2d70a4 3d38f5c2 3d447ae1 3d500000 3d5b851f 3d670a3e
+3d728f5c 3d7e147a 3d84cccd 3d8a8f5c 3d9051ec 3d96147b 3d9bd70a 3da1999a
+3da75c29 3dad1eb8 3db2e148 3db8a3d7 3dbe6666 3dc428f6 3dc9eb85 3ddb3334
+3df80000 3e0a6666 3e18cccd 3e273333 3e35999a 3e440000 3e526666 3e60cccd
+3e6f3333 3e7d9999 3e860000 3e8d3334 3e946666 3e9b999a 3ea2cccc 3eaa0000
+3eb13334 3eb86666 3ebf999a 3ec6cccc 3ece0000 3ed53334 3edc6666 3ee3999a
+3eeacccc 3ef20000 3ef93334 3f003333 3f03cccd 3f076666 3f0b0000 3f0e999a
+3f123333 3f15cccd 3f196666 3f1d0000 3f20999a 3f243333 3f27cccd 3f2b6666
+3f2f0000 3f32999a 3f363333 3f39cccd 3f3d6666 3f410000 3f44999a 3f483333
+3f4bcccd 3f4f6666 3f530000 3f56999a 3f5a3333 3f5dcccd 3f616666 3f650000
+3f68999a 3f6c3333 3f6fcccd 3f736666 3f770000 3f7a999a 3f7e3333 3f800000
+"""
+DYN8 = np.array([int(h, 16) for h in _DYN8_HEX.split()], dtype=np.uint32).view(F32)
+assert DYN8.size == 256
+
+
+class QST4Error(Exception):
+    """A malformed container; the message names the file and the field."""
+
+
+# ---------------------------------------------------------------------------------------------
+# CRC-32C. The register update is linear over GF(2), so large buffers are split into equal
+# lanes whose CRCs are computed side by side with NumPy and then chained with the
+# "append L zero bytes" operator (zlib's crc32_combine idea).
+
+_POLY = 0x82F63B78
+
+
+def _make_table():
+    table = []
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ _POLY if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_TABLE = _make_table()
+_TABLE_NP = np.array(_TABLE, dtype=np.uint32)
+
+
+def _crc_raw_bytes(reg, data):
+    t = _TABLE
+    for b in data:
+        reg = t[(reg ^ b) & 0xFF] ^ (reg >> 8)
+    return reg
+
+
+def _gf2_apply(mat, vec):
+    out = 0
+    i = 0
+    while vec:
+        if vec & 1:
+            out ^= mat[i]
+        vec >>= 1
+        i += 1
+    return out
+
+
+def _gf2_mul(a, b):
+    return [_gf2_apply(a, col) for col in b]
+
+
+def _zero_bytes_operator(n):
+    """Matrix (32 column images) of feeding n zero bytes to the raw CRC register."""
+    one = [_TABLE[(1 << i) & 0xFF] ^ ((1 << i) >> 8) for i in range(32)]
+    result = [1 << i for i in range(32)]
+    while n:
+        if n & 1:
+            result = _gf2_mul(one, result)
+        one = _gf2_mul(one, one)
+        n >>= 1
+    return result
+
+
+def _crc_raw_lanes(reg, buf):
+    n = buf.size
+    lanes = 1
+    while lanes < 8192 and n // (lanes * 2) >= 256:
+        lanes *= 2
+    length = n // lanes
+    body = buf[: lanes * length].reshape(lanes, length).T.copy()  # row i = byte i of every lane
+    state = np.zeros(lanes, dtype=np.uint32)
+    table = _TABLE_NP
+    eight = np.uint32(8)
+    for row in body:
+        state = table[(state ^ row) & 0xFF] ^ (state >> eight)
+    shift = _zero_bytes_operator(length)
+    for lane_crc in state.tolist():
+        reg = _gf2_apply(shift, reg) ^ lane_crc
+    return _crc_raw_bytes(reg, buf[lanes * length:].tobytes())
+
+
+def crc32c(data, crc=0):
+    """CRC-32C of `data` (bytes-like or uint8 array) continuing from a previous result `crc`."""
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
+    reg = crc ^ 0xFFFFFFFF
+    if buf.size < 65536:
+        reg = _crc_raw_bytes(reg, buf.tobytes())
+    else:
+        reg = _crc_raw_lanes(reg, buf)
+    return reg ^ 0xFFFFFFFF
+
+
+assert crc32c(b"123456789") == 0xE3069283
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _zstd_decompress(blob, raw_length, where):
+    try:
+        import zstandard  # optional; the zstd command-line tool is the fallback
+        return zstandard.ZstdDecompressor().decompress(blob, max_output_size=raw_length)
+    except ImportError:
+        pass
+    tool = shutil.which("zstd")
+    if tool is None:
+        raise QST4Error(f"{where}: needs the `zstandard` package or the `zstd` tool to decompress")
+    proc = subprocess.run([tool, "-d", "-c", "-q"], input=blob, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise QST4Error(f"{where}: zstd failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+class QST4:
+    def __init__(self, path):
+        self.path = path
+        self._mm = None
+        size = os.path.getsize(path)
+        if size < PREAMBLE.size:
+            raise QST4Error(f"{path}: {size} bytes, shorter than the 64-byte preamble")
+        with open(path, "rb") as f:
+            pre = f.read(PREAMBLE.size)
+            (magic, major, minor, align, data_off, hdr_off, hdr_len, hdr_crc, _reserved) = PREAMBLE.unpack(pre)
+            if magic != MAGIC:
+                raise QST4Error(f"{path}: bad magic {magic!r}")
+            if major != 1:
+                raise QST4Error(f"{path}: major version {major} (this reader reads 1)")
+            if align < 4096 or align & (align - 1):
+                raise QST4Error(f"{path}: alignment {align} is not a power of two >= 4096")
+            if hdr_len > MAX_HEADER:
+                raise QST4Error(f"{path}: header_length {hdr_len} exceeds 100 MiB")
+            if hdr_off > size or hdr_off + hdr_len != size:
+                raise QST4Error(f"{path}: header range {hdr_off}+{hdr_len} does not end at the file size {size}")
+            if data_off % align or data_off < PREAMBLE.size or data_off > hdr_off:
+                raise QST4Error(f"{path}: data_offset {data_off} not aligned to {align} or not in [64, header_offset]")
+            f.seek(hdr_off)
+            raw = f.read(hdr_len)
+        if crc32c(raw) != hdr_crc:
+            raise QST4Error(f"{path}: header crc32c {crc32c(raw):#010x} != preamble {hdr_crc:#010x}")
+        self.version = (major, minor)
+        self.alignment = align
+        self.data_offset = data_off
+        self.header_offset = hdr_off
+        try:
+            self.header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise QST4Error(f"{path}: header is not UTF-8 JSON: {e}") from None
+        self._validate()
+        self._mm = np.memmap(path, dtype=np.uint8, mode="r") if size else None
+
+    # -- validation (§6) ---------------------------------------------------------------------
+
+    def _range(self, rng, where, align=None):
+        if not isinstance(rng, dict) or not _is_int(rng.get("offset")) or not _is_int(rng.get("length")):
+            raise QST4Error(f"{self.path}: {where}: needs integer offset and length")
+        off, length = rng["offset"], rng["length"]
+        if off < self.data_offset or length < 0 or off + length > self.header_offset:
+            raise QST4Error(f"{self.path}: {where}: range {off}+{length} outside the data section "
+                            f"[{self.data_offset}, {self.header_offset})")
+        if align and off % align:
+            raise QST4Error(f"{self.path}: {where}: offset {off} not a multiple of {align}")
+        return off, length
+
+    def _validate(self):
+        h, p = self.header, self.path
+        if not isinstance(h, dict) or h.get("format") != "qst4":
+            raise QST4Error(f"{p}: header is not an object with format \"qst4\"")
+        self._entries = {}
+        self._order = {}
+        ranges = []  # (offset, length, label) of every part and file, to check for overlaps
+        tensors = h.get("tensors")
+        if not isinstance(tensors, list):
+            raise QST4Error(f"{p}: header field tensors is not a list")
+        for i, t in enumerate(tensors):
+            name = t.get("name") if isinstance(t, dict) else None
+            if not isinstance(name, str):
+                raise QST4Error(f"{p}: tensors[{i}] has no name")
+            if name in self._entries:
+                raise QST4Error(f"{p}: tensor {name}: duplicate name")
+            self._entries[name] = t
+            for off, length, part in self._validate_tensor(t):
+                ranges.append((off, length, f"tensor {name} part {part}"))
+        self._files = {}
+        for i, fe in enumerate(h.get("files", [])):
+            name = fe.get("name") if isinstance(fe, dict) else None
+            if not isinstance(name, str) or name in self._files:
+                raise QST4Error(f"{p}: files[{i}]: missing or duplicate name")
+            where = f"file {name}"
+            off, length = self._range(fe, where)
+            if fe.get("compression") not in ("zstd", "none"):
+                raise QST4Error(f"{p}: {where}: unknown compression {fe.get('compression')!r}")
+            raw_len = fe.get("raw_length")
+            if not _is_int(raw_len) or raw_len < 0 or (fe["compression"] == "none" and raw_len != length):
+                raise QST4Error(f"{p}: {where}: bad raw_length {raw_len!r}")
+            sha = fe.get("sha256")
+            if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha):
+                raise QST4Error(f"{p}: {where}: sha256 is not 64 hex digits")
+            self._files[name] = fe
+            ranges.append((off, length, where))
+        ranges.sort()
+        for (o1, l1, a), (o2, _l2, b) in zip(ranges, ranges[1:]):
+            if o1 + l1 > o2:
+                raise QST4Error(f"{p}: {a} overlaps {b}")
+        self._validate_layers()
+
+    def _validate_tensor(self, t):
+        p, name = self.path, t["name"]
+        where = f"tensor {name}"
+        dtype = t.get("dtype")
+        if dtype not in DTYPES:
+            raise QST4Error(f"{p}: {where}: unknown dtype {dtype!r}")
+        shape = t.get("shape")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise QST4Error(f"{p}: {where}: shape {shape!r} is not a list of non-negative integers")
+        n = 1
+        for d in shape:
+            n *= d
+        if n >= 1 << 63:
+            raise QST4Error(f"{p}: {where}: shape {shape} overflows 64 bits")
+        layer = t.get("layer")
+        if not _is_int(layer) or layer < -1:
+            raise QST4Error(f"{p}: {where}: layer {layer!r} is not an integer >= -1")
+        parts = t.get("parts")
+        if not isinstance(parts, dict):
+            raise QST4Error(f"{p}: {where}: parts is not an object")
+        if not _is_int(t.get("crc32c")) or not 0 <= t["crc32c"] < 1 << 32:
+            raise QST4Error(f"{p}: {where}: crc32c is not a uint32")
+        if dtype == "NF4":
+            bs = t.get("block_size")
+            if not _is_int(bs) or bs < 32 or bs > 4096 or bs & (bs - 1):
+                raise QST4Error(f"{p}: {where}: block_size {bs!r} is not a power of two in 32...4096")
+            dq = t.get("double_quant")
+            if not isinstance(dq, bool):
+                raise QST4Error(f"{p}: {where}: double_quant is not a boolean")
+            blocks = -(-n // bs)
+            want = {"codes": (n + 1) // 2}
+            if dq:
+                dqb = t.get("dq_block_size")
+                if not _is_int(dqb) or dqb < 1:
+                    raise QST4Error(f"{p}: {where}: dq_block_size {dqb!r} is not a positive integer")
+                bits = t.get("dq_offset_bits")
+                if not _is_int(bits) or not 0 <= bits < 1 << 32:
+                    raise QST4Error(f"{p}: {where}: dq_offset_bits {bits!r} is not a uint32")
+                want["absmax_codes"] = blocks
+                want["absmax2"] = 4 * -(-blocks // dqb)
+            else:
+                want["absmax"] = 4 * blocks
+        else:
+            want = {"data": ELEM_BYTES[dtype] * n}
+        out = []
+        for part, length in want.items():
+            if part not in parts:
+                raise QST4Error(f"{p}: {where}: missing part {part}")
+            off, got = self._range(parts[part], f"{where} part {part}", align=PART_ALIGN)
+            if got != length:
+                raise QST4Error(f"{p}: {where} part {part}: length {got}, expected {length} for shape {shape}")
+            out.append((off, got, part))
+        self._order[name] = list(want)  # the part order of §4, which the crc32c follows
+        return out
+
+    def _validate_layers(self):
+        p = self.path
+        self._layers = {}
+        for i, lr in enumerate(self.header.get("layers", [])):
+            idx = lr.get("index") if isinstance(lr, dict) else None
+            if not _is_int(idx) or idx < 0 or idx in self._layers:
+                raise QST4Error(f"{p}: layers[{i}]: missing or duplicate index")
+            self._layers[idx] = self._range(lr, f"layer {idx}", align=self.alignment)
+        for name, t in self._entries.items():
+            layer = t["layer"]
+            named = _layer_from_name(name)
+            if named is not None and named != layer:
+                raise QST4Error(f"{p}: tensor {name}: layer {layer} but its name says layer {named}")
+            if layer < 0:
+                continue
+            if layer not in self._layers:
+                raise QST4Error(f"{p}: tensor {name}: layer {layer} has no entry in layers")
+            lo, length = self._layers[layer]
+            for part in self._order[name]:
+                r = t["parts"][part]
+                if r["offset"] < lo or r["offset"] + r["length"] > lo + length:
+                    raise QST4Error(f"{p}: tensor {name} part {part}: outside layer {layer}'s range")
+
+    # -- access ------------------------------------------------------------------------------
+
+    def tensor_names(self):
+        return list(self._entries)
+
+    def entry(self, name):
+        if name not in self._entries:
+            raise KeyError(f"{self.path}: no tensor {name}")
+        return self._entries[name]
+
+    def file_names(self):
+        return list(self._files)
+
+    def _bytes(self, rng):
+        return self._mm[rng["offset"]: rng["offset"] + rng["length"]]
+
+    def raw_parts(self, name):
+        t = self.entry(name)
+        dt = {"codes": np.uint8, "absmax_codes": np.uint8, "absmax": "<f4", "absmax2": "<f4",
+              "data": {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}.get(t["dtype"])}
+        return {part: self._bytes(t["parts"][part]).view(dt[part]) for part in self._order[name]}
+
+    def decoded_absmax(self, name):
+        t = self.entry(name)
+        if t["dtype"] != "NF4":
+            raise QST4Error(f"{self.path}: tensor {name}: dtype {t['dtype']} has no absmax")
+        parts = self.raw_parts(name)
+        if not t["double_quant"]:
+            return np.array(parts["absmax"], dtype=F32)
+        codes = parts["absmax_codes"]
+        scale = np.repeat(parts["absmax2"].astype(F32), t["dq_block_size"])[: codes.size]
+        offset = np.array([t["dq_offset_bits"]], dtype=np.uint32).view(F32)[0]
+        product = (DYN8[codes] * scale).astype(F32)  # rounded to float32 before the offset is added
+        return (product + offset).astype(F32)
+
+    def tensor(self, name):
+        t = self.entry(name)
+        shape = tuple(t["shape"])
+        parts = self.raw_parts(name)
+        dtype = t["dtype"]
+        if dtype == "F32":
+            return np.array(parts["data"], dtype=F32).reshape(shape)
+        if dtype == "F16":
+            return parts["data"].astype(F32).reshape(shape)
+        if dtype == "BF16":
+            return (parts["data"].astype(np.uint32) << np.uint32(16)).view(F32).reshape(shape)
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        packed = parts["codes"]
+        codes = np.empty(packed.size * 2, dtype=np.uint8)
+        codes[0::2] = packed >> 4
+        codes[1::2] = packed & 0x0F
+        absmax = np.repeat(self.decoded_absmax(name), t["block_size"])[:n]
+        return (NF4[codes[:n]] * absmax).astype(F32).reshape(shape)
+
+    def file(self, name):
+        if name not in self._files:
+            raise QST4Error(f"{self.path}: no embedded file {name}")
+        fe = self._files[name]
+        blob = self._bytes(fe).tobytes()
+        where = f"{self.path}: file {name}"
+        data = _zstd_decompress(blob, fe["raw_length"], where) if fe["compression"] == "zstd" else blob
+        if len(data) != fe["raw_length"]:
+            raise QST4Error(f"{where}: {len(data)} bytes after decompression, raw_length says {fe['raw_length']}")
+        if hashlib.sha256(data).hexdigest() != fe["sha256"].lower():
+            raise QST4Error(f"{where}: sha256 mismatch")
+        return data
+
+    def config(self):
+        try:
+            return json.loads(self.file("config.json").decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise QST4Error(f"{self.path}: file config.json is not JSON: {e}") from None
+
+    def tensor_crc(self, name):
+        t = self._entries[name]
+        crc = 0
+        for part in self._order[name]:
+            crc = crc32c(self._bytes(t["parts"][part]), crc)
+        return crc
+
+    def verify(self):
+        """Checksums of every tensor and file, and zero bytes between the ranges (§5)."""
+        problems = []
+        for name, t in self._entries.items():
+            got = self.tensor_crc(name)
+            if got != t["crc32c"]:
+                problems.append(f"tensor {name}: crc32c {got:#010x} != header {t['crc32c']:#010x}")
+        for name in self._files:
+            try:
+                self.file(name)
+            except QST4Error as e:
+                problems.append(str(e))
+        used = sorted([(t["parts"][q]["offset"], t["parts"][q]["length"])
+                       for name, t in self._entries.items() for q in self._order[name]]
+                      + [(f["offset"], f["length"]) for f in self._files.values()])
+        pos = PREAMBLE.size
+        for off, length in used + [(self.header_offset, 0)]:
+            if off > pos and np.any(self._mm[pos:off]):
+                problems.append(f"non-zero bytes in the gap [{pos}, {off})")
+            pos = max(pos, off + length)
+        return problems
+
+
+def _layer_from_name(name):
+    """i if the name contains `layers.{i}.` (§3), else None."""
+    key = "layers."
+    start = name.find(key)
+    while start >= 0:
+        rest = name[start + len(key):]
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        if digits and rest[digits:digits + 1] == ".":
+            return int(rest[:digits])
+        start = name.find(key, start + 1)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+
+def check_golden(folder):
+    with open(os.path.join(folder, "tiny.expected.json")) as f:
+        expected = json.load(f)
+    report = {"files": {}, "mismatches": []}
+    for fname, tensors in expected.items():
+        path = os.path.join(folder, fname)
+        try:
+            r = QST4(path)
+            problems = r.verify()
+            r.config()
+        except QST4Error as e:
+            report["mismatches"].append({"file": fname, "what": str(e)})
+            continue
+        for prob in problems:
+            report["mismatches"].append({"file": fname, "what": prob})
+        if set(r.tensor_names()) != set(tensors):
+            report["mismatches"].append({"file": fname, "what": "tensor names differ",
+                                         "container": sorted(r.tensor_names()), "expected": sorted(tensors)})
+        checked = 0
+        for name, exp in tensors.items():
+            if name not in r.tensor_names():
+                continue
+            got = r.tensor(name)
+            checked += 1
+            if list(got.shape) != exp["shape"]:
+                report["mismatches"].append({"file": fname, "tensor": name, "what": "shape",
+                                             "got": list(got.shape), "expected": exp["shape"]})
+                continue
+            bits = got.reshape(-1).view(np.uint32)
+            want = np.array(exp["bits"], dtype=np.uint32)
+            if bits.size != want.size or np.any(bits != want):
+                first = int(np.flatnonzero(bits != want)[0]) if bits.size == want.size else -1
+                report["mismatches"].append({"file": fname, "tensor": name, "what": "bits", "first_index": first})
+        report["files"][fname] = {"tensors_checked": checked,
+                                  "nf4": sum(r.entry(n)["dtype"] == "NF4" for n in r.tensor_names())}
+    return report
+
+
+def _summary(r):
+    h = r.header
+    lines = [f"{r.path}: qst4 {r.version[0]}.{r.version[1]}, alignment {r.alignment}, "
+             f"data {r.data_offset}..{r.header_offset}, created by {h.get('created_by')}",
+             f"  quantization {json.dumps(h.get('quantization'))}",
+             f"  {len(r.tensor_names())} tensors, {len(h.get('layers', []))} layers, files: "
+             + ", ".join(f"{n} ({f['raw_length']} B)" for n, f in r._files.items())]
+    counts = {}
+    for n in r.tensor_names():
+        counts[r.entry(n)["dtype"]] = counts.get(r.entry(n)["dtype"], 0) + 1
+    lines.append("  dtypes " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("file", nargs="?", help=".qst4 container (or, with --check-golden, the golden folder)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--tensor")
+    ap.add_argument("--extract-file")
+    ap.add_argument("--out")
+    ap.add_argument("--dump-safetensors")
+    ap.add_argument("--verify", action="store_true")
+    ap.add_argument("--check-golden", action="store_true")
+    args = ap.parse_args(argv)
+
+    if args.check_golden:
+        folder = args.file or os.path.join(ROOT, "Formats", "golden")
+        report = check_golden(folder)
+        print(json.dumps(report, indent=1))
+        return 1 if report["mismatches"] or not report["files"] else 0
+    if not args.file:
+        ap.error("FILE is required")
+    try:
+        r = QST4(args.file)
+        if args.list:
+            for n in r.tensor_names():
+                e = r.entry(n)
+                extra = ""
+                if e["dtype"] == "NF4":
+                    extra = f" block {e['block_size']}" + (f" dq {e['dq_block_size']}" if e["double_quant"] else "")
+                print(f"{n}\t{e['dtype']}\t{e['shape']}\tlayer {e['layer']}{extra}")
+        if args.tensor:
+            x = r.tensor(args.tensor)
+            if args.out:
+                np.save(args.out, x)
+            else:
+                print(f"{args.tensor}: shape {list(x.shape)} min {x.min() if x.size else 0} "
+                      f"max {x.max() if x.size else 0} mean {x.mean(dtype=np.float64) if x.size else 0}")
+        if args.extract_file:
+            data = r.file(args.extract_file)
+            if args.out:
+                with open(args.out, "wb") as f:
+                    f.write(data)
+            else:
+                sys.stdout.buffer.write(data)
+        if args.dump_safetensors:
+            from qst_py import safetensors_np as st
+            st.save(args.dump_safetensors, {n: r.tensor(n) for n in r.tensor_names()},
+                    {"format": "pt", "source": os.path.basename(args.file)})
+        if args.verify:
+            problems = r.verify()
+            for prob in problems:
+                print(f"{args.file}: {prob}", file=sys.stderr)
+            print(f"{args.file}: verify {'FAILED' if problems else 'ok'}")
+            if problems:
+                return 1
+        if not (args.list or args.tensor or args.extract_file or args.dump_safetensors or args.verify):
+            print(_summary(r))
+    except (QST4Error, KeyError, OSError) as e:
+        print(str(e).strip("'\""), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
