@@ -12,19 +12,20 @@ public enum ToolRunner {
         do {
             var cmd = try command.parseAsRoot()
             try cmd.run()
-        } catch let e as ExitCode {
-            exit(e.rawValue)
-        } catch let e as CleanExit {
-            command.exit(withError: e)
         } catch let e as CommandError {
-            command.exit(withError: e)
+            fail(command, e.description)
+        } catch let e as LocalizedError where e.errorDescription != nil {
+            fail(command, e.errorDescription!)
         } catch {
-            if "\(type(of: error))".contains("ParserError") || "\(type(of: error))".contains("ValidationError") {
-                command.exit(withError: error)
-            }
-            FileHandle.standardError.write(Data("\(command.configuration.commandName ?? "qst"): error: \(error)\n".utf8))
-            exit(1)
+            // Help, version, usage errors and ExitCode are the argument parser's to report.
+            command.exit(withError: error)
         }
+    }
+
+    static func fail<C: ParsableCommand>(_ command: C.Type, _ message: String) -> Never {
+        let line = message.replacingOccurrences(of: "\n", with: " ")
+        FileHandle.standardError.write(Data("\(command.configuration.commandName ?? "qst"): error: \(line)\n".utf8))
+        exit(1)
     }
 }
 
