@@ -12,9 +12,14 @@ enum UnicodeProperty: Sendable, Equatable {
         case .whitespace: return s.isWhiteSpace
         case .digit: return s.properties.generalCategory == .decimalNumber
         case .word:
-            if s.isLetter || s.isNumber { return true }
-            let c = s.properties.generalCategory
-            return c == .connectorPunctuation || c == .nonspacingMark || c == .spacingMark || c == .enclosingMark
+            // Oniguruma's Unicode \w: letters, marks, decimal and letter numbers, connectors.
+            if s.isLetter { return true }
+            switch s.properties.generalCategory {
+            case .decimalNumber, .letterNumber, .connectorPunctuation, .nonspacingMark, .spacingMark, .enclosingMark:
+                return true
+            default:
+                return false
+            }
         case .mark:
             let c = s.properties.generalCategory
             return c == .nonspacingMark || c == .spacingMark || c == .enclosingMark

@@ -48,6 +48,21 @@ final class SmolLM2TokenizerTests: XCTestCase {
         }
     }
 
+    /// The whole 1.3 MB WikiText test split must encode in well under a few seconds in release
+    /// (measured about 0.5 s on one core); debug builds only report the time.
+    func testEncodeSpeedOnWikiText() throws {
+        let (tokenizer, _) = try loadSmolLM2()
+        let text = try String(contentsOfFile: Reference.dataDir + "/text/wiki.test.raw", encoding: .utf8)
+        let start = Date()
+        let ids = tokenizer.encode(text)
+        let seconds = Date().timeIntervalSince(start)
+        print("SmolLM2 encode of wiki.test.raw: \(text.utf8.count) bytes -> \(ids.count) ids in \(String(format: "%.2f", seconds)) s")
+        XCTAssertGreaterThan(ids.count, 250_000)
+        #if !DEBUG
+        XCTAssertLessThan(seconds, 3.0)
+        #endif
+    }
+
     func testConfigTokens() throws {
         let (tokenizer, _) = try loadSmolLM2()
         // tokenizer_config.json names <|im_start|> as bos and <|im_end|> as eos and pad; their ids
