@@ -1,1 +1,68 @@
-print("not yet")
+import ArgumentParser
+import Foundation
+import QSTCLI
+import QSTSide
+
+struct InitSide: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qst-init-side",
+        abstract: "Create the initial QST side network for a base model (layout: Formats/SIDE.md).",
+        discussion: """
+        Examples:
+          qst-init-side smollm2.qst4 -o side/                       reference defaults (r 16, adapter, swish)
+          qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
+          qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
+        """)
+
+    @Argument(help: "The base model: a .qst4 container, a safetensors folder or its config.json.")
+    var model: String
+    @Option(name: [.short, .customLong("output")], help: "Folder to write side.safetensors and side_config.json to.")
+    var output: String
+    @Option(help: "Reduction factor r: the side network is hidden_size / r wide.")
+    var r: Int = 16
+    @Option(help: "Downsampler: adapter, linear, avgpool or maxpool.")
+    var downsample: String = "adapter"
+    @Option(help: "Bottleneck width of the adapter downsampler.")
+    var adapterHidden: Int = 16
+    @Option(help: "Adapter activation: swish, gelu or relu.")
+    var activation: String = "swish"
+    @Option(help: "Dropout on the downsampler input during training.")
+    var dropout: Float = 0.1
+    @Option(help: "Seed of the initialisation.")
+    var seed: UInt64 = 0
+    @Option(help: "Micro-batch size for the memory estimate.")
+    var batch: Int = 8
+    @Option(help: "Sequence length for the memory estimate.")
+    var seqLen: Int = 256
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func run() throws {
+        guard let kind = DownsampleKind(rawValue: downsample) else {
+            throw CommandError("--downsample must be one of \(DownsampleKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let act = SideActivation(rawValue: activation) else {
+            throw CommandError("--activation must be one of \(SideActivation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard batch > 0, seqLen > 0 else { throw CommandError("--batch and --seq-len must be positive") }
+        let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
+        let config = SideConfig(base: shape, r: r, downsample: kind, adapterHidden: adapterHidden, activation: act,
+                                dropout: dropout, seed: seed)
+        let weights = try SideWeights(config: config)
+        weights.initialize(seed: seed)
+        try SideWeightsIO.save(weights, directory: output)
+        let report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
+        if json { try JSONOutput.print(report); return }
+        print("wrote \(output)/\(SideWeightsIO.weightsFileName) and \(SideWeightsIO.configFileName)")
+        print("side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), " +
+              "MLP \(config.intermediate), \(kind.rawValue) downsampler" +
+              (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout)")
+        print(String(format: "trainable parameters: %d (%.2f%% of the base's %d)", report.trainableParameters,
+                     100 * report.trainableShare, report.baseParameters))
+        print("optimizer state (AdamW moments): \(Units.bytes(report.optimizerStateBytes))")
+        print("estimated training memory at batch \(batch) × \(seqLen) tokens:")
+        for (name, bytes) in report.memory.rows { print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes(bytes)) }
+    }
+}
+
+ToolRunner.main(InitSide.self)
