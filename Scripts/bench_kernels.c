@@ -226,6 +226,9 @@ static const char *path_names[NPATHS] = {"scalar", "avx512-f32", "avx512-bf16", 
 static double best[2][NSHAPES][3][NPATHS][2];
 static int use_cpu_time = 0; // --cpu-time: estimates from CPU time instead of wall time
 
+static int only_m = 0;
+static int skip_scalar = 0; // --no-scalar // --m N: measure only M = N (512 or 1)
+
 static void perf(int blas_only, int repeats) {
     const int mlist[2] = {512, 1};
     const char *tname[] = {"f32", "bf16", "nf4"};
@@ -235,6 +238,7 @@ static void perf(int blas_only, int repeats) {
            "GFLOP/s", "GB/s", "cpuGFLOP", "cpuGB/s");
     for (int mi = 0; mi < 2; mi++) {
         int m = mlist[mi];
+        if (only_m && m != only_m) continue;
         for (int s = 0; s < NSHAPES; s++) {
             int k = shapes[s].k, n = shapes[s].n;
             float *x = malloc((size_t)m * k * 4), *y = calloc((size_t)m * n, 4);
@@ -246,9 +250,9 @@ static void perf(int blas_only, int repeats) {
                 int copies = m == 1 ? (int)((160u << 20) / bytes + 1) : 1;
                 weights_t w = make_weights((qst_weight_type)t, n, k, copies);
                 for (int p = 0; p < NPATHS; p++) {
-                    if (blas_only != (p == P_BLAS)) continue;
+                    if (blas_only && p != P_BLAS) continue;
                     if (p == P_BLAS && t != QST_WEIGHT_F32) continue;
-                    if (p == P_SCALAR && m != 1) continue;             // minutes per call at M=512
+                    if (p == P_SCALAR && (m != 1 || skip_scalar)) continue;             // minutes per call at M=512
                     if (p == P_BF16 && m == 1 && t != QST_WEIGHT_BF16) continue; // GEMV stays exact
                     qst_kernel kern = p == P_SCALAR ? QST_KERNEL_SCALAR : p == P_BF16 ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
                     for (int th = 1; th <= 2; th++) {
@@ -306,12 +310,15 @@ static void estimate(int blas_only) {
 }
 
 int main(int argc, char **argv) {
-    int repeats = 5, blas_only = 0;
+    int repeats = 5, blas_only = 0, skip_accuracy = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--blas-only")) blas_only = 1;
         else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = 1;
-        else { fprintf(stderr, "usage: %s [--repeats N] [--blas-only] [--cpu-time]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--m") && i + 1 < argc) only_m = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-accuracy")) skip_accuracy = 1;
+        else if (!strcmp(argv[i], "--no-scalar")) skip_scalar = 1;
+        else { fprintf(stderr, "usage: %s [--repeats N] [--blas-only] [--cpu-time] [--m 512|1] [--no-accuracy] [--no-scalar]\n", argv[0]); return 2; }
     }
     if (repeats < 1) repeats = 1;
     if (repeats > 31) repeats = 31;
@@ -319,8 +326,8 @@ int main(int argc, char **argv) {
     const char *core_env = getenv("OPENBLAS_CORETYPE");
     printf("cpu features: %s\nOPENBLAS_CORETYPE=%s, OpenBLAS core: %s\n", qst_cpu_describe(feat, sizeof feat),
            core_env ? core_env : "(unset)", openblas_get_corename());
-    if (!blas_only) accuracy();
+    if (!blas_only && !skip_accuracy) accuracy();
     perf(blas_only, repeats);
-    estimate(blas_only);
+    if (!only_m) estimate(blas_only);
     return 0;
 }

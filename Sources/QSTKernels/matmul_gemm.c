@@ -92,7 +92,20 @@ TARGET static void pack_dense(const qst_weight *w, int64_t j0, int64_t nr, int64
     for (int64_t c16 = 0; c16 < NR; c16 += 16) {
         const __mmask16 mask = lanes(nr - c16);
         const void *base = (const char *)w->data + (size_t)(j0 + c16) * (size_t)w->ld * elem;
-        if (bf16) {
+        if (bf16 && w->type == QST_WEIGHT_BF16) {
+            // Elements 2p, 2p+1 of a bfloat16 row already form the dword vdpbf16ps wants.
+            for (int64_t r = 0; r < kk; r += 2) {
+                uint32_t *dst = (uint32_t *)panel + (r / 2) * NR + c16;
+                if (k0 + r + 1 < w->k) {
+                    __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, index,
+                                                            (const uint16_t *)base + k0 + r, 2);
+                    _mm512_storeu_si512((void *)dst, g);
+                } else {
+                    __m512 even = gather_column_values(w, base, index, mask, k0 + r);
+                    store_pairs(dst, even, _mm512_setzero_ps(), perm);
+                }
+            }
+        } else if (bf16) {
             for (int64_t r = 0; r < kk; r += 2) {
                 __m512 even = gather_column_values(w, base, index, mask, k0 + r);
                 __m512 odd = r + 1 < kk ? gather_column_values(w, base, index, mask, k0 + r + 1) : _mm512_setzero_ps();
