@@ -19,6 +19,11 @@ Scripts/tokenizer_expected.py; this script builds tokenizers to run it on and re
       split UTF-8 characters) with decode(ids, skip_special_tokens=False/True).
       Lines: {"ids": [...], "decoded": str, "decoded_skip": str}
 
+  tokenizer_cases.py fuzz OUT.jsonl [--count 2000] [--seed 7]
+      Seeded random texts built from pieces that stress the split patterns (apostrophes and case,
+      every kind of Unicode whitespace, combining marks, digits of several scripts, emoji
+      sequences, control characters, special-token strings). Lines: {"text": str}
+
   tokenizer_cases.py chat OUT.jsonl [--template-file TOKENIZER_CONFIG_JSON]
       Renders conversations with jinja2 through the reference chat templates of ChatML (SmolLM2),
       Llama 2, Llama 3 and Mistral (plus the chat_template of the given tokenizer_config.json).
@@ -162,6 +167,22 @@ def decode_cases(tokenizer_path, out):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
+FUZZ_ALPHABET = (list("aAbZz09'sStTlLdDmMrRvVeE .,;:!?-_()[]{}<>|/\\\"#$%&*+=@^`~") +
+                 [" ", "  ", "\t", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x85", "\xa0", "\u1680", "\u2000", "\u2028",
+                  "\u2029", "\u202f", "\u3000", "\u200b", "\ufeff", "\u0301", "\u0308", "\u20dd", "é", "ß", "ſ", "K",
+                  "İ", "Ω", "Ж", "ж", "ا", "ב", "अ", "ก", "中", "文", "ア", "한", "Ⅻ", "½", "²", "٣", "𝟘", "🙂", "👍🏽",
+                  "🇫🇷", "\U0001f9d1\u200d\U0001f4bb", "€", "©", "…", "—", "’", "“", "\x00", "\x1f", "\x7f",
+                  "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "'ll", "'S", "'Re", "123", "4567"])
+
+
+def fuzz_cases(out, count, seed):
+    rng = random.Random(seed)
+    with open(out, "w", encoding="utf-8") as f:
+        for _ in range(count):
+            text = "".join(rng.choice(FUZZ_ALPHABET) for _ in range(rng.randint(1, 40)))
+            f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+
+
 def ensure_jinja2():
     try:
         import jinja2  # noqa: F401
@@ -210,12 +231,18 @@ def main(argv):
     d = sub.add_parser("decode")
     d.add_argument("--tokenizer", required=True)
     d.add_argument("out")
+    z = sub.add_parser("fuzz")
+    z.add_argument("out")
+    z.add_argument("--count", type=int, default=2000)
+    z.add_argument("--seed", type=int, default=7)
     c = sub.add_parser("chat")
     c.add_argument("out")
     c.add_argument("--template-file")
     a = ap.parse_args(argv)
     if a.cmd == "build":
         build(a.out_dir)
+    elif a.cmd == "fuzz":
+        fuzz_cases(a.out, a.count, a.seed)
     elif a.cmd == "decode":
         decode_cases(a.tokenizer, a.out)
     else:

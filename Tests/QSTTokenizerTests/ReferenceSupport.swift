@@ -67,6 +67,13 @@ enum Reference {
         return try data.split(separator: UInt8(ascii: "\n")).map { try JSONDecoder().decode(T.self, from: Data($0)) }
     }
 
+    /// A file of seeded random stress texts (Scripts/tokenizer_cases.py fuzz) for `--jsonl`.
+    static func fuzzTexts(in dir: URL, count: Int = 2000) throws -> URL {
+        let out = dir.appendingPathComponent("fuzz.jsonl")
+        try run("tokenizer_cases.py", ["fuzz", out.path, "--count", String(count)])
+        return out
+    }
+
     /// Expected encodings of texts by the HF `tokenizers` library (Scripts/tokenizer_expected.py).
     static func expected(tokenizer: URL, inputs: [String]) throws -> [Record] {
         let dir = try temporaryDirectory()

@@ -21,6 +21,16 @@ final class SmolLM2TokenizerTests: XCTestCase {
         assertMatchesReference(tokenizer, records)
     }
 
+    func testFuzzTextsMatchHF() throws {
+        let (tokenizer, json) = try loadSmolLM2()
+        let dir = try Reference.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fuzz = try Reference.fuzzTexts(in: dir)
+        let records = try Reference.expected(tokenizer: json, inputs: ["--jsonl", fuzz.path])
+        XCTAssertEqual(records.count, 2000)
+        assertMatchesReference(tokenizer, records)
+    }
+
     func testWholeDataFilesMatchHF() throws {
         let (tokenizer, json) = try loadSmolLM2()
         let data = Reference.dataDir
