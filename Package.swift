@@ -27,7 +27,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
         // Hot kernels in C (NF4 dequantization, AVX-512 paths chosen at run time).
         .target(name: "QSTKernels", path: "Sources/QSTKernels",
-                cSettings: [.unsafeFlags(["-O3"])]),
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
         // Small shared pieces: parallel loops over the cores.
         .target(name: "QSTCore", swiftSettings: optimized),
         // The one format library: safetensors, NF4, the .qst4 container.

@@ -1,0 +1,43 @@
+import Foundation
+import XCTest
+
+/// The independent NumPy scripts under Scripts/, run through the project's venv Python
+/// (QST_PYTHON, else ${QST_CACHE:-~/.cache/qst}/venv/bin/python). Without Python the test
+/// is skipped, unless QST_REQUIRE_REFERENCE=1 (Scripts/test sets it), which makes it fail.
+enum ReferenceScripts {
+    static var environment: [String: String] { ProcessInfo.processInfo.environment }
+    static var cache: String { environment["QST_CACHE"] ?? NSHomeDirectory() + "/.cache/qst" }
+
+    static func python() throws -> String {
+        let py = environment["QST_PYTHON"] ?? cache + "/venv/bin/python"
+        if FileManager.default.isExecutableFile(atPath: py) { return py }
+        if environment["QST_REQUIRE_REFERENCE"] == "1" {
+            XCTFail("no Python at \(py) but QST_REQUIRE_REFERENCE=1")
+        }
+        throw XCTSkip("no Python at \(py); run Scripts/setup-env.sh")
+    }
+
+    /// The real model's F32 Hugging Face folder (Scripts/fetch-model).
+    static func realModelF32() throws -> String {
+        let dir = environment["QST_MODEL_F32"] ?? cache + "/models/SmolLM2-135M-Instruct-f32"
+        if FileManager.default.fileExists(atPath: dir + "/model.safetensors") { return dir }
+        if environment["QST_REQUIRE_REFERENCE"] == "1" { XCTFail("real model missing at \(dir)") }
+        throw XCTSkip("real model missing at \(dir); run Scripts/fetch-model")
+    }
+
+    struct Output { let status: Int32; let stdout: String; let stderr: String }
+
+    static func run(_ script: String, _ args: [String]) throws -> Output {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try python())
+        p.arguments = [ToolHarness.repo.appendingPathComponent("Scripts/\(script)").path] + args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+}
