@@ -31,7 +31,7 @@ public final class FrozenModel: FrozenBackbone {
     let invFreq: [Float]
     let dropPages: Bool
     private var blockCache: [Int: DecoderBlockWeights] = [:]
-    private let context: MatmulContext
+    let context: MatmulContext
     private let scratch: DecoderScratch
 
     public convenience init(path: String, options: EngineOptions = EngineOptions()) throws {

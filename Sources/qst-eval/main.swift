@@ -1,1 +1,146 @@
-print("not yet")
+import ArgumentParser
+import Foundation
+import QSTCLI
+import QSTEngine
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qst-eval",
+        abstract: "Evaluate a frozen model: perplexity, closeness to a reference model, multiple-choice accuracy.",
+        discussion: """
+        MODEL is a .qst4 container or a Hugging Face safetensors folder.
+
+        Examples:
+          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512
+          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 --batch 2 --json
+          qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw --max-tokens 8192
+          qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 --subjects anatomy astronomy --limit 20
+        """,
+        subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self])
+}
+
+/// Loads and tokenizes a text file, optionally keeping only the first `maxTokens` tokens.
+func tokenize(file: String, model: FrozenModel, maxTokens: Int?) throws -> [Int32] {
+    guard let data = FileManager.default.contents(atPath: file) else { throw CommandError("\(file): cannot read the text file") }
+    let tok = try model.source.loadTokenizer()
+    var ids = tok.encode(String(decoding: data, as: UTF8.self)).map(Int32.init)
+    if let m = maxTokens, m > 0, ids.count > m { ids = Array(ids.prefix(m)) }
+    return ids
+}
+
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ppl", abstract: "Perplexity of a text file (strided windows).")
+    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @Option(help: "Text file to score.") var text: String
+    @Option(help: "Window length in tokens.") var ctx: Int = 512
+    @Option(help: "Distance between window starts (default: ctx, i.e. no overlap).") var stride: Int?
+    @Option(help: "Windows per forward.") var batch: Int = 1
+    @Option(help: "Score only the first N tokens of the text.") var maxTokens: Int?
+    @Flag(help: "Print results (with per-window numbers) as JSON.") var json = false
+    @OptionGroup var engine: EngineArguments
+
+    func run() throws {
+        let m = try FrozenModel(path: model, options: try engine.options())
+        let ids = try tokenize(file: text, model: m, maxTokens: maxTokens)
+        var shown: ProgressBar? = nil
+        let r = try Perplexity.evaluate(model: m, tokens: ids, ctx: ctx, stride: stride, batch: batch) { done, total in
+            if shown == nil { shown = ProgressBar(total: total, label: "ppl") }
+            shown?.update(done)
+        }
+        shown?.finish()
+        if json {
+            try JSONOutput.print(PerplexityReport(model: model, text: text, ctx: ctx, stride: stride ?? ctx, batch: batch,
+                                                  result: r, memory: MemoryStats.current()))
+        } else {
+            print(String(format: "perplexity %.4f  (mean NLL %.5f over %d tokens, %d windows)", r.perplexity, r.meanNLL,
+                         r.scored, r.windows.count))
+            print(String(format: "%.1f tokens/s, %.1f s, peak RSS %@", r.tokensPerSecond, r.seconds,
+                         Units.bytes(MemoryStats.current().peakRSS)))
+        }
+    }
+}
+
+struct PerplexityReport: Encodable {
+    var model: String, text: String, ctx: Int, stride: Int, batch: Int
+    var result: PerplexityResult
+    var memory: MemoryStats
+}
+
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "compare",
+        abstract: "Mean KL divergence and top-1 agreement of next-token distributions against a reference model.")
+    @Argument(help: "The model under test (.qst4 or safetensors folder).") var model: String
+    @Option(help: "The reference model (usually the unquantized safetensors folder).") var against: String
+    @Option(help: "Text file (default: a built-in sample of plain English).") var text: String?
+    @Option(help: "Window length in tokens.") var ctx: Int = 512
+    @Option(help: "Compare only the first N tokens of the text.") var maxTokens: Int = 4096
+    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var engine: EngineArguments
+
+    func run() throws {
+        let options = try engine.options()
+        let m = try FrozenModel(path: model, options: options)
+        let ref = try FrozenModel(path: against, options: EngineOptions(matmulPath: .kernelsExact,
+                                                                         residentBudgetMB: options.residentBudgetMB))
+        let ids: [Int32]
+        if let text { ids = try tokenize(file: text, model: m, maxTokens: maxTokens) } else {
+            ids = try m.source.loadTokenizer().encode(CompareCommand.sample).map(Int32.init)
+        }
+        var bar: ProgressBar? = nil
+        let r = try ModelComparison.evaluate(model: m, reference: ref, tokens: ids, ctx: ctx) { done, total in
+            if bar == nil { bar = ProgressBar(total: total, label: "compare") }
+            bar?.update(done)
+        }
+        bar?.finish()
+        if json { try JSONOutput.print(r) } else {
+            print(String(format: "mean KL %.5f nats, top-1 agreement %.2f%% over %d positions", r.meanKL,
+                         100 * r.top1Agreement, r.positions))
+            print(String(format: "perplexity %.4f (model) vs %.4f (reference), %.1f s", r.perplexity,
+                         r.referencePerplexity, r.seconds))
+        }
+    }
+
+    static let sample = """
+    The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined \
+    movable metal type, oil-based ink and a wooden press adapted from those used for wine. Books, which had \
+    been copied by hand, could now be produced in hundreds of identical copies, and within fifty years \
+    printing shops had spread to more than two hundred cities across Europe. The effects were profound: \
+    literacy rose, scientific results could be shared and checked, and new ideas travelled faster than ever.
+    """
+}
+
+struct ChoiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "choice",
+        abstract: "MMLU-style accuracy: compares the logits of the answer letters A-D after \"Answer:\".")
+    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @Option(help: "MMLU folder with dev/ and test/ CSV files (header question,choice0..3,answer).") var mmlu: String
+    @Option(help: "Few-shot examples from the dev split.") var shots: Int = 5
+    @Option(parsing: .upToNextOption, help: "Subjects (default: all).") var subjects: [String] = []
+    @Option(help: "At most N test questions per subject.") var limit: Int?
+    @Option(help: "Longest prompt in tokens (shots are dropped to fit).") var ctx: Int = 2048
+    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var engine: EngineArguments
+
+    func run() throws {
+        guard (0...5).contains(shots) else { throw CommandError("--shots must be 0...5 (the dev split has 5 per subject)") }
+        let m = try FrozenModel(path: model, options: try engine.options())
+        let evaluator = try MultipleChoiceEvaluator(model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx)
+        let all = try MMLUData.subjects(in: mmlu)
+        let chosen = subjects.isEmpty ? all : subjects
+        for s in chosen where !all.contains(s) { throw CommandError("--subjects: unknown subject '\(s)' in \(mmlu)/test") }
+        var bar: ProgressBar? = nil
+        var subjectIndex = 0, lastSubject = ""
+        let r = try evaluator.evaluate(dir: mmlu, subjects: chosen, shots: shots, limit: limit) { subject, done, total in
+            if subject != lastSubject { lastSubject = subject; subjectIndex += 1; bar?.finish()
+                bar = ProgressBar(total: total, label: "\(subject) (\(subjectIndex)/\(chosen.count))") }
+            bar?.update(done)
+        }
+        bar?.finish()
+        if json { try JSONOutput.print(r) } else {
+            for s in r.subjects { print(String(format: "%-40@ %5.1f%%  (%d/%d)", s.subject as NSString, 100 * s.accuracy, s.correct, s.questions)) }
+            print(String(format: "accuracy %.2f%% over %d questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
+        }
+    }
+}
+
+ToolRunner.main(Eval.self)

@@ -1,1 +1,87 @@
-print("not yet")
+import ArgumentParser
+import Foundation
+import QSTCLI
+import QSTEngine
+import QSTTokenizer
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qst-generate",
+        abstract: "Generate text with a frozen model, streaming tokens as they come.",
+        discussion: """
+        MODEL is a .qst4 container or a Hugging Face safetensors folder with its tokenizer.
+        Generation stops at the end-of-sequence token, the chat format's end token (--chat),
+        or after --max-tokens. Temperature 0 is greedy decoding.
+
+        Examples:
+          qst-generate smollm2.qst4 --prompt "The capital of France is" --max-tokens 20
+          qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." --temperature 0.7 --top-p 0.9 --seed 1
+          qst-generate smollm2.qst4 --chat --system "Answer briefly." --prompt "What is 2+2?" --json
+        """)
+
+    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @Option(help: "The prompt text.") var prompt: String
+    @Flag(help: "Wrap the prompt in the model's chat template as a user message.") var chat = false
+    @Option(help: "System message for --chat.") var system: String?
+    @Option(help: "Chat format override: chatml, llama2, llama3 or mistral.") var chatFormat: String?
+    @Option(help: "Most new tokens to generate.") var maxTokens: Int = 128
+    @Option(help: "Sampling temperature (0 = greedy).") var temperature: Float = 0
+    @Option(help: "Nucleus sampling mass in (0, 1].") var topP: Float = 1
+    @Option(help: "Random seed for sampling.") var seed: UInt64 = 0
+    @Flag(help: "Print one JSON document with the text, token ids and speed instead of streaming.") var json = false
+    @OptionGroup var engine: EngineArguments
+
+    struct Report: Encodable {
+        var prompt: String
+        var promptTokens: Int
+        var text: String
+        var tokens: [Int32]
+        var stopReason: String
+        var prefillTokensPerSecond: Double
+        var decodeTokensPerSecond: Double
+        var peakRSS: Int
+    }
+
+    func run() throws {
+        guard maxTokens >= 0 else { throw CommandError("--max-tokens must be ≥ 0") }
+        if system != nil && !chat { throw CommandError("--system needs --chat") }
+        let sampling = SamplingOptions(temperature: temperature, topP: topP, seed: seed)
+        do { try sampling.validate() } catch { throw CommandError("\(error)") }
+        let m = try FrozenModel(path: model, options: try engine.options())
+        let tok = try m.source.loadTokenizer()
+        var text = prompt
+        var format: ChatFormat?
+        if chat {
+            let f = try tok.chatFormat(override: chatFormat)
+            format = f
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: "system", content: system)) }
+            messages.append(ChatMessage(role: "user", content: prompt))
+            text = f.render(messages: messages, addGenerationPrompt: true)
+        }
+        let ids = tok.encode(text, addSpecialTokens: !chat).map(Int32.init)
+        var stops = Set(tok.stopTokenIDs(for: format).map(Int32.init))
+        stops.formUnion(m.config.eosTokenIDs.map(Int32.init))
+        var stream = StreamingDecoder(tokenizer: tok)
+        let r = try Generator(model: m).generate(prompt: ids, maxTokens: maxTokens, sampling: sampling,
+                                                 stopTokens: stops) { id in
+            if !json {
+                FileHandle.standardOutput.write(Data(stream.push(Int(id)).utf8))
+            }
+            return true
+        }
+        if json {
+            let generated = r.tokens.filter { !stops.contains($0) }.map(Int.init)
+            try JSONOutput.print(Report(prompt: text, promptTokens: r.promptTokens,
+                                        text: tok.decode(generated, skipSpecialTokens: true), tokens: r.tokens,
+                                        stopReason: r.stopReason, prefillTokensPerSecond: r.prefillTokensPerSecond,
+                                        decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS))
+        } else {
+            FileHandle.standardOutput.write(Data((stream.finish() + "\n").utf8))
+            FileHandle.standardError.write(Data(String(format: "[%d prompt tokens, %.1f tok/s prefill; %d new tokens, %.1f tok/s; stop: %@]\n",
+                r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stopReason).utf8))
+        }
+    }
+}
+
+ToolRunner.main(Generate.self)

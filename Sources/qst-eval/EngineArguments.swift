@@ -1,0 +1,25 @@
+import ArgumentParser
+import QSTCLI
+import QSTEngine
+
+/// Options every engine-running command shares.
+struct EngineArguments: ParsableArguments {
+    @Option(name: .customLong("resident-budget"), help: "Drop each layer's weight pages after use when the weights exceed this many MiB.")
+    var residentBudget: Int?
+    @Option(help: "Threads for BLAS and the engine's own loops (default: all cores).")
+    var threads: Int?
+    @Option(help: "NF4/BF16 matmul: auto (fastest, may use bf16 products), exact (F32 kernels) or sgemm (dequantize + BLAS).")
+    var matmul: String = "auto"
+
+    func options() throws -> EngineOptions {
+        guard let path = MatmulPath(rawValue: matmul) else {
+            throw CommandError("--matmul must be auto, exact or sgemm (got '\(matmul)')")
+        }
+        if let t = threads {
+            guard t > 0 else { throw CommandError("--threads must be positive") }
+            EngineThreads.configure(threads: t)
+        }
+        if let b = residentBudget, b < 0 { throw CommandError("--resident-budget must be ≥ 0") }
+        return EngineOptions(matmulPath: path, residentBudgetMB: residentBudget)
+    }
+}
