@@ -43,6 +43,7 @@ _qst_setup_env() {
     "$py" -c "import gguf" 2>/dev/null || want+=("gguf>=0.10")
     "$py" -c "import tokenizers" 2>/dev/null || want+=("tokenizers>=0.19")
     "$py" -c "import safetensors" 2>/dev/null || want+=("safetensors>=0.4")
+    "$py" -c "import jinja2" 2>/dev/null || want+=("jinja2>=3")
     if [ "${#want[@]}" -gt 0 ]; then
         "$py" -m pip install -q --disable-pip-version-check "${want[@]}" >/dev/null \
             || { echo "setup-env: pip install ${want[*]} failed" >&2; return 1; }

@@ -115,6 +115,15 @@ public struct QST4Quantize {
                          writer: QST4Writer) throws -> TensorQuantizationReport {
         defer { try? file.advise(name, willNeed: false) }
         let n = info.elementCount
+        let decision = policy.decide(name: name, shape: info.shape)
+        if case .dense(let dtype) = decision, dtype == info.dtype {
+            // Kept in its own dtype: copied byte for byte, never widened.
+            let raw = try file.rawBytes(name)
+            try writer.writeDense(name: name, dtype: dtype, shape: info.shape, bytes: raw)
+            return TensorQuantizationReport(name: name, shape: info.shape, dtype: dtype.rawValue, inputBytes: info.byteCount,
+                                            outputBytes: raw.count, bitsPerWeight: Double(raw.count * 8) / Double(max(n, 1)),
+                                            sqnrDB: nil)
+        }
         // F32 sources are used in place; other dtypes are converted into one temporary buffer.
         var owned: [Float] = []
         let values: UnsafeBufferPointer<Float>
@@ -126,7 +135,7 @@ public struct QST4Quantize {
             values = owned.withUnsafeBufferPointer { $0 }
         }
         return try withExtendedLifetime(owned) {
-            switch policy.decide(name: name, shape: info.shape) {
+            switch decision {
             case .nf4:
                 let t = try NF4.quantize(values, parameters: policy.nf4, file: file.path, tensor: name)
                 try writer.writeNF4(name: name, shape: info.shape, t)
@@ -136,11 +145,7 @@ public struct QST4Quantize {
                                                 sqnrDB: QuantizationError.sqnr(original: values, tensor: t))
             case .dense(let dtype):
                 var outBytes = 0
-                if dtype == info.dtype {
-                    let raw = try file.rawBytes(name)
-                    try writer.writeDense(name: name, dtype: dtype, shape: info.shape, bytes: raw)
-                    outBytes = raw.count
-                } else if dtype == .f32 {
+                if dtype == .f32 {
                     try writer.writeDense(name: name, dtype: .f32, shape: info.shape, bytes: UnsafeRawBufferPointer(values))
                     outBytes = 4 * n
                 } else {
