@@ -1,6 +1,7 @@
 import Foundation
 import QSTEngine
 import QSTNN
+import QSTTokenizer
 @testable import QSTSide
 
 /// A tiny frozen "model" for tests: random embeddings, layers h ← h + tanh(h·W_i) mixed causally with the
@@ -12,6 +13,8 @@ final class MockBackbone: FrozenBackbone {
     let layers: [FloatBuffer]
     let normWeight: FloatBuffer
     private(set) var forwardCalls = 0
+    /// Makes the final hidden state NaN (to test the non-finite stop).
+    var poisoned = false
 
     init(shape s: BaseShape, seed: UInt64 = 7) {
         hiddenSize = s.hiddenSize; layerCount = s.layerCount; vocabSize = s.vocabSize
@@ -61,6 +64,7 @@ final class MockBackbone: FrozenBackbone {
                                 n: n, d: d, eps: 1e-5)
             }
         }
+        if poisoned { out[0] = .nan }
         return out
     }
 
@@ -88,5 +92,17 @@ enum SideFixtures {
         var rng = SplitMix64(seed: seed &+ 100)
         for s in w.specs { for j in 0..<s.count { w.values[s.offset + j] += 0.2 * (rng.nextFloat() - 0.5) } }
         return w
+    }
+}
+
+/// Character-level toy tokenizer over the mock vocabulary: id 0 is EOS, letters map to 1…10.
+struct ToyTokenizer: ExampleTokenizer {
+    func encodeIDs(_ text: String, addSpecialTokens: Bool) -> [Int32] {
+        text.unicodeScalars.map { Int32($0.value % 10) + 1 }
+    }
+    var eosTokenID: Int32? { 0 }
+    /// "<role>content" per turn; the generation prompt is "<assistant>".
+    func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
+        messages.map { "<\($0.role)>\($0.content)" }.joined() + (addGenerationPrompt ? "<assistant>" : "")
     }
 }

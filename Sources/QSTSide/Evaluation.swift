@@ -1,0 +1,61 @@
+import Foundation
+import QSTEngine
+import QSTFormat
+import QSTNN
+
+/// Loss (and accuracy, for classification examples) over a set of examples, without dropout.
+public struct EvaluationResult: Codable, Sendable, Equatable {
+    public var loss: Double
+    public var labelledTokens: Int
+    public var accuracy: Double?
+    public var examples: Int
+}
+
+public enum Evaluation {
+    /// Evaluates `model` on `examples` in batches of `batchSize` (sorted by length to save padding).
+    /// With `baseOnly`, the side network is bypassed: `o = norm(h_N)`, the frozen model alone (zero-shot).
+    public static func run(model: SideModel, examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
+                           baseOnly: Bool = false, progress: ((Int) -> Void)? = nil) throws -> EvaluationResult {
+        let order = examples.indices.sorted { examples[$0].ids.count < examples[$1].ids.count }
+        var lossSum = 0.0, count = 0, correct = 0, classified = 0
+        let head = model.backbone.headRows()
+        var done = 0
+        var i = 0
+        while i < order.count {
+            let chunk = order[i..<min(order.count, i + batchSize)].map { examples[$0] }
+            i += batchSize
+            let batch = BatchPlan.collate(chunk)
+            let o: FloatBuffer
+            if baseOnly {
+                let hN = try model.backbone.forwardHiddenStates(batch.tokens) { _, _ in }
+                o = FloatBuffer(hN)
+            } else {
+                o = try model.outputHidden(batch.tokens)
+            }
+            let n = batch.labels.count
+            do {
+                let r = try batch.labels.withUnsafeBufferPointer {
+                    try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: $0.baseAddress!, n: n, head: head,
+                                                            dHidden: nil)
+                }
+                lossSum += r.lossSum; count += r.count
+                if let labelTokens {
+                    let d = model.backbone.hiddenSize, T = batch.tokens.seqLen
+                    let logits = FloatBuffer(count: labelTokens.count)
+                    for (b, ex) in chunk.enumerated() {
+                        guard let cls = ex.classLabel, let pos = ex.answerPosition else { continue }
+                        try ChunkedCrossEntropy.candidateLogits(out: logits.pointer, hidden: o.pointer + (b * T + pos) * d,
+                                                                n: 1, head: head, candidates: labelTokens)
+                        if Softmax.argmax(logits.pointer, d: labelTokens.count) == cls { correct += 1 }
+                        classified += 1
+                    }
+                }
+            } catch let e as NNError { throw QSTError(e.message) }
+            done += chunk.count
+            progress?(done)
+        }
+        return EvaluationResult(loss: count == 0 ? 0 : lossSum / Double(count), labelledTokens: count,
+                                accuracy: classified == 0 ? nil : Double(correct) / Double(classified),
+                                examples: examples.count)
+    }
+}

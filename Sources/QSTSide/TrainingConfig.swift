@@ -1,0 +1,95 @@
+import Foundation
+import QSTNN
+
+/// Hyper-parameters of a `qst-tune` run. Defaults are the paper's GLUE recipe (lr 5e-4, linear decay,
+/// 6 % warm-up, weight decay 0.01); `instruct()` gives the chat/instruction recipe.
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    public var learningRate: Double = 5e-4
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public var weightDecay: Float = 0.01
+    public var schedule: LRSchedule = .linear
+    public var warmupRatio: Double = 0.06
+    /// Global L2 gradient-norm clip; 0 disables clipping.
+    public var maxGradNorm: Double = 1.0
+    public var gradAccumulation: Int = 1
+    public var batchSize: Int = 8
+    public var maxLength: Int = 256
+    public var epochs: Int = 1
+    /// When set, the run ends after this many optimizer steps (overrides `epochs`).
+    public var maxSteps: Int? = nil
+    public var seed: UInt64 = 0
+    public var groupByLength: Bool = true
+    /// Evaluate every N optimizer steps (0 = only at the end).
+    public var evalEvery: Int = 0
+    /// Cap on evaluation examples (0 = all).
+    public var evalLimit: Int = 0
+    /// Checkpoint every N optimizer steps (0 = only at the end).
+    public var saveEvery: Int = 0
+    /// Stop after this many evaluations without improvement (0 = never).
+    public var earlyStoppingPatience: Int = 0
+
+    public init() {}
+
+    public static func instruct() -> TrainingConfig {
+        var c = TrainingConfig()
+        c.learningRate = 2e-4; c.schedule = .constant; c.warmupRatio = 0.03; c.maxGradNorm = 0.3
+        return c
+    }
+
+    public func validate() throws {
+        func fail(_ m: String) -> Error { NNError("training configuration: \(m)") }
+        guard learningRate > 0, learningRate.isFinite else { throw fail("learning rate must be positive") }
+        guard batchSize >= 1, gradAccumulation >= 1, maxLength >= 2 else {
+            throw fail("batch size and gradient accumulation must be ≥ 1, max length ≥ 2")
+        }
+        guard epochs >= 1 || (maxSteps ?? 0) >= 1 else { throw fail("give at least one epoch or step") }
+        guard warmupRatio >= 0, warmupRatio < 1 else { throw fail("warm-up ratio must be in [0, 1)") }
+        guard (0..<1).contains(beta1), (0..<1).contains(beta2), eps > 0, weightDecay >= 0 else {
+            throw fail("AdamW needs 0 ≤ β < 1, ε > 0, weight decay ≥ 0")
+        }
+    }
+
+    public var adamW: AdamW.Config { AdamW.Config(beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay) }
+
+    /// Micro-batches in one epoch of `examples` examples.
+    public func microBatchesPerEpoch(_ examples: Int) -> Int { (examples + batchSize - 1) / batchSize }
+
+    /// Optimizer steps of the whole run.
+    public func totalSteps(examples: Int) -> Int {
+        if let maxSteps { return maxSteps }
+        return max(1, epochs * microBatchesPerEpoch(examples) / gradAccumulation)
+    }
+
+    public func warmupSteps(total: Int) -> Int { Int((warmupRatio * Double(total)).rounded(.up)) }
+}
+
+/// Where training stands: everything besides weights and moments that a resumed run needs to continue
+/// bit-identically.
+public struct TrainerState: Codable, Sendable, Equatable {
+    public var step = 0
+    public var epoch = 0
+    /// Micro-batches of `epoch` already consumed.
+    public var cursor = 0
+    /// SplitMix64 state of the dropout stream.
+    public var rngState: UInt64 = 0
+    public var bestMetric: Double? = nil
+    public var bestStep: Int? = nil
+    public var evalsWithoutImprovement = 0
+    public var tokensSeen = 0
+    public init() {}
+}
+
+/// One line of run/log.jsonl.
+public struct TrainingLogEntry: Codable, Sendable {
+    public var kind: String         // "train" or "eval"
+    public var step: Int
+    public var epoch: Double
+    public var loss: Double
+    public var accuracy: Double? = nil
+    public var learningRate: Double? = nil
+    public var gradNorm: Double? = nil
+    public var tokensPerSecond: Double? = nil
+    public var elapsedSeconds: Double
+}

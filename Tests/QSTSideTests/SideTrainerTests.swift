@@ -1,0 +1,133 @@
+import Foundation
+import QSTEngine
+import QSTFormat
+import QSTNN
+import XCTest
+@testable import QSTSide
+
+/// The training loop on the mock backbone: resume is bit-identical, non-finite values stop cleanly,
+/// the loss goes down, schedules follow Hugging Face's formulas.
+final class SideTrainerTests: XCTestCase {
+    let config = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
+
+    private func examples(_ count: Int, seed: UInt64) -> [TrainingExample] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in
+            let len = 3 + Int(rng.next() % 5)
+            // A learnable pattern: each token is the previous plus 3 (mod 11).
+            var ids: [Int32] = [Int32(rng.next() % 11)]
+            for _ in 1..<len { ids.append((ids.last! + 3) % 11) }
+            return TrainingExample.fromSegments([(Array(ids.prefix(1)), false), (Array(ids.dropFirst()), true)])
+        }
+    }
+
+    private func tempDir() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("qst-run-\(UUID().uuidString)").path
+    }
+
+    private func training(steps: Int) -> TrainingConfig {
+        var t = TrainingConfig()
+        t.batchSize = 3; t.gradAccumulation = 2; t.maxSteps = steps; t.learningRate = 5e-3; t.seed = 9
+        return t
+    }
+
+    private func freshModel() throws -> SideModel {
+        let w = try SideWeights(config: config)
+        w.initialize(seed: config.seed)
+        return try SideModel(weights: w, backbone: MockBackbone(shape: config.base))
+    }
+
+    func testResumeIsBitIdentical() throws {
+        let data = examples(14, seed: 1)
+        let runA = tempDir(), runB = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: runA); try? FileManager.default.removeItem(atPath: runB) }
+        let a = try SideTrainer(model: try freshModel(), training: training(steps: 20), train: data, eval: [],
+                                labelTokens: nil, run: runA)
+        _ = try a.runToEnd()
+
+        let b1 = try SideTrainer(model: try freshModel(), training: training(steps: 20), train: data, eval: [],
+                                 labelTokens: nil, run: runB)
+        for _ in 0..<10 { try b1.step() }
+        try b1.saveCheckpoint()
+        let loaded = try TrainingCheckpoint.load(run: runB)
+        XCTAssertEqual(loaded.state, b1.state)
+        let b2 = try SideTrainer(model: try SideModel(weights: loaded.weights, backbone: MockBackbone(shape: config.base)),
+                                 training: loaded.training, train: data, eval: [], labelTokens: nil, run: runB,
+                                 resumed: (loaded.optimizer, loaded.state))
+        _ = try b2.runToEnd()
+        XCTAssertEqual(a.state, b2.state)
+        for file in ["final/side.safetensors", "checkpoint-00000020/optimizer.safetensors",
+                     "checkpoint-00000020/trainer_state.json"] {
+            let x = FileManager.default.contents(atPath: runA + "/" + file)
+            let y = FileManager.default.contents(atPath: runB + "/" + file)
+            XCTAssertNotNil(x, file)
+            XCTAssertTrue(x == y, "\(file) differs between straight and resumed runs")
+        }
+        // The run did train: weights moved away from the initialisation.
+        let initial = try freshModel().weights.values.array
+        XCTAssertFalse(b2.model.weights.values.array == initial)
+    }
+
+    func testNonFiniteLossStopsAndKeepsCheckpoint() throws {
+        let run = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let backbone = MockBackbone(shape: config.base)
+        let w = try SideWeights(config: config)
+        w.initialize(seed: 1)
+        let trainer = try SideTrainer(model: try SideModel(weights: w, backbone: backbone), training: training(steps: 10),
+                                      train: examples(8, seed: 2), eval: [], labelTokens: nil, run: run)
+        try trainer.step(); try trainer.step()
+        try trainer.saveCheckpoint()
+        let before = FileManager.default.contents(atPath: run + "/checkpoint-00000002/side.safetensors")
+        let weightsBefore = w.values.array
+        backbone.poisoned = true
+        XCTAssertThrowsError(try trainer.step()) { e in
+            XCTAssertTrue("\(e)".contains("non-finite") && "\(e)".contains("step 3"), "\(e)")
+        }
+        XCTAssertTrue(w.values.array == weightsBefore, "a failed step must not touch the weights")
+        XCTAssertEqual(trainer.state.step, 2)
+        XCTAssertTrue(FileManager.default.contents(atPath: run + "/checkpoint-00000002/side.safetensors") == before)
+        XCTAssertEqual(try TrainingCheckpoint.load(run: run).state.step, 2)
+    }
+
+    func testTrainingLowersEvaluationLoss() throws {
+        let run = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        var t = training(steps: 40)
+        t.learningRate = 2e-2; t.gradAccumulation = 1; t.evalEvery = 20
+        let model = try freshModel()
+        let dev = examples(6, seed: 3)
+        let before = try Evaluation.run(model: model, examples: dev, labelTokens: nil, batchSize: 4)
+        let trainer = try SideTrainer(model: model, training: t, train: examples(24, seed: 4), eval: dev,
+                                      labelTokens: nil, run: run)
+        let after = try XCTUnwrap(try trainer.runToEnd())
+        XCTAssertLessThan(after.loss, 0.7 * before.loss, "eval loss \(before.loss) → \(after.loss)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/best/side.safetensors"))
+        XCTAssertEqual(trainer.state.bestStep, 40)
+    }
+
+    func testSchedulesFollowHuggingFaceFormulas() {
+        // get_linear_schedule_with_warmup / get_cosine_schedule_with_warmup with 100 steps, 6 warm-up.
+        XCTAssertEqual(LRSchedule.linear.rate(base: 1, step: 0, total: 100, warmup: 6), 0)
+        XCTAssertEqual(LRSchedule.linear.rate(base: 1, step: 3, total: 100, warmup: 6), 0.5)
+        XCTAssertEqual(LRSchedule.linear.rate(base: 1, step: 6, total: 100, warmup: 6), 1)
+        XCTAssertEqual(LRSchedule.linear.rate(base: 1, step: 53, total: 100, warmup: 6), 47.0 / 94, accuracy: 1e-12)
+        XCTAssertEqual(LRSchedule.cosine.rate(base: 1, step: 53, total: 100, warmup: 6), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(LRSchedule.cosine.rate(base: 2, step: 100, total: 100, warmup: 6), 0, accuracy: 1e-12)
+        XCTAssertEqual(LRSchedule.constant.rate(base: 2, step: 80, total: 100, warmup: 6), 2)
+        XCTAssertEqual(TrainingConfig().warmupSteps(total: 100), 6)
+    }
+
+    func testBatchPlanCoversEveryExampleOnceAndGroupsLengths() {
+        let lengths = (0..<103).map { ($0 * 37) % 29 + 1 }
+        let plan = BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 0, groupByLength: true)
+        XCTAssertEqual(plan.flatMap { $0 }.sorted(), Array(0..<103))
+        let again = BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 0, groupByLength: true)
+        XCTAssertEqual(plan, again)
+        XCTAssertNotEqual(plan, BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 1, groupByLength: true))
+        // Grouping means less padding than a plain shuffle.
+        func padding(_ p: [[Int]]) -> Int { p.reduce(0) { acc, b in acc + b.count * b.map { lengths[$0] }.max()! - b.map { lengths[$0] }.reduce(0, +) } }
+        XCTAssertLessThan(padding(plan), padding(BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 0,
+                                                                   groupByLength: false)))
+    }
+}
