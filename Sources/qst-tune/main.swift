@@ -1,1 +1,265 @@
-print("not yet")
+import ArgumentParser
+import Foundation
+import QSTCLI
+import QSTEngine
+import QSTNN
+import QSTSide
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Tune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qst-tune",
+        abstract: "Train a QST side network beside a frozen (NF4) base model.",
+        discussion: """
+        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on
+        assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the
+        label word, accuracy at evaluation).
+
+        Examples:
+          qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv --eval sst2/dev.tsv -o run/ --steps 300
+          qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/ --epochs 1
+          qst-tune smollm2.qst4 --resume run/                      continue an interrupted run
+        """)
+
+    @Argument(help: "The base model (.qst4 container or safetensors folder).")
+    var model: String
+    @Argument(help: "The side network folder from qst-init-side (not needed with --resume).")
+    var side: String?
+    @Option(help: "Training data file.") var data: String?
+    @Option(help: "Evaluation data file.") var eval: String?
+    @Option(name: [.short, .customLong("output")], help: "Run folder (checkpoints, best/, final/, log, curves).")
+    var output: String?
+    @Option(help: "Continue the run in this folder from its last checkpoint.") var resume: String?
+    @Option(help: "GLUE task preset: sst2, rte, mrpc or cola.") var task: String?
+    @Option(help: "Hyper-parameter preset: glue (lr 5e-4, linear, 6% warm-up) or instruct (2e-4, constant, clip 0.3).")
+    var preset: String = "glue"
+    @Option(help: "Peak learning rate.") var lr: Double?
+    @Option(help: "AdamW β1.") var beta1: Float?
+    @Option(help: "AdamW β2.") var beta2: Float?
+    @Option(help: "AdamW ε.") var adamEps: Float?
+    @Option(help: "AdamW decoupled weight decay.") var weightDecay: Float?
+    @Option(help: "Schedule: constant, linear or cosine.") var schedule: String?
+    @Option(help: "Warm-up as a fraction of all steps.") var warmupRatio: Double?
+    @Option(help: "Clip the global gradient norm to this (0 = off).") var maxGradNorm: Double?
+    @Option(help: "Micro-batches per optimizer step.") var gradAccum: Int?
+    @Option(help: "Sequences per micro-batch.") var batchSize: Int?
+    @Option(help: "Longer sequences are truncated to this many tokens.") var maxLength: Int?
+    @Option(help: "Passes over the training data.") var epochs: Int?
+    @Option(help: "Optimizer steps (overrides --epochs).") var steps: Int?
+    @Option(help: "Seed of the data order and dropout.") var seed: UInt64?
+    @Flag(help: "Do not group batches by length.") var noGroupByLength = false
+    @Option(help: "Evaluate every N steps (0 = at the end only).") var evalEvery: Int?
+    @Option(help: "Evaluate on at most this many examples.") var evalLimit: Int?
+    @Option(help: "Checkpoint every N steps (0 = at the end only).") var saveEvery: Int?
+    @Option(help: "Stop after N evaluations without improvement.") var earlyStopping: Int?
+    @Option(help: "Use at most this many training examples.") var trainLimit: Int?
+    @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
+    @Flag(help: "Also evaluate the frozen model alone (zero-shot) before training.") var evalBase = false
+    @Option(help: "Resident memory budget for the frozen weights, in MiB (passed to the engine).")
+    var residentBudget: Int?
+    @Flag(help: "Print the summary as JSON.") var json = false
+
+    func trainingConfig() throws -> TrainingConfig {
+        var t: TrainingConfig
+        switch preset {
+        case "glue": t = TrainingConfig()
+        case "instruct": t = TrainingConfig.instruct()
+        default: throw CommandError("--preset must be glue or instruct")
+        }
+        if let lr { t.learningRate = lr }
+        if let beta1 { t.beta1 = beta1 }
+        if let beta2 { t.beta2 = beta2 }
+        if let adamEps { t.eps = adamEps }
+        if let weightDecay { t.weightDecay = weightDecay }
+        if let schedule {
+            guard let s = LRSchedule(rawValue: schedule) else { throw CommandError("--schedule must be constant, linear or cosine") }
+            t.schedule = s
+        }
+        if let warmupRatio { t.warmupRatio = warmupRatio }
+        if let maxGradNorm { t.maxGradNorm = maxGradNorm }
+        if let gradAccum { t.gradAccumulation = gradAccum }
+        if let batchSize { t.batchSize = batchSize }
+        if let maxLength { t.maxLength = maxLength }
+        if let epochs { t.epochs = epochs }
+        if let steps { t.maxSteps = steps }
+        if let seed { t.seed = seed }
+        if noGroupByLength { t.groupByLength = false }
+        if let evalEvery { t.evalEvery = evalEvery }
+        if let evalLimit { t.evalLimit = evalLimit }
+        if let saveEvery { t.saveEvery = saveEvery }
+        if let earlyStopping { t.earlyStoppingPatience = earlyStopping }
+        try t.validate()
+        return t
+    }
+
+    func run() throws {
+        guard let data else { throw CommandError("--data is required") }
+        guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
+        let started = Date()
+        let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
+        let tokenizer = try backbone.source.loadTokenizer()
+        let weights: SideWeights, training: TrainingConfig
+        var resumed: (optimizer: AdamW, state: TrainerState)?
+        if let resume {
+            let ck = try TrainingCheckpoint.load(run: resume)
+            weights = ck.weights; training = ck.training; resumed = (ck.optimizer, ck.state)
+            note("resuming \(resume) at step \(ck.state.step) (hyper-parameters from the checkpoint)")
+        } else {
+            guard let side else { throw CommandError("give the side network folder (from qst-init-side)") }
+            weights = try SideWeightsIO.load(directory: side)
+            training = try trainingConfig()
+            if TrainingCheckpoint.exists(run: run) {
+                throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
+            }
+        }
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        let sideModel = try SideModel(weights: weights, backbone: backbone)
+
+        func load(_ path: String) throws -> LoadedExamples {
+            if let task { return try GLUETask.named(task).load(path: path, tokenizer: tokenizer, maxLength: training.maxLength,
+                                                               skipBad: skipBad) }
+            return try RecordLoading.load(path: path, tokenizer: tokenizer, maxLength: training.maxLength, skipBad: skipBad)
+        }
+        var trainSet = try load(data)
+        if let trainLimit { trainSet.examples = Array(trainSet.examples.prefix(trainLimit)) }
+        let evalSet = try eval.map(load)
+        note("training examples: \(trainSet.examples.count) (skipped \(trainSet.skippedBad) bad, truncated " +
+             "\(trainSet.truncated) to \(training.maxLength) tokens)" +
+             (evalSet.map { "; evaluation examples: \($0.examples.count) (skipped \($0.skippedBad), truncated \($0.truncated))" } ?? ""))
+
+        let estimate = TrainingMemoryEstimate(config: weights.config, parameterCount: weights.parameterCount,
+                                              batch: training.batchSize, seqLen: training.maxLength,
+                                              backboneBytes: backbone.source.weightBytes)
+        note("memory estimate at batch \(training.batchSize) × \(training.maxLength):")
+        for (name, bytes) in estimate.rows { note("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes(bytes)) }
+
+        let trainer = try SideTrainer(model: sideModel, training: training, train: trainSet.examples,
+                                      eval: evalSet?.examples ?? [], labelTokens: trainSet.labelTokens, run: run,
+                                      resumed: resumed)
+        var zeroShot: EvaluationResult?
+        if evalBase, let evalSet {
+            let subset = training.evalLimit > 0 ? Array(evalSet.examples.prefix(training.evalLimit)) : evalSet.examples
+            zeroShot = try Evaluation.run(model: sideModel, examples: subset, labelTokens: trainSet.labelTokens,
+                                          batchSize: training.batchSize, baseOnly: true)
+            note("frozen model alone: loss \(fmt(zeroShot!.loss))" + (zeroShot!.accuracy.map { ", accuracy \(pct($0))" } ?? ""))
+        }
+
+        let log = try LogFile(path: run + "/log.jsonl")
+        let bar = ProgressBar(total: trainer.totalSteps, label: "training")
+        let tty = isatty(2) != 0
+        let loopStart = Date(), startStep = trainer.state.step
+        trainer.onLog = { (entry: TrainingLogEntry) in
+            log.append(entry)
+            let peak = MemoryStats.current().peakRSS
+            if entry.kind == "eval" {
+                bar.finish()
+                note("step \(entry.step): eval loss \(fmt(entry.loss))" + (entry.accuracy.map { ", accuracy \(pct($0))" } ?? ""))
+                return
+            }
+            let done = entry.step - startStep
+            let elapsed = Date().timeIntervalSince(loopStart)
+            let eta = done > 0 ? elapsed / Double(done) * Double(trainer.totalSteps - entry.step) : 0
+            let detail = "loss \(fmt(entry.loss)) lr \(String(format: "%.2e", entry.learningRate ?? 0)) " +
+                "\(Int(entry.tokensPerSecond ?? 0)) tok/s peak \(Units.bytes(peak))"
+            if tty { bar.update(entry.step, detail: detail) } else if entry.step % 10 == 0 || entry.step == trainer.totalSteps {
+                note("step \(entry.step)/\(trainer.totalSteps) \(detail) eta \(Int(eta))s")
+            }
+        }
+        let final = try trainer.runToEnd()
+        bar.finish()
+        let entries = log.readAll()
+        try writeCurves(entries, to: run + "/curves.svg")
+        let peak = MemoryStats.current().peakRSS
+        let trainEntries = entries.filter { $0.kind == "train" }
+        let seconds = Date().timeIntervalSince(loopStart)
+        let tokens = trainer.state.tokensSeen
+        let summary = Summary(steps: trainer.state.step, trainExamples: trainSet.examples.count,
+                              finalEval: final, zeroShotEval: zeroShot, bestStep: trainer.state.bestStep,
+                              bestMetric: trainer.state.bestMetric,
+                              lastTrainLoss: trainEntries.last?.loss, trainSeconds: seconds,
+                              tokensPerSecond: seconds > 0 ? Double(tokens - (resumed?.state.tokensSeen ?? 0)) / seconds : 0,
+                              peakRSS: peak, estimatedMemory: estimate.total, totalSeconds: Date().timeIntervalSince(started),
+                              run: run)
+        try TrainingCheckpointJSON.write(summary, to: run + "/summary.json")
+        if json { try JSONOutput.print(summary); return }
+        print("trained \(summary.steps) steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), " +
+              "peak RSS \(Units.bytes(peak)) (estimate \(Units.bytes(estimate.total)))")
+        if let f = final {
+            var line = "final eval: loss \(fmt(f.loss))"
+            if let a = f.accuracy { line += ", accuracy \(pct(a))" }
+            if let z = zeroShot {
+                line += "; frozen model alone: loss \(fmt(z.loss))"
+                if let a = z.accuracy { line += ", accuracy \(pct(a))" }
+            }
+            print(line)
+        }
+        print("best weights: \(run)/best (step \(trainer.state.bestStep ?? trainer.state.step)), final: \(run)/final, " +
+              "log: \(run)/log.jsonl, curves: \(run)/curves.svg")
+    }
+
+    struct Summary: Codable {
+        var steps: Int, trainExamples: Int
+        var finalEval: EvaluationResult?, zeroShotEval: EvaluationResult?
+        var bestStep: Int?, bestMetric: Double?, lastTrainLoss: Double?
+        var trainSeconds: Double, tokensPerSecond: Double, peakRSS: Int, estimatedMemory: Int, totalSeconds: Double
+        var run: String
+    }
+
+    func writeCurves(_ entries: [TrainingLogEntry], to path: String) throws {
+        let train = entries.filter { $0.kind == "train" }
+        // Smooth the noisy per-step loss with a running mean over 10 steps.
+        var smoothed: [(Double, Double)] = []
+        for (i, e) in train.enumerated() {
+            let window = train[max(0, i - 9)...i]
+            smoothed.append((Double(e.step), window.reduce(0) { $0 + $1.loss } / Double(window.count)))
+        }
+        var series = [SVGChart.Series(name: "training loss (mean of 10 steps)", points: smoothed, color: "#1f77b4")]
+        let evals = entries.filter { $0.kind == "eval" }
+        if !evals.isEmpty {
+            series.append(.init(name: "evaluation loss", points: evals.map { (Double($0.step), $0.loss) }, color: "#d62728"))
+        }
+        if evals.contains(where: { $0.accuracy != nil }) {
+            series.append(.init(name: "evaluation accuracy", points: evals.compactMap { e in e.accuracy.map { (Double(e.step), $0) } },
+                                color: "#2ca02c"))
+        }
+        try SVGChart(title: "qst-tune", xLabel: "optimizer step", yLabel: "loss / accuracy", series: series).write(to: path)
+    }
+}
+
+/// run/log.jsonl: one JSON object per line, appended as training goes (kept across resumes).
+final class LogFile {
+    let path: String
+    let handle: FileHandle
+    init(path: String) throws {
+        self.path = path
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw CommandError("cannot write \(path)") }
+        handle = h
+        handle.seekToEndOfFile()
+    }
+    func append(_ e: TrainingLogEntry) {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        if let d = try? enc.encode(e) { handle.write(d); handle.write(Data("\n".utf8)) }
+    }
+    func readAll() -> [TrainingLogEntry] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(TrainingLogEntry.self, from: Data($0.utf8)) }
+    }
+}
+
+enum TrainingCheckpointJSON {
+    static func write<T: Encodable>(_ v: T, to path: String) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try e.encode(v).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
+
+func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+func fmt(_ x: Double) -> String { String(format: "%.4f", x) }
+func pct(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
+
+ToolRunner.main(Tune.self)
