@@ -253,7 +253,7 @@ static void perf(int blas_only, int repeats) {
                     if (blas_only && p != P_BLAS) continue;
                     if (p == P_BLAS && t != QST_WEIGHT_F32) continue;
                     if (p == P_SCALAR && (m != 1 || skip_scalar)) continue;             // minutes per call at M=512
-                    if (p == P_BF16 && m == 1 && t != QST_WEIGHT_BF16) continue; // GEMV stays exact
+                    if (p == P_BF16 && m == 1 && t == QST_WEIGHT_F32) continue; // F32 GEMV stays exact
                     qst_kernel kern = p == P_SCALAR ? QST_KERNEL_SCALAR : p == P_BF16 ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
                     for (int th = 1; th <= 2; th++) {
                         int status = 0;
@@ -299,13 +299,15 @@ static void estimate(int blas_only) {
         printf("pp512 NF4 %-12s ~ %6.0f tok/s (linear %.1f ms, attention ~%.1f ms at %.0f GFLOP/s, head %.2f ms)\n",
                path_names[p], 512 / total, LAYERS * layer * 1e3, attn_flops / rate * 1e3, rate * 1e-9, head * 1e3);
     }
-    double layer = 0;
-    for (int s = 0; s < 4; s++) layer += layer_uses[s] * best[1][s][2][P_EXACT][1];
-    layer += best[1][3][2][P_EXACT][1];
-    for (int p = P_EXACT; p <= P_BF16; p++) {
-        double head = best[1][4][1][p][1];
-        printf("tg NF4 GEMV + BF16 head (%s) ~ %6.0f tok/s (layers %.2f ms, head %.2f ms)\n", path_names[p],
-               1.0 / (LAYERS * layer + head), LAYERS * layer * 1e3, head * 1e3);
+    for (int lp = P_EXACT; lp <= P_BF16; lp++) {
+        double layer = 0;
+        for (int s = 0; s < 4; s++) layer += layer_uses[s] * best[1][s][2][lp][1];
+        layer += best[1][3][2][lp][1];
+        for (int p = P_EXACT; p <= P_BF16; p++) {
+            double head = best[1][4][1][p][1];
+            printf("tg NF4 GEMV %-12s + BF16 head %-12s ~ %6.0f tok/s (layers %.2f ms, head %.2f ms)\n", path_names[lp],
+                   path_names[p], 1.0 / (LAYERS * layer + head), LAYERS * layer * 1e3, head * 1e3);
+        }
     }
 }
 

@@ -72,6 +72,8 @@ static int amx_permitted(void) {
 // identical for every caller, so a benign race on first use only repeats the detection.
 static _Atomic uint32_t cached_features = 0;
 static _Atomic int cached_valid = 0;
+// AMX permission, once granted, lasts for the process: remember it to skip the syscall.
+static _Atomic int amx_granted = 0;
 
 uint32_t qst_cpu_features(void) {
     if (!atomic_load_explicit(&cached_valid, memory_order_acquire)) {
@@ -81,7 +83,11 @@ uint32_t qst_cpu_features(void) {
         atomic_store_explicit(&cached_valid, 1, memory_order_release);
     }
     uint32_t f = atomic_load_explicit(&cached_features, memory_order_relaxed);
-    if ((f & QST_CPU_AMX_TILE) && amx_permitted()) f |= QST_CPU_AMX_PERMITTED;
+    if (f & QST_CPU_AMX_TILE) {
+        if (!atomic_load_explicit(&amx_granted, memory_order_relaxed) && amx_permitted())
+            atomic_store_explicit(&amx_granted, 1, memory_order_relaxed);
+        if (atomic_load_explicit(&amx_granted, memory_order_relaxed)) f |= QST_CPU_AMX_PERMITTED;
+    }
     return f;
 }
 

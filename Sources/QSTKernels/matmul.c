@@ -27,8 +27,11 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : QST_KERNEL_SCALAR;
     case QST_KERNEL_AUTO:
         if (!vec) return QST_KERNEL_SCALAR;
-        // Few rows are memory bound: exact float32 products cost nothing extra there.
-        if (type == QST_WEIGHT_F32 || shape == QST_SHAPE_GEMV) return QST_KERNEL_AVX512;
+        // F32 weights stay exact (bfloat16 would only add rounding: GEMV is memory bound and
+        // the F32 GEMM is the engine's reference). NF4/BF16 take the bfloat16 kernels,
+        // which decode faster (GEMV) and do twice the multiplies per instruction (GEMM).
+        (void)shape;
+        if (type == QST_WEIGHT_F32) return QST_KERNEL_AVX512;
         return has_bf16(f) ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
     }
     return -1;

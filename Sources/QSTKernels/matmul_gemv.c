@@ -99,11 +99,14 @@ TARGET INLINE void bf16_exact_step(const int MC, const int JR, const float *xd, 
     __m512 acc[ROWS_PER_PASS][MAX_JR][2];
     for (int i = 0; i < MC; i++)
         for (int r = 0; r < JR; r++) acc[i][r][0] = acc[i][r][1] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < kp; g += 32) {
+    // Full groups unmasked (masked loads in the hot loop cost about half the bandwidth).
+    int64_t g = 0;
+    for (; g < kp; g += 32) {
         int64_t left = k - g;
         __mmask32 mk = left >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << left) - 1);
         for (int r = 0; r < JR; r++) {
-            __m512i v = _mm512_maskz_loadu_epi16(mk, (const uint16_t *)w->data + (j + r) * w->ld + g);
+            const uint16_t *row = (const uint16_t *)w->data + (j + r) * w->ld + g;
+            __m512i v = left >= 32 ? _mm512_loadu_si512((const void *)row) : _mm512_maskz_loadu_epi16(mk, row);
             __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
             __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(v, high));
             for (int i = 0; i < MC; i++) {
@@ -228,8 +231,13 @@ TARGET int qst_mm_gemv_avx512(const float *x, int64_t m, int64_t ldx, const qst_
         }
         return QST_MATMUL_OK;
     }
+    if (use_bf16 && w->type == QST_WEIGHT_NF4 && w->block % 64 == 0)
+        return qst_mm_gemv_nf4_bf16(x, m, ldx, w, y, ldy, n0, n1);
     const int dot = use_bf16 && w->type == QST_WEIGHT_BF16;
-    void *scratch = qst_mm_alloc((size_t)(ROWS_PER_PASS * kp) * (dot ? sizeof(uint16_t) : sizeof(float)));
+    // Small x buffers live on the stack (a heap allocation per call is measurable here).
+    float local[ROWS_PER_PASS * 2048] __attribute__((aligned(64)));
+    void *scratch = kp <= 2048 ? (void *)local
+                               : qst_mm_alloc((size_t)(ROWS_PER_PASS * kp) * (dot ? sizeof(uint16_t) : sizeof(float)));
     if (!scratch) return QST_MATMUL_NO_MEMORY;
     for (int64_t i0 = 0; i0 < m; i0 += ROWS_PER_PASS) {
         int64_t mc = m - i0 < ROWS_PER_PASS ? m - i0 : ROWS_PER_PASS;
@@ -247,6 +255,6 @@ TARGET int qst_mm_gemv_avx512(const float *x, int64_t m, int64_t ldx, const qst_
             }
         }
     }
-    free(scratch);
+    if (scratch != (void *)local) free(scratch);
     return QST_MATMUL_OK;
 }

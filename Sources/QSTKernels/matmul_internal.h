@@ -16,6 +16,10 @@ int qst_mm_gemv_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight 
 int qst_mm_gemm_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                        float *y, int64_t ldy, int64_t n0, int64_t n1, int use_bf16);
 
+// NF4 GEMV through bfloat16 dot products; needs block % 64 == 0.
+int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                         float *y, int64_t ldy, int64_t n0, int64_t n1);
+
 // Rounds m rows of x (stride ldx, k used) to bfloat16 (nearest even) into xb with row
 // stride kp (a multiple of 32 >= k), zero padding columns [k, kp).
 void qst_mm_x_to_bf16(const float *x, int64_t m, int64_t ldx, int64_t k, int64_t kp, uint16_t *xb);

@@ -30,8 +30,8 @@ typedef struct {
 
 /// Which arithmetic to use. Every request resolves to a path the CPU supports or fails.
 typedef enum {
-    /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights with
-    /// many rows it may round x (and dequantized W) to bfloat16 (~1e-3 relative error).
+    /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
+    /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error).
     QST_KERNEL_AUTO = 0,
     /// Fastest path whose products are full float32 (AVX-512 FMA or scalar).
     QST_KERNEL_EXACT = 1,
@@ -40,6 +40,8 @@ typedef enum {
     /// AVX-512F FMA on float32 (weights dequantized to float32).
     QST_KERNEL_AVX512 = 3,
     /// AVX512_BF16 vdpbf16ps: x and weights rounded to bfloat16, float32 accumulation.
+    /// GEMV with F32 weights, or NF4 with a block not a multiple of 64, runs the exact
+    /// float32 loop instead (it is as fast there).
     QST_KERNEL_AVX512_BF16 = 4,
 } qst_kernel;
 
