@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Independent float64 NumPy reference of the QST side network (Formats/SIDE.md), for tests.
+
+Written from the spec and the reference PyTorch implementation's forward
+(YouAreSpecialToMe/QST modeling_llama_qst.py: QSTLlamaModel.forward, QSTLlamaForCausalLM.forward,
+QSTConfig.AdapterLinear), not from QST's Swift code. Evaluation mode (no dropout).
+
+    side_reference.py SIDE_DIR FIXTURE.safetensors OUT.safetensors [--fd-eps 1e-6]
+
+SIDE_DIR holds side.safetensors + side_config.json. FIXTURE holds the frozen model's view of one batch:
+`hidden.{v}` [n, d] for v = 0..L (embeddings, then after each layer), `final` [n, d] = norm(h_L),
+`head` [V, d], `labels` [n] int32 (-100 = ignore), `lengths` [B] int32. OUT gets `loss` [1] (mean
+cross-entropy at the labelled positions) and, for every side tensor, `grad.{name}`: the central finite
+difference of the float64 loss with respect to each element (exact to ~1e-9 at float64).
+"""
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qst_py.venv import ensure_venv  # noqa: E402
+
+ensure_venv(("numpy",))
+
+import argparse  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from qst_py import safetensors_np  # noqa: E402
+
+_erf = np.vectorize(math.erf)
+
+
+def act(name, x):
+    if name in ("swish", "silu"):
+        return x / (1 + np.exp(-x))
+    if name == "gelu":
+        return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+    if name == "relu":
+        return np.maximum(x, 0)
+    raise ValueError(name)
+
+
+def rms_norm(x, w, eps):
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+
+def layer_norm(x, w, b, eps=1e-5):
+    m = x.mean(-1, keepdims=True)
+    v = ((x - m) ** 2).mean(-1, keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * w + b
+
+
+def rope(x, heads, hd, theta, T):
+    """x [B, T, heads*hd]; HF rotate_half with positions 0..T-1."""
+    inv = 1.0 / theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    ang = np.arange(T, dtype=np.float64)[:, None] * inv[None, :]
+    cos = np.concatenate([np.cos(ang)] * 2, -1)[None, :, None, :]
+    sin = np.concatenate([np.sin(ang)] * 2, -1)[None, :, None, :]
+    B = x.shape[0]
+    x = x.reshape(B, T, heads, hd)
+    half = hd // 2
+    rot = np.concatenate([-x[..., half:], x[..., :half]], -1)
+    return (x * cos + rot * sin).reshape(B, T, heads * hd)
+
+
+def block(p, i, x, cfg, lengths, T):
+    """One LLaMA decoder layer at side width on x [B, T, w]."""
+    pre = f"model.qst_layers.{i}."
+    base = cfg["base"]
+    H, K = base["attentionHeads"], base["keyValueHeads"]
+    w = base["hiddenSize"] // cfg["r"]
+    hd = w // H
+    eps = base["rmsNormEps"]
+    B = x.shape[0]
+    n1 = rms_norm(x, p[pre + "input_layernorm.weight"], eps)
+    q = rope(n1 @ p[pre + "self_attn.q_proj.weight"].T, H, hd, base["ropeTheta"], T).reshape(B, T, H, hd)
+    k = rope(n1 @ p[pre + "self_attn.k_proj.weight"].T, K, hd, base["ropeTheta"], T).reshape(B, T, K, hd)
+    v = (n1 @ p[pre + "self_attn.v_proj.weight"].T).reshape(B, T, K, hd)
+    out = np.zeros((B, T, H, hd))
+    for b in range(B):
+        allowed = np.tril(np.ones((T, T), dtype=bool)) & (np.arange(T)[None, :] < lengths[b])
+        for h in range(H):
+            g = h // (H // K)
+            s = q[b, :, h] @ k[b, :, g].T / math.sqrt(hd)
+            s = np.where(allowed, s, -np.inf)
+            mx = s.max(-1, keepdims=True)
+            e = np.where(allowed, np.exp(s - mx), 0.0)
+            out[b, :, h] = (e / e.sum(-1, keepdims=True)) @ v[b, :, g]
+    r1 = x + out.reshape(B, T, H * hd) @ p[pre + "self_attn.o_proj.weight"].T
+    n2 = rms_norm(r1, p[pre + "post_attention_layernorm.weight"], eps)
+    gate = n2 @ p[pre + "mlp.gate_proj.weight"].T
+    up = n2 @ p[pre + "mlp.up_proj.weight"].T
+    return r1 + (act(base.get("hiddenAct", "silu"), gate) * up) @ p[pre + "mlp.down_proj.weight"].T
+
+
+def downsample(p, i, h, cfg):
+    kind, r = cfg["downsample"], cfg["r"]
+    pre = f"model.downsample.{i}."
+    if kind == "adapter":
+        y = act(cfg["activation"], h @ p[pre + "adapter_A.weight"].T) @ p[pre + "adapter_B.weight"].T
+        return layer_norm(y, p[pre + "post_layer_norm.weight"], p[pre + "post_layer_norm.bias"])
+    if kind == "linear":
+        return h @ p[pre + "weight"].T
+    g = h.reshape(*h.shape[:-1], h.shape[-1] // r, r)
+    return g.mean(-1) if kind == "avgpool" else g.max(-1)
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def loss(p, fx, cfg):
+    L = cfg["base"]["layerCount"]
+    lengths = fx["lengths"].astype(int)
+    B = len(lengths)
+    n = fx["hidden.0"].shape[0]
+    T = n // B
+    hs = [fx[f"hidden.{v}"].reshape(B, T, -1) for v in range(L + 1)]
+    s = downsample(p, 0, hs[0], cfg)
+    for i in range(L):
+        z = sigmoid(p[f"model.z.{i}"])
+        s = block(p, i, (1 - z) * downsample(p, i, hs[i + 1], cfg) + z * s, cfg, lengths, T)
+    side = rms_norm(s, p["model.norm_qst.weight"], cfg["base"]["rmsNormEps"])
+    zh = sigmoid(p["lm_head_z"])
+    o = (1 - zh) * (side @ p["upsample.weight"].T + p["upsample.bias"]) + zh * fx["final"].reshape(B, T, -1)
+    logits = o.reshape(n, -1) @ fx["head"].T
+    labels = fx["labels"].astype(int)
+    rows = np.nonzero(labels != -100)[0]
+    lg = logits[rows]
+    mx = lg.max(-1, keepdims=True)
+    lse = mx[:, 0] + np.log(np.exp(lg - mx).sum(-1))
+    return float((lse - lg[np.arange(len(rows)), labels[rows]]).mean())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("side_dir")
+    ap.add_argument("fixture")
+    ap.add_argument("out")
+    ap.add_argument("--fd-eps", type=float, default=1e-6)
+    a = ap.parse_args()
+    with open(os.path.join(a.side_dir, "side_config.json")) as f:
+        cfg = json.load(f)
+    p = {k: v.astype(np.float64) for k, v in safetensors_np.load(os.path.join(a.side_dir, "side.safetensors")).items()}
+    fx = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in safetensors_np.load(a.fixture).items()}
+    out = {"loss": np.array([loss(p, fx, cfg)])}
+    for name, t in p.items():
+        g = np.zeros(t.size)
+        flat = t.reshape(-1)
+        for j in range(t.size):
+            saved = flat[j]
+            flat[j] = saved + a.fd_eps
+            lp = loss(p, fx, cfg)
+            flat[j] = saved - a.fd_eps
+            lm = loss(p, fx, cfg)
+            flat[j] = saved
+            g[j] = (lp - lm) / (2 * a.fd_eps)
+        out["grad." + name] = g
+    safetensors_np.save(a.out, out)
+
+
+if __name__ == "__main__":
+    main()

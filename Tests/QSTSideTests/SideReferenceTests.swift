@@ -1,0 +1,96 @@
+import Foundation
+import QSTEngine
+import QSTFormat
+import QSTNN
+import XCTest
+@testable import QSTSide
+
+/// The whole side network against Scripts/side_reference.py: an independent float64 NumPy implementation
+/// of Formats/SIDE.md whose gradients are float64 central differences. Skipped without the Python venv
+/// unless QST_REQUIRE_REFERENCE=1.
+final class SideReferenceTests: XCTestCase {
+    private func python() throws -> (python: String, script: String) {
+        let env = ProcessInfo.processInfo.environment
+        let cache = env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst")
+        let python = env["QST_PYTHON"] ?? (cache + "/venv/bin/python")
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            if env["QST_REQUIRE_REFERENCE"] == "1" { throw QSTError("side reference: no Python at \(python)") }
+            throw XCTSkip("side reference: no Python at \(python)")
+        }
+        return (python, repo.appendingPathComponent("Scripts/side_reference.py").path)
+    }
+
+    private func check(_ config: SideConfig) throws {
+        let (py, script) = try python()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qst-sideref-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let weights = try SideFixtures.weights(config)
+        try SideWeightsIO.save(weights, directory: dir)
+        let backbone = MockBackbone(shape: config.base)
+        let batch = SideFixtures.batch()
+        // The frozen model's view of the batch, as the reference needs it.
+        var tensors: [SafetensorsTensorData] = []
+        let n = batch.labels.count, d = config.base.hiddenSize
+        let final = try backbone.forwardHiddenStates(batch.tokens) { v, h in
+            tensors.append(try SafetensorsTensorData(name: "hidden.\(v)", shape: [n, d],
+                                                     floats: Array(UnsafeBufferPointer(start: h, count: n * d))))
+        }
+        tensors.append(try SafetensorsTensorData(name: "final", shape: [n, d], floats: final))
+        tensors.append(try SafetensorsTensorData(name: "head", shape: [config.base.vocabSize, d], floats: backbone.embed.array))
+        tensors.append(SafetensorsTensorData(name: "labels", dtype: .i32, shape: [n],
+                                             bytes: batch.labels.withUnsafeBytes { Array($0) }))
+        let lengths = batch.tokens.lengths.map { Int32($0) }
+        tensors.append(SafetensorsTensorData(name: "lengths", dtype: .i32, shape: [lengths.count],
+                                             bytes: lengths.withUnsafeBytes { Array($0) }))
+        try SafetensorsWriter.write(to: dir + "/fixture.safetensors", tensors: tensors)
+
+        let proc = Process()
+        proc.executableURL = URL(fileURLWithPath: py)
+        proc.arguments = [script, dir, dir + "/fixture.safetensors", dir + "/ref.safetensors"]
+        let err = Pipe()
+        proc.standardError = err
+        try proc.run()
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        proc.waitUntilExit()
+        guard proc.terminationStatus == 0 else { throw QSTError("side_reference.py failed: \(errText)") }
+        let ref = try SafetensorsFile(path: dir + "/ref.safetensors")
+
+        // Evaluation mode: no dropout, so the reference's loss and gradients apply exactly.
+        var eval = config
+        eval.dropout = 0
+        let w2 = try SideWeights(config: eval)
+        w2.values.pointer.update(from: weights.values.pointer, count: weights.values.count)
+        let model = try SideModel(weights: w2, backbone: backbone)
+        var rng = SplitMix64(seed: 0)
+        let result = try model.trainStep(batch, rng: &rng)
+        let refLoss = try ref.copyElements("loss", as: Double.self)[0]
+        XCTAssertEqual(result.mean, refLoss, accuracy: 2e-5 * max(1, abs(refLoss)), "loss vs float64 reference")
+        var worst = 0.0
+        for s in w2.specs {
+            let g = try ref.copyElements("grad." + s.name, as: Double.self)
+            XCTAssertEqual(g.count, s.count, s.name)
+            let scale = max(g.map(abs).max() ?? 0, 1e-3)
+            for j in 0..<s.count {
+                let err = abs(Double(w2.grads[s.offset + j]) - g[j]) / scale
+                worst = max(worst, err)
+                if err > 2e-3 {
+                    XCTFail("\(s.name)[\(j)]: Swift \(w2.grads[s.offset + j]) vs float64 reference \(g[j])")
+                    break
+                }
+            }
+        }
+        XCTAssertLessThan(worst, 2e-3)
+    }
+
+    func testAdapterNetworkMatchesFloat64Reference() throws {
+        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
+                             activation: .swish, dropout: 0.1))
+    }
+
+    func testLinearGeluAndMaxPoolMatchFloat64Reference() throws {
+        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .linear, activation: .gelu))
+        try check(SideConfig(base: SideFixtures.tinyShape, r: 4, downsample: .maxpool))
+    }
+}
