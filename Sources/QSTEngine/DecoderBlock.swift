@@ -113,9 +113,15 @@ public enum DecoderBlock {
             (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
             (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
         }
-        Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+        if BLASThreadScope.isSingleThreaded {
+            HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                                          batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                                          capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+        } else {
+            Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                                    batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                                    capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+        }
         w.o.forward(out: x, x: attn, n: n, accumulate: true, context: context)
 
         RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.postAttentionNorm, n: n, d: s.hidden, eps: s.eps)

@@ -94,6 +94,8 @@ public final class FrozenModel: FrozenBackbone {
     /// Returns the final-normed hidden states `[batch·newTokens, hidden]`.
     public func forward(ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: KVCache? = nil,
                         visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil) throws -> FloatBuffer {
+        let blas = BLASThreadScope()
+        defer { blas.restore() }
         let n = batch * newTokens
         guard ids.count == n else { throw QSTError("forward: \(ids.count) ids for batch \(batch) × \(newTokens) tokens") }
         let d = hiddenSize
@@ -147,6 +149,8 @@ public final class FrozenModel: FrozenBackbone {
     /// Full logits `[rows, vocab]` for the given final hidden states (use for few rows; the perplexity
     /// path streams the head instead).
     public func logits(hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
+        let blas = BLASThreadScope()
+        defer { blas.restore() }
         let out = FloatBuffer(count: rows * vocabSize)
         headLinear.forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
         return out

@@ -64,8 +64,18 @@ public struct DenseLinear: LinearWeights {
 
     public func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
                         context: MatmulContext) {
-        Linear.forward(out: out, x: x, weight: weight, bias: bias, n: n, inFeatures: inFeatures,
-                       outFeatures: outFeatures, accumulate: accumulate)
+        guard BLASThreadScope.isSingleThreaded, Parallel.threadCount() > 1 else {
+            Linear.forward(out: out, x: x, weight: weight, bias: bias, n: n, inFeatures: inFeatures,
+                           outFeatures: outFeatures, accumulate: accumulate)
+            return
+        }
+        let k = inFeatures, outF = outFeatures
+        let xs = SendablePointer(x), ws = SendablePointer(weight), os = SendablePointer(out)
+        OutputSplit.run(outFeatures: outF) { c0, c1 in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(c1 - c0), Int32(k),
+                        1, xs.base, Int32(k), ws.base + c0 * k, Int32(k), accumulate ? 1 : 0, os.base + c0, Int32(outF))
+        }
+        if let bias { QuantizedLinear.addBias(out, bias, rows: n, width: outF) }
     }
 }
 
@@ -121,12 +131,10 @@ public struct QuantizedLinear: LinearWeights {
         let failed = FloatBuffer(count: 1)
         let fp = SendablePointer(failed.pointer)
         let shared = SendableWeight(weight)
-        // Column ranges are multiples of 16 so each worker's outputs stay whole vector stores.
-        let groups = (outFeatures + 15) / 16
-        Parallel.forRanges(groups, minChunk: 2) { g0, g1 in
+        OutputSplit.run(outFeatures: outFeatures) { c0, c1 in
             var w = shared.weight
             let rc = qst_matmul(xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
-                                Int64(g0 * 16), Int64(min(outFeatures, g1 * 16)), kernel)
+                                Int64(c0), Int64(c1), kernel)
             if rc != QST_MATMUL_OK { fp[0] = 1 }
         }
         return failed[0] == 0
@@ -138,6 +146,25 @@ public struct QuantizedLinear: LinearWeights {
         if case .f32(let w) = tensor.storage {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(k),
                         1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, out, Int32(outFeatures))
+            return
+        }
+        if BLASThreadScope.isSingleThreaded, Parallel.threadCount() > 1 {
+            // Each worker decodes and multiplies its own output rows with its own tile.
+            let xs = SendablePointer(x), os = SendablePointer(out), t = tensor
+            let outF = outFeatures, tileElements = context.tileElements
+            OutputSplit.run(outFeatures: outF) { c0, c1 in
+                let rowsPerTile = max(1, min(c1 - c0, tileElements / max(1, k)))
+                let tile = UnsafeMutablePointer<Float>.allocate(capacity: rowsPerTile * k)
+                defer { tile.deallocate() }
+                var r0 = c0
+                while r0 < c1 {
+                    let rn = min(rowsPerTile, c1 - r0)
+                    t.decode(start: r0 * k, count: rn * k, into: tile)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rn), Int32(k),
+                                1, xs.base, Int32(k), tile, Int32(k), accumulate ? 1 : 0, os.base + r0, Int32(outF))
+                    r0 += rn
+                }
+            }
             return
         }
         let rowsPerTile = max(1, min(outFeatures, context.tileElements / max(1, k)))
@@ -173,6 +200,14 @@ extension WeightTensor: @unchecked Sendable {}
 private struct SendableWeight: @unchecked Sendable {
     let weight: qst_weight
     init(_ weight: qst_weight) { self.weight = weight }
+}
+
+/// Splits output features into one contiguous range per worker (multiples of 16 for whole vector stores).
+enum OutputSplit {
+    static func run(outFeatures: Int, _ body: @Sendable (Int, Int) -> Void) {
+        let groups = (outFeatures + 15) / 16
+        Parallel.forRanges(groups, minChunk: 1) { g0, g1 in body(g0 * 16, min(outFeatures, g1 * 16)) }
+    }
 }
 
 /// NF4 decoding of any element range (the C kernel wants an even start; odd starts take one element by hand).

@@ -13,6 +13,8 @@ extension FrozenModel {
         let chunk = Self.scoringChunkRows, V = vocabSize, d = hiddenSize
         let logits = FloatBuffer(count: min(chunk, max(rows, 1)) * V)
         let head = headLinear
+        let blas = BLASThreadScope()
+        defer { blas.restore() }
         var r0 = 0
         while r0 < rows {
             let rn = min(chunk, rows - r0)
