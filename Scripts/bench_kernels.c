@@ -90,6 +90,7 @@ typedef struct {
     const weights_t *w; const float *x; float *y; int m, iters, tid, threads;
     qst_kernel kernel; qst_shape shape; int use_blas; pthread_barrier_t *bar; int status;
     double cpu; // seconds this thread spent on the CPU during the timed calls
+    double start, end; // wall clock around this thread's timed calls
 } job_t;
 
 static void *worker(void *arg) {
@@ -99,6 +100,7 @@ static void *worker(void *arg) {
     int64_t n0 = j->tid * chunk, n1 = n0 + chunk < n ? n0 + chunk : n;
     pthread_barrier_wait(j->bar);
     struct timespec c0, c1;
+    j->start = now();
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     for (int it = 0; it < j->iters; it++) {
         const qst_weight *w = &j->w->w[it % j->w->copies];
@@ -111,6 +113,7 @@ static void *worker(void *arg) {
         }
     }
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    j->end = now();
     j->cpu = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
     pthread_barrier_wait(j->bar);
     return NULL;
@@ -128,9 +131,13 @@ static double timed(const weights_t *w, const float *x, float *y, int m, int thr
         pthread_create(&th[t], NULL, worker, &jobs[t]);
     }
     pthread_barrier_wait(&bar);
-    double t0 = now();
     pthread_barrier_wait(&bar);
-    double t1 = now();
+    // Wall time from the workers' own clocks: the main thread may wake late from a barrier.
+    double t0 = jobs[0].start, t1 = jobs[0].end;
+    for (int t = 1; t < threads; t++) {
+        if (jobs[t].start < t0) t0 = jobs[t].start;
+        if (jobs[t].end > t1) t1 = jobs[t].end;
+    }
     *cpu = 0;
     for (int t = 0; t < threads; t++) {
         pthread_join(th[t], NULL);
@@ -227,7 +234,8 @@ static double best[2][NSHAPES][3][NPATHS][2];
 static int use_cpu_time = 0; // --cpu-time: estimates from CPU time instead of wall time
 
 static int only_m = 0;
-static int skip_scalar = 0; // --no-scalar // --m N: measure only M = N (512 or 1)
+static int skip_scalar = 0; // --no-scalar
+static int only_type = -1; // --type f32|bf16|nf4 // --m N: measure only M = N (512 or 1)
 
 static void perf(int blas_only, int repeats) {
     const int mlist[2] = {512, 1};
@@ -245,6 +253,7 @@ static void perf(int blas_only, int repeats) {
             for (int i = 0; i < m * k; i++) x[i] = frand();
             for (int t = blas_only ? 0 : 2; t >= 0; t--) {
                 if (blas_only && t != 0) continue;
+                if (only_type >= 0 && t != only_type && !blas_only) continue;
                 qst_weight probe = {.type = (qst_weight_type)t, .block = 64, .n = n, .k = k, .ld = k};
                 size_t bytes = weight_bytes(&probe);
                 int copies = m == 1 ? (int)((160u << 20) / bytes + 1) : 1;
@@ -320,7 +329,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--m") && i + 1 < argc) only_m = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-accuracy")) skip_accuracy = 1;
         else if (!strcmp(argv[i], "--no-scalar")) skip_scalar = 1;
-        else { fprintf(stderr, "usage: %s [--repeats N] [--blas-only] [--cpu-time] [--m 512|1] [--no-accuracy] [--no-scalar]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--type") && i + 1 < argc) {
+            const char *t = argv[++i];
+            only_type = !strcmp(t, "f32") ? 0 : !strcmp(t, "bf16") ? 1 : !strcmp(t, "nf4") ? 2 : -1;
+        }
+        else { fprintf(stderr, "usage: %s [--repeats N] [--blas-only] [--cpu-time] [--m 512|1] [--no-accuracy] [--no-scalar] [--type f32|bf16|nf4]\n", argv[0]); return 2; }
     }
     if (repeats < 1) repeats = 1;
     if (repeats > 31) repeats = 31;
@@ -330,6 +343,6 @@ int main(int argc, char **argv) {
            core_env ? core_env : "(unset)", openblas_get_corename());
     if (!blas_only && !skip_accuracy) accuracy();
     perf(blas_only, repeats);
-    if (!only_m) estimate(blas_only);
+    if (!only_m && only_type < 0) estimate(blas_only);
     return 0;
 }

@@ -75,6 +75,8 @@ TARGET INLINE void nf4_step(const int MC, const int JR, const float *xd, int64_t
         for (int r = 0; r < JR; r++) table[r] = _mm512_mul_ps(lut, _mm512_set1_ps(scale[r][b]));
         for (int64_t t = 0; t < groups_per_block; t++, g++) {
             for (int r = 0; r < JR; r++) {
+                // Weights come from DRAM once per token: prefetch ahead (one per cache line).
+                if ((g & 3) == 0) _mm_prefetch((const char *)codes[r] + g * 16 + 4096, _MM_HINT_T0);
                 __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes[r] + g * 16)));
                 __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), table[r]);
                 __m512 wl = _mm512_permutexvar_ps(idx, table[r]);
