@@ -16,7 +16,7 @@ struct Eval: ParsableCommand {
           qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw --max-tokens 8192
           qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 --subjects anatomy astronomy --limit 20
         """,
-        subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self])
+        subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self])
 }
 
 /// Loads and tokenizes a text file, optionally keeping only the first `maxTokens` tokens.
@@ -140,6 +140,43 @@ struct ChoiceCommand: ParsableCommand {
             for s in r.subjects { print(String(format: "%-40@ %5.1f%%  (%d/%d)", s.subject as NSString, 100 * s.accuracy, s.correct, s.questions)) }
             print(String(format: "accuracy %.2f%% over %d questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
         }
+    }
+}
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench",
+        abstract: "Prompt-processing and generation speed (min/median of repeats) with an sgemm yardstick on the same shapes.")
+    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @Option(help: "Prompt tokens per pp run.") var prompt: Int = 512
+    @Option(help: "Generated tokens per tg run.") var generate: Int = 128
+    @Option(help: "Timed repeats.") var repeats: Int = 3
+    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var engine: EngineArguments
+
+    struct Report: Encodable {
+        var model: String
+        var matmul: String
+        var threads: Int
+        var result: ForwardBenchmark.Result
+        var memory: MemoryStats
+    }
+
+    func run() throws {
+        guard prompt > 0, generate > 0, repeats > 0 else { throw CommandError("--prompt, --generate and --repeats must be positive") }
+        let options = try engine.options()
+        let m = try FrozenModel(path: model, options: options)
+        var memory = MemoryStats.current()
+        let r = try ForwardBenchmark(model: m).run(promptTokens: prompt, generatedTokens: generate, repeats: repeats) {
+            memory = MemoryStats.current()
+        }
+        let report = Report(model: model, matmul: options.matmulPath.rawValue, threads: EngineThreads.blasThreads,
+                            result: r, memory: memory)
+        if json { try JSONOutput.print(report); return }
+        print(String(format: "pp%d: %.1f tok/s best, %.1f median (%.1f GFLOP/s)", prompt, r.pp.bestTokensPerSecond,
+                     r.pp.medianTokensPerSecond, r.ppGFLOPS))
+        print(String(format: "tg%d: %.1f tok/s best, %.1f median", generate, r.tg.bestTokensPerSecond, r.tg.medianTokensPerSecond))
+        for g in r.sgemm { print(String(format: "sgemm m=%d n=%d k=%d: %.1f GFLOP/s", g.m, g.n, g.k, g.gflops)) }
+        print("peak RSS during the model runs \(Units.bytes(report.memory.peakRSS))")
     }
 }
 
