@@ -116,7 +116,8 @@ public enum DecoderBlock {
         if BLASThreadScope.isSingleThreaded {
             HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
                                           batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                          capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+                                          capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
+                                          threads: context.threads)
         } else {
             Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
                                     batch: batch, newTokens: newTokens, pastLength: kv.pastLength,

@@ -49,7 +49,8 @@ public struct ForwardBenchmark {
             return Int32((s >> 33) % UInt64(c.vocabSize))
         }
         // Warm-up: touch every page once so the runs measure compute, not first faults.
-        _ = try model.forward(ids: Array(ids.prefix(16)), batch: 1, newTokens: 16)
+        let warm = min(16, promptTokens)
+        _ = try model.forward(ids: Array(ids.prefix(warm)), batch: 1, newTokens: warm)
         var pp: [Double] = [], tg: [Double] = []
         for _ in 0..<repeats {
             let t0 = Date()

@@ -9,14 +9,14 @@ import enum QSTCore.Parallel
 enum HeadParallelAttention {
     static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, kCache: UnsafePointer<Float>,
                         vCache: UnsafePointer<Float>, keyMask: UnsafePointer<UInt8>, batch: Int, newTokens: Int,
-                        pastLength: Int, capacity: Int, nHeads: Int, nKVHeads: Int, headDim: Int) {
+                        pastLength: Int, capacity: Int, nHeads: Int, nKVHeads: Int, headDim: Int, threads: Int) {
         let Tq = newTokens, L = pastLength + newTokens, hd = headDim
         guard Tq > 0 else { return }
         let ldq = nHeads * hd, ldk = nKVHeads * hd, group = nHeads / nKVHeads
         let scale = 1 / Float(hd).squareRoot()
         let o = SendablePointer(out), qs = SendablePointer(q), ks = SendablePointer(kCache)
         let vs = SendablePointer(vCache), ms = SendablePointer(keyMask)
-        Parallel.forRanges(batch * nHeads, minChunk: 1) { p0, p1 in
+        Parallel.forRanges(batch * nHeads, threads: threads, minChunk: 1) { p0, p1 in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: Tq * L)
             defer { scores.deallocate() }
             for pair in p0..<p1 {

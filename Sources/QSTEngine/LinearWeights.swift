@@ -23,8 +23,11 @@ public final class MatmulContext {
     private var tile = FloatBuffer(count: 0)
     private var temp = FloatBuffer(count: 0)
 
-    public init(path: MatmulPath = .dequantizeSGEMM, tileElements: Int = 1 << 18) {
-        self.path = path; self.tileElements = max(1, tileElements)
+    /// Worker count, read once: `Parallel.threadCount()` parses the environment on every call.
+    public let threads: Int
+
+    public init(path: MatmulPath = .dequantizeSGEMM, tileElements: Int = 1 << 18, threads: Int = Parallel.threadCount()) {
+        self.path = path; self.tileElements = max(1, tileElements); self.threads = max(1, threads)
     }
 
     func tileBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -64,14 +67,14 @@ public struct DenseLinear: LinearWeights {
 
     public func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
                         context: MatmulContext) {
-        guard BLASThreadScope.isSingleThreaded, Parallel.threadCount() > 1 else {
+        guard BLASThreadScope.isSingleThreaded, context.threads > 1 else {
             Linear.forward(out: out, x: x, weight: weight, bias: bias, n: n, inFeatures: inFeatures,
                            outFeatures: outFeatures, accumulate: accumulate)
             return
         }
         let k = inFeatures, outF = outFeatures
         let xs = SendablePointer(x), ws = SendablePointer(weight), os = SendablePointer(out)
-        OutputSplit.run(outFeatures: outF) { c0, c1 in
+        OutputSplit.run(outFeatures: outF, threads: context.threads) { c0, c1 in
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(c1 - c0), Int32(k),
                         1, xs.base, Int32(k), ws.base + c0 * k, Int32(k), accumulate ? 1 : 0, os.base + c0, Int32(outF))
         }
@@ -115,7 +118,7 @@ public struct QuantizedLinear: LinearWeights {
             let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
             let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
             done = Self.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
-                                     kernel: kernel)
+                                     kernel: kernel, threads: context.threads)
             if done, accumulate { Self.add(out, dst, count: n * outFeatures) }
         }
         if !done { tiledSGEMM(out: out, x: x, n: n, accumulate: accumulate, context: context) }
@@ -124,14 +127,14 @@ public struct QuantizedLinear: LinearWeights {
 
     /// Splits the output columns over the workers; returns false if the kernels refuse the shape.
     static func kernelMatmul(x: UnsafePointer<Float>, n: Int, k: Int, weight: qst_weight,
-                             y: UnsafeMutablePointer<Float>, outFeatures: Int, kernel: qst_kernel) -> Bool {
+                             y: UnsafeMutablePointer<Float>, outFeatures: Int, kernel: qst_kernel, threads: Int) -> Bool {
         var probe = weight
         guard qst_matmul_resolve(&probe, Int64(n), kernel, QST_SHAPE_AUTO) >= 0 else { return false }
         let xs = SendablePointer(x), ys = SendablePointer(y)
         let failed = FloatBuffer(count: 1)
         let fp = SendablePointer(failed.pointer)
         let shared = SendableWeight(weight)
-        OutputSplit.run(outFeatures: outFeatures) { c0, c1 in
+        OutputSplit.run(outFeatures: outFeatures, threads: threads) { c0, c1 in
             var w = shared.weight
             let rc = qst_matmul(xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
                                 Int64(c0), Int64(c1), kernel)
@@ -148,11 +151,11 @@ public struct QuantizedLinear: LinearWeights {
                         1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, out, Int32(outFeatures))
             return
         }
-        if BLASThreadScope.isSingleThreaded, Parallel.threadCount() > 1 {
+        if BLASThreadScope.isSingleThreaded, context.threads > 1 {
             // Each worker decodes and multiplies its own output rows with its own tile.
             let xs = SendablePointer(x), os = SendablePointer(out), t = tensor
             let outF = outFeatures, tileElements = context.tileElements
-            OutputSplit.run(outFeatures: outF) { c0, c1 in
+            OutputSplit.run(outFeatures: outF, threads: context.threads) { c0, c1 in
                 let rowsPerTile = max(1, min(c1 - c0, tileElements / max(1, k)))
                 let tile = UnsafeMutablePointer<Float>.allocate(capacity: rowsPerTile * k)
                 defer { tile.deallocate() }
@@ -204,9 +207,9 @@ private struct SendableWeight: @unchecked Sendable {
 
 /// Splits output features into one contiguous range per worker (multiples of 16 for whole vector stores).
 enum OutputSplit {
-    static func run(outFeatures: Int, _ body: @Sendable (Int, Int) -> Void) {
+    static func run(outFeatures: Int, threads: Int, _ body: @Sendable (Int, Int) -> Void) {
         let groups = (outFeatures + 15) / 16
-        Parallel.forRanges(groups, minChunk: 1) { g0, g1 in body(g0 * 16, min(outFeatures, g1 * 16)) }
+        Parallel.forRanges(groups, threads: threads, minChunk: 1) { g0, g1 in body(g0 * 16, min(outFeatures, g1 * 16)) }
     }
 }
 
