@@ -303,7 +303,8 @@ static void estimate(int blas_only) {
         for (int s = 0; s < 4; s++) layer += layer_uses[s] * best[0][s][2][p][1];
         layer += best[0][3][2][p][1]; // down (1536->576) once
         double rate = 2.0 * 512 * 576 * 576 / best[0][0][2][p][1];
-        double head = best[1][4][1][P_EXACT][1]; // logits for the last prompt token
+        double head = best[1][4][1][P_EXACT][1]; // logits for the last prompt token, faster BF16 GEMV
+        if (best[1][4][1][P_BF16][1] > 0 && best[1][4][1][P_BF16][1] < head) head = best[1][4][1][P_BF16][1];
         double total = LAYERS * layer + attn_flops / rate + head;
         printf("pp512 NF4 %-12s ~ %6.0f tok/s (linear %.1f ms, attention ~%.1f ms at %.0f GFLOP/s, head %.2f ms)\n",
                path_names[p], 512 / total, LAYERS * layer * 1e3, attn_flops / rate * 1e3, rate * 1e-9, head * 1e3);

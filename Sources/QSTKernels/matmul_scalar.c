@@ -38,9 +38,21 @@ static void weight_row(const qst_weight *w, int64_t r, float *out) {
         for (int64_t i = 0; i < w->k; i++) out[i] = bf16_to_f32(row[i]);
         break;
     }
-    case QST_WEIGHT_NF4:
-        qst_mm_nf4_dequantize((const uint8_t *)w->data, w->absmax, w->block, r * w->k, w->k, out);
+    case QST_WEIGHT_NF4: {
+        // Rows start on a block boundary (block divides k) and blocks are even: decode a
+        // block at a time, two codes per byte, with the block's absmax hoisted.
+        const uint8_t *codes = (const uint8_t *)w->data + r * (w->k / 2);
+        const float *scale = w->absmax + r * (w->k / w->block);
+        for (int64_t b = 0; b < w->k / w->block; b++) {
+            const float a = scale[b];
+            for (int64_t t = 0; t < w->block / 2; t++) {
+                uint8_t byte = codes[b * (w->block / 2) + t];
+                out[b * w->block + 2 * t] = qst_mm_nf4_values[byte >> 4] * a;
+                out[b * w->block + 2 * t + 1] = qst_mm_nf4_values[byte & 0x0F] * a;
+            }
+        }
         break;
+    }
     }
 }
 

@@ -19,7 +19,8 @@ final class MatmulTests: XCTestCase {
     }
 
     func testNF4AllPathsMatchReference() throws {
-        for (m, k, n, block) in [(1, 64, 37, 64), (3, 128, 45, 32), (4, 256, 33, 64), (5, 192, 40, 64), (17, 128, 70, 128)] {
+        for (m, k, n, block) in [(1, 64, 37, 64), (3, 128, 45, 32), (4, 256, 33, 64), (5, 192, 40, 64), (17, 128, 70, 128),
+                                  (2, 576, 20, 64), (15, 640, 35, 64)] {
             let w = TestMatrix.nf4(n: n, k: k, block: block, seed: UInt64(m * 1000 + k))
             try checkAllPaths(w, m: m, label: "nf4 m=\(m) k=\(k) n=\(n) block=\(block)")
         }
