@@ -64,7 +64,10 @@ enum {
 extern const float qst_mm_nf4_values[16];
 
 /// y[i, j] = sum_k x[i, k] * W[j, k] for rows i in [0, m) and output columns j in [n0, n1).
-/// Only columns [n0, n1) of y are written, so threads can split the outputs by ranges.
+/// Only columns [n0, n1) of y are written, so threads can split the outputs by ranges
+/// (any split is correct; multiples of 32 columns keep every GEMM panel full). Each call
+/// prepares x for itself, so threads need no shared scratch. Thread-safe, no global state
+/// besides the cached CPU features.
 /// x: m rows, row stride ldx (>= k). y: row stride ldy (>= n1). Accumulation is float32.
 /// Returns QST_MATMUL_OK or a negative QST_MATMUL_* code (y untouched on error).
 int qst_matmul(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
