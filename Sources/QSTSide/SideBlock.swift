@@ -6,11 +6,12 @@ struct SideBatchGeometry {
     let batch: Int, seqLen: Int
     var rows: Int { batch * seqLen }
     let cos: FloatBuffer, sin: FloatBuffer
-    let keyMask: Buffer<UInt8>
+    let lengths: [Int]
     let shape: Attention.Shape
 
     init(config c: SideConfig, lengths: [Int], seqLen: Int, invFreq: [Float]) {
         batch = lengths.count
+        self.lengths = lengths
         self.seqLen = seqLen
         let n = lengths.count * seqLen
         var positions = [Int32](repeating: 0, count: n)
@@ -22,7 +23,6 @@ struct SideBatchGeometry {
         }
         cos = cosTable
         sin = sinTable
-        keyMask = Buffer<UInt8>(Attention.maskFromLengths(lengths, seqLen: seqLen))
         shape = Attention.Shape(batch: lengths.count, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
                                 headDim: c.headDim)
     }
@@ -90,8 +90,8 @@ enum SideBlock {
                        n: n, inFeatures: w, outFeatures: kw)
         RoPE.forward(x: ws.q.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.heads, headDim: hd)
         RoPE.forward(x: ws.k.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.kvHeads, headDim: hd)
-        Attention.forward(out: ws.attn.pointer, probs: ws.probs.pointer, q: ws.q.pointer, k: ws.k.pointer,
-                          v: ws.v.pointer, keyMask: g.keyMask.constPointer, shape: g.shape)
+        SideAttention.forward(out: ws.attn.pointer, probs: ws.probs.pointer, q: ws.q.pointer, k: ws.k.pointer,
+                              v: ws.v.pointer, lengths: g.lengths, shape: g.shape)
         ws.resid1.pointer.update(from: x, count: n * w)
         Linear.forward(out: ws.resid1.pointer, x: ws.attn.pointer, weight: W.value(nm.o), bias: nil,
                        n: n, inFeatures: qw, outFeatures: w, accumulate: true)
@@ -134,8 +134,9 @@ enum SideBlock {
         Linear.backward(dx: ws.dAttn.pointer, dweight: W.grad(nm.o), dbias: nil, dout: ws.dResid1.pointer,
                         x: ws.attn.pointer, weight: W.value(nm.o), n: n, inFeatures: qw, outFeatures: w)
         ws.dq.zero(); ws.dk.zero(); ws.dv.zero()
-        Attention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dout: ws.dAttn.pointer,
-                           q: ws.q.pointer, k: ws.k.pointer, v: ws.v.pointer, probs: ws.probs.pointer, shape: g.shape)
+        SideAttention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dout: ws.dAttn.pointer,
+                               q: ws.q.pointer, k: ws.k.pointer, v: ws.v.pointer, probs: ws.probs.pointer,
+                               lengths: g.lengths, shape: g.shape)
         RoPE.backward(dx: ws.dq.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.heads, headDim: hd)
         RoPE.backward(dx: ws.dk.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.kvHeads, headDim: hd)
         ws.dNormed.zero()

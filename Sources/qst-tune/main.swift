@@ -60,6 +60,10 @@ struct Tune: ParsableCommand {
     @Option(help: "Resident memory budget for the frozen weights, in MiB (passed to the engine).")
     var residentBudget: Int?
     @Flag(help: "Print the summary as JSON.") var json = false
+    @Option(help: "Benchmark instead of training: N timed steps of each mode on random batch × max-length tokens.")
+    var benchmark: Int?
+    @Flag(help: "With --benchmark: label only the last position (classification) instead of every token.")
+    var benchmarkLastOnly = false
 
     func trainingConfig() throws -> TrainingConfig {
         var t: TrainingConfig
@@ -94,7 +98,25 @@ struct Tune: ParsableCommand {
         return t
     }
 
+    func runBenchmark(_ repeats: Int) throws {
+        guard let side else { throw CommandError("give the side network folder") }
+        let training = try trainingConfig()
+        let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
+        let sideModel = try SideModel(weights: try SideWeightsIO.load(directory: side), backbone: backbone)
+        let r = try SideBenchmark.run(model: sideModel, batch: training.batchSize, seqLen: training.maxLength,
+                                      repeats: repeats, labelEveryToken: !benchmarkLastOnly, training: training,
+                                      peakRSS: { MemoryStats.current().peakRSS })
+        if json { try JSONOutput.print(r); return }
+        print("batch \(r.batch) × \(r.seqLen), labelled fraction \(String(format: "%.3f", r.labelledFraction)), \(repeats) repeats")
+        print("frozen forward only:  \(Int(r.backboneForwardTokensPerSecond)) tok/s")
+        print("evaluation (no grad): \(Int(r.evaluationTokensPerSecond)) tok/s")
+        print("training step:        \(Int(r.trainingTokensPerSecond)) tok/s  (\(String(format: "%.2f", r.trainingVsBackboneForward))× forward, " +
+              "\(String(format: "%.2f", r.trainingVsEvaluation))× evaluation)")
+        print("peak RSS:             \(Units.bytes(r.peakRSSBytes))")
+    }
+
     func run() throws {
+        if let benchmark { return try runBenchmark(benchmark) }
         guard let data else { throw CommandError("--data is required") }
         guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
         let started = Date()

@@ -134,4 +134,47 @@ final class SideComponentTests: XCTestCase {
         }
         XCTAssertGreaterThan(checked, 30)
     }
+
+    /// The side's attention against QSTNN's (itself checked against Double references): GQA, padding, T=21.
+    func testSideAttentionMatchesQSTNNAttention() {
+        let shape = Attention.Shape(batch: 2, seqLen: 21, nHeads: 4, nKVHeads: 2, headDim: 4)
+        let lengths = [21, 13]
+        let nq = 2 * 21 * 16, nk = 2 * 21 * 8
+        let q = randoms(nq, seed: 1), k = randoms(nk, seed: 2), v = randoms(nk, seed: 3), dout = randoms(nq, seed: 4)
+        let mask = Attention.maskFromLengths(lengths, seqLen: 21)
+        var results: [[Float]] = []
+        for useSide in [false, true] {
+            let out = FloatBuffer(count: nq), probs = FloatBuffer(count: shape.probsCount)
+            let dq = FloatBuffer(count: nq), dk = FloatBuffer(count: nk), dv = FloatBuffer(count: nk)
+            q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                dout.withUnsafeBufferPointer { dp in mask.withUnsafeBufferPointer { mp in
+                    if useSide {
+                        SideAttention.forward(out: out.pointer, probs: probs.pointer, q: qp.baseAddress!, k: kp.baseAddress!,
+                                              v: vp.baseAddress!, lengths: lengths, shape: shape)
+                        SideAttention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: dp.baseAddress!,
+                                               q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
+                                               probs: probs.pointer, lengths: lengths, shape: shape)
+                    } else {
+                        Attention.forward(out: out.pointer, probs: probs.pointer, q: qp.baseAddress!, k: kp.baseAddress!,
+                                          v: vp.baseAddress!, keyMask: mp.baseAddress!, shape: shape)
+                        Attention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: dp.baseAddress!,
+                                           q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
+                                           probs: probs.pointer, shape: shape)
+                    }
+                } }
+            } } }
+            results.append(out.array + dq.array + dk.array + dv.array)
+        }
+        let worst = zip(results[0], results[1]).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 1
+        XCTAssertLessThan(worst, 2e-5)
+    }
+
+    func testFastExpMatchesLibm() {
+        var row = (0..<1000).map { -Float($0) * 0.09 + 3 }
+        let want = row.map { Foundation.exp(Double($0) - 3) }
+        let sum = row.withUnsafeMutableBufferPointer { FastExp.expShiftedInPlace($0.baseAddress!, count: 997, shift: 3) }
+        for j in 0..<997 { XCTAssertEqual(Double(row[j]), want[j], accuracy: 3e-7 * want[j] + 2e-38) }  // below the normal range it stops at ~1.2e-38
+        XCTAssertEqual(Double(sum), want.prefix(997).reduce(0, +), accuracy: 1e-6 * Double(sum))
+        XCTAssertEqual(row[998], -Float(998) * 0.09 + 3, "elements past count are untouched")
+    }
 }

@@ -1,0 +1,58 @@
+import Foundation
+import QSTEngine
+import QSTNN
+
+/// Training throughput against forward-only throughput on the same synthetic batches, in one process.
+public struct SideBenchmarkResult: Codable, Sendable {
+    public var batch: Int, seqLen: Int, repeats: Int
+    /// Fraction of positions carrying a label (≈1 = every next token, as causal-LM tuning).
+    public var labelledFraction: Double
+    /// The frozen model's hidden-state forward alone.
+    public var backboneForwardTokensPerSecond: Double
+    /// Evaluation: backbone + side forward + cross-entropy at the labelled positions, no gradient.
+    public var evaluationTokensPerSecond: Double
+    /// A full optimizer step: forward, loss, backward, clipping, AdamW.
+    public var trainingTokensPerSecond: Double
+    public var trainingVsBackboneForward: Double
+    public var trainingVsEvaluation: Double
+    public var peakRSSBytes: Int
+}
+
+public enum SideBenchmark {
+    /// Runs each mode `repeats` times after one warm-up, on random tokens (seeded).
+    public static func run(model: SideModel, batch: Int, seqLen: Int, repeats: Int, labelEveryToken: Bool,
+                           training: TrainingConfig = TrainingConfig(), peakRSS: () -> Int) throws -> SideBenchmarkResult {
+        var rng = SplitMix64(seed: 1234)
+        let V = model.backbone.vocabSize
+        let ids = (0..<(batch * seqLen)).map { _ in Int32(rng.next() % UInt64(V)) }
+        var labels = [Int32](repeating: ChunkedCrossEntropy.ignoreIndex, count: ids.count)
+        for b in 0..<batch {
+            for t in 0..<(seqLen - 1) where labelEveryToken || t == seqLen - 2 {
+                labels[b * seqLen + t] = ids[b * seqLen + t + 1]
+            }
+        }
+        let sb = SideBatch(tokens: TokenBatch(ids: ids, lengths: Array(repeating: seqLen, count: batch), seqLen: seqLen),
+                           labels: labels)
+        func time(_ body: () throws -> Void) rethrows -> Double {
+            try body()  // warm-up
+            let start = Date()
+            for _ in 0..<repeats { try body() }
+            return Double(repeats * batch * seqLen) / Date().timeIntervalSince(start)
+        }
+        let forward = try time { _ = try model.backbone.forwardHiddenStates(sb.tokens) { _, _ in } }
+        let evaluation = try time { _ = try model.evaluationLoss(sb) }
+        let optimizer = AdamW(parameters: model.weights.parameters, config: training.adamW)
+        var dropout = SplitMix64(seed: 1)
+        let train = try time {
+            model.weights.zeroGradients()
+            _ = try model.trainStep(sb, rng: &dropout)
+            GradientClipping.clip(optimizer.parameters, maxNorm: 1)
+            optimizer.update(lr: 1e-4)
+        }
+        return SideBenchmarkResult(batch: batch, seqLen: seqLen, repeats: repeats,
+                                   labelledFraction: Double(sb.labelledCount) / Double(ids.count),
+                                   backboneForwardTokensPerSecond: forward, evaluationTokensPerSecond: evaluation,
+                                   trainingTokensPerSecond: train, trainingVsBackboneForward: train / forward,
+                                   trainingVsEvaluation: train / evaluation, peakRSSBytes: peakRSS())
+    }
+}
