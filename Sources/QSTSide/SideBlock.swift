@@ -31,7 +31,8 @@ struct SideBatchGeometry {
 /// Activations of one side block forward, reused layer after layer: backward recomputes a block's forward
 /// from its saved input rather than keeping B·heads·T² attention probabilities for every layer.
 final class SideBlockWorkspace {
-    let n: Int
+    /// Rows the buffers hold (at least the batch's).
+    let rows: Int
     let normed1, rstd1, q, k, v, attn, resid1, normed2, rstd2, gate, up, act: FloatBuffer
     let probs: FloatBuffer
     // Gradient scratch.
@@ -39,7 +40,7 @@ final class SideBlockWorkspace {
 
     init(config c: SideConfig, geometry g: SideBatchGeometry) {
         let n = g.rows, w = c.width, qw = c.heads * c.headDim, kw = c.kvHeads * c.headDim, f = c.intermediate
-        self.n = n
+        rows = n
         normed1 = FloatBuffer(count: n * w); rstd1 = FloatBuffer(count: n)
         q = FloatBuffer(count: n * qw); k = FloatBuffer(count: n * kw); v = FloatBuffer(count: n * kw)
         attn = FloatBuffer(count: n * qw); resid1 = FloatBuffer(count: n * w)

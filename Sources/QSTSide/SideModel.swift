@@ -24,6 +24,7 @@ public final class SideModel {
     public let weights: SideWeights
     public let backbone: any FrozenBackbone
     let invFreq: [Float]
+    private var tapeCache: SideForwardTape?
 
     public init(weights: SideWeights, backbone: any FrozenBackbone) throws {
         let c = weights.config.base
@@ -91,7 +92,10 @@ public final class SideModel {
     public func trainStep(_ batch: SideBatch, rng: inout SplitMix64,
                           gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
         let c = config, L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
-        let tape = SideForwardTape(config: c, rows: batch.tokens.ids.count)
+        // Tapes are reused across steps (grown when a batch is larger) to avoid re-faulting fresh pages.
+        let rows = batch.tokens.ids.count
+        let tape = (tapeCache?.capacity ?? 0) >= rows ? tapeCache! : SideForwardTape(config: c, rows: rows)
+        tapeCache = tape
         let o = try forward(batch.tokens, tape: tape, rng: &rng)
         guard let g = tape.geometry else { throw QSTError("side forward did not record its batch geometry") }
         let n = g.rows
@@ -175,9 +179,12 @@ final class SideForwardTape {
     private var ws: SideBlockWorkspace?
 
     let config: SideConfig
+    /// Rows every buffer can hold.
+    let capacity: Int
 
     init(config c: SideConfig, rows n: Int) {
         config = c
+        capacity = n
         let L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
         downsample = (0...L).map { _ in DownsampleTape() }
         streams = (0...L).map { _ in FloatBuffer(count: n * w) }
@@ -187,7 +194,7 @@ final class SideForwardTape {
     }
 
     func workspace(for g: SideBatchGeometry) -> SideBlockWorkspace {
-        if let ws, ws.n == g.rows { return ws }
+        if let ws, ws.rows >= g.rows, ws.probs.count >= g.shape.probsCount { return ws }
         let fresh = SideBlockWorkspace(config: config, geometry: g)
         ws = fresh
         return fresh
