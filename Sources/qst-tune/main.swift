@@ -117,8 +117,17 @@ struct Tune: ParsableCommand {
 
     func run() throws {
         if let benchmark { return try runBenchmark(benchmark) }
-        guard let data else { throw CommandError("--data is required") }
         guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
+        // A resumed run reads its data arguments from run.json unless given again.
+        var args = RunArguments(data: data, eval: eval, task: task, trainLimit: trainLimit, skipBad: skipBad,
+                                trainFingerprint: nil)
+        if resume != nil, let saved = RunArguments.read(run: run) {
+            args.data = args.data ?? saved.data; args.eval = args.eval ?? saved.eval; args.task = args.task ?? saved.task
+            args.trainLimit = args.trainLimit ?? saved.trainLimit; args.skipBad = args.skipBad || saved.skipBad
+            args.trainFingerprint = saved.trainFingerprint
+        }
+        guard let data = args.data else { throw CommandError("--data is required") }
+        let task = args.task, eval = args.eval, trainLimit = args.trainLimit, skipBad = args.skipBad
         let started = Date()
         let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
         let tokenizer = try backbone.source.loadTokenizer()
@@ -146,6 +155,13 @@ struct Tune: ParsableCommand {
         }
         var trainSet = try load(data)
         if let trainLimit { trainSet.examples = Array(trainSet.examples.prefix(trainLimit)) }
+        let fingerprint = RunArguments.fingerprint(trainSet.examples)
+        if let saved = args.trainFingerprint, saved != fingerprint {
+            throw CommandError("the training data differs from the data \(run) was trained on (fingerprint \(fingerprint), " +
+                               "expected \(saved)); resuming needs the same --data, --task and --train-limit")
+        }
+        args.trainFingerprint = fingerprint
+        try args.write(run: run)
         let evalSet = try eval.map(load)
         note("training examples: \(trainSet.examples.count) (skipped \(trainSet.skippedBad) bad, truncated " +
              "\(trainSet.truncated) to \(training.maxLength) tokens)" +
@@ -247,6 +263,31 @@ struct Tune: ParsableCommand {
                                 color: "#2ca02c"))
         }
         try SVGChart(title: "qst-tune", xLabel: "optimizer step", yLabel: "loss / accuracy", series: series).write(to: path)
+    }
+}
+
+/// run/run.json: the data arguments of a run, so `--resume` needs only the run folder.
+struct RunArguments: Codable {
+    var data: String?
+    var eval: String?
+    var task: String?
+    var trainLimit: Int?
+    var skipBad: Bool
+    var trainFingerprint: String?
+
+    static func read(run: String) -> RunArguments? {
+        guard let d = FileManager.default.contents(atPath: run + "/run.json") else { return nil }
+        return try? JSONDecoder().decode(RunArguments.self, from: d)
+    }
+    func write(run: String) throws { try TrainingCheckpointJSON.write(self, to: run + "/run.json") }
+
+    /// Count and an FNV-1a hash of the token ids and labels, in order.
+    static func fingerprint(_ examples: [TrainingExample]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for e in examples {
+            for t in e.ids + [-1] + e.labels + [-2] { h = (h ^ UInt64(UInt32(bitPattern: t))) &* 0x100_0000_01b3 }
+        }
+        return "\(examples.count):\(String(h, radix: 16))"
     }
 }
 
