@@ -70,12 +70,6 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var qDim: Int { numAttentionHeads * resolvedHeadDim }
     public var kvDim: Int { kvHeads * resolvedHeadDim }
 
-    /// Biases on q/k/v: always in qwen2, with `attention_bias` in llama.
-    public var hasQKVBias: Bool { modelType == "qwen2" || attentionBias == true }
-    /// Bias on o_proj: only llama's `attention_bias` (qwen2 has none).
-    public var hasOutputBias: Bool { modelType != "qwen2" && attentionBias == true }
-    public var hasMLPBias: Bool { mlpBias == true }
-
     /// The RoPE scaling as QSTNN understands it.
     public func ropeScalingValue(origin: String = "config.json") throws -> RoPEScaling {
         guard let rs = ropeScaling else { return .none }

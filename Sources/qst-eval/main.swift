@@ -137,7 +137,10 @@ struct ChoiceCommand: ParsableCommand {
         }
         bar?.finish()
         if json { try JSONOutput.print(r) } else {
-            for s in r.subjects { print(String(format: "%-40@ %5.1f%%  (%d/%d)", s.subject as NSString, 100 * s.accuracy, s.correct, s.questions)) }
+            for s in r.subjects {
+                let name = s.subject.padding(toLength: max(40, s.subject.count), withPad: " ", startingAt: 0)
+                print(name + String(format: " %5.1f%%  (%d/%d)", 100 * s.accuracy, s.correct, s.questions))
+            }
             print(String(format: "accuracy %.2f%% over %d questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
         }
     }
