@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "qst-init-side", targets: ["qst-init-side"]),
         .executable(name: "qst-tune", targets: ["qst-tune"]),
         .executable(name: "qst-export", targets: ["qst-export"]),
+        .executable(name: "qst-synthetic", targets: ["qst-synthetic"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,6 +52,8 @@ let package = Package(
         .executableTarget(name: "qst-eval", dependencies: ["QSTEngine", "QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-generate", dependencies: ["QSTEngine", "QSTSide", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        .executableTarget(name: "qst-synthetic", dependencies: ["QSTFormat", "QSTTokenizer", "QSTCore", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-init-side", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),

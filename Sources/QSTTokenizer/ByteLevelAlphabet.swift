@@ -1,7 +1,7 @@
 /// GPT-2's reversible map between bytes and printable Unicode scalars: printable Latin-1 bytes map
 /// to themselves, the other 68 bytes to U+0100 onwards, so every byte string is a visible string.
-enum ByteLevelAlphabet {
-    static let byteToScalar: [Unicode.Scalar] = {
+public enum ByteLevelAlphabet {
+    public static let byteToScalar: [Unicode.Scalar] = {
         var table = [Unicode.Scalar](repeating: " ", count: 256)
         var next: UInt32 = 256
         for b in 0..<256 {
