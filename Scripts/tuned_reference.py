@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Independent float64 NumPy logits of a tuned model: the frozen base dequantized from its .qst4
+container plus an exported QST adapter (Formats/SIDE.md, Formats/QST4.md). For tests of QST's Swift
+inference (TunedModel) and of qst-export.
+
+Built only from independent pieces: Scripts/qst4_reader.py (the container reader written from the spec
+alone) dequantizes the base; Scripts/reference_forward.py runs it and gives the hidden states after every
+layer; Scripts/side_reference.py supplies the side network's downsampler and blocks (written from the
+spec and the reference PyTorch implementation). Evaluation mode: no dropout.
+
+    tuned_reference.py BASE.qst4 ADAPTER_DIR --ids 1,2,3 [--ids 4,5] --out logits.npy [--base-out base.npy]
+
+ADAPTER_DIR holds adapter_model.safetensors + adapter_config.json (qst-export), or side.safetensors +
+side_config.json. Sequences of different lengths are right-padded; logits at padded positions are 0.
+--base-out also saves the base model's own logits (to show the side network changes them).
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qst_py.venv import ensure_venv  # noqa: E402
+
+ensure_venv(("numpy",))
+
+import argparse  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import side_reference as side  # noqa: E402
+from qst4_reader import QST4  # noqa: E402
+from qst_py import safetensors_np as st  # noqa: E402
+from reference_forward import ReferenceModel, rms_norm  # noqa: E402
+
+
+def load_adapter(folder):
+    """(side config dict, float64 tensors) from an adapter or side folder."""
+    if os.path.exists(os.path.join(folder, "adapter_config.json")):
+        with open(os.path.join(folder, "adapter_config.json")) as f:
+            meta = json.load(f)
+        if meta.get("format") != "qst-adapter-1":
+            raise SystemExit(f"{folder}/adapter_config.json: format {meta.get('format')!r} is not qst-adapter-1")
+        cfg, weights = meta["side"], os.path.join(folder, "adapter_model.safetensors")
+    else:
+        with open(os.path.join(folder, "side_config.json")) as f:
+            cfg = json.load(f)
+        weights = os.path.join(folder, "side.safetensors")
+    return cfg, {k: v.astype(np.float64) for k, v in st.load(weights).items()}
+
+
+def dequantized_base(container):
+    """A ReferenceModel over the container's tensors, every one decoded to float32 by qst4_reader."""
+    r = QST4(container)
+    tmp = tempfile.mkdtemp(prefix="qst-tuned-ref-")
+    try:
+        with open(os.path.join(tmp, "config.json"), "wb") as f:
+            f.write(r.file("config.json"))
+        st.save(os.path.join(tmp, "model.safetensors"), {n: r.tensor(n) for n in r.tensor_names()}, {"format": "pt"})
+        return ReferenceModel(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tuned_logits(model, cfg, p, ids, mask):
+    """[B, T, V] float64 logits of base + side network (Formats/SIDE.md §2)."""
+    base = cfg["base"]
+    for key, have in (("hiddenSize", model.hidden), ("layerCount", model.n_layers), ("attentionHeads", model.n_heads),
+                      ("keyValueHeads", model.n_kv)):
+        if base[key] != have:
+            raise SystemExit(f"adapter was built for {key} {base[key]}, the base has {have}")
+    base_logits, hidden = model.forward(ids, mask, return_hidden=True)
+    B, T = ids.shape
+    lengths = mask.sum(1).astype(int)
+    L = base["layerCount"]
+    s = side.downsample(p, 0, hidden[0], cfg)
+    for i in range(L):
+        z = side.sigmoid(p[f"model.z.{i}"])
+        s = side.block(p, i, (1 - z) * side.downsample(p, i, hidden[i + 1], cfg) + z * s, cfg, lengths, T)
+    final = rms_norm(hidden[L], model.w["model.norm.weight"], model.eps)
+    up = side.rms_norm(s, p["model.norm_qst.weight"], base["rmsNormEps"]) @ p["upsample.weight"].T + p["upsample.bias"]
+    zh = side.sigmoid(p["lm_head_z"])
+    logits = ((1 - zh) * up + zh * final) @ model.lm_head.T
+    return np.where(mask[:, :, None], logits, 0.0), base_logits
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("container")
+    ap.add_argument("adapter")
+    ap.add_argument("--ids", action="append", required=True, help="comma-separated token ids; repeat for a batch")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--base-out")
+    a = ap.parse_args()
+    seqs = [[int(t) for t in s.split(",") if t.strip()] for s in a.ids]
+    T = max(len(s) for s in seqs)
+    ids = np.zeros((len(seqs), T), dtype=np.int64)
+    mask = np.zeros((len(seqs), T), dtype=bool)
+    for b, s in enumerate(seqs):
+        ids[b, :len(s)] = s
+        mask[b, :len(s)] = True
+    cfg, p = load_adapter(a.adapter)
+    model = dequantized_base(a.container)
+    logits, base_logits = tuned_logits(model, cfg, p, ids, mask)
+    np.save(a.out, logits)
+    if a.base_out:
+        np.save(a.base_out, base_logits)
+
+
+if __name__ == "__main__":
+    main()

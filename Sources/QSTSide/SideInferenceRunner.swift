@@ -1,0 +1,168 @@
+import Foundation
+import QSTFormat
+import QSTNN
+
+/// One side network running beside the frozen base during inference (Formats/SIDE.md §2, evaluation
+/// mode): fed the base's hidden states layer by layer as the base computes them, with its own KV cache.
+/// Weights are read once into pointer tables; gates are passed through σ once.
+final class SideRunner {
+    let weights: SideWeights
+    let config: SideConfig
+    private let layers: [Layer]
+    private let downs: [Down]
+    private let headSigma: [Float]
+    private let normSide, upWeight, upBias: UnsafePointer<Float>
+    private let invFreq: [Float]
+    private let threads: Int
+    private var ws = Workspace(rows: 0, config: nil)
+
+    struct Layer {
+        let inNorm, q, k, v, o, postNorm, gate, up, down: UnsafePointer<Float>
+        let sigma: [Float]
+    }
+
+    struct Down {
+        let a, b, lnWeight, lnBias, linear: UnsafePointer<Float>?
+    }
+
+    /// Activations for `rows` tokens of one step, reused while they fit.
+    struct Workspace {
+        let rows: Int
+        let stream, down, normed, q, k, v, attn, gate, up, hidden, cos, sin: FloatBuffer
+        init(rows n: Int, config c: SideConfig?) {
+            rows = n
+            let w = c?.width ?? 0, qw = (c?.heads ?? 0) * (c?.headDim ?? 0), kw = (c?.kvHeads ?? 0) * (c?.headDim ?? 0)
+            let f = c?.intermediate ?? 0, h = max(c?.adapterHidden ?? 0, 1), half = (c?.headDim ?? 0) / 2
+            stream = FloatBuffer(count: n * w); down = FloatBuffer(count: n * w); normed = FloatBuffer(count: n * w)
+            q = FloatBuffer(count: n * qw); k = FloatBuffer(count: n * kw); v = FloatBuffer(count: n * kw)
+            attn = FloatBuffer(count: n * qw); gate = FloatBuffer(count: n * f); up = FloatBuffer(count: n * f)
+            hidden = FloatBuffer(count: n * h); cos = FloatBuffer(count: n * half); sin = FloatBuffer(count: n * half)
+        }
+    }
+
+    init(weights: SideWeights, threads: Int) {
+        self.weights = weights
+        config = weights.config
+        self.threads = threads
+        let c = config
+        func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
+        layers = (0..<c.base.layerCount).map { i in
+            let n = SideBlock.Names(i)
+            return Layer(inNorm: p(n.inNorm), q: p(n.q), k: p(n.k), v: p(n.v), o: p(n.o), postNorm: p(n.postNorm),
+                         gate: p(n.gate), up: p(n.up), down: p(n.down),
+                         sigma: SideInferenceOps.sigmoid(p("model.z.\(i)"), count: c.width))
+        }
+        downs = (0..<c.base.layerCount).map { i in
+            let pre = "model.downsample.\(i)."
+            switch c.downsample {
+            case .adapter:
+                return Down(a: p(pre + "adapter_A.weight"), b: p(pre + "adapter_B.weight"),
+                            lnWeight: p(pre + "post_layer_norm.weight"), lnBias: p(pre + "post_layer_norm.bias"), linear: nil)
+            case .linear: return Down(a: nil, b: nil, lnWeight: nil, lnBias: nil, linear: p(pre + "weight"))
+            case .avgpool, .maxpool: return Down(a: nil, b: nil, lnWeight: nil, lnBias: nil, linear: nil)
+            }
+        }
+        headSigma = SideInferenceOps.sigmoid(p("lm_head_z"), count: c.base.hiddenSize)
+        normSide = p("model.norm_qst.weight"); upWeight = p("upsample.weight"); upBias = p("upsample.bias")
+        invFreq = RoPE.inverseFrequencies(headDim: c.headDim, theta: c.base.ropeTheta)
+    }
+
+    func makeCache(batch: Int, capacity: Int) -> SideKVCache {
+        SideKVCache(layers: config.base.layerCount, batch: batch, capacity: capacity, kvDim: config.kvHeads * config.headDim)
+    }
+
+    /// Prepares a step of `rows` tokens at the given RoPE positions.
+    func begin(positions: [Int32]) {
+        let n = positions.count
+        if ws.rows < n { ws = Workspace(rows: n, config: config) }
+        positions.withUnsafeBufferPointer { p in
+            RoPE.cosSin(cos: ws.cos.pointer, sin: ws.sin.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
+        }
+    }
+
+    /// `down_i(h)` into `out [n, w]` (no dropout: inference).
+    private func downsample(_ i: Int, _ h: UnsafePointer<Float>, n: Int, out: UnsafeMutablePointer<Float>) {
+        let c = config, d = c.base.hiddenSize, w = c.width, dn = downs[i]
+        switch c.downsample {
+        case .adapter:
+            let hid = c.adapterHidden, u = ws.hidden.pointer
+            SideInferenceOps.linear(u, h, dn.a!, n: n, inF: d, outF: hid)
+            SideInferenceOps.activate(u, count: n * hid, c.activation.op)
+            SideInferenceOps.linear(ws.normed.pointer, u, dn.b!, n: n, inF: hid, outF: w)
+            SideInferenceOps.layerNorm(out, ws.normed.pointer, dn.lnWeight!, dn.lnBias!, n: n, d: w,
+                                       eps: Downsampler.layerNormEps)
+        case .linear:
+            SideInferenceOps.linear(out, h, dn.linear!, n: n, inF: d, outF: w)
+        case .avgpool, .maxpool:
+            let r = c.r, inv = 1 / Float(r)
+            for row in 0..<n {
+                for g in 0..<w {
+                    let base = h + row * d + g * r
+                    if c.downsample == .avgpool {
+                        var s: Float = 0
+                        for j in 0..<r { s += base[j] }
+                        out[row * w + g] = s * inv
+                    } else {
+                        var m = base[0]
+                        for j in 1..<r { m = max(m, base[j]) }
+                        out[row * w + g] = m
+                    }
+                }
+            }
+        }
+    }
+
+    /// Consumes base hidden state `v` (0 = embeddings, i + 1 = after layer i) for this side's `n` rows
+    /// (`cache.batch` sequences × `newTokens`). The cache must already hold the step's mask (`append`).
+    func visit(_ v: Int, h: UnsafePointer<Float>, newTokens: Int, cache: SideKVCache) {
+        let n = cache.batch * newTokens
+        guard v > 0 else { downsample(0, h, n: n, out: ws.stream.pointer); return }
+        let i = v - 1, L = layers[i]
+        downsample(i, h, n: n, out: ws.down.pointer)
+        // m = (1 − σ(z_i))·down_i(h) + σ(z_i)·s, then s = block_i(m).
+        L.sigma.withUnsafeBufferPointer { s in
+            SideInferenceOps.mix(into: ws.stream.pointer, ws.down.pointer, sigma: s.baseAddress!, n: n, d: config.width)
+        }
+        block(i, L, n: n, newTokens: newTokens, cache: cache)
+    }
+
+    /// LLaMA decoder layer at side width, updating `ws.stream` in place.
+    private func block(_ i: Int, _ L: Layer, n: Int, newTokens: Int, cache: SideKVCache) {
+        let c = config, w = c.width, hd = c.headDim, qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
+        let eps = Float(c.base.rmsNormEps), x = ws.stream.pointer
+        SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.inNorm, n: n, d: w, eps: eps)
+        SideInferenceOps.linear(ws.q.pointer, ws.normed.pointer, L.q, n: n, inF: w, outF: qw)
+        SideInferenceOps.linear(ws.k.pointer, ws.normed.pointer, L.k, n: n, inF: w, outF: kw)
+        SideInferenceOps.linear(ws.v.pointer, ws.normed.pointer, L.v, n: n, inF: w, outF: kw)
+        SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
+        SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
+        for b in 0..<cache.batch {
+            let dst = (b * cache.capacity + cache.length) * kw, src = b * newTokens * kw
+            (cache.keys[i].pointer + dst).update(from: ws.k.pointer + src, count: newTokens * kw)
+            (cache.values[i].pointer + dst).update(from: ws.v.pointer + src, count: newTokens * kw)
+        }
+        SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
+                                    heads: c.heads, kvHeads: c.kvHeads, headDim: hd, threads: threads)
+        SideInferenceOps.linear(x, ws.attn.pointer, L.o, n: n, inF: qw, outF: w, accumulate: true)
+        SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.postNorm, n: n, d: w, eps: eps)
+        SideInferenceOps.linear(ws.gate.pointer, ws.normed.pointer, L.gate, n: n, inF: w, outF: f)
+        SideInferenceOps.linear(ws.up.pointer, ws.normed.pointer, L.up, n: n, inF: w, outF: f)
+        SideInferenceOps.gatedActivation(ws.gate.pointer, ws.up.pointer, count: n * f, c.blockActivation)
+        SideInferenceOps.linear(x, ws.gate.pointer, L.down, n: n, inF: f, outF: w, accumulate: true)
+    }
+
+    /// Head input `o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·final` for rows `rows` of this step
+    /// (indices into the side's rows), `final` pointing at the same rows of the base's normed output.
+    func head(rows: [Int], final: (Int) -> UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>) {
+        let c = config, w = c.width, d = c.base.hiddenSize
+        let normed = FloatBuffer(count: w)
+        for (k, r) in rows.enumerated() {
+            SideInferenceOps.rmsNorm(normed.pointer, ws.stream.pointer + r * w, normSide, n: 1, d: w,
+                                     eps: Float(c.base.rmsNormEps))
+            let out = o + k * d
+            SideInferenceOps.linear(out, normed.pointer, upWeight, bias: upBias, n: 1, inF: w, outF: d)
+            let b = final(r)
+            for j in 0..<d { out[j] = (1 - headSigma[j]) * out[j] + headSigma[j] * b[j] }
+        }
+    }
+}
