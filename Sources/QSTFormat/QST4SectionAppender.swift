@@ -6,6 +6,8 @@ import Foundation
 /// the base's header with the new `sections` members. The tensor directory is untouched, so the copy's
 /// `directorySHA256()` equals the base's. Nothing depends on the clock: the same inputs give the same bytes.
 public final class QST4SectionAppender {
+    /// The minor version that introduced data sections.
+    public static let sectionsMinorVersion = 1
     public let base: QST4Container
     public let path: String
     private let out: AtomicFileWriter
@@ -115,7 +117,8 @@ public final class QST4SectionAppender {
         try out.write(json)
         var preamble = QST4.magic
         preamble.appendLE(QST4.majorVersion)
-        preamble.appendLE(UInt16(base.minorVersion))
+        // Version 1.1 adds data sections (§9); 1.0 readers still open the file and ignore them.
+        preamble.appendLE(UInt16(max(base.minorVersion, Self.sectionsMinorVersion)))
         preamble.appendLE(UInt32(base.alignment))
         preamble.appendLE(UInt64(base.dataOffset))
         preamble.appendLE(UInt64(headerOffset))
