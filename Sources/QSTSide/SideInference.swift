@@ -90,18 +90,19 @@ public final class TunedModel {
             }
             r.begin(positions: positions)
         }
-        let runners = self.runners
+        // Rows (within each side's rows) whose head input is wanted.
+        let rows = lastOnly ? (0..<sideBatch).map { $0 * newTokens + newTokens - 1 } : Array(0..<(sideBatch * newTokens))
+        let runners = self.runners, L = base.layerCount
         let final = try base.forward(ids: ids, batch: batch, newTokens: newTokens, valid: mask, cache: cache?.base) { v, h in
             for (j, r) in runners.enumerated() {
                 r.visit(v, h: h + firstRow[j] * d, newTokens: newTokens, cache: caches[j])
+                if v == L { r.prepareHead(rows: rows) }
             }
         }
         for c in caches { c.commit(newTokens: newTokens) }
-        // Rows (within each side's rows) whose head input is wanted.
-        let rows = lastOnly ? (0..<sideBatch).map { $0 * newTokens + newTokens - 1 } : Array(0..<(sideBatch * newTokens))
         let heads = runners.enumerated().map { j, r -> FloatBuffer in
             let o = FloatBuffer(count: rows.count * d)
-            r.head(rows: rows, final: { final.constPointer + (firstRow[j] + $0) * d }, into: o.pointer)
+            r.head(count: rows.count, final: { final.constPointer + (firstRow[j] + rows[$0]) * d }, into: o.pointer)
             return o
         }
         return TunedStep(final: final, heads: heads, headRows: rows)

@@ -15,6 +15,7 @@ final class SideRunner {
     private let invFreq: [Float]
     private let threads: Int
     private var ws = Workspace(rows: 0, config: nil)
+    private var headUp = FloatBuffer(count: 0)
 
     struct Layer {
         let inNorm, q, k, v, o, postNorm, gate, up, down: UnsafePointer<Float>
@@ -151,18 +152,27 @@ final class SideRunner {
         SideInferenceOps.linear(x, ws.gate.pointer, L.down, n: n, inF: f, outF: w, accumulate: true)
     }
 
-    /// Head input `o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·final` for rows `rows` of this step
-    /// (indices into the side's rows), `final` pointing at the same rows of the base's normed output.
-    func head(rows: [Int], final: (Int) -> UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>) {
+    /// `up(norm_side(s))` for rows `rows` of this step (indices into the side's rows), into `headUp`.
+    /// Called while the base still holds BLAS at one thread (inside its forward), so no BLAS worker pool
+    /// wakes up between tokens.
+    func prepareHead(rows: [Int]) {
         let c = config, w = c.width, d = c.base.hiddenSize
+        if headUp.count < rows.count * d { headUp = FloatBuffer(count: rows.count * d) }
         let normed = FloatBuffer(count: w)
         for (k, r) in rows.enumerated() {
             SideInferenceOps.rmsNorm(normed.pointer, ws.stream.pointer + r * w, normSide, n: 1, d: w,
                                      eps: Float(c.base.rmsNormEps))
-            let out = o + k * d
-            SideInferenceOps.linear(out, normed.pointer, upWeight, bias: upBias, n: 1, inF: w, outF: d)
-            let b = final(r)
-            for j in 0..<d { out[j] = (1 - headSigma[j]) * out[j] + headSigma[j] * b[j] }
+            SideInferenceOps.linear(headUp.pointer + k * d, normed.pointer, upWeight, bias: upBias, n: 1, inF: w, outF: d)
+        }
+    }
+
+    /// Head input `o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·final` for the rows given to
+    /// `prepareHead`, `final(k)` pointing at the base's normed output of the k-th of them.
+    func head(count: Int, final: (Int) -> UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>) {
+        let d = config.base.hiddenSize
+        for k in 0..<count {
+            let out = o + k * d, up = headUp.pointer + k * d, b = final(k)
+            for j in 0..<d { out[j] = (1 - headSigma[j]) * up[j] + headSigma[j] * b[j] }
         }
     }
 }
