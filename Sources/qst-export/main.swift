@@ -26,7 +26,7 @@ struct Export: ParsableCommand {
 
     @Argument(help: "A qst-tune run folder, an adapter folder or a side folder.") var source: String
     @Option(name: [.short, .customLong("output")], help: "Adapter folder, or the .qst4 file with --merge.") var output: String
-    @Option(help: "Tensor type: f32, bf16 or f16.") var dtype: String = "f32"
+    @Option(help: "Tensor type: f32, bf16 or f16 (default: an adapter's own, else f32).") var dtype: String?
     @Option(help: "Which weights of a run: best, last or a step number (default: best if the run has one, else last).")
     var checkpoint: String?
     @Option(help: "The base .qst4 container to merge the side network into.") var merge: String?
@@ -46,13 +46,17 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
-        guard let exportType = ExportDType(rawValue: dtype) else { throw CommandError("--dtype must be f32, bf16 or f16 (got '\(dtype)')") }
+        let requested = try dtype.map { d -> ExportDType in
+            guard let t = ExportDType(rawValue: d) else { throw CommandError("--dtype must be f32, bf16 or f16 (got '\(d)')") }
+            return t
+        }
         let choice = try checkpoint.map { try CheckpointChoice(parsing: $0) }
         if merge != nil, base != nil { throw CommandError("give the base once: --merge BASE.qst4 already names it") }
         let (folder, resolvedOrigin) = try ExportSource.resolve(source, choice: choice)
         let loaded = try AdapterIO.load(directory: folder)
         let weights = loaded.weights
         let origin = loaded.config?.origin ?? resolvedOrigin
+        let exportType = requested ?? loaded.config?.dtype ?? .f32
 
         // The base identity: from the base given (checked against the adapter's, if any), else the adapter's.
         var identity = loaded.config?.base
