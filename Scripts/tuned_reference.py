@@ -9,9 +9,11 @@ layer; Scripts/side_reference.py supplies the side network's downsampler and blo
 spec and the reference PyTorch implementation). Evaluation mode: no dropout.
 
     tuned_reference.py BASE.qst4 ADAPTER_DIR --ids 1,2,3 [--ids 4,5] --out logits.npy [--base-out base.npy]
+    tuned_reference.py TUNED.qst4 --ids 1,2,3 --out logits.npy        (side network from sections.side)
 
 ADAPTER_DIR holds adapter_model.safetensors + adapter_config.json (qst-export), or side.safetensors +
-side_config.json. Sequences of different lengths are right-padded; logits at padded positions are 0.
+side_config.json. Without it, the side network is read from the container's `sections.side`
+(Formats/QST4.md §9) with this script's own code: ranges, CRC-32C and dtypes checked. Sequences of different lengths are right-padded; logits at padded positions are 0.
 --base-out also saves the base model's own logits (to show the side network changes them).
 """
 import json
@@ -30,7 +32,7 @@ import argparse  # noqa: E402
 import numpy as np  # noqa: E402
 
 import side_reference as side  # noqa: E402
-from qst4_reader import QST4  # noqa: E402
+from qst4_reader import QST4, crc32c  # noqa: E402
 from qst_py import safetensors_np as st  # noqa: E402
 from reference_forward import ReferenceModel, rms_norm  # noqa: E402
 
@@ -48,6 +50,35 @@ def load_adapter(folder):
             cfg = json.load(f)
         weights = os.path.join(folder, "side.safetensors")
     return cfg, {k: v.astype(np.float64) for k, v in st.load(weights).items()}
+
+
+_SECTION_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
+
+
+def attached_side(r):
+    """(side config, float64 tensors) from sections.side of an opened QST4 (Formats/QST4.md §9)."""
+    sec = r.header.get("sections", {}).get("side")
+    if sec is None:
+        raise SystemExit(f"{r.path}: no sections.side (give an adapter folder)")
+    if sec.get("format") != "qst-adapter-1":
+        raise SystemExit(f"{r.path}: sections.side.format {sec.get('format')!r} is not qst-adapter-1")
+    data = sec["data"]
+    if data["offset"] % r.alignment or data["offset"] + data["length"] > r.header_offset:
+        raise SystemExit(f"{r.path}: sections.side.data is not aligned or runs into the header")
+    raw = np.memmap(r.path, dtype=np.uint8, mode="r")
+    out = {}
+    for t in sec["tensors"]:
+        off, n = t["offset"], t["length"]
+        if off % 64 or off < data["offset"] or off + n > data["offset"] + data["length"]:
+            raise SystemExit(f"{r.path}: sections.side tensor {t['name']}: range outside sections.side.data")
+        blob = bytes(raw[off:off + n])
+        if crc32c(blob) != t["crc32c"]:
+            raise SystemExit(f"{r.path}: sections.side tensor {t['name']}: crc32c mismatch")
+        a = np.frombuffer(blob, dtype=_SECTION_DTYPES[t["dtype"]])
+        if t["dtype"] == "BF16":
+            a = (a.astype(np.uint32) << 16).view(np.float32)
+        out[t["name"]] = a.astype(np.float64).reshape(t["shape"])
+    return sec["adapter"]["side"], out
 
 
 def dequantized_base(container):
@@ -88,7 +119,7 @@ def tuned_logits(model, cfg, p, ids, mask):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("container")
-    ap.add_argument("adapter")
+    ap.add_argument("adapter", nargs="?")
     ap.add_argument("--ids", action="append", required=True, help="comma-separated token ids; repeat for a batch")
     ap.add_argument("--out", required=True)
     ap.add_argument("--base-out")
@@ -100,7 +131,7 @@ def main():
     for b, s in enumerate(seqs):
         ids[b, :len(s)] = s
         mask[b, :len(s)] = True
-    cfg, p = load_adapter(a.adapter)
+    cfg, p = load_adapter(a.adapter) if a.adapter else attached_side(QST4(a.container))
     model = dequantized_base(a.container)
     logits, base_logits = tuned_logits(model, cfg, p, ids, mask)
     np.save(a.out, logits)

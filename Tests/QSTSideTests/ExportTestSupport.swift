@@ -80,10 +80,11 @@ enum ExportFixtures {
     }
 
     /// Float64 logits `[B, T, V]` (flattened) from Scripts/tuned_reference.py.
-    static func referenceLogits(container: String, adapter: String, sequences: [[Int32]]) throws -> [Double] {
+    /// Without `adapter`, the script reads the side network from the container's sections.side itself.
+    static func referenceLogits(container: String, adapter: String?, sequences: [[Int32]]) throws -> [Double] {
         guard FileManager.default.isExecutableFile(atPath: python) else { try unavailable("no Python venv at \(python)") }
         let out = try scratch("ref.npy")
-        var args = [repo + "/Scripts/tuned_reference.py", container, adapter, "--out", out]
+        var args = [repo + "/Scripts/tuned_reference.py", container] + (adapter.map { [$0] } ?? []) + ["--out", out]
         for s in sequences { args += ["--ids", s.map(String.init).joined(separator: ",")] }
         try run(python, args)
         return try readNPYFloat64(out)

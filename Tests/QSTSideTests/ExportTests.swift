@@ -99,6 +99,23 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(try fromMerged.base.logits(batch).array, try base.logits(batch).array, "the merged file's base is the base")
     }
 
+    func testMergedContainerMatchesReferenceReadingTheSectionItself() throws {
+        let container = try ExportFixtures.tinyContainer()
+        let options = EngineOptions(matmulPath: .dequantizeSGEMM)
+        let base = try FrozenModel(path: container, options: options)
+        let side = try ExportFixtures.sideWeights(for: base, kind: .linear)
+        let merged = try ExportFixtures.scratch("tuned.qst4")
+        try MergedContainer.write(base: try QST4Container(path: container), weights: side,
+                                  adapter: AdapterConfig(base: try BaseIdentity.of(base.source), side: side.config, dtype: .bf16,
+                                                         origin: ExportOrigin(checkpoint: "best")), output: merged)
+        let seqs: [[Int32]] = [[1, 5, 9, 33, 2, 140, 77]]
+        let batch = TokenBatch(sequences: seqs)
+        let swift = try XCTUnwrap(try TunedModelSpec.open(modelPath: merged, sidePaths: [], options: options).tunedModel())
+            .logits(batch)[0].array.map(Double.init)
+        let ref = try ExportFixtures.referenceLogits(container: merged, adapter: nil, sequences: seqs)
+        XCTAssertLessThan(ExportFixtures.relativeError(swift, ref), 1e-5, "sections.side read by Scripts/tuned_reference.py")
+    }
+
     func testCorruptBaseTensorIsCaughtWhileMerging() throws {
         let container = try ExportFixtures.tinyContainer()
         let c = try QST4Container(path: container)
