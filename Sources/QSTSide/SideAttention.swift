@@ -13,6 +13,11 @@ enum SideAttention {
 
     @inline(__always) static func keyCount(_ i: Int, _ len: Int) -> Int { min(i + 1, len) }
 
+    /// Copies head `[T, hd]` rows (stride `ld`) into `[hd, T]` so loops over keys are contiguous.
+    @inline(__always) static func transpose(_ src: Ptr, ld: Int, T: Int, hd: Int, into dst: UnsafeMutablePointer<Float>) {
+        for j in 0..<T { for d in 0..<hd { dst[d * T + j] = src[j * ld + d] } }
+    }
+
     static func forward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                         lengths: [Int], shape s: Attention.Shape) {
@@ -21,9 +26,14 @@ enum SideAttention {
         let scale = 1 / Float(hd).squareRoot()
         let o = Ptr(out), pp = Ptr(probs), qp = Ptr(q), kp = Ptr(k), vp = Ptr(v)
         Parallel.forRanges(s.batch * H, minChunk: 1) { u0, u1 in
+            let kt = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 2 * hd * T))
+            defer { kt.deallocate() }
+            let vt = kt + hd * T
             for u in u0..<u1 {
                 let b = u / H, h = u % H, g = h / group, len = lengths[b]
-                let qb = qp + b * T * ldq + h * hd, kb = kp + b * T * ldk + g * hd, vb = vp + b * T * ldk + g * hd
+                let qb = qp + b * T * ldq + h * hd
+                transpose(kp + b * T * ldk + g * hd, ld: ldk, T: T, hd: hd, into: kt)
+                transpose(vp + b * T * ldk + g * hd, ld: ldk, T: T, hd: hd, into: vt)
                 let ob = o + b * T * ldq + h * hd
                 for i in 0..<T {
                     let row = (pp + (u * T + i) * T).base
@@ -32,21 +42,21 @@ enum SideAttention {
                     for d in 0..<hd { orow[d] = 0 }
                     guard n > 0 else { continue }
                     let qi = qb + i * ldq
-                    var mx = -Float.infinity
-                    for j in 0..<n {
-                        let kj = kb + j * ldk
-                        var acc: Float = 0
-                        for d in 0..<hd { acc += qi[d] * kj[d] }
-                        acc *= scale
-                        row[j] = acc
-                        mx = max(mx, acc)
+                    let q0 = qi[0] * scale
+                    for j in 0..<n { row[j] = q0 * kt[j] }
+                    for d in 1..<hd {
+                        let qd = qi[d] * scale, kd = kt + d * T
+                        for j in 0..<n { row[j] += qd * kd[j] }
                     }
+                    var mx = -Float.infinity
+                    for j in 0..<n { mx = max(mx, row[j]) }
                     let inv = 1 / FastExp.expShiftedInPlace(row, count: n, shift: mx)
-                    for j in 0..<n {
-                        let p = row[j] * inv
-                        row[j] = p
-                        let vj = vb + j * ldk
-                        for d in 0..<hd { orow[d] += p * vj[d] }
+                    for j in 0..<n { row[j] *= inv }
+                    for d in 0..<hd {
+                        let vd = vt + d * T
+                        var acc: Float = 0
+                        for j in 0..<n { acc += row[j] * vd[j] }
+                        orow[d] = acc
                     }
                 }
             }
@@ -64,40 +74,53 @@ enum SideAttention {
         let dqp = Ptr(dq), dkp = Ptr(dk), dvp = Ptr(dv), dop = Ptr(dout), qp = Ptr(q), kp = Ptr(k), vp = Ptr(v)
         let pp = Ptr(probs)
         Parallel.forRanges(s.batch * K, minChunk: 1) { u0, u1 in
-            let ds = UnsafeMutablePointer<Float>.allocate(capacity: max(1, T))
-            defer { ds.deallocate() }
+            // Keys, values and their gradients transposed to [hd, T], plus one row of dS.
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 4 * hd * T + T))
+            defer { buf.deallocate() }
+            let kt = buf, vt = buf + hd * T, dkt = buf + 2 * hd * T, dvt = buf + 3 * hd * T, ds = buf + 4 * hd * T
             for u in u0..<u1 {
                 let b = u / K, g = u % K, len = lengths[b]
                 let kb = kp + b * T * ldk + g * hd, vb = vp + b * T * ldk + g * hd
-                let dkb = dkp + b * T * ldk + g * hd, dvb = dvp + b * T * ldk + g * hd
+                transpose(kb, ld: ldk, T: T, hd: hd, into: kt)
+                transpose(vb, ld: ldk, T: T, hd: hd, into: vt)
+                dkt.update(repeating: 0, count: 2 * hd * T)
                 for h in (g * group)..<((g + 1) * group) {
                     let qb = qp + b * T * ldq + h * hd, dqb = dqp + b * T * ldq + h * hd
                     let dob = dop + b * T * ldq + h * hd
                     for i in 0..<T {
                         let n = keyCount(i, len)
                         guard n > 0 else { continue }
-                        let p = pp + ((b * H + h) * T + i) * T
+                        let p = (pp + ((b * H + h) * T + i) * T).base
                         let doi = dob + i * ldq
-                        var dot: Float = 0
-                        for j in 0..<n {
-                            let vj = vb + j * ldk
-                            var dp: Float = 0
-                            for d in 0..<hd { dp += doi[d] * vj[d] }
-                            ds[j] = dp
-                            dot += p[j] * dp
-                            let dvj = dvb + j * ldk
-                            for d in 0..<hd { dvj[d] += p[j] * doi[d] }
+                        // dP = dO·Vᵀ and dV += Pᵀ·dO for this row.
+                        let do0 = doi[0]
+                        for j in 0..<n { ds[j] = do0 * vt[j] }
+                        for d in 1..<hd {
+                            let dd = doi[d], vd = vt + d * T
+                            for j in 0..<n { ds[j] += dd * vd[j] }
                         }
+                        for d in 0..<hd {
+                            let dd = doi[d], dvd = dvt + d * T
+                            for j in 0..<n { dvd[j] += p[j] * dd }
+                        }
+                        var dot: Float = 0
+                        for j in 0..<n { dot += p[j] * ds[j] }
+                        for j in 0..<n { ds[j] = scale * p[j] * (ds[j] - dot) }
                         let qi = qb + i * ldq, dqi = dqb + i * ldq
-                        for j in 0..<n {
-                            let gs = scale * p[j] * (ds[j] - dot)
-                            let kj = kb + j * ldk, dkj = dkb + j * ldk
-                            for d in 0..<hd {
-                                dqi[d] += gs * kj[d]
-                                dkj[d] += gs * qi[d]
+                        for d in 0..<hd {
+                            let kd = kt + d * T, dkd = dkt + d * T, qd = qi[d]
+                            var acc: Float = 0
+                            for j in 0..<n {
+                                acc += ds[j] * kd[j]
+                                dkd[j] += ds[j] * qd
                             }
+                            dqi[d] += acc
                         }
                     }
+                }
+                let dkb = dkp + b * T * ldk + g * hd, dvb = dvp + b * T * ldk + g * hd
+                for j in 0..<T {
+                    for d in 0..<hd { dkb[j * ldk + d] += dkt[d * T + j]; dvb[j * ldk + d] += dvt[d * T + j] }
                 }
             }
         }
@@ -106,12 +129,22 @@ enum SideAttention {
 
 /// `exp` over arrays, 16 lanes at a time: Cody–Waite range reduction `x = n·ln2 + r` and a degree-7
 /// Taylor polynomial on |r| ≤ ln2/2 (relative error below 2e-7, like libm's expf), `2ⁿ` by exponent bits.
+/// Inputs below −87.3 give exp(−87.3) ≈ 1.2e-38; inputs must not exceed 88.
 enum FastExp {
     typealias V = SIMD16<Float>
 
     @inline(__always) static func exp(_ x0: V) -> V {
-        let x = x0.clamped(lowerBound: V(repeating: -87.3), upperBound: V(repeating: 88.7))
-        let n = (x * V(repeating: 1.44269504088896341)).rounded(.toNearestOrEven)
+        // Lower clamp by sign-bit select in integer lanes (pointwiseMax is scalarised on baseline x86-64).
+        // Callers pass x ≤ 88 (softmax passes x ≤ 0), so no upper clamp is needed.
+        typealias U = SIMD16<UInt32>
+        let lo = V(repeating: -87.3)
+        let below = U(repeating: 0) &- (unsafeBitCast(x0 - lo, to: U.self) &>> U(repeating: 31))
+        let x = unsafeBitCast((unsafeBitCast(lo, to: U.self) & below) | (unsafeBitCast(x0, to: U.self) & ~below), to: V.self)
+        // Round x·log2(e) to the nearest integer by adding 1.5·2²³ (float addition rounds; the integer
+        // lands in the low mantissa bits), avoiding per-lane float→int conversion calls.
+        let magic = V(repeating: 12582912)
+        let t = x * V(repeating: 1.44269504088896341) + magic
+        let n = t - magic
         // ln2 split into a high part exact in float and a low correction.
         var r = x - n * V(repeating: 0.693359375)
         r = r - n * V(repeating: -2.12194440e-4)
@@ -123,7 +156,8 @@ enum FastExp {
         p = p * r + V(repeating: 0.5)
         p = p * r + V(repeating: 1)
         p = p * r + V(repeating: 1)
-        let bits = (SIMD16<Int32>(n) &+ 127) &<< 23
+        let tb = unsafeBitCast(t, to: SIMD16<UInt32>.self), mb = unsafeBitCast(magic, to: SIMD16<UInt32>.self)
+        let bits = (tb &- mb &+ SIMD16<UInt32>(repeating: 127)) &<< SIMD16<UInt32>(repeating: 23)
         return p * unsafeBitCast(bits, to: V.self)
     }
 
@@ -141,10 +175,13 @@ enum FastExp {
         }
         var sum = Double(acc.sum())
         if j < count {
-            var tail = V(repeating: -80)
-            for t in 0..<(count - j) { tail[t] = row[j + t] - shift }
-            let e = exp(tail)
-            for t in 0..<(count - j) { row[j + t] = e[t]; sum += Double(e[t]) }
+            // The tail goes through a 16-lane stack copy with bulk copies (per-lane SIMD subscripts spill).
+            let m = count - j
+            var tail = V(repeating: shift - 80)
+            withUnsafeMutableBytes(of: &tail) { $0.baseAddress!.copyMemory(from: row + j, byteCount: 4 * m) }
+            var e = exp(tail - sv)
+            withUnsafeBytes(of: &e) { (row + j).update(from: $0.baseAddress!.assumingMemoryBound(to: Float.self), count: m) }
+            for t in 0..<m { sum += Double(row[j + t]) }
         }
         return Float(sum)
     }
