@@ -16,35 +16,53 @@ enum HeadParallelAttention {
         let scale = 1 / Float(hd).squareRoot()
         let o = SendablePointer(out), qs = SendablePointer(q), ks = SendablePointer(kCache)
         let vs = SendablePointer(vCache), ms = SendablePointer(keyMask)
+        // Query rows go in blocks so each block multiplies only the keys it may see (causal: about half the work).
+        let block = 64
+        let denseMask = (0..<batch).map { b in (0..<L).allSatisfy { keyMask[b * capacity + $0] != 0 } }
         Parallel.forRanges(batch * nHeads, threads: threads, minChunk: 1) { p0, p1 in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: Tq * L)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: min(block, Tq) * L)
             defer { scores.deallocate() }
             for pair in p0..<p1 {
                 let b = pair / nHeads, h = pair % nHeads, g = h / group
-                let qh = qs.base + b * Tq * ldq + h * hd
                 let kh = ks.base + b * capacity * ldk + g * hd
                 let vh = vs.base + b * capacity * ldk + g * hd
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(Tq), Int32(L), Int32(hd),
-                            scale, qh, Int32(ldq), kh, Int32(ldk), 0, scores, Int32(L))
                 let mask = ms.base + b * capacity
-                for i in 0..<Tq {
-                    let row = scores + i * L
-                    let last = min(L, pastLength + i + 1)
-                    var mx = -Float.infinity
-                    for j in 0..<last where mask[j] != 0 { mx = max(mx, row[j]) }
-                    if mx == -Float.infinity { for j in 0..<L { row[j] = 0 }; continue }
-                    var sum: Float = 0
-                    for j in 0..<last {
-                        let e: Float = mask[j] != 0 ? Foundation.exp(row[j] - mx) : 0
-                        row[j] = e
-                        sum += e
+                let dense = denseMask[b]
+                var i0 = 0
+                while i0 < Tq {
+                    let tb = min(block, Tq - i0), lb = min(L, pastLength + i0 + tb)
+                    let qh = qs.base + (b * Tq + i0) * ldq + h * hd
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(lb), Int32(hd),
+                                scale, qh, Int32(ldq), kh, Int32(ldk), 0, scores, Int32(lb))
+                    for r in 0..<tb {
+                        let row = scores + r * lb
+                        let last = min(lb, pastLength + i0 + r + 1)
+                        if dense {
+                            var mx = -Float.infinity
+                            for j in 0..<last { mx = max(mx, row[j]) }
+                            var sum: Float = 0
+                            for j in 0..<last { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
+                            let inv = 1 / sum
+                            for j in 0..<last { row[j] *= inv }
+                        } else {
+                            var mx = -Float.infinity
+                            for j in 0..<last where mask[j] != 0 { mx = max(mx, row[j]) }
+                            if mx == -Float.infinity { for j in 0..<lb { row[j] = 0 }; continue }
+                            var sum: Float = 0
+                            for j in 0..<last {
+                                let e: Float = mask[j] != 0 ? Foundation.exp(row[j] - mx) : 0
+                                row[j] = e
+                                sum += e
+                            }
+                            let inv = 1 / sum
+                            for j in 0..<last { row[j] *= inv }
+                        }
+                        for j in last..<lb { row[j] = 0 }
                     }
-                    let inv = 1 / sum
-                    for j in 0..<last { row[j] *= inv }
-                    for j in last..<L { row[j] = 0 }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(lb),
+                                1, scores, Int32(lb), vh, Int32(ldk), 0, o.base + (b * Tq + i0) * ldq + h * hd, Int32(ldq))
+                    i0 += tb
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(Tq), Int32(hd), Int32(L),
-                            1, scores, Int32(L), vh, Int32(ldk), 0, o.base + b * Tq * ldq + h * hd, Int32(ldq))
             }
         }
     }

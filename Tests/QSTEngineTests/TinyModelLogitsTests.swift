@@ -25,6 +25,22 @@ final class TinyModelLogitsTests: XCTestCase {
         XCTAssertGreaterThan(validRows(ref, lengths: batch.lengths).map(abs).max() ?? 0, 0.1, "reference logits are not trivial")
     }
 
+    /// Sequences longer than the engine's 64-query attention blocks, one padded, against the reference.
+    func testLongSequencesAcrossAttentionBlocks() throws {
+        let folder = try Reference.tiny("tiny-llama3")
+        var s: UInt64 = 3
+        let seqs: [[Int32]] = [150, 97].map { n in (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407; return Int32((s >> 33) % 300) } }
+        let ref = try Reference.logits(model: folder, sequences: seqs)
+        for path in [MatmulPath.dequantizeSGEMM, .kernelsExact] {
+            let model = try FrozenModel(path: folder, options: EngineOptions(matmulPath: path))
+            let (logits, batch) = try engineLogits(model, seqs)
+            let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+                                        validRows(ref, lengths: batch.lengths))
+            XCTAssertLessThanOrEqual(err, 1e-4, "\(path)")
+        }
+    }
+
     func testTinyLlama() throws { try checkAgainstReference("tiny-llama") }
     func testTinyQwen2WithBiases() throws { try checkAgainstReference("tiny-qwen2") }
     func testTinyLlama3RopeScaling() throws { try checkAgainstReference("tiny-llama3") }
