@@ -48,16 +48,10 @@ enum SideAttention {
                         let qd = qi[d] * scale, kd = kt + d * T
                         for j in 0..<n { row[j] += qd * kd[j] }
                     }
-                    var mx = -Float.infinity
-                    for j in 0..<n { mx = max(mx, row[j]) }
+                    let mx = Reduce.max(row, n)
                     let inv = 1 / FastExp.expShiftedInPlace(row, count: n, shift: mx)
                     for j in 0..<n { row[j] *= inv }
-                    for d in 0..<hd {
-                        let vd = vt + d * T
-                        var acc: Float = 0
-                        for j in 0..<n { acc += row[j] * vd[j] }
-                        orow[d] = acc
-                    }
+                    for d in 0..<hd { orow[d] = Reduce.dot(row, vt + d * T, n) }
                 }
             }
         }
@@ -103,18 +97,13 @@ enum SideAttention {
                             let dd = doi[d], dvd = dvt + d * T
                             for j in 0..<n { dvd[j] += p[j] * dd }
                         }
-                        var dot: Float = 0
-                        for j in 0..<n { dot += p[j] * ds[j] }
+                        let dot = Reduce.dot(p, ds, n)
                         for j in 0..<n { ds[j] = scale * p[j] * (ds[j] - dot) }
                         let qi = qb + i * ldq, dqi = dqb + i * ldq
                         for d in 0..<hd {
-                            let kd = kt + d * T, dkd = dkt + d * T, qd = qi[d]
-                            var acc: Float = 0
-                            for j in 0..<n {
-                                acc += ds[j] * kd[j]
-                                dkd[j] += ds[j] * qd
-                            }
-                            dqi[d] += acc
+                            let dkd = dkt + d * T, qd = qi[d]
+                            dqi[d] += Reduce.dot(ds, kt + d * T, n)
+                            for j in 0..<n { dkd[j] += ds[j] * qd }
                         }
                     }
                 }
@@ -125,6 +114,40 @@ enum SideAttention {
             }
         }
     }
+}
+
+/// Reductions with eight independent accumulators: strict float semantics keep the compiler from
+/// reordering a single-accumulator loop, which would then run at one add per FP latency.
+enum Reduce {
+    @inline(__always) static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+        var s4: Float = 0, s5: Float = 0, s6: Float = 0, s7: Float = 0
+        var j = 0
+        while j + 8 <= n {
+            s0 += a[j] * b[j]; s1 += a[j + 1] * b[j + 1]; s2 += a[j + 2] * b[j + 2]; s3 += a[j + 3] * b[j + 3]
+            s4 += a[j + 4] * b[j + 4]; s5 += a[j + 5] * b[j + 5]; s6 += a[j + 6] * b[j + 6]; s7 += a[j + 7] * b[j + 7]
+            j += 8
+        }
+        while j < n { s0 += a[j] * b[j]; j += 1 }
+        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    }
+
+    @inline(__always) static func dot(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+        dot(UnsafePointer(a), UnsafePointer(b), n)
+    }
+
+    @inline(__always) static func max(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
+        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
+        var j = 0
+        while j + 4 <= n {
+            m0 = Swift.max(m0, a[j]); m1 = Swift.max(m1, a[j + 1]); m2 = Swift.max(m2, a[j + 2]); m3 = Swift.max(m3, a[j + 3])
+            j += 4
+        }
+        while j < n { m0 = Swift.max(m0, a[j]); j += 1 }
+        return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
+    }
+
+    @inline(__always) static func max(_ a: UnsafeMutablePointer<Float>, _ n: Int) -> Float { max(UnsafePointer(a), n) }
 }
 
 /// `exp` over arrays, 16 lanes at a time: Cody–Waite range reduction `x = n·ln2 + r` and a degree-7
