@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import QSTEngine
 import QSTNN
 
@@ -15,6 +18,9 @@ public struct SideBenchmarkResult: Codable, Sendable {
     public var trainingTokensPerSecond: Double
     public var trainingVsBackboneForward: Double
     public var trainingVsEvaluation: Double
+    /// The same ratios from process CPU time instead of wall time: steadier when other programs share the cores.
+    public var cpuTrainingVsBackboneForward: Double
+    public var cpuTrainingVsEvaluation: Double
     public var peakRSSBytes: Int
 }
 
@@ -33,10 +39,17 @@ public enum SideBenchmark {
         }
         let sb = SideBatch(tokens: TokenBatch(ids: ids, lengths: Array(repeating: seqLen, count: batch), seqLen: seqLen),
                            labels: labels)
+        func cpuSeconds() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+        }
+        var cpu: [Double] = []
         func time(_ body: () throws -> Void) rethrows -> Double {
             try body()  // warm-up
-            let start = Date()
+            let start = Date(), c0 = cpuSeconds()
             for _ in 0..<repeats { try body() }
+            cpu.append(cpuSeconds() - c0)
             return Double(repeats * batch * seqLen) / Date().timeIntervalSince(start)
         }
         let forward = try time { _ = try model.backbone.forwardHiddenStates(sb.tokens) { _, _ in } }
@@ -53,6 +66,8 @@ public enum SideBenchmark {
                                    labelledFraction: Double(sb.labelledCount) / Double(ids.count),
                                    backboneForwardTokensPerSecond: forward, evaluationTokensPerSecond: evaluation,
                                    trainingTokensPerSecond: train, trainingVsBackboneForward: train / forward,
-                                   trainingVsEvaluation: train / evaluation, peakRSSBytes: peakRSS())
+                                   trainingVsEvaluation: train / evaluation,
+                                   cpuTrainingVsBackboneForward: cpu[0] / cpu[2], cpuTrainingVsEvaluation: cpu[1] / cpu[2],
+                                   peakRSSBytes: peakRSS())
     }
 }

@@ -112,6 +112,8 @@ struct Tune: ParsableCommand {
         print("evaluation (no grad): \(Int(r.evaluationTokensPerSecond)) tok/s")
         print("training step:        \(Int(r.trainingTokensPerSecond)) tok/s  (\(String(format: "%.2f", r.trainingVsBackboneForward))× forward, " +
               "\(String(format: "%.2f", r.trainingVsEvaluation))× evaluation)")
+        print("by CPU time:          training \(String(format: "%.2f", r.cpuTrainingVsBackboneForward))× forward, " +
+              "\(String(format: "%.2f", r.cpuTrainingVsEvaluation))× evaluation")
         print("peak RSS:             \(Units.bytes(r.peakRSSBytes))")
     }
 
