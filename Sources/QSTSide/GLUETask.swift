@@ -77,7 +77,7 @@ public struct GLUETask: Sendable {
             }
             first = 1
         }
-        var out = LoadedExamples(examples: [], skippedBad: 0, truncated: 0, labelTokens: labelIDs)
+        var out = LoadedExamples(examples: [], skippedBad: 0, truncated: 0, droppedTooLong: 0, labelTokens: labelIDs)
         for k in first..<lines.count {
             let fields = lines[k].split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             var row: [String: String] = [:]

@@ -28,15 +28,18 @@ public enum RecordLoading {
                 }
             }
         }
-        var out = LoadedExamples(examples: [], skippedBad: 0, truncated: 0, labelTokens: nil)
+        var out = LoadedExamples(examples: [], skippedBad: 0, truncated: 0, droppedTooLong: 0, labelTokens: nil)
         let unit = firstByte == UInt8(ascii: "[") ? "record" : "line"
         for r in records {
             do {
                 guard let v = r.value else { throw QSTError(r.error ?? "unreadable") }
                 var ex = try example(v, tokenizer: tok)
                 guard ex.labelledCount > 0 else { throw QSTError("nothing to train on (empty completion or no assistant turn)") }
-                if ex.truncate(to: maxLength) { out.truncated += 1 }
-                guard ex.labelledCount > 0 else { throw QSTError("no trained token is left within --max-length \(maxLength)") }
+                if ex.truncate(to: maxLength) {
+                    out.truncated += 1
+                    // A prompt longer than the limit leaves nothing to learn from: dropped, and counted.
+                    if ex.labelledCount == 0 { out.droppedTooLong += 1; continue }
+                }
                 out.examples.append(ex)
             } catch {
                 if skipBad { out.skippedBad += 1; continue }

@@ -68,6 +68,8 @@ public struct LoadedExamples: Sendable {
     public var examples: [TrainingExample]
     public var skippedBad: Int
     public var truncated: Int
+    /// Truncated examples with no trained token left (their prompt alone fills the length limit).
+    public var droppedTooLong: Int = 0
     /// For classification tasks: the label tokens, in class order.
     public var labelTokens: [Int32]?
 }

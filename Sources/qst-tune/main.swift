@@ -166,7 +166,7 @@ struct Tune: ParsableCommand {
         try args.write(run: run)
         let evalSet = try eval.map(load)
         note("training examples: \(trainSet.examples.count) (skipped \(trainSet.skippedBad) bad, truncated " +
-             "\(trainSet.truncated) to \(training.maxLength) tokens)" +
+             "\(trainSet.truncated) to \(training.maxLength) tokens, of which \(trainSet.droppedTooLong) had nothing left to train on and were dropped)" +
              (evalSet.map { "; evaluation examples: \($0.examples.count) (skipped \($0.skippedBad), truncated \($0.truncated))" } ?? ""))
 
         let estimate = TrainingMemoryEstimate(config: weights.config, parameterCount: weights.parameterCount,

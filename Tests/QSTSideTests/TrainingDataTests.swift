@@ -55,6 +55,11 @@ final class TrainingDataTests: XCTestCase {
         XCTAssertEqual(out.truncated, 1)
         XCTAssertEqual(out.examples[0].ids.count, 5)
         XCTAssertEqual(out.examples[0].labels.last, x, "the last kept position has nothing to predict")
+        // A prompt that alone fills the limit leaves nothing to train on: dropped and counted, not an error.
+        let long = try write("{\"prompt\": \"abcdefgh\", \"completion\": \"ij\"}\n{\"text\": \"ab\"}\n")
+        let out2 = try RecordLoading.load(path: long, tokenizer: tok, maxLength: 5, skipBad: false)
+        XCTAssertEqual(out2.examples.count, 1)
+        XCTAssertEqual(out2.droppedTooLong, 1)
     }
 
     func testAlpacaArrayBecomesChat() throws {
