@@ -12,6 +12,9 @@ public enum TunedBenchmark {
         /// Decode tokens per second of each run (per sequence for the tuned runs).
         public var baseRuns: [Double]
         public var tunedRuns: [Double]
+        /// Prompt (prefill) tokens per second of each run.
+        public var basePrefill: [Double] = []
+        public var tunedPrefill: [Double] = []
         public var baseBest: Double { baseRuns.max() ?? 0 }
         public var tunedBest: Double { tunedRuns.max() ?? 0 }
         public var baseMedian: Double { TunedBenchmark.median(baseRuns) }
@@ -19,13 +22,17 @@ public enum TunedBenchmark {
         /// Tuned ÷ base speed, medians.
         public var ratio: Double { baseMedian > 0 ? tunedMedian / baseMedian : 0 }
 
-        enum CodingKeys: String, CodingKey { case promptTokens, generatedTokens, sides, baseRuns, tunedRuns, summary }
+        enum CodingKeys: String, CodingKey {
+            case promptTokens, generatedTokens, sides, baseRuns, tunedRuns, basePrefill, tunedPrefill, summary
+        }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(promptTokens, forKey: .promptTokens); try c.encode(generatedTokens, forKey: .generatedTokens)
             try c.encode(sides, forKey: .sides); try c.encode(baseRuns, forKey: .baseRuns); try c.encode(tunedRuns, forKey: .tunedRuns)
+            try c.encode(basePrefill, forKey: .basePrefill); try c.encode(tunedPrefill, forKey: .tunedPrefill)
             try c.encode(["baseBest": baseBest, "tunedBest": tunedBest, "baseMedian": baseMedian, "tunedMedian": tunedMedian,
-                          "ratio": ratio], forKey: .summary)
+                          "ratio": ratio, "basePrefillMedian": TunedBenchmark.median(basePrefill),
+                          "tunedPrefillMedian": TunedBenchmark.median(tunedPrefill)], forKey: .summary)
         }
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -34,6 +41,8 @@ public enum TunedBenchmark {
             sides = try c.decode(Int.self, forKey: .sides)
             baseRuns = try c.decode([Double].self, forKey: .baseRuns)
             tunedRuns = try c.decode([Double].self, forKey: .tunedRuns)
+            basePrefill = try c.decodeIfPresent([Double].self, forKey: .basePrefill) ?? []
+            tunedPrefill = try c.decodeIfPresent([Double].self, forKey: .tunedPrefill) ?? []
         }
         init(promptTokens: Int, generatedTokens: Int, sides: Int) {
             self.promptTokens = promptTokens; self.generatedTokens = generatedTokens; self.sides = sides
@@ -63,6 +72,8 @@ public enum TunedBenchmark {
             guard k > 0 else { continue }
             r.baseRuns.append(b.decodeTokensPerSecond)
             r.tunedRuns.append(t[0].decodeTokensPerSecond)
+            r.basePrefill.append(b.prefillTokensPerSecond)
+            r.tunedPrefill.append(t[0].prefillTokensPerSecond)
         }
         return r
     }

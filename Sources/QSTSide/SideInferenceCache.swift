@@ -82,7 +82,8 @@ enum SideCachedAttention {
                         for d in 0..<hd { oi[d] = 0 }
                         let last = past + t + 1
                         var mx = -Float.infinity
-                        for j in 0..<last where mask[j] != 0 {
+                        for j in 0..<last {
+                            guard mask[j] != 0 else { scores[j] = -Float.infinity; continue }
                             let kj = kb + j * ldk
                             var acc: Float = 0
                             for d in 0..<hd { acc += qi[d] * kj[d] }
@@ -91,12 +92,8 @@ enum SideCachedAttention {
                             mx = max(mx, acc)
                         }
                         guard mx > -Float.infinity else { continue }
-                        var sum: Float = 0
-                        for j in 0..<last {
-                            let e: Float = mask[j] != 0 ? Foundation.exp(scores[j] - mx) : 0
-                            scores[j] = e
-                            sum += e
-                        }
+                        // Vectorised exp (SideAttention's); masked keys come out ~1e-38 and are skipped below.
+                        let sum = FastExp.expShiftedInPlace(scores, count: last, shift: mx)
                         let inv = 1 / sum
                         for j in 0..<last where mask[j] != 0 {
                             let p = scores[j] * inv, vj = vb + j * ldk
