@@ -12,6 +12,9 @@ import time
 BIN = os.environ["QST_BIN"]
 DIR = os.environ.get("QST_SYNTHETIC_DIR", os.path.join(os.environ.get("QST_CACHE", os.path.expanduser("~/.cache/qst")), "synthetic"))
 REPEATS = os.environ.get("QST_SCALE_REPEATS", "2")
+# Shapes whose forward takes minutes are measured by plain training steps only.
+TRAIN_ONLY = set(os.environ.get("QST_SCALE_TRAIN_ONLY", "llama-2-70b").split(","))
+STEPS = int(os.environ.get("QST_SCALE_STEPS", "2"))
 BUDGET = os.environ.get("QST_SCALE_BUDGET_MB", "2048")
 
 
@@ -65,13 +68,24 @@ def main():
         with tempfile.TemporaryDirectory() as side:
             subprocess.run([f"{BIN}/qst-init-side", container, "-o", side, "--json"], check=True,
                            stdout=subprocess.DEVNULL)
-            for budget in (None, BUDGET):
-                args = [f"{BIN}/qst-tune", container, side, "--benchmark", REPEATS, "--batch-size", "1",
-                        "--max-length", "256", "--json"]
+            for budget in ((BUDGET,) if shape in TRAIN_ONLY else (None, BUDGET)):
+                if shape in TRAIN_ONLY:
+                    data = os.path.join(side, "data.jsonl")
+                    with open(data, "w") as f:   # 255 bytes + BOS = 256 tokens with the byte tokenizer
+                        for i in range(STEPS):
+                            f.write(json.dumps({"text": "".join(chr(97 + (i * 7 + k * 13) % 26) for k in range(255))}) + "\n")
+                    args = [f"{BIN}/qst-tune", container, side, "--data", data, "--steps", str(STEPS), "--batch-size", "1",
+                            "--max-length", "256", "--save-every", "0", "--eval-every", "0",
+                            "-o", os.path.join(side, "run"), "--json"]
+                else:
+                    args = [f"{BIN}/qst-tune", container, side, "--benchmark", REPEATS, "--batch-size", "1",
+                            "--max-length", "256", "--json"]
                 if budget:
                     args += ["--resident-budget", budget]
                 out, secs, rss, anon, filed = run_sampled(args)
                 r = json.loads(out)
+                if shape in TRAIN_ONLY:
+                    r = {"trainingTokensPerSecond": r["tokensPerSecond"], "backboneForwardTokensPerSecond": float("nan")}
                 step = 256 / r["trainingTokensPerSecond"]
                 row = dict(shape=shape, containerGB=round(size_gb, 2), batch=1, tokens=256, budgetMB=budget,
                            secondsPerStep=round(step, 2), trainTokensPerSecond=round(r["trainingTokensPerSecond"], 1),
