@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "QSTEngine", dependencies: ["QSTFormat", "QSTNN", "QSTTokenizer", "CBLAS", "QSTKernels"],
                 swiftSettings: optimized),
         // The side network, its training loop, export.
-        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "CBLAS"], swiftSettings: optimized),
+        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"], swiftSettings: optimized),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
         .target(name: "QSTCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: optimized),
@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-init-side", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
-        .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTCLI",
+        .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTEngine", "QSTNN", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),

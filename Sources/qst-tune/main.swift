@@ -64,6 +64,15 @@ struct Tune: ParsableCommand {
     var benchmark: Int?
     @Flag(help: "With --benchmark: label only the last position (classification) instead of every token.")
     var benchmarkLastOnly = false
+    @Option(help: "What to train: qst (a side network, default) or lora (adapters inside the frozen base, backprop through it).")
+    var method: String = "qst"
+    @Option(help: "LoRA rank r.") var loraR: Int = 8
+    @Option(help: "LoRA alpha (scaling alpha / r).") var loraAlpha: Double = 16
+    @Option(help: "LoRA dropout on each adapted projection's input.") var loraDropout: Float = 0.05
+    @Option(help: "LoRA target modules: comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all.")
+    var loraTargets: String = "all"
+    @Flag(help: "LoRA: keep only each layer's input and recompute its forward in backward.")
+    var gradientCheckpointing = false
 
     func trainingConfig() throws -> TrainingConfig {
         var t: TrainingConfig
@@ -128,6 +137,8 @@ struct Tune: ParsableCommand {
             args.trainLimit = args.trainLimit ?? saved.trainLimit; args.skipBad = args.skipBad || saved.skipBad
             args.trainFingerprint = saved.trainFingerprint
         }
+        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) { return try runLoRA(run: run, args: args) }
+        guard method == "qst" else { throw CommandError("--method must be qst or lora") }
         guard let data = args.data else { throw CommandError("--data is required") }
         let task = args.task, eval = args.eval, trainLimit = args.trainLimit, skipBad = args.skipBad
         let started = Date()
