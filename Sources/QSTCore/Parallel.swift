@@ -9,9 +9,13 @@ public enum Parallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 
+    /// The process's worker count, read once: parsing the environment on every loop cost
+    /// a third of the generation speed.
+    public static let defaultThreads = threadCount()
+
     /// Calls `body(start, end)` on disjoint chunks covering `0..<count`, in parallel.
     /// Chunks are at least `minChunk` long so tiny loops stay on one thread.
-    public static func forRanges(_ count: Int, threads: Int = Parallel.threadCount(), minChunk: Int = 1,
+    public static func forRanges(_ count: Int, threads: Int = Parallel.defaultThreads, minChunk: Int = 1,
                                  _ body: @Sendable (Int, Int) -> Void) {
         guard count > 0 else { return }
         let workers = max(1, min(threads, count / max(1, minChunk)))

@@ -52,7 +52,7 @@ struct PerplexityCommand: ParsableCommand {
             try JSONOutput.print(PerplexityReport(model: model, text: text, ctx: ctx, stride: stride ?? ctx, batch: batch,
                                                   result: r, memory: MemoryStats.current()))
         } else {
-            print(String(format: "perplexity %.4f  (mean NLL %.5f over %d tokens, %d windows)", r.perplexity, r.meanNLL,
+            print(String(format: "perplexity %.4f  (mean NLL %.5f over %ld tokens, %ld windows)", r.perplexity, r.meanNLL,
                          r.scored, r.windows.count))
             print(String(format: "%.1f tokens/s, %.1f s, peak RSS %@", r.tokensPerSecond, r.seconds,
                          Units.bytes(MemoryStats.current().peakRSS)))
@@ -93,7 +93,7 @@ struct CompareCommand: ParsableCommand {
         }
         bar?.finish()
         if json { try JSONOutput.print(r) } else {
-            print(String(format: "mean KL %.5f nats, top-1 agreement %.2f%% over %d positions", r.meanKL,
+            print(String(format: "mean KL %.5f nats, top-1 agreement %.2f%% over %ld positions", r.meanKL,
                          100 * r.top1Agreement, r.positions))
             print(String(format: "perplexity %.4f (model) vs %.4f (reference), %.1f s", r.perplexity,
                          r.referencePerplexity, r.seconds))
@@ -139,9 +139,9 @@ struct ChoiceCommand: ParsableCommand {
         if json { try JSONOutput.print(r) } else {
             for s in r.subjects {
                 let name = s.subject.padding(toLength: max(40, s.subject.count), withPad: " ", startingAt: 0)
-                print(name + String(format: " %5.1f%%  (%d/%d)", 100 * s.accuracy, s.correct, s.questions))
+                print(name + String(format: " %5.1f%%  (%ld/%ld)", 100 * s.accuracy, s.correct, s.questions))
             }
-            print(String(format: "accuracy %.2f%% over %d questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
+            print(String(format: "accuracy %.2f%% over %ld questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
         }
     }
 }
@@ -175,10 +175,10 @@ struct BenchCommand: ParsableCommand {
         let report = Report(model: model, matmul: options.matmulPath.rawValue, threads: EngineThreads.blasThreads,
                             result: r, memory: memory)
         if json { try JSONOutput.print(report); return }
-        print(String(format: "pp%d: %.1f tok/s best, %.1f median (%.1f GFLOP/s)", prompt, r.pp.bestTokensPerSecond,
+        print(String(format: "pp%ld: %.1f tok/s best, %.1f median (%.1f GFLOP/s)", prompt, r.pp.bestTokensPerSecond,
                      r.pp.medianTokensPerSecond, r.ppGFLOPS))
-        print(String(format: "tg%d: %.1f tok/s best, %.1f median", generate, r.tg.bestTokensPerSecond, r.tg.medianTokensPerSecond))
-        for g in r.sgemm { print(String(format: "sgemm m=%d n=%d k=%d: %.1f GFLOP/s", g.m, g.n, g.k, g.gflops)) }
+        print(String(format: "tg%ld: %.1f tok/s best, %.1f median", generate, r.tg.bestTokensPerSecond, r.tg.medianTokensPerSecond))
+        for g in r.sgemm { print(String(format: "sgemm m=%ld n=%ld k=%ld: %.1f GFLOP/s", g.m, g.n, g.k, g.gflops)) }
         print("peak RSS during the model runs \(Units.bytes(report.memory.peakRSS))")
     }
 }

@@ -78,7 +78,7 @@ struct Generate: ParsableCommand {
                                         decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS))
         } else {
             FileHandle.standardOutput.write(Data((stream.finish() + "\n").utf8))
-            FileHandle.standardError.write(Data(String(format: "[%d prompt tokens, %.1f tok/s prefill; %d new tokens, %.1f tok/s; stop: %@]\n",
+            FileHandle.standardError.write(Data(String(format: "[%ld prompt tokens, %.1f tok/s prefill; %ld new tokens, %.1f tok/s; stop: %@]\n",
                 r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stopReason).utf8))
         }
     }

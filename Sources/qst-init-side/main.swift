@@ -57,7 +57,7 @@ struct InitSide: ParsableCommand {
         print("side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), " +
               "MLP \(config.intermediate), \(kind.rawValue) downsampler" +
               (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout)")
-        print(String(format: "trainable parameters: %d (%.2f%% of the base's %d)", report.trainableParameters,
+        print(String(format: "trainable parameters: %ld (%.2f%% of the base's %ld)", report.trainableParameters,
                      100 * report.trainableShare, report.baseParameters))
         print("optimizer state (AdamW moments): \(Units.bytes(report.optimizerStateBytes))")
         print("estimated training memory at batch \(batch) × \(seqLen) tokens:")

@@ -97,7 +97,7 @@ struct Inspect: ParsableCommand {
                   + t.dtype.padding(toLength: 7, withPad: " ", startingAt: 0) + Units.bytes(t.bytes).padding(toLength: 12, withPad: " ", startingAt: 0)
                   + String(format: "%.3f", t.bitsPerWeight))
         }
-        print(String(format: "  total: %d tensors, %d parameters (%d NF4), %@, %.3f bits/weight",
+        print(String(format: "  total: %ld tensors, %ld parameters (%ld NF4), %@, %.3f bits/weight",
                      s.tensors.count, s.totalParameters, s.nf4Parameters, Units.bytes(s.totalTensorBytes), s.bitsPerWeight))
         if let errs = r.errors {
             print("\n  quantization error, worst first:")
@@ -109,7 +109,7 @@ struct Inspect: ParsableCommand {
             }
             print("\n  per layer:")
             for l in r.layerErrors ?? [] {
-                print(String(format: "  layer %3d   SQNR %6.2f dB   rel.Frob %.3e   MSE %.3e", l.layer, l.sqnrDB, l.relativeFrobenius, l.mse))
+                print(String(format: "  layer %3ld   SQNR %6.2f dB   rel.Frob %.3e   MSE %.3e", l.layer, l.sqnrDB, l.relativeFrobenius, l.mse))
             }
         }
         if let b = r.blocks {
@@ -119,7 +119,7 @@ struct Inspect: ParsableCommand {
             let total = max(1, b.codeHistogram.reduce(0, +))
             for (i, n) in b.codeHistogram.enumerated() {
                 let bar = String(repeating: "▇", count: Int(60 * Double(n) / Double(b.codeHistogram.max() ?? 1)))
-                print(String(format: "  code %2d %+.4f %6.2f%% ", i, NF4.codeValues[i], 100 * Double(n) / Double(total)) + bar)
+                print(String(format: "  code %2ld %+.4f %6.2f%% ", i, NF4.codeValues[i], 100 * Double(n) / Double(total)) + bar)
             }
         }
         if let v = r.verification {
