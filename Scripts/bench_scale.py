@@ -16,6 +16,7 @@ REPEATS = os.environ.get("QST_SCALE_REPEATS", "2")
 TRAIN_ONLY = set(os.environ.get("QST_SCALE_TRAIN_ONLY", "llama-2-70b").split(","))
 STEPS = int(os.environ.get("QST_SCALE_STEPS", "2"))
 BUDGET = os.environ.get("QST_SCALE_BUDGET_MB", "2048")
+SIDE_ARGS = os.environ.get("QST_SCALE_SIDE_ARGS", "").split()   # e.g. "--r 32"
 
 
 def status_kb(pid, key):
@@ -66,7 +67,7 @@ def main():
         container = os.path.join(DIR, f"{shape}.qst4")
         size_gb = os.path.getsize(container) / 1e9
         with tempfile.TemporaryDirectory() as side:
-            subprocess.run([f"{BIN}/qst-init-side", container, "-o", side, "--json"], check=True,
+            subprocess.run([f"{BIN}/qst-init-side", container, "-o", side, "--json"] + SIDE_ARGS, check=True,
                            stdout=subprocess.DEVNULL)
             for budget in ((BUDGET,) if shape in TRAIN_ONLY else (None, BUDGET)):
                 if shape in TRAIN_ONLY:
@@ -92,7 +93,7 @@ def main():
                            forwardTokensPerSecond=round(r["backboneForwardTokensPerSecond"], 1),
                            peakRSSMiB=round(rss), peakAnonMiB=round(anon), peakFileMiB=round(filed), wallSeconds=round(secs, 1))
                 rows.append(row)
-                print(f"| {shape} | {size_gb:.1f} GB | 1 × 256 | {budget + ' MB' if budget else 'none'} | {step:.2f} | "
+                print(f"| {shape} {' '.join(SIDE_ARGS)} | {size_gb:.1f} GB | 1 × 256 | {budget + ' MB' if budget else 'none'} | {step:.2f} | "
                       f"{row['trainTokensPerSecond']} | {row['forwardTokensPerSecond']} | {rss:.0f} MiB | {anon:.0f} MiB |", flush=True)
     print()
     for r in rows:
