@@ -45,13 +45,16 @@ let package = Package(
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
         .target(name: "QSTCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: optimized),
+        // Command-line options shared by the tools that run the engine.
+        .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-quantize", dependencies: ["QSTFormat", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-inspect", dependencies: ["QSTFormat", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
-        .executableTarget(name: "qst-eval", dependencies: ["QSTEngine", "QSTSide", "QSTCLI",
+        .executableTarget(name: "qst-eval", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
-        .executableTarget(name: "qst-generate", dependencies: ["QSTEngine", "QSTSide", "QSTCLI",
+        .executableTarget(name: "qst-generate", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-synthetic", dependencies: ["QSTFormat", "QSTTokenizer", "QSTCore", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),

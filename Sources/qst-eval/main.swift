@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import QSTCLI
 import QSTEngine
+import QSTEngineCLI
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(

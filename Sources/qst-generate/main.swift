@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import QSTCLI
 import QSTEngine
+import QSTEngineCLI
 import QSTTokenizer
 
 struct Generate: ParsableCommand {

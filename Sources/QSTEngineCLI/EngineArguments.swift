@@ -2,16 +2,17 @@ import ArgumentParser
 import QSTCLI
 import QSTEngine
 
-/// Options every engine-running command shares.
-struct EngineArguments: ParsableArguments {
+/// Options every engine-running command shares (qst-eval, qst-generate).
+public struct EngineArguments: ParsableArguments {
+    public init() {}
     @Option(name: .customLong("resident-budget"), help: "Drop each layer's weight pages after use when the weights exceed this many MiB.")
-    var residentBudget: Int?
+    public var residentBudget: Int?
     @Option(help: "Threads for BLAS and the engine's own loops (default: all cores).")
-    var threads: Int?
+    public var threads: Int?
     @Option(help: "NF4/BF16 matmul: auto (fastest, may use bf16 products), exact (F32 kernels) or sgemm (dequantize + BLAS).")
-    var matmul: String = "auto"
+    public var matmul: String = "auto"
 
-    func options() throws -> EngineOptions {
+    public func options() throws -> EngineOptions {
         guard let path = MatmulPath(rawValue: matmul) else {
             throw CommandError("--matmul must be auto, exact or sgemm (got '\(matmul)')")
         }
