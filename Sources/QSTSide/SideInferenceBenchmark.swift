@@ -15,6 +15,15 @@ public enum TunedBenchmark {
         /// Prompt (prefill) tokens per second of each run.
         public var basePrefill: [Double] = []
         public var tunedPrefill: [Double] = []
+        /// Process CPU seconds (user + system) per whole run: less sensitive to other load on the machine
+        /// than wall time.
+        public var baseCPUSeconds: [Double] = []
+        public var tunedCPUSeconds: [Double] = []
+        /// Tuned ÷ base CPU time per run, medians (≤ 1/0.9 ≈ 1.11 means at least 0.9× the speed).
+        public var cpuRatio: Double {
+            let b = TunedBenchmark.median(baseCPUSeconds)
+            return b > 0 ? TunedBenchmark.median(tunedCPUSeconds) / b : 0
+        }
         public var baseBest: Double { baseRuns.max() ?? 0 }
         public var tunedBest: Double { tunedRuns.max() ?? 0 }
         public var baseMedian: Double { TunedBenchmark.median(baseRuns) }
@@ -24,15 +33,18 @@ public enum TunedBenchmark {
 
         enum CodingKeys: String, CodingKey {
             case promptTokens, generatedTokens, sides, baseRuns, tunedRuns, basePrefill, tunedPrefill, summary
+            case baseCPUSeconds, tunedCPUSeconds
         }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(promptTokens, forKey: .promptTokens); try c.encode(generatedTokens, forKey: .generatedTokens)
             try c.encode(sides, forKey: .sides); try c.encode(baseRuns, forKey: .baseRuns); try c.encode(tunedRuns, forKey: .tunedRuns)
             try c.encode(basePrefill, forKey: .basePrefill); try c.encode(tunedPrefill, forKey: .tunedPrefill)
+            try c.encode(baseCPUSeconds, forKey: .baseCPUSeconds); try c.encode(tunedCPUSeconds, forKey: .tunedCPUSeconds)
             try c.encode(["baseBest": baseBest, "tunedBest": tunedBest, "baseMedian": baseMedian, "tunedMedian": tunedMedian,
                           "ratio": ratio, "basePrefillMedian": TunedBenchmark.median(basePrefill),
-                          "tunedPrefillMedian": TunedBenchmark.median(tunedPrefill)], forKey: .summary)
+                          "tunedPrefillMedian": TunedBenchmark.median(tunedPrefill), "cpuTimeRatio": cpuRatio],
+                         forKey: .summary)
         }
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -43,11 +55,19 @@ public enum TunedBenchmark {
             tunedRuns = try c.decode([Double].self, forKey: .tunedRuns)
             basePrefill = try c.decodeIfPresent([Double].self, forKey: .basePrefill) ?? []
             tunedPrefill = try c.decodeIfPresent([Double].self, forKey: .tunedPrefill) ?? []
+            baseCPUSeconds = try c.decodeIfPresent([Double].self, forKey: .baseCPUSeconds) ?? []
+            tunedCPUSeconds = try c.decodeIfPresent([Double].self, forKey: .tunedCPUSeconds) ?? []
         }
         init(promptTokens: Int, generatedTokens: Int, sides: Int) {
             self.promptTokens = promptTokens; self.generatedTokens = generatedTokens; self.sides = sides
             baseRuns = []; tunedRuns = []
         }
+    }
+
+    static func cpuSeconds() -> Double {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
     }
 
     static func median(_ xs: [Double]) -> Double {
@@ -67,9 +87,14 @@ public enum TunedBenchmark {
         let plain = Generator(model: model.base), tuned = TunedGenerator(model: model)
         var r = Result(promptTokens: promptTokens, generatedTokens: generate, sides: model.sides.count)
         for k in 0...repeats {
+            let c0 = cpuSeconds()
             let b = try plain.generate(prompt: prompt, maxTokens: generate)
+            let c1 = cpuSeconds()
             let t = try tuned.generate(prompt: prompt, maxTokens: generate)
+            let c2 = cpuSeconds()
             guard k > 0 else { continue }
+            r.baseCPUSeconds.append(c1 - c0)
+            r.tunedCPUSeconds.append(c2 - c1)
             r.baseRuns.append(b.decodeTokensPerSecond)
             r.tunedRuns.append(t[0].decodeTokensPerSecond)
             r.basePrefill.append(b.prefillTokensPerSecond)

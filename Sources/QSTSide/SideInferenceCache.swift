@@ -3,34 +3,39 @@ import QSTCore
 import QSTFormat
 import QSTNN
 
-/// The side network's own keys and values (the reference keeps a second cache beside the base's):
-/// `[batch, capacity, kvDim]` per side layer at the side's width, a `[batch, capacity]` key mask and each
-/// sequence's next RoPE position. Positions follow the same rule as the base's `KVCache`: padding rows
-/// do not advance a sequence.
+/// The side network's own keys and values (the reference keeps a second cache beside the base's), per
+/// side layer at the side's width. Stored per head and transposed, `[batch, kvHeads, headDim, capacity]`,
+/// so attention's loops run along contiguous positions; a `[batch, capacity]` key mask and each sequence's
+/// next RoPE position. Positions follow the base `KVCache`'s rule: padding rows do not advance a sequence.
 public final class SideKVCache {
     public let layers: Int
     public let batch: Int
     public let capacity: Int
-    public let kvDim: Int
+    public let kvHeads: Int
+    public let headDim: Int
     let keys: [FloatBuffer]
     let values: [FloatBuffer]
     var mask: [UInt8]
+    /// Whether a sequence has any padding row (then attention must consult the mask).
+    var padded: [Bool]
     public private(set) var length = 0
     public private(set) var positions: [Int]
 
-    public init(layers: Int, batch: Int, capacity: Int, kvDim: Int) {
-        self.layers = layers; self.batch = batch; self.capacity = capacity; self.kvDim = kvDim
-        keys = (0..<layers).map { _ in FloatBuffer(count: batch * capacity * kvDim) }
-        values = (0..<layers).map { _ in FloatBuffer(count: batch * capacity * kvDim) }
+    public init(layers: Int, batch: Int, capacity: Int, kvHeads: Int, headDim: Int) {
+        self.layers = layers; self.batch = batch; self.capacity = capacity; self.kvHeads = kvHeads; self.headDim = headDim
+        keys = (0..<layers).map { _ in FloatBuffer(count: batch * capacity * kvHeads * headDim) }
+        values = (0..<layers).map { _ in FloatBuffer(count: batch * capacity * kvHeads * headDim) }
         mask = [UInt8](repeating: 0, count: batch * capacity)
+        padded = [Bool](repeating: false, count: batch)
         positions = [Int](repeating: 0, count: batch)
     }
 
-    public var bytes: Int { 2 * layers * batch * capacity * kvDim * 4 + batch * capacity }
+    public var bytes: Int { 2 * layers * batch * capacity * kvHeads * headDim * 4 + batch * capacity }
 
     public func reset() {
         length = 0
         positions = [Int](repeating: 0, count: batch)
+        padded = [Bool](repeating: false, count: batch)
         for i in mask.indices { mask[i] = 0 }
     }
 
@@ -44,6 +49,7 @@ public final class SideKVCache {
             for t in 0..<newTokens {
                 let ok = valid[b * newTokens + t] != 0
                 mask[b * capacity + length + t] = ok ? 1 : 0
+                if !ok { padded[b] = true }
                 pos[b * newTokens + t] = Int32(max(0, ok ? positions[b] : positions[b] - 1))
                 if ok { positions[b] += 1 }
             }
@@ -51,20 +57,39 @@ public final class SideKVCache {
         return pos
     }
 
+    /// Writes the step's rotated keys and values `[batch·newTokens, kvHeads·headDim]` of `layer` at rows
+    /// `length…` (before `commit`).
+    func store(layer: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, newTokens: Int) {
+        let K = kvHeads, hd = headDim, kw = K * hd, cap = capacity
+        let kd = keys[layer].pointer, vd = values[layer].pointer
+        for b in 0..<batch {
+            for t in 0..<newTokens {
+                let src = (b * newTokens + t) * kw, col = length + t
+                for g in 0..<K {
+                    let base = ((b * K + g) * hd) * cap + col
+                    for d in 0..<hd {
+                        kd[base + d * cap] = k[src + g * hd + d]
+                        vd[base + d * cap] = v[src + g * hd + d]
+                    }
+                }
+            }
+        }
+    }
+
     func commit(newTokens: Int) { length += newTokens }
 }
 
-/// Causal GQA attention of new queries over a side cache. Heads are tiny (d/(r·heads)), so plain loops;
+/// Causal GQA attention of the new queries over a side cache, along contiguous cached positions; the
 /// (sequence, head) pairs run in parallel only when there is enough work (prefill).
 enum SideCachedAttention {
     static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: SideKVCache, layer: Int,
-                        newTokens: Int, heads H: Int, kvHeads K: Int, headDim hd: Int, threads: Int) {
+                        newTokens: Int, heads H: Int, threads: Int) {
         let batch = cache.batch, cap = cache.capacity, past = cache.length
-        let ldq = H * hd, ldk = K * hd, group = H / K
+        let K = cache.kvHeads, hd = cache.headDim, ldq = H * hd, group = H / K
         let scale = 1 / Float(hd).squareRoot()
         let kp = QSTNN.SendablePointer(cache.keys[layer].pointer), vp = QSTNN.SendablePointer(cache.values[layer].pointer)
         let qp = QSTNN.SendablePointer(q), op = QSTNN.SendablePointer(out)
-        let maskCopy = cache.mask
+        let maskCopy = cache.mask, padded = cache.padded
         let total = past + newTokens
         let work = batch * H * newTokens * total * hd
         maskCopy.withUnsafeBufferPointer { mb in
@@ -75,30 +100,21 @@ enum SideCachedAttention {
                 for u in u0..<u1 {
                     let b = u / H, h = u % H, g = h / group
                     let mask = mp + b * cap
-                    let kb = kp + b * cap * ldk + g * hd, vb = vp + b * cap * ldk + g * hd
+                    let kt = kp + ((b * K + g) * hd) * cap, vt = vp + ((b * K + g) * hd) * cap
                     for t in 0..<newTokens {
                         let qi = qp + (b * newTokens + t) * ldq + h * hd
                         let oi = op + (b * newTokens + t) * ldq + h * hd
-                        for d in 0..<hd { oi[d] = 0 }
                         let last = past + t + 1
-                        var mx = -Float.infinity
-                        for j in 0..<last {
-                            guard mask[j] != 0 else { scores[j] = -Float.infinity; continue }
-                            let kj = kb + j * ldk
-                            var acc: Float = 0
-                            for d in 0..<hd { acc += qi[d] * kj[d] }
-                            acc *= scale
-                            scores[j] = acc
-                            mx = max(mx, acc)
-                        }
-                        guard mx > -Float.infinity else { continue }
-                        // Vectorised exp (SideAttention's); masked keys come out ~1e-38 and are skipped below.
+                        scores.update(repeating: 0, count: last)
+                        for d in 0..<hd { SideVectorOps.axpy(scores, qi[d] * scale, (kt + d * cap).base, last) }
+                        if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = -Float.infinity } }
+                        let mx = SideVectorOps.max(scores, last)
+                        guard mx > -Float.infinity else { for d in 0..<hd { oi[d] = 0 }; continue }
+                        // Vectorised exp (SideAttention's); masked keys come out ~1e-38, zeroed below.
                         let sum = FastExp.expShiftedInPlace(scores, count: last, shift: mx)
+                        if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = 0 } }
                         let inv = 1 / sum
-                        for j in 0..<last where mask[j] != 0 {
-                            let p = scores[j] * inv, vj = vb + j * ldk
-                            for d in 0..<hd { oi[d] += p * vj[d] }
-                        }
+                        for d in 0..<hd { oi[d] = SideVectorOps.dot(scores, (vt + d * cap).base, last) * inv }
                     }
                 }
             }

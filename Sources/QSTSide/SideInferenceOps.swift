@@ -87,3 +87,45 @@ enum SideInferenceOps {
         (0..<count).map { 1 / (1 + Foundation.exp(-z[$0])) }
     }
 }
+
+/// Vector loops over contiguous floats, 16 lanes at a time (the side cache keeps keys and values per head
+/// transposed, `[hd][position]`, so attention runs along positions).
+enum SideVectorOps {
+    typealias V = SIMD16<Float>
+
+    /// `y[j] += a · x[j]` for `j < n`.
+    @inline(__always) static func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) {
+        let yr = UnsafeMutableRawPointer(y), xr = UnsafeRawPointer(x), av = V(repeating: a)
+        var j = 0
+        while j + 16 <= n {
+            let v = yr.loadUnaligned(fromByteOffset: 4 * j, as: V.self) + av * xr.loadUnaligned(fromByteOffset: 4 * j, as: V.self)
+            yr.storeBytes(of: v, toByteOffset: 4 * j, as: V.self)
+            j += 16
+        }
+        while j < n { y[j] += a * x[j]; j += 1 }
+    }
+
+    /// `Σ_j a[j] · b[j]`.
+    @inline(__always) static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+        var acc = V(repeating: 0)
+        var j = 0
+        while j + 16 <= n {
+            acc += ar.loadUnaligned(fromByteOffset: 4 * j, as: V.self) * br.loadUnaligned(fromByteOffset: 4 * j, as: V.self)
+            j += 16
+        }
+        var s = acc.sum()
+        while j < n { s += a[j] * b[j]; j += 1 }
+        return s
+    }
+
+    @inline(__always) static func max(_ a: UnsafePointer<Float>, _ n: Int) -> Float {
+        let ar = UnsafeRawPointer(a)
+        var m = V(repeating: -Float.infinity)
+        var j = 0
+        while j + 16 <= n { m = pointwiseMax(m, ar.loadUnaligned(fromByteOffset: 4 * j, as: V.self)); j += 16 }
+        var s = m.max()
+        while j < n { s = Swift.max(s, a[j]); j += 1 }
+        return s
+    }
+}

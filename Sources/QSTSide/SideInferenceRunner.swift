@@ -69,7 +69,8 @@ final class SideRunner {
     }
 
     func makeCache(batch: Int, capacity: Int) -> SideKVCache {
-        SideKVCache(layers: config.base.layerCount, batch: batch, capacity: capacity, kvDim: config.kvHeads * config.headDim)
+        SideKVCache(layers: config.base.layerCount, batch: batch, capacity: capacity, kvHeads: config.kvHeads,
+                    headDim: config.headDim)
     }
 
     /// Prepares a step of `rows` tokens at the given RoPE positions.
@@ -137,13 +138,9 @@ final class SideRunner {
         SideInferenceOps.linear(ws.v.pointer, ws.normed.pointer, L.v, n: n, inF: w, outF: kw)
         SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
         SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
-        for b in 0..<cache.batch {
-            let dst = (b * cache.capacity + cache.length) * kw, src = b * newTokens * kw
-            (cache.keys[i].pointer + dst).update(from: ws.k.pointer + src, count: newTokens * kw)
-            (cache.values[i].pointer + dst).update(from: ws.v.pointer + src, count: newTokens * kw)
-        }
+        cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
         SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
-                                    heads: c.heads, kvHeads: c.kvHeads, headDim: hd, threads: threads)
+                                    heads: c.heads, threads: threads)
         SideInferenceOps.linear(x, ws.attn.pointer, L.o, n: n, inF: qw, outF: w, accumulate: true)
         SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.postNorm, n: n, d: w, eps: eps)
         SideInferenceOps.linear(ws.gate.pointer, ws.normed.pointer, L.gate, n: n, inF: w, outF: f)
