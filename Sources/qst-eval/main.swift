@@ -3,19 +3,24 @@ import Foundation
 import QSTCLI
 import QSTEngine
 import QSTEngineCLI
+import QSTSide
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qst-eval",
         abstract: "Evaluate a frozen model: perplexity, closeness to a reference model, multiple-choice accuracy.",
         discussion: """
-        MODEL is a .qst4 container or a Hugging Face safetensors folder.
+        MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side
+        (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against
+        the same base pass); a merged container from qst-export --merge carries its own side network.
 
         Examples:
           qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512
           qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 --batch 2 --json
           qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw --max-tokens 8192
           qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 --subjects anatomy astronomy --limit 20
+          qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw --ctx 512
+          qst-eval bench smollm2.qst4 --side adapter/ --generate 128     (generation speed with and without it)
         """,
         subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self])
 }
@@ -38,11 +43,35 @@ struct PerplexityCommand: ParsableCommand {
     @Option(help: "Windows per forward.") var batch: Int = 1
     @Option(help: "Score only the first N tokens of the text.") var maxTokens: Int?
     @Flag(help: "Print results (with per-window numbers) as JSON.") var json = false
+    @Option(name: .customLong("side"), help: "A side network folder to evaluate beside the model; repeat for several.")
+    var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     func run() throws {
-        let m = try FrozenModel(path: model, options: try engine.options())
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
+        let m = spec.base
         let ids = try tokenize(file: text, model: m, maxTokens: maxTokens)
+        if let tuned = try spec.tunedModel() {
+            var bar: ProgressBar? = nil
+            let r = try TunedPerplexity.evaluate(model: tuned, names: spec.names, tokens: ids, ctx: ctx, stride: stride,
+                                                 batch: batch) { done, total in
+                if bar == nil { bar = ProgressBar(total: total, label: "ppl") }
+                bar?.update(done)
+            }
+            bar?.finish()
+            if json {
+                try JSONOutput.print(TunedPerplexityReport(model: model, text: text, ctx: ctx, stride: stride ?? ctx, batch: batch,
+                                                           sides: r.results, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
+                                                           memory: MemoryStats.current()))
+                return
+            }
+            for s in r.results {
+                print(String(format: "%@: perplexity %.4f  (mean NLL %.5f over %ld tokens)", s.side, s.perplexity, s.meanNLL, s.scored))
+            }
+            print(String(format: "%.1f tokens/s, %.1f s, peak RSS %@", r.tokensPerSecond, r.seconds,
+                         Units.bytes(MemoryStats.current().peakRSS)))
+            return
+        }
         var shown: ProgressBar? = nil
         let r = try Perplexity.evaluate(model: m, tokens: ids, ctx: ctx, stride: stride, batch: batch) { done, total in
             if shown == nil { shown = ProgressBar(total: total, label: "ppl") }
@@ -59,6 +88,13 @@ struct PerplexityCommand: ParsableCommand {
                          Units.bytes(MemoryStats.current().peakRSS)))
         }
     }
+}
+
+struct TunedPerplexityReport: Encodable {
+    var model: String, text: String, ctx: Int, stride: Int, batch: Int
+    var sides: [TunedPerplexityResult]
+    var seconds: Double, tokensPerSecond: Double
+    var memory: MemoryStats
 }
 
 struct PerplexityReport: Encodable {
@@ -155,6 +191,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Generated tokens per tg run.") var generate: Int = 128
     @Option(help: "Timed repeats.") var repeats: Int = 3
     @Flag(help: "Print results as JSON.") var json = false
+    @Option(name: .customLong("side"), help: "Also generate with this side network beside the model and compare speeds.")
+    var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     struct Report: Encodable {
@@ -168,7 +206,19 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         guard prompt > 0, generate > 0, repeats > 0 else { throw CommandError("--prompt, --generate and --repeats must be positive") }
         let options = try engine.options()
-        let m = try FrozenModel(path: model, options: options)
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: options)
+        if let tuned = try spec.tunedModel() {
+            let r = try TunedBenchmark.run(model: tuned, promptTokens: prompt, generate: generate, repeats: repeats)
+            if json { try JSONOutput.print(r); return }
+            print(String(format: "tg%ld without side network: %.1f tok/s best, %.1f median", generate, r.baseBest, r.baseMedian))
+            print(String(format: "tg%ld with %ld side network%@: %.1f tok/s best, %.1f median (%.2fx)", generate, r.sides,
+                         r.sides == 1 ? "" : "s", r.tunedBest, r.tunedMedian, r.ratio))
+            print(String(format: "process CPU time per run, with ÷ without: %.3f; prefill %.1f vs %.1f tok/s (medians)",
+                         r.cpuRatio, TunedBenchmark.median(r.tunedPrefill), TunedBenchmark.median(r.basePrefill)))
+            print("peak RSS \(Units.bytes(MemoryStats.current().peakRSS))")
+            return
+        }
+        let m = spec.base
         var memory = MemoryStats.current()
         let r = try ForwardBenchmark(model: m).run(promptTokens: prompt, generatedTokens: generate, repeats: repeats) {
             memory = MemoryStats.current()

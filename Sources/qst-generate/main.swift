@@ -3,6 +3,7 @@ import Foundation
 import QSTCLI
 import QSTEngine
 import QSTEngineCLI
+import QSTSide
 import QSTTokenizer
 
 struct Generate: ParsableCommand {
@@ -14,10 +15,17 @@ struct Generate: ParsableCommand {
         Generation stops at the end-of-sequence token, the chat format's end token (--chat),
         or after --max-tokens. Temperature 0 is greedy decoding.
 
+        --side adds a trained side network (an adapter folder from qst-export, or a side folder)
+        beside the frozen model; a merged container from qst-export --merge carries its own.
+        Several --side give one continuation each from one batched pass over the base.
+
         Examples:
           qst-generate smollm2.qst4 --prompt "The capital of France is" --max-tokens 20
           qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." --temperature 0.7 --top-p 0.9 --seed 1
           qst-generate smollm2.qst4 --chat --system "Answer briefly." --prompt "What is 2+2?" --json
+          qst-generate smollm2.qst4 --side adapter/ --chat --prompt "Review: a gem of a film. Sentiment:"
+          qst-generate tuned.qst4 --chat --prompt "Hello"                      (merged: base + side network)
+          qst-generate smollm2.qst4 --side a/ --side b/ --prompt "Once upon a time"
         """)
 
     @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
@@ -30,9 +38,12 @@ struct Generate: ParsableCommand {
     @Option(help: "Nucleus sampling mass in (0, 1].") var topP: Float = 1
     @Option(help: "Random seed for sampling.") var seed: UInt64 = 0
     @Flag(help: "Print one JSON document with the text, token ids and speed instead of streaming.") var json = false
+    @Option(name: .customLong("side"), help: "A side network folder (qst-export adapter or side folder); repeat for several.")
+    var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     struct Report: Encodable {
+        var side: String?
         var prompt: String
         var promptTokens: Int
         var text: String
@@ -41,6 +52,9 @@ struct Generate: ParsableCommand {
         var prefillTokensPerSecond: Double
         var decodeTokensPerSecond: Double
         var peakRSS: Int
+        /// Private (anonymous) and file-backed (mapped weights, shared through the page cache) resident bytes.
+        var rssAnon: Int? = nil
+        var rssFile: Int? = nil
     }
 
     func run() throws {
@@ -48,7 +62,8 @@ struct Generate: ParsableCommand {
         if system != nil && !chat { throw CommandError("--system needs --chat") }
         let sampling = SamplingOptions(temperature: temperature, topP: topP, seed: seed)
         do { try sampling.validate() } catch { throw CommandError("\(error)") }
-        let m = try FrozenModel(path: model, options: try engine.options())
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
+        let m = spec.base
         let tok = try m.source.loadTokenizer()
         var text = prompt
         var format: ChatFormat?
@@ -63,6 +78,10 @@ struct Generate: ParsableCommand {
         let ids = tok.encode(text, addSpecialTokens: !chat).map(Int32.init)
         var stops = Set(tok.stopTokenIDs(for: format).map(Int32.init))
         stops.formUnion(m.config.eosTokenIDs.map(Int32.init))
+        if let tuned = try spec.tunedModel() {
+            try runTuned(tuned, names: spec.names, tokenizer: tok, ids: ids, text: text, sampling: sampling, stops: stops)
+            return
+        }
         var stream = StreamingDecoder(tokenizer: tok)
         let r = try Generator(model: m).generate(prompt: ids, maxTokens: maxTokens, sampling: sampling,
                                                  stopTokens: stops) { id in
@@ -73,7 +92,7 @@ struct Generate: ParsableCommand {
         }
         if json {
             let generated = r.tokens.filter { !stops.contains($0) }.map(Int.init)
-            try JSONOutput.print(Report(prompt: text, promptTokens: r.promptTokens,
+            try JSONOutput.print(Report(side: nil, prompt: text, promptTokens: r.promptTokens,
                                         text: tok.decode(generated, skipSpecialTokens: true), tokens: r.tokens,
                                         stopReason: r.stopReason, prefillTokensPerSecond: r.prefillTokensPerSecond,
                                         decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS))
@@ -81,6 +100,40 @@ struct Generate: ParsableCommand {
             FileHandle.standardOutput.write(Data((stream.finish() + "\n").utf8))
             FileHandle.standardError.write(Data(String(format: "[%ld prompt tokens, %.1f tok/s prefill; %ld new tokens, %.1f tok/s; stop: %@]\n",
                 r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stopReason).utf8))
+        }
+    }
+}
+
+extension Generate {
+    /// Generation with side networks: one side streams as it goes; several print one block each.
+    func runTuned(_ tuned: TunedModel, names: [String], tokenizer tok: Tokenizer, ids: [Int32], text: String,
+                  sampling: SamplingOptions, stops: Set<Int32>) throws {
+        let single = names.count == 1
+        var stream = StreamingDecoder(tokenizer: tok)
+        let results = try TunedGenerator(model: tuned).generate(prompt: ids, maxTokens: maxTokens, sampling: sampling,
+                                                                stopTokens: stops) { _, id in
+            if single && !json { FileHandle.standardOutput.write(Data(stream.push(Int(id)).utf8)) }
+            return true
+        }
+        let reports = zip(names, results).map { name, r in
+            Report(side: name, prompt: text, promptTokens: r.promptTokens,
+                   text: tok.decode(r.tokens.filter { !stops.contains($0) }.map(Int.init), skipSpecialTokens: true),
+                   tokens: r.tokens, stopReason: r.stopReason, prefillTokensPerSecond: r.prefillTokensPerSecond,
+                   decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS,
+                   rssAnon: MemoryStats.current().anonymous, rssFile: MemoryStats.current().fileBacked)
+        }
+        if json {
+            if single { try JSONOutput.print(reports[0]) } else { try JSONOutput.print(reports) }
+            return
+        }
+        if single {
+            FileHandle.standardOutput.write(Data((stream.finish() + "\n").utf8))
+        } else {
+            for r in reports { print("== \(r.side ?? "side") ==\n\(r.text)") }
+        }
+        for r in reports {
+            FileHandle.standardError.write(Data(String(format: "[%@: %ld prompt tokens, %.1f tok/s prefill; %ld new tokens, %.1f tok/s; stop: %@]\n",
+                r.side ?? "side", r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stopReason).utf8))
         }
     }
 }
