@@ -76,6 +76,51 @@ final class ExportToolTests: XCTestCase {
         }
     }
 
+    /// SmolLM2 (it has a tokenizer and a chat template): qst-generate with an adapter, with the merged file
+    /// alone, with two adapters at once; qst-eval ppl with the adapter. Slow unoptimised: release builds,
+    /// or debug with QST_REAL_MODEL_TESTS=1.
+    func testGenerateAndEvaluateWithAdapterOrMergedFile() throws {
+        #if DEBUG
+        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
+            throw XCTSkip("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
+        }
+        #endif
+        let folder = try ReferenceScripts.realModelF32()
+        let base = path("smollm2.qst4")
+        _ = try ok("qst-quantize", [folder, base])
+        _ = try ok("qst-init-side", [base, "-o", path("side1"), "--seed", "1"])
+        _ = try ok("qst-init-side", [base, "-o", path("side2"), "--seed", "2"])
+        _ = try ok("qst-export", [path("side1"), "-o", path("a1"), "--base", base])
+        _ = try ok("qst-export", [path("side2"), "-o", path("a2"), "--base", base])
+        _ = try ok("qst-export", [path("a1"), "--merge", base, "-o", path("tuned.qst4")])
+
+        let chat = ["--chat", "--prompt", "What is the capital of France?", "--max-tokens", "48", "--json"]
+        let withAdapter = try ToolHarness.json(try ok("qst-generate", [base, "--side", path("a1")] + chat).stdout)
+        let merged = try ToolHarness.json(try ok("qst-generate", [path("tuned.qst4")] + chat).stdout)
+        let plain = try ToolHarness.json(try ok("qst-generate", [base] + chat).stdout)
+        XCTAssertEqual(withAdapter["tokens"] as? [Int], merged["tokens"] as? [Int], "merged file = base + adapter")
+        XCTAssertNotEqual(withAdapter["tokens"] as? [Int], plain["tokens"] as? [Int], "the side network changes the output")
+        // ChatML's end token <|im_end|> (id 2) ends the answer.
+        if withAdapter["stopReason"] as? String == "eos" { XCTAssertEqual((withAdapter["tokens"] as? [Int])?.last, 2) }
+        XCTAssertTrue((withAdapter["prompt"] as? String ?? "").contains("<|im_start|>assistant"))
+
+        // Two adapters in one process: each continuation equals that adapter's alone.
+        let greedy = ["--prompt", "Once upon a time", "--max-tokens", "12", "--json"]
+        let both = try XCTUnwrap(try JSONSerialization.jsonObject(
+            with: Data(try ok("qst-generate", [base, "--side", path("a1"), "--side", path("a2")] + greedy).stdout.utf8)) as? [[String: Any]])
+        let alone2 = try ToolHarness.json(try ok("qst-generate", [base, "--side", path("a2")] + greedy).stdout)
+        XCTAssertEqual(both.count, 2)
+        XCTAssertEqual(both[1]["tokens"] as? [Int], alone2["tokens"] as? [Int])
+
+        let text = path("text.txt")
+        try String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 20).write(toFile: text, atomically: true, encoding: .utf8)
+        let ppl = try ToolHarness.json(try ok("qst-eval", ["ppl", path("tuned.qst4"), "--side", path("a2"), "--text", text,
+                                                         "--ctx", "64", "--json"]).stdout)
+        let sides = try XCTUnwrap(ppl["sides"] as? [[String: Any]])
+        XCTAssertEqual(sides.count, 2, "the merged file's own side network and --side")
+        XCTAssertTrue(sides.allSatisfy { ($0["perplexity"] as? Double ?? 0) > 1 })
+    }
+
     func testHelpHasExamples() throws {
         let r = try ok("qst-export", ["--help"])
         XCTAssertTrue(r.stdout.contains("--merge"))
