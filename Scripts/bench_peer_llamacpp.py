@@ -37,16 +37,6 @@ def qst_cache() -> Path:
     return Path(os.environ.get("QST_CACHE") or Path.home() / ".cache" / "qst")
 
 
-def proc_status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -85,11 +75,9 @@ def wait_for_idle(max_wait: float, threshold: float = 0.15) -> dict:
 
 def peak_rss_mib() -> dict:
     import resource
-    hwm = proc_status_kib("VmHWM")
-    return {
-        "vmhwm_mib": round(hwm / 1024, 1) if hwm is not None else None,
-        "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+    return {"vmhwm_mib": round(hwm / 1024, 1),
+            "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def warm_page_cache(path: Path) -> None:
@@ -140,6 +128,17 @@ def convert_gguf(src: Path, dst: Path, target: str) -> None:
     os.replace(tmp, dst)
 
 
+def identical_tensors(a: Path, b: Path) -> tuple[int, int]:
+    """How many tensors of `b` have the same type and bytes as the tensor of that name in `a`."""
+    import numpy as np
+    import gguf
+    ref = {t.name: t for t in gguf.GGUFReader(str(a)).tensors}
+    got = gguf.GGUFReader(str(b)).tensors
+    same = sum(1 for t in got if t.name in ref and ref[t.name].tensor_type == t.tensor_type
+               and np.array_equal(np.asarray(ref[t.name].data), np.asarray(t.data)))
+    return same, len(got)
+
+
 def tensor_type_counts(path: Path) -> dict:
     import gguf
     counts: dict[str, int] = {}
@@ -157,7 +156,7 @@ def worker_quantize(args: argparse.Namespace) -> dict:
     warm_page_cache(src)
     params = llama_cpp.llama_model_quantize_default_params()
     params.nthread = args.nthread
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{args.ftype.upper()}")
     la = loadavg()
     c0 = cpu_seconds()
     t0 = time.perf_counter()
@@ -173,12 +172,7 @@ def worker_quantize(args: argparse.Namespace) -> dict:
 
 
 def clear_kv(llama_cpp, ctx) -> None:
-    if hasattr(llama_cpp, "llama_memory_clear"):
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-    elif hasattr(llama_cpp, "llama_kv_self_clear"):
-        llama_cpp.llama_kv_self_clear(ctx)
-    else:
-        llama_cpp.llama_kv_cache_clear(ctx)
+    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)  # llama-cpp-python >= 0.3.10
 
 
 def decode(llama_cpp, ctx, tokens: list[int]) -> None:
@@ -252,9 +246,14 @@ def run_worker(argv: list[str], max_idle_wait: float) -> dict:
     return {**json.loads(last[-1]), **idle}
 
 
-def summarize(samples: list[dict], key: str) -> dict:
+CLEAN_SHARE = 0.9  # a run whose CPU share is at least this was not starved by other processes
+
+
+def summarize(samples: list[dict], key: str, share_key: str) -> dict:
     vals = [s[key] for s in samples]
-    return {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "all": vals}
+    clean = [s[key] for s in samples if s[share_key] >= CLEAN_SHARE]
+    return {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "all": vals,
+            "clean_runs": len(clean), "clean_median": statistics.median(clean) if clean else None}
 
 
 def machine_info() -> dict:
@@ -293,11 +292,9 @@ def peer_info() -> dict:
 
 
 def ensure_models(work: Path, src: Path, want_f16: bool) -> dict[str, Path]:
-    paths = {"f32": work / f"{MODEL_NAME}.F32.gguf"}
-    if want_f16:
-        paths["f16"] = work / f"{MODEL_NAME}.F16.gguf"
+    paths = {t: work / f"{MODEL_NAME}.{t.upper()}.gguf" for t in (("f32", "f16") if want_f16 else ("f32",))}
     for target, path in paths.items():
-        if not path.exists():
+        if not path.exists() or path.stat().st_mtime < src.stat().st_mtime:
             print(f"[peer] writing {path.name} from {src.name}", file=sys.stderr)
             convert_gguf(src, path, target)
     return paths
@@ -308,8 +305,11 @@ def fmt(v: float, digits: int = 1) -> str:
 
 
 def markdown(report: dict) -> str:
-    rows = ["| run | metric | min | median | max | peak RSS MiB (median VmHWM) | CPU share (median) |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = ["| run | metric | min | median | max | clean runs | clean median | peak RSS MiB (median VmHWM) "
+            "| CPU share (median) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def clean(st: dict, digits: int) -> str:
+        return f"{st['clean_runs']} | " + (fmt(st["clean_median"], digits) if st["clean_runs"] else "-")
 
     def med(samples: list[dict], key: str) -> float:
         return statistics.median(s[key] for s in samples)
@@ -319,7 +319,7 @@ def markdown(report: dict) -> str:
         for key, label in (("in_mb_s", "input MB/s"), ("wall_s", "wall s")):
             st = r[key]
             rows.append(f"| quantize {name} | {label} | {fmt(st['min'], 2)} | {fmt(st['median'], 2)} | "
-                        f"{fmt(st['max'], 2)} | {fmt(rss)} | {share:.2f} |")
+                        f"{fmt(st['max'], 2)} | {clean(st, 2)} | {fmt(rss)} | {share:.2f} |")
     settings = report["settings"]
     for name, r in report["infer"].items():
         rss = med(r["samples"], "vmhwm_mib")
@@ -327,7 +327,7 @@ def markdown(report: dict) -> str:
                                       ("tg_tps", f"tg{settings['n_gen']} tok/s", "tg_cpu_share")):
             st = r[key]
             rows.append(f"| infer {name} | {label} | {fmt(st['min'])} | {fmt(st['median'])} | "
-                        f"{fmt(st['max'])} | {fmt(rss)} | {med(r['samples'], share_key):.2f} |")
+                        f"{fmt(st['max'])} | {clean(st, 1)} | {fmt(rss)} | {med(r['samples'], share_key):.2f} |")
     return "\n".join(rows)
 
 
@@ -349,6 +349,15 @@ def parent(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     models = ensure_models(work, src, want_f16=not args.no_f16)
     report["convert_s"] = round(time.perf_counter() - t0, 2)
+    # Independent check of the converted F32 GGUF: Q4_1 is a fixed point of dequantize->quantize, so
+    # llama.cpp re-quantizing it to Q4_1 must give the original's tensors back byte for byte.
+    check = work / f"{MODEL_NAME}.Q4_1.roundtrip.gguf"
+    run_worker(["--worker", "quantize", "--input", str(models["f32"]), "--output", str(check),
+                "--nthread", "2", "--ftype", "q4_1"], 0)
+    same, total = identical_tensors(src, check)
+    check.unlink()
+    report["f32_gguf_check"] = {"requantized_q4_1_tensors_identical_to_original": same, "tensors": total}
+    print(f"[peer] F32 GGUF check: re-quantized to Q4_1, {same}/{total} tensors identical", file=sys.stderr)
 
     q4_0 = work / f"{MODEL_NAME}.Q4_0.gguf"
     jobs = [("f32->q4_0 nthread=2", models["f32"], 2), ("f32->q4_0 nthread=0", models["f32"], 0)]
@@ -362,8 +371,8 @@ def parent(args: argparse.Namespace) -> int:
             samples.append(run_worker(["--worker", "quantize", "--input", str(inp), "--output", str(out),
                                        "--nthread", str(nthread)], args.wait_idle))
         report["quantize"][name] = {"input": str(inp), "output": str(out), "output_tensor_types":
-                                    tensor_type_counts(out), "in_mb_s": summarize(samples, "in_mb_s"),
-                                    "wall_s": summarize(samples, "wall_s"), "samples": samples}
+                                    tensor_type_counts(out), "in_mb_s": summarize(samples, "in_mb_s", "cpu_share"),
+                                    "wall_s": summarize(samples, "wall_s", "cpu_share"), "samples": samples}
         if name == "f32->q4_0 nthread=2":
             os.replace(out, q4_0)
             report["quantize"][name]["output"] = str(q4_0)
@@ -383,7 +392,8 @@ def parent(args: argparse.Namespace) -> int:
                                       + (["--flash-attn"] if args.flash_attn else []), args.wait_idle))
         report["infer"][name] = {"model": str(path), "file_bytes": path.stat().st_size,
                                  "tensor_types": tensor_type_counts(path),
-                                 "pp_tps": summarize(samples, "pp_tps"), "tg_tps": summarize(samples, "tg_tps"),
+                                 "pp_tps": summarize(samples, "pp_tps", "pp_cpu_share"),
+                                 "tg_tps": summarize(samples, "tg_tps", "tg_cpu_share"),
                                  "sanity_text": samples[0]["sanity_text"], "samples": samples}
     report["machine"]["loadavg_end"] = loadavg()
 
@@ -393,7 +403,11 @@ def parent(args: argparse.Namespace) -> int:
     print(f"\nMachine: {report['machine']['nproc']} cores, {report['machine']['cpu_model']}, "
           f"load avg at start {report['machine']['loadavg_start']}")
     print("CPU share = process CPU time / (wall x threads) during the timed section; OpenMP workers spin, "
-          "so well below 1.0 means other processes took the cores (contention), not slow kernels.")
+          "so well below 1.0 means other processes took the cores (contention), not slow kernels. "
+          f"Clean runs: CPU share >= {CLEAN_SHARE}.")
+    chk = report["f32_gguf_check"]
+    print(f"F32 GGUF check: llama.cpp re-quantizing it to Q4_1 gives {chk['requantized_q4_1_tensors_identical_to_original']}"
+          f"/{chk['tensors']} tensors byte-identical to the original GGUF")
     print(f"llama.cpp CPU features on: {', '.join(report['peer']['cpu_features_on'])}")
     for name, r in report["infer"].items():
         print(f"Sanity {name}: {SANITY_PROMPT!r} -> {r['sanity_text']!r}")
@@ -424,6 +438,7 @@ def main() -> int:
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--output", help=argparse.SUPPRESS)
     ap.add_argument("--nthread", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--ftype", default="q4_0", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.repeats < 1:
