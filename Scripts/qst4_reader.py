@@ -480,7 +480,11 @@ class QST4:
                 problems.append(str(e))
         used = sorted([(t["parts"][q]["offset"], t["parts"][q]["length"])
                        for name, t in self._entries.items() for q in self._order[name]]
-                      + [(f["offset"], f["length"]) for f in self._files.values()])
+                      + [(f["offset"], f["length"]) for f in self._files.values()]
+                      # §9: a data section owns its range (its own checks are the section's).
+                      + [(sec["data"]["offset"], sec["data"]["length"])
+                         for sec in (self.header.get("sections") or {}).values()
+                         if isinstance(sec, dict) and isinstance(sec.get("data"), dict)])
         pos = PREAMBLE.size
         for off, length in used + [(self.header_offset, 0)]:
             if off > pos and np.any(self._mm[pos:off]):
