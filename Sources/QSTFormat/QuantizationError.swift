@@ -43,9 +43,36 @@ private func sums(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int
 }
 
 enum QuantizationError {
+    /// SQNR of an NF4 tensor against its source, dequantizing 64 K elements at a time so that no
+    /// second full-size copy of the tensor is ever held.
     static func sqnr(original: UnsafeBufferPointer<Float>, tensor: NF4Tensor) -> Double {
-        let deq = NF4.dequantize(tensor)
-        let s = deq.withUnsafeBufferPointer { ErrorStatistics.compute(original: original, reconstructed: $0) }
-        return s.sqnrDB.isFinite ? s.sqnrDB : 999
+        let n = tensor.count
+        guard n > 0 else { return 999 }
+        let chunk = 1 << 16   // a multiple of every allowed block size
+        let chunks = (n + chunk - 1) / chunk
+        let absmax = tensor.decodedAbsmax()
+        var partial = [(Double, Double)](repeating: (0, 0), count: chunks)
+        tensor.codes.withUnsafeBufferPointer { codes in
+            absmax.withUnsafeBufferPointer { a in
+                partial.withUnsafeMutableBufferPointer { parts in
+                    let sp = SendablePointer(parts.baseAddress!), so = SendableConstPointer(original.baseAddress!)
+                    let sc = SendableConstPointer(codes.baseAddress!), sa = SendableConstPointer(a.baseAddress!)
+                    let bs = tensor.blockSize
+                    Parallel.forRanges(chunks) { c0, c1 in
+                        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+                        defer { buffer.deallocate() }
+                        for c in c0..<c1 {
+                            let start = c * chunk, count = min(chunk, n - start)
+                            NF4.dequantize(codes: sc.pointer, absmax: sa.pointer, blockSize: bs, start: start, count: count,
+                                           into: buffer, threads: 1)
+                            let s = sums(so.pointer + start, buffer, count)
+                            sp.pointer[c] = (s.0, s.1)
+                        }
+                    }
+                }
+            }
+        }
+        let sig = partial.reduce(0) { $0 + $1.0 }, err = partial.reduce(0) { $0 + $1.1 }
+        return err > 0 ? 10 * log10(sig / err) : 999
     }
 }
