@@ -53,15 +53,33 @@ def cpu_share(cpu_s: float, wall_s: float, threads: int) -> float:
     return round(cpu_s / (wall_s * max(threads, 1)), 3)
 
 
+def cpu_snap() -> tuple[int, int]:
+    """(total, idle) jiffies of all CPUs from /proc/stat."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(vals), vals[3] + vals[4]
+
+
+class Section:
+    """Times one measured section: wall, own CPU, and how much of the machine other processes used."""
+
+    def __enter__(self) -> "Section":
+        self.snap, self.cpu, self.t0 = cpu_snap(), cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.own_cpu = time.perf_counter() - self.t0, cpu_seconds() - self.cpu
+        (t1, i1), (t2, i2) = self.snap, cpu_snap()
+        tick = os.sysconf("SC_CLK_TCK")
+        busy_s = ((t2 - t1) - (i2 - i1)) / tick
+        # Jiffies are coarse (10 ms), so clamp: this is a contention indicator, not a precise share.
+        self.others_share = round(min(max((busy_s - self.own_cpu) / (self.wall * (os.cpu_count() or 1)), 0.0), 1.0), 3)
+
+
 def busy_fraction(interval: float = 0.5) -> float:
     """Fraction of all CPUs busy (any process, including this one) over `interval` seconds."""
-    def snap() -> tuple[int, int]:
-        vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = vals[3] + vals[4]
-        return sum(vals), idle
-    t1, i1 = snap()
+    t1, i1 = cpu_snap()
     time.sleep(interval)
-    t2, i2 = snap()
+    t2, i2 = cpu_snap()
     return 1.0 - (i2 - i1) / max(t2 - t1, 1)
 
 
@@ -158,17 +176,22 @@ def worker_quantize(args: argparse.Namespace) -> dict:
     params.nthread = args.nthread
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{args.ftype.upper()}")
     la = loadavg()
-    c0 = cpu_seconds()
-    t0 = time.perf_counter()
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    wall = time.perf_counter() - t0
-    cpu = cpu_seconds() - c0
+    with Section() as sec:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    wall, cpu = sec.wall, sec.own_cpu
     if rc != 0:
         raise SystemExit(f"bench_peer_llamacpp: llama_model_quantize {src} -> {dst} returned {rc}")
     size = src.stat().st_size
     return {"wall_s": wall, "in_mb_s": size / 1e6 / wall, "in_bytes": size,
             "out_bytes": dst.stat().st_size, "loadavg_start": la,
-            "cpu_share": cpu_share(cpu, wall, args.nthread or (os.cpu_count() or 1)), **peak_rss_mib()}
+            "cpu_share": cpu_share(cpu, wall, args.nthread or (os.cpu_count() or 1)),
+            "others_share": sec.others_share, **peak_rss_mib()}
+
+
+def worker_baseline(args: argparse.Namespace) -> dict:
+    # Peak RSS of a worker that only imports llama_cpp (interpreter + shared libraries), to subtract.
+    import llama_cpp  # noqa: F401
+    return peak_rss_mib()
 
 
 def clear_kv(llama_cpp, ctx) -> None:
@@ -204,15 +227,13 @@ def worker_infer(args: argparse.Namespace) -> dict:
     clear_kv(llama_cpp, ctx)
 
     la = loadavg()
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    decode(llama_cpp, ctx, pp_tokens)
-    pp_s, pp_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    with Section() as pp:
+        decode(llama_cpp, ctx, pp_tokens)
     clear_kv(llama_cpp, ctx)
-
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    for _ in range(args.n_gen):
-        decode(llama_cpp, ctx, [tg_token])
-    tg_s, tg_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    with Section() as tg:
+        for _ in range(args.n_gen):
+            decode(llama_cpp, ctx, [tg_token])
+    pp_s, tg_s = pp.wall, tg.wall
     clear_kv(llama_cpp, ctx)
     rss = peak_rss_mib()
 
@@ -225,8 +246,9 @@ def worker_infer(args: argparse.Namespace) -> dict:
         if len(out) == 8 or tok == llm.token_eos():
             break
     return {"pp_tps": args.n_prompt / pp_s, "tg_tps": args.n_gen / tg_s, "pp_s": pp_s, "tg_s": tg_s,
-            "pp_cpu_share": cpu_share(pp_cpu, pp_s, args.threads),
-            "tg_cpu_share": cpu_share(tg_cpu, tg_s, args.threads),
+            "pp_cpu_share": cpu_share(pp.own_cpu, pp_s, args.threads),
+            "tg_cpu_share": cpu_share(tg.own_cpu, tg_s, args.threads),
+            "pp_others_share": pp.others_share, "tg_others_share": tg.others_share,
             "load_s": load_s, "loadavg_start": la, **rss,
             "sanity_tokens": out, "sanity_text": llm.detokenize(out).decode("utf-8", "replace")}
 
@@ -246,12 +268,12 @@ def run_worker(argv: list[str], max_idle_wait: float) -> dict:
     return {**json.loads(last[-1]), **idle}
 
 
-CLEAN_SHARE = 0.9  # a run whose CPU share is at least this was not starved by other processes
+CLEAN_OTHERS = 0.1  # a run during which other processes used less than this share of all cores is "clean"
 
 
-def summarize(samples: list[dict], key: str, share_key: str) -> dict:
+def summarize(samples: list[dict], key: str, others_key: str) -> dict:
     vals = [s[key] for s in samples]
-    clean = [s[key] for s in samples if s[share_key] >= CLEAN_SHARE]
+    clean = [s[key] for s in samples if s[others_key] < CLEAN_OTHERS]
     return {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "all": vals,
             "clean_runs": len(clean), "clean_median": statistics.median(clean) if clean else None}
 
@@ -349,6 +371,7 @@ def parent(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     models = ensure_models(work, src, want_f16=not args.no_f16)
     report["convert_s"] = round(time.perf_counter() - t0, 2)
+    report["baseline_rss"] = run_worker(["--worker", "baseline"], 0)
     # Independent check of the converted F32 GGUF: Q4_1 is a fixed point of dequantize->quantize, so
     # llama.cpp re-quantizing it to Q4_1 must give the original's tensors back byte for byte.
     check = work / f"{MODEL_NAME}.Q4_1.roundtrip.gguf"
@@ -371,8 +394,8 @@ def parent(args: argparse.Namespace) -> int:
             samples.append(run_worker(["--worker", "quantize", "--input", str(inp), "--output", str(out),
                                        "--nthread", str(nthread)], args.wait_idle))
         report["quantize"][name] = {"input": str(inp), "output": str(out), "output_tensor_types":
-                                    tensor_type_counts(out), "in_mb_s": summarize(samples, "in_mb_s", "cpu_share"),
-                                    "wall_s": summarize(samples, "wall_s", "cpu_share"), "samples": samples}
+                                    tensor_type_counts(out), "in_mb_s": summarize(samples, "in_mb_s", "others_share"),
+                                    "wall_s": summarize(samples, "wall_s", "others_share"), "samples": samples}
         if name == "f32->q4_0 nthread=2":
             os.replace(out, q4_0)
             report["quantize"][name]["output"] = str(q4_0)
@@ -392,8 +415,8 @@ def parent(args: argparse.Namespace) -> int:
                                       + (["--flash-attn"] if args.flash_attn else []), args.wait_idle))
         report["infer"][name] = {"model": str(path), "file_bytes": path.stat().st_size,
                                  "tensor_types": tensor_type_counts(path),
-                                 "pp_tps": summarize(samples, "pp_tps", "pp_cpu_share"),
-                                 "tg_tps": summarize(samples, "tg_tps", "tg_cpu_share"),
+                                 "pp_tps": summarize(samples, "pp_tps", "pp_others_share"),
+                                 "tg_tps": summarize(samples, "tg_tps", "tg_others_share"),
                                  "sanity_text": samples[0]["sanity_text"], "samples": samples}
     report["machine"]["loadavg_end"] = loadavg()
 
@@ -403,8 +426,10 @@ def parent(args: argparse.Namespace) -> int:
     print(f"\nMachine: {report['machine']['nproc']} cores, {report['machine']['cpu_model']}, "
           f"load avg at start {report['machine']['loadavg_start']}")
     print("CPU share = process CPU time / (wall x threads) during the timed section; OpenMP workers spin, "
-          "so well below 1.0 means other processes took the cores (contention), not slow kernels. "
-          f"Clean runs: CPU share >= {CLEAN_SHARE}.")
+          "so well below 1.0 means other processes took the cores. Clean runs: other processes used "
+          f"< {CLEAN_OTHERS:.0%} of all cores during the timed section (from /proc/stat).")
+    print(f"Peak RSS of a worker that only imports llama_cpp: {report['baseline_rss']['vmhwm_mib']} MiB "
+          "(included in the RSS column).")
     chk = report["f32_gguf_check"]
     print(f"F32 GGUF check: llama.cpp re-quantizing it to Q4_1 gives {chk['requantized_q4_1_tensors_identical_to_original']}"
           f"/{chk['tensors']} tensors byte-identical to the original GGUF")
@@ -434,7 +459,7 @@ def main() -> int:
     ap.add_argument("--no-f16", action="store_true", help="skip the F16 GGUF (quantize and infer)")
     ap.add_argument("--json-out", help="also write the JSON report here")
     # Worker mode (internal).
-    ap.add_argument("--worker", choices=["quantize", "infer"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["quantize", "infer", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--output", help=argparse.SUPPRESS)
     ap.add_argument("--nthread", type=int, default=2, help=argparse.SUPPRESS)
@@ -444,7 +469,7 @@ def main() -> int:
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
     if args.worker:
-        fn = worker_quantize if args.worker == "quantize" else worker_infer
+        fn = {"quantize": worker_quantize, "infer": worker_infer, "baseline": worker_baseline}[args.worker]
         print(json.dumps(fn(args)))
         return 0
     return parent(args)
