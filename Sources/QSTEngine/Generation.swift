@@ -62,6 +62,12 @@ public struct GenerationResult: Sendable, Codable {
     public var stopReason: String
     public var prefillSeconds: Double
     public var decodeSeconds: Double
+
+    public init(promptTokens: Int, tokens: [Int32], stopReason: String, prefillSeconds: Double, decodeSeconds: Double) {
+        self.promptTokens = promptTokens; self.tokens = tokens; self.stopReason = stopReason
+        self.prefillSeconds = prefillSeconds; self.decodeSeconds = decodeSeconds
+    }
+
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
     public var decodeTokensPerSecond: Double {
         decodeSeconds > 0 ? Double(max(0, tokens.count - 1)) / decodeSeconds : 0

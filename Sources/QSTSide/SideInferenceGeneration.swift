@@ -2,19 +2,8 @@ import Foundation
 import QSTEngine
 import QSTFormat
 
-/// One side network's continuation.
-public struct TunedGenerationResult: Sendable, Codable {
-    public var promptTokens: Int
-    public var tokens: [Int32]
-    /// "eos", "max_tokens", "context" or "stopped", as `GenerationResult`.
-    public var stopReason: String
-    public var prefillSeconds: Double
-    public var decodeSeconds: Double
-    public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptTokens) / prefillSeconds : 0 }
-    public var decodeTokensPerSecond: Double {
-        decodeSeconds > 0 ? Double(max(0, tokens.count - 1)) / decodeSeconds : 0
-    }
-}
+/// One side network's continuation: the same record as the base model's generation.
+public typealias TunedGenerationResult = GenerationResult
 
 /// Autoregressive generation with the tuned model, one continuation per side network: the prompt is
 /// prefilled once per sequence in one batched forward, then each step runs every still-active sequence
