@@ -10,7 +10,12 @@ fresh subprocess (this file with --worker ...) so its peak RSS (VmHWM) belongs t
             llama-bench: random tokens, KV cache cleared before each test, one warm-up first.
 
 The F32/F16 GGUFs are made from the original Q4_1 GGUF by dequantizing every tensor (no
-permutation: llama.cpp's own q/k layout is kept) and cached in $QST_CACHE/peer/.
+permutation: llama.cpp's own q/k layout is kept) and cached in $QST_CACHE/peer/. They are checked
+each run: llama.cpp re-quantizing the F32 GGUF to Q4_1 must give the original tensors byte for byte.
+
+Each run also records its CPU share (own CPU time / wall / threads) and the share of all cores other
+processes used meanwhile (/proc/stat); "clean" medians keep only runs where the latter was < 10%,
+because on a shared 2-core machine contention, not the kernels, otherwise decides the numbers.
 Output: a Markdown table, then one JSON object (also written to --json-out if given).
 """
 from __future__ import annotations
