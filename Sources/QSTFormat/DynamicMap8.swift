@@ -1,3 +1,4 @@
+import QSTCore
 /// bitsandbytes' signed dynamic 8-bit map and its blockwise quantizer, used by NF4 double
 /// quantization (QLoRA's "DQ") to store the per-block absmax values in 8 bits.
 public enum DynamicMap8 {
@@ -65,17 +66,29 @@ public enum DynamicMap8 {
     /// each value times float32(1/absmax) mapped to its nearest code. Values must be finite.
     /// An all-zero block (absmax 0) maps 0*inf = NaN to index 0, as the CUDA kernel does.
     public static func quantizeBlockwise(_ values: [Float], blockSize: Int) -> (codes: [UInt8], absmax: [Float]) {
-        let blocks = (values.count + blockSize - 1) / blockSize
-        var codes = [UInt8](repeating: 0, count: values.count)
+        let n = values.count
+        let blocks = (n + blockSize - 1) / blockSize
+        var codes = [UInt8](repeating: 0, count: n)
         var absmax = [Float](repeating: 0, count: blocks)
+        // Blocks are independent: split them over the cores (the result does not depend on the split).
         signedCode.withUnsafeBufferPointer { code in
-            for b in 0..<blocks {
-                let range = (b * blockSize)..<min(values.count, (b + 1) * blockSize)
-                var m: Float = 0
-                for i in range { m = max(m, abs(values[i])) }
-                absmax[b] = m
-                let recip: Float = 1 / m
-                for i in range { codes[i] = nearestIndex(values[i] * recip, code: code.baseAddress!) }
+            values.withUnsafeBufferPointer { v in
+                codes.withUnsafeMutableBufferPointer { c in
+                    absmax.withUnsafeMutableBufferPointer { a in
+                        let sv = SendableConstPointer(v.baseAddress!), sc = SendablePointer(c.baseAddress!)
+                        let sa = SendablePointer(a.baseAddress!), table = SendableConstPointer(code.baseAddress!)
+                        Parallel.forRanges(blocks, minChunk: 256) { b0, b1 in
+                            for b in b0..<b1 {
+                                let lo = b * blockSize, hi = min(n, lo + blockSize)
+                                var m: Float = 0
+                                for i in lo..<hi { m = max(m, abs(sv.pointer[i])) }
+                                sa.pointer[b] = m
+                                let recip: Float = 1 / m
+                                for i in lo..<hi { sc.pointer[i] = nearestIndex(sv.pointer[i] * recip, code: table.pointer) }
+                            }
+                        }
+                    }
+                }
             }
         }
         return (codes, absmax)
