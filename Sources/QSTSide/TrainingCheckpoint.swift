@@ -17,10 +17,27 @@ public enum TrainingCheckpoint {
 
     public static func save(run: String, weights: SideWeights, optimizer: AdamW, state: TrainerState,
                             training: TrainingConfig) throws {
+        try save(run: run, optimizer: optimizer, state: state, training: training) { try SideWeightsIO.save(weights, directory: $0) }
+    }
+
+    /// Whether `run` holds a checkpoint to resume from.
+    public static func exists(run: String) -> Bool { FileManager.default.fileExists(atPath: run + "/" + pointerName) }
+
+    /// Loads the latest checkpoint of `run`: weights, optimizer (moments and step), trainer state, the
+    /// training configuration it was written with.
+    public static func load(run: String) throws -> (weights: SideWeights, optimizer: AdamW, state: TrainerState,
+                                                     training: TrainingConfig) {
+        try load(run: run, weights: { try SideWeightsIO.load(directory: $0) }, parameters: \.parameters)
+    }
+
+    /// The checkpoint layout shared by every trainable model (side network, LoRA): `writeWeights`
+    /// stores the model's own files into the checkpoint folder; the rest is common.
+    static func save(run: String, optimizer: AdamW, state: TrainerState, training: TrainingConfig,
+                     writeWeights: (String) throws -> Void) throws {
         let name = String(format: "checkpoint-%08d", state.step)
         let dir = run + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try SideWeightsIO.save(weights, directory: dir)
+        try writeWeights(dir)
         var moments: [SafetensorsTensorData] = []
         for (i, p) in optimizer.parameters.enumerated() {
             for (prefix, buf) in [("m.", optimizer.m[i]), ("v.", optimizer.v[i])] {
@@ -39,13 +56,15 @@ public enum TrainingCheckpoint {
         }
     }
 
-    /// Whether `run` holds a checkpoint to resume from.
-    public static func exists(run: String) -> Bool { FileManager.default.fileExists(atPath: run + "/" + pointerName) }
+    /// The folder of `run`'s latest checkpoint, or nil without a readable pointer.
+    static func latestDirectory(run: String) -> String? {
+        guard let d = FileManager.default.contents(atPath: run + "/" + pointerName),
+              let p = try? JSONDecoder().decode(Pointer.self, from: d) else { return nil }
+        return run + "/" + p.latest
+    }
 
-    /// Loads the latest checkpoint of `run`: weights, optimizer (moments and step), trainer state, the
-    /// training configuration it was written with.
-    public static func load(run: String) throws -> (weights: SideWeights, optimizer: AdamW, state: TrainerState,
-                                                     training: TrainingConfig) {
+    static func load<W>(run: String, weights loadWeights: (String) throws -> W, parameters: (W) -> [Parameter]) throws
+        -> (weights: W, optimizer: AdamW, state: TrainerState, training: TrainingConfig) {
         let pointerPath = run + "/" + pointerName
         guard let pdata = FileManager.default.contents(atPath: pointerPath) else {
             throw QSTError.file(pointerPath, "no checkpoint to resume from")
@@ -55,14 +74,14 @@ public enum TrainingCheckpoint {
             throw QSTError.file(pointerPath, "unreadable: \(error)")
         }
         let dir = run + "/" + pointer.latest
-        let weights = try SideWeightsIO.load(directory: dir)
+        let weights = try loadWeights(dir)
         let statePath = dir + "/trainer_state.json"
         guard let sdata = FileManager.default.contents(atPath: statePath) else { throw QSTError.file(statePath, "missing") }
         let file: StateFile
         do { file = try JSONDecoder().decode(StateFile.self, from: sdata) } catch {
             throw QSTError.file(statePath, "unreadable: \(error)")
         }
-        let optimizer = AdamW(parameters: weights.parameters, config: file.training.adamW)
+        let optimizer = AdamW(parameters: parameters(weights), config: file.training.adamW)
         optimizer.step = file.adamStep
         let opt = try SafetensorsFile(path: dir + "/optimizer.safetensors")
         for (i, p) in optimizer.parameters.enumerated() {
