@@ -14,11 +14,11 @@ public struct EvaluationResult: Codable, Sendable, Equatable {
 public enum Evaluation {
     /// Evaluates `model` on `examples` in batches of `batchSize` (sorted by length to save padding).
     /// With `baseOnly`, the side network is bypassed: `o = norm(h_N)`, the frozen model alone (zero-shot).
-    public static func run(model: SideModel, examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
+    public static func run<Model: TrainableModel>(model: Model, examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
                            baseOnly: Bool = false, progress: ((Int) -> Void)? = nil) throws -> EvaluationResult {
         let order = examples.indices.sorted { examples[$0].ids.count < examples[$1].ids.count }
         var lossSum = 0.0, count = 0, correct = 0, classified = 0
-        let head = model.backbone.headRows()
+        let head = model.frozenBackbone.headRows()
         var done = 0
         var i = 0
         while i < order.count {
@@ -27,7 +27,7 @@ public enum Evaluation {
             let batch = BatchPlan.collate(chunk)
             let o: FloatBuffer
             if baseOnly {
-                let hN = try model.backbone.forwardHiddenStates(batch.tokens) { _, _ in }
+                let hN = try model.frozenBackbone.forwardHiddenStates(batch.tokens) { _, _ in }
                 o = FloatBuffer(hN)
             } else {
                 o = try model.outputHidden(batch.tokens)
@@ -40,7 +40,7 @@ public enum Evaluation {
                 }
                 lossSum += r.lossSum; count += r.count
                 if let labelTokens {
-                    let d = model.backbone.hiddenSize, T = batch.tokens.seqLen
+                    let d = model.frozenBackbone.hiddenSize, T = batch.tokens.seqLen
                     let logits = FloatBuffer(count: labelTokens.count)
                     for (b, ex) in chunk.enumerated() {
                         guard let cls = ex.classLabel, let pos = ex.answerPosition else { continue }

@@ -4,8 +4,8 @@ import QSTNN
 
 /// The training loop: micro-batches in a seeded order, gradient accumulation, clipping, AdamW with a
 /// schedule, periodic evaluation (best weights kept), early stopping and atomic, resumable checkpoints.
-public final class SideTrainer {
-    public let model: SideModel
+public final class Trainer<Model: TrainableModel> {
+    public let model: Model
     public let training: TrainingConfig
     public let train: [TrainingExample]
     public let eval: [TrainingExample]
@@ -22,7 +22,7 @@ public final class SideTrainer {
     public var onEvalProgress: ((Int) -> Void)?
 
     /// A fresh run (`resumeFrom == nil`) or one continuing from a loaded checkpoint.
-    public init(model: SideModel, training: TrainingConfig, train: [TrainingExample], eval: [TrainingExample],
+    public init(model: Model, training: TrainingConfig, train: [TrainingExample], eval: [TrainingExample],
                 labelTokens: [Int32]?, run: String, resumed: (optimizer: AdamW, state: TrainerState)? = nil) throws {
         try training.validate()
         guard !train.isEmpty else { throw QSTError("no training examples") }
@@ -33,7 +33,7 @@ public final class SideTrainer {
         if let resumed {
             optimizer = resumed.optimizer; state = resumed.state
         } else {
-            optimizer = AdamW(parameters: model.weights.parameters, config: training.adamW)
+            optimizer = AdamW(parameters: model.trainableParameters, config: training.adamW)
             state = TrainerState()
             state.rngState = training.seed &+ 0x5EED
         }
@@ -60,8 +60,7 @@ public final class SideTrainer {
     @discardableResult
     public func step() throws -> TrainingLogEntry {
         let start = Date()
-        let weights = model.weights
-        weights.zeroGradients()
+        model.zeroGradients()
         var rng = SplitMix64(seed: 0)
         rng.state = state.rngState
         var lossSum = 0.0, count = 0, tokens = 0
@@ -96,6 +95,13 @@ public final class SideTrainer {
         return entry
     }
 
+    /// Loss (and accuracy when classifying) on the evaluation set, at most `evalLimit` examples.
+    public func evaluate() throws -> EvaluationResult {
+        let subset = training.evalLimit > 0 ? Array(eval.prefix(training.evalLimit)) : eval
+        return try Evaluation.run(model: model, examples: subset, labelTokens: labelTokens,
+                                  batchSize: training.batchSize, progress: onEvalProgress)
+    }
+
     var epochProgress: Double {
         Double(state.epoch) + Double(state.cursor) / Double(max(1, training.microBatchesPerEpoch(train.count)))
     }
@@ -104,13 +110,11 @@ public final class SideTrainer {
     /// Returns whether early stopping should end the run.
     public func evaluateAndKeepBest() throws -> (result: EvaluationResult, stop: Bool) {
         let start = Date()
-        let subset = training.evalLimit > 0 ? Array(eval.prefix(training.evalLimit)) : eval
-        let r = try Evaluation.run(model: model, examples: subset, labelTokens: labelTokens,
-                                   batchSize: training.batchSize, progress: onEvalProgress)
+        let r = try evaluate()
         let metric = r.accuracy ?? -r.loss
         if state.bestMetric.map({ metric > $0 }) ?? true {
             state.bestMetric = metric; state.bestStep = state.step; state.evalsWithoutImprovement = 0
-            try SideWeightsIO.save(model.weights, directory: run + "/best", extraMetadata: ["step": String(state.step)])
+            try model.saveWeights(directory: run + "/best", extraMetadata: ["step": String(state.step)])
         } else {
             state.evalsWithoutImprovement += 1
         }
@@ -121,8 +125,7 @@ public final class SideTrainer {
     }
 
     public func saveCheckpoint() throws {
-        try TrainingCheckpoint.save(run: run, weights: model.weights, optimizer: optimizer, state: state,
-                                    training: training)
+        try model.saveCheckpoint(run: run, optimizer: optimizer, state: state, training: training)
     }
 
     /// Runs to the end (or early stop): steps, evaluations every `evalEvery`, checkpoints every `saveEvery`,
@@ -142,7 +145,7 @@ public final class SideTrainer {
             last = try evaluateAndKeepBest().result
         }
         try saveCheckpoint()
-        try SideWeightsIO.save(model.weights, directory: run + "/final", extraMetadata: ["step": String(state.step)])
+        try model.saveWeights(directory: run + "/final", extraMetadata: ["step": String(state.step)])
         return last
     }
 }
