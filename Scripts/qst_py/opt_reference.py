@@ -62,6 +62,7 @@ class OPTReferenceModel:
         self.hidden = int(cfg["hidden_size"])
         self.n_layers = int(cfg["num_hidden_layers"])
         self.n_heads = int(cfg["num_attention_heads"])
+        self.n_kv = self.n_heads
         self.head_dim = self.hidden // self.n_heads
         self.pre_ln = bool(cfg.get("do_layer_norm_before", True))
         self.act = cfg.get("activation_function", "relu")
@@ -129,12 +130,16 @@ class OPTReferenceModel:
                 x = self._ln(x + self._attention(x, layer, allowed), p + "self_attn_layer_norm")
                 x = self._ln(x + self._ffn(x, layer), p + "final_layer_norm")
             hidden.append(x)
+        logits = np.where(mask[:, :, None], self.head_input(x) @ self.lm_head.T, 0.0)
+        return (logits, hidden) if return_hidden else logits
+
+    def head_input(self, x):
+        """What the LM head reads from the last layer's output: final LayerNorm (pre-norm models), project_out."""
         if self.final_ln:
             x = self._ln(x, P + "final_layer_norm")
         if P + "project_out.weight" in self.w:
             x = x @ self.w[P + "project_out.weight"].T
-        logits = np.where(mask[:, :, None], x @ self.lm_head.T, 0.0)
-        return (logits, hidden) if return_hidden else logits
+        return x
 
     def greedy(self, prompt_ids, n, stop_at_eos=False):
         eos = self.cfg.get("eos_token_id")

@@ -178,6 +178,41 @@ final class OPTSideTests: XCTestCase {
     }
 }
 
+extension OPTSideTests {
+    /// Tuned logits beside NF4 OPT containers (pre-norm and the 350m-like shape) against tuned_reference.py:
+    /// a float64 base decoded by the spec-only container reader plus the exported adapter (reference convention,
+    /// mixed with the reference's σ(z)·up + (1 − σ(z))·h) — and the merged container's attached copy.
+    func testTunedLogitsMatchFloat64ReferenceOnTinyOPTContainers() throws {
+        let sequences: [[Int32]] = [[2, 17, 42, 99, 5, 250, 7, 3, 64], [2, 200, 13, 8, 111]]
+        for name in ["tiny-opt", "tiny-opt-350m"] {
+            let container = try ExportFixtures.scratch(name + ".qst4")
+            _ = try QST4Quantize(source: try OPTSideFixtures.tinyOPT(name), output: container, policy: QuantizationPolicy(),
+                                 createdBy: "OPTSideTests").run()
+            let base = try FrozenModel(path: container, options: EngineOptions(matmulPath: .dequantizeSGEMM))
+            let side = try ExportFixtures.sideWeights(for: base, r: 4, kind: .adapter)
+            let dir = try ExportFixtures.scratch(name + "-adapter")
+            let config = AdapterConfig(base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
+                                       origin: ExportOrigin(checkpoint: "test"))
+            try AdapterIO.save(side, config: config, directory: dir)
+            let merged = try ExportFixtures.scratch(name + "-tuned.qst4")
+            try MergedContainer.write(base: try QST4Container(path: container), weights: side, adapter: config, output: merged)
+
+            let batch = TokenBatch(sequences: sequences)
+            let V = base.vocabSize
+            func rows(_ v: [Double]) -> [Double] {
+                ExportFixtures.validRows(v, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)
+            }
+            let swift = rows(try TunedModel(base: base, sides: [side]).logits(batch)[0].array.map(Double.init))
+            let ref = rows(try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: sequences))
+            XCTAssertLessThan(ExportFixtures.relativeError(swift, ref), 1e-5, "\(name): tuned logits vs float64 reference")
+            let attached = rows(try ExportFixtures.referenceLogits(container: merged, adapter: nil, sequences: sequences))
+            XCTAssertLessThan(ExportFixtures.relativeError(swift, attached), 1e-5, "\(name): merged container's side network")
+            let plain = rows(try base.logits(batch).array.map(Double.init))
+            XCTAssertGreaterThan(ExportFixtures.relativeError(plain, ref), 1e-2, "\(name): the side network changes the logits")
+        }
+    }
+}
+
 private extension BaseShape {
     func with(layers: Int, ffn: Int, vocab: Int, heads: Int) -> BaseShape {
         var s = self
