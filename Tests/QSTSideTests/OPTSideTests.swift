@@ -130,6 +130,20 @@ final class OPTSideTests: XCTestCase {
         XCTAssertThrowsError(try SideConfig(base: s, r: 32).validate())
     }
 
+    /// An OPT adapter never attaches to a LLaMA-family base of the same dimensions (nor the reverse).
+    func testFamilyMismatchIsRefused() throws {
+        let opt = OPTSideFixtures.shape(pre: true)
+        var llama = opt
+        llama.modelFamily = nil; llama.layerNormBefore = nil; llama.headInputSize = nil; llama.bias = nil
+        let a = BaseIdentity(architecture: "OPTForCausalLM", modelType: "opt", dimensions: opt, tensorDirectorySHA256: nil)
+        let b = BaseIdentity(architecture: "LlamaForCausalLM", modelType: "llama", dimensions: llama, tensorDirectorySHA256: nil)
+        XCTAssertThrowsError(try a.check(base: b, adapter: "a/", baseOrigin: "base.qst4")) {
+            XCTAssertTrue("\($0)".contains("an OPT base, but base.qst4 is LLaMA-family"), "\($0)")
+        }
+        XCTAssertThrowsError(try b.check(base: a, adapter: "b/", baseOrigin: "opt.qst4"))
+        XCTAssertNoThrow(try a.check(base: a, adapter: "a/", baseOrigin: "opt.qst4"))
+    }
+
     /// Exported `lm_head_z` is the reference's (negated) logit; loading maps it back; other tensors are unchanged.
     func testExportMapsHeadGateAndLoadMapsBack() throws {
         let s = OPTSideFixtures.shape(pre: true)
