@@ -62,10 +62,10 @@ public final class FrozenModel: FrozenBackbone {
                 head = embedding
             } else {
                 throw QSTError.tensor(source.origin, "lm_head.weight", "missing while tie_word_embeddings is false")
-        }
-        finalNorm = try WeightLoading.vector(source, "model.norm.weight", count: c.hiddenSize)
-        invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
-                                          scaling: try c.ropeScalingValue(origin: source.origin))
+            }
+            finalNorm = try WeightLoading.vector(source, "model.norm.weight", count: c.hiddenSize)
+            invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
+                                              scaling: try c.ropeScalingValue(origin: source.origin))
         }
         if let mb = options.residentBudgetMB { dropPages = source.weightBytes > mb << 20 } else { dropPages = false }
         context = MatmulContext(path: options.matmulPath)
@@ -132,10 +132,14 @@ public final class FrozenModel: FrozenBackbone {
             local = c
         }
         let half = config.resolvedHeadDim / 2
-        let cos = FloatBuffer(count: opt == nil ? n * half : 0), sin = FloatBuffer(count: opt == nil ? n * half : 0)
-        if opt == nil { positions.withUnsafeBufferPointer { p in
-            RoPE.cosSin(cos: cos.pointer, sin: sin.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
-        } }
+        // OPT has no RoPE: its learned position embeddings are added in `OPTParts.embed`.
+        let ropeRows = opt == nil ? n : 0
+        let cos = FloatBuffer(count: ropeRows * half), sin = FloatBuffer(count: ropeRows * half)
+        if ropeRows > 0 {
+            positions.withUnsafeBufferPointer { p in
+                RoPE.cosSin(cos: cos.pointer, sin: sin.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
+            }
+        }
 
         let x = FloatBuffer(count: n * d)
         if let opt {

@@ -25,8 +25,11 @@ final class OPTParts {
         let p = OPTFamily.prefix, d = c.hiddenSize, e = c.headInputSize
         tokens = try s.tensor(p + "embed_tokens.weight")
         try tokens.expectShape([c.vocabSize, e], origin: s.origin)
+        guard let maxPositions = c.maxPositionEmbeddings else {
+            throw QSTError.file(s.origin, "config.json: max_position_embeddings missing (OPT learns one embedding per position)")
+        }
         positions = try s.tensor(p + "embed_positions.weight")
-        try positions.expectShape([c.maxPositionEmbeddings! + Self.positionOffset, d], origin: s.origin)
+        try positions.expectShape([maxPositions + Self.positionOffset, d], origin: s.origin)
         if e != d {
             projectIn = try WeightLoading.linear(s, p + "project_in", out: d, in: e, bias: false)
             projectOut = try WeightLoading.linear(s, p + "project_out", out: e, in: d, bias: false)
