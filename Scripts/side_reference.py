@@ -97,6 +97,11 @@ def block(p, i, x, cfg, lengths, T):
     return r1 + (act(base.get("hiddenAct", "silu"), gate) * up) @ p[pre + "mlp.down_proj.weight"].T
 
 
+def opt_layer_norm(p, name, x):
+    """nn.LayerNorm `name`; without tensors (layer_norm_elementwise_affine false) a plain normalisation."""
+    return layer_norm(x, p.get(name + ".weight", 1.0), p.get(name + ".bias", 0.0))
+
+
 def opt_linear(p, name, x):
     y = x @ p[name + ".weight"].T
     return y + p[name + ".bias"] if name + ".bias" in p else y
@@ -112,7 +117,7 @@ def opt_block(p, i, x, cfg, lengths, T):
     B = x.shape[0]
 
     def ln(name, y):
-        return layer_norm(y, p[pre + name + ".weight"], p[pre + name + ".bias"])
+        return opt_layer_norm(p, pre + name, y)
 
     def attention(y):
         q = (opt_linear(p, pre + "self_attn.q_proj", y) * hd ** -0.5).reshape(B, T, H, hd)
@@ -173,7 +178,7 @@ def loss(p, fx, cfg):
     final = fx["final"].reshape(B, T, -1)
     if opt:
         if cfg["base"].get("layerNormBefore", True):
-            s = layer_norm(s, p["model.decoder.final_layer_norm_qst.weight"], p["model.decoder.final_layer_norm_qst.bias"])
+            s = opt_layer_norm(p, "model.decoder.final_layer_norm_qst", s)
         z_ref = sigmoid(-p["lm_head_z"])  # the reference OPT head: sigma(z_ref)*up + (1 - sigma(z_ref))*h
         o = z_ref * (s @ p["upsample.weight"].T + p["upsample.bias"]) + (1 - z_ref) * final
     else:

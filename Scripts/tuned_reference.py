@@ -134,7 +134,7 @@ def opt_tuned_logits(model, cfg, p, mask, hidden):
         z = side.sigmoid(p[f"model.decoder.z.{i}"])
         s = side.opt_block(p, i, (1 - z) * side.downsample(p, i, hidden[i + 1], cfg) + z * s, cfg, lengths, T)
     if cfg["base"].get("layerNormBefore", True):
-        s = side.layer_norm(s, p["model.decoder.final_layer_norm_qst.weight"], p["model.decoder.final_layer_norm_qst.bias"])
+        s = side.opt_layer_norm(p, "model.decoder.final_layer_norm_qst", s)
     up = s @ p["upsample.weight"].T + p["upsample.bias"]
     z = side.sigmoid(p["lm_head_z"])
     logits = (z * up + (1 - z) * model.head_input(hidden[L])) @ model.lm_head.T

@@ -29,6 +29,7 @@ enum OPTSideBlock {
     static func layout(config c: SideConfig, add: Add) {
         let w = c.width, f = c.intermediate, e = c.headSize, bias = c.base.optBias
         func norm(_ name: String) {
+            guard c.base.optAffineNorms else { return }
             add(name + ".weight", [w], .ones, 0, 0, false)
             add(name + ".bias", [w], .zeros, 0, 0, false)
         }
@@ -69,14 +70,27 @@ enum OPTSideBlock {
                         weight: W.value(name + ".weight"), n: n, inFeatures: inF, outFeatures: outF)
     }
 
-    private static func norm(_ W: SideWeights, _ name: String, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
-                             rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, d: Int) {
+    /// LayerNorm `name` (its `.weight` and `.bias`; plain normalisation when the base's norms are not affine).
+    static func norm(_ W: SideWeights, _ name: String, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+                     rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, d: Int) {
+        guard W.spec(name + ".weight") != nil else {
+            let ones = FloatBuffer([Float](repeating: 1, count: d))
+            LayerNorm.forward(out: out, mean: mean, rstd: rstd, x: x, weight: ones.constPointer, bias: nil, n: n, d: d,
+                              eps: layerNormEps)
+            return
+        }
         LayerNorm.forward(out: out, mean: mean, rstd: rstd, x: x, weight: W.value(name + ".weight"),
                           bias: W.value(name + ".bias"), n: n, d: d, eps: layerNormEps)
     }
 
-    private static func normBackward(_ W: SideWeights, _ name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                                     x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int) {
+    static func normBackward(_ W: SideWeights, _ name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                             x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int) {
+        guard W.spec(name + ".weight") != nil else {
+            let ones = FloatBuffer([Float](repeating: 1, count: d))
+            LayerNorm.backward(dx: dx, dweight: nil, dbias: nil, dout: dout, x: x, weight: ones.constPointer, mean: mean,
+                               rstd: rstd, n: n, d: d)
+            return
+        }
         LayerNorm.backward(dx: dx, dweight: W.grad(name + ".weight"), dbias: W.grad(name + ".bias"), dout: dout, x: x,
                            weight: W.value(name + ".weight"), mean: mean, rstd: rstd, n: n, d: d)
     }

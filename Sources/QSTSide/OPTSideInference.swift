@@ -9,15 +9,21 @@ enum OPTSideInference {
         let q, k, v, o, fc1, fc2: UnsafePointer<Float>
         let qb, kb, vb, ob, fc1b, fc2b: UnsafePointer<Float>?
         let ln1w, ln1b, ln2w, ln2b: UnsafePointer<Float>
+        /// Ones then zeros (`[2w]`): the LayerNorms' parameters when the base's norms are not affine.
+        let plain: FloatBuffer
 
         init(weights W: SideWeights, layer i: Int) {
-            let nm = OPTSideBlock.Names(i)
+            let nm = OPTSideBlock.Names(i), w = W.config.width
+            plain = FloatBuffer([Float](repeating: 1, count: w) + [Float](repeating: 0, count: w))
+            let plainW = plain.constPointer, plainB = plain.constPointer + w
             func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(W.value(name)) }
+            func lnw(_ name: String) -> UnsafePointer<Float> { W.spec(name + ".weight") == nil ? plainW : p(name + ".weight") }
+            func lnb(_ name: String) -> UnsafePointer<Float> { W.spec(name + ".bias") == nil ? plainB : p(name + ".bias") }
             func b(_ name: String) -> UnsafePointer<Float>? { W.spec(name + ".bias") == nil ? nil : p(name + ".bias") }
             q = p(nm.q + ".weight"); k = p(nm.k + ".weight"); v = p(nm.v + ".weight"); o = p(nm.o + ".weight")
             fc1 = p(nm.fc1 + ".weight"); fc2 = p(nm.fc2 + ".weight")
             qb = b(nm.q); kb = b(nm.k); vb = b(nm.v); ob = b(nm.o); fc1b = b(nm.fc1); fc2b = b(nm.fc2)
-            ln1w = p(nm.ln1 + ".weight"); ln1b = p(nm.ln1 + ".bias"); ln2w = p(nm.ln2 + ".weight"); ln2b = p(nm.ln2 + ".bias")
+            ln1w = lnw(nm.ln1); ln1b = lnb(nm.ln1); ln2w = lnw(nm.ln2); ln2b = lnb(nm.ln2)
         }
     }
 

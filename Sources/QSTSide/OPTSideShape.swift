@@ -11,6 +11,8 @@ extension BaseShape {
     public var headSize: Int { headInputSize ?? hiddenSize }
     public var optLayerNormBefore: Bool { layerNormBefore ?? true }
     public var optBias: Bool { bias ?? true }
+    /// `layer_norm_elementwise_affine`: without it the side blocks' LayerNorms have no weight or bias either.
+    public var optAffineNorms: Bool { affineNorms ?? true }
 
     static func parseOPT(_ json: JSONValue, context: String) throws -> BaseShape {
         func int(_ key: String) throws -> Int {
@@ -31,17 +33,14 @@ extension BaseShape {
         guard act == "relu" || act == "gelu" else {
             throw QSTError.file(context, "field 'activation_function': unsupported activation '\(act)' (relu, gelu)")
         }
-        guard bool("layer_norm_elementwise_affine", true) else {
-            throw QSTError.file(context, "field 'layer_norm_elementwise_affine': false is not supported by the side network " +
-                                "(its OPT blocks have affine LayerNorms)")
-        }
         let proj = json["word_embed_proj_dim"]?.exactInt ?? hidden
         guard proj > 0 else { throw QSTError.file(context, "field 'word_embed_proj_dim' must be positive") }
         return BaseShape(hiddenSize: hidden, layerCount: try int("num_hidden_layers"), attentionHeads: heads,
                          keyValueHeads: heads, intermediateSize: try int("ffn_dim"), vocabSize: try int("vocab_size"),
                          rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: act,
                          modelFamily: "opt", layerNormBefore: bool("do_layer_norm_before", true), headInputSize: proj,
-                         bias: bool("enable_bias", true))
+                         bias: bool("enable_bias", true),
+                         affineNorms: bool("layer_norm_elementwise_affine", true) ? nil : false)
     }
 }
 

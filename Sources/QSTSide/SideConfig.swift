@@ -46,15 +46,17 @@ public struct BaseShape: Codable, Sendable, Equatable {
     public var layerNormBefore: Bool?
     public var headInputSize: Int?
     public var bias: Bool?
+    public var affineNorms: Bool?
 
     public init(hiddenSize: Int, layerCount: Int, attentionHeads: Int, keyValueHeads: Int, intermediateSize: Int,
                 vocabSize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, hiddenAct: String = "silu",
-                modelFamily: String? = nil, layerNormBefore: Bool? = nil, headInputSize: Int? = nil, bias: Bool? = nil) {
+                modelFamily: String? = nil, layerNormBefore: Bool? = nil, headInputSize: Int? = nil, bias: Bool? = nil,
+                affineNorms: Bool? = nil) {
         self.hiddenSize = hiddenSize; self.layerCount = layerCount; self.attentionHeads = attentionHeads
         self.keyValueHeads = keyValueHeads; self.intermediateSize = intermediateSize; self.vocabSize = vocabSize
         self.rmsNormEps = rmsNormEps; self.ropeTheta = ropeTheta; self.hiddenAct = hiddenAct
         self.modelFamily = modelFamily; self.layerNormBefore = layerNormBefore; self.headInputSize = headInputSize
-        self.bias = bias
+        self.bias = bias; self.affineNorms = affineNorms
     }
 
     /// Reads a Hugging Face LLaMA-family config.json. `context` names the file in errors.

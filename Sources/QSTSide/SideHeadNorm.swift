@@ -10,8 +10,7 @@ enum SideHeadNorm {
         let c = W.config, w = c.width
         guard let name = c.headNormName else { out.update(from: x, count: n * w); return }
         if c.base.isOPT {
-            LayerNorm.forward(out: out, mean: mean, rstd: rstd, x: x, weight: W.value(name + ".weight"),
-                              bias: W.value(name + ".bias"), n: n, d: w, eps: OPTSideBlock.layerNormEps)
+            OPTSideBlock.norm(W, name, out: out, mean: mean, rstd: rstd, x: x, n: n, d: w)
         } else {
             RMSNorm.forward(out: out, rstd: rstd, x: x, weight: W.value(name), n: n, d: w, eps: Float(c.base.rmsNormEps))
         }
@@ -26,8 +25,7 @@ enum SideHeadNorm {
             return
         }
         if c.base.isOPT {
-            LayerNorm.backward(dx: dx, dweight: W.grad(name + ".weight"), dbias: W.grad(name + ".bias"), dout: dout, x: x,
-                               weight: W.value(name + ".weight"), mean: mean, rstd: rstd, n: n, d: w)
+            OPTSideBlock.normBackward(W, name, dx: dx, dout: dout, x: x, mean: mean, rstd: rstd, n: n, d: w)
         } else {
             RMSNorm.backward(dx: dx, dweight: W.grad(name), dout: dout, x: x, weight: W.value(name), rstd: rstd, n: n, d: w)
         }

@@ -17,6 +17,8 @@ final class SideRunner {
     private let upWeight, upBias: UnsafePointer<Float>
     /// `norm_side` weight (and bias for OPT's LayerNorm); nil when the side stream has no final norm.
     private let normSide: UnsafePointer<Float>?, normSideBias: UnsafePointer<Float>?
+    /// Ones then zeros: OPT's `norm_side` parameters when the base's LayerNorms are not affine.
+    private let plainNorm: FloatBuffer
     private let invFreq: [Float]
     private let threads: Int
     private var ws = Workspace(rows: 0, config: nil)
@@ -73,7 +75,11 @@ final class SideRunner {
         }
         headSigma = SideInferenceOps.sigmoid(p("lm_head_z"), count: c.headSize)
         upWeight = p("upsample.weight"); upBias = p("upsample.bias")
-        if let name = c.headNormName {
+        let plain = FloatBuffer([Float](repeating: 1, count: c.width) + [Float](repeating: 0, count: c.width))
+        plainNorm = plain
+        if c.headNormName != nil, c.base.isOPT, !c.base.optAffineNorms {
+            normSide = plain.constPointer; normSideBias = plain.constPointer + c.width
+        } else if let name = c.headNormName {
             normSide = p(c.base.isOPT ? name + ".weight" : name)
             normSideBias = c.base.isOPT ? p(name + ".bias") : nil
         } else {

@@ -41,10 +41,11 @@ final class ProjectedMockBackbone: FrozenBackbone {
 
 enum OPTSideFixtures {
     /// d 16 (or `hidden`), 2 layers, 2 heads, ffn 24, vocab 11; an OPT base as BaseShape.parse would read it.
-    static func shape(pre: Bool, proj: Int? = nil, bias: Bool = true, act: String = "gelu", hidden: Int = 16) -> BaseShape {
+    static func shape(pre: Bool, proj: Int? = nil, bias: Bool = true, act: String = "gelu", hidden: Int = 16,
+                      affine: Bool = true) -> BaseShape {
         BaseShape(hiddenSize: hidden, layerCount: 2, attentionHeads: 2, keyValueHeads: 2, intermediateSize: 24, vocabSize: 11,
                   rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: act, modelFamily: "opt", layerNormBefore: pre,
-                  headInputSize: proj ?? hidden, bias: bias)
+                  headInputSize: proj ?? hidden, bias: bias, affineNorms: affine ? nil : false)
     }
 
     static func backbone(_ s: BaseShape) -> any FrozenBackbone {
@@ -78,12 +79,25 @@ extension SideGradientTests {
         try checkAllTensors(SideConfig(base: OPTSideFixtures.shape(pre: true, bias: false, hidden: 12), r: 2,
                                        downsample: .avgpool, seed: 1))
     }
+
+    /// layer_norm_elementwise_affine false: LayerNorms without parameters, pre- and post-norm.
+    func testOPTNonAffineNormGradients() throws {
+        for pre in [true, false] {
+            try checkAllTensors(SideConfig(base: OPTSideFixtures.shape(pre: pre, bias: false, affine: false), r: 2,
+                                           downsample: .linear, seed: 1))
+        }
+    }
 }
 
 extension SideReferenceTests {
     func testOPTPreNormNetworkMatchesFloat64Reference() throws {
         try check(SideConfig(base: OPTSideFixtures.shape(pre: true, act: "relu"), r: 2, downsample: .adapter,
                              adapterHidden: 3, dropout: 0.1))
+    }
+
+    func testOPTNonAffineNetworkMatchesFloat64Reference() throws {
+        try check(SideConfig(base: OPTSideFixtures.shape(pre: true, bias: false, act: "relu", affine: false), r: 2,
+                             downsample: .avgpool))
     }
 
     func testOPTPostNormProjectedNetworkMatchesFloat64Reference() throws {
@@ -114,6 +128,10 @@ final class OPTSideTests: XCTestCase {
         XCTAssertFalse(postNames.contains { $0.hasSuffix("proj.bias") || $0.hasSuffix("fc1.bias") })
         XCTAssertEqual(post.spec("upsample.weight")?.shape, [8, 8])
         XCTAssertEqual(post.spec("lm_head_z")?.shape, [8])
+
+        let plain = try SideWeights(config: SideConfig(base: OPTSideFixtures.shape(pre: true, affine: false), r: 2))
+        XCTAssertFalse(plain.specs.contains { $0.name.contains("_layer_norm") && !$0.name.contains("downsample") },
+                       "no block or final LayerNorm parameters without affine norms")
     }
 
     func testBaseShapeFromOPTConfig() throws {
@@ -198,7 +216,7 @@ extension OPTSideTests {
     /// mixed with the reference's σ(z)·up + (1 − σ(z))·h) — and the merged container's attached copy.
     func testTunedLogitsMatchFloat64ReferenceOnTinyOPTContainers() throws {
         let sequences: [[Int32]] = [[2, 17, 42, 99, 5, 250, 7, 3, 64], [2, 200, 13, 8, 111]]
-        for name in ["tiny-opt", "tiny-opt-350m"] {
+        for name in ["tiny-opt", "tiny-opt-350m", "tiny-opt-nobias"] {
             let container = try ExportFixtures.scratch(name + ".qst4")
             _ = try QST4Quantize(source: try OPTSideFixtures.tinyOPT(name), output: container, policy: QuantizationPolicy(),
                                  createdBy: "OPTSideTests").run()
