@@ -36,6 +36,10 @@ final class OPTToolTests: XCTestCase {
         let dims = (initReport["config"] as? [String: Any])?["base"] as? [String: Any]
         XCTAssertEqual(dims?["modelFamily"] as? String, "opt")
         XCTAssertEqual(dims?["headInputSize"] as? Int, 32)
+        // The base's parameters as counted from the checkpoint itself (learned positions are not counted).
+        let file = try SafetensorsFile(path: tiny + "/model.safetensors")
+        let counted = file.tensors.filter { !$0.key.contains("embed_positions") }.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        XCTAssertEqual(initReport["baseParameters"] as? Int, counted)
 
         let tune = try ToolHarness.json(try ok("qst-tune", [
             base, path("side"), "--task", "sst2", "--data", data + "/train.tsv", "--eval", data + "/dev.tsv", "-o", path("run"),
