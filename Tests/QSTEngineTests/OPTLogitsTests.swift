@@ -25,6 +25,7 @@ final class OPTLogitsTests: XCTestCase {
                 let model = try FrozenModel(path: folder, options: EngineOptions(matmulPath: path))
                 XCTAssertEqual(model.config.modelType, "opt")
                 let (err, spread) = try error(model, folder: folder, sequences: Self.sequences)
+                print("OPT logits \(name) via \(path.rawValue): relative Frobenius error \(err)")
                 XCTAssertLessThanOrEqual(err, 1e-4, "\(name) via \(path): relative Frobenius error")
                 XCTAssertGreaterThan(spread, 0.1, "\(name): reference logits are not trivial")
             }
