@@ -131,7 +131,8 @@ public struct QuantizedLinear: LinearWeights {
                         context: MatmulContext) {
         guard n > 0 else { return }
         var done = false
-        if context.path != .dequantizeSGEMM, let w = kernelWeight {
+        // Row-independent mode always takes the kernels (OpenBLAS's loops depend on the row count).
+        if context.path != .dequantizeSGEMM || context.rowIndependent, let w = kernelWeight {
             let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
             let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
             done = Self.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
