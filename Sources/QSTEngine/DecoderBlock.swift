@@ -117,7 +117,7 @@ public enum DecoderBlock {
             HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
                                           batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
                                           capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
-                                          threads: context.threads)
+                                          threads: context.threads, rowIndependent: context.rowIndependent)
         } else {
             Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
                                     batch: batch, newTokens: newTokens, pastLength: kv.pastLength,

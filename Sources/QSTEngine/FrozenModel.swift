@@ -201,6 +201,9 @@ public final class FrozenModel: FrozenBackbone {
 
     public func forwardHiddenStates(_ batch: TokenBatch, visit: (Int, UnsafePointer<Float>) throws -> Void) throws -> [Float] {
         let valid = Attention.maskFromLengths(batch.lengths, seqLen: batch.seqLen)
+        // Training and evaluation batches: every sequence's rows independent of its batch-mates and padding.
+        context.rowIndependent = true
+        defer { context.rowIndependent = false }
         return try withoutActuallyEscaping(visit) { v in
             try forward(ids: batch.ids, batch: batch.batch, newTokens: batch.seqLen, valid: valid, visit: v).array
         }

@@ -9,9 +9,15 @@ import enum QSTCore.Parallel
 enum HeadParallelAttention {
     static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, kCache: UnsafePointer<Float>,
                         vCache: UnsafePointer<Float>, keyMask: UnsafePointer<UInt8>, batch: Int, newTokens: Int,
-                        pastLength: Int, capacity: Int, nHeads: Int, nKVHeads: Int, headDim: Int, threads: Int) {
+                        pastLength: Int, capacity: Int, nHeads: Int, nKVHeads: Int, headDim: Int, threads: Int,
+                        rowIndependent: Bool = false) {
         let Tq = newTokens, L = pastLength + newTokens, hd = headDim
         guard Tq > 0 else { return }
+        // Row-independent mode (right-padded sequences, no past): the products cover only each sequence's
+        // real tokens, so their shapes — and OpenBLAS's loops, which depend on them — ignore the padding.
+        // Padding query rows get zeros.
+        let realRows: [Int]? = rowIndependent && pastLength == 0
+            ? (0..<batch).map { b in (0..<Tq).first { keyMask[b * capacity + $0] == 0 } ?? Tq } : nil
         let ldq = nHeads * hd, ldk = nKVHeads * hd, group = nHeads / nKVHeads
         let scale = 1 / Float(hd).squareRoot()
         let o = SendablePointer(out), qs = SendablePointer(q), ks = SendablePointer(kCache)
@@ -27,10 +33,11 @@ enum HeadParallelAttention {
                 let kh = ks.base + b * capacity * ldk + g * hd
                 let vh = vs.base + b * capacity * ldk + g * hd
                 let mask = ms.base + b * capacity
-                let dense = denseMask[b]
+                let rows = realRows?[b] ?? Tq
+                let dense = realRows != nil || denseMask[b]
                 var i0 = 0
-                while i0 < Tq {
-                    let tb = min(block, Tq - i0), lb = min(L, pastLength + i0 + tb)
+                while i0 < rows {
+                    let tb = min(block, rows - i0), lb = min(realRows == nil ? L : rows, pastLength + i0 + tb)
                     let qh = qs.base + (b * Tq + i0) * ldq + h * hd
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(lb), Int32(hd),
                                 scale, qh, Int32(ldq), kh, Int32(ldk), 0, scores, Int32(lb))
@@ -63,6 +70,7 @@ enum HeadParallelAttention {
                                 1, scores, Int32(lb), vh, Int32(ldk), 0, o.base + (b * Tq + i0) * ldq + h * hd, Int32(ldq))
                     i0 += tb
                 }
+                for i in rows..<Tq { (o.base + (b * Tq + i) * ldq + h * hd).update(repeating: 0, count: hd) }
             }
         }
     }

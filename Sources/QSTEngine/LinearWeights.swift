@@ -26,6 +26,12 @@ public final class MatmulContext {
     /// Worker count, read once: `Parallel.threadCount()` parses the environment on every call.
     public let threads: Int
 
+    /// When set, each row of `x` gets the same bits whatever the other rows: every linear runs the kernels'
+    /// GEMM loops, whatever the row count (not the GEMV loops, chosen for ≤ 4 rows, nor OpenBLAS, whose loops
+    /// also depend on the matrix sizes). The training forward needs this: a cached example's frozen states,
+    /// computed in one micro-batch, must equal what another micro-batch would compute (BaseStateCache).
+    public var rowIndependent = false
+
     public init(path: MatmulPath = .dequantizeSGEMM, tileElements: Int = 1 << 18, threads: Int = Parallel.threadCount()) {
         self.path = path; self.tileElements = max(1, tileElements); self.threads = max(1, threads)
     }
@@ -67,6 +73,17 @@ public struct DenseLinear: LinearWeights {
 
     public func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
                         context: MatmulContext) {
+        if context.rowIndependent, n > 0 {
+            let w = qst_weight(type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
+                               ld: Int64(inFeatures), data: UnsafeRawPointer(weight), absmax: nil)
+            let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
+            if QuantizedLinear.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
+                                            kernel: QST_KERNEL_EXACT, threads: context.threads, shape: QST_SHAPE_GEMM) {
+                if accumulate { QuantizedLinear.add(out, dst, count: n * outFeatures) }
+                if let bias { QuantizedLinear.addBias(out, bias, rows: n, width: outFeatures) }
+                return
+            }
+        }
         guard BLASThreadScope.isSingleThreaded, context.threads > 1 else {
             Linear.forward(out: out, x: x, weight: weight, bias: bias, n: n, inFeatures: inFeatures,
                            outFeatures: outFeatures, accumulate: accumulate)
@@ -114,11 +131,13 @@ public struct QuantizedLinear: LinearWeights {
                         context: MatmulContext) {
         guard n > 0 else { return }
         var done = false
-        if context.path != .dequantizeSGEMM, let w = kernelWeight {
+        // Row-independent mode always takes the kernels (OpenBLAS's loops depend on the row count).
+        if context.path != .dequantizeSGEMM || context.rowIndependent, let w = kernelWeight {
             let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
             let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
             done = Self.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
-                                     kernel: kernel, threads: context.threads)
+                                     kernel: kernel, threads: context.threads,
+                                     shape: context.rowIndependent ? QST_SHAPE_GEMM : QST_SHAPE_AUTO)
             if done, accumulate { Self.add(out, dst, count: n * outFeatures) }
         }
         if !done { tiledSGEMM(out: out, x: x, n: n, accumulate: accumulate, context: context) }
@@ -127,17 +146,18 @@ public struct QuantizedLinear: LinearWeights {
 
     /// Splits the output columns over the workers; returns false if the kernels refuse the shape.
     static func kernelMatmul(x: UnsafePointer<Float>, n: Int, k: Int, weight: qst_weight,
-                             y: UnsafeMutablePointer<Float>, outFeatures: Int, kernel: qst_kernel, threads: Int) -> Bool {
+                             y: UnsafeMutablePointer<Float>, outFeatures: Int, kernel: qst_kernel, threads: Int,
+                             shape: qst_shape = QST_SHAPE_AUTO) -> Bool {
         var probe = weight
-        guard qst_matmul_resolve(&probe, Int64(n), kernel, QST_SHAPE_AUTO) >= 0 else { return false }
+        guard qst_matmul_resolve(&probe, Int64(n), kernel, shape) >= 0 else { return false }
         let xs = SendablePointer(x), ys = SendablePointer(y)
         let failed = FloatBuffer(count: 1)
         let fp = SendablePointer(failed.pointer)
         let shared = SendableWeight(weight)
         OutputSplit.run(outFeatures: outFeatures, threads: threads) { c0, c1 in
             var w = shared.weight
-            let rc = qst_matmul(xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
-                                Int64(c0), Int64(c1), kernel)
+            let rc = qst_matmul_ex(xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
+                                   Int64(c0), Int64(c1), kernel, shape)
             if rc != QST_MATMUL_OK { fp[0] = 1 }
         }
         return failed[0] == 0

@@ -25,6 +25,8 @@ public final class SideModel {
     public let backbone: any FrozenBackbone
     let invFreq: [Float]
     private var tapeCache: SideForwardTape?
+    /// Serves the frozen states of training batches instead of the backbone (`BaseStateCache`); nil runs it.
+    public var frozenStateProvider: (any FrozenStateProvider)?
 
     public init(weights: SideWeights, backbone: any FrozenBackbone) throws {
         let c = weights.config.base
@@ -44,8 +46,9 @@ public final class SideModel {
 
     /// Streams the backbone and runs the side network beside it. With `train`, keeps what backward needs
     /// in `tape` and applies dropout from `rng`. Returns the head input `o [n, d]` (and leaves pieces in tape).
-    func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64) throws -> FloatBuffer {
-        // d: the width of the head mix (the hidden size, or OPT's word_embed_proj_dim).
+    /// `labels` (training) lets a `frozenStateProvider` serve the frozen states.
+    func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64,
+                 labels: [Int32]? = nil) throws -> FloatBuffer {
         let c = config, L = c.base.layerCount, w = c.width, d = c.headSize
         let g = SideBatchGeometry(config: c, lengths: tokens.lengths, seqLen: tokens.seqLen, invFreq: invFreq)
         let n = g.rows
@@ -54,20 +57,33 @@ public final class SideModel {
         var stream = tape?.streams[0] ?? FloatBuffer(count: n * w)
         let scratchDown = FloatBuffer(count: n * w), mixed = FloatBuffer(count: n * w)
         var localRNG = rng
-        let hN = try backbone.forwardHiddenStates(tokens) { v, h in
+        // One application of the side network to the frozen state v; `down` fills down_v(h_v).
+        func consume(_ v: Int, _ down: (UnsafeMutablePointer<Float>, DownsampleTape?) -> Void) throws {
             guard v >= 0, v <= L else { throw QSTError("backbone visited hidden state \(v) outside 0...\(L)") }
             let layer = max(0, v - 1)
             let dt = tape?.downsample[v]
             dt?.reserve(rows: n, config: c)
             let target = v == 0 ? stream : (tape?.down[layer] ?? scratchDown)
-            Downsampler.forward(layer: layer, weights: weights, h: h, n: n, out: target.pointer, tape: dt,
-                                rng: &localRNG, scratch: scratch)
+            down(target.pointer, dt)
             guard v > 0 else { return }
             GatedMix.forward(out: mixed.pointer, a: target.pointer, b: stream.pointer,
                              z: weights.value(c.gateName(layer)), n: n, d: w)
             let next = tape?.streams[v] ?? FloatBuffer(count: n * w)
             SideBlock.forward(layer: layer, weights: weights, x: mixed.pointer, out: next.pointer, geometry: g, ws: ws)
             stream = next
+        }
+        let hN: [Float]
+        if let provider = frozenStateProvider, let labels {
+            hN = try provider.frozenStates(SideBatch(tokens: tokens, labels: labels), model: self) { v, states in
+                try consume(v) { target, _ in target.update(from: states, count: n * w) }
+            }
+        } else {
+            hN = try backbone.forwardHiddenStates(tokens) { v, h in
+                try consume(v) { target, dt in
+                    Downsampler.forward(layer: max(0, v - 1), weights: weights, h: h, n: n, out: target, tape: dt,
+                                        rng: &localRNG, scratch: scratch)
+                }
+            }
         }
         rng = localRNG
         guard hN.count == n * d else {
@@ -98,7 +114,7 @@ public final class SideModel {
         let rows = batch.tokens.ids.count
         let tape = (tapeCache?.capacity ?? 0) >= rows ? tapeCache! : SideForwardTape(config: c, rows: rows)
         tapeCache = tape
-        let o = try forward(batch.tokens, tape: tape, rng: &rng)
+        let o = try forward(batch.tokens, tape: tape, rng: &rng, labels: batch.labels)
         guard let g = tape.geometry else { throw QSTError("side forward did not record its batch geometry") }
         let n = g.rows
         let dO = FloatBuffer(count: n * d)

@@ -21,6 +21,8 @@ struct Tune: ParsableCommand {
           qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv --eval sst2/dev.tsv -o run/ --steps 300
           qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/ --epochs 1
           qst-tune smollm2.qst4 --resume run/                      continue an interrupted run
+          qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ --epochs 3 --cache-base cache/
+                                  (pooling downsampler: later epochs skip the frozen forward)
         """)
 
     @Argument(help: "The base model (.qst4 container or safetensors folder).")
@@ -71,6 +73,8 @@ struct Tune: ParsableCommand {
     @Option(help: "LoRA dropout on each adapted projection's input.") var loraDropout: Float = 0.05
     @Option(help: "LoRA target modules: comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all.")
     var loraTargets: String = "all"
+    @Option(help: "Store the frozen base's pooled states per example in this folder (zstd) the first time an example is seen and reuse them afterwards, skipping the frozen forward (avgpool/maxpool downsamplers only; Formats/BASECACHE.md).")
+    var cacheBase: String?
     @Flag(help: "LoRA: keep only each layer's input and recompute its forward in backward.")
     var gradientCheckpointing = false
 
@@ -131,13 +135,17 @@ struct Tune: ParsableCommand {
         guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
         // A resumed run reads its data arguments from run.json unless given again.
         var args = RunArguments(data: data, eval: eval, task: task, trainLimit: trainLimit, skipBad: skipBad,
-                                trainFingerprint: nil)
+                                trainFingerprint: nil, cacheBase: cacheBase)
         if resume != nil, let saved = RunArguments.read(run: run) {
             args.data = args.data ?? saved.data; args.eval = args.eval ?? saved.eval; args.task = args.task ?? saved.task
             args.trainLimit = args.trainLimit ?? saved.trainLimit; args.skipBad = args.skipBad || saved.skipBad
             args.trainFingerprint = saved.trainFingerprint
+            args.cacheBase = args.cacheBase ?? saved.cacheBase
         }
-        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) { return try runLoRA(run: run, args: args) }
+        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
+            if args.cacheBase != nil { throw CommandError("--cache-base is for side networks with a pooling downsampler, not LoRA") }
+            return try runLoRA(run: run, args: args)
+        }
         guard method == "qst" else { throw CommandError("--method must be qst or lora") }
         guard let data = args.data else { throw CommandError("--data is required") }
         let task = args.task, eval = args.eval, trainLimit = args.trainLimit, skipBad = args.skipBad
@@ -160,6 +168,15 @@ struct Tune: ParsableCommand {
         }
         try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
         let sideModel = try SideModel(weights: weights, backbone: backbone)
+        var baseCache: BaseStateCache?
+        if let dir = args.cacheBase {
+            let identity = try BaseCacheIdentity.of(model: backbone, config: weights.config, maxLength: training.maxLength)
+            let cache = try BaseStateCache(directory: dir, identity: identity, config: weights.config,
+                                           sideOrigin: resume ?? side ?? "side network")
+            sideModel.frozenStateProvider = cache
+            baseCache = cache
+            note("base-state cache \(dir): \(cache.storedExamples) examples stored (\(Units.bytes(cache.storedBytes)))")
+        }
 
         func load(_ path: String) throws -> LoadedExamples {
             if let task { return try GLUETask.named(task).load(path: path, tokenizer: tokenizer, maxLength: training.maxLength,
@@ -232,7 +249,7 @@ struct Tune: ParsableCommand {
                               lastTrainLoss: trainEntries.last?.loss, trainSeconds: seconds,
                               tokensPerSecond: seconds > 0 ? Double(tokens - (resumed?.state.tokensSeen ?? 0)) / seconds : 0,
                               peakRSS: peak, estimatedMemory: estimate.total, totalSeconds: Date().timeIntervalSince(started),
-                              run: run)
+                              run: run, baseCache: baseCache?.stats, baseCacheBytes: baseCache?.storedBytes)
         try TrainingCheckpointJSON.write(summary, to: run + "/summary.json")
         if json { try JSONOutput.print(summary); return }
         print("trained \(summary.steps) steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), " +
@@ -246,6 +263,10 @@ struct Tune: ParsableCommand {
             }
             print(line)
         }
+        if let c = baseCache {
+            print("base-state cache: \(c.stats.hits) examples read, \(c.stats.misses) computed and stored; " +
+                  "\(c.storedExamples) examples, \(Units.bytes(c.storedBytes)) in \(c.directory)")
+        }
         print("best weights: \(run)/best (step \(trainer.state.bestStep ?? trainer.state.step)), final: \(run)/final, " +
               "log: \(run)/log.jsonl, curves: \(run)/curves.svg")
     }
@@ -256,6 +277,7 @@ struct Tune: ParsableCommand {
         var bestStep: Int?, bestMetric: Double?, lastTrainLoss: Double?
         var trainSeconds: Double, tokensPerSecond: Double, peakRSS: Int, estimatedMemory: Int, totalSeconds: Double
         var run: String
+        var baseCache: BaseStateCache.Stats? = nil, baseCacheBytes: Int? = nil
     }
 
     func writeCurves(_ entries: [TrainingLogEntry], to path: String) throws {
@@ -287,6 +309,7 @@ struct RunArguments: Codable {
     var trainLimit: Int?
     var skipBad: Bool
     var trainFingerprint: String?
+    var cacheBase: String? = nil
 
     static func read(run: String) -> RunArguments? {
         guard let d = FileManager.default.contents(atPath: run + "/run.json") else { return nil }

@@ -1,0 +1,56 @@
+import Foundation
+import XCTest
+
+/// `qst-tune --cache-base` as a user runs it on SmolLM2-135M in NF4 with 24 SST-2 sentences: two epochs
+/// with the cache give byte-identical final weights to two epochs without it, and the second epoch reads
+/// every example from the cache; a cache for another `r` and a trainable downsampler are refused with one
+/// line. Slow unoptimised: release builds, or debug with QST_REAL_MODEL_TESTS=1.
+final class BaseCacheToolTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try ToolHarness.temporaryDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    func ok(_ tool: String, _ args: [String]) throws -> ToolHarness.Result {
+        let r = try ToolHarness.run(tool, args)
+        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
+        return r
+    }
+
+    func testCachedRunMatchesPlainRunAndStaleCacheIsRefused() throws {
+        #if DEBUG
+        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
+            throw XCTSkip("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
+        }
+        #endif
+        let folder = try ReferenceScripts.realModelF32()
+        let base = path("smollm2.qst4")
+        _ = try ok("qst-quantize", [folder, base])
+        _ = try ok("qst-init-side", [base, "-o", path("side"), "--downsample", "avgpool", "--seed", "3"])
+        let data = ToolHarness.repo.appendingPathComponent("Scripts/data/sst2/train.tsv").path
+        let train = ["--task", "sst2", "--data", data, "--train-limit", "24", "--epochs", "2", "--batch-size", "8",
+                     "--max-length", "64", "--json"]
+        let cached = try ToolHarness.json(try ok("qst-tune", [base, path("side")] + train +
+                                                 ["--cache-base", path("cache"), "-o", path("cached")]).stdout)
+        let stats = try XCTUnwrap(cached["baseCache"] as? [String: Any])
+        XCTAssertEqual(stats["misses"] as? Int, 24)
+        XCTAssertEqual(stats["hits"] as? Int, 24, "epoch 2 reads every example from the cache")
+        _ = try ok("qst-tune", [base, path("side")] + train + ["-o", path("plain")])
+        let a = try Data(contentsOf: URL(fileURLWithPath: path("cached/final/side.safetensors")))
+        let b = try Data(contentsOf: URL(fileURLWithPath: path("plain/final/side.safetensors")))
+        XCTAssertTrue(a == b, "final side weights differ with and without the cache")
+
+        _ = try ok("qst-init-side", [base, "-o", path("side-r8"), "--downsample", "avgpool", "--r", "8"])
+        let stale = try ToolHarness.run("qst-tune", [base, path("side-r8")] + train + ["--cache-base", path("cache"), "-o", path("r8")])
+        XCTAssertNotEqual(stale.status, 0)
+        let line = stale.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertTrue(line.contains(path("cache") + "/segment-") && line.contains("r 16 vs 8"), stale.stderr)
+
+        _ = try ok("qst-init-side", [base, "-o", path("side-adapter"), "--downsample", "adapter"])
+        let adapter = try ToolHarness.run("qst-tune", [base, path("side-adapter")] + train +
+                                          ["--cache-base", path("cache"), "-o", path("ad")])
+        XCTAssertNotEqual(adapter.status, 0)
+        XCTAssertTrue(adapter.stderr.contains("side-adapter: --cache-base needs a gradient-free downsampler"), adapter.stderr)
+    }
+}
