@@ -9,6 +9,9 @@ import Glibc
 public enum ToolRunner {
     public static func main<C: ParsableCommand>(_ command: C.Type) {
         BLASCoreSelection.ensureFastKernel()
+        // Past a file-size limit (ulimit -f) a write should fail with EFBIG and be reported like any
+        // other write error, not kill the tool with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var cmd = try command.parseAsRoot()
             try cmd.run()
