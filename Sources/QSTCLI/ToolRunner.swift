@@ -19,10 +19,22 @@ public enum ToolRunner {
             fail(command, e.description)
         } catch let e as LocalizedError where e.errorDescription != nil {
             fail(command, e.errorDescription!)
+        } catch let e as CocoaError {
+            // Foundation's file errors (a folder that cannot be created, say): the path and the system's reason.
+            fail(command, describe(e))
         } catch {
             // Help, version, usage errors and ExitCode are the argument parser's to report.
             command.exit(withError: error)
         }
+    }
+
+    static func describe(_ e: CocoaError) -> String {
+        let path = e.userInfo[NSFilePathErrorKey] as? String ?? (e.userInfo[NSURLErrorKey] as? URL)?.path
+        var reason = e.localizedDescription
+        if let u = e.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
+            reason = String(cString: strerror(Int32(u.code)))
+        }
+        return path.map { "\($0): \(reason)" } ?? reason
     }
 
     static func fail<C: ParsableCommand>(_ command: C.Type, _ message: String) -> Never {
