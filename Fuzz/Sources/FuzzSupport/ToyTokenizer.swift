@@ -4,7 +4,7 @@ import QSTTokenizer
 
 /// A tokenizer for the data-reader fuzzers: one token per UTF-8 byte (ids 3...258), BOS 1, EOS 2,
 /// and the ChatML template, so the readers' own logic is what runs.
-public struct ToyTokenizer: ExampleTokenizer {
+public struct ToyTokenizer: ExampleTokenizer, Sendable {
     let chat: ChatFormat
     public init() throws { chat = try ChatFormat(name: "chatml", bosToken: "<s>", eosToken: "</s>") }
     public func encodeIDs(_ text: String, addSpecialTokens: Bool) -> [Int32] {
