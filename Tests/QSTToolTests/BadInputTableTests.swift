@@ -163,6 +163,7 @@ final class BadInputTableTests: XCTestCase {
             // The command as the table spells it, with the paths filled in.
             let words = row.command.split(separator: " ").map { setup.paths[String($0)] ?? String($0) }
             let r = try run(words, shellPrefix: setup.shellPrefix)
+            if !setup.note.isEmpty { print("README row '\(row.kind)': made with \(setup.note)") }
             let context = "row '\(row.kind)' (\(setup.note.isEmpty ? "" : setup.note + "; "))stderr: \(r.stderr) stdout: \(r.stdout.suffix(400))"
             XCTAssertFalse(r.signaled, "crashed: \(context)")
             XCTAssertEqual(r.status, row.exit, context)
