@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "QSTFormat", targets: ["QSTFormat"]),
         .library(name: "QSTEngine", targets: ["QSTEngine"]),
         .library(name: "QSTSide", targets: ["QSTSide"]),
+        .library(name: "QSTTokenizer", targets: ["QSTTokenizer"]),
         .executable(name: "qst-quantize", targets: ["qst-quantize"]),
         .executable(name: "qst-inspect", targets: ["qst-inspect"]),
         .executable(name: "qst-eval", targets: ["qst-eval"]),

@@ -9,6 +9,9 @@ import Glibc
 public enum ToolRunner {
     public static func main<C: ParsableCommand>(_ command: C.Type) {
         BLASCoreSelection.ensureFastKernel()
+        // Past a file-size limit (ulimit -f) a write should fail with EFBIG and be reported like any
+        // other write error, not kill the tool with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var cmd = try command.parseAsRoot()
             try cmd.run()
@@ -16,10 +19,22 @@ public enum ToolRunner {
             fail(command, e.description)
         } catch let e as LocalizedError where e.errorDescription != nil {
             fail(command, e.errorDescription!)
+        } catch let e as CocoaError {
+            // Foundation's file errors (a folder that cannot be created, say): the path and the system's reason.
+            fail(command, describe(e))
         } catch {
             // Help, version, usage errors and ExitCode are the argument parser's to report.
             command.exit(withError: error)
         }
+    }
+
+    static func describe(_ e: CocoaError) -> String {
+        let path = e.userInfo[NSFilePathErrorKey] as? String ?? (e.userInfo[NSURLErrorKey] as? URL)?.path
+        var reason = e.localizedDescription
+        if let u = e.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
+            reason = String(cString: strerror(Int32(u.code)))
+        }
+        return path.map { "\($0): \(reason)" } ?? reason
     }
 
     static func fail<C: ParsableCommand>(_ command: C.Type, _ message: String) -> Never {

@@ -74,11 +74,20 @@ extension WeightSource {
         guard let json = try auxiliaryFile("tokenizer.json") else {
             throw QSTError.file(origin, "no tokenizer.json with the weights")
         }
+        let tokenizer: Tokenizer
         do {
-            return try Tokenizer(tokenizerJSON: json, configJSON: try auxiliaryFile("tokenizer_config.json"))
+            tokenizer = try Tokenizer(tokenizerJSON: json, configJSON: try auxiliaryFile("tokenizer_config.json"))
         } catch {
             throw QSTError.file(origin, "tokenizer.json: \(error)")
         }
+        // A tokenizer of another model hands out ids the embedding has no row for: say so now, by file,
+        // rather than at the first forward pass.
+        let config = try JSONValue.parse([UInt8](try configJSON()), context: origin + " config.json")
+        if let rows = config["vocab_size"]?.exactInt, tokenizer.vocabSize > rows {
+            throw QSTError.file(origin, "tokenizer.json has \(tokenizer.vocabSize) tokens but config.json's vocab_size is \(rows); " +
+                                "the tokenizer belongs to another model")
+        }
+        return tokenizer
     }
 }
 

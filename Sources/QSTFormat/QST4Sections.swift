@@ -106,7 +106,10 @@ extension QST4Container {
                 guard !o else { throw fail("shape \(e.shape) overflows") }
                 n = p
             }
-            guard e.length == n * size else { throw fail("is \(e.length) bytes, expected \(n * size) for shape \(e.shape)") }
+            let (bytes, overflow) = n.multipliedReportingOverflow(by: size)
+            guard !overflow, e.length == bytes else {
+                throw fail("is \(e.length) bytes, expected \(overflow ? "more than fit in a 64-bit integer" : String(bytes)) for shape \(e.shape)")
+            }
             guard e.offset % QST4.partAlignment == 0 else { throw fail("offset \(e.offset) is not 64-byte aligned") }
             guard e.offset >= data.offset, e.offset <= data.offset + data.length - e.length else {
                 throw fail("byte range lies outside the section's data range")

@@ -19,6 +19,8 @@ enum QST4Validation {
                 guard !o else { throw fail("shape \(t.shape) overflows") }
                 n = p
             }
+            // Every part is smaller than the file, so a count that needs more bytes than fit is corrupt.
+            guard n <= Int.max / 8 else { throw fail("shape \(t.shape) overflows") }
             var expected: [String: Int] = [:]
             switch t.dtype {
             case .f32: expected["data"] = n * 4
@@ -30,7 +32,9 @@ enum QST4Validation {
                 let blocks = (n + b - 1) / b
                 expected["codes"] = (n + 1) / 2
                 if t.doubleQuant == true {
-                    guard let dq = t.dqBlockSize, dq > 0, t.dqOffsetBits != nil else { throw fail("double quantization without dq_block_size or dq_offset_bits") }
+                    guard let dq = t.dqBlockSize, dq > 0, dq <= 1 << 20, t.dqOffsetBits != nil else {
+                    throw fail("double quantization without a dq_block_size in 1...1048576 or without dq_offset_bits")
+                }
                     expected["absmax_codes"] = blocks
                     expected["absmax2"] = 4 * ((blocks + dq - 1) / dq)
                 } else {
@@ -57,7 +61,8 @@ enum QST4Validation {
             throw QSTError.file(path, "\(spans[i].1) overlaps \(spans[i - 1].1)")
         }
         for l in header.layers {
-            guard l.offset % alignment == 0, l.offset >= dataRange.lowerBound, l.offset <= dataRange.upperBound - l.length else {
+            guard l.length >= 0, l.offset % alignment == 0, l.offset >= dataRange.lowerBound,
+                  l.offset <= dataRange.upperBound - l.length else {
                 throw QSTError.file(path, "layer \(l.index): range is not aligned or lies outside the data section")
             }
             for t in header.tensors where t.layer == l.index {

@@ -108,8 +108,7 @@ public enum AdapterIO {
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             throw QSTError.file(weightsPath, "missing (the adapter folder needs both \(weightsFileName) and \(configFileName))")
         }
-        let weights = try SideWeights(config: config.side)
-        try SideWeightsIO.read(into: weights, file: try SafetensorsFile(path: weightsPath))
+        let weights = try SideWeightsIO.read(config: config.side, file: try SafetensorsFile(path: weightsPath))
         SideExportMapping.importInPlace(weights)
         return (weights, config)
     }

@@ -40,14 +40,19 @@ public enum MergedContainer {
         try config.base.check(base: try BaseIdentity.of(ContainerWeightSource(container: container)),
                               adapter: ctx, baseOrigin: "its own base tensors")
         if let bad = container.verify(section).first { throw QSTError(bad) }
-        let weights = try SideWeights(config: config.side)
-        let known = Set(weights.specs.map(\.name))
+        // The section's tensors are checked against the layout before the weights are allocated.
+        let specs = try SideWeights.layout(config.side).specs
+        let known = Set(specs.map(\.name))
         for t in section.tensors where !known.contains(t.name) {
             throw QSTError("\(ctx): tensor '\(t.name)' is not part of this side network's layout")
         }
-        for s in weights.specs {
+        for s in specs {
             guard let t = section.tensor(s.name) else { throw QSTError("\(ctx): tensor '\(s.name)' missing") }
             guard t.shape == s.shape else { throw QSTError("\(ctx): tensor '\(s.name)' has shape \(t.shape), expected \(s.shape)") }
+        }
+        let weights = try SideWeights(config: config.side)
+        for s in weights.specs {
+            guard let t = section.tensor(s.name) else { continue }
             try container.decode(t, into: weights.values.pointer + s.offset)
         }
         SideExportMapping.importInPlace(weights)

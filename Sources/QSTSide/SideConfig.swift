@@ -121,6 +121,18 @@ public struct SideConfig: Codable, Sendable, Equatable {
 
     /// Throws a one-line error for any combination the side network cannot be built with.
     public func validate() throws {
+        // A configuration can come from a downloaded file: bound every size before any arithmetic with it.
+        let limits: [(String, Int, Int)] = [("hidden_size", base.hiddenSize, 1 << 20), ("num_hidden_layers", base.layerCount, 1 << 12),
+                                            ("num_attention_heads", base.attentionHeads, 1 << 12),
+                                            ("num_key_value_heads", base.keyValueHeads, 1 << 12),
+                                            ("intermediate_size", base.intermediateSize, 1 << 22), ("vocab_size", base.vocabSize, 1 << 24),
+                                            ("r", r, 1 << 20)]
+        for (name, value, limit) in limits where value < 1 || value > limit {
+            throw QSTError("side network: \(name) \(value) is outside 1...\(limit)")
+        }
+        guard base.attentionHeads % base.keyValueHeads == 0 else {
+            throw QSTError("side network: num_key_value_heads \(base.keyValueHeads) does not divide num_attention_heads \(base.attentionHeads)")
+        }
         let d = base.hiddenSize, h = base.attentionHeads, even = !base.isOPT
         guard r >= 1, d % r == 0, (d / r) % h == 0, !even || ((d / r) / h) % 2 == 0 else {
             let valid = SideConfig.validReductions(hiddenSize: d, heads: h, even: even).map(String.init).joined(separator: ", ")
@@ -130,6 +142,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
         guard base.intermediateSize / r >= 1 else {
             throw QSTError("side network: intermediate size \(base.intermediateSize) / r=\(r) is zero")
         }
+        guard adapterHidden <= 1 << 20 else { throw QSTError("side network: adapter_hidden \(adapterHidden) is above \(1 << 20)") }
         guard downsample != .adapter || adapterHidden >= 1 else {
             throw QSTError("side network: --adapter-hidden must be at least 1 (got \(adapterHidden))")
         }

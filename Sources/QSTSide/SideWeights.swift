@@ -37,8 +37,20 @@ public final class SideWeights: @unchecked Sendable {
 
     /// Zero-filled weights with the layout of `config` (see `initialize` for the reference init).
     public init(config: SideConfig) throws {
-        try config.validate()
+        let (specs, offset) = try Self.layout(config)
         self.config = config
+        self.specs = specs
+        values = FloatBuffer(count: offset)
+        grads = FloatBuffer(count: offset)
+        var idx: [String: Int] = [:]
+        for (k, s) in specs.enumerated() { idx[s.name] = k }
+        index = idx
+    }
+
+    /// The tensors of `config`'s side network and the floats they take, without allocating them (loaders
+    /// check a file against this first, so a configuration cannot ask for more memory than its file holds).
+    public static func layout(_ config: SideConfig) throws -> (specs: [SideTensorSpec], floats: Int) {
+        try config.validate()
         var specs: [SideTensorSpec] = []
         var offset = 0
         func add(_ name: String, _ shape: [Int], _ initKind: SideInit, fanIn: Int = 0, constant: Float = 0,
@@ -86,12 +98,7 @@ public final class SideWeights: @unchecked Sendable {
             add("upsample.bias", [d], .uniformFanIn, fanIn: w, decay: false)
             add("lm_head_z", [d], .constant, constant: 1.0, decay: false)
         }
-        self.specs = specs
-        values = FloatBuffer(count: offset)
-        grads = FloatBuffer(count: offset)
-        var idx: [String: Int] = [:]
-        for (k, s) in specs.enumerated() { idx[s.name] = k }
-        index = idx
+        return (specs, offset)
     }
 
     /// The reference's initialisation, drawn from SplitMix64(seed) tensor by tensor in layout order.

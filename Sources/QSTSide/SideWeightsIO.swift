@@ -48,23 +48,37 @@ public enum SideWeightsIO {
         } else {
             throw QSTError.file(directory, "no \(configFileName) and no side_config in the safetensors metadata")
         }
+        return try read(config: config, file: file)
+    }
+
+    /// The side network of `config` with its weights from `file`. The file is checked against the layout
+    /// before anything is allocated.
+    public static func read(config: SideConfig, file: SafetensorsFile) throws -> SideWeights {
+        try check(file, against: try SideWeights.layout(config).specs, config: config)
         let weights = try SideWeights(config: config)
         try read(into: weights, file: file)
         return weights
     }
 
-    /// Copies every tensor of `weights`' layout from `file`, checking names and shapes.
-    public static func read(into weights: SideWeights, file: SafetensorsFile) throws {
-        let known = Set(weights.specs.map(\.name))
+    /// Every tensor of the layout present with its shape, nothing else.
+    static func check(_ file: SafetensorsFile, against specs: [SideTensorSpec], config: SideConfig) throws {
+        let known = Set(specs.map(\.name))
         for name in file.orderedNames where !known.contains(name) {
-            throw QSTError.tensor(file.path, name, "not part of this side network's layout (\(weights.config.downsample) " +
-                                  "downsampler, \(weights.config.base.layerCount) layers)")
+            throw QSTError.tensor(file.path, name, "not part of this side network's layout (\(config.downsample) " +
+                                  "downsampler, \(config.base.layerCount) layers)")
         }
-        for s in weights.specs {
+        for s in specs {
             guard let info = file.tensors[s.name] else { throw QSTError.tensor(file.path, s.name, "missing") }
             guard info.shape == s.shape else {
                 throw QSTError.tensor(file.path, s.name, "has shape \(info.shape), expected \(s.shape)")
             }
+        }
+    }
+
+    /// Copies every tensor of `weights`' layout from `file`, checking names and shapes.
+    public static func read(into weights: SideWeights, file: SafetensorsFile) throws {
+        try check(file, against: weights.specs, config: weights.config)
+        for s in weights.specs {
             try file.floats(s.name, into: UnsafeMutableBufferPointer(start: weights.values.pointer + s.offset,
                                                                      count: s.count))
         }

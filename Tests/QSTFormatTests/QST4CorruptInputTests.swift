@@ -122,6 +122,27 @@ final class QST4CorruptInputTests: XCTestCase {
         }, ["outside layer 0"])
     }
 
+    /// Sizes that overflow 64-bit arithmetic or ask for absurd allocations are refused by name, not trapped
+    /// on (regressions from hardening the reader for Fuzz/fuzz-qst4).
+    func testSizesBeyondAnyFileAreRefused() throws {
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 61, 2] } }, [q, "overflows"])
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["dq_block_size"] = Int.max } }, [q, "dq_block_size"])
+        try assertOpenFails(try withHeader { h in
+            var ls = h["layers"] as! [[String: Any]]; ls[0]["length"] = -Int.max; h["layers"] = ls
+        }, ["layer 0"])
+        for raw in [-1, 1 << 50, 7] {
+            let data = try withHeader { h in var fs = h["files"] as! [[String: Any]]; fs[0]["raw_length"] = raw; h["files"] = fs }
+            let path = dir.appendingPathComponent("raw\(raw).qst4").path
+            try data.write(to: URL(fileURLWithPath: path))
+            let c = try QST4Container(path: path)
+            let name = try XCTUnwrap(c.header.files.first?.name)
+            XCTAssertThrowsError(try c.embeddedFile(name)) { e in
+                XCTAssertTrue("\(e)".contains("declared size \(raw) bytes"), "\(e)")
+                XCTAssertTrue("\(e)".contains(path), "\(e)")
+            }
+        }
+    }
+
     func testCorruptDataIsFoundByVerifyNotOnOpen() throws {
         var bad = valid!
         let c0 = try QST4Container(path: { let p = dir.appendingPathComponent("v.qst4").path; try valid.write(to: URL(fileURLWithPath: p)); return p }())

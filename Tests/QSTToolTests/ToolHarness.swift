@@ -10,6 +10,7 @@ struct ToolHarness {
         .deletingLastPathComponent()
 
     static func binary(_ name: String) throws -> String {
+        if name.hasPrefix("/") { return name }   // a system program such as /bin/sh
         let env = ProcessInfo.processInfo.environment
         #if DEBUG
         let config = "debug"
