@@ -8,6 +8,8 @@ import QSTNN
 public struct SideBatch: Sendable {
     public var tokens: TokenBatch
     public var labels: [Int32]
+    /// Per-example dropout keys (`DropoutStreams`); nil draws dropout from the `rng` of `trainStep`.
+    public var dropoutKeys: [UInt64]?
     public init(tokens: TokenBatch, labels: [Int32]) {
         precondition(labels.count == tokens.ids.count, "labels must be batch × seqLen")
         self.tokens = tokens; self.labels = labels
@@ -43,7 +45,8 @@ public final class SideModel {
 
     /// Streams the backbone and runs the side network beside it. With `train`, keeps what backward needs
     /// in `tape` and applies dropout from `rng`. Returns the head input `o [n, d]` (and leaves pieces in tape).
-    func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64) throws -> FloatBuffer {
+    func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64,
+                 dropoutKeys: [UInt64]? = nil) throws -> FloatBuffer {
         let c = config, L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
         let g = SideBatchGeometry(config: c, lengths: tokens.lengths, seqLen: tokens.seqLen, invFreq: invFreq)
         let n = g.rows
@@ -59,7 +62,8 @@ public final class SideModel {
             dt?.reserve(rows: n, config: c)
             let target = v == 0 ? stream : (tape?.down[layer] ?? scratchDown)
             Downsampler.forward(layer: layer, weights: weights, h: h, n: n, out: target.pointer, tape: dt,
-                                rng: &localRNG, scratch: scratch)
+                                rng: &localRNG, scratch: scratch,
+                                streams: dropoutKeys.map { DropoutStreams(keys: $0, seqLen: tokens.seqLen, call: v) })
             guard v > 0 else { return }
             GatedMix.forward(out: mixed.pointer, a: target.pointer, b: stream.pointer,
                              z: weights.value("model.z.\(layer)"), n: n, d: w)
@@ -96,7 +100,7 @@ public final class SideModel {
         let rows = batch.tokens.ids.count
         let tape = (tapeCache?.capacity ?? 0) >= rows ? tapeCache! : SideForwardTape(config: c, rows: rows)
         tapeCache = tape
-        let o = try forward(batch.tokens, tape: tape, rng: &rng)
+        let o = try forward(batch.tokens, tape: tape, rng: &rng, dropoutKeys: batch.dropoutKeys)
         guard let g = tape.geometry else { throw QSTError("side forward did not record its batch geometry") }
         let n = g.rows
         let dO = FloatBuffer(count: n * d)

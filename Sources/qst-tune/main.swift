@@ -21,6 +21,10 @@ struct Tune: ParsableCommand {
           qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv --eval sst2/dev.tsv -o run/ --steps 300
           qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/ --epochs 1
           qst-tune smollm2.qst4 --resume run/                      continue an interrupted run
+
+        Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch
+        and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
+          mpirun -np 2 --hostfile hosts qst-tune smollm2.qst4 side/ --task sst2 --data train.tsv -o run/
         """)
 
     @Argument(help: "The base model (.qst4 container or safetensors folder).")
@@ -128,6 +132,11 @@ struct Tune: ParsableCommand {
 
     func run() throws {
         if let benchmark { return try runBenchmark(benchmark) }
+        try DataParallelRun.execute(tool: "qst-tune") { try train($0) }
+    }
+
+    /// The run as one process or as one rank of an mpirun job (only rank 0 writes files and output).
+    func train(_ parallel: DataParallelRun) throws {
         guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
         // A resumed run reads its data arguments from run.json unless given again.
         var args = RunArguments(data: data, eval: eval, task: task, trainLimit: trainLimit, skipBad: skipBad,
@@ -137,7 +146,10 @@ struct Tune: ParsableCommand {
             args.trainLimit = args.trainLimit ?? saved.trainLimit; args.skipBad = args.skipBad || saved.skipBad
             args.trainFingerprint = saved.trainFingerprint
         }
-        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) { return try runLoRA(run: run, args: args) }
+        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
+            guard parallel.reducer.size == 1 else { throw CommandError("--method lora runs in one process; data parallelism over MPI is for qst") }
+            return try runLoRA(run: run, args: args)
+        }
         guard method == "qst" else { throw CommandError("--method must be qst or lora") }
         guard let data = args.data else { throw CommandError("--data is required") }
         let task = args.task, eval = args.eval, trainLimit = args.trainLimit, skipBad = args.skipBad
@@ -158,7 +170,7 @@ struct Tune: ParsableCommand {
                 throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
             }
         }
-        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        if parallel.isLeader { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         let sideModel = try SideModel(weights: weights, backbone: backbone)
 
         func load(_ path: String) throws -> LoadedExamples {
@@ -174,7 +186,7 @@ struct Tune: ParsableCommand {
                                "expected \(saved)); resuming needs the same --data, --task and --train-limit")
         }
         args.trainFingerprint = fingerprint
-        try args.write(run: run)
+        if parallel.isLeader { try args.write(run: run) }
         let evalSet = try eval.map(load)
         note("training examples: \(trainSet.examples.count) (skipped \(trainSet.skippedBad) bad, truncated " +
              "\(trainSet.truncated) to \(training.maxLength) tokens, of which \(trainSet.droppedTooLong) had nothing left to train on and were dropped)" +
@@ -189,19 +201,23 @@ struct Tune: ParsableCommand {
         let trainer = try SideTrainer(model: sideModel, training: training, train: trainSet.examples,
                                       eval: evalSet?.examples ?? [], labelTokens: trainSet.labelTokens, run: run,
                                       resumed: resumed)
+        trainer.reducer = parallel.reducer
+        parallel.announceTermination(run: run)
         var zeroShot: EvaluationResult?
         if evalBase, let evalSet {
             let subset = training.evalLimit > 0 ? Array(evalSet.examples.prefix(training.evalLimit)) : evalSet.examples
             zeroShot = try Evaluation.run(model: sideModel, examples: subset, labelTokens: trainSet.labelTokens,
-                                          batchSize: training.batchSize, baseOnly: true)
+                                          batchSize: training.batchSize, baseOnly: true, reducer: parallel.reducer)
             note("frozen model alone: loss \(fmt(zeroShot!.loss))" + (zeroShot!.accuracy.map { ", accuracy \(pct($0))" } ?? ""))
         }
 
-        let log = try LogFile(path: run + "/log.jsonl")
+        let log = parallel.isLeader ? try LogFile(path: run + "/log.jsonl") : nil
         let bar = ProgressBar(total: trainer.totalSteps, label: "training")
         let tty = isatty(2) != 0
         let loopStart = Date(), startStep = trainer.state.step
         trainer.onLog = { (entry: TrainingLogEntry) in
+            if entry.kind == "train" { parallel.afterStep(entry.step) }
+            guard let log else { return }
             log.append(entry)
             let peak = MemoryStats.current().peakRSS
             if entry.kind == "eval" {
@@ -219,6 +235,7 @@ struct Tune: ParsableCommand {
             }
         }
         let final = try trainer.runToEnd()
+        guard let log else { return }
         bar.finish()
         let entries = log.readAll()
         try writeCurves(entries, to: run + "/curves.svg")
@@ -232,7 +249,7 @@ struct Tune: ParsableCommand {
                               lastTrainLoss: trainEntries.last?.loss, trainSeconds: seconds,
                               tokensPerSecond: seconds > 0 ? Double(tokens - (resumed?.state.tokensSeen ?? 0)) / seconds : 0,
                               peakRSS: peak, estimatedMemory: estimate.total, totalSeconds: Date().timeIntervalSince(started),
-                              run: run)
+                              run: run, dataParallel: parallel.describe(weights.parameters))
         try TrainingCheckpointJSON.write(summary, to: run + "/summary.json")
         if json { try JSONOutput.print(summary); return }
         print("trained \(summary.steps) steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), " +
@@ -256,6 +273,7 @@ struct Tune: ParsableCommand {
         var bestStep: Int?, bestMetric: Double?, lastTrainLoss: Double?
         var trainSeconds: Double, tokensPerSecond: Double, peakRSS: Int, estimatedMemory: Int, totalSeconds: Double
         var run: String
+        var dataParallel: DataParallelSummary? = nil
     }
 
     func writeCurves(_ entries: [TrainingLogEntry], to path: String) throws {
@@ -334,7 +352,11 @@ enum TrainingCheckpointJSON {
     }
 }
 
-func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+/// Progress notes on stderr; in an mpirun job only rank 0 prints them.
+func note(_ s: String) {
+    guard ["0", nil].contains(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"]) else { return }
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
 func fmt(_ x: Double) -> String { String(format: "%.4f", x) }
 func pct(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
 
