@@ -14,6 +14,8 @@ public final class MPIGroup: GradientReducer {
     public let size: Int
     /// Bytes summed by collectives so far (payload sent into MPI_Allreduce by this rank).
     public private(set) var reducedBytes = 0
+    /// Wall time spent inside collectives so far (includes waiting for slower ranks).
+    public private(set) var reduceSeconds = 0.0
 
     private init(rank: Int, size: Int) { self.rank = rank; self.size = size }
 
@@ -42,6 +44,8 @@ public final class MPIGroup: GradientReducer {
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard let base = buffer.baseAddress, !buffer.isEmpty else { return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { reduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
         // MPI counts are Int32: large buffers go in slices.
         var offset = 0
         while offset < buffer.count {
@@ -55,6 +59,8 @@ public final class MPIGroup: GradientReducer {
 
     public func allReduceSum(_ values: [Double]) throws -> [Double] {
         var out = values
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { reduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
         let rc = out.withUnsafeMutableBufferPointer { qst_mpi_allreduce_sum_double($0.baseAddress!, Int32($0.count)) }
         guard rc == 0 else { throw QSTError("rank \(rank): MPI_Allreduce of \(values.count) doubles failed with MPI error \(rc)") }
         reducedBytes += 8 * values.count

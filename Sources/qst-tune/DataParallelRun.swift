@@ -57,7 +57,8 @@ struct DataParallelRun {
 
     /// One line for the summary: ranks and the bytes of one step's gradient reduction.
     func describe(_ parameters: [Parameter]) -> DataParallelSummary {
-        DataParallelSummary(ranks: reducer.size, gradientBytesPerStep: SingleProcess.gradientBytes(parameters))
+        DataParallelSummary(ranks: reducer.size, gradientBytesPerStep: SingleProcess.gradientBytes(parameters),
+                            reducedBytes: mpi?.reducedBytes ?? 0, reduceSeconds: mpi?.reduceSeconds ?? 0)
     }
 }
 
@@ -65,4 +66,8 @@ struct DataParallelSummary: Codable {
     var ranks: Int
     /// F32 gradient bytes each rank contributes to the all-reduce per optimizer step (plus 16 bytes of loss).
     var gradientBytesPerStep: Int
+    /// Totals on rank 0 over the run: bytes it sent into collectives and wall time inside them (waiting
+    /// for slower ranks included), gradients, losses and evaluation sums together.
+    var reducedBytes: Int
+    var reduceSeconds: Double
 }
