@@ -94,6 +94,17 @@ final class MPIToolTests: XCTestCase {
         return a.keys.map { k in zip(a[k]!, b[k] ?? []).map { abs($0 - $1) }.max() ?? .infinity }.max() ?? .infinity
     }
 
+    /// Started by mpirun but without a usable libmpi: one clear line, non-zero, before any work (no mpirun needed).
+    func testUnusableMPILibraryIsAClearError() throws {
+        let r = try tune([path("base.qst4"), path("side"), "--data", path("train.jsonl"), "-o", path("run")], ranks: nil,
+                         extra: ["OMPI_COMM_WORLD_SIZE": "2", "QST_MPI_LIBRARY": "/nonexistent/libmpi.so.40"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("started by mpirun"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot load /nonexistent/libmpi.so.40"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("run")))
+    }
+
     func testTwoRanksMatchOneProcess() throws {
         let (base, side) = try prepare()
         let evalArgs = ["--eval", path("eval.jsonl"), "--json"]
