@@ -16,8 +16,12 @@ public final class MPIGroup: GradientReducer {
     public private(set) var reducedBytes = 0
     /// Wall time spent inside collectives so far (includes waiting for slower ranks).
     public private(set) var reduceSeconds = 0.0
+    /// With `profile` (QST_MPI_PROFILE=1), a barrier before each gradient all-reduce: the time spent in it
+    /// is waiting for slower ranks, so `reduceSeconds − waitSeconds` is the transfer itself.
+    public let profile: Bool
+    public private(set) var waitSeconds = 0.0
 
-    private init(rank: Int, size: Int) { self.rank = rank; self.size = size }
+    private init(rank: Int, size: Int, profile: Bool) { self.rank = rank; self.size = size; self.profile = profile }
 
     /// Whether the environment says this process belongs to an Open MPI job.
     public static func launchedByMPI(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
@@ -39,13 +43,17 @@ public final class MPIGroup: GradientReducer {
         var rank: Int32 = 0, size: Int32 = 0
         let rc = qst_mpi_init(&rank, &size)
         guard rc == 0 else { throw QSTError("MPI_Init_thread failed with MPI error \(rc)") }
-        return MPIGroup(rank: Int(rank), size: Int(size))
+        return MPIGroup(rank: Int(rank), size: Int(size), profile: env["QST_MPI_PROFILE"] == "1")
     }
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard let base = buffer.baseAddress, !buffer.isEmpty else { return }
         let start = DispatchTime.now().uptimeNanoseconds
         defer { reduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
+        if profile {
+            try barrier()
+            waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        }
         // MPI counts are Int32: large buffers go in slices.
         var offset = 0
         while offset < buffer.count {

@@ -1,6 +1,7 @@
 import Foundation
 import QSTCLI
 import QSTDistributed
+import QSTEngine
 import QSTNN
 import QSTSide
 #if canImport(Glibc)
@@ -32,6 +33,8 @@ struct DataParallelRun {
             mpi?.finalize()
             return
         }
+        // Each rank's OpenBLAS (the side network's matmuls) gets the rank's own thread count, not every core.
+        if let threads = env["QST_THREADS"].flatMap({ Int($0) }) { EngineThreads.configure(threads: threads) }
         do {
             try body(run)
         } catch {
@@ -58,7 +61,8 @@ struct DataParallelRun {
     /// One line for the summary: ranks and the bytes of one step's gradient reduction.
     func describe(_ parameters: [Parameter]) -> DataParallelSummary {
         DataParallelSummary(ranks: reducer.size, gradientBytesPerStep: SingleProcess.gradientBytes(parameters),
-                            reducedBytes: mpi?.reducedBytes ?? 0, reduceSeconds: mpi?.reduceSeconds ?? 0)
+                            reducedBytes: mpi?.reducedBytes ?? 0, reduceSeconds: mpi?.reduceSeconds ?? 0,
+                            waitSeconds: mpi?.profile == true ? mpi?.waitSeconds : nil)
     }
 }
 
@@ -70,4 +74,6 @@ struct DataParallelSummary: Codable {
     /// for slower ranks included), gradients, losses and evaluation sums together.
     var reducedBytes: Int
     var reduceSeconds: Double
+    /// With QST_MPI_PROFILE=1: the part of reduceSeconds spent waiting for slower ranks (a barrier).
+    var waitSeconds: Double?
 }
