@@ -38,7 +38,7 @@ public final class MPIGroup: GradientReducer {
         let loaded = lib.map { qst_mpi_load($0, &message, message.count) } ?? qst_mpi_load(nil, &message, message.count)
         guard loaded == 0 else {
             throw QSTError("started by mpirun (OMPI_COMM_WORLD_SIZE=\(env["OMPI_COMM_WORLD_SIZE"] ?? "")) but MPI is unusable: " +
-                           String(cString: message))
+                           String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         var rank: Int32 = 0, size: Int32 = 0
         let rc = qst_mpi_init(&rank, &size)

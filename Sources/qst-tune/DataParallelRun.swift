@@ -48,8 +48,8 @@ struct DataParallelRun {
     /// Tells this rank what to print if mpirun ends it because another rank failed.
     func announceTermination(run: String) {
         guard let mpi, mpi.size > 1 else { return }
-        mpi.onJobTermination("qst-tune: error: rank \(mpi.rank) of \(mpi.size) stopped: another rank of the MPI job " +
-                             "failed and mpirun ended the job; the last checkpoint in \(run) is intact " +
+        mpi.onJobTermination("qst-tune: error: rank \(mpi.rank) of \(mpi.size) stopped: mpirun ended the job (another " +
+                             "rank failed or the job was interrupted); the last checkpoint in \(run) is intact " +
                              "(resume with qst-tune --resume \(run), with any number of ranks)")
     }
 
