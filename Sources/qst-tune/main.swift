@@ -147,8 +147,7 @@ struct Tune: ParsableCommand {
             args.trainFingerprint = saved.trainFingerprint
         }
         if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
-            guard parallel.reducer.size == 1 else { throw CommandError("--method lora runs in one process; data parallelism over MPI is for qst") }
-            return try runLoRA(run: run, args: args)
+            return try runLoRA(run: run, args: args, parallel: parallel)
         }
         guard method == "qst" else { throw CommandError("--method must be qst or lora") }
         guard let data = args.data else { throw CommandError("--data is required") }

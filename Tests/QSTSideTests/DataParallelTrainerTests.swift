@@ -70,21 +70,22 @@ final class DataParallelTrainerTests: XCTestCase {
         FileManager.default.temporaryDirectory.appendingPathComponent("qst-dp-\(UUID().uuidString)").path
     }
 
+    /// Each thread touches only its own trainer and result slot.
+    final class Box<M: TrainableModel>: @unchecked Sendable {
+        let trainers: [Trainer<M>]
+        var results: [Result<EvaluationResult?, Error>?]
+        let lock = NSLock()
+        init(_ trainers: [Trainer<M>]) { self.trainers = trainers; results = Array(repeating: nil, count: trainers.count) }
+        var pending: Bool { lock.withLock { results.contains { $0 == nil } } }
+    }
+
     /// Runs `size` ranks to the end on threads; returns their trainers and final evaluations.
-    private func runRanks(_ size: Int, runs: [String]) throws -> [(SideTrainer, EvaluationResult?)] {
+    private func runRanks<M: TrainableModel>(_ size: Int, make: (Int) throws -> Trainer<M>) throws -> [(Trainer<M>, EvaluationResult?)] {
         let rendezvous = Rendezvous(size: size)
         let trainers = try (0..<size).map { r in
-            let t = try trainer(run: runs[r])
+            let t = try make(r)
             t.reducer = ThreadRank(rank: r, rendezvous: rendezvous)
             return t
-        }
-        /// Each thread touches only its own trainer and result slot.
-        final class Box: @unchecked Sendable {
-            let trainers: [SideTrainer]
-            var results: [Result<EvaluationResult?, Error>?]
-            let lock = NSLock()
-            init(_ trainers: [SideTrainer]) { self.trainers = trainers; results = Array(repeating: nil, count: trainers.count) }
-            var pending: Bool { lock.withLock { results.contains { $0 == nil } } }
         }
         let box = Box(trainers)
         for r in 0..<size {
@@ -110,7 +111,7 @@ final class DataParallelTrainerTests: XCTestCase {
         for size in [2, 3, 4] {
             let runs = (0..<size).map { _ in tempDir() }
             defer { runs.forEach { try? FileManager.default.removeItem(atPath: $0) } }
-            let ranks = try runRanks(size, runs: runs)
+            let ranks = try runRanks(size) { try trainer(run: runs[$0]) }
             for (r, (t, eval)) in ranks.enumerated() {
                 let diff = zip(t.model.weights.values.array, reference).map { abs($0 - $1) }.max()!
                 XCTAssertLessThanOrEqual(diff, 1e-5, "\(size) ranks, rank \(r): weights differ by \(diff)")
@@ -135,6 +136,22 @@ final class DataParallelTrainerTests: XCTestCase {
         let o = try trainer(run: other, seed: 10)
         _ = try o.runToEnd()
         XCTAssertGreaterThan(zip(o.model.weights.values.array, reference).map { abs($0 - $1) }.max()!, 1e-3)
+    }
+
+    /// LoRA through the same loop: its dropout also draws per example, so 2 ranks match one process.
+    func testLoRARanksReproduceOneProcess() throws {
+        let one = try LoRATrainerTests.trainer(run: try ExportFixtures.scratch("dp-lora-one"), steps: 4)
+        _ = try one.runToEnd()
+        let reference = one.model.weights.values.array
+        let initial = try LoRATrainerTests.trainer(run: try ExportFixtures.scratch("dp-lora-init"), steps: 4).model.weights.values.array
+        XCTAssertGreaterThan(zip(reference, initial).map { abs($0 - $1) }.max()!, 1e-3)
+        let runs = try (0..<2).map { try ExportFixtures.scratch("dp-lora-\($0)") }
+        let ranks = try runRanks(2) { try LoRATrainerTests.trainer(run: runs[$0], steps: 4) }
+        for (r, (t, _)) in ranks.enumerated() {
+            let diff = zip(t.model.weights.values.array, reference).map { abs($0 - $1) }.max()!
+            XCTAssertLessThanOrEqual(diff, 1e-5, "LoRA rank \(r): weights differ by \(diff)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: runs[1] + "/final"))
     }
 
     func testShardsCoverTheBatchContiguously() {
