@@ -131,6 +131,30 @@ final class MPIToolTests: XCTestCase {
         XCTAssertEqual(two.stdout.components(separatedBy: "\"finalEval\"").count, 2, two.stdout)
     }
 
+    /// LoRA over 2 ranks: runs, and stays within AdamW's worst case for rounding-level gradients
+    /// (2·lr per step per element: zero-initialised lora_B makes such elements common early on).
+    func testLoRATwoRanks() throws {
+        let (base, _) = try prepare()
+        let args = ["--method", "lora", "--data", path("train.jsonl"), "--eval", path("eval.jsonl"), "--steps", "4",
+                    "--batch-size", "4", "--seed", "3", "--lr", "5e-4", "--json"]
+        let one = try tune([base] + args + ["-o", path("lora1")], ranks: nil)
+        XCTAssertEqual(one.status, 0, one.stderr)
+        let two = try tune([base] + args + ["-o", path("lora2")], ranks: 2)
+        XCTAssertEqual(two.status, 0, two.stderr)
+        func adapter(_ run: String) throws -> [String: [Float]] {
+            let f = try SafetensorsFile(path: path(run) + "/final/adapter_model.safetensors")
+            return try f.tensors.mapValues { info in
+                var v = [Float](repeating: 0, count: info.elementCount)
+                try v.withUnsafeMutableBufferPointer { try f.floats(info.name, into: $0) }
+                return v
+            }
+        }
+        XCTAssertLessThanOrEqual(maxDifference(try adapter("lora1"), try adapter("lora2")), 2 * 5e-4 * 4)
+        let l1 = try XCTUnwrap((try ToolHarness.json(one.stdout)["finalEval"] as? [String: Any])?["loss"] as? Double)
+        let l2 = try XCTUnwrap((try ToolHarness.json(two.stdout)["finalEval"] as? [String: Any])?["loss"] as? Double)
+        XCTAssertEqual(l1, l2, accuracy: 1e-4 * l1)
+    }
+
     func testDeadRankStopsTheJobAndResumeChangesRankCount() throws {
         let (base, side) = try prepare()
         let straight = try tune([base, side] + common(path("straight"), steps: 8), ranks: nil)
