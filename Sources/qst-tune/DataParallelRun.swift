@@ -50,7 +50,7 @@ struct DataParallelRun {
         guard let mpi, mpi.size > 1 else { return }
         mpi.onJobTermination("qst-tune: error: rank \(mpi.rank) of \(mpi.size) stopped: mpirun ended the job (another " +
                              "rank failed or the job was interrupted); the last checkpoint in \(run) is intact " +
-                             "(resume with qst-tune --resume \(run), with any number of ranks)")
+                             "if one was written (resume with qst-tune --resume \(run), with any number of ranks)")
     }
 
     /// Called after every optimizer step on every rank.
