@@ -30,6 +30,8 @@ let package = Package(
         // Hot kernels in C (NF4 dequantization, AVX-512 paths chosen at run time).
         .target(name: "QSTKernels", path: "Sources/QSTKernels",
                 cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+        // Open MPI loaded at run time (dlopen), so one build runs with or without it (README, "Data parallelism").
+        .target(name: "CMPIShim", path: "Sources/CMPIShim", linkerSettings: [.linkedLibrary("dl")]),
         // Small shared pieces: parallel loops over the cores.
         .target(name: "QSTCore", swiftSettings: optimized),
         // The one format library: safetensors, NF4, the .qst4 container.
@@ -43,6 +45,8 @@ let package = Package(
                 swiftSettings: optimized),
         // The side network, its training loop, export.
         .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"], swiftSettings: optimized),
+        // Data-parallel training over MPI: the job's ranks as a GradientReducer.
+        .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: optimized),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
         .target(name: "QSTCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: optimized),
@@ -61,7 +65,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-init-side", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
-        .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTEngine", "QSTNN", "QSTCLI",
+        .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTEngine", "QSTNN", "QSTCLI", "QSTDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),

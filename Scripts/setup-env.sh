@@ -4,7 +4,8 @@
 #   source Scripts/setup-env.sh   # also exports QST_CACHE and QST_PYTHON into the calling shell
 #   bash Scripts/setup-env.sh     # just installs; prints the python path on stdout
 #
-# - apt: libopenblas-dev, libzstd-dev (only if dpkg says they are missing; apt-get update at most once)
+# - apt: libopenblas-dev, libzstd-dev, libopenmpi-dev + openmpi-bin (data-parallel qst-tune and its tests;
+#   the tools load libmpi at run time only under mpirun) — only if dpkg says they are missing
 # - venv: $QST_CACHE/venv with numpy, gguf, tokenizers (only the ones not already importable)
 # Quiet on success; errors go to stderr and the function returns non-zero.
 
@@ -15,7 +16,7 @@ _qst_setup_env() {
     mkdir -p "$cache" || return 1
 
     local missing=() pkg
-    for pkg in libopenblas-dev libzstd-dev; do
+    for pkg in libopenblas-dev libzstd-dev libopenmpi-dev openmpi-bin; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then

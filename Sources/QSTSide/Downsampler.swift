@@ -44,23 +44,23 @@ final class DownsampleTape {
 enum Downsampler {
     static let layerNormEps: Float = 1e-5
 
-    /// `out = down_i(h)`. With a `tape`, saves what backward needs and applies dropout with `rng`
-    /// (training); without one, runs as in evaluation (no dropout).
+    /// `out = down_i(h)`. With a `tape`, saves what backward needs and applies dropout with `rng`, or
+    /// per example with `streams` when given (training); without one, runs as in evaluation (no dropout).
     static func forward(layer i: Int, weights: SideWeights, h: UnsafePointer<Float>, n: Int,
                         out: UnsafeMutablePointer<Float>, tape: DownsampleTape?, rng: inout SplitMix64,
-                        scratch: FloatBuffer) {
+                        scratch: FloatBuffer, streams: DropoutStreams? = nil) {
         let c = weights.config, d = c.base.hiddenSize, w = c.width
         let p = c.downsamplePrefix(i)
         switch c.downsample {
         case .avgpool, .maxpool:
             FeaturePool.forward(out: out, x: h, n: n, d: d, r: c.r, kind: c.downsample == .avgpool ? .average : .max)
         case .linear:
-            let x = dropped(h, n: n, d: d, tape: tape, p: c.dropout, rng: &rng)
+            let x = dropped(h, n: n, d: d, tape: tape, p: c.dropout, rng: &rng, streams: streams)
             Linear.forward(out: out, x: x, weight: weights.value(p + "weight"), bias: nil,
                            n: n, inFeatures: d, outFeatures: w)
         case .adapter:
             let hid = c.adapterHidden
-            let x = dropped(h, n: n, d: d, tape: tape, p: c.dropout, rng: &rng)
+            let x = dropped(h, n: n, d: d, tape: tape, p: c.dropout, rng: &rng, streams: streams)
             // Without a tape the intermediates go to scratch (n·(h + w) floats).
             let u = tape?.preActivation.pointer ?? scratch.pointer
             let y = tape?.preNorm.pointer ?? (scratch.pointer + n * hid)
@@ -115,10 +115,13 @@ enum Downsampler {
 
     /// Dropout into the tape's input buffer (training) or the input itself (evaluation).
     private static func dropped(_ h: UnsafePointer<Float>, n: Int, d: Int, tape: DownsampleTape?, p: Float,
-                                rng: inout SplitMix64) -> UnsafePointer<Float> {
+                                rng: inout SplitMix64, streams: DropoutStreams?) -> UnsafePointer<Float> {
         guard let tape else { return h }
         let count = n * d
-        if p > 0 {
+        if p > 0, let streams, streams.keys.count * streams.seqLen == n {
+            let mask = Buffer<UInt8>(count: count)
+            Dropout.forward(out: tape.input.pointer, mask: mask.pointer, x: h, width: d, p: p, streams: streams)
+        } else if p > 0 {
             let mask = Buffer<UInt8>(count: count)
             Dropout.forward(out: tape.input.pointer, mask: mask.pointer, x: h, count: count, p: p, rng: &rng)
         } else {

@@ -14,16 +14,20 @@ public struct EvaluationResult: Codable, Sendable, Equatable {
 public enum Evaluation {
     /// Evaluates `model` on `examples` in batches of `batchSize` (sorted by length to save padding).
     /// With `baseOnly`, the side network is bypassed: `o = norm(h_N)`, the frozen model alone (zero-shot).
+    /// With a `reducer` of several processes, each evaluates every size-th batch and the sums are reduced.
     public static func run<Model: TrainableModel>(model: Model, examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
-                           baseOnly: Bool = false, progress: ((Int) -> Void)? = nil) throws -> EvaluationResult {
+                           baseOnly: Bool = false, progress: ((Int) -> Void)? = nil,
+                           reducer: any GradientReducer = SingleProcess()) throws -> EvaluationResult {
         let order = examples.indices.sorted { examples[$0].ids.count < examples[$1].ids.count }
         var lossSum = 0.0, count = 0, correct = 0, classified = 0
         let head = model.frozenBackbone.headRows()
         var done = 0
-        var i = 0
+        var i = 0, batchIndex = 0
         while i < order.count {
             let chunk = order[i..<min(order.count, i + batchSize)].map { examples[$0] }
             i += batchSize
+            batchIndex += 1
+            guard (batchIndex - 1) % reducer.size == reducer.rank else { continue }
             let batch = BatchPlan.collate(chunk)
             let o: FloatBuffer
             if baseOnly {
@@ -53,6 +57,10 @@ public enum Evaluation {
             } catch let e as NNError { throw QSTError(e.message) }
             done += chunk.count
             progress?(done)
+        }
+        if reducer.size > 1 {
+            let t = try reducer.allReduceSum([lossSum, Double(count), Double(correct), Double(classified)])
+            lossSum = t[0]; count = Int(t[1]); correct = Int(t[2]); classified = Int(t[3])
         }
         return EvaluationResult(loss: count == 0 ? 0 : lossSum / Double(count), labelledTokens: count,
                                 accuracy: classified == 0 ? nil : Double(correct) / Double(classified),

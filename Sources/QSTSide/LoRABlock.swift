@@ -48,7 +48,7 @@ final class LoRABlockTape {
     let rows: Int, probsCount: Int
     let normed1, rstd1, q, k, v, attn, resid1, normed2, rstd2, gate, up, act, probs: FloatBuffer
     var u: [LoRATarget: FloatBuffer] = [:]
-    var rngStarts: [LoRATarget: UInt64] = [:]
+    var rngStarts: [LoRATarget: LoRABranch.DropoutDraw] = [:]
 
     init(rows n: Int, shape s: DecoderBlockShape, probsCount: Int, lora: LoRAConfig) {
         rows = n; self.probsCount = probsCount
@@ -91,23 +91,26 @@ final class LoRABlockGradScratch {
 /// (data gradients through the frozen weights, LoRA gradients into `LoRAWeights.grads`). The block is
 /// the engine's `DecoderBlock` (RMSNorm → GQA attention with RoPE → residual → RMSNorm → SwiGLU → residual).
 enum LoRABlock {
-    /// `out = block(x)`; `rng` nil = no dropout. Advances `rng` by the dropout draws of every projection.
+    /// `out = block(x)`; `rng` nil = no dropout. Advances `rng` by the dropout draws of every projection,
+    /// unless per-example `streams` are given (then each projection is its own dropout call).
     static func forward(layer i: Int, frozen F: LoRAFrozenBlock, lora W: LoRAWeights, shape s: DecoderBlockShape,
                         x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, geometry g: LoRAGeometry,
                         tape T: LoRABlockTape, scratch: LoRABranch.Scratch, rng: inout SplitMix64?,
-                        context: MatmulContext) {
+                        context: MatmulContext, streams: DropoutStreams? = nil) {
         let n = g.rows, d = s.hidden
         func project(_ t: LoRATarget, _ input: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, accumulate: Bool) {
             F.linear(t).forward(out: y, x: input, n: n, accumulate: accumulate, context: context)
             guard let pair = W.pair(layer: i, t), let u = T.u[t] else { return }
-            var start: UInt64?
-            if var r = rng, W.config.dropout > 0 {
-                start = r.state
+            var start: LoRABranch.DropoutDraw?
+            if rng != nil, W.config.dropout > 0, let streams {
+                start = .examples(streams.forCall(i * LoRATarget.allCases.count + (LoRATarget.allCases.firstIndex(of: t) ?? 0)))
+            } else if var r = rng, W.config.dropout > 0 {
+                start = .stream(r.state)
                 r.advance(by: n * pair.inF)
                 rng = r
             }
             T.rngStarts[t] = start
-            LoRABranch.forward(out: y, x: input, n: n, pair: pair, weights: W, rngStart: start, u: u.pointer,
+            LoRABranch.forward(out: y, x: input, n: n, pair: pair, weights: W, draw: start, u: u.pointer,
                                scratch: scratch)
         }
         RMSNorm.forward(out: T.normed1.pointer, rstd: T.rstd1.pointer, x: x, weight: F.inputNorm, n: n, d: d, eps: s.eps)
@@ -140,7 +143,7 @@ enum LoRABlock {
                          dIn: UnsafeMutablePointer<Float>) {
             F.linear(t).backwardData(dx: dIn, dy: dy, n: n, tile: G.tile)
             guard let pair = W.pair(layer: i, t), let u = T.u[t] else { return }
-            LoRABranch.backward(dx: dIn, dy: dy, x: input, n: n, pair: pair, weights: W, rngStart: T.rngStarts[t],
+            LoRABranch.backward(dx: dIn, dy: dy, x: input, n: n, pair: pair, weights: W, draw: T.rngStarts[t],
                                 u: u.constPointer, scratch: G.branch)
         }
         // MLP branch.

@@ -73,21 +73,30 @@ enum LoRABranch {
         }
     }
 
+    /// Where a projection's dropout mask comes from: a start state of one stream, or per-example streams
+    /// (`DropoutStreams`, the trainer's: the same mask whichever process computes an example).
+    enum DropoutDraw { case stream(UInt64), examples(DropoutStreams) }
+
     /// The input the branch multiplies: `x` itself without dropout, else the dropped-out copy in scratch.
-    static func droppedInput(x: UnsafePointer<Float>, count: Int, p: Float, rngStart: UInt64?,
+    static func droppedInput(x: UnsafePointer<Float>, count: Int, width: Int, p: Float, draw: DropoutDraw?,
                              scratch: Scratch) -> UnsafePointer<Float> {
-        guard let rngStart, p > 0 else { return x }
-        var rng = SplitMix64(seed: rngStart)
-        Dropout.forward(out: scratch.xd.pointer, mask: scratch.mask.pointer, x: x, count: count, p: p, rng: &rng)
+        guard let draw, p > 0 else { return x }
+        switch draw {
+        case .stream(let start):
+            var rng = SplitMix64(seed: start)
+            Dropout.forward(out: scratch.xd.pointer, mask: scratch.mask.pointer, x: x, count: count, p: p, rng: &rng)
+        case .examples(let streams):
+            Dropout.forward(out: scratch.xd.pointer, mask: scratch.mask.pointer, x: x, width: width, p: p, streams: streams)
+        }
         return scratch.xd.constPointer
     }
 
     /// Adds the branch to `out [n, outF]` and leaves `u = dropout(x)·Aᵀ [n, r]` in `u`.
-    /// `rngStart` nil means no dropout (evaluation).
+    /// `draw` nil means no dropout (evaluation).
     static func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, pair: LoRAPair,
-                        weights W: LoRAWeights, rngStart: UInt64?, u: UnsafeMutablePointer<Float>, scratch: Scratch) {
+                        weights W: LoRAWeights, draw: DropoutDraw?, u: UnsafeMutablePointer<Float>, scratch: Scratch) {
         let r = W.config.r, inF = pair.inF, outF = pair.outF
-        let xin = droppedInput(x: x, count: n * inF, p: W.config.dropout, rngStart: rngStart, scratch: scratch)
+        let xin = droppedInput(x: x, count: n * inF, width: inF, p: W.config.dropout, draw: draw, scratch: scratch)
         Linear.forward(out: u, x: xin, weight: W.values.pointer + pair.offsetA, bias: nil, n: n,
                        inFeatures: inF, outFeatures: r)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outF), Int32(r),
@@ -97,7 +106,7 @@ enum LoRABranch {
     /// Accumulates `dA`, `dB` into `W.grads` and the branch's share of `dx` (`+=`), given `dy [n, outF]`
     /// and the `u` forward kept.
     static func backward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int,
-                         pair: LoRAPair, weights W: LoRAWeights, rngStart: UInt64?, u: UnsafePointer<Float>,
+                         pair: LoRAPair, weights W: LoRAWeights, draw: DropoutDraw?, u: UnsafePointer<Float>,
                          scratch: Scratch) {
         let r = W.config.r, inF = pair.inF, outF = pair.outF, s = W.config.scaling
         let A = W.values.pointer + pair.offsetA, B = W.values.pointer + pair.offsetB
@@ -107,11 +116,11 @@ enum LoRABranch {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(r), Int32(outF),
                     s, dy, Int32(outF), B, Int32(r), 0, scratch.du.pointer, Int32(r))
         let p = W.config.dropout
-        let xin = droppedInput(x: x, count: n * inF, p: p, rngStart: rngStart, scratch: scratch)
+        let xin = droppedInput(x: x, count: n * inF, width: inF, p: p, draw: draw, scratch: scratch)
         // dA [r, inF] += duᵀ · dropout(x)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(r), Int32(inF), Int32(n),
                     1, scratch.du.pointer, Int32(r), xin, Int32(inF), 1, W.grads.pointer + pair.offsetA, Int32(inF))
-        if rngStart != nil, p > 0 {
+        if draw != nil, p > 0 {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(inF), Int32(r),
                         1, scratch.du.pointer, Int32(r), A, Int32(inF), 0, scratch.dxd.pointer, Int32(inF))
             Dropout.backward(dx: dx, dout: scratch.dxd.pointer, mask: scratch.mask.pointer, count: n * inF, p: p)

@@ -107,12 +107,13 @@ public final class LoRAModel {
         try embed(tokens, into: B.inputs[0].pointer)
         var stream: SplitMix64? = rng
         var layerRNG: [SplitMix64?] = []
+        let streams = batch.dropoutKeys.map { DropoutStreams(keys: $0, seqLen: tokens.seqLen) }
         for i in 0..<L {
             layerRNG.append(stream)
             let tape = B.tapes[gradientCheckpointing ? 0 : i]
             LoRABlock.forward(layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
                               out: B.inputs[i + 1].pointer, geometry: g, tape: tape, scratch: B.branch, rng: &stream,
-                              context: context)
+                              context: context, streams: streams)
         }
         rng = stream ?? rng
         RMSNorm.forward(out: B.finalNormed.pointer, rstd: B.finalRstd.pointer, x: B.inputs[L].pointer,
@@ -139,7 +140,7 @@ public final class LoRAModel {
                 var replay = layerRNG[i]
                 LoRABlock.forward(layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
                                   out: B.grad.dAct.pointer, geometry: g, tape: tape, scratch: B.branch, rng: &replay,
-                                  context: context)
+                                  context: context, streams: streams)
             }
             LoRABlock.backward(layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
                                dout: dh.constPointer, dx: dPrev.pointer, geometry: g, tape: tape, grad: B.grad)

@@ -8,6 +8,8 @@ import QSTNN
 public struct SideBatch: Sendable {
     public var tokens: TokenBatch
     public var labels: [Int32]
+    /// Per-example dropout keys (`DropoutStreams`); nil draws dropout from the `rng` of `trainStep`.
+    public var dropoutKeys: [UInt64]?
     public init(tokens: TokenBatch, labels: [Int32]) {
         precondition(labels.count == tokens.ids.count, "labels must be batch × seqLen")
         self.tokens = tokens; self.labels = labels
@@ -48,7 +50,7 @@ public final class SideModel {
     /// in `tape` and applies dropout from `rng`. Returns the head input `o [n, d]` (and leaves pieces in tape).
     /// `labels` (training) lets a `frozenStateProvider` serve the frozen states.
     func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64,
-                 labels: [Int32]? = nil) throws -> FloatBuffer {
+                 labels: [Int32]? = nil, dropoutKeys: [UInt64]? = nil) throws -> FloatBuffer {
         let c = config, L = c.base.layerCount, w = c.width, d = c.headSize
         let g = SideBatchGeometry(config: c, lengths: tokens.lengths, seqLen: tokens.seqLen, invFreq: invFreq)
         let n = g.rows
@@ -81,7 +83,8 @@ public final class SideModel {
             hN = try backbone.forwardHiddenStates(tokens) { v, h in
                 try consume(v) { target, dt in
                     Downsampler.forward(layer: max(0, v - 1), weights: weights, h: h, n: n, out: target, tape: dt,
-                                        rng: &localRNG, scratch: scratch)
+                                        rng: &localRNG, scratch: scratch,
+                                        streams: dropoutKeys.map { DropoutStreams(keys: $0, seqLen: tokens.seqLen, call: v) })
                 }
             }
         }
@@ -114,7 +117,7 @@ public final class SideModel {
         let rows = batch.tokens.ids.count
         let tape = (tapeCache?.capacity ?? 0) >= rows ? tapeCache! : SideForwardTape(config: c, rows: rows)
         tapeCache = tape
-        let o = try forward(batch.tokens, tape: tape, rng: &rng, labels: batch.labels)
+        let o = try forward(batch.tokens, tape: tape, rng: &rng, labels: batch.labels, dropoutKeys: batch.dropoutKeys)
         guard let g = tape.geometry else { throw QSTError("side forward did not record its batch geometry") }
         let n = g.rows
         let dO = FloatBuffer(count: n * d)

@@ -20,6 +20,9 @@ public final class Trainer<Model: TrainableModel> {
     public var onLog: ((TrainingLogEntry) -> Void)?
     /// Called while evaluating with the number of examples done.
     public var onEvalProgress: ((Int) -> Void)?
+    /// The processes of a data-parallel run (each computes a slice of every micro-batch; gradients are
+    /// summed after backward; only rank 0 writes). `SingleProcess` reduces nothing.
+    public var reducer: any GradientReducer = SingleProcess()
 
     /// A fresh run (`resumeFrom == nil`) or one continuing from a loaded checkpoint.
     public init(model: Model, training: TrainingConfig, train: [TrainingExample], eval: [TrainingExample],
@@ -61,17 +64,31 @@ public final class Trainer<Model: TrainableModel> {
     public func step() throws -> TrainingLogEntry {
         let start = Date()
         model.zeroGradients()
-        var rng = SplitMix64(seed: 0)
-        rng.state = state.rngState
+        // Dropout keys are per example (output j + 1 of this step's stream for global batch position j), so
+        // masks do not depend on which process computes an example nor on what it is batched with.
+        var keys = SplitMix64(seed: state.rngState)
         var lossSum = 0.0, count = 0, tokens = 0
-        for _ in 0..<training.gradAccumulation {
-            let batch = BatchPlan.collate(nextMicroBatch())
-            let labelled = batch.labelledCount
+        for m in 0..<training.gradAccumulation {
+            let micro = nextMicroBatch()
+            // Normalised by the whole micro-batch's labelled count, whichever slice this process computes.
+            let labelled = micro.reduce(0) { $0 + $1.labels.lazy.filter { $0 != ChunkedCrossEntropy.ignoreIndex }.count }
             guard labelled > 0 else { continue }
+            tokens += micro.reduce(0) { $0 + $1.ids.count }
+            let mine = reducer.shard(micro.count)
+            guard !mine.isEmpty else { continue }
+            var batch = BatchPlan.collate(Array(micro[mine]))
+            let batchKeys = mine.map { keys.peek(m * training.batchSize + $0 + 1) }
+            batch.dropoutKeys = batchKeys
+            var rng = SplitMix64(seed: batchKeys[0])  // models that draw dropout from one stream (LoRA)
             let scale = 1 / Float(labelled * training.gradAccumulation)
             let r = try model.trainStep(batch, rng: &rng, gradScale: scale)
             lossSum += r.lossSum; count += r.count
-            tokens += batch.tokens.lengths.reduce(0, +)
+        }
+        keys.advance(by: training.gradAccumulation * training.batchSize)
+        if reducer.size > 1 {
+            let totals = try reducer.allReduceSum([lossSum, Double(count)])
+            lossSum = totals[0]; count = Int(totals[1])
+            try reducer.reduceGradients(optimizer.parameters)
         }
         let loss = count == 0 ? 0 : lossSum / Double(count)
         let norm = GradientClipping.globalNorm(optimizer.parameters)
@@ -85,7 +102,7 @@ public final class Trainer<Model: TrainableModel> {
                                         warmup: warmupSteps)
         optimizer.update(lr: Float(lr))
         state.step += 1
-        state.rngState = rng.state
+        state.rngState = keys.state
         state.tokensSeen += tokens
         let secs = Date().timeIntervalSince(start)
         let entry = TrainingLogEntry(kind: "train", step: state.step, epoch: epochProgress, loss: loss,
@@ -99,7 +116,7 @@ public final class Trainer<Model: TrainableModel> {
     public func evaluate() throws -> EvaluationResult {
         let subset = training.evalLimit > 0 ? Array(eval.prefix(training.evalLimit)) : eval
         return try Evaluation.run(model: model, examples: subset, labelTokens: labelTokens,
-                                  batchSize: training.batchSize, progress: onEvalProgress)
+                                  batchSize: training.batchSize, progress: onEvalProgress, reducer: reducer)
     }
 
     var epochProgress: Double {
@@ -114,7 +131,9 @@ public final class Trainer<Model: TrainableModel> {
         let metric = r.accuracy ?? -r.loss
         if state.bestMetric.map({ metric > $0 }) ?? true {
             state.bestMetric = metric; state.bestStep = state.step; state.evalsWithoutImprovement = 0
-            try model.saveWeights(directory: run + "/best", extraMetadata: ["step": String(state.step)])
+            if reducer.isLeader {
+                try model.saveWeights(directory: run + "/best", extraMetadata: ["step": String(state.step)])
+            }
         } else {
             state.evalsWithoutImprovement += 1
         }
@@ -125,6 +144,7 @@ public final class Trainer<Model: TrainableModel> {
     }
 
     public func saveCheckpoint() throws {
+        guard reducer.isLeader else { return }
         try model.saveCheckpoint(run: run, optimizer: optimizer, state: state, training: training)
     }
 
@@ -145,7 +165,9 @@ public final class Trainer<Model: TrainableModel> {
             last = try evaluateAndKeepBest().result
         }
         try saveCheckpoint()
-        try model.saveWeights(directory: run + "/final", extraMetadata: ["step": String(state.step)])
+        if reducer.isLeader {
+            try model.saveWeights(directory: run + "/final", extraMetadata: ["step": String(state.step)])
+        }
         return last
     }
 }

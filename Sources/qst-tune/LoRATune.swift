@@ -15,7 +15,7 @@ extension Tune {
                    seed: seed ?? 0, baseModel: model)
     }
 
-    func runLoRA(run: String, args inArgs: RunArguments) throws {
+    func runLoRA(run: String, args inArgs: RunArguments, parallel: DataParallelRun) throws {
         var args = inArgs
         guard let data = args.data else { throw CommandError("--data is required") }
         let started = Date()
@@ -35,7 +35,7 @@ extension Tune {
             }
             lora = try LoRAModel.fresh(base: backbone, config: try loraConfig(), gradientCheckpointing: gradientCheckpointing)
         }
-        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        if parallel.isLeader { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         func load(_ path: String) throws -> LoadedExamples {
             if let task = args.task {
                 return try GLUETask.named(task).load(path: path, tokenizer: tokenizer, maxLength: training.maxLength, skipBad: args.skipBad)
@@ -49,7 +49,7 @@ extension Tune {
             throw CommandError("the training data differs from the data \(run) was trained on; resuming needs the same data")
         }
         args.trainFingerprint = fingerprint
-        try args.write(run: run)
+        if parallel.isLeader { try args.write(run: run) }
         let evalSet = try args.eval.map(load)
         let params = lora.weights.parameterCount
         note("LoRA r \(lora.weights.config.r), alpha \(lora.weights.config.alpha), targets " +
@@ -58,9 +58,13 @@ extension Tune {
              (gradientCheckpointing ? " (gradient checkpointing)" : ""))
         let trainer = try LoRATrainer(model: lora, training: training, train: trainSet.examples, eval: evalSet?.examples ?? [],
                                       labelTokens: trainSet.labelTokens, run: run, resumed: resumed)
-        let log = try LogFile(path: run + "/log.jsonl")
+        trainer.reducer = parallel.reducer
+        parallel.announceTermination(run: run)
+        let log = parallel.isLeader ? try LogFile(path: run + "/log.jsonl") : nil
         let startStep = trainer.state.step, loopStart = Date()
         trainer.onLog = { entry in
+            if entry.kind == "train" { parallel.afterStep(entry.step) }
+            guard let log else { return }
             log.append(entry)
             if entry.kind == "eval" {
                 note("step \(entry.step): eval loss \(fmt(entry.loss))" + (entry.accuracy.map { ", accuracy \(pct($0))" } ?? ""))
@@ -70,6 +74,7 @@ extension Tune {
             }
         }
         let final = try trainer.runToEnd()
+        guard let log else { return }
         let entries = log.readAll()
         try writeCurves(entries, to: run + "/curves.svg")
         let seconds = Date().timeIntervalSince(loopStart), peak = MemoryStats.current().peakRSS
@@ -78,7 +83,8 @@ extension Tune {
                               lastTrainLoss: entries.last(where: { $0.kind == "train" })?.loss, trainSeconds: seconds,
                               tokensPerSecond: seconds > 0 ? Double(trainer.state.tokensSeen - (resumed?.state.tokensSeen ?? 0)) / seconds : 0,
                               peakRSS: peak, estimatedMemory: lora.activationBytes(batch: training.batchSize, seqLen: training.maxLength) + 16 * params,
-                              totalSeconds: Date().timeIntervalSince(started), run: run)
+                              totalSeconds: Date().timeIntervalSince(started), run: run,
+                              dataParallel: parallel.describe(lora.weights.parameters))
         try TrainingCheckpointJSON.write(summary, to: run + "/summary.json")
         if json { try JSONOutput.print(summary); return }
         print("trained \(summary.steps) LoRA steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), peak RSS \(Units.bytes(peak))")

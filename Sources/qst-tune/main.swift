@@ -23,6 +23,10 @@ struct Tune: ParsableCommand {
           qst-tune smollm2.qst4 --resume run/                      continue an interrupted run
           qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ --epochs 3 --cache-base cache/
                                   (pooling downsampler: later epochs skip the frozen forward)
+
+        Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch
+        and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
+          mpirun -np 2 --hostfile hosts qst-tune smollm2.qst4 side/ --task sst2 --data train.tsv -o run/
         """)
 
     @Argument(help: "The base model (.qst4 container or safetensors folder).")
@@ -132,6 +136,11 @@ struct Tune: ParsableCommand {
 
     func run() throws {
         if let benchmark { return try runBenchmark(benchmark) }
+        try DataParallelRun.execute(tool: "qst-tune") { try train($0) }
+    }
+
+    /// The run as one process or as one rank of an mpirun job (only rank 0 writes files and output).
+    func train(_ parallel: DataParallelRun) throws {
         guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
         // A resumed run reads its data arguments from run.json unless given again.
         var args = RunArguments(data: data, eval: eval, task: task, trainLimit: trainLimit, skipBad: skipBad,
@@ -144,7 +153,7 @@ struct Tune: ParsableCommand {
         }
         if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
             if args.cacheBase != nil { throw CommandError("--cache-base is for side networks with a pooling downsampler, not LoRA") }
-            return try runLoRA(run: run, args: args)
+            return try runLoRA(run: run, args: args, parallel: parallel)
         }
         guard method == "qst" else { throw CommandError("--method must be qst or lora") }
         guard let data = args.data else { throw CommandError("--data is required") }
@@ -166,10 +175,14 @@ struct Tune: ParsableCommand {
                 throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
             }
         }
-        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        if parallel.isLeader { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         let sideModel = try SideModel(weights: weights, backbone: backbone)
         var baseCache: BaseStateCache?
         if let dir = args.cacheBase {
+            // Ranks see different examples each epoch; one shared cache folder would need cross-rank locking.
+            if let mpi = parallel.mpi, mpi.size > 1 {
+                throw CommandError("--cache-base works in a single process only (this job has \(mpi.size) ranks)")
+            }
             let identity = try BaseCacheIdentity.of(model: backbone, config: weights.config, maxLength: training.maxLength)
             let cache = try BaseStateCache(directory: dir, identity: identity, config: weights.config,
                                            sideOrigin: resume ?? side ?? "side network")
@@ -191,7 +204,7 @@ struct Tune: ParsableCommand {
                                "expected \(saved)); resuming needs the same --data, --task and --train-limit")
         }
         args.trainFingerprint = fingerprint
-        try args.write(run: run)
+        if parallel.isLeader { try args.write(run: run) }
         let evalSet = try eval.map(load)
         note("training examples: \(trainSet.examples.count) (skipped \(trainSet.skippedBad) bad, truncated " +
              "\(trainSet.truncated) to \(training.maxLength) tokens, of which \(trainSet.droppedTooLong) had nothing left to train on and were dropped)" +
@@ -206,19 +219,23 @@ struct Tune: ParsableCommand {
         let trainer = try SideTrainer(model: sideModel, training: training, train: trainSet.examples,
                                       eval: evalSet?.examples ?? [], labelTokens: trainSet.labelTokens, run: run,
                                       resumed: resumed)
+        trainer.reducer = parallel.reducer
+        parallel.announceTermination(run: run)
         var zeroShot: EvaluationResult?
         if evalBase, let evalSet {
             let subset = training.evalLimit > 0 ? Array(evalSet.examples.prefix(training.evalLimit)) : evalSet.examples
             zeroShot = try Evaluation.run(model: sideModel, examples: subset, labelTokens: trainSet.labelTokens,
-                                          batchSize: training.batchSize, baseOnly: true)
+                                          batchSize: training.batchSize, baseOnly: true, reducer: parallel.reducer)
             note("frozen model alone: loss \(fmt(zeroShot!.loss))" + (zeroShot!.accuracy.map { ", accuracy \(pct($0))" } ?? ""))
         }
 
-        let log = try LogFile(path: run + "/log.jsonl")
+        let log = parallel.isLeader ? try LogFile(path: run + "/log.jsonl") : nil
         let bar = ProgressBar(total: trainer.totalSteps, label: "training")
         let tty = isatty(2) != 0
         let loopStart = Date(), startStep = trainer.state.step
         trainer.onLog = { (entry: TrainingLogEntry) in
+            if entry.kind == "train" { parallel.afterStep(entry.step) }
+            guard let log else { return }
             log.append(entry)
             let peak = MemoryStats.current().peakRSS
             if entry.kind == "eval" {
@@ -236,6 +253,7 @@ struct Tune: ParsableCommand {
             }
         }
         let final = try trainer.runToEnd()
+        guard let log else { return }
         bar.finish()
         let entries = log.readAll()
         try writeCurves(entries, to: run + "/curves.svg")
@@ -249,7 +267,8 @@ struct Tune: ParsableCommand {
                               lastTrainLoss: trainEntries.last?.loss, trainSeconds: seconds,
                               tokensPerSecond: seconds > 0 ? Double(tokens - (resumed?.state.tokensSeen ?? 0)) / seconds : 0,
                               peakRSS: peak, estimatedMemory: estimate.total, totalSeconds: Date().timeIntervalSince(started),
-                              run: run, baseCache: baseCache?.stats, baseCacheBytes: baseCache?.storedBytes)
+                              run: run, baseCache: baseCache?.stats, baseCacheBytes: baseCache?.storedBytes,
+                              dataParallel: parallel.describe(weights.parameters))
         try TrainingCheckpointJSON.write(summary, to: run + "/summary.json")
         if json { try JSONOutput.print(summary); return }
         print("trained \(summary.steps) steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), " +
@@ -278,6 +297,7 @@ struct Tune: ParsableCommand {
         var trainSeconds: Double, tokensPerSecond: Double, peakRSS: Int, estimatedMemory: Int, totalSeconds: Double
         var run: String
         var baseCache: BaseStateCache.Stats? = nil, baseCacheBytes: Int? = nil
+        var dataParallel: DataParallelSummary? = nil
     }
 
     func writeCurves(_ entries: [TrainingLogEntry], to path: String) throws {
@@ -357,7 +377,11 @@ enum TrainingCheckpointJSON {
     }
 }
 
-func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+/// Progress notes on stderr; in an mpirun job only rank 0 prints them.
+func note(_ s: String) {
+    guard ["0", nil].contains(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"]) else { return }
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
 func fmt(_ x: Double) -> String { String(format: "%.4f", x) }
 func pct(_ x: Double) -> String { String(format: "%.2f%%", 100 * x) }
 
