@@ -17,6 +17,7 @@ final class BaseCacheFormatTests: XCTestCase {
         let weights = try ExportFixtures.sideWeights(for: frozen, r: 2, kind: .avgpool)
         let identity = try BaseCacheIdentity.of(model: frozen, config: weights.config, maxLength: 32)
         let dir = try ExportFixtures.scratch("spec-cache")
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
         let cache = try BaseStateCache(directory: dir, identity: identity, config: weights.config)
         let model = try SideModel(weights: weights, backbone: frozen)
         // Two examples: labelled at the last position only, and at every position after the first.

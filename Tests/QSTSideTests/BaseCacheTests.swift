@@ -27,7 +27,11 @@ final class CountingBackbone: FrozenBackbone {
 /// without it (two epochs, batches reshuffled and re-padded), resumes, and refuses stale, damaged or
 /// unusable caches.
 final class BaseCacheTests: XCTestCase {
-    private func scratch() throws -> String { try ExportFixtures.scratch("basecache") }
+    private func scratch() throws -> String {
+        let d = try ExportFixtures.scratch("basecache")
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: (d as NSString).deletingLastPathComponent) }
+        return d
+    }
 
     /// Examples of 2…40 tokens, some labelled only at the last position (classification), some at every one.
     /// 13 examples in batches of 3 leave one alone in a batch, few enough rows for the kernels' GEMV loops
