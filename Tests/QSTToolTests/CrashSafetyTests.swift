@@ -46,21 +46,25 @@ final class CrashSafetyTests: XCTestCase {
     func killRepeatedly(_ tool: String, _ args: [String], target: String, previous: Data, complete: String,
                         span: TimeInterval, attempts: Int, seed: UInt64) throws {
         var rng = SplitMixForTests(seed: seed)
-        var killedMidway = 0
+        var killedMidway = 0, span = span
         let folder = (target as NSString).deletingLastPathComponent
         let name = (target as NSString).lastPathComponent
         let others = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
         for i in 0..<attempts {
             let delay = span * rng.nextDouble()
             let r = try ToolHarness.run(tool, args, environment: reproducible, killAfter: delay)
-            if r.signaled { killedMidway += 1 } else { XCTAssertEqual(r.status, 0, "attempt \(i): \(r.stderr)") }
+            if r.signaled { killedMidway += 1 } else {
+                XCTAssertEqual(r.status, 0, "attempt \(i): \(r.stderr)")
+                // It finished sooner than the measured run (a busy machine slowed that one): aim earlier.
+                span = min(span, delay)
+            }
             let now = sha(target)
             XCTAssertTrue(now == Checksums.sha256Hex(previous) || now == complete,
                           "attempt \(i) (killed after \(delay) s): \(target) is neither the previous nor the new complete file")
             XCTAssertEqual(strays(in: folder, allowed: others.union([name])), [], "attempt \(i): left behind")
             if now != Checksums.sha256Hex(previous) { try previous.write(to: URL(fileURLWithPath: target)) }
         }
-        XCTAssertGreaterThanOrEqual(killedMidway, attempts / 3, "too few attempts were killed while running")
+        XCTAssertGreaterThanOrEqual(killedMidway, attempts / 4, "too few attempts were killed while running")
     }
 
     func testQuantizeKilledAtRandomLeavesThePreviousOrTheNewFile() throws {
@@ -72,7 +76,7 @@ final class CrashSafetyTests: XCTestCase {
         try FileManager.default.removeItem(atPath: reference)
         try killRepeatedly("qst-quantize", [model, target], target: target,
                            previous: try Data(contentsOf: URL(fileURLWithPath: target)), complete: complete,
-                           span: span * 1.1, attempts: 6, seed: 1)
+                           span: span, attempts: 8, seed: 1)
     }
 
     func testMergeKilledAtRandomLeavesThePreviousOrTheNewFile() throws {
@@ -89,7 +93,7 @@ final class CrashSafetyTests: XCTestCase {
         try FileManager.default.removeItem(atPath: reference)
         try killRepeatedly("qst-export", [path("side2"), "--merge", base, "-o", target], target: target,
                            previous: try Data(contentsOf: URL(fileURLWithPath: target)), complete: complete,
-                           span: span * 1.1, attempts: 6, seed: 2)
+                           span: span, attempts: 8, seed: 2)
     }
 
     /// qst-tune checkpointing every step, killed again and again and resumed each time, ends with the same
@@ -112,17 +116,22 @@ final class CrashSafetyTests: XCTestCase {
         let expected = try XCTUnwrap(sha(path("reference/final/side.safetensors")))
         let expectedMoments = try XCTUnwrap(sha(path("reference/checkpoint-00000120/optimizer.safetensors")))
 
-        // Twelve runs killed at a random moment within the first sixth of an uninterrupted run's duration
-        // (measured above, so the window follows the machine's speed and load), then one left to finish.
+        // Up to twelve runs killed at a random moment within the first sixth of an uninterrupted run's duration
+        // (measured above, so the window follows the machine's speed and load), then one left to finish; a run
+        // that finishes before its kill ends the series.
         let run = path("run")
-        var killed = 0
-        for attempt in 0...12 {
+        var killed = 0, finished = false
+        for attempt in 0...12 where !finished {
             let resume = FileManager.default.fileExists(atPath: run + "/checkpoint.json")
             let command = resume ? [model, "--resume", run] : [model, side, "-o", run] + args
             let r = try ToolHarness.run("qst-tune", command, killAfter: attempt < 12 ? 0.05 + span / 6 * rng.nextDouble() : nil)
-            if r.signaled { killed += 1 } else { XCTAssertEqual(r.status, 0, "attempt \(attempt): \(r.stderr)") }
+            if r.signaled { killed += 1 } else {
+                XCTAssertEqual(r.status, 0, "attempt \(attempt): \(r.stderr)")
+                finished = true
+            }
             try assertCheckpointComplete(run, attempt: attempt)
         }
+        XCTAssertTrue(finished)
         XCTAssertGreaterThanOrEqual(killed, 6, "too few kills landed while training (an uninterrupted run took \(span) s)")
         XCTAssertEqual(sha(run + "/final/side.safetensors"), expected, "resumed weights differ after \(killed) kills")
         XCTAssertEqual(sha(run + "/checkpoint-00000120/optimizer.safetensors"), expectedMoments)
