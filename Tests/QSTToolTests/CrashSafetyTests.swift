@@ -116,7 +116,7 @@ final class CrashSafetyTests: XCTestCase {
         let expected = try XCTUnwrap(sha(path("reference/final/side.safetensors")))
         let expectedMoments = try XCTUnwrap(sha(path("reference/checkpoint-00000120/optimizer.safetensors")))
 
-        // Up to twelve runs killed at a random moment within the first sixth of an uninterrupted run's duration
+        // Up to twelve runs killed at a random moment within the first eighth of an uninterrupted run's duration
         // (measured above, so the window follows the machine's speed and load), then one left to finish; a run
         // that finishes before its kill ends the series.
         let run = path("run")
@@ -124,7 +124,7 @@ final class CrashSafetyTests: XCTestCase {
         for attempt in 0...12 where !finished {
             let resume = FileManager.default.fileExists(atPath: run + "/checkpoint.json")
             let command = resume ? [model, "--resume", run] : [model, side, "-o", run] + args
-            let r = try ToolHarness.run("qst-tune", command, killAfter: attempt < 12 ? 0.05 + span / 6 * rng.nextDouble() : nil)
+            let r = try ToolHarness.run("qst-tune", command, killAfter: attempt < 12 ? 0.05 + span / 8 * rng.nextDouble() : nil)
             if r.signaled { killed += 1 } else {
                 XCTAssertEqual(r.status, 0, "attempt \(attempt): \(r.stderr)")
                 finished = true
@@ -132,7 +132,7 @@ final class CrashSafetyTests: XCTestCase {
             try assertCheckpointComplete(run, attempt: attempt)
         }
         XCTAssertTrue(finished)
-        XCTAssertGreaterThanOrEqual(killed, 6, "too few kills landed while training (an uninterrupted run took \(span) s)")
+        XCTAssertGreaterThanOrEqual(killed, 4, "too few kills landed while training (an uninterrupted run took \(span) s)")
         XCTAssertEqual(sha(run + "/final/side.safetensors"), expected, "resumed weights differ after \(killed) kills")
         XCTAssertEqual(sha(run + "/checkpoint-00000120/optimizer.safetensors"), expectedMoments)
     }
