@@ -25,6 +25,21 @@ public struct SafetensorsTensorData: Sendable, Equatable {
     }
 }
 
+/// A tensor to be written from memory owned elsewhere (valid for the duration of the write).
+public struct SafetensorsTensorView {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    public let bytes: UnsafeRawBufferPointer
+
+    public init(name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.bytes = bytes
+    }
+}
+
 /// Writes safetensors files byte-for-byte deterministically: the same tensors and
 /// metadata always give the same file. Data is laid out in the order given; the
 /// header lists `__metadata__` first, then tensors sorted by name, and is padded
@@ -38,16 +53,32 @@ public enum SafetensorsWriter {
         try out.commit()
     }
 
+    /// The same file as `write(to:tensors:metadata:)`, written straight from memory the caller keeps alive
+    /// for the call: large checkpoints (a 70B side network's AdamW moments are 2 GiB) need no second copy.
+    public static func write(to path: String, views: [SafetensorsTensorView], metadata: [String: String] = [:]) throws {
+        let header = try headerBytes(path: path, entries: views.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) },
+                                     metadata: metadata)
+        let out = try AtomicFileWriter(path: path)
+        try out.write(header)
+        for v in views where v.bytes.count > 0 { try out.write(v.bytes) }
+        try out.commit()
+    }
+
     /// The 8-byte length prefix plus the padded JSON header for `tensors` laid out
     /// back to back in the given order. `path` only labels error messages.
     public static func headerBytes(path: String, tensors: [SafetensorsTensorData], metadata: [String: String]) throws -> [UInt8] {
+        try headerBytes(path: path, entries: tensors.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) }, metadata: metadata)
+    }
+
+    static func headerBytes(path: String, entries tensors: [(name: String, dtype: DType, shape: [Int], byteCount: Int)],
+                            metadata: [String: String]) throws -> [UInt8] {
         var offsets: [String: (Int, Int)] = [:]
         var cursor = 0
         for t in tensors {
-            try validate(t, path: path)
+            try validate(name: t.name, dtype: t.dtype, shape: t.shape, byteCount: t.byteCount, path: path)
             guard offsets[t.name] == nil else { throw QSTError.tensor(path, t.name, "duplicate tensor name") }
-            offsets[t.name] = (cursor, cursor + t.bytes.count)
-            cursor += t.bytes.count
+            offsets[t.name] = (cursor, cursor + t.byteCount)
+            cursor += t.byteCount
         }
 
         var entries: [String] = []
@@ -69,20 +100,20 @@ public enum SafetensorsWriter {
         return out
     }
 
-    static func validate(_ t: SafetensorsTensorData, path: String) throws {
-        func fail(_ what: String) -> QSTError { QSTError.tensor(path, t.name, what) }
-        guard t.name != "__metadata__" else { throw fail("the name __metadata__ is reserved") }
-        guard let size = t.dtype.byteSize else { throw fail("dtype \(t.dtype.rawValue) cannot be stored in safetensors") }
+    static func validate(name: String, dtype: DType, shape: [Int], byteCount: Int, path: String) throws {
+        func fail(_ what: String) -> QSTError { QSTError.tensor(path, name, what) }
+        guard name != "__metadata__" else { throw fail("the name __metadata__ is reserved") }
+        guard let size = dtype.byteSize else { throw fail("dtype \(dtype.rawValue) cannot be stored in safetensors") }
         var count = 1
-        for d in t.shape {
-            guard d >= 0 else { throw fail("negative dimension in shape \(t.shape)") }
+        for d in shape {
+            guard d >= 0 else { throw fail("negative dimension in shape \(shape)") }
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
-            guard !overflow else { throw fail("shape \(t.shape) overflows") }
+            guard !overflow else { throw fail("shape \(shape) overflows") }
             count = p
         }
         let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
-        guard !overflow, bytes == t.bytes.count else {
-            throw fail("has \(t.bytes.count) bytes but shape \(t.shape) of \(t.dtype.rawValue) needs \(overflow ? "too many" : String(bytes))")
+        guard !overflow, bytes == byteCount else {
+            throw fail("has \(byteCount) bytes but shape \(shape) of \(dtype.rawValue) needs \(overflow ? "too many" : String(bytes))")
         }
     }
 }

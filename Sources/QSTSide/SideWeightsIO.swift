@@ -14,17 +14,20 @@ public enum SideWeightsIO {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let configData = try weights.config.jsonData()
         let configText = String(decoding: configData, as: UTF8.self)
-        var tensors: [SafetensorsTensorData] = []
+        // Views into the live weights, not copies (a 70B side network is 1 GiB).
+        var tensors: [SafetensorsTensorView] = []
         tensors.reserveCapacity(weights.specs.count)
         for s in weights.specs {
-            let bytes = Array(UnsafeRawBufferPointer(start: weights.values.pointer + s.offset,
-                                                     count: s.count * MemoryLayout<Float>.stride))
-            tensors.append(SafetensorsTensorData(name: s.name, dtype: .f32, shape: s.shape, bytes: bytes))
+            tensors.append(SafetensorsTensorView(name: s.name, dtype: .f32, shape: s.shape,
+                                                 bytes: UnsafeRawBufferPointer(start: weights.values.pointer + s.offset,
+                                                                               count: s.count * MemoryLayout<Float>.stride)))
         }
         var meta = extraMetadata
         meta["format"] = formatTag
         meta["side_config"] = configText
-        try SafetensorsWriter.write(to: directory + "/" + weightsFileName, tensors: tensors, metadata: meta)
+        try withExtendedLifetime(weights) {
+            try SafetensorsWriter.write(to: directory + "/" + weightsFileName, views: tensors, metadata: meta)
+        }
         let out = try AtomicFileWriter(path: directory + "/" + configFileName)
         try out.write(configData)
         try out.write([UInt8]("\n".utf8))
