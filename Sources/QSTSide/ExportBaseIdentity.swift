@@ -59,3 +59,24 @@ public struct BaseIdentity: Codable, Sendable, Equatable {
         }
     }
 }
+
+extension BaseIdentity {
+    /// The file qst-tune writes into its run folder, so exporting a run needs no `--base`.
+    public static let runFileName = "base.json"
+
+    public func write(run: String) throws { try TrainingCheckpoint.writeJSON(self, to: run + "/" + Self.runFileName) }
+
+    /// The identity recorded beside `folder`: in it, or in its parent (a run's `best/`, `final/` or
+    /// `checkpoint-N/`). nil when neither has one.
+    public static func recorded(near folder: String) throws -> BaseIdentity? {
+        let parent = (folder as NSString).deletingLastPathComponent
+        for dir in [folder, parent.isEmpty ? "." : parent] {
+            let path = dir + "/" + runFileName
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            do { return try JSONDecoder().decode(BaseIdentity.self, from: data) } catch {
+                throw QSTError.file(path, "not a base identity written by qst-tune (\(error.localizedDescription))")
+            }
+        }
+        return nil
+    }
+}

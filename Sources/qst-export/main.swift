@@ -13,10 +13,11 @@ struct Export: ParsableCommand {
         RUN is a qst-tune run folder (best/, final/, checkpoint-N/), an adapter folder or a side folder.
 
         Adapter (adapter_model.safetensors + adapter_config.json, tensor names of the reference PyTorch
-        implementation, Formats/SIDE.md §7). The adapter records the base's identity; give the base with
-        --base unless RUN is already an adapter:
-          qst-export run/ -o adapter/ --base smollm2.qst4
-          qst-export run/ -o adapter/ --base smollm2.qst4 --dtype bf16 --checkpoint 250
+        implementation, Formats/SIDE.md §7). The adapter records the base's identity, which qst-tune
+        keeps in RUN/base.json; a bare side folder needs --base (given with a run, it is checked):
+          qst-export run/ -o adapter/
+          qst-export run/ -o adapter/ --dtype bf16 --checkpoint 250
+          qst-export side/ -o adapter/ --base smollm2.qst4
 
         Merged container (the base's bytes copied unchanged, checksums re-verified, plus the side network
         in sections.side, Formats/QST4.md §9); every tool that takes a base and --side takes it alone:
@@ -59,7 +60,7 @@ struct Export: ParsableCommand {
         let exportType = requested ?? loaded.config?.dtype ?? .f32
 
         // The base identity: from the base given (checked against the adapter's, if any), else the adapter's.
-        var identity = loaded.config?.base
+        var identity = try loaded.config?.base ?? BaseIdentity.recorded(near: folder)
         var container: QST4Container?
         if let basePath = merge ?? base {
             let source: WeightSource

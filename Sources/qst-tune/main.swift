@@ -204,7 +204,10 @@ struct Tune: ParsableCommand {
                                "expected \(saved)); resuming needs the same --data, --task and --train-limit")
         }
         args.trainFingerprint = fingerprint
-        if parallel.isLeader { try args.write(run: run) }
+        if parallel.isLeader {
+            try args.write(run: run)
+            try BaseIdentity.of(backbone.source).write(run: run)
+        }
         let evalSet = try eval.map(load)
         note("training examples: \(trainSet.examples.count) (skipped \(trainSet.skippedBad) bad, truncated " +
              "\(trainSet.truncated) to \(training.maxLength) tokens, of which \(trainSet.droppedTooLong) had nothing left to train on and were dropped)" +
