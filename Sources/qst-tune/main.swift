@@ -21,6 +21,8 @@ struct Tune: ParsableCommand {
           qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv --eval sst2/dev.tsv -o run/ --steps 300
           qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/ --epochs 1
           qst-tune smollm2.qst4 --resume run/                      continue an interrupted run
+          qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv --eval rte/dev.tsv -o run/
+                                       (a trainable K-way head on the side network's output instead of label words)
         """)
 
     @Argument(help: "The base model (.qst4 container or safetensors folder).")
@@ -73,6 +75,10 @@ struct Tune: ParsableCommand {
     var loraTargets: String = "all"
     @Flag(help: "LoRA: keep only each layer's input and recompute its forward in backward.")
     var gradientCheckpointing = false
+    @Option(help: "Prediction head: lm (label words through the frozen LM head, default) or classify (a trainable linear head over the side network's output at the last token; needs --task).")
+    var head: String = "lm"
+    @Option(help: "With --head classify: number of classes K (default: the task's; 1 = regression, not offered by the GLUE tasks here).")
+    var numLabels: Int?
 
     func trainingConfig() throws -> TrainingConfig {
         var t: TrainingConfig
@@ -137,14 +143,20 @@ struct Tune: ParsableCommand {
             args.trainLimit = args.trainLimit ?? saved.trainLimit; args.skipBad = args.skipBad || saved.skipBad
             args.trainFingerprint = saved.trainFingerprint
         }
-        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) { return try runLoRA(run: run, args: args) }
+        guard head == "lm" || head == "classify" else { throw CommandError("--head must be lm or classify") }
+        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
+            if head == "classify" {
+                throw CommandError("--head classify is for the QST side network only; LoRA predicts with label words (--head lm)")
+            }
+            return try runLoRA(run: run, args: args)
+        }
         guard method == "qst" else { throw CommandError("--method must be qst or lora") }
         guard let data = args.data else { throw CommandError("--data is required") }
         let task = args.task, eval = args.eval, trainLimit = args.trainLimit, skipBad = args.skipBad
         let started = Date()
         let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
         let tokenizer = try backbone.source.loadTokenizer()
-        let weights: SideWeights, training: TrainingConfig
+        var weights: SideWeights, training: TrainingConfig
         var resumed: (optimizer: AdamW, state: TrainerState)?
         if let resume {
             let ck = try TrainingCheckpoint.load(run: resume)
@@ -158,12 +170,17 @@ struct Tune: ParsableCommand {
                 throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
             }
         }
+        if resume == nil, head == "classify" {
+            weights = try ClassificationHead.attach(to: weights, numLabels: try classifyLabels(task: task), seed: training.seed)
+        }
+        let useHead = weights.config.numLabels != nil
+        if useHead, task == nil { throw CommandError("the classification head trains on a GLUE task: give --task") }
         try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
         let sideModel = try SideModel(weights: weights, backbone: backbone)
 
         func load(_ path: String) throws -> LoadedExamples {
             if let task { return try GLUETask.named(task).load(path: path, tokenizer: tokenizer, maxLength: training.maxLength,
-                                                               skipBad: skipBad) }
+                                                               skipBad: skipBad, head: useHead) }
             return try RecordLoading.load(path: path, tokenizer: tokenizer, maxLength: training.maxLength, skipBad: skipBad)
         }
         var trainSet = try load(data)
@@ -248,6 +265,18 @@ struct Tune: ParsableCommand {
         }
         print("best weights: \(run)/best (step \(trainer.state.bestStep ?? trainer.state.step)), final: \(run)/final, " +
               "log: \(run)/log.jsonl, curves: \(run)/curves.svg")
+    }
+
+    /// K for `--head classify`: `--num-labels`, else the task's class count.
+    func classifyLabels(task: String?) throws -> Int {
+        guard let task else { throw CommandError("--head classify needs --task (sst2, rte, mrpc or cola)") }
+        let classes = try GLUETask.named(task).labelWords.count
+        let k = numLabels ?? classes
+        guard k == classes else {
+            throw CommandError("--num-labels \(k): task \(task) has \(classes) classes" +
+                               (k == 1 ? " (regression, K = 1, needs a task with real-valued labels such as STS-B)" : ""))
+        }
+        return k
     }
 
     struct Summary: Codable {
