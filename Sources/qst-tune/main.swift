@@ -117,7 +117,9 @@ struct Tune: ParsableCommand {
         guard let side else { throw CommandError("give the side network folder") }
         let training = try trainingConfig()
         let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
-        let sideModel = try SideModel(weights: try SideWeightsIO.load(directory: side), backbone: backbone)
+        var weights = try SideWeightsIO.load(directory: side)
+        if head == "classify" { weights = try ClassificationHead.attach(to: weights, numLabels: numLabels ?? 2, seed: training.seed) }
+        let sideModel = try SideModel(weights: weights, backbone: backbone)
         let r = try SideBenchmark.run(model: sideModel, batch: training.batchSize, seqLen: training.maxLength,
                                       repeats: repeats, labelEveryToken: !benchmarkLastOnly, training: training,
                                       peakRSS: { MemoryStats.current().peakRSS })
@@ -133,6 +135,7 @@ struct Tune: ParsableCommand {
     }
 
     func run() throws {
+        guard head == "lm" || head == "classify" else { throw CommandError("--head must be lm or classify") }
         if let benchmark { return try runBenchmark(benchmark) }
         guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
         // A resumed run reads its data arguments from run.json unless given again.
@@ -143,7 +146,6 @@ struct Tune: ParsableCommand {
             args.trainLimit = args.trainLimit ?? saved.trainLimit; args.skipBad = args.skipBad || saved.skipBad
             args.trainFingerprint = saved.trainFingerprint
         }
-        guard head == "lm" || head == "classify" else { throw CommandError("--head must be lm or classify") }
         if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
             if head == "classify" {
                 throw CommandError("--head classify is for the QST side network only; LoRA predicts with label words (--head lm)")
