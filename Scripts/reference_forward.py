@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Independent NumPy float64 reference forward pass for LLaMA-family causal LMs (llama, mistral, qwen2).
+"""Independent NumPy float64 reference forward pass for LLaMA-family causal LMs (llama, mistral, qwen2)
+and OPT (model_type "opt": learned positions, LayerNorm before or after, biases, ReLU FFN,
+project_in/project_out; see qst_py/opt_reference.py).
 
 Reads a Hugging Face folder: config.json + model.safetensors (or model.safetensors.index.json shards),
 F32/F16/BF16 weights (widened exactly, then computed in float64). No torch, no transformers.
@@ -40,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from qst_py import safetensors_np as st  # noqa: E402
 
-SUPPORTED = ("llama", "mistral", "qwen2")
+SUPPORTED = ("llama", "mistral", "qwen2", "opt")
 
 
 def rope_inv_freq(cfg: dict, head_dim: int) -> np.ndarray:
@@ -81,12 +83,21 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-class ReferenceModel:
-    def __init__(self, model_dir: str, override: str = None):
-        with open(os.path.join(model_dir, "config.json")) as f:
-            self.cfg = cfg = json.load(f)
-        if cfg.get("model_type") not in SUPPORTED:
-            raise ValueError(f"{model_dir}/config.json: model_type {cfg.get('model_type')!r} not in {SUPPORTED}")
+def ReferenceModel(model_dir: str, override: str = None):
+    """The reference model for the folder's model_type (LLaMA family or OPT)."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    if cfg.get("model_type") not in SUPPORTED:
+        raise ValueError(f"{model_dir}/config.json: model_type {cfg.get('model_type')!r} not in {SUPPORTED}")
+    if cfg["model_type"] == "opt":
+        from qst_py.opt_reference import OPTReferenceModel
+        return OPTReferenceModel(model_dir, cfg, override)
+    return LlamaReferenceModel(model_dir, cfg, override)
+
+
+class LlamaReferenceModel:
+    def __init__(self, model_dir: str, cfg: dict, override: str = None):
+        self.cfg = cfg
         weights = st.load_hf_weights(model_dir)
         if override:
             extra = st.load(override)

@@ -3,16 +3,18 @@
 
 Written from the spec and the reference PyTorch implementation's forward
 (YouAreSpecialToMe/QST modeling_llama_qst.py: QSTLlamaModel.forward, QSTLlamaForCausalLM.forward,
-QSTConfig.AdapterLinear), not from QST's Swift code. Evaluation mode (no dropout).
+QSTConfig.AdapterLinear; for OPT bases modeling_opt_qst.py: OPTDecoderLayer at width d/r, the
+final_layer_norm_qst, and its head mix sigma(z_ref)*up + (1 - sigma(z_ref))*h with z_ref = -lm_head_z as
+Formats/SIDE.md §9 maps it), not from QST's Swift code. Evaluation mode (no dropout).
 
     side_reference.py SIDE_DIR FIXTURE.safetensors OUT.safetensors [--fd-eps 1e-6]
 
 SIDE_DIR holds side.safetensors + side_config.json. FIXTURE holds the frozen model's view of one batch:
-`hidden.{v}` [n, d] for v = 0..L (embeddings, then after each layer), `final` [n, d] = norm(h_L),
-`head` [V, d], `labels` [n] int32 (-100 = ignore), `lengths` [B] int32 (and `targets` [n] for a
-regression head). OUT gets `loss` [1] (mean cross-entropy at the labelled positions through the LM head,
-or of the classification head `score.*` when side_config.json has numLabels; mean squared error for
-numLabels = 1) and, for every side tensor, `grad.{name}`: the central finite
+`hidden.{v}` [n, d] for v = 0..L (embeddings, then after each layer), `final` [n, e] = norm(h_L)
+(e = d, or OPT's word_embed_proj_dim after project_out), `head` [V, e], `labels` [n] int32 (-100 = ignore),
+`lengths` [B] int32 (and `targets` [n] for a regression head). OUT gets `loss` [1] (mean cross-entropy at
+the labelled positions through the LM head, or of the classification head `score.*` when side_config.json
+has numLabels, SIDE.md §10; mean squared error for numLabels = 1) and, for every side tensor, `grad.{name}`: the central finite
 difference of the float64 loss with respect to each element (exact to ~1e-9 at float64).
 """
 import json
@@ -97,9 +99,58 @@ def block(p, i, x, cfg, lengths, T):
     return r1 + (act(base.get("hiddenAct", "silu"), gate) * up) @ p[pre + "mlp.down_proj.weight"].T
 
 
+def opt_layer_norm(p, name, x):
+    """nn.LayerNorm `name`; without tensors (layer_norm_elementwise_affine false) a plain normalisation."""
+    return layer_norm(x, p.get(name + ".weight", 1.0), p.get(name + ".bias", 0.0))
+
+
+def opt_linear(p, name, x):
+    y = x @ p[name + ".weight"].T
+    return y + p[name + ".bias"] if name + ".bias" in p else y
+
+
+def opt_block(p, i, x, cfg, lengths, T):
+    """One OPT decoder layer (OPTDecoderLayer) at side width on x [B, T, w]; no positions inside."""
+    pre = f"model.decoder.qst_layers.{i}."
+    base = cfg["base"]
+    H = base["attentionHeads"]
+    w = base["hiddenSize"] // cfg["r"]
+    hd = w // H
+    B = x.shape[0]
+
+    def ln(name, y):
+        return opt_layer_norm(p, pre + name, y)
+
+    def attention(y):
+        q = (opt_linear(p, pre + "self_attn.q_proj", y) * hd ** -0.5).reshape(B, T, H, hd)
+        k = opt_linear(p, pre + "self_attn.k_proj", y).reshape(B, T, H, hd)
+        v = opt_linear(p, pre + "self_attn.v_proj", y).reshape(B, T, H, hd)
+        out = np.zeros((B, T, H, hd))
+        for b in range(B):
+            allowed = np.tril(np.ones((T, T), dtype=bool)) & (np.arange(T)[None, :] < lengths[b])
+            for h in range(H):
+                s = np.where(allowed, q[b, :, h] @ k[b, :, h].T, -np.inf)
+                e = np.where(allowed, np.exp(s - s.max(-1, keepdims=True)), 0.0)
+                out[b, :, h] = (e / e.sum(-1, keepdims=True)) @ v[b, :, h]
+        return opt_linear(p, pre + "self_attn.out_proj", out.reshape(B, T, w))
+
+    def ffn(y):
+        return opt_linear(p, pre + "fc2", act(base["hiddenAct"], opt_linear(p, pre + "fc1", y)))
+
+    if base.get("layerNormBefore", True):
+        x = x + attention(ln("self_attn_layer_norm", x))
+        return x + ffn(ln("final_layer_norm", x))
+    x = ln("self_attn_layer_norm", x + attention(x))
+    return ln("final_layer_norm", x + ffn(x))
+
+
+def is_opt(cfg):
+    return cfg["base"].get("modelFamily") == "opt"
+
+
 def downsample(p, i, h, cfg):
     kind, r = cfg["downsample"], cfg["r"]
-    pre = f"model.downsample.{i}."
+    pre = f"model.{'decoder.' if is_opt(cfg) else ''}downsample.{i}."
     if kind == "adapter":
         y = act(cfg["activation"], h @ p[pre + "adapter_A.weight"].T) @ p[pre + "adapter_B.weight"].T
         return layer_norm(y, p[pre + "post_layer_norm.weight"], p[pre + "post_layer_norm.bias"])
@@ -120,17 +171,26 @@ def loss(p, fx, cfg):
     n = fx["hidden.0"].shape[0]
     T = n // B
     hs = [fx[f"hidden.{v}"].reshape(B, T, -1) for v in range(L + 1)]
+    opt = is_opt(cfg)
     s = downsample(p, 0, hs[0], cfg)
     for i in range(L):
-        z = sigmoid(p[f"model.z.{i}"])
-        s = block(p, i, (1 - z) * downsample(p, i, hs[i + 1], cfg) + z * s, cfg, lengths, T)
-    side = rms_norm(s, p["model.norm_qst.weight"], cfg["base"]["rmsNormEps"])
-    zh = sigmoid(p["lm_head_z"])
-    o = (1 - zh) * (side @ p["upsample.weight"].T + p["upsample.bias"]) + zh * fx["final"].reshape(B, T, -1)
+        z = sigmoid(p[f"model.{'decoder.' if opt else ''}z.{i}"])
+        m = (1 - z) * downsample(p, i, hs[i + 1], cfg) + z * s
+        s = opt_block(p, i, m, cfg, lengths, T) if opt else block(p, i, m, cfg, lengths, T)
+    final = fx["final"].reshape(B, T, -1)
+    if opt:
+        if cfg["base"].get("layerNormBefore", True):
+            s = opt_layer_norm(p, "model.decoder.final_layer_norm_qst", s)
+        z_ref = sigmoid(-p["lm_head_z"])  # the reference OPT head: sigma(z_ref)*up + (1 - sigma(z_ref))*h
+        o = z_ref * (s @ p["upsample.weight"].T + p["upsample.bias"]) + (1 - z_ref) * final
+    else:
+        side = rms_norm(s, p["model.norm_qst.weight"], cfg["base"]["rmsNormEps"])
+        zh = sigmoid(p["lm_head_z"])
+        o = (1 - zh) * (side @ p["upsample.weight"].T + p["upsample.bias"]) + zh * final
     labels = fx["labels"].astype(int)
     rows = np.nonzero(labels != -100)[0]
     if cfg.get("numLabels"):
-        # Sequence classification (SIDE.md §9): score = Linear(d, K) with bias on o at the labelled rows;
+        # Sequence classification (SIDE.md §10): score = Linear(d, K) with bias on o at the labelled rows;
         # the label there is the class (K >= 2, cross-entropy) or marks the row of targets[row] (K = 1, MSE).
         lg = o.reshape(n, -1)[rows] @ p["score.weight"].T + p["score.bias"]
         if cfg["numLabels"] == 1:

@@ -38,7 +38,9 @@ from reference_forward import ReferenceModel, rms_norm  # noqa: E402
 
 
 def load_adapter(folder):
-    """(side config dict, float64 tensors) from an adapter or side folder."""
+    """(side config dict, float64 tensors) from an adapter or side folder. Tensors come in the reference
+    implementation's convention: an OPT side folder (QST's own convention) has its lm_head_z negated
+    (Formats/SIDE.md §9); exported adapters already hold the reference's values."""
     if os.path.exists(os.path.join(folder, "adapter_config.json")):
         with open(os.path.join(folder, "adapter_config.json")) as f:
             meta = json.load(f)
@@ -49,7 +51,10 @@ def load_adapter(folder):
         with open(os.path.join(folder, "side_config.json")) as f:
             cfg = json.load(f)
         weights = os.path.join(folder, "side.safetensors")
-    return cfg, {k: v.astype(np.float64) for k, v in st.load(weights).items()}
+    p = {k: v.astype(np.float64) for k, v in st.load(weights).items()}
+    if side.is_opt(cfg) and not os.path.exists(os.path.join(folder, "adapter_config.json")):
+        p["lm_head_z"] = -p["lm_head_z"]
+    return cfg, p
 
 
 _SECTION_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
@@ -102,6 +107,8 @@ def tuned_logits(model, cfg, p, ids, mask):
         if base[key] != have:
             raise SystemExit(f"adapter was built for {key} {base[key]}, the base has {have}")
     base_logits, hidden = model.forward(ids, mask, return_hidden=True)
+    if side.is_opt(cfg):
+        return opt_tuned_logits(model, cfg, p, mask, hidden), base_logits
     B, T = ids.shape
     lengths = mask.sum(1).astype(int)
     L = base["layerCount"]
@@ -114,6 +121,24 @@ def tuned_logits(model, cfg, p, ids, mask):
     zh = side.sigmoid(p["lm_head_z"])
     logits = ((1 - zh) * up + zh * final) @ model.lm_head.T
     return np.where(mask[:, :, None], logits, 0.0), base_logits
+
+
+def opt_tuned_logits(model, cfg, p, mask, hidden):
+    """The reference QSTOPTForCausalLM head (modeling_opt_qst.py): side stream through OPT blocks, its
+    final_layer_norm_qst when the base norms before its layers, then sigma(z)*up + (1 - sigma(z))*h with
+    the exported (reference-convention) lm_head_z; h = project_out(final_layer_norm(h_L))."""
+    L, T = cfg["base"]["layerCount"], hidden[0].shape[1]
+    lengths = mask.sum(1).astype(int)
+    s = side.downsample(p, 0, hidden[0], cfg)
+    for i in range(L):
+        z = side.sigmoid(p[f"model.decoder.z.{i}"])
+        s = side.opt_block(p, i, (1 - z) * side.downsample(p, i, hidden[i + 1], cfg) + z * s, cfg, lengths, T)
+    if cfg["base"].get("layerNormBefore", True):
+        s = side.opt_layer_norm(p, "model.decoder.final_layer_norm_qst", s)
+    up = s @ p["upsample.weight"].T + p["upsample.bias"]
+    z = side.sigmoid(p["lm_head_z"])
+    logits = (z * up + (1 - z) * model.head_input(hidden[L])) @ model.lm_head.T
+    return np.where(mask[:, :, None], logits, 0.0)
 
 
 def main():

@@ -55,7 +55,7 @@ public struct ForwardBenchmark {
         for _ in 0..<repeats {
             let t0 = Date()
             let h = try model.forward(ids: ids, batch: 1, newTokens: promptTokens)
-            _ = model.logits(hidden: h.constPointer + (promptTokens - 1) * c.hiddenSize, rows: 1)
+            _ = model.logits(hidden: h.constPointer + (promptTokens - 1) * c.headInputSize, rows: 1)
             pp.append(Date().timeIntervalSince(t0))
             let cache = model.makeCache(batch: 1, capacity: generatedTokens + 1)
             var next: Int32 = ids[0]

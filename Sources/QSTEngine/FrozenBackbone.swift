@@ -27,6 +27,8 @@ public struct TokenBatch: Sendable {
 /// beyond what `visit` copies.
 public protocol FrozenBackbone: AnyObject {
     var hiddenSize: Int { get }
+    /// Width of what the LM head reads (OPT's word_embed_proj_dim when it projects); see the extension.
+    var headInputSize: Int { get }
     var layerCount: Int { get }
     var vocabSize: Int { get }
     var intermediateSize: Int { get }
@@ -36,9 +38,14 @@ public protocol FrozenBackbone: AnyObject {
     /// Runs the frozen forward over `batch`. Calls `visit(i, h)` for i = 0 (the embeddings)
     /// and after each layer i = 1…layerCount with h = [batch·seqLen, hiddenSize] row-major;
     /// `h` is only valid during the call. Returns norm(h_N) = the final RMSNorm output
-    /// [batch·seqLen, hiddenSize], which is what the LM head consumes.
+    /// [batch·seqLen, headInputSize], which is what the LM head consumes.
     func forwardHiddenStates(_ batch: TokenBatch, visit: (Int, UnsafePointer<Float>) throws -> Void) throws -> [Float]
 
     /// The frozen LM head as rows the chunked cross-entropy can stream.
     func headRows() -> HeadRows
+}
+
+extension FrozenBackbone {
+    /// Most models' head reads the hidden size.
+    public var headInputSize: Int { hiddenSize }
 }

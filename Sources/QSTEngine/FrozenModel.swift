@@ -29,6 +29,8 @@ public final class FrozenModel: FrozenBackbone {
     let head: WeightTensor
     let finalNorm: FloatBuffer
     let invFreq: [Float]
+    /// OPT's stem, tail and layers (nil for the LLaMA family).
+    let opt: OPTParts?
     let dropPages: Bool
     private var blockCache: [Int: DecoderBlockWeights] = [:]
     let context: MatmulContext
@@ -45,29 +47,40 @@ public final class FrozenModel: FrozenBackbone {
         config = c
         family = try ModelFamilies.family(for: c, origin: source.origin)
         blockShape = DecoderBlockShape(config: c)
-        embedding = try source.tensor("model.embed_tokens.weight")
-        try embedding.expectShape([c.vocabSize, c.hiddenSize], origin: source.origin)
-        if source.contains("lm_head.weight") {
-            head = try source.tensor("lm_head.weight")
-            try head.expectShape([c.vocabSize, c.hiddenSize], origin: source.origin)
-        } else if c.tieWordEmbeddings != false {
-            head = embedding
+        if c.isOPT {
+            let parts = try OPTParts(config: c, source: source)
+            opt = parts
+            embedding = parts.tokens; head = parts.head; finalNorm = FloatBuffer(count: 0); invFreq = []
         } else {
-            throw QSTError.tensor(source.origin, "lm_head.weight", "missing while tie_word_embeddings is false")
+            opt = nil
+            embedding = try source.tensor("model.embed_tokens.weight")
+            try embedding.expectShape([c.vocabSize, c.hiddenSize], origin: source.origin)
+            if source.contains("lm_head.weight") {
+                head = try source.tensor("lm_head.weight")
+                try head.expectShape([c.vocabSize, c.hiddenSize], origin: source.origin)
+            } else if c.tieWordEmbeddings != false {
+                head = embedding
+            } else {
+                throw QSTError.tensor(source.origin, "lm_head.weight", "missing while tie_word_embeddings is false")
+            }
+            finalNorm = try WeightLoading.vector(source, "model.norm.weight", count: c.hiddenSize)
+            invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
+                                              scaling: try c.ropeScalingValue(origin: source.origin))
         }
-        finalNorm = try WeightLoading.vector(source, "model.norm.weight", count: c.hiddenSize)
-        invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
-                                          scaling: try c.ropeScalingValue(origin: source.origin))
         if let mb = options.residentBudgetMB { dropPages = source.weightBytes > mb << 20 } else { dropPages = false }
         context = MatmulContext(path: options.matmulPath)
         scratch = DecoderScratch(shape: blockShape)
         // Fail on a missing or misshapen layer tensor now rather than halfway through a forward.
-        for i in 0..<c.numHiddenLayers { _ = try blockWeights(i) }
-        if dropPages { blockCache.removeAll() }
+        for i in 0..<c.numHiddenLayers {
+            if let opt { _ = try opt.layer(i, cache: !dropPages) } else { _ = try blockWeights(i) }
+        }
+        if dropPages { blockCache.removeAll(); opt?.dropCachedLayers() }
     }
 
     // FrozenBackbone
     public var hiddenSize: Int { config.hiddenSize }
+    /// Width of what the LM head reads (`forward`'s result): OPT's word_embed_proj_dim, else hiddenSize.
+    public var headInputSize: Int { config.headInputSize }
     public var layerCount: Int { config.numHiddenLayers }
     public var vocabSize: Int { config.vocabSize }
     public var intermediateSize: Int { config.intermediateSize }
@@ -91,7 +104,7 @@ public final class FrozenModel: FrozenBackbone {
     /// Runs `newTokens` tokens per sequence (`ids [batch·newTokens]`, `valid` nonzero = real token, nil = all)
     /// through the model. With a cache the tokens continue what the cache holds; without one they form
     /// complete right-padded sequences. `visit(i, h)` sees the residual stream after layer i (0 = embeddings).
-    /// Returns the final-normed hidden states `[batch·newTokens, hidden]`.
+    /// Returns the final-normed hidden states `[batch·newTokens, headInputSize]`.
     public func forward(ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: KVCache? = nil,
                         visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil) throws -> FloatBuffer {
         let blas = BLASThreadScope()
@@ -119,21 +132,36 @@ public final class FrozenModel: FrozenBackbone {
             local = c
         }
         let half = config.resolvedHeadDim / 2
-        let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
-        positions.withUnsafeBufferPointer { p in
-            RoPE.cosSin(cos: cos.pointer, sin: sin.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
+        // OPT has no RoPE: its learned position embeddings are added in `OPTParts.embed`.
+        let ropeRows = opt == nil ? n : 0
+        let cos = FloatBuffer(count: ropeRows * half), sin = FloatBuffer(count: ropeRows * half)
+        if ropeRows > 0 {
+            positions.withUnsafeBufferPointer { p in
+                RoPE.cosSin(cos: cos.pointer, sin: sin.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
+            }
         }
 
         let x = FloatBuffer(count: n * d)
-        for (r, id) in ids.enumerated() where validMask[r] != 0 {
-            embedding.decode(start: Int(id) * d, count: d, into: x.pointer + r * d)
+        if let opt {
+            try opt.embed(ids: ids, valid: validMask, positions: positions, into: x.pointer, context: context)
+        } else {
+            for (r, id) in ids.enumerated() where validMask[r] != 0 {
+                embedding.decode(start: Int(id) * d, count: d, into: x.pointer + r * d)
+            }
         }
         try visit?(0, x.constPointer)
         source.prefetchLayer(0)
         for i in 0..<layerCount {
             if i + 1 < layerCount { source.prefetchLayer(i + 1) }
-            let w = try blockWeights(i)
             let slot = cache?.slot(layer: i) ?? local!.slot(layer: 0)
+            if let opt {
+                OPTBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: try opt.layer(i, cache: !dropPages),
+                                 config: config, kv: slot, scratch: opt.scratch, context: context)
+                if dropPages { source.dropLayer(i) }
+                try visit?(i + 1, x.constPointer)
+                continue
+            }
+            let w = try blockWeights(i)
             DecoderBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: w, shape: blockShape,
                                  cos: cos.constPointer, sin: sin.constPointer, kv: slot, scratch: scratch,
                                  context: context)
@@ -141,6 +169,7 @@ public final class FrozenModel: FrozenBackbone {
             try visit?(i + 1, x.constPointer)
         }
         cache?.commit(newTokens: newTokens)
+        if let opt { return opt.finish(x, n: n, context: context) }
         RMSNorm.forward(out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer,
                         n: n, d: d, eps: config.eps)
         return x
@@ -165,7 +194,7 @@ public final class FrozenModel: FrozenBackbone {
 
     var headLinear: any LinearWeights {
         if case .f32(let p) = head.storage {
-            return DenseLinear(weight: p, bias: nil, inFeatures: hiddenSize, outFeatures: vocabSize, owner: [head.owner].compactMap { $0 })
+            return DenseLinear(weight: p, bias: nil, inFeatures: headInputSize, outFeatures: vocabSize, owner: [head.owner].compactMap { $0 })
         }
         return QuantizedLinear(tensor: head, bias: nil)
     }
@@ -178,7 +207,7 @@ public final class FrozenModel: FrozenBackbone {
     }
 
     public func headRows() -> HeadRows {
-        let t = head, d = hiddenSize
+        let t = head, d = headInputSize
         if case .f32(let p) = t.storage {
             return F32HeadRows(weight: p, vocabSize: vocabSize, dim: d, tileRows: 4096)
         }

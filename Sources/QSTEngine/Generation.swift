@@ -99,7 +99,7 @@ public final class Generator {
         guard maxTokens > 0 else { return result }
         let t0 = Date()
         var hidden = try model.forward(ids: prompt, batch: 1, newTokens: prompt.count, cache: cache)
-        var logits = model.logits(hidden: hidden.constPointer + (prompt.count - 1) * model.hiddenSize, rows: 1)
+        var logits = model.logits(hidden: hidden.constPointer + (prompt.count - 1) * model.headInputSize, rows: 1)
         result.prefillSeconds = Date().timeIntervalSince(t0)
         let t1 = Date()
         while true {

@@ -33,7 +33,7 @@ public enum ModelComparison {
             let hr = try reference.forward(ids: ids, batch: 1, newTokens: T)
             // Rows predicting scored tokens: positions p-1 for p in firstScored..<end.
             let r0 = w.firstScored - 1 - w.begin, rows = w.end - w.firstScored
-            let d = model.hiddenSize
+            let d = model.headInputSize
             try model.forEachLogitChunk(hidden: h.constPointer + r0 * d, rows: rows) { c0, cn, logits in
                 let refLogits = reference.logits(hidden: hr.constPointer + (r0 + c0) * d, rows: cn)
                 let stats = rowStats(logits, refLogits.constPointer, rows: cn, vocab: V,

@@ -2,11 +2,12 @@ import Foundation
 import QSTFormat
 import QSTNN
 
-/// A Hugging Face `config.json` for the LLaMA family (`llama` — Llama 2/3, SmolLM —, `mistral`, `qwen2`).
+/// A Hugging Face `config.json` for the LLaMA family (`llama` — Llama 2/3, SmolLM —, `mistral`, `qwen2`)
+/// and OPT (`opt`: its own fields below; `ffn_dim` is read as `intermediate_size`, see OPTConfig.swift).
 /// Only fields that change the forward pass are read; `validate` rejects values the engine cannot honour,
 /// naming the field, instead of silently computing something else.
 public struct ModelConfig: Codable, Sendable, Equatable {
-    public static let supportedModelTypes = ["llama", "mistral", "qwen2"]
+    public static let supportedModelTypes = ["llama", "mistral", "qwen2", "opt"]
 
     public var modelType: String
     public var hiddenSize: Int
@@ -29,6 +30,13 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var bosTokenId: TokenIDList?
     public var eosTokenId: TokenIDList?
     public var padTokenId: TokenIDList?
+    // OPT only (OPTConfig).
+    public var wordEmbedProjDim: Int?
+    public var doLayerNormBefore: Bool?
+    public var activationFunction: String?
+    public var enableBias: Bool?
+    public var layerNormElementwiseAffine: Bool?
+    public var removeFinalLayerNorm: Bool?
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
@@ -39,13 +47,16 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case tieWordEmbeddings = "tie_word_embeddings", attentionBias = "attention_bias", mlpBias = "mlp_bias"
         case slidingWindow = "sliding_window", useSlidingWindow = "use_sliding_window"
         case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id", padTokenId = "pad_token_id"
+        case wordEmbedProjDim = "word_embed_proj_dim", doLayerNormBefore = "do_layer_norm_before"
+        case activationFunction = "activation_function", enableBias = "enable_bias"
+        case layerNormElementwiseAffine = "layer_norm_elementwise_affine", removeFinalLayerNorm = "_remove_final_layer_norm"
     }
 
     /// Parses and validates; `origin` names the file in error messages.
     public static func parse(_ data: Data, origin: String) throws -> ModelConfig {
         let config: ModelConfig
         do {
-            config = try JSONDecoder().decode(ModelConfig.self, from: data)
+            config = try JSONDecoder().decode(ModelConfig.self, from: try OPTConfigKeys.normalized(data))
         } catch let DecodingError.keyNotFound(key, _) {
             throw QSTError.file(origin, "config.json: missing field '\(key.stringValue)'")
         } catch let DecodingError.typeMismatch(_, ctx) {
@@ -100,6 +111,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
                           ("vocab_size", vocabSize), ("num_key_value_heads", kvHeads), ("head_dim", resolvedHeadDim)] where v <= 0 {
             throw bad(name, "must be positive (got \(v))")
         }
+        if modelType == "opt" { try validateOPT(origin: origin); return }
         guard numAttentionHeads % kvHeads == 0 else {
             throw bad("num_key_value_heads", "\(kvHeads) does not divide num_attention_heads \(numAttentionHeads)")
         }
@@ -118,6 +130,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Mistral's sliding window limits how far back a token may look; when the window is at least
     /// the sequence length it changes nothing, which is all this engine supports.
     public func checkSequenceLength(_ length: Int) throws {
+        if modelType == "opt", let m = maxPositionEmbeddings, length > m {
+            throw QSTError("opt max_position_embeddings \(m): a sequence of \(length) tokens has no learned position")
+        }
         if modelType == "mistral", let w = slidingWindow, length > w {
             throw QSTError("mistral sliding_window \(w): sequences longer than the window (\(length)) are not supported")
         }

@@ -10,7 +10,7 @@ public protocol ModelFamily {
 }
 
 public enum ModelFamilies {
-    public static var all: [any ModelFamily.Type] { [LlamaFamily.self, Qwen2Family.self] }
+    public static var all: [any ModelFamily.Type] { [LlamaFamily.self, Qwen2Family.self, OPTFamily.self] }
 
     public static func family(for config: ModelConfig, origin: String) throws -> any ModelFamily.Type {
         guard let f = all.first(where: { $0.modelTypes.contains(config.modelType) }) else {

@@ -99,7 +99,7 @@ public struct MultipleChoiceEvaluator {
         let h = try model.forward(ids: ids, batch: 1, newTokens: ids.count)
         var scores = [Float](repeating: 0, count: letterIDs.count)
         try scores.withUnsafeMutableBufferPointer { out in
-            try ChunkedCrossEntropy.candidateLogits(out: out.baseAddress!, hidden: h.constPointer + (ids.count - 1) * model.hiddenSize,
+            try ChunkedCrossEntropy.candidateLogits(out: out.baseAddress!, hidden: h.constPointer + (ids.count - 1) * model.headInputSize,
                                                     n: 1, head: model.headRows(), candidates: letterIDs)
         }
         return scores.indices.max { scores[$0] < scores[$1] } ?? 0

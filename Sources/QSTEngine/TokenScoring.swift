@@ -10,7 +10,7 @@ extension FrozenModel {
     /// through the LM head with the configured matmul path.
     public func forEachLogitChunk(hidden: UnsafePointer<Float>, rows: Int,
                                   _ body: (Int, Int, UnsafePointer<Float>) throws -> Void) rethrows {
-        let chunk = Self.scoringChunkRows, V = vocabSize, d = hiddenSize
+        let chunk = Self.scoringChunkRows, V = vocabSize, d = headInputSize
         let logits = FloatBuffer(count: min(chunk, max(rows, 1)) * V)
         let head = headLinear
         let blas = BLASThreadScope()

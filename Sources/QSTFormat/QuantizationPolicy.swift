@@ -29,6 +29,9 @@ public struct QuantizationPolicy: Sendable {
         if kept { return .dense(keptDtype) }
         let embeddingLike = name.contains("embed_tokens") || name.hasPrefix("lm_head")
         if ModelTensorOrder.layerIndex(of: name) != nil && name.hasSuffix(".weight") { return .nf4 }
+        // OPT's project_in / project_out (opt-350m) are linear layers outside the blocks: NF4 as bitsandbytes
+        // does for every nn.Linear but the head. Its learned positions are an embedding and stay dense.
+        if name.hasSuffix("project_in.weight") || name.hasSuffix("project_out.weight") { return .nf4 }
         if embeddingLike && quantizeEmbeddings { return .nf4 }
         return .dense(keptDtype)
     }
@@ -45,6 +48,7 @@ public enum ModelTensorOrder {
     static func group(_ name: String) -> Int {
         if layerIndex(of: name) != nil { return 1 }
         if name.hasPrefix("lm_head") || name.hasPrefix("model.norm") || name == "norm.weight" { return 2 }
+        if name.hasPrefix("model.decoder.final_layer_norm") || name.hasPrefix("model.decoder.project_out") { return 2 }
         return 0
     }
 

@@ -2,7 +2,7 @@ import Foundation
 import QSTFormat
 import QSTNN
 
-/// The side network's optional sequence-classification head (Formats/SIDE.md §9): `score.weight [K, d]`,
+/// The side network's optional sequence-classification head (Formats/SIDE.md §10): `score.weight [K, d]`,
 /// `score.bias [K]` applied to the mixed output `o` (the input the LM head reads in language-model mode)
 /// at each sequence's last non-padding token. Unlike Hugging Face's `score` layer (no bias), it has a
 /// bias: a free class prior costs K floats and helps unbalanced tasks (MRPC is 68 % positive).

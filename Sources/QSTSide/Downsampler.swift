@@ -50,7 +50,7 @@ enum Downsampler {
                         out: UnsafeMutablePointer<Float>, tape: DownsampleTape?, rng: inout SplitMix64,
                         scratch: FloatBuffer) {
         let c = weights.config, d = c.base.hiddenSize, w = c.width
-        let p = "model.downsample.\(i)."
+        let p = c.downsamplePrefix(i)
         switch c.downsample {
         case .avgpool, .maxpool:
             FeaturePool.forward(out: out, x: h, n: n, d: d, r: c.r, kind: c.downsample == .avgpool ? .average : .max)
@@ -84,7 +84,7 @@ enum Downsampler {
     /// Accumulates the weight gradients of `down_i` from `dout [n, w]` (the frozen input needs no gradient).
     static func backward(layer i: Int, weights: SideWeights, dout: UnsafePointer<Float>, tape: DownsampleTape) {
         let c = weights.config, d = c.base.hiddenSize, w = c.width, n = tape.rows
-        let p = "model.downsample.\(i)."
+        let p = c.downsamplePrefix(i)
         switch c.downsample {
         case .avgpool, .maxpool:
             return

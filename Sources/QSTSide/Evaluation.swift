@@ -45,7 +45,7 @@ public enum Evaluation {
                 }
                 lossSum += r.lossSum; count += r.count
                 if let labelTokens {
-                    let d = model.frozenBackbone.hiddenSize, T = batch.tokens.seqLen
+                    let d = model.frozenBackbone.headInputSize, T = batch.tokens.seqLen
                     let logits = FloatBuffer(count: labelTokens.count)
                     for (b, ex) in chunk.enumerated() {
                         guard let cls = ex.classLabel, let pos = ex.answerPosition else { continue }

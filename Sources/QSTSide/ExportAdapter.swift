@@ -41,6 +41,7 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
 
     public init(base: BaseIdentity, side: SideConfig, dtype: ExportDType, origin: ExportOrigin) {
         self.base = base; self.side = side; self.dtype = dtype; self.origin = origin
+        tensorNames = SideExportMapping.tensorNames(side)
     }
 
     /// Sorted keys, two-space indentation, trailing newline: the same config gives the same bytes.
@@ -59,7 +60,9 @@ public enum AdapterIO {
     /// The side tensors in layout order, converted to `dtype`.
     public static func tensors(_ weights: SideWeights, dtype: ExportDType) throws -> [SafetensorsTensorData] {
         try weights.specs.map { s in
-            let values = Array(UnsafeBufferPointer(start: weights.values.pointer + s.offset, count: s.count))
+            let values = SideExportMapping.exported(Array(UnsafeBufferPointer(start: weights.values.pointer + s.offset,
+                                                                              count: s.count)),
+                                                    name: s.name, config: weights.config)
             for v in values where !v.isFinite {
                 throw QSTError("side tensor '\(s.name)' holds a non-finite value; refusing to export it")
             }
@@ -107,6 +110,7 @@ public enum AdapterIO {
         }
         let weights = try SideWeights(config: config.side)
         try SideWeightsIO.read(into: weights, file: try SafetensorsFile(path: weightsPath))
+        SideExportMapping.importInPlace(weights)
         return (weights, config)
     }
 }

@@ -50,6 +50,7 @@ public enum MergedContainer {
             guard t.shape == s.shape else { throw QSTError("\(ctx): tensor '\(s.name)' has shape \(t.shape), expected \(s.shape)") }
             try container.decode(t, into: weights.values.pointer + s.offset)
         }
+        SideExportMapping.importInPlace(weights)
         return (weights, config)
     }
 }

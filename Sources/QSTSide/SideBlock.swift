@@ -34,6 +34,8 @@ final class SideBlockWorkspace {
     /// Rows the buffers hold (at least the batch's).
     let rows: Int
     let normed1, rstd1, q, k, v, attn, resid1, normed2, rstd2, gate, up, act: FloatBuffer
+    /// OPT blocks' LayerNorm means and post-norm second residual sum.
+    let mean1, mean2, resid2: FloatBuffer
     let probs: FloatBuffer
     // Gradient scratch.
     let dResid1, dAttn, dq, dk, dv, dNormed, dAct, dGate, dUp: FloatBuffer
@@ -46,6 +48,7 @@ final class SideBlockWorkspace {
         attn = FloatBuffer(count: n * qw); resid1 = FloatBuffer(count: n * w)
         normed2 = FloatBuffer(count: n * w); rstd2 = FloatBuffer(count: n)
         gate = FloatBuffer(count: n * f); up = FloatBuffer(count: n * f); act = FloatBuffer(count: n * f)
+        mean1 = FloatBuffer(count: n); mean2 = FloatBuffer(count: n); resid2 = FloatBuffer(count: c.base.isOPT ? n * w : 0)
         probs = FloatBuffer(count: g.shape.probsCount)
         dResid1 = FloatBuffer(count: n * w); dAttn = FloatBuffer(count: n * qw)
         dq = FloatBuffer(count: n * qw); dk = FloatBuffer(count: n * kw); dv = FloatBuffer(count: n * kw)
@@ -57,7 +60,8 @@ final class SideBlockWorkspace {
     static func bytes(config c: SideConfig, batch: Int, seqLen: Int) -> Int {
         let n = batch * seqLen, w = c.width, qw = c.heads * c.headDim, kw = c.kvHeads * c.headDim
         let f = c.intermediate
-        let floats = n * (4 * w + 3 * qw + 4 * kw + 6 * f + 2 * w + 2) + batch * c.heads * seqLen * seqLen
+        let floats = n * (4 * w + 3 * qw + 4 * kw + 6 * f + 2 * w + 4) + (c.base.isOPT ? n * w : 0)
+            + batch * c.heads * seqLen * seqLen
         return 4 * floats
     }
 }
@@ -79,6 +83,7 @@ enum SideBlock {
     /// `out = block_i(x)`, leaving every intermediate in `ws`. `out` must not alias `x`.
     static func forward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+        if W.config.base.isOPT { OPTSideBlock.forward(layer: i, weights: W, x: x, out: out, geometry: g, ws: ws); return }
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate, eps = Float(c.base.rmsNormEps)
         RMSNorm.forward(out: ws.normed1.pointer, rstd: ws.rstd1.pointer, x: x, weight: W.value(nm.inNorm),
@@ -113,6 +118,9 @@ enum SideBlock {
     /// accumulates the block's weight gradients.
     static func backward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+        if W.config.base.isOPT {
+            OPTSideBlock.backward(layer: i, weights: W, x: x, dout: dout, dx: dx, geometry: g, ws: ws); return
+        }
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
         // MLP branch.

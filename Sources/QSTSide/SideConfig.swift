@@ -41,17 +41,28 @@ public struct BaseShape: Codable, Sendable, Equatable {
     public var ropeTheta: Double
     /// Hidden activation of the base MLP (the side blocks reuse it, as the reference copies the config).
     public var hiddenAct: String
+    /// OPT bases only (absent for the LLaMA family, so LLaMA side configs are unchanged): see OPTSideShape.swift.
+    public var modelFamily: String?
+    public var layerNormBefore: Bool?
+    public var headInputSize: Int?
+    public var bias: Bool?
+    public var affineNorms: Bool?
 
     public init(hiddenSize: Int, layerCount: Int, attentionHeads: Int, keyValueHeads: Int, intermediateSize: Int,
-                vocabSize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, hiddenAct: String = "silu") {
+                vocabSize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, hiddenAct: String = "silu",
+                modelFamily: String? = nil, layerNormBefore: Bool? = nil, headInputSize: Int? = nil, bias: Bool? = nil,
+                affineNorms: Bool? = nil) {
         self.hiddenSize = hiddenSize; self.layerCount = layerCount; self.attentionHeads = attentionHeads
         self.keyValueHeads = keyValueHeads; self.intermediateSize = intermediateSize; self.vocabSize = vocabSize
         self.rmsNormEps = rmsNormEps; self.ropeTheta = ropeTheta; self.hiddenAct = hiddenAct
+        self.modelFamily = modelFamily; self.layerNormBefore = layerNormBefore; self.headInputSize = headInputSize
+        self.bias = bias; self.affineNorms = affineNorms
     }
 
     /// Reads a Hugging Face LLaMA-family config.json. `context` names the file in errors.
     public static func parse(configJSON data: Data, context: String) throws -> BaseShape {
         let json = try JSONValue.parse([UInt8](data), context: context)
+        if json["model_type"]?.stringValue == "opt" { return try parseOPT(json, context: context) }
         func int(_ key: String) throws -> Int {
             guard let v = json[key]?.exactInt, v > 0 else {
                 throw QSTError.file(context, "field '\(key)' is missing or not a positive integer")
@@ -88,7 +99,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
     public var dropout: Float
     public var seed: UInt64
     /// Sequence classification head (`score.weight [K, d]`, `score.bias [K]`) over the mixed output at each
-    /// sequence's last token; nil = language-model head only. K = 1 is regression (Formats/SIDE.md §9).
+    /// sequence's last token; nil = language-model head only. K = 1 is regression (Formats/SIDE.md §10).
     public var numLabels: Int?
 
     public init(base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
@@ -104,20 +115,20 @@ public struct SideConfig: Codable, Sendable, Equatable {
     public var headDim: Int { width / base.attentionHeads }
     public var blockActivation: Activation { Activation(huggingFaceName: base.hiddenAct) ?? .silu }
 
-    /// Reduction factors that give a whole, even head size (RoPE rotates pairs).
-    public static func validReductions(hiddenSize d: Int, heads: Int) -> [Int] {
+    /// Reduction factors that give a whole head size, even when RoPE rotates pairs (not for OPT).
+    public static func validReductions(hiddenSize d: Int, heads: Int, even: Bool = true) -> [Int] {
         (1...max(1, d)).filter { r in
-            d % r == 0 && (d / r) % heads == 0 && ((d / r) / heads) % 2 == 0
+            d % r == 0 && (d / r) % heads == 0 && (!even || ((d / r) / heads) % 2 == 0)
         }
     }
 
     /// Throws a one-line error for any combination the side network cannot be built with.
     public func validate() throws {
-        let d = base.hiddenSize, h = base.attentionHeads
-        guard r >= 1, d % r == 0, (d / r) % h == 0, ((d / r) / h) % 2 == 0 else {
-            let valid = SideConfig.validReductions(hiddenSize: d, heads: h).map(String.init).joined(separator: ", ")
-            throw QSTError("side network: r=\(r) does not give a whole, even head size (hidden \(d) / r must be a " +
-                           "multiple of 2·\(h) heads); valid r: \(valid)")
+        let d = base.hiddenSize, h = base.attentionHeads, even = !base.isOPT
+        guard r >= 1, d % r == 0, (d / r) % h == 0, !even || ((d / r) / h) % 2 == 0 else {
+            let valid = SideConfig.validReductions(hiddenSize: d, heads: h, even: even).map(String.init).joined(separator: ", ")
+            throw QSTError("side network: r=\(r) does not give a whole\(even ? ", even" : "") head size (hidden \(d) / r must be a " +
+                           "multiple of \(even ? "2·" : "")\(h) heads); valid r: \(valid)")
         }
         guard base.intermediateSize / r >= 1 else {
             throw QSTError("side network: intermediate size \(base.intermediateSize) / r=\(r) is zero")
@@ -130,6 +141,9 @@ public struct SideConfig: Codable, Sendable, Equatable {
         }
         if let k = numLabels, k < 1 {
             throw QSTError("side network: the classification head needs at least 1 label (got \(k))")
+        }
+        if numLabels != nil, base.isOPT {
+            throw QSTError("side network: the classification head is implemented for LLaMA-family bases only, not OPT")
         }
     }
 

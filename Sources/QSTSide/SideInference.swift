@@ -47,7 +47,8 @@ public final class TunedModel {
                                                 ("layer count", c.layerCount, base.layerCount),
                                                 ("vocabulary size", c.vocabSize, base.vocabSize),
                                                 ("attention heads", c.attentionHeads, base.attentionHeads),
-                                                ("key/value heads", c.keyValueHeads, base.keyValueHeads)]
+                                                ("key/value heads", c.keyValueHeads, base.keyValueHeads),
+                                                ("head input size", c.headSize, base.headInputSize)]
             for (what, side, b) in checks where side != b {
                 throw QSTError("side network \(k + 1) was built for \(what) \(side) but \(base.source.origin) has \(b)")
             }
@@ -74,7 +75,8 @@ public final class TunedModel {
     public func forward(ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: TunedCache? = nil,
                         routing: SideRouting = .shared, lastOnly: Bool = false) throws -> TunedStep {
         let routing = cache?.routing ?? routing
-        let n = batch * newTokens, d = base.hiddenSize
+        // d: the hidden states the side networks read; e: what the head reads (OPT's word_embed_proj_dim).
+        let n = batch * newTokens, d = base.hiddenSize, e = base.headInputSize
         let mask = valid ?? [UInt8](repeating: 1, count: n)
         guard mask.count == n else { throw QSTError("tuned forward: mask has \(mask.count) entries, expected \(n)") }
         if routing == .perSequence, batch != runners.count {
@@ -101,8 +103,8 @@ public final class TunedModel {
         }
         for c in caches { c.commit(newTokens: newTokens) }
         let heads = runners.enumerated().map { j, r -> FloatBuffer in
-            let o = FloatBuffer(count: rows.count * d)
-            r.head(count: rows.count, final: { final.constPointer + (firstRow[j] + rows[$0]) * d }, into: o.pointer)
+            let o = FloatBuffer(count: rows.count * e)
+            r.head(count: rows.count, final: { final.constPointer + (firstRow[j] + rows[$0]) * e }, into: o.pointer)
             return o
         }
         return TunedStep(final: final, heads: heads, headRows: rows)

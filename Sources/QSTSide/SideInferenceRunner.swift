@@ -9,9 +9,16 @@ final class SideRunner {
     let weights: SideWeights
     let config: SideConfig
     private let layers: [Layer]
+    /// OPT bases: the blocks are OPT layers (`layers` is empty).
+    private let optLayers: [OPTSideInference.Layer]
+    private let gateSigmas: [[Float]]
     private let downs: [Down]
     private let headSigma: [Float]
-    private let normSide, upWeight, upBias: UnsafePointer<Float>
+    private let upWeight, upBias: UnsafePointer<Float>
+    /// `norm_side` weight (and bias for OPT's LayerNorm); nil when the side stream has no final norm.
+    private let normSide: UnsafePointer<Float>?, normSideBias: UnsafePointer<Float>?
+    /// Ones then zeros: OPT's `norm_side` parameters when the base's LayerNorms are not affine.
+    private let plainNorm: FloatBuffer
     private let invFreq: [Float]
     private let threads: Int
     private var ws = Workspace(rows: 0, config: nil)
@@ -47,14 +54,17 @@ final class SideRunner {
         self.threads = threads
         let c = config
         func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
-        layers = (0..<c.base.layerCount).map { i in
+        let sigmas = (0..<c.base.layerCount).map { SideInferenceOps.sigmoid(p(c.gateName($0)), count: c.width) }
+        gateSigmas = sigmas
+        optLayers = c.base.isOPT ? (0..<c.base.layerCount).map { OPTSideInference.Layer(weights: weights, layer: $0) } : []
+        layers = c.base.isOPT ? [] : (0..<c.base.layerCount).map { i in
             let n = SideBlock.Names(i)
             return Layer(inNorm: p(n.inNorm), q: p(n.q), k: p(n.k), v: p(n.v), o: p(n.o), postNorm: p(n.postNorm),
                          gate: p(n.gate), up: p(n.up), down: p(n.down),
-                         sigma: SideInferenceOps.sigmoid(p("model.z.\(i)"), count: c.width))
+                         sigma: sigmas[i])
         }
         downs = (0..<c.base.layerCount).map { i in
-            let pre = "model.downsample.\(i)."
+            let pre = c.downsamplePrefix(i)
             switch c.downsample {
             case .adapter:
                 return Down(a: p(pre + "adapter_A.weight"), b: p(pre + "adapter_B.weight"),
@@ -63,8 +73,18 @@ final class SideRunner {
             case .avgpool, .maxpool: return Down(a: nil, b: nil, lnWeight: nil, lnBias: nil, linear: nil)
             }
         }
-        headSigma = SideInferenceOps.sigmoid(p("lm_head_z"), count: c.base.hiddenSize)
-        normSide = p("model.norm_qst.weight"); upWeight = p("upsample.weight"); upBias = p("upsample.bias")
+        headSigma = SideInferenceOps.sigmoid(p("lm_head_z"), count: c.headSize)
+        upWeight = p("upsample.weight"); upBias = p("upsample.bias")
+        let plain = FloatBuffer([Float](repeating: 1, count: c.width) + [Float](repeating: 0, count: c.width))
+        plainNorm = plain
+        if c.headNormName != nil, c.base.isOPT, !c.base.optAffineNorms {
+            normSide = plain.constPointer; normSideBias = plain.constPointer + c.width
+        } else if let name = c.headNormName {
+            normSide = p(c.base.isOPT ? name + ".weight" : name)
+            normSideBias = c.base.isOPT ? p(name + ".bias") : nil
+        } else {
+            normSide = nil; normSideBias = nil
+        }
         invFreq = RoPE.inverseFrequencies(headDim: c.headDim, theta: c.base.ropeTheta)
     }
 
@@ -119,13 +139,18 @@ final class SideRunner {
     func visit(_ v: Int, h: UnsafePointer<Float>, newTokens: Int, cache: SideKVCache) {
         let n = cache.batch * newTokens
         guard v > 0 else { downsample(0, h, n: n, out: ws.stream.pointer); return }
-        let i = v - 1, L = layers[i]
+        let i = v - 1
         downsample(i, h, n: n, out: ws.down.pointer)
         // m = (1 − σ(z_i))·down_i(h) + σ(z_i)·s, then s = block_i(m).
-        L.sigma.withUnsafeBufferPointer { s in
+        gateSigmas[i].withUnsafeBufferPointer { s in
             SideInferenceOps.mix(into: ws.stream.pointer, ws.down.pointer, sigma: s.baseAddress!, n: n, d: config.width)
         }
-        block(i, L, n: n, newTokens: newTokens, cache: cache)
+        if config.base.isOPT {
+            OPTSideInference.block(optLayers[i], config: config, ws: ws, n: n, newTokens: newTokens, cache: cache,
+                                   layer: i, threads: threads)
+        } else {
+            block(i, layers[i], n: n, newTokens: newTokens, cache: cache)
+        }
     }
 
     /// LLaMA decoder layer at side width, updating `ws.stream` in place.
@@ -153,12 +178,18 @@ final class SideRunner {
     /// Called while the base still holds BLAS at one thread (inside its forward), so no BLAS worker pool
     /// wakes up between tokens.
     func prepareHead(rows: [Int]) {
-        let c = config, w = c.width, d = c.base.hiddenSize
+        let c = config, w = c.width, d = c.headSize
         if headUp.count < rows.count * d { headUp = FloatBuffer(count: rows.count * d) }
         let normed = FloatBuffer(count: w)
         for (k, r) in rows.enumerated() {
-            SideInferenceOps.rmsNorm(normed.pointer, ws.stream.pointer + r * w, normSide, n: 1, d: w,
-                                     eps: Float(c.base.rmsNormEps))
+            let s = ws.stream.pointer + r * w
+            if let normSide, let normSideBias {
+                SideInferenceOps.layerNorm(normed.pointer, s, normSide, normSideBias, n: 1, d: w, eps: OPTSideBlock.layerNormEps)
+            } else if let normSide {
+                SideInferenceOps.rmsNorm(normed.pointer, s, normSide, n: 1, d: w, eps: Float(c.base.rmsNormEps))
+            } else {
+                normed.pointer.update(from: s, count: w)
+            }
             SideInferenceOps.linear(headUp.pointer + k * d, normed.pointer, upWeight, bias: upBias, n: 1, inF: w, outF: d)
         }
     }
@@ -166,7 +197,7 @@ final class SideRunner {
     /// Head input `o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·final` for the rows given to
     /// `prepareHead`, `final(k)` pointing at the base's normed output of the k-th of them.
     func head(count: Int, final: (Int) -> UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>) {
-        let d = config.base.hiddenSize
+        let d = config.headSize
         for k in 0..<count {
             let out = o + k * d, up = headUp.pointer + k * d, b = final(k)
             for j in 0..<d { out[j] = (1 - headSigma[j]) * up[j] + headSigma[j] * b[j] }

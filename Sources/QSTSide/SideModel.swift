@@ -33,7 +33,8 @@ public final class SideModel {
         let c = weights.config.base
         let checks: [(String, Int, Int)] = [("hidden size", c.hiddenSize, backbone.hiddenSize),
                                             ("layer count", c.layerCount, backbone.layerCount),
-                                            ("vocabulary size", c.vocabSize, backbone.vocabSize)]
+                                            ("vocabulary size", c.vocabSize, backbone.vocabSize),
+                                            ("head input size", c.headSize, backbone.headInputSize)]
         for (what, side, base) in checks where side != base {
             throw QSTError("side network was built for \(what) \(side) but the base model has \(base)")
         }
@@ -47,7 +48,8 @@ public final class SideModel {
     /// Streams the backbone and runs the side network beside it. With `train`, keeps what backward needs
     /// in `tape` and applies dropout from `rng`. Returns the head input `o [n, d]` (and leaves pieces in tape).
     func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64) throws -> FloatBuffer {
-        let c = config, L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
+        // d: the width of the head mix (the hidden size, or OPT's word_embed_proj_dim).
+        let c = config, L = c.base.layerCount, w = c.width, d = c.headSize
         let g = SideBatchGeometry(config: c, lengths: tokens.lengths, seqLen: tokens.seqLen, invFreq: invFreq)
         let n = g.rows
         let ws = tape?.workspace(for: g) ?? SideBlockWorkspace(config: c, geometry: g)
@@ -65,7 +67,7 @@ public final class SideModel {
                                 rng: &localRNG, scratch: scratch)
             guard v > 0 else { return }
             GatedMix.forward(out: mixed.pointer, a: target.pointer, b: stream.pointer,
-                             z: weights.value("model.z.\(layer)"), n: n, d: w)
+                             z: weights.value(c.gateName(layer)), n: n, d: w)
             let next = tape?.streams[v] ?? FloatBuffer(count: n * w)
             SideBlock.forward(layer: layer, weights: weights, x: mixed.pointer, out: next.pointer, geometry: g, ws: ws)
             stream = next
@@ -76,9 +78,9 @@ public final class SideModel {
         }
         // Head: o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·norm(h_N).
         let normed = tape?.headNormed ?? FloatBuffer(count: n * w)
-        let rstd = tape?.headRstd ?? FloatBuffer(count: n)
-        RMSNorm.forward(out: normed.pointer, rstd: rstd.pointer, x: stream.pointer,
-                        weight: weights.value("model.norm_qst.weight"), n: n, d: w, eps: Float(c.base.rmsNormEps))
+        let rstd = tape?.headRstd ?? FloatBuffer(count: n), mean = tape?.headMean ?? FloatBuffer(count: n)
+        SideHeadNorm.forward(weights: weights, out: normed.pointer, mean: mean.pointer, rstd: rstd.pointer,
+                             x: stream.pointer, n: n)
         let up = tape?.headUp ?? FloatBuffer(count: n * d)
         Linear.forward(out: up.pointer, x: normed.pointer, weight: weights.value("upsample.weight"),
                        bias: weights.value("upsample.bias"), n: n, inFeatures: w, outFeatures: d)
@@ -94,7 +96,7 @@ public final class SideModel {
     /// Gradients are ADDED to `weights.grads` scaled by `gradScale` (default 1/labelled count).
     public func trainStep(_ batch: SideBatch, rng: inout SplitMix64,
                           gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
-        let c = config, L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
+        let c = config, L = c.base.layerCount, w = c.width, d = c.headSize
         // Tapes are reused across steps (grown when a batch is larger) to avoid re-faulting fresh pages.
         let rows = batch.tokens.ids.count
         let tape = (tapeCache?.capacity ?? 0) >= rows ? tapeCache! : SideForwardTape(config: c, rows: rows)
@@ -127,15 +129,14 @@ public final class SideModel {
                         dbias: weights.grad("upsample.bias"), dout: dUp.pointer, x: tape.headNormed.pointer,
                         weight: weights.value("upsample.weight"), n: n, inFeatures: w, outFeatures: d)
         var ds = FloatBuffer(count: n * w)
-        RMSNorm.backward(dx: ds.pointer, dweight: weights.grad("model.norm_qst.weight"), dout: dNormed.pointer,
-                         x: tape.streams[L].pointer, weight: weights.value("model.norm_qst.weight"),
-                         rstd: tape.headRstd.pointer, n: n, d: w)
+        SideHeadNorm.backward(weights: weights, dx: ds.pointer, dout: dNormed.pointer, x: tape.streams[L].pointer,
+                              mean: tape.headMean.pointer, rstd: tape.headRstd.pointer, n: n)
         // Side stream backward, last layer first.
         let ws = tape.workspace(for: g)
         let mixed = FloatBuffer(count: n * w), blockOut = FloatBuffer(count: n * w)
         let dMixed = FloatBuffer(count: n * w), dDown = FloatBuffer(count: n * w)
         for i in stride(from: L - 1, through: 0, by: -1) {
-            let z = weights.value("model.z.\(i)")
+            let z = weights.value(c.gateName(i))
             GatedMix.forward(out: mixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z, n: n, d: w)
             // The workspace still holds the last block's forward; earlier blocks are recomputed.
             if i != L - 1 {
@@ -145,7 +146,7 @@ public final class SideModel {
                                geometry: g, ws: ws)
             let dPrev = FloatBuffer(count: n * w)
             dDown.zero()
-            GatedMix.backward(da: dDown.pointer, db: dPrev.pointer, dz: weights.grad("model.z.\(i)"),
+            GatedMix.backward(da: dDown.pointer, db: dPrev.pointer, dz: weights.grad(c.gateName(i)),
                               dout: dMixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z,
                               n: n, d: w)
             if c.downsample.isTrainable {
@@ -186,7 +187,7 @@ final class SideForwardTape {
     let downsample: [DownsampleTape]
     let streams: [FloatBuffer]
     let down: [FloatBuffer]
-    let headNormed, headRstd, headUp, headBase: FloatBuffer
+    let headNormed, headRstd, headMean, headUp, headBase: FloatBuffer
     var geometry: SideBatchGeometry?
     private var ws: SideBlockWorkspace?
 
@@ -197,11 +198,11 @@ final class SideForwardTape {
     init(config c: SideConfig, rows n: Int) {
         config = c
         capacity = n
-        let L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
+        let L = c.base.layerCount, w = c.width, d = c.headSize
         downsample = (0...L).map { _ in DownsampleTape() }
         streams = (0...L).map { _ in FloatBuffer(count: n * w) }
         down = (0..<L).map { _ in FloatBuffer(count: n * w) }
-        headNormed = FloatBuffer(count: n * w); headRstd = FloatBuffer(count: n)
+        headNormed = FloatBuffer(count: n * w); headRstd = FloatBuffer(count: n); headMean = FloatBuffer(count: n)
         headUp = FloatBuffer(count: n * d); headBase = FloatBuffer(count: n * d)
     }
 

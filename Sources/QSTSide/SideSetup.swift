@@ -34,9 +34,20 @@ public enum SideSetup {
 
     /// Parameters of a LLaMA-family base of this shape (embeddings + layers + final norm).
     public static func baseParameterCount(_ s: BaseShape) -> Int {
+        if s.isOPT { return optParameterCount(s) }
         let d = s.hiddenSize, hd = d / s.attentionHeads, kv = s.keyValueHeads * hd
         let perLayer = d * d * 2 + 2 * d * kv + 3 * d * s.intermediateSize + 2 * d
         return s.vocabSize * d + s.layerCount * perLayer + d
+    }
+
+    /// OPT: token embeddings [V, e], project_in/out when e ≠ d, layers (q, k, v, out, fc1, fc2 with biases,
+    /// two LayerNorms), the final LayerNorm of pre-norm models. Learned positions are not counted (their number
+    /// is not part of the side network's base shape).
+    static func optParameterCount(_ s: BaseShape) -> Int {
+        let d = s.hiddenSize, f = s.intermediateSize, e = s.headSize
+        let biases = s.optBias ? 4 * d + f + d : 0
+        let perLayer = 4 * d * d + 2 * d * f + biases + 4 * d
+        return s.vocabSize * e + (e != d ? 2 * e * d : 0) + s.layerCount * perLayer + (s.optLayerNormBefore ? 2 * d : 0)
     }
 
     public static func report(weights: SideWeights, batch: Int, seqLen: Int, backboneBytes: Int) -> Report {

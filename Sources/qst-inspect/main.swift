@@ -82,7 +82,7 @@ struct Inspect: ParsableCommand {
             }
         }
         print("\(s.path)  (.qst4 \(s.formatVersion), \(Units.bytes(s.fileBytes)))")
-        print("  model        \(cfg("model_type"))  hidden \(cfg("hidden_size"))  layers \(cfg("num_hidden_layers"))  heads \(cfg("num_attention_heads"))/\(cfg("num_key_value_heads"))  mlp \(cfg("intermediate_size"))  vocab \(cfg("vocab_size"))")
+        print("  model        \(cfg("model_type"))  hidden \(cfg("hidden_size"))  layers \(cfg("num_hidden_layers"))  heads \(cfg("num_attention_heads"))/\(cfg("num_key_value_heads"))  mlp \(s.config["intermediate_size"] == nil ? cfg("ffn_dim") : cfg("intermediate_size"))  vocab \(cfg("vocab_size"))")
         if let q = s.quantization {
             print("  quantization \(q.method) block \(q.blockSize)  double-quant \(q.doubleQuant ? "on (block \(q.dqBlockSize))" : "off")  kept \(q.keptDtype)\(q.keep.isEmpty ? "" : "  keep \(q.keep)")")
         }

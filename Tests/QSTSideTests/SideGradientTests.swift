@@ -14,10 +14,10 @@ final class SideGradientTests: XCTestCase {
     }
 
     /// Checks up to `perTensor` elements of every tensor (all of the small ones).
-    private func checkAllTensors(_ config: SideConfig, perTensor: Int = 4, file: StaticString = #filePath,
-                                 line: UInt = #line) throws {
+    func checkAllTensors(_ config: SideConfig, backbone: (any FrozenBackbone)? = nil, perTensor: Int = 4,
+                         file: StaticString = #filePath, line: UInt = #line) throws {
         let weights = try SideFixtures.weights(config)
-        let model = try SideModel(weights: weights, backbone: MockBackbone(shape: config.base))
+        let model = try SideModel(weights: weights, backbone: backbone ?? MockBackbone(shape: config.base))
         let batch = SideFixtures.batch()
         _ = try lossAndGrad(model, batch, seed: 11)
         let analytic = weights.grads.array

@@ -22,22 +22,26 @@ final class SideReferenceTests: XCTestCase {
         return (python, repo.appendingPathComponent("Scripts/side_reference.py").path)
     }
 
-    private func check(_ config: SideConfig, batch: SideBatch = SideFixtures.batch()) throws {
+    /// `backbone` defaults to a MockBackbone of the config's shape (whose head is its embedding matrix);
+    /// another backbone must come with its head matrix `[V, headInputSize]`.
+    func check(_ config: SideConfig, backbone other: (any FrozenBackbone)? = nil, head: [Float]? = nil,
+               batch: SideBatch = SideFixtures.batch()) throws {
         let (py, script) = try python()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qst-sideref-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let weights = try SideFixtures.weights(config)
         try SideWeightsIO.save(weights, directory: dir)
-        let backbone = MockBackbone(shape: config.base)
+        let mock = MockBackbone(shape: config.base)
+        let backbone = other ?? mock
         // The frozen model's view of the batch, as the reference needs it.
         var tensors: [SafetensorsTensorData] = []
-        let n = batch.labels.count, d = config.base.hiddenSize
+        let n = batch.labels.count, d = config.base.hiddenSize, e = backbone.headInputSize
         let final = try backbone.forwardHiddenStates(batch.tokens) { v, h in
             tensors.append(try SafetensorsTensorData(name: "hidden.\(v)", shape: [n, d],
                                                      floats: Array(UnsafeBufferPointer(start: h, count: n * d))))
         }
-        tensors.append(try SafetensorsTensorData(name: "final", shape: [n, d], floats: final))
-        tensors.append(try SafetensorsTensorData(name: "head", shape: [config.base.vocabSize, d], floats: backbone.embed.array))
+        tensors.append(try SafetensorsTensorData(name: "final", shape: [n, e], floats: final))
+        tensors.append(try SafetensorsTensorData(name: "head", shape: [config.base.vocabSize, e], floats: head ?? mock.embed.array))
         tensors.append(SafetensorsTensorData(name: "labels", dtype: .i32, shape: [n],
                                              bytes: batch.labels.withUnsafeBytes { Array($0) }))
         if let targets = batch.targets {
