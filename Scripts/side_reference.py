@@ -11,8 +11,10 @@ Formats/SIDE.md §9 maps it), not from QST's Swift code. Evaluation mode (no dro
 
 SIDE_DIR holds side.safetensors + side_config.json. FIXTURE holds the frozen model's view of one batch:
 `hidden.{v}` [n, d] for v = 0..L (embeddings, then after each layer), `final` [n, e] = norm(h_L)
-(e = d, or OPT's word_embed_proj_dim after project_out), `head` [V, e], `labels` [n] int32 (-100 = ignore), `lengths` [B] int32. OUT gets `loss` [1] (mean
-cross-entropy at the labelled positions) and, for every side tensor, `grad.{name}`: the central finite
+(e = d, or OPT's word_embed_proj_dim after project_out), `head` [V, e], `labels` [n] int32 (-100 = ignore),
+`lengths` [B] int32 (and `targets` [n] for a regression head). OUT gets `loss` [1] (mean cross-entropy at
+the labelled positions through the LM head, or of the classification head `score.*` when side_config.json
+has numLabels, SIDE.md §10; mean squared error for numLabels = 1) and, for every side tensor, `grad.{name}`: the central finite
 difference of the float64 loss with respect to each element (exact to ~1e-9 at float64).
 """
 import json
@@ -185,10 +187,16 @@ def loss(p, fx, cfg):
         side = rms_norm(s, p["model.norm_qst.weight"], cfg["base"]["rmsNormEps"])
         zh = sigmoid(p["lm_head_z"])
         o = (1 - zh) * (side @ p["upsample.weight"].T + p["upsample.bias"]) + zh * final
-    logits = o.reshape(n, -1) @ fx["head"].T
     labels = fx["labels"].astype(int)
     rows = np.nonzero(labels != -100)[0]
-    lg = logits[rows]
+    if cfg.get("numLabels"):
+        # Sequence classification (SIDE.md §10): score = Linear(d, K) with bias on o at the labelled rows;
+        # the label there is the class (K >= 2, cross-entropy) or marks the row of targets[row] (K = 1, MSE).
+        lg = o.reshape(n, -1)[rows] @ p["score.weight"].T + p["score.bias"]
+        if cfg["numLabels"] == 1:
+            return float(((lg[:, 0] - fx["targets"][rows]) ** 2).mean())
+    else:
+        lg = (o.reshape(n, -1) @ fx["head"].T)[rows]
     mx = lg.max(-1, keepdims=True)
     lse = mx[:, 0] + np.log(np.exp(lg - mx).sum(-1))
     return float((lse - lg[np.arange(len(rows)), labels[rows]]).mean())

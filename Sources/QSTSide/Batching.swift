@@ -47,7 +47,16 @@ public enum BatchPlan {
             ids += e.ids + [Int32](repeating: pad, count: T - e.ids.count)
             labels += e.labels + [Int32](repeating: ChunkedCrossEntropy.ignoreIndex, count: T - e.labels.count)
         }
-        return SideBatch(tokens: TokenBatch(ids: ids, lengths: examples.map(\.ids.count), seqLen: T), labels: labels)
+        var targets: [Float]?
+        if examples.contains(where: { $0.regressionTarget != nil }) {
+            var t = [Float](repeating: 0, count: examples.count * T)
+            for (b, e) in examples.enumerated() {
+                if let y = e.regressionTarget, let pos = e.answerPosition { t[b * T + pos] = y }
+            }
+            targets = t
+        }
+        return SideBatch(tokens: TokenBatch(ids: ids, lengths: examples.map(\.ids.count), seqLen: T), labels: labels,
+                         targets: targets)
     }
 }
 

@@ -18,6 +18,11 @@ public enum Evaluation {
     public static func run<Model: TrainableModel>(model: Model, examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
                            baseOnly: Bool = false, progress: ((Int) -> Void)? = nil,
                            reducer: any GradientReducer = SingleProcess()) throws -> EvaluationResult {
+        if !baseOnly, model.classifierLabels != nil {
+            let s = try SequencePredictor.scores(model: model, examples: examples, labelTokens: nil, batchSize: batchSize,
+                                                 progress: progress)
+            return SequencePredictor.headEvaluation(scores: s.scores, examples: examples)
+        }
         let order = examples.indices.sorted { examples[$0].ids.count < examples[$1].ids.count }
         var lossSum = 0.0, count = 0, correct = 0, classified = 0
         let head = model.frozenBackbone.headRows()

@@ -59,14 +59,19 @@ public struct GLUETask: Sendable {
     }
 
     /// Reads a GLUE TSV file into examples: prompt tokens, then the label word's first token as the target.
-    public func load(path: String, tokenizer tok: ExampleTokenizer, maxLength: Int, skipBad: Bool) throws -> LoadedExamples {
+    /// With `head`, the prompt alone, its last token labelled with the class index (classification head).
+    public func load(path: String, tokenizer tok: ExampleTokenizer, maxLength: Int, skipBad: Bool,
+                     head: Bool = false) throws -> LoadedExamples {
         guard let data = FileManager.default.contents(atPath: path) else { throw QSTError.file(path, "cannot read") }
-        let text = String(decoding: data, as: UTF8.self)
+        var text = String(decoding: data, as: UTF8.self)
+        // The GLUE MRPC files start with a UTF-8 byte-order mark.
+        if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
             $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
         }
         if lines.last == "" { lines.removeLast() }
-        let labelIDs = try labelTokens(tok)
+        // The head needs no label words (a tokenizer may not tell them apart).
+        let labelIDs = head ? ((try? labelTokens(tok)) ?? []) : try labelTokens(tok)
         var columns = fixedColumns ?? []
         var first = 0
         if fixedColumns == nil {
@@ -77,7 +82,7 @@ public struct GLUETask: Sendable {
             }
             first = 1
         }
-        var out = LoadedExamples(examples: [], skippedBad: 0, truncated: 0, droppedTooLong: 0, labelTokens: labelIDs)
+        var out = LoadedExamples(examples: [], skippedBad: 0, truncated: 0, droppedTooLong: 0, labelTokens: labelIDs.isEmpty ? nil : labelIDs)
         for k in first..<lines.count {
             let fields = lines[k].split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             var row: [String: String] = [:]
@@ -93,6 +98,15 @@ public struct GLUETask: Sendable {
                 throw QSTError.file(path, "line \(k + 1): \(problem) (use --skip-bad to skip such records)")
             }
             let cls = classOf(row[labelColumn] ?? "") ?? 0
+            if head {
+                let ids = tok.encodeIDs(prompt(row), addSpecialTokens: true)
+                var labels = [Int32](repeating: -100, count: ids.count)
+                labels[ids.count - 1] = Int32(cls)
+                var ex = TrainingExample(ids: ids, labels: labels, classLabel: cls, answerPosition: ids.count - 1)
+                if ex.truncate(to: maxLength) { out.truncated += 1 }
+                out.examples.append(ex)
+                continue
+            }
             let ids = tok.encodeIDs(prompt(row), addSpecialTokens: true) + [labelIDs[cls]]
             var labels = [Int32](repeating: -100, count: ids.count)
             labels[ids.count - 2] = labelIDs[cls]

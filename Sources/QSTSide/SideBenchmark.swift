@@ -37,8 +37,14 @@ public enum SideBenchmark {
                 labels[b * seqLen + t] = ids[b * seqLen + t + 1]
             }
         }
+        var targets: [Float]?
+        if let k = model.weights.config.numLabels {
+            // A classification head takes class indices (or regression targets) instead of tokens.
+            labels = labels.map { $0 == ChunkedCrossEntropy.ignoreIndex ? $0 : (k == 1 ? 0 : $0 % Int32(k)) }
+            if k == 1 { targets = [Float](repeating: 0.5, count: ids.count) }
+        }
         let sb = SideBatch(tokens: TokenBatch(ids: ids, lengths: Array(repeating: seqLen, count: batch), seqLen: seqLen),
-                           labels: labels)
+                           labels: labels, targets: targets)
         func cpuSeconds() -> Double {
             var ts = timespec()
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)

@@ -98,11 +98,14 @@ public struct SideConfig: Codable, Sendable, Equatable {
     /// Dropout on the downsampler input during training (adapter and linear only).
     public var dropout: Float
     public var seed: UInt64
+    /// Sequence classification head (`score.weight [K, d]`, `score.bias [K]`) over the mixed output at each
+    /// sequence's last token; nil = language-model head only. K = 1 is regression (Formats/SIDE.md §10).
+    public var numLabels: Int?
 
     public init(base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
-                activation: SideActivation = .swish, dropout: Float = 0.1, seed: UInt64 = 0) {
+                activation: SideActivation = .swish, dropout: Float = 0.1, seed: UInt64 = 0, numLabels: Int? = nil) {
         self.base = base; self.r = r; self.downsample = downsample; self.adapterHidden = adapterHidden
-        self.activation = activation; self.dropout = dropout; self.seed = seed
+        self.activation = activation; self.dropout = dropout; self.seed = seed; self.numLabels = numLabels
     }
 
     public var width: Int { base.hiddenSize / r }
@@ -148,6 +151,12 @@ public struct SideConfig: Codable, Sendable, Equatable {
         }
         guard dropout >= 0, dropout < 1 else {
             throw QSTError("side network: dropout must be in [0, 1) (got \(dropout))")
+        }
+        if let k = numLabels, k < 1 || k > 1 << 16 {
+            throw QSTError("side network: num_labels \(k) is outside 1...65536")
+        }
+        if numLabels != nil, base.isOPT {
+            throw QSTError("side network: the classification head is implemented for LLaMA-family bases only, not OPT")
         }
     }
 

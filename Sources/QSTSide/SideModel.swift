@@ -10,9 +10,12 @@ public struct SideBatch: Sendable {
     public var labels: [Int32]
     /// Per-example dropout keys (`DropoutStreams`); nil draws dropout from the `rng` of `trainStep`.
     public var dropoutKeys: [UInt64]?
-    public init(tokens: TokenBatch, labels: [Int32]) {
+    /// Regression targets (classification head with K = 1), `[batch·seqLen]`, read at the labelled positions.
+    public var targets: [Float]?
+    public init(tokens: TokenBatch, labels: [Int32], targets: [Float]? = nil) {
         precondition(labels.count == tokens.ids.count, "labels must be batch × seqLen")
-        self.tokens = tokens; self.labels = labels
+        precondition(targets.map { $0.count == labels.count } ?? true, "targets must be batch × seqLen")
+        self.tokens = tokens; self.labels = labels; self.targets = targets
     }
     public var labelledCount: Int { labels.reduce(0) { $1 == ChunkedCrossEntropy.ignoreIndex ? $0 : $0 + 1 } }
 }
@@ -123,10 +126,16 @@ public final class SideModel {
         let dO = FloatBuffer(count: n * d)
         let result: ChunkedCrossEntropy.Result
         do {
-            result = try batch.labels.withUnsafeBufferPointer { lp in
-                try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!, n: n,
-                                                        head: backbone.headRows(), dHidden: dO.pointer,
-                                                        gradScale: gradScale)
+            if c.numLabels != nil {
+                // Classification head: the frozen LM head is not used at all.
+                result = try ClassificationHead.lossAndGradient(weights: weights, hidden: o, batch: batch,
+                                                                dHidden: dO.pointer, gradScale: gradScale)
+            } else {
+                result = try batch.labels.withUnsafeBufferPointer { lp in
+                    try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!, n: n,
+                                                            head: backbone.headRows(), dHidden: dO.pointer,
+                                                            gradScale: gradScale)
+                }
             }
         } catch let e as NNError { throw QSTError(e.message) }
         guard result.count > 0 else { return result }
@@ -180,6 +189,9 @@ public final class SideModel {
     public func evaluationLoss(_ batch: SideBatch) throws -> ChunkedCrossEntropy.Result {
         let o = try outputHidden(batch.tokens)
         do {
+            if config.numLabels != nil {
+                return try ClassificationHead.lossAndGradient(weights: weights, hidden: o, batch: batch, dHidden: nil)
+            }
             return try batch.labels.withUnsafeBufferPointer { lp in
                 try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!,
                                                         n: batch.labels.count, head: backbone.headRows(), dHidden: nil)

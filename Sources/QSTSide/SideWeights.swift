@@ -98,6 +98,11 @@ public final class SideWeights: @unchecked Sendable {
             add("upsample.bias", [d], .uniformFanIn, fanIn: w, decay: false)
             add("lm_head_z", [d], .constant, constant: 1.0, decay: false)
         }
+        // Last, so a side network gains a head without moving any other tensor (ClassificationHead.attach).
+        if let k = c.numLabels {
+            add("score.weight", [k, d], .uniformFanIn, fanIn: d, decay: true)
+            add("score.bias", [k], .uniformFanIn, fanIn: d, decay: false)
+        }
         return (specs, offset)
     }
 

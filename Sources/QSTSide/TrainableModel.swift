@@ -1,4 +1,5 @@
 import QSTEngine
+import QSTFormat
 import QSTNN
 
 /// What the training loop, evaluation and checkpoints need from a model that trains beside or inside
@@ -16,6 +17,17 @@ public protocol TrainableModel: AnyObject {
     func saveWeights(directory: String, extraMetadata: [String: String]) throws
     /// Writes a resumable checkpoint of the run (Formats/SIDE.md §6).
     func saveCheckpoint(run: String, optimizer: AdamW, state: TrainerState, training: TrainingConfig) throws
+    /// K of the model's classification head (ClassificationHead.swift), nil when it predicts with the LM head.
+    var classifierLabels: Int? { get }
+    /// The head's outputs `[rows.count, K]` at the given rows of `outputHidden`.
+    func classifierLogits(hidden: FloatBuffer, rows: [Int]) throws -> [Float]
+}
+
+extension TrainableModel {
+    public var classifierLabels: Int? { nil }
+    public func classifierLogits(hidden: FloatBuffer, rows: [Int]) throws -> [Float] {
+        throw QSTError("this model has no classification head")
+    }
 }
 
 extension SideModel: TrainableModel {

@@ -30,9 +30,13 @@ public struct TrainingExample: Sendable, Equatable {
     /// Classification: the class index and the position whose next-token logits decide it.
     public var classLabel: Int?
     public var answerPosition: Int?
+    /// Regression (classification head with K = 1): the target value, read at `answerPosition`.
+    public var regressionTarget: Float?
 
-    public init(ids: [Int32], labels: [Int32], classLabel: Int? = nil, answerPosition: Int? = nil) {
+    public init(ids: [Int32], labels: [Int32], classLabel: Int? = nil, answerPosition: Int? = nil,
+                regressionTarget: Float? = nil) {
         self.ids = ids; self.labels = labels; self.classLabel = classLabel; self.answerPosition = answerPosition
+        self.regressionTarget = regressionTarget
     }
 
     /// Builds an example from text segments, each either trained on (`true`) or context only.

@@ -21,8 +21,9 @@ struct Eval: ParsableCommand {
           qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 --subjects anatomy astronomy --limit 20
           qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw --ctx 512
           qst-eval bench smollm2.qst4 --side adapter/ --generate 128     (generation speed with and without it)
+          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (F1 and accuracy)
         """,
-        subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self])
+        subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self, GLUECommand.self])
 }
 
 /// Loads and tokenizes a text file, optionally keeping only the first `maxTokens` tokens.

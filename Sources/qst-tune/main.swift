@@ -23,6 +23,8 @@ struct Tune: ParsableCommand {
           qst-tune smollm2.qst4 --resume run/                      continue an interrupted run
           qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ --epochs 3 --cache-base cache/
                                   (pooling downsampler: later epochs skip the frozen forward)
+          qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv --eval rte/dev.tsv -o run/
+                                       (a trainable K-way head on the side network's output instead of label words)
 
         Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch
         and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
@@ -81,6 +83,10 @@ struct Tune: ParsableCommand {
     var cacheBase: String?
     @Flag(help: "LoRA: keep only each layer's input and recompute its forward in backward.")
     var gradientCheckpointing = false
+    @Option(help: "Prediction head: lm (label words through the frozen LM head, default) or classify (a trainable linear head over the side network's output at the last token; needs --task).")
+    var head: String = "lm"
+    @Option(help: "With --head classify: number of classes K (default: the task's; 1 = regression, not offered by the GLUE tasks here).")
+    var numLabels: Int?
 
     func trainingConfig() throws -> TrainingConfig {
         var t: TrainingConfig
@@ -119,7 +125,9 @@ struct Tune: ParsableCommand {
         guard let side else { throw CommandError("give the side network folder") }
         let training = try trainingConfig()
         let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
-        let sideModel = try SideModel(weights: try SideWeightsIO.load(directory: side), backbone: backbone)
+        var weights = try SideWeightsIO.load(directory: side)
+        if head == "classify" { weights = try ClassificationHead.attach(to: weights, numLabels: numLabels ?? 2, seed: training.seed) }
+        let sideModel = try SideModel(weights: weights, backbone: backbone)
         let r = try SideBenchmark.run(model: sideModel, batch: training.batchSize, seqLen: training.maxLength,
                                       repeats: repeats, labelEveryToken: !benchmarkLastOnly, training: training,
                                       peakRSS: { MemoryStats.current().peakRSS })
@@ -135,6 +143,7 @@ struct Tune: ParsableCommand {
     }
 
     func run() throws {
+        guard head == "lm" || head == "classify" else { throw CommandError("--head must be lm or classify") }
         if let benchmark { return try runBenchmark(benchmark) }
         try DataParallelRun.execute(tool: "qst-tune") { try train($0) }
     }
@@ -153,6 +162,9 @@ struct Tune: ParsableCommand {
         }
         if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
             if args.cacheBase != nil { throw CommandError("--cache-base is for side networks with a pooling downsampler, not LoRA") }
+            if head == "classify" {
+                throw CommandError("--head classify is for the QST side network only; LoRA predicts with label words (--head lm)")
+            }
             return try runLoRA(run: run, args: args, parallel: parallel)
         }
         guard method == "qst" else { throw CommandError("--method must be qst or lora") }
@@ -161,7 +173,7 @@ struct Tune: ParsableCommand {
         let started = Date()
         let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
         let tokenizer = try backbone.source.loadTokenizer()
-        let weights: SideWeights, training: TrainingConfig
+        var weights: SideWeights, training: TrainingConfig
         var resumed: (optimizer: AdamW, state: TrainerState)?
         if let resume {
             let ck = try TrainingCheckpoint.load(run: resume)
@@ -175,6 +187,11 @@ struct Tune: ParsableCommand {
                 throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
             }
         }
+        if resume == nil, head == "classify" {
+            weights = try ClassificationHead.attach(to: weights, numLabels: try classifyLabels(task: task), seed: training.seed)
+        }
+        let useHead = weights.config.numLabels != nil
+        if useHead, task == nil { throw CommandError("the classification head trains on a GLUE task: give --task") }
         if parallel.isLeader { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         let sideModel = try SideModel(weights: weights, backbone: backbone)
         var baseCache: BaseStateCache?
@@ -193,7 +210,7 @@ struct Tune: ParsableCommand {
 
         func load(_ path: String) throws -> LoadedExamples {
             if let task { return try GLUETask.named(task).load(path: path, tokenizer: tokenizer, maxLength: training.maxLength,
-                                                               skipBad: skipBad) }
+                                                               skipBad: skipBad, head: useHead) }
             return try RecordLoading.load(path: path, tokenizer: tokenizer, maxLength: training.maxLength, skipBad: skipBad)
         }
         var trainSet = try load(data)
@@ -291,6 +308,18 @@ struct Tune: ParsableCommand {
         }
         print("best weights: \(run)/best (step \(trainer.state.bestStep ?? trainer.state.step)), final: \(run)/final, " +
               "log: \(run)/log.jsonl, curves: \(run)/curves.svg")
+    }
+
+    /// K for `--head classify`: `--num-labels`, else the task's class count.
+    func classifyLabels(task: String?) throws -> Int {
+        guard let task else { throw CommandError("--head classify needs --task (sst2, rte, mrpc or cola)") }
+        let classes = try GLUETask.named(task).labelWords.count
+        let k = numLabels ?? classes
+        guard k == classes else {
+            throw CommandError("--num-labels \(k): task \(task) has \(classes) classes" +
+                               (k == 1 ? " (regression, K = 1, needs a task with real-valued labels such as STS-B)" : ""))
+        }
+        return k
     }
 
     struct Summary: Codable {

@@ -24,7 +24,8 @@ final class SideReferenceTests: XCTestCase {
 
     /// `backbone` defaults to a MockBackbone of the config's shape (whose head is its embedding matrix);
     /// another backbone must come with its head matrix `[V, headInputSize]`.
-    func check(_ config: SideConfig, backbone other: (any FrozenBackbone)? = nil, head: [Float]? = nil) throws {
+    func check(_ config: SideConfig, backbone other: (any FrozenBackbone)? = nil, head: [Float]? = nil,
+               batch: SideBatch = SideFixtures.batch()) throws {
         let (py, script) = try python()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qst-sideref-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -32,7 +33,6 @@ final class SideReferenceTests: XCTestCase {
         try SideWeightsIO.save(weights, directory: dir)
         let mock = MockBackbone(shape: config.base)
         let backbone = other ?? mock
-        let batch = SideFixtures.batch()
         // The frozen model's view of the batch, as the reference needs it.
         var tensors: [SafetensorsTensorData] = []
         let n = batch.labels.count, d = config.base.hiddenSize, e = backbone.headInputSize
@@ -44,6 +44,9 @@ final class SideReferenceTests: XCTestCase {
         tensors.append(try SafetensorsTensorData(name: "head", shape: [config.base.vocabSize, e], floats: head ?? mock.embed.array))
         tensors.append(SafetensorsTensorData(name: "labels", dtype: .i32, shape: [n],
                                              bytes: batch.labels.withUnsafeBytes { Array($0) }))
+        if let targets = batch.targets {
+            tensors.append(try SafetensorsTensorData(name: "targets", shape: [n], floats: targets))
+        }
         let lengths = batch.tokens.lengths.map { Int32($0) }
         tensors.append(SafetensorsTensorData(name: "lengths", dtype: .i32, shape: [lengths.count],
                                              bytes: lengths.withUnsafeBytes { Array($0) }))
@@ -90,6 +93,27 @@ final class SideReferenceTests: XCTestCase {
     func testAdapterNetworkMatchesFloat64Reference() throws {
         try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
                              activation: .swish, dropout: 0.1))
+    }
+
+    /// The same batch read at each sequence's last token (positions 4 and 5 + 2) by a head.
+    private func headBatch(labels: (Int32, Int32), targets: [Float]? = nil) -> SideBatch {
+        let base = SideFixtures.batch()
+        let x = ChunkedCrossEntropy.ignoreIndex
+        var l = [Int32](repeating: x, count: base.labels.count)
+        l[4] = labels.0; l[7] = labels.1
+        return SideBatch(tokens: base.tokens, labels: l, targets: targets)
+    }
+
+    func testClassificationHeadMatchesFloat64Reference() throws {
+        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, numLabels: 3),
+                  batch: headBatch(labels: (2, 1)))
+    }
+
+    func testRegressionHeadMatchesFloat64Reference() throws {
+        var targets = [Float](repeating: 0, count: 10)
+        targets[4] = 0.7; targets[7] = -1.3
+        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .linear, numLabels: 1),
+                  batch: headBatch(labels: (0, 0), targets: targets))
     }
 
     func testLinearGeluAndMaxPoolMatchFloat64Reference() throws {

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import QSTCLI
+import QSTEngine
+import QSTEngineCLI
+import QSTNN
+import QSTSide
+
+/// `qst-eval glue`: a GLUE dev set through the base (+ a tuned side network), scored with the task's
+/// official metric. A side network with a classification head predicts with it; otherwise the label
+/// words' logits through the frozen LM head decide (the verbalizer qst-tune trains with by default).
+struct GLUECommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "glue",
+        abstract: "GLUE dev-set metrics: accuracy (SST-2, RTE), F1 and accuracy (MRPC), Matthews correlation (CoLA).",
+        discussion: """
+        Examples:
+          qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv                   (frozen model, label words)
+          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (tuned; its head if it has one)
+          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best --json
+        """)
+    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @Option(help: "GLUE task: sst2, rte, mrpc or cola.") var task: String
+    @Option(help: "The task's TSV file (usually dev.tsv).") var data: String
+    @Option(help: "Adapter folder from qst-export, or a side folder (run/best, run/final).") var side: String?
+    @Option(help: "Sequences per forward.") var batch: Int = 16
+    @Option(help: "Longer prompts are cut from the front to this many tokens.") var maxLength: Int = 256
+    @Option(help: "Score only the first N examples.") var limit: Int?
+    @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
+    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var engine: EngineArguments
+
+    struct Report: Encodable {
+        var task: String
+        var data: String
+        var side: String?
+        var mode: SequencePredictor.Mode
+        var examples: Int
+        var skippedBad: Int
+        var metrics: [String: Double]
+        var officialMetrics: [String]
+        var predictedCounts: [Int]
+        var goldCounts: [Int]
+        var seconds: Double
+        var peakRSS: Int
+    }
+
+    func run() throws {
+        guard batch >= 1, maxLength >= 2 else { throw CommandError("--batch must be ≥ 1 and --max-length ≥ 2") }
+        let glue = try GLUETask.named(task)
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
+        let sideModel = try spec.sides.last.map { try SideModel(weights: $0, backbone: spec.base) }
+        let useHead = sideModel?.classifierLabels != nil
+        if let k = sideModel?.classifierLabels, k != glue.labelWords.count {
+            throw CommandError("\(side ?? model): the classification head has \(k) labels but task \(glue.name) has \(glue.labelWords.count)")
+        }
+        let tokenizer = try spec.base.source.loadTokenizer()
+        var loaded = try glue.load(path: data, tokenizer: tokenizer, maxLength: maxLength, skipBad: skipBad, head: useHead)
+        if let limit { loaded.examples = Array(loaded.examples.prefix(max(0, limit))) }
+        guard !loaded.examples.isEmpty else { throw CommandError("\(data): no examples") }
+        let start = Date()
+        let bar = ProgressBar(total: loaded.examples.count, label: glue.name)
+        let head: (k: Int, logits: (FloatBuffer, [Int]) throws -> [Float])? = sideModel.flatMap { m in
+            m.classifierLabels.map { k in (k, { try m.classifierLogits(hidden: $0, rows: $1) }) }
+        }
+        let result = try SequencePredictor.scores(
+            backbone: spec.base, output: sideModel.map { m in { try m.outputHidden($0) } }, head: head,
+            examples: loaded.examples, labelTokens: useHead ? nil : try glue.labelTokens(tokenizer), batchSize: batch
+        ) { bar.update($0) }
+        bar.finish()
+        let predicted = SequencePredictor.classes(result.scores)
+        let gold = loaded.examples.map { $0.classLabel ?? -1 }
+        var metrics = glue.metrics(predicted: predicted, gold: gold)
+        metrics["accuracy"] = GLUEMetrics.accuracy(predicted: predicted, gold: gold)
+        let k = glue.labelWords.count
+        let report = Report(task: glue.name, data: data, side: side, mode: result.mode, examples: gold.count,
+                            skippedBad: loaded.skippedBad, metrics: metrics, officialMetrics: glue.officialMetrics,
+                            predictedCounts: (0..<k).map { c in predicted.filter { $0 == c }.count },
+                            goldCounts: (0..<k).map { c in gold.filter { $0 == c }.count },
+                            seconds: Date().timeIntervalSince(start), peakRSS: MemoryStats.current().peakRSS)
+        if json { try JSONOutput.print(report); return }
+        let names = glue.officialMetrics + (glue.officialMetrics.contains("accuracy") ? [] : ["accuracy"])
+        let shown = names.map { n in
+            n == "matthews_correlation" ? String(format: "%@ %.4f", n, metrics[n] ?? 0) : String(format: "%@ %.2f%%", n, 100 * (metrics[n] ?? 0))
+        }
+        print("\(glue.name) (\(report.mode.rawValue)), \(report.examples) examples: " + shown.joined(separator: ", "))
+        print("predicted per class \(report.predictedCounts), gold \(report.goldCounts); " +
+              String(format: "%.1f s, peak RSS ", report.seconds) + Units.bytes(report.peakRSS))
+    }
+}
