@@ -41,6 +41,7 @@ ensure_venv(("numpy",))
 import numpy as np  # noqa: E402
 
 from qst_py import safetensors_np as st  # noqa: E402
+from qst_py.greedy import greedy  # noqa: E402
 
 SUPPORTED = ("llama", "mistral", "qwen2", "opt")
 
@@ -186,16 +187,7 @@ class LlamaReferenceModel:
         return (logits, hidden) if return_hidden else logits
 
     def greedy(self, prompt_ids, n, stop_at_eos=False):
-        eos = self.cfg.get("eos_token_id")
-        eos = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-        seq, out = list(prompt_ids), []
-        for _ in range(n):
-            nxt = int(np.argmax(self.forward(np.array([seq]))[0, -1]))
-            out.append(nxt)
-            seq.append(nxt)
-            if stop_at_eos and nxt in eos:
-                break
-        return out
+        return greedy(self, prompt_ids, n, stop_at_eos)
 
 
 def _parse_ids(s: str):

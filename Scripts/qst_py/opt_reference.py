@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from . import safetensors_np as st
+from .greedy import greedy
 
 LN_EPS = 1e-5
 P = "model.decoder."
@@ -142,13 +143,4 @@ class OPTReferenceModel:
         return x
 
     def greedy(self, prompt_ids, n, stop_at_eos=False):
-        eos = self.cfg.get("eos_token_id")
-        eos = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-        seq, out = list(prompt_ids), []
-        for _ in range(n):
-            nxt = int(np.argmax(self.forward(np.array([seq]))[0, -1]))
-            out.append(nxt)
-            seq.append(nxt)
-            if stop_at_eos and nxt in eos:
-                break
-        return out
+        return greedy(self, prompt_ids, n, stop_at_eos)
