@@ -5,19 +5,7 @@ import XCTest
 /// with the cache give byte-identical final weights to two epochs without it, and the second epoch reads
 /// every example from the cache; a cache for another `r` and a trainable downsampler are refused with one
 /// line. Slow unoptimised: release builds, or debug with QST_REAL_MODEL_TESTS=1.
-final class BaseCacheToolTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try ToolHarness.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
-    func ok(_ tool: String, _ args: [String]) throws -> ToolHarness.Result {
-        let r = try ToolHarness.run(tool, args)
-        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
-        return r
-    }
-
+final class BaseCacheToolTests: ToolTestCase {
     func testCachedRunMatchesPlainRunAndStaleCacheIsRefused() throws {
         #if DEBUG
         if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {

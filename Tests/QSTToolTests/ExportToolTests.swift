@@ -3,13 +3,7 @@ import XCTest
 import QSTFormat
 
 /// qst-export as a user runs it, on the tiny LLaMA of Scripts/make-tiny-models quantized with qst-quantize.
-final class ExportToolTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try ToolHarness.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class ExportToolTests: ToolTestCase {
     /// tiny-llama (QST_TINY_MODELS or the cache), else skip.
     func tinyLlama() throws -> String {
         let env = ProcessInfo.processInfo.environment
@@ -19,11 +13,6 @@ final class ExportToolTests: XCTestCase {
         throw XCTSkip("tiny models missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
     }
 
-    func ok(_ tool: String, _ args: [String]) throws -> ToolHarness.Result {
-        let r = try ToolHarness.run(tool, args)
-        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
-        return r
-    }
 
     func bytes(_ p: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: p)) }
 

@@ -4,19 +4,7 @@ import QSTFormat
 
 /// qst-tune --head classify, qst-export and qst-eval glue as a user runs them, on SmolLM2 (it has a
 /// tokenizer) with a dozen SST-2-format sentences. Release builds, or debug with QST_REAL_MODEL_TESTS=1.
-final class GLUEToolTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try ToolHarness.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
-    func ok(_ tool: String, _ args: [String]) throws -> ToolHarness.Result {
-        let r = try ToolHarness.run(tool, args)
-        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
-        return r
-    }
-
+final class GLUEToolTests: ToolTestCase {
     func fails(_ tool: String, _ args: [String], saying text: String) throws {
         let r = try ToolHarness.run(tool, args)
         XCTAssertEqual(r.status, 1, "\(tool) \(args) should fail")

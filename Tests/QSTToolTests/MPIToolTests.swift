@@ -4,12 +4,7 @@ import XCTest
 
 /// `mpirun -np 2 qst-tune` on this machine (loopback TCP) against one process, on a random tiny model.
 /// Skips when Open MPI's mpirun is absent, unless QST_REQUIRE_MPI=1 (Scripts/test installs it and sets it).
-final class MPIToolTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try ToolHarness.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class MPIToolTests: ToolTestCase {
     /// One thread per rank (2 ranks on 2 cores); root containers need the allow-as-root pair.
     let environment = ["QST_THREADS": "1", "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
     let bound: Float = 1e-5

@@ -5,13 +5,7 @@ import QSTFormat
 /// The whole QST path on an OPT base as a user runs it: the OPT-350m-like tiny checkpoint of
 /// Scripts/make-tiny-models (post-LayerNorm, project_in/out, byte-level tokenizer) quantized, a side network
 /// created, tuned on SST-2 lines, exported and merged, then generating beside the base.
-final class OPTToolTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try ToolHarness.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class OPTToolTests: ToolTestCase {
     func tinyOPT() throws -> String {
         let env = ProcessInfo.processInfo.environment
         for d in [env["QST_TINY_MODELS"], ReferenceScripts.cache + "/tiny-models"].compactMap({ $0 })
@@ -20,11 +14,6 @@ final class OPTToolTests: XCTestCase {
         throw XCTSkip("tiny OPT model missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
     }
 
-    func ok(_ tool: String, _ args: [String]) throws -> ToolHarness.Result {
-        let r = try ToolHarness.run(tool, args)
-        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
-        return r
-    }
 
     func testInitTuneExportGenerateOnTinyOPT() throws {
         let tiny = try tinyOPT(), base = path("base.qst4")

@@ -4,19 +4,7 @@ import QSTFormat
 
 /// qst-tune records the base it trained on (RUN/base.json), so exporting a run needs no --base, and a
 /// --base that is not that model is refused.
-final class RunBaseIdentityTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws { dir = try ToolHarness.temporaryDirectory() }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
-    func ok(_ tool: String, _ args: [String]) throws -> ToolHarness.Result {
-        let r = try ToolHarness.run(tool, args)
-        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
-        return r
-    }
-
+final class RunBaseIdentityTests: ToolTestCase {
     func testExportOfARunFindsItsBase() throws {
         let f = BadInputFixtures(dir: dir)
         let model = try f.synthetic, side = try f.syntheticSide

@@ -1,0 +1,26 @@
+import Foundation
+import XCTest
+
+/// What the tool tests share: a fresh temporary folder per test, paths inside it, and running a tool
+/// that must succeed. Subclasses hold the tests.
+class ToolTestCase: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        dir = try ToolHarness.temporaryDirectory()
+    }
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: dir)
+        try super.tearDownWithError()
+    }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    /// Runs `tool args`, asserting exit status 0 (the message carries stderr).
+    @discardableResult
+    func ok(_ tool: String, _ args: [String]) throws -> ToolHarness.Result {
+        let r = try ToolHarness.run(tool, args)
+        XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
+        return r
+    }
+}
