@@ -99,7 +99,8 @@ public enum TrainingCheckpoint {
         return (weights, optimizer, file.state, file.training)
     }
 
-    static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    /// Pretty, key-sorted JSON written atomically (temporary file, fsync, rename): every JSON file of a run.
+    public static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         let out = try AtomicFileWriter(path: path)

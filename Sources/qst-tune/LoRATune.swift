@@ -85,7 +85,7 @@ extension Tune {
                               peakRSS: peak, estimatedMemory: lora.activationBytes(batch: training.batchSize, seqLen: training.maxLength) + 16 * params,
                               totalSeconds: Date().timeIntervalSince(started), run: run,
                               dataParallel: parallel.describe(lora.weights.parameters))
-        try TrainingCheckpointJSON.write(summary, to: run + "/summary.json")
+        try TrainingCheckpoint.writeJSON(summary, to: run + "/summary.json")
         if json { try JSONOutput.print(summary); return }
         print("trained \(summary.steps) LoRA steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), peak RSS \(Units.bytes(peak))")
         if let f = final { print("final eval: loss \(fmt(f.loss))" + (f.accuracy.map { ", accuracy \(pct($0))" } ?? "")) }
