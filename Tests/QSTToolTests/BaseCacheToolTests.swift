@@ -7,11 +7,7 @@ import XCTest
 /// line. Slow unoptimised: release builds, or debug with QST_REAL_MODEL_TESTS=1.
 final class BaseCacheToolTests: ToolTestCase {
     func testCachedRunMatchesPlainRunAndStaleCacheIsRefused() throws {
-        #if DEBUG
-        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
-            throw XCTSkip("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
-        }
-        #endif
+        try requireRealModelBuild()
         let folder = try ReferenceScripts.realModelF32()
         let base = path("smollm2.qst4")
         _ = try ok("qst-quantize", [folder, base])

@@ -69,11 +69,7 @@ final class ExportToolTests: ToolTestCase {
     /// alone, with two adapters at once; qst-eval ppl with the adapter. Slow unoptimised: release builds,
     /// or debug with QST_REAL_MODEL_TESTS=1.
     func testGenerateAndEvaluateWithAdapterOrMergedFile() throws {
-        #if DEBUG
-        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
-            throw XCTSkip("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
-        }
-        #endif
+        try requireRealModelBuild()
         let folder = try ReferenceScripts.realModelF32()
         let base = path("smollm2.qst4")
         _ = try ok("qst-quantize", [folder, base])

@@ -13,11 +13,7 @@ final class GLUEToolTests: ToolTestCase {
     }
 
     func testClassificationHeadFromTuneToEval() throws {
-        #if DEBUG
-        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
-            throw XCTSkip("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
-        }
-        #endif
+        try requireRealModelBuild()
         let base = path("smollm2.qst4")
         _ = try ok("qst-quantize", [try ReferenceScripts.realModelF32(), base])
         _ = try ok("qst-init-side", [base, "-o", path("side"), "--r", "16"])

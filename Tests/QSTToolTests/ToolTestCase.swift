@@ -23,4 +23,14 @@ class ToolTestCase: XCTestCase {
         XCTAssertEqual(r.status, 0, "\(tool) \(args): \(r.stderr)")
         return r
     }
+
+    /// Real-model tool tests are slow unoptimised: they run in release builds, or in debug with
+    /// QST_REAL_MODEL_TESTS=1.
+    func requireRealModelBuild() throws {
+        #if DEBUG
+        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
+            throw XCTSkip("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
+        }
+        #endif
+    }
 }
