@@ -110,22 +110,8 @@ public final class QST4SectionAppender {
             header.sections[name] = try section.json()
         }
         try out.pad(to: QST4.partAlignment)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let json = try encoder.encode(header)
-        let headerOffset = out.bytesWritten
-        try out.write(json)
-        var preamble = QST4.magic
-        preamble.appendLE(QST4.majorVersion)
         // Version 1.1 adds data sections (§9); 1.0 readers still open the file and ignore them.
-        preamble.appendLE(UInt16(max(base.minorVersion, Self.sectionsMinorVersion)))
-        preamble.appendLE(UInt32(base.alignment))
-        preamble.appendLE(UInt64(base.dataOffset))
-        preamble.appendLE(UInt64(headerOffset))
-        preamble.appendLE(UInt64(json.count))
-        preamble.appendLE(json.withUnsafeBytes { Checksums.crc32c($0) })
-        preamble += [UInt8](repeating: 0, count: QST4.preambleSize - preamble.count)
-        try out.patch(at: 0, preamble)
-        try out.commit()
+        try QST4.finish(out, header: header, minorVersion: UInt16(max(base.minorVersion, Self.sectionsMinorVersion)),
+                        alignment: base.alignment, dataOffset: base.dataOffset)
     }
 }

@@ -100,6 +100,15 @@ public final class QST4Writer {
         let header = QST4Header(createdBy: createdBy, createdAt: formatter.string(from: createdAt),
                                 quantization: quantization, provenance: provenance, files: files,
                                 layers: layers, tensors: tensors, sections: sections)
+        try QST4.finish(out, header: header, minorVersion: QST4.minorVersion, alignment: alignment, dataOffset: alignment)
+    }
+}
+
+extension QST4 {
+    /// The end of every container write: the header JSON after the data, then the preamble (which points
+    /// at it and carries its CRC-32C) patched in at offset 0, then the atomic commit.
+    static func finish(_ out: AtomicFileWriter, header: QST4Header, minorVersion: UInt16, alignment: Int,
+                       dataOffset: Int) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let json = try encoder.encode(header)
@@ -107,9 +116,9 @@ public final class QST4Writer {
         try out.write(json)
         var preamble = QST4.magic
         preamble.appendLE(QST4.majorVersion)
-        preamble.appendLE(QST4.minorVersion)
+        preamble.appendLE(minorVersion)
         preamble.appendLE(UInt32(alignment))
-        preamble.appendLE(UInt64(alignment))
+        preamble.appendLE(UInt64(dataOffset))
         preamble.appendLE(UInt64(headerOffset))
         preamble.appendLE(UInt64(json.count))
         preamble.appendLE(json.withUnsafeBytes { Checksums.crc32c($0) })
