@@ -69,12 +69,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
-        .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore"]),
-        .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat"]),
-        .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer"]),
-        .testTarget(name: "QSTNNTests", dependencies: ["QSTNN"]),
-        .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine"]),
-        .testTarget(name: "QSTSideTests", dependencies: ["QSTSide"]),
-        .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine"]),
+        // Shared test pieces: the one NaN-safe comparison and the CI-aware skip (Tests/QSTTestSupport).
+        .target(name: "QSTTestSupport", path: "Tests/QSTTestSupport"),
+        .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore", "QSTTestSupport"]),
+        .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat", "QSTTestSupport"]),
+        .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer", "QSTTestSupport"]),
+        .testTarget(name: "QSTNNTests", dependencies: ["QSTNN", "QSTTestSupport"]),
+        .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTTestSupport"]),
+        .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTTestSupport"]),
+        .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTTestSupport"]),
     ]
 )

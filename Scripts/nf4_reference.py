@@ -17,11 +17,15 @@ Semantics reproduced:
     dQuantize<0>'s pivot search; decoded absmax = float32(float32(map[q] * absmax2) + offset);
   * dequantized = float32(NF4[code] * absmax); BF16 = round-to-nearest-even of that float32.
 
-Choices where bitsandbytes leaves freedom (documented, shared with the Swift side):
-  * mean: sequential float64 sum of the float32 absmax values / count, rounded to float32
-    (torch's float32 reduction order is unspecified, so no order could match it exactly);
-  * dynamic map: linspace boundaries rounded to float32, means and decade scale in float64,
-    each entry rounded once to float32 (matches a published dump of create_dynamic_map()).
+Choices that follow torch's float32 arithmetic (bitsandbytes builds these with torch on CPU):
+  * mean: torch's CPU float32 sum (aten SumKernel `cascade_sum`: 8 float32 lanes, 4 interleaved
+    rows of vectors, 4 cascade levels of 16, the tail and the lanes added last in order), then
+    one float32 division by the count; matches torch 2.15 (AVX2 kernels) on tensors with fewer
+    than 32,768 absmax values, where torch sums on one thread;
+  * dynamic map: torch.linspace(0.1, 1, n) in float32 (step = f32(f32(1 - f32(0.1)) / (n-1)),
+    start + step*k fused for the first half, end - step*(n-1-k) fused for the second), float32
+    midpoints, times float32(10**e), each step rounded to float32: equal to bitsandbytes 0.50.2's
+    create_dynamic_map(signed=True) bit for bit (checked against ../shared/data/bnb-nf4).
 
 CLI:
   nf4_reference.py quantize INPUT.npy OUTPUT.npz [--block-size 64] [--no-double-quant]
@@ -97,19 +101,42 @@ def nf4_tree(x: np.ndarray) -> np.ndarray:
     return np.where(x > T["root"], pos, neg).astype(np.uint8)
 
 
+def fma_f32(a, b, c) -> np.float32:
+    """float32(a*b + c) rounded once (a fused multiply-add), exact via fractions."""
+    exact = Fraction(float(F32(a))) * Fraction(float(F32(b))) + Fraction(float(F32(c)))
+    guess = F32(float(exact))
+    best = None
+    for cand in (np.nextafter(guess, F32(-np.inf)), guess, np.nextafter(guess, F32(np.inf))):
+        key = (abs(Fraction(float(cand)) - exact), int(np.array(cand, dtype=F32).view(np.uint32)) & 1)
+        if best is None or key < best[0]:
+            best = (key, cand)
+    return F32(best[1])
+
+
+def torch_linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
+    """torch.linspace(start, end, steps) for float32 on CPU (RangeFactoriesKernel, scalar path
+    compiled with fused multiply-add): the first half counts up from start, the second down from end."""
+    s, e = F32(start), F32(end)
+    step = F32((e - s) / F32(steps - 1))
+    half = steps // 2
+    return np.array([fma_f32(step, F32(k), s) if k < half else fma_f32(-step, F32(steps - 1 - k), e)
+                     for k in range(steps)], dtype=F32)
+
+
 def create_dynamic_map_signed() -> np.ndarray:
-    """create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): 256 sorted float32."""
+    """create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): 256 sorted float32,
+    every step in float32 as torch computes it."""
     data = []
     max_exponent_bits, non_sign_bits = 7, 7
     for i in range(max_exponent_bits):
         items = 2 ** (i + non_sign_bits - max_exponent_bits) + 1
-        bounds = np.linspace(0.1, 1.0, items).astype(F32).astype(np.float64)
-        means = (bounds[:-1] + bounds[1:]) / 2.0
-        scaled = (10.0 ** (-(max_exponent_bits - 1) + i)) * means
-        data += list(scaled) + list(-scaled)
-    data += [0.0, 1.0]
+        bounds = torch_linspace_f32(0.1, 1.0, items)
+        means = ((bounds[:-1] + bounds[1:]) / F32(2.0)).astype(F32)
+        scale = F32(10.0 ** (-(max_exponent_bits - 1) + i))   # Python scalar, cast to the tensor's float32
+        data += list((scale * means).astype(F32)) + list(((-scale) * means).astype(F32))
+    data += [F32(0.0), F32(1.0)]
     assert len(data) == 256
-    return np.sort(np.array(data, dtype=np.float64).astype(F32))
+    return np.sort(np.array(data, dtype=F32))
 
 
 def dquantize(code: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -195,9 +222,55 @@ def bf16_rne(x: np.ndarray) -> np.ndarray:
     return ((u >> 16) & 0xFFFF).astype(np.uint16)
 
 
+def _ceil_log2(x: int) -> int:
+    return 0 if x <= 1 else (x - 1).bit_length()
+
+
+def torch_sum_f32(values: np.ndarray, lanes: int = 8) -> np.float32:
+    """torch's CPU float32 sum of a contiguous vector on one thread (aten/native/cpu/SumKernel.cpp:
+    vectorized_inner_sum -> row_sum -> multi_row_sum), with `lanes`-wide vectors (8: AVX2, NEON)."""
+    x = np.ascontiguousarray(values, dtype=F32).reshape(-1)
+    n = x.size
+    nvec = n // lanes
+    vecs = x[: nvec * lanes].reshape(nvec, lanes)
+    rows, levels = 4, 4
+    size = nvec // rows                                   # groups of 4 consecutive vectors
+    power = max(4, _ceil_log2(size) // levels)
+    step, mask = 1 << power, (1 << power) - 1
+    acc = np.zeros((levels, rows, lanes), dtype=F32)
+    i = 0
+    while i + step <= size:
+        for _ in range(step):
+            acc[0] = (acc[0] + vecs[i * rows:(i + 1) * rows]).astype(F32)
+            i += 1
+        for j in range(1, levels):
+            acc[j] = (acc[j] + acc[j - 1]).astype(F32)
+            acc[j - 1] = 0
+            if i & (mask << (j * power)):
+                break
+    while i < size:
+        acc[0] = (acc[0] + vecs[i * rows:(i + 1) * rows]).astype(F32)
+        i += 1
+    for j in range(1, levels):
+        acc[0] = (acc[0] + acc[j]).astype(F32)
+    partial = acc[0]
+    for v in range(size * rows, nvec):                    # vectors left over from the groups of 4
+        partial[0] = (partial[0] + vecs[v]).astype(F32)
+    for k in range(1, rows):
+        partial[0] = (partial[0] + partial[k]).astype(F32)
+    total = F32(0.0)
+    for k in range(nvec * lanes, n):                      # scalar tail first, then the lanes
+        total = F32(total + x[k])
+    for k in range(lanes):
+        total = F32(total + partial[0][k])
+    return total
+
+
 def mean_f32(values: np.ndarray) -> np.float32:
-    # cumsum adds strictly left to right, unlike np.sum's pairwise scheme.
-    return F32(np.cumsum(values.astype(np.float64))[-1] / values.size)
+    """torch's `absmax.mean()` on CPU for float32: the sum above, divided once in float32."""
+    if values.size == 0:
+        return F32(0.0)
+    return F32(torch_sum_f32(values) / F32(values.size))
 
 
 def nf4_reference(x: np.ndarray, block_size: int, double_quant: bool, dq_block_size: int) -> dict:

@@ -3,31 +3,36 @@ import QSTCore
 /// quantization (QLoRA's "DQ") to store the per-block absmax values in 8 bits.
 public enum DynamicMap8 {
     /// `create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)`: 256 ascending values
-    /// in [-0.99296875, 1]. For decade i (0...6) the 2^i+1 linspace(0.1, 1) boundaries are taken
-    /// as float32 (as torch stores them); midpoints times 10^(i-6) are formed in double and
-    /// rounded once to float32, which reproduces a published dump of bitsandbytes' table.
+    /// in [-0.99296875, 1], built in float32 step by step as bitsandbytes does with torch, so the
+    /// table equals bitsandbytes 0.50.2's bit for bit (checked against its golden dump). For decade
+    /// i (0...6): torch.linspace(0.1, 1, 2^i+1) in float32, float32 midpoints, times float32(10^(i-6)).
     public static let signedCode: [Float] = {
-        var data: [Double] = []
+        var data: [Float] = []
         for i in 0..<7 {
-            let items = (1 << i) + 1
-            var bounds = [Double](repeating: 0, count: items)
-            for k in 0..<items {
-                // Same evaluation as numpy.linspace: start + k*step, end point exact.
-                let step = (1.0 - 0.1) / Double(items - 1)
-                let v = k == items - 1 ? 1.0 : 0.1 + Double(k) * step
-                bounds[k] = Double(Float(v))
-            }
-            let scale = pow10(i - 6)
-            for k in 0..<(items - 1) {
-                let m = scale * ((bounds[k] + bounds[k + 1]) / 2.0)
-                data.append(m)
-                data.append(-m)
+            let bounds = torchLinspace(0.1, 1, steps: (1 << i) + 1)
+            let scale = Float(pow10(i - 6))   // torch casts the Python scalar to the tensor's float32
+            for k in 0..<(bounds.count - 1) {
+                let m = (bounds[k] + bounds[k + 1]) / 2
+                data.append(scale * m)
+                data.append(-scale * m)
             }
         }
         data.append(0)
         data.append(1)
-        return data.map { Float($0) }.sorted()
+        return data.sorted()
     }()
+
+    /// torch.linspace(start, end, steps) for float32 on CPU: step = (end - start) / (steps - 1) in
+    /// float32; the first half is start + step*k, the second end - step*(steps-1-k), each a fused
+    /// multiply-add (torch's kernel is compiled with contraction on FMA machines; the golden map
+    /// shows it).
+    static func torchLinspace(_ start: Float, _ end: Float, steps: Int) -> [Float] {
+        let step = (end - start) / Float(steps - 1)
+        let half = steps / 2
+        return (0..<steps).map { k in
+            k < half ? start.addingProduct(step, Float(k)) : end.addingProduct(-step, Float(steps - 1 - k))
+        }
+    }
 
     /// 10^e for e in -6...0 as Python evaluates `10 ** e` (the correctly rounded double).
     private static func pow10(_ e: Int) -> Double {

@@ -13,7 +13,7 @@ import QSTKernels
 ///   Clipping v to [-1, 1] is implied: the tree already sends everything past ±1 to code 0/15;
 /// - an all-zero block (absmax 0) gives v = 0*inf = NaN, which the tree maps to code 0 (-1.0),
 ///   exactly like bitsandbytes' CUDA kernel; it dequantizes to -1.0*0 = -0.0;
-/// - double quantization: offset = mean(absmax) (float64 sum in order, rounded to float32),
+/// - double quantization: offset = mean(absmax) (torch's float32 mean, see TorchMean),
 ///   absmax-offset quantized with DynamicMap8 in blocks of dqBlockSize;
 ///   decoded absmax = float32(float32(map[q] * absmax2) + offset).
 public enum NF4 {
@@ -74,14 +74,8 @@ public enum NF4 {
                          absmax2: absmax2, absmaxOffset: offset, dqBlockSize: parameters.dqBlockSize)
     }
 
-    /// Left-to-right float64 sum, rounded once: a fixed order both implementations can share
-    /// (torch's float32 mean has no specified order to match).
-    static func mean(_ v: [Float]) -> Float {
-        guard !v.isEmpty else { return 0 }
-        var s = 0.0
-        for a in v { s += Double(a) }
-        return Float(s / Double(v.count))
-    }
+    /// bitsandbytes' offset: torch's float32 `absmax.mean()` in torch's own summation order.
+    static func mean(_ v: [Float]) -> Float { TorchMean.mean(v) }
 
     /// Recovers per-block float32 absmax from the double-quantized form into `out` (`blocks` values).
     public static func decodeAbsmax(codes: UnsafePointer<UInt8>, absmax2: UnsafePointer<Float>, offset: Float,

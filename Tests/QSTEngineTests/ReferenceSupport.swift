@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 import QSTFormat
 @testable import QSTEngine
 
@@ -18,8 +19,7 @@ enum Reference {
     static var required: Bool { env["QST_REQUIRE_REFERENCE"] == "1" }
 
     static func unavailable(_ what: String) throws -> Never {
-        if required { XCTFail("required reference input missing: \(what)") }
-        throw XCTSkip("\(what) (set QST_REQUIRE_REFERENCE=1 to fail instead)")
+        try TestRequirement.unavailable(what)
     }
 
     static func checkPython() throws {
@@ -78,7 +78,7 @@ enum Reference {
     static func requireRealModelBuild() throws {
         #if DEBUG
         if env["QST_REAL_MODEL_TESTS"] != "1" {
-            throw XCTSkip("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
+            try TestRequirement.unavailable("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)", variable: "QST_REAL_MODEL_TESTS")
         }
         #endif
     }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 @testable import QSTFormat
 
 /// Runs Scripts/nf4_reference.py (independent NumPy implementation of bitsandbytes' NF4) and
@@ -23,10 +24,7 @@ struct NF4ReferenceHarness {
             .deletingLastPathComponent()
         script = repo.appendingPathComponent("Scripts/nf4_reference.py").path
         guard FileManager.default.isExecutableFile(atPath: python) else {
-            if env["QST_REQUIRE_REFERENCE"] == "1" {
-                throw QSTError("NF4 reference: no Python at \(python) and QST_REQUIRE_REFERENCE=1")
-            }
-            throw XCTSkip("NF4 reference: no Python at \(python) (set QST_PYTHON or run Scripts/setup-env.sh)")
+            try TestRequirement.unavailable("NF4 reference: no Python at \(python) (set QST_PYTHON or run Scripts/setup-env.sh)")
         }
         self.python = python
         workDir = FileManager.default.temporaryDirectory.appendingPathComponent("qst-nf4-\(UUID().uuidString)")

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 @testable import QSTFormat
 
 /// Cross-checks against the reference implementations: the `safetensors` Python
@@ -36,9 +37,9 @@ final class SafetensorsInteropTests: XCTestCase {
         let env = ProcessInfo.processInfo.environment
         let cache = env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst")
         let py = env["QST_PYTHON"] ?? cache + "/venv/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: py) else { throw XCTSkip("no Python at \(py)") }
+        guard FileManager.default.isExecutableFile(atPath: py) else { try TestRequirement.unavailable("no Python at \(py)") }
         guard (try? run(py, ["-c", "import numpy, safetensors._safetensors_rust"])) != nil else {
-            throw XCTSkip("\(py) lacks numpy or safetensors")
+            try TestRequirement.unavailable("\(py) lacks numpy or safetensors")
         }
         return py
     }

@@ -1,4 +1,5 @@
 import XCTest
+@_exported import QSTTestSupport
 @testable import QSTNN
 
 /// Test-only deterministic inputs (a plain LCG, independent of the RNG under test).
@@ -52,19 +53,7 @@ func weightedSum(_ out: [Double], _ weights: [Double]) -> Double {
     zip(out, weights).reduce(0) { $0 + $1.0 * $1.1 }
 }
 
-func assertClose(_ actual: [Double], _ expected: [Double], rtol: Double = 1e-3, atol: Double = 1e-4,
-                 _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(actual.count, expected.count, "\(what): count", file: file, line: line)
-    var worst = 0.0, worstIndex = -1
-    for i in 0..<min(actual.count, expected.count) {
-        let err = abs(actual[i] - expected[i]) - (atol + rtol * abs(expected[i]))
-        if err > worst { worst = err; worstIndex = i }
-    }
-    if worstIndex >= 0 {
-        XCTFail("\(what): index \(worstIndex) got \(actual[worstIndex]) expected \(expected[worstIndex])",
-                file: file, line: line)
-    }
-}
+// assertClose: the suite's one NaN-safe comparison, from QSTTestSupport (Closeness.swift).
 
 /// Naive Double matrix product helpers for references.
 /// `x [n, inF]`, `w [outF, inF]` → `[n, outF]`.

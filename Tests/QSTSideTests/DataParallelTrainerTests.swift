@@ -2,6 +2,7 @@ import Foundation
 import QSTEngine
 import QSTNN
 import XCTest
+import QSTTestSupport
 @testable import QSTSide
 
 /// Ranks of a data-parallel run simulated by threads in one process (the MPI path is tested end to end
@@ -105,7 +106,7 @@ final class DataParallelTrainerTests: XCTestCase {
         let oneEval = try XCTUnwrap(try one.runToEnd())
         let reference = one.model.weights.values.array
         let initial = try trainer(run: tempDir()).model.weights.values.array
-        let moved = zip(reference, initial).map { abs($0 - $1) }.max()!
+        let moved = Closeness.maxAbsoluteError(reference, initial)
         XCTAssertGreaterThan(moved, 1e-3, "training must move the weights for the comparison to mean anything")
         // 4 ranks with micro-batches of 3: one rank has nothing to compute in every micro-batch.
         for size in [2, 3, 4] {
@@ -113,7 +114,7 @@ final class DataParallelTrainerTests: XCTestCase {
             defer { runs.forEach { try? FileManager.default.removeItem(atPath: $0) } }
             let ranks = try runRanks(size) { try trainer(run: runs[$0]) }
             for (r, (t, eval)) in ranks.enumerated() {
-                let diff = zip(t.model.weights.values.array, reference).map { abs($0 - $1) }.max()!
+                let diff = Closeness.maxAbsoluteError(t.model.weights.values.array, reference)
                 XCTAssertLessThanOrEqual(diff, 1e-5, "\(size) ranks, rank \(r): weights differ by \(diff)")
                 // Data position, dropout stream and step agree exactly; the best metric (an evaluation loss) up to rounding.
                 var state = t.state
@@ -135,7 +136,7 @@ final class DataParallelTrainerTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: other) }
         let o = try trainer(run: other, seed: 10)
         _ = try o.runToEnd()
-        XCTAssertGreaterThan(zip(o.model.weights.values.array, reference).map { abs($0 - $1) }.max()!, 1e-3)
+        XCTAssertGreaterThan(Closeness.maxAbsoluteError(o.model.weights.values.array, reference), 1e-3)
     }
 
     /// LoRA through the same loop: its dropout also draws per example, so 2 ranks match one process.
@@ -144,11 +145,11 @@ final class DataParallelTrainerTests: XCTestCase {
         _ = try one.runToEnd()
         let reference = one.model.weights.values.array
         let initial = try LoRATrainerTests.trainer(run: try ExportFixtures.scratch("dp-lora-init"), steps: 4).model.weights.values.array
-        XCTAssertGreaterThan(zip(reference, initial).map { abs($0 - $1) }.max()!, 1e-3)
+        XCTAssertGreaterThan(Closeness.maxAbsoluteError(reference, initial), 1e-3)
         let runs = try (0..<2).map { try ExportFixtures.scratch("dp-lora-\($0)") }
         let ranks = try runRanks(2) { try LoRATrainerTests.trainer(run: runs[$0], steps: 4) }
         for (r, (t, _)) in ranks.enumerated() {
-            let diff = zip(t.model.weights.values.array, reference).map { abs($0 - $1) }.max()!
+            let diff = Closeness.maxAbsoluteError(t.model.weights.values.array, reference)
             XCTAssertLessThanOrEqual(diff, 1e-5, "LoRA rank \(r): weights differ by \(diff)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: runs[1] + "/final"))

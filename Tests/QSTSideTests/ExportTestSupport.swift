@@ -3,6 +3,7 @@ import QSTEngine
 import QSTFormat
 import QSTNN
 import XCTest
+import QSTTestSupport
 @testable import QSTSide
 
 /// Inputs for the export and inference tests: the tiny LLaMA of Scripts/make-tiny-models quantized to a
@@ -17,8 +18,7 @@ enum ExportFixtures {
     nonisolated(unsafe) static var built: [String: String] = [:]
 
     static func unavailable(_ what: String) throws -> Never {
-        if env["QST_REQUIRE_REFERENCE"] == "1" { XCTFail("required input missing: \(what)") }
-        throw XCTSkip("\(what) (set QST_REQUIRE_REFERENCE=1 to fail instead)")
+        try TestRequirement.unavailable(what)
     }
 
     static func scratch(_ name: String) throws -> String {

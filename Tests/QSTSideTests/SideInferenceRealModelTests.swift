@@ -3,6 +3,7 @@ import QSTEngine
 import QSTFormat
 import QSTTokenizer
 import XCTest
+import QSTTestSupport
 @testable import QSTSide
 
 /// SmolLM2-135M-Instruct in NF4 with a freshly initialised side network (the reference defaults: r 16,
@@ -12,7 +13,7 @@ final class SideInferenceRealModelTests: XCTestCase {
     func testSmolLM2NF4WithAdapterMatchesFloat64Reference() throws {
         #if DEBUG
         if ExportFixtures.env["QST_REAL_MODEL_TESTS"] != "1" {
-            throw XCTSkip("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
+            try TestRequirement.unavailable("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)", variable: "QST_REAL_MODEL_TESTS")
         }
         #endif
         let folder = ExportFixtures.env["QST_MODEL_F32"] ?? (ExportFixtures.cacheDir + "/models/SmolLM2-135M-Instruct-f32")

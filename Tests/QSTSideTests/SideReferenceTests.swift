@@ -3,6 +3,7 @@ import QSTEngine
 import QSTFormat
 import QSTNN
 import XCTest
+import QSTTestSupport
 @testable import QSTSide
 
 /// The whole side network against Scripts/side_reference.py: an independent float64 NumPy implementation
@@ -16,8 +17,7 @@ final class SideReferenceTests: XCTestCase {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         guard FileManager.default.isExecutableFile(atPath: python) else {
-            if env["QST_REQUIRE_REFERENCE"] == "1" { throw QSTError("side reference: no Python at \(python)") }
-            throw XCTSkip("side reference: no Python at \(python)")
+            try TestRequirement.unavailable("side reference: no Python at \(python)")
         }
         return (python, repo.appendingPathComponent("Scripts/side_reference.py").path)
     }
@@ -73,21 +73,19 @@ final class SideReferenceTests: XCTestCase {
         let result = try model.trainStep(batch, rng: &rng)
         let refLoss = try ref.copyElements("loss", as: Double.self)[0]
         XCTAssertEqual(result.mean, refLoss, accuracy: 2e-5 * max(1, abs(refLoss)), "loss vs float64 reference")
-        var worst = 0.0
+        // Every element, relative plus absolute: |swift - ref| <= 1e-3·|ref| + 1e-4·max|ref| of the tensor
+        // (float32 accumulation over the batch; measured worst in the print below).
+        var worstRel = 0.0
         for s in w2.specs {
             let g = try ref.copyElements("grad." + s.name, as: Double.self)
             XCTAssertEqual(g.count, s.count, s.name)
-            let scale = max(g.map(abs).max() ?? 0, 1e-3)
-            for j in 0..<s.count {
-                let err = abs(Double(w2.grads[s.offset + j]) - g[j]) / scale
-                worst = max(worst, err)
-                if err > 2e-3 {
-                    XCTFail("\(s.name)[\(j)]: Swift \(w2.grads[s.offset + j]) vs float64 reference \(g[j])")
-                    break
-                }
-            }
+            let swift = (0..<s.count).map { Double(w2.grads[s.offset + $0]) }
+            let scale = max(Closeness.maxAbsoluteError(g, [Double](repeating: 0, count: g.count)), 1e-6)
+            assertClose(swift, g, rtol: 1e-3, atol: 1e-4 * scale, "gradient \(s.name) vs float64 reference")
+            let rel = Closeness.maxRelativeError(swift, g, floor: 0.1 * scale)
+            worstRel = rel.isNaN || rel > worstRel ? rel : worstRel
         }
-        XCTAssertLessThan(worst, 2e-3)
+        print("side gradients vs float64: worst |d|/(|ref| + 0.1·max|ref|) = \(worstRel)")
     }
 
     func testAdapterNetworkMatchesFloat64Reference() throws {

@@ -3,6 +3,7 @@ import QSTFormat
 import QSTNN
 import QSTTokenizer
 import XCTest
+import QSTTestSupport
 @testable import QSTSide
 
 /// Data loading: record formats, loss masks, bad records, truncation, GLUE presets on the real files.
@@ -78,7 +79,7 @@ final class TrainingDataTests: XCTestCase {
                           repo.deletingLastPathComponent().appendingPathComponent("shared/data/sst2/dev.tsv").path,
                           "/work/shared/data/sst2/dev.tsv"].compactMap { $0 }
         guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            throw XCTSkip("no SST-2 dev file in \(candidates)")
+            try TestRequirement.unavailable("no SST-2 dev file in \(candidates)", variable: "QST_REQUIRE_DATA")
         }
         let task = try GLUETask.named("sst2")
         // The toy tokenizer cannot tell " negative" from " positive" by first token; use words that differ.

@@ -1,6 +1,7 @@
 import Foundation
 import QSTTokenizer
 import XCTest
+import QSTTestSupport
 
 /// Runs the Python reference scripts (HF `tokenizers`, jinja2) that produce the expected outputs.
 /// Python comes from QST_PYTHON or $QST_CACHE/venv; without it the tests skip, unless
@@ -19,11 +20,7 @@ enum Reference {
 
     /// Skips (or fails, when the reference is required) with a reason.
     static func unavailable(_ reason: String) throws -> Never {
-        if required {
-            XCTFail("reference required (QST_REQUIRE_REFERENCE=1) but unavailable: \(reason)")
-            throw XCTSkip("failed: \(reason)")
-        }
-        throw XCTSkip(reason)
+        try TestRequirement.unavailable(reason)
     }
 
     static func temporaryDirectory() throws -> URL {

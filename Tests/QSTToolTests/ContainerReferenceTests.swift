@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 import QSTFormat
 
 /// The container against code that shares nothing with it: a NumPy reader written from
@@ -17,7 +18,7 @@ final class ContainerReferenceTests: XCTestCase {
     /// to the bitsandbytes reference, decoded values equal, kept tensors exact.
     func testRealModelContainerIsBitsandbytesEquivalent() throws {
         #if DEBUG
-        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" { throw XCTSkip("real-model test: release builds only") }
+        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" { try TestRequirement.unavailable("real-model test: release builds only", variable: "QST_REAL_MODEL_TESTS") }
         #endif
         let model = try ReferenceScripts.realModelF32()
         let dir = try ToolHarness.temporaryDirectory()

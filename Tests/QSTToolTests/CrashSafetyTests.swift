@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 import QSTFormat
 
 /// SIGKILL at random moments, repeated: the output path holds the previous complete file or the new
@@ -32,8 +33,7 @@ final class CrashSafetyTests: XCTestCase {
         let env = ProcessInfo.processInfo.environment
         let d = env["QST_MODEL_BF16"] ?? ReferenceScripts.cache + "/models/SmolLM2-135M-Instruct-bf16"
         if FileManager.default.fileExists(atPath: d + "/model.safetensors") { return d }
-        if env["QST_REQUIRE_REFERENCE"] == "1" { XCTFail("real model missing at \(d)") }
-        throw XCTSkip("real model missing at \(d); run Scripts/fetch-model")
+        try TestRequirement.unavailable("real model missing at \(d); run Scripts/fetch-model")
     }
 
     /// Files in `folder` that are neither `keep` nor named in `allowed` (temporary files, partial outputs).

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 import QSTFormat
 
 /// qst-export as a user runs it, on the tiny LLaMA of Scripts/make-tiny-models quantized with qst-quantize.
@@ -9,8 +10,7 @@ final class ExportToolTests: ToolTestCase {
         let env = ProcessInfo.processInfo.environment
         for d in [env["QST_TINY_MODELS"], ReferenceScripts.cache + "/tiny-models"].compactMap({ $0 })
         where FileManager.default.fileExists(atPath: d + "/tiny-llama/model.safetensors") { return d + "/tiny-llama" }
-        if env["QST_REQUIRE_REFERENCE"] == "1" { XCTFail("tiny models missing") }
-        throw XCTSkip("tiny models missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
+        try TestRequirement.unavailable("tiny models missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
     }
 
 

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 import QSTFormat
 
 /// The whole QST path on an OPT base as a user runs it: the OPT-350m-like tiny checkpoint of
@@ -10,8 +11,7 @@ final class OPTToolTests: ToolTestCase {
         let env = ProcessInfo.processInfo.environment
         for d in [env["QST_TINY_MODELS"], ReferenceScripts.cache + "/tiny-models"].compactMap({ $0 })
         where FileManager.default.fileExists(atPath: d + "/tiny-opt-350m/model.safetensors") { return d + "/tiny-opt-350m" }
-        if env["QST_REQUIRE_REFERENCE"] == "1" { XCTFail("tiny OPT model missing") }
-        throw XCTSkip("tiny OPT model missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
+        try TestRequirement.unavailable("tiny OPT model missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
     }
 
 

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 
 /// The independent NumPy scripts under Scripts/, run through the project's venv Python
 /// (QST_PYTHON, else ${QST_CACHE:-~/.cache/qst}/venv/bin/python). Without Python the test
@@ -11,18 +12,14 @@ enum ReferenceScripts {
     static func python() throws -> String {
         let py = environment["QST_PYTHON"] ?? cache + "/venv/bin/python"
         if FileManager.default.isExecutableFile(atPath: py) { return py }
-        if environment["QST_REQUIRE_REFERENCE"] == "1" {
-            XCTFail("no Python at \(py) but QST_REQUIRE_REFERENCE=1")
-        }
-        throw XCTSkip("no Python at \(py); run Scripts/setup-env.sh")
+        try TestRequirement.unavailable("no Python at \(py); run Scripts/setup-env.sh")
     }
 
     /// The real model's F32 Hugging Face folder (Scripts/fetch-model).
     static func realModelF32() throws -> String {
         let dir = environment["QST_MODEL_F32"] ?? cache + "/models/SmolLM2-135M-Instruct-f32"
         if FileManager.default.fileExists(atPath: dir + "/model.safetensors") { return dir }
-        if environment["QST_REQUIRE_REFERENCE"] == "1" { XCTFail("real model missing at \(dir)") }
-        throw XCTSkip("real model missing at \(dir); run Scripts/fetch-model")
+        try TestRequirement.unavailable("real model missing at \(dir); run Scripts/fetch-model")
     }
 
     struct Output { let status: Int32; let stdout: String; let stderr: String }

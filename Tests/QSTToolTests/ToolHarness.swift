@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 
 /// Runs the built command-line tools. QST_BIN names their folder (Scripts/test sets it);
 /// otherwise the package's own build folder for this configuration is used.
@@ -19,7 +20,7 @@ struct ToolHarness {
         #endif
         let dirs = [env["QST_BIN"], repo.appendingPathComponent(".build/\(config)").path].compactMap { $0 }
         for d in dirs where FileManager.default.isExecutableFile(atPath: d + "/" + name) { return d + "/" + name }
-        throw XCTSkip("\(name) is not built (looked in \(dirs)); run swift build first")
+        try TestRequirement.unavailable("\(name) is not built (looked in \(dirs)); run swift build first")
     }
 
     @discardableResult

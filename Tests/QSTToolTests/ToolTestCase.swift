@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 
 /// What the tool tests share: a fresh temporary folder per test, paths inside it, and running a tool
 /// that must succeed. Subclasses hold the tests.
@@ -29,7 +30,7 @@ class ToolTestCase: XCTestCase {
     func requireRealModelBuild() throws {
         #if DEBUG
         if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
-            throw XCTSkip("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
+            try TestRequirement.unavailable("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)", variable: "QST_REAL_MODEL_TESTS")
         }
         #endif
     }

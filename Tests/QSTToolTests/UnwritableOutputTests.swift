@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import QSTTestSupport
 import QSTFormat
 
 /// A full file system and a read-only folder: the tool says so in one line, exits 1, and the file that was
@@ -68,7 +69,7 @@ final class UnwritableOutputTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
         // A side checkpoint of this model is ~0.4 MB (weights + two moments): the second one does not fit.
         guard let u = HostileFileSystem.mountSmallTmpfs(run, kilobytes: 720) else {
-            throw XCTSkip("cannot mount a tmpfs here (needs root); the file-size-limit case is covered by testFullFileSystemKeepsThePreviousFiles")
+            try TestRequirement.unavailable("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN); the file-size-limit case is covered by testFullFileSystemKeepsThePreviousFiles", variable: "QST_REQUIRE_ROOT_FS")
         }
         undo.append(u)
         let r = try ToolHarness.run("qst-tune", [model, side, "--data", data, "-o", run, "--steps", "4", "--save-every", "1",
@@ -98,7 +99,7 @@ final class UnwritableOutputTests: XCTestCase {
         let previous = try Data(contentsOf: URL(fileURLWithPath: base))
         try previous.write(to: URL(fileURLWithPath: ro + "/model.qst4"))
         guard let (how, u) = HostileFileSystem.makeReadOnly(ro) else {
-            throw XCTSkip("cannot make a folder read-only here (root without mount or chattr)")
+            try TestRequirement.unavailable("cannot make a folder read-only here (root without mount or chattr)", variable: "QST_REQUIRE_ROOT_FS")
         }
         undo.append(u)
         let needle = "cannot create a temporary file in '\(ro)'"

@@ -1,0 +1,54 @@
+import Foundation
+import XCTest
+
+/// What a test does when something it needs (a tool, data, a model, a privilege) is missing.
+/// Locally it skips with the reason. Under CI (`CI=true` or `CI=1`), or when `QST_REQUIRE_ALL=1`
+/// or the requirement's own variable (e.g. `QST_REQUIRE_REFERENCE=1`) is set, it throws an error
+/// instead, so the test fails with the reason: CI cannot pass while silently running less.
+/// Benchmark-only tests (QST_BENCH, QSTNN_BENCH) and tests of a CPU feature the machine lacks use
+/// XCTSkipUnless directly and are the only skips CI accepts.
+public enum TestRequirement {
+    public struct Missing: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    /// Whether missing inputs fail rather than skip (`variable` is the requirement's own switch).
+    public static func isRequired(_ variable: String = "QST_REQUIRE_REFERENCE", environment env: [String: String]? = nil) -> Bool {
+        let env = env ?? environment
+        let ci = (env["CI"] ?? "").lowercased()
+        return ci == "true" || ci == "1" || env["QST_REQUIRE_ALL"] == "1" || env[variable] == "1"
+    }
+
+    /// Skips, or fails when required. Never returns.
+    public static func unavailable(_ reason: String, variable: String = "QST_REQUIRE_REFERENCE") throws -> Never {
+        if isRequired(variable) {
+            throw Missing(description: "required but unavailable (\(variable) / CI): \(reason)")
+        }
+        throw XCTSkip("\(reason) (set \(variable)=1 or CI=true to fail instead)")
+    }
+
+    /// `unavailable` unless `condition` holds.
+    public static func require(_ condition: Bool, _ reason: @autoclosure () -> String,
+                               variable: String = "QST_REQUIRE_REFERENCE") throws {
+        if !condition { try unavailable(reason(), variable: variable) }
+    }
+
+    /// The first existing path among `candidates`, else `unavailable`.
+    public static func existingPath(_ candidates: [String], what: String, variable: String = "QST_REQUIRE_DATA") throws -> String {
+        if let p = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return p }
+        try unavailable("\(what) not found (looked in \(candidates))", variable: variable)
+    }
+
+    /// The shared data folder (`shared/data` beside the repository, or /work/shared/data; QST_SHARED
+    /// or QST_DATA override).
+    public static func sharedData(_ sub: String, repoRoot: String) throws -> String {
+        var c: [String] = []
+        if let d = environment["QST_DATA"] { c.append(d + "/" + sub) }
+        if let s = environment["QST_SHARED"] { c.append(s + "/data/" + sub) }
+        c.append(URL(fileURLWithPath: repoRoot).deletingLastPathComponent().appendingPathComponent("shared/data/" + sub).path)
+        c.append("/work/shared/data/" + sub)
+        return try existingPath(c, what: "shared data \(sub)")
+    }
+}
