@@ -5,6 +5,12 @@ import QSTFormat
 /// SmolLM2-135M-Instruct against the NumPy reference. Slow without optimisation: release builds only,
 /// or debug with QST_REAL_MODEL_TESTS=1.
 final class RealModelTests: XCTestCase {
+    /// Exact paths (F32 arithmetic): BENCHMARKS.md §4 reports 1.1e-6 – 2.7e-6 relative Frobenius
+    /// error; the bound keeps ~4× headroom (was 1e-4).
+    static let exactBound = 1e-5
+    /// `auto` path (BF16 products on AVX512_BF16 machines, exact elsewhere): measured on SmolLM2
+    /// (see the test's printout, BENCHMARKS.md §4); bound with headroom.
+    static let autoBound = 2e-2
     static let lock = NSLock()
     nonisolated(unsafe) static var built: [String: String] = [:]
 
@@ -58,14 +64,14 @@ final class RealModelTests: XCTestCase {
     func testF32ContainerMatchesReference() throws {
         try Reference.requireRealModelBuild()
         try compare(engine: try Self.artifact("f32"), options: EngineOptions(matmulPath: .dequantizeSGEMM),
-                    reference: try Reference.realModel("f32"), tolerance: 1e-4, "f32 container")
+                    reference: try Reference.realModel("f32"), tolerance: Self.exactBound, "f32 container")
     }
 
     func testBF16FolderMatchesReference() throws {
         try Reference.requireRealModelBuild()
         let folder = try Reference.realModel("bf16")
         try compare(engine: folder, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
-                    tolerance: 1e-4, "bf16 folder")
+                    tolerance: Self.exactBound, "bf16 folder")
     }
 
     func testNF4ContainerMatchesReferenceOnDequantizedWeights() throws {
@@ -73,9 +79,18 @@ final class RealModelTests: XCTestCase {
         let nf4 = try Self.artifact("nf4"), decoded = try Self.artifact("decoded")
         let folder = try Reference.realModel("f32")
         try compare(engine: nf4, options: EngineOptions(matmulPath: .dequantizeSGEMM), reference: folder,
-                    override: decoded, tolerance: 1e-4, "nf4 container (sgemm)")
+                    override: decoded, tolerance: Self.exactBound, "nf4 container (sgemm)")
         try compare(engine: nf4, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
-                    override: decoded, tolerance: 1e-4, "nf4 container (kernels exact)")
+                    override: decoded, tolerance: Self.exactBound, "nf4 container (kernels exact)")
+    }
+
+    /// The default `auto` path (BF16 arithmetic where the CPU has it) on the real model, against the
+    /// float64 reference on the same dequantized weights, at its own measured bound.
+    func testNF4ContainerAutoPathMatchesReferenceAtItsBound() throws {
+        try Reference.requireRealModelBuild()
+        let nf4 = try Self.artifact("nf4"), decoded = try Self.artifact("decoded")
+        try compare(engine: nf4, options: EngineOptions(matmulPath: .kernelsAuto), reference: try Reference.realModel("f32"),
+                    override: decoded, tolerance: Self.autoBound, "nf4 container (kernels auto)")
     }
 
     func testGreedyGenerationMatchesReference() throws {
