@@ -15,6 +15,14 @@ final class BitsandbytesGoldenTests: XCTestCase {
     /// Formats/NF4.md §5: NF4 codes (elements) that differ from bitsandbytes' CPU torch backend.
     static let expectedNF4CodeDifferences = ["normal_4096x64": 1, "heavy_tail_1000x77": 0, "with_zero_blocks_300x128": 2560]
 
+    /// dQuantizeNF4's split points as Double (the decimal literals rounded to double).
+    static let splitPoints: [Double] = [
+        -0.8480964004993439, -0.6106329262256622, -0.4599952697753906, -0.33967943489551544,
+        -0.23460740596055984, -0.13791173323988914, -0.045525018125772476, 0.03979014977812767,
+        0.1202552504837513, 0.2035212516784668, 0.2920137718319893, 0.3893125355243683,
+        0.5016634166240692, 0.6427869200706482, 0.8614784181118011,
+    ]
+
     var golden: SafetensorsFile!
 
     override func setUpWithError() throws {
@@ -99,9 +107,9 @@ final class BitsandbytesGoldenTests: XCTestCase {
             }
             XCTAssertEqual(differ, Self.expectedAbsmaxCodeDifferences[c], "\(c): absmax codes differing from bitsandbytes' CPU kernel")
 
-            // NF4 codes: bitsandbytes' CPU backend takes the nearest value by float32 distance; QST
-            // follows the CUDA kernel's decision tree (ties at its float32 midpoints go low, an all-zero
-            // block gets code 0 where the CPU backend gives code 7).
+            // NF4 codes: QST follows the CUDA kernel's decision tree. bitsandbytes' CPU backend differs
+            // (a) on an all-zero block (code 7 where the CUDA kernel gives code 0) and (b) for a value
+            // exactly on the float32 rounding of a split point's double, where the two roundings differ.
             let bnbPacked: [UInt8] = try golden.copyElements(c + ".dq.packed", as: UInt8.self)
             var nf4Differ = 0
             for k in 0..<input.count {
@@ -113,10 +121,15 @@ final class BitsandbytesGoldenTests: XCTestCase {
                 if bnbAbsmax[block] == 0 {
                     XCTAssertEqual([mine, theirs], [0, 7], "\(c) element \(k): zero block")
                 } else {
+                    // The split point between the two codes, as the CUDA kernel's float32 literal
+                    // (QST) and as the float32 of the double literal: they differ by one float32
+                    // step for 4 of the 15 split points, and v sits exactly on the latter.
                     let v = input[k] * (1 / bnbAbsmax[block])
                     XCTAssertEqual(abs(Int(mine) - Int(theirs)), 1, "\(c) element \(k)")
-                    let t = NF4Tests.bnbThresholds[Int(min(mine, theirs))]
-                    XCTAssertEqual(v, t, "\(c) element \(k): a difference off the tree's midpoint (v \(v))")
+                    let i = Int(min(mine, theirs))
+                    let literal = NF4Tests.bnbThresholds[i], viaDouble = Float(Self.splitPoints[i])
+                    XCTAssertNotEqual(literal, viaDouble, "\(c) element \(k): split point \(i)")
+                    XCTAssertEqual(v, viaDouble, "\(c) element \(k): a difference off the split point (v \(v))")
                 }
             }
             XCTAssertEqual(nf4Differ, Self.expectedNF4CodeDifferences[c], "\(c): NF4 codes differing from bitsandbytes' CPU backend")

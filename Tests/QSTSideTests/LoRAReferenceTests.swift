@@ -33,7 +33,7 @@ final class LoRAReferenceTests: XCTestCase {
         }
         let caseJSON: [String: Any] = ["sequences": LoRAGradientTests.sequences.map { $0.map(Int.init) }, "labels": labels]
         try JSONSerialization.data(withJSONObject: caseJSON).write(to: URL(fileURLWithPath: dir + "/case.json"))
-        let script = ExportFixtures.repo.deletingLastPathComponent().appendingPathComponent("Scripts/lora_reference.py").path
+        let script = ExportFixtures.repo + "/Scripts/lora_reference.py"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: py)
         p.arguments = [script, folder, dir, dir + "/case.json", dir + "/ref.safetensors"]
@@ -47,8 +47,8 @@ final class LoRAReferenceTests: XCTestCase {
         let refLoss = try ref.copyElements("loss", as: Double.self)[0]
         XCTAssertEqual(loss, refLoss, accuracy: 1e-5 * abs(refLoss), "loss vs float64 reference")
 
-        // Every element: |swift - ref| <= 1e-3·|ref| + 1e-4·max|ref| of the tensor (float32 forward
-        // and backward against exact float64 derivatives).
+        // Every element: |swift - ref| <= 1e-4·|ref| + 1e-5·max|ref| of the tensor (float32 forward
+        // and backward against exact float64 derivatives; measured worst |d| / max|ref| 1.8e-6).
         let saved = try SafetensorsFile(path: dir + "/adapter_model.safetensors")
         let grads = m.weights.grads.array
         var checked = 0, worst = 0.0
@@ -60,7 +60,7 @@ final class LoRAReferenceTests: XCTestCase {
                 XCTAssertEqual(g.count, count, name)
                 let swift = (0..<count).map { Double(grads[offset + $0]) }
                 let scale = max(Closeness.maxAbsoluteError(g, [Double](repeating: 0, count: g.count)), 1e-6)
-                assertClose(swift, g, rtol: 1e-3, atol: 1e-4 * scale, "\(name) vs float64 reference")
+                assertClose(swift, g, rtol: 1e-4, atol: 1e-5 * scale, "\(name) vs float64 reference")
                 let rel = Closeness.maxAbsoluteError(swift, g) / scale
                 worst = rel.isNaN || rel > worst ? rel : worst
                 checked += count

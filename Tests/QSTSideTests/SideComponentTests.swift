@@ -166,7 +166,7 @@ final class SideComponentTests: XCTestCase {
             } } }
             results.append(out.array + dq.array + dk.array + dv.array)
         }
-        assertClose(results[1], results[0], rtol: 2e-5, atol: 2e-5, "fast path vs reference path")
+        QSTTestSupport.assertClose(results[1], results[0], rtol: 2e-5, atol: 2e-5, "fast path vs reference path")
     }
 
     func testFastExpMatchesLibm() {
