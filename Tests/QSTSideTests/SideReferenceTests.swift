@@ -74,15 +74,26 @@ final class SideReferenceTests: XCTestCase {
         let refLoss = try ref.copyElements("loss", as: Double.self)[0]
         XCTAssertEqual(result.mean, refLoss, accuracy: 2e-5 * max(1, abs(refLoss)), "loss vs float64 reference")
         // Every element, relative plus absolute: |swift - ref| <= 1e-4·|ref| + 1e-5·max|ref| of the tensor
-        // (float32 accumulation over the batch; measured worst 2e-6 – 6e-6 relative, printed below).
-        var worstRel = 0.0
+        // + 1e-6·max|ref| of the whole network (the last term for tensors whose true gradient is 0,
+        // e.g. an attention key bias, where float32 leaves rounding noise of ~1e-7 of the network's
+        // gradients). Measured worst 2e-6 – 6e-6 relative (printed below).
+        var refs: [String: [Double]] = [:]
+        var networkScale = 0.0
         for s in w2.specs {
             let g = try ref.copyElements("grad." + s.name, as: Double.self)
+            refs[s.name] = g
+            let m = Closeness.maxAbsoluteError(g, [Double](repeating: 0, count: g.count))
+            networkScale = m.isNaN || m > networkScale ? m : networkScale
+        }
+        XCTAssertGreaterThan(networkScale, 1e-6, "reference gradients must not vanish")
+        var worstRel = 0.0
+        for s in w2.specs {
+            let g = refs[s.name]!
             XCTAssertEqual(g.count, s.count, s.name)
             let swift = (0..<s.count).map { Double(w2.grads[s.offset + $0]) }
-            let scale = max(Closeness.maxAbsoluteError(g, [Double](repeating: 0, count: g.count)), 1e-6)
-            assertClose(swift, g, rtol: 1e-4, atol: 1e-5 * scale, "gradient \(s.name) vs float64 reference")
-            let rel = Closeness.maxRelativeError(swift, g, floor: 0.1 * scale)
+            let scale = Closeness.maxAbsoluteError(g, [Double](repeating: 0, count: g.count))
+            assertClose(swift, g, rtol: 1e-4, atol: 1e-5 * scale + 1e-6 * networkScale, "gradient \(s.name) vs float64 reference")
+            let rel = Closeness.maxRelativeError(swift, g, floor: 0.1 * scale + 0.01 * networkScale)
             worstRel = rel.isNaN || rel > worstRel ? rel : worstRel
         }
         print("side gradients vs float64: worst |d|/(|ref| + 0.1·max|ref|) = \(worstRel)")
