@@ -9,8 +9,9 @@ final class MPIToolTests: ToolTestCase {
     /// One thread per rank (2 ranks on 2 cores); root containers need the allow-as-root pair.
     let environment = ["QST_THREADS": "1", "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
     let bound = 1e-5
-    /// Measured 2026-12-04 (see testLoRATwoRanks); bound with headroom.
-    static let loraUpdateBound = 0.05
+    /// Relative distance between the 1- and 2-rank lora_B updates: measured 1.75e-3 (2026-12-04,
+    /// 4 steps); a different seed moves it to order 1. Bound with ~6× headroom (was 2·lr·steps per element).
+    static let loraUpdateBound = 1e-2
 
     func mpirun() throws -> String {
         let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
