@@ -38,5 +38,10 @@ final class ClosenessTests: XCTestCase {
         XCTAssertTrue(TestRequirement.isRequired("QST_REQUIRE_X", environment: ["QST_REQUIRE_ALL": "1"]))
         XCTAssertFalse(TestRequirement.isRequired("QST_REQUIRE_X", environment: ["CI": "false"]))
         XCTAssertFalse(TestRequirement.isRequired("QST_REQUIRE_X", environment: [:]))
+        // Required: an ordinary error (a failure); otherwise a skip.
+        XCTAssertTrue(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["CI": "true"]) is TestRequirement.Missing)
+        XCTAssertTrue(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["QST_REQUIRE_X": "1"]) is TestRequirement.Missing)
+        XCTAssertTrue(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: [:]) is XCTSkip)
+        XCTAssertTrue("\(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["CI": "1"]))".contains("no tool"))
     }
 }

@@ -21,12 +21,17 @@ public enum TestRequirement {
         return ci == "true" || ci == "1" || env["QST_REQUIRE_ALL"] == "1" || env[variable] == "1"
     }
 
+    /// What `unavailable` throws: a skip, or (when required) an error that fails the test.
+    public static func outcome(_ reason: String, variable: String, environment env: [String: String]? = nil) -> any Error {
+        if isRequired(variable, environment: env) {
+            return Missing(description: "required but unavailable (\(variable) / CI): \(reason)")
+        }
+        return XCTSkip("\(reason) (set \(variable)=1 or CI=true to fail instead)")
+    }
+
     /// Skips, or fails when required. Never returns.
     public static func unavailable(_ reason: String, variable: String = "QST_REQUIRE_REFERENCE") throws -> Never {
-        if isRequired(variable) {
-            throw Missing(description: "required but unavailable (\(variable) / CI): \(reason)")
-        }
-        throw XCTSkip("\(reason) (set \(variable)=1 or CI=true to fail instead)")
+        throw outcome(reason, variable: variable)
     }
 
     /// `unavailable` unless `condition` holds.
