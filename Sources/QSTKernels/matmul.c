@@ -27,17 +27,19 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_AVX512: return vec ? QST_KERNEL_AVX512 : -1;
     case QST_KERNEL_AVX512_BF16: return vec && has_bf16(f) ? QST_KERNEL_AVX512_BF16 : -1;
     case QST_KERNEL_AVX2: return avx2 ? QST_KERNEL_AVX2 : -1;
-    case QST_KERNEL_AVX2_INT8:
+    case QST_KERNEL_AVX2_INT8: return avx2 && type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMV ? QST_KERNEL_AVX2_INT8 : -1;
     case QST_KERNEL_NEON:
     case QST_KERNEL_NEON_DOT:
         return -1;
     case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : avx2 ? QST_KERNEL_AVX2 : QST_KERNEL_SCALAR;
     case QST_KERNEL_AUTO:
-        if (!vec) return avx2 ? QST_KERNEL_AVX2 : QST_KERNEL_SCALAR;
+        // Without AVX-512: NF4 decode takes the int8 dot products (the float32 table lookup is
+        // compute bound), everything else the exact AVX2 loops.
+        if (!vec && avx2) return type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMV ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX2;
+        if (!vec) return QST_KERNEL_SCALAR;
         // F32 weights stay exact (bfloat16 would only add rounding: GEMV is memory bound and
         // the F32 GEMM is the engine's reference). NF4/BF16 take the bfloat16 kernels,
         // which decode faster (GEMV) and do twice the multiplies per instruction (GEMM).
-        (void)shape;
         if (type == QST_WEIGHT_F32) return QST_KERNEL_AVX512;
         return has_bf16(f) ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
     }
@@ -76,6 +78,8 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
     if (path < 0) return QST_MATMUL_UNSUPPORTED;
     if (m == 0 || n0 == n1) return QST_MATMUL_OK;
     if (path == QST_KERNEL_SCALAR) return qst_mm_scalar(x, m, ldx, w, y, ldy, n0, n1);
+    if (path == QST_KERNEL_AVX2_INT8)
+        return qst_mm_gemv_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, (qst_cpu_features() & QST_CPU_AVX_VNNI) != 0);
     if (path == QST_KERNEL_AVX2) {
         if (s == QST_SHAPE_GEMV) return qst_mm_gemv_avx2(x, m, ldx, w, y, ldy, n0, n1);
         return qst_mm_gemm_avx2(x, m, ldx, w, y, ldy, n0, n1);

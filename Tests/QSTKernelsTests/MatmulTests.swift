@@ -3,12 +3,12 @@ import QSTCore
 import QSTKernels
 import XCTest
 
-/// Every matmul path (scalar, AVX-512 F32, AVX512_BF16; GEMV and GEMM loop shapes) against a
+/// Every matmul path (scalar, AVX-512 F32, AVX512_BF16, AVX2 F32; GEMV and GEMM loop shapes) against a
 /// Double reference computed here from weights decoded by this file's own NF4/BF16 decoding.
 final class MatmulTests: XCTestCase {
     static let kernels: [(String, qst_kernel)] = [
         ("scalar", QST_KERNEL_SCALAR), ("avx512", QST_KERNEL_AVX512), ("avx512_bf16", QST_KERNEL_AVX512_BF16),
-        ("auto", QST_KERNEL_AUTO), ("exact", QST_KERNEL_EXACT),
+        ("avx2", QST_KERNEL_AVX2), ("auto", QST_KERNEL_AUTO), ("exact", QST_KERNEL_EXACT),
     ]
     static let shapes: [(String, qst_shape)] = [("gemv", QST_SHAPE_GEMV), ("gemm", QST_SHAPE_GEMM), ("auto", QST_SHAPE_AUTO)]
 
@@ -85,15 +85,32 @@ final class MatmulTests: XCTestCase {
             throw XCTSkip("no /proc/cpuinfo flags on this system")
         }
         let features = qst_cpu_features()
-        if features & QST_CPU_FORCED_SCALAR != 0 { throw XCTSkip("QST_KERNELS=scalar set") }
+        let level = ProcessInfo.processInfo.environment["QST_KERNELS"]
+        if level == "scalar" {
+            XCTAssertEqual(features, UInt32(QST_CPU_FORCED_SCALAR), "QST_KERNELS=scalar must hide every feature")
+            return
+        }
         let flags = Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
-        let expected: [(String, UInt32)] = [
+        let avx2: [(String, UInt32)] = [("avx2", QST_CPU_AVX2), ("fma", QST_CPU_FMA), ("f16c", QST_CPU_F16C),
+                                        ("avx_vnni", QST_CPU_AVX_VNNI)]
+        let avx512: [(String, UInt32)] = [
             ("avx512f", QST_CPU_AVX512F), ("avx512bw", QST_CPU_AVX512BW), ("avx512vl", QST_CPU_AVX512VL),
             ("avx512dq", QST_CPU_AVX512DQ), ("avx512_bf16", QST_CPU_AVX512_BF16), ("avx512_vnni", QST_CPU_AVX512_VNNI),
-            ("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16), ("amx_int8", QST_CPU_AMX_INT8),
         ]
-        for (flag, bit) in expected {
+        let amx: [(String, UInt32)] = [("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16),
+                                       ("amx_int8", QST_CPU_AMX_INT8)]
+        // QST_KERNELS=avx2 hides AVX-512 and AMX, =avx512 hides AMX (an unknown value hides nothing).
+        let hidden: [(String, UInt32)] = level == "avx2" ? avx512 + amx : level == "avx512" ? amx : []
+        let shown = (avx2 + avx512 + amx).filter { f in !hidden.contains { $0.1 == f.1 } }
+        for (flag, bit) in shown {
             XCTAssertEqual(features & bit != 0, flags.contains(flag), "feature \(flag)")
+        }
+        for (flag, bit) in hidden {
+            XCTAssertEqual(features & bit, 0, "feature \(flag) must be hidden by QST_KERNELS=\(level ?? "")")
+        }
+        if level == "avx2", flags.contains("avx2"), flags.contains("fma") {
+            XCTAssertEqual(qst_matmul_supported(QST_WEIGHT_NF4, QST_KERNEL_AVX512, QST_SHAPE_AUTO), 0)
+            XCTAssertEqual(qst_matmul_supported(QST_WEIGHT_NF4, QST_KERNEL_AVX2, QST_SHAPE_AUTO), 1)
         }
         // Without AMX the permission request must report failure rather than pretend.
         if !flags.contains("amx_tile") { XCTAssertEqual(qst_amx_enable(), 0) }

@@ -31,7 +31,8 @@ typedef struct {
 /// Which arithmetic to use. Every request resolves to a path the CPU supports or fails.
 typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
-    /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error).
+    /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error) on
+    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 GEMV takes QST_KERNEL_AVX2_INT8.
     QST_KERNEL_AUTO = 0,
     /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
     QST_KERNEL_EXACT = 1,
@@ -45,8 +46,9 @@ typedef enum {
     QST_KERNEL_AVX512_BF16 = 4,
     /// AVX2 + FMA on float32 (weights decoded to float32 in registers): an exact path.
     QST_KERNEL_AVX2 = 5,
-    /// AVX2 integer dot products (activations rounded to int8 per block, NF4 codes mapped to an
-    /// int8 grid). Reserved: not built yet, always reported unsupported.
+    /// AVX2 NF4 GEMV with integer dot products: x rounded to int8 per 32 elements (scale
+    /// max|x|/127), NF4 values to round(127 * value); AVX-VNNI vpdpbusd when present. Error per
+    /// output <= sum_e absmax_e * (|x_e| + 1.01 * max|x| of e's group) / 254. GEMV shape only.
     QST_KERNEL_AVX2_INT8 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
