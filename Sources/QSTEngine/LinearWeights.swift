@@ -11,7 +11,7 @@ public enum MatmulPath: String, Sendable, CaseIterable {
     /// QSTKernels `qst_matmul` with full-F32 products (AVX-512 or AVX2 FMA), weights decoded in registers.
     case kernelsExact = "exact"
     /// QSTKernels' fastest path: may round x and W to bfloat16 (AVX-512) for many-row products (~1e-3 relative);
-    /// where the CPU has no fast many-row kernel (AVX2 only), dequantize + sgemm for those.
+    /// where the CPU has no vector kernel at all (scalar only), dequantize + sgemm for those.
     case kernelsAuto = "auto"
 }
 
@@ -146,7 +146,7 @@ public struct QuantizedLinear: LinearWeights {
         if let bias { Self.addBias(out, bias.constPointer, rows: n, width: outFeatures) }
     }
 
-    /// `--matmul auto` on a CPU without a fast many-row kernel (AVX2 only, or none): dequantize + OpenBLAS
+    /// `--matmul auto` where only the scalar loops could run a many-row product: dequantize + OpenBLAS
     /// sgemm is faster there (a fixed table in the kernels, so the choice is the same on every run).
     static func blasIsFaster(_ w: qst_weight, rows: Int, path: MatmulPath) -> Bool {
         guard path == .kernelsAuto else { return false }

@@ -94,16 +94,16 @@ int qst_matmul(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
     return qst_matmul_ex(x, m, ldx, w, y, ldy, n0, n1, kernel, QST_SHAPE_AUTO);
 }
 
-// Measured on the development machines (BENCHMARKS.md, "AVX2 kernels"): for many rows the
-// AVX-512 bfloat16/F32 GEMM beats dequantize + OpenBLAS sgemm, while the AVX2 GEMM (8-wide,
-// no bfloat16 dot products) and the scalar loops do not. GEMV (<= QST_GEMV_MAX_ROWS rows)
-// is always faster in the kernels: BLAS would first have to dequantize every weight.
-// A fixed table, not a run-time timing, so every run on a machine takes the same path.
+// Measured with Scripts/bench-kernels (BENCHMARKS.md, "AVX2 kernels"): for many rows the
+// AVX-512 GEMMs and the AVX2 GEMM (6 x 16 FMA microkernel, as fast per CPU second as OpenBLAS's
+// Haswell sgemm on the same shapes, and sgemm must first dequantize the weights) beat
+// dequantize + sgemm; only the scalar loops lose (7.7x on pp512). GEMV (<= QST_GEMV_MAX_ROWS
+// rows) always wins in the kernels. A fixed table, not a run-time timing, so every run on a
+// machine takes the same path and gets the same bits.
 int qst_matmul_prefers_blas(const qst_weight *w, int64_t m) {
     if (!w || w->type == QST_WEIGHT_F32) return 0;
     if (m <= QST_GEMV_MAX_ROWS) return 0;
-    const int path = qst_matmul_resolve(w, m, QST_KERNEL_AUTO, QST_SHAPE_AUTO);
-    return path != QST_KERNEL_AVX512 && path != QST_KERNEL_AVX512_BF16;
+    return qst_matmul_resolve(w, m, QST_KERNEL_AUTO, QST_SHAPE_AUTO) == QST_KERNEL_SCALAR;
 }
 
 const char *qst_matmul_kernel_name(int kernel) {

@@ -96,9 +96,10 @@ int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shap
 int qst_matmul_resolve(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape);
 
 /// 1 when, for `m` rows of x times `w`, dequantize + BLAS sgemm is faster on this CPU than the
-/// fastest kernel path (QST_KERNEL_AUTO), from a table of measurements: many rows without
-/// AVX-512 (AVX2 or scalar GEMM). Depends only on the CPU features, the weight type and m,
-/// so the choice is the same on every run on one machine. F32 weights: always 0.
+/// fastest kernel path (QST_KERNEL_AUTO), from a table of measurements: many rows where only
+/// the scalar loops can run (no AVX2/AVX-512, or a layout the vector kernels decline). Depends
+/// only on the CPU features, the weight layout and m, so the choice is the same on every run on
+/// one machine. F32 weights: always 0.
 int qst_matmul_prefers_blas(const qst_weight *w, int64_t m);
 
 /// Short name of a qst_kernel value ("avx2", "avx512_bf16", ...); "none" for -1.
