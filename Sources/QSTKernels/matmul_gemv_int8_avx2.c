@@ -10,8 +10,9 @@
 // absmax / 127 * xscale. (The same route llama.cpp takes for IQ4_NL; this code is ours.)
 //
 // Error (the bound MatmulTests checks): each weight is off by at most absmax / 254, each x
-// element by at most max|x of its group| / 254, so per output
-//   |y - exact| <= sum_e absmax_e * (|x_e| + 1.01 * groupmax_e) / 254   (+ float rounding).
+// element by at most max|x of its group| / 254, and a group lies within one aligned 64-element
+// span (the 32-element run for blocks not a multiple of 64), so per output
+//   |y - exact| <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's 64-span) / 254   (+ rounding).
 //
 // Layout: 16 code bytes hold elements 2t (high nibble) and 2t+1 (low nibble); the low
 // 128-bit lane takes the high nibbles (the 16 even elements), the high lane the low ones,
@@ -24,22 +25,33 @@
 
 #define ROWS_PER_PASS 4
 
-// x rows -> int8 groups of 32 in decode order, plus one float scale per group.
-static void quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int8_t *xq, float *xs) {
+// Rounds 32 elements v[0], v[stride], ... to int8 with scale max|v| / 127.
+static void quantize_group(const float *v, int stride, int8_t *q, float *scale) {
+    float amax = 0;
+    for (int e = 0; e < 32; e++) amax = fmaxf(amax, fabsf(v[e * stride]));
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    for (int e = 0; e < 32; e++) q[e] = (int8_t)lrintf(v[e * stride] * inv);
+    *scale = amax / 127.0f;
+}
+
+// x rows -> int8 groups of 32 in decode order, plus one float scale per group. span64: each
+// 64-element span gives two groups, its even elements then its odd ones; otherwise each
+// 32-element run is a group, stored as its 16 even elements, then its 16 odd ones.
+static void quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int span64, int8_t *xq, float *xs) {
     const int64_t groups = k / 32;
     for (int64_t i = 0; i < mc; i++) {
         const float *xi = x + i * ldx;
-        for (int64_t g = 0; g < groups; g++) {
-            const float *v = xi + g * 32;
-            float amax = 0;
-            for (int e = 0; e < 32; e++) amax = fmaxf(amax, fabsf(v[e]));
-            const float inv = amax > 0 ? 127.0f / amax : 0.0f;
-            int8_t *q = xq + (i * groups + g) * 32;
-            for (int t = 0; t < 16; t++) {
-                q[t] = (int8_t)lrintf(v[2 * t] * inv);
-                q[16 + t] = (int8_t)lrintf(v[2 * t + 1] * inv);
+        if (span64) {
+            for (int64_t g = 0; g < groups; g += 2) {
+                quantize_group(xi + g * 32, 2, xq + (i * groups + g) * 32, xs + i * groups + g);
+                quantize_group(xi + g * 32 + 1, 2, xq + (i * groups + g + 1) * 32, xs + i * groups + g + 1);
             }
-            xs[i * groups + g] = amax / 127.0f;
+            continue;
+        }
+        for (int64_t g = 0; g < groups; g++) {
+            float tmp[32];
+            for (int t = 0; t < 16; t++) { tmp[t] = xi[g * 32 + 2 * t]; tmp[16 + t] = xi[g * 32 + 2 * t + 1]; }
+            quantize_group(tmp, 1, xq + (i * groups + g) * 32, xs + i * groups + g);
         }
     }
 }
@@ -71,13 +83,14 @@ int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weigh
         if (xs != local_s) free(xs);
         return QST_MATMUL_NO_MEMORY;
     }
+    const int span64 = w->block % 64 == 0;
     int8_t grid[32];
     for (int c = 0; c < 32; c++) grid[c] = qst_mm_nf4_int8_grid(c);
     for (int64_t i0 = 0; i0 < m; i0 += ROWS_PER_PASS) {
         int64_t mc = m - i0 < ROWS_PER_PASS ? m - i0 : ROWS_PER_PASS;
-        quantize_x(x + i0 * ldx, mc, ldx, k, xq, xs);
-        if (vnni) gemv_int8_vnni((int)mc, xq, xs, w, grid, y + i0 * ldy, ldy, n0, n1);
-        else gemv_int8_plain((int)mc, xq, xs, w, grid, y + i0 * ldy, ldy, n0, n1);
+        quantize_x(x + i0 * ldx, mc, ldx, k, span64, xq, xs);
+        if (vnni) gemv_int8_vnni((int)mc, xq, xs, w, grid, y + i0 * ldy, ldy, n0, n1, span64);
+        else gemv_int8_plain((int)mc, xq, xs, w, grid, y + i0 * ldy, ldy, n0, n1, span64);
     }
     if (xq != local_q) free(xq);
     if (xs != local_s) free(xs);

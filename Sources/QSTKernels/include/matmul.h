@@ -48,7 +48,8 @@ typedef enum {
     QST_KERNEL_AVX2 = 5,
     /// AVX2 NF4 GEMV with integer dot products: x rounded to int8 per 32 elements (scale
     /// max|x|/127), NF4 values to round(127 * value); AVX-VNNI vpdpbusd when present. Error per
-    /// output <= sum_e absmax_e * (|x_e| + 1.01 * max|x| of e's group) / 254. GEMV shape only.
+    /// output <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's aligned 64-element span) / 254.
+    /// GEMV shape only.
     QST_KERNEL_AVX2_INT8 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
