@@ -11,6 +11,9 @@
 // sgemm's separate dequantization pass, so it is the default many-row path on AVX2 CPUs.
 #include "matmul_internal.h"
 
+// x86 only: other architectures get a stub (the dispatcher never selects it there).
+#if defined(__x86_64__) || defined(__i386__)
+
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,3 +154,11 @@ TARGET int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_we
     free(panel);
     return QST_MATMUL_OK;
 }
+
+#else
+int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                     float *y, int64_t ldy, int64_t n0, int64_t n1) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1;
+    return QST_MATMUL_UNSUPPORTED;
+}
+#endif

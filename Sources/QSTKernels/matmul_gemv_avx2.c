@@ -12,6 +12,9 @@
 // and code bit 3, moved to the sign bit, picks between the two lookups (vblendvps).
 #include "matmul_internal.h"
 
+// x86 only: other architectures get a stub (the dispatcher never selects it there).
+#if defined(__x86_64__) || defined(__i386__)
+
 #include <immintrin.h>
 #include <stdlib.h>
 
@@ -206,3 +209,11 @@ TARGET int qst_mm_gemv_avx2(const float *x, int64_t m, int64_t ldx, const qst_we
     if (xd != local) free(xd);
     return QST_MATMUL_OK;
 }
+
+#else
+int qst_mm_gemv_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                     float *y, int64_t ldy, int64_t n0, int64_t n1) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1;
+    return QST_MATMUL_UNSUPPORTED;
+}
+#endif

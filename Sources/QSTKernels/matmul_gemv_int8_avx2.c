@@ -19,6 +19,9 @@
 // and x is stored per group in that order (evens, then odds).
 #include "matmul_internal.h"
 
+// x86 only: other architectures get a stub (the dispatcher never selects it there).
+#if defined(__x86_64__) || defined(__i386__)
+
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -96,3 +99,12 @@ int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weigh
     if (xs != local_s) free(xs);
     return QST_MATMUL_OK;
 }
+
+#else
+int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)vnni;
+    return QST_MATMUL_UNSUPPORTED;
+}
+int8_t qst_mm_nf4_int8_grid(int code) { (void)code; return 0; }
+#endif
