@@ -116,6 +116,49 @@ final class MatmulTests: XCTestCase {
         if !flags.contains("amx_tile") { XCTAssertEqual(qst_amx_enable(), 0) }
     }
 
+    /// QST_KERNEL_AUTO and qst_matmul_prefers_blas follow the measured table (README "Dispatch by a
+    /// measured table"): AVX-512 BF16 where present; on AVX2 int8 NF4 decoding, the AVX2 loops
+    /// otherwise; dequantize + sgemm only for many rows where nothing but scalar loops could run.
+    func testAutoDispatchFollowsTheMeasuredTable() throws {
+        let f = qst_cpu_features()
+        let base: UInt32 = QST_CPU_AVX512F | QST_CPU_AVX512BW | QST_CPU_AVX512VL | QST_CPU_AVX512DQ
+        let avx512 = f & base == base
+        let bf16 = avx512 && f & QST_CPU_AVX512_BF16 != 0
+        let avx2 = f & (QST_CPU_AVX2 | QST_CPU_FMA) == QST_CPU_AVX2 | QST_CPU_FMA
+        let nf4 = TestMatrix.nf4(n: 8, k: 128, block: 64, seed: 3), bf = TestMatrix.bf16(n: 8, k: 128, ld: 128, seed: 4)
+        func auto(_ w: TestMatrix, rows: Int) throws -> (Int32, Int32) {
+            try w.withWeight { weight in
+                var c = weight
+                return (qst_matmul_resolve(&c, Int64(rows), QST_KERNEL_AUTO, QST_SHAPE_AUTO), qst_matmul_prefers_blas(&c, Int64(rows)))
+            }
+        }
+        let expectGEMV: Int32, expectGEMM: Int32, expectBF16GEMV: Int32
+        if bf16 {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (4, 4, 4)
+        } else if avx512 {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (3, 3, 3)
+        } else if avx2 {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2.rawValue),
+                                                        Int32(QST_KERNEL_AVX2.rawValue))
+        } else {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (2, 2, 2)
+        }
+        let scalarOnly = !avx512 && !avx2
+        XCTAssertEqual(try auto(nf4, rows: 1).0, expectGEMV)
+        XCTAssertEqual(try auto(nf4, rows: 1).1, 0, "decode never goes to BLAS")
+        XCTAssertEqual(try auto(nf4, rows: 512).0, expectGEMM)
+        XCTAssertEqual(try auto(nf4, rows: 512).1, scalarOnly ? 1 : 0)
+        XCTAssertEqual(try auto(bf, rows: 1).0, expectBF16GEMV)
+        XCTAssertEqual(try auto(bf, rows: 512).1, scalarOnly ? 1 : 0)
+        // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
+        try nf4.withWeight { weight in
+            var c = weight
+            XCTAssertEqual(qst_matmul_resolve(&c, 512, QST_KERNEL_EXACT, QST_SHAPE_AUTO),
+                           avx512 ? 3 : avx2 ? Int32(QST_KERNEL_AVX2.rawValue) : 2)
+        }
+        XCTAssertEqual(String(cString: qst_matmul_kernel_name(Int32(QST_KERNEL_AVX2_INT8.rawValue))), "avx2_int8")
+    }
+
     func testInvalidArgumentsAreRejectedAndOutputUntouched() throws {
         let w = TestMatrix.nf4(n: 8, k: 64, block: 64, seed: 1)
         let x = TestMatrix.randomFloats(count: 64, seed: 2)
