@@ -191,7 +191,8 @@ static void dequant_row(const qst_weight *w, int64_t r, double *out) {
 
 static void accuracy(void) {
     const char *tname[] = {"f32", "bf16", "nf4"};
-    const char *kname[] = {"auto", "exact", "scalar", "avx512", "avx512_bf16"};
+    const int kinds[] = {QST_KERNEL_AUTO, QST_KERNEL_EXACT, QST_KERNEL_SCALAR, QST_KERNEL_AVX512, QST_KERNEL_AVX512_BF16,
+                         QST_KERNEL_AVX2, QST_KERNEL_AVX2_INT8};
     int ms[] = {1, 3, 64};
     printf("\n# accuracy vs double reference (K=576 N=576): rel_l2 = |y-ref|/|ref|, worst = max |y-ref| / sum|x*w|\n");
     for (int t = 0; t < 3; t++) {
@@ -209,16 +210,17 @@ static void accuracy(void) {
                     ref[i * 576 + j] = s; bound[i * 576 + j] = b;
                 }
             }
-            for (int kk = QST_KERNEL_SCALAR; kk <= QST_KERNEL_AVX512_BF16; kk++) {
+            for (int ki = 2; ki < (int)(sizeof kinds / sizeof kinds[0]); ki++) {
+                const int kk = kinds[ki];
                 int status = qst_matmul(x, m, 576, &w.w[0], y, 576, 0, 576, (qst_kernel)kk);
-                if (status != 0) { printf("%-5s m=%-3d %-12s unsupported (%d)\n", tname[t], m, kname[kk], status); continue; }
+                if (status != 0) { printf("%-5s m=%-3d %-12s unsupported (%d)\n", tname[t], m, qst_matmul_kernel_name(kk), status); continue; }
                 double num = 0, den = 0, worst = 0;
                 for (int i = 0; i < m * 576; i++) {
                     double d = y[i] - ref[i];
                     num += d * d; den += ref[i] * ref[i];
                     if (fabs(d) / bound[i] > worst) worst = fabs(d) / bound[i];
                 }
-                printf("%-5s m=%-3d %-12s rel_l2 %.2e  worst %.2e\n", tname[t], m, kname[kk], sqrt(num / den), worst);
+                printf("%-5s m=%-3d %-12s rel_l2 %.2e  worst %.2e\n", tname[t], m, qst_matmul_kernel_name(kk), sqrt(num / den), worst);
             }
             free(x); free(y); free(ref); free(bound);
         }
@@ -227,8 +229,8 @@ static void accuracy(void) {
 }
 
 // ---- performance ----
-enum { P_SCALAR, P_EXACT, P_BF16, P_BLAS, NPATHS };
-static const char *path_names[NPATHS] = {"scalar", "avx512-f32", "avx512-bf16", "sgemm"};
+enum { P_SCALAR, P_EXACT, P_BF16, P_AVX2, P_INT8, P_BLAS, NPATHS };
+static const char *path_names[NPATHS] = {"scalar", "avx512-f32", "avx512-bf16", "avx2-f32", "avx2-int8", "sgemm"};
 // best[m index][shape][weight type][path][threads-1]: seconds per call (min over repeats)
 static double best[2][NSHAPES][3][NPATHS][2];
 static int use_cpu_time = 0; // --cpu-time: estimates from CPU time instead of wall time
@@ -263,7 +265,9 @@ static void perf(int blas_only, int repeats) {
                     if (p == P_BLAS && t != QST_WEIGHT_F32) continue;
                     if (p == P_SCALAR && (m != 1 || skip_scalar)) continue;             // minutes per call at M=512
                     if (p == P_BF16 && m == 1 && t == QST_WEIGHT_F32) continue; // F32 GEMV stays exact
-                    qst_kernel kern = p == P_SCALAR ? QST_KERNEL_SCALAR : p == P_BF16 ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
+                    qst_kernel kern = p == P_SCALAR ? QST_KERNEL_SCALAR : p == P_BF16 ? QST_KERNEL_AVX512_BF16
+                                    : p == P_AVX2 ? QST_KERNEL_AVX2 : p == P_INT8 ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX512;
+                    if (p != P_BLAS && qst_matmul_resolve(&probe, m, kern, QST_SHAPE_AUTO) < 0) continue;
                     for (int th = 1; th <= 2; th++) {
                         int status = 0;
                         stat_t st = measure(&w, x, y, m, th, repeats, kern, QST_SHAPE_AUTO, p == P_BLAS, &status);
@@ -298,7 +302,8 @@ static void estimate(int blas_only) {
         printf("sgemm (f32 weights) pp512 ~ %.0f tok/s (attention at the 576x576 sgemm rate %.0f GFLOP/s)\n", 512 / total, rate * 1e-9);
         return;
     }
-    for (int p = P_EXACT; p <= P_BF16; p++) {
+    for (int p = P_EXACT; p <= P_INT8; p++) {
+        if (best[0][0][2][p][1] <= 0) continue; // path not measured (not on this CPU)
         double layer = 0;
         for (int s = 0; s < 4; s++) layer += layer_uses[s] * best[0][s][2][p][1];
         layer += best[0][3][2][p][1]; // down (1536->576) once
@@ -309,12 +314,14 @@ static void estimate(int blas_only) {
         printf("pp512 NF4 %-12s ~ %6.0f tok/s (linear %.1f ms, attention ~%.1f ms at %.0f GFLOP/s, head %.2f ms)\n",
                path_names[p], 512 / total, LAYERS * layer * 1e3, attn_flops / rate * 1e3, rate * 1e-9, head * 1e3);
     }
-    for (int lp = P_EXACT; lp <= P_BF16; lp++) {
+    for (int lp = P_EXACT; lp <= P_INT8; lp++) {
+        if (best[1][0][2][lp][1] <= 0) continue;
         double layer = 0;
         for (int s = 0; s < 4; s++) layer += layer_uses[s] * best[1][s][2][lp][1];
         layer += best[1][3][2][lp][1];
-        for (int p = P_EXACT; p <= P_BF16; p++) {
+        for (int p = P_EXACT; p <= P_INT8; p++) {
             double head = best[1][4][1][p][1];
+            if (head <= 0) continue;
             printf("tg NF4 GEMV %-12s + BF16 head %-12s ~ %6.0f tok/s (layers %.2f ms, head %.2f ms)\n", path_names[lp],
                    path_names[p], 1.0 / (LAYERS * layer + head), LAYERS * layer * 1e3, head * 1e3);
         }

@@ -6,7 +6,8 @@ import Glibc
 /// Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and falls back to a slow
 /// generic kernel; the core type can only be chosen through OPENBLAS_CORETYPE before the
 /// library loads. Every tool therefore re-executes itself once with the variable set to
-/// the best kernel the CPU supports. `QST_OPENBLAS_CORETYPE` overrides the choice.
+/// the best kernel the CPU supports (capped like our kernels by `QST_KERNELS=avx2`).
+/// `QST_OPENBLAS_CORETYPE` overrides the choice.
 public enum BLASCoreSelection {
     static let reexecMarker = "QST_BLAS_CORE_SELECTED"
 
@@ -28,7 +29,10 @@ public enum BLASCoreSelection {
     public static func ensureFastKernel() {
         let env = ProcessInfo.processInfo.environment
         guard env[reexecMarker] == nil else { return }
-        guard let want = env["QST_OPENBLAS_CORETYPE"] ?? bestCoreType(cpuFlags: cpuFlags()) else { return }
+        var flags = cpuFlags()
+        // QST_KERNELS=avx2 stands in for an AVX2-only machine: OpenBLAS gets its AVX2 kernels too.
+        if env["QST_KERNELS"] == "avx2" { flags = flags.filter { !$0.hasPrefix("avx512") } }
+        guard let want = env["QST_OPENBLAS_CORETYPE"] ?? bestCoreType(cpuFlags: flags) else { return }
         setenv(reexecMarker, "1", 1)
         if env["OPENBLAS_CORETYPE"] == want { return }
         setenv("OPENBLAS_CORETYPE", want, 1)

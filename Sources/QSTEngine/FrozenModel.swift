@@ -192,6 +192,22 @@ public final class FrozenModel: FrozenBackbone {
         return logits(hidden: h.constPointer, rows: batch.ids.count)
     }
 
+    /// Which matmul path products of `rows` rows take, for benchmark reports: "layers nf4 avx2-gemv, head bf16
+    /// avx2-gemv" (the first layer's gate projection stands for every block linear).
+    public func matmulRoutes(rows: Int, rowIndependent: Bool = false) -> String {
+        func describe(_ t: WeightTensor) -> String {
+            if case .f32 = t.storage { return "f32 sgemm" }
+            let kind: String
+            switch t.storage { case .nf4: kind = "nf4"; case .bf16: kind = "bf16"; case .f32: kind = "f32" }
+            return kind + " " + QuantizedLinear(tensor: t, bias: nil).route(rows: rows, path: options.matmulPath,
+                                                                          rowIndependent: rowIndependent)
+        }
+        var parts: [String] = []
+        if let layer = try? source.tensor("model.layers.0.mlp.gate_proj.weight") { parts.append("layers " + describe(layer)) }
+        parts.append("head " + describe(head))
+        return parts.joined(separator: ", ")
+    }
+
     var headLinear: any LinearWeights {
         if case .f32(let p) = head.storage {
             return DenseLinear(weight: p, bias: nil, inFeatures: headInputSize, outFeatures: vocabSize, owner: [head.owner].compactMap { $0 })

@@ -8,9 +8,10 @@ public enum MatmulPath: String, Sendable, CaseIterable {
     /// Dequantize a tile of rows to F32 in a reusable scratch buffer, then `cblas_sgemm`. Exact F32
     /// products; the reference the fast paths are tested against.
     case dequantizeSGEMM = "sgemm"
-    /// QSTKernels `qst_matmul` with full-F32 products (AVX-512 FMA), weights decoded in registers.
+    /// QSTKernels `qst_matmul` with full-F32 products (AVX-512 or AVX2 FMA), weights decoded in registers.
     case kernelsExact = "exact"
-    /// QSTKernels' fastest path: may round x and W to bfloat16 for many-row products (~1e-3 relative).
+    /// QSTKernels' fastest path: may round x and W to bfloat16 (AVX-512) for many-row products (~1e-3 relative);
+    /// where the CPU has no vector kernel at all (scalar only), dequantize + sgemm for those.
     case kernelsAuto = "auto"
 }
 
@@ -132,7 +133,8 @@ public struct QuantizedLinear: LinearWeights {
         guard n > 0 else { return }
         var done = false
         // Row-independent mode always takes the kernels (OpenBLAS's loops depend on the row count).
-        if context.path != .dequantizeSGEMM || context.rowIndependent, let w = kernelWeight {
+        if context.path != .dequantizeSGEMM || context.rowIndependent, let w = kernelWeight,
+           context.rowIndependent || !Self.blasIsFaster(w, rows: n, path: context.path) {
             let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
             let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
             done = Self.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
@@ -142,6 +144,27 @@ public struct QuantizedLinear: LinearWeights {
         }
         if !done { tiledSGEMM(out: out, x: x, n: n, accumulate: accumulate, context: context) }
         if let bias { Self.addBias(out, bias.constPointer, rows: n, width: outFeatures) }
+    }
+
+    /// `--matmul auto` where only the scalar loops could run a many-row product: dequantize + OpenBLAS
+    /// sgemm is faster there (a fixed table in the kernels, so the choice is the same on every run).
+    static func blasIsFaster(_ w: qst_weight, rows: Int, path: MatmulPath) -> Bool {
+        guard path == .kernelsAuto else { return false }
+        var probe = w
+        return qst_matmul_prefers_blas(&probe, Int64(rows)) != 0
+    }
+
+    /// The path a product of `rows` rows of x times these weights takes under `path` ("avx2", "avx512_bf16",
+    /// "sgemm", ...), for benchmark reports. Row-independent (training) mode always takes the kernels' GEMM.
+    public func route(rows: Int, path: MatmulPath, rowIndependent: Bool = false) -> String {
+        guard path != .dequantizeSGEMM || rowIndependent, var w = kernelWeight else { return "sgemm" }
+        if !rowIndependent, Self.blasIsFaster(w, rows: rows, path: path) { return "sgemm" }
+        let kernel = path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
+        let shape = rowIndependent ? QST_SHAPE_GEMM : QST_SHAPE_AUTO
+        let resolved = qst_matmul_resolve(&w, Int64(rows), kernel, shape)
+        guard resolved >= 0 else { return "sgemm" }
+        let loop = rowIndependent || rows > Int(QST_GEMV_MAX_ROWS) ? "gemm" : "gemv"
+        return String(cString: qst_matmul_kernel_name(resolved)) + "-" + loop
     }
 
     /// Splits the output columns over the workers; returns false if the kernels refuse the shape.
@@ -245,5 +268,17 @@ public enum NF4Tile {
             s += 1; c -= 1; d += 1
         }
         if c > 0 { qst_nf4_dequantize_f32(codes, absmax, Int64(blockSize), Int64(s), Int64(c), d, Int32(QST_NF4_AUTO)) }
+    }
+}
+
+/// The CPU features the kernels detected (after any `QST_KERNELS` cap), for reports.
+public enum CPUKernels {
+    public static func describe() -> String {
+        var buffer = [CChar](repeating: 0, count: 512)
+        let text = buffer.withUnsafeMutableBufferPointer { b -> String in
+            qst_cpu_describe(b.baseAddress, Int32(b.count))
+            return String(cString: b.baseAddress!)
+        }
+        return text.isEmpty ? "no vector extensions" : text
     }
 }

@@ -29,7 +29,10 @@ static uint32_t detect_static(void) {
     uint32_t a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
     if (!(c & (1u << 27))) return 0; // no OSXSAVE: xgetbv unusable, no AVX state
+    const int fma = (c & (1u << 12)) != 0, f16c = (c & (1u << 29)) != 0;
     uint64_t xcr0 = read_xcr0();
+    // SSE and AVX (YMM upper halves) saved by the OS: the 256-bit paths are usable.
+    int os_avx = (xcr0 & 0x6) == 0x6;
     // SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM must all be saved by the OS.
     int os_avx512 = (xcr0 & 0xE6) == 0xE6;
     int os_amx = (xcr0 & (3ull << 17)) == (3ull << 17);
@@ -37,6 +40,11 @@ static uint32_t detect_static(void) {
     if (max_leaf < 7) return 0;
     __cpuid_count(7, 0, a, b, c, d);
     uint32_t f = 0;
+    if (os_avx) {
+        if (b & (1u << 5)) f |= QST_CPU_AVX2;
+        if (fma) f |= QST_CPU_FMA;
+        if (f16c) f |= QST_CPU_F16C;
+    }
     if (os_avx512) {
         if (b & (1u << 16)) f |= QST_CPU_AVX512F;
         if (b & (1u << 17)) f |= QST_CPU_AVX512DQ;
@@ -52,8 +60,12 @@ static uint32_t detect_static(void) {
     uint32_t a1, b1, c1, d1;
     __cpuid_count(7, 1, a1, b1, c1, d1);
     if (os_avx512 && (a1 & (1u << 5))) f |= QST_CPU_AVX512_BF16;
+    if (os_avx && (a1 & (1u << 4))) f |= QST_CPU_AVX_VNNI;
     return f;
 }
+#elif defined(__aarch64__)
+// ARM64 detection (HWCAP bits) belongs to the NEON kernels; Advanced SIMD is architectural.
+static uint32_t detect_static(void) { return QST_CPU_NEON; }
 #else
 static uint32_t detect_static(void) { return 0; }
 #endif
@@ -68,6 +80,20 @@ static int amx_permitted(void) {
 #endif
 }
 
+// QST_KERNELS=scalar|avx2|avx512|neon keeps only the features of that level; an unknown
+// value changes nothing (a typo must not silently slow a run down to scalar).
+static uint32_t cap_to_level(uint32_t f, const char *level) {
+    const uint32_t avx2 = QST_CPU_AVX2 | QST_CPU_FMA | QST_CPU_F16C | QST_CPU_AVX_VNNI;
+    const uint32_t avx512 = QST_CPU_AVX512_BASE | QST_CPU_AVX512_BF16 | QST_CPU_AVX512_VNNI;
+    const uint32_t neon = QST_CPU_NEON | QST_CPU_NEON_DOTPROD | QST_CPU_NEON_I8MM | QST_CPU_NEON_BF16;
+    if (!level) return f;
+    if (strcmp(level, "scalar") == 0) return QST_CPU_FORCED_SCALAR;
+    if (strcmp(level, "avx2") == 0) return f & avx2;
+    if (strcmp(level, "avx512") == 0) return f & (avx2 | avx512);
+    if (strcmp(level, "neon") == 0) return f & neon;
+    return f;
+}
+
 // Cached because cpuid traps to the hypervisor; the value is a fact about the machine,
 // identical for every caller, so a benign race on first use only repeats the detection.
 static _Atomic uint32_t cached_features = 0;
@@ -77,8 +103,7 @@ static _Atomic int amx_granted = 0;
 
 uint32_t qst_cpu_features(void) {
     if (!atomic_load_explicit(&cached_valid, memory_order_acquire)) {
-        const char *env = getenv("QST_KERNELS");
-        uint32_t f = (env && strcmp(env, "scalar") == 0) ? QST_CPU_FORCED_SCALAR : detect_static();
+        uint32_t f = cap_to_level(detect_static(), getenv("QST_KERNELS"));
         atomic_store_explicit(&cached_features, f, memory_order_relaxed);
         atomic_store_explicit(&cached_valid, 1, memory_order_release);
     }
@@ -107,6 +132,9 @@ char *qst_cpu_describe(char *buffer, int capacity) {
         {QST_CPU_AVX512DQ, "avx512dq"}, {QST_CPU_AVX512_BF16, "avx512_bf16"},
         {QST_CPU_AVX512_VNNI, "avx512_vnni"}, {QST_CPU_AMX_TILE, "amx_tile"}, {QST_CPU_AMX_BF16, "amx_bf16"},
         {QST_CPU_AMX_INT8, "amx_int8"}, {QST_CPU_AMX_PERMITTED, "amx_permitted"},
+        {QST_CPU_AVX2, "avx2"}, {QST_CPU_FMA, "fma"}, {QST_CPU_F16C, "f16c"}, {QST_CPU_AVX_VNNI, "avx_vnni"},
+        {QST_CPU_NEON, "neon"}, {QST_CPU_NEON_DOTPROD, "dotprod"}, {QST_CPU_NEON_I8MM, "i8mm"},
+        {QST_CPU_NEON_BF16, "bf16"},
         {QST_CPU_FORCED_SCALAR, "forced_scalar"},
     };
     if (!buffer || capacity <= 0) return buffer;

@@ -4,6 +4,7 @@
 
 static int has_avx512(uint32_t f) { return (f & QST_CPU_AVX512_BASE) == QST_CPU_AVX512_BASE; }
 static int has_bf16(uint32_t f) { return has_avx512(f) && (f & QST_CPU_AVX512_BF16); }
+static int has_avx2(uint32_t f) { return (f & QST_CPU_AVX2_BASE) == QST_CPU_AVX2_BASE; }
 
 // Vector kernels decode NF4 in 32-element groups sharing one absmax, and read BF16
 // through dword gathers that need at least two elements per row.
@@ -20,17 +21,25 @@ static qst_shape resolve_shape(int64_t m, qst_shape shape) {
 
 static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_kernel kernel, uint32_t f) {
     const int vec = has_avx512(f) && layout_ok;
+    const int avx2 = has_avx2(f) && layout_ok;
     switch (kernel) {
     case QST_KERNEL_SCALAR: return QST_KERNEL_SCALAR;
     case QST_KERNEL_AVX512: return vec ? QST_KERNEL_AVX512 : -1;
     case QST_KERNEL_AVX512_BF16: return vec && has_bf16(f) ? QST_KERNEL_AVX512_BF16 : -1;
-    case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : QST_KERNEL_SCALAR;
+    case QST_KERNEL_AVX2: return avx2 ? QST_KERNEL_AVX2 : -1;
+    case QST_KERNEL_AVX2_INT8: return avx2 && type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMV ? QST_KERNEL_AVX2_INT8 : -1;
+    case QST_KERNEL_NEON:
+    case QST_KERNEL_NEON_DOT:
+        return -1;
+    case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : avx2 ? QST_KERNEL_AVX2 : QST_KERNEL_SCALAR;
     case QST_KERNEL_AUTO:
+        // Without AVX-512: NF4 decode takes the int8 dot products (the float32 table lookup is
+        // compute bound), everything else the exact AVX2 loops.
+        if (!vec && avx2) return type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMV ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX2;
         if (!vec) return QST_KERNEL_SCALAR;
         // F32 weights stay exact (bfloat16 would only add rounding: GEMV is memory bound and
         // the F32 GEMM is the engine's reference). NF4/BF16 take the bfloat16 kernels,
         // which decode faster (GEMV) and do twice the multiplies per instruction (GEMM).
-        (void)shape;
         if (type == QST_WEIGHT_F32) return QST_KERNEL_AVX512;
         return has_bf16(f) ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
     }
@@ -69,6 +78,12 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
     if (path < 0) return QST_MATMUL_UNSUPPORTED;
     if (m == 0 || n0 == n1) return QST_MATMUL_OK;
     if (path == QST_KERNEL_SCALAR) return qst_mm_scalar(x, m, ldx, w, y, ldy, n0, n1);
+    if (path == QST_KERNEL_AVX2_INT8)
+        return qst_mm_gemv_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, (qst_cpu_features() & QST_CPU_AVX_VNNI) != 0);
+    if (path == QST_KERNEL_AVX2) {
+        if (s == QST_SHAPE_GEMV) return qst_mm_gemv_avx2(x, m, ldx, w, y, ldy, n0, n1);
+        return qst_mm_gemm_avx2(x, m, ldx, w, y, ldy, n0, n1);
+    }
     const int bf16 = path == QST_KERNEL_AVX512_BF16;
     if (s == QST_SHAPE_GEMV) return qst_mm_gemv_avx512(x, m, ldx, w, y, ldy, n0, n1, bf16);
     return qst_mm_gemm_avx512(x, m, ldx, w, y, ldy, n0, n1, bf16);
@@ -77,4 +92,31 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
 int qst_matmul(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel) {
     return qst_matmul_ex(x, m, ldx, w, y, ldy, n0, n1, kernel, QST_SHAPE_AUTO);
+}
+
+// Measured with Scripts/bench-kernels (BENCHMARKS.md, "AVX2 kernels"): for many rows the
+// AVX-512 GEMMs and the AVX2 GEMM (6 x 16 FMA microkernel, as fast per CPU second as OpenBLAS's
+// Haswell sgemm on the same shapes, and sgemm must first dequantize the weights) beat
+// dequantize + sgemm; only the scalar loops lose (7.7x on pp512). GEMV (<= QST_GEMV_MAX_ROWS
+// rows) always wins in the kernels. A fixed table, not a run-time timing, so every run on a
+// machine takes the same path and gets the same bits.
+int qst_matmul_prefers_blas(const qst_weight *w, int64_t m) {
+    if (!w || w->type == QST_WEIGHT_F32) return 0;
+    if (m <= QST_GEMV_MAX_ROWS) return 0;
+    return qst_matmul_resolve(w, m, QST_KERNEL_AUTO, QST_SHAPE_AUTO) == QST_KERNEL_SCALAR;
+}
+
+const char *qst_matmul_kernel_name(int kernel) {
+    switch (kernel) {
+    case QST_KERNEL_AUTO: return "auto";
+    case QST_KERNEL_EXACT: return "exact";
+    case QST_KERNEL_SCALAR: return "scalar";
+    case QST_KERNEL_AVX512: return "avx512";
+    case QST_KERNEL_AVX512_BF16: return "avx512_bf16";
+    case QST_KERNEL_AVX2: return "avx2";
+    case QST_KERNEL_AVX2_INT8: return "avx2_int8";
+    case QST_KERNEL_NEON: return "neon";
+    case QST_KERNEL_NEON_DOT: return "neon_dot";
+    }
+    return "none";
 }

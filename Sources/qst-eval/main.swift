@@ -202,6 +202,9 @@ struct BenchCommand: ParsableCommand {
         var threads: Int
         var result: ForwardBenchmark.Result
         var memory: MemoryStats
+        var cpu: String
+        var promptPaths: String
+        var generationPaths: String
     }
 
     func run() throws {
@@ -225,8 +228,11 @@ struct BenchCommand: ParsableCommand {
             memory = MemoryStats.current()
         }
         let report = Report(model: model, matmul: options.matmulPath.rawValue, threads: EngineThreads.blasThreads,
-                            result: r, memory: memory)
+                            result: r, memory: memory, cpu: CPUKernels.describe(),
+                            promptPaths: m.matmulRoutes(rows: prompt), generationPaths: m.matmulRoutes(rows: 1))
         if json { try JSONOutput.print(report); return }
+        print("cpu: \(CPUKernels.describe()); matmul \(options.matmulPath.rawValue)")
+        print("kernel paths: pp\(prompt) (\(m.matmulRoutes(rows: prompt))); tg (\(m.matmulRoutes(rows: 1)))")
         print(String(format: "pp%ld: %.1f tok/s best, %.1f median (%.1f GFLOP/s)", prompt, r.pp.bestTokensPerSecond,
                      r.pp.medianTokensPerSecond, r.ppGFLOPS))
         print(String(format: "tg%ld: %.1f tok/s best, %.1f median", generate, r.tg.bestTokensPerSecond, r.tg.medianTokensPerSecond))

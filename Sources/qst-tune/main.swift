@@ -132,6 +132,10 @@ struct Tune: ParsableCommand {
                                       repeats: repeats, labelEveryToken: !benchmarkLastOnly, training: training,
                                       peakRSS: { MemoryStats.current().peakRSS })
         if json { try JSONOutput.print(r); return }
+        let rows = r.batch * r.seqLen
+        let trainingPaths = backbone.matmulRoutes(rows: rows, rowIndependent: true)
+        print("cpu: \(CPUKernels.describe()); kernel paths: training forward (\(trainingPaths)), " +
+              "plain forward (\(backbone.matmulRoutes(rows: rows)))")
         print("batch \(r.batch) × \(r.seqLen), labelled fraction \(String(format: "%.3f", r.labelledFraction)), \(repeats) repeats")
         print("frozen forward only:  \(Int(r.backboneForwardTokensPerSecond)) tok/s")
         print("evaluation (no grad): \(Int(r.evaluationTokensPerSecond)) tok/s")

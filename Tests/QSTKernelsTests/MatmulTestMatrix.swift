@@ -90,6 +90,24 @@ struct TestMatrix {
         return out
     }
 
+    /// For the AVX2_INT8 path (NF4 only): per output the documented error bound
+    /// sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's aligned 64-element span) / 254.
+    func int8Bound(x: [Float], m: Int, ldx: Int) -> [Double] {
+        guard case let .nf4(_, absmax, block) = storage else { return [Double](repeating: 0, count: m * n) }
+        var out = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            let spanMax = (0..<((k + 63) / 64)).map { g in
+                (g * 64..<min(k, g * 64 + 64)).map { Double(abs(x[i * ldx + $0])) }.max()!
+            }
+            for j in 0..<n {
+                var b = 0.0
+                for t in 0..<k { b += Double(absmax[(j * k + t) / block]) * (Double(abs(x[i * ldx + t])) + 1.01 * spanMax[t / 64]) }
+                out[i * n + j] = b / 254
+            }
+        }
+        return out
+    }
+
     func withWeight<R>(_ body: (qst_weight) throws -> R) throws -> R {
         switch storage {
         case let .nf4(codes, absmax, block):

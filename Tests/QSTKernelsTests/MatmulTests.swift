@@ -3,12 +3,12 @@ import QSTCore
 import QSTKernels
 import XCTest
 
-/// Every matmul path (scalar, AVX-512 F32, AVX512_BF16; GEMV and GEMM loop shapes) against a
+/// Every matmul path (scalar, AVX-512 F32, AVX512_BF16, AVX2 F32; GEMV and GEMM loop shapes) against a
 /// Double reference computed here from weights decoded by this file's own NF4/BF16 decoding.
 final class MatmulTests: XCTestCase {
     static let kernels: [(String, qst_kernel)] = [
         ("scalar", QST_KERNEL_SCALAR), ("avx512", QST_KERNEL_AVX512), ("avx512_bf16", QST_KERNEL_AVX512_BF16),
-        ("auto", QST_KERNEL_AUTO), ("exact", QST_KERNEL_EXACT),
+        ("avx2", QST_KERNEL_AVX2), ("avx2_int8", QST_KERNEL_AVX2_INT8), ("auto", QST_KERNEL_AUTO), ("exact", QST_KERNEL_EXACT),
     ]
     static let shapes: [(String, qst_shape)] = [("gemv", QST_SHAPE_GEMV), ("gemm", QST_SHAPE_GEMM), ("auto", QST_SHAPE_AUTO)]
 
@@ -85,18 +85,78 @@ final class MatmulTests: XCTestCase {
             throw XCTSkip("no /proc/cpuinfo flags on this system")
         }
         let features = qst_cpu_features()
-        if features & QST_CPU_FORCED_SCALAR != 0 { throw XCTSkip("QST_KERNELS=scalar set") }
+        let level = ProcessInfo.processInfo.environment["QST_KERNELS"]
+        if level == "scalar" {
+            XCTAssertEqual(features, UInt32(QST_CPU_FORCED_SCALAR), "QST_KERNELS=scalar must hide every feature")
+            return
+        }
         let flags = Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
-        let expected: [(String, UInt32)] = [
+        let avx2: [(String, UInt32)] = [("avx2", QST_CPU_AVX2), ("fma", QST_CPU_FMA), ("f16c", QST_CPU_F16C),
+                                        ("avx_vnni", QST_CPU_AVX_VNNI)]
+        let avx512: [(String, UInt32)] = [
             ("avx512f", QST_CPU_AVX512F), ("avx512bw", QST_CPU_AVX512BW), ("avx512vl", QST_CPU_AVX512VL),
             ("avx512dq", QST_CPU_AVX512DQ), ("avx512_bf16", QST_CPU_AVX512_BF16), ("avx512_vnni", QST_CPU_AVX512_VNNI),
-            ("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16), ("amx_int8", QST_CPU_AMX_INT8),
         ]
-        for (flag, bit) in expected {
+        let amx: [(String, UInt32)] = [("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16),
+                                       ("amx_int8", QST_CPU_AMX_INT8)]
+        // QST_KERNELS=avx2 hides AVX-512 and AMX, =avx512 hides AMX (an unknown value hides nothing).
+        let hidden: [(String, UInt32)] = level == "avx2" ? avx512 + amx : level == "avx512" ? amx : []
+        let shown = (avx2 + avx512 + amx).filter { f in !hidden.contains { $0.1 == f.1 } }
+        for (flag, bit) in shown {
             XCTAssertEqual(features & bit != 0, flags.contains(flag), "feature \(flag)")
+        }
+        for (flag, bit) in hidden {
+            XCTAssertEqual(features & bit, 0, "feature \(flag) must be hidden by QST_KERNELS=\(level ?? "")")
+        }
+        if level == "avx2", flags.contains("avx2"), flags.contains("fma") {
+            XCTAssertEqual(qst_matmul_supported(QST_WEIGHT_NF4, QST_KERNEL_AVX512, QST_SHAPE_AUTO), 0)
+            XCTAssertEqual(qst_matmul_supported(QST_WEIGHT_NF4, QST_KERNEL_AVX2, QST_SHAPE_AUTO), 1)
         }
         // Without AMX the permission request must report failure rather than pretend.
         if !flags.contains("amx_tile") { XCTAssertEqual(qst_amx_enable(), 0) }
+    }
+
+    /// QST_KERNEL_AUTO and qst_matmul_prefers_blas follow the measured table (README "Dispatch by a
+    /// measured table"): AVX-512 BF16 where present; on AVX2 int8 NF4 decoding, the AVX2 loops
+    /// otherwise; dequantize + sgemm only for many rows where nothing but scalar loops could run.
+    func testAutoDispatchFollowsTheMeasuredTable() throws {
+        let f = qst_cpu_features()
+        let base: UInt32 = QST_CPU_AVX512F | QST_CPU_AVX512BW | QST_CPU_AVX512VL | QST_CPU_AVX512DQ
+        let avx512 = f & base == base
+        let bf16 = avx512 && f & QST_CPU_AVX512_BF16 != 0
+        let avx2 = f & (QST_CPU_AVX2 | QST_CPU_FMA) == QST_CPU_AVX2 | QST_CPU_FMA
+        let nf4 = TestMatrix.nf4(n: 8, k: 128, block: 64, seed: 3), bf = TestMatrix.bf16(n: 8, k: 128, ld: 128, seed: 4)
+        func auto(_ w: TestMatrix, rows: Int) throws -> (Int32, Int32) {
+            try w.withWeight { weight in
+                var c = weight
+                return (qst_matmul_resolve(&c, Int64(rows), QST_KERNEL_AUTO, QST_SHAPE_AUTO), qst_matmul_prefers_blas(&c, Int64(rows)))
+            }
+        }
+        let expectGEMV: Int32, expectGEMM: Int32, expectBF16GEMV: Int32
+        if bf16 {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (4, 4, 4)
+        } else if avx512 {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (3, 3, 3)
+        } else if avx2 {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2.rawValue),
+                                                        Int32(QST_KERNEL_AVX2.rawValue))
+        } else {
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (2, 2, 2)
+        }
+        let scalarOnly = !avx512 && !avx2
+        XCTAssertEqual(try auto(nf4, rows: 1).0, expectGEMV)
+        XCTAssertEqual(try auto(nf4, rows: 1).1, 0, "decode never goes to BLAS")
+        XCTAssertEqual(try auto(nf4, rows: 512).0, expectGEMM)
+        XCTAssertEqual(try auto(nf4, rows: 512).1, scalarOnly ? 1 : 0)
+        XCTAssertEqual(try auto(bf, rows: 1).0, expectBF16GEMV)
+        XCTAssertEqual(try auto(bf, rows: 512).1, scalarOnly ? 1 : 0)
+        // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
+        try nf4.withWeight { weight in
+            var c = weight
+            XCTAssertEqual(qst_matmul_resolve(&c, 512, QST_KERNEL_EXACT, QST_SHAPE_AUTO),
+                           avx512 ? 3 : avx2 ? Int32(QST_KERNEL_AVX2.rawValue) : 2)
+        }
+        XCTAssertEqual(String(cString: qst_matmul_kernel_name(Int32(QST_KERNEL_AVX2_INT8.rawValue))), "avx2_int8")
     }
 
     func testInvalidArgumentsAreRejectedAndOutputUntouched() throws {
@@ -129,6 +189,7 @@ final class MatmulTests: XCTestCase {
         let ldx = k + 3, ldy = n + 5
         let x = TestMatrix.randomFloats(count: m * ldx, seed: UInt64(n * 31 + m))
         let reference = w.reference(x: x, m: m, ldx: ldx)
+        let int8Bound = w.int8Bound(x: x, m: m, ldx: ldx)
         let cut = n / 3
         var checked = 0
         for (kname, kernel) in Self.kernels {
@@ -156,7 +217,9 @@ final class MatmulTests: XCTestCase {
                             continue
                         }
                         let (want, scale) = reference[i * n + j]
-                        XCTAssertLessThanOrEqual(abs(got - want), tol * scale + 1e-30,
+                        let bound = path == Int32(QST_KERNEL_AVX2_INT8.rawValue)
+                            ? int8Bound[i * n + j] + 2e-5 * scale : tol * scale + 1e-30
+                        XCTAssertLessThanOrEqual(abs(got - want), bound,
                                                  "\(label) \(kname)/\(sname) path \(path): y[\(i),\(j)] = \(got), want \(want)")
                     }
                 }

@@ -31,9 +31,10 @@ typedef struct {
 /// Which arithmetic to use. Every request resolves to a path the CPU supports or fails.
 typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
-    /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error).
+    /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error) on
+    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 GEMV takes QST_KERNEL_AVX2_INT8.
     QST_KERNEL_AUTO = 0,
-    /// Fastest path whose products are full float32 (AVX-512 FMA or scalar).
+    /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
     QST_KERNEL_EXACT = 1,
     /// Portable C, no vector intrinsics: the reference the others are tested against.
     QST_KERNEL_SCALAR = 2,
@@ -43,6 +44,17 @@ typedef enum {
     /// GEMV with F32 weights, or NF4 with a block not a multiple of 64, runs the exact
     /// float32 loop instead (it is as fast there).
     QST_KERNEL_AVX512_BF16 = 4,
+    /// AVX2 + FMA on float32 (weights decoded to float32 in registers): an exact path.
+    QST_KERNEL_AVX2 = 5,
+    /// AVX2 NF4 GEMV with integer dot products: x rounded to int8 per 32 elements (scale
+    /// max|x|/127), NF4 values to round(127 * value); AVX-VNNI vpdpbusd when present. Error per
+    /// output <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's aligned 64-element span) / 254.
+    /// GEMV shape only.
+    QST_KERNEL_AVX2_INT8 = 6,
+    /// ARM64 NEON float32 FMA (exact).
+    QST_KERNEL_NEON = 7,
+    /// ARM64 NEON int8 / bfloat16 dot products (approximate, fast).
+    QST_KERNEL_NEON_DOT = 8,
 } qst_kernel;
 
 /// Loop shape. AUTO picks GEMV for few rows (weights streamed once, decoded in registers)
@@ -83,6 +95,16 @@ int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shap
 
 /// The concrete kernel qst_matmul_ex would use (resolving AUTO/EXACT), or -1 if none.
 int qst_matmul_resolve(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape);
+
+/// 1 when, for `m` rows of x times `w`, dequantize + BLAS sgemm is faster on this CPU than the
+/// fastest kernel path (QST_KERNEL_AUTO), from a table of measurements: many rows where only
+/// the scalar loops can run (no AVX2/AVX-512, or a layout the vector kernels decline). Depends
+/// only on the CPU features, the weight layout and m, so the choice is the same on every run on
+/// one machine. F32 weights: always 0.
+int qst_matmul_prefers_blas(const qst_weight *w, int64_t m);
+
+/// Short name of a qst_kernel value ("avx2", "avx512_bf16", ...); "none" for -1.
+const char *qst_matmul_kernel_name(int kernel);
 
 /// Rows at or below which QST_SHAPE_AUTO uses the GEMV loops.
 #define QST_GEMV_MAX_ROWS 4
