@@ -13,6 +13,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#if defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 #define ARCH_GET_XCOMP_PERM 0x1022
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -33,10 +39,16 @@ static uint32_t detect_static(void) {
     // SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM must all be saved by the OS.
     int os_avx512 = (xcr0 & 0xE6) == 0xE6;
     int os_amx = (xcr0 & (3ull << 17)) == (3ull << 17);
-    uint32_t max_leaf = __get_cpuid_max(0, 0);
-    if (max_leaf < 7) return 0;
-    __cpuid_count(7, 0, a, b, c, d);
+    int os_avx = (xcr0 & 0x6) == 0x6; // SSE and YMM state
     uint32_t f = 0;
+    if (os_avx) {
+        if (c & (1u << 12)) f |= QST_CPU_FMA;
+        if (c & (1u << 29)) f |= QST_CPU_F16C;
+    }
+    uint32_t max_leaf = __get_cpuid_max(0, 0);
+    if (max_leaf < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (os_avx && (b & (1u << 5))) f |= QST_CPU_AVX2;
     if (os_avx512) {
         if (b & (1u << 16)) f |= QST_CPU_AVX512F;
         if (b & (1u << 17)) f |= QST_CPU_AVX512DQ;
@@ -52,11 +64,58 @@ static uint32_t detect_static(void) {
     uint32_t a1, b1, c1, d1;
     __cpuid_count(7, 1, a1, b1, c1, d1);
     if (os_avx512 && (a1 & (1u << 5))) f |= QST_CPU_AVX512_BF16;
+    if (os_avx && (a1 & (1u << 4))) f |= QST_CPU_AVX_VNNI;
+    return f;
+}
+#elif defined(__aarch64__)
+#if defined(__linux__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1ul << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1ul << 13)
+#endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1ul << 14)
+#endif
+static uint32_t detect_static(void) {
+    // Advanced SIMD is architectural on AArch64; the extensions are optional.
+    uint32_t f = QST_CPU_NEON;
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if (hw & HWCAP_ASIMDDP) f |= QST_CPU_NEON_DOTPROD;
+    if (hw2 & HWCAP2_I8MM) f |= QST_CPU_NEON_I8MM;
+    if (hw2 & HWCAP2_BF16) f |= QST_CPU_NEON_BF16;
+    return f;
+}
+#elif defined(__APPLE__)
+static int sysctl_flag(const char *name) {
+    int v = 0;
+    size_t size = sizeof v;
+    return sysctlbyname(name, &v, &size, NULL, 0) == 0 && v != 0;
+}
+static uint32_t detect_static(void) {
+    uint32_t f = QST_CPU_NEON;
+    if (sysctl_flag("hw.optional.arm.FEAT_DotProd")) f |= QST_CPU_NEON_DOTPROD;
+    if (sysctl_flag("hw.optional.arm.FEAT_I8MM")) f |= QST_CPU_NEON_I8MM;
+    if (sysctl_flag("hw.optional.arm.FEAT_BF16")) f |= QST_CPU_NEON_BF16;
     return f;
 }
 #else
+static uint32_t detect_static(void) { return QST_CPU_NEON; }
+#endif
+#else
 static uint32_t detect_static(void) { return 0; }
 #endif
+
+// QST_KERNELS caps the detected features so a bigger machine can run a smaller path:
+// "scalar" (portable C only), "avx2" (no AVX-512/AMX), "avx512", "neon"; unset or
+// anything else keeps everything detected.
+static uint32_t apply_cap(const char *env, uint32_t f) {
+    if (!env) return f;
+    if (strcmp(env, "scalar") == 0) return QST_CPU_FORCED_SCALAR;
+    if (strcmp(env, "avx2") == 0) return f & (QST_CPU_AVX2 | QST_CPU_FMA | QST_CPU_F16C | QST_CPU_AVX_VNNI);
+    return f;
+}
 
 static int amx_permitted(void) {
 #if defined(__linux__) && defined(__x86_64__)
@@ -78,7 +137,7 @@ static _Atomic int amx_granted = 0;
 uint32_t qst_cpu_features(void) {
     if (!atomic_load_explicit(&cached_valid, memory_order_acquire)) {
         const char *env = getenv("QST_KERNELS");
-        uint32_t f = (env && strcmp(env, "scalar") == 0) ? QST_CPU_FORCED_SCALAR : detect_static();
+        uint32_t f = apply_cap(env, detect_static());
         atomic_store_explicit(&cached_features, f, memory_order_relaxed);
         atomic_store_explicit(&cached_valid, 1, memory_order_release);
     }
@@ -107,6 +166,9 @@ char *qst_cpu_describe(char *buffer, int capacity) {
         {QST_CPU_AVX512DQ, "avx512dq"}, {QST_CPU_AVX512_BF16, "avx512_bf16"},
         {QST_CPU_AVX512_VNNI, "avx512_vnni"}, {QST_CPU_AMX_TILE, "amx_tile"}, {QST_CPU_AMX_BF16, "amx_bf16"},
         {QST_CPU_AMX_INT8, "amx_int8"}, {QST_CPU_AMX_PERMITTED, "amx_permitted"},
+        {QST_CPU_AVX2, "avx2"}, {QST_CPU_FMA, "fma"}, {QST_CPU_F16C, "f16c"}, {QST_CPU_AVX_VNNI, "avx_vnni"},
+        {QST_CPU_NEON, "neon"}, {QST_CPU_NEON_DOTPROD, "dotprod"}, {QST_CPU_NEON_I8MM, "i8mm"},
+        {QST_CPU_NEON_BF16, "bf16"},
         {QST_CPU_FORCED_SCALAR, "forced_scalar"},
     };
     if (!buffer || capacity <= 0) return buffer;

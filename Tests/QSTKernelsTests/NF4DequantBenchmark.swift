@@ -36,8 +36,10 @@ final class NF4DequantBenchmark: XCTestCase {
     func testDequantizeAndQuantizeThroughput() throws {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["QST_BENCH"] == "1", "set QST_BENCH=1 to run")
         let blockSize = 64
-        let avx = qst_nf4_has_avx512() != 0
-        print("NF4 benchmark: block \(blockSize), AVX-512 \(avx ? "yes" : "no"), cores \(Parallel.threadCount())")
+        let paths: [(Int32, String)] = [(Int32(QST_IMPL_AVX512), "avx512"), (Int32(QST_IMPL_AVX2), "avx2"),
+                                        (Int32(QST_IMPL_NEON), "neon"), (Int32(QST_IMPL_SCALAR), "scalar")]
+            .filter { qst_impl_supported($0.0) != 0 }
+        print("NF4 benchmark: block \(blockSize), paths \(paths.map(\.1).joined(separator: " ")), cores \(Parallel.threadCount())")
         for count in [1 << 18, 1 << 24] {
             var rng = SystemRandomNumberGenerator()
             let x = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -56,8 +58,7 @@ final class NF4DequantBenchmark: XCTestCase {
                 let xs = NF4BenchPointer(xp.baseAddress!), c = NF4BenchPointer(cp.baseAddress!)
                 let a = NF4BenchPointer(ap.baseAddress!), f = NF4BenchPointer(fp.baseAddress!)
                 let h = NF4BenchPointer(hp.baseAddress!)
-                for impl in avx ? [Int32(QST_NF4_AVX512), Int32(QST_NF4_SCALAR)] : [Int32(QST_NF4_SCALAR)] {
-                    let name = impl == Int32(QST_NF4_AVX512) ? "avx512" : "scalar"
+                for (impl, name) in paths {
                     for threads in [1, 2] {
                         let q = time(repeats) {
                             Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in

@@ -21,6 +21,17 @@ enum {
     QST_CPU_AMX_INT8 = 1u << 8,
     /// Linux granted this process the AMX tile-data state (see qst_amx_enable).
     QST_CPU_AMX_PERMITTED = 1u << 9,
+    /// x86 AVX2 family (256-bit integer and float, fused multiply-add, half-float conversion).
+    QST_CPU_AVX2 = 1u << 10,
+    QST_CPU_FMA = 1u << 11,
+    QST_CPU_F16C = 1u << 12,
+    QST_CPU_AVX_VNNI = 1u << 13,
+    /// ARM64 Advanced SIMD (always present on AArch64) and its optional extensions:
+    /// sdot/udot (FEAT_DotProd), smmla (FEAT_I8MM), bfdot/bfmmla (FEAT_BF16).
+    QST_CPU_NEON = 1u << 16,
+    QST_CPU_NEON_DOTPROD = 1u << 17,
+    QST_CPU_NEON_I8MM = 1u << 18,
+    QST_CPU_NEON_BF16 = 1u << 19,
     /// Environment variable QST_KERNELS=scalar asked for the portable paths only.
     QST_CPU_FORCED_SCALAR = 1u << 31,
 };

@@ -43,6 +43,16 @@ typedef enum {
     /// GEMV with F32 weights, or NF4 with a block not a multiple of 64, runs the exact
     /// float32 loop instead (it is as fast there).
     QST_KERNEL_AVX512_BF16 = 4,
+    /// AVX2 + FMA on float32 (weights dequantized to float32).
+    QST_KERNEL_AVX2 = 5,
+    /// AVX2 integer dot products: x quantized to int8 per block, NF4 codes mapped to an int8 grid.
+    QST_KERNEL_AVX2_INT8 = 6,
+    /// ARM64 NEON fused multiply-add on float32 (weights dequantized to float32).
+    QST_KERNEL_NEON = 7,
+    /// ARM64 sdot (FEAT_DotProd), NF4 weights only: x quantized to int8 per 32 elements
+    /// (scale max|x|/127), NF4 codes mapped to round(127 * value) by a table lookup, int32 sums
+    /// scaled back in float32. F32/BF16 weights run the QST_KERNEL_NEON loops instead.
+    QST_KERNEL_NEON_DOT = 8,
 } qst_kernel;
 
 /// Loop shape. AUTO picks GEMV for few rows (weights streamed once, decoded in registers)
