@@ -13,12 +13,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
-#if defined(__aarch64__) && defined(__linux__)
-#include <sys/auxv.h>
-#endif
-#if defined(__aarch64__) && defined(__APPLE__)
-#include <sys/sysctl.h>
-#endif
 
 #define ARCH_GET_XCOMP_PERM 0x1022
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -35,20 +29,22 @@ static uint32_t detect_static(void) {
     uint32_t a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
     if (!(c & (1u << 27))) return 0; // no OSXSAVE: xgetbv unusable, no AVX state
+    const int fma = (c & (1u << 12)) != 0, f16c = (c & (1u << 29)) != 0;
     uint64_t xcr0 = read_xcr0();
+    // SSE and AVX (YMM upper halves) saved by the OS: the 256-bit paths are usable.
+    int os_avx = (xcr0 & 0x6) == 0x6;
     // SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM must all be saved by the OS.
     int os_avx512 = (xcr0 & 0xE6) == 0xE6;
     int os_amx = (xcr0 & (3ull << 17)) == (3ull << 17);
-    int os_avx = (xcr0 & 0x6) == 0x6; // SSE and YMM state
+    uint32_t max_leaf = __get_cpuid_max(0, 0);
+    if (max_leaf < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
     uint32_t f = 0;
     if (os_avx) {
-        if (c & (1u << 12)) f |= QST_CPU_FMA;
-        if (c & (1u << 29)) f |= QST_CPU_F16C;
+        if (b & (1u << 5)) f |= QST_CPU_AVX2;
+        if (fma) f |= QST_CPU_FMA;
+        if (f16c) f |= QST_CPU_F16C;
     }
-    uint32_t max_leaf = __get_cpuid_max(0, 0);
-    if (max_leaf < 7) return f;
-    __cpuid_count(7, 0, a, b, c, d);
-    if (os_avx && (b & (1u << 5))) f |= QST_CPU_AVX2;
     if (os_avx512) {
         if (b & (1u << 16)) f |= QST_CPU_AVX512F;
         if (b & (1u << 17)) f |= QST_CPU_AVX512DQ;
@@ -68,7 +64,10 @@ static uint32_t detect_static(void) {
     return f;
 }
 #elif defined(__aarch64__)
+// ARM64: Advanced SIMD is architectural; dotprod, i8mm and bf16 are optional and reported by
+// the kernel (Linux auxiliary vector) or sysctl (macOS).
 #if defined(__linux__)
+#include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1ul << 20)
 #endif
@@ -79,15 +78,15 @@ static uint32_t detect_static(void) {
 #define HWCAP2_BF16 (1ul << 14)
 #endif
 static uint32_t detect_static(void) {
-    // Advanced SIMD is architectural on AArch64; the extensions are optional.
     uint32_t f = QST_CPU_NEON;
-    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
     if (hw & HWCAP_ASIMDDP) f |= QST_CPU_NEON_DOTPROD;
     if (hw2 & HWCAP2_I8MM) f |= QST_CPU_NEON_I8MM;
     if (hw2 & HWCAP2_BF16) f |= QST_CPU_NEON_BF16;
     return f;
 }
 #elif defined(__APPLE__)
+#include <sys/sysctl.h>
 static int sysctl_flag(const char *name) {
     int v = 0;
     size_t size = sizeof v;
@@ -107,16 +106,6 @@ static uint32_t detect_static(void) { return QST_CPU_NEON; }
 static uint32_t detect_static(void) { return 0; }
 #endif
 
-// QST_KERNELS caps the detected features so a bigger machine can run a smaller path:
-// "scalar" (portable C only), "avx2" (no AVX-512/AMX), "avx512", "neon"; unset or
-// anything else keeps everything detected.
-static uint32_t apply_cap(const char *env, uint32_t f) {
-    if (!env) return f;
-    if (strcmp(env, "scalar") == 0) return QST_CPU_FORCED_SCALAR;
-    if (strcmp(env, "avx2") == 0) return f & (QST_CPU_AVX2 | QST_CPU_FMA | QST_CPU_F16C | QST_CPU_AVX_VNNI);
-    return f;
-}
-
 static int amx_permitted(void) {
 #if defined(__linux__) && defined(__x86_64__)
     unsigned long mask = 0;
@@ -125,6 +114,20 @@ static int amx_permitted(void) {
 #else
     return 0;
 #endif
+}
+
+// QST_KERNELS=scalar|avx2|avx512|neon keeps only the features of that level; an unknown
+// value changes nothing (a typo must not silently slow a run down to scalar).
+static uint32_t cap_to_level(uint32_t f, const char *level) {
+    const uint32_t avx2 = QST_CPU_AVX2 | QST_CPU_FMA | QST_CPU_F16C | QST_CPU_AVX_VNNI;
+    const uint32_t avx512 = QST_CPU_AVX512_BASE | QST_CPU_AVX512_BF16 | QST_CPU_AVX512_VNNI;
+    const uint32_t neon = QST_CPU_NEON | QST_CPU_NEON_DOTPROD | QST_CPU_NEON_I8MM | QST_CPU_NEON_BF16;
+    if (!level) return f;
+    if (strcmp(level, "scalar") == 0) return QST_CPU_FORCED_SCALAR;
+    if (strcmp(level, "avx2") == 0) return f & avx2;
+    if (strcmp(level, "avx512") == 0) return f & (avx2 | avx512);
+    if (strcmp(level, "neon") == 0) return f & neon;
+    return f;
 }
 
 // Cached because cpuid traps to the hypervisor; the value is a fact about the machine,
@@ -136,8 +139,7 @@ static _Atomic int amx_granted = 0;
 
 uint32_t qst_cpu_features(void) {
     if (!atomic_load_explicit(&cached_valid, memory_order_acquire)) {
-        const char *env = getenv("QST_KERNELS");
-        uint32_t f = apply_cap(env, detect_static());
+        uint32_t f = cap_to_level(detect_static(), getenv("QST_KERNELS"));
         atomic_store_explicit(&cached_features, f, memory_order_relaxed);
         atomic_store_explicit(&cached_valid, 1, memory_order_release);
     }

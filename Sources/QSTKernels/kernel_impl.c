@@ -2,15 +2,13 @@
 #include "kernel_impl.h"
 #include "cpu.h"
 
-#define AVX2_BITS (QST_CPU_AVX2 | QST_CPU_FMA)
-
 int qst_impl_supported(int impl) {
     const uint32_t f = qst_cpu_features();
     switch (impl) {
     case QST_IMPL_AUTO:
     case QST_IMPL_SCALAR: return 1;
     case QST_IMPL_AVX512: return (f & QST_CPU_AVX512_BASE) == QST_CPU_AVX512_BASE;
-    case QST_IMPL_AVX2: return (f & AVX2_BITS) == AVX2_BITS;
+    case QST_IMPL_AVX2: return (f & QST_CPU_AVX2_BASE) == QST_CPU_AVX2_BASE;
     case QST_IMPL_NEON: return (f & QST_CPU_NEON) != 0;
     }
     return 0;

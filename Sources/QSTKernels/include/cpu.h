@@ -21,13 +21,13 @@ enum {
     QST_CPU_AMX_INT8 = 1u << 8,
     /// Linux granted this process the AMX tile-data state (see qst_amx_enable).
     QST_CPU_AMX_PERMITTED = 1u << 9,
-    /// x86 AVX2 family (256-bit integer and float, fused multiply-add, half-float conversion).
+    /// x86 256-bit paths: AVX2 (cpuid 7.0 EBX 5), FMA (1.ECX 12), F16C (1.ECX 29), AVX-VNNI
+    /// (7.1 EAX 4), each only when the OS saves the YMM state (XCR0 bits 1-2).
     QST_CPU_AVX2 = 1u << 10,
     QST_CPU_FMA = 1u << 11,
     QST_CPU_F16C = 1u << 12,
     QST_CPU_AVX_VNNI = 1u << 13,
-    /// ARM64 Advanced SIMD (always present on AArch64) and its optional extensions:
-    /// sdot/udot (FEAT_DotProd), smmla (FEAT_I8MM), bfdot/bfmmla (FEAT_BF16).
+    /// ARM64: Advanced SIMD, SDOT/UDOT, SMMLA (i8mm), BFDOT/BFMMLA (bf16).
     QST_CPU_NEON = 1u << 16,
     QST_CPU_NEON_DOTPROD = 1u << 17,
     QST_CPU_NEON_I8MM = 1u << 18,
@@ -39,10 +39,16 @@ enum {
 /// All AVX-512 subsets the vector kernels rely on (F, BW, VL, DQ).
 #define QST_CPU_AVX512_BASE (QST_CPU_AVX512F | QST_CPU_AVX512BW | QST_CPU_AVX512VL | QST_CPU_AVX512DQ)
 
+/// The AVX2 kernels need AVX2 and FMA together.
+#define QST_CPU_AVX2_BASE (QST_CPU_AVX2 | QST_CPU_FMA)
+
 /// Feature bitmask of the running CPU. Detected once (cpuid is a VM exit under a
 /// hypervisor, far too slow to repeat per matmul) and cached; AMX permission is re-read
-/// because qst_amx_enable can change it. If the environment variable QST_KERNELS is
-/// "scalar" at first call, only QST_CPU_FORCED_SCALAR is reported.
+/// because qst_amx_enable can change it. The environment variable QST_KERNELS, read at
+/// first call, caps the reported features to one level so every path can be measured and
+/// tested on a bigger CPU: "scalar" reports only QST_CPU_FORCED_SCALAR; "avx2" keeps the
+/// AVX2/FMA/F16C/AVX-VNNI bits and hides every AVX-512 and AMX bit; "avx512" hides AMX;
+/// "neon" keeps only the NEON bits. Any other value is ignored (all detected features).
 uint32_t qst_cpu_features(void);
 
 /// Asks Linux for permission to use AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM).

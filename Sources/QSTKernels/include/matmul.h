@@ -33,7 +33,7 @@ typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
     /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error).
     QST_KERNEL_AUTO = 0,
-    /// Fastest path whose products are full float32 (AVX-512 FMA or scalar).
+    /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
     QST_KERNEL_EXACT = 1,
     /// Portable C, no vector intrinsics: the reference the others are tested against.
     QST_KERNEL_SCALAR = 2,
@@ -43,15 +43,14 @@ typedef enum {
     /// GEMV with F32 weights, or NF4 with a block not a multiple of 64, runs the exact
     /// float32 loop instead (it is as fast there).
     QST_KERNEL_AVX512_BF16 = 4,
-    /// AVX2 + FMA on float32 (weights dequantized to float32).
+    /// AVX2 + FMA on float32 (weights decoded to float32 in registers): an exact path.
     QST_KERNEL_AVX2 = 5,
-    /// AVX2 integer dot products: x quantized to int8 per block, NF4 codes mapped to an int8 grid.
+    /// AVX2 integer dot products (activations rounded to int8 per block, NF4 codes mapped to an
+    /// int8 grid). Reserved: not built yet, always reported unsupported.
     QST_KERNEL_AVX2_INT8 = 6,
-    /// ARM64 NEON fused multiply-add on float32 (weights dequantized to float32).
+    /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
-    /// ARM64 sdot (FEAT_DotProd), NF4 weights only: x quantized to int8 per 32 elements
-    /// (scale max|x|/127), NF4 codes mapped to round(127 * value) by a table lookup, int32 sums
-    /// scaled back in float32. F32/BF16 weights run the QST_KERNEL_NEON loops instead.
+    /// ARM64 NEON int8 / bfloat16 dot products (approximate, fast).
     QST_KERNEL_NEON_DOT = 8,
 } qst_kernel;
 
