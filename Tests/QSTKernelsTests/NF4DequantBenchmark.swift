@@ -83,6 +83,29 @@ final class NF4DequantBenchmark: XCTestCase {
                 }
             }}}}}
         }
+        codecThroughput(paths)
+    }
+
+    /// CRC-32C (each tensor of a .qst4 is checked on load) and the error sums (every quantized
+    /// tensor's SQNR report), one thread: a cache-resident size (the instruction throughput) and
+    /// 64 MiB (memory-bound, as whole tensors are).
+    private func codecThroughput(_ paths: [(Int32, String)]) {
+        for count in [1 << 17, 1 << 24] {
+            var rng = SystemRandomNumberGenerator()
+            let x = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
+            let y = x.map { $0 + 0.001 }
+            let repeats = count > 1 << 20 ? 7 : 101
+            print("-- \(count) elements (\(count * 4 / 1024) KiB F32) for CRC-32C and error sums")
+            for (impl, name) in paths {
+                let c = time(repeats) { x.withUnsafeBytes { _ = qst_crc32c_impl(0, $0.baseAddress, $0.count, impl) } }
+                line("crc32c \(name) 1T", c, elements: count, bytes: count * 4)
+                let e = time(repeats) {
+                    var a = 0.0, b = 0.0, m = 0.0
+                    qst_error_sums_impl(x, y, count, &a, &b, &m, impl)
+                }
+                line("error sums \(name) 1T (x and y in)", e, elements: count, bytes: count * 8)
+            }
+        }
     }
 }
 
