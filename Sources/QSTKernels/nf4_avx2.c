@@ -107,28 +107,41 @@ QST_AVX2 void qst_nf4_dequant_f32_avx2(const uint8_t *codes, float scale, int64_
     if (i < n) qst_nf4_dequant_f32_scalar(codes, scale, start + i, n - i, out + i);
 }
 
-// Two vectors of 8 floats -> 16 bfloat16, rounded to nearest even (as the scalar bf16_rne).
-QST_AVX2 static inline __m256i bf16_rne16(__m256 a, __m256 b) {
+// bfloat16 output: a block has one scale, so its 16 possible outputs are computed once (code *
+// scale rounded to nearest even, as the scalar bf16_rne) and split into a low- and a high-byte
+// table; each 32 elements then cost two byte shuffles and two interleaves.
+QST_AVX2 static inline void bf16_tables(float scale, __m256i *lo_t, __m256i *hi_t) {
+    const __m256 s = _mm256_set1_ps(scale);
     const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
-    __m256i ua = _mm256_castps_si256(a), ub = _mm256_castps_si256(b);
-    ua = _mm256_srli_epi32(_mm256_add_epi32(ua, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(ua, 16), one))), 16);
-    ub = _mm256_srli_epi32(_mm256_add_epi32(ub, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(ub, 16), one))), 16);
-    return _mm256_permute4x64_epi64(_mm256_packus_epi32(ua, ub), _MM_SHUFFLE(3, 1, 2, 0));
+    __m256i u0 = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(qst_nf4_codes), s));
+    __m256i u1 = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(qst_nf4_codes + 8), s));
+    u0 = _mm256_srli_epi32(_mm256_add_epi32(u0, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u0, 16), one))), 16);
+    u1 = _mm256_srli_epi32(_mm256_add_epi32(u1, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u1, 16), one))), 16);
+    // 16-bit values h0..h15 in order, then per lane: low bytes of its 8, high bytes of its 8.
+    __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(u0, u1), _MM_SHUFFLE(3, 1, 2, 0));
+    const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+                                           0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(h, split), _MM_SHUFFLE(3, 1, 2, 0));
+    *lo_t = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(h));
+    *hi_t = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(h, 1));
 }
 
 QST_AVX2 void qst_nf4_dequant_bf16_avx2(const uint8_t *codes, float scale, int64_t start, int64_t n, uint16_t *out) {
-    const __m256 lo = _mm256_loadu_ps(qst_nf4_codes), hi = _mm256_loadu_ps(qst_nf4_codes + 8);
-    const __m256 s = _mm256_set1_ps(scale);
     if ((start & 1) && n > 0) { qst_nf4_dequant_bf16_scalar(codes, scale, start, 1, out); start++; out++; n--; }
+    if (n < 32) { qst_nf4_dequant_bf16_scalar(codes, scale, start, n, out); return; }
+    __m256i lo_t, hi_t;
+    bf16_tables(scale, &lo_t, &hi_t);
     const uint8_t *p = codes + (start >> 1);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32, p += 16) {
         __m128i e0, e1;
         unpack32(p, &e0, &e1);
-        __m256 v0 = _mm256_mul_ps(lookup8(e0, lo, hi), s), v1 = _mm256_mul_ps(lookup8(_mm_srli_si128(e0, 8), lo, hi), s);
-        __m256 v2 = _mm256_mul_ps(lookup8(e1, lo, hi), s), v3 = _mm256_mul_ps(lookup8(_mm_srli_si128(e1, 8), lo, hi), s);
-        _mm256_storeu_si256((__m256i *)(out + i), bf16_rne16(v0, v1));
-        _mm256_storeu_si256((__m256i *)(out + i + 16), bf16_rne16(v2, v3));
+        const __m256i idx = _mm256_set_m128i(e1, e0); // elements 0-15 | 16-31
+        const __m256i lo = _mm256_shuffle_epi8(lo_t, idx), hi = _mm256_shuffle_epi8(hi_t, idx);
+        // Per 128-bit lane: unpacklo = elements 0-7 (16-23), unpackhi = 8-15 (24-31).
+        const __m256i a = _mm256_unpacklo_epi8(lo, hi), b = _mm256_unpackhi_epi8(lo, hi);
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permute2x128_si256(a, b, 0x20));
+        _mm256_storeu_si256((__m256i *)(out + i + 16), _mm256_permute2x128_si256(a, b, 0x31));
     }
     if (i < n) qst_nf4_dequant_bf16_scalar(codes, scale, start + i, n - i, out + i);
 }

@@ -119,31 +119,42 @@ void qst_nf4_dequant_f32_neon(const uint8_t *codes, float scale, int64_t start, 
     if (i < n) qst_nf4_dequant_f32_scalar(codes, scale, start + i, n - i, out + i);
 }
 
-// 8 floats -> 8 bfloat16, round to nearest even (as the scalar bf16_rne).
-static inline uint16x8_t bf16_rne8(float32x4_t a, float32x4_t b) {
+// bfloat16 output: one scale per block, so the 16 possible outputs (code * scale rounded to
+// nearest even, as the scalar bf16_rne) are computed once and split into low- and high-byte
+// tables; 16 elements then cost two table lookups and two zips.
+static inline void bf16_tables(float scale, uint8x16_t *lo_t, uint8x16_t *hi_t) {
     const uint32x4_t bias = vdupq_n_u32(0x7fff), one = vdupq_n_u32(1);
-    uint32x4_t ua = vreinterpretq_u32_f32(a), ub = vreinterpretq_u32_f32(b);
-    ua = vaddq_u32(ua, vaddq_u32(bias, vandq_u32(vshrq_n_u32(ua, 16), one)));
-    ub = vaddq_u32(ub, vaddq_u32(bias, vandq_u32(vshrq_n_u32(ub, 16), one)));
-    return vcombine_u16(vshrn_n_u32(ua, 16), vshrn_n_u32(ub, 16));
+    uint16x8_t h[2];
+    for (int half = 0; half < 2; half++) {
+        uint32x4_t u[2];
+        for (int q = 0; q < 2; q++) {
+            u[q] = vreinterpretq_u32_f32(vmulq_n_f32(vld1q_f32(qst_nf4_codes + 8 * half + 4 * q), scale));
+            u[q] = vaddq_u32(u[q], vaddq_u32(bias, vandq_u32(vshrq_n_u32(u[q], 16), one)));
+        }
+        h[half] = vcombine_u16(vshrn_n_u32(u[0], 16), vshrn_n_u32(u[1], 16));
+    }
+    *lo_t = vuzp1q_u8(vreinterpretq_u8_u16(h[0]), vreinterpretq_u8_u16(h[1]));
+    *hi_t = vuzp2q_u8(vreinterpretq_u8_u16(h[0]), vreinterpretq_u8_u16(h[1]));
+}
+
+static inline void store_bf16x16(uint16_t *out, uint8x16_t lo_t, uint8x16_t hi_t, uint8x16_t idx) {
+    const uint8x16_t lo = vqtbl1q_u8(lo_t, idx), hi = vqtbl1q_u8(hi_t, idx);
+    vst1q_u16(out, vreinterpretq_u16_u8(vzip1q_u8(lo, hi)));
+    vst1q_u16(out + 8, vreinterpretq_u16_u8(vzip2q_u8(lo, hi)));
 }
 
 void qst_nf4_dequant_bf16_neon(const uint8_t *codes, float scale, int64_t start, int64_t n, uint16_t *out) {
-    const planes t = code_planes();
-    const float32x4_t s = vdupq_n_f32(scale);
     if ((start & 1) && n > 0) { qst_nf4_dequant_bf16_scalar(codes, scale, start, 1, out); start++; out++; n--; }
+    if (n < 32) { qst_nf4_dequant_bf16_scalar(codes, scale, start, n, out); return; }
+    uint8x16_t lo_t, hi_t;
+    bf16_tables(scale, &lo_t, &hi_t);
     const uint8_t *p = codes + (start >> 1);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32, p += 16) {
         uint8x16_t e0, e1;
         unpack32(p, &e0, &e1);
-        float32x4_t v[4];
-        lookup16(&t, e0, s, v);
-        vst1q_u16(out + i, bf16_rne8(v[0], v[1]));
-        vst1q_u16(out + i + 8, bf16_rne8(v[2], v[3]));
-        lookup16(&t, e1, s, v);
-        vst1q_u16(out + i + 16, bf16_rne8(v[0], v[1]));
-        vst1q_u16(out + i + 24, bf16_rne8(v[2], v[3]));
+        store_bf16x16(out + i, lo_t, hi_t, e0);
+        store_bf16x16(out + i + 16, lo_t, hi_t, e1);
     }
     if (i < n) qst_nf4_dequant_bf16_scalar(codes, scale, start + i, n - i, out + i);
 }
