@@ -15,4 +15,22 @@ int qst_mm_gemm_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight 
     (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)use_bf16;
     return QST_MATMUL_UNSUPPORTED;
 }
+
+// The AVX2 loops (matmul_gemv_avx2.c, matmul_gemm_avx2.c of the x86 AVX2 work), same reason.
+int qst_mm_gemv_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                     float *y, int64_t ldy, int64_t n0, int64_t n1);
+int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                     float *y, int64_t ldy, int64_t n0, int64_t n1);
+
+int qst_mm_gemv_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                     float *y, int64_t ldy, int64_t n0, int64_t n1) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1;
+    return QST_MATMUL_UNSUPPORTED;
+}
+
+int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                     float *y, int64_t ldy, int64_t n0, int64_t n1) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1;
+    return QST_MATMUL_UNSUPPORTED;
+}
 #endif
