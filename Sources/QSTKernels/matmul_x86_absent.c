@@ -33,4 +33,14 @@ int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w
     (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1;
     return QST_MATMUL_UNSUPPORTED;
 }
+
+// The AVX2 int8 NF4 GEMV (matmul_gemv_int8_avx2.c of the x86 AVX2 work).
+int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
+
+int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)vnni;
+    return QST_MATMUL_UNSUPPORTED;
+}
 #endif
