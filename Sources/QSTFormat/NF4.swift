@@ -2,8 +2,8 @@ import Foundation
 import QSTCore
 import QSTKernels
 
-/// NF4 codec, bit-compatible with bitsandbytes (QLoRA). Hot loops live in QSTKernels/nf4.c
-/// (AVX-512 with a scalar fallback giving identical bits); this layer splits big tensors
+/// NF4 codec, bit-compatible with bitsandbytes (QLoRA). Hot loops live in QSTKernels/nf4*.c
+/// (AVX-512, AVX2 and NEON paths and a scalar one, all giving identical bits); this layer splits big tensors
 /// over the cores and does the small double-quantization step.
 ///
 /// Semantics (see Scripts/nf4_reference.py for the independent NumPy statement):
@@ -23,8 +23,13 @@ public enum NF4 {
     /// Whether the AVX-512 kernels run on this machine (else the scalar ones do).
     public static var usesAVX512: Bool { qst_nf4_has_avx512() != 0 }
 
-    /// Kernel selection, for tests that compare the two implementations.
-    enum Kernel: Int32 { case auto = 0, scalar = 1, avx512 = 2 }
+    /// Kernel selection (QST_IMPL_* in kernel_impl.h), for tests that compare the implementations.
+    enum Kernel: Int32, CaseIterable {
+        case auto = 0, scalar = 1, avx512 = 2, avx2 = 3, neon = 4
+
+        /// Whether this path can run here (auto and scalar always can).
+        var isSupported: Bool { qst_impl_supported(rawValue) != 0 }
+    }
 
     /// Below these many elements an automatic (`threads: 0`) call stays on the calling thread:
     /// waking a second core costs more than the work (dequantization runs ~10 Gelem/s per core).

@@ -64,8 +64,44 @@ static uint32_t detect_static(void) {
     return f;
 }
 #elif defined(__aarch64__)
-// ARM64 detection (HWCAP bits) belongs to the NEON kernels; Advanced SIMD is architectural.
+// ARM64: Advanced SIMD is architectural; dotprod, i8mm and bf16 are optional and reported by
+// the kernel (Linux auxiliary vector) or sysctl (macOS).
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1ul << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1ul << 13)
+#endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1ul << 14)
+#endif
+static uint32_t detect_static(void) {
+    uint32_t f = QST_CPU_NEON;
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if (hw & HWCAP_ASIMDDP) f |= QST_CPU_NEON_DOTPROD;
+    if (hw2 & HWCAP2_I8MM) f |= QST_CPU_NEON_I8MM;
+    if (hw2 & HWCAP2_BF16) f |= QST_CPU_NEON_BF16;
+    return f;
+}
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+static int sysctl_flag(const char *name) {
+    int v = 0;
+    size_t size = sizeof v;
+    return sysctlbyname(name, &v, &size, NULL, 0) == 0 && v != 0;
+}
+static uint32_t detect_static(void) {
+    uint32_t f = QST_CPU_NEON;
+    if (sysctl_flag("hw.optional.arm.FEAT_DotProd")) f |= QST_CPU_NEON_DOTPROD;
+    if (sysctl_flag("hw.optional.arm.FEAT_I8MM")) f |= QST_CPU_NEON_I8MM;
+    if (sysctl_flag("hw.optional.arm.FEAT_BF16")) f |= QST_CPU_NEON_BF16;
+    return f;
+}
+#else
 static uint32_t detect_static(void) { return QST_CPU_NEON; }
+#endif
 #else
 static uint32_t detect_static(void) { return 0; }
 #endif

@@ -19,7 +19,28 @@ static qst_shape resolve_shape(int64_t m, qst_shape shape) {
     return m <= QST_GEMV_MAX_ROWS ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
 }
 
+#if defined(__aarch64__)
+// ARM64: NEON (exact float32) everywhere; NEON_DOT (int8 sdot) for NF4 with 32-aligned
+// blocks on CPUs with FEAT_DotProd. AUTO takes NEON_DOT there (NF4 decode with int8
+// activations, the accuracy class of llama.cpp's Q8_0 activations), else exact NEON.
+static int resolve_neon(qst_weight_type type, int layout_ok, qst_kernel kernel, uint32_t f) {
+    const int neon = (f & QST_CPU_NEON) != 0;
+    const int dot = neon && (f & QST_CPU_NEON_DOTPROD) && type == QST_WEIGHT_NF4 && layout_ok;
+    switch (kernel) {
+    case QST_KERNEL_SCALAR: return QST_KERNEL_SCALAR;
+    case QST_KERNEL_NEON: return neon ? QST_KERNEL_NEON : -1;
+    case QST_KERNEL_NEON_DOT: return dot ? QST_KERNEL_NEON_DOT : -1;
+    case QST_KERNEL_EXACT: return neon ? QST_KERNEL_NEON : QST_KERNEL_SCALAR;
+    case QST_KERNEL_AUTO: return dot ? QST_KERNEL_NEON_DOT : neon ? QST_KERNEL_NEON : QST_KERNEL_SCALAR;
+    default: return -1;
+    }
+}
+#endif
+
 static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_kernel kernel, uint32_t f) {
+#if defined(__aarch64__)
+    return resolve_neon(type, layout_ok, kernel, f);
+#endif
     const int vec = has_avx512(f) && layout_ok;
     const int avx2 = has_avx2(f) && layout_ok;
     switch (kernel) {
@@ -77,6 +98,10 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
     const int path = resolve(w->type, vector_layout_ok(w), s, kernel, qst_cpu_features());
     if (path < 0) return QST_MATMUL_UNSUPPORTED;
     if (m == 0 || n0 == n1) return QST_MATMUL_OK;
+#if defined(__aarch64__)
+    if (path == QST_KERNEL_NEON || path == QST_KERNEL_NEON_DOT)
+        return qst_mm_neon(x, m, ldx, w, y, ldy, n0, n1, path == QST_KERNEL_NEON_DOT);
+#endif
     if (path == QST_KERNEL_SCALAR) return qst_mm_scalar(x, m, ldx, w, y, ldy, n0, n1);
     if (path == QST_KERNEL_AVX2_INT8)
         return qst_mm_gemv_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, (qst_cpu_features() & QST_CPU_AVX_VNNI) != 0);

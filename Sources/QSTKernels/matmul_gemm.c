@@ -9,6 +9,8 @@
 // dword, the operand layout of vdpbf16ps) + x rounded to bfloat16 once per call.
 #include "matmul_internal.h"
 
+// x86-64 only (AVX-512); other architectures link matmul_x86_absent.c instead.
+#if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,3 +244,4 @@ TARGET int qst_mm_gemm_avx512(const float *x, int64_t m, int64_t ldx, const qst_
     free(panel);
     return QST_MATMUL_OK;
 }
+#endif // __x86_64__

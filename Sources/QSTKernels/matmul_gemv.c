@@ -4,6 +4,8 @@
 // keeps the hot loop free of shuffles on x.
 #include "matmul_internal.h"
 
+// x86-64 only (AVX-512); other architectures link matmul_x86_absent.c instead.
+#if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,3 +262,4 @@ TARGET int qst_mm_gemv_avx512(const float *x, int64_t m, int64_t ldx, const qst_
     if (scratch != (void *)local) free(scratch);
     return QST_MATMUL_OK;
 }
+#endif // __x86_64__

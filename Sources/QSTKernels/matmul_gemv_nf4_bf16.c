@@ -12,6 +12,8 @@
 // Error: NF4 constants and x rounded to bfloat16 (about 2^-9 relative each).
 #include "matmul_internal.h"
 
+// x86-64 only (AVX-512); other architectures link matmul_x86_absent.c instead.
+#if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,3 +136,4 @@ TARGET int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qs
     if (xp != local) free(xp);
     return QST_MATMUL_OK;
 }
+#endif // __x86_64__

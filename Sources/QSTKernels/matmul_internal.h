@@ -36,6 +36,11 @@ int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qst_weigh
 // stride kp (a multiple of 32 >= k), zero padding columns [k, kp).
 void qst_mm_x_to_bf16(const float *x, int64_t m, int64_t ldx, int64_t k, int64_t kp, uint16_t *xb);
 
+// ARM64 NEON (matmul_neon.c): use_dot 0 = exact float32 FMA, 1 = int8 sdot (NF4 only,
+// block % 32 == 0, FEAT_DotProd present; other weight types run the exact loop).
+int qst_mm_neon(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+                float *y, int64_t ldy, int64_t n0, int64_t n1, int use_dot);
+
 // 64-byte aligned scratch; NULL on failure. Free with free().
 void *qst_mm_alloc(size_t bytes);
 

@@ -8,6 +8,8 @@
 #pragma STDC FP_CONTRACT OFF
 
 #include "nf4.h"
+#include "kernel_impl.h"
+#include "nf4_internal.h"
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -16,7 +18,7 @@
 #endif
 
 // bitsandbytes' NormalFloat-4 values (dDequantizeNF4), as float32 literals.
-static const float kCodes[16] = {
+const float qst_nf4_codes[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
     -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
@@ -24,8 +26,8 @@ static const float kCodes[16] = {
 };
 
 // The split points of bitsandbytes' dQuantizeNF4 decision tree, sorted. Index 0 is a pad so
-// that kThresholds16[k] separates code k-1 from code k (used by the 16-lane table lookup).
-static const float kThresholds16[16] = {
+// that qst_nf4_thresholds16[k] separates code k-1 from code k (used by the 16-lane table lookup).
+const float qst_nf4_thresholds16[16] = {
     0.0f,
     -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
     -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
@@ -33,22 +35,10 @@ static const float kThresholds16[16] = {
     0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f,
 };
 
-int qst_nf4_has_avx512(void) {
-#if QST_NF4_X86
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-        && __builtin_cpu_supports("avx512vl");
-#else
-    return 0;
-#endif
-}
+int qst_nf4_has_avx512(void) { return qst_impl_supported(QST_IMPL_AVX512); }
 
-float qst_nf4_code_value(int code) { return kCodes[code & 15]; }
-float qst_nf4_threshold(int index) { return kThresholds16[1 + (index % 15)]; }
-
-static int use_avx512(int impl) {
-    if (impl == QST_NF4_SCALAR) return 0;
-    return qst_nf4_has_avx512();
-}
+float qst_nf4_code_value(int code) { return qst_nf4_codes[code & 15]; }
+float qst_nf4_threshold(int index) { return qst_nf4_thresholds16[1 + (index % 15)]; }
 
 // ---------------------------------------------------------------------------------------
 // Scalar path
@@ -57,7 +47,7 @@ static int use_avx512(int impl) {
 // it equals the number of thresholds below x; NaN fails every test and lands on code 0.
 static inline unsigned nf4_code_scalar(float v) {
     unsigned c = 0;
-    for (int k = 1; k < 16; k++) c += v > kThresholds16[k];
+    for (int k = 1; k < 16; k++) c += v > qst_nf4_thresholds16[k];
     return c;
 }
 
@@ -66,7 +56,7 @@ static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f;
 
 // For non-negative floats integer order is float order, and every NaN/inf lies at or above
 // 0x7f800000, so one integer max gives both the absmax and the finiteness check.
-static int64_t block_absmax_scalar(const float *x, int64_t len, float *absmax_out) {
+int64_t qst_nf4_absmax_scalar(const float *x, int64_t len, float *absmax_out) {
     uint32_t m = 0;
     for (int64_t i = 0; i < len; i++) {
         uint32_t u = f32_bits(x[i]) & 0x7fffffffu;
@@ -80,7 +70,7 @@ static int64_t block_absmax_scalar(const float *x, int64_t len, float *absmax_ou
     return -1;
 }
 
-static void quantize_block_scalar(const float *x, int64_t len, float recip, uint8_t *out) {
+void qst_nf4_quantize_block_scalar(const float *x, int64_t len, float recip, uint8_t *out) {
     int64_t j = 0;
     for (; j + 1 < len; j += 2) {
         unsigned hi = nf4_code_scalar(x[j] * recip);
@@ -95,12 +85,12 @@ static void quantize_block_scalar(const float *x, int64_t len, float recip, uint
     }
 }
 
-static void dequant_f32_scalar(const uint8_t *codes, float scale, int64_t start, int64_t n, float *out) {
+void qst_nf4_dequant_f32_scalar(const uint8_t *codes, float scale, int64_t start, int64_t n, float *out) {
     for (int64_t i = 0; i < n; i++) {
         int64_t e = start + i;
         uint8_t b = codes[e >> 1];
         unsigned nib = (e & 1) ? (b & 15u) : (b >> 4);
-        out[i] = kCodes[nib] * scale;
+        out[i] = qst_nf4_codes[nib] * scale;
     }
 }
 
@@ -110,12 +100,12 @@ static inline uint16_t bf16_rne(float f) {
     return (uint16_t)(u >> 16);
 }
 
-static void dequant_bf16_scalar(const uint8_t *codes, float scale, int64_t start, int64_t n, uint16_t *out) {
+void qst_nf4_dequant_bf16_scalar(const uint8_t *codes, float scale, int64_t start, int64_t n, uint16_t *out) {
     for (int64_t i = 0; i < n; i++) {
         int64_t e = start + i;
         uint8_t b = codes[e >> 1];
         unsigned nib = (e & 1) ? (b & 15u) : (b >> 4);
-        out[i] = bf16_rne(kCodes[nib] * scale);
+        out[i] = bf16_rne(qst_nf4_codes[nib] * scale);
     }
 }
 
@@ -159,13 +149,13 @@ QST_AVX512 static int64_t block_absmax_avx512(const float *x, int64_t len, float
     if (i < len)
         m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_maskz_loadu_epi32(mask16(len - i), x + i), absmask));
     uint32_t mx = _mm512_reduce_max_epu32(m);
-    if (mx >= 0x7f800000u) return block_absmax_scalar(x, len, absmax_out);
+    if (mx >= 0x7f800000u) return qst_nf4_absmax_scalar(x, len, absmax_out);
     *absmax_out = bits_f32(mx);
     return -1;
 }
 
 QST_AVX512 static void quantize_block_avx512(const float *x, int64_t len, float recip, uint8_t *out) {
-    const __m512 thr = _mm512_loadu_ps(kThresholds16);
+    const __m512 thr = _mm512_loadu_ps(qst_nf4_thresholds16);
     const __m512 r = _mm512_set1_ps(recip);
     int64_t j = 0;
     for (; j + 32 <= len; j += 32) {
@@ -203,9 +193,9 @@ QST_AVX512 static inline __m256i bf16_rne16(__m512 f) {
 
 // Any start and n: an odd start or a ragged end goes through the scalar loop.
 QST_AVX512 static void dequant_f32_avx512(const uint8_t *codes, float scale, int64_t start, int64_t n, float *out) {
-    const __m512 lut = _mm512_loadu_ps(kCodes);
+    const __m512 lut = _mm512_loadu_ps(qst_nf4_codes);
     const __m512 s = _mm512_set1_ps(scale);
-    if ((start & 1) && n > 0) { dequant_f32_scalar(codes, scale, start, 1, out); start++; out++; n--; }
+    if ((start & 1) && n > 0) { qst_nf4_dequant_f32_scalar(codes, scale, start, 1, out); start++; out++; n--; }
     const uint8_t *p = codes + (start >> 1);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32, p += 16) {
@@ -214,13 +204,13 @@ QST_AVX512 static void dequant_f32_avx512(const uint8_t *codes, float scale, int
         _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_permutexvar_ps(i0, lut), s));
         _mm512_storeu_ps(out + i + 16, _mm512_mul_ps(_mm512_permutexvar_ps(i1, lut), s));
     }
-    if (i < n) dequant_f32_scalar(codes, scale, start + i, n - i, out + i);
+    if (i < n) qst_nf4_dequant_f32_scalar(codes, scale, start + i, n - i, out + i);
 }
 
 QST_AVX512 static void dequant_bf16_avx512(const uint8_t *codes, float scale, int64_t start, int64_t n, uint16_t *out) {
-    const __m512 lut = _mm512_loadu_ps(kCodes);
+    const __m512 lut = _mm512_loadu_ps(qst_nf4_codes);
     const __m512 s = _mm512_set1_ps(scale);
-    if ((start & 1) && n > 0) { dequant_bf16_scalar(codes, scale, start, 1, out); start++; out++; n--; }
+    if ((start & 1) && n > 0) { qst_nf4_dequant_bf16_scalar(codes, scale, start, 1, out); start++; out++; n--; }
     const uint8_t *p = codes + (start >> 1);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32, p += 16) {
@@ -229,69 +219,83 @@ QST_AVX512 static void dequant_bf16_avx512(const uint8_t *codes, float scale, in
         _mm256_storeu_si256((__m256i *)(out + i), bf16_rne16(_mm512_mul_ps(_mm512_permutexvar_ps(i0, lut), s)));
         _mm256_storeu_si256((__m256i *)(out + i + 16), bf16_rne16(_mm512_mul_ps(_mm512_permutexvar_ps(i1, lut), s)));
     }
-    if (i < n) dequant_bf16_scalar(codes, scale, start + i, n - i, out + i);
+    if (i < n) qst_nf4_dequant_bf16_scalar(codes, scale, start + i, n - i, out + i);
 }
 #endif
 
 // ---------------------------------------------------------------------------------------
-// Entry points
+// Entry points: one table of block functions per implementation.
+
+typedef struct {
+    int64_t (*absmax)(const float *, int64_t, float *);
+    void (*quantize)(const float *, int64_t, float, uint8_t *);
+    void (*dequant_f32)(const uint8_t *, float, int64_t, int64_t, float *);
+    void (*dequant_bf16)(const uint8_t *, float, int64_t, int64_t, uint16_t *);
+} nf4_ops;
+
+static nf4_ops ops_for(int impl) {
+    nf4_ops o = {qst_nf4_absmax_scalar, qst_nf4_quantize_block_scalar,
+                 qst_nf4_dequant_f32_scalar, qst_nf4_dequant_bf16_scalar};
+    switch (qst_impl_resolve(impl)) {
+#if QST_NF4_X86
+    case QST_IMPL_AVX512:
+        o = (nf4_ops){block_absmax_avx512, quantize_block_avx512, dequant_f32_avx512, dequant_bf16_avx512};
+        break;
+    case QST_IMPL_AVX2:
+        o = (nf4_ops){qst_nf4_absmax_avx2, qst_nf4_quantize_block_avx2, qst_nf4_dequant_f32_avx2,
+                      qst_nf4_dequant_bf16_avx2};
+        break;
+#endif
+#if defined(__aarch64__)
+    case QST_IMPL_NEON:
+        o = (nf4_ops){qst_nf4_absmax_neon, qst_nf4_quantize_block_neon, qst_nf4_dequant_f32_neon,
+                      qst_nf4_dequant_bf16_neon};
+        break;
+#endif
+    default: break;
+    }
+    return o;
+}
 
 int64_t qst_nf4_quantize_blocks(const float *x, int64_t count, int64_t block_size,
                                 int64_t first_block, int64_t end_block,
                                 uint8_t *codes, float *absmax, int impl) {
-    int vec = use_avx512(impl);
+    const nf4_ops o = ops_for(impl);
     for (int64_t b = first_block; b < end_block; b++) {
         int64_t begin = b * block_size;
         int64_t len = count - begin < block_size ? count - begin : block_size;
         float amax = 0.0f;
-        int64_t bad;
-#if QST_NF4_X86
-        bad = vec ? block_absmax_avx512(x + begin, len, &amax) : block_absmax_scalar(x + begin, len, &amax);
-#else
-        bad = block_absmax_scalar(x + begin, len, &amax);
-#endif
+        int64_t bad = o.absmax(x + begin, len, &amax);
         if (bad >= 0) return begin + bad;
         absmax[b] = amax;
         // As kQuantizeBlockwise: an all-zero block gives 1/0 = inf and 0*inf = NaN, which the
         // tree sends to code 0 (-1.0); dequantizing -1.0 * 0 still yields (negative) zero.
         float recip = 1.0f / amax;
-#if QST_NF4_X86
-        if (vec) { quantize_block_avx512(x + begin, len, recip, codes + begin / 2); continue; }
-#endif
-        quantize_block_scalar(x + begin, len, recip, codes + begin / 2);
+        o.quantize(x + begin, len, recip, codes + begin / 2);
     }
     return -1;
 }
 
-typedef void (*f32_segment_fn)(const uint8_t *, float, int64_t, int64_t, float *);
-typedef void (*bf16_segment_fn)(const uint8_t *, float, int64_t, int64_t, uint16_t *);
-
 void qst_nf4_dequantize_f32(const uint8_t *codes, const float *absmax, int64_t block_size,
                             int64_t start, int64_t n, float *out, int impl) {
-    f32_segment_fn seg = dequant_f32_scalar;
-#if QST_NF4_X86
-    if (use_avx512(impl)) seg = dequant_f32_avx512;
-#endif
+    const nf4_ops o = ops_for(impl);
     int64_t e = start, end = start + n;
     while (e < end) {
         int64_t b = e / block_size;
         int64_t stop = (b + 1) * block_size < end ? (b + 1) * block_size : end;
-        seg(codes, absmax[b], e, stop - e, out + (e - start));
+        o.dequant_f32(codes, absmax[b], e, stop - e, out + (e - start));
         e = stop;
     }
 }
 
 void qst_nf4_dequantize_bf16(const uint8_t *codes, const float *absmax, int64_t block_size,
                              int64_t start, int64_t n, uint16_t *out, int impl) {
-    bf16_segment_fn seg = dequant_bf16_scalar;
-#if QST_NF4_X86
-    if (use_avx512(impl)) seg = dequant_bf16_avx512;
-#endif
+    const nf4_ops o = ops_for(impl);
     int64_t e = start, end = start + n;
     while (e < end) {
         int64_t b = e / block_size;
         int64_t stop = (b + 1) * block_size < end ? (b + 1) * block_size : end;
-        seg(codes, absmax[b], e, stop - e, out + (e - start));
+        o.dequant_bf16(codes, absmax[b], e, stop - e, out + (e - start));
         e = stop;
     }
 }

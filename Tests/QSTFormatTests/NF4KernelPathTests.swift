@@ -1,7 +1,7 @@
 import XCTest
 @testable import QSTFormat
 
-/// The AVX-512 and scalar kernels must give identical bits, and splitting work over threads or
+/// Every vector kernel the CPU has (AVX-512, AVX2, NEON) must give the scalar kernel's bits, and splitting work over threads or
 /// into sub-ranges must not change a single value. (Values vs bitsandbytes: NF4Tests.)
 final class NF4KernelPathTests: XCTestCase {
     private func quantize(_ v: [Float], _ p: NF4Parameters, _ k: NF4.Kernel, threads: Int) throws -> NF4Tensor {
@@ -34,19 +34,40 @@ final class NF4KernelPathTests: XCTestCase {
         return v
     }
 
-    func testScalarAndAVX512GiveIdenticalBits() throws {
-        try XCTSkipUnless(NF4.usesAVX512, "no AVX-512 on this CPU: only the scalar kernel runs")
-        for blockSize in [32, 64, 128, 1024, 4096] {
-            for count in [1, 17, 33, 64, 1001, blockSize * 3 + 5, 70_001] {
-                let v = testData(count, seed: UInt64(blockSize * 7 + count))
-                let p = NF4Parameters(blockSize: blockSize)
-                let s = try quantize(v, p, .scalar, threads: 1), a = try quantize(v, p, .avx512, threads: 1)
-                XCTAssertEqual(s, a, "quantize block \(blockSize) n \(count)")
-                for (start, n) in [(0, count), (count / 2 & ~1, count - (count / 2 & ~1)), (count > 3 ? 1 : 0, count > 3 ? count - 2 : count)] {
-                    let (fs, hs) = dequant(s, start: start, count: n, .scalar, threads: 1)
-                    let (fa, ha) = dequant(s, start: start, count: n, .avx512, threads: 1)
-                    XCTAssertEqual(fs.map(\.bitPattern), fa.map(\.bitPattern), "F32 block \(blockSize) n \(count) start \(start)")
-                    XCTAssertEqual(hs, ha, "BF16 block \(blockSize) n \(count) start \(start)")
+    /// The vector paths this CPU can run. An x86 machine without AVX2 (or ARM64 without NEON)
+    /// does not exist among supported targets, so an empty list is a failure, not a skip.
+    private var vectorKernels: [NF4.Kernel] { [.avx512, .avx2, .neon].filter(\.isSupported) }
+
+    func testEveryVectorPathGivesTheScalarBits() throws {
+        let kernels = vectorKernels
+        #if arch(x86_64) || arch(arm64)
+        XCTAssertFalse(kernels.isEmpty, "no vector NF4 kernel runs on this CPU (QST_KERNELS=scalar?)")
+        #endif
+        for kernel in kernels {
+            for blockSize in [32, 64, 128, 1024, 4096] {
+                for count in [1, 17, 33, 64, 1001, blockSize * 3 + 5, 70_001] {
+                    let v = testData(count, seed: UInt64(blockSize * 7 + count))
+                    let p = NF4Parameters(blockSize: blockSize)
+                    let s = try quantize(v, p, .scalar, threads: 1), a = try quantize(v, p, kernel, threads: 1)
+                    XCTAssertEqual(s, a, "\(kernel) quantize block \(blockSize) n \(count)")
+                    for (start, n) in [(0, count), (count / 2 & ~1, count - (count / 2 & ~1)), (count > 3 ? 1 : 0, count > 3 ? count - 2 : count)] {
+                        let (fs, hs) = dequant(s, start: start, count: n, .scalar, threads: 1)
+                        let (fa, ha) = dequant(s, start: start, count: n, kernel, threads: 1)
+                        XCTAssertEqual(fs.map(\.bitPattern), fa.map(\.bitPattern), "\(kernel) F32 block \(blockSize) n \(count) start \(start)")
+                        XCTAssertEqual(hs, ha, "\(kernel) BF16 block \(blockSize) n \(count) start \(start)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testNonFiniteInputIsReportedByEveryPath() throws {
+        for kernel in [NF4.Kernel.scalar] + vectorKernels {
+            for (i, bad) in [(5, Float.nan), (40, Float.infinity), (99, -Float.infinity)] {
+                var v = testData(130, seed: 9)
+                v[i] = bad
+                XCTAssertThrowsError(try quantize(v, NF4Parameters(blockSize: 64), kernel, threads: 1), "\(kernel) element \(i)") { e in
+                    XCTAssertTrue("\(e)".contains("element \(i)"), "\(kernel): \(e)")
                 }
             }
         }

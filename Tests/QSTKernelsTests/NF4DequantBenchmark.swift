@@ -36,8 +36,10 @@ final class NF4DequantBenchmark: XCTestCase {
     func testDequantizeAndQuantizeThroughput() throws {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["QST_BENCH"] == "1", "set QST_BENCH=1 to run")
         let blockSize = 64
-        let avx = qst_nf4_has_avx512() != 0
-        print("NF4 benchmark: block \(blockSize), AVX-512 \(avx ? "yes" : "no"), cores \(Parallel.threadCount())")
+        let paths: [(Int32, String)] = [(Int32(QST_IMPL_AVX512), "avx512"), (Int32(QST_IMPL_AVX2), "avx2"),
+                                        (Int32(QST_IMPL_NEON), "neon"), (Int32(QST_IMPL_SCALAR), "scalar")]
+            .filter { qst_impl_supported($0.0) != 0 }
+        print("NF4 benchmark: block \(blockSize), paths \(paths.map(\.1).joined(separator: " ")), cores \(Parallel.threadCount())")
         for count in [1 << 18, 1 << 24] {
             var rng = SystemRandomNumberGenerator()
             let x = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -56,8 +58,7 @@ final class NF4DequantBenchmark: XCTestCase {
                 let xs = NF4BenchPointer(xp.baseAddress!), c = NF4BenchPointer(cp.baseAddress!)
                 let a = NF4BenchPointer(ap.baseAddress!), f = NF4BenchPointer(fp.baseAddress!)
                 let h = NF4BenchPointer(hp.baseAddress!)
-                for impl in avx ? [Int32(QST_NF4_AVX512), Int32(QST_NF4_SCALAR)] : [Int32(QST_NF4_SCALAR)] {
-                    let name = impl == Int32(QST_NF4_AVX512) ? "avx512" : "scalar"
+                for (impl, name) in paths {
                     for threads in [1, 2] {
                         let q = time(repeats) {
                             Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
@@ -81,6 +82,29 @@ final class NF4DequantBenchmark: XCTestCase {
                     }
                 }
             }}}}}
+        }
+        codecThroughput(paths)
+    }
+
+    /// CRC-32C (each tensor of a .qst4 is checked on load) and the error sums (every quantized
+    /// tensor's SQNR report), one thread: a cache-resident size (the instruction throughput) and
+    /// 64 MiB (memory-bound, as whole tensors are).
+    private func codecThroughput(_ paths: [(Int32, String)]) {
+        for count in [1 << 17, 1 << 24] {
+            var rng = SystemRandomNumberGenerator()
+            let x = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
+            let y = x.map { $0 + 0.001 }
+            let repeats = count > 1 << 20 ? 7 : 101
+            print("-- \(count) elements (\(count * 4 / 1024) KiB F32) for CRC-32C and error sums")
+            for (impl, name) in paths {
+                let c = time(repeats) { x.withUnsafeBytes { _ = qst_crc32c_impl(0, $0.baseAddress, $0.count, impl) } }
+                line("crc32c \(name) 1T", c, elements: count, bytes: count * 4)
+                let e = time(repeats) {
+                    var a = 0.0, b = 0.0, m = 0.0
+                    qst_error_sums_impl(x, y, count, &a, &b, &m, impl)
+                }
+                line("error sums \(name) 1T (x and y in)", e, elements: count, bytes: count * 8)
+            }
         }
     }
 }

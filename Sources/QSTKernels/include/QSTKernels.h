@@ -6,5 +6,6 @@
 #include "stats.h"
 #include "nf4.h"
 #include "cpu.h"
+#include "kernel_impl.h"
 #include "matmul.h"
 #endif

@@ -7,6 +7,11 @@
 /// Pass 0 as `crc` for a new checksum; chaining calls continues it.
 uint32_t qst_crc32c(uint32_t crc, const void *data, size_t length);
 
+/// The same with a pinned implementation (QST_IMPL_* of kernel_impl.h): SCALAR is the byte
+/// table; AVX2/AVX512 use SSE4.2 crc32, NEON the ARMv8 CRC32C instructions (each falls back to
+/// the table when the instruction is missing). Every path gives the same value.
+uint32_t qst_crc32c_impl(uint32_t crc, const void *data, size_t length, int impl);
+
 /// Incremental SHA-256 (FIPS 180-4). Uses the SHA extensions when the CPU has them.
 typedef struct {
     uint32_t state[8];

@@ -6,8 +6,9 @@
 // `block_size` elements (power of two), one float32 absmax per block, two 4-bit codes per
 // byte with element 2j in the HIGH nibble and 2j+1 in the low nibble.
 //
-// Every entry point takes an `impl` so tests can pin the scalar and the AVX-512 paths
-// against each other; QST_NF4_AUTO picks AVX-512 when the CPU has it.
+// Every entry point takes an `impl` (the QST_IMPL_* values of kernel_impl.h) so tests can pin
+// each path against the scalar one; QST_NF4_AUTO picks the fastest the CPU has. All paths
+// give identical bits.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,9 +20,11 @@ enum {
     QST_NF4_AUTO = 0,
     QST_NF4_SCALAR = 1,
     QST_NF4_AVX512 = 2,
+    QST_NF4_AVX2 = 3,
+    QST_NF4_NEON = 4,
 };
 
-/// 1 when the AVX-512 (F, BW, VL) path can run on this CPU.
+/// 1 when the AVX-512 (F, BW, VL) path can run on this CPU (and QST_KERNELS allows it).
 int qst_nf4_has_avx512(void);
 
 /// The 16 NormalFloat code values (float32, ascending; code 7 is 0.0, code 15 is 1.0).
