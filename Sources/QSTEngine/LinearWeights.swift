@@ -163,7 +163,7 @@ public struct QuantizedLinear: LinearWeights {
         let shape = rowIndependent ? QST_SHAPE_GEMM : QST_SHAPE_AUTO
         let resolved = qst_matmul_resolve(&w, Int64(rows), kernel, shape)
         guard resolved >= 0 else { return "sgemm" }
-        let loop = rowIndependent || rows > Int(QST_GEMV_MAX_ROWS) ? "gemm" : "gemv"
+        let loop = qst_matmul_resolve_shape(&w, Int64(rows), kernel, shape) == Int32(QST_SHAPE_GEMV.rawValue) ? "gemv" : "gemm"
         return String(cString: qst_matmul_kernel_name(resolved)) + "-" + loop
     }
 

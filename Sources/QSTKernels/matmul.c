@@ -67,13 +67,45 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     return -1;
 }
 
+// Rows up to which QST_SHAPE_AUTO keeps the GEMV loops (run 4 rows per pass) rather than the
+// GEMM, by the GEMV path that would run: the GEMMs decode their weight panels once per call, a
+// cost that only pays off over enough rows. Measured on SmolLM2's 576 -> 1536 NF4 and BF16
+// shapes, one thread (BENCHMARKS.md, "Few rows"): the AVX-512 GEMM costs ~70 us of packing
+// before its first row, so GEMV wins up to ~16 NF4 rows and ~40 BF16 rows; the AVX2 GEMM's
+// packing costs ~280 us, so its GEMVs win up to ~32-48 rows. A fixed table: the same m always
+// takes the same path, so results are reproducible run to run.
+static int64_t gemv_row_limit(int gemv_path, qst_weight_type type) {
+    switch (gemv_path) {
+    case QST_KERNEL_AVX512:
+    case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 16 : QST_GEMV_MAX_ROWS;
+    case QST_KERNEL_AVX2_INT8: return 32;
+    case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
+    default: return QST_GEMV_MAX_ROWS;
+    }
+}
+
+static qst_shape pick_shape(qst_weight_type type, int layout_ok, int64_t m, qst_shape shape, qst_kernel kernel,
+                            uint32_t f) {
+    if (shape == QST_SHAPE_GEMV || shape == QST_SHAPE_GEMM) return shape;
+    if (m <= QST_GEMV_MAX_ROWS) return QST_SHAPE_GEMV;
+    const int gemv = resolve(type, layout_ok, QST_SHAPE_GEMV, kernel, f);
+    return m <= gemv_row_limit(gemv, type) ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
+}
+
+int qst_matmul_resolve_shape(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
+    if (!w) return -1;
+    return pick_shape(w->type, vector_layout_ok(w), m, shape, kernel, qst_cpu_features());
+}
+
 int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shape) {
     return resolve(type, 1, resolve_shape(QST_GEMV_MAX_ROWS + 1, shape), kernel, qst_cpu_features()) >= 0;
 }
 
 int qst_matmul_resolve(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
     if (!w) return -1;
-    return resolve(w->type, vector_layout_ok(w), resolve_shape(m, shape), kernel, qst_cpu_features());
+    const uint32_t f = qst_cpu_features();
+    const int ok = vector_layout_ok(w);
+    return resolve(w->type, ok, pick_shape(w->type, ok, m, shape, kernel, f), kernel, f);
 }
 
 static int valid(const float *x, int64_t m, int64_t ldx, const qst_weight *w, const float *y, int64_t ldy,
@@ -94,8 +126,10 @@ static int valid(const float *x, int64_t m, int64_t ldx, const qst_weight *w, co
 int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                   float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel, qst_shape shape) {
     if (!valid(x, m, ldx, w, y, ldy, n0, n1)) return QST_MATMUL_BAD_ARGUMENT;
-    const qst_shape s = resolve_shape(m, shape);
-    const int path = resolve(w->type, vector_layout_ok(w), s, kernel, qst_cpu_features());
+    const uint32_t f = qst_cpu_features();
+    const int ok = vector_layout_ok(w);
+    const qst_shape s = pick_shape(w->type, ok, m, shape, kernel, f);
+    const int path = resolve(w->type, ok, s, kernel, f);
     if (path < 0) return QST_MATMUL_UNSUPPORTED;
     if (m == 0 || n0 == n1) return QST_MATMUL_OK;
 #if defined(__aarch64__)

@@ -106,8 +106,12 @@ int qst_matmul_prefers_blas(const qst_weight *w, int64_t m);
 /// Short name of a qst_kernel value ("avx2", "avx512_bf16", ...); "none" for -1.
 const char *qst_matmul_kernel_name(int kernel);
 
-/// Rows at or below which QST_SHAPE_AUTO uses the GEMV loops.
+/// Rows at or below which QST_SHAPE_AUTO always uses the GEMV loops (it keeps them for a few
+/// more rows where the GEMV path measured faster than the GEMM: qst_matmul_resolve_shape).
 #define QST_GEMV_MAX_ROWS 4
+
+/// The loop shape (QST_SHAPE_GEMV or QST_SHAPE_GEMM) qst_matmul_ex would run for m rows, or -1.
+int qst_matmul_resolve_shape(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape);
 
 /// Dequantizes NF4 elements [e0, e0 + count) of the flattened matrix into `out` (float32),
 /// exactly as the reference: qst_mm_nf4_values[code] * absmax[e / block].
