@@ -89,6 +89,28 @@ final class BaseInitTests: XCTestCase {
         }
     }
 
+    /// A trained (here: perturbed) residual-mix network, exported, against Scripts/tuned_reference.py.
+    func testResidualMixAdapterMatchesFloat64Reference() throws {
+        let container = try ExportFixtures.tinyContainer()
+        let base = try FrozenModel(path: container, options: exact)
+        let side = try baseInit(base, r: 2)
+        var rng = SplitMix64(seed: 23)
+        for j in 0..<side.values.count { side.values[j] += 0.3 * (rng.nextFloat() - 0.5) }
+        let dir = try ExportFixtures.scratch("adapter-residual")
+        try AdapterIO.save(side, config: AdapterConfig(base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
+                                                       origin: ExportOrigin(checkpoint: "test")), directory: dir)
+        let seqs: [[Int32]] = [[1, 17, 42, 99, 5, 250, 7], [1, 200, 13]]
+        let batch = TokenBatch(sequences: seqs)
+        let loaded = try XCTUnwrap(try TunedModelSpec.open(modelPath: container, sidePaths: [dir], options: exact).tunedModel())
+        XCTAssertEqual(loaded.sides[0].config.mix, .residual, "the head mix survives export and loading")
+        let swift = try loaded.logits(batch)[0].array.map(Double.init)
+        let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: seqs)
+        let V = base.vocabSize
+        XCTAssertLessThan(ExportFixtures.relativeError(
+            ExportFixtures.validRows(swift, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V),
+            ExportFixtures.validRows(ref, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)), 1e-5)
+    }
+
     /// SmolLM2-135M-Instruct through qst-quantize's container, with the default r for its width (8).
     func testSmolLM2StartsAsItsBaseBitForBit() throws {
         #if DEBUG
