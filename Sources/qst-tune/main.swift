@@ -279,7 +279,8 @@ struct Tune: ParsableCommand {
         try writeCurves(entries, to: run + "/curves.svg")
         let peak = MemoryStats.current().peakRSS
         let trainEntries = entries.filter { $0.kind == "train" }
-        let seconds = Date().timeIntervalSince(loopStart)
+        // Training time only: the optimizer steps of this invocation, not evaluation or checkpoint writes.
+        let seconds = trainEntries.filter { $0.step > startStep }.reduce(0) { $0 + $1.elapsedSeconds }
         let tokens = trainer.state.tokensSeen
         let summary = Summary(steps: trainer.state.step, trainExamples: trainSet.examples.count,
                               finalEval: final, zeroShotEval: zeroShot, bestStep: trainer.state.bestStep,
@@ -291,7 +292,8 @@ struct Tune: ParsableCommand {
                               dataParallel: parallel.describe(weights.parameters))
         try TrainingCheckpoint.writeJSON(summary, to: run + "/summary.json")
         if json { try JSONOutput.print(summary); return }
-        print("trained \(summary.steps) steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), " +
+        print("trained \(summary.steps) steps in \(Int(seconds)) s of training (\(Int(summary.tokensPerSecond)) tok/s; " +
+              "\(Int(Date().timeIntervalSince(loopStart))) s with evaluation), " +
               "peak RSS \(Units.bytes(peak)) (estimate \(Units.bytes(estimate.total)))")
         if let f = final {
             var line = "final eval: loss \(fmt(f.loss))"
