@@ -61,7 +61,8 @@ struct Tune: ParsableCommand {
     @Option(help: "Evaluate every N steps (0 = at the end only).") var evalEvery: Int?
     @Option(help: "Evaluate on at most this many examples.") var evalLimit: Int?
     @Option(help: "Checkpoint every N steps (0 = at the end only).") var saveEvery: Int?
-    @Option(help: "Stop after N evaluations without improvement.") var earlyStopping: Int?
+    @Option(name: [.customLong("early-stopping"), .customLong("patience")],
+            help: "Stop after N evaluations without improvement (--patience is the same option).") var earlyStopping: Int?
     @Option(help: "Use at most this many training examples.") var trainLimit: Int?
     @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
     @Flag(help: "Also evaluate the frozen model alone (zero-shot) before training.") var evalBase = false
