@@ -5,7 +5,8 @@ Written from the spec and the reference PyTorch implementation's forward
 (YouAreSpecialToMe/QST modeling_llama_qst.py: QSTLlamaModel.forward, QSTLlamaForCausalLM.forward,
 QSTConfig.AdapterLinear; for OPT bases modeling_opt_qst.py: OPTDecoderLayer at width d/r, the
 final_layer_norm_qst, and its head mix sigma(z_ref)*up + (1 - sigma(z_ref))*h with z_ref = -lm_head_z as
-Formats/SIDE.md §9 maps it), not from QST's Swift code. Evaluation mode (no dropout).
+Formats/SIDE.md §9 maps it; QST's residual head mix h + (1 - sigma(z))*up from SIDE.md §2), not from QST's
+Swift code. Evaluation mode (no dropout).
 
     side_reference.py SIDE_DIR FIXTURE.safetensors OUT.safetensors [--fd-eps 1e-6]
 
@@ -164,6 +165,17 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
+def head_mix(cfg, a, up, final):
+    """SIDE.md §2: the gated mix a*up + (1 - a)*final (a = 1 - sigma(z_head)), or with side_config.json's
+    "headMix": "residual" final + a*up (the tuned model is the base while up is zero)."""
+    mix = cfg.get("headMix", "gated")
+    if mix == "residual":
+        return final + a * up
+    if mix != "gated":
+        raise SystemExit(f"side_config.json: unknown headMix {mix!r}")
+    return a * up + (1 - a) * final
+
+
 def loss(p, fx, cfg):
     L = cfg["base"]["layerCount"]
     lengths = fx["lengths"].astype(int)
@@ -182,11 +194,11 @@ def loss(p, fx, cfg):
         if cfg["base"].get("layerNormBefore", True):
             s = opt_layer_norm(p, "model.decoder.final_layer_norm_qst", s)
         z_ref = sigmoid(-p["lm_head_z"])  # the reference OPT head: sigma(z_ref)*up + (1 - sigma(z_ref))*h
-        o = z_ref * (s @ p["upsample.weight"].T + p["upsample.bias"]) + (1 - z_ref) * final
+        o = head_mix(cfg, z_ref, s @ p["upsample.weight"].T + p["upsample.bias"], final)
     else:
         side = rms_norm(s, p["model.norm_qst.weight"], cfg["base"]["rmsNormEps"])
         zh = sigmoid(p["lm_head_z"])
-        o = (1 - zh) * (side @ p["upsample.weight"].T + p["upsample.bias"]) + zh * final
+        o = head_mix(cfg, 1 - zh, side @ p["upsample.weight"].T + p["upsample.bias"], final)
     labels = fx["labels"].astype(int)
     rows = np.nonzero(labels != -100)[0]
     if cfg.get("numLabels"):

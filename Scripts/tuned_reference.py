@@ -119,7 +119,7 @@ def tuned_logits(model, cfg, p, ids, mask):
     final = rms_norm(hidden[L], model.w["model.norm.weight"], model.eps)
     up = side.rms_norm(s, p["model.norm_qst.weight"], base["rmsNormEps"]) @ p["upsample.weight"].T + p["upsample.bias"]
     zh = side.sigmoid(p["lm_head_z"])
-    logits = ((1 - zh) * up + zh * final) @ model.lm_head.T
+    logits = side.head_mix(cfg, 1 - zh, up, final) @ model.lm_head.T
     return np.where(mask[:, :, None], logits, 0.0), base_logits
 
 
@@ -137,7 +137,7 @@ def opt_tuned_logits(model, cfg, p, mask, hidden):
         s = side.opt_layer_norm(p, "model.decoder.final_layer_norm_qst", s)
     up = s @ p["upsample.weight"].T + p["upsample.bias"]
     z = side.sigmoid(p["lm_head_z"])
-    logits = (z * up + (1 - z) * model.head_input(hidden[L])) @ model.lm_head.T
+    logits = side.head_mix(cfg, z, up, model.head_input(hidden[L])) @ model.lm_head.T
     return np.where(mask[:, :, None], logits, 0.0)
 
 

@@ -59,6 +59,9 @@ public struct MultipleChoiceEvaluator {
     public let tokenizer: Tokenizer
     public let letterIDs: [Int32]
     public let maxContext: Int
+    /// The head input `[headInputSize]` at the last of `ids`, when something other than the frozen model
+    /// alone answers (a side network beside it, qst-eval choice --side); nil = the frozen model's own.
+    public var lastHeadInput: ((_ ids: [Int32]) throws -> FloatBuffer)?
 
     public init(model: FrozenModel, tokenizer: Tokenizer, maxContext: Int = 2048) throws {
         self.model = model; self.tokenizer = tokenizer; self.maxContext = maxContext
@@ -96,10 +99,16 @@ public struct MultipleChoiceEvaluator {
             ids = tokenizer.encode(Self.prompt(subject: subject, shots: Array(shots.prefix(k)), question: question)).map(Int32.init)
         }
         if ids.count > maxContext { ids = Array(ids.suffix(maxContext)) }
-        let h = try model.forward(ids: ids, batch: 1, newTokens: ids.count)
+        let last: UnsafePointer<Float>, keep: FloatBuffer
+        if let lastHeadInput {
+            keep = try lastHeadInput(ids); last = keep.constPointer
+        } else {
+            keep = try model.forward(ids: ids, batch: 1, newTokens: ids.count)
+            last = keep.constPointer + (ids.count - 1) * model.headInputSize
+        }
         var scores = [Float](repeating: 0, count: letterIDs.count)
         try scores.withUnsafeMutableBufferPointer { out in
-            try ChunkedCrossEntropy.candidateLogits(out: out.baseAddress!, hidden: h.constPointer + (ids.count - 1) * model.headInputSize,
+            try ChunkedCrossEntropy.candidateLogits(out: out.baseAddress!, hidden: last,
                                                     n: 1, head: model.headRows(), candidates: letterIDs)
         }
         return scores.indices.max { scores[$0] < scores[$1] } ?? 0

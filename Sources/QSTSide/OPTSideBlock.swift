@@ -45,10 +45,10 @@ enum OPTSideBlock {
             linear(nm.fc1, out: f, in: w); linear(nm.fc2, out: w, in: f)
             norm(nm.ln2)
         }
-        add("upsample.weight", [e, w], .uniformFanIn, w, 0, true)
-        add("upsample.bias", [e], .uniformFanIn, w, 0, false)
-        // −1 here is the reference's +1 (its head mixes the other way round, see SideExportMapping).
-        add("lm_head_z", [e], .constant, 0, -1, false)
+        add("upsample.weight", [e, w], c.upsampleInit, w, 0, true)
+        add("upsample.bias", [e], c.upsampleInit, w, 0, false)
+        // Gated: −1 here is the reference's +1 (its head mixes the other way round, see SideExportMapping).
+        add("lm_head_z", [e], .constant, 0, c.mix == .gated ? -1 : c.headGateInit, false)
     }
 
     private static func value(_ W: SideWeights, _ name: String) -> UnsafeMutablePointer<Float>? {

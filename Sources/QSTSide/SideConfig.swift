@@ -17,6 +17,26 @@ public enum DownsampleKind: String, Codable, CaseIterable, Sendable {
     public var isTrainable: Bool { self == .adapter || self == .linear }
 }
 
+/// How the head input `o` combines the side network's `up(norm_side(s))` with the base's `norm(h_L)`
+/// (Formats/SIDE.md §2). Files without the `headMix` key are `gated` (version 1, the reference's).
+public enum HeadMix: String, Codable, CaseIterable, Sendable {
+    /// The reference's `o = (1 − σ(z_head))·up + σ(z_head)·norm(h_L)`.
+    case gated
+    /// `o = norm(h_L) + (1 − σ(z_head))·up`: with `up` zero-initialised, `o` is exactly `norm(h_L)`, so the
+    /// tuned model starts as the base model (`qst-init-side --init base`).
+    case residual
+}
+
+/// Where a new side network starts (`qst-init-side --init`).
+public enum SideInitialisation: String, CaseIterable, Sendable {
+    /// The reference's initialisation (random `upsample`, `lm_head_z` = 1, gated head mix).
+    case reference
+    /// The tuned model equals the base model at step 0: residual head mix, zero `upsample` weight and bias.
+    case base
+
+    public var headMix: HeadMix { self == .base ? .residual : .gated }
+}
+
 /// Activation inside the adapter downsampler (`swish` is the reference default).
 public enum SideActivation: String, Codable, CaseIterable, Sendable {
     case swish, gelu, relu
@@ -101,12 +121,25 @@ public struct SideConfig: Codable, Sendable, Equatable {
     /// Sequence classification head (`score.weight [K, d]`, `score.bias [K]`) over the mixed output at each
     /// sequence's last token; nil = language-model head only. K = 1 is regression (Formats/SIDE.md §10).
     public var numLabels: Int?
+    /// The head mix; nil (absent from the JSON, every file written before it existed) is `gated`.
+    public var headMix: HeadMix?
 
     public init(base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
-                activation: SideActivation = .swish, dropout: Float = 0.1, seed: UInt64 = 0, numLabels: Int? = nil) {
+                activation: SideActivation = .swish, dropout: Float = 0.1, seed: UInt64 = 0, numLabels: Int? = nil,
+                headMix: HeadMix? = nil) {
         self.base = base; self.r = r; self.downsample = downsample; self.adapterHidden = adapterHidden
         self.activation = activation; self.dropout = dropout; self.seed = seed; self.numLabels = numLabels
+        self.headMix = headMix == .gated ? nil : headMix
     }
+
+    /// The head mix in force (`gated` when the file does not say).
+    public var mix: HeadMix { headMix ?? .gated }
+
+    /// `upsample` starts random (reference) or at zero (residual mix: the tuned model is the base at step 0).
+    var upsampleInit: SideInit { mix == .residual ? .zeros : .uniformFanIn }
+    /// `z_head` at the start: the reference's 1.0 (σ ≈ 0.73 on the base's state); 0 for the residual mix,
+    /// where it only scales the side's contribution by 1 − σ(0) = ½ (the gate's steepest point).
+    var headGateInit: Float { mix == .residual ? 0 : 1 }
 
     public var width: Int { base.hiddenSize / r }
     public var intermediate: Int { base.intermediateSize / r }
@@ -120,6 +153,17 @@ public struct SideConfig: Codable, Sendable, Equatable {
         (1...max(1, d)).filter { r in
             d % r == 0 && (d / r) % heads == 0 && (!even || ((d / r) / heads) % 2 == 0)
         }
+    }
+
+    /// The widest side network `qst-init-side` builds by default.
+    public static let defaultWidthLimit = 128
+
+    /// The default reduction factor for a base: the valid r whose side width is the largest at most
+    /// `defaultWidthLimit` (SmolLM2-135M, d 576: r 8 → 72, where r 16 → 36 trains worse; d 4096: r 32 → 128);
+    /// when every valid width is wider, the narrowest.
+    public static func defaultReduction(for base: BaseShape) -> Int {
+        let valid = validReductions(hiddenSize: base.hiddenSize, heads: base.attentionHeads, even: !base.isOPT)
+        return valid.first { base.hiddenSize / $0 <= defaultWidthLimit } ?? valid.last ?? 1
     }
 
     /// Throws a one-line error for any combination the side network cannot be built with.

@@ -196,11 +196,16 @@ final class SideRunner {
 
     /// Head input `o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·final` for the rows given to
     /// `prepareHead`, `final(k)` pointing at the base's normed output of the k-th of them.
+    /// (residual mix: `o = final + (1 − σ(z_head))·up`, in the float order of `ResidualGatedMix`).
     func head(count: Int, final: (Int) -> UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>) {
-        let d = config.headSize
+        let d = config.headSize, residual = config.mix == .residual
         for k in 0..<count {
             let out = o + k * d, up = headUp.pointer + k * d, b = final(k)
-            for j in 0..<d { out[j] = (1 - headSigma[j]) * up[j] + headSigma[j] * b[j] }
+            if residual {
+                for j in 0..<d { out[j] = b[j] + (1 - headSigma[j]) * up[j] }
+            } else {
+                for j in 0..<d { out[j] = (1 - headSigma[j]) * up[j] + headSigma[j] * b[j] }
+            }
         }
     }
 }

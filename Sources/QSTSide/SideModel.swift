@@ -23,6 +23,7 @@ public struct SideBatch: Sendable {
 /// The frozen backbone and the side network together (QST):
 ///   s = down_0(h_0); for layer i: s = block_i((1 − σ(z_i))·down_i(h_{i+1}) + σ(z_i)·s)
 ///   o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·norm(h_N);  logits = lm_head(o)
+///   (residual head mix: o = norm(h_N) + (1 − σ(z_head))·up(norm_side(s)), SideConfig.HeadMix)
 /// (down_0 is applied both to the embeddings and after layer 0, as in the reference). The backbone only
 /// runs forward; gradients flow through the side network alone.
 public final class SideModel {
@@ -95,7 +96,8 @@ public final class SideModel {
         guard hN.count == n * d else {
             throw QSTError("backbone returned \(hN.count) floats for norm(h_N), expected \(n)·\(d)")
         }
-        // Head: o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·norm(h_N).
+        // Head: o = (1 − σ(z_head))·up(norm_side(s)) + σ(z_head)·norm(h_N), or with the residual mix
+        // o = norm(h_N) + (1 − σ(z_head))·up(norm_side(s)).
         let normed = tape?.headNormed ?? FloatBuffer(count: n * w)
         let rstd = tape?.headRstd ?? FloatBuffer(count: n), mean = tape?.headMean ?? FloatBuffer(count: n)
         SideHeadNorm.forward(weights: weights, out: normed.pointer, mean: mean.pointer, rstd: rstd.pointer,
@@ -106,7 +108,13 @@ public final class SideModel {
         let base = tape?.headBase ?? FloatBuffer(count: n * d)
         hN.withUnsafeBufferPointer { base.pointer.update(from: $0.baseAddress!, count: n * d) }
         let o = FloatBuffer(count: n * d)
-        GatedMix.forward(out: o.pointer, a: up.pointer, b: base.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+        switch c.mix {
+        case .gated:
+            GatedMix.forward(out: o.pointer, a: up.pointer, b: base.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+        case .residual:
+            ResidualGatedMix.forward(out: o.pointer, a: up.pointer, b: base.pointer, z: weights.value("lm_head_z"),
+                                     n: n, d: d)
+        }
         tape?.geometry = g
         return o
     }
@@ -141,8 +149,14 @@ public final class SideModel {
         guard result.count > 0 else { return result }
         // Head backward.
         let dUp = FloatBuffer(count: n * d)
-        GatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
-                          a: tape.headUp.pointer, b: tape.headBase.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+        switch c.mix {
+        case .gated:
+            GatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
+                              a: tape.headUp.pointer, b: tape.headBase.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+        case .residual:
+            ResidualGatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
+                                      a: tape.headUp.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+        }
         let dNormed = FloatBuffer(count: n * w)
         Linear.backward(dx: dNormed.pointer, dweight: weights.grad("upsample.weight"),
                         dbias: weights.grad("upsample.bias"), dout: dUp.pointer, x: tape.headNormed.pointer,

@@ -94,9 +94,10 @@ public final class SideWeights: @unchecked Sendable {
                 add(p + "mlp.down_proj.weight", [w, f], .uniformFanIn, fanIn: f, decay: true)
             }
             add("model.norm_qst.weight", [w], .ones, decay: false)
-            add("upsample.weight", [d, w], .uniformFanIn, fanIn: w, decay: true)
-            add("upsample.bias", [d], .uniformFanIn, fanIn: w, decay: false)
-            add("lm_head_z", [d], .constant, constant: 1.0, decay: false)
+            let up = c.upsampleInit
+            add("upsample.weight", [d, w], up, fanIn: w, decay: true)
+            add("upsample.bias", [d], up, fanIn: w, decay: false)
+            add("lm_head_z", [d], .constant, constant: c.headGateInit, decay: false)
         }
         // Last, so a side network gains a head without moving any other tensor (ClassificationHead.attach).
         if let k = c.numLabels {
@@ -106,7 +107,7 @@ public final class SideWeights: @unchecked Sendable {
         return (specs, offset)
     }
 
-    /// The reference's initialisation, drawn from SplitMix64(seed) tensor by tensor in layout order.
+    /// The initialisation of Formats/SIDE.md §3 (the reference's, or §2's `base` start), drawn from SplitMix64(seed) tensor by tensor in layout order.
     public func initialize(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         for s in specs {

@@ -17,11 +17,14 @@ struct GLUECommand: ParsableCommand {
           qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv                   (frozen model, label words)
           qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (tuned; its head if it has one)
           qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best --json
+          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best   (LoRA adapters)
         """)
     @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
     @Option(help: "GLUE task: sst2, rte, mrpc or cola.") var task: String
     @Option(help: "The task's TSV file (usually dev.tsv).") var data: String
     @Option(help: "Adapter folder from qst-export, or a side folder (run/best, run/final).") var side: String?
+    @Option(help: "A LoRA adapter folder (qst-tune --method lora: run/best, run/final) instead of a side network.")
+    var lora: String?
     @Option(help: "Sequences per forward.") var batch: Int = 16
     @Option(help: "Longer prompts are cut from the front to this many tokens.") var maxLength: Int = 256
     @Option(help: "Score only the first N examples.") var limit: Int?
@@ -48,7 +51,12 @@ struct GLUECommand: ParsableCommand {
         guard batch >= 1, maxLength >= 2 else { throw CommandError("--batch must be ≥ 1 and --max-length ≥ 2") }
         let glue = try GLUETask.named(task)
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
+        if lora != nil, side != nil { throw CommandError("--lora and --side cannot be combined") }
         let sideModel = try spec.sides.last.map { try SideModel(weights: $0, backbone: spec.base) }
+        let loraModel = try lora.map { dir in
+            try LoRAModel(base: spec.base, weights: try LoRAAdapterIO.load(directory: dir, layerCount: spec.base.config.numHiddenLayers,
+                                                                          shape: spec.base.blockShape))
+        }
         let useHead = sideModel?.classifierLabels != nil
         if let k = sideModel?.classifierLabels, k != glue.labelWords.count {
             throw CommandError("\(side ?? model): the classification head has \(k) labels but task \(glue.name) has \(glue.labelWords.count)")
@@ -63,7 +71,8 @@ struct GLUECommand: ParsableCommand {
             m.classifierLabels.map { k in (k, { try m.classifierLogits(hidden: $0, rows: $1) }) }
         }
         let result = try SequencePredictor.scores(
-            backbone: spec.base, output: sideModel.map { m in { try m.outputHidden($0) } }, head: head,
+            backbone: spec.base, output: sideModel.map { m in { try m.outputHidden($0) } } ?? loraModel.map { m in { try m.outputHidden($0) } },
+            head: head,
             examples: loaded.examples, labelTokens: useHead ? nil : try glue.labelTokens(tokenizer), batchSize: batch
         ) { bar.update($0) }
         bar.finish()
@@ -72,7 +81,7 @@ struct GLUECommand: ParsableCommand {
         var metrics = glue.metrics(predicted: predicted, gold: gold)
         metrics["accuracy"] = GLUEMetrics.accuracy(predicted: predicted, gold: gold)
         let k = glue.labelWords.count
-        let report = Report(task: glue.name, data: data, side: side, mode: result.mode, examples: gold.count,
+        let report = Report(task: glue.name, data: data, side: side ?? lora, mode: result.mode, examples: gold.count,
                             skippedBad: loaded.skippedBad, metrics: metrics, officialMetrics: glue.officialMetrics,
                             predictedCounts: (0..<k).map { c in predicted.filter { $0 == c }.count },
                             goldCounts: (0..<k).map { c in gold.filter { $0 == c }.count },

@@ -156,13 +156,23 @@ struct ChoiceCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Subjects (default: all).") var subjects: [String] = []
     @Option(help: "At most N test questions per subject.") var limit: Int?
     @Option(help: "Longest prompt in tokens (shots are dropped to fit).") var ctx: Int = 2048
+    @Option(help: "A side network (adapter or side folder) answering beside the model; a merged container's own is used without it.")
+    var side: String?
     @Flag(help: "Print results as JSON.") var json = false
     @OptionGroup var engine: EngineArguments
 
     func run() throws {
         guard (0...5).contains(shots) else { throw CommandError("--shots must be 0...5 (the dev split has 5 per subject)") }
-        let m = try FrozenModel(path: model, options: try engine.options())
-        let evaluator = try MultipleChoiceEvaluator(model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx)
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
+        let tuned = try spec.tunedModel()
+        let m = spec.base
+        var evaluator = try MultipleChoiceEvaluator(model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx)
+        if let tuned {
+            // The first side network (the merged container's own, else --side) answers.
+            evaluator.lastHeadInput = { ids in
+                try tuned.forward(ids: ids, batch: 1, newTokens: ids.count, lastOnly: true).heads[0]
+            }
+        }
         let all = try MMLUData.subjects(in: mmlu)
         let chosen = subjects.isEmpty ? all : subjects
         for s in chosen where !all.contains(s) { throw CommandError("--subjects: unknown subject '\(s)' in \(mmlu)/test") }

@@ -9,7 +9,8 @@ struct InitSide: ParsableCommand {
         abstract: "Create the initial QST side network for a base model (layout: Formats/SIDE.md).",
         discussion: """
         Examples:
-          qst-init-side smollm2.qst4 -o side/                       reference defaults (r 16, adapter, swish)
+          qst-init-side smollm2.qst4 -o side/                       starts at the base model; r from the width
+          qst-init-side smollm2.qst4 -o side/ --init reference --r 16  the reference implementation's start
           qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
           qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
         """)
@@ -18,8 +19,10 @@ struct InitSide: ParsableCommand {
     var model: String
     @Option(name: [.short, .customLong("output")], help: "Folder to write side.safetensors and side_config.json to.")
     var output: String
-    @Option(help: "Reduction factor r: the side network is hidden_size / r wide.")
-    var r: Int = 16
+    @Option(help: "Reduction factor r: the side network is hidden_size / r wide (default: the valid r whose width is the largest at most \(SideConfig.defaultWidthLimit), e.g. 8 → 72 wide for SmolLM2-135M).")
+    var r: Int?
+    @Option(name: .customLong("init"), help: "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample) or reference (the reference implementation's random upsample and gated head mix).")
+    var initialisation: String = SideInitialisation.base.rawValue
     @Option(help: "Downsampler: adapter, linear, avgpool or maxpool.")
     var downsample: String = "adapter"
     @Option(help: "Bottleneck width of the adapter downsampler.")
@@ -45,9 +48,13 @@ struct InitSide: ParsableCommand {
             throw CommandError("--activation must be one of \(SideActivation.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard batch > 0, seqLen > 0 else { throw CommandError("--batch and --seq-len must be positive") }
+        guard let start = SideInitialisation(rawValue: initialisation) else {
+            throw CommandError("--init must be one of \(SideInitialisation.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
+        let r = self.r ?? SideConfig.defaultReduction(for: shape)
         let config = SideConfig(base: shape, r: r, downsample: kind, adapterHidden: adapterHidden, activation: act,
-                                dropout: dropout, seed: seed)
+                                dropout: dropout, seed: seed, headMix: start.headMix)
         let weights = try SideWeights(config: config)
         weights.initialize(seed: seed)
         try SideWeightsIO.save(weights, directory: output)
@@ -56,7 +63,8 @@ struct InitSide: ParsableCommand {
         print("wrote \(output)/\(SideWeightsIO.weightsFileName) and \(SideWeightsIO.configFileName)")
         print("side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), " +
               "MLP \(config.intermediate), \(kind.rawValue) downsampler" +
-              (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout)")
+              (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout), " +
+              "init \(start.rawValue) (\(config.mix.rawValue) head mix)")
         print(String(format: "trainable parameters: %ld (%.2f%% of the base's %ld)", report.trainableParameters,
                      100 * report.trainableShare, report.baseParameters))
         print("optimizer state (AdamW moments): \(Units.bytes(report.optimizerStateBytes))")

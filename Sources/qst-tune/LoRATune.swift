@@ -61,7 +61,7 @@ extension Tune {
         trainer.reducer = parallel.reducer
         parallel.announceTermination(run: run)
         let log = parallel.isLeader ? try LogFile(path: run + "/log.jsonl") : nil
-        let startStep = trainer.state.step, loopStart = Date()
+        let startStep = trainer.state.step
         trainer.onLog = { entry in
             if entry.kind == "train" { parallel.afterStep(entry.step) }
             guard let log else { return }
@@ -77,7 +77,9 @@ extension Tune {
         guard let log else { return }
         let entries = log.readAll()
         try writeCurves(entries, to: run + "/curves.svg")
-        let seconds = Date().timeIntervalSince(loopStart), peak = MemoryStats.current().peakRSS
+        // Training time only (the steps of this invocation), not evaluation or checkpoint writes.
+        let seconds = entries.filter { $0.kind == "train" && $0.step > startStep }.reduce(0) { $0 + $1.elapsedSeconds }
+        let peak = MemoryStats.current().peakRSS
         let summary = Summary(steps: trainer.state.step, trainExamples: trainSet.examples.count, finalEval: final,
                               zeroShotEval: nil, bestStep: trainer.state.bestStep, bestMetric: trainer.state.bestMetric,
                               lastTrainLoss: entries.last(where: { $0.kind == "train" })?.loss, trainSeconds: seconds,

@@ -61,7 +61,8 @@ struct Tune: ParsableCommand {
     @Option(help: "Evaluate every N steps (0 = at the end only).") var evalEvery: Int?
     @Option(help: "Evaluate on at most this many examples.") var evalLimit: Int?
     @Option(help: "Checkpoint every N steps (0 = at the end only).") var saveEvery: Int?
-    @Option(help: "Stop after N evaluations without improvement.") var earlyStopping: Int?
+    @Option(name: [.customLong("early-stopping"), .customLong("patience")],
+            help: "Stop after N evaluations without improvement (--patience is the same option).") var earlyStopping: Int?
     @Option(help: "Use at most this many training examples.") var trainLimit: Int?
     @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
     @Flag(help: "Also evaluate the frozen model alone (zero-shot) before training.") var evalBase = false
@@ -283,7 +284,8 @@ struct Tune: ParsableCommand {
         try writeCurves(entries, to: run + "/curves.svg")
         let peak = MemoryStats.current().peakRSS
         let trainEntries = entries.filter { $0.kind == "train" }
-        let seconds = Date().timeIntervalSince(loopStart)
+        // Training time only: the optimizer steps of this invocation, not evaluation or checkpoint writes.
+        let seconds = trainEntries.filter { $0.step > startStep }.reduce(0) { $0 + $1.elapsedSeconds }
         let tokens = trainer.state.tokensSeen
         let summary = Summary(steps: trainer.state.step, trainExamples: trainSet.examples.count,
                               finalEval: final, zeroShotEval: zeroShot, bestStep: trainer.state.bestStep,
@@ -295,7 +297,8 @@ struct Tune: ParsableCommand {
                               dataParallel: parallel.describe(weights.parameters))
         try TrainingCheckpoint.writeJSON(summary, to: run + "/summary.json")
         if json { try JSONOutput.print(summary); return }
-        print("trained \(summary.steps) steps in \(Int(seconds)) s (\(Int(summary.tokensPerSecond)) tok/s), " +
+        print("trained \(summary.steps) steps in \(Int(seconds)) s of training (\(Int(summary.tokensPerSecond)) tok/s; " +
+              "\(Int(Date().timeIntervalSince(loopStart))) s with evaluation), " +
               "peak RSS \(Units.bytes(peak)) (estimate \(Units.bytes(estimate.total)))")
         if let f = final {
             var line = "final eval: loss \(fmt(f.loss))"

@@ -95,6 +95,11 @@ extension SideReferenceTests {
                              adapterHidden: 3, dropout: 0.1))
     }
 
+    func testOPTResidualHeadMixMatchesFloat64Reference() throws {
+        try check(SideConfig(base: OPTSideFixtures.shape(pre: true, act: "relu"), r: 2, downsample: .adapter,
+                             adapterHidden: 3, headMix: .residual))
+    }
+
     func testOPTNonAffineNetworkMatchesFloat64Reference() throws {
         try check(SideConfig(base: OPTSideFixtures.shape(pre: true, bias: false, act: "relu", affine: false), r: 2,
                              downsample: .avgpool))

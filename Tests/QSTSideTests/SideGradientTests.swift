@@ -71,6 +71,11 @@ final class SideGradientTests: XCTestCase {
         try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .avgpool, dropout: 0.1))
     }
 
+    func testWholeNetworkResidualHeadMix() throws {
+        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
+                                       dropout: 0.25, seed: 1, headMix: .residual))
+    }
+
     func testWholeNetworkMaxPoolRelu() throws {
         try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 4, downsample: .maxpool, activation: .relu))
     }

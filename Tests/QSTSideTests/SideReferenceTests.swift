@@ -125,6 +125,12 @@ final class SideReferenceTests: XCTestCase {
                   batch: headBatch(labels: (0, 0), targets: targets))
     }
 
+    func testResidualHeadMixMatchesFloat64Reference() throws {
+        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, headMix: .residual))
+        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .avgpool, numLabels: 3, headMix: .residual),
+                  batch: headBatch(labels: (2, 1)))
+    }
+
     func testLinearGeluAndMaxPoolMatchFloat64Reference() throws {
         try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .linear, activation: .gelu))
         try check(SideConfig(base: SideFixtures.tinyShape, r: 4, downsample: .maxpool))

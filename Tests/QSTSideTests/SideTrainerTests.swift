@@ -10,13 +10,13 @@ import XCTest
 final class SideTrainerTests: XCTestCase {
     let config = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
 
-    private func examples(_ count: Int, seed: UInt64) -> [TrainingExample] {
+    private func examples(_ count: Int, seed: UInt64, shift: Int32 = 3) -> [TrainingExample] {
         var rng = SplitMix64(seed: seed)
         return (0..<count).map { _ in
             let len = 3 + Int(rng.next() % 5)
             // A learnable pattern: each token is the previous plus 3 (mod 11).
             var ids: [Int32] = [Int32(rng.next() % 11)]
-            for _ in 1..<len { ids.append((ids.last! + 3) % 11) }
+            for _ in 1..<len { ids.append((ids.last! + shift) % 11) }
             return TrainingExample.fromSegments([(Array(ids.prefix(1)), false), (Array(ids.dropFirst()), true)])
         }
     }
@@ -104,6 +104,29 @@ final class SideTrainerTests: XCTestCase {
         XCTAssertLessThan(after.loss, 0.7 * before.loss, "eval loss \(before.loss) → \(after.loss)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/best/side.safetensors"))
         XCTAssertEqual(trainer.state.bestStep, 40)
+    }
+
+    /// `--patience 2`: training learns "+3" while the evaluation set follows "+8", so the evaluation loss
+    /// turns up before 40 steps; the run must end at the second evaluation without improvement, with the
+    /// lowest-loss evaluation's weights in run/best.
+    func testEarlyStoppingEndsAfterPatienceAndKeepsTheBest() throws {
+        let run = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        var t = training(steps: 40)
+        t.learningRate = 2e-2; t.gradAccumulation = 1; t.evalEvery = 4; t.earlyStoppingPatience = 2
+        let trainer = try SideTrainer(model: try freshModel(), training: t, train: examples(24, seed: 4),
+                                      eval: examples(6, seed: 3, shift: 8), labelTokens: nil, run: run)
+        var evals: [(step: Int, loss: Double)] = []
+        trainer.onLog = { if $0.kind == "eval" { evals.append(($0.step, $0.loss)) } }
+        _ = try trainer.runToEnd()
+        let best = try XCTUnwrap(evals.min { $0.loss < $1.loss })
+        XCTAssertLessThan(trainer.state.step, 40, "stopped early instead of running 40 steps")
+        XCTAssertEqual(trainer.state.bestStep, best.step)
+        XCTAssertEqual(trainer.state.step, best.step + 2 * t.evalEvery, "two evaluations without improvement, then stop")
+        XCTAssertEqual(evals.last?.step, trainer.state.step)
+        XCTAssertEqual(trainer.state.evalsWithoutImprovement, 2)
+        let kept = try SafetensorsFile(path: run + "/best/side.safetensors")
+        XCTAssertEqual(kept.metadata["step"], String(best.step))
     }
 
     func testSchedulesFollowHuggingFaceFormulas() {

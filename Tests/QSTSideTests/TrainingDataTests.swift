@@ -114,3 +114,35 @@ struct FirstLetterTokenizer: ExampleTokenizer {
     var eosTokenID: Int32? { nil }
     func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String { "" }
 }
+
+/// Multi-turn chat records with SmolLM2's own tokenizer and chat template (ChatML): loss on every assistant
+/// turn (its content and end token), none on the system prompt, the user turns or the role headers.
+final class ChatTrainingDataTests: XCTestCase {
+    func testMultiTurnChatWithSmolLM2TemplateTrainsAssistantTurnsOnly() throws {
+        let folder = ExportFixtures.env["QST_MODEL_F32"] ?? (ExportFixtures.cacheDir + "/models/SmolLM2-135M-Instruct-f32")
+        guard FileManager.default.fileExists(atPath: folder + "/tokenizer.json") else {
+            try ExportFixtures.unavailable("SmolLM2 tokenizer not found at \(folder)")
+        }
+        let tok = try Tokenizer(tokenizerJSON: try Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer.json")),
+                                configJSON: try? Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer_config.json")))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("qst-chat-\(UUID().uuidString).jsonl").path
+        try #"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"}, {"role": "assistant", "content": "Rome."}]}"#
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let ex = try XCTUnwrap(try RecordLoading.load(path: path, tokenizer: tok, maxLength: 512, skipBad: false).examples.first)
+        // The whole sequence is the template's rendering of the conversation.
+        let rendered = try tok.renderChat([ChatMessage(role: "system", content: "Be brief."),
+                                           ChatMessage(role: "user", content: "Capital of France?"),
+                                           ChatMessage(role: "assistant", content: "Paris."),
+                                           ChatMessage(role: "user", content: "And of Italy?"),
+                                           ChatMessage(role: "assistant", content: "Rome.")], addGenerationPrompt: false)
+        XCTAssertTrue(rendered.contains("<|im_start|>assistant\nRome.<|im_end|>"), rendered)
+        XCTAssertEqual(tok.decode(ex.ids.map(Int.init)), rendered)
+        // The trained targets, decoded in order, are the two answers with their end tokens — nothing else.
+        let targets = ex.labels.filter { $0 != ChunkedCrossEntropy.ignoreIndex }.map(Int.init)
+        let trained = tok.decode(targets)
+        XCTAssertTrue(trained.hasPrefix("Paris.<|im_end|>"), trained)
+        XCTAssertTrue(trained.contains("Rome.<|im_end|>"), trained)
+        XCTAssertFalse(trained.contains("France") || trained.contains("Italy") || trained.contains("brief") ||
+                       trained.contains("<|im_start|>"), trained)
+    }
+}

@@ -11,7 +11,7 @@ final class BaseCacheToolTests: ToolTestCase {
         let folder = try ReferenceScripts.realModelF32()
         let base = path("smollm2.qst4")
         _ = try ok("qst-quantize", [folder, base])
-        _ = try ok("qst-init-side", [base, "-o", path("side"), "--downsample", "avgpool", "--seed", "3"])
+        _ = try ok("qst-init-side", [base, "-o", path("side"), "--downsample", "avgpool", "--seed", "3", "--r", "16"])
         let data = ToolHarness.repo.appendingPathComponent("Scripts/data/sst2/train.tsv").path
         let train = ["--task", "sst2", "--data", data, "--train-limit", "24", "--epochs", "2", "--batch-size", "8",
                      "--max-length", "64", "--json"]

@@ -73,8 +73,9 @@ final class ExportToolTests: ToolTestCase {
         let folder = try ReferenceScripts.realModelF32()
         let base = path("smollm2.qst4")
         _ = try ok("qst-quantize", [folder, base])
-        _ = try ok("qst-init-side", [base, "-o", path("side1"), "--seed", "1"])
-        _ = try ok("qst-init-side", [base, "-o", path("side2"), "--seed", "2"])
+        // The reference init: a random head mix, so an untrained side network changes the output.
+        _ = try ok("qst-init-side", [base, "-o", path("side1"), "--seed", "1", "--init", "reference", "--r", "16"])
+        _ = try ok("qst-init-side", [base, "-o", path("side2"), "--seed", "2", "--init", "reference", "--r", "16"])
         _ = try ok("qst-export", [path("side1"), "-o", path("a1"), "--base", base])
         _ = try ok("qst-export", [path("side2"), "-o", path("a2"), "--base", base])
         _ = try ok("qst-export", [path("a1"), "--merge", base, "-o", path("tuned.qst4")])

@@ -21,7 +21,7 @@ final class OPTToolTests: ToolTestCase {
         _ = try ok("qst-quantize", [tiny, base])
         XCTAssertEqual(try QST4Container(path: base).entry("model.decoder.project_out.weight").dtype, .nf4)
 
-        let initReport = try ToolHarness.json(try ok("qst-init-side", [base, "-o", path("side"), "--r", "4", "--json"]).stdout)
+        let initReport = try ToolHarness.json(try ok("qst-init-side", [base, "-o", path("side"), "--r", "4", "--init", "reference", "--json"]).stdout)
         let dims = (initReport["config"] as? [String: Any])?["base"] as? [String: Any]
         XCTAssertEqual(dims?["modelFamily"] as? String, "opt")
         XCTAssertEqual(dims?["headInputSize"] as? Int, 32)
