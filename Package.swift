@@ -19,9 +19,12 @@ let package = Package(
         .executable(name: "qst-tune", targets: ["qst-tune"]),
         .executable(name: "qst-export", targets: ["qst-export"]),
         .executable(name: "qst-synthetic", targets: ["qst-synthetic"]),
+        .executable(name: "qst-serve", targets: ["qst-serve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // qst-serve's HTTP/1.1 server (plain NIOHTTP1: README, "qst-serve", says why not a framework).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries from Debian's libopenblas-dev and libzstd-dev.
@@ -69,12 +72,20 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        // qst-serve's engine side: continuous batching of requests over one base and many side networks.
+        .target(name: "QSTServe", dependencies: ["QSTEngine", "QSTSide", "QSTTokenizer", "QSTFormat", "QSTNN"],
+                swiftSettings: optimized),
+        .executableTarget(name: "qst-serve", dependencies: ["QSTServe", "QSTEngine", "QSTEngineCLI", "QSTSide",
+            "QSTTokenizer", "QSTFormat", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: optimized),
         .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore"]),
         .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat"]),
         .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer"]),
         .testTarget(name: "QSTNNTests", dependencies: ["QSTNN"]),
         .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine"]),
         .testTarget(name: "QSTSideTests", dependencies: ["QSTSide"]),
-        .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine"]),
+        .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTServe", "QSTSide"]),
     ]
 )

@@ -1,0 +1,83 @@
+import Foundation
+import QSTFormat
+import QSTNN
+
+/// One sequence's part of a ragged step: its new tokens and its own single-sequence cache.
+public struct RaggedSegment {
+    public var ids: [Int32]
+    public var cache: KVCache
+
+    public init(ids: [Int32], cache: KVCache) { self.ids = ids; self.cache = cache }
+}
+
+extension FrozenModel {
+    /// Runs several sequences, each with its own `KVCache` (batch 1) and its own number of new tokens, as one
+    /// forward: the rows of all segments are stacked `[Σ tokens, hidden]`, so every linear reads its weights
+    /// once for all of them, and only attention runs per sequence over that sequence's cache. This is what
+    /// continuous batching needs (a server's requests join and leave at any step, one decoding a token while
+    /// another prefills a chunk), which the rectangular `forward` (all sequences advance together) cannot do.
+    ///
+    /// `visit(i, h)` sees the stacked residual stream after layer i (0 = embeddings); segment j's rows start
+    /// at `Σ_{k<j} ids[k].count`. Returns the final-normed hidden states of all rows. LLaMA family only.
+    public func forwardRagged(_ segments: [RaggedSegment],
+                              visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil) throws -> FloatBuffer {
+        guard opt == nil else { throw QSTError("ragged forward: OPT models are not supported (LLaMA family only)") }
+        let blas = BLASThreadScope()
+        defer { blas.restore() }
+        let n = segments.reduce(0) { $0 + $1.ids.count }, d = hiddenSize, s = blockShape
+        guard n > 0 else { throw QSTError("ragged forward: no tokens") }
+        // Check everything before any cache is touched, so a bad segment leaves every cache as it was.
+        for (j, seg) in segments.enumerated() {
+            guard seg.cache.batch == 1 else { throw QSTError("ragged forward: segment \(j)'s cache holds \(seg.cache.batch) sequences, not 1") }
+            guard seg.cache.length + seg.ids.count <= seg.cache.capacity else {
+                throw QSTError("ragged forward: segment \(j) needs \(seg.cache.length + seg.ids.count) positions, its cache holds \(seg.cache.capacity)")
+            }
+            try config.checkSequenceLength(seg.cache.length + seg.ids.count)
+            for id in seg.ids where id < 0 || Int(id) >= vocabSize {
+                throw QSTError("ragged forward: token id \(id) of segment \(j) is outside the vocabulary 0..<\(vocabSize)")
+            }
+        }
+        var positions: [Int32] = []
+        positions.reserveCapacity(n)
+        var starts: [Int] = []
+        for seg in segments {
+            starts.append(positions.count)
+            positions += try seg.cache.append(newTokens: seg.ids.count, valid: [UInt8](repeating: 1, count: seg.ids.count))
+        }
+        let half = config.resolvedHeadDim / 2
+        let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
+        positions.withUnsafeBufferPointer { p in
+            RoPE.cosSin(cos: cos.pointer, sin: sin.pointer, positions: p.baseAddress!, n: n, invFreq: invFreq)
+        }
+        let x = FloatBuffer(count: n * d)
+        var row = 0
+        for seg in segments {
+            for id in seg.ids { embedding.decode(start: Int(id) * d, count: d, into: x.pointer + row * d); row += 1 }
+        }
+        try visit?(0, x.constPointer)
+        source.prefetchLayer(0)
+        for i in 0..<layerCount {
+            if i + 1 < layerCount { source.prefetchLayer(i + 1) }
+            let w = try blockWeights(i)
+            let ctx = context
+            DecoderBlock.forward(x: x.pointer, rows: n, weights: w, shape: s, cos: cos.constPointer, sin: sin.constPointer,
+                                 scratch: scratch, context: ctx) { q, k, v, attn in
+                for (j, seg) in segments.enumerated() {
+                    let kv = seg.cache.slot(layer: i), t = seg.ids.count, r0 = starts[j]
+                    (kv.keys + kv.pastLength * s.kvDim).update(from: k + r0 * s.kvDim, count: t * s.kvDim)
+                    (kv.values + kv.pastLength * s.kvDim).update(from: v + r0 * s.kvDim, count: t * s.kvDim)
+                    HeadParallelAttention.forward(out: attn + r0 * s.qDim, q: q + r0 * s.qDim, kCache: kv.keys,
+                                                  vCache: kv.values, keyMask: kv.keyMask, batch: 1, newTokens: t,
+                                                  pastLength: kv.pastLength, capacity: kv.capacity, nHeads: s.heads,
+                                                  nKVHeads: s.kvHeads, headDim: s.headDim, threads: ctx.threads)
+                }
+            }
+            if dropPages { source.dropLayer(i) }
+            try visit?(i + 1, x.constPointer)
+        }
+        for seg in segments { seg.cache.commit(newTokens: seg.ids.count) }
+        RMSNorm.forward(out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer, n: n, d: d,
+                        eps: config.eps)
+        return x
+    }
+}
