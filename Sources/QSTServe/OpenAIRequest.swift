@@ -41,6 +41,8 @@ public struct CompletionParameters: Equatable {
     public var seed: UInt64?
     public var stream: Bool
     public var includeUsageInStream: Bool
+    /// Extension (as vLLM's and llama.cpp's): keep generating past EOS, for benchmarks of fixed length.
+    public var ignoreEOS: Bool
 
     /// Parses and validates a body; every problem is a 400 naming the field.
     public static func parse(body: [UInt8], chat: Bool) throws -> CompletionParameters {
@@ -100,9 +102,10 @@ public struct CompletionParameters: Equatable {
             if case .bool(let b) = o["include_usage"] ?? .null { return b }
             return nil
         } ?? false
+        let ignoreEOS = try field("ignore_eos", "a boolean", { if case .bool(let b) = $0 { return b }; return nil }) ?? false
         return CompletionParameters(model: model, input: input, maxTokens: maxTokens, temperature: Float(temperature),
                                     topP: Float(topP), stop: stop, seed: seed.map { UInt64(bitPattern: Int64($0)) },
-                                    stream: stream, includeUsageInStream: usage)
+                                    stream: stream, includeUsageInStream: usage, ignoreEOS: ignoreEOS)
     }
 
     /// A message's content: a string, or an array of `{type: "text", text}` parts.

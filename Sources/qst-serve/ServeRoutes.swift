@@ -93,6 +93,7 @@ final class ServeRoutes: @unchecked Sendable {
         }
         var stops = Set(tokenizer.stopTokenIDs(for: format).map(Int32.init))
         stops.formUnion(scheduler.base.config.eosTokenIDs.map(Int32.init))
+        if p.ignoreEOS { stops = [] }
         let request = GenerationRequest(
             prompt: ids.map(Int32.init), maxTokens: min(p.maxTokens ?? defaultMaxTokens, context - ids.count),
             sampling: SamplingOptions(temperature: p.temperature, topP: p.topP, seed: p.seed ?? UInt64.random(in: 0...UInt64.max)),

@@ -63,9 +63,13 @@ final class ServeToolTests: ToolTestCase {
     }
 
     /// What `qst-generate` answers greedily (its --json text), with or without --chat and --side.
+    /// `chatFormat`: the override both tools get (the synthetic model's tokenizer has no chat template).
+    var chatFormat: String?
+
     func generated(_ model: String, side: String?, prompt: String, chat: Bool, maxTokens: Int) throws -> String {
         var args = [model, "--prompt", prompt, "--max-tokens", String(maxTokens), "--json"]
         if chat { args.append("--chat") }
+        if chat, let chatFormat { args += ["--chat-format", chatFormat] }
         if let side { args += ["--side", side] }
         let r = try ok("qst-generate", args)
         return try XCTUnwrap(try ToolHarness.json(r.stdout)["text"] as? String)
@@ -84,6 +88,7 @@ final class ServeToolTests: ToolTestCase {
         _ = try python()
         let model = path("synthetic.qst4")
         try ok("qst-synthetic", ["tiny", "-o", model])
+        chatFormat = "chatml"
         var sides: [String: String?] = ["synthetic": nil]
         for k in 1...3 {
             try ok("qst-init-side", [model, "-o", path("side\(k)"), "--seed", String(k)])
@@ -96,7 +101,7 @@ final class ServeToolTests: ToolTestCase {
         XCTAssertGreaterThan(answers.count, 1, "the side networks should not all answer like the base: \(answers)")
         exp["admin_side"] = path("side9")
         exp["admin_expected"] = try generated(model, side: path("side9"), prompt: prompt, chat: false, maxTokens: 12)
-        let server = try startServer([model] + (1...3).map { ["--side", "s\($0)=" + path("side\($0)")] }.joined())
+        let server = try startServer([model, "--chat-format", "chatml"] + (1...3).map { ["--side", "s\($0)=" + path("side\($0)")] }.joined())
         try runCheck(server, expected: exp)
         let (status, err) = server.stop()
         XCTAssertEqual(status, 0, "SIGTERM should end qst-serve cleanly: \(err)")
