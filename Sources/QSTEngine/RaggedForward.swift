@@ -1,6 +1,7 @@
 import Foundation
 import QSTFormat
 import QSTNN
+import enum QSTCore.Parallel
 
 /// One sequence's part of a ragged step: its new tokens and its own single-sequence cache.
 public struct RaggedSegment {
@@ -58,19 +59,17 @@ extension FrozenModel {
         source.prefetchLayer(0)
         for i in 0..<layerCount {
             if i + 1 < layerCount { source.prefetchLayer(i + 1) }
-            let w = try blockWeights(i)
+            let w = RowGroupedLinear.wrap(try blockWeights(i))
             let ctx = context
             DecoderBlock.forward(x: x.pointer, rows: n, weights: w, shape: s, cos: cos.constPointer, sin: sin.constPointer,
                                  scratch: scratch, context: ctx) { q, k, v, attn in
-                for (j, seg) in segments.enumerated() {
+                let jobs = RaggedAttention(q: q, attn: attn, shape: s, slots: segments.enumerated().map { j, seg in
                     let kv = seg.cache.slot(layer: i), t = seg.ids.count, r0 = starts[j]
                     (kv.keys + kv.pastLength * s.kvDim).update(from: k + r0 * s.kvDim, count: t * s.kvDim)
                     (kv.values + kv.pastLength * s.kvDim).update(from: v + r0 * s.kvDim, count: t * s.kvDim)
-                    HeadParallelAttention.forward(out: attn + r0 * s.qDim, q: q + r0 * s.qDim, kCache: kv.keys,
-                                                  vCache: kv.values, keyMask: kv.keyMask, batch: 1, newTokens: t,
-                                                  pastLength: kv.pastLength, capacity: kv.capacity, nHeads: s.heads,
-                                                  nKVHeads: s.kvHeads, headDim: s.headDim, threads: ctx.threads)
-                }
+                    return (kv, t, r0)
+                })
+                jobs.run(threads: ctx.threads)
             }
             if dropPages { source.dropLayer(i) }
             try visit?(i + 1, x.constPointer)
@@ -79,5 +78,80 @@ extension FrozenModel {
         RMSNorm.forward(out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer, n: n, d: d,
                         eps: config.eps)
         return x
+    }
+}
+
+/// Attention of one ragged layer: each segment over its own cache. A segment of a few rows (a decoding
+/// request) is too little work to spread its heads over the workers — on a busy machine waking them costs
+/// more than the arithmetic — so such segments run whole, in parallel with each other; a long segment
+/// (a prompt chunk) spreads its heads as the rectangular forward does.
+private struct RaggedAttention: @unchecked Sendable {
+    let q: UnsafePointer<Float>
+    let attn: UnsafeMutablePointer<Float>
+    let shape: DecoderBlockShape
+    let slots: [(kv: KVSlot, rows: Int, start: Int)]
+
+    func one(_ j: Int, threads: Int) {
+        let (kv, t, r0) = slots[j], s = shape
+        HeadParallelAttention.forward(out: attn + r0 * s.qDim, q: q + r0 * s.qDim, kCache: kv.keys, vCache: kv.values,
+                                      keyMask: kv.keyMask, batch: 1, newTokens: t, pastLength: kv.pastLength,
+                                      capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
+                                      threads: threads)
+    }
+
+    func run(threads: Int) {
+        let small = slots.indices.filter { slots[$0].rows <= 4 }
+        for j in slots.indices where slots[j].rows > 4 { one(j, threads: threads) }
+        Parallel.forRanges(small.count, threads: threads, minChunk: 2) { a, b in
+            for u in a..<b { one(small[u], threads: 1) }
+        }
+    }
+}
+
+/// Runs a linear over few rows in groups of `RowGroupedLinear.group`: the matmul kernels take their GEMV
+/// loops for up to 4 rows, and their GEMM loops for 5 to a few dozen rows cost far more than reading the
+/// weights again (measured on SmolLM2 NF4, 2 cores: a decode step of 8 rows took ~9× the time of one of 4
+/// rows; BENCHMARKS.md §13). A decode step of a busy server is exactly that shape; prompt chunks (many
+/// rows) still take the GEMM loops.
+struct RowGroupedLinear: LinearWeights {
+    static let group = 4
+    /// Up to this many rows are split into groups; beyond, one call.
+    static let maxSplitRows = 32
+    let inner: any LinearWeights
+    var inFeatures: Int { inner.inFeatures }
+    var outFeatures: Int { inner.outFeatures }
+
+    func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+                 context: MatmulContext) {
+        guard n > Self.group, n <= Self.maxSplitRows else {
+            inner.forward(out: out, x: x, n: n, accumulate: accumulate, context: context)
+            return
+        }
+        var r = 0
+        while r < n {
+            let m = min(Self.group, n - r)
+            inner.forward(out: out + r * outFeatures, x: x + r * inFeatures, n: m, accumulate: accumulate, context: context)
+            r += m
+        }
+    }
+
+    static func wrap(_ w: DecoderBlockWeights) -> DecoderBlockWeights {
+        var g = w
+        g.q = RowGroupedLinear(inner: w.q); g.k = RowGroupedLinear(inner: w.k); g.v = RowGroupedLinear(inner: w.v)
+        g.o = RowGroupedLinear(inner: w.o); g.gate = RowGroupedLinear(inner: w.gate); g.up = RowGroupedLinear(inner: w.up)
+        g.down = RowGroupedLinear(inner: w.down)
+        return g
+    }
+}
+
+extension FrozenModel {
+    /// `logits(hidden:rows:)` for the rows of a ragged step, few rows at a time for the same reason as
+    /// `RowGroupedLinear` (the head is the largest matrix).
+    public func raggedLogits(hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
+        let blas = BLASThreadScope()
+        defer { blas.restore() }
+        let out = FloatBuffer(count: rows * vocabSize)
+        RowGroupedLinear(inner: headLinear).forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
+        return out
     }
 }

@@ -166,7 +166,7 @@ public final class BatchScheduler: @unchecked Sendable {
                 let e = base.headInputSize, V = base.vocabSize
                 let gathered = FloatBuffer(count: rows.count * e)
                 for (k, j) in rows.enumerated() { (gathered.pointer + k * e).update(from: heads.constPointer + j * e, count: e) }
-                let logits = rows.isEmpty ? FloatBuffer(count: 0) : base.logits(hidden: gathered.constPointer, rows: rows.count)
+                let logits = rows.isEmpty ? FloatBuffer(count: 0) : base.raggedLogits(hidden: gathered.constPointer, rows: rows.count)
                 var produced = 0
                 for (k, j) in rows.enumerated() {
                     let s = members[j]
