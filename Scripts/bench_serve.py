@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Load generator for Scripts/bench-serve: concurrent clients against a running qst-serve (loopback).
 
-    bench_serve.py URL REQUESTS_PER_CLIENT MAX_TOKENS MAX_SECONDS [JSON]
+    bench_serve.py URL REQUESTS_PER_CLIENT MAX_TOKENS MAX_SECONDS REPEATS [JSON]
+
+Every case runs REPEATS times, interleaved (all cases, then all again); each figure is the median over
+the repeats, and the ratios are ratios of those medians.
 
 Plain http.client (one keep-alive connection per client thread) so the clients cost little CPU beside the
 server on the same machine.
@@ -15,7 +18,8 @@ import time
 import urllib.parse
 
 url, per_client, max_tokens, max_seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-as_json = len(sys.argv) > 5 and sys.argv[5] == "1"
+repeats = int(sys.argv[5])
+as_json = len(sys.argv) > 6 and sys.argv[6] == "1"
 u = urllib.parse.urlparse(url)
 assert u.hostname in ("127.0.0.1", "localhost", "::1"), "bench-serve only talks to loopback"
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
@@ -55,21 +59,32 @@ def case(name, clients, models_of, count):
 
 # Warm-up: page the weights in, start every side once.
 case("warmup", 8, lambda c: [f"s{c + 1}"], 1)
+cases = [(name, clients, f) for clients in (1, 4, 8, 16)
+         for name, f in (("one side", lambda c: ["s1"]), ("8 sides", lambda c: [f"s{c % 8 + 1}"]))]
+runs = {}
+for _ in range(repeats):
+    for name, clients, f in cases:
+        runs.setdefault((name, clients), []).append(case(name, clients, f, per_client))
+    runs.setdefault(("8 sides one after another", 1), []).append(
+        case("8 sides one after another", 1, lambda c: [f"s{k + 1}" for k in range(8)], 8))
 rows = []
-for clients in (1, 4, 8, 16):
-    rows.append(case("one side", clients, lambda c: ["s1"], per_client))
-    rows.append(case("8 sides", clients, lambda c: [f"s{c % 8 + 1}"], per_client))
-rows.append(case("8 sides one after another", 1, lambda c: [f"s{k + 1}" for k in range(8)], 8))
+for (name, clients), rs in runs.items():
+    row = dict(rs[0])
+    for key in ("requests_per_s", "tokens_per_s", "p50_s", "p99_s", "seconds"):
+        row[key] = statistics.median(r[key] for r in rs)
+    row["tokens_per_s_all"] = [r["tokens_per_s"] for r in rs]
+    rows.append(row)
 by = {(r["case"], r["clients"]): r for r in rows}
 one8, many8, serial = by[("one side", 8)], by[("8 sides", 8)], by[("8 sides one after another", 1)]
 ratios = {"8 sides / one side (8 clients), target >= 0.8": round(many8["tokens_per_s"] / one8["tokens_per_s"], 2),
           "8 sides concurrent / one after another, target >= 3": round(many8["tokens_per_s"] / serial["tokens_per_s"], 2)}
 if as_json:
-    print(json.dumps({"rows": rows, "ratios": ratios, "max_tokens": max_tokens}, indent=1))
+    print(json.dumps({"rows": rows, "ratios": ratios, "max_tokens": max_tokens, "repeats": repeats}, indent=1))
 else:
-    print(f"{'case':<28}{'clients':>8}{'requests':>9}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p99 s':>8}")
+    print(f"medians of {repeats} repeats, {max_tokens} new tokens per request")
+    print(f"{'case':<28}{'clients':>8}{'requests':>9}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p99 s':>8}  tok/s per repeat")
     for r in rows:
-        print(f"{r['case']:<28}{r['clients']:>8}{r['requests']:>9}{r['requests_per_s']:>8}{r['tokens_per_s']:>8}"
-              f"{r['p50_s']:>8}{r['p99_s']:>8}")
+        print(f"{r['case']:<28}{r['clients']:>8}{r['requests']:>9}{r['requests_per_s']:>8.3f}{r['tokens_per_s']:>8.1f}"
+              f"{r['p50_s']:>8.2f}{r['p99_s']:>8.2f}  {r['tokens_per_s_all']}")
     for k, v in ratios.items():
         print(f"{k}: {v}")

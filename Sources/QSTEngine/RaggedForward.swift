@@ -45,6 +45,7 @@ extension FrozenModel {
             starts.append(positions.count)
             positions += try seg.cache.append(newTokens: seg.ids.count, valid: [UInt8](repeating: 1, count: seg.ids.count))
         }
+        let groups = RowGroupedLinear.groups(sizes: segments.map(\.ids.count))
         let half = config.resolvedHeadDim / 2
         let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
         positions.withUnsafeBufferPointer { p in
@@ -59,7 +60,7 @@ extension FrozenModel {
         source.prefetchLayer(0)
         for i in 0..<layerCount {
             if i + 1 < layerCount { source.prefetchLayer(i + 1) }
-            let w = RowGroupedLinear.wrap(try blockWeights(i))
+            let w = RowGroupedLinear.wrap(try blockWeights(i), groups: groups)
             let ctx = context
             DecoderBlock.forward(x: x.pointer, rows: n, weights: w, shape: s, cos: cos.constPointer, sin: sin.constPointer,
                                  scratch: scratch, context: ctx) { q, k, v, attn in
@@ -108,50 +109,63 @@ private struct RaggedAttention: @unchecked Sendable {
     }
 }
 
-/// Runs a linear over few rows in groups of `RowGroupedLinear.group`: the matmul kernels take their GEMV
-/// loops for up to 4 rows, and their GEMM loops for 5 to a few dozen rows cost far more than reading the
-/// weights again (measured on SmolLM2 NF4, 2 cores: a decode step of 8 rows took ~9× the time of one of 4
-/// rows; BENCHMARKS.md §13). A decode step of a busy server is exactly that shape; prompt chunks (many
-/// rows) still take the GEMM loops.
+/// Runs a linear over a ragged step's rows in groups: each segment of more than 4 rows alone (a prompt
+/// chunk: the same call, hence the same bits, as `forward` for that prompt alone), consecutive small
+/// segments (decoding requests) packed up to 4 rows. The matmul kernels take their GEMV loops for up to
+/// 4 rows, and their GEMM loops for 5 to a few dozen rows cost far more than reading the weights again
+/// (measured on SmolLM2 NF4, 2 cores: a decode step of 8 rows in one call took ~9× a step of 4 rows;
+/// BENCHMARKS.md §13) — and a decoding request's row gets the GEMV path `qst-generate` gives it.
 struct RowGroupedLinear: LinearWeights {
-    static let group = 4
-    /// Up to this many rows are split into groups; beyond, one call.
-    static let maxSplitRows = 32
+    static let small = 4
     let inner: any LinearWeights
+    let groups: [Range<Int>]
     var inFeatures: Int { inner.inFeatures }
     var outFeatures: Int { inner.outFeatures }
 
+    /// Groups for segments of `sizes` rows, in order.
+    static func groups(sizes: [Int]) -> [Range<Int>] {
+        var out: [Range<Int>] = [], row = 0
+        for n in sizes {
+            if n <= small, let last = out.last, last.upperBound == row, last.count + n <= small,
+               last.count <= small {
+                out[out.count - 1] = last.lowerBound..<(row + n)
+            } else {
+                out.append(row..<(row + n))
+            }
+            row += n
+        }
+        return out
+    }
+
     func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
                  context: MatmulContext) {
-        guard n > Self.group, n <= Self.maxSplitRows else {
+        guard groups.count > 1 else {
             inner.forward(out: out, x: x, n: n, accumulate: accumulate, context: context)
             return
         }
-        var r = 0
-        while r < n {
-            let m = min(Self.group, n - r)
-            inner.forward(out: out + r * outFeatures, x: x + r * inFeatures, n: m, accumulate: accumulate, context: context)
-            r += m
+        for g in groups {
+            inner.forward(out: out + g.lowerBound * outFeatures, x: x + g.lowerBound * inFeatures, n: g.count,
+                          accumulate: accumulate, context: context)
         }
     }
 
-    static func wrap(_ w: DecoderBlockWeights) -> DecoderBlockWeights {
+    static func wrap(_ w: DecoderBlockWeights, groups: [Range<Int>]) -> DecoderBlockWeights {
         var g = w
-        g.q = RowGroupedLinear(inner: w.q); g.k = RowGroupedLinear(inner: w.k); g.v = RowGroupedLinear(inner: w.v)
-        g.o = RowGroupedLinear(inner: w.o); g.gate = RowGroupedLinear(inner: w.gate); g.up = RowGroupedLinear(inner: w.up)
-        g.down = RowGroupedLinear(inner: w.down)
+        func r(_ l: any LinearWeights) -> any LinearWeights { RowGroupedLinear(inner: l, groups: groups) }
+        g.q = r(w.q); g.k = r(w.k); g.v = r(w.v); g.o = r(w.o); g.gate = r(w.gate); g.up = r(w.up); g.down = r(w.down)
         return g
     }
 }
 
 extension FrozenModel {
-    /// `logits(hidden:rows:)` for the rows of a ragged step, few rows at a time for the same reason as
-    /// `RowGroupedLinear` (the head is the largest matrix).
+    /// `logits(hidden:rows:)` for one row of each of several requests, up to 4 rows per call, for the same
+    /// reasons as `RowGroupedLinear` (the head is the largest matrix).
     public func raggedLogits(hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
         let blas = BLASThreadScope()
         defer { blas.restore() }
         let out = FloatBuffer(count: rows * vocabSize)
-        RowGroupedLinear(inner: headLinear).forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
+        RowGroupedLinear(inner: headLinear, groups: RowGroupedLinear.groups(sizes: [Int](repeating: 1, count: rows)))
+            .forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
         return out
     }
 }
