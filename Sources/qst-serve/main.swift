@@ -16,14 +16,14 @@ struct Serve: ParsableCommand {
         commandName: "qst-serve",
         abstract: "Serve a frozen model and its side networks over an OpenAI-compatible HTTP API.",
         discussion: """
-        Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (stream: true
-        gives server-sent events), GET /health, POST /admin/sides {"name", "path"} and
-        DELETE /admin/sides/NAME to add and remove side networks while serving.
+        Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (stream: true gives \
+        server-sent events), GET /health, POST /admin/sides {"name", "path"} and DELETE /admin/sides/NAME \
+        to add and remove side networks while serving.
 
-        The request's "model" picks the base (its name is --name, default the file name) or a
-        side network by its NAME. Concurrent requests are decoded together, whatever side
-        network each uses: one base forward per step serves all of them (continuous batching;
-        long prompts are prefilled --prefill-chunk tokens per step).
+        The request's "model" picks the base (its name is --name, default the file name) or a side \
+        network by its NAME. Concurrent requests are decoded together, whatever side network each uses: \
+        one base forward per step serves all of them (continuous batching; long prompts are prefilled \
+        --prefill-chunk tokens per step).
 
         Without --api-key the server only listens on a loopback address.
 
