@@ -126,8 +126,7 @@ struct RowGroupedLinear: LinearWeights {
     static func groups(sizes: [Int]) -> [Range<Int>] {
         var out: [Range<Int>] = [], row = 0
         for n in sizes {
-            if n <= small, let last = out.last, last.upperBound == row, last.count + n <= small,
-               last.count <= small {
+            if n <= small, let last = out.last, last.count + n <= small {
                 out[out.count - 1] = last.lowerBound..<(row + n)
             } else {
                 out.append(row..<(row + n))
