@@ -122,7 +122,8 @@ struct Serve: ParsableCommand {
         let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler {
-                FileHandle.standardError.write(Data("qst-serve: shutting down\n".utf8))
+                let st = scheduler.stats
+                FileHandle.standardError.write(Data("qst-serve: shutting down (\(st.active) running, \(st.queued) queued)\n".utf8))
                 server.close(promise: nil)
                 scheduler.shutdown(grace: grace)
             }

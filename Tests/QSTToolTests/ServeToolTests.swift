@@ -125,6 +125,40 @@ final class ServeToolTests: ToolTestCase {
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
     }
 
+    /// SIGTERM while a stream runs: the stream still ends normally, new connections are refused, exit 0.
+    func testSIGTERMFinishesInFlightRequests() throws {
+        let py = try python()
+        let model = path("synthetic.qst4")
+        try ok("qst-synthetic", ["tiny", "-o", model])
+        // A long continuation (seconds even on a quiet machine) so the signal lands while it runs.
+        let server = try startServer([model, "--shutdown-grace", "120", "--context", "4096"])
+        let file = path("inflight.json")
+        try JSONSerialization.data(withJSONObject: ["base": "synthetic", "prompt": "the cat sat on", "max_tokens": 3000])
+            .write(to: URL(fileURLWithPath: file))
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        client.arguments = [py, ToolHarness.repo.appendingPathComponent("Scripts/serve_client_check.py").path,
+                            server.url, file, "--mode", "inflight"]
+        let out = Pipe()
+        client.standardOutput = out
+        try client.run()
+        var seen = Data()
+        while !String(decoding: seen, as: UTF8.self).contains("first chunk") {
+            let d = out.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            seen += d
+        }
+        let (status, err) = server.stop()
+        seen += out.fileHandleForReading.readDataToEndOfFile()
+        client.waitUntilExit()
+        let text = String(decoding: seen, as: UTF8.self)
+        XCTAssertEqual(client.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("all checks passed"), text)
+        XCTAssertEqual(status, 0, err)
+        // The request was still running when the signal came (else this test would prove nothing).
+        XCTAssertTrue(err.contains("shutting down (1 running") && err.contains("stopped"), err)
+    }
+
     /// The real SmolLM2 with a side network: greedy chat over HTTP equals qst-generate --side.
     func testRealModelGreedyEqualsGenerate() throws {
         try requireRealModelBuild()
