@@ -96,7 +96,7 @@ def full(base, exp):
                                (b'{"model": "nope", "prompt": "x"}', 404, "unknown model"),
                                (json.dumps({"model": names[0], "prompt": "x", "temperature": -1}).encode(), 400, "bad temperature"),
                                (json.dumps({"model": names[0], "prompt": "x", "max_tokens": 0}).encode(), 400, "bad max_tokens"),
-                               (json.dumps({"model": names[0], "prompt": "x " * 5000}).encode(), 400, "prompt too long"),
+                               (json.dumps({"model": names[0], "prompt": "x " * 20000}).encode(), 400, "prompt too long"),
                                (json.dumps({"model": names[0]}).encode(), 400, "missing prompt")]:
         code, doc = raw(base, "POST", "/v1/completions", body)
         check(code == status and "message" in doc.get("error", {}), f"{what}: {code} {doc}")

@@ -101,7 +101,8 @@ final class ServeToolTests: ToolTestCase {
         XCTAssertGreaterThan(answers.count, 1, "the side networks should not all answer like the base: \(answers)")
         exp["admin_side"] = path("side9")
         exp["admin_expected"] = try generated(model, side: path("side9"), prompt: prompt, chat: false, maxTokens: 12)
-        let server = try startServer([model, "--chat-format", "chatml"] + (1...3).map { ["--side", "s\($0)=" + path("side\($0)")] }.joined())
+        // --context 4096: the disconnect check's 2000-token stream must still be running when it hangs up.
+        let server = try startServer([model, "--chat-format", "chatml", "--context", "4096"] + (1...3).map { ["--side", "s\($0)=" + path("side\($0)")] }.joined())
         try runCheck(server, expected: exp)
         let (status, err) = server.stop()
         XCTAssertEqual(status, 0, "SIGTERM should end qst-serve cleanly: \(err)")
