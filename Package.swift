@@ -19,9 +19,12 @@ let package = Package(
         .executable(name: "qst-tune", targets: ["qst-tune"]),
         .executable(name: "qst-export", targets: ["qst-export"]),
         .executable(name: "qst-synthetic", targets: ["qst-synthetic"]),
+        .executable(name: "qst-serve", targets: ["qst-serve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // qst-serve's HTTP/1.1 server (plain NIOHTTP1: README, "qst-serve", says why not a framework).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries from Debian's libopenblas-dev and libzstd-dev.
@@ -69,6 +72,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+        // qst-serve's engine side: continuous batching of requests over one base and many side networks.
+        .target(name: "QSTServe", dependencies: ["QSTEngine", "QSTSide", "QSTTokenizer", "QSTFormat", "QSTNN"],
+                swiftSettings: optimized),
+        .executableTarget(name: "qst-serve", dependencies: ["QSTServe", "QSTEngine", "QSTEngineCLI", "QSTSide",
+            "QSTTokenizer", "QSTFormat", "QSTCLI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: optimized),
         // Shared test pieces: the one NaN-safe comparison and the CI-aware skip (Tests/QSTTestSupport).
         .target(name: "QSTTestSupport", path: "Tests/QSTTestSupport"),
         .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore", "QSTTestSupport"]),
@@ -77,6 +88,6 @@ let package = Package(
         .testTarget(name: "QSTNNTests", dependencies: ["QSTNN", "QSTTestSupport"]),
         .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTTestSupport"]),
         .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTTestSupport"]),
-        .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTTestSupport"]),
+        .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTServe", "QSTSide", "QSTTestSupport"]),
     ]
 )

@@ -6,7 +6,7 @@
 #
 # - apt: libopenblas-dev, libzstd-dev, libopenmpi-dev + openmpi-bin (data-parallel qst-tune and its tests;
 #   the tools load libmpi at run time only under mpirun) — only if dpkg says they are missing
-# - venv: $QST_CACHE/venv with numpy, gguf, tokenizers (only the ones not already importable)
+# - venv: $QST_CACHE/venv with numpy, gguf, tokenizers, openai (only the ones not already importable)
 # Quiet on success; errors go to stderr and the function returns non-zero.
 
 _qst_setup_env() {
@@ -45,6 +45,8 @@ _qst_setup_env() {
     "$py" -c "import tokenizers" 2>/dev/null || want+=("tokenizers>=0.19")
     "$py" -c "import safetensors" 2>/dev/null || want+=("safetensors>=0.4")
     "$py" -c "import jinja2" 2>/dev/null || want+=("jinja2>=3")
+    # The official OpenAI client, for qst-serve's tests and Scripts/bench-serve.
+    "$py" -c "import openai" 2>/dev/null || want+=("openai>=1.30")
     if [ "${#want[@]}" -gt 0 ]; then
         "$py" -m pip install -q --disable-pip-version-check "${want[@]}" >/dev/null \
             || { echo "setup-env: pip install ${want[*]} failed" >&2; return 1; }

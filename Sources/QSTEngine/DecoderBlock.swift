@@ -96,7 +96,36 @@ public enum DecoderBlock {
                                weights w: DecoderBlockWeights, shape s: DecoderBlockShape,
                                cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
                                kv: KVSlot, scratch: DecoderScratch, context: MatmulContext) {
-        let n = batch * newTokens
+        forward(x: x, rows: batch * newTokens, weights: w, shape: s, cos: cos, sin: sin, scratch: scratch,
+                context: context) { q, k, v, attn in
+            for b in 0..<batch {
+                let dstRow = b * kv.capacity + kv.pastLength
+                (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
+                (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
+            }
+            if BLASThreadScope.isSingleThreaded {
+                HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                                              batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                                              capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads,
+                                              headDim: s.headDim, threads: context.threads,
+                                              rowIndependent: context.rowIndependent)
+            } else {
+                Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                                        batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                                        capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+            }
+        }
+    }
+
+    /// The block over `rows` tokens of any sequences: everything but attention works row by row; `attend(q,
+    /// k, v, out)` gets the rotated queries, keys and values `[rows, ·]`, stores the keys and values where the
+    /// rows' sequences keep them and writes the attention output `[rows, qDim]` (the batched server gives
+    /// each sequence its own cache: `FrozenModel.forwardRagged`).
+    static func forward(x: UnsafeMutablePointer<Float>, rows n: Int, weights w: DecoderBlockWeights,
+                        shape s: DecoderBlockShape, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+                        scratch: DecoderScratch, context: MatmulContext,
+                        attend: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                 UnsafeMutablePointer<Float>) -> Void) {
         guard n > 0 else { return }
         scratch.ensure(rows: n)
         let h = scratch.normed.pointer, q = scratch.q.pointer, k = scratch.k.pointer, v = scratch.v.pointer
@@ -108,21 +137,7 @@ public enum DecoderBlock {
         w.v.forward(out: v, x: h, n: n, accumulate: false, context: context)
         RoPE.forward(x: q, cos: cos, sin: sin, n: n, nHeads: s.heads, headDim: s.headDim)
         RoPE.forward(x: k, cos: cos, sin: sin, n: n, nHeads: s.kvHeads, headDim: s.headDim)
-        for b in 0..<batch {
-            let dstRow = b * kv.capacity + kv.pastLength
-            (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
-            (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
-        }
-        if BLASThreadScope.isSingleThreaded {
-            HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                          batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                          capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
-                                          threads: context.threads, rowIndependent: context.rowIndependent)
-        } else {
-            Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                    batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                    capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
-        }
+        attend(q, k, v, attn)
         w.o.forward(out: x, x: attn, n: n, accumulate: true, context: context)
 
         RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.postAttentionNorm, n: n, d: s.hidden, eps: s.eps)

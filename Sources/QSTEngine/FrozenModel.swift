@@ -34,7 +34,7 @@ public final class FrozenModel: FrozenBackbone {
     let dropPages: Bool
     private var blockCache: [Int: DecoderBlockWeights] = [:]
     let context: MatmulContext
-    private let scratch: DecoderScratch
+    let scratch: DecoderScratch
 
     public convenience init(path: String, options: EngineOptions = EngineOptions()) throws {
         try self.init(source: try openWeightSource(path: path), options: options)

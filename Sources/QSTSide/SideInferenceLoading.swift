@@ -21,16 +21,22 @@ public struct TunedModelSpec {
             names.append(modelPath + "#side")
         }
         for path in sidePaths {
-            let loaded = try AdapterIO.load(directory: path)
-            // A plain side folder carries no identity beyond its dimensions.
-            let claimed = loaded.config?.base ?? BaseIdentity(architecture: identity.architecture, modelType: identity.modelType,
-                                                             dimensions: loaded.weights.config.base,
-                                                             tensorDirectorySHA256: nil)
-            try claimed.check(base: identity, adapter: path, baseOrigin: modelPath)
-            sides.append(loaded.weights)
+            sides.append(try loadSide(path: path, baseIdentity: identity, modelPath: modelPath))
             names.append(path)
         }
         return TunedModelSpec(base: base, sides: sides, names: names)
+    }
+
+    /// Loads one adapter or side folder and checks its base identity against `baseIdentity`
+    /// (`BaseIdentity.of(base.source)`); also used by qst-serve to add side networks at run time.
+    public static func loadSide(path: String, baseIdentity identity: BaseIdentity, modelPath: String) throws -> SideWeights {
+        let loaded = try AdapterIO.load(directory: path)
+        // A plain side folder carries no identity beyond its dimensions.
+        let claimed = loaded.config?.base ?? BaseIdentity(architecture: identity.architecture, modelType: identity.modelType,
+                                                         dimensions: loaded.weights.config.base,
+                                                         tensorDirectorySHA256: nil)
+        try claimed.check(base: identity, adapter: path, baseOrigin: modelPath)
+        return loaded.weights
     }
 
     /// The tuned model, or nil when there is no side network at all.

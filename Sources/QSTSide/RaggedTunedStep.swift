@@ -1,0 +1,84 @@
+import Foundation
+import QSTCore
+import QSTEngine
+import QSTFormat
+import QSTNN
+
+/// One sequence's side network during batched serving: the side's runner (its workspace holds this
+/// sequence's rows of a step) and the sequence's own side KV cache. Several sessions may share one
+/// `SideWeights`; each request gets its own session.
+public final class SideSession {
+    public let weights: SideWeights
+    let runner: SideRunner
+    let cache: SideKVCache
+
+    /// `capacity`: the most tokens (prompt + continuation) the sequence will hold.
+    public init(weights: SideWeights, capacity: Int, threads: Int = Parallel.threadCount()) {
+        self.weights = weights
+        runner = SideRunner(weights: weights, threads: threads)
+        cache = runner.makeCache(batch: 1, capacity: capacity)
+    }
+
+    public var bytes: Int { cache.bytes }
+}
+
+/// One sequence's part of a ragged tuned step: new tokens, its base cache and, unless it runs the plain
+/// base, its side session.
+public struct TunedSegment {
+    public var ids: [Int32]
+    public var cache: KVCache
+    public var side: SideSession?
+
+    public init(ids: [Int32], cache: KVCache, side: SideSession?) { self.ids = ids; self.cache = cache; self.side = side }
+}
+
+extension TunedModel {
+    /// Checks that side network `weights` fits `base` (the dimension checks of `init(base:sides:)`).
+    public static func validate(side weights: SideWeights, base: FrozenModel) throws {
+        _ = try TunedModel(base: base, sides: [weights])
+    }
+
+    /// One step of continuous batching: every segment's new tokens in one base forward
+    /// (`FrozenModel.forwardRagged`, the base's weights read once for all requests whatever their side
+    /// network), each side session fed its own rows as the base computes them — the same `SideRunner` code
+    /// as `forward`. Returns the head inputs `[segments, headInputSize]` of each segment's last row: the side
+    /// mix for segments with a side, the base's normed output for the others.
+    public static func raggedStep(base: FrozenModel, segments: [TunedSegment]) throws -> FloatBuffer {
+        let d = base.hiddenSize, e = base.headInputSize, L = base.layerCount
+        var starts: [Int] = [], row = 0
+        for s in segments { starts.append(row); row += s.ids.count }
+        for s in segments {
+            guard let side = s.side else { continue }
+            guard side.cache.length == s.cache.length else {
+                throw QSTError("ragged step: side cache at \(side.cache.length) tokens, base cache at \(s.cache.length)")
+            }
+        }
+        // Side caches are appended after the base's checks pass (inside the visit at v = 0), so a rejected
+        // step leaves them as they were.
+        let final = try base.forwardRagged(segments.map { RaggedSegment(ids: $0.ids, cache: $0.cache) }) { v, h in
+            for (j, s) in segments.enumerated() {
+                guard let side = s.side else { continue }
+                let t = s.ids.count
+                if v == 0 {
+                    let positions = try [UInt8](repeating: 1, count: t).withUnsafeBufferPointer {
+                        try side.cache.append(newTokens: t, valid: $0.baseAddress!)
+                    }
+                    side.runner.begin(positions: positions)
+                }
+                side.runner.visit(v, h: h + starts[j] * d, newTokens: t, cache: side.cache)
+                if v == L { side.runner.prepareHead(rows: [t - 1]) }
+            }
+        }
+        let out = FloatBuffer(count: segments.count * e)
+        for (j, s) in segments.enumerated() {
+            let last = final.constPointer + (starts[j] + s.ids.count - 1) * e
+            if let side = s.side {
+                side.cache.commit(newTokens: s.ids.count)
+                side.runner.head(count: 1, final: { _ in last }, into: out.pointer + j * e)
+            } else {
+                (out.pointer + j * e).update(from: last, count: e)
+            }
+        }
+        return out
+    }
+}
