@@ -18,7 +18,9 @@ import sys
 
 import gguf
 import numpy as np
-from safetensors.numpy import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qst_py import safetensors_np as st  # noqa: E402
 
 LINEARS = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
            "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -69,7 +71,7 @@ def make_gguf(hf_dir, meta_path, out):
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(name, field.contents(), vtype, sub_type=sub)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    tensors = load_file(os.path.join(hf_dir, "model.safetensors"))
+    tensors = st.load_hf_weights(hf_dir)
     for hf, w in tensors.items():
         w = w.astype(np.float32)
         if hf.endswith("self_attn.q_proj.weight"):
@@ -88,7 +90,7 @@ def to_safetensors(quant, hf_dir, out_dir):
     n_head, n_kv = heads(config)
     reader = gguf.GGUFReader(quant)
     by_name = {t.name: t for t in reader.tensors}
-    tensors = load_file(os.path.join(hf_dir, "model.safetensors"))
+    tensors = st.load_hf_weights(hf_dir)
     bits, count, types = 0, 0, {}
     for hf in list(tensors):
         rest = ".".join(hf.split(".")[3:-1])
@@ -105,7 +107,7 @@ def to_safetensors(quant, hf_dir, out_dir):
         count += int(t.n_elements)
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
     os.makedirs(out_dir, exist_ok=True)
-    save_file(tensors, os.path.join(out_dir, "model.safetensors"))
+    st.save(os.path.join(out_dir, "model.safetensors"), tensors)
     for f in SIDE_FILES:
         if os.path.exists(os.path.join(hf_dir, f)):
             shutil.copy(os.path.join(hf_dir, f), out_dir)

@@ -70,6 +70,7 @@ public enum NF4ScaleSearch {
                 let weighted = importance != nil
                 Parallel.forRanges(blocks, threads: workers, minChunk: 64) { b0, b1 in
                     var block = Block(capacity: bs)
+                    defer { block.release() }
                     for b in b0..<b1 {
                         block.load(xs.pointer, count: count, block: b, blockSize: bs,
                                    weights: weighted ? w.pointer : nil, rowLength: rowLength)
@@ -95,6 +96,7 @@ public enum NF4ScaleSearch {
                 let xs = SendableConstPointer(x.baseAddress!)
                 Parallel.forRanges(blocks, threads: workers, minChunk: 64) { b0, b1 in
                     var block = Block(capacity: bs)
+                    defer { block.release() }
                     DynamicMap8.signedCode.withUnsafeBufferPointer { map in
                         weights.withUnsafeBufferPointer { wb in
                             for b in b0..<b1 {
@@ -139,39 +141,46 @@ public enum NF4ScaleSearch {
     }
 
     /// One block's values and weights (padding of a partial last block is left out: it is never decoded).
+    /// Owns raw storage, one per worker: the error loop runs ~20 times per block and must not bounds-check.
     struct Block {
-        var x: [Float]
-        var w: [Float]
+        let x: UnsafeMutablePointer<Float>
+        let w: UnsafeMutablePointer<Float>
+        let values: UnsafeMutablePointer<Float>
+        let mid: UnsafeMutablePointer<Float>
         var n = 0
-        let values = NF4.codeValues
 
         init(capacity: Int) {
-            x = [Float](repeating: 0, count: capacity)
-            w = [Float](repeating: 1, count: capacity)
+            x = .allocate(capacity: capacity); w = .allocate(capacity: capacity)
+            values = .allocate(capacity: 16); mid = .allocate(capacity: 15)
+            for i in 0..<16 { values[i] = NF4.codeValues[i] }
+            for i in 0..<15 { mid[i] = NF4ScaleSearch.midpoints[i] }
         }
+
+        func release() { x.deallocate(); w.deallocate(); values.deallocate(); mid.deallocate() }
 
         mutating func load(_ src: UnsafePointer<Float>, count: Int, block b: Int, blockSize: Int,
                            weights: UnsafePointer<Float>?, rowLength: Int) {
             let lo = b * blockSize
             n = min(count, lo + blockSize) - lo
+            x.update(from: src + lo, count: n)
+            guard let weights else { w.update(repeating: 1, count: n); return }
+            var col = lo % rowLength
             for i in 0..<n {
-                x[i] = src[lo + i]
-                w[i] = weights.map { $0[(lo + i) % rowLength] } ?? 1
+                w[i] = weights[col]
+                col += 1
+                if col == rowLength { col = 0 }
             }
         }
 
         /// `Σ wᵢ (xᵢ − f32(NF4[cᵢ]·s))²` in double with codes by nearest value for scale `s`.
+        @inline(__always)
         func error(scale s: Float) -> Double {
             let r: Float = 1 / s
             var e = 0.0
-            NF4ScaleSearch.midpoints.withUnsafeBufferPointer { mid in
-                values.withUnsafeBufferPointer { v in
-                    for i in 0..<n {
-                        let c = NF4ScaleSearch.code(x[i] * r, mid.baseAddress!)
-                        let d = Double(x[i]) - Double(v[c] * s)
-                        e += Double(w[i]) * d * d
-                    }
-                }
+            for i in 0..<n {
+                let c = NF4ScaleSearch.code(x[i] * r, mid)
+                let d = Double(x[i]) - Double(values[c] * s)
+                e += Double(w[i]) * d * d
             }
             return e
         }
@@ -180,12 +189,10 @@ public enum NF4ScaleSearch {
         func refit(scale s: Float) -> Float {
             let r: Float = 1 / s
             var num = 0.0, den = 0.0
-            NF4ScaleSearch.midpoints.withUnsafeBufferPointer { mid in
-                for i in 0..<n {
-                    let q = Double(values[NF4ScaleSearch.code(x[i] * r, mid.baseAddress!)])
-                    num += Double(w[i]) * Double(x[i]) * q
-                    den += Double(w[i]) * q * q
-                }
+            for i in 0..<n {
+                let q = Double(values[NF4ScaleSearch.code(x[i] * r, mid)])
+                num += Double(w[i]) * Double(x[i]) * q
+                den += Double(w[i]) * q * q
             }
             return den > 0 ? Float(num / den) : s
         }
