@@ -51,6 +51,8 @@ struct Quantize: ParsableCommand {
     var calibrateTokens: Int = 4096
     @Option(help: "Calibration window length in tokens.")
     var calibrateCtx: Int = 512
+    @Option(help: "Also write the calibration's importance (mean squared input per channel, one F32 vector per linear) to this .safetensors file.")
+    var saveImportance: String?
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
@@ -88,6 +90,13 @@ struct Quantize: ParsableCommand {
             bar?.update(p.windows, detail: "\(p.tokens) tokens")
         }
         bar?.finish()
+        if let out = saveImportance {
+            let tensors = try c.channels.keys.sorted().map { name in
+                try SafetensorsTensorData(name: name, shape: [c.channels[name]!.count], floats: c.channels[name]!)
+            }
+            try SafetensorsWriter.write(to: out, tensors: tensors, metadata: ["calibration_sha256": c.textSHA256,
+                                                                               "tokens": "\(c.tokens)", "ctx": "\(c.ctx)"])
+        }
         return (c, CalibrationReport(text: path, sha256: c.textSHA256, model: modelPath, tokens: c.tokens, ctx: c.ctx,
                                      linears: c.channels.count, seconds: c.seconds))
     }
