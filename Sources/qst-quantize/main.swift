@@ -56,10 +56,18 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    /// The summary's fields, plus the search method and the calibration when there was one.
     struct Report: Encodable {
         var summary: QuantizationSummary
         var scaleSearch: String?
         var calibration: CalibrationReport?
+        enum Keys: String, CodingKey { case scaleSearch, calibration }
+        func encode(to encoder: Encoder) throws {
+            try summary.encode(to: encoder)
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encodeIfPresent(scaleSearch, forKey: .scaleSearch)
+            try c.encodeIfPresent(calibration, forKey: .calibration)
+        }
     }
 
     struct CalibrationReport: Encodable {
