@@ -56,7 +56,7 @@ let package = Package(
         // Command-line options shared by the tools that run the engine.
         .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
-        .executableTarget(name: "qst-quantize", dependencies: ["QSTFormat", "QSTCLI",
+        .executableTarget(name: "qst-quantize", dependencies: ["QSTFormat", "QSTEngine", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
         .executableTarget(name: "qst-inspect", dependencies: ["QSTFormat", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),

@@ -33,6 +33,9 @@ public final class FrozenModel: FrozenBackbone {
     let opt: OPTParts?
     let dropPages: Bool
     private var blockCache: [Int: DecoderBlockWeights] = [:]
+    /// When set, every forward runs block `i` with `blockTransform(i, weights)` instead of its weights (for example
+    /// linears wrapped to record their inputs: `ImportanceMatrix`). Nil in normal use.
+    public var blockTransform: ((Int, DecoderBlockWeights) -> DecoderBlockWeights)?
     let context: MatmulContext
     let scratch: DecoderScratch
 
@@ -161,7 +164,8 @@ public final class FrozenModel: FrozenBackbone {
                 try visit?(i + 1, x.constPointer)
                 continue
             }
-            let w = try blockWeights(i)
+            let stored = try blockWeights(i)
+            let w = blockTransform?(i, stored) ?? stored
             DecoderBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: w, shape: blockShape,
                                  cos: cos.constPointer, sin: sin.constPointer, kv: slot, scratch: scratch,
                                  context: context)

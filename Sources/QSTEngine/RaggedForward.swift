@@ -114,7 +114,7 @@ private struct RaggedAttention: @unchecked Sendable {
 /// segments (decoding requests) packed up to 4 rows. The matmul kernels take their GEMV loops for up to
 /// 4 rows, and their GEMM loops for 5 to a few dozen rows cost far more than reading the weights again
 /// (measured on SmolLM2 NF4, 2 cores: a decode step of 8 rows in one call took ~9× a step of 4 rows;
-/// BENCHMARKS.md §13) — and a decoding request's row gets the GEMV path `qst-generate` gives it.
+/// BENCHMARKS.md §16) — and a decoding request's row gets the GEMV path `qst-generate` gives it.
 struct RowGroupedLinear: LinearWeights {
     static let small = 4
     let inner: any LinearWeights

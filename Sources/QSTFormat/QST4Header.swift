@@ -24,14 +24,26 @@ public struct QST4Quantization: Codable, Sendable, Equatable {
     public var keptDtype: String
     public var policy: String = "transformer-linear"
     public var keep: [String] = []
+    /// Set when block scales were searched (Formats/QST4.md §4): "mse", or "weighted-mse" with `calibration`.
+    public var scaleSearch: String?
+    public var calibration: QST4CalibrationInfo?
     enum CodingKeys: String, CodingKey {
-        case method, policy, keep
+        case method, policy, keep, calibration
+        case scaleSearch = "scale_search"
         case blockSize = "block_size", doubleQuant = "double_quant", dqBlockSize = "dq_block_size", keptDtype = "kept_dtype"
     }
     public init(blockSize: Int, doubleQuant: Bool, dqBlockSize: Int, keptDtype: String, keep: [String]) {
         self.blockSize = blockSize; self.doubleQuant = doubleQuant; self.dqBlockSize = dqBlockSize
         self.keptDtype = keptDtype; self.keep = keep
     }
+}
+
+/// Which text calibrated the scale search (informative; decoding does not depend on it).
+public struct QST4CalibrationInfo: Codable, Sendable, Equatable {
+    public var sha256: String
+    public var tokens: Int
+    public var ctx: Int
+    public init(sha256: String, tokens: Int, ctx: Int) { self.sha256 = sha256; self.tokens = tokens; self.ctx = ctx }
 }
 
 public struct QST4Source: Codable, Sendable, Equatable {
@@ -73,8 +85,13 @@ public struct QST4TensorEntry: Codable, Sendable, Equatable {
     public var doubleQuant: Bool?
     public var dqBlockSize: Int?
     public var dqOffsetBits: UInt32?
+    /// NF4 only, optional: how the block scales were chosen ("mse" or "weighted-mse"; absent = absmax) and, when
+    /// weighted, the SHA-256 of the calibration text. Decoders ignore both.
+    public var scaleSearch: String?
+    public var calibrationSHA256: String?
     enum CodingKeys: String, CodingKey {
         case name, dtype, shape, layer, crc32c, parts
+        case scaleSearch = "scale_search", calibrationSHA256 = "calibration_sha256"
         case blockSize = "block_size", doubleQuant = "double_quant", dqBlockSize = "dq_block_size"
         case dqOffsetBits = "dq_offset_bits"
     }

@@ -37,6 +37,8 @@ public struct QST4Quantize {
     public var createdBy: String
     /// Recorded creation time (tools pass SOURCE_DATE_EPOCH when set, for reproducible files).
     public var createdAt: Date
+    /// When set, NF4 block scales are searched (weighted by the calibration, if any) instead of the absmax.
+    public var scaleSearch: NF4ScaleSearchRequest?
 
     public init(source: String, output: String, policy: QuantizationPolicy, configPath: String? = nil,
                 createdBy: String, createdAt: Date = Date()) {
@@ -90,9 +92,13 @@ public struct QST4Quantize {
             inputDone += info.byteCount
             progress(i + 1, names.count, inputDone)
         }
-        let quantization = QST4Quantization(blockSize: policy.nf4.blockSize, doubleQuant: policy.nf4.doubleQuant,
+        var quantization = QST4Quantization(blockSize: policy.nf4.blockSize, doubleQuant: policy.nf4.doubleQuant,
                                             dqBlockSize: policy.nf4.dqBlockSize,
                                             keptDtype: policy.keptDtype.rawValue.lowercased(), keep: policy.keepPatterns)
+        if let search = scaleSearch {
+            quantization.scaleSearch = search.method(weighted: search.calibration != nil)
+            if let c = search.calibration { quantization.calibration = QST4CalibrationInfo(sha256: c.textSHA256, tokens: c.tokens, ctx: c.ctx) }
+        }
         try writer.finish(quantization: quantization, provenance: QST4Provenance(sources: try hashing.wait()), createdBy: createdBy,
                           createdAt: createdAt)
         let seconds = Date().timeIntervalSince(start)
@@ -137,8 +143,20 @@ public struct QST4Quantize {
         return try withExtendedLifetime(owned) {
             switch decision {
             case .nf4:
-                let t = try NF4.quantize(values, parameters: policy.nf4, file: file.path, tensor: name)
-                try writer.writeNF4(name: name, shape: info.shape, t)
+                let t: NF4Tensor
+                if let search = scaleSearch {
+                    let rowLength = info.shape.count == 2 ? info.shape[1] : max(n, 1)
+                    var importance = search.calibration?.weights(for: name)
+                    if importance?.count != rowLength { importance = nil }   // no calibration for this tensor
+                    t = try NF4ScaleSearch.quantize(values, parameters: policy.nf4, importance: importance,
+                                                    rowLength: rowLength, settings: search.settings,
+                                                    file: file.path, tensor: name)
+                    try writer.writeNF4(name: name, shape: info.shape, t, scaleSearch: search.method(weighted: importance != nil),
+                                        calibrationSHA256: importance != nil ? search.calibration?.textSHA256 : nil)
+                } else {
+                    t = try NF4.quantize(values, parameters: policy.nf4, file: file.path, tensor: name)
+                    try writer.writeNF4(name: name, shape: info.shape, t)
+                }
                 let outBytes = t.codes.count + 4 * t.absmax.count + t.absmaxCodes.count + 4 * t.absmax2.count
                 return TensorQuantizationReport(name: name, shape: info.shape, dtype: "NF4", inputBytes: info.byteCount,
                                                 outputBytes: outBytes, bitsPerWeight: Double(outBytes * 8) / Double(max(n, 1)),

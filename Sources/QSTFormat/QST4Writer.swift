@@ -65,7 +65,9 @@ public final class QST4Writer {
         tensors.append(entry)
     }
 
-    public func writeNF4(name: String, shape: [Int], _ t: NF4Tensor) throws {
+    /// `scaleSearch`/`calibrationSHA256`: the optional metadata of a tensor whose scales were searched.
+    public func writeNF4(name: String, shape: [Int], _ t: NF4Tensor, scaleSearch: String? = nil,
+                         calibrationSHA256: String? = nil) throws {
         var crc: UInt32 = 0
         var parts: [String: ByteRange] = [:]
         parts["codes"] = try t.codes.withUnsafeBytes { try writePart($0, crc: &crc) }
@@ -79,7 +81,8 @@ public final class QST4Writer {
         try register(QST4TensorEntry(
             name: name, dtype: .nf4, shape: shape, layer: openLayer?.index ?? -1, crc32c: crc, parts: parts,
             blockSize: t.blockSize, doubleQuant: dq, dqBlockSize: dq ? t.dqBlockSize : nil,
-            dqOffsetBits: dq ? t.absmaxOffset.bitPattern : nil))
+            dqOffsetBits: dq ? t.absmaxOffset.bitPattern : nil, scaleSearch: scaleSearch,
+            calibrationSHA256: calibrationSHA256))
     }
 
     /// Writes an F32, F16 or BF16 tensor whose bytes are already in that dtype.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import QSTCLI
+import QSTEngine
 import QSTFormat
 
 struct Quantize: ParsableCommand {
@@ -17,6 +18,11 @@ struct Quantize: ParsableCommand {
           qst-quantize model.safetensors out.qst4 --config config.json --block-size 128
           qst-quantize MODEL_DIR full.qst4 --keep '.*' --dtype f32     (no quantization at all)
           qst-quantize MODEL_DIR out.qst4 --json > summary.json
+          qst-quantize MODEL_DIR out.qst4 --search                  (block scales by least squared error)
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt     (scales weighted by the model's activations)
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --calibrate-with plain.qst4
+
+        --search and --calibrate keep the NF4 format: only the choice of each block's scale changes, so every         NF4 reader decodes the file unchanged (Formats/NF4.md §6). --calibrate first runs the text through the         model (INPUT itself, or --calibrate-with) to measure each linear's input channels.
         """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")
@@ -35,8 +41,73 @@ struct Quantize: ParsableCommand {
     var quantizeEmbeddings = false
     @Option(help: "dtype of kept matrices (embeddings, LM head, --keep): bf16, f16 or f32.")
     var dtype: String = "bf16"
+    @Flag(help: "Choose each NF4 block's scale by least squared error instead of the absmax (same format).")
+    var search = false
+    @Option(help: "Calibration text: weight the scale search by each input channel's mean squared activation on it.")
+    var calibrate: String?
+    @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
+    var calibrateWith: String?
+    @Option(help: "Calibrate on at most this many tokens of the text.")
+    var calibrateTokens: Int = 4096
+    @Option(help: "Calibration window length in tokens.")
+    var calibrateCtx: Int = 512
+    @Option(help: "Also write the calibration's importance (mean squared input per channel, one F32 vector per linear) to this .safetensors file.")
+    var saveImportance: String?
     @Flag(help: "Print the summary as JSON.")
     var json = false
+
+    /// The summary's fields, plus the search method and the calibration when there was one.
+    struct Report: Encodable {
+        var summary: QuantizationSummary
+        var scaleSearch: String?
+        var calibration: CalibrationReport?
+        enum Keys: String, CodingKey { case scaleSearch, calibration }
+        func encode(to encoder: Encoder) throws {
+            try summary.encode(to: encoder)
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encodeIfPresent(scaleSearch, forKey: .scaleSearch)
+            try c.encodeIfPresent(calibration, forKey: .calibration)
+        }
+    }
+
+    struct CalibrationReport: Encodable {
+        var text: String, sha256: String, model: String, tokens: Int, ctx: Int, linears: Int, seconds: Double
+    }
+
+    /// Reads and tokenizes the calibration text and runs it through the model; one-line errors name the file.
+    func calibration() throws -> (NF4Calibration, CalibrationReport)? {
+        guard let path = calibrate else { return nil }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
+              let data = FileManager.default.contents(atPath: path) else {
+            throw CommandError("\(path): cannot read the calibration text")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path): the calibration text is not UTF-8") }
+        guard calibrateTokens >= 1, calibrateCtx >= 2 else {
+            throw CommandError("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
+        }
+        let modelPath = calibrateWith ?? input
+        let model = try FrozenModel(path: modelPath, options: EngineOptions(matmulPath: .kernelsAuto))
+        var ids = try model.source.loadTokenizer().encode(text).map(Int32.init)
+        guard ids.count >= 2 else { throw CommandError("\(path): the calibration text has \(ids.count) token(s); at least 2 are needed") }
+        if ids.count > calibrateTokens { ids = Array(ids.prefix(calibrateTokens)) }
+        var bar: ProgressBar?
+        let c = try ImportanceMatrix.collect(model: model, tokens: ids, ctx: calibrateCtx,
+                                             textSHA256: Checksums.sha256Hex(data)) { p in
+            if bar == nil { bar = ProgressBar(total: p.totalWindows, label: "calibrating") }
+            bar?.update(p.windows, detail: "\(p.tokens) tokens")
+        }
+        bar?.finish()
+        if let out = saveImportance {
+            let tensors = try c.channels.keys.sorted().map { name in
+                try SafetensorsTensorData(name: name, shape: [c.channels[name]!.count], floats: c.channels[name]!)
+            }
+            try SafetensorsWriter.write(to: out, tensors: tensors, metadata: ["calibration_sha256": c.textSHA256,
+                                                                               "tokens": "\(c.tokens)", "ctx": "\(c.ctx)"])
+        }
+        return (c, CalibrationReport(text: path, sha256: c.textSHA256, model: modelPath, tokens: c.tokens, ctx: c.ctx,
+                                     linears: c.channels.count, seconds: c.seconds))
+    }
 
     func run() throws {
         var policy = QuantizationPolicy()
@@ -51,16 +122,25 @@ struct Quantize: ParsableCommand {
         let job = QST4Quantize(source: input, output: output, policy: policy, configPath: config,
                                createdBy: "qst-quantize \(QSTVersion.string)",
                                createdAt: ReproducibleBuild.creationDate())
+        var job2 = job
+        let calibrated = try calibration()
+        if search || calibrated != nil { job2.scaleSearch = NF4ScaleSearchRequest(calibration: calibrated?.0) }
         var bar: ProgressBar?
         let start = Date()
-        let summary = try job.run { done, total, bytes in
+        let summary = try job2.run { done, total, bytes in
             if bar == nil { bar = ProgressBar(total: total, label: "quantizing") }
             let mbs = Double(bytes) / 1e6 / max(Date().timeIntervalSince(start), 1e-6)
             bar?.update(done, detail: String(format: "tensors  %@  %.0f MB/s", Units.bytes(bytes), mbs))
         }
         bar?.finish()
-        if json { try JSONOutput.print(summary); return }
+        let method = job2.scaleSearch?.method(weighted: calibrated != nil)
+        if json { try JSONOutput.print(Report(summary: summary, scaleSearch: method, calibration: calibrated?.1)); return }
         print("wrote \(summary.output)")
+        if let c = calibrated?.1 {
+            print(String(format: "  calibration      %ld tokens of %@ through %@, %ld linears, %.2f s", c.tokens, c.text,
+                         c.model, c.linears, c.seconds))
+        }
+        if let method { print("  scale search     \(method)") }
         print("  tensors          \(summary.tensors) (\(summary.quantizedTensors) NF4)")
         print("  input            \(Units.bytes(summary.inputBytes))")
         print("  output           \(Units.bytes(summary.outputBytes))")
