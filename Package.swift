@@ -1,7 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Release builds keep Swift's bounds and overflow checks (`-O`) everywhere a file, a tokenizer, a data
+// record or a command line is read: `checked`. Only the layer math in QSTNN and the parallel loops in
+// QSTCore, measured hot (BENCHMARKS.md, "Checked parsers"), drop them: `hotMath` (`-Ounchecked`).
+let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
+let hotMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "QST",
@@ -33,42 +37,42 @@ let package = Package(
         // Open MPI loaded at run time (dlopen), so one build runs with or without it (README, "Data parallelism").
         .target(name: "CMPIShim", path: "Sources/CMPIShim", linkerSettings: [.linkedLibrary("dl")]),
         // Small shared pieces: parallel loops over the cores.
-        .target(name: "QSTCore", swiftSettings: optimized),
+        .target(name: "QSTCore", swiftSettings: hotMath),
         // The one format library: safetensors, NF4, the .qst4 container.
-        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: optimized),
+        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: checked),
         // Hugging Face tokenizer.json and chat templates.
-        .target(name: "QSTTokenizer", swiftSettings: optimized),
+        .target(name: "QSTTokenizer", swiftSettings: checked),
         // Layers with forward and backward side by side, on plain F32 buffers.
-        .target(name: "QSTNN", dependencies: ["CBLAS", "QSTKernels", "QSTCore"], swiftSettings: optimized),
+        .target(name: "QSTNN", dependencies: ["CBLAS", "QSTKernels", "QSTCore"], swiftSettings: hotMath),
         // The frozen LLaMA-family model over a mapped container.
         .target(name: "QSTEngine", dependencies: ["QSTFormat", "QSTNN", "QSTTokenizer", "CBLAS", "QSTKernels"],
-                swiftSettings: optimized),
+                swiftSettings: checked),
         // The side network, its training loop, export.
-        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"], swiftSettings: optimized),
+        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"], swiftSettings: checked),
         // Data-parallel training over MPI: the job's ranks as a GradientReducer.
-        .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: optimized),
+        .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: checked),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
         .target(name: "QSTCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
-                swiftSettings: optimized),
+                swiftSettings: checked),
         // Command-line options shared by the tools that run the engine.
         .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-quantize", dependencies: ["QSTFormat", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-inspect", dependencies: ["QSTFormat", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-eval", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-generate", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-synthetic", dependencies: ["QSTFormat", "QSTTokenizer", "QSTCore", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-init-side", dependencies: ["QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTEngine", "QSTNN", "QSTCLI", "QSTDistributed",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore"]),
         .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat"]),
         .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer"]),

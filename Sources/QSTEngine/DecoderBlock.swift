@@ -43,17 +43,21 @@ public struct DecoderBlockWeights {
 
 /// Where one block's keys and values live: `[batch, capacity, kvDim]` each, plus a `[batch, capacity]`
 /// key mask (nonzero = a real token). Rows `0..<pastLength` already hold earlier tokens.
+/// With a sliding `window` the storage is a ring of `capacity` slots (row `a` in slot `a mod capacity`)
+/// and the new tokens' key mask is `newKeyMask [batch·newTokens]` (see `KVCache`, `WindowedAttention`).
 public struct KVSlot {
     public var keys: UnsafeMutablePointer<Float>
     public var values: UnsafeMutablePointer<Float>
     public var keyMask: UnsafePointer<UInt8>
     public var capacity: Int
     public var pastLength: Int
+    public var window: Int?
+    public var newKeyMask: UnsafePointer<UInt8>?
 
     public init(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, keyMask: UnsafePointer<UInt8>,
-                capacity: Int, pastLength: Int) {
+                capacity: Int, pastLength: Int, window: Int? = nil, newKeyMask: UnsafePointer<UInt8>? = nil) {
         self.keys = keys; self.values = values; self.keyMask = keyMask; self.capacity = capacity
-        self.pastLength = pastLength
+        self.pastLength = pastLength; self.window = window; self.newKeyMask = newKeyMask
     }
 }
 
@@ -108,6 +112,31 @@ public enum DecoderBlock {
         w.v.forward(out: v, x: h, n: n, accumulate: false, context: context)
         RoPE.forward(x: q, cos: cos, sin: sin, n: n, nHeads: s.heads, headDim: s.headDim)
         RoPE.forward(x: k, cos: cos, sin: sin, n: n, nHeads: s.kvHeads, headDim: s.headDim)
+        if let window = kv.window, let newMask = kv.newKeyMask {
+            let keys = WindowedAttention.Keys(ringK: kv.keys, ringV: kv.values, ringMask: kv.keyMask, ringRows: kv.capacity,
+                                              newK: k, newV: v, newMask: newMask)
+            WindowedAttention.forward(out: attn, q: q, keys: keys, batch: batch, newTokens: newTokens,
+                                      pastLength: kv.pastLength, window: window, nHeads: s.heads, nKVHeads: s.kvHeads,
+                                      headDim: s.headDim, threads: context.threads)
+            WindowedAttention.store(keys: k, values: v, into: kv, batch: batch, newTokens: newTokens, kvDim: s.kvDim)
+        } else {
+            attendThroughCache(attn: attn, q: q, k: k, v: v, batch: batch, newTokens: newTokens, shape: s, kv: kv,
+                               context: context)
+        }
+        w.o.forward(out: x, x: attn, n: n, accumulate: true, context: context)
+
+        RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.postAttentionNorm, n: n, d: s.hidden, eps: s.eps)
+        let g = scratch.gate.pointer, u = scratch.up.pointer
+        w.gate.forward(out: g, x: h, n: n, accumulate: false, context: context)
+        w.up.forward(out: u, x: h, n: n, accumulate: false, context: context)
+        SwiGLU.forward(out: g, gate: g, up: u, count: n * s.intermediate)
+        w.down.forward(out: x, x: g, n: n, accumulate: true, context: context)
+    }
+
+    /// Plain causal attention: the new rows are written into the cache, then every query reads it.
+    static func attendThroughCache(attn: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                                   v: UnsafePointer<Float>, batch: Int, newTokens: Int, shape s: DecoderBlockShape,
+                                   kv: KVSlot, context: MatmulContext) {
         for b in 0..<batch {
             let dstRow = b * kv.capacity + kv.pastLength
             (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
@@ -123,13 +152,5 @@ public enum DecoderBlock {
                                     batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
                                     capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
         }
-        w.o.forward(out: x, x: attn, n: n, accumulate: true, context: context)
-
-        RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.postAttentionNorm, n: n, d: s.hidden, eps: s.eps)
-        let g = scratch.gate.pointer, u = scratch.up.pointer
-        w.gate.forward(out: g, x: h, n: n, accumulate: false, context: context)
-        w.up.forward(out: u, x: h, n: n, accumulate: false, context: context)
-        SwiGLU.forward(out: g, gate: g, up: u, count: n * s.intermediate)
-        w.down.forward(out: x, x: g, n: n, accumulate: true, context: context)
     }
 }
