@@ -4,16 +4,20 @@ import XCTest
 /// `qst-eval compare` and `choice` with `--side`: a trained side network changes the result; without it
 /// the result is the base's (compare against itself on the exact path: KL exactly 0).
 final class EvalSideTests: ToolTestCase {
-    /// The synthetic model and a side network trained a few steps at a high rate, so its output is not the base's.
+    /// The synthetic model (one token per byte) and a side network trained at a high rate to answer "C" after
+    /// "Answer:", so its output — and its multiple-choice answers — are not the base's.
     func trainedSide() throws -> (model: String, side: String) {
         let f = BadInputFixtures(dir: dir)
         let model = try f.synthetic, side = try f.syntheticSide
         let words = ["the", "cat", "sat", "on", "a", "mat", "and", "ran", "off", "to", "see", "what", "was", "there"]
         var lines = ""
-        for i in 0..<16 { lines += "{\"text\": \"\((0..<8).map { words[($0 * 5 + i) % words.count] }.joined(separator: " "))\"}\n" }
+        for i in 0..<16 {
+            let q = (0..<6).map { words[($0 * 5 + i) % words.count] }.joined(separator: " ")
+            lines += "{\"prompt\": \"\(q)\\nA. mat\\nB. hat\\nC. off\\nD. there\\nAnswer:\", \"completion\": \"C\"}\n"
+        }
         try lines.write(toFile: path("train.jsonl"), atomically: true, encoding: .utf8)
-        try ok("qst-tune", [model, side, "-o", path("run"), "--data", path("train.jsonl"), "--steps", "6", "--lr", "0.05",
-                            "--batch-size", "4", "--max-length", "16", "--preset", "instruct", "--eval-every", "0"])
+        try ok("qst-tune", [model, side, "-o", path("run"), "--data", path("train.jsonl"), "--steps", "20", "--lr", "0.05",
+                            "--batch-size", "4", "--max-length", "64", "--preset", "instruct", "--eval-every", "0"])
         return (model, path("run/final"))
     }
 
@@ -49,6 +53,7 @@ final class EvalSideTests: ToolTestCase {
         XCTAssertEqual(predictions(plain), predictions(again))
         XCTAssertEqual(predictions(withSide).count, 12)
         XCTAssertNotEqual(predictions(withSide), predictions(plain), "the side network does not change choice")
+        XCTAssertEqual(predictions(withSide), Array(repeating: 2, count: 12), "the side network was trained to answer C")
 
         let two = try ToolHarness.run("qst-eval", choice + ["--side", side, "--side", side])
         XCTAssertEqual(two.status, 1)
