@@ -2,9 +2,9 @@
 import PackageDescription
 
 // Release builds keep Swift's bounds and overflow checks (`-O`) everywhere a file, a tokenizer, a data
-// record or a command line is read: `checked` (QSTFormat, QSTTokenizer, QSTData, the engine, the tools).
-// Only modules of measured hot loops that read no files drop them, `hotMath` (`-Ounchecked`): QSTNN's
-// layer math, QSTCore's parallel loops and QSTSide's side-network attention (BENCHMARKS.md §13).
+// record or a command line is read: `checked` (QSTFormat, QSTTokenizer, QSTSide's record readers, the
+// engine, the tools). Only QSTNN's layer math and QSTCore's parallel loops, which read nothing, drop
+// them: `hotMath` (`-Ounchecked`). Measured: BENCHMARKS.md §13.
 let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
 let hotMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
@@ -48,11 +48,9 @@ let package = Package(
         // The frozen LLaMA-family model over a mapped container.
         .target(name: "QSTEngine", dependencies: ["QSTFormat", "QSTNN", "QSTTokenizer", "CBLAS", "QSTKernels"],
                 swiftSettings: checked),
-        // Training and evaluation data: JSONL / JSON records, GLUE TSV files → tokenised examples.
-        .target(name: "QSTData", dependencies: ["QSTFormat", "QSTNN", "QSTTokenizer"], swiftSettings: checked),
-        // The side network, its training loop, export (its attention and pooling loops are measured hot).
-        .target(name: "QSTSide", dependencies: ["QSTData", "QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"],
-                swiftSettings: hotMath),
+        // The side network, its training loop, export; its record readers (JSONL / JSON / GLUE TSV).
+        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"],
+                swiftSettings: checked),
         // Data-parallel training over MPI: the job's ranks as a GradientReducer.
         .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: checked),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
@@ -82,7 +80,7 @@ let package = Package(
         .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer"]),
         .testTarget(name: "QSTNNTests", dependencies: ["QSTNN"]),
         .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine"]),
-        .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTData"]),
+        .testTarget(name: "QSTSideTests", dependencies: ["QSTSide"]),
         .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine"]),
     ]
 )

@@ -4,7 +4,6 @@ import QSTFormat
 import QSTNN
 import QSTTokenizer
 import XCTest
-@testable import QSTData
 @testable import QSTSide
 
 /// The side network's classification head on the mock backbone: layout and files, GLUE examples for it,
