@@ -1,7 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Release builds keep Swift's bounds and overflow checks (`-O`) everywhere a file, a tokenizer, a data
+// record or a command line is read: `checked` (QSTFormat, QSTTokenizer, QSTSide's record readers, the
+// engine, the tools). Only QSTNN's layer math and QSTCore's parallel loops, which read nothing, drop
+// them: `hotMath` (`-Ounchecked`). Measured: BENCHMARKS.md §18.
+let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
+let hotMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "QST",
@@ -36,50 +41,51 @@ let package = Package(
         // Open MPI loaded at run time (dlopen), so one build runs with or without it (README, "Data parallelism").
         .target(name: "CMPIShim", path: "Sources/CMPIShim", linkerSettings: [.linkedLibrary("dl")]),
         // Small shared pieces: parallel loops over the cores.
-        .target(name: "QSTCore", swiftSettings: optimized),
+        .target(name: "QSTCore", swiftSettings: hotMath),
         // The one format library: safetensors, NF4, the .qst4 container.
-        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: optimized),
+        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: checked),
         // Hugging Face tokenizer.json and chat templates.
-        .target(name: "QSTTokenizer", swiftSettings: optimized),
+        .target(name: "QSTTokenizer", swiftSettings: checked),
         // Layers with forward and backward side by side, on plain F32 buffers.
-        .target(name: "QSTNN", dependencies: ["CBLAS", "QSTKernels", "QSTCore"], swiftSettings: optimized),
+        .target(name: "QSTNN", dependencies: ["CBLAS", "QSTKernels", "QSTCore"], swiftSettings: hotMath),
         // The frozen LLaMA-family model over a mapped container.
         .target(name: "QSTEngine", dependencies: ["QSTFormat", "QSTNN", "QSTTokenizer", "CBLAS", "QSTKernels"],
-                swiftSettings: optimized),
-        // The side network, its training loop, export.
-        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"], swiftSettings: optimized),
+                swiftSettings: checked),
+        // The side network, its training loop, export; its record readers (JSONL / JSON / GLUE TSV).
+        .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"],
+                swiftSettings: checked),
         // Data-parallel training over MPI: the job's ranks as a GradientReducer.
-        .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: optimized),
+        .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: checked),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
         .target(name: "QSTCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
-                swiftSettings: optimized),
+                swiftSettings: checked),
         // Command-line options shared by the tools that run the engine.
         .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-quantize", dependencies: ["QSTFormat", "QSTEngine", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-inspect", dependencies: ["QSTFormat", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-eval", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-generate", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-synthetic", dependencies: ["QSTFormat", "QSTTokenizer", "QSTCore", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-init-side", dependencies: ["QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTEngine", "QSTNN", "QSTCLI", "QSTDistributed",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: optimized),
+            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
         // qst-serve's engine side: continuous batching of requests over one base and many side networks.
         .target(name: "QSTServe", dependencies: ["QSTEngine", "QSTSide", "QSTTokenizer", "QSTFormat", "QSTNN"],
-                swiftSettings: optimized),
+                swiftSettings: checked),
         .executableTarget(name: "qst-serve", dependencies: ["QSTServe", "QSTEngine", "QSTEngineCLI", "QSTSide",
             "QSTTokenizer", "QSTFormat", "QSTCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: optimized),
+            .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: checked),
         // Shared test pieces: the one NaN-safe comparison and the CI-aware skip (Tests/QSTTestSupport).
         .target(name: "QSTTestSupport", path: "Tests/QSTTestSupport"),
         .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore", "QSTTestSupport"]),

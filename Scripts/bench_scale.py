@@ -18,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scale_memory  # noqa: E402
+from qst_py.jsonl import read_jsonl  # noqa: E402
 
 CACHE = os.environ.get("QST_CACHE", os.path.expanduser("~/.cache/qst"))
 BIN = os.environ.get("QST_BIN", "")
@@ -90,7 +91,7 @@ def load_runs():
     path = os.path.join(OUT, "runs.jsonl")
     if not os.path.exists(path):
         return []
-    return [json.loads(l) for l in open(path) if l.strip()]
+    return read_jsonl(path)
 
 
 def one_run(shape, method, batch, budget, r=16, steps=STEPS):
@@ -124,7 +125,7 @@ def one_run(shape, method, batch, budget, r=16, steps=STEPS):
                    loadStart=load0, loadEnd=load1, wallSeconds=round(secs, 1), peakRSSMiB=round(peaks["VmHWM"]),
                    peakAnonMiB=round(peaks["RssAnon"]), peakFileMiB=round(peaks["RssFile"]), exitCode=code)
         if code == 0:
-            log = [json.loads(l) for l in open(os.path.join(work, "run", "log.jsonl")) if '"train"' in l]
+            log = read_jsonl(os.path.join(work, "run", "log.jsonl"), kind="train")
             times = [e["elapsedSeconds"] for e in log]
             rec.update(secondsPerStep=[round(t, 2) for t in times],
                        trainTokensPerSecond=round(batch * SEQ / min(times[1:] or times), 2))

@@ -22,6 +22,11 @@ CLI:
                                    (e.g. dequantized NF4 weights); unknown names are an error.
       --hidden-out FILE.npy        also save hidden states [num_layers+1, batch, T, hidden]
                                    (embeddings, then the output of every decoder layer, before final norm).
+      --no-sliding-window          ignore mistral's sliding_window (full causal attention), to show
+                                   a test's sequences really reach past the window.
+
+Sliding window (mistral): the query at position i attends keys j with i - sliding_window < j <= i,
+as Hugging Face's sliding-window causal mask (kv_idx > q_idx - sliding_window).
 
 Python API (import with Scripts/ on sys.path):
   m = ReferenceModel(model_dir, override=None)
@@ -209,8 +214,11 @@ def main(argv):
     ap.add_argument("--prompt-ids", help="comma-separated prompt ids for --greedy")
     ap.add_argument("--stop-at-eos", action="store_true")
     ap.add_argument("--override-safetensors", help="safetensors whose tensors replace the folder's")
+    ap.add_argument("--no-sliding-window", action="store_true", help="full causal attention even for mistral")
     a = ap.parse_args(argv)
     model = ReferenceModel(a.model_dir, a.override_safetensors)
+    if a.no_sliding_window and hasattr(model, "sliding_window"):
+        model.sliding_window = None
     if a.greedy is not None:
         if not a.prompt_ids:
             ap.error("--greedy needs --prompt-ids")

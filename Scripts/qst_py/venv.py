@@ -2,6 +2,9 @@
 
 Call `ensure_venv()` at the very top of a script, before importing numpy & co. If the current
 interpreter is not the venv's, the script is re-executed with the venv's python (same argv).
+Only a script run as `__main__` is re-executed: a module imported by another program (qst4_reader,
+reference_forward) must not replace that program's process, so there the current interpreter is
+used as it is, and a missing package is an ImportError naming the venv.
 """
 import os
 import subprocess
@@ -24,6 +27,13 @@ def _inside_venv(py: str) -> bool:
 
 
 def ensure_venv(required=("numpy",)) -> None:
+    caller = sys._getframe(1).f_globals.get("__name__")
+    if caller != "__main__":
+        missing = [m for m in required if not _importable(m)]
+        if missing:
+            raise ImportError(f"{caller} needs {', '.join(missing)}: run it with {venv_python()} "
+                              "(Scripts/setup-env.sh creates it)")
+        return
     py = venv_python()
     if _inside_venv(py):
         missing = [m for m in required if not _importable(m)]

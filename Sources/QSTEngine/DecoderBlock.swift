@@ -98,22 +98,38 @@ public enum DecoderBlock {
                                kv: KVSlot, scratch: DecoderScratch, context: MatmulContext) {
         forward(x: x, rows: batch * newTokens, weights: w, shape: s, cos: cos, sin: sin, scratch: scratch,
                 context: context) { q, k, v, attn in
-            for b in 0..<batch {
-                let dstRow = b * kv.capacity + kv.pastLength
-                (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
-                (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
-            }
-            if BLASThreadScope.isSingleThreaded {
-                HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                              batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                              capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads,
-                                              headDim: s.headDim, threads: context.threads,
-                                              rowIndependent: context.rowIndependent)
+            if let window = kv.window, let newMask = kv.newKeyMask {
+                let keys = WindowedAttention.Keys(ringK: kv.keys, ringV: kv.values, ringMask: kv.keyMask,
+                                                  ringRows: kv.capacity, newK: k, newV: v, newMask: newMask)
+                WindowedAttention.forward(out: attn, q: q, keys: keys, batch: batch, newTokens: newTokens,
+                                          pastLength: kv.pastLength, window: window, nHeads: s.heads,
+                                          nKVHeads: s.kvHeads, headDim: s.headDim, threads: context.threads)
+                WindowedAttention.store(keys: k, values: v, into: kv, batch: batch, newTokens: newTokens, kvDim: s.kvDim)
             } else {
-                Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                        batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                        capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+                attendThroughCache(attn: attn, q: q, k: k, v: v, batch: batch, newTokens: newTokens, shape: s, kv: kv,
+                                   context: context)
             }
+        }
+    }
+
+    /// Plain causal attention: the new rows are written into the cache, then every query reads it.
+    static func attendThroughCache(attn: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                                   v: UnsafePointer<Float>, batch: Int, newTokens: Int, shape s: DecoderBlockShape,
+                                   kv: KVSlot, context: MatmulContext) {
+        for b in 0..<batch {
+            let dstRow = b * kv.capacity + kv.pastLength
+            (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
+            (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
+        }
+        if BLASThreadScope.isSingleThreaded {
+            HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                                          batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                                          capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
+                                          threads: context.threads, rowIndependent: context.rowIndependent)
+        } else {
+            Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                                    batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                                    capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
         }
     }
 

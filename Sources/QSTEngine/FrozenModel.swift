@@ -99,9 +99,10 @@ public final class FrozenModel: FrozenBackbone {
         return w
     }
 
-    /// A fresh cache for `batch` sequences of up to `capacity` tokens.
+    /// A fresh cache for `batch` sequences of up to `capacity` tokens; with a sliding window shorter than
+    /// `capacity` it holds only `window − 1` rows per sequence (a ring, see `KVCache`).
     public func makeCache(batch: Int, capacity: Int) -> KVCache {
-        KVCache(layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim)
+        KVCache(layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim, window: config.attentionWindow)
     }
 
     /// Runs `newTokens` tokens per sequence (`ids [batch·newTokens]`, `valid` nonzero = real token, nil = all)
@@ -130,10 +131,16 @@ public final class FrozenModel: FrozenBackbone {
             positions = try cache.append(newTokens: newTokens, valid: validMask)
             local = nil
         } else {
-            let c = KVCache(layers: 1, batch: batch, capacity: newTokens, kvDim: config.kvDim)
+            let c = KVCache(layers: 1, batch: batch, capacity: newTokens, kvDim: config.kvDim, window: config.attentionWindow)
             positions = try c.append(newTokens: newTokens, valid: validMask)
             local = c
         }
+        // A ring cache (sliding window) keeps the new tokens' key mask apart until commit.
+        let pendingMask = (cache ?? local!).pendingKeyMask
+        let pendingBuffer = Buffer<UInt8>(count: pendingMask.count)
+        for (i, m) in pendingMask.enumerated() { pendingBuffer[i] = m }
+        let pending: UnsafePointer<UInt8>? = pendingMask.isEmpty ? nil : pendingBuffer.constPointer
+        defer { withExtendedLifetime(pendingBuffer) {} }
         let half = config.resolvedHeadDim / 2
         // OPT has no RoPE: its learned position embeddings are added in `OPTParts.embed`.
         let ropeRows = opt == nil ? n : 0
@@ -156,7 +163,7 @@ public final class FrozenModel: FrozenBackbone {
         source.prefetchLayer(0)
         for i in 0..<layerCount {
             if i + 1 < layerCount { source.prefetchLayer(i + 1) }
-            let slot = cache?.slot(layer: i) ?? local!.slot(layer: 0)
+            let slot = cache?.slot(layer: i, pending: pending) ?? local!.slot(layer: 0, pending: pending)
             if let opt {
                 OPTBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: try opt.layer(i, cache: !dropPages),
                                  config: config, kv: slot, scratch: opt.scratch, context: context)

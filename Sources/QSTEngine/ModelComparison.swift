@@ -16,8 +16,11 @@ public struct ComparisonResult: Codable, Sendable {
 }
 
 public enum ModelComparison {
+    /// `headInputs(ids)`, when given, replaces `model.forward` for the model under test: the rows its LM head
+    /// reads (a base with a side network supplies its side's output here); the head is `model`'s.
     public static func evaluate(model: FrozenModel, reference: FrozenModel, tokens: [Int32], ctx: Int,
-                                stride: Int? = nil, progress: (Int, Int) -> Void = { _, _ in }) throws -> ComparisonResult {
+                                stride: Int? = nil, headInputs: (([Int32]) throws -> FloatBuffer)? = nil,
+                                progress: (Int, Int) -> Void = { _, _ in }) throws -> ComparisonResult {
         guard model.vocabSize == reference.vocabSize else {
             throw QSTError("compare: vocabularies differ (\(model.vocabSize) vs \(reference.vocabSize) tokens)")
         }
@@ -29,7 +32,7 @@ public enum ModelComparison {
         for (wi, w) in windows.enumerated() {
             let ids = Array(tokens[w.begin..<w.end])
             let T = ids.count
-            let h = try model.forward(ids: ids, batch: 1, newTokens: T)
+            let h = try headInputs?(ids) ?? model.forward(ids: ids, batch: 1, newTokens: T)
             let hr = try reference.forward(ids: ids, batch: 1, newTokens: T)
             // Rows predicting scored tokens: positions p-1 for p in firstScored..<end.
             let r0 = w.firstScored - 1 - w.begin, rows = w.end - w.firstScored

@@ -120,21 +120,24 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             throw bad("hidden_act", "'\(act)' is not supported (the LLaMA MLP uses silu)")
         }
         if modelType == "qwen2", useSlidingWindow == true {
-            throw bad("use_sliding_window", "true is not supported (Qwen2 sliding-window attention)")
+            // Qwen2 windows only the layers from max_window_layers on, each with its own cache shape.
+            throw bad("use_sliding_window", "true is not supported (Qwen2's per-layer sliding window, max_window_layers); "
+                      + "only Mistral's sliding_window is")
         }
+        if modelType == "mistral", let w = slidingWindow, w <= 0 { throw bad("sliding_window", "must be positive (got \(w))") }
         if let e = rmsNormEps, !(e > 0) { throw bad("rms_norm_eps", "must be positive") }
         if let t = ropeTheta, !(t > 0) { throw bad("rope_theta", "must be positive") }
         _ = try ropeScalingValue(origin: origin)
     }
 
-    /// Mistral's sliding window limits how far back a token may look; when the window is at least
-    /// the sequence length it changes nothing, which is all this engine supports.
+    /// The attention window: Mistral's `sliding_window` (the query at row p sees rows p − window < j ≤ p);
+    /// nil for every other model type and for Mistral configs that set it to null.
+    public var attentionWindow: Int? { modelType == "mistral" ? slidingWindow : nil }
+
+    /// OPT has learned positions up to max_position_embeddings; longer sequences have no position.
     public func checkSequenceLength(_ length: Int) throws {
         if modelType == "opt", let m = maxPositionEmbeddings, length > m {
             throw QSTError("opt max_position_embeddings \(m): a sequence of \(length) tokens has no learned position")
-        }
-        if modelType == "mistral", let w = slidingWindow, length > w {
-            throw QSTError("mistral sliding_window \(w): sequences longer than the window (\(length)) are not supported")
         }
     }
 }

@@ -41,6 +41,8 @@ public struct SubjectAccuracy: Codable, Sendable {
     public var questions: Int
     public var correct: Int
     public var accuracy: Double
+    /// The chosen answer (0–3) of each test question, in file order.
+    public var predictions: [Int] = []
 }
 
 public struct ChoiceResult: Codable, Sendable {
@@ -59,12 +61,12 @@ public struct MultipleChoiceEvaluator {
     public let tokenizer: Tokenizer
     public let letterIDs: [Int32]
     public let maxContext: Int
-    /// The head input `[headInputSize]` at the last of `ids`, when something other than the frozen model
-    /// alone answers (a side network beside it, qst-eval choice --side); nil = the frozen model's own.
-    public var lastHeadInput: ((_ ids: [Int32]) throws -> FloatBuffer)?
+    /// The rows the LM head reads for a prompt, when not `model.forward`'s (a side network's output).
+    public let headInputs: (([Int32]) throws -> FloatBuffer)?
 
-    public init(model: FrozenModel, tokenizer: Tokenizer, maxContext: Int = 2048) throws {
-        self.model = model; self.tokenizer = tokenizer; self.maxContext = maxContext
+    public init(model: FrozenModel, tokenizer: Tokenizer, maxContext: Int = 2048,
+                headInputs: (([Int32]) throws -> FloatBuffer)? = nil) throws {
+        self.model = model; self.tokenizer = tokenizer; self.maxContext = maxContext; self.headInputs = headInputs
         // The answer follows "Answer:" as " A"; fall back to the bare letter if " A" is not one token.
         letterIDs = try Self.letters.map { l in
             let spaced = tokenizer.encode(" " + l)
@@ -99,16 +101,10 @@ public struct MultipleChoiceEvaluator {
             ids = tokenizer.encode(Self.prompt(subject: subject, shots: Array(shots.prefix(k)), question: question)).map(Int32.init)
         }
         if ids.count > maxContext { ids = Array(ids.suffix(maxContext)) }
-        let last: UnsafePointer<Float>, keep: FloatBuffer
-        if let lastHeadInput {
-            keep = try lastHeadInput(ids); last = keep.constPointer
-        } else {
-            keep = try model.forward(ids: ids, batch: 1, newTokens: ids.count)
-            last = keep.constPointer + (ids.count - 1) * model.headInputSize
-        }
+        let h = try headInputs?(ids) ?? model.forward(ids: ids, batch: 1, newTokens: ids.count)
         var scores = [Float](repeating: 0, count: letterIDs.count)
         try scores.withUnsafeMutableBufferPointer { out in
-            try ChunkedCrossEntropy.candidateLogits(out: out.baseAddress!, hidden: last,
+            try ChunkedCrossEntropy.candidateLogits(out: out.baseAddress!, hidden: h.constPointer + (ids.count - 1) * model.headInputSize,
                                                     n: 1, head: model.headRows(), candidates: letterIDs)
         }
         return scores.indices.max { scores[$0] < scores[$1] } ?? 0
@@ -122,13 +118,15 @@ public struct MultipleChoiceEvaluator {
             let dev = shots > 0 ? Array(try MMLUData.load(dir: dir, subject: subject, split: "dev").prefix(shots)) : []
             var test = try MMLUData.load(dir: dir, subject: subject, split: "test")
             if let limit { test = Array(test.prefix(limit)) }
-            var correct = 0
+            var correct = 0, predictions: [Int] = []
             for (i, q) in test.enumerated() {
-                if try predict(subject: subject, shots: dev, question: q) == q.answer { correct += 1 }
+                let p = try predict(subject: subject, shots: dev, question: q)
+                predictions.append(p)
+                if p == q.answer { correct += 1 }
                 progress(subject, i + 1, test.count)
             }
             per.append(SubjectAccuracy(subject: subject, questions: test.count, correct: correct,
-                                       accuracy: Double(correct) / Double(max(1, test.count))))
+                                       accuracy: Double(correct) / Double(max(1, test.count)), predictions: predictions))
         }
         let q = per.reduce(0) { $0 + $1.questions }, c = per.reduce(0) { $0 + $1.correct }
         return ChoiceResult(questions: q, correct: c, accuracy: Double(c) / Double(max(1, q)), subjects: per,

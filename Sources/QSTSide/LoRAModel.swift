@@ -102,6 +102,7 @@ public final class LoRAModel {
     /// `gradScale` (default 1/labelled count). Dropout draws come from `rng`.
     public func trainStep(_ batch: SideBatch, rng: inout SplitMix64, gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
         let tokens = batch.tokens, n = tokens.ids.count, d = shape.hidden, L = layerCount
+        try checkWindow(seqLen: tokens.seqLen)
         let g = LoRAGeometry(lengths: tokens.lengths, seqLen: tokens.seqLen, block: shape, invFreq: invFreq)
         let B = buffers(rows: n, probsCount: g.shape.probsCount)
         try embed(tokens, into: B.inputs[0].pointer)
@@ -150,8 +151,18 @@ public final class LoRAModel {
     }
 
     /// Forward without dropout or kept tapes: the final-normed hidden states `[n, d]` the head consumes.
+    /// LoRA's own block forward and backward attend with the full causal mask: a sequence longer than the
+    /// base's sliding window (Mistral) would be computed differently from the engine, so it is refused.
+    func checkWindow(seqLen: Int) throws {
+        if let w = base.config.attentionWindow, seqLen > w {
+            throw QSTError("LoRA: a sequence of \(seqLen) tokens is longer than the base's sliding_window \(w), which LoRA "
+                           + "training does not apply; use --max-length \(w) or less")
+        }
+    }
+
     public func outputHidden(_ tokens: TokenBatch) throws -> FloatBuffer {
         let n = tokens.ids.count, d = shape.hidden
+        try checkWindow(seqLen: tokens.seqLen)
         let g = LoRAGeometry(lengths: tokens.lengths, seqLen: tokens.seqLen, block: shape, invFreq: invFreq)
         let tape = LoRABlockTape(rows: n, shape: shape, probsCount: g.shape.probsCount, lora: weights.config)
         let scratch = LoRABranch.Scratch(rows: n, maxIn: max(shape.hidden, shape.intermediate, shape.qDim), r: weights.config.r)

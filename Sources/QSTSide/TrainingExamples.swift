@@ -41,7 +41,7 @@ public struct TrainingExample: Sendable, Equatable {
 
     /// Builds an example from text segments, each either trained on (`true`) or context only.
     /// Every token of a trained segment is a target of the position before it.
-    static func fromSegments(_ segments: [(ids: [Int32], trained: Bool)]) -> TrainingExample {
+    public static func fromSegments(_ segments: [(ids: [Int32], trained: Bool)]) -> TrainingExample {
         var ids: [Int32] = [], trainedFlags: [Bool] = []
         for s in segments { ids += s.ids; trainedFlags += Array(repeating: s.trained, count: s.ids.count) }
         var labels = [Int32](repeating: ChunkedCrossEntropy.ignoreIndex, count: ids.count)
@@ -53,7 +53,7 @@ public struct TrainingExample: Sendable, Equatable {
 
     /// Cuts to `maxLength` tokens. Classification examples drop prompt tokens from the front (the question
     /// and answer stay); others keep their beginning. Returns whether anything was cut.
-    mutating func truncate(to maxLength: Int) -> Bool {
+    public mutating func truncate(to maxLength: Int) -> Bool {
         guard ids.count > maxLength else { return false }
         if let pos = answerPosition {
             let drop = ids.count - maxLength

@@ -3,6 +3,7 @@ import Foundation
 import QSTCLI
 import QSTEngine
 import QSTEngineCLI
+import QSTNN
 import QSTSide
 
 struct Eval: ParsableCommand {
@@ -12,7 +13,8 @@ struct Eval: ParsableCommand {
         discussion: """
         MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side
         (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against
-        the same base pass); a merged container from qst-export --merge carries its own side network.
+        the same base pass); compare, choice and glue take one. A merged container from qst-export
+        --merge carries its own side network.
 
         Examples:
           qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512
@@ -20,6 +22,8 @@ struct Eval: ParsableCommand {
           qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw --max-tokens 8192
           qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 --subjects anatomy astronomy --limit 20
           qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw --ctx 512
+          qst-eval compare smollm2.qst4 --side adapter/ --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
+          qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5 --limit 20
           qst-eval bench smollm2.qst4 --side adapter/ --generate 128     (generation speed with and without it)
           qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (F1 and accuracy)
         """,
@@ -113,11 +117,14 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Window length in tokens.") var ctx: Int = 512
     @Option(help: "Compare only the first N tokens of the text.") var maxTokens: Int = 4096
     @Flag(help: "Print results as JSON.") var json = false
+    @Option(name: .customLong("side"), help: "A side network folder: compare the base with it (not the base alone).")
+    var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     func run() throws {
         let options = try engine.options()
-        let m = try FrozenModel(path: model, options: options)
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: options)
+        let m = spec.base, headInputs = try spec.singleSideHeadInputs(command: "compare")
         let ref = try FrozenModel(path: against, options: EngineOptions(matmulPath: .kernelsExact,
                                                                          residentBudgetMB: options.residentBudgetMB))
         let ids: [Int32]
@@ -125,7 +132,8 @@ struct CompareCommand: ParsableCommand {
             ids = try m.source.loadTokenizer().encode(CompareCommand.sample).map(Int32.init)
         }
         var bar: ProgressBar? = nil
-        let r = try ModelComparison.evaluate(model: m, reference: ref, tokens: ids, ctx: ctx) { done, total in
+        let r = try ModelComparison.evaluate(model: m, reference: ref, tokens: ids, ctx: ctx,
+                                             headInputs: headInputs) { done, total in
             if bar == nil { bar = ProgressBar(total: total, label: "compare") }
             bar?.update(done)
         }
@@ -156,23 +164,17 @@ struct ChoiceCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Subjects (default: all).") var subjects: [String] = []
     @Option(help: "At most N test questions per subject.") var limit: Int?
     @Option(help: "Longest prompt in tokens (shots are dropped to fit).") var ctx: Int = 2048
-    @Option(help: "A side network (adapter or side folder) answering beside the model; a merged container's own is used without it.")
-    var side: String?
     @Flag(help: "Print results as JSON.") var json = false
+    @Option(name: .customLong("side"), help: "A side network folder: answer with the base and it (not the base alone).")
+    var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     func run() throws {
         guard (0...5).contains(shots) else { throw CommandError("--shots must be 0...5 (the dev split has 5 per subject)") }
-        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
-        let tuned = try spec.tunedModel()
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
         let m = spec.base
-        var evaluator = try MultipleChoiceEvaluator(model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx)
-        if let tuned {
-            // The first side network (the merged container's own, else --side) answers.
-            evaluator.lastHeadInput = { ids in
-                try tuned.forward(ids: ids, batch: 1, newTokens: ids.count, lastOnly: true).heads[0]
-            }
-        }
+        let evaluator = try MultipleChoiceEvaluator(model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx,
+                                                    headInputs: try spec.singleSideHeadInputs(command: "choice"))
         let all = try MMLUData.subjects(in: mmlu)
         let chosen = subjects.isEmpty ? all : subjects
         for s in chosen where !all.contains(s) { throw CommandError("--subjects: unknown subject '\(s)' in \(mmlu)/test") }
@@ -248,6 +250,17 @@ struct BenchCommand: ParsableCommand {
         print(String(format: "tg%ld: %.1f tok/s best, %.1f median", generate, r.tg.bestTokensPerSecond, r.tg.medianTokensPerSecond))
         for g in r.sgemm { print(String(format: "sgemm m=%ld n=%ld k=%ld: %.1f GFLOP/s", g.m, g.n, g.k, g.gflops)) }
         print("peak RSS during the model runs \(Units.bytes(report.memory.peakRSS))")
+    }
+}
+
+extension TunedModelSpec {
+    /// For commands that evaluate one model: the side network's head inputs for a sequence (nil: the base alone).
+    func singleSideHeadInputs(command: String) throws -> (([Int32]) throws -> FloatBuffer)? {
+        guard let tuned = try tunedModel() else { return nil }
+        guard names.count == 1 else {
+            throw CommandError("\(command) evaluates one side network, got \(names.count): \(names.joined(separator: ", "))")
+        }
+        return { ids in try tuned.forward(ids: ids, batch: 1, newTokens: ids.count).heads[0] }
     }
 }
 

@@ -60,6 +60,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         guard maxTokens >= 0 else { throw CommandError("--max-tokens must be ≥ 0") }
         if system != nil && !chat { throw CommandError("--system needs --chat") }
+        if chatFormat != nil && !chat { throw CommandError("--chat-format needs --chat") }
         let sampling = SamplingOptions(temperature: temperature, topP: topP, seed: seed)
         do { try sampling.validate() } catch { throw CommandError("\(error)") }
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())

@@ -35,6 +35,8 @@ final class LogFile {
     init(path: String) throws {
         self.path = path
         if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        // A run killed mid-append left half a line: cut it so the next entry starts on its own line.
+        try TrainingLog.repair(path: path)
         guard let h = FileHandle(forWritingAtPath: path) else { throw CommandError("cannot write \(path)") }
         handle = h
         handle.seekToEndOfFile()
@@ -44,8 +46,5 @@ final class LogFile {
         enc.outputFormatting = [.sortedKeys]
         if let d = try? enc.encode(e) { handle.write(d); handle.write(Data("\n".utf8)) }
     }
-    func readAll() -> [TrainingLogEntry] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(TrainingLogEntry.self, from: Data($0.utf8)) }
-    }
+    func readAll() -> [TrainingLogEntry] { TrainingLog.entries(atPath: path) }
 }

@@ -122,6 +122,15 @@ struct Tune: ParsableCommand {
         return t
     }
 
+    /// `--method lora` trains adapters inside the base: options that only mean something for a side network
+    /// are refused rather than silently ignored.
+    func refuseOptionsLoRAIgnores() throws {
+        guard method == "lora" else { return }
+        if let side { throw CommandError("--method lora takes no side network folder (got \(side)); it is for --method qst") }
+        if evalBase { throw CommandError("--eval-base is only for --method qst (use qst-eval on the base model instead)") }
+        if benchmark != nil { throw CommandError("--benchmark measures the QST side network; it is not available with --method lora") }
+    }
+
     func runBenchmark(_ repeats: Int) throws {
         guard let side else { throw CommandError("give the side network folder") }
         let training = try trainingConfig()
@@ -149,6 +158,7 @@ struct Tune: ParsableCommand {
 
     func run() throws {
         guard head == "lm" || head == "classify" else { throw CommandError("--head must be lm or classify") }
+        try refuseOptionsLoRAIgnores()
         if let benchmark { return try runBenchmark(benchmark) }
         try DataParallelRun.execute(tool: "qst-tune") { try train($0) }
     }

@@ -98,6 +98,13 @@ final class EngineConsistencyTests: XCTestCase {
         XCTAssertTrue(message(["hidden_act": "gelu"]).contains("hidden_act 'gelu'"))
         XCTAssertTrue(message(["num_key_value_heads": 3]).contains("num_key_value_heads"))
         XCTAssertTrue(message(["model_type": "qwen2", "use_sliding_window": true]).contains("use_sliding_window"))
+        XCTAssertTrue(message(["model_type": "qwen2", "use_sliding_window": true]).contains("max_window_layers"))
+        XCTAssertTrue(message(["model_type": "mistral", "sliding_window": 0]).contains("sliding_window must be positive"))
+        XCTAssertEqual(message(["model_type": "mistral", "sliding_window": NSNull()]), "", "null: no window")
+        XCTAssertEqual(try ModelConfig.parse(try JSONSerialization.data(withJSONObject: base.merging(
+            ["model_type": "mistral", "sliding_window": 16]) { $1 }), origin: "c").attentionWindow, 16)
+        XCTAssertNil(try ModelConfig.parse(try JSONSerialization.data(withJSONObject: base.merging(
+            ["sliding_window": 16]) { $1 }), origin: "c").attentionWindow, "only mistral windows")
         XCTAssertTrue(message(["hidden_size": "big"]).contains("hidden_size"))
         let eos = try ModelConfig.parse(try JSONSerialization.data(withJSONObject: base.merging(["eos_token_id": [2, 3]]) { $1 }), origin: "c")
         XCTAssertEqual(eos.eosTokenIDs, [2, 3])

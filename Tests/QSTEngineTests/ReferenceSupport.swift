@@ -88,13 +88,15 @@ enum Reference {
     }
 
     /// Reference float64 logits `[batch, T, vocab]` for right-padded sequences.
-    static func logits(model: String, sequences: [[Int32]], override: String? = nil) throws -> NPYArray {
+    static func logits(model: String, sequences: [[Int32]], override: String? = nil,
+                       fullAttention: Bool = false) throws -> NPYArray {
         try checkPython()
         let out = tempPath("logits-\(UUID().uuidString).npy")
         defer { try? FileManager.default.removeItem(atPath: out) }
         var args = [scripts + "/reference_forward.py", model, "--out", out]
         for s in sequences { args += ["--ids", s.map(String.init).joined(separator: ",")] }
         if let override { args += ["--override-safetensors", override] }
+        if fullAttention { args.append("--no-sliding-window") }
         try run(python, args)
         return try NPYArray(path: out)
     }

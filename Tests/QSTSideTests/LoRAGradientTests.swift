@@ -38,6 +38,21 @@ final class LoRAGradientTests: XCTestCase {
         return try m.trainStep(b, rng: &rng).mean
     }
 
+    /// LoRA's blocks attend with the full causal mask, so a sequence longer than a Mistral base's sliding
+    /// window is refused (tiny-mistral-window: window 8) rather than computed unlike the engine.
+    func testSequencesLongerThanTheSlidingWindowAreRefused() throws {
+        let folder = (try ExportFixtures.tinyLlama() as NSString).deletingLastPathComponent + "/tiny-mistral-window"
+        let base = try FrozenModel(path: folder, options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        let m = try LoRAModel.fresh(base: base, config: LoRAConfig(r: 4), matmulPath: .dequantizeSGEMM)
+        XCTAssertNoThrow(try m.outputHidden(TokenBatch(sequences: [Array(1...8)])))
+        XCTAssertThrowsError(try m.outputHidden(TokenBatch(sequences: [Array(1...9)]))) { e in
+            XCTAssertTrue("\(e)".contains("sliding_window 8"), "\(e)")
+        }
+        let long = BatchPlan.collate([TrainingExample(ids: Array(1...12), labels: Array(2...13))])
+        var rng = SplitMix64(seed: 1)
+        XCTAssertThrowsError(try m.trainStep(long, rng: &rng))
+    }
+
     func testZeroAdaptersReproduceTheEngineForward() throws {
         for path in [try ExportFixtures.tinyContainer(), try ExportFixtures.tinyLlama()] {
             let base = try FrozenModel(path: path, options: EngineOptions(matmulPath: .dequantizeSGEMM))

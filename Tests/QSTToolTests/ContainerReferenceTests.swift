@@ -14,6 +14,37 @@ final class ContainerReferenceTests: XCTestCase {
         XCTAssertEqual((report["files"] as? [String: Any])?.count, 2)
     }
 
+    /// Importing the reader from a program run by another interpreter (here the venv's base Python) keeps
+    /// that program's process: only a script run as `__main__` re-executes itself under the venv.
+    func testImportingTheReaderDoesNotReexecuteTheInterpreter() throws {
+        let base = try ReferenceScripts.run("qst_py/print_base_python.py", [])
+        XCTAssertEqual(base.status, 0, base.stderr)
+        let interpreter = base.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let code = """
+        import os, sys
+        sys.path.insert(0, sys.argv[1])
+        pid = os.getpid()
+        try:
+            import qst4_reader
+            print("imported")
+        except ImportError as e:
+            print("import error:", e)
+        print("alive", pid == os.getpid())
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: interpreter)
+        p.arguments = ["-c", code, ToolHarness.repo.appendingPathComponent("Scripts").path]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, o + e)
+        XCTAssertTrue(o.contains("alive True"), o + e)
+    }
+
     /// Every layer of the real model: packed codes, absmax and double-quantization parts identical
     /// to the bitsandbytes reference, decoded values equal, kept tensors exact.
     func testRealModelContainerIsBitsandbytesEquivalent() throws {

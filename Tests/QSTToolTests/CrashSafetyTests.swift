@@ -125,7 +125,13 @@ final class CrashSafetyTests: XCTestCase {
             let resume = FileManager.default.fileExists(atPath: run + "/checkpoint.json")
             let command = resume ? [model, "--resume", run] : [model, side, "-o", run] + args
             let r = try ToolHarness.run("qst-tune", command, killAfter: attempt < 12 ? 0.05 + span / 8 * rng.nextDouble() : nil)
-            if r.signaled { killed += 1 } else {
+            if r.signaled {
+                killed += 1
+                // As if the kill landed mid-append: the resumed run must cut this fragment off.
+                if let h = FileHandle(forWritingAtPath: run + "/log.jsonl") {
+                    h.seekToEndOfFile(); h.write(Data(#"{"elapsedSeconds":0.1,"ki"#.utf8)); try h.close()
+                }
+            } else {
                 XCTAssertEqual(r.status, 0, "attempt \(attempt): \(r.stderr)")
                 finished = true
             }
@@ -135,6 +141,12 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(killed, 4, "too few kills landed while training (an uninterrupted run took \(span) s)")
         XCTAssertEqual(sha(run + "/final/side.safetensors"), expected, "resumed weights differ after \(killed) kills")
         XCTAssertEqual(sha(run + "/checkpoint-00000120/optimizer.safetensors"), expectedMoments)
+        // Every line of the log is a whole JSON object (no fragment fused with a resumed run's first entry).
+        let log = try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8)
+        XCTAssertTrue(log.hasSuffix("\n"))
+        for (n, line) in log.split(separator: "\n").enumerated() {
+            XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8)), "log.jsonl line \(n + 1): \(line)")
+        }
     }
 
     /// The checkpoint the pointer names is whole: every file present and readable.

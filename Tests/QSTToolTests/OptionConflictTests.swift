@@ -1,0 +1,32 @@
+import Foundation
+import XCTest
+
+/// Options that would be silently ignored are refused with one line and exit 1, before any work:
+/// `qst-tune --method lora` with a side folder, `--eval-base` or `--benchmark`; `qst-generate --chat-format`
+/// without `--chat`. The model paths need not exist: the refusal comes first.
+final class OptionConflictTests: ToolTestCase {
+    func refused(_ tool: String, _ args: [String], saying text: String) throws {
+        let r = try ToolHarness.run(tool, args)
+        XCTAssertEqual(r.status, 1, "\(tool) \(args) should fail: \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains(text), "\(tool) \(args): \(r.stderr)")
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("run")), "a refused run left a folder")
+    }
+
+    func testLoRARefusesSideOnlyOptions() throws {
+        let model = path("missing.qst4"), data = path("missing.jsonl")
+        let common = ["--method", "lora", "--data", data, "-o", path("run")]
+        try refused("qst-tune", [model, path("side")] + common, saying: "--method lora takes no side network folder")
+        try refused("qst-tune", [model, "--eval-base"] + common, saying: "--eval-base is only for --method qst")
+        try refused("qst-tune", [model, "--benchmark", "2"] + common, saying: "--benchmark measures the QST side network")
+        // Without the conflicting option the same command gets as far as opening the model.
+        let r = try ToolHarness.run("qst-tune", [model] + common)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("missing"), r.stderr)
+    }
+
+    func testChatFormatNeedsChat() throws {
+        try refused("qst-generate", [path("missing.qst4"), "--prompt", "hi", "--chat-format", "chatml"],
+                    saying: "--chat-format needs --chat")
+    }
+}
