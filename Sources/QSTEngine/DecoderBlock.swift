@@ -43,17 +43,21 @@ public struct DecoderBlockWeights {
 
 /// Where one block's keys and values live: `[batch, capacity, kvDim]` each, plus a `[batch, capacity]`
 /// key mask (nonzero = a real token). Rows `0..<pastLength` already hold earlier tokens.
+/// With a sliding `window` the storage is a ring of `capacity` slots (row `a` in slot `a mod capacity`)
+/// and the new tokens' key mask is `newKeyMask [batch·newTokens]` (see `KVCache`, `WindowedAttention`).
 public struct KVSlot {
     public var keys: UnsafeMutablePointer<Float>
     public var values: UnsafeMutablePointer<Float>
     public var keyMask: UnsafePointer<UInt8>
     public var capacity: Int
     public var pastLength: Int
+    public var window: Int?
+    public var newKeyMask: UnsafePointer<UInt8>?
 
     public init(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, keyMask: UnsafePointer<UInt8>,
-                capacity: Int, pastLength: Int) {
+                capacity: Int, pastLength: Int, window: Int? = nil, newKeyMask: UnsafePointer<UInt8>? = nil) {
         self.keys = keys; self.values = values; self.keyMask = keyMask; self.capacity = capacity
-        self.pastLength = pastLength
+        self.pastLength = pastLength; self.window = window; self.newKeyMask = newKeyMask
     }
 }
 

@@ -88,3 +88,14 @@ struct BLASThreadScope {
     func restore() { if previous != 1 { openblas_set_num_threads(previous) } }
     static var isSingleThreaded: Bool { openblas_get_num_threads() == 1 }
 }
+
+/// What code outside the engine needs of `BLASThreadScope`.
+public enum EngineBLAS {
+    /// Runs `body` with OpenBLAS held at one thread, as everything called back from inside an engine forward runs
+    /// (a hidden-state `visit`). Code that replays such callbacks from stored states uses it to get the same bits.
+    public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
+        let scope = BLASThreadScope()
+        defer { scope.restore() }
+        return try body()
+    }
+}

@@ -108,6 +108,10 @@ public final class BaseStateCache: FrozenStateProvider {
         // Padding rows stay zero: the side network's real rows never read them (causal, length-masked).
         let pooled = FloatBuffer(count: B * T * w)
         pooled.zero()
+        // The side network consumes each state inside `visit`; a live forward calls it with OpenBLAS held at one
+        // thread, so the cached states are served the same way: OpenBLAS's results depend on its thread count
+        // on some cores (Haswell/Zen kernels), and the weights must equal a run without the cache bit for bit.
+        try EngineBLAS.singleThreaded {
         for v in 0...L {
             for b in 0..<B {
                 let len = tokens.lengths[b]
@@ -119,6 +123,7 @@ public final class BaseStateCache: FrozenStateProvider {
                 }
             }
             try visit(v, pooled.constPointer)
+        }
         }
         var hN = [Float](repeating: 0, count: B * T * d)
         for b in 0..<B {

@@ -43,6 +43,10 @@ public final class LoRAModel {
         invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
                                           scaling: try c.ropeScalingValue(origin: base.source.origin))
         context = MatmulContext(path: matmulPath)
+        // Training takes the row-independent loops, as QST's training forward does: a sequence gets the same
+        // bits whatever else is in its micro-batch, so data-parallel slices (MPI ranks) reproduce one process
+        // (the AUTO loop shape depends on the row count: GEMV up to a measured row count, then GEMM).
+        context.rowIndependent = true
     }
 
     /// A base model with fresh PEFT-initialised adapters.

@@ -55,7 +55,7 @@ final class BadInputFixtures {
         get throws { try once("synthetic") { try ok("qst-synthetic", ["tiny", "-o", path("synthetic.qst4")]); return path("synthetic.qst4") } }
     }
     var syntheticSide: String {
-        get throws { try once("syntheticSide") { try ok("qst-init-side", [try synthetic, "-o", path("synthetic-side")]); return path("synthetic-side") } }
+        get throws { try once("syntheticSide") { try ok("qst-init-side", [try synthetic, "-o", path("synthetic-side"), "--r", "16"]); return path("synthetic-side") } }
     }
 
     /// A copy of `file` at `name` with `edit` applied to its bytes.

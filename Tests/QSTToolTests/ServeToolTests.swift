@@ -91,10 +91,10 @@ final class ServeToolTests: ToolTestCase {
         chatFormat = "chatml"
         var sides: [String: String?] = ["synthetic": nil]
         for k in 1...3 {
-            try ok("qst-init-side", [model, "-o", path("side\(k)"), "--seed", String(k)])
+            try ok("qst-init-side", [model, "-o", path("side\(k)"), "--seed", String(k), "--init", "reference"])
             sides["s\(k)"] = path("side\(k)")
         }
-        try ok("qst-init-side", [model, "-o", path("side9"), "--seed", "9"])
+        try ok("qst-init-side", [model, "-o", path("side9"), "--seed", "9", "--init", "reference"])
         let prompt = "the cat sat on", chatPrompt = "hello there"
         var exp = try expected(model: model, sides: sides, prompt: prompt, chatPrompt: chatPrompt, maxTokens: 12)
         let answers = Set((exp["models"] as! [String: [String: String]]).values.map { $0["completion"]! })
@@ -167,7 +167,7 @@ final class ServeToolTests: ToolTestCase {
         guard let f32 = ProcessInfo.processInfo.environment["QST_MODEL_F32"] else { throw XCTSkip("QST_MODEL_F32 not set") }
         let model = path("smollm2.qst4")
         try ok("qst-quantize", [f32, model])
-        try ok("qst-init-side", [model, "-o", path("side"), "--seed", "5"])
+        try ok("qst-init-side", [model, "-o", path("side"), "--seed", "5", "--init", "reference"])
         let base = "smollm2"
         let exp = try expected(model: model, sides: [base: nil, "tuned": path("side")],
                                prompt: "The capital of France is", chatPrompt: "Name three colours.", maxTokens: 16)
