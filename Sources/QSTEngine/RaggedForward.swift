@@ -30,6 +30,12 @@ extension FrozenModel {
         // Check everything before any cache is touched, so a bad segment leaves every cache as it was.
         for (j, seg) in segments.enumerated() {
             guard seg.cache.batch == 1 else { throw QSTError("ragged forward: segment \(j)'s cache holds \(seg.cache.batch) sequences, not 1") }
+            // The per-sequence attention here is plain causal: it does not apply a sliding window, so a sequence
+            // may not grow past one (the rectangular forward's ring cache does; the server refuses longer requests).
+            if let w = config.slidingWindow, seg.cache.length + seg.ids.count > w {
+                throw QSTError("ragged forward: segment \(j) reaches \(seg.cache.length + seg.ids.count) positions, past "
+                               + "the model's sliding window of \(w) (not supported by batched serving)")
+            }
             guard seg.cache.length + seg.ids.count <= seg.cache.capacity else {
                 throw QSTError("ragged forward: segment \(j) needs \(seg.cache.length + seg.ids.count) positions, its cache holds \(seg.cache.capacity)")
             }
