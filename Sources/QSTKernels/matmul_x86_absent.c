@@ -1,4 +1,4 @@
-// Non-x86 builds: the x86 matmul kernels (matmul_gemm.c, matmul_gemv*.c) compile to nothing,
+// Non-x86 builds: the AVX-512 matmul kernels (matmul_gemm.c, matmul_gemv.c) compile to nothing,
 // and matmul.c's dispatch never selects them (their CPU bits are never set), but matmul.c
 // still names them. These definitions satisfy the linker and refuse the call.
 #if !defined(__x86_64__)
@@ -16,31 +16,6 @@ int qst_mm_gemm_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight 
     return QST_MATMUL_UNSUPPORTED;
 }
 
-// The AVX2 loops (matmul_gemv_avx2.c, matmul_gemm_avx2.c of the x86 AVX2 work), same reason.
-int qst_mm_gemv_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                     float *y, int64_t ldy, int64_t n0, int64_t n1);
-int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                     float *y, int64_t ldy, int64_t n0, int64_t n1);
-
-int qst_mm_gemv_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                     float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1;
-    return QST_MATMUL_UNSUPPORTED;
-}
-
-int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                     float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1;
-    return QST_MATMUL_UNSUPPORTED;
-}
-
-// The AVX2 int8 NF4 GEMV (matmul_gemv_int8_avx2.c of the x86 AVX2 work).
-int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
-
-int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
-    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)vnni;
-    return QST_MATMUL_UNSUPPORTED;
-}
+// The AVX2 files (matmul_gemv_avx2.c, matmul_gemm_avx2.c, matmul_gemv_int8_avx2.c) carry their own
+// refusing definitions off x86.
 #endif
