@@ -25,7 +25,9 @@ enum HeadParallelAttention {
         // Query rows go in blocks so each block multiplies only the keys it may see (causal: about half the work).
         let block = 64
         let denseMask = (0..<batch).map { b in (0..<L).allSatisfy { keyMask[b * capacity + $0] != 0 } }
-        Parallel.forRanges(batch * nHeads, threads: threads, minChunk: 1) { p0, p1 in
+        // Short decodes are too little work to wake the workers for (see OutputSplit.minParallelMACs).
+        let workers = batch * nHeads * Tq * L * hd < OutputSplit.minParallelMACs ? 1 : threads
+        Parallel.forRanges(batch * nHeads, threads: workers, minChunk: 1) { p0, p1 in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: min(block, Tq) * L)
             defer { scores.deallocate() }
             for pair in p0..<p1 {

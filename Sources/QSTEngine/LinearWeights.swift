@@ -92,7 +92,7 @@ public struct DenseLinear: LinearWeights {
         }
         let k = inFeatures, outF = outFeatures
         let xs = SendablePointer(x), ws = SendablePointer(weight), os = SendablePointer(out)
-        OutputSplit.run(outFeatures: outF, threads: context.threads) { c0, c1 in
+        OutputSplit.run(outFeatures: outF, threads: context.threads, macs: n * outF * k) { c0, c1 in
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(c1 - c0), Int32(k),
                         1, xs.base, Int32(k), ws.base + c0 * k, Int32(k), accumulate ? 1 : 0, os.base + c0, Int32(outF))
         }
@@ -177,7 +177,7 @@ public struct QuantizedLinear: LinearWeights {
         let failed = FloatBuffer(count: 1)
         let fp = SendablePointer(failed.pointer)
         let shared = SendableWeight(weight)
-        OutputSplit.run(outFeatures: outFeatures, threads: threads) { c0, c1 in
+        OutputSplit.run(outFeatures: outFeatures, threads: threads, macs: n * outFeatures * k) { c0, c1 in
             var w = shared.weight
             let rc = qst_matmul_ex(xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
                                    Int64(c0), Int64(c1), kernel, shape)
@@ -198,7 +198,7 @@ public struct QuantizedLinear: LinearWeights {
             // Each worker decodes and multiplies its own output rows with its own tile.
             let xs = SendablePointer(x), os = SendablePointer(out), t = tensor
             let outF = outFeatures, tileElements = context.tileElements
-            OutputSplit.run(outFeatures: outF, threads: context.threads) { c0, c1 in
+            OutputSplit.run(outFeatures: outF, threads: context.threads, macs: n * outF * k) { c0, c1 in
                 let rowsPerTile = max(1, min(c1 - c0, tileElements / max(1, k)))
                 let tile = UnsafeMutablePointer<Float>.allocate(capacity: rowsPerTile * k)
                 defer { tile.deallocate() }
@@ -250,9 +250,15 @@ private struct SendableWeight: @unchecked Sendable {
 
 /// Splits output features into one contiguous range per worker (multiples of 16 for whole vector stores).
 enum OutputSplit {
-    static func run(outFeatures: Int, threads: Int, _ body: @Sendable (Int, Int) -> Void) {
+    /// Products smaller than this many multiply-adds run on the calling thread: waking the workers costs more
+    /// than the work (decoding one token, a 576×576 linear is 0.3 M; measured on SmolLM2-135M, tg128 with 2
+    /// threads ran slower than with 1 until the layers' products stayed on one thread: BENCHMARKS.md §13).
+    static let minParallelMACs = 4 << 20
+
+    static func run(outFeatures: Int, threads: Int, macs: Int = .max, _ body: @Sendable (Int, Int) -> Void) {
         let groups = (outFeatures + 15) / 16
-        Parallel.forRanges(groups, threads: threads, minChunk: 1) { g0, g1 in body(g0 * 16, min(outFeatures, g1 * 16)) }
+        let workers = macs < minParallelMACs ? 1 : threads
+        Parallel.forRanges(groups, threads: workers, minChunk: 1) { g0, g1 in body(g0 * 16, min(outFeatures, g1 * 16)) }
     }
 }
 
