@@ -25,16 +25,6 @@ final class JSONLReaderTests: ToolTestCase {
     }
 
     func runPython(_ code: String, _ file: String) throws -> ReferenceScripts.Output {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try ReferenceScripts.python())
-        p.arguments = ["-c", code, ToolHarness.repo.appendingPathComponent("Scripts").path, file]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return ReferenceScripts.Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                                       stderr: String(decoding: e, as: UTF8.self))
+        try ReferenceScripts.runPython(["-c", code, ToolHarness.repo.appendingPathComponent("Scripts").path, file])
     }
 }

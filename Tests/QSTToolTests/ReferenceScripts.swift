@@ -25,9 +25,14 @@ enum ReferenceScripts {
     struct Output { let status: Int32; let stdout: String; let stderr: String }
 
     static func run(_ script: String, _ args: [String]) throws -> Output {
+        try runPython([ToolHarness.repo.appendingPathComponent("Scripts/\(script)").path] + args)
+    }
+
+    /// The project's Python with `arguments` (a script path, or `-c CODE`, and its arguments).
+    static func runPython(_ arguments: [String]) throws -> Output {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try python())
-        p.arguments = [ToolHarness.repo.appendingPathComponent("Scripts/\(script)").path] + args
+        p.arguments = arguments
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
