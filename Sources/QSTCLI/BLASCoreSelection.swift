@@ -31,7 +31,7 @@ public enum BLASCoreSelection {
         guard env[reexecMarker] == nil else { return }
         var flags = cpuFlags()
         // QST_KERNELS=avx2 stands in for an AVX2-only machine: OpenBLAS gets its AVX2 kernels too.
-        if env["QST_KERNELS"] == "avx2" { flags = flags.filter { !$0.hasPrefix("avx512") } }
+        if env["QST_KERNELS"] == "avx2" || env["QST_KERNELS"] == "avx2vnni" { flags = flags.filter { !$0.hasPrefix("avx512") } }
         guard let want = env["QST_OPENBLAS_CORETYPE"] ?? bestCoreType(cpuFlags: flags) else { return }
         setenv(reexecMarker, "1", 1)
         if env["OPENBLAS_CORETYPE"] == want { return }

@@ -99,8 +99,11 @@ final class MatmulTests: XCTestCase {
         ]
         let amx: [(String, UInt32)] = [("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16),
                                        ("amx_int8", QST_CPU_AMX_INT8)]
-        // QST_KERNELS=avx2 hides AVX-512 and AMX, =avx512 hides AMX (an unknown value hides nothing).
-        let hidden: [(String, UInt32)] = level == "avx2" ? avx512 + amx : level == "avx512" ? amx : []
+        // QST_KERNELS=avx2 hides AVX-VNNI, AVX-512 and AMX (Zen 3 has none of them), =avx2vnni hides AVX-512
+        // and AMX, =avx512 hides AMX (an unknown value hides nothing).
+        let vnni: [(String, UInt32)] = [("avx_vnni", QST_CPU_AVX_VNNI)]
+        let hidden: [(String, UInt32)] = level == "avx2" ? vnni + avx512 + amx
+            : level == "avx2vnni" ? avx512 + amx : level == "avx512" ? amx : []
         let shown = (avx2 + avx512 + amx).filter { f in !hidden.contains { $0.1 == f.1 } }
         for (flag, bit) in shown {
             XCTAssertEqual(features & bit != 0, flags.contains(flag), "feature \(flag)")
@@ -108,7 +111,7 @@ final class MatmulTests: XCTestCase {
         for (flag, bit) in hidden {
             XCTAssertEqual(features & bit, 0, "feature \(flag) must be hidden by QST_KERNELS=\(level ?? "")")
         }
-        if level == "avx2", flags.contains("avx2"), flags.contains("fma") {
+        if level == "avx2" || level == "avx2vnni", flags.contains("avx2"), flags.contains("fma") {
             XCTAssertEqual(qst_matmul_supported(QST_WEIGHT_NF4, QST_KERNEL_AVX512, QST_SHAPE_AUTO), 0)
             XCTAssertEqual(qst_matmul_supported(QST_WEIGHT_NF4, QST_KERNEL_AVX2, QST_SHAPE_AUTO), 1)
         }
