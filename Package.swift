@@ -41,7 +41,10 @@ let package = Package(
         // Open MPI loaded at run time (dlopen), so one build runs with or without it (README, "Data parallelism").
         .target(name: "CMPIShim", path: "Sources/CMPIShim", linkerSettings: [.linkedLibrary("dl")]),
         // Small shared pieces: parallel loops over the cores.
-        .target(name: "QSTCore", swiftSettings: hotMath),
+        .target(name: "QSTCore", dependencies: ["CWorkerPool"], swiftSettings: hotMath),
+        // Spin-then-sleep worker threads for the engine's short parallel loops (decoding).
+        .target(name: "CWorkerPool", path: "Sources/CWorkerPool", cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("pthread")]),
         // The one format library: safetensors, NF4, the .qst4 container.
         .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: checked),
         // Hugging Face tokenizer.json and chat templates.
@@ -91,7 +94,7 @@ let package = Package(
         .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore", "QSTTestSupport"]),
         .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat", "QSTTestSupport"]),
         .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer", "QSTTestSupport"]),
-        .testTarget(name: "QSTNNTests", dependencies: ["QSTNN", "QSTTestSupport"]),
+        .testTarget(name: "QSTNNTests", dependencies: ["QSTNN", "QSTCore", "CWorkerPool", "QSTTestSupport"]),
         .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTTestSupport"]),
         .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTTestSupport"]),
         .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTServe", "QSTSide", "QSTTestSupport"]),

@@ -166,6 +166,7 @@ extension FrozenModel {
     /// `logits(hidden:rows:)` for one row of each of several requests, up to 4 rows per call, for the same
     /// reasons as `RowGroupedLinear` (the head is the largest matrix).
     public func raggedLogits(hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
+        if decodeHead != nil { return decodeLogits(hidden: hidden, rows: rows) }
         let blas = BLASThreadScope()
         defer { blas.restore() }
         let out = FloatBuffer(count: rows * vocabSize)

@@ -90,8 +90,8 @@ struct TestMatrix {
         return out
     }
 
-    /// For the AVX2_INT8 path (NF4 only): per output the documented error bound
-    /// sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's aligned 64-element span) / 254.
+    /// For the AVX2_INT8 path (NF4 only; int16 weight grid and x): per output the documented error bound
+    /// sum_e absmax_e * (|x_e| / 32768 + 1.01 * max|x| over e's aligned 64-element span / 65534).
     func int8Bound(x: [Float], m: Int, ldx: Int) -> [Double] {
         guard case let .nf4(_, absmax, block) = storage else { return [Double](repeating: 0, count: m * n) }
         var out = [Double](repeating: 0, count: m * n)
@@ -101,8 +101,10 @@ struct TestMatrix {
             }
             for j in 0..<n {
                 var b = 0.0
-                for t in 0..<k { b += Double(absmax[(j * k + t) / block]) * (Double(abs(x[i * ldx + t])) + 1.01 * spanMax[t / 64]) }
-                out[i * n + j] = b / 254
+                for t in 0..<k {
+                    b += Double(absmax[(j * k + t) / block]) * (Double(abs(x[i * ldx + t])) / 32768 + 1.01 * spanMax[t / 64] / 65534)
+                }
+                out[i * n + j] = b
             }
         }
         return out

@@ -46,10 +46,10 @@ typedef enum {
     QST_KERNEL_AVX512_BF16 = 4,
     /// AVX2 + FMA on float32 (weights decoded to float32 in registers): an exact path.
     QST_KERNEL_AVX2 = 5,
-    /// AVX2 NF4 GEMV with integer dot products: x rounded to int8 per 32 elements (scale
-    /// max|x|/127), NF4 values to round(127 * value); AVX-VNNI vpdpbusd when present. Error per
-    /// output <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's aligned 64-element span) / 254.
-    /// GEMV shape only.
+    /// AVX2 NF4 GEMV with int16 dot products: x rounded to int16 per 32 elements (scale
+    /// max|x|/32767), NF4 values to round(16384 * value); AVX-VNNI vpdpwssd when present. Error per
+    /// output <= sum_e absmax_e * (|x_e| / 32768 + 1.01 * max|x| over e's aligned 64-element span
+    /// / 65534). GEMV shape only.
     QST_KERNEL_AVX2_INT8 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
