@@ -35,9 +35,11 @@ let package = Package(
         // System libraries from Debian's libopenblas-dev and libzstd-dev.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
-        // Hot kernels in C (NF4 dequantization, AVX-512 paths chosen at run time).
+        // Hot kernels in C (NF4 codec, matmul; AVX-512 / AVX2 / NEON paths chosen at run time).
+        // -ffp-contract=off: products round as written (paths are compared bit for bit);
+        // -fno-math-errno: lrintf becomes one instruction (same bits) instead of a libm call.
         .target(name: "QSTKernels", path: "Sources/QSTKernels",
-                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"])]),
         // Open MPI loaded at run time (dlopen), so one build runs with or without it (README, "Data parallelism").
         .target(name: "CMPIShim", path: "Sources/CMPIShim", linkerSettings: [.linkedLibrary("dl")]),
         // Small shared pieces: parallel loops over the cores.
