@@ -17,7 +17,9 @@ public enum Parallel {
     /// The process's worker threads, one set like BLAS's own: cores belong to the process, not to one
     /// model, and a second set would only compete with the first. Sized for all the active cores, so
     /// `EngineThreads.configure` may lower the thread count after the first loop ran.
-    static let pool = WorkerPool(threads: max(defaultThreads, ProcessInfo.processInfo.activeProcessorCount))
+    /// `QST_WORKER_POOL=off` leaves every loop to the scheduler's threads (for A/B measurements).
+    static let pool = ProcessInfo.processInfo.environment["QST_WORKER_POOL"] == "off" ? nil
+        : WorkerPool(threads: max(defaultThreads, ProcessInfo.processInfo.activeProcessorCount))
 
     /// Calls `body(start, end)` on disjoint chunks covering `0..<count`, in parallel.
     /// Chunks are at least `minChunk` long so tiny loops stay on one thread.

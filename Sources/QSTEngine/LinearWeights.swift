@@ -113,7 +113,7 @@ public struct QuantizedLinear: LinearWeights {
     }
 
     /// The kernels' description of the weights, or nil when their layout rules exclude them.
-    private var kernelWeight: qst_weight? {
+    var kernelWeight: qst_weight? {
         switch tensor.storage {
         case .f32(let p):
             return qst_weight(type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
