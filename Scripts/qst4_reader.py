@@ -27,7 +27,9 @@ CLI:
   qst4_reader.py FILE --verify             checksums and gaps; exit 1 on any problem
   qst4_reader.py --check-golden [DIR]      decode DIR/tiny.qst4 and DIR/tiny-nodq.qst4 (default
                                            Formats/golden), compare bitwise with tiny.expected.json,
-                                           verify checksums; JSON on stdout, exit 1 on mismatch
+                                           verify checksums, and hold the typed tables of QST4.md §2-§4
+                                           against their bytes (Scripts/qst4_spec_tables.py); JSON on
+                                           stdout, exit 1 on mismatch
 Errors: exit 2 with a one-line message naming the file and the field.
 """
 import os
@@ -543,6 +545,14 @@ def check_golden(folder):
                 report["mismatches"].append({"file": fname, "tensor": name, "what": "bits", "first_index": first})
         report["files"][fname] = {"tensors_checked": checked,
                                   "nf4": sum(r.entry(n)["dtype"] == "NF4" for n in r.tensor_names())}
+    # The typed tables of QST4.md §2-§4, read from the document, against the same files' bytes.
+    import qst4_spec_tables
+    try:
+        spec = qst4_spec_tables.check([os.path.join(folder, f) for f in expected], crc32c)
+        report["spec_tables"] = spec["files"]
+        report["mismatches"] += spec["mismatches"]
+    except qst4_spec_tables.SpecError as e:
+        report["mismatches"].append({"what": f"spec table: {e}"})
     return report
 
 

@@ -2,7 +2,7 @@
 """Training memory versus model size for QST and LoRA (BENCHMARKS.md §8): the stated formulas, and the
 Markdown tables that put them beside the runs Scripts/bench_scale.py measured.
 
-QST: the accounting `qst-init-side --json` prints (Formats/SIDE.md §5; QST_BIN must point at the tools),
+QST: the accounting `qst-init-side --json` prints (Formats/RUNS.md §3; QST_BIN must point at the tools),
 taken for the shape's config.json, without the frozen model's weights (file-backed, not anonymous), plus
 what the frozen model does allocate: its forward scratch for one layer, 4 n (2d + 2q + 2kv + 2f), and the
 decoded NF4 scales (below).

@@ -16,7 +16,7 @@ public enum CheckpointChoice: Equatable, Sendable {
     }
 }
 
-/// Finds the side network to export in a qst-tune run folder (Formats/SIDE.md §6), an adapter folder or
+/// Finds the side network to export in a qst-tune run folder (Formats/RUNS.md §4), an adapter folder or
 /// a side folder.
 public enum ExportSource {
     /// The folder holding the weights and what to record as their origin. With no choice: `best` when the

@@ -3,7 +3,7 @@ import QSTEngine
 import QSTFormat
 import QSTNN
 
-/// Resumable LoRA checkpoints, laid out as the side network's (Formats/SIDE.md §6) with the adapter in
+/// Resumable LoRA checkpoints, laid out as the side network's (Formats/RUNS.md §4) with the adapter in
 /// PEFT layout: run/checkpoint-N/{adapter_model.safetensors, adapter_config.json, optimizer.safetensors,
 /// trainer_state.json}, run/checkpoint.json switched last.
 public enum LoRACheckpoint {

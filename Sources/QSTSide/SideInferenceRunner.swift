@@ -2,7 +2,7 @@ import Foundation
 import QSTFormat
 import QSTNN
 
-/// One side network running beside the frozen base during inference (Formats/SIDE.md §2, evaluation
+/// One side network running beside the frozen base during inference (Formats/SIDE.md §2, Formats/RUNS.md §5, evaluation
 /// mode): fed the base's hidden states layer by layer as the base computes them, with its own KV cache.
 /// Weights are read once into pointer tables; gates are passed through σ once.
 final class SideRunner {

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Estimated training memory for one micro-batch of `batch × seqLen` tokens, by part, in bytes
-/// (the accounting of Formats/SIDE.md §5). The frozen model's own share is passed in, as only the
+/// (the accounting of Formats/RUNS.md §3). The frozen model's own share is passed in, as only the
 /// engine knows how it keeps its weights.
 public struct TrainingMemoryEstimate: Codable, Sendable {
     public var parameters: Int

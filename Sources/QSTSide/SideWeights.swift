@@ -107,7 +107,7 @@ public final class SideWeights: @unchecked Sendable {
         return (specs, offset)
     }
 
-    /// The initialisation of Formats/SIDE.md §3 (the reference's, or §2's `base` start), drawn from SplitMix64(seed) tensor by tensor in layout order.
+    /// The initialisation of Formats/RUNS.md §1.1 (the reference's, or the `base` start of §1.2), drawn from SplitMix64(seed) tensor by tensor in layout order.
     public func initialize(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         for s in specs {

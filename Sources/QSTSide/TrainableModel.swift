@@ -15,7 +15,7 @@ public protocol TrainableModel: AnyObject {
     func outputHidden(_ tokens: TokenBatch) throws -> FloatBuffer
     /// Saves the trainable weights in the model's own exchange format (best/, final/).
     func saveWeights(directory: String, extraMetadata: [String: String]) throws
-    /// Writes a resumable checkpoint of the run (Formats/SIDE.md §6).
+    /// Writes a resumable checkpoint of the run (Formats/RUNS.md §4).
     func saveCheckpoint(run: String, optimizer: AdamW, state: TrainerState, training: TrainingConfig) throws
     /// K of the model's classification head (ClassificationHead.swift), nil when it predicts with the LM head.
     var classifierLabels: Int? { get }

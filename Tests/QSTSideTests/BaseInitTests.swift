@@ -5,7 +5,7 @@ import QSTNN
 import XCTest
 @testable import QSTSide
 
-/// `qst-init-side --init base` (Formats/SIDE.md §2, residual head mix, zero `upsample`): at step 0 the tuned
+/// `qst-init-side --init base` (Formats/SIDE.md §2, Formats/RUNS.md §1.2: residual head mix, zero `upsample`): at step 0 the tuned
 /// model IS the base model, bit for bit on the exact path, and training moves away from it along the gradient.
 final class BaseInitTests: XCTestCase {
     let exact = EngineOptions(matmulPath: .dequantizeSGEMM)

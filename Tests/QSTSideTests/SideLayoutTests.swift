@@ -6,7 +6,7 @@ import XCTest
 import QSTTestSupport
 @testable import QSTSide
 
-/// Layout, initialisation, validation and persistence against the spec (Formats/SIDE.md) and the
+/// Layout, initialisation, validation and persistence against the spec (Formats/SIDE.md, Formats/RUNS.md §1) and the
 /// reference implementation's state-dict names.
 final class SideLayoutTests: XCTestCase {
     /// SmolLM2-135M's shape.
