@@ -8,6 +8,27 @@ import PackageDescription
 let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
 let hotMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let nio: [Target.Dependency] = ["NIOCore", "NIOPosix", "NIOHTTP1"].map { .product(name: $0, package: "swift-nio") }
+
+/// The command-line tools: name and what each needs besides QSTCLI and the argument parser.
+let tools: [(name: String, dependencies: [Target.Dependency])] = [
+    ("qst-quantize", ["QSTFormat", "QSTEngine"]),
+    ("qst-inspect", ["QSTFormat"]),
+    ("qst-eval", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
+    ("qst-generate", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
+    ("qst-init-side", ["QSTSide"]),
+    ("qst-tune", ["QSTSide", "QSTEngine", "QSTNN", "QSTDistributed"]),
+    ("qst-export", ["QSTSide"]),
+    ("qst-synthetic", ["QSTFormat", "QSTTokenizer", "QSTCore"]),
+    ("qst-serve", ["QSTServe", "QSTEngine", "QSTEngineCLI", "QSTSide", "QSTTokenizer", "QSTFormat"] + nio),
+]
+
+/// One tool's executable target: a checked build (input-reading code keeps its bounds checks).
+func tool(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .executableTarget(name: name, dependencies: dependencies + ["QSTCLI", argumentParser], swiftSettings: checked)
+}
+
 let package = Package(
     name: "QST",
     platforms: [.macOS(.v14)],
@@ -16,16 +37,7 @@ let package = Package(
         .library(name: "QSTEngine", targets: ["QSTEngine"]),
         .library(name: "QSTSide", targets: ["QSTSide"]),
         .library(name: "QSTTokenizer", targets: ["QSTTokenizer"]),
-        .executable(name: "qst-quantize", targets: ["qst-quantize"]),
-        .executable(name: "qst-inspect", targets: ["qst-inspect"]),
-        .executable(name: "qst-eval", targets: ["qst-eval"]),
-        .executable(name: "qst-generate", targets: ["qst-generate"]),
-        .executable(name: "qst-init-side", targets: ["qst-init-side"]),
-        .executable(name: "qst-tune", targets: ["qst-tune"]),
-        .executable(name: "qst-export", targets: ["qst-export"]),
-        .executable(name: "qst-synthetic", targets: ["qst-synthetic"]),
-        .executable(name: "qst-serve", targets: ["qst-serve"]),
-    ],
+    ] + tools.map { .executable(name: $0.name, targets: [$0.name]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // qst-serve's HTTP/1.1 server (plain NIOHTTP1: README, "qst-serve", says why not a framework).
@@ -62,35 +74,12 @@ let package = Package(
         // Data-parallel training over MPI: the job's ranks as a GradientReducer.
         .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: checked),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
-        .target(name: "QSTCLI", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
-                swiftSettings: checked),
+        .target(name: "QSTCLI", dependencies: [argumentParser], swiftSettings: checked),
         // Command-line options shared by the tools that run the engine.
-        .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-quantize", dependencies: ["QSTFormat", "QSTEngine", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-inspect", dependencies: ["QSTFormat", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-eval", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-generate", dependencies: ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-synthetic", dependencies: ["QSTFormat", "QSTTokenizer", "QSTCore", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-init-side", dependencies: ["QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-tune", dependencies: ["QSTSide", "QSTEngine", "QSTNN", "QSTCLI", "QSTDistributed",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
-        .executableTarget(name: "qst-export", dependencies: ["QSTSide", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: checked),
+        .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI", argumentParser], swiftSettings: checked),
         // qst-serve's engine side: continuous batching of requests over one base and many side networks.
         .target(name: "QSTServe", dependencies: ["QSTEngine", "QSTSide", "QSTTokenizer", "QSTFormat", "QSTNN"],
                 swiftSettings: checked),
-        .executableTarget(name: "qst-serve", dependencies: ["QSTServe", "QSTEngine", "QSTEngineCLI", "QSTSide",
-            "QSTTokenizer", "QSTFormat", "QSTCLI",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio")], swiftSettings: checked),
         // Shared test pieces: the one NaN-safe comparison and the CI-aware skip (Tests/QSTTestSupport).
         .target(name: "QSTTestSupport", path: "Tests/QSTTestSupport"),
         .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore", "QSTTestSupport"]),
@@ -100,5 +89,5 @@ let package = Package(
         .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTTestSupport"]),
         .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTTestSupport"]),
         .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTServe", "QSTSide", "QSTTestSupport"]),
-    ]
+    ] + tools.map { tool($0.name, $0.dependencies) }
 )
