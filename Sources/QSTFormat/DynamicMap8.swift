@@ -70,7 +70,9 @@ public enum DynamicMap8 {
     /// `quantize_blockwise(values, code=signedCode, blocksize)`: per block the float32 absmax,
     /// each value times float32(1/absmax) mapped to its nearest code. Values must be finite.
     /// An all-zero block (absmax 0) maps 0*inf = NaN to index 0, as the CUDA kernel does.
-    public static func quantizeBlockwise(_ values: [Float], blockSize: Int) -> (codes: [UInt8], absmax: [Float]) {
+    /// `threads` caps the cores used (the result does not depend on it).
+    public static func quantizeBlockwise(_ values: [Float], blockSize: Int,
+                                         threads: Int = Parallel.defaultThreads) -> (codes: [UInt8], absmax: [Float]) {
         let n = values.count
         let blocks = (n + blockSize - 1) / blockSize
         var codes = [UInt8](repeating: 0, count: n)
@@ -82,7 +84,7 @@ public enum DynamicMap8 {
                     absmax.withUnsafeMutableBufferPointer { a in
                         let sv = SendableConstPointer(v.baseAddress!), sc = SendablePointer(c.baseAddress!)
                         let sa = SendablePointer(a.baseAddress!), table = SendableConstPointer(code.baseAddress!)
-                        Parallel.forRanges(blocks, minChunk: 256) { b0, b1 in
+                        Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
                             for b in b0..<b1 {
                                 let lo = b * blockSize, hi = min(n, lo + blockSize)
                                 var m: Float = 0

@@ -7,20 +7,27 @@ import Glibc
 /// small buffer, so hashing a large checkpoint adds nothing to resident memory.
 final class SourceHashing: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var finished = false
     private var result: Result<[QST4Source], Error> = .success([])
 
     init(paths: [String]) {
         let thread = Thread { [self] in
-            result = Result { try paths.map(Self.hash) }
+            let r = Result { try paths.map(Self.hash) }
+            lock.withLock { result = r; finished = true }
             done.signal()
         }
         thread.stackSize = 1 << 20
         thread.start()
     }
 
+    /// Whether the hashes are done: until then the hashing thread keeps one core busy, and the
+    /// quantizer, to leave it that core, runs its loops on the calling thread alone.
+    var isFinished: Bool { lock.withLock { finished } }
+
     func wait() throws -> [QST4Source] {
         done.wait()
-        return try result.get()
+        return try lock.withLock { try result.get() }
     }
 
     static func hash(_ path: String) throws -> QST4Source {
