@@ -40,31 +40,29 @@ public enum DynamicMap8 {
     }
 
     /// bitsandbytes' `dQuantize<0>` over a sorted 256-entry code: a 7-step pivot search from 127,
-    /// then the midpoint rule with strict comparisons (ties stay on the pivot).
+    /// then the midpoint rule with strict comparisons (ties stay on the pivot). Written with integer
+    /// selects instead of branches (the same steps and comparisons, so the same index for every
+    /// input, NaN included): the search direction is data-dependent, and mispredicted branches made
+    /// this step as slow as the NF4 quantization itself. The bounds `lower`/`upper` of bitsandbytes'
+    /// loop are always `code[lowerPivot]`/`code[upperPivot]` after its fix-up of the never-moved ends
+    /// (index 0 and 255), so they are loaded once at the end.
     @inline(__always)
     static func nearestIndex(_ x: Float, code: UnsafePointer<Float>) -> UInt8 {
         var pivot = 127, upperPivot = 255, lowerPivot = 0
-        var lower: Float = -1, upper: Float = 1
         var val = code[pivot]
         var i = 64
         while i > 0 {
-            if x > val {
-                lowerPivot = pivot; lower = val; pivot += i
-            } else {
-                upperPivot = pivot; upper = val; pivot -= i
-            }
+            let above = x > val
+            lowerPivot = above ? pivot : lowerPivot
+            upperPivot = above ? upperPivot : pivot
+            pivot = above ? pivot + i : pivot - i
             val = code[pivot]
             i >>= 1
         }
-        if upperPivot == 255 { upper = code[255] }
-        if lowerPivot == 0 { lower = code[0] }
-        if x > val {
-            let midpoint = (upper + val) * 0.5
-            return UInt8(x > midpoint ? upperPivot : pivot)
-        } else {
-            let midpoint = (lower + val) * 0.5
-            return UInt8(x < midpoint ? lowerPivot : pivot)
-        }
+        let upperMidpoint = (code[upperPivot] + val) * 0.5, lowerMidpoint = (code[lowerPivot] + val) * 0.5
+        let up = x > upperMidpoint ? upperPivot : pivot
+        let down = x < lowerMidpoint ? lowerPivot : pivot
+        return UInt8(truncatingIfNeeded: x > val ? up : down)
     }
 
     /// `quantize_blockwise(values, code=signedCode, blocksize)`: per block the float32 absmax,

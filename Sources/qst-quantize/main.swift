@@ -150,4 +150,5 @@ struct Quantize: ParsableCommand {
     }
 }
 
-ToolRunner.main(Quantize.self)
+// Only the calibration runs the model (and with it BLAS); plain quantization never does.
+ToolRunner.main(Quantize.self, usesBLAS: CommandLine.arguments.contains { $0 == "--calibrate" || $0.hasPrefix("--calibrate=") })
