@@ -72,7 +72,8 @@ public struct QST4Quantize {
         }
 
         // Hashing the sources is the longest single job; it runs beside the quantization.
-        let hashing = SourceHashing(paths: checkpoint.files.map(\.path) + extraFiles.map(\.1))
+        let pages = checkpoint.files.map(SharedPageRelease.init)
+        let hashing = SourceHashing(mapped: pages, paths: extraFiles.map(\.1))
         let writer = try QST4Writer(path: output)
         for (name, path) in extraFiles {
             try writer.addFile(name: name, data: try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -91,8 +92,9 @@ public struct QST4Quantize {
             // While the sources are being hashed, that thread has one core: the tensor loops stay on this
             // one (three busy threads on two cores would slow the hash, the longest job); then all cores.
             let threads = hashing.isFinished ? 0 : 1
-            report.append(try convert(name: name, info: info, file: checkpoint.file(for: name)!, writer: writer,
-                                      threads: threads))
+            let file = checkpoint.file(for: name)!
+            report.append(try convert(name: name, info: info, file: file, writer: writer, threads: threads))
+            pages.first { $0.file === file.mapped }?.quantizerFinished(name)
             inputDone += info.byteCount
             progress(i + 1, names.count, inputDone)
         }
@@ -124,7 +126,6 @@ public struct QST4Quantize {
     /// `threads`: 1 keeps the work on the calling thread, 0 lets it use every core.
     private func convert(name: String, info: SafetensorsTensorInfo, file: SafetensorsFile,
                          writer: QST4Writer, threads: Int) throws -> TensorQuantizationReport {
-        defer { try? file.advise(name, willNeed: false) }
         let n = info.elementCount
         let decision = policy.decide(name: name, shape: info.shape)
         if case .dense(let dtype) = decision, dtype == info.dtype {

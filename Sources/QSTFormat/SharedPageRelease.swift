@@ -1,0 +1,67 @@
+import Foundation
+
+/// The pages of one mapped safetensors file that two threads of `qst-quantize` read: the quantizer,
+/// tensor by tensor in its own order, and the source hasher, front to back. Mapping a page (the fault,
+/// and later dropping it again) costs about as much as hashing it, so each page is mapped once, by
+/// whichever thread gets there first, and dropped (MADV_DONTNEED, which keeps resident memory near one
+/// tensor) by whichever is past it second. A thread more than `maxSpread` bytes ahead of the other drops
+/// its pages at once instead: the other maps them again, and resident memory stays bounded whatever the
+/// two speeds (the hasher without SHA-NI is several times slower than the quantizer).
+final class SharedPageRelease: @unchecked Sendable {
+    let file: MappedFile
+    static let maxSpread = 64 << 20
+
+    private let lock = NSLock()
+    /// Tensors in data-offset order: byte ranges, and whether the quantizer is done with each.
+    private let starts: [Int], ends: [Int]
+    private let indexByName: [String: Int]
+    private var done: [Bool]
+    /// The first tensor (file order) the quantizer is not done with.
+    private var firstPending = 0
+    /// The hasher has read every byte before this offset.
+    private var hashed = 0
+    /// Pages before this offset were dropped once both threads were past them.
+    private var released = 0
+
+    init(_ source: SafetensorsFile) {
+        file = source.mapped
+        let infos = source.orderedNames.compactMap { source.tensors[$0] }
+        starts = infos.map(\.dataOffset)
+        ends = infos.map { $0.dataOffset + $0.byteCount }
+        indexByName = Dictionary(infos.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        done = Array(repeating: false, count: infos.count)
+    }
+
+    /// Below this offset the quantizer is done with every tensor.
+    private var quantizedPrefix: Int { firstPending < starts.count ? starts[firstPending] : file.size }
+
+    /// The quantizer will not read tensor `name` again.
+    func quantizerFinished(_ name: String) {
+        lock.withLock {
+            guard let i = indexByName[name] else { return }
+            done[i] = true
+            while firstPending < done.count && done[firstPending] { firstPending += 1 }
+            if starts[i] >= hashed + Self.maxSpread { drop(starts[i], ends[i]) }   // the hasher is far behind
+            releaseBehindBoth()
+        }
+    }
+
+    /// The hasher has read bytes [chunkStart, offset) and everything before.
+    func hasherReached(_ offset: Int, chunkStart: Int) {
+        lock.withLock {
+            hashed = offset
+            if offset >= quantizedPrefix + Self.maxSpread { drop(chunkStart, offset) }   // far ahead of the quantizer
+            releaseBehindBoth()
+        }
+    }
+
+    private func releaseBehindBoth() {
+        let end = min(hashed, quantizedPrefix)
+        if end > released {
+            drop(released, end)
+            released = end
+        }
+    }
+
+    private func drop(_ start: Int, _ end: Int) { file.advise(offset: start, length: end - start, willNeed: false) }
+}
