@@ -82,6 +82,7 @@ public enum DynamicMap8 {
                     absmax.withUnsafeMutableBufferPointer { a in
                         let sv = SendableConstPointer(v.baseAddress!), sc = SendablePointer(c.baseAddress!)
                         let sa = SendablePointer(a.baseAddress!), table = SendableConstPointer(code.baseAddress!)
+                        let lookup = SendableConstPointer(DynamicMap8Lookup.shared.table)
                         Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
                             for b in b0..<b1 {
                                 let lo = b * blockSize, hi = min(n, lo + blockSize)
@@ -89,7 +90,10 @@ public enum DynamicMap8 {
                                 for i in lo..<hi { m = max(m, abs(sv.pointer[i])) }
                                 sa.pointer[b] = m
                                 let recip: Float = 1 / m
-                                for i in lo..<hi { sc.pointer[i] = nearestIndex(sv.pointer[i] * recip, code: table.pointer) }
+                                for i in lo..<hi {
+                                    sc.pointer[i] = DynamicMap8Lookup.index(sv.pointer[i] * recip, lookup: lookup.pointer,
+                                                                            code: table.pointer)
+                                }
                             }
                         }
                     }
