@@ -6,7 +6,9 @@ import Foundation
 /// whichever thread gets there first, and dropped (MADV_DONTNEED, which keeps resident memory near one
 /// tensor) by whichever is past it second. A thread more than `maxSpread` bytes ahead of the other drops
 /// its pages at once instead: the other maps them again, and resident memory stays bounded whatever the
-/// two speeds (the hasher without SHA-NI is several times slower than the quantizer).
+/// two speeds (the hasher without SHA-NI is several times slower than the quantizer). The hash is the
+/// longest job of the run, so the dropping is left to the quantizer: the hasher only reports its position
+/// (and drops its own pages only when it runs far ahead).
 final class SharedPageRelease: @unchecked Sendable {
     let file: MappedFile
     static let maxSpread = 64 << 20
@@ -46,13 +48,14 @@ final class SharedPageRelease: @unchecked Sendable {
         }
     }
 
-    /// The hasher has read bytes [chunkStart, offset) and everything before.
+    /// The hasher has read bytes [chunkStart, offset) and everything before. What both threads are past
+    /// is dropped by the quantizer's next `quantizerFinished`.
     func hasherReached(_ offset: Int, chunkStart: Int) {
-        lock.withLock {
+        let farAhead = lock.withLock {
             hashed = offset
-            if offset >= quantizedPrefix + Self.maxSpread { drop(chunkStart, offset) }   // far ahead of the quantizer
-            releaseBehindBoth()
+            return offset >= quantizedPrefix + Self.maxSpread
         }
+        if farAhead { drop(chunkStart, offset) }
     }
 
     private func releaseBehindBoth() {
