@@ -26,19 +26,11 @@ public enum BLASCoreSelection {
     }
 
     /// Call first thing in `main`. Returns only if no re-exec was needed (or it failed).
-    /// `blasUsed: false` is for a run that never calls BLAS: it re-executes with one OpenBLAS thread
-    /// instead of choosing a kernel, because OpenBLAS starts its worker threads as it loads and each
-    /// spins (sched_yield) for about 0.1 s, a core's worth of time the tool's own threads need.
+    /// `blasUsed: false` is for a run that never calls BLAS: the kernel choice does not matter, and the
+    /// re-execution (a second start-up of the process) is skipped.
     public static func ensureFastKernel(blasUsed: Bool = true) {
         let env = ProcessInfo.processInfo.environment
-        guard env[reexecMarker] == nil else { return }
-        if !blasUsed {
-            setenv(reexecMarker, "1", 1)
-            if env["OPENBLAS_NUM_THREADS"] == "1" { return }
-            setenv("OPENBLAS_NUM_THREADS", "1", 1)
-            execv("/proc/self/exe", CommandLine.unsafeArgv)
-            return
-        }
+        guard blasUsed, env[reexecMarker] == nil else { return }
         var flags = cpuFlags()
         // QST_KERNELS=avx2 stands in for an AVX2-only machine: OpenBLAS gets its AVX2 kernels too.
         if env["QST_KERNELS"] == "avx2" || env["QST_KERNELS"] == "avx2vnni" { flags = flags.filter { !$0.hasPrefix("avx512") } }

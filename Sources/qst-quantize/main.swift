@@ -150,5 +150,9 @@ struct Quantize: ParsableCommand {
     }
 }
 
-// Only the calibration runs the model (and with it BLAS); plain quantization never does.
-ToolRunner.main(Quantize.self, usesBLAS: CommandLine.arguments.contains { $0 == "--calibrate" || $0.hasPrefix("--calibrate=") })
+// Only the calibration runs the model (and with it BLAS). Plain quantization never calls BLAS: it needs
+// neither the re-execution that picks OpenBLAS's kernel nor OpenBLAS's idle worker threads, which would
+// spin on the two cores the hash and the quantizer use.
+let calibrating = CommandLine.arguments.contains { $0 == "--calibrate" || $0.hasPrefix("--calibrate=") }
+if !calibrating { EngineThreads.stopBLASWorkers() }
+ToolRunner.main(Quantize.self, usesBLAS: calibrating)
