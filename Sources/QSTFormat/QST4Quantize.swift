@@ -72,7 +72,7 @@ public struct QST4Quantize {
         }
 
         // Hashing the sources is the longest single job; it runs beside the quantization.
-        let pages = checkpoint.files.map(SharedPageRelease.init)
+        let pages = checkpoint.files.map { SharedPageRelease($0) }
         let hashing = SourceHashing(mapped: pages, paths: extraFiles.map(\.1))
         let writer = try QST4Writer(path: output)
         for (name, path) in extraFiles {

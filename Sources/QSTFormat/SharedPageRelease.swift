@@ -11,7 +11,8 @@ import Foundation
 /// (and drops its own pages only when it runs far ahead).
 final class SharedPageRelease: @unchecked Sendable {
     let file: MappedFile
-    static let maxSpread = 64 << 20
+    /// How far one thread may run ahead of the other before it drops its own pages.
+    let maxSpread: Int
 
     private let lock = NSLock()
     /// Tensors in data-offset order: byte ranges, and whether the quantizer is done with each.
@@ -25,8 +26,14 @@ final class SharedPageRelease: @unchecked Sendable {
     /// Pages before this offset were dropped once both threads were past them.
     private var released = 0
 
-    init(_ source: SafetensorsFile) {
+    /// Drops [start, end) of the mapping; tests pass a recorder instead.
+    private let dropRange: @Sendable (Int, Int) -> Void
+
+    init(_ source: SafetensorsFile, maxSpread: Int = 64 << 20, dropRange: (@Sendable (Int, Int) -> Void)? = nil) {
         file = source.mapped
+        self.maxSpread = maxSpread
+        let mapped = source.mapped
+        self.dropRange = dropRange ?? { start, end in mapped.advise(offset: start, length: end - start, willNeed: false) }
         let infos = source.orderedNames.compactMap { source.tensors[$0] }
         starts = infos.map(\.dataOffset)
         ends = infos.map { $0.dataOffset + $0.byteCount }
@@ -43,19 +50,19 @@ final class SharedPageRelease: @unchecked Sendable {
             guard let i = indexByName[name] else { return }
             done[i] = true
             while firstPending < done.count && done[firstPending] { firstPending += 1 }
-            if starts[i] >= hashed + Self.maxSpread { drop(starts[i], ends[i]) }   // the hasher is far behind
+            if starts[i] >= hashed + maxSpread { drop(starts[i], ends[i]) }   // the hasher is far behind
             releaseBehindBoth()
         }
     }
 
     /// The hasher has read bytes [chunkStart, offset) and everything before. What both threads are past
-    /// is dropped by the quantizer's next `quantizerFinished`.
+    /// is dropped by the quantizer's next `quantizerFinished`, or here once the quantizer has finished.
     func hasherReached(_ offset: Int, chunkStart: Int) {
-        let farAhead = lock.withLock {
+        lock.withLock {
             hashed = offset
-            return offset >= quantizedPrefix + Self.maxSpread
+            if firstPending == done.count { releaseBehindBoth() }
+            else if offset >= quantizedPrefix + maxSpread { drop(chunkStart, offset) }
         }
-        if farAhead { drop(chunkStart, offset) }
     }
 
     private func releaseBehindBoth() {
@@ -66,5 +73,5 @@ final class SharedPageRelease: @unchecked Sendable {
         }
     }
 
-    private func drop(_ start: Int, _ end: Int) { file.advise(offset: start, length: end - start, willNeed: false) }
+    private func drop(_ start: Int, _ end: Int) { dropRange(start, end) }
 }
