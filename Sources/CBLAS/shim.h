@@ -3,3 +3,6 @@
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 char *openblas_get_corename(void);
+// Stops the worker threads OpenBLAS starts as it loads (each spins ~0.1 s before it sleeps); the next
+// threaded BLAS call starts them again. Exported by OpenBLAS for its fork handling.
+int blas_thread_shutdown_(void);

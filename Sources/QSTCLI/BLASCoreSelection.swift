@@ -26,9 +26,11 @@ public enum BLASCoreSelection {
     }
 
     /// Call first thing in `main`. Returns only if no re-exec was needed (or it failed).
-    public static func ensureFastKernel() {
+    /// `blasUsed: false` is for a run that never calls BLAS: the kernel choice does not matter, and the
+    /// re-execution (a second start-up of the process) is skipped.
+    public static func ensureFastKernel(blasUsed: Bool = true) {
         let env = ProcessInfo.processInfo.environment
-        guard env[reexecMarker] == nil else { return }
+        guard blasUsed, env[reexecMarker] == nil else { return }
         var flags = cpuFlags()
         // QST_KERNELS=avx2 stands in for an AVX2-only machine: OpenBLAS gets its AVX2 kernels too.
         if env["QST_KERNELS"] == "avx2" || env["QST_KERNELS"] == "avx2vnni" { flags = flags.filter { !$0.hasPrefix("avx512") } }

@@ -11,4 +11,9 @@ public enum EngineThreads {
     }
 
     public static var blasThreads: Int { Int(openblas_get_num_threads()) }
+
+    /// For a run that never calls BLAS: stops the worker threads OpenBLAS started as it loaded, which
+    /// would otherwise spin (sched_yield) for about 0.1 s on the cores the run needs. A later BLAS call
+    /// starts them again, so this is safe to call at any point.
+    public static func stopBLASWorkers() { _ = blas_thread_shutdown_() }
 }

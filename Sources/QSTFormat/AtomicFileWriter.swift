@@ -1,4 +1,5 @@
 import Foundation
+import QSTKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +9,8 @@ import Glibc
 /// even a killed process leaves nothing behind; `commit()` fsyncs it, gives it a
 /// temporary name and renames it over the target. Where the file system has no
 /// O_TMPFILE, a named temporary file is used and removed if the writer is dropped.
+/// Every `writebackStride` bytes the written range is handed to the disk in the background, so
+/// the fsync of `commit()` waits for the last stretch only, not for the whole file.
 public final class AtomicFileWriter {
     public let targetPath: String
     public let temporaryPath: String
@@ -15,6 +18,9 @@ public final class AtomicFileWriter {
     private let unnamed: Bool
     private var committed = false
     public private(set) var bytesWritten: Int = 0
+    /// Bytes before this offset were already handed to the disk (qst_file_start_writeback).
+    private var writebackStart = 0
+    static let writebackStride = 8 << 20
 
     // Linux x86-64/arm64 value of O_TMPFILE (__O_TMPFILE | O_DIRECTORY); Glibc's macro is not imported.
     private static let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY
@@ -53,6 +59,11 @@ public final class AtomicFileWriter {
             done += n
         }
         bytesWritten += buffer.count
+        if bytesWritten - writebackStart >= Self.writebackStride {
+            // Only a head start for fsync: a failure here is reported by fsync itself.
+            _ = qst_file_start_writeback(fd, Int64(writebackStart), Int64(bytesWritten - writebackStart))
+            writebackStart = bytesWritten
+        }
     }
 
     public func write(_ data: [UInt8]) throws { try data.withUnsafeBytes { try write($0) } }

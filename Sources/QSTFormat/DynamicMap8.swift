@@ -40,37 +40,37 @@ public enum DynamicMap8 {
     }
 
     /// bitsandbytes' `dQuantize<0>` over a sorted 256-entry code: a 7-step pivot search from 127,
-    /// then the midpoint rule with strict comparisons (ties stay on the pivot).
+    /// then the midpoint rule with strict comparisons (ties stay on the pivot). Written with integer
+    /// selects instead of branches (the same steps and comparisons, so the same index for every
+    /// input, NaN included): the search direction is data-dependent, and mispredicted branches made
+    /// this step as slow as the NF4 quantization itself. The bounds `lower`/`upper` of bitsandbytes'
+    /// loop are always `code[lowerPivot]`/`code[upperPivot]` after its fix-up of the never-moved ends
+    /// (index 0 and 255), so they are loaded once at the end.
     @inline(__always)
     static func nearestIndex(_ x: Float, code: UnsafePointer<Float>) -> UInt8 {
         var pivot = 127, upperPivot = 255, lowerPivot = 0
-        var lower: Float = -1, upper: Float = 1
         var val = code[pivot]
         var i = 64
         while i > 0 {
-            if x > val {
-                lowerPivot = pivot; lower = val; pivot += i
-            } else {
-                upperPivot = pivot; upper = val; pivot -= i
-            }
+            let above = x > val
+            lowerPivot = above ? pivot : lowerPivot
+            upperPivot = above ? upperPivot : pivot
+            pivot = above ? pivot + i : pivot - i
             val = code[pivot]
             i >>= 1
         }
-        if upperPivot == 255 { upper = code[255] }
-        if lowerPivot == 0 { lower = code[0] }
-        if x > val {
-            let midpoint = (upper + val) * 0.5
-            return UInt8(x > midpoint ? upperPivot : pivot)
-        } else {
-            let midpoint = (lower + val) * 0.5
-            return UInt8(x < midpoint ? lowerPivot : pivot)
-        }
+        let upperMidpoint = (code[upperPivot] + val) * 0.5, lowerMidpoint = (code[lowerPivot] + val) * 0.5
+        let up = x > upperMidpoint ? upperPivot : pivot
+        let down = x < lowerMidpoint ? lowerPivot : pivot
+        return UInt8(truncatingIfNeeded: x > val ? up : down)
     }
 
     /// `quantize_blockwise(values, code=signedCode, blocksize)`: per block the float32 absmax,
     /// each value times float32(1/absmax) mapped to its nearest code. Values must be finite.
     /// An all-zero block (absmax 0) maps 0*inf = NaN to index 0, as the CUDA kernel does.
-    public static func quantizeBlockwise(_ values: [Float], blockSize: Int) -> (codes: [UInt8], absmax: [Float]) {
+    /// `threads` caps the cores used (the result does not depend on it).
+    public static func quantizeBlockwise(_ values: [Float], blockSize: Int,
+                                         threads: Int = Parallel.defaultThreads) -> (codes: [UInt8], absmax: [Float]) {
         let n = values.count
         let blocks = (n + blockSize - 1) / blockSize
         var codes = [UInt8](repeating: 0, count: n)
@@ -82,14 +82,18 @@ public enum DynamicMap8 {
                     absmax.withUnsafeMutableBufferPointer { a in
                         let sv = SendableConstPointer(v.baseAddress!), sc = SendablePointer(c.baseAddress!)
                         let sa = SendablePointer(a.baseAddress!), table = SendableConstPointer(code.baseAddress!)
-                        Parallel.forRanges(blocks, minChunk: 256) { b0, b1 in
+                        let lookup = SendableConstPointer(DynamicMap8Lookup.shared.table)
+                        Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
                             for b in b0..<b1 {
                                 let lo = b * blockSize, hi = min(n, lo + blockSize)
                                 var m: Float = 0
                                 for i in lo..<hi { m = max(m, abs(sv.pointer[i])) }
                                 sa.pointer[b] = m
                                 let recip: Float = 1 / m
-                                for i in lo..<hi { sc.pointer[i] = nearestIndex(sv.pointer[i] * recip, code: table.pointer) }
+                                for i in lo..<hi {
+                                    sc.pointer[i] = DynamicMap8Lookup.index(sv.pointer[i] * recip, lookup: lookup.pointer,
+                                                                            code: table.pointer)
+                                }
                             }
                         }
                     }

@@ -48,25 +48,28 @@ public enum NF4 {
         do { try parameters.validate() } catch let e as QSTError { throw QSTError.tensor(file, tensor, e.message) }
         let count = x.count, blockSize = parameters.blockSize
         let blocks = (count + blockSize - 1) / blockSize
-        var codes = [UInt8](repeating: 0, count: (count + 1) / 2)
-        var absmax = [Float](repeating: 0, count: blocks)
-        if count > 0 {
-            let firstBad = NF4FirstIndex()
-            codes.withUnsafeMutableBufferPointer { c in
-                absmax.withUnsafeMutableBufferPointer { a in
-                    let src = NF4Pointer(x.baseAddress!), dst = NF4Pointer(c.baseAddress!), am = NF4Pointer(a.baseAddress!)
-                    let workers = workerCount(count, threads: threads, threshold: quantizeParallelThreshold)
-                    Parallel.forRanges(blocks, threads: workers, minChunk: max(1, 16384 / blockSize)) { b0, b1 in
-                        let bad = qst_nf4_quantize_blocks(src.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
-                                                          dst.p, am.p, kernel.rawValue)
-                        if bad >= 0 { firstBad.record(Int(bad)) }
-                    }
+        var absmaxStorage: [Float] = []
+        // Not zero-filled first: the kernel writes every code byte (the partner of an odd last element
+        // included) and every block's absmax, and a bad value throws before the arrays are used.
+        let firstBad = NF4FirstIndex()
+        let codes = [UInt8](unsafeUninitializedCapacity: (count + 1) / 2) { c, codesDone in
+            codesDone = c.count
+            guard count > 0 else { return }
+            absmaxStorage = [Float](unsafeUninitializedCapacity: blocks) { a, absmaxDone in
+                absmaxDone = a.count
+                let src = NF4Pointer(x.baseAddress!), dst = NF4Pointer(c.baseAddress!), am = NF4Pointer(a.baseAddress!)
+                let workers = workerCount(count, threads: threads, threshold: quantizeParallelThreshold)
+                Parallel.forRanges(blocks, threads: workers, minChunk: max(1, 16384 / blockSize)) { b0, b1 in
+                    let bad = qst_nf4_quantize_blocks(src.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
+                                                      dst.p, am.p, kernel.rawValue)
+                    if bad >= 0 { firstBad.record(Int(bad)) }
                 }
             }
-            if let bad = firstBad.value {
-                let what = x[bad].isNaN ? "NaN" : (x[bad] > 0 ? "+inf" : "-inf")
-                throw QSTError.tensor(file, tensor, "\(what) at element \(bad); NF4 needs finite values")
-            }
+        }
+        let absmax = absmaxStorage
+        if let bad = firstBad.value {
+            let what = x[bad].isNaN ? "NaN" : (x[bad] > 0 ? "+inf" : "-inf")
+            throw QSTError.tensor(file, tensor, "\(what) at element \(bad); NF4 needs finite values")
         }
         guard parameters.doubleQuant else {
             return NF4Tensor(count: count, blockSize: blockSize, codes: codes, absmax: absmax,
@@ -74,7 +77,8 @@ public enum NF4 {
         }
         let offset = mean(absmax)
         let centered = absmax.map { $0 - offset }
-        let (q, absmax2) = DynamicMap8.quantizeBlockwise(centered, blockSize: parameters.dqBlockSize)
+        let (q, absmax2) = DynamicMap8.quantizeBlockwise(centered, blockSize: parameters.dqBlockSize,
+                                                         threads: threads > 0 ? threads : Parallel.defaultThreads)
         return NF4Tensor(count: count, blockSize: blockSize, codes: codes, absmax: [], absmaxCodes: q,
                          absmax2: absmax2, absmaxOffset: offset, dqBlockSize: parameters.dqBlockSize)
     }

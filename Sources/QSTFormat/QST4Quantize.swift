@@ -72,7 +72,8 @@ public struct QST4Quantize {
         }
 
         // Hashing the sources is the longest single job; it runs beside the quantization.
-        let hashing = SourceHashing(paths: checkpoint.files.map(\.path) + extraFiles.map(\.1))
+        let pages = checkpoint.files.map { SharedPageRelease($0) }
+        let hashing = SourceHashing(mapped: pages, paths: extraFiles.map(\.1))
         let writer = try QST4Writer(path: output)
         for (name, path) in extraFiles {
             try writer.addFile(name: name, data: try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -88,7 +89,12 @@ public struct QST4Quantize {
                 if let l = layer { try writer.beginLayer(l) } else { try writer.endLayer() }
                 currentLayer = layer
             }
-            report.append(try convert(name: name, info: info, file: checkpoint.file(for: name)!, writer: writer))
+            // While the sources are being hashed, that thread has one core: the tensor loops stay on this
+            // one (three busy threads on two cores would slow the hash, the longest job); then all cores.
+            let threads = hashing.isFinished ? 0 : 1
+            let file = checkpoint.file(for: name)!
+            report.append(try convert(name: name, info: info, file: file, writer: writer, threads: threads))
+            pages.first { $0.file === file.mapped }?.quantizerFinished(name)
             inputDone += info.byteCount
             progress(i + 1, names.count, inputDone)
         }
@@ -117,9 +123,9 @@ public struct QST4Quantize {
             inputMBPerSecond: Double(inputDone) / 1e6 / max(seconds, 1e-9), report: report)
     }
 
+    /// `threads`: 1 keeps the work on the calling thread, 0 lets it use every core.
     private func convert(name: String, info: SafetensorsTensorInfo, file: SafetensorsFile,
-                         writer: QST4Writer) throws -> TensorQuantizationReport {
-        defer { try? file.advise(name, willNeed: false) }
+                         writer: QST4Writer, threads: Int) throws -> TensorQuantizationReport {
         let n = info.elementCount
         let decision = policy.decide(name: name, shape: info.shape)
         if case .dense(let dtype) = decision, dtype == info.dtype {
@@ -154,25 +160,29 @@ public struct QST4Quantize {
                     try writer.writeNF4(name: name, shape: info.shape, t, scaleSearch: search.method(weighted: importance != nil),
                                         calibrationSHA256: importance != nil ? search.calibration?.textSHA256 : nil)
                 } else {
-                    t = try NF4.quantize(values, parameters: policy.nf4, file: file.path, tensor: name)
+                    t = try NF4.quantize(values, parameters: policy.nf4, file: file.path, tensor: name, kernel: .auto,
+                                         threads: threads)
                     try writer.writeNF4(name: name, shape: info.shape, t)
                 }
                 let outBytes = t.codes.count + 4 * t.absmax.count + t.absmaxCodes.count + 4 * t.absmax2.count
                 return TensorQuantizationReport(name: name, shape: info.shape, dtype: "NF4", inputBytes: info.byteCount,
                                                 outputBytes: outBytes, bitsPerWeight: Double(outBytes * 8) / Double(max(n, 1)),
-                                                sqnrDB: QuantizationError.sqnr(original: values, tensor: t))
+                                                sqnrDB: QuantizationError.sqnr(original: values, tensor: t,
+                                                                                threads: threads > 0 ? threads : Parallel.defaultThreads))
             case .dense(let dtype):
                 var outBytes = 0
                 if dtype == .f32 {
                     try writer.writeDense(name: name, dtype: .f32, shape: info.shape, bytes: UnsafeRawBufferPointer(values))
                     outBytes = 4 * n
                 } else {
-                    var half = [UInt16](repeating: 0, count: n)
-                    half.withUnsafeMutableBufferPointer { h in
-                        if dtype == .bf16 { FloatConversion.f32ToBF16(values.baseAddress!, h.baseAddress!, n) }
-                        else { FloatConversion.f32ToF16(values.baseAddress!, h.baseAddress!, n) }
+                    // Converted a piece at a time into one small buffer (below FloatConversion's parallel
+                    // threshold, so on this thread): no full-size 16-bit copy to allocate and fault in.
+                    try writer.writeDense(name: name, dtype: dtype, shape: info.shape, byteCount: 2 * n) { piece, offset in
+                        let src = values.baseAddress! + offset / 2, count = piece.count / 2
+                        let dst = piece.baseAddress!.assumingMemoryBound(to: UInt16.self)
+                        if dtype == .bf16 { FloatConversion.f32ToBF16(src, dst, count) }
+                        else { FloatConversion.f32ToF16(src, dst, count) }
                     }
-                    try half.withUnsafeBytes { try writer.writeDense(name: name, dtype: dtype, shape: info.shape, bytes: $0) }
                     outBytes = 2 * n
                 }
                 return TensorQuantizationReport(name: name, shape: info.shape, dtype: dtype.rawValue, inputBytes: info.byteCount,

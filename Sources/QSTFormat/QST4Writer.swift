@@ -94,6 +94,29 @@ public final class QST4Writer {
                                      crc32c: crc, parts: ["data": range]))
     }
 
+    /// Writes an F32, F16 or BF16 tensor of `byteCount` bytes made piece by piece, so that no full-size
+    /// copy is ever held: `fill(piece, offset)` puts the tensor's bytes from `offset` into `piece` (at most
+    /// `pieceBytes` long; a reused buffer, so the bytes are still in cache when they are written).
+    public func writeDense(name: String, dtype: DType, shape: [Int], byteCount: Int, pieceBytes: Int = 256 << 10,
+                           fill: (UnsafeMutableRawBufferPointer, Int) throws -> Void) throws {
+        precondition([.f32, .f16, .bf16].contains(dtype) && pieceBytes > 0)
+        try out.pad(to: QST4.partAlignment)
+        let offset = out.bytesWritten
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(pieceBytes, max(byteCount, 1)), alignment: 64)
+        defer { buffer.deallocate() }
+        var crc: UInt32 = 0, done = 0
+        while done < byteCount {
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, byteCount - done)])
+            try fill(piece, done)
+            let bytes = UnsafeRawBufferPointer(piece)
+            try out.write(bytes)
+            crc = Checksums.crc32c(bytes, continuing: crc)
+            done += piece.count
+        }
+        try register(QST4TensorEntry(name: name, dtype: dtype, shape: shape, layer: openLayer?.index ?? -1,
+                                     crc32c: crc, parts: ["data": ByteRange(offset: offset, length: byteCount)]))
+    }
+
     /// Writes the header, fills in the preamble, fsyncs and moves the file into place.
     public func finish(quantization: QST4Quantization?, provenance: QST4Provenance, createdBy: String,
                        sections: [String: JSONAny] = [:], createdAt: Date = Date()) throws {

@@ -45,7 +45,8 @@ private func sums(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int
 enum QuantizationError {
     /// SQNR of an NF4 tensor against its source, dequantizing 64 K elements at a time so that no
     /// second full-size copy of the tensor is ever held.
-    static func sqnr(original: UnsafeBufferPointer<Float>, tensor: NF4Tensor) -> Double {
+    /// `threads` caps the cores used (the result does not depend on it).
+    static func sqnr(original: UnsafeBufferPointer<Float>, tensor: NF4Tensor, threads: Int = Parallel.defaultThreads) -> Double {
         let n = tensor.count
         guard n > 0 else { return 999 }
         let chunk = 1 << 16   // a multiple of every allowed block size
@@ -58,7 +59,7 @@ enum QuantizationError {
                     let sp = SendablePointer(parts.baseAddress!), so = SendableConstPointer(original.baseAddress!)
                     let sc = SendableConstPointer(codes.baseAddress!), sa = SendableConstPointer(a.baseAddress!)
                     let bs = tensor.blockSize
-                    Parallel.forRanges(chunks) { c0, c1 in
+                    Parallel.forRanges(chunks, threads: threads) { c0, c1 in
                         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
                         defer { buffer.deallocate() }
                         for c in c0..<c1 {

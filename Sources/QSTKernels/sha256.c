@@ -1,5 +1,6 @@
 // SHA-256: a portable implementation, and the SHA-NI path (Intel SHA extensions) chosen at run time.
 #include "hash.h"
+#include "kernel_impl.h"
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -53,6 +54,8 @@ static void blocks_shani(uint32_t s[8], const uint8_t *p, size_t nblocks) {
     while (nblocks--) {
         __m128i abef = st0, cdgh = st1, msg, m[4];
         for (int i = 0; i < 4; i++) m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), shuf);
+        // Fully unrolled, so m[] lives in registers (with a loop the indices r & 3 send it to the stack).
+#pragma GCC unroll 16
         for (int r = 0; r < 16; r++) {
             __m128i cur = m[r & 3];
             msg = _mm_add_epi32(cur, _mm_loadu_si128((const __m128i *)&K[4 * r]));
@@ -85,17 +88,32 @@ static int has_shani(void) {
 }
 #endif
 
-static void blocks(uint32_t s[8], const uint8_t *p, size_t n) {
+int qst_sha256_has_shani(void) {
 #if defined(__x86_64__)
     static int mode = -1;
     int m = __atomic_load_n(&mode, __ATOMIC_RELAXED);
     if (m < 0) { m = has_shani() && __builtin_cpu_supports("sse4.1"); __atomic_store_n(&mode, m, __ATOMIC_RELAXED); }
-    if (m) { blocks_shani(s, p, n); return; }
+    return m;
+#else
+    return 0;
+#endif
+}
+
+static void blocks(const qst_sha256_ctx *ctx, uint32_t s[8], const uint8_t *p, size_t n) {
+#if defined(__x86_64__)
+    if (ctx->fast) { blocks_shani(s, p, n); return; }
+#else
+    (void)ctx;
 #endif
     blocks_portable(s, p, n);
 }
 
-void qst_sha256_init(qst_sha256_ctx *ctx) {
+void qst_sha256_init(qst_sha256_ctx *ctx) { qst_sha256_init_impl(ctx, QST_IMPL_AUTO); }
+
+void qst_sha256_init_impl(qst_sha256_ctx *ctx, int impl) {
+    // SHA-NI is not tied to a vector width: any non-scalar choice uses it when the CPU has it
+    // (QST_KERNELS=scalar, through qst_impl_resolve, gives the portable rounds).
+    ctx->fast = qst_impl_resolve(impl) != QST_IMPL_SCALAR && qst_sha256_has_shani();
     static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(ctx->state, iv, sizeof iv);
@@ -111,10 +129,10 @@ void qst_sha256_update(qst_sha256_ctx *ctx, const void *data, size_t length) {
         memcpy(ctx->buffer + ctx->buffered, p, take);
         ctx->buffered += take; p += take; length -= take;
         if (ctx->buffered < 64) return;
-        blocks(ctx->state, ctx->buffer, 1);
+        blocks(ctx, ctx->state, ctx->buffer, 1);
         ctx->buffered = 0;
     }
-    if (length >= 64) { blocks(ctx->state, p, length / 64); p += length & ~(size_t)63; length &= 63; }
+    if (length >= 64) { blocks(ctx, ctx->state, p, length / 64); p += length & ~(size_t)63; length &= 63; }
     if (length) { memcpy(ctx->buffer, p, length); ctx->buffered = length; }
 }
 

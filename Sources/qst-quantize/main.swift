@@ -150,4 +150,9 @@ struct Quantize: ParsableCommand {
     }
 }
 
-ToolRunner.main(Quantize.self)
+// Only the calibration runs the model (and with it BLAS). Plain quantization never calls BLAS: it needs
+// neither the re-execution that picks OpenBLAS's kernel nor OpenBLAS's idle worker threads, which would
+// spin on the two cores the hash and the quantizer use.
+let calibrating = CommandLine.arguments.contains { $0 == "--calibrate" || $0.hasPrefix("--calibrate=") }
+if !calibrating { EngineThreads.stopBLASWorkers() }
+ToolRunner.main(Quantize.self, usesBLAS: calibrating)

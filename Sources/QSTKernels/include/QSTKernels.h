@@ -9,4 +9,5 @@
 #include "kernel_impl.h"
 #include "matmul.h"
 #include "q8.h"
+#include "file_writeback.h"
 #endif

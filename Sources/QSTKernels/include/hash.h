@@ -18,9 +18,16 @@ typedef struct {
     uint64_t total;
     uint8_t buffer[64];
     size_t buffered;
+    int fast;   // 1: SHA-NI rounds, 0: portable rounds (set by init)
 } qst_sha256_ctx;
 
+/// The fastest rounds this CPU has (SHA-NI on x86-64 when present, unless QST_KERNELS=scalar).
 void qst_sha256_init(qst_sha256_ctx *ctx);
+/// A pinned implementation (QST_IMPL_* of kernel_impl.h): QST_IMPL_SCALAR always runs the portable
+/// rounds; any other supported value the SHA-NI rounds when the CPU has them. Every choice gives the same digest.
+void qst_sha256_init_impl(qst_sha256_ctx *ctx, int impl);
+/// 1 when the SHA-NI rounds run on this CPU.
+int qst_sha256_has_shani(void);
 void qst_sha256_update(qst_sha256_ctx *ctx, const void *data, size_t length);
 void qst_sha256_final(qst_sha256_ctx *ctx, uint8_t digest[32]);
 #endif
