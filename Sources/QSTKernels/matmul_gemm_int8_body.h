@@ -1,0 +1,61 @@
+// Microkernel of the AVX2 int8 NF4 GEMM, included twice by matmul_gemm_int8_avx2.c with
+// VARIANT, TARGET and ROW_DOT(u0, u1, wrow) defined: eight int32 lanes whose sum is the dot
+// product of one biased x span (u0, u1: 64 bytes in registers) and one weight row's 64 grid
+// values at wrow.
+#define CAT2(a, b) a##_##b
+#define CAT(a, b) CAT2(a, b)
+#define TILE CAT(int8_tile, VARIANT)
+#define SWEEP CAT(int8_sweep, VARIANT)
+
+// RM rows of x (from row i) times the GI_NR = 4 rows of the panel over spans [0, ns); adds
+// into (first chunk: writes) y. Per x row and span the four row products are folded by a
+// vphaddd tree into one vector (lane r: row r's low 128-bit half, lane r + 4: its high half),
+// the bias correction added, converted and scaled by [absmax_r * xscale] in one FMA. Every
+// output runs the same instruction sequence whatever RM, the row count or the column range,
+// so a row's result does not depend on its neighbours.
+TARGET static inline __attribute__((always_inline)) void TILE(const int RM, const uint8_t *xq, int64_t ldq,
+        const float *xs, int64_t lds, const int8_t *panel, const float *av, const int32_t *cv, int64_t ns,
+        float *y, int64_t ldy, int64_t nr, int first) {
+    __m256 acc[GI_RM];
+    for (int i = 0; i < RM; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < ns; s++) {
+        const int8_t *w = panel + s * GI_NR * 64;
+        const __m256 a = _mm256_load_ps(av + s * 8);
+        const __m256i corr = _mm256_load_si256((const __m256i *)(cv + s * 8));
+        for (int i = 0; i < RM; i++) {
+            const __m256i u0 = _mm256_load_si256((const __m256i *)(xq + i * ldq + s * 64));
+            const __m256i u1 = _mm256_load_si256((const __m256i *)(xq + i * ldq + s * 64 + 32));
+            const __m256i d01 = _mm256_hadd_epi32(ROW_DOT(u0, u1, w), ROW_DOT(u0, u1, w + 64));
+            const __m256i d23 = _mm256_hadd_epi32(ROW_DOT(u0, u1, w + 128), ROW_DOT(u0, u1, w + 192));
+            const __m256i d = _mm256_add_epi32(_mm256_hadd_epi32(d01, d23), corr);
+            const __m256 scale = _mm256_mul_ps(a, _mm256_broadcast_ss(xs + i * lds + s));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc[i]);
+        }
+    }
+    for (int i = 0; i < RM; i++) {
+        const __m128 v = _mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1));
+        float *yi = y + i * ldy;
+        if (nr == GI_NR) {
+            _mm_storeu_ps(yi, first ? v : _mm_add_ps(_mm_loadu_ps(yi), v));
+            continue;
+        }
+        float t[4];
+        _mm_storeu_ps(t, v);
+        for (int r = 0; r < nr; r++) yi[r] = first ? t[r] : yi[r] + t[r];
+    }
+}
+
+TARGET static void SWEEP(const uint8_t *xq, int64_t ldq, const float *xs, int64_t lds, int64_t m,
+                         const int8_t *panel, const float *av, const int32_t *cv, int64_t ns,
+                         float *y, int64_t ldy, int64_t nr, int first) {
+    int64_t i = 0;
+    for (; i + GI_RM <= m; i += GI_RM)
+        TILE(GI_RM, xq + i * ldq, ldq, xs + i * lds, lds, panel, av, cv, ns, y + i * ldy, ldy, nr, first);
+    for (; i < m; i++)
+        TILE(1, xq + i * ldq, ldq, xs + i * lds, lds, panel, av, cv, ns, y + i * ldy, ldy, nr, first);
+}
+
+#undef TILE
+#undef SWEEP
+#undef CAT
+#undef CAT2
