@@ -8,8 +8,10 @@ static int has_avx2(uint32_t f) { return (f & QST_CPU_AVX2_BASE) == QST_CPU_AVX2
 
 // Vector kernels decode NF4 in 32-element groups sharing one absmax, and read BF16
 // through dword gathers that need at least two elements per row.
+// LAYOUT_SPAN64: NF4 blocks a multiple of 64 (the int8 GEMM's x spans).
+enum { LAYOUT_VECTOR = 1, LAYOUT_SPAN64 = 2 };
 static int vector_layout_ok(const qst_weight *w) {
-    if (w->type == QST_WEIGHT_NF4) return w->block % 32 == 0;
+    if (w->type == QST_WEIGHT_NF4) return w->block % 32 == 0 ? LAYOUT_VECTOR | (w->block % 64 == 0 ? LAYOUT_SPAN64 : 0) : 0;
     if (w->type == QST_WEIGHT_BF16) return w->k >= 2;
     return 1;
 }
@@ -48,15 +50,18 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_AVX512: return vec ? QST_KERNEL_AVX512 : -1;
     case QST_KERNEL_AVX512_BF16: return vec && has_bf16(f) ? QST_KERNEL_AVX512_BF16 : -1;
     case QST_KERNEL_AVX2: return avx2 ? QST_KERNEL_AVX2 : -1;
-    case QST_KERNEL_AVX2_INT8: return avx2 && type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMV ? QST_KERNEL_AVX2_INT8 : -1;
+    case QST_KERNEL_AVX2_INT8: return avx2 && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX2_INT8 : -1;
     case QST_KERNEL_NEON:
     case QST_KERNEL_NEON_DOT:
         return -1;
     case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : avx2 ? QST_KERNEL_AVX2 : QST_KERNEL_SCALAR;
     case QST_KERNEL_AUTO:
-        // Without AVX-512: NF4 decode takes the int8 dot products (the float32 table lookup is
-        // compute bound), everything else the exact AVX2 loops.
-        if (!vec && avx2) return type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMV ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX2;
+        // Without AVX-512: NF4 takes the int8 dot products, for decoding (the float32 table
+        // lookup is compute bound) and for many rows with 64-multiple blocks (the int8 GEMM,
+        // 1.4x the float32 FMA peak: BENCHMARKS.md §13); everything else the exact AVX2 loops.
+        if (!vec && avx2)
+            return type == QST_WEIGHT_NF4 && (shape == QST_SHAPE_GEMV || (layout_ok & LAYOUT_SPAN64)) ? QST_KERNEL_AVX2_INT8
+                                                                                                    : QST_KERNEL_AVX2;
         if (!vec) return QST_KERNEL_SCALAR;
         // F32 weights stay exact (bfloat16 would only add rounding: GEMV is memory bound and
         // the F32 GEMM is the engine's reference). NF4/BF16 take the bfloat16 kernels,
@@ -72,13 +77,14 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 // cost that only pays off over enough rows. Measured on SmolLM2's 576 -> 1536 NF4 and BF16
 // shapes, one thread (BENCHMARKS.md, "Few rows"): the AVX-512 GEMM costs ~70 us of packing
 // before its first row, so GEMV wins up to ~16 NF4 rows and ~40 BF16 rows; the AVX2 GEMM's
-// packing costs ~280 us, so its GEMVs win up to ~32-48 rows. A fixed table: the same m always
-// takes the same path, so results are reproducible run to run.
-static int64_t gemv_row_limit(int gemv_path, qst_weight_type type) {
+// packing costs ~280 us, so its GEMVs win up to ~32-48 rows; the AVX2 int8 GEMM (64-multiple
+// blocks) packs int8 panels and beats the int8 GEMV from 5 rows on. A fixed table: the same m
+// always takes the same path, so results are reproducible run to run.
+static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
     switch (gemv_path) {
     case QST_KERNEL_AVX512:
     case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 16 : QST_GEMV_MAX_ROWS;
-    case QST_KERNEL_AVX2_INT8: return 32;
+    case QST_KERNEL_AVX2_INT8: return layout_ok & LAYOUT_SPAN64 ? QST_GEMV_MAX_ROWS : 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;
     }
@@ -89,7 +95,7 @@ static qst_shape pick_shape(qst_weight_type type, int layout_ok, int64_t m, qst_
     if (shape == QST_SHAPE_GEMV || shape == QST_SHAPE_GEMM) return shape;
     if (m <= QST_GEMV_MAX_ROWS) return QST_SHAPE_GEMV;
     const int gemv = resolve(type, layout_ok, QST_SHAPE_GEMV, kernel, f);
-    return m <= gemv_row_limit(gemv, type) ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
+    return m <= gemv_row_limit(gemv, type, layout_ok) ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
 }
 
 int qst_matmul_resolve_shape(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
@@ -137,8 +143,12 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
         return qst_mm_neon(x, m, ldx, w, y, ldy, n0, n1, path == QST_KERNEL_NEON_DOT);
 #endif
     if (path == QST_KERNEL_SCALAR) return qst_mm_scalar(x, m, ldx, w, y, ldy, n0, n1);
-    if (path == QST_KERNEL_AVX2_INT8)
-        return qst_mm_gemv_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, (qst_cpu_features() & QST_CPU_AVX_VNNI) != 0);
+    if (path == QST_KERNEL_AVX2_INT8) {
+        // The GEMM needs 64-element x spans; other 32-multiple blocks run the GEMV loops.
+        const int vnni = (f & QST_CPU_AVX_VNNI) != 0;
+        if (s == QST_SHAPE_GEMM && (ok & LAYOUT_SPAN64)) return qst_mm_gemm_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, vnni);
+        return qst_mm_gemv_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, vnni);
+    }
     if (path == QST_KERNEL_AVX2) {
         if (s == QST_SHAPE_GEMV) return qst_mm_gemv_avx2(x, m, ldx, w, y, ldy, n0, n1);
         return qst_mm_gemm_avx2(x, m, ldx, w, y, ldy, n0, n1);
