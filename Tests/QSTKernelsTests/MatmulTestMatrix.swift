@@ -91,8 +91,9 @@ struct TestMatrix {
     }
 
     /// For the AVX2_INT8 path (NF4 only): per output the documented error bound
-    /// sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's aligned 64-element span) / 254.
-    func int8Bound(x: [Float], m: Int, ldx: Int) -> [Double] {
+    /// sum_e absmax_e * (|x_e| * 127 / grid + 1.01 * max|x| over e's aligned 64-element span) / 254,
+    /// `grid` the levels of its NF4 grid (127; 63 for the int8 GEMM without AVX-VNNI).
+    func int8Bound(x: [Float], m: Int, ldx: Int, grid: Double = 127) -> [Double] {
         guard case let .nf4(_, absmax, block) = storage else { return [Double](repeating: 0, count: m * n) }
         var out = [Double](repeating: 0, count: m * n)
         for i in 0..<m {
@@ -101,7 +102,9 @@ struct TestMatrix {
             }
             for j in 0..<n {
                 var b = 0.0
-                for t in 0..<k { b += Double(absmax[(j * k + t) / block]) * (Double(abs(x[i * ldx + t])) + 1.01 * spanMax[t / 64]) }
+                for t in 0..<k {
+                    b += Double(absmax[(j * k + t) / block]) * (Double(abs(x[i * ldx + t])) * 127 / grid + 1.01 * spanMax[t / 64])
+                }
                 out[i * n + j] = b / 254
             }
         }

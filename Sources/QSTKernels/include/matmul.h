@@ -32,7 +32,8 @@ typedef struct {
 typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
     /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error) on
-    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 GEMV takes QST_KERNEL_AVX2_INT8.
+    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 takes QST_KERNEL_AVX2_INT8 (GEMV, and GEMM
+    /// for blocks that are a multiple of 64).
     QST_KERNEL_AUTO = 0,
     /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
     QST_KERNEL_EXACT = 1,
@@ -46,10 +47,13 @@ typedef enum {
     QST_KERNEL_AVX512_BF16 = 4,
     /// AVX2 + FMA on float32 (weights decoded to float32 in registers): an exact path.
     QST_KERNEL_AVX2 = 5,
-    /// AVX2 NF4 GEMV with integer dot products: x rounded to int8 per 32 elements (scale
-    /// max|x|/127), NF4 values to round(127 * value); AVX-VNNI vpdpbusd when present. Error per
-    /// output <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's aligned 64-element span) / 254.
-    /// GEMV shape only.
+    /// AVX2 NF4 with integer dot products (AVX-VNNI vpdpbusd when present), x rounded to int8
+    /// (scale max|x| / 127), NF4 values to an int8 grid round(G * value).
+    /// GEMV: x per 32 elements, G = 127. GEMM (blocks a multiple of 64; other blocks run the GEMV
+    /// loops): x per aligned 64-element span; G = 127 with AVX-VNNI, 63 without (vpmaddubsw
+    /// saturates at 32767: x is stored as x + 128, so |w| <= 63 keeps pair sums <= 32130).
+    /// Error per output <= sum_e absmax_e * (|x_e| * 127 / G + 1.01 * max|x| over e's aligned
+    /// 64-element span) / 254. NaN or Inf in an x span of the GEMM makes that row's outputs NaN.
     QST_KERNEL_AVX2_INT8 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
