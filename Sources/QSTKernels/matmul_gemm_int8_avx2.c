@@ -30,8 +30,9 @@
 #include <string.h>
 
 #define GI_KC 4096 // elements per K chunk: a panel of 4 x 4096 bytes stays in L1
-#define GI_RM 4
+#define GI_RM 3
 #define GI_NR 4
+#define GI_NP 4 // panels swept together by each x tile
 
 #define TARGET_BASE __attribute__((target("avx2,fma")))
 
@@ -159,13 +160,13 @@ int qst_mm_gemm_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weigh
     const int64_t k = w->k, spans = k / 64, kc_spans = GI_KC / 64, ldq = k;
     const size_t xq_bytes = (size_t)(m * ldq), xs_bytes = ((size_t)(m * spans) * sizeof(float) + 63) / 64 * 64;
     const size_t panel_bytes = (size_t)(kc_spans * GI_NR * 64), aux_bytes = (size_t)(kc_spans * 8) * 8;
-    char *buf = qst_mm_alloc(xq_bytes + xs_bytes + panel_bytes + aux_bytes);
+    char *buf = qst_mm_alloc(xq_bytes + xs_bytes + GI_NP * (panel_bytes + aux_bytes));
     if (!buf) return QST_MATMUL_NO_MEMORY;
     uint8_t *xq = (uint8_t *)buf;
     float *xs = (float *)(buf + xq_bytes);
     int8_t *panel = (int8_t *)(buf + xq_bytes + xs_bytes);
-    float *av = (float *)(panel + panel_bytes);
-    int32_t *cv = (int32_t *)(av + kc_spans * 8);
+    float *av = (float *)(panel + GI_NP * panel_bytes);
+    int32_t *cv = (int32_t *)(av + GI_NP * kc_spans * 8);
     int8_t grid[16];
     for (int c = 0; c < 16; c++) grid[c] = (int8_t)qst_mm_gemm_nf4_int8_grid(c, vnni);
     const float gscale = vnni ? 127.0f : 63.0f;
@@ -173,11 +174,19 @@ int qst_mm_gemm_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weigh
         for (int64_t s = 0; s < spans; s++) quantize_span(x + i * ldx + s * 64, xq + i * ldq + s * 64, xs + i * spans + s, gscale);
     for (int64_t s0 = 0; s0 < spans; s0 += kc_spans) {
         const int64_t ns = spans - s0 < kc_spans ? spans - s0 : kc_spans;
-        for (int64_t j0 = n0; j0 < n1; j0 += GI_NR) {
-            const int64_t nr = n1 - j0 < GI_NR ? n1 - j0 : GI_NR;
-            pack_panel(w, j0, nr, s0, ns, grid, panel, av, cv);
-            if (vnni) int8_sweep_vnni(xq + s0 * 64, ldq, xs + s0, spans, m, panel, av, cv, ns, y + j0, ldy, nr, s0 == 0);
-            else int8_sweep_avx2(xq + s0 * 64, ldq, xs + s0, spans, m, panel, av, cv, ns, y + j0, ldy, nr, s0 == 0);
+        for (int64_t j0 = n0; j0 < n1; j0 += GI_NR * GI_NP) {
+            int64_t np = 0, nr = 0;
+            for (int64_t j = j0; j < n1 && np < GI_NP; j += GI_NR, np++) {
+                nr = n1 - j < GI_NR ? n1 - j : GI_NR;
+                pack_panel(w, j, nr, s0, ns, grid, panel + np * (int64_t)panel_bytes, av + np * kc_spans * 8,
+                           cv + np * kc_spans * 8);
+            }
+            if (vnni)
+                int8_sweep_vnni(xq + s0 * 64, ldq, xs + s0, spans, m, panel, (int64_t)panel_bytes, av, cv, kc_spans * 8, np,
+                                ns, y + j0, ldy, nr, s0 == 0);
+            else
+                int8_sweep_avx2(xq + s0 * 64, ldq, xs + s0, spans, m, panel, (int64_t)panel_bytes, av, cv, kc_spans * 8, np,
+                                ns, y + j0, ldy, nr, s0 == 0);
         }
     }
     free(buf);

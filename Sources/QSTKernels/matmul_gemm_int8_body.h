@@ -45,14 +45,21 @@ TARGET static inline __attribute__((always_inline)) void TILE(const int RM, cons
     }
 }
 
+// Rows of x in tiles of GI_RM, each tile over `np` consecutive panels (GI_NR columns each, panel p
+// at panel + p * pstride, its scales and corrections at av/cv + p * astride, nr columns in the
+// last): the x tile stays in L1 across the panels.
 TARGET static void SWEEP(const uint8_t *xq, int64_t ldq, const float *xs, int64_t lds, int64_t m,
-                         const int8_t *panel, const float *av, const int32_t *cv, int64_t ns,
-                         float *y, int64_t ldy, int64_t nr, int first) {
+                         const int8_t *panel, int64_t pstride, const float *av, const int32_t *cv, int64_t astride,
+                         int64_t np, int64_t ns, float *y, int64_t ldy, int64_t nr, int first) {
     int64_t i = 0;
     for (; i + GI_RM <= m; i += GI_RM)
-        TILE(GI_RM, xq + i * ldq, ldq, xs + i * lds, lds, panel, av, cv, ns, y + i * ldy, ldy, nr, first);
+        for (int64_t p = 0; p < np; p++)
+            TILE(GI_RM, xq + i * ldq, ldq, xs + i * lds, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
+                 y + i * ldy + p * GI_NR, ldy, p == np - 1 ? nr : GI_NR, first);
     for (; i < m; i++)
-        TILE(1, xq + i * ldq, ldq, xs + i * lds, lds, panel, av, cv, ns, y + i * ldy, ldy, nr, first);
+        for (int64_t p = 0; p < np; p++)
+            TILE(1, xq + i * ldq, ldq, xs + i * lds, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
+                 y + i * ldy + p * GI_NR, ldy, p == np - 1 ? nr : GI_NR, first);
 }
 
 #undef TILE
