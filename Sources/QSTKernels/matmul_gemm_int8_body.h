@@ -9,8 +9,9 @@
 
 // RM rows of x (from row i) times the GI_NR = 4 rows of the panel over spans [0, ns); adds
 // into (first chunk: writes) y. Per x row and span the four row products are folded by a
-// vphaddd tree into one vector (lane r: row r's low 128-bit half, lane r + 4: its high half),
-// the bias correction added, converted and scaled by [absmax_r * xscale] in one FMA. Every
+// vphaddd tree into one vector (lane r: row r's low 128-bit halves = x group A, lane r + 4: its
+// high halves = group B), the bias correction added, converted and scaled by
+// [absmax_r * xscale_A, absmax_r * xscale_B] in one FMA. Every
 // output runs the same instruction sequence whatever RM, the row count or the column range,
 // so a row's result does not depend on its neighbours.
 TARGET static inline __attribute__((always_inline)) void TILE(const int RM, const uint8_t *xq, int64_t ldq,
@@ -28,7 +29,7 @@ TARGET static inline __attribute__((always_inline)) void TILE(const int RM, cons
             const __m256i d01 = _mm256_hadd_epi32(ROW_DOT(u0, u1, w), ROW_DOT(u0, u1, w + 64));
             const __m256i d23 = _mm256_hadd_epi32(ROW_DOT(u0, u1, w + 128), ROW_DOT(u0, u1, w + 192));
             const __m256i d = _mm256_add_epi32(_mm256_hadd_epi32(d01, d23), corr);
-            const __m256 scale = _mm256_mul_ps(a, _mm256_broadcast_ss(xs + i * lds + s));
+            const __m256 scale = _mm256_mul_ps(a, _mm256_load_ps(xs + (i * lds + s) * 8));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc[i]);
         }
     }
@@ -54,11 +55,11 @@ TARGET static void SWEEP(const uint8_t *xq, int64_t ldq, const float *xs, int64_
     int64_t i = 0;
     for (; i + GI_RM <= m; i += GI_RM)
         for (int64_t p = 0; p < np; p++)
-            TILE(GI_RM, xq + i * ldq, ldq, xs + i * lds, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
+            TILE(GI_RM, xq + i * ldq, ldq, xs + i * lds * 8, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
                  y + i * ldy + p * GI_NR, ldy, p == np - 1 ? nr : GI_NR, first);
     for (; i < m; i++)
         for (int64_t p = 0; p < np; p++)
-            TILE(1, xq + i * ldq, ldq, xs + i * lds, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
+            TILE(1, xq + i * ldq, ldq, xs + i * lds * 8, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
                  y + i * ldy + p * GI_NR, ldy, p == np - 1 ? nr : GI_NR, first);
 }
 
