@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GI_KC 4096 // elements per K chunk: a panel of 4 x 4096 bytes stays in L1
+#define GI_KC 2048 // elements per K chunk: GI_NP panels of 4 x 2048 bytes (32 KiB) stay in L1
 #define GI_RM 3
 #define GI_NR 4
 #define GI_NP 4 // panels swept together by each x tile

@@ -25,7 +25,7 @@ int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w
 // AVX2 NF4 GEMV with int8 dot products (block % 32 == 0); vnni: use AVX-VNNI vpdpbusd.
 int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
-// AVX2 NF4 GEMM with int8 dot products (block % 64 == 0, x rounded per 64-element span);
+// AVX2 NF4 GEMM with int8 dot products (block % 64 == 0, x rounded per 32 elements);
 // vnni: use AVX-VNNI vpdpbusd.
 int qst_mm_gemm_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
