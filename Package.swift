@@ -35,13 +35,18 @@ let package = Package(
         // System libraries from Debian's libopenblas-dev and libzstd-dev.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
-        // Hot kernels in C (NF4 dequantization, AVX-512 paths chosen at run time).
+        // Hot kernels in C (NF4 codec, matmul; AVX-512 / AVX2 / NEON paths chosen at run time).
+        // -ffp-contract=off: products round as written (paths are compared bit for bit);
+        // -fno-math-errno: lrintf becomes one instruction (same bits) instead of a libm call.
         .target(name: "QSTKernels", path: "Sources/QSTKernels",
-                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"])]),
         // Open MPI loaded at run time (dlopen), so one build runs with or without it (README, "Data parallelism").
         .target(name: "CMPIShim", path: "Sources/CMPIShim", linkerSettings: [.linkedLibrary("dl")]),
         // Small shared pieces: parallel loops over the cores.
-        .target(name: "QSTCore", swiftSettings: hotMath),
+        .target(name: "QSTCore", dependencies: ["CWorkerPool"], swiftSettings: hotMath),
+        // Spin-then-sleep worker threads for the engine's short parallel loops (decoding).
+        .target(name: "CWorkerPool", path: "Sources/CWorkerPool", cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("pthread")]),
         // The one format library: safetensors, NF4, the .qst4 container.
         .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: checked),
         // Hugging Face tokenizer.json and chat templates.
@@ -91,7 +96,7 @@ let package = Package(
         .testTarget(name: "QSTKernelsTests", dependencies: ["QSTKernels", "QSTCore", "QSTTestSupport"]),
         .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat", "QSTTestSupport"]),
         .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer", "QSTTestSupport"]),
-        .testTarget(name: "QSTNNTests", dependencies: ["QSTNN", "QSTTestSupport"]),
+        .testTarget(name: "QSTNNTests", dependencies: ["QSTNN", "QSTCore", "CWorkerPool", "QSTTestSupport"]),
         .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTTestSupport"]),
         .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTTestSupport"]),
         .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTServe", "QSTSide", "QSTTestSupport"]),

@@ -152,9 +152,7 @@ public enum DecoderBlock {
         let attn = scratch.attn.pointer
 
         RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.inputNorm, n: n, d: s.hidden, eps: s.eps)
-        w.q.forward(out: q, x: h, n: n, accumulate: false, context: context)
-        w.k.forward(out: k, x: h, n: n, accumulate: false, context: context)
-        w.v.forward(out: v, x: h, n: n, accumulate: false, context: context)
+        FusedLinears.forward([(w.q, q), (w.k, k), (w.v, v)], x: h, n: n, context: context)
         RoPE.forward(x: q, cos: cos, sin: sin, n: n, nHeads: s.heads, headDim: s.headDim)
         RoPE.forward(x: k, cos: cos, sin: sin, n: n, nHeads: s.kvHeads, headDim: s.headDim)
         attend(q, k, v, attn)
@@ -162,8 +160,7 @@ public enum DecoderBlock {
 
         RMSNorm.forward(out: h, rstd: nil, x: x, weight: w.postAttentionNorm, n: n, d: s.hidden, eps: s.eps)
         let g = scratch.gate.pointer, u = scratch.up.pointer
-        w.gate.forward(out: g, x: h, n: n, accumulate: false, context: context)
-        w.up.forward(out: u, x: h, n: n, accumulate: false, context: context)
+        FusedLinears.forward([(w.gate, g), (w.up, u)], x: h, n: n, context: context)
         SwiGLU.forward(out: g, gate: g, up: u, count: n * s.intermediate)
         w.down.forward(out: x, x: g, n: n, accumulate: true, context: context)
     }

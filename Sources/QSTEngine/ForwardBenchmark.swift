@@ -55,14 +55,14 @@ public struct ForwardBenchmark {
         for _ in 0..<repeats {
             let t0 = Date()
             let h = try model.forward(ids: ids, batch: 1, newTokens: promptTokens)
-            _ = model.logits(hidden: h.constPointer + (promptTokens - 1) * c.headInputSize, rows: 1)
+            _ = model.decodeLogits(hidden: h.constPointer + (promptTokens - 1) * c.headInputSize, rows: 1)
             pp.append(Date().timeIntervalSince(t0))
             let cache = model.makeCache(batch: 1, capacity: generatedTokens + 1)
             var next: Int32 = ids[0]
             let t1 = Date()
             for _ in 0..<generatedTokens {
                 let h = try model.forward(ids: [next], batch: 1, newTokens: 1, cache: cache)
-                let logits = model.logits(hidden: h.constPointer, rows: 1)
+                let logits = model.decodeLogits(hidden: h.constPointer, rows: 1)
                 next = Int32(Softmax.argmax(logits.constPointer, d: c.vocabSize))
             }
             tg.append(Date().timeIntervalSince(t1))

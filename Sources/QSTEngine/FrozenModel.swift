@@ -38,6 +38,11 @@ public final class FrozenModel: FrozenBackbone {
     public var blockTransform: ((Int, DecoderBlockWeights) -> DecoderBlockWeights)?
     let context: MatmulContext
     let scratch: DecoderScratch
+    /// The head's int8 copy for decoding, made on first use (`decodeLogits`).
+    private var q8Head: Q8DecodeHead?
+    private var decodeHeadBuilt = false
+    /// Layers whose pages were prefetched (and, without `dropPages`, stay).
+    private var prefetchedLayers = Set<Int>()
 
     public convenience init(path: String, options: EngineOptions = EngineOptions()) throws {
         try self.init(source: try openWeightSource(path: path), options: options)
@@ -160,9 +165,9 @@ public final class FrozenModel: FrozenBackbone {
             }
         }
         try visit?(0, x.constPointer)
-        source.prefetchLayer(0)
+        prefetch(layer: 0)
         for i in 0..<layerCount {
-            if i + 1 < layerCount { source.prefetchLayer(i + 1) }
+            if i + 1 < layerCount { prefetch(layer: i + 1) }
             let slot = cache?.slot(layer: i, pending: pending) ?? local!.slot(layer: 0, pending: pending)
             if let opt {
                 OPTBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: try opt.layer(i, cache: !dropPages),
@@ -196,6 +201,40 @@ public final class FrozenModel: FrozenBackbone {
         return out
     }
 
+    /// `logits(hidden:rows:)` for decoding: under `--matmul auto` through the head's int8 copy (built on first
+    /// use; half the bytes a BF16 head reads per token), `Q8DecodeHead.maxRows` rows per pass. Each row's
+    /// logits have the same bits whatever the other rows (x is rounded per row, every output summed in one
+    /// order), so batched decoding (the server) and one-request decoding agree.
+    public func decodeLogits(hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
+        guard let q8 = decodeHead else { return logits(hidden: hidden, rows: rows) }
+        let out = FloatBuffer(count: rows * vocabSize)
+        var r0 = 0
+        while r0 < rows {
+            let n = min(Q8DecodeHead.maxRows, rows - r0)
+            q8.forward(out: out.pointer + r0 * vocabSize, x: hidden + r0 * headInputSize, n: n, threads: context.threads)
+            r0 += n
+        }
+        return out
+    }
+
+    /// Asks the kernel to read layer `i`'s pages ahead, unless they were already asked for and are kept: a
+    /// madvise over resident pages still walks the page cache (5 % of a decode step on SmolLM2, perf).
+    func prefetch(layer i: Int) {
+        if !dropPages, prefetchedLayers.contains(i) { return }
+        source.prefetchLayer(i)
+        if !dropPages { prefetchedLayers.insert(i) }
+    }
+
+    /// The int8 head copy decoding uses, if any (`--matmul auto` only).
+    var decodeHead: Q8DecodeHead? {
+        guard options.matmulPath == .kernelsAuto else { return nil }
+        if !decodeHeadBuilt {
+            decodeHeadBuilt = true
+            q8Head = Q8DecodeHead(head: head)
+        }
+        return q8Head
+    }
+
     /// Logits for whole right-padded sequences: `[batch·seqLen, vocab]` (padding rows are unspecified).
     public func logits(_ batch: TokenBatch) throws -> FloatBuffer {
         let valid = Attention.maskFromLengths(batch.lengths, seqLen: batch.seqLen)
@@ -215,7 +254,7 @@ public final class FrozenModel: FrozenBackbone {
         }
         var parts: [String] = []
         if let layer = try? source.tensor("model.layers.0.mlp.gate_proj.weight") { parts.append("layers " + describe(layer)) }
-        parts.append("head " + describe(head))
+        if !rowIndependent, rows <= Q8DecodeHead.maxRows, let q8 = decodeHead { parts.append("head q8 " + q8.pathName) } else { parts.append("head " + describe(head)) }
         return parts.joined(separator: ", ")
     }
 

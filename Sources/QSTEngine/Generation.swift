@@ -99,7 +99,7 @@ public final class Generator {
         guard maxTokens > 0 else { return result }
         let t0 = Date()
         var hidden = try model.forward(ids: prompt, batch: 1, newTokens: prompt.count, cache: cache)
-        var logits = model.logits(hidden: hidden.constPointer + (prompt.count - 1) * model.headInputSize, rows: 1)
+        var logits = model.decodeLogits(hidden: hidden.constPointer + (prompt.count - 1) * model.headInputSize, rows: 1)
         result.prefillSeconds = Date().timeIntervalSince(t0)
         let t1 = Date()
         while true {
@@ -110,7 +110,7 @@ public final class Generator {
             if result.tokens.count >= maxTokens { result.stopReason = "max_tokens"; break }
             if cache.length >= cache.capacity { result.stopReason = "context"; break }
             hidden = try model.forward(ids: [next], batch: 1, newTokens: 1, cache: cache)
-            logits = model.logits(hidden: hidden.constPointer, rows: 1)
+            logits = model.decodeLogits(hidden: hidden.constPointer, rows: 1)
         }
         result.decodeSeconds = Date().timeIntervalSince(t1)
         return result

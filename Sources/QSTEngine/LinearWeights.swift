@@ -113,7 +113,7 @@ public struct QuantizedLinear: LinearWeights {
     }
 
     /// The kernels' description of the weights, or nil when their layout rules exclude them.
-    private var kernelWeight: qst_weight? {
+    var kernelWeight: qst_weight? {
         switch tensor.storage {
         case .f32(let p):
             return qst_weight(type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
@@ -250,10 +250,11 @@ private struct SendableWeight: @unchecked Sendable {
 
 /// Splits output features into one contiguous range per worker (multiples of 16 for whole vector stores).
 enum OutputSplit {
-    /// Products smaller than this many multiply-adds run on the calling thread: waking the workers costs more
-    /// than the work (decoding one token, a 576×576 linear is 0.3 M; measured on SmolLM2-135M, tg128 with 2
-    /// threads ran slower than with 1 until the layers' products stayed on one thread: BENCHMARKS.md §13).
-    static let minParallelMACs = 4 << 20
+    /// Products smaller than this many multiply-adds run on the calling thread: splitting costs more than it
+    /// saves. With the spinning worker pool (CWorkerPool) a split costs a few microseconds, so every decode
+    /// linear of SmolLM2-135M (0.11 M to 0.9 M) but the two smallest runs on both cores (tg128 on AVX2 139 →
+    /// 164 tok/s with this at 256 K; with GCD's wake-ups it had to be 4 M: BENCHMARKS.md §19).
+    static let minParallelMACs = 1 << 18
 
     static func run(outFeatures: Int, threads: Int, macs: Int = .max, _ body: @Sendable (Int, Int) -> Void) {
         let groups = (outFeatures + 15) / 16

@@ -63,9 +63,9 @@ extension FrozenModel {
             for id in seg.ids { embedding.decode(start: Int(id) * d, count: d, into: x.pointer + row * d); row += 1 }
         }
         try visit?(0, x.constPointer)
-        source.prefetchLayer(0)
+        prefetch(layer: 0)
         for i in 0..<layerCount {
-            if i + 1 < layerCount { source.prefetchLayer(i + 1) }
+            if i + 1 < layerCount { prefetch(layer: i + 1) }
             let w = RowGroupedLinear.wrap(try blockWeights(i), groups: groups)
             let ctx = context
             DecoderBlock.forward(x: x.pointer, rows: n, weights: w, shape: s, cos: cos.constPointer, sin: sin.constPointer,
@@ -166,6 +166,7 @@ extension FrozenModel {
     /// `logits(hidden:rows:)` for one row of each of several requests, up to 4 rows per call, for the same
     /// reasons as `RowGroupedLinear` (the head is the largest matrix).
     public func raggedLogits(hidden: UnsafePointer<Float>, rows: Int) -> FloatBuffer {
+        if decodeHead != nil { return decodeLogits(hidden: hidden, rows: rows) }
         let blas = BLASThreadScope()
         defer { blas.restore() }
         let out = FloatBuffer(count: rows * vocabSize)

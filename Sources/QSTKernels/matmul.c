@@ -33,7 +33,9 @@ static int resolve_neon(qst_weight_type type, int layout_ok, qst_kernel kernel, 
     case QST_KERNEL_NEON: return neon ? QST_KERNEL_NEON : -1;
     case QST_KERNEL_NEON_DOT: return dot ? QST_KERNEL_NEON_DOT : -1;
     case QST_KERNEL_EXACT: return neon ? QST_KERNEL_NEON : QST_KERNEL_SCALAR;
-    case QST_KERNEL_AUTO: return dot ? QST_KERNEL_NEON_DOT : neon ? QST_KERNEL_NEON : QST_KERNEL_SCALAR;
+    // Not NEON_DOT: its x rounded to int8 per 32 elements costs real models' outlier channels
+    // their precision (the same scheme on x86 left SmolLM2's logits 5.3 % off); it stays opt-in.
+    case QST_KERNEL_AUTO: return neon ? QST_KERNEL_NEON : QST_KERNEL_SCALAR;
     default: return -1;
     }
 }

@@ -42,7 +42,7 @@ public final class TunedGenerator {
         while true {
             var next = [Int32](repeating: 0, count: k)
             for j in 0..<k where active[j] {
-                let logits = base.logits(hidden: step.heads[j].constPointer, rows: 1)
+                let logits = base.decodeLogits(hidden: step.heads[j].constPointer, rows: 1)
                 let id = samplers[j].next(logits: logits.constPointer, vocab: V)
                 next[j] = id
                 results[j].tokens.append(id)

@@ -6,6 +6,7 @@
 //   NF4 quantize / dequantize, error sums, CRC-32C: identical bits to the scalar path.
 //   matmul: each path against a float64 sum of the scalar-decoded weights, within the bound
 //   of its precision class (float32 reorder, bfloat16 rounding, int8 activations + int8 grid).
+//   Q8 rows: the quantizer's rounding, each GEMV path against a float64 sum (test_q8.inc).
 #include "QSTKernels.h"
 
 #include <math.h>
@@ -141,6 +142,7 @@ static void test_crc(int impl) {
 }
 
 #include "test_matmul.inc"
+#include "test_q8.inc"
 
 int main(void) {
     char features[256];
@@ -163,6 +165,8 @@ int main(void) {
     (void)any;
 #endif
     test_matmul_paths();
+    test_q8_quantize();
+    test_q8_gemv_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -42,6 +42,28 @@ final class EngineConsistencyTests: XCTestCase {
         }
     }
 
+    /// The same through the kernels: one-token steps take the GEMV loops with q/k/v and gate/up fused into one
+    /// parallel job each (`FusedLinears`), the full forward the GEMM loops; on NF4 and BF16 weights.
+    func testKernelDecodeStepsWithFusedLinearsEqualFullForward() throws {
+        let folder = try Reference.tiny("tiny-llama")
+        let qst4 = Reference.tempPath("fused.qst4")
+        defer { try? FileManager.default.removeItem(atPath: qst4) }
+        try buildContainer(from: folder, to: qst4)
+        for path in [qst4, try Reference.tiny("tiny-llama-bf16")] {
+            let model = try FrozenModel(path: path, options: EngineOptions(matmulPath: .kernelsExact))
+            let s = seqs[0], V = model.vocabSize
+            let full = try model.logits(TokenBatch(sequences: [s])).array
+            let cache = model.makeCache(batch: 1, capacity: s.count)
+            var incremental: [Float] = []
+            for t in 0..<s.count {
+                let h = try model.forward(ids: [s[t]], batch: 1, newTokens: 1, cache: cache)
+                incremental += model.logits(hidden: h.constPointer, rows: 1).array
+            }
+            XCTAssertEqual(incremental.count, s.count * V)
+            XCTAssertLessThanOrEqual(relativeFrobenius(incremental.map(Double.init), full.map(Double.init)), 1e-5, path)
+        }
+    }
+
     /// A batched cache with sequences of different lengths: each row matches its own single run.
     func testBatchedKVCacheWithPaddingMatchesSingleSequences() throws {
         let model = try FrozenModel(path: try Reference.tiny("tiny-llama"), options: EngineOptions(matmulPath: .dequantizeSGEMM))

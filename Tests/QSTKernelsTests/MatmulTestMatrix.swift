@@ -91,9 +91,10 @@ struct TestMatrix {
     }
 
     /// For the AVX2_INT8 path (NF4 only): per output the documented error bound
-    /// sum_e absmax_e * (|x_e| * 127 / grid + 1.01 * max|x| over e's aligned 64-element span) / 254,
-    /// `grid` the levels of its NF4 grid (127; 63 for the int8 GEMM without AVX-VNNI).
-    func int8Bound(x: [Float], m: Int, ldx: Int, grid: Double = 127) -> [Double] {
+    /// sum_e absmax_e * (|x_e| / (2 grid) + 1.01 * max|x| over e's aligned 64-element span / (2 levels)),
+    /// `grid` the NF4 grid's scale and `levels` x's: the GEMV's int16 (16384, 32767) by default, the
+    /// int8 GEMM's (127 or 63 without AVX-VNNI, 127).
+    func int8Bound(x: [Float], m: Int, ldx: Int, grid: Double = 16384, levels: Double = 32767) -> [Double] {
         guard case let .nf4(_, absmax, block) = storage else { return [Double](repeating: 0, count: m * n) }
         var out = [Double](repeating: 0, count: m * n)
         for i in 0..<m {
@@ -103,9 +104,10 @@ struct TestMatrix {
             for j in 0..<n {
                 var b = 0.0
                 for t in 0..<k {
-                    b += Double(absmax[(j * k + t) / block]) * (Double(abs(x[i * ldx + t])) * 127 / grid + 1.01 * spanMax[t / 64])
+                    b += Double(absmax[(j * k + t) / block])
+                        * (Double(abs(x[i * ldx + t])) / (2 * grid) + 1.01 * spanMax[t / 64] / (2 * levels))
                 }
-                out[i * n + j] = b / 254
+                out[i * n + j] = b
             }
         }
         return out

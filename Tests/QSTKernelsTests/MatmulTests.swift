@@ -202,7 +202,7 @@ final class MatmulTests: XCTestCase {
         let int8Bound = w.int8Bound(x: x, m: m, ldx: ldx)
         // The int8 GEMM without AVX-VNNI rounds NF4 values to 63 levels (vpmaddubsw saturation).
         let gemmGrid: Double = qst_cpu_features() & QST_CPU_AVX_VNNI != 0 ? 127 : 63
-        let int8GemmBound = w.int8Bound(x: x, m: m, ldx: ldx, grid: gemmGrid)
+        let int8GemmBound = w.int8Bound(x: x, m: m, ldx: ldx, grid: gemmGrid, levels: 127)
         let cut = n / 3
         var checked = 0
         for (kname, kernel) in Self.kernels {

@@ -8,4 +8,5 @@
 #include "cpu.h"
 #include "kernel_impl.h"
 #include "matmul.h"
+#include "q8.h"
 #endif

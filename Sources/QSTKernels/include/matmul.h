@@ -47,14 +47,16 @@ typedef enum {
     QST_KERNEL_AVX512_BF16 = 4,
     /// AVX2 + FMA on float32 (weights decoded to float32 in registers): an exact path.
     QST_KERNEL_AVX2 = 5,
-    /// AVX2 NF4 with integer dot products (AVX-VNNI vpdpbusd when present), x rounded to int8
-    /// (scale max|x| / 127), NF4 values to an int8 grid round(G * value).
-    /// x per 32 elements (GEMV with blocks a multiple of 64: the even and the odd elements of
-    /// each aligned 64-element span). GEMV: G = 127. GEMM (blocks a multiple of 64; other blocks
-    /// run the GEMV loops): G = 127 with AVX-VNNI, 63 without (vpmaddubsw saturates at 32767:
-    /// x is stored as x + 128, so |w| <= 63 keeps pair sums <= 32130).
-    /// Error per output <= sum_e absmax_e * (|x_e| * 127 / G + 1.01 * max|x| over e's aligned
-    /// 64-element span) / 254. NaN or Inf in an x span of the GEMM makes that row's outputs NaN.
+    /// AVX2 NF4 with integer dot products.
+    /// GEMV: int16 dot products: x rounded to int16 per 32 elements (scale max|x|/32767), NF4
+    /// values to round(16384 * value); AVX-VNNI vpdpwssd when present. Error per output
+    /// <= sum_e absmax_e * (|x_e| / 32768 + 1.01 * max|x| over e's aligned 64-element span / 65534).
+    /// GEMM (blocks a multiple of 64; other blocks run the GEMV loops): int8 dot products, x
+    /// rounded to int8 per 32 elements (scale max|x| / 127), NF4 values to round(G * value),
+    /// G = 127 with AVX-VNNI (vpdpbusd), 63 without (vpmaddubsw saturates at 32767: x is stored
+    /// as x + 128, so |w| <= 63 keeps pair sums <= 32130). Error per output
+    /// <= sum_e absmax_e * (|x_e| * 127 / G + 1.01 * max|x| over e's 32-element group) / 254.
+    /// NaN or Inf in an x group of the GEMM makes that row's outputs NaN.
     QST_KERNEL_AVX2_INT8 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,

@@ -1,0 +1,21 @@
+// Private interface between the Q8 dispatcher (q8_gemv.c) and its vector kernels.
+#ifndef QST_Q8_INTERNAL_H
+#define QST_Q8_INTERNAL_H
+#include "q8.h"
+
+// Rows per pass of x: the kernels hold MC x 4 accumulators.
+#define QST_Q8_ROWS_PER_PASS 4
+
+// Rounds mc rows of x (k elements, stride ldx) to int8 per contiguous 32-element group:
+// xq[i*k + e], scale xs[i*(k/32) + g] = max|x of group g| / 127.
+void qst_q8_quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int8_t *xq, float *xs);
+
+// Kernels: arguments already validated (k % 64 == 0, 1 <= mc <= QST_Q8_ROWS_PER_PASS). y rows
+// are written for n0 <= j < n1. Each returns 0, or -1 when not built for this architecture.
+int qst_q8_rows_avx2(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
+                     int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
+int qst_q8_rows_avx512(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
+                       int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1);
+int qst_q8_rows_neon(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
+                     int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1, int dot);
+#endif
