@@ -14,21 +14,20 @@
 // [absmax_r * xscale_A, absmax_r * xscale_B] in one FMA. Every
 // output runs the same instruction sequence whatever RM, the row count or the column range,
 // so a row's result does not depend on its neighbours.
-TARGET static inline __attribute__((always_inline)) void TILE(const int RM, const uint8_t *xq, int64_t ldq,
-        const float *xs, int64_t lds, const int8_t *panel, const float *av, const int32_t *cv, int64_t ns,
+TARGET static inline __attribute__((always_inline)) void TILE(const int RM, const int16_t *xq, int64_t ldq,
+        const float *xs, int64_t lds, const int16_t *panel, const float *av, int64_t ns,
         float *y, int64_t ldy, int64_t nr, int first) {
     __m256 acc[GI_RM];
     for (int i = 0; i < RM; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t s = 0; s < ns; s++) {
-        const int8_t *w = panel + s * GI_NR * 64;
+        const int16_t *w = panel + s * GI_NR * 64;
         const __m256 a = _mm256_load_ps(av + s * 8);
-        const __m256i corr = _mm256_load_si256((const __m256i *)(cv + s * 8));
         for (int i = 0; i < RM; i++) {
-            const __m256i u0 = _mm256_load_si256((const __m256i *)(xq + i * ldq + s * 64));
-            const __m256i u1 = _mm256_load_si256((const __m256i *)(xq + i * ldq + s * 64 + 32));
-            const __m256i d01 = _mm256_hadd_epi32(ROW_DOT(u0, u1, w), ROW_DOT(u0, u1, w + 64));
-            const __m256i d23 = _mm256_hadd_epi32(ROW_DOT(u0, u1, w + 128), ROW_DOT(u0, u1, w + 192));
-            const __m256i d = _mm256_add_epi32(_mm256_hadd_epi32(d01, d23), corr);
+            __m256i xv[4];
+            for (int t = 0; t < 4; t++) xv[t] = _mm256_load_si256((const __m256i *)(xq + i * ldq + s * 64 + 16 * t));
+            const __m256i d01 = _mm256_hadd_epi32(ROW_DOT(xv, w), ROW_DOT(xv, w + 64));
+            const __m256i d23 = _mm256_hadd_epi32(ROW_DOT(xv, w + 128), ROW_DOT(xv, w + 192));
+            const __m256i d = _mm256_hadd_epi32(d01, d23);
             const __m256 scale = _mm256_mul_ps(a, _mm256_load_ps(xs + (i * lds + s) * 8));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc[i]);
         }
@@ -49,17 +48,17 @@ TARGET static inline __attribute__((always_inline)) void TILE(const int RM, cons
 // Rows of x in tiles of GI_RM, each tile over `np` consecutive panels (GI_NR columns each, panel p
 // at panel + p * pstride, its scales and corrections at av/cv + p * astride, nr columns in the
 // last): the x tile stays in L1 across the panels.
-TARGET static void SWEEP(const uint8_t *xq, int64_t ldq, const float *xs, int64_t lds, int64_t m,
-                         const int8_t *panel, int64_t pstride, const float *av, const int32_t *cv, int64_t astride,
+TARGET static void SWEEP(const int16_t *xq, int64_t ldq, const float *xs, int64_t lds, int64_t m,
+                         const int16_t *panel, int64_t pstride, const float *av, int64_t astride,
                          int64_t np, int64_t ns, float *y, int64_t ldy, int64_t nr, int first) {
     int64_t i = 0;
     for (; i + GI_RM <= m; i += GI_RM)
         for (int64_t p = 0; p < np; p++)
-            TILE(GI_RM, xq + i * ldq, ldq, xs + i * lds * 8, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
+            TILE(GI_RM, xq + i * ldq, ldq, xs + i * lds * 8, lds, panel + p * pstride, av + p * astride, ns,
                  y + i * ldy + p * GI_NR, ldy, p == np - 1 ? nr : GI_NR, first);
     for (; i < m; i++)
         for (int64_t p = 0; p < np; p++)
-            TILE(1, xq + i * ldq, ldq, xs + i * lds * 8, lds, panel + p * pstride, av + p * astride, cv + p * astride, ns,
+            TILE(1, xq + i * ldq, ldq, xs + i * lds * 8, lds, panel + p * pstride, av + p * astride, ns,
                  y + i * ldy + p * GI_NR, ldy, p == np - 1 ? nr : GI_NR, first);
 }
 

@@ -93,7 +93,7 @@ struct TestMatrix {
     /// For the AVX2_INT8 path (NF4 only): per output the documented error bound
     /// sum_e absmax_e * (|x_e| / (2 grid) + 1.01 * max|x| over e's aligned 64-element span / (2 levels)),
     /// `grid` the NF4 grid's scale and `levels` x's: the GEMV's int16 (16384, 32767) by default, the
-    /// int8 GEMM's (127 or 63 without AVX-VNNI, 127).
+    /// GEMM's (8191, 8191).
     func int8Bound(x: [Float], m: Int, ldx: Int, grid: Double = 16384, levels: Double = 32767) -> [Double] {
         guard case let .nf4(_, absmax, block) = storage else { return [Double](repeating: 0, count: m * n) }
         var out = [Double](repeating: 0, count: m * n)
