@@ -8,10 +8,17 @@ static int has_avx2(uint32_t f) { return (f & QST_CPU_AVX2_BASE) == QST_CPU_AVX2
 
 // Vector kernels decode NF4 in 32-element groups sharing one absmax, and read BF16
 // through dword gathers that need at least two elements per row.
-// LAYOUT_SPAN64: NF4 blocks a multiple of 64 (the int8 GEMM's x spans).
-enum { LAYOUT_VECTOR = 1, LAYOUT_SPAN64 = 2 };
+// LAYOUT_INT_GEMM: NF4 blocks a multiple of 64 (the integer GEMM's x spans) on a matrix with a
+// side of at least 1024, where the AVX2 integer GEMM measured faster than the F32 one (it packs
+// int16 panels and rounds x once per call: on SmolLM2's 576 x 576 and 576 x 192 it is not faster,
+// BENCHMARKS.md §13); LAYOUT_MANY_ROWS: at least 128 rows of x (below, the per-call packing loses).
+enum { LAYOUT_VECTOR = 1, LAYOUT_INT_GEMM = 2, LAYOUT_MANY_ROWS = 4 };
+static int rows_flag(int64_t m) { return m >= 128 ? LAYOUT_MANY_ROWS : 0; }
 static int vector_layout_ok(const qst_weight *w) {
-    if (w->type == QST_WEIGHT_NF4) return w->block % 32 == 0 ? LAYOUT_VECTOR | (w->block % 64 == 0 ? LAYOUT_SPAN64 : 0) : 0;
+    if (w->type == QST_WEIGHT_NF4)
+        return w->block % 32 == 0
+                   ? LAYOUT_VECTOR | (w->block % 64 == 0 && (w->n >= 1024 || w->k >= 1024) ? LAYOUT_INT_GEMM : 0)
+                   : 0;
     if (w->type == QST_WEIGHT_BF16) return w->k >= 2;
     return 1;
 }
@@ -58,12 +65,13 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
         return -1;
     case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : avx2 ? QST_KERNEL_AVX2 : QST_KERNEL_SCALAR;
     case QST_KERNEL_AUTO:
-        // Without AVX-512: NF4 takes the int8 dot products, for decoding (the float32 table
-        // lookup is compute bound) and for many rows with 64-multiple blocks (the int8 GEMM,
-        // 1.4x the float32 FMA peak: BENCHMARKS.md §13); everything else the exact AVX2 loops.
-        if (!vec && avx2)
-            return type == QST_WEIGHT_NF4 && (shape == QST_SHAPE_GEMV || (layout_ok & LAYOUT_SPAN64)) ? QST_KERNEL_AVX2_INT8
-                                                                                                    : QST_KERNEL_AVX2;
+        // Without AVX-512: NF4 takes the integer dot products for decoding (the float32 table
+        // lookup is compute bound) and for many rows on large matrices (the int16 GEMM, 1.1-1.3x
+        // the float32 FMA GEMM there: BENCHMARKS.md §13); everything else the exact AVX2 loops.
+        if (!vec && avx2) {
+            const int int_gemm = (layout_ok & (LAYOUT_INT_GEMM | LAYOUT_MANY_ROWS)) == (LAYOUT_INT_GEMM | LAYOUT_MANY_ROWS);
+            return type == QST_WEIGHT_NF4 && (shape == QST_SHAPE_GEMV || int_gemm) ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX2;
+        }
         if (!vec) return QST_KERNEL_SCALAR;
         // F32 weights stay exact (bfloat16 would only add rounding: GEMV is memory bound and
         // the F32 GEMM is the engine's reference). NF4/BF16 take the bfloat16 kernels,
@@ -79,14 +87,13 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 // cost that only pays off over enough rows. Measured on SmolLM2's 576 -> 1536 NF4 and BF16
 // shapes, one thread (BENCHMARKS.md, "Few rows"): the AVX-512 GEMM costs ~70 us of packing
 // before its first row, so GEMV wins up to ~16 NF4 rows and ~40 BF16 rows; the AVX2 GEMM's
-// packing costs ~280 us, so its GEMVs win up to ~32-48 rows; the AVX2 int8 GEMM (64-multiple
-// blocks) packs int8 panels and beats the int8 GEMV from 5 rows on. A fixed table: the same m
-// always takes the same path, so results are reproducible run to run.
-static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
+// packing costs ~280 us, so its GEMVs win up to ~32-48 rows. A fixed table: the same m always
+// takes the same path, so results are reproducible run to run.
+static int64_t gemv_row_limit(int gemv_path, qst_weight_type type) {
     switch (gemv_path) {
     case QST_KERNEL_AVX512:
     case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 16 : QST_GEMV_MAX_ROWS;
-    case QST_KERNEL_AVX2_INT8: return layout_ok & LAYOUT_SPAN64 ? QST_GEMV_MAX_ROWS : 32;
+    case QST_KERNEL_AVX2_INT8: return 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;
     }
@@ -97,12 +104,12 @@ static qst_shape pick_shape(qst_weight_type type, int layout_ok, int64_t m, qst_
     if (shape == QST_SHAPE_GEMV || shape == QST_SHAPE_GEMM) return shape;
     if (m <= QST_GEMV_MAX_ROWS) return QST_SHAPE_GEMV;
     const int gemv = resolve(type, layout_ok, QST_SHAPE_GEMV, kernel, f);
-    return m <= gemv_row_limit(gemv, type, layout_ok) ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
+    return m <= gemv_row_limit(gemv, type) ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
 }
 
 int qst_matmul_resolve_shape(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
     if (!w) return -1;
-    return pick_shape(w->type, vector_layout_ok(w), m, shape, kernel, qst_cpu_features());
+    return pick_shape(w->type, vector_layout_ok(w) | rows_flag(m), m, shape, kernel, qst_cpu_features());
 }
 
 int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shape) {
@@ -112,7 +119,7 @@ int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shap
 int qst_matmul_resolve(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
     if (!w) return -1;
     const uint32_t f = qst_cpu_features();
-    const int ok = vector_layout_ok(w);
+    const int ok = vector_layout_ok(w) | rows_flag(m);
     return resolve(w->type, ok, pick_shape(w->type, ok, m, shape, kernel, f), kernel, f);
 }
 
@@ -135,7 +142,7 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                   float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel, qst_shape shape) {
     if (!valid(x, m, ldx, w, y, ldy, n0, n1)) return QST_MATMUL_BAD_ARGUMENT;
     const uint32_t f = qst_cpu_features();
-    const int ok = vector_layout_ok(w);
+    const int ok = vector_layout_ok(w) | rows_flag(m);
     const qst_shape s = pick_shape(w->type, ok, m, shape, kernel, f);
     const int path = resolve(w->type, ok, s, kernel, f);
     if (path < 0) return QST_MATMUL_UNSUPPORTED;
@@ -148,7 +155,7 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
     if (path == QST_KERNEL_AVX2_INT8) {
         // The GEMM needs 64-element x spans; other 32-multiple blocks run the GEMV loops.
         const int vnni = (f & QST_CPU_AVX_VNNI) != 0;
-        if (s == QST_SHAPE_GEMM && (ok & LAYOUT_SPAN64)) return qst_mm_gemm_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, vnni);
+        if (s == QST_SHAPE_GEMM && w->block % 64 == 0) return qst_mm_gemm_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, vnni);
         return qst_mm_gemv_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, vnni);
     }
     if (path == QST_KERNEL_AVX2) {

@@ -165,9 +165,9 @@ final class DataParallelTrainerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: runs[1] + "/final"))
     }
 
-    /// Whether `--matmul auto` runs many-row NF4 products (block 64) in the int8 kernels on this CPU.
+    /// Whether `--matmul auto` runs many-row NF4 products (block 64, a side of 1024) in the integer GEMM on this CPU.
     static func autoPromptPathIsInt8() -> Bool {
-        var w = qst_weight(type: QST_WEIGHT_NF4, block: 64, n: 8, k: 64, ld: 64, data: nil, absmax: nil)
+        var w = qst_weight(type: QST_WEIGHT_NF4, block: 64, n: 1024, k: 64, ld: 64, data: nil, absmax: nil)
         return qst_matmul_resolve(&w, 512, QST_KERNEL_AUTO, QST_SHAPE_GEMM) == Int32(QST_KERNEL_AVX2_INT8.rawValue)
     }
 
