@@ -1,28 +1,20 @@
-// AVX2 NF4 GEMM with integer dot products: the fast approximate path for many rows of x
-// (prompts, training forward) on CPUs without AVX-512 (QST_KERNEL_AVX2_INT8, GEMM shape).
-//
-// The float32 AVX2 GEMM runs at the FMA peak, so the way past it is integer arithmetic. Per call:
-//   - every row of x is rounded to int8 once, one scale per 32 elements (max|x| / 127), stored
-//     biased, u = x + 128 (unsigned bytes), per aligned 64-element span: the span lies in one
-//     NF4 absmax block (block % 64 == 0), so its two integer dot products with a weight row
-//     need one float multiply-add (absmax * [xscale_A, xscale_B]);
-//   - for each K chunk and 4 panels of GI_NR = 4 weight rows, the NF4 codes are decoded once
-//     to the int8 grid, in the x layout, with their per-group sums; a microkernel sweeps GI_RM
-//     rows of x at a time over the panels while they stay in L1;
-//   - per x row and span the four rows' products are folded by a vphaddd tree into one vector
-//     (lanes 0-3: group A of rows 0-3, lanes 4-7: group B), so conversion, scaling and
-//     accumulation cost one instruction each per four outputs.
-// The span product u . w of one x row and one weight row, and the grid:
-//   - AVX-VNNI: vpdpbusd (u8 x s8, int32 accumulation, no saturation); grid round(127 * value);
-//   - AVX2: vpmaddubsw, whose int16 pair sums saturate at 32767: with u <= 255 the grid is
-//     round(63 * value) (|w| <= 63: pair sums <= 2 * 255 * 63 = 32130), then vpmaddwd with
-//     ones widens to int32. (|w| times x signed by w, the other way around saturation, costs
-//     two vpsignb per span and row: 1.3x slower here, for a 127-level grid.)
-// Both take the bias back out exactly: u . w = x . w + 128 * sum(w), and the panel holds
-// -128 * sum(w) per row and group.
-// Error, per output (the bound of matmul.h): each weight is off by at most absmax / (2 G)
-// (G = 127 or 63), each x element by at most the max|x| of its 32-element group / 254.
-// Spans holding Inf or NaN give NaN outputs for their row (the reference gives Inf or NaN).
+// AVX2 NF4 GEMM with integer dot products, for many rows of x (prompts, training forward) on CPUs
+// without AVX-512 (QST_KERNEL_AVX2_INT8, GEMM shape). Per call:
+//   - every row of x is rounded to int16 once, one scale per 32 elements (max|x| / 8191), per
+//     aligned 64-element span: the span lies in one NF4 absmax block (block % 64 == 0);
+//   - for each K chunk and 4 panels of GI_NR = 4 weight rows, the NF4 codes are decoded once to
+//     an int16 grid round(8191 * value), in the x layout; a microkernel sweeps GI_RM rows of x
+//     at a time over the panels while they stay in L1;
+//   - per x row and span, four weight rows' products (vpmaddwd, or AVX-VNNI vpdpwssd) are folded
+//     by a vphaddd tree into one vector (lanes 0-3: group A = elements 0-31 of rows 0-3, lanes
+//     4-7: group B), so conversion, scaling and accumulation cost one instruction each per four
+//     outputs.
+// Why 8191 levels: a lane of the folded vector sums 32 products, which must fit an int32 (32 *
+// 8191 * 8191 < 2^31). Why not int8 (x to 127 levels, twice the products per instruction, 1.5x
+// the F32 GEMM here): it left SmolLM2's logits 4.8 % off the reference (RealModelTests allows 1.5 %).
+// Error, per output (the bound of matmul.h): each weight is off by at most absmax / 16382, each x
+// element by at most the max|x| of its 32-element group / 16382.
+// Groups holding Inf or NaN give NaN outputs for their row (the reference gives Inf or NaN).
 #include "matmul_internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)

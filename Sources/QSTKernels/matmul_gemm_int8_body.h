@@ -1,7 +1,7 @@
-// Microkernel of the AVX2 int8 NF4 GEMM, included twice by matmul_gemm_int8_avx2.c with
-// VARIANT, TARGET and ROW_DOT(u0, u1, wrow) defined: eight int32 lanes whose sum is the dot
-// product of one biased x span (u0, u1: 64 bytes in registers) and one weight row's 64 grid
-// values at wrow.
+// Microkernel of the AVX2 integer NF4 GEMM, included twice by matmul_gemm_int8_avx2.c with
+// VARIANT, TARGET and ROW_DOT(xv, wrow) defined: eight int32 lanes (low four: group A, high four:
+// group B) whose sums are the dot products of one x span (xv[0..3]: 64 int16 in registers) and
+// one weight row's 64 int16 grid values at wrow.
 #define CAT2(a, b) a##_##b
 #define CAT(a, b) CAT2(a, b)
 #define TILE CAT(int8_tile, VARIANT)
@@ -10,7 +10,7 @@
 // RM rows of x (from row i) times the GI_NR = 4 rows of the panel over spans [0, ns); adds
 // into (first chunk: writes) y. Per x row and span the four row products are folded by a
 // vphaddd tree into one vector (lane r: row r's low 128-bit halves = x group A, lane r + 4: its
-// high halves = group B), the bias correction added, converted and scaled by
+// high halves = group B), converted and scaled by
 // [absmax_r * xscale_A, absmax_r * xscale_B] in one FMA. Every
 // output runs the same instruction sequence whatever RM, the row count or the column range,
 // so a row's result does not depend on its neighbours.
@@ -46,7 +46,7 @@ TARGET static inline __attribute__((always_inline)) void TILE(const int RM, cons
 }
 
 // Rows of x in tiles of GI_RM, each tile over `np` consecutive panels (GI_NR columns each, panel p
-// at panel + p * pstride, its scales and corrections at av/cv + p * astride, nr columns in the
+// at panel + p * pstride, its scales at av + p * astride, nr columns in the
 // last): the x tile stays in L1 across the panels.
 TARGET static void SWEEP(const int16_t *xq, int64_t ldq, const float *xs, int64_t lds, int64_t m,
                          const int16_t *panel, int64_t pstride, const float *av, int64_t astride,
