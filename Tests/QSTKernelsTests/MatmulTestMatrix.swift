@@ -90,9 +90,11 @@ struct TestMatrix {
         return out
     }
 
-    /// For the AVX2_INT8 path (NF4 only; int16 weight grid and x): per output the documented error bound
-    /// sum_e absmax_e * (|x_e| / 32768 + 1.01 * max|x| over e's aligned 64-element span / 65534).
-    func int8Bound(x: [Float], m: Int, ldx: Int) -> [Double] {
+    /// For the AVX2_INT8 path (NF4 only): per output the documented error bound
+    /// sum_e absmax_e * (|x_e| / (2 grid) + 1.01 * max|x| over e's aligned 64-element span / (2 levels)),
+    /// `grid` the NF4 grid's scale and `levels` x's: the GEMV's int16 (16384, 32767) by default, the
+    /// GEMM's (8191, 8191).
+    func int8Bound(x: [Float], m: Int, ldx: Int, grid: Double = 16384, levels: Double = 32767) -> [Double] {
         guard case let .nf4(_, absmax, block) = storage else { return [Double](repeating: 0, count: m * n) }
         var out = [Double](repeating: 0, count: m * n)
         for i in 0..<m {
@@ -102,7 +104,8 @@ struct TestMatrix {
             for j in 0..<n {
                 var b = 0.0
                 for t in 0..<k {
-                    b += Double(absmax[(j * k + t) / block]) * (Double(abs(x[i * ldx + t])) / 32768 + 1.01 * spanMax[t / 64] / 65534)
+                    b += Double(absmax[(j * k + t) / block])
+                        * (Double(abs(x[i * ldx + t])) / (2 * grid) + 1.01 * spanMax[t / 64] / (2 * levels))
                 }
                 out[i * n + j] = b
             }

@@ -141,6 +141,7 @@ final class MatmulTests: XCTestCase {
         } else if avx512 {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (3, 3, 3)
         } else if avx2 {
+            // Small NF4 matrices keep the exact GEMM for many rows (the integer GEMM only wins on large ones).
             (expectGEMV, expectGEMM, expectBF16GEMV) = (Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2.rawValue),
                                                         Int32(QST_KERNEL_AVX2.rawValue))
         } else {
@@ -152,6 +153,17 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(try auto(nf4, rows: 512).0, expectGEMM)
         XCTAssertEqual(try auto(nf4, rows: 512).1, scalarOnly ? 1 : 0)
         XCTAssertEqual(try auto(bf, rows: 1).0, expectBF16GEMV)
+        if avx2 && !avx512 {
+            XCTAssertEqual(try auto(bf, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue), "BF16 prompts stay exact")
+            // A side of 1024 or more, a block that is a multiple of 64 and at least 128 rows: the integer GEMM.
+            let large = TestMatrix.nf4(n: 1024, k: 64, block: 64, seed: 6)
+            XCTAssertEqual(try auto(large, rows: 128).0, Int32(QST_KERNEL_AVX2_INT8.rawValue))
+            XCTAssertEqual(try auto(large, rows: 127).0, Int32(QST_KERNEL_AVX2.rawValue))
+            XCTAssertEqual(try auto(large, rows: 32).0, Int32(QST_KERNEL_AVX2_INT8.rawValue), "GEMV up to 32 rows")
+            // An NF4 block that is not a multiple of 64 has no integer GEMM: many rows take the exact GEMM.
+            let b32 = TestMatrix.nf4(n: 1024, k: 64, block: 32, seed: 5)
+            XCTAssertEqual(try auto(b32, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue))
+        }
         XCTAssertEqual(try auto(bf, rows: 512).1, scalarOnly ? 1 : 0)
         // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
         try nf4.withWeight { weight in
@@ -193,13 +205,15 @@ final class MatmulTests: XCTestCase {
         let x = TestMatrix.randomFloats(count: m * ldx, seed: UInt64(n * 31 + m))
         let reference = w.reference(x: x, m: m, ldx: ldx)
         let int8Bound = w.int8Bound(x: x, m: m, ldx: ldx)
+        // The integer GEMM rounds x and NF4 values to 8191 levels (32 products fit an int32 sum).
+        let int8GemmBound = w.int8Bound(x: x, m: m, ldx: ldx, grid: 8191, levels: 8191)
         let cut = n / 3
         var checked = 0
         for (kname, kernel) in Self.kernels {
             for (sname, shape) in Self.shapes {
-                let path = try w.withWeight { weight -> Int32 in
+                let (path, ranShape) = try w.withWeight { weight -> (Int32, Int32) in
                     var copy = weight
-                    return qst_matmul_resolve(&copy, Int64(m), kernel, shape)
+                    return (qst_matmul_resolve(&copy, Int64(m), kernel, shape), qst_matmul_resolve_shape(&copy, Int64(m), kernel, shape))
                 }
                 if path < 0 {
                     XCTAssertNotEqual(kernel, QST_KERNEL_SCALAR, "\(label): scalar must always be available")
@@ -220,8 +234,9 @@ final class MatmulTests: XCTestCase {
                             continue
                         }
                         let (want, scale) = reference[i * n + j]
-                        let bound = path == Int32(QST_KERNEL_AVX2_INT8.rawValue)
-                            ? int8Bound[i * n + j] + 2e-5 * scale : tol * scale + 1e-30
+                        let int8 = path == Int32(QST_KERNEL_AVX2_INT8.rawValue)
+                        let gemm = ranShape == Int32(QST_SHAPE_GEMM.rawValue)
+                        let bound = int8 ? (gemm ? int8GemmBound : int8Bound)[i * n + j] + 2e-5 * scale : tol * scale + 1e-30
                         XCTAssertLessThanOrEqual(abs(got - want), bound,
                                                  "\(label) \(kname)/\(sname) path \(path): y[\(i),\(j)] = \(got), want \(want)")
                     }

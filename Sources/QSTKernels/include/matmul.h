@@ -32,7 +32,8 @@ typedef struct {
 typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
     /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error) on
-    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 GEMV takes QST_KERNEL_AVX2_INT8.
+    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 takes QST_KERNEL_AVX2_INT8 (GEMV, and GEMM
+    /// for blocks that are a multiple of 64 on large matrices and many rows).
     QST_KERNEL_AUTO = 0,
     /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
     QST_KERNEL_EXACT = 1,
@@ -46,10 +47,16 @@ typedef enum {
     QST_KERNEL_AVX512_BF16 = 4,
     /// AVX2 + FMA on float32 (weights decoded to float32 in registers): an exact path.
     QST_KERNEL_AVX2 = 5,
-    /// AVX2 NF4 GEMV with int16 dot products: x rounded to int16 per 32 elements (scale
-    /// max|x|/32767), NF4 values to round(16384 * value); AVX-VNNI vpdpwssd when present. Error per
-    /// output <= sum_e absmax_e * (|x_e| / 32768 + 1.01 * max|x| over e's aligned 64-element span
-    /// / 65534). GEMV shape only.
+    /// AVX2 NF4 with integer dot products.
+    /// GEMV: int16 dot products: x rounded to int16 per 32 elements (scale max|x|/32767), NF4
+    /// values to round(16384 * value); AVX-VNNI vpdpwssd when present. Error per output
+    /// <= sum_e absmax_e * (|x_e| / 32768 + 1.01 * max|x| over e's aligned 64-element span / 65534).
+    /// GEMM (blocks a multiple of 64; other blocks run the GEMV loops): int16 dot products
+    /// (vpmaddwd, AVX-VNNI vpdpwssd), x rounded per 32 elements to 8191 levels (scale max|x| / 8191),
+    /// NF4 values to round(8191 * value). Error per output
+    /// <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's 32-element group) / 16382.
+    /// NaN or Inf in an x group of the GEMM makes that row's outputs NaN. AUTO takes the GEMM only
+    /// for >= 128 rows on matrices with a side >= 1024 (where it measured faster than F32).
     QST_KERNEL_AVX2_INT8 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
