@@ -18,15 +18,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-struct worker_arg {
-    qst_pool *pool;
-};
-
 struct qst_pool {
     int workers;
     int64_t spin_ns;
     pthread_t *threads;
-    struct worker_arg *args;
     // The job, stored (relaxed) before `state` publishes its generation (release).
     _Atomic(qst_pool_task) task;
     _Atomic(void *) context;
@@ -104,7 +99,7 @@ static uint32_t wait_for_job(qst_pool *p, uint32_t seen) {
 }
 
 static void *worker_main(void *raw) {
-    qst_pool *p = ((struct worker_arg *)raw)->pool;
+    qst_pool *p = raw;
     uint32_t seen = 0;
     for (;;) {
         seen = wait_for_job(p, seen);
@@ -120,13 +115,11 @@ qst_pool *qst_pool_create(int threads, int spin_microseconds) {
     p->workers = threads - 1;
     p->spin_ns = (int64_t)(spin_microseconds > 0 ? spin_microseconds : 0) * 1000;
     p->threads = calloc((size_t)p->workers, sizeof *p->threads);
-    p->args = calloc((size_t)p->workers, sizeof *p->args);
     pthread_mutex_init(&p->mutex, NULL);
     pthread_cond_init(&p->wake, NULL);
-    if (!p->threads || !p->args) { qst_pool_destroy(p); return NULL; }
+    if (!p->threads) { qst_pool_destroy(p); return NULL; }
     for (int i = 0; i < p->workers; i++) {
-        p->args[i].pool = p;
-        if (pthread_create(&p->threads[i], NULL, worker_main, &p->args[i]) != 0) {
+        if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
             p->workers = i; // join the ones that started
             qst_pool_destroy(p);
             return NULL;
@@ -145,7 +138,6 @@ void qst_pool_destroy(qst_pool *p) {
     pthread_mutex_destroy(&p->mutex);
     pthread_cond_destroy(&p->wake);
     free(p->threads);
-    free(p->args);
     free(p);
 }
 

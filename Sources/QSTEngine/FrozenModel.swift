@@ -38,9 +38,8 @@ public final class FrozenModel: FrozenBackbone {
     public var blockTransform: ((Int, DecoderBlockWeights) -> DecoderBlockWeights)?
     let context: MatmulContext
     let scratch: DecoderScratch
-    /// The head's int8 copy for decoding, made on first use (`decodeLogits`).
-    private var q8Head: Q8DecodeHead?
-    private var decodeHeadBuilt = false
+    /// The head's int8 copy decoding uses, if any (`--matmul auto` only), made on first use (`decodeLogits`).
+    private(set) lazy var decodeHead: Q8DecodeHead? = options.matmulPath == .kernelsAuto ? Q8DecodeHead(head: head) : nil
     /// Layers whose pages were prefetched (and, without `dropPages`, stay).
     private var prefetchedLayers = Set<Int>()
 
@@ -223,16 +222,6 @@ public final class FrozenModel: FrozenBackbone {
         if !dropPages, prefetchedLayers.contains(i) { return }
         source.prefetchLayer(i)
         if !dropPages { prefetchedLayers.insert(i) }
-    }
-
-    /// The int8 head copy decoding uses, if any (`--matmul auto` only).
-    var decodeHead: Q8DecodeHead? {
-        guard options.matmulPath == .kernelsAuto else { return nil }
-        if !decodeHeadBuilt {
-            decodeHeadBuilt = true
-            q8Head = Q8DecodeHead(head: head)
-        }
-        return q8Head
     }
 
     /// Logits for whole right-padded sequences: `[batch·seqLen, vocab]` (padding rows are unspecified).
