@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import QSTKernels
 import QSTNN
 import enum QSTCore.Parallel
 
@@ -47,12 +48,9 @@ enum HeadParallelAttention {
                         let row = scores + r * lb
                         let last = min(lb, pastLength + i0 + r + 1)
                         if dense {
-                            var mx = -Float.infinity
-                            for j in 0..<last { mx = max(mx, row[j]) }
-                            // Vectorised exp (QSTNN.FastExp, libm's accuracy): libm's scalar expf was a third of
-                            // the attention's time in prompt processing.
-                            let inv = 1 / FastExp.expShiftedInPlace(row, count: last, shift: mx)
-                            for j in 0..<last { row[j] *= inv }
+                            // QSTKernels' vector softmax (libm's accuracy): libm's scalar expf was a third of the
+                            // attention's time in prompt processing.
+                            qst_softmax_inplace(row, Int64(last), Int32(QST_VEC_AUTO.rawValue))
                         } else {
                             var mx = -Float.infinity
                             for j in 0..<last where mask[j] != 0 { mx = max(mx, row[j]) }

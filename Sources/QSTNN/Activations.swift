@@ -1,5 +1,6 @@
 import Foundation
 import QSTCore
+import QSTKernels
 
 /// Pointwise activations. Shapes: `x, out, dx, dout` are flat arrays of `count` floats.
 public enum Activation: String, Sendable, CaseIterable {
@@ -65,6 +66,10 @@ public enum SwiGLU {
                                up: UnsafePointer<Float>, count: Int, activation: Activation = .silu) {
         let o = SendablePointer(out), g = SendablePointer(gate), u = SendablePointer(up)
         Parallel.forRanges(count, minChunk: 4096) { a, b in
+            // SiLU (every LLaMA-family MLP) in QSTKernels' vector loop: libm's scalar expf per element was
+            // most of this loop's time.
+            if activation == .silu,
+               qst_silu_mul(o.base + a, g.base + a, u.base + a, Int64(b - a), Int32(QST_VEC_AUTO.rawValue)) == 0 { return }
             for i in a..<b { o[i] = activation.value(g[i]) * u[i] }
         }
     }

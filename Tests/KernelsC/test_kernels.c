@@ -7,6 +7,7 @@
 //   matmul: each path against a float64 sum of the scalar-decoded weights, within the bound
 //   of its precision class (float32 reorder, bfloat16 rounding, int8 activations + int8 grid).
 //   Q8 rows: the quantizer's rounding, each GEMV path against a float64 sum (test_q8.inc).
+//   vecmath: softmax, SiLU gate, side attention forward/backward against float64 (test_vecmath.inc).
 #include "QSTKernels.h"
 
 #include <math.h>
@@ -143,6 +144,7 @@ static void test_crc(int impl) {
 
 #include "test_matmul.inc"
 #include "test_q8.inc"
+#include "test_vecmath.inc"
 
 int main(void) {
     char features[256];
@@ -167,6 +169,7 @@ int main(void) {
     test_matmul_paths();
     test_q8_quantize();
     test_q8_gemv_paths();
+    test_vecmath_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

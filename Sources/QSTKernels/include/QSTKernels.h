@@ -9,5 +9,6 @@
 #include "kernel_impl.h"
 #include "matmul.h"
 #include "q8.h"
+#include "vecmath.h"
 #include "file_writeback.h"
 #endif
