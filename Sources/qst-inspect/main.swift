@@ -29,8 +29,7 @@ struct Inspect: ParsableCommand {
     var plot: String?
     @Option(help: "Rows of the tensor and error tables to print (0 = all).")
     var top: Int = 0
-    @Flag(help: "Print everything as JSON.")
-    var json = false
+    @OptionGroup var format: OutputFormat
 
     struct Report: Encodable {
         var summary: ContainerSummary
@@ -65,7 +64,7 @@ struct Inspect: ParsableCommand {
             report.verification = c.verify { d, _ in bar.update(d) }
             bar.finish()
         }
-        if json { try JSONOutput.print(report) } else { printText(report) }
+        if format.json { try JSONOutput.print(report) } else { printText(report) }
         if let v = report.verification, !v.isEmpty { throw ExitCode(2) }
     }
 

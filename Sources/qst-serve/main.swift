@@ -36,7 +36,7 @@ struct Serve: ParsableCommand {
           curl localhost:8080/admin/sides -d '{"name":"new","path":"runs/new/adapter"}'
         """)
 
-    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(name: .customLong("side"), help: "NAME=FOLDER: a side network (qst-export adapter or side folder); repeat for several.")
     var sides: [String] = []
     @Option(help: "Name of the base model in requests (default: the file name without extension).") var name: String?
@@ -69,6 +69,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        let model = self.base.model
         let sideSpecs = try sides.map { spec -> (String, String) in
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
                 throw CommandError("--side expects NAME=FOLDER, got '\(spec)'")

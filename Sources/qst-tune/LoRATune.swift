@@ -1,6 +1,7 @@
 import Foundation
 import QSTCLI
 import QSTEngine
+import QSTEngineCLI
 import QSTNN
 import QSTSide
 #if canImport(Glibc)
@@ -10,16 +11,12 @@ import Glibc
 /// `qst-tune --method lora`: LoRA adapters on the frozen base, trained with backpropagation through it,
 /// with the same data, schedules, checkpoints, logs and run folder as the QST path.
 extension Tune {
-    func loraConfig() throws -> LoRAConfig {
-        LoRAConfig(r: loraR, alpha: loraAlpha, dropout: loraDropout, targets: try LoRAConfig.parseTargets(loraTargets),
-                   seed: seed ?? 0, baseModel: model)
-    }
-
     func runLoRA(run: String, args inArgs: RunArguments, parallel: DataParallelRun) throws {
         var args = inArgs
         guard let data = args.data else { throw CommandError("--data is required") }
         let started = Date()
-        let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
+        let backbone = try FrozenModel(path: model, options: try engine.options())
+        let gradientCheckpointing = loraArguments.gradientCheckpointing
         let tokenizer = try backbone.source.loadTokenizer()
         let training: TrainingConfig, lora: LoRAModel
         var resumed: (optimizer: AdamW, state: TrainerState)?
@@ -33,7 +30,7 @@ extension Tune {
             if TrainingCheckpoint.exists(run: run) {
                 throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
             }
-            lora = try LoRAModel.fresh(base: backbone, config: try loraConfig(), gradientCheckpointing: gradientCheckpointing)
+            lora = try LoRAModel.fresh(base: backbone, config: try loraArguments.config(seed: seed, baseModel: model), gradientCheckpointing: gradientCheckpointing)
         }
         if parallel.isLeader { try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true) }
         func load(_ path: String) throws -> LoadedExamples {

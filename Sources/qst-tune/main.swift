@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import QSTCLI
 import QSTEngine
+import QSTEngineCLI
 import QSTNN
 import QSTSide
 #if canImport(Glibc)
@@ -13,9 +14,7 @@ struct Tune: ParsableCommand {
         commandName: "qst-tune",
         abstract: "Train a QST side network beside a frozen (NF4) base model.",
         discussion: """
-        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on
-        assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the
-        label word, accuracy at evaluation).
+        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the label word, accuracy at evaluation).
 
         Examples:
           qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv --eval sst2/dev.tsv -o run/ --steps 300
@@ -26,31 +25,20 @@ struct Tune: ParsableCommand {
           qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv --eval rte/dev.tsv -o run/
                                        (a trainable K-way head on the side network's output instead of label words)
 
-        Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch
-        and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
+        Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
           mpirun -np 2 --hostfile hosts qst-tune smollm2.qst4 side/ --task sst2 --data train.tsv -o run/
         """)
 
-    @Argument(help: "The base model (.qst4 container or safetensors folder).")
-    var model: String
+    @OptionGroup var base: ModelArgument
     @Argument(help: "The side network folder from qst-init-side (not needed with --resume).")
     var side: String?
-    @Option(help: "Training data file.") var data: String?
-    @Option(help: "Evaluation data file.") var eval: String?
+    @OptionGroup(title: "Data") var dataArguments: DataArguments
     @Option(name: [.short, .customLong("output")], help: "Run folder (checkpoints, best/, final/, log, curves).")
     var output: String?
     @Option(help: "Continue the run in this folder from its last checkpoint.") var resume: String?
-    @Option(help: "GLUE task preset: sst2, rte, mrpc or cola.") var task: String?
     @Option(help: "Hyper-parameter preset: glue (lr 5e-4, linear, 6% warm-up) or instruct (2e-4, constant, clip 0.3).")
-    var preset: String = "glue"
-    @Option(help: "Peak learning rate.") var lr: Double?
-    @Option(help: "AdamW β1.") var beta1: Float?
-    @Option(help: "AdamW β2.") var beta2: Float?
-    @Option(help: "AdamW ε.") var adamEps: Float?
-    @Option(help: "AdamW decoupled weight decay.") var weightDecay: Float?
-    @Option(help: "Schedule: constant, linear or cosine.") var schedule: String?
-    @Option(help: "Warm-up as a fraction of all steps.") var warmupRatio: Double?
-    @Option(help: "Clip the global gradient norm to this (0 = off).") var maxGradNorm: Double?
+    var preset: TrainingPreset = .glue
+    @OptionGroup(title: "Optimizer") var optimizer: OptimizerArguments
     @Option(help: "Micro-batches per optimizer step.") var gradAccum: Int?
     @Option(help: "Sequences per micro-batch.") var batchSize: Int?
     @Option(help: "Longer sequences are truncated to this many tokens.") var maxLength: Int?
@@ -63,50 +51,29 @@ struct Tune: ParsableCommand {
     @Option(help: "Checkpoint every N steps (0 = at the end only).") var saveEvery: Int?
     @Option(name: [.customLong("early-stopping"), .customLong("patience")],
             help: "Stop after N evaluations without improvement (--patience is the same option).") var earlyStopping: Int?
-    @Option(help: "Use at most this many training examples.") var trainLimit: Int?
-    @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
     @Flag(help: "Also evaluate the frozen model alone (zero-shot) before training.") var evalBase = false
-    @Option(help: "Resident memory budget for the frozen weights, in MiB (passed to the engine).")
-    var residentBudget: Int?
-    @Flag(help: "Print the summary as JSON.") var json = false
+    @OptionGroup var format: OutputFormat
     @Option(help: "Benchmark instead of training: N timed steps of each mode on random batch × max-length tokens.")
     var benchmark: Int?
     @Flag(help: "With --benchmark: label only the last position (classification) instead of every token.")
     var benchmarkLastOnly = false
     @Option(help: "What to train: qst (a side network, default) or lora (adapters inside the frozen base, backprop through it).")
-    var method: String = "qst"
-    @Option(help: "LoRA rank r.") var loraR: Int = 8
-    @Option(help: "LoRA alpha (scaling alpha / r).") var loraAlpha: Double = 16
-    @Option(help: "LoRA dropout on each adapted projection's input.") var loraDropout: Float = 0.05
-    @Option(help: "LoRA target modules: comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all.")
-    var loraTargets: String = "all"
+    var method: TrainingMethod = .qst
+    @OptionGroup(title: "LoRA") var loraArguments: LoRAArguments
     @Option(help: "Store the frozen base's pooled states per example in this folder (zstd) the first time an example is seen and reuse them afterwards, skipping the frozen forward (avgpool/maxpool downsamplers only; Formats/BASECACHE.md).")
     var cacheBase: String?
-    @Flag(help: "LoRA: keep only each layer's input and recompute its forward in backward.")
-    var gradientCheckpointing = false
     @Option(help: "Prediction head: lm (label words through the frozen LM head, default) or classify (a trainable linear head over the side network's output at the last token; needs --task).")
-    var head: String = "lm"
+    var head: PredictionHead = .lm
     @Option(help: "With --head classify: number of classes K (default: the task's; 1 = regression, not offered by the GLUE tasks here).")
     var numLabels: Int?
+    @OptionGroup(title: "Engine") var engine: EngineArguments
+
+    var model: String { base.model }
+    var json: Bool { format.json }
 
     func trainingConfig() throws -> TrainingConfig {
-        var t: TrainingConfig
-        switch preset {
-        case "glue": t = TrainingConfig()
-        case "instruct": t = TrainingConfig.instruct()
-        default: throw CommandError("--preset must be glue or instruct")
-        }
-        if let lr { t.learningRate = lr }
-        if let beta1 { t.beta1 = beta1 }
-        if let beta2 { t.beta2 = beta2 }
-        if let adamEps { t.eps = adamEps }
-        if let weightDecay { t.weightDecay = weightDecay }
-        if let schedule {
-            guard let s = LRSchedule(rawValue: schedule) else { throw CommandError("--schedule must be constant, linear or cosine") }
-            t.schedule = s
-        }
-        if let warmupRatio { t.warmupRatio = warmupRatio }
-        if let maxGradNorm { t.maxGradNorm = maxGradNorm }
+        var t = preset.config
+        optimizer.apply(to: &t)
         if let gradAccum { t.gradAccumulation = gradAccum }
         if let batchSize { t.batchSize = batchSize }
         if let maxLength { t.maxLength = maxLength }
@@ -125,7 +92,7 @@ struct Tune: ParsableCommand {
     /// `--method lora` trains adapters inside the base: options that only mean something for a side network
     /// are refused rather than silently ignored.
     func refuseOptionsLoRAIgnores() throws {
-        guard method == "lora" else { return }
+        guard method == .lora else { return }
         if let side { throw CommandError("--method lora takes no side network folder (got \(side)); it is for --method qst") }
         if evalBase { throw CommandError("--eval-base is only for --method qst (use qst-eval on the base model instead)") }
         if benchmark != nil { throw CommandError("--benchmark measures the QST side network; it is not available with --method lora") }
@@ -134,9 +101,9 @@ struct Tune: ParsableCommand {
     func runBenchmark(_ repeats: Int) throws {
         guard let side else { throw CommandError("give the side network folder") }
         let training = try trainingConfig()
-        let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
+        let backbone = try FrozenModel(path: model, options: try engine.options())
         var weights = try SideWeightsIO.load(directory: side)
-        if head == "classify" { weights = try ClassificationHead.attach(to: weights, numLabels: numLabels ?? 2, seed: training.seed) }
+        if head == .classify { weights = try ClassificationHead.attach(to: weights, numLabels: numLabels ?? 2, seed: training.seed) }
         let sideModel = try SideModel(weights: weights, backbone: backbone)
         let r = try SideBenchmark.run(model: sideModel, batch: training.batchSize, seqLen: training.maxLength,
                                       repeats: repeats, labelEveryToken: !benchmarkLastOnly, training: training,
@@ -157,7 +124,6 @@ struct Tune: ParsableCommand {
     }
 
     func run() throws {
-        guard head == "lm" || head == "classify" else { throw CommandError("--head must be lm or classify") }
         try refuseOptionsLoRAIgnores()
         if let benchmark { return try runBenchmark(benchmark) }
         try DataParallelRun.execute(tool: "qst-tune") { try train($0) }
@@ -167,7 +133,8 @@ struct Tune: ParsableCommand {
     func train(_ parallel: DataParallelRun) throws {
         guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
         // A resumed run reads its data arguments from run.json unless given again.
-        var args = RunArguments(data: data, eval: eval, task: task, trainLimit: trainLimit, skipBad: skipBad,
+        let d = dataArguments
+        var args = RunArguments(data: d.data, eval: d.eval, task: d.task, trainLimit: d.trainLimit, skipBad: d.skipBad,
                                 trainFingerprint: nil, cacheBase: cacheBase)
         if resume != nil, let saved = RunArguments.read(run: run) {
             args.data = args.data ?? saved.data; args.eval = args.eval ?? saved.eval; args.task = args.task ?? saved.task
@@ -175,18 +142,17 @@ struct Tune: ParsableCommand {
             args.trainFingerprint = saved.trainFingerprint
             args.cacheBase = args.cacheBase ?? saved.cacheBase
         }
-        if method == "lora" || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
+        if method == .lora || (resume != nil && LoRACheckpoint.isLoRARun(run)) {
             if args.cacheBase != nil { throw CommandError("--cache-base is for side networks with a pooling downsampler, not LoRA") }
-            if head == "classify" {
+            if head == .classify {
                 throw CommandError("--head classify is for the QST side network only; LoRA predicts with label words (--head lm)")
             }
             return try runLoRA(run: run, args: args, parallel: parallel)
         }
-        guard method == "qst" else { throw CommandError("--method must be qst or lora") }
         guard let data = args.data else { throw CommandError("--data is required") }
         let task = args.task, eval = args.eval, trainLimit = args.trainLimit, skipBad = args.skipBad
         let started = Date()
-        let backbone = try FrozenModel(path: model, options: EngineOptions(residentBudgetMB: residentBudget))
+        let backbone = try FrozenModel(path: model, options: try engine.options())
         let tokenizer = try backbone.source.loadTokenizer()
         var weights: SideWeights, training: TrainingConfig
         var resumed: (optimizer: AdamW, state: TrainerState)?
@@ -202,7 +168,7 @@ struct Tune: ParsableCommand {
                 throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
             }
         }
-        if resume == nil, head == "classify" {
+        if resume == nil, head == .classify {
             weights = try ClassificationHead.attach(to: weights, numLabels: try classifyLabels(task: task), seed: training.seed)
         }
         let useHead = weights.config.numLabels != nil
