@@ -14,10 +14,13 @@ struct GLUECommand: ParsableCommand {
         abstract: "GLUE dev-set metrics: accuracy (SST-2, RTE), F1 and accuracy (MRPC), Matthews correlation (CoLA).",
         discussion: """
         Examples:
-          qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv                   (frozen model, label words)
-          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (tuned; its head if it has one)
-          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best --json
-          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best   (LoRA adapters)
+          # the frozen model, with label words:
+          qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv
+          # tuned (with its classification head if it has one):
+          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
+          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best
+          # LoRA adapters:
+          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best
         """)
     @OptionGroup var base: ModelArgument
     @Option(help: "GLUE task: sst2, rte, mrpc or cola.") var task: String

@@ -17,14 +17,20 @@ struct Eval: ParsableCommand {
 
         Examples:
           qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512
-          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 --batch 2 --json
-          qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw --max-tokens 8192
-          qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 --subjects anatomy astronomy --limit 20
-          qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw --ctx 512
-          qst-eval compare smollm2.qst4 --side adapter/ --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
-          qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5 --limit 20
-          qst-eval bench smollm2.qst4 --side adapter/ --generate 128     (generation speed with and without it)
-          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (F1 and accuracy)
+          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 \\
+              --batch 2 --json
+          qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct \\
+              --text wiki.test.raw --max-tokens 8192
+          qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 \\
+              --subjects anatomy astronomy --limit 20
+          qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw
+          qst-eval compare smollm2.qst4 --side adapter/ \\
+              --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
+          qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5
+          # generation speed with and without the side network:
+          qst-eval bench smollm2.qst4 --side adapter/ --generate 128
+          # F1 and accuracy on a GLUE dev set:
+          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
         """,
         subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self, GLUECommand.self])
 }

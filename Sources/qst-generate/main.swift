@@ -19,10 +19,13 @@ struct Generate: ParsableCommand {
 
         Examples:
           qst-generate smollm2.qst4 --prompt "The capital of France is" --max-tokens 20
-          qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." --temperature 0.7 --top-p 0.9 --seed 1
-          qst-generate smollm2.qst4 --chat --system "Answer briefly." --prompt "What is 2+2?" --json
-          qst-generate smollm2.qst4 --side adapter/ --chat --prompt "Review: a gem of a film. Sentiment:"
-          qst-generate tuned.qst4 --chat --prompt "Hello"                      (merged: base + side network)
+          qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." \\
+              --temperature 0.7 --top-p 0.9 --seed 1
+          qst-generate smollm2.qst4 --chat --system "Answer briefly." \\
+              --prompt "What is 2+2?" --json
+          qst-generate smollm2.qst4 --side adapter/ --chat \\
+              --prompt "Review: a gem of a film. Sentiment:"
+          qst-generate tuned.qst4 --chat --prompt "Hello"   # merged: base + side
           qst-generate smollm2.qst4 --side a/ --side b/ --prompt "Once upon a time"
         """)
 

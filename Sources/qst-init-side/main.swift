@@ -9,8 +9,8 @@ struct InitSide: ParsableCommand {
         abstract: "Create the initial QST side network for a base model (layout: Formats/SIDE.md).",
         discussion: """
         Examples:
-          qst-init-side smollm2.qst4 -o side/                       starts at the base model; r from the width
-          qst-init-side smollm2.qst4 -o side/ --init reference --r 16  the reference implementation's start
+          qst-init-side smollm2.qst4 -o side/     # starts as the base model
+          qst-init-side smollm2.qst4 -o side/ --init reference --r 16
           qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
           qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
         """)

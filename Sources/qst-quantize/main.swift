@@ -16,11 +16,13 @@ struct Quantize: ParsableCommand {
         Examples:
           qst-quantize ~/models/SmolLM2-135M-Instruct smollm2.qst4
           qst-quantize model.safetensors out.qst4 --config config.json --block-size 128
-          qst-quantize MODEL_DIR full.qst4 --keep '.*' --dtype f32     (no quantization at all)
+          qst-quantize MODEL_DIR full.qst4 --keep '.*' --dtype f32   # not quantized
           qst-quantize MODEL_DIR out.qst4 --json > summary.json
-          qst-quantize MODEL_DIR out.qst4 --search                  (block scales by least squared error)
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt     (scales weighted by the model's activations)
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --calibrate-with plain.qst4
+          # block scales by least squared error, then weighted by activations:
+          qst-quantize MODEL_DIR out.qst4 --search
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt \\
+              --calibrate-with plain.qst4
         """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")

@@ -29,10 +29,14 @@ struct Serve: ParsableCommand {
 
         Examples:
           qst-serve smollm2.qst4
-          qst-serve smollm2.qst4 --side sst2=runs/sst2/adapter --side qa=runs/qa/adapter --port 8080
-          qst-serve tuned.qst4 --name tuned            (merged container: its side network is "tuned#side")
-          qst-serve smollm2.qst4 --host 0.0.0.0 --api-key "$KEY" --max-batch 8 --max-queue 32
-          curl localhost:8080/v1/chat/completions -d '{"model":"sst2","messages":[{"role":"user","content":"Hi"}]}'
+          qst-serve smollm2.qst4 --side sst2=runs/sst2/adapter \\
+              --side qa=runs/qa/adapter --port 8080
+          # a merged container: its side network is "tuned#side"
+          qst-serve tuned.qst4 --name tuned
+          qst-serve smollm2.qst4 --host 0.0.0.0 --api-key "$KEY" \\
+              --max-batch 8 --max-queue 32
+          curl localhost:8080/v1/chat/completions \\
+              -d '{"model":"sst2","messages":[{"role":"user","content":"Hi"}]}'
           curl localhost:8080/admin/sides -d '{"name":"new","path":"runs/new/adapter"}'
         """)
 

@@ -17,16 +17,22 @@ struct Tune: ParsableCommand {
         Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the label word, accuracy at evaluation).
 
         Examples:
-          qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv --eval sst2/dev.tsv -o run/ --steps 300
-          qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/ --epochs 1
-          qst-tune smollm2.qst4 --resume run/                      continue an interrupted run
-          qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ --epochs 3 --cache-base cache/
-                                  (pooling downsampler: later epochs skip the frozen forward)
-          qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv --eval rte/dev.tsv -o run/
-                                       (a trainable K-way head on the side network's output instead of label words)
+          qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv \\
+              --eval sst2/dev.tsv -o run/ --steps 300
+          qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/
+          qst-tune smollm2.qst4 --resume run/          # continue an interrupted run
+          # a pooling downsampler: later epochs skip the frozen forward
+          qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ \\
+              --epochs 3 --cache-base cache/
+          # a trainable K-way head on the side network's output instead of label words
+          qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv \\
+              --eval rte/dev.tsv -o run/
+          # LoRA adapters inside the base instead of a side network
+          qst-tune smollm2.qst4 --method lora --task sst2 --data train.tsv -o lora-run/
 
         Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
-          mpirun -np 2 --hostfile hosts qst-tune smollm2.qst4 side/ --task sst2 --data train.tsv -o run/
+          mpirun -np 2 --hostfile hosts qst-tune smollm2.qst4 side/ --task sst2 \\
+              --data train.tsv -o run/
         """)
 
     @OptionGroup var base: ModelArgument

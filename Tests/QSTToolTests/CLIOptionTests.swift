@@ -53,7 +53,7 @@ final class CLIOptionTests: ToolTestCase {
 
     /// Every tool's help has examples, and, printed wide, each prose paragraph of its overview is one line:
     /// two unindented lines in a row would be a paragraph broken by hand, which a narrower terminal re-wraps
-    /// into ragged lines. (Indented lines are examples, kept as written.)
+    /// into ragged lines. Indented lines are examples, kept as written: they fit 80 columns.
     func testHelpHasExamplesAndUnwrappedParagraphs() throws {
         let commands: [(tool: String, args: [String])] = [
             ("qst-quantize", []), ("qst-inspect", []), ("qst-init-side", []), ("qst-tune", []), ("qst-export", []),
@@ -66,9 +66,13 @@ final class CLIOptionTests: ToolTestCase {
             guard let start = r.stdout.range(of: "OVERVIEW:"), let end = r.stdout.range(of: "\nUSAGE:") else {
                 XCTFail("\(tool) \(sub) --help: no OVERVIEW/USAGE"); continue
             }
-            let lines = r.stdout[start.upperBound..<end.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)
+            // The overview after its first line (the abstract, which follows "OVERVIEW:").
+            let lines = r.stdout[start.upperBound..<end.lowerBound].split(separator: "\n", omittingEmptySubsequences: false).dropFirst()
             for (a, b) in zip(lines, lines.dropFirst()) where !a.isEmpty && !b.isEmpty && a.first != " " && b.first != " " {
                 XCTFail("\(tool) \(sub) --help: a paragraph is wrapped by hand:\n\(a)\n\(b)")
+            }
+            for line in lines where line.first == " " && line.count > 80 {
+                XCTFail("\(tool) \(sub) --help: an example wider than 80 columns:\n\(line)")
             }
         }
     }
