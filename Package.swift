@@ -18,7 +18,7 @@ let tools: [(name: String, dependencies: [Target.Dependency])] = [
     ("qst-eval", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
     ("qst-generate", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
     ("qst-init-side", ["QSTSide"]),
-    ("qst-tune", ["QSTSide", "QSTEngine", "QSTNN", "QSTDistributed"]),
+    ("qst-tune", ["QSTSide", "QSTEngine", "QSTEngineCLI", "QSTNN", "QSTDistributed"]),
     ("qst-export", ["QSTSide"]),
     ("qst-synthetic", ["QSTFormat", "QSTTokenizer", "QSTCore"]),
     ("qst-serve", ["QSTServe", "QSTEngine", "QSTEngineCLI", "QSTSide", "QSTTokenizer", "QSTFormat"] + nio),

@@ -24,9 +24,22 @@ public enum ToolRunner {
             // Foundation's file errors (a folder that cannot be created, say): the path and the system's reason.
             fail(command, describe(e))
         } catch {
-            // Help, version, usage errors and ExitCode are the argument parser's to report.
+            if let message = choiceError(command, error) { fail(command, message) }
+            // Help, version, other usage errors and ExitCode are the argument parser's to report.
             command.exit(withError: error)
         }
+    }
+
+    /// A value outside an enum option's choices (`--matmul fast`): the parser's one-sentence message, which
+    /// names the option and lists the valid values, as the tool's one-line error with exit status 1 (what
+    /// these options gave when they were checked by hand). nil for every other error.
+    static func choiceError<C: ParsableCommand>(_ command: C.Type, _ error: Error) -> String? {
+        guard command.exitCode(for: error) == .validationFailure else { return nil }
+        let message = command.message(for: error)
+        guard message.hasPrefix("The value '"), message.contains(". Please provide one of "), !message.contains("\n") else {
+            return nil
+        }
+        return message
     }
 
     static func describe(_ e: CocoaError) -> String {

@@ -2,7 +2,7 @@ import ArgumentParser
 import QSTCLI
 import QSTEngine
 
-/// Options every engine-running command shares (qst-eval, qst-generate).
+/// Options every engine-running command shares (qst-eval, qst-generate, qst-serve, qst-tune).
 public struct EngineArguments: ParsableArguments {
     public init() {}
     @Option(name: .customLong("resident-budget"), help: "Drop each layer's weight pages after use when the weights exceed this many MiB.")
@@ -10,17 +10,17 @@ public struct EngineArguments: ParsableArguments {
     @Option(help: "Threads for BLAS and the engine's own loops (default: all cores).")
     public var threads: Int?
     @Option(help: "NF4/BF16 matmul: auto (fastest; may use bf16 products, or int8 for NF4 on AVX2), exact (F32 kernels) or sgemm (dequantize + BLAS). QST_KERNELS=scalar|avx2|avx2vnni|avx512|neon caps the kernels.")
-    public var matmul: String = "auto"
+    public var matmul: MatmulPath = .kernelsAuto
 
+    /// Checks the numbers, sets the thread count (process-wide) and returns the engine's options.
     public func options() throws -> EngineOptions {
-        guard let path = MatmulPath(rawValue: matmul) else {
-            throw CommandError("--matmul must be auto, exact or sgemm (got '\(matmul)')")
-        }
         if let t = threads {
             guard t > 0 else { throw CommandError("--threads must be positive") }
             EngineThreads.configure(threads: t)
         }
         if let b = residentBudget, b < 0 { throw CommandError("--resident-budget must be ≥ 0") }
-        return EngineOptions(matmulPath: path, residentBudgetMB: residentBudget)
+        return EngineOptions(matmulPath: matmul, residentBudgetMB: residentBudget)
     }
 }
+
+extension MatmulPath: ExpressibleByArgument {}

@@ -14,12 +14,15 @@ struct GLUECommand: ParsableCommand {
         abstract: "GLUE dev-set metrics: accuracy (SST-2, RTE), F1 and accuracy (MRPC), Matthews correlation (CoLA).",
         discussion: """
         Examples:
-          qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv                   (frozen model, label words)
-          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (tuned; its head if it has one)
-          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best --json
-          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best   (LoRA adapters)
+          # the frozen model, with label words:
+          qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv
+          # tuned (with its classification head if it has one):
+          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
+          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best
+          # LoRA adapters:
+          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best
         """)
-    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(help: "GLUE task: sst2, rte, mrpc or cola.") var task: String
     @Option(help: "The task's TSV file (usually dev.tsv).") var data: String
     @Option(help: "Adapter folder from qst-export, or a side folder (run/best, run/final).") var side: String?
@@ -29,7 +32,7 @@ struct GLUECommand: ParsableCommand {
     @Option(help: "Longer prompts are cut from the front to this many tokens.") var maxLength: Int = 256
     @Option(help: "Score only the first N examples.") var limit: Int?
     @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
-    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var format: OutputFormat
     @OptionGroup var engine: EngineArguments
 
     struct Report: Encodable {
@@ -48,6 +51,7 @@ struct GLUECommand: ParsableCommand {
     }
 
     func run() throws {
+        let model = base.model, json = format.json
         guard batch >= 1, maxLength >= 2 else { throw CommandError("--batch must be ≥ 1 and --max-length ≥ 2") }
         let glue = try GLUETask.named(task)
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())

@@ -11,21 +11,26 @@ struct Eval: ParsableCommand {
         commandName: "qst-eval",
         abstract: "Evaluate a frozen model: perplexity, closeness to a reference model, multiple-choice accuracy.",
         discussion: """
-        MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side
-        (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against
-        the same base pass); compare, choice and glue take one. A merged container from qst-export
-        --merge carries its own side network.
+        MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against the same base pass); compare, choice and glue take one. A merged container from qst-export --merge carries its own side network.
+
+        --json prints one JSON document per run (ppl: with per-window numbers).
 
         Examples:
           qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512
-          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 --batch 2 --json
-          qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw --max-tokens 8192
-          qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 --subjects anatomy astronomy --limit 20
-          qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw --ctx 512
-          qst-eval compare smollm2.qst4 --side adapter/ --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
-          qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5 --limit 20
-          qst-eval bench smollm2.qst4 --side adapter/ --generate 128     (generation speed with and without it)
-          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/   (F1 and accuracy)
+          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 \\
+              --batch 2 --json
+          qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct \\
+              --text wiki.test.raw --max-tokens 8192
+          qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 \\
+              --subjects anatomy astronomy --limit 20
+          qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw
+          qst-eval compare smollm2.qst4 --side adapter/ \\
+              --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
+          qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5
+          # generation speed with and without the side network:
+          qst-eval bench smollm2.qst4 --side adapter/ --generate 128
+          # F1 and accuracy on a GLUE dev set:
+          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
         """,
         subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self, GLUECommand.self])
 }
@@ -41,18 +46,19 @@ func tokenize(file: String, model: FrozenModel, maxTokens: Int?) throws -> [Int3
 
 struct PerplexityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ppl", abstract: "Perplexity of a text file (strided windows).")
-    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(help: "Text file to score.") var text: String
     @Option(help: "Window length in tokens.") var ctx: Int = 512
     @Option(help: "Distance between window starts (default: ctx, i.e. no overlap).") var stride: Int?
     @Option(help: "Windows per forward.") var batch: Int = 1
     @Option(help: "Score only the first N tokens of the text.") var maxTokens: Int?
-    @Flag(help: "Print results (with per-window numbers) as JSON.") var json = false
+    @OptionGroup var format: OutputFormat
     @Option(name: .customLong("side"), help: "A side network folder to evaluate beside the model; repeat for several.")
     var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     func run() throws {
+        let model = base.model, json = format.json
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
         let m = spec.base
         let ids = try tokenize(file: text, model: m, maxTokens: maxTokens)
@@ -111,17 +117,18 @@ struct PerplexityReport: Encodable {
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "compare",
         abstract: "Mean KL divergence and top-1 agreement of next-token distributions against a reference model.")
-    @Argument(help: "The model under test (.qst4 or safetensors folder).") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(help: "The reference model (usually the unquantized safetensors folder).") var against: String
     @Option(help: "Text file (default: a built-in sample of plain English).") var text: String?
     @Option(help: "Window length in tokens.") var ctx: Int = 512
     @Option(help: "Compare only the first N tokens of the text.") var maxTokens: Int = 4096
-    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var format: OutputFormat
     @Option(name: .customLong("side"), help: "A side network folder: compare the base with it (not the base alone).")
     var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     func run() throws {
+        let model = base.model, json = format.json
         let options = try engine.options()
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: options)
         let m = spec.base, headInputs = try spec.singleSideHeadInputs(command: "compare")
@@ -158,18 +165,19 @@ struct CompareCommand: ParsableCommand {
 struct ChoiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "choice",
         abstract: "MMLU-style accuracy: compares the logits of the answer letters A-D after \"Answer:\".")
-    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(help: "MMLU folder with dev/ and test/ CSV files (header question,choice0..3,answer).") var mmlu: String
     @Option(help: "Few-shot examples from the dev split.") var shots: Int = 5
     @Option(parsing: .upToNextOption, help: "Subjects (default: all).") var subjects: [String] = []
     @Option(help: "At most N test questions per subject.") var limit: Int?
     @Option(help: "Longest prompt in tokens (shots are dropped to fit).") var ctx: Int = 2048
-    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var format: OutputFormat
     @Option(name: .customLong("side"), help: "A side network folder: answer with the base and it (not the base alone).")
     var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
     func run() throws {
+        let model = base.model, json = format.json
         guard (0...5).contains(shots) else { throw CommandError("--shots must be 0...5 (the dev split has 5 per subject)") }
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
         let m = spec.base
@@ -199,11 +207,11 @@ struct ChoiceCommand: ParsableCommand {
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench",
         abstract: "Prompt-processing and generation speed (min/median of repeats) with an sgemm yardstick on the same shapes.")
-    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(help: "Prompt tokens per pp run.") var prompt: Int = 512
     @Option(help: "Generated tokens per tg run.") var generate: Int = 128
     @Option(help: "Timed repeats.") var repeats: Int = 3
-    @Flag(help: "Print results as JSON.") var json = false
+    @OptionGroup var format: OutputFormat
     @Option(name: .customLong("side"), help: "Also generate with this side network beside the model and compare speeds.")
     var sides: [String] = []
     @OptionGroup var engine: EngineArguments
@@ -220,6 +228,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        let model = base.model, json = format.json
         guard prompt > 0, generate > 0, repeats > 0 else { throw CommandError("--prompt, --generate and --repeats must be positive") }
         let options = try engine.options()
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: options)

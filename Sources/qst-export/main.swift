@@ -12,28 +12,25 @@ struct Export: ParsableCommand {
         discussion: """
         RUN is a qst-tune run folder (best/, final/, checkpoint-N/), an adapter folder or a side folder.
 
-        Adapter (adapter_model.safetensors + adapter_config.json, tensor names of the reference PyTorch
-        implementation, Formats/SIDE.md §7). The adapter records the base's identity, which qst-tune
-        keeps in RUN/base.json; a bare side folder needs --base (given with a run, it is checked):
+        Adapter (adapter_model.safetensors + adapter_config.json, tensor names of the reference PyTorch implementation, Formats/SIDE.md §7). The adapter records the base's identity, which qst-tune keeps in RUN/base.json; a bare side folder needs --base (given with a run, it is checked):
           qst-export run/ -o adapter/
           qst-export run/ -o adapter/ --dtype bf16 --checkpoint 250
           qst-export side/ -o adapter/ --base smollm2.qst4
 
-        Merged container (the base's bytes copied unchanged, checksums re-verified, plus the side network
-        in sections.side, Formats/QST4.md §9); every tool that takes a base and --side takes it alone:
+        Merged container (the base's bytes copied unchanged, checksums re-verified, plus the side network in sections.side, Formats/QST4.md §9); every tool that takes a base and --side takes it alone:
           qst-export run/ --merge smollm2.qst4 -o tuned.qst4
           qst-generate tuned.qst4 --chat --prompt "Hello"
         """)
 
     @Argument(help: "A qst-tune run folder, an adapter folder or a side folder.") var source: String
     @Option(name: [.short, .customLong("output")], help: "Adapter folder, or the .qst4 file with --merge.") var output: String
-    @Option(help: "Tensor type: f32, bf16 or f16 (default: an adapter's own, else f32).") var dtype: String?
+    @Option(help: "Tensor type (default: an adapter's own, else f32).") var dtype: ExportDType?
     @Option(help: "Which weights of a run: best, last or a step number (default: best if the run has one, else last).")
     var checkpoint: String?
     @Option(help: "The base .qst4 container to merge the side network into.") var merge: String?
     @Option(help: "The base model the side network was trained on (.qst4 or safetensors folder), for its identity.")
     var base: String?
-    @Flag(help: "Print a JSON summary.") var json = false
+    @OptionGroup var format: OutputFormat
 
     struct Report: Encodable {
         var output: String
@@ -47,10 +44,7 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
-        let requested = try dtype.map { d -> ExportDType in
-            guard let t = ExportDType(rawValue: d) else { throw CommandError("--dtype must be f32, bf16 or f16 (got '\(d)')") }
-            return t
-        }
+        let requested = dtype
         let choice = try checkpoint.map { try CheckpointChoice(parsing: $0) }
         if merge != nil, base != nil { throw CommandError("give the base once: --merge BASE.qst4 already names it") }
         let (folder, resolvedOrigin) = try ExportSource.resolve(source, choice: choice)
@@ -86,7 +80,7 @@ struct Export: ParsableCommand {
         let bytes: Int
         if let container {
             guard output.hasSuffix(".qst4") else { throw CommandError("-o must name a .qst4 file with --merge (got '\(output)')") }
-            let bar = json ? nil : ProgressBar(total: container.header.tensors.count, label: "copy + verify base")
+            let bar = format.json ? nil : ProgressBar(total: container.header.tensors.count, label: "copy + verify base")
             try MergedContainer.write(base: container, weights: weights, adapter: config, output: output) { done, _ in
                 bar?.update(done)
             }
@@ -101,7 +95,7 @@ struct Export: ParsableCommand {
         let report = Report(output: output, kind: kind, from: folder, origin: origin, dtype: exportType.rawValue,
                             parameters: weights.parameterCount, bytes: bytes,
                             baseTensorDirectorySHA256: identity.tensorDirectorySHA256)
-        if json { try JSONOutput.print(report); return }
+        if format.json { try JSONOutput.print(report); return }
         let what = kind == "merged" ? "merged container \(output)" :
             "adapter \(output)/\(AdapterIO.weightsFileName) + \(AdapterIO.configFileName)"
         print("wrote \(what) (\(Units.bytes(bytes)))")
@@ -114,5 +108,7 @@ struct Export: ParsableCommand {
         }
     }
 }
+
+extension ExportDType: ExpressibleByArgument {}
 
 ToolRunner.main(Export.self)

@@ -11,24 +11,25 @@ struct Generate: ParsableCommand {
         commandName: "qst-generate",
         abstract: "Generate text with a frozen model, streaming tokens as they come.",
         discussion: """
-        MODEL is a .qst4 container or a Hugging Face safetensors folder with its tokenizer.
-        Generation stops at the end-of-sequence token, the chat format's end token (--chat),
-        or after --max-tokens. Temperature 0 is greedy decoding.
+        MODEL is a .qst4 container or a Hugging Face safetensors folder with its tokenizer. Generation stops at the end-of-sequence token, the chat format's end token (--chat), or after --max-tokens. Temperature 0 is greedy decoding.
 
-        --side adds a trained side network (an adapter folder from qst-export, or a side folder)
-        beside the frozen model; a merged container from qst-export --merge carries its own.
-        Several --side give one continuation each from one batched pass over the base.
+        --side adds a trained side network (an adapter folder from qst-export, or a side folder) beside the frozen model; a merged container from qst-export --merge carries its own. Several --side give one continuation each from one batched pass over the base.
+
+        --json prints one document with the text, token ids and speed at the end instead of streaming.
 
         Examples:
           qst-generate smollm2.qst4 --prompt "The capital of France is" --max-tokens 20
-          qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." --temperature 0.7 --top-p 0.9 --seed 1
-          qst-generate smollm2.qst4 --chat --system "Answer briefly." --prompt "What is 2+2?" --json
-          qst-generate smollm2.qst4 --side adapter/ --chat --prompt "Review: a gem of a film. Sentiment:"
-          qst-generate tuned.qst4 --chat --prompt "Hello"                      (merged: base + side network)
+          qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." \\
+              --temperature 0.7 --top-p 0.9 --seed 1
+          qst-generate smollm2.qst4 --chat --system "Answer briefly." \\
+              --prompt "What is 2+2?" --json
+          qst-generate smollm2.qst4 --side adapter/ --chat \\
+              --prompt "Review: a gem of a film. Sentiment:"
+          qst-generate tuned.qst4 --chat --prompt "Hello"   # merged: base + side
           qst-generate smollm2.qst4 --side a/ --side b/ --prompt "Once upon a time"
         """)
 
-    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(help: "The prompt text.") var prompt: String
     @Flag(help: "Wrap the prompt in the model's chat template as a user message.") var chat = false
     @Option(help: "System message for --chat.") var system: String?
@@ -37,7 +38,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Sampling temperature (0 = greedy).") var temperature: Float = 0
     @Option(help: "Nucleus sampling mass in (0, 1].") var topP: Float = 1
     @Option(help: "Random seed for sampling.") var seed: UInt64 = 0
-    @Flag(help: "Print one JSON document with the text, token ids and speed instead of streaming.") var json = false
+    @OptionGroup var format: OutputFormat
     @Option(name: .customLong("side"), help: "A side network folder (qst-export adapter or side folder); repeat for several.")
     var sides: [String] = []
     @OptionGroup var engine: EngineArguments
@@ -57,13 +58,15 @@ struct Generate: ParsableCommand {
         var rssFile: Int? = nil
     }
 
+    var json: Bool { format.json }
+
     func run() throws {
         guard maxTokens >= 0 else { throw CommandError("--max-tokens must be ≥ 0") }
         if system != nil && !chat { throw CommandError("--system needs --chat") }
         if chatFormat != nil && !chat { throw CommandError("--chat-format needs --chat") }
         let sampling = SamplingOptions(temperature: temperature, topP: topP, seed: seed)
         do { try sampling.validate() } catch { throw CommandError("\(error)") }
-        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
+        let spec = try TunedModelSpec.open(modelPath: base.model, sidePaths: sides, options: try engine.options())
         let m = spec.base
         let tok = try m.source.loadTokenizer()
         var text = prompt

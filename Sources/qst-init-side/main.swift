@@ -9,8 +9,8 @@ struct InitSide: ParsableCommand {
         abstract: "Create the initial QST side network for a base model (layout: Formats/SIDE.md).",
         discussion: """
         Examples:
-          qst-init-side smollm2.qst4 -o side/                       starts at the base model; r from the width
-          qst-init-side smollm2.qst4 -o side/ --init reference --r 16  the reference implementation's start
+          qst-init-side smollm2.qst4 -o side/     # starts as the base model
+          qst-init-side smollm2.qst4 -o side/ --init reference --r 16
           qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
           qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
         """)
@@ -22,13 +22,13 @@ struct InitSide: ParsableCommand {
     @Option(help: "Reduction factor r: the side network is hidden_size / r wide (default: the valid r whose width is the largest at most \(SideConfig.defaultWidthLimit), e.g. 8 → 72 wide for SmolLM2-135M).")
     var r: Int?
     @Option(name: .customLong("init"), help: "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample) or reference (the reference implementation's random upsample and gated head mix).")
-    var initialisation: String = SideInitialisation.base.rawValue
-    @Option(help: "Downsampler: adapter, linear, avgpool or maxpool.")
-    var downsample: String = "adapter"
+    var initialisation: SideInitialisation = .base
+    @Option(help: "Downsampler: adapter (trainable bottleneck), linear (one trainable map), avgpool or maxpool (nothing to train).")
+    var downsample: DownsampleKind = .adapter
     @Option(help: "Bottleneck width of the adapter downsampler.")
     var adapterHidden: Int = 16
-    @Option(help: "Adapter activation: swish, gelu or relu.")
-    var activation: String = "swish"
+    @Option(help: "Activation inside the adapter downsampler.")
+    var activation: SideActivation = .swish
     @Option(help: "Dropout on the downsampler input during training.")
     var dropout: Float = 0.1
     @Option(help: "Seed of the initialisation.")
@@ -37,20 +37,11 @@ struct InitSide: ParsableCommand {
     var batch: Int = 8
     @Option(help: "Sequence length for the memory estimate.")
     var seqLen: Int = 256
-    @Flag(help: "Print the summary as JSON.")
-    var json = false
+    @OptionGroup var format: OutputFormat
 
     func run() throws {
-        guard let kind = DownsampleKind(rawValue: downsample) else {
-            throw CommandError("--downsample must be one of \(DownsampleKind.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard let act = SideActivation(rawValue: activation) else {
-            throw CommandError("--activation must be one of \(SideActivation.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        let kind = downsample, act = activation, start = initialisation
         guard batch > 0, seqLen > 0 else { throw CommandError("--batch and --seq-len must be positive") }
-        guard let start = SideInitialisation(rawValue: initialisation) else {
-            throw CommandError("--init must be one of \(SideInitialisation.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
         let r = self.r ?? SideConfig.defaultReduction(for: shape)
         let config = SideConfig(base: shape, r: r, downsample: kind, adapterHidden: adapterHidden, activation: act,
@@ -59,7 +50,7 @@ struct InitSide: ParsableCommand {
         weights.initialize(seed: seed)
         try SideWeightsIO.save(weights, directory: output)
         let report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
-        if json { try JSONOutput.print(report); return }
+        if format.json { try JSONOutput.print(report); return }
         print("wrote \(output)/\(SideWeightsIO.weightsFileName) and \(SideWeightsIO.configFileName)")
         print("side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), " +
               "MLP \(config.intermediate), \(kind.rawValue) downsampler" +
@@ -72,5 +63,9 @@ struct InitSide: ParsableCommand {
         for (name, bytes) in report.memory.rows { print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes(bytes)) }
     }
 }
+
+extension DownsampleKind: ExpressibleByArgument {}
+extension SideActivation: ExpressibleByArgument {}
+extension SideInitialisation: ExpressibleByArgument {}
 
 ToolRunner.main(InitSide.self)

@@ -9,12 +9,12 @@ struct Inspect: ParsableCommand {
         abstract: "Show what a .qst4 container holds, its quantization error and block statistics.",
         discussion: """
         Examples:
-          qst-inspect smollm2.qst4                              architecture, provenance, tensor table
-          qst-inspect smollm2.qst4 --errors ~/models/SmolLM2     error of every tensor vs the original
-          qst-inspect smollm2.qst4 --errors SRC --plot sqnr.svg per-layer SQNR chart
+          qst-inspect smollm2.qst4                # architecture, provenance, tensors
+          qst-inspect smollm2.qst4 --errors ~/models/SmolLM2   # error vs the original
+          qst-inspect smollm2.qst4 --errors SRC --plot sqnr.svg   # per-layer SQNR chart
           qst-inspect smollm2.qst4 --blocks model.layers.0.mlp.up_proj.weight
-          qst-inspect smollm2.qst4 --verify                     check every checksum
-          qst-inspect smollm2.qst4 --json                       all of it as JSON
+          qst-inspect smollm2.qst4 --verify            # check every checksum
+          qst-inspect smollm2.qst4 --json              # all of it as JSON
         """)
 
     @Argument(help: "The .qst4 container.")
@@ -29,8 +29,7 @@ struct Inspect: ParsableCommand {
     var plot: String?
     @Option(help: "Rows of the tensor and error tables to print (0 = all).")
     var top: Int = 0
-    @Flag(help: "Print everything as JSON.")
-    var json = false
+    @OptionGroup var format: OutputFormat
 
     struct Report: Encodable {
         var summary: ContainerSummary
@@ -65,7 +64,7 @@ struct Inspect: ParsableCommand {
             report.verification = c.verify { d, _ in bar.update(d) }
             bar.finish()
         }
-        if json { try JSONOutput.print(report) } else { printText(report) }
+        if format.json { try JSONOutput.print(report) } else { printText(report) }
         if let v = report.verification, !v.isEmpty { throw ExitCode(2) }
     }
 

@@ -9,20 +9,20 @@ struct Quantize: ParsableCommand {
         commandName: "qst-quantize",
         abstract: "Quantize a safetensors checkpoint into a memory-mapped NF4 container (.qst4).",
         discussion: """
-        Every 2-D weight of the transformer layers becomes NF4 (bitsandbytes-compatible, \
-        double-quantized scales); embeddings and the LM head are kept in --dtype, norms and \
-        biases in F32. The config and tokenizer files beside the weights are embedded.
+        Every 2-D weight of the transformer layers becomes NF4 (bitsandbytes-compatible, double-quantized scales); embeddings and the LM head are kept in --dtype, norms and biases in F32. The config and tokenizer files beside the weights are embedded.
+
+        --search and --calibrate keep the NF4 format: only the choice of each block's scale changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels.
 
         Examples:
           qst-quantize ~/models/SmolLM2-135M-Instruct smollm2.qst4
           qst-quantize model.safetensors out.qst4 --config config.json --block-size 128
-          qst-quantize MODEL_DIR full.qst4 --keep '.*' --dtype f32     (no quantization at all)
+          qst-quantize MODEL_DIR full.qst4 --keep '.*' --dtype f32   # not quantized
           qst-quantize MODEL_DIR out.qst4 --json > summary.json
-          qst-quantize MODEL_DIR out.qst4 --search                  (block scales by least squared error)
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt     (scales weighted by the model's activations)
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --calibrate-with plain.qst4
-
-        --search and --calibrate keep the NF4 format: only the choice of each block's scale changes, so every         NF4 reader decodes the file unchanged (Formats/NF4.md §6). --calibrate first runs the text through the         model (INPUT itself, or --calibrate-with) to measure each linear's input channels.
+          # block scales by least squared error, then weighted by activations:
+          qst-quantize MODEL_DIR out.qst4 --search
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt \\
+              --calibrate-with plain.qst4
         """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")
@@ -39,8 +39,8 @@ struct Quantize: ParsableCommand {
     var keep: [String] = []
     @Flag(help: "Quantize the embeddings and LM head too.")
     var quantizeEmbeddings = false
-    @Option(help: "dtype of kept matrices (embeddings, LM head, --keep): bf16, f16 or f32.")
-    var dtype: String = "bf16"
+    @Option(help: "dtype of kept matrices (embeddings, LM head, --keep).")
+    var dtype: KeptDType = .bf16
     @Flag(help: "Choose each NF4 block's scale by least squared error instead of the absmax (same format).")
     var search = false
     @Option(help: "Calibration text: weight the scale search by each input channel's mean squared activation on it.")
@@ -53,8 +53,7 @@ struct Quantize: ParsableCommand {
     var calibrateCtx: Int = 512
     @Option(help: "Also write the calibration's importance (mean squared input per channel, one F32 vector per linear) to this .safetensors file.")
     var saveImportance: String?
-    @Flag(help: "Print the summary as JSON.")
-    var json = false
+    @OptionGroup var format: OutputFormat
 
     /// The summary's fields, plus the search method and the calibration when there was one.
     struct Report: Encodable {
@@ -115,10 +114,7 @@ struct Quantize: ParsableCommand {
         policy.nf4.doubleQuant = !noDoubleQuant
         policy.keepPatterns = keep
         policy.quantizeEmbeddings = quantizeEmbeddings
-        guard let d = DType(rawValue: dtype.uppercased()), [.bf16, .f16, .f32].contains(d) else {
-            throw CommandError("--dtype must be bf16, f16 or f32 (got '\(dtype)')")
-        }
-        policy.keptDtype = d
+        policy.keptDtype = dtype.dtype
         let job = QST4Quantize(source: input, output: output, policy: policy, configPath: config,
                                createdBy: "qst-quantize \(QSTVersion.string)",
                                createdAt: ReproducibleBuild.creationDate())
@@ -134,7 +130,7 @@ struct Quantize: ParsableCommand {
         }
         bar?.finish()
         let method = job2.scaleSearch?.method(weighted: calibrated != nil)
-        if json { try JSONOutput.print(Report(summary: summary, scaleSearch: method, calibration: calibrated?.1)); return }
+        if format.json { try JSONOutput.print(Report(summary: summary, scaleSearch: method, calibration: calibrated?.1)); return }
         print("wrote \(summary.output)")
         if let c = calibrated?.1 {
             print(String(format: "  calibration      %ld tokens of %@ through %@, %ld linears, %.2f s", c.tokens, c.text,
@@ -147,6 +143,19 @@ struct Quantize: ParsableCommand {
         print(String(format: "  bits per weight  %.3f NF4, %.2f overall", summary.bitsPerWeightQuantized, summary.bitsPerWeightOverall))
         print(String(format: "  mean SQNR        %.2f dB", summary.meanSQNRDB))
         print(String(format: "  time             %.2f s (%.0f MB/s of input)", summary.seconds, summary.inputMBPerSecond))
+    }
+}
+
+/// The types `--dtype` offers for kept (unquantized) matrices; the name is case-insensitive (`BF16` works too).
+enum KeptDType: String, CaseIterable, ExpressibleByArgument {
+    case bf16, f16, f32
+    init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+    var dtype: DType {
+        switch self {
+        case .bf16: return .bf16
+        case .f16: return .f16
+        case .f32: return .f32
+        }
     }
 }
 

@@ -29,14 +29,18 @@ struct Serve: ParsableCommand {
 
         Examples:
           qst-serve smollm2.qst4
-          qst-serve smollm2.qst4 --side sst2=runs/sst2/adapter --side qa=runs/qa/adapter --port 8080
-          qst-serve tuned.qst4 --name tuned            (merged container: its side network is "tuned#side")
-          qst-serve smollm2.qst4 --host 0.0.0.0 --api-key "$KEY" --max-batch 8 --max-queue 32
-          curl localhost:8080/v1/chat/completions -d '{"model":"sst2","messages":[{"role":"user","content":"Hi"}]}'
+          qst-serve smollm2.qst4 --side sst2=runs/sst2/adapter \\
+              --side qa=runs/qa/adapter --port 8080
+          # a merged container: its side network is "tuned#side"
+          qst-serve tuned.qst4 --name tuned
+          qst-serve smollm2.qst4 --host 0.0.0.0 --api-key "$KEY" \\
+              --max-batch 8 --max-queue 32
+          curl localhost:8080/v1/chat/completions \\
+              -d '{"model":"sst2","messages":[{"role":"user","content":"Hi"}]}'
           curl localhost:8080/admin/sides -d '{"name":"new","path":"runs/new/adapter"}'
         """)
 
-    @Argument(help: "A .qst4 container or a safetensors folder.") var model: String
+    @OptionGroup var base: ModelArgument
     @Option(name: .customLong("side"), help: "NAME=FOLDER: a side network (qst-export adapter or side folder); repeat for several.")
     var sides: [String] = []
     @Option(help: "Name of the base model in requests (default: the file name without extension).") var name: String?
@@ -69,6 +73,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        let model = self.base.model
         let sideSpecs = try sides.map { spec -> (String, String) in
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
                 throw CommandError("--side expects NAME=FOLDER, got '\(spec)'")

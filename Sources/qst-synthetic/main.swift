@@ -12,9 +12,8 @@ struct Synthetic: ParsableCommand {
         abstract: "Write a .qst4 container with random NF4 weights for a model shape (benchmarks at scale).",
         discussion: """
         Shapes: \(SyntheticShape.all.map(\.name).joined(separator: ", ")).
-        Linear weights are random NF4 codes with double-quantized absmax of a realistic size
-        (weights of standard deviation ≈ 0.02); embeddings and head are random BF16; norms are 1.
-        The tokenizer maps each byte to one token. Peak memory is one tensor.
+
+        Linear weights are random NF4 codes with double-quantized absmax of a realistic size (weights of standard deviation ≈ 0.02); embeddings and head are random BF16; norms are 1. The tokenizer maps each byte to one token. Peak memory is one tensor.
 
         Examples:
           qst-synthetic llama-2-7b -o llama-2-7b.qst4
@@ -26,7 +25,7 @@ struct Synthetic: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .qst4 file.") var output: String?
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Flag(help: "List the shapes and their sizes.") var list = false
-    @Flag(help: "Print the summary as JSON.") var json = false
+    @OptionGroup var format: OutputFormat
 
     struct Summary: Codable { var shape: String; var parameters: Int; var bytes: Int; var seconds: Double; var output: String }
 
@@ -79,7 +78,7 @@ struct Synthetic: ParsableCommand {
                           createdAt: ReproducibleBuild.creationDate())
         let summary = Summary(shape: s.name, parameters: s.parameterCount, bytes: writer.bytesWritten,
                               seconds: Date().timeIntervalSince(start), output: output)
-        if json { try JSONOutput.print(summary) } else {
+        if format.json { try JSONOutput.print(summary) } else {
             print("wrote \(output): \(s.name), \(summary.parameters) parameters, \(Units.bytes(summary.bytes)), \(String(format: "%.1f", summary.seconds)) s")
         }
     }

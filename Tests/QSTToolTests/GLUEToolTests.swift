@@ -55,7 +55,8 @@ final class GLUEToolTests: ToolTestCase {
                   saying: "QST side network only")
         try fails("qst-tune", [base, path("side"), "--head", "classify", "--num-labels", "1", "-o", path("r1")] + common,
                   saying: "regression")
-        try fails("qst-tune", [base, path("side"), "--head", "pool", "-o", path("r2")] + common, saying: "--head must be")
+        try fails("qst-tune", [base, path("side"), "--head", "pool", "-o", path("r2")] + common,
+                  saying: "'--head <head>'. Please provide one of 'lm' and 'classify'.")
         try fails("qst-eval", ["glue", base, "--task", "qnli", "--data", path("train.tsv")], saying: "unknown task")
     }
 

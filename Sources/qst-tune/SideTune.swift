@@ -1,0 +1,65 @@
+import Foundation
+import QSTCLI
+import QSTEngine
+import QSTNN
+import QSTSide
+
+/// `qst-tune --method qst` (the default): a side network from qst-init-side (or the run's checkpoint) beside
+/// the frozen base, with an optional classification head and base-state cache.
+extension Tune {
+    func prepareSide(backbone: FrozenModel, run: String, args: RunArguments,
+                     parallel: DataParallelRun) throws -> PreparedModel<SideModel> {
+        var weights: SideWeights, training: TrainingConfig
+        var resumed: (optimizer: AdamW, state: TrainerState)?
+        if let resume {
+            let ck = try TrainingCheckpoint.load(run: resume)
+            weights = ck.weights; training = ck.training; resumed = (ck.optimizer, ck.state)
+            note("resuming \(resume) at step \(ck.state.step) (hyper-parameters from the checkpoint)")
+        } else {
+            guard let side else { throw CommandError("give the side network folder (from qst-init-side)") }
+            weights = try SideWeightsIO.load(directory: side)
+            training = try trainingConfig()
+            if TrainingCheckpoint.exists(run: run) {
+                throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
+            }
+        }
+        if resume == nil, head == .classify {
+            weights = try ClassificationHead.attach(to: weights, numLabels: try classifyLabels(task: args.task), seed: training.seed)
+        }
+        let useHead = weights.config.numLabels != nil
+        if useHead, args.task == nil { throw CommandError("the classification head trains on a GLUE task: give --task") }
+        let sideModel = try SideModel(weights: weights, backbone: backbone)
+        var baseCache: BaseStateCache?
+        if let dir = args.cacheBase {
+            // Ranks see different examples each epoch; one shared cache folder would need cross-rank locking.
+            if let mpi = parallel.mpi, mpi.size > 1 {
+                throw CommandError("--cache-base works in a single process only (this job has \(mpi.size) ranks)")
+            }
+            let identity = try BaseCacheIdentity.of(model: backbone, config: weights.config, maxLength: training.maxLength)
+            let cache = try BaseStateCache(directory: dir, identity: identity, config: weights.config,
+                                           sideOrigin: resume ?? side ?? "side network")
+            sideModel.frozenStateProvider = cache
+            baseCache = cache
+            note("base-state cache \(dir): \(cache.storedExamples) examples stored (\(Units.bytes(cache.storedBytes)))")
+        }
+        let estimate = TrainingMemoryEstimate(config: weights.config, parameterCount: weights.parameterCount,
+                                              batch: training.batchSize, seqLen: training.maxLength,
+                                              backboneBytes: backbone.source.weightBytes)
+        let notes = ["memory estimate at batch \(training.batchSize) × \(training.maxLength):"] +
+            estimate.rows.map { "  " + $0.0.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes($0.1) }
+        return PreparedModel(model: sideModel, training: training, resumed: resumed, classifies: useHead,
+                             estimatedMemory: estimate.total, notes: notes, baseCache: baseCache)
+    }
+
+    /// K for `--head classify`: `--num-labels`, else the task's class count.
+    func classifyLabels(task: String?) throws -> Int {
+        guard let task else { throw CommandError("--head classify needs --task (sst2, rte, mrpc or cola)") }
+        let classes = try GLUETask.named(task).labelWords.count
+        let k = numLabels ?? classes
+        guard k == classes else {
+            throw CommandError("--num-labels \(k): task \(task) has \(classes) classes" +
+                               (k == 1 ? " (regression, K = 1, needs a task with real-valued labels such as STS-B)" : ""))
+        }
+        return k
+    }
+}
