@@ -16,10 +16,13 @@ public enum Linear {
         if inFeatures == 0 {
             if !accumulate { out.update(repeating: 0, count: n * outFeatures) }
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        Int32(n), Int32(outFeatures), Int32(inFeatures),
-                        1, x, Int32(inFeatures), weight, Int32(inFeatures),
-                        accumulate ? 1 : 0, out, Int32(outFeatures))
+            let xs = SendablePointer(x), o = SendablePointer(out), w = SendablePointer(weight)
+            splitRows(n, macs: n * inFeatures * outFeatures) { r0, r1 in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                            Int32(r1 - r0), Int32(outFeatures), Int32(inFeatures),
+                            1, (xs + r0 * inFeatures).base, Int32(inFeatures), w.base, Int32(inFeatures),
+                            accumulate ? 1 : 0, (o + r0 * outFeatures).base, Int32(outFeatures))
+            }
         }
         guard let bias else { return }
         let o = SendablePointer(out), b = SendablePointer(bias)
@@ -31,6 +34,21 @@ public enum Linear {
         }
     }
 
+    /// Runs `body` over `0..<count` in one piece, or — when OpenBLAS is held at one thread (inside the
+    /// engine's forward, and for the whole side-network training step, so that OpenBLAS's idle workers do
+    /// not spin against the pool's) and the product has at least `minSplitMACs` multiply-adds — in one
+    /// piece per worker, each a single-threaded BLAS call.
+    static func splitRows(_ count: Int, macs: Int, _ body: @Sendable (Int, Int) -> Void) {
+        if macs >= minSplitMACs, openblas_get_num_threads() == 1 {
+            Parallel.forRanges(count, minChunk: 16, body)
+        } else {
+            body(0, count)
+        }
+    }
+
+    /// Below this a product is too short to pay for waking a worker (about 0.1 ms on one core).
+    static let minSplitMACs = 1 << 20
+
     /// Accumulates `dx += dy · W`, `dweight += dyᵀ · x`, `dbias += Σ_rows dy`.
     /// Pass nil for gradients that are not needed (frozen weights, first layer).
     public static func backward(dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
@@ -39,16 +57,23 @@ public enum Linear {
                                 n: Int, inFeatures: Int, outFeatures: Int) {
         guard n > 0, outFeatures > 0 else { return }
         if let dx, inFeatures > 0 {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        Int32(n), Int32(inFeatures), Int32(outFeatures),
-                        1, dout, Int32(outFeatures), weight, Int32(inFeatures),
-                        1, dx, Int32(inFeatures))
+            let dy = SendablePointer(dout), g = SendablePointer(dx), w = SendablePointer(weight)
+            splitRows(n, macs: n * inFeatures * outFeatures) { r0, r1 in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                            Int32(r1 - r0), Int32(inFeatures), Int32(outFeatures),
+                            1, (dy + r0 * outFeatures).base, Int32(outFeatures), w.base, Int32(inFeatures),
+                            1, (g + r0 * inFeatures).base, Int32(inFeatures))
+            }
         }
         if let dweight, inFeatures > 0 {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                        Int32(outFeatures), Int32(inFeatures), Int32(n),
-                        1, dout, Int32(outFeatures), x, Int32(inFeatures),
-                        1, dweight, Int32(inFeatures))
+            // Split over output features: each part owns its rows of dweight, summed over all n rows.
+            let dy = SendablePointer(dout), xs = SendablePointer(x), g = SendablePointer(dweight)
+            splitRows(outFeatures, macs: n * inFeatures * outFeatures) { o0, o1 in
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                            Int32(o1 - o0), Int32(inFeatures), Int32(n),
+                            1, (dy + o0).base, Int32(outFeatures), xs.base, Int32(inFeatures),
+                            1, (g + o0 * inFeatures).base, Int32(inFeatures))
+            }
         }
         if let dbias {
             let dy = SendablePointer(dout)

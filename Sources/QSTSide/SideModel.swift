@@ -147,48 +147,53 @@ public final class SideModel {
             }
         } catch let e as NNError { throw QSTError(e.message) }
         guard result.count > 0 else { return result }
-        // Head backward.
-        let dUp = FloatBuffer(count: n * d)
-        switch c.mix {
-        case .gated:
-            GatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
-                              a: tape.headUp.pointer, b: tape.headBase.pointer, z: weights.value("lm_head_z"), n: n, d: d)
-        case .residual:
-            ResidualGatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
-                                      a: tape.headUp.pointer, z: weights.value("lm_head_z"), n: n, d: d)
-        }
-        let dNormed = FloatBuffer(count: n * w)
-        Linear.backward(dx: dNormed.pointer, dweight: weights.grad("upsample.weight"),
-                        dbias: weights.grad("upsample.bias"), dout: dUp.pointer, x: tape.headNormed.pointer,
-                        weight: weights.value("upsample.weight"), n: n, inFeatures: w, outFeatures: d)
-        var ds = FloatBuffer(count: n * w)
-        SideHeadNorm.backward(weights: weights, dx: ds.pointer, dout: dNormed.pointer, x: tape.streams[L].pointer,
-                              mean: tape.headMean.pointer, rstd: tape.headRstd.pointer, n: n)
-        // Side stream backward, last layer first.
-        let ws = tape.workspace(for: g)
-        let mixed = FloatBuffer(count: n * w), blockOut = FloatBuffer(count: n * w)
-        let dMixed = FloatBuffer(count: n * w), dDown = FloatBuffer(count: n * w)
-        for i in stride(from: L - 1, through: 0, by: -1) {
-            let z = weights.value(c.gateName(i))
-            GatedMix.forward(out: mixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z, n: n, d: w)
-            // The workspace still holds the last block's forward; earlier blocks are recomputed.
-            if i != L - 1 {
-                SideBlock.forward(layer: i, weights: weights, x: mixed.pointer, out: blockOut.pointer, geometry: g, ws: ws)
+        // Backward with OpenBLAS at one thread and its products split over the pool (Linear.splitRows), as
+        // inside the engine's forward: OpenBLAS's idle workers would otherwise spin (sched_yield) against the
+        // pool's through the side network's many short loops (measured: BENCHMARKS.md §19).
+        EngineBLAS.singleThreaded {
+            // Head backward.
+            let dUp = FloatBuffer(count: n * d)
+            switch c.mix {
+            case .gated:
+                GatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
+                                  a: tape.headUp.pointer, b: tape.headBase.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+            case .residual:
+                ResidualGatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
+                                          a: tape.headUp.pointer, z: weights.value("lm_head_z"), n: n, d: d)
             }
-            SideBlock.backward(layer: i, weights: weights, x: mixed.pointer, dout: ds.pointer, dx: dMixed.pointer,
-                               geometry: g, ws: ws)
-            let dPrev = FloatBuffer(count: n * w)
-            dDown.zero()
-            GatedMix.backward(da: dDown.pointer, db: dPrev.pointer, dz: weights.grad(c.gateName(i)),
-                              dout: dMixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z,
-                              n: n, d: w)
+            let dNormed = FloatBuffer(count: n * w)
+            Linear.backward(dx: dNormed.pointer, dweight: weights.grad("upsample.weight"),
+                            dbias: weights.grad("upsample.bias"), dout: dUp.pointer, x: tape.headNormed.pointer,
+                            weight: weights.value("upsample.weight"), n: n, inFeatures: w, outFeatures: d)
+            var ds = FloatBuffer(count: n * w)
+            SideHeadNorm.backward(weights: weights, dx: ds.pointer, dout: dNormed.pointer, x: tape.streams[L].pointer,
+                                  mean: tape.headMean.pointer, rstd: tape.headRstd.pointer, n: n)
+            // Side stream backward, last layer first.
+            let ws = tape.workspace(for: g)
+            let mixed = FloatBuffer(count: n * w), blockOut = FloatBuffer(count: n * w)
+            let dMixed = FloatBuffer(count: n * w), dDown = FloatBuffer(count: n * w)
+            for i in stride(from: L - 1, through: 0, by: -1) {
+                let z = weights.value(c.gateName(i))
+                GatedMix.forward(out: mixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z, n: n, d: w)
+                // The workspace still holds the last block's forward; earlier blocks are recomputed.
+                if i != L - 1 {
+                    SideBlock.forward(layer: i, weights: weights, x: mixed.pointer, out: blockOut.pointer, geometry: g, ws: ws)
+                }
+                SideBlock.backward(layer: i, weights: weights, x: mixed.pointer, dout: ds.pointer, dx: dMixed.pointer,
+                                   geometry: g, ws: ws)
+                let dPrev = FloatBuffer(count: n * w)
+                dDown.zero()
+                GatedMix.backward(da: dDown.pointer, db: dPrev.pointer, dz: weights.grad(c.gateName(i)),
+                                  dout: dMixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z,
+                                  n: n, d: w)
+                if c.downsample.isTrainable {
+                    Downsampler.backward(layer: i, weights: weights, dout: dDown.pointer, tape: tape.downsample[i + 1])
+                }
+                ds = dPrev
+            }
             if c.downsample.isTrainable {
-                Downsampler.backward(layer: i, weights: weights, dout: dDown.pointer, tape: tape.downsample[i + 1])
+                Downsampler.backward(layer: 0, weights: weights, dout: ds.pointer, tape: tape.downsample[0])
             }
-            ds = dPrev
-        }
-        if c.downsample.isTrainable {
-            Downsampler.backward(layer: 0, weights: weights, dout: ds.pointer, tape: tape.downsample[0])
         }
         return result
     }
