@@ -53,6 +53,18 @@ static void softmax_scalar(float *row, int64_t n) {
     for (int64_t j = 0; j < n; j++) row[j] *= inv;
 }
 
+static void exp_from_max_scalar(float *row, int64_t n, float *max, double *sum) {
+    float mx = row[0];
+    for (int64_t j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    double s = 0;
+    for (int64_t j = 0; j < n; j++) {
+        row[j] = expf(row[j] - mx);
+        s += row[j];
+    }
+    *max = mx;
+    *sum = s;
+}
+
 static void silu_mul_scalar(float *out, const float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
@@ -123,6 +135,18 @@ int qst_softmax_inplace(float *row, int64_t n, int path) {
     case QST_VEC_NEON: return qst_vec_softmax_neon(row, n);
     }
     softmax_scalar(row, n);
+    return 0;
+}
+
+int qst_exp_from_max(float *row, int64_t n, float *max, double *sum, int path) {
+    path = resolve(path);
+    if (path < 0 || n <= 0) return -1;
+    switch (path) {
+    case QST_VEC_AVX2: return qst_vec_exp_from_max_avx2(row, n, max, sum);
+    case QST_VEC_AVX512: return qst_vec_exp_from_max_avx512(row, n, max, sum);
+    case QST_VEC_NEON: return qst_vec_exp_from_max_neon(row, n, max, sum);
+    }
+    exp_from_max_scalar(row, n, max, sum);
     return 0;
 }
 

@@ -88,6 +88,12 @@ ATTR int VM_FN(qst_vec_softmax_)(float *row, int64_t n) {
     return 0;
 }
 
+ATTR int VM_FN(qst_vec_exp_from_max_)(float *row, int64_t n, float *max, double *sum) {
+    *max = VM_FN(vm_max_)(row, n);
+    *sum = VM_FN(vm_exp_shifted_)(row, n, *max);
+    return 0;
+}
+
 ATTR int VM_FN(qst_vec_silu_mul_)(float *out, const float *gate, const float *up, int64_t n) {
     const V one = V_SET1(1.0f), zero = V_ZERO(), cap = V_SET1(88.0f);
     int64_t i = 0;

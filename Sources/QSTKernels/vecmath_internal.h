@@ -7,6 +7,7 @@
 
 #define QST_VEC_DECLARE(SFX)                                                                              \
     int qst_vec_softmax_##SFX(float *row, int64_t n);                                                    \
+    int qst_vec_exp_from_max_##SFX(float *row, int64_t n, float *max, double *sum);                      \
     int qst_vec_silu_mul_##SFX(float *out, const float *gate, const float *up, int64_t n);               \
     int qst_vec_attn_fwd_##SFX(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldk, \
                                int64_t T, int64_t hd, int64_t len, float scale, float *probs, float *out, \
@@ -18,6 +19,9 @@
 // Entry points of a path not built on this architecture: each refuses (-1).
 #define QST_VEC_STUBS(SFX)                                                                                \
     int qst_vec_softmax_##SFX(float *row, int64_t n) { (void)row; (void)n; return -1; }                  \
+    int qst_vec_exp_from_max_##SFX(float *row, int64_t n, float *max, double *sum) {                     \
+        (void)row; (void)n; (void)max; (void)sum; return -1;                                             \
+    }                                                                                                    \
     int qst_vec_silu_mul_##SFX(float *out, const float *gate, const float *up, int64_t n) {             \
         (void)out; (void)gate; (void)up; (void)n; return -1;                                             \
     }                                                                                                    \

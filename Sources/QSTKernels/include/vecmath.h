@@ -36,6 +36,10 @@ const char *qst_vec_path_name(int path);
 /// row[j] = exp(row[j] - max) / sum for j < n (n >= 1). Returns 0, or -1 if the path cannot run here.
 int qst_softmax_inplace(float *row, int64_t n, int path);
 
+/// Unnormalised softmax for a loss: *max = max_j row[j], row[j] = exp(row[j] - *max), *sum = sum_j row[j]
+/// (n >= 1). The vector paths sum in float lanes, the reference in double.
+int qst_exp_from_max(float *row, int64_t n, float *max, double *sum, int path);
+
 /// out[i] = silu(gate[i]) * up[i] with silu(x) = x / (1 + exp(-x)), for i < n; out may alias gate or up.
 int qst_silu_mul(float *out, const float *gate, const float *up, int64_t n, int path);
 
