@@ -113,12 +113,7 @@ final class EvaluationTests: XCTestCase {
     }
 
     func testMMLUFolderLoads() throws {
-        let dir = "/work/shared/data/mmlu"
-        let alt = Reference.repoRoot + "/../shared/data/mmlu"
-        let path = FileManager.default.fileExists(atPath: dir) ? dir : alt
-        guard FileManager.default.fileExists(atPath: path + "/test") else {
-            try TestRequirement.unavailable("no MMLU data in \(dir) or \(alt)", variable: "QST_REQUIRE_DATA")
-        }
+        let path = try TestRequirement.sharedData("mmlu")
         let subjects = try MMLUData.subjects(in: path)
         XCTAssertEqual(subjects.count, 57)
         let dev = try MMLUData.load(dir: path, subject: "anatomy", split: "dev")

@@ -14,8 +14,8 @@ enum Reference {
         return url.path
     }()
     static var scripts: String { repoRoot + "/Scripts" }
-    static var cacheDir: String { env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst") }
-    static var python: String { env["QST_PYTHON"] ?? (cacheDir + "/venv/bin/python") }
+    static var cacheDir: String { TestEnvironment.cacheDir }
+    static var python: String { TestEnvironment.python }
     static var required: Bool { env["QST_REQUIRE_REFERENCE"] == "1" }
 
     static func unavailable(_ what: String) throws -> Never {

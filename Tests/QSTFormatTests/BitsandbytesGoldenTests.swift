@@ -26,8 +26,7 @@ final class BitsandbytesGoldenTests: XCTestCase {
     var golden: SafetensorsFile!
 
     override func setUpWithError() throws {
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let dir = try TestRequirement.sharedData("bnb-nf4", repoRoot: repo.path)
+        let dir = try TestRequirement.sharedData("bnb-nf4")
         golden = try SafetensorsFile(path: dir + "/bnb_nf4_golden.safetensors")
     }
 

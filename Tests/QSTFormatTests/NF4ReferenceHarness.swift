@@ -17,9 +17,7 @@ struct NF4ReferenceHarness {
     let workDir: URL
 
     init() throws {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst")
-        let python = env["QST_PYTHON"] ?? (cache + "/venv/bin/python")
+        let python = TestEnvironment.python
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         script = repo.appendingPathComponent("Scripts/nf4_reference.py").path

@@ -34,9 +34,7 @@ final class SafetensorsInteropTests: XCTestCase {
     """
 
     func python() throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst")
-        let py = env["QST_PYTHON"] ?? cache + "/venv/bin/python"
+        let py = TestEnvironment.python
         guard FileManager.default.isExecutableFile(atPath: py) else { try TestRequirement.unavailable("no Python at \(py)") }
         guard (try? run(py, ["-c", "import numpy, safetensors._safetensors_rust"])) != nil else {
             try TestRequirement.unavailable("\(py) lacks numpy or safetensors")

@@ -3,6 +3,7 @@ import QSTEngine
 import QSTFormat
 import QSTNN
 import XCTest
+import QSTTestSupport
 @testable import QSTSide
 
 /// `qst-init-side --init base` (Formats/SIDE.md §2, Formats/RUNS.md §1.2: residual head mix, zero `upsample`): at step 0 the tuned
@@ -118,7 +119,7 @@ final class BaseInitTests: XCTestCase {
             throw XCTSkip("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
         }
         #endif
-        let folder = ExportFixtures.env["QST_MODEL_F32"] ?? (ExportFixtures.cacheDir + "/models/SmolLM2-135M-Instruct-f32")
+        let folder = TestEnvironment.realModelF32
         guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
             try ExportFixtures.unavailable("SmolLM2 f32 folder not found at \(folder)")
         }

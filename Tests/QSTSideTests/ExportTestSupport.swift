@@ -12,8 +12,8 @@ enum ExportFixtures {
     static let env = ProcessInfo.processInfo.environment
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
-    static var cacheDir: String { env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst") }
-    static var python: String { env["QST_PYTHON"] ?? (cacheDir + "/venv/bin/python") }
+    static var cacheDir: String { TestEnvironment.cacheDir }
+    static var python: String { TestEnvironment.python }
     static let lock = NSLock()
     nonisolated(unsafe) static var built: [String: String] = [:]
 

@@ -41,9 +41,7 @@ final class GLUEMetricsTests: XCTestCase {
     }
 
     func testRandomCasesMatchPythonReference() throws {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst")
-        let python = env["QST_PYTHON"] ?? (cache + "/venv/bin/python")
+        let python = TestEnvironment.python
         guard FileManager.default.isExecutableFile(atPath: python) else {
             try TestRequirement.unavailable("GLUE metrics reference: no Python at \(python)")
         }

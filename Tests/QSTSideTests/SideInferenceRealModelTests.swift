@@ -16,7 +16,7 @@ final class SideInferenceRealModelTests: XCTestCase {
             try TestRequirement.unavailable("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)", variable: "QST_REAL_MODEL_TESTS")
         }
         #endif
-        let folder = ExportFixtures.env["QST_MODEL_F32"] ?? (ExportFixtures.cacheDir + "/models/SmolLM2-135M-Instruct-f32")
+        let folder = TestEnvironment.realModelF32
         guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
             try ExportFixtures.unavailable("SmolLM2 f32 folder not found at \(folder)")
         }

@@ -11,9 +11,7 @@ import QSTTestSupport
 /// unless QST_REQUIRE_REFERENCE=1.
 final class SideReferenceTests: XCTestCase {
     private func python() throws -> (python: String, script: String) {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["QST_CACHE"] ?? (NSHomeDirectory() + "/.cache/qst")
-        let python = env["QST_PYTHON"] ?? (cache + "/venv/bin/python")
+        let python = TestEnvironment.python
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         guard FileManager.default.isExecutableFile(atPath: python) else {

@@ -72,15 +72,7 @@ final class TrainingDataTests: XCTestCase {
 
     /// The real SST-2 dev file: 872 records, 428 negative and 444 positive (shared/data/README.md).
     func testSST2PresetOnTheRealDevFile() throws {
-        // shared/ lies beside the repository (CI) or at /work/shared; QST_SHARED overrides.
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let candidates = [ProcessInfo.processInfo.environment["QST_SHARED"].map { $0 + "/data/sst2/dev.tsv" },
-                          repo.deletingLastPathComponent().appendingPathComponent("shared/data/sst2/dev.tsv").path,
-                          "/work/shared/data/sst2/dev.tsv"].compactMap { $0 }
-        guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            try TestRequirement.unavailable("no SST-2 dev file in \(candidates)", variable: "QST_REQUIRE_DATA")
-        }
+        let path = try TestRequirement.sharedData("sst2/dev.tsv")
         let task = try GLUETask.named("sst2")
         // The toy tokenizer cannot tell " negative" from " positive" by first token; use words that differ.
         let out = try task.load(path: path, tokenizer: FirstLetterTokenizer(), maxLength: 64, skipBad: false)
@@ -119,7 +111,7 @@ struct FirstLetterTokenizer: ExampleTokenizer {
 /// turn (its content and end token), none on the system prompt, the user turns or the role headers.
 final class ChatTrainingDataTests: XCTestCase {
     func testMultiTurnChatWithSmolLM2TemplateTrainsAssistantTurnsOnly() throws {
-        let folder = ExportFixtures.env["QST_MODEL_F32"] ?? (ExportFixtures.cacheDir + "/models/SmolLM2-135M-Instruct-f32")
+        let folder = TestEnvironment.realModelF32
         guard FileManager.default.fileExists(atPath: folder + "/tokenizer.json") else {
             try ExportFixtures.unavailable("SmolLM2 tokenizer not found at \(folder)")
         }

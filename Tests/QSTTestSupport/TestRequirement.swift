@@ -46,14 +46,8 @@ public enum TestRequirement {
         try unavailable("\(what) not found (looked in \(candidates))", variable: variable)
     }
 
-    /// The shared data folder (`shared/data` beside the repository, or /work/shared/data; QST_SHARED
-    /// or QST_DATA override).
-    public static func sharedData(_ sub: String, repoRoot: String) throws -> String {
-        var c: [String] = []
-        if let d = environment["QST_DATA"] { c.append(d + "/" + sub) }
-        if let s = environment["QST_SHARED"] { c.append(s + "/data/" + sub) }
-        c.append(URL(fileURLWithPath: repoRoot).deletingLastPathComponent().appendingPathComponent("shared/data/" + sub).path)
-        c.append("/work/shared/data/" + sub)
-        return try existingPath(c, what: "shared data \(sub)")
+    /// `sub` inside the shared data folder (`TestEnvironment.dataDir`), else `unavailable`.
+    public static func sharedData(_ sub: String) throws -> String {
+        try existingPath([TestEnvironment.dataDir + "/" + sub], what: "shared data \(sub)")
     }
 }

@@ -8,10 +8,10 @@ import QSTTestSupport
 /// QST_REQUIRE_REFERENCE=1 makes a missing reference a failure.
 enum Reference {
     static let environment = ProcessInfo.processInfo.environment
-    static var cacheDir: String { environment["QST_CACHE"] ?? NSHomeDirectory() + "/.cache/qst" }
-    static var python: String { environment["QST_PYTHON"] ?? cacheDir + "/venv/bin/python" }
+    static var cacheDir: String { TestEnvironment.cacheDir }
+    static var python: String { TestEnvironment.python }
     static var required: Bool { environment["QST_REQUIRE_REFERENCE"] == "1" }
-    static var dataDir: String { environment["QST_DATA"] ?? "/work/shared/data" }
+    static var dataDir: String { TestEnvironment.dataDir }
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
     static var smolLM2Folder: URL {

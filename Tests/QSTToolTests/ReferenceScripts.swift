@@ -7,17 +7,17 @@ import QSTTestSupport
 /// is skipped, unless QST_REQUIRE_REFERENCE=1 (Scripts/test sets it), which makes it fail.
 enum ReferenceScripts {
     static var environment: [String: String] { ProcessInfo.processInfo.environment }
-    static var cache: String { environment["QST_CACHE"] ?? NSHomeDirectory() + "/.cache/qst" }
+    static var cache: String { TestEnvironment.cacheDir }
 
     static func python() throws -> String {
-        let py = environment["QST_PYTHON"] ?? cache + "/venv/bin/python"
+        let py = TestEnvironment.python
         if FileManager.default.isExecutableFile(atPath: py) { return py }
         try TestRequirement.unavailable("no Python at \(py); run Scripts/setup-env.sh")
     }
 
     /// The real model's F32 Hugging Face folder (Scripts/fetch-model).
     static func realModelF32() throws -> String {
-        let dir = environment["QST_MODEL_F32"] ?? cache + "/models/SmolLM2-135M-Instruct-f32"
+        let dir = TestEnvironment.realModelF32
         if FileManager.default.fileExists(atPath: dir + "/model.safetensors") { return dir }
         try TestRequirement.unavailable("real model missing at \(dir); run Scripts/fetch-model")
     }
