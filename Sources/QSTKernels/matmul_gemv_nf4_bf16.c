@@ -28,7 +28,10 @@
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096
 #endif
-#define JR_FOR(MC) ((MC) <= 2 ? 4 : 2)
+// Weight rows per step: MC x JR accumulators plus the four decoded vectors stay in registers (beyond
+// 4 rows of x, two weight rows spilled: 8 rows took 1.5x two passes of 4; one weight row per step
+// takes 0.93x, Scripts/bench-kernels-rows).
+#define JR_FOR(MC) ((MC) <= 2 ? 4 : (MC) <= 4 ? 2 : 1)
 
 static uint16_t round_bf16(float f) {
     uint32_t u;

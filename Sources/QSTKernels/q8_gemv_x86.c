@@ -112,10 +112,9 @@ T512 static inline __attribute__((always_inline)) void q8_avx512_step(const int 
 T512 static inline __attribute__((always_inline)) void q8_avx512_rows_mc(const int MC, const int8_t *xq,
         const float *xs, const int8_t *q, const float *scales, int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1) {
     int64_t j = n0;
-    // Up to 4 rows of x: 4 weight rows per step (16 accumulators); more rows: 2 (the x vectors and
-    // their scales take another 2 x MC registers).
+    // Up to 4 rows of x: 4 weight rows per step (16 accumulators); more rows: 1 (the x vectors and
+    // their scales take another 2 x MC registers; 2 weight rows spilled).
     if (MC <= 4) for (; j + 4 <= n1; j += 4) q8_avx512_step(MC, 4, xq, xs, q, scales, k, y, ldy, j);
-    else for (; j + 2 <= n1; j += 2) q8_avx512_step(MC, 2, xq, xs, q, scales, k, y, ldy, j);
     for (; j < n1; j++) q8_avx512_step(MC, 1, xq, xs, q, scales, k, y, ldy, j);
 }
 
