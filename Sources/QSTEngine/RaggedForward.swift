@@ -52,8 +52,9 @@ extension FrozenModel {
             starts.append(positions.count)
             positions += try seg.cache.append(newTokens: seg.ids.count, valid: [UInt8](repeating: 1, count: seg.ids.count))
         }
-        let groups = RowGroupedLinear.groups(sizes: segments.map(\.ids.count),
-                                             limit: try blockWeights(0).gemvRowLimit(context: context))
+        // One segment is one call whatever the limit (a request alone: the calls `forward` makes).
+        let limit = segments.count > 1 ? try blockWeights(0).gemvRowLimit(context: context) : Int(QST_GEMV_MAX_ROWS)
+        let groups = RowGroupedLinear.groups(sizes: segments.map(\.ids.count), limit: limit)
         let half = config.resolvedHeadDim / 2
         let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
         positions.withUnsafeBufferPointer { p in
