@@ -9,7 +9,8 @@ import QSTNN
 /// GEMV loops compute every row on its own), so results are the same bits.
 enum FusedLinears {
     /// `outs[i] = x · W_iᵀ` for every part; falls back to one `forward` per part unless all are kernel-backed
-    /// quantized linears without bias and the rows are few enough for the GEMV loops.
+    /// quantized linears without bias and the rows are few enough for the GEMV loops (`runsGEMV`: up to 4
+    /// rows on every path, up to 12–32 on the vector paths — the server's batched decode steps).
     static func forward(_ parts: [(linear: any LinearWeights, out: UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>,
                         n: Int, context: MatmulContext) {
         if !fusedForward(parts, x: x, n: n, context: context) {
@@ -19,15 +20,13 @@ enum FusedLinears {
 
     private static func fusedForward(_ parts: [(linear: any LinearWeights, out: UnsafeMutablePointer<Float>)],
                                      x: UnsafePointer<Float>, n: Int, context: MatmulContext) -> Bool {
-        guard n > 0, n <= Int(QST_GEMV_MAX_ROWS), context.path != .dequantizeSGEMM, !context.rowIndependent else { return false }
+        guard n > 0, context.path != .dequantizeSGEMM, !context.rowIndependent else { return false }
         let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
         var weights: [qst_weight] = [], outs: [SendablePointer<Float>] = [], offsets: [Int] = [0]
         var macs = 0
         for p in parts {
-            guard let q = p.linear as? QuantizedLinear, q.bias == nil, var w = q.kernelWeight,
-                  w.k == Int64(parts[0].linear.inFeatures),
-                  !QuantizedLinear.blasIsFaster(w, rows: n, path: context.path),
-                  qst_matmul_resolve(&w, Int64(n), kernel, QST_SHAPE_AUTO) >= 0 else { return false }
+            guard let q = p.linear as? QuantizedLinear, q.bias == nil, let w = q.kernelWeight,
+                  w.k == Int64(parts[0].linear.inFeatures), q.runsGEMV(rows: n, context: context) else { return false }
             weights.append(w)
             outs.append(SendablePointer(p.out))
             offsets.append(offsets.last! + q.outFeatures)

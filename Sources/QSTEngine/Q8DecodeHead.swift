@@ -14,7 +14,7 @@ import enum QSTCore.Parallel
 /// server, `qst-eval bench` tg): prompt logits, perplexity, KL comparisons, token scores and training
 /// keep the BF16 head.
 final class Q8DecodeHead {
-    /// Rows per call: the kernels read the whole head once per 4 rows of x, so a call is a handful of
+    /// Rows per call: the kernels read the whole head once per 8 rows of x, so a call is a handful of
     /// decode steps (one per request), not a prompt.
     static let maxRows = 16
 

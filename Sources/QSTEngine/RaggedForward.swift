@@ -1,5 +1,6 @@
 import Foundation
 import QSTFormat
+import QSTKernels
 import QSTNN
 import enum QSTCore.Parallel
 
@@ -51,7 +52,9 @@ extension FrozenModel {
             starts.append(positions.count)
             positions += try seg.cache.append(newTokens: seg.ids.count, valid: [UInt8](repeating: 1, count: seg.ids.count))
         }
-        let groups = RowGroupedLinear.groups(sizes: segments.map(\.ids.count))
+        // One segment is one call whatever the limit (a request alone: the calls `forward` makes).
+        let limit = segments.count > 1 ? try blockWeights(0).gemvRowLimit(context: context) : Int(QST_GEMV_MAX_ROWS)
+        let groups = RowGroupedLinear.groups(sizes: segments.map(\.ids.count), limit: limit)
         let half = config.resolvedHeadDim / 2
         let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
         positions.withUnsafeBufferPointer { p in
@@ -115,24 +118,26 @@ private struct RaggedAttention: @unchecked Sendable {
     }
 }
 
-/// Runs a linear over a ragged step's rows in groups: each segment of more than 4 rows alone (a prompt
-/// chunk: the same call, hence the same bits, as `forward` for that prompt alone), consecutive small
-/// segments (decoding requests) packed up to 4 rows. The matmul kernels take their GEMV loops for up to
-/// 4 rows, and their GEMM loops for 5 to a few dozen rows cost far more than reading the weights again
-/// (measured on SmolLM2 NF4, 2 cores: a decode step of 8 rows in one call took ~9× a step of 4 rows;
-/// BENCHMARKS.md §16) — and a decoding request's row gets the GEMV path `qst-generate` gives it.
+/// Runs a linear over a ragged step's rows in groups: each segment of more than `limit` rows alone (a
+/// prompt chunk: the same call, hence the same bits, as `forward` for that prompt alone), consecutive small
+/// segments (decoding requests) packed up to `limit` rows, the rows for which every linear of the block
+/// runs the kernels' GEMV loops (`gemvRowLimit`: 16 on AVX-512 for SmolLM2 NF4, 32 on AVX2, 4 on the scalar
+/// loops). In those loops each row gets the bits it gets alone — the GEMV path `qst-generate` gives a
+/// decoding request's row — and the rows of a call share the weights' reading and decoding. (The GEMM
+/// loops, which the kernels take past that count, would change the bits; BENCHMARKS.md §16.) When the
+/// whole step is one group (every request decoding) the block's linears run unwrapped, so q/k/v and
+/// gate/up also fuse into one parallel job each (`FusedLinears`).
 struct RowGroupedLinear: LinearWeights {
-    static let small = 4
     let inner: any LinearWeights
     let groups: [Range<Int>]
     var inFeatures: Int { inner.inFeatures }
     var outFeatures: Int { inner.outFeatures }
 
     /// Groups for segments of `sizes` rows, in order.
-    static func groups(sizes: [Int]) -> [Range<Int>] {
+    static func groups(sizes: [Int], limit: Int) -> [Range<Int>] {
         var out: [Range<Int>] = [], row = 0
         for n in sizes {
-            if n <= small, let last = out.last, last.count + n <= small {
+            if n <= limit, let last = out.last, last.count <= limit, last.count + n <= limit {
                 out[out.count - 1] = last.lowerBound..<(row + n)
             } else {
                 out.append(row..<(row + n))
@@ -155,6 +160,7 @@ struct RowGroupedLinear: LinearWeights {
     }
 
     static func wrap(_ w: DecoderBlockWeights, groups: [Range<Int>]) -> DecoderBlockWeights {
+        guard groups.count > 1 else { return w }
         var g = w
         func r(_ l: any LinearWeights) -> any LinearWeights { RowGroupedLinear(inner: l, groups: groups) }
         g.q = r(w.q); g.k = r(w.k); g.v = r(w.v); g.o = r(w.o); g.gate = r(w.gate); g.up = r(w.up); g.down = r(w.down)
@@ -170,7 +176,8 @@ extension FrozenModel {
         let blas = BLASThreadScope()
         defer { blas.restore() }
         let out = FloatBuffer(count: rows * vocabSize)
-        RowGroupedLinear(inner: headLinear, groups: RowGroupedLinear.groups(sizes: [Int](repeating: 1, count: rows)))
+        RowGroupedLinear(inner: headLinear, groups: RowGroupedLinear.groups(sizes: [Int](repeating: 1, count: rows),
+                                                                            limit: Int(QST_GEMV_MAX_ROWS)))
             .forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
         return out
     }

@@ -82,7 +82,7 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     return -1;
 }
 
-// Rows up to which QST_SHAPE_AUTO keeps the GEMV loops (run 4 rows per pass) rather than the
+// Rows up to which QST_SHAPE_AUTO keeps the GEMV loops (4 rows per pass; 8 in the NF4 bf16 and int8 ones) rather than the
 // GEMM, by the GEMV path that would run: the GEMMs decode their weight panels once per call, a
 // cost that only pays off over enough rows. Measured on SmolLM2's 576 -> 1536 NF4 and BF16
 // shapes, one thread (BENCHMARKS.md, "Few rows"): the AVX-512 GEMM costs ~70 us of packing

@@ -32,7 +32,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#define ROWS_PER_PASS 4
+// 8 rows of x share one decoding of the weights (a server's batched decode step of 8 requests);
+// each row's sums are formed in the same order whatever the rows per pass (same bits alone or not).
+#define ROWS_PER_PASS 8
 
 // Rounds 32 elements v[0], v[stride], ... to int16 with scale max|v| / 32767, stored in the
 // kernel's register order: elements 0-7, 16-23, 8-15, 24-31 (matmul_gemv_int8_body.h).

@@ -91,17 +91,17 @@ TARGET static inline __attribute__((always_inline)) void STEP64(const int MC, co
 TARGET static inline __attribute__((always_inline)) void ROWS64(const int MC, const int16_t *xq, const float *xs,
         const qst_weight *w, __m256i grid_lo, __m256i grid_hi, float *y, int64_t ldy, int64_t n0, int64_t n1) {
     int64_t j = n0;
+    // Beyond 4 rows of x, one weight row per step (MC accumulators of the 16 ymm registers).
     if (MC <= 2) for (; j + 4 <= n1; j += 4) STEP64(MC, 4, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
-    else for (; j + 2 <= n1; j += 2) STEP64(MC, 2, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
+    else if (MC <= 4) for (; j + 2 <= n1; j += 2) STEP64(MC, 2, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
     for (; j < n1; j++) STEP64(MC, 1, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
 }
 
 TARGET static inline __attribute__((always_inline)) void ROWS(const int MC, const int16_t *xq, const float *xs,
         const qst_weight *w, __m256i grid_lo, __m256i grid_hi, float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    const int JR = MC <= 2 ? 4 : 2;
     int64_t j = n0;
-    if (JR == 4) for (; j + 4 <= n1; j += 4) STEP(MC, 4, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
-    else for (; j + 2 <= n1; j += 2) STEP(MC, 2, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
+    if (MC <= 2) for (; j + 4 <= n1; j += 4) STEP(MC, 4, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
+    else if (MC <= 4) for (; j + 2 <= n1; j += 2) STEP(MC, 2, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
     for (; j < n1; j++) STEP(MC, 1, xq, xs, w, grid_lo, grid_hi, y, ldy, j);
 }
 
@@ -114,7 +114,11 @@ TARGET static void ENTRY(int mc, const int16_t *xq, const float *xs, const qst_w
         case 1: ROWS64(1, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
         case 2: ROWS64(2, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
         case 3: ROWS64(3, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
-        default: ROWS64(4, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+        case 4: ROWS64(4, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+        case 5: ROWS64(5, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+        case 6: ROWS64(6, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+        case 7: ROWS64(7, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+        default: ROWS64(8, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
         }
         return;
     }
@@ -122,7 +126,11 @@ TARGET static void ENTRY(int mc, const int16_t *xq, const float *xs, const qst_w
     case 1: ROWS(1, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
     case 2: ROWS(2, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
     case 3: ROWS(3, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
-    default: ROWS(4, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+    case 4: ROWS(4, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+    case 5: ROWS(5, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+    case 6: ROWS(6, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+    case 7: ROWS(7, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
+    default: ROWS(8, xq, xs, w, grid_lo, grid_hi, y, ldy, n0, n1); break;
     }
 }
 

@@ -20,12 +20,18 @@
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
-#define ROWS_PER_PASS 4
+// 8 rows of x share one decoding of the weights (the vpermw lookups are a third of a 4-row pass):
+// a server's batched decode step of 8 requests decodes each weight once. Each row's sums are formed
+// in the same order whatever the rows per pass, so a row gets the same bits alone or with others.
+#define ROWS_PER_PASS 8
 #define MAX_JR 4
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096
 #endif
-#define JR_FOR(MC) ((MC) <= 2 ? 4 : 2)
+// Weight rows per step: MC x JR accumulators plus the four decoded vectors stay in registers (beyond
+// 4 rows of x, two weight rows spilled: 8 rows took 1.5x two passes of 4; one weight row per step
+// takes 0.93x, Scripts/bench-kernels-rows).
+#define JR_FOR(MC) ((MC) <= 2 ? 4 : (MC) <= 4 ? 2 : 1)
 
 static uint16_t round_bf16(float f) {
     uint32_t u;
@@ -130,7 +136,11 @@ TARGET int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qs
         case 1: nf4_dot_rows(1, xp, kp, w, table, yi, ldy, n0, n1); break;
         case 2: nf4_dot_rows(2, xp, kp, w, table, yi, ldy, n0, n1); break;
         case 3: nf4_dot_rows(3, xp, kp, w, table, yi, ldy, n0, n1); break;
-        default: nf4_dot_rows(4, xp, kp, w, table, yi, ldy, n0, n1); break;
+        case 4: nf4_dot_rows(4, xp, kp, w, table, yi, ldy, n0, n1); break;
+        case 5: nf4_dot_rows(5, xp, kp, w, table, yi, ldy, n0, n1); break;
+        case 6: nf4_dot_rows(6, xp, kp, w, table, yi, ldy, n0, n1); break;
+        case 7: nf4_dot_rows(7, xp, kp, w, table, yi, ldy, n0, n1); break;
+        default: nf4_dot_rows(8, xp, kp, w, table, yi, ldy, n0, n1); break;
         }
     }
     if (xp != local) free(xp);

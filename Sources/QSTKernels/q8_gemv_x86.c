@@ -47,7 +47,7 @@
         float *y, int64_t ldy, int64_t n0, int64_t n1) {                                                     \
         int64_t j = n0;                                                                                      \
         if (MC <= 2) for (; j + 4 <= n1; j += 4) NAME##_step(MC, 4, xq, xs, q, scales, k, y, ldy, j);       \
-        else for (; j + 2 <= n1; j += 2) NAME##_step(MC, 2, xq, xs, q, scales, k, y, ldy, j);               \
+        else if (MC <= 4) for (; j + 2 <= n1; j += 2) NAME##_step(MC, 2, xq, xs, q, scales, k, y, ldy, j);  \
         for (; j < n1; j++) NAME##_step(MC, 1, xq, xs, q, scales, k, y, ldy, j);                            \
     }                                                                                                        \
     TARGET static void NAME(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales, \
@@ -56,7 +56,11 @@
         case 1: NAME##_rows_mc(1, xq, xs, q, scales, k, y, ldy, n0, n1); break;                             \
         case 2: NAME##_rows_mc(2, xq, xs, q, scales, k, y, ldy, n0, n1); break;                             \
         case 3: NAME##_rows_mc(3, xq, xs, q, scales, k, y, ldy, n0, n1); break;                             \
-        default: NAME##_rows_mc(4, xq, xs, q, scales, k, y, ldy, n0, n1); break;                            \
+        case 4: NAME##_rows_mc(4, xq, xs, q, scales, k, y, ldy, n0, n1); break;                             \
+        case 5: NAME##_rows_mc(5, xq, xs, q, scales, k, y, ldy, n0, n1); break;                             \
+        case 6: NAME##_rows_mc(6, xq, xs, q, scales, k, y, ldy, n0, n1); break;                             \
+        case 7: NAME##_rows_mc(7, xq, xs, q, scales, k, y, ldy, n0, n1); break;                             \
+        default: NAME##_rows_mc(8, xq, xs, q, scales, k, y, ldy, n0, n1); break;                            \
         }                                                                                                    \
     }
 
@@ -108,7 +112,9 @@ T512 static inline __attribute__((always_inline)) void q8_avx512_step(const int 
 T512 static inline __attribute__((always_inline)) void q8_avx512_rows_mc(const int MC, const int8_t *xq,
         const float *xs, const int8_t *q, const float *scales, int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1) {
     int64_t j = n0;
-    for (; j + 4 <= n1; j += 4) q8_avx512_step(MC, 4, xq, xs, q, scales, k, y, ldy, j);
+    // Up to 4 rows of x: 4 weight rows per step (16 accumulators); more rows: 1 (the x vectors and
+    // their scales take another 2 x MC registers; 2 weight rows spilled).
+    if (MC <= 4) for (; j + 4 <= n1; j += 4) q8_avx512_step(MC, 4, xq, xs, q, scales, k, y, ldy, j);
     for (; j < n1; j++) q8_avx512_step(MC, 1, xq, xs, q, scales, k, y, ldy, j);
 }
 
@@ -118,7 +124,11 @@ T512 static void q8_avx512(int mc, const int8_t *xq, const float *xs, const int8
     case 1: q8_avx512_rows_mc(1, xq, xs, q, scales, k, y, ldy, n0, n1); break;
     case 2: q8_avx512_rows_mc(2, xq, xs, q, scales, k, y, ldy, n0, n1); break;
     case 3: q8_avx512_rows_mc(3, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    default: q8_avx512_rows_mc(4, xq, xs, q, scales, k, y, ldy, n0, n1); break;
+    case 4: q8_avx512_rows_mc(4, xq, xs, q, scales, k, y, ldy, n0, n1); break;
+    case 5: q8_avx512_rows_mc(5, xq, xs, q, scales, k, y, ldy, n0, n1); break;
+    case 6: q8_avx512_rows_mc(6, xq, xs, q, scales, k, y, ldy, n0, n1); break;
+    case 7: q8_avx512_rows_mc(7, xq, xs, q, scales, k, y, ldy, n0, n1); break;
+    default: q8_avx512_rows_mc(8, xq, xs, q, scales, k, y, ldy, n0, n1); break;
     }
 }
 

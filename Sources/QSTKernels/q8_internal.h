@@ -3,8 +3,11 @@
 #define QST_Q8_INTERNAL_H
 #include "q8.h"
 
-// Rows per pass of x: the kernels hold MC x 4 accumulators.
-#define QST_Q8_ROWS_PER_PASS 4
+// Rows per pass of x: the kernels hold MC x JR accumulators (JR = 4 weight rows for up to 4 rows
+// of x, fewer beyond). 8 rows: a server's batched decode step of 8 requests reads the 28 MB head of
+// SmolLM2 once, not twice (BENCHMARKS.md §16). Every row's sums are formed in the same order
+// whatever MC and JR, so a row of x gets the same bits alone or with others.
+#define QST_Q8_ROWS_PER_PASS 8
 
 // Rounds mc rows of x (k elements, stride ldx) to int8 per contiguous 32-element group:
 // xq[i*k + e], scale xs[i*(k/32) + g] = max|x of group g| / 127.

@@ -55,19 +55,19 @@ extension TunedModel {
         }
         // Side caches are appended after the base's checks pass (inside the visit at v = 0), so a rejected
         // step leaves them as they were.
+        let sides = SideVisits(segments: segments, starts: starts, width: d, layers: L)
         let final = try base.forwardRagged(segments.map { RaggedSegment(ids: $0.ids, cache: $0.cache) }) { v, h in
-            for (j, s) in segments.enumerated() {
-                guard let side = s.side else { continue }
-                let t = s.ids.count
-                if v == 0 {
+            if v == 0 {
+                for s in segments {
+                    guard let side = s.side else { continue }
+                    let t = s.ids.count
                     let positions = try [UInt8](repeating: 1, count: t).withUnsafeBufferPointer {
                         try side.cache.append(newTokens: t, valid: $0.baseAddress!)
                     }
                     side.runner.begin(positions: positions)
                 }
-                side.runner.visit(v, h: h + starts[j] * d, newTokens: t, cache: side.cache)
-                if v == L { side.runner.prepareHead(rows: [t - 1]) }
             }
+            sides.run(v, h: h)
         }
         let out = FloatBuffer(count: segments.count * e)
         for (j, s) in segments.enumerated() {
@@ -80,5 +80,39 @@ extension TunedModel {
             }
         }
         return out
+    }
+}
+
+/// The side networks' part of one ragged layer: each request's side session consumes its own rows of the
+/// base's hidden state. The sessions share nothing but read-only weights, so several run in parallel, one
+/// per worker — a side network's products at width d/r are too small to split over the cores themselves
+/// (`SideInferenceOps`), and run one after another they left the other core idle for most of a batched
+/// step (8 requests on 8 side networks, perf: BENCHMARKS.md §16). Each session computes exactly what it
+/// computes alone.
+private struct SideVisits: @unchecked Sendable {
+    let segments: [TunedSegment]
+    let sided: [Int]
+    let starts: [Int]
+    let width: Int
+    let layers: Int
+
+    init(segments: [TunedSegment], starts: [Int], width: Int, layers: Int) {
+        self.segments = segments; self.starts = starts; self.width = width; self.layers = layers
+        sided = segments.indices.filter { segments[$0].side != nil }
+    }
+
+    func one(_ j: Int, _ v: Int, h: UnsafePointer<Float>) {
+        let s = segments[j], side = s.side!, t = s.ids.count
+        side.runner.visit(v, h: h + starts[j] * width, newTokens: t, cache: side.cache)
+        if v == layers { side.runner.prepareHead(rows: [t - 1]) }
+    }
+
+    func run(_ v: Int, h: UnsafePointer<Float>) {
+        // One session alone (qst-generate's case, or a prompt chunk) keeps the workers for its own
+        // attention; several take one worker each.
+        let hs = QSTNN.SendablePointer(h)
+        Parallel.forRanges(sided.count, threads: sided.count > 1 ? Parallel.defaultThreads : 1, minChunk: 1) { a, b in
+            for u in a..<b { one(sided[u], v, h: UnsafePointer(hs.base)) }
+        }
     }
 }

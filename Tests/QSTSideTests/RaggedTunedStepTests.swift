@@ -67,4 +67,47 @@ final class RaggedTunedStepTests: XCTestCase {
         XCTAssertEqual(side.cache.length, 0)
         XCTAssertEqual(full.length, 0)
     }
+
+    /// The server's batched decode step under the kernels (`--matmul auto`): 9 requests on 5 side networks
+    /// (and the plain base) decoding together — one call per linear over all their rows, side sessions in
+    /// parallel, one head call — give each request the bits it gets stepping alone, as `qst-generate` does.
+    func testDecodeRowsTogetherEqualEachAloneBitwise() throws {
+        let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .kernelsAuto))
+        let sides = try (0..<5).map { try ExportFixtures.sideWeights(for: base, seed: UInt64(11 + $0)) }
+        var prompts: [[Int32]] = []
+        for j in 0..<9 {
+            var p: [Int32] = [1]
+            for t in 0..<(2 + j % 4) { p.append(Int32(7 + 13 * j + 5 * t)) }
+            prompts.append(p)
+        }
+        let sideOf: [SideWeights?] = (0..<9).map { $0 == 4 ? nil : sides[$0 % 5] }
+        let decode: [[Int32]] = [[3, 30, 299, 31, 32, 33, 34, 35, 36], [4, 40, 41, 42, 43, 44, 45, 46, 47],
+                                 [9, 90, 91, 92, 93, 94, 95, 96, 97]]
+        let e = base.headInputSize, V = base.vocabSize
+        func start() throws -> [TunedSegment] {
+            try prompts.indices.map { j in
+                let seg = TunedSegment(ids: prompts[j], cache: base.makeCache(batch: 1, capacity: 12),
+                                       side: sideOf[j].map { SideSession(weights: $0, capacity: 12) })
+                _ = try TunedModel.raggedStep(base: base, segments: [seg])
+                return seg
+            }
+        }
+        let together = try start(), alone = try start()
+        for (t, ids) in decode.enumerated() {
+            let segs = together.indices.map { j in
+                TunedSegment(ids: [ids[j]], cache: together[j].cache, side: together[j].side)
+            }
+            let heads = try TunedModel.raggedStep(base: base, segments: segs)
+            let logits = base.raggedLogits(hidden: heads.constPointer, rows: segs.count)
+            for j in alone.indices {
+                let one = try TunedModel.raggedStep(base: base, segments: [
+                    TunedSegment(ids: [ids[j]], cache: alone[j].cache, side: alone[j].side)])
+                let oneLogits = base.raggedLogits(hidden: one.constPointer, rows: 1)
+                XCTAssertTrue(memcmp(heads.constPointer + j * e, one.constPointer, e * 4) == 0,
+                              "request \(j) step \(t): head input differs from the request alone")
+                XCTAssertTrue(memcmp(logits.constPointer + j * V, oneLogits.constPointer, V * 4) == 0,
+                              "request \(j) step \(t): logits differ from the request alone")
+            }
+        }
+    }
 }

@@ -1,0 +1,60 @@
+// Few-row products as a batched decode step runs them (Scripts/bench-kernels-rows): one SmolLM2-135M
+// layer's NF4 linears (block 64) and its Q8 output head, for m rows of x, on one thread (thread CPU
+// time, best of 5, so other processes on the machine count little).
+//
+//   bench_kernels_rows M [M...]
+#include "QSTKernels.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static float uniform(void) { return (float)(rand() % 2001) / 1000.0f - 1.0f; }
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: %s M [M...]\n", argv[0]); return 2; }
+    // q, k, v, o, gate, up, down: [out, in]
+    static const int shapes[7][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576}, {1536, 576}, {1536, 576}, {576, 1536}};
+    qst_weight w[7];
+    for (int s = 0; s < 7; s++) {
+        const int n = shapes[s][0], k = shapes[s][1];
+        uint8_t *codes = malloc((size_t)n * k / 2);
+        float *absmax = malloc((size_t)n * k / 64 * sizeof(float));
+        for (int i = 0; i < n * k / 2; i++) codes[i] = (uint8_t)rand();
+        for (int i = 0; i < n * k / 64; i++) absmax[i] = 0.02f + 0.01f * uniform();
+        w[s] = (qst_weight){.type = QST_WEIGHT_NF4, .block = 64, .n = n, .k = k, .ld = k, .data = codes, .absmax = absmax};
+    }
+    const int vocab = 49152, hk = 576;
+    int8_t *q = malloc((size_t)vocab * hk);
+    float *qs = malloc((size_t)vocab * hk / 64 * sizeof(float));
+    for (size_t i = 0; i < (size_t)vocab * hk; i++) q[i] = (int8_t)(rand() % 255 - 127);
+    for (int i = 0; i < vocab * hk / 64; i++) qs[i] = 0.05f;
+    float *x = malloc(32 * 1536 * sizeof(float)), *y = malloc((size_t)32 * vocab * sizeof(float));
+    for (int i = 0; i < 32 * 1536; i++) x[i] = uniform();
+    printf("%6s %12s %12s\n", "rows", "layer us", "q8 head us");
+    for (int a = 1; a < argc; a++) {
+        const int m = atoi(argv[a]);
+        if (m < 1 || m > 32) { fprintf(stderr, "rows must be 1..32\n"); return 2; }
+        double layer = 1e30, head = 1e30;
+        for (int r = 0; r < 5; r++) {
+            double t0 = cpu_now();
+            for (int rep = 0; rep < 50; rep++)
+                for (int s = 0; s < 7; s++)
+                    if (qst_matmul_ex(x, m, w[s].k, &w[s], y, w[s].n, 0, w[s].n, QST_KERNEL_AUTO, QST_SHAPE_AUTO)) return 1;
+            double t = (cpu_now() - t0) / 50;
+            if (t < layer) layer = t;
+            t0 = cpu_now();
+            for (int rep = 0; rep < 4; rep++)
+                if (qst_q8_gemv(x, m, hk, q, qs, hk, y, vocab, 0, vocab, QST_Q8_AUTO)) return 1;
+            t = (cpu_now() - t0) / 4;
+            if (t < head) head = t;
+        }
+        printf("%6d %12.1f %12.1f\n", m, layer * 1e6, head * 1e6);
+    }
+    return 0;
+}
