@@ -15,7 +15,7 @@ final class TokenizerErrorTests: XCTestCase {
 
     func testMalformedFilesAreReported() {
         let bpe = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
-        XCTAssertTrue(message("{").hasPrefix("tokenizer.json: not valid JSON"))
+        XCTAssertTrue(message("{").hasPrefix("tokenizer.json: invalid JSON at byte 1"))
         XCTAssertEqual(message(#"{"model": {"type": "Unigram", "vocab": []}}"#),
                        "tokenizer.json: field 'model': model type 'Unigram' is not supported")
         XCTAssertEqual(message(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a c"]}}"#),
