@@ -30,7 +30,7 @@ public struct BaseIdentity: Codable, Sendable, Equatable {
         let json = try JSONValue.parse([UInt8](config), context: source.origin + " config.json")
         let modelType = json["model_type"]?.stringValue ?? "unknown"
         let arch = json["architectures"]?.arrayValue?.first?.stringValue ?? modelType
-        let shape = try BaseShape.parse(configJSON: config, context: source.origin + " config.json")
+        let shape = try BaseShape.parse(configJSON: config, context: source.origin)
         let sha = try (source as? ContainerWeightSource)?.container.directorySHA256()
         return BaseIdentity(architecture: arch, modelType: modelType, dimensions: shape, tensorDirectorySHA256: sha)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import QSTEngine
 import QSTFormat
 import QSTNN
 
@@ -14,33 +15,15 @@ extension BaseShape {
     /// `layer_norm_elementwise_affine`: without it the side blocks' LayerNorms have no weight or bias either.
     public var optAffineNorms: Bool { affineNorms ?? true }
 
-    static func parseOPT(_ json: JSONValue, context: String) throws -> BaseShape {
-        func int(_ key: String) throws -> Int {
-            guard let v = json[key]?.exactInt, v > 0 else {
-                throw QSTError.file(context, "field '\(key)' is missing or not a positive integer")
-            }
-            return v
-        }
-        func bool(_ key: String, _ fallback: Bool) -> Bool {
-            if case .bool(let b)? = json[key] { return b }
-            return fallback
-        }
-        let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
-        guard hidden % heads == 0 else {
-            throw QSTError.file(context, "field 'num_attention_heads' (\(heads)) must divide hidden_size (\(hidden))")
-        }
-        let act = json["activation_function"]?.stringValue ?? "relu"
-        guard act == "relu" || act == "gelu" else {
-            throw QSTError.file(context, "field 'activation_function': unsupported activation '\(act)' (relu, gelu)")
-        }
-        let proj = json["word_embed_proj_dim"]?.exactInt ?? hidden
-        guard proj > 0 else { throw QSTError.file(context, "field 'word_embed_proj_dim' must be positive") }
-        return BaseShape(hiddenSize: hidden, layerCount: try int("num_hidden_layers"), attentionHeads: heads,
-                         keyValueHeads: heads, intermediateSize: try int("ffn_dim"), vocabSize: try int("vocab_size"),
-                         rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: act,
-                         modelFamily: "opt", layerNormBefore: bool("do_layer_norm_before", true), headInputSize: proj,
-                         bias: bool("enable_bias", true),
-                         affineNorms: bool("layer_norm_elementwise_affine", true) ? nil : false)
+    /// An OPT base's shape. OPT's LayerNorms use PyTorch's default epsilon 1e-5; there is no RoPE, so the
+    /// theta is a placeholder.
+    init(opt config: ModelConfig) {
+        self.init(hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
+                  attentionHeads: config.numAttentionHeads, keyValueHeads: config.numAttentionHeads,
+                  intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
+                  rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: config.activationFunction ?? "relu",
+                  modelFamily: "opt", layerNormBefore: config.optLayerNormBefore, headInputSize: config.headInputSize,
+                  bias: config.optBias, affineNorms: config.optAffineNorms ? nil : false)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import QSTEngine
 import QSTFormat
 import QSTNN
 
@@ -69,7 +70,7 @@ public struct BaseShape: Codable, Sendable, Equatable {
     public var affineNorms: Bool?
 
     public init(hiddenSize: Int, layerCount: Int, attentionHeads: Int, keyValueHeads: Int, intermediateSize: Int,
-                vocabSize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, hiddenAct: String = "silu",
+                vocabSize: Int, rmsNormEps: Double, ropeTheta: Double = 10000, hiddenAct: String = "silu",
                 modelFamily: String? = nil, layerNormBefore: Bool? = nil, headInputSize: Int? = nil, bias: Bool? = nil,
                 affineNorms: Bool? = nil) {
         self.hiddenSize = hiddenSize; self.layerCount = layerCount; self.attentionHeads = attentionHeads
@@ -79,30 +80,21 @@ public struct BaseShape: Codable, Sendable, Equatable {
         self.bias = bias; self.affineNorms = affineNorms
     }
 
-    /// Reads a Hugging Face LLaMA-family config.json. `context` names the file in errors.
+    /// Reads a Hugging Face config.json with the engine's reader (`ModelConfig`: the same fields, defaults
+    /// and validation as the frozen model that will run under this side network). `context` names the file
+    /// in errors.
     public static func parse(configJSON data: Data, context: String) throws -> BaseShape {
-        let json = try JSONValue.parse([UInt8](data), context: context)
-        if json["model_type"]?.stringValue == "opt" { return try parseOPT(json, context: context) }
-        func int(_ key: String) throws -> Int {
-            guard let v = json[key]?.exactInt, v > 0 else {
-                throw QSTError.file(context, "field '\(key)' is missing or not a positive integer")
-            }
-            return v
-        }
-        let heads = try int("num_attention_heads")
-        let kv = json["num_key_value_heads"]?.exactInt ?? heads
-        guard kv > 0, heads % kv == 0 else {
-            throw QSTError.file(context, "field 'num_key_value_heads' (\(kv)) must divide num_attention_heads (\(heads))")
-        }
-        let act = json["hidden_act"]?.stringValue ?? "silu"
-        guard Activation(huggingFaceName: act) != nil else {
-            throw QSTError.file(context, "field 'hidden_act': unsupported activation '\(act)'")
-        }
-        return BaseShape(hiddenSize: try int("hidden_size"), layerCount: try int("num_hidden_layers"),
-                         attentionHeads: heads, keyValueHeads: kv, intermediateSize: try int("intermediate_size"),
-                         vocabSize: try int("vocab_size"),
-                         rmsNormEps: json["rms_norm_eps"]?.doubleValue ?? 1e-6,
-                         ropeTheta: json["rope_theta"]?.doubleValue ?? 10000, hiddenAct: act)
+        BaseShape(try ModelConfig.parse(data, origin: context))
+    }
+
+    /// The side network's view of a base model's config (LLaMA family; OPT in OPTSideShape.swift).
+    public init(_ config: ModelConfig) {
+        if config.isOPT { self.init(opt: config); return }
+        self.init(hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
+                  attentionHeads: config.numAttentionHeads, keyValueHeads: config.kvHeads,
+                  intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
+                  rmsNormEps: config.rmsNormEps ?? ModelConfig.defaultRMSNormEps, ropeTheta: config.theta,
+                  hiddenAct: config.hiddenAct ?? "silu")
     }
 }
 

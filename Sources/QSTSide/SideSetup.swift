@@ -14,7 +14,7 @@ public enum SideSetup {
             return (try BaseShape.parse(configJSON: data, context: modelPath), 0)
         }
         let source = try openWeightSource(path: modelPath)
-        return (try BaseShape.parse(configJSON: try source.configJSON(), context: modelPath + " (config.json)"),
+        return (try BaseShape.parse(configJSON: try source.configJSON(), context: modelPath),
                 source.weightBytes)
     }
 
