@@ -29,17 +29,14 @@ extension BaseShape {
 
 extension SideConfig {
     /// Where the reference keeps the side modules: `QSTLlamaModel` is `model.`, `QSTOPTDecoder` is `model.decoder.`.
-    public var namePrefix: String { base.isOPT ? "model.decoder." : "model." }
+    public var namePrefix: String { base.family.namePrefix }
     public func downsamplePrefix(_ i: Int) -> String { namePrefix + "downsample.\(i)." }
     public func gateName(_ i: Int) -> String { namePrefix + "z.\(i)" }
     /// Width of the head mix (`upsample` output, `lm_head_z`).
     public var headSize: Int { base.headSize }
     /// The side stream's final norm: RMSNorm for LLaMA, LayerNorm `final_layer_norm_qst` for pre-norm OPT,
     /// none for post-norm OPT (350m), as in the reference.
-    public var headNormName: String? {
-        guard base.isOPT else { return "model.norm_qst.weight" }
-        return base.optLayerNormBefore ? "model.decoder.final_layer_norm_qst" : nil
-    }
+    public var headNormName: String? { base.family.headNormName(base) }
 }
 
 /// Exported names are the reference's state dict. Values are the same except OPT's head gate: the reference
@@ -50,18 +47,18 @@ public enum SideExportMapping {
 
     /// The exported values of tensor `name` (our convention → the reference's).
     static func exported(_ values: [Float], name: String, config: SideConfig) -> [Float] {
-        config.base.isOPT && name == headGate ? values.map { -$0 } : values
+        config.base.family.exportNegatesHeadGate && name == headGate ? values.map { -$0 } : values
     }
 
     /// Converts weights just read from an exported file (the reference's convention) to ours, in place.
     static func importInPlace(_ weights: SideWeights) {
-        guard weights.config.base.isOPT, let s = weights.spec(headGate) else { return }
+        guard weights.config.base.family.exportNegatesHeadGate, let s = weights.spec(headGate) else { return }
         let p = weights.values.pointer + s.offset
         for j in 0..<s.count { p[j] = -p[j] }
     }
 
     /// `tensor_names` of adapter_config.json.
     static func tensorNames(_ config: SideConfig) -> String {
-        config.base.isOPT ? "QSTOPTForCausalLM.state_dict" : "QSTLlamaForCausalLM.state_dict"
+        config.base.family.referenceStateDict
     }
 }

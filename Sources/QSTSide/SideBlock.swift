@@ -72,14 +72,14 @@ final class SideBlockWorkspace {
     /// The one size table (as llm.c keeps one): the allocation in `init` and the byte count in `bytes`
     /// (SideMemory's estimate) both read it, so they cannot disagree.
     struct Plan {
-        let rows: Int, width: Int, queryWidth: Int, keyWidth: Int, ffn: Int, probs: Int, isOPT: Bool
+        let rows: Int, width: Int, queryWidth: Int, keyWidth: Int, ffn: Int, probs: Int, secondResidual: Bool
 
         init(config c: SideConfig, batch: Int, seqLen: Int) {
             rows = batch * seqLen; width = c.width; queryWidth = c.heads * c.headDim
             keyWidth = c.kvHeads * c.headDim; ffn = c.intermediate
             probs = Attention.Shape(batch: batch, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
                                     headDim: c.headDim).probsCount
-            isOPT = c.base.isOPT
+            secondResidual = c.base.family.blockKeepsSecondResidual
         }
 
         /// Elements of one buffer.
@@ -90,7 +90,7 @@ final class SideBlockWorkspace {
             case .q, .attn, .dAttn, .dq: return rows * queryWidth
             case .k, .v, .dk, .dv: return rows * keyWidth
             case .gate, .up, .act, .dAct, .dGate, .dUp: return rows * ffn
-            case .resid2: return isOPT ? rows * width : 0
+            case .resid2: return secondResidual ? rows * width : 0
             case .probs: return probs
             }
         }
@@ -111,10 +111,33 @@ enum SideBlock {
         }
     }
 
+    /// The blocks, `model.norm_qst`, `upsample` and `lm_head_z` in the reference's state-dict order (after the
+    /// downsamplers and gates).
+    static func layout(config c: SideConfig, add: SideLayoutAdd) {
+        let d = c.base.hiddenSize, w = c.width, hd = c.headDim, q = c.heads * hd, kv = c.kvHeads * hd
+        let f = c.intermediate
+        for i in 0..<c.base.layerCount {
+            let p = "model.qst_layers.\(i)."
+            add(p + "input_layernorm.weight", [w], .ones, 0, 0, false)
+            add(p + "self_attn.q_proj.weight", [q, w], .uniformFanIn, w, 0, true)
+            add(p + "self_attn.k_proj.weight", [kv, w], .uniformFanIn, w, 0, true)
+            add(p + "self_attn.v_proj.weight", [kv, w], .uniformFanIn, w, 0, true)
+            add(p + "self_attn.o_proj.weight", [w, q], .uniformFanIn, q, 0, true)
+            add(p + "post_attention_layernorm.weight", [w], .ones, 0, 0, false)
+            add(p + "mlp.gate_proj.weight", [f, w], .uniformFanIn, w, 0, true)
+            add(p + "mlp.up_proj.weight", [f, w], .uniformFanIn, w, 0, true)
+            add(p + "mlp.down_proj.weight", [w, f], .uniformFanIn, f, 0, true)
+        }
+        add("model.norm_qst.weight", [w], .ones, 0, 0, false)
+        let up = c.upsampleInit
+        add("upsample.weight", [d, w], up, w, 0, true)
+        add("upsample.bias", [d], up, w, 0, false)
+        add("lm_head_z", [d], .constant, 0, c.headGateInit, false)
+    }
+
     /// `out = block_i(x)`, leaving every intermediate in `ws`. `out` must not alias `x`.
     static func forward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
-        if W.config.base.isOPT { OPTSideBlock.forward(layer: i, weights: W, x: x, out: out, geometry: g, ws: ws); return }
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate, eps = Float(c.base.rmsNormEps)
         RMSNorm.forward(out: ws.normed1.pointer, rstd: ws.rstd1.pointer, x: x, weight: W.value(nm.inNorm),
@@ -149,9 +172,6 @@ enum SideBlock {
     /// accumulates the block's weight gradients.
     static func backward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
-        if W.config.base.isOPT {
-            OPTSideBlock.backward(layer: i, weights: W, x: x, dout: dout, dx: dx, geometry: g, ws: ws); return
-        }
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
         // MLP branch.

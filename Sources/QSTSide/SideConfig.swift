@@ -154,7 +154,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
     /// `defaultWidthLimit` (SmolLM2-135M, d 576: r 8 → 72, where r 16 → 36 trains worse; d 4096: r 32 → 128);
     /// when every valid width is wider, the narrowest.
     public static func defaultReduction(for base: BaseShape) -> Int {
-        let valid = validReductions(hiddenSize: base.hiddenSize, heads: base.attentionHeads, even: !base.isOPT)
+        let valid = validReductions(hiddenSize: base.hiddenSize, heads: base.attentionHeads, even: base.family.needsEvenHeadSize)
         return valid.first { base.hiddenSize / $0 <= defaultWidthLimit } ?? valid.last ?? 1
     }
 
@@ -172,7 +172,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
         guard base.attentionHeads % base.keyValueHeads == 0 else {
             throw QSTError("side network: num_key_value_heads \(base.keyValueHeads) does not divide num_attention_heads \(base.attentionHeads)")
         }
-        let d = base.hiddenSize, h = base.attentionHeads, even = !base.isOPT
+        let d = base.hiddenSize, h = base.attentionHeads, even = base.family.needsEvenHeadSize
         guard r >= 1, d % r == 0, (d / r) % h == 0, !even || ((d / r) / h) % 2 == 0 else {
             let valid = SideConfig.validReductions(hiddenSize: d, heads: h, even: even).map(String.init).joined(separator: ", ")
             throw QSTError("side network: r=\(r) does not give a whole\(even ? ", even" : "") head size (hidden \(d) / r must be a " +
@@ -191,7 +191,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
         if let k = numLabels, k < 1 || k > 1 << 16 {
             throw QSTError("side network: num_labels \(k) is outside 1...65536")
         }
-        if numLabels != nil, base.isOPT {
+        if numLabels != nil, !base.family.supportsClassificationHead {
             throw QSTError("side network: the classification head is implemented for LLaMA-family bases only, not OPT")
         }
     }
