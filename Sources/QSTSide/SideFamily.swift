@@ -41,6 +41,12 @@ protocol SideFamily: Sendable {
                           x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int)
     /// Parameters of a base of this shape (embeddings, layers, final norm; an untied head is not counted).
     func baseParameterCount(_ shape: BaseShape) -> Int
+    /// The blocks for cached decoding (SideRunner), one per layer.
+    func inferenceBlocks(weights: SideWeights) -> [any SideInferenceBlock]
+    /// The final norm's parameters for decoding: weight and, for a LayerNorm, bias (`plain` is ones then zeros,
+    /// for norms without parameters); nil when the side stream has no final norm.
+    func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
+        -> (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)?
 }
 
 /// Adds one tensor to a side network's layout: name, shape, initialisation, fan-in, constant, weight decay.
@@ -93,6 +99,16 @@ struct LlamaSideFamily: SideFamily {
         let perLayer = d * d * 2 + 2 * d * kv + 3 * d * s.intermediateSize + 2 * d
         return s.vocabSize * d + s.layerCount * perLayer + d
     }
+
+    func inferenceBlocks(weights: SideWeights) -> [any SideInferenceBlock] {
+        (0..<weights.config.base.layerCount).map { SideRunner.Layer(weights: weights, layer: $0) }
+    }
+
+    func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
+        -> (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)? {
+        guard let name = headNormName(weights.config.base) else { return nil }
+        return (UnsafePointer(weights.value(name)), nil)
+    }
 }
 
 /// OPT bases (Formats/SIDE.md §9): `OPTSideBlock`, LayerNorm `final_layer_norm_qst` on pre-norm bases only.
@@ -132,4 +148,16 @@ struct OPTSideFamily: SideFamily {
     }
 
     func baseParameterCount(_ s: BaseShape) -> Int { SideSetup.optParameterCount(s) }
+
+    func inferenceBlocks(weights: SideWeights) -> [any SideInferenceBlock] {
+        (0..<weights.config.base.layerCount).map { OPTSideInference.Layer(weights: weights, layer: $0) }
+    }
+
+    func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
+        -> (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)? {
+        let base = weights.config.base
+        guard let name = headNormName(base) else { return nil }
+        guard base.optAffineNorms else { return (plain.constPointer, plain.constPointer + weights.config.width) }
+        return (UnsafePointer(weights.value(name + ".weight")), UnsafePointer(weights.value(name + ".bias")))
+    }
 }
