@@ -4,8 +4,8 @@
 @_exported import QSTJSON
 
 extension QSTError {
-    /// A JSON syntax error as a format error, with the same one-line text.
-    public init(_ error: JSONSyntaxError) { self.init(error.description) }
+    /// A JSON syntax error as a format error (`invalidJSON`), with the same one-line text.
+    public init(_ error: JSONSyntaxError) { self.init(error.description, kind: .invalidJSON) }
 }
 
 extension JSONValue {
