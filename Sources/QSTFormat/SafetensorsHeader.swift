@@ -47,7 +47,9 @@ public struct SafetensorsHeader: Sendable {
             // JSONSerialization would keep only one of two equal keys; a second
             // entry for the same tensor almost certainly means a broken writer.
             guard seen.insert(name).inserted else {
-                if name == "__metadata__" { throw QSTError.file(path, "header has more than one __metadata__ field", kind: .invalidHeader) }
+                if name == "__metadata__" {
+                    throw QSTError.file(path, "header has more than one __metadata__ field", kind: .invalidHeader)
+                }
                 throw QSTError.tensor(path, name, "duplicate tensor name in header", kind: .duplicateTensor)
             }
             if name == "__metadata__" {
@@ -135,18 +137,23 @@ public struct SafetensorsHeader: Sendable {
         var count = 1
         for d in shape {
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
-            guard !overflow else { throw fail("shape \(shape) has more elements than fit in a 64-bit integer", .validationOverflow) }
+            guard !overflow else {
+                throw fail("shape \(shape) has more elements than fit in a 64-bit integer", .validationOverflow)
+            }
             count = p
         }
         let (byteCount, overflow) = count.multipliedReportingOverflow(by: elementSize)
-        guard !overflow else { throw fail("shape \(shape) of \(dtypeName) needs more bytes than fit in a 64-bit integer", .validationOverflow) }
+        guard !overflow else {
+            throw fail("shape \(shape) of \(dtypeName) needs more bytes than fit in a 64-bit integer", .validationOverflow)
+        }
 
         guard begin <= end else { throw fail("data_offsets [\(begin), \(end)] begin after they end", .invalidOffset) }
         guard end <= dataSize else {
             throw fail("data_offsets [\(begin), \(end)] lie outside the data section of \(dataSize) bytes", .invalidOffset)
         }
         guard end - begin == byteCount else {
-            throw fail("data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) of \(dtypeName) needs \(byteCount)", .invalidOffset)
+            throw fail("data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) of \(dtypeName) needs \(byteCount)",
+                .invalidOffset)
         }
         let info = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataOffset: dataStart + begin, byteCount: byteCount)
         return (info, begin, end)
