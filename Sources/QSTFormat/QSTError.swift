@@ -6,8 +6,8 @@ import Foundation
 /// without matching message text.
 public struct QSTError: Error, CustomStringConvertible, LocalizedError, Equatable {
     /// Which failure an error reports: one case per failure, in the manner of the safetensors crate's
-    /// `SafeTensorError`. The safetensors reader gives every error its case; the other readers still
-    /// throw `unclassified` errors and get their cases as they are revisited.
+    /// `SafeTensorError`. The safetensors reader and the .qst4 preamble and header checks give every error
+    /// its case; the other readers still throw `unclassified` errors and get their cases as they are revisited.
     public enum Kind: String, Sendable, Equatable {
         /// Not yet given a case (the message says what failed).
         case unclassified
@@ -24,7 +24,7 @@ public struct QSTError: Error, CustomStringConvertible, LocalizedError, Equatabl
         /// The header is valid JSON but not the expected structure (not an object; `__metadata__` not an
         /// object of unique string fields).
         case invalidHeader
-        /// Two header entries name the same tensor.
+        /// Two header (or .qst4 directory) entries name the same tensor.
         case duplicateTensor
         /// A tensor's entry is malformed: not an object, a missing or mistyped field, an unknown dtype, a bad
         /// shape dimension or data offset value.
@@ -44,6 +44,14 @@ public struct QSTError: Error, CustomStringConvertible, LocalizedError, Equatabl
         case bufferSizeMismatch
         /// An element's value does not fit the type it is read into.
         case valueOutOfRange
+        /// A .qst4 file shorter than its preamble, or without the `QST4` magic.
+        case notQST4
+        /// A .qst4 major version this reader does not read.
+        case unsupportedVersion
+        /// A .qst4 preamble field out of range: alignment, header length or offset, data offset.
+        case invalidPreamble
+        /// A stored CRC-32C does not match the bytes it covers.
+        case checksumMismatch
     }
 
     public let kind: Kind
