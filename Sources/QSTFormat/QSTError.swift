@@ -6,8 +6,9 @@ import Foundation
 /// without matching message text.
 public struct QSTError: Error, CustomStringConvertible, LocalizedError, Equatable {
     /// Which failure an error reports: one case per failure, in the manner of the safetensors crate's
-    /// `SafeTensorError`. The safetensors reader and the .qst4 preamble and header checks give every error
-    /// its case; the other readers still throw `unclassified` errors and get their cases as they are revisited.
+    /// `SafeTensorError`. The safetensors reader and the .qst4 checks run on open (preamble, header,
+    /// directory) give every error its case; the other readers still throw `unclassified` errors and get
+    /// their cases as they are revisited.
     public enum Kind: String, Sendable, Equatable {
         /// Not yet given a case (the message says what failed).
         case unclassified
@@ -31,14 +32,14 @@ public struct QSTError: Error, CustomStringConvertible, LocalizedError, Equatabl
         case invalidTensorInfo
         /// A tensor's element or byte count does not fit in a 64-bit integer.
         case validationOverflow
-        /// Data offsets that disagree with the shape, lie outside the data section, overlap, or leave bytes
-        /// of the data section unindexed.
+        /// Data offsets (or .qst4 part, file and layer ranges) that disagree with the shape, lie outside the
+        /// data section or their layer, overlap, or leave bytes of the data section unindexed.
         case invalidOffset
         /// The file has no tensor of the requested name.
         case tensorNotFound
         /// The tensor's dtype is not the one the caller reads it as.
         case dtypeMismatch
-        /// The tensor's data is not aligned for the element type it is read as.
+        /// The tensor's data is not aligned for the element type it is read as (or as the format requires).
         case misalignedData
         /// The destination's size differs from the tensor's element count.
         case bufferSizeMismatch

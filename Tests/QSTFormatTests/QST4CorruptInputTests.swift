@@ -100,32 +100,34 @@ final class QST4CorruptInputTests: XCTestCase {
                             kind: .invalidTensorInfo)
         try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["parts"] = nil } }, [q, "missing field 'parts'"],
                             kind: .invalidTensorInfo)
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, -16] } }, [q, "negative dimension"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 40, 1 << 40] } }, [q, "overflows"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, 17] } }, [q, "expected"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["block_size"] = 48 } }, [q, "block size 48"])
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, -16] } }, [q, "negative dimension"],
+                            kind: .invalidTensorInfo)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 40, 1 << 40] } }, [q, "overflows"],
+                            kind: .validationOverflow)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, 17] } }, [q, "expected"], kind: .invalidOffset)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["block_size"] = 48 } }, [q, "block size 48"], kind: .invalidTensorInfo)
         try assertOpenFails(try withHeader { h in
             editTensor(q, &h) { t in
                 var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
                 c["offset"] = 1 << 40; p["codes"] = c; t["parts"] = p
             }
-        }, [q, "outside the data section"])
+        }, [q, "outside the data section"], kind: .invalidOffset)
         try assertOpenFails(try withHeader { h in
             editTensor(q, &h) { t in
                 var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
                 c["offset"] = (c["offset"] as! Int) + 1; p["codes"] = c; t["parts"] = p
             }
-        }, [q, "not 64-byte aligned"])
+        }, [q, "not 64-byte aligned"], kind: .misalignedData)
         try assertOpenFails(try withHeader { h in
             let other = tensors(h).first { ($0["name"] as? String) == "model.layers.1.self_attn.q_proj.weight" }!
             editTensor(q, &h) { $0["parts"] = other["parts"] }
-        }, ["overlaps"])
+        }, ["overlaps"], kind: .invalidOffset)
         try assertOpenFails(try withHeader { h in
             var ts = tensors(h); ts.append(ts.first { ($0["name"] as? String) == q }!); h["tensors"] = ts
         }, [q, "listed twice"], kind: .duplicateTensor)
         try assertOpenFails(try withHeader { h in
             var ls = h["layers"] as! [[String: Any]]; ls[0]["offset"] = (ls[0]["offset"] as! Int) + 4096; h["layers"] = ls
-        }, ["outside layer 0"])
+        }, ["outside layer 0"], kind: .invalidOffset)
     }
 
     /// Sizes that overflow 64-bit arithmetic or ask for absurd allocations are refused by name, not trapped
