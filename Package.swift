@@ -59,10 +59,13 @@ let package = Package(
         // Spin-then-sleep worker threads for the engine's short parallel loops (decoding).
         .target(name: "CWorkerPool", path: "Sources/CWorkerPool", cSettings: [.unsafeFlags(["-O2"])],
                 linkerSettings: [.linkedLibrary("pthread")]),
+        // The one JSON reader (safetensors headers, config.json, tokenizer files, records, request bodies);
+        // no dependencies, so both QSTFormat and QSTTokenizer build on it.
+        .target(name: "QSTJSON", swiftSettings: checked),
         // The one format library: safetensors, NF4, the .qst4 container.
-        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore"], swiftSettings: checked),
+        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore", "QSTJSON"], swiftSettings: checked),
         // Hugging Face tokenizer.json and chat templates.
-        .target(name: "QSTTokenizer", swiftSettings: checked),
+        .target(name: "QSTTokenizer", dependencies: ["QSTJSON"], swiftSettings: checked),
         // Layers with forward and backward side by side, on plain F32 buffers.
         .target(name: "QSTNN", dependencies: ["CBLAS", "QSTKernels", "QSTCore"], swiftSettings: hotMath),
         // The frozen LLaMA-family model over a mapped container.

@@ -1,5 +1,6 @@
 import QSTKernels
 import QSTNN
+import struct QSTCore.SendablePointer
 
 /// Several linears that read the same input, run as one parallel job when decoding: q, k and v; gate and
 /// up. Why: a decode step splits each product over the cores, and every split is a synchronisation;

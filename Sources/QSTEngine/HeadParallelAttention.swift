@@ -3,6 +3,7 @@ import Foundation
 import QSTKernels
 import QSTNN
 import enum QSTCore.Parallel
+import struct QSTCore.SendablePointer
 
 /// Cached causal GQA attention with the (sequence, head) pairs spread over the workers, each calling
 /// single-threaded BLAS. Same contract and numbers as `Attention.forwardCached`; used while the engine

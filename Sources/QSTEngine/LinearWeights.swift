@@ -2,6 +2,7 @@ import CBLAS
 import QSTKernels
 import QSTNN
 import enum QSTCore.Parallel
+import struct QSTCore.SendablePointer
 
 /// How quantized (NF4/BF16) linears multiply.
 public enum MatmulPath: String, Sendable, CaseIterable {

@@ -2,6 +2,7 @@ import Foundation
 import QSTFormat
 import QSTNN
 import enum QSTCore.Parallel
+import struct QSTCore.SendablePointer
 
 /// How far a (quantized) model's next-token distributions are from a reference model's on the same text.
 public struct ComparisonResult: Codable, Sendable {

@@ -74,7 +74,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     // Derived values with Hugging Face's defaults.
     public var kvHeads: Int { numKeyValueHeads ?? numAttentionHeads }
     public var resolvedHeadDim: Int { headDim ?? hiddenSize / numAttentionHeads }
-    public var eps: Float { Float(rmsNormEps ?? 1e-6) }
+    public var eps: Float { Float(rmsNormEps ?? Self.defaultRMSNormEps) }
+    /// `rms_norm_eps` when config.json leaves it out: Hugging Face's `LlamaConfig` default (MistralConfig and
+    /// Qwen2Config default to the same 1e-6). The side network reads its base's epsilon through this too.
+    public static let defaultRMSNormEps = 1e-6
     public var theta: Double { ropeTheta ?? 10000 }
     public var eosTokenIDs: [Int] { eosTokenId?.ids ?? [] }
     public var bosTokenID: Int? { bosTokenId?.ids.first }

@@ -1,6 +1,7 @@
 import QSTKernels
 import QSTNN
 import enum QSTCore.Parallel
+import struct QSTCore.SendablePointer
 
 /// An int8 copy of a BF16 or F32 output head, for decoding only (`FrozenModel.decodeLogits`).
 ///

@@ -1,6 +1,7 @@
 import Foundation
 import QSTNN
 import enum QSTCore.Parallel
+import struct QSTCore.SendablePointer
 
 extension FrozenModel {
     /// Rows of logits per head product when scoring: bounds the `[rows, vocab]` buffer (128 × 49 152 F32 = 24 MiB).

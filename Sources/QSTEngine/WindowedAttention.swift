@@ -2,6 +2,7 @@ import CBLAS
 import Foundation
 import QSTNN
 import enum QSTCore.Parallel
+import struct QSTCore.SendablePointer
 
 /// Causal GQA attention limited to a sliding window (Mistral's `sliding_window`): the query at cache row
 /// `p` attends rows `j` with `p − window < j ≤ p` — itself and the `window − 1` rows before it, as

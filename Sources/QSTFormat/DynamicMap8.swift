@@ -87,12 +87,12 @@ public enum DynamicMap8 {
                             for b in b0..<b1 {
                                 let lo = b * blockSize, hi = min(n, lo + blockSize)
                                 var m: Float = 0
-                                for i in lo..<hi { m = max(m, abs(sv.pointer[i])) }
-                                sa.pointer[b] = m
+                                for i in lo..<hi { m = max(m, abs(sv[i])) }
+                                sa[b] = m
                                 let recip: Float = 1 / m
                                 for i in lo..<hi {
-                                    sc.pointer[i] = DynamicMap8Lookup.index(sv.pointer[i] * recip, lookup: lookup.pointer,
-                                                                            code: table.pointer)
+                                    sc[i] = DynamicMap8Lookup.index(sv[i] * recip, lookup: lookup.base,
+                                                                            code: table.base)
                                 }
                             }
                         }

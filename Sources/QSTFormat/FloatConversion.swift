@@ -139,7 +139,7 @@ public enum FloatConversion {
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             Parallel.forRanges(n, minChunk: parallelThreshold / 2) { start, end in
-                box.value(s.pointer + start, d.pointer + start, end - start)
+                box.value(s.base + start, d.base + start, end - start)
             }
         }
     }

@@ -72,9 +72,9 @@ public enum NF4ScaleSearch {
                     var block = Block(capacity: bs)
                     defer { block.release() }
                     for b in b0..<b1 {
-                        block.load(xs.pointer, count: count, block: b, blockSize: bs,
-                                   weights: weighted ? w.pointer : nil, rowLength: rowLength)
-                        s.pointer[b] = block.bestScale(absmax: s.pointer[b], grid: grid, refinements: settings.refinements)
+                        block.load(xs.base, count: count, block: b, blockSize: bs,
+                                   weights: weighted ? w.base : nil, rowLength: rowLength)
+                        s[b] = block.bestScale(absmax: s[b], grid: grid, refinements: settings.refinements)
                     }
                 }
             }
@@ -100,13 +100,13 @@ public enum NF4ScaleSearch {
                     DynamicMap8.signedCode.withUnsafeBufferPointer { map in
                         weights.withUnsafeBufferPointer { wb in
                             for b in b0..<b1 {
-                                block.load(xs.pointer, count: count, block: b, blockSize: bs,
+                                block.load(xs.base, count: count, block: b, blockSize: bs,
                                            weights: importance != nil ? wb.baseAddress : nil, rowLength: rowLength)
                                 let a2 = absmax2Values[b / parameters.dqBlockSize]
-                                let pick = block.bestDoubleQuantCode(current: qs.pointer[b], absmax: absmaxValues[b],
+                                let pick = block.bestDoubleQuantCode(current: qs[b], absmax: absmaxValues[b],
                                                                      absmax2: a2, offset: offset, map: map.baseAddress!)
-                                qs.pointer[b] = pick
-                                ds.pointer[b] = map[Int(pick)] * a2 + offset
+                                qs[b] = pick
+                                ds[b] = map[Int(pick)] * a2 + offset
                             }
                         }
                     }

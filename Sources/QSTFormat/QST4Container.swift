@@ -16,42 +16,59 @@ public final class QST4Container: @unchecked Sendable {
         self.path = path
         file = try MappedFile(path: path)
         let bytes = file.bytes
-        guard bytes.count >= QST4.preambleSize else { throw QSTError.file(path, "too short for a .qst4 preamble (\(bytes.count) bytes)") }
-        guard Array(bytes[0..<8]) == QST4.magic else { throw QSTError.file(path, "not a .qst4 file (bad magic)") }
+        guard bytes.count >= QST4.preambleSize else {
+            throw QSTError.file(path, "too short for a .qst4 preamble (\(bytes.count) bytes)", kind: .notQST4)
+        }
+        guard Array(bytes[0..<8]) == QST4.magic else {
+            throw QSTError.file(path, "not a .qst4 file (bad magic)", kind: .notQST4)
+        }
         func u16(_ o: Int) -> Int { Int(bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian) }
         func u32(_ o: Int) -> UInt32 { bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian }
         func u64(_ o: Int) -> UInt64 { bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self).littleEndian }
         let major = u16(8)
         guard major == Int(QST4.majorVersion) else {
-            throw QSTError.file(path, "format version \(major).\(u16(10)) is not supported (this reader reads version \(QST4.majorVersion).x); upgrade qst")
+            throw QSTError.file(path, "format version \(major).\(u16(10)) is not supported (this reader reads version \(QST4.majorVersion).x); upgrade qst",
+                               kind: .unsupportedVersion)
         }
         minorVersion = u16(10)
         alignment = Int(u32(12))
-        guard alignment >= 4096, alignment & (alignment - 1) == 0 else { throw QSTError.file(path, "preamble: alignment \(alignment) is not a power of two >= 4096") }
+        guard alignment >= 4096, alignment & (alignment - 1) == 0 else {
+            throw QSTError.file(path, "preamble: alignment \(alignment) is not a power of two >= 4096", kind: .invalidPreamble)
+        }
         let dOff = u64(16), hOff = u64(24), hLen = u64(32)
-        guard hLen <= UInt64(QST4.maxHeaderLength) else { throw QSTError.file(path, "preamble: header length \(hLen) exceeds 100 MiB") }
+        guard hLen <= UInt64(QST4.maxHeaderLength) else {
+            throw QSTError.file(path, "preamble: header length \(hLen) exceeds 100 MiB", kind: .invalidPreamble)
+        }
         guard hOff <= UInt64(bytes.count), hOff + hLen == UInt64(bytes.count) else {
-            throw QSTError.file(path, "preamble: header range \(hOff)+\(hLen) does not end at the end of the file (\(bytes.count) bytes); truncated or corrupt")
+            throw QSTError.file(path, "preamble: header range \(hOff)+\(hLen) does not end at the end of the file (\(bytes.count) bytes); truncated or corrupt",
+                               kind: .invalidPreamble)
         }
         guard dOff % UInt64(alignment) == 0, dOff >= UInt64(QST4.preambleSize), dOff <= hOff else {
-            throw QSTError.file(path, "preamble: data offset \(dOff) is not aligned or lies after the header")
+            throw QSTError.file(path, "preamble: data offset \(dOff) is not aligned or lies after the header", kind: .invalidPreamble)
         }
         dataOffset = Int(dOff)
         headerOffset = Int(hOff)
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[Int(hOff)..<Int(hOff + hLen)])
-        guard Checksums.crc32c(headerBytes) == u32(40) else { throw QSTError.file(path, "header checksum mismatch; the file is corrupt") }
+        guard Checksums.crc32c(headerBytes) == u32(40) else {
+            throw QSTError.file(path, "header checksum mismatch; the file is corrupt", kind: .checksumMismatch)
+        }
         let decoded: QST4Header
         do {
             decoded = try JSONDecoder().decode(QST4Header.self, from: Data(headerBytes))
         } catch {
             throw QST4Container.diagnose(Data(headerBytes), path: path) ??
-                QSTError.file(path, "header is not a valid .qst4 JSON header: \(QST4Container.describe(error))")
+                QSTError.file(path, "header is not a valid .qst4 JSON header: \(QST4Container.describe(error))",
+                              kind: .invalidHeader)
         }
-        guard decoded.format == "qst4" else { throw QSTError.file(path, "header: format is '\(decoded.format)', expected 'qst4'") }
+        guard decoded.format == "qst4" else {
+            throw QSTError.file(path, "header: format is '\(decoded.format)', expected 'qst4'", kind: .invalidHeader)
+        }
         header = decoded
         var idx: [String: Int] = [:]
         for (i, t) in decoded.tensors.enumerated() {
-            guard idx[t.name] == nil else { throw QSTError.tensor(path, t.name, "listed twice in the directory") }
+            guard idx[t.name] == nil else {
+                throw QSTError.tensor(path, t.name, "listed twice in the directory", kind: .duplicateTensor)
+            }
             idx[t.name] = i
         }
         index = idx
@@ -61,21 +78,25 @@ public final class QST4Container: @unchecked Sendable {
     /// A more precise message than the decoder's for the common defects: names the tensor.
     static func diagnose(_ json: Data, path: String) -> QSTError? {
         guard let obj = try? JSONSerialization.jsonObject(with: json) else {
-            return QSTError.file(path, "header is not JSON")
+            return QSTError.file(path, "header is not JSON", kind: .invalidJSON)
         }
-        guard let top = obj as? [String: Any] else { return QSTError.file(path, "header is not a JSON object") }
-        guard let tensors = top["tensors"] as? [Any] else { return QSTError.file(path, "header: missing field 'tensors'") }
+        guard let top = obj as? [String: Any] else { return QSTError.file(path, "header is not a JSON object", kind: .invalidHeader) }
+        guard let tensors = top["tensors"] as? [Any] else {
+            return QSTError.file(path, "header: missing field 'tensors'", kind: .invalidHeader)
+        }
         for (i, t) in tensors.enumerated() {
-            guard let t = t as? [String: Any] else { return QSTError.file(path, "header: tensors[\(i)] is not an object") }
+            guard let t = t as? [String: Any] else {
+                return QSTError.file(path, "header: tensors[\(i)] is not an object", kind: .invalidTensorInfo)
+            }
             let name = t["name"] as? String ?? "#\(i)"
             for field in ["name", "dtype", "shape", "layer", "crc32c", "parts"] where t[field] == nil {
-                return QSTError.tensor(path, name, "missing field '\(field)'")
+                return QSTError.tensor(path, name, "missing field '\(field)'", kind: .invalidTensorInfo)
             }
             if let d = t["dtype"] as? String, DType(rawValue: d) == nil {
-                return QSTError.tensor(path, name, "unknown dtype '\(d)'")
+                return QSTError.tensor(path, name, "unknown dtype '\(d)'", kind: .invalidTensorInfo)
             }
             if let shape = t["shape"] as? [Any], !shape.allSatisfy({ ($0 as? Int) != nil }) {
-                return QSTError.tensor(path, name, "shape \(shape) is not a list of integers")
+                return QSTError.tensor(path, name, "shape \(shape) is not a list of integers", kind: .invalidTensorInfo)
             }
         }
         return nil

@@ -6,21 +6,23 @@ enum QST4Validation {
         var spans: [(Range<Int>, String)] = []
         for f in header.files {
             guard f.offset >= 0, f.length >= 0, f.offset <= dataRange.upperBound - f.length, f.offset >= dataRange.lowerBound else {
-                throw QSTError.file(path, "file '\(f.name)': byte range outside the data section")
+                throw QSTError.file(path, "file '\(f.name)': byte range outside the data section", kind: .invalidOffset)
             }
             spans.append((f.offset..<(f.offset + f.length), "file '\(f.name)'"))
         }
         for t in header.tensors {
-            func fail(_ what: String) -> QSTError { QSTError.tensor(path, t.name, what) }
+            func fail(_ what: String, _ kind: QSTError.Kind = .invalidTensorInfo) -> QSTError {
+                QSTError.tensor(path, t.name, what, kind: kind)
+            }
             var n = 1
             for d in t.shape {
                 guard d >= 0 else { throw fail("negative dimension in shape \(t.shape)") }
                 let (p, o) = n.multipliedReportingOverflow(by: d)
-                guard !o else { throw fail("shape \(t.shape) overflows") }
+                guard !o else { throw fail("shape \(t.shape) overflows", .validationOverflow) }
                 n = p
             }
             // Every part is smaller than the file, so a count that needs more bytes than fit is corrupt.
-            guard n <= Int.max / 8 else { throw fail("shape \(t.shape) overflows") }
+            guard n <= Int.max / 8 else { throw fail("shape \(t.shape) overflows", .validationOverflow) }
             var expected: [String: Int] = [:]
             switch t.dtype {
             case .f32: expected["data"] = n * 4
@@ -48,26 +50,31 @@ enum QST4Validation {
             }
             for (name, len) in expected {
                 let r = t.parts[name]!
-                guard r.length == len else { throw fail("part '\(name)' is \(r.length) bytes, expected \(len) for shape \(t.shape)") }
-                guard r.offset % QST4.partAlignment == 0 else { throw fail("part '\(name)' offset \(r.offset) is not 64-byte aligned") }
+                guard r.length == len else {
+                    throw fail("part '\(name)' is \(r.length) bytes, expected \(len) for shape \(t.shape)", .invalidOffset)
+                }
+                guard r.offset % QST4.partAlignment == 0 else {
+                    throw fail("part '\(name)' offset \(r.offset) is not 64-byte aligned", .misalignedData)
+                }
                 guard r.offset >= dataRange.lowerBound, r.offset <= dataRange.upperBound - r.length else {
-                    throw fail("part '\(name)' lies outside the data section")
+                    throw fail("part '\(name)' lies outside the data section", .invalidOffset)
                 }
                 spans.append((r.offset..<(r.offset + r.length), "tensor '\(t.name)' part '\(name)'"))
             }
         }
         spans.sort { $0.0.lowerBound < $1.0.lowerBound }
         for i in spans.indices.dropFirst() where spans[i].0.lowerBound < spans[i - 1].0.upperBound {
-            throw QSTError.file(path, "\(spans[i].1) overlaps \(spans[i - 1].1)")
+            throw QSTError.file(path, "\(spans[i].1) overlaps \(spans[i - 1].1)", kind: .invalidOffset)
         }
         for l in header.layers {
             guard l.length >= 0, l.offset % alignment == 0, l.offset >= dataRange.lowerBound,
                   l.offset <= dataRange.upperBound - l.length else {
-                throw QSTError.file(path, "layer \(l.index): range is not aligned or lies outside the data section")
+                throw QSTError.file(path, "layer \(l.index): range is not aligned or lies outside the data section",
+                                    kind: .invalidOffset)
             }
             for t in header.tensors where t.layer == l.index {
                 for (p, r) in t.parts where r.offset < l.offset || r.offset + r.length > l.offset + l.length {
-                    throw QSTError.tensor(path, t.name, "part '\(p)' lies outside layer \(l.index)'s range")
+                    throw QSTError.tensor(path, t.name, "part '\(p)' lies outside layer \(l.index)'s range", kind: .invalidOffset)
                 }
             }
         }

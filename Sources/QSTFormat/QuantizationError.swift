@@ -23,7 +23,7 @@ public struct ErrorStatistics: Codable, Sendable {
             Parallel.forRanges(chunks) { c0, c1 in
                 for c in c0..<c1 {
                     let lo = c * per, hi = min(n, lo + per)
-                    sp.pointer[c] = lo < hi ? sums(so.pointer + lo, sr.pointer + lo, hi - lo) : (0, 0, 0)
+                    sp[c] = lo < hi ? sums(so.base + lo, sr.base + lo, hi - lo) : (0, 0, 0)
                 }
             }
         }
@@ -64,10 +64,10 @@ enum QuantizationError {
                         defer { buffer.deallocate() }
                         for c in c0..<c1 {
                             let start = c * chunk, count = min(chunk, n - start)
-                            NF4.dequantize(codes: sc.pointer, absmax: sa.pointer, blockSize: bs, start: start, count: count,
+                            NF4.dequantize(codes: sc.base, absmax: sa.base, blockSize: bs, start: start, count: count,
                                            into: buffer, threads: 1)
-                            let s = sums(so.pointer + start, buffer, count)
-                            sp.pointer[c] = (s.0, s.1)
+                            let s = sums(so.base + start, buffer, count)
+                            sp[c] = (s.0, s.1)
                         }
                     }
                 }

@@ -25,7 +25,9 @@ public final class SafetensorsFile: Sendable {
     }
 
     public func info(_ name: String) throws -> SafetensorsTensorInfo {
-        guard let t = tensors[name] else { throw QSTError.tensor(path, name, "no such tensor in this file") }
+        guard let t = tensors[name] else {
+            throw QSTError.tensor(path, name, "no such tensor in this file", kind: .tensorNotFound)
+        }
         return t
     }
 
@@ -42,13 +44,17 @@ public final class SafetensorsFile: Sendable {
         -> UnsafeBufferPointer<T>
     {
         let t = try info(name)
-        guard t.dtype == expected else { throw QSTError.tensor(path, name, "dtype is \(t.dtype.rawValue), expected \(expected.rawValue)") }
+        guard t.dtype == expected else {
+            throw QSTError.tensor(path, name, "dtype is \(t.dtype.rawValue), expected \(expected.rawValue)", kind: .dtypeMismatch)
+        }
         guard t.dtype.byteSize == MemoryLayout<T>.stride else {
-            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type")
+            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type",
+                kind: .dtypeMismatch)
         }
         let p = mapped.base + t.dataOffset
         guard Int(bitPattern: p) % MemoryLayout<T>.alignment == 0 else {
-            throw QSTError.tensor(path, name, "data at file offset \(t.dataOffset) is not \(MemoryLayout<T>.alignment)-byte aligned")
+            throw QSTError.tensor(path, name, "data at file offset \(t.dataOffset) is not \(MemoryLayout<T>.alignment)-byte aligned",
+                kind: .misalignedData)
         }
         return UnsafeBufferPointer(start: p.bindMemory(to: T.self, capacity: t.elementCount), count: t.elementCount)
     }
@@ -74,7 +80,8 @@ public final class SafetensorsFile: Sendable {
     public func copyElements<T: BitwiseCopyable>(_ name: String, as type: T.Type) throws -> [T] {
         let t = try info(name)
         guard t.dtype.byteSize == MemoryLayout<T>.stride else {
-            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type")
+            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type",
+                kind: .dtypeMismatch)
         }
         let src = try rawBytes(name)
         return [T](unsafeUninitializedCapacity: t.elementCount) { buf, initialized in
@@ -96,9 +103,12 @@ public final class SafetensorsFile: Sendable {
     /// Like `floats(_:)` but into a caller-owned buffer of exactly `elementCount` floats.
     public func floats(_ name: String, into dst: UnsafeMutableBufferPointer<Float>) throws {
         let t = try info(name)
-        guard t.dtype.isFloat else { throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) is not a float type") }
+        guard t.dtype.isFloat else {
+            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) is not a float type", kind: .dtypeMismatch)
+        }
         guard dst.count == t.elementCount else {
-            throw QSTError.tensor(path, name, "destination holds \(dst.count) floats, tensor has \(t.elementCount)")
+            throw QSTError.tensor(path, name, "destination holds \(dst.count) floats, tensor has \(t.elementCount)",
+                kind: .bufferSizeMismatch)
         }
         guard let d = dst.baseAddress, t.elementCount > 0 else { return }
         let src = mapped.base + t.dataOffset
@@ -144,12 +154,12 @@ public final class SafetensorsFile: Sendable {
             return try (0..<n).map {
                 let v = raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)
                 guard let x = Int64(exactly: v) else {
-                    throw QSTError.tensor(path, name, "U64 element \($0) = \(v) does not fit in Int64")
+                    throw QSTError.tensor(path, name, "U64 element \($0) = \(v) does not fit in Int64", kind: .valueOutOfRange)
                 }
                 return x
             }
         default:
-            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) is not an integer type")
+            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) is not an integer type", kind: .dtypeMismatch)
         }
     }
 

@@ -16,24 +16,27 @@ public struct SafetensorsHeader: Sendable {
 
     public init(file bytes: UnsafeRawBufferPointer, path: String) throws {
         guard bytes.count >= 8 else {
-            throw QSTError.file(path, "file is \(bytes.count) bytes, too short for the 8-byte header length of a safetensors file")
+            throw QSTError.file(path, "file is \(bytes.count) bytes, too short for the 8-byte header length of a safetensors file",
+                               kind: .headerTooSmall)
         }
         let n = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         guard n <= Self.maxHeaderLength else {
-            throw QSTError.file(path, "header length \(n) bytes exceeds the 100 MB limit (corrupt or not a safetensors file)")
+            throw QSTError.file(path, "header length \(n) bytes exceeds the 100 MB limit (corrupt or not a safetensors file)",
+                               kind: .headerTooLarge)
         }
         guard n <= UInt64(bytes.count - 8) else {
-            throw QSTError.file(path, "header length \(n) bytes exceeds the \(bytes.count - 8) bytes that follow the length field (truncated file?)")
+            throw QSTError.file(path, "header length \(n) bytes exceeds the \(bytes.count - 8) bytes that follow the length field (truncated file?)",
+                               kind: .invalidHeaderLength)
         }
         headerLength = Int(n)
         dataStart = 8 + headerLength
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart])
         guard String(validating: headerBytes, as: UTF8.self) != nil else {
-            throw QSTError.file(path, "header is not valid UTF-8")
+            throw QSTError.file(path, "header is not valid UTF-8", kind: .invalidHeaderEncoding)
         }
-        let json = try JSONValue.parse(headerBytes, context: "\(path): header")
+        let json = try JSONValue.parseFormat(headerBytes, context: "\(path): header")
         guard let members = json.objectValue else {
-            throw QSTError.file(path, "header is \(json.kindName), expected a JSON object")
+            throw QSTError.file(path, "header is \(json.kindName), expected a JSON object", kind: .invalidHeader)
         }
 
         let dataSize = bytes.count - dataStart
@@ -44,8 +47,10 @@ public struct SafetensorsHeader: Sendable {
             // JSONSerialization would keep only one of two equal keys; a second
             // entry for the same tensor almost certainly means a broken writer.
             guard seen.insert(name).inserted else {
-                if name == "__metadata__" { throw QSTError.file(path, "header has more than one __metadata__ field") }
-                throw QSTError.tensor(path, name, "duplicate tensor name in header")
+                if name == "__metadata__" {
+                    throw QSTError.file(path, "header has more than one __metadata__ field", kind: .invalidHeader)
+                }
+                throw QSTError.tensor(path, name, "duplicate tensor name in header", kind: .duplicateTensor)
             }
             if name == "__metadata__" {
                 metadata = try Self.parseMetadata(value, path: path)
@@ -64,33 +69,35 @@ public struct SafetensorsHeader: Sendable {
         for s in spans {
             if s.begin < covered, let prev = lastName {
                 throw QSTError.tensor(path, s.info.name,
-                    "data_offsets [\(s.begin), \(s.end)] overlap tensor '\(prev)' which ends at \(covered)")
+                    "data_offsets [\(s.begin), \(s.end)] overlap tensor '\(prev)' which ends at \(covered)", kind: .invalidOffset)
             }
             if s.begin > covered {
                 let after = lastName.map { "after tensor '\($0)'" } ?? "at the start of the data section"
                 throw QSTError.tensor(path, s.info.name,
-                    "data_offsets [\(s.begin), \(s.end)] leave bytes [\(covered), \(s.begin)) \(after) unindexed (hole in the data section)")
+                    "data_offsets [\(s.begin), \(s.end)] leave bytes [\(covered), \(s.begin)) \(after) unindexed (hole in the data section)",
+                    kind: .invalidOffset)
             }
             if s.end > covered || lastName == nil { covered = s.end; lastName = s.info.name }
         }
         if covered != dataSize {
             let after = lastName.map { "after tensor '\($0)'" } ?? "(no tensors)"
-            throw QSTError.file(path, "data section has \(dataSize - covered) trailing bytes \(after) not covered by any tensor")
+            throw QSTError.file(path, "data section has \(dataSize - covered) trailing bytes \(after) not covered by any tensor",
+                                 kind: .invalidOffset)
         }
         tensors = spans.map(\.info)
     }
 
     static func parseMetadata(_ value: JSONValue, path: String) throws -> [String: String] {
         guard let members = value.objectValue else {
-            throw QSTError.file(path, "__metadata__ is \(value.kindName), expected an object of strings")
+            throw QSTError.file(path, "__metadata__ is \(value.kindName), expected an object of strings", kind: .invalidHeader)
         }
         var out: [String: String] = [:]
         for (k, v) in members {
             guard let s = v.stringValue else {
-                throw QSTError.file(path, "__metadata__ field '\(k)' is \(v.kindName), expected a string")
+                throw QSTError.file(path, "__metadata__ field '\(k)' is \(v.kindName), expected a string", kind: .invalidHeader)
             }
             guard out.updateValue(s, forKey: k) == nil else {
-                throw QSTError.file(path, "__metadata__ field '\(k)' appears more than once")
+                throw QSTError.file(path, "__metadata__ field '\(k)' appears more than once", kind: .invalidHeader)
             }
         }
         return out
@@ -99,7 +106,9 @@ public struct SafetensorsHeader: Sendable {
     static func parseEntry(name: String, value: JSONValue, path: String, dataStart: Int, dataSize: Int) throws
         -> (info: SafetensorsTensorInfo, begin: Int, end: Int)
     {
-        func fail(_ what: String) -> QSTError { QSTError.tensor(path, name, what) }
+        func fail(_ what: String, _ kind: QSTError.Kind = .invalidTensorInfo) -> QSTError {
+            QSTError.tensor(path, name, what, kind: kind)
+        }
         guard value.objectValue != nil else {
             throw fail("entry is \(value.kindName), expected an object with dtype, shape and data_offsets")
         }
@@ -128,18 +137,23 @@ public struct SafetensorsHeader: Sendable {
         var count = 1
         for d in shape {
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
-            guard !overflow else { throw fail("shape \(shape) has more elements than fit in a 64-bit integer") }
+            guard !overflow else {
+                throw fail("shape \(shape) has more elements than fit in a 64-bit integer", .validationOverflow)
+            }
             count = p
         }
         let (byteCount, overflow) = count.multipliedReportingOverflow(by: elementSize)
-        guard !overflow else { throw fail("shape \(shape) of \(dtypeName) needs more bytes than fit in a 64-bit integer") }
+        guard !overflow else {
+            throw fail("shape \(shape) of \(dtypeName) needs more bytes than fit in a 64-bit integer", .validationOverflow)
+        }
 
-        guard begin <= end else { throw fail("data_offsets [\(begin), \(end)] begin after they end") }
+        guard begin <= end else { throw fail("data_offsets [\(begin), \(end)] begin after they end", .invalidOffset) }
         guard end <= dataSize else {
-            throw fail("data_offsets [\(begin), \(end)] lie outside the data section of \(dataSize) bytes")
+            throw fail("data_offsets [\(begin), \(end)] lie outside the data section of \(dataSize) bytes", .invalidOffset)
         }
         guard end - begin == byteCount else {
-            throw fail("data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) of \(dtypeName) needs \(byteCount)")
+            throw fail("data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) of \(dtypeName) needs \(byteCount)",
+                .invalidOffset)
         }
         let info = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataOffset: dataStart + begin, byteCount: byteCount)
         return (info, begin, end)

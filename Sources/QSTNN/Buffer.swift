@@ -45,19 +45,6 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
 
 public typealias FloatBuffer = Buffer<Float>
 
-/// A raw pointer that may be captured by the `@Sendable` bodies of `Parallel.forRanges`.
-/// Safety is the caller's: workers must touch disjoint elements.
-public struct SendablePointer<Element>: @unchecked Sendable {
-    public let base: UnsafeMutablePointer<Element>
-    public init(_ base: UnsafeMutablePointer<Element>) { self.base = base }
-    public init(_ base: UnsafePointer<Element>) { self.base = UnsafeMutablePointer(mutating: base) }
-    @inline(__always) public subscript(i: Int) -> Element {
-        get { base[i] }
-        nonmutating set { base[i] = newValue }
-    }
-    @inline(__always) public static func + (p: SendablePointer, n: Int) -> SendablePointer { SendablePointer(p.base + n) }
-}
-
 /// Errors from QSTNN's input validation (token ids, shapes). QSTNN does not depend on QSTFormat,
 /// so it cannot throw `QSTError`; callers may wrap this message into one.
 public struct NNError: Error, CustomStringConvertible, Sendable {

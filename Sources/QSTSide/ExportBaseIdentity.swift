@@ -30,7 +30,7 @@ public struct BaseIdentity: Codable, Sendable, Equatable {
         let json = try JSONValue.parse([UInt8](config), context: source.origin + " config.json")
         let modelType = json["model_type"]?.stringValue ?? "unknown"
         let arch = json["architectures"]?.arrayValue?.first?.stringValue ?? modelType
-        let shape = try BaseShape.parse(configJSON: config, context: source.origin + " config.json")
+        let shape = try BaseShape.parse(configJSON: config, context: source.origin)
         let sha = try (source as? ContainerWeightSource)?.container.directorySHA256()
         return BaseIdentity(architecture: arch, modelType: modelType, dimensions: shape, tensorDirectorySHA256: sha)
     }
@@ -39,9 +39,9 @@ public struct BaseIdentity: Codable, Sendable, Equatable {
     /// Dimensions must agree; tensor directories must agree when both are known.
     public func check(base: BaseIdentity, adapter: String, baseOrigin: String) throws {
         let a = dimensions, b = base.dimensions
-        if a.isOPT != b.isOPT {
-            throw QSTError("\(adapter): adapter was trained on a\(a.isOPT ? "n OPT" : " LLaMA-family") base, but \(baseOrigin) is " +
-                           "\(b.isOPT ? "OPT" : "LLaMA-family") (\(architecture) vs \(base.architecture))")
+        if a.family.name != b.family.name {
+            throw QSTError("\(adapter): adapter was trained on \(a.family.nameWithArticle) base, but \(baseOrigin) is " +
+                           "\(b.family.name) (\(architecture) vs \(base.architecture))")
         }
         let dims: [(String, Int, Int)] = [("hidden size", a.hiddenSize, b.hiddenSize), ("layers", a.layerCount, b.layerCount),
                                           ("attention heads", a.attentionHeads, b.attentionHeads),

@@ -41,7 +41,7 @@ struct FrozenMatrix {
                         1, dy, Int32(outF), w, Int32(inF), 1, dx, Int32(inF))
         case .decoded(let t):
             let rowsPerTile = max(1, min(outF, tile.count / max(1, inF)))
-            let k = inF, ts = QSTNN.SendablePointer(tile.pointer)
+            let k = inF, ts = SendablePointer(tile.pointer)
             var r0 = 0
             while r0 < outF {
                 let rn = min(rowsPerTile, outF - r0), base = r0

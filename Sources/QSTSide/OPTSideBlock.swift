@@ -20,13 +20,11 @@ enum OPTSideBlock {
         }
     }
 
-    typealias Add = (_ name: String, _ shape: [Int], _ init: SideInit, _ fanIn: Int, _ constant: Float, _ decay: Bool) -> Void
-
     /// The OPT blocks and head in the reference's state-dict order (after the downsamplers and gates):
     /// `final_layer_norm_qst` (pre-norm bases only), the layers (k, v, q, out, self_attn_layer_norm, fc1, fc2,
     /// final_layer_norm), then `upsample` and `lm_head_z`. PyTorch's default init: linear weights and biases
     /// U(±1/√fan_in), LayerNorm ones and zeros.
-    static func layout(config c: SideConfig, add: Add) {
+    static func layout(config c: SideConfig, add: SideLayoutAdd) {
         let w = c.width, f = c.intermediate, e = c.headSize, bias = c.base.optBias
         func norm(_ name: String) {
             guard c.base.optAffineNorms else { return }

@@ -5,7 +5,7 @@ import QSTNN
 /// `OPTSideBlock.forward`, one step of `newTokens` rows per sequence, in the serial ops of `SideInferenceOps`.
 enum OPTSideInference {
     /// The block's tensors as pointers (biases nil when the base has `enable_bias: false`).
-    struct Layer {
+    struct Layer: SideInferenceBlock {
         let q, k, v, o, fc1, fc2: UnsafePointer<Float>
         let qb, kb, vb, ob, fc1b, fc2b: UnsafePointer<Float>?
         let ln1w, ln1b, ln2w, ln2b: UnsafePointer<Float>
@@ -24,6 +24,12 @@ enum OPTSideInference {
             fc1 = p(nm.fc1 + ".weight"); fc2 = p(nm.fc2 + ".weight")
             qb = b(nm.q); kb = b(nm.k); vb = b(nm.v); ob = b(nm.o); fc1b = b(nm.fc1); fc2b = b(nm.fc2)
             ln1w = lnw(nm.ln1); ln1b = lnb(nm.ln1); ln2w = lnw(nm.ln2); ln2b = lnb(nm.ln2)
+        }
+
+        func step(layer i: Int, config: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int, cache: SideKVCache,
+                  threads: Int) {
+            OPTSideInference.block(self, config: config, ws: ws, n: n, newTokens: newTokens, cache: cache, layer: i,
+                                   threads: threads)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import QSTEngine
 import QSTFormat
 import QSTNN
 
@@ -14,49 +15,28 @@ extension BaseShape {
     /// `layer_norm_elementwise_affine`: without it the side blocks' LayerNorms have no weight or bias either.
     public var optAffineNorms: Bool { affineNorms ?? true }
 
-    static func parseOPT(_ json: JSONValue, context: String) throws -> BaseShape {
-        func int(_ key: String) throws -> Int {
-            guard let v = json[key]?.exactInt, v > 0 else {
-                throw QSTError.file(context, "field '\(key)' is missing or not a positive integer")
-            }
-            return v
-        }
-        func bool(_ key: String, _ fallback: Bool) -> Bool {
-            if case .bool(let b)? = json[key] { return b }
-            return fallback
-        }
-        let hidden = try int("hidden_size"), heads = try int("num_attention_heads")
-        guard hidden % heads == 0 else {
-            throw QSTError.file(context, "field 'num_attention_heads' (\(heads)) must divide hidden_size (\(hidden))")
-        }
-        let act = json["activation_function"]?.stringValue ?? "relu"
-        guard act == "relu" || act == "gelu" else {
-            throw QSTError.file(context, "field 'activation_function': unsupported activation '\(act)' (relu, gelu)")
-        }
-        let proj = json["word_embed_proj_dim"]?.exactInt ?? hidden
-        guard proj > 0 else { throw QSTError.file(context, "field 'word_embed_proj_dim' must be positive") }
-        return BaseShape(hiddenSize: hidden, layerCount: try int("num_hidden_layers"), attentionHeads: heads,
-                         keyValueHeads: heads, intermediateSize: try int("ffn_dim"), vocabSize: try int("vocab_size"),
-                         rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: act,
-                         modelFamily: "opt", layerNormBefore: bool("do_layer_norm_before", true), headInputSize: proj,
-                         bias: bool("enable_bias", true),
-                         affineNorms: bool("layer_norm_elementwise_affine", true) ? nil : false)
+    /// An OPT base's shape. OPT's LayerNorms use PyTorch's default epsilon 1e-5; there is no RoPE, so the
+    /// theta is a placeholder.
+    init(opt config: ModelConfig) {
+        self.init(hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
+                  attentionHeads: config.numAttentionHeads, keyValueHeads: config.numAttentionHeads,
+                  intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
+                  rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: config.activationFunction ?? "relu",
+                  modelFamily: "opt", layerNormBefore: config.optLayerNormBefore, headInputSize: config.headInputSize,
+                  bias: config.optBias, affineNorms: config.optAffineNorms ? nil : false)
     }
 }
 
 extension SideConfig {
     /// Where the reference keeps the side modules: `QSTLlamaModel` is `model.`, `QSTOPTDecoder` is `model.decoder.`.
-    public var namePrefix: String { base.isOPT ? "model.decoder." : "model." }
+    public var namePrefix: String { base.family.namePrefix }
     public func downsamplePrefix(_ i: Int) -> String { namePrefix + "downsample.\(i)." }
     public func gateName(_ i: Int) -> String { namePrefix + "z.\(i)" }
     /// Width of the head mix (`upsample` output, `lm_head_z`).
     public var headSize: Int { base.headSize }
     /// The side stream's final norm: RMSNorm for LLaMA, LayerNorm `final_layer_norm_qst` for pre-norm OPT,
     /// none for post-norm OPT (350m), as in the reference.
-    public var headNormName: String? {
-        guard base.isOPT else { return "model.norm_qst.weight" }
-        return base.optLayerNormBefore ? "model.decoder.final_layer_norm_qst" : nil
-    }
+    public var headNormName: String? { base.family.headNormName(base) }
 }
 
 /// Exported names are the reference's state dict. Values are the same except OPT's head gate: the reference
@@ -67,18 +47,18 @@ public enum SideExportMapping {
 
     /// The exported values of tensor `name` (our convention → the reference's).
     static func exported(_ values: [Float], name: String, config: SideConfig) -> [Float] {
-        config.base.isOPT && name == headGate ? values.map { -$0 } : values
+        config.base.family.exportNegatesHeadGate && name == headGate ? values.map { -$0 } : values
     }
 
     /// Converts weights just read from an exported file (the reference's convention) to ours, in place.
     static func importInPlace(_ weights: SideWeights) {
-        guard weights.config.base.isOPT, let s = weights.spec(headGate) else { return }
+        guard weights.config.base.family.exportNegatesHeadGate, let s = weights.spec(headGate) else { return }
         let p = weights.values.pointer + s.offset
         for j in 0..<s.count { p[j] = -p[j] }
     }
 
     /// `tensor_names` of adapter_config.json.
     static func tensorNames(_ config: SideConfig) -> String {
-        config.base.isOPT ? "QSTOPTForCausalLM.state_dict" : "QSTLlamaForCausalLM.state_dict"
+        config.base.family.referenceStateDict
     }
 }

@@ -11,7 +11,7 @@ import QSTNN
 /// `j ≤ i, j < lengths[b]`; probabilities `[B, H, T, T]` are kept for backward (row `i` holds
 /// `min(i + 1, len)` of them).
 enum SideAttention {
-    typealias Ptr = QSTNN.SendablePointer<Float>
+    typealias Ptr = SendablePointer<Float>
 
     static func forward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,

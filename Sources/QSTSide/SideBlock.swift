@@ -41,28 +41,59 @@ final class SideBlockWorkspace {
     let dResid1, dAttn, dq, dk, dv, dNormed, dAct, dGate, dUp: FloatBuffer
 
     init(config c: SideConfig, geometry g: SideBatchGeometry) {
-        let n = g.rows, w = c.width, qw = c.heads * c.headDim, kw = c.kvHeads * c.headDim, f = c.intermediate
-        rows = n
-        normed1 = FloatBuffer(count: n * w); rstd1 = FloatBuffer(count: n)
-        q = FloatBuffer(count: n * qw); k = FloatBuffer(count: n * kw); v = FloatBuffer(count: n * kw)
-        attn = FloatBuffer(count: n * qw); resid1 = FloatBuffer(count: n * w)
-        normed2 = FloatBuffer(count: n * w); rstd2 = FloatBuffer(count: n)
-        gate = FloatBuffer(count: n * f); up = FloatBuffer(count: n * f); act = FloatBuffer(count: n * f)
-        mean1 = FloatBuffer(count: n); mean2 = FloatBuffer(count: n); resid2 = FloatBuffer(count: c.base.isOPT ? n * w : 0)
-        probs = FloatBuffer(count: g.shape.probsCount)
-        dResid1 = FloatBuffer(count: n * w); dAttn = FloatBuffer(count: n * qw)
-        dq = FloatBuffer(count: n * qw); dk = FloatBuffer(count: n * kw); dv = FloatBuffer(count: n * kw)
-        dNormed = FloatBuffer(count: n * w); dAct = FloatBuffer(count: n * f)
-        dGate = FloatBuffer(count: n * f); dUp = FloatBuffer(count: n * f)
+        let plan = Plan(config: c, batch: g.batch, seqLen: g.seqLen)
+        func buffer(_ slot: Slot) -> FloatBuffer { FloatBuffer(count: plan.count(slot)) }
+        rows = g.rows
+        normed1 = buffer(.normed1); rstd1 = buffer(.rstd1)
+        q = buffer(.q); k = buffer(.k); v = buffer(.v)
+        attn = buffer(.attn); resid1 = buffer(.resid1)
+        normed2 = buffer(.normed2); rstd2 = buffer(.rstd2)
+        gate = buffer(.gate); up = buffer(.up); act = buffer(.act)
+        mean1 = buffer(.mean1); mean2 = buffer(.mean2); resid2 = buffer(.resid2)
+        probs = buffer(.probs)
+        dResid1 = buffer(.dResid1); dAttn = buffer(.dAttn)
+        dq = buffer(.dq); dk = buffer(.dk); dv = buffer(.dv)
+        dNormed = buffer(.dNormed); dAct = buffer(.dAct)
+        dGate = buffer(.dGate); dUp = buffer(.dUp)
     }
 
-    /// Bytes for a batch of `rows` tokens in sequences of `seqLen`.
+    /// Bytes for a batch of `batch` sequences of `seqLen` tokens: what `init` allocates.
     static func bytes(config c: SideConfig, batch: Int, seqLen: Int) -> Int {
-        let n = batch * seqLen, w = c.width, qw = c.heads * c.headDim, kw = c.kvHeads * c.headDim
-        let f = c.intermediate
-        let floats = n * (4 * w + 3 * qw + 4 * kw + 6 * f + 2 * w + 4) + (c.base.isOPT ? n * w : 0)
-            + batch * c.heads * seqLen * seqLen
-        return 4 * floats
+        let plan = Plan(config: c, batch: batch, seqLen: seqLen)
+        return MemoryLayout<Float>.stride * Slot.allCases.reduce(0) { $0 + plan.count($1) }
+    }
+
+    /// The workspace's buffers, one case each.
+    enum Slot: CaseIterable {
+        case normed1, rstd1, q, k, v, attn, resid1, normed2, rstd2, gate, up, act, mean1, mean2, resid2, probs
+        case dResid1, dAttn, dq, dk, dv, dNormed, dAct, dGate, dUp
+    }
+
+    /// The one size table (as llm.c keeps one): the allocation in `init` and the byte count in `bytes`
+    /// (SideMemory's estimate) both read it, so they cannot disagree.
+    struct Plan {
+        let rows: Int, width: Int, queryWidth: Int, keyWidth: Int, ffn: Int, probs: Int, secondResidual: Bool
+
+        init(config c: SideConfig, batch: Int, seqLen: Int) {
+            rows = batch * seqLen; width = c.width; queryWidth = c.heads * c.headDim
+            keyWidth = c.kvHeads * c.headDim; ffn = c.intermediate
+            probs = Attention.Shape(batch: batch, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
+                                    headDim: c.headDim).probsCount
+            secondResidual = c.base.family.blockKeepsSecondResidual
+        }
+
+        /// Elements of one buffer.
+        func count(_ slot: Slot) -> Int {
+            switch slot {
+            case .normed1, .resid1, .normed2, .dResid1, .dNormed: return rows * width
+            case .rstd1, .rstd2, .mean1, .mean2: return rows
+            case .q, .attn, .dAttn, .dq: return rows * queryWidth
+            case .k, .v, .dk, .dv: return rows * keyWidth
+            case .gate, .up, .act, .dAct, .dGate, .dUp: return rows * ffn
+            case .resid2: return secondResidual ? rows * width : 0
+            case .probs: return probs
+            }
+        }
     }
 }
 
@@ -80,10 +111,33 @@ enum SideBlock {
         }
     }
 
+    /// The blocks, `model.norm_qst`, `upsample` and `lm_head_z` in the reference's state-dict order (after the
+    /// downsamplers and gates).
+    static func layout(config c: SideConfig, add: SideLayoutAdd) {
+        let d = c.base.hiddenSize, w = c.width, hd = c.headDim, q = c.heads * hd, kv = c.kvHeads * hd
+        let f = c.intermediate
+        for i in 0..<c.base.layerCount {
+            let p = "model.qst_layers.\(i)."
+            add(p + "input_layernorm.weight", [w], .ones, 0, 0, false)
+            add(p + "self_attn.q_proj.weight", [q, w], .uniformFanIn, w, 0, true)
+            add(p + "self_attn.k_proj.weight", [kv, w], .uniformFanIn, w, 0, true)
+            add(p + "self_attn.v_proj.weight", [kv, w], .uniformFanIn, w, 0, true)
+            add(p + "self_attn.o_proj.weight", [w, q], .uniformFanIn, q, 0, true)
+            add(p + "post_attention_layernorm.weight", [w], .ones, 0, 0, false)
+            add(p + "mlp.gate_proj.weight", [f, w], .uniformFanIn, w, 0, true)
+            add(p + "mlp.up_proj.weight", [f, w], .uniformFanIn, w, 0, true)
+            add(p + "mlp.down_proj.weight", [w, f], .uniformFanIn, f, 0, true)
+        }
+        add("model.norm_qst.weight", [w], .ones, 0, 0, false)
+        let up = c.upsampleInit
+        add("upsample.weight", [d, w], up, w, 0, true)
+        add("upsample.bias", [d], up, w, 0, false)
+        add("lm_head_z", [d], .constant, 0, c.headGateInit, false)
+    }
+
     /// `out = block_i(x)`, leaving every intermediate in `ws`. `out` must not alias `x`.
     static func forward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
-        if W.config.base.isOPT { OPTSideBlock.forward(layer: i, weights: W, x: x, out: out, geometry: g, ws: ws); return }
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate, eps = Float(c.base.rmsNormEps)
         RMSNorm.forward(out: ws.normed1.pointer, rstd: ws.rstd1.pointer, x: x, weight: W.value(nm.inNorm),
@@ -118,9 +172,6 @@ enum SideBlock {
     /// accumulates the block's weight gradients.
     static func backward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
-        if W.config.base.isOPT {
-            OPTSideBlock.backward(layer: i, weights: W, x: x, dout: dout, dx: dx, geometry: g, ws: ws); return
-        }
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
         // MLP branch.

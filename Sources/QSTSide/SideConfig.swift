@@ -1,4 +1,5 @@
 import Foundation
+import QSTEngine
 import QSTFormat
 import QSTNN
 
@@ -69,7 +70,7 @@ public struct BaseShape: Codable, Sendable, Equatable {
     public var affineNorms: Bool?
 
     public init(hiddenSize: Int, layerCount: Int, attentionHeads: Int, keyValueHeads: Int, intermediateSize: Int,
-                vocabSize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, hiddenAct: String = "silu",
+                vocabSize: Int, rmsNormEps: Double, ropeTheta: Double = 10000, hiddenAct: String = "silu",
                 modelFamily: String? = nil, layerNormBefore: Bool? = nil, headInputSize: Int? = nil, bias: Bool? = nil,
                 affineNorms: Bool? = nil) {
         self.hiddenSize = hiddenSize; self.layerCount = layerCount; self.attentionHeads = attentionHeads
@@ -79,30 +80,21 @@ public struct BaseShape: Codable, Sendable, Equatable {
         self.bias = bias; self.affineNorms = affineNorms
     }
 
-    /// Reads a Hugging Face LLaMA-family config.json. `context` names the file in errors.
+    /// Reads a Hugging Face config.json with the engine's reader (`ModelConfig`: the same fields, defaults
+    /// and validation as the frozen model that will run under this side network). `context` names the file
+    /// in errors.
     public static func parse(configJSON data: Data, context: String) throws -> BaseShape {
-        let json = try JSONValue.parse([UInt8](data), context: context)
-        if json["model_type"]?.stringValue == "opt" { return try parseOPT(json, context: context) }
-        func int(_ key: String) throws -> Int {
-            guard let v = json[key]?.exactInt, v > 0 else {
-                throw QSTError.file(context, "field '\(key)' is missing or not a positive integer")
-            }
-            return v
-        }
-        let heads = try int("num_attention_heads")
-        let kv = json["num_key_value_heads"]?.exactInt ?? heads
-        guard kv > 0, heads % kv == 0 else {
-            throw QSTError.file(context, "field 'num_key_value_heads' (\(kv)) must divide num_attention_heads (\(heads))")
-        }
-        let act = json["hidden_act"]?.stringValue ?? "silu"
-        guard Activation(huggingFaceName: act) != nil else {
-            throw QSTError.file(context, "field 'hidden_act': unsupported activation '\(act)'")
-        }
-        return BaseShape(hiddenSize: try int("hidden_size"), layerCount: try int("num_hidden_layers"),
-                         attentionHeads: heads, keyValueHeads: kv, intermediateSize: try int("intermediate_size"),
-                         vocabSize: try int("vocab_size"),
-                         rmsNormEps: json["rms_norm_eps"]?.doubleValue ?? 1e-6,
-                         ropeTheta: json["rope_theta"]?.doubleValue ?? 10000, hiddenAct: act)
+        BaseShape(try ModelConfig.parse(data, origin: context))
+    }
+
+    /// The side network's view of a base model's config (LLaMA family; OPT in OPTSideShape.swift).
+    public init(_ config: ModelConfig) {
+        if config.isOPT { self.init(opt: config); return }
+        self.init(hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
+                  attentionHeads: config.numAttentionHeads, keyValueHeads: config.kvHeads,
+                  intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
+                  rmsNormEps: config.rmsNormEps ?? ModelConfig.defaultRMSNormEps, ropeTheta: config.theta,
+                  hiddenAct: config.hiddenAct ?? "silu")
     }
 }
 
@@ -162,7 +154,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
     /// `defaultWidthLimit` (SmolLM2-135M, d 576: r 8 → 72, where r 16 → 36 trains worse; d 4096: r 32 → 128);
     /// when every valid width is wider, the narrowest.
     public static func defaultReduction(for base: BaseShape) -> Int {
-        let valid = validReductions(hiddenSize: base.hiddenSize, heads: base.attentionHeads, even: !base.isOPT)
+        let valid = validReductions(hiddenSize: base.hiddenSize, heads: base.attentionHeads, even: base.family.needsEvenHeadSize)
         return valid.first { base.hiddenSize / $0 <= defaultWidthLimit } ?? valid.last ?? 1
     }
 
@@ -180,7 +172,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
         guard base.attentionHeads % base.keyValueHeads == 0 else {
             throw QSTError("side network: num_key_value_heads \(base.keyValueHeads) does not divide num_attention_heads \(base.attentionHeads)")
         }
-        let d = base.hiddenSize, h = base.attentionHeads, even = !base.isOPT
+        let d = base.hiddenSize, h = base.attentionHeads, even = base.family.needsEvenHeadSize
         guard r >= 1, d % r == 0, (d / r) % h == 0, !even || ((d / r) / h) % 2 == 0 else {
             let valid = SideConfig.validReductions(hiddenSize: d, heads: h, even: even).map(String.init).joined(separator: ", ")
             throw QSTError("side network: r=\(r) does not give a whole\(even ? ", even" : "") head size (hidden \(d) / r must be a " +
@@ -199,7 +191,7 @@ public struct SideConfig: Codable, Sendable, Equatable {
         if let k = numLabels, k < 1 || k > 1 << 16 {
             throw QSTError("side network: num_labels \(k) is outside 1...65536")
         }
-        if numLabels != nil, base.isOPT {
+        if numLabels != nil, !base.family.supportsClassificationHead {
             throw QSTError("side network: the classification head is implemented for LLaMA-family bases only, not OPT")
         }
     }

@@ -9,11 +9,7 @@ enum SideHeadNorm {
                         rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int) {
         let c = W.config, w = c.width
         guard let name = c.headNormName else { out.update(from: x, count: n * w); return }
-        if c.base.isOPT {
-            OPTSideBlock.norm(W, name, out: out, mean: mean, rstd: rstd, x: x, n: n, d: w)
-        } else {
-            RMSNorm.forward(out: out, rstd: rstd, x: x, weight: W.value(name), n: n, d: w, eps: Float(c.base.rmsNormEps))
-        }
+        c.base.family.headNormForward(weights: W, name: name, out: out, mean: mean, rstd: rstd, x: x, n: n)
     }
 
     /// Accumulates `dx` and the norm's weight gradients from `dout`.
@@ -24,10 +20,6 @@ enum SideHeadNorm {
             for j in 0..<(n * w) { dx[j] += dout[j] }
             return
         }
-        if c.base.isOPT {
-            OPTSideBlock.normBackward(W, name, dx: dx, dout: dout, x: x, mean: mean, rstd: rstd, n: n, d: w)
-        } else {
-            RMSNorm.backward(dx: dx, dweight: W.grad(name), dout: dout, x: x, weight: W.value(name), rstd: rstd, n: n, d: w)
-        }
+        c.base.family.headNormBackward(weights: W, name: name, dx: dx, dout: dout, x: x, mean: mean, rstd: rstd, n: n)
     }
 }

@@ -87,13 +87,13 @@ enum SideCachedAttention {
         let batch = cache.batch, cap = cache.capacity, past = cache.length
         let K = cache.kvHeads, hd = cache.headDim, ldq = H * hd, group = H / K
         let scale = 1 / Float(hd).squareRoot()
-        let kp = QSTNN.SendablePointer(cache.keys[layer].pointer), vp = QSTNN.SendablePointer(cache.values[layer].pointer)
-        let qp = QSTNN.SendablePointer(q), op = QSTNN.SendablePointer(out)
+        let kp = SendablePointer(cache.keys[layer].pointer), vp = SendablePointer(cache.values[layer].pointer)
+        let qp = SendablePointer(q), op = SendablePointer(out)
         let maskCopy = cache.mask, padded = cache.padded
         let total = past + newTokens
         let work = batch * H * newTokens * total * hd
         maskCopy.withUnsafeBufferPointer { mb in
-            let mp = QSTNN.SendablePointer(mb.baseAddress!)
+            let mp = SendablePointer(mb.baseAddress!)
             Parallel.forRanges(batch * H, threads: work > (1 << 16) ? threads : 1, minChunk: 1) { u0, u1 in
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total))
                 defer { scores.deallocate() }

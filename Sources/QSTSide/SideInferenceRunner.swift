@@ -2,15 +2,21 @@ import Foundation
 import QSTFormat
 import QSTNN
 
+/// One side block during cached decoding: updates `ws.stream [n, w]` in place and stores the step's keys and
+/// values in `cache` (`SideFamily.inferenceBlocks` builds them).
+protocol SideInferenceBlock {
+    func step(layer: Int, config: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int, cache: SideKVCache,
+              threads: Int)
+}
+
 /// One side network running beside the frozen base during inference (Formats/SIDE.md §2, Formats/RUNS.md §5, evaluation
 /// mode): fed the base's hidden states layer by layer as the base computes them, with its own KV cache.
 /// Weights are read once into pointer tables; gates are passed through σ once.
 final class SideRunner {
     let weights: SideWeights
     let config: SideConfig
-    private let layers: [Layer]
-    /// OPT bases: the blocks are OPT layers (`layers` is empty).
-    private let optLayers: [OPTSideInference.Layer]
+    /// The family's blocks (LLaMA `Layer`s or `OPTSideInference.Layer`s).
+    private let layers: [any SideInferenceBlock]
     private let gateSigmas: [[Float]]
     private let downs: [Down]
     private let headSigma: [Float]
@@ -24,9 +30,38 @@ final class SideRunner {
     private var ws = Workspace(rows: 0, config: nil)
     private var headUp = FloatBuffer(count: 0)
 
-    struct Layer {
+    /// A LLaMA decoder layer at side width.
+    struct Layer: SideInferenceBlock {
         let inNorm, q, k, v, o, postNorm, gate, up, down: UnsafePointer<Float>
-        let sigma: [Float]
+
+        init(weights: SideWeights, layer i: Int) {
+            func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
+            let n = SideBlock.Names(i)
+            inNorm = p(n.inNorm); q = p(n.q); k = p(n.k); v = p(n.v); o = p(n.o); postNorm = p(n.postNorm)
+            gate = p(n.gate); up = p(n.up); down = p(n.down)
+        }
+
+        /// Updates `ws.stream` in place; stores the step's keys and values in `cache`.
+        func step(layer i: Int, config c: SideConfig, ws: Workspace, n: Int, newTokens: Int, cache: SideKVCache,
+                  threads: Int) {
+            let L = self, w = c.width, hd = c.headDim, qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
+            let eps = Float(c.base.rmsNormEps), x = ws.stream.pointer
+            SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.inNorm, n: n, d: w, eps: eps)
+            SideInferenceOps.linear(ws.q.pointer, ws.normed.pointer, L.q, n: n, inF: w, outF: qw)
+            SideInferenceOps.linear(ws.k.pointer, ws.normed.pointer, L.k, n: n, inF: w, outF: kw)
+            SideInferenceOps.linear(ws.v.pointer, ws.normed.pointer, L.v, n: n, inF: w, outF: kw)
+            SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
+            SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
+            cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
+            SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
+                                        heads: c.heads, threads: threads)
+            SideInferenceOps.linear(x, ws.attn.pointer, L.o, n: n, inF: qw, outF: w, accumulate: true)
+            SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.postNorm, n: n, d: w, eps: eps)
+            SideInferenceOps.linear(ws.gate.pointer, ws.normed.pointer, L.gate, n: n, inF: w, outF: f)
+            SideInferenceOps.linear(ws.up.pointer, ws.normed.pointer, L.up, n: n, inF: w, outF: f)
+            SideInferenceOps.gatedActivation(ws.gate.pointer, ws.up.pointer, count: n * f, c.blockActivation)
+            SideInferenceOps.linear(x, ws.gate.pointer, L.down, n: n, inF: f, outF: w, accumulate: true)
+        }
     }
 
     struct Down {
@@ -56,13 +91,7 @@ final class SideRunner {
         func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
         let sigmas = (0..<c.base.layerCount).map { SideInferenceOps.sigmoid(p(c.gateName($0)), count: c.width) }
         gateSigmas = sigmas
-        optLayers = c.base.isOPT ? (0..<c.base.layerCount).map { OPTSideInference.Layer(weights: weights, layer: $0) } : []
-        layers = c.base.isOPT ? [] : (0..<c.base.layerCount).map { i in
-            let n = SideBlock.Names(i)
-            return Layer(inNorm: p(n.inNorm), q: p(n.q), k: p(n.k), v: p(n.v), o: p(n.o), postNorm: p(n.postNorm),
-                         gate: p(n.gate), up: p(n.up), down: p(n.down),
-                         sigma: sigmas[i])
-        }
+        layers = c.base.family.inferenceBlocks(weights: weights)
         downs = (0..<c.base.layerCount).map { i in
             let pre = c.downsamplePrefix(i)
             switch c.downsample {
@@ -77,14 +106,8 @@ final class SideRunner {
         upWeight = p("upsample.weight"); upBias = p("upsample.bias")
         let plain = FloatBuffer([Float](repeating: 1, count: c.width) + [Float](repeating: 0, count: c.width))
         plainNorm = plain
-        if c.headNormName != nil, c.base.isOPT, !c.base.optAffineNorms {
-            normSide = plain.constPointer; normSideBias = plain.constPointer + c.width
-        } else if let name = c.headNormName {
-            normSide = p(c.base.isOPT ? name + ".weight" : name)
-            normSideBias = c.base.isOPT ? p(name + ".bias") : nil
-        } else {
-            normSide = nil; normSideBias = nil
-        }
+        let norm = c.base.family.inferenceHeadNorm(weights: weights, plain: plain)
+        normSide = norm?.weight; normSideBias = norm?.bias
         invFreq = RoPE.inverseFrequencies(headDim: c.headDim, theta: c.base.ropeTheta)
     }
 
@@ -145,33 +168,7 @@ final class SideRunner {
         gateSigmas[i].withUnsafeBufferPointer { s in
             SideInferenceOps.mix(into: ws.stream.pointer, ws.down.pointer, sigma: s.baseAddress!, n: n, d: config.width)
         }
-        if config.base.isOPT {
-            OPTSideInference.block(optLayers[i], config: config, ws: ws, n: n, newTokens: newTokens, cache: cache,
-                                   layer: i, threads: threads)
-        } else {
-            block(i, layers[i], n: n, newTokens: newTokens, cache: cache)
-        }
-    }
-
-    /// LLaMA decoder layer at side width, updating `ws.stream` in place.
-    private func block(_ i: Int, _ L: Layer, n: Int, newTokens: Int, cache: SideKVCache) {
-        let c = config, w = c.width, hd = c.headDim, qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
-        let eps = Float(c.base.rmsNormEps), x = ws.stream.pointer
-        SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.inNorm, n: n, d: w, eps: eps)
-        SideInferenceOps.linear(ws.q.pointer, ws.normed.pointer, L.q, n: n, inF: w, outF: qw)
-        SideInferenceOps.linear(ws.k.pointer, ws.normed.pointer, L.k, n: n, inF: w, outF: kw)
-        SideInferenceOps.linear(ws.v.pointer, ws.normed.pointer, L.v, n: n, inF: w, outF: kw)
-        SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
-        SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
-        cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
-        SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
-                                    heads: c.heads, threads: threads)
-        SideInferenceOps.linear(x, ws.attn.pointer, L.o, n: n, inF: qw, outF: w, accumulate: true)
-        SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.postNorm, n: n, d: w, eps: eps)
-        SideInferenceOps.linear(ws.gate.pointer, ws.normed.pointer, L.gate, n: n, inF: w, outF: f)
-        SideInferenceOps.linear(ws.up.pointer, ws.normed.pointer, L.up, n: n, inF: w, outF: f)
-        SideInferenceOps.gatedActivation(ws.gate.pointer, ws.up.pointer, count: n * f, c.blockActivation)
-        SideInferenceOps.linear(x, ws.gate.pointer, L.down, n: n, inF: f, outF: w, accumulate: true)
+        layers[i].step(layer: i, config: config, ws: ws, n: n, newTokens: newTokens, cache: cache, threads: threads)
     }
 
     /// `up(norm_side(s))` for rows `rows` of this step (indices into the side's rows), into `headUp`.

@@ -75,7 +75,7 @@ public final class SideModel {
             GatedMix.forward(out: mixed.pointer, a: target.pointer, b: stream.pointer,
                              z: weights.value(c.gateName(layer)), n: n, d: w)
             let next = tape?.streams[v] ?? FloatBuffer(count: n * w)
-            SideBlock.forward(layer: layer, weights: weights, x: mixed.pointer, out: next.pointer, geometry: g, ws: ws)
+            c.base.family.blockForward(layer: layer, weights: weights, x: mixed.pointer, out: next.pointer, geometry: g, ws: ws)
             stream = next
         }
         let hN: [Float]
@@ -177,10 +177,11 @@ public final class SideModel {
                 GatedMix.forward(out: mixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z, n: n, d: w)
                 // The workspace still holds the last block's forward; earlier blocks are recomputed.
                 if i != L - 1 {
-                    SideBlock.forward(layer: i, weights: weights, x: mixed.pointer, out: blockOut.pointer, geometry: g, ws: ws)
+                    c.base.family.blockForward(layer: i, weights: weights, x: mixed.pointer, out: blockOut.pointer,
+                                               geometry: g, ws: ws)
                 }
-                SideBlock.backward(layer: i, weights: weights, x: mixed.pointer, dout: ds.pointer, dx: dMixed.pointer,
-                                   geometry: g, ws: ws)
+                c.base.family.blockBackward(layer: i, weights: weights, x: mixed.pointer, dout: ds.pointer,
+                                            dx: dMixed.pointer, geometry: g, ws: ws)
                 let dPrev = FloatBuffer(count: n * w)
                 dDown.zero()
                 GatedMix.backward(da: dDown.pointer, db: dPrev.pointer, dz: weights.grad(c.gateName(i)),

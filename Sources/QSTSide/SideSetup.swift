@@ -14,7 +14,7 @@ public enum SideSetup {
             return (try BaseShape.parse(configJSON: data, context: modelPath), 0)
         }
         let source = try openWeightSource(path: modelPath)
-        return (try BaseShape.parse(configJSON: try source.configJSON(), context: modelPath + " (config.json)"),
+        return (try BaseShape.parse(configJSON: try source.configJSON(), context: modelPath),
                 source.weightBytes)
     }
 
@@ -32,13 +32,8 @@ public enum SideSetup {
         public var seqLen: Int
     }
 
-    /// Parameters of a LLaMA-family base of this shape (embeddings + layers + final norm).
-    public static func baseParameterCount(_ s: BaseShape) -> Int {
-        if s.isOPT { return optParameterCount(s) }
-        let d = s.hiddenSize, hd = d / s.attentionHeads, kv = s.keyValueHeads * hd
-        let perLayer = d * d * 2 + 2 * d * kv + 3 * d * s.intermediateSize + 2 * d
-        return s.vocabSize * d + s.layerCount * perLayer + d
-    }
+    /// Parameters of a base of this shape (embeddings + layers + final norm; SideFamily.baseParameterCount).
+    public static func baseParameterCount(_ s: BaseShape) -> Int { s.family.baseParameterCount(s) }
 
     /// OPT: token embeddings [V, e], project_in/out when e ≠ d, layers (q, k, v, out, fc1, fc2 with biases,
     /// two LayerNorms), the final LayerNorm of pre-norm models. Learned positions are not counted (their number

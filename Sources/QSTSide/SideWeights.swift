@@ -62,7 +62,6 @@ public final class SideWeights: @unchecked Sendable {
             specs.append(s)
         }
         let c = config, d = c.base.hiddenSize, w = c.width, L = c.base.layerCount
-        let hd = c.headDim, q = c.heads * hd, kv = c.kvHeads * hd, f = c.intermediate
         for i in 0..<L {
             let p = c.downsamplePrefix(i)
             switch c.downsample {
@@ -78,27 +77,7 @@ public final class SideWeights: @unchecked Sendable {
             }
         }
         for i in 0..<L { add(c.gateName(i), [w], .constant, constant: 0.5, decay: false) }
-        if c.base.isOPT {
-            OPTSideBlock.layout(config: c) { add($0, $1, $2, fanIn: $3, constant: $4, decay: $5) }
-        } else {
-            for i in 0..<L {
-                let p = "model.qst_layers.\(i)."
-                add(p + "input_layernorm.weight", [w], .ones, decay: false)
-                add(p + "self_attn.q_proj.weight", [q, w], .uniformFanIn, fanIn: w, decay: true)
-                add(p + "self_attn.k_proj.weight", [kv, w], .uniformFanIn, fanIn: w, decay: true)
-                add(p + "self_attn.v_proj.weight", [kv, w], .uniformFanIn, fanIn: w, decay: true)
-                add(p + "self_attn.o_proj.weight", [w, q], .uniformFanIn, fanIn: q, decay: true)
-                add(p + "post_attention_layernorm.weight", [w], .ones, decay: false)
-                add(p + "mlp.gate_proj.weight", [f, w], .uniformFanIn, fanIn: w, decay: true)
-                add(p + "mlp.up_proj.weight", [f, w], .uniformFanIn, fanIn: w, decay: true)
-                add(p + "mlp.down_proj.weight", [w, f], .uniformFanIn, fanIn: f, decay: true)
-            }
-            add("model.norm_qst.weight", [w], .ones, decay: false)
-            let up = c.upsampleInit
-            add("upsample.weight", [d, w], up, fanIn: w, decay: true)
-            add("upsample.bias", [d], up, fanIn: w, decay: false)
-            add("lm_head_z", [d], .constant, constant: c.headGateInit, decay: false)
-        }
+        c.base.family.layout(config: c) { add($0, $1, $2, fanIn: $3, constant: $4, decay: $5) }
         // Last, so a side network gains a head without moving any other tensor (ClassificationHead.attach).
         if let k = c.numLabels {
             add("score.weight", [k, d], .uniformFanIn, fanIn: d, decay: true)

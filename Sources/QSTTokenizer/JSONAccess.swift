@@ -1,6 +1,7 @@
 import Foundation
+import QSTJSON
 
-/// Typed reads from a `JSONSerialization` tree that name the file and the field when a value is
+/// Typed reads from a Foundation-style tree ([String: Any], [Any], String, NSNumber, Bool, NSNull) that name the file and the field when a value is
 /// missing or of the wrong kind.
 struct JSONObject {
     let file: String
@@ -16,8 +17,16 @@ struct JSONObject {
         self.dict = dict
     }
 
+    /// Parses with the package's one JSON reader (a leading byte-order mark allowed); a syntax
+    /// error becomes a `TokenizerError` with the same text.
     static func parse(_ data: Data, file: String) throws -> JSONObject {
-        try JSONObject(file: file, path: "(root)", try JSONParser.parse(data, file: file))
+        let document: JSONValue
+        do {
+            document = try JSONValue.parse([UInt8](data), context: file, allowingByteOrderMark: true)
+        } catch let e as JSONSyntaxError {
+            throw TokenizerError(e.description)
+        }
+        return try JSONObject(file: file, path: "(root)", document.foundationValue)
     }
 
     func has(_ key: String) -> Bool { dict[key] != nil && !(dict[key] is NSNull) }
@@ -62,5 +71,26 @@ struct JSONObject {
 
     func unsupported(_ what: String) -> TokenizerError {
         TokenizerError.field(file, path, "\(what) is not supported")
+    }
+}
+
+extension JSONValue {
+    /// The tree as Foundation-style values. Integers that fit in Int become Int NSNumbers, other
+    /// numbers Double ones; of two equal keys the last wins (as in a dictionary literal).
+    var foundationValue: Any {
+        switch self {
+        case .null: return NSNull()
+        case let .bool(b): return b
+        case let .number(text):
+            if let n = exactInt { return NSNumber(value: n) }
+            return NSNumber(value: Double(text) ?? .nan)
+        case let .string(s): return s
+        case let .array(items): return items.map(\.foundationValue)
+        case let .object(members):
+            var dict: [String: Any] = [:]
+            dict.reserveCapacity(members.count)
+            for (key, value) in members { dict[key] = value.foundationValue }
+            return dict
+        }
     }
 }

@@ -26,7 +26,7 @@ struct RandomFill {
                 var state = Self.mix(s &+ UInt64(c))
                 for w in (c * Self.chunk)..<min(words, (c + 1) * Self.chunk) {
                     state &+= 0x9E37_79B9_7F4A_7C15
-                    base.pointer[w] = Self.mix(state)
+                    base[w] = Self.mix(state)
                 }
             }
         }
@@ -40,9 +40,9 @@ struct RandomFill {
         let p = SendablePointer(out.baseAddress!.bindMemory(to: UInt16.self, capacity: count))
         Parallel.forRanges(count, minChunk: 1 << 16) { a, b in
             for i in a..<b {
-                let r = p.pointer[i]
+                let r = p[i]
                 let f = (Float(r & 0x7FFF) / 32768 * 0.07 - 0.035)
-                p.pointer[i] = UInt16(truncatingIfNeeded: f.bitPattern >> 16)
+                p[i] = UInt16(truncatingIfNeeded: f.bitPattern >> 16)
             }
         }
         return UnsafeRawBufferPointer(out)

@@ -49,7 +49,10 @@ final class QST4CorruptInputTests: XCTestCase {
         h["tensors"] = ts
     }
 
-    func assertOpenFails(_ data: Data, _ needles: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    /// Opening `data` fails with a one-line error naming the file, containing every needle and, when given,
+    /// of `kind`.
+    func assertOpenFails(_ data: Data, _ needles: [String], kind: QSTError.Kind? = nil, file: StaticString = #filePath,
+                         line: UInt = #line) throws {
         let path = dir.appendingPathComponent("bad-\(UUID().uuidString).qst4").path
         try data.write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try QST4Container(path: path), file: file, line: line) { error in
@@ -57,6 +60,7 @@ final class QST4CorruptInputTests: XCTestCase {
             XCTAssertTrue(msg.contains(path), "error does not name the file: \(msg)", file: file, line: line)
             XCTAssertFalse(msg.contains("\n"), "error is not one line: \(msg)", file: file, line: line)
             for n in needles { XCTAssertTrue(msg.contains(n), "'\(n)' missing from: \(msg)", file: file, line: line) }
+            if let kind { XCTAssertEqual((error as? QSTError)?.kind, kind, msg, file: file, line: line) }
         }
     }
 
@@ -69,57 +73,61 @@ final class QST4CorruptInputTests: XCTestCase {
     }
 
     func testPreambleDefects() throws {
-        try assertOpenFails(valid.prefix(40), ["too short"])
+        try assertOpenFails(valid.prefix(40), ["too short"], kind: .notQST4)
         var bad = valid!; bad[0] = 0x50
-        try assertOpenFails(bad, ["bad magic"])
+        try assertOpenFails(bad, ["bad magic"], kind: .notQST4)
         bad = valid!; put(UInt16(2), at: 8, in: &bad)
-        try assertOpenFails(bad, ["version 2.0 is not supported"])
+        try assertOpenFails(bad, ["version 2.0 is not supported"], kind: .unsupportedVersion)
         bad = valid!; put(UInt32(1000), at: 12, in: &bad)
-        try assertOpenFails(bad, ["alignment 1000"])
+        try assertOpenFails(bad, ["alignment 1000"], kind: .invalidPreamble)
         bad = valid!; put(UInt64(200 << 20), at: 32, in: &bad)
-        try assertOpenFails(bad, ["exceeds 100 MiB"])
-        try assertOpenFails(valid + Data([0]), ["does not end at the end of the file"])
-        try assertOpenFails(valid.prefix(valid.count - 10), ["does not end at the end of the file"])
+        try assertOpenFails(bad, ["exceeds 100 MiB"], kind: .invalidPreamble)
+        try assertOpenFails(valid + Data([0]), ["does not end at the end of the file"], kind: .invalidPreamble)
+        try assertOpenFails(valid.prefix(valid.count - 10), ["does not end at the end of the file"], kind: .invalidPreamble)
         bad = valid!; bad[bad.count - 3] ^= 0x20
-        try assertOpenFails(bad, ["header checksum mismatch"])
+        try assertOpenFails(bad, ["header checksum mismatch"], kind: .checksumMismatch)
     }
 
     func testHeaderDefects() throws {
-        try assertOpenFails(rebuild(headerJSON: Data("not json".utf8)), ["header is not JSON"])
-        try assertOpenFails(rebuild(headerJSON: Data("[1, 2]".utf8)), ["not a JSON object"])
-        try assertOpenFails(try withHeader { $0["tensors"] = nil }, ["missing field 'tensors'"])
-        try assertOpenFails(try withHeader { $0["format"] = "gguf" }, ["format is 'gguf'"])
+        try assertOpenFails(rebuild(headerJSON: Data("not json".utf8)), ["header is not JSON"], kind: .invalidJSON)
+        try assertOpenFails(rebuild(headerJSON: Data("[1, 2]".utf8)), ["not a JSON object"], kind: .invalidHeader)
+        try assertOpenFails(try withHeader { $0["tensors"] = nil }, ["missing field 'tensors'"], kind: .invalidHeader)
+        try assertOpenFails(try withHeader { $0["format"] = "gguf" }, ["format is 'gguf'"], kind: .invalidHeader)
     }
 
     func testTensorDirectoryDefects() throws {
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["dtype"] = "Q8_0" } }, [q, "unknown dtype 'Q8_0'"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["parts"] = nil } }, [q, "missing field 'parts'"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, -16] } }, [q, "negative dimension"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 40, 1 << 40] } }, [q, "overflows"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, 17] } }, [q, "expected"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["block_size"] = 48 } }, [q, "block size 48"])
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["dtype"] = "Q8_0" } }, [q, "unknown dtype 'Q8_0'"],
+                            kind: .invalidTensorInfo)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["parts"] = nil } }, [q, "missing field 'parts'"],
+                            kind: .invalidTensorInfo)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, -16] } }, [q, "negative dimension"],
+                            kind: .invalidTensorInfo)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 40, 1 << 40] } }, [q, "overflows"],
+                            kind: .validationOverflow)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, 17] } }, [q, "expected"], kind: .invalidOffset)
+        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["block_size"] = 48 } }, [q, "block size 48"], kind: .invalidTensorInfo)
         try assertOpenFails(try withHeader { h in
             editTensor(q, &h) { t in
                 var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
                 c["offset"] = 1 << 40; p["codes"] = c; t["parts"] = p
             }
-        }, [q, "outside the data section"])
+        }, [q, "outside the data section"], kind: .invalidOffset)
         try assertOpenFails(try withHeader { h in
             editTensor(q, &h) { t in
                 var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
                 c["offset"] = (c["offset"] as! Int) + 1; p["codes"] = c; t["parts"] = p
             }
-        }, [q, "not 64-byte aligned"])
+        }, [q, "not 64-byte aligned"], kind: .misalignedData)
         try assertOpenFails(try withHeader { h in
             let other = tensors(h).first { ($0["name"] as? String) == "model.layers.1.self_attn.q_proj.weight" }!
             editTensor(q, &h) { $0["parts"] = other["parts"] }
-        }, ["overlaps"])
+        }, ["overlaps"], kind: .invalidOffset)
         try assertOpenFails(try withHeader { h in
             var ts = tensors(h); ts.append(ts.first { ($0["name"] as? String) == q }!); h["tensors"] = ts
-        }, [q, "listed twice"])
+        }, [q, "listed twice"], kind: .duplicateTensor)
         try assertOpenFails(try withHeader { h in
             var ls = h["layers"] as! [[String: Any]]; ls[0]["offset"] = (ls[0]["offset"] as! Int) + 4096; h["layers"] = ls
-        }, ["outside layer 0"])
+        }, ["outside layer 0"], kind: .invalidOffset)
     }
 
     /// Sizes that overflow 64-bit arithmetic or ask for absurd allocations are refused by name, not trapped

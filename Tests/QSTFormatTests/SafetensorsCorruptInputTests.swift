@@ -64,13 +64,28 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         ]
     }()
 
+    /// The failure each case is (QSTError.Kind): tests check the kind, the fragments check the wording.
+    static let kinds: [String: QSTError.Kind] = [
+        "tooShort": .headerTooSmall, "empty": .headerTooSmall,
+        "lengthPastEnd": .invalidHeaderLength,
+        "lengthOver100MB": .headerTooLarge, "lengthUInt64Max": .headerTooLarge,
+        "notUTF8": .invalidHeaderEncoding,
+        "truncatedJSON": .invalidJSON, "trailingGarbage": .invalidJSON, "deepNesting": .invalidJSON, "badEscape": .invalidJSON, "loneSurrogate": .invalidJSON,
+        "notAnObject": .invalidHeader, "metadataNotObject": .invalidHeader, "metadataNotString": .invalidHeader,
+        "entryNotObject": .invalidTensorInfo, "missingDtype": .invalidTensorInfo, "missingShape": .invalidTensorInfo, "missingOffsets": .invalidTensorInfo, "dtypeNotString": .invalidTensorInfo, "unknownDtype": .invalidTensorInfo, "nf4NotSafetensors": .invalidTensorInfo, "negativeDim": .invalidTensorInfo, "fractionalDim": .invalidTensorInfo, "exponentDim": .invalidTensorInfo, "stringDim": .invalidTensorInfo, "shapeNotArray": .invalidTensorInfo, "dimBeyondInt64": .invalidTensorInfo, "offsetsArity": .invalidTensorInfo, "negativeOffset": .invalidTensorInfo,
+        "elementCountOverflow": .validationOverflow, "byteCountOverflow": .validationOverflow,
+        "spanMismatch": .invalidOffset, "offsetsOutside": .invalidOffset, "beginAfterEnd": .invalidOffset, "overlap": .invalidOffset, "hole": .invalidOffset, "holeAtStart": .invalidOffset, "trailingBytes": .invalidOffset,
+        "duplicateName": .duplicateTensor,
+    ]
+
     func testEveryDefectIsReportedWithFileAndField() throws {
         let dir = try STFiles.makeTempDir("corrupt")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for c in Self.cases {
             let path = dir + "/\(c.label).safetensors"
             try STFiles.write(c.bytes, to: path)
-            stExpectError([path] + c.fragments, c.label) { _ = try SafetensorsFile(path: path) }
+            XCTAssertNotNil(Self.kinds[c.label], "\(c.label) has no expected kind")
+            stExpectError([path] + c.fragments, c.label, kind: Self.kinds[c.label]) { _ = try SafetensorsFile(path: path) }
         }
     }
 
@@ -94,8 +109,8 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         }
         let f = try SafetensorsFile(path: dir + "/ok0.safetensors")
         XCTAssertEqual(try f.floats("w"), [1])
-        stExpectError([dir + "/ok0.safetensors", "tensor 'nope'"]) { _ = try f.rawBytes("nope") }
-        stExpectError(["tensor 'w'", "not an integer type"]) { _ = try f.integers("w") }
+        stExpectError([dir + "/ok0.safetensors", "tensor 'nope'"], kind: .tensorNotFound) { _ = try f.rawBytes("nope") }
+        stExpectError(["tensor 'w'", "not an integer type"], kind: .dtypeMismatch) { _ = try f.integers("w") }
         stExpectError([dir + "/missing.safetensors", "cannot open"]) { _ = try SafetensorsFile(path: dir + "/missing.safetensors") }
     }
 }

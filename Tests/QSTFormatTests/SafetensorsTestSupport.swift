@@ -48,14 +48,15 @@ enum STFiles {
 }
 
 extension XCTestCase {
-    /// Runs `body`, expecting a QSTError whose message contains every fragment.
-    func stExpectError(_ fragments: [String], _ label: String = "", file: StaticString = #filePath, line: UInt = #line,
-                        _ body: () throws -> Void) {
+    /// Runs `body`, expecting a QSTError whose message contains every fragment (and of `kind`, when given).
+    func stExpectError(_ fragments: [String], _ label: String = "", kind: QSTError.Kind? = nil, file: StaticString = #filePath,
+                       line: UInt = #line, _ body: () throws -> Void) {
         do {
             try body()
             XCTFail("\(label): expected an error containing \(fragments)", file: file, line: line)
         } catch let e as QSTError {
             XCTAssertFalse(e.message.contains("\n"), "\(label): error must be one line: \(e.message)", file: file, line: line)
+            if let kind { XCTAssertEqual(e.kind, kind, "\(label): \(e.message)", file: file, line: line) }
             for f in fragments {
                 XCTAssertTrue(e.message.contains(f), "\(label): '\(e.message)' lacks '\(f)'", file: file, line: line)
             }

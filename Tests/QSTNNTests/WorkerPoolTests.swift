@@ -15,7 +15,7 @@ final class WorkerPoolTests: XCTestCase {
         let h = SendablePointer(hits)
         Parallel.forRanges(count, threads: threads, minChunk: minChunk) { a, b in
             precondition(a < b, "empty range handed out")
-            for i in a..<b { h.pointer[i] += 1 }
+            for i in a..<b { h[i] += 1 }
         }
         return Array(UnsafeBufferPointer(start: hits, count: count))
     }
@@ -35,7 +35,7 @@ final class WorkerPoolTests: XCTestCase {
         defer { total.deallocate() }
         let t = SendablePointer(total)
         for _ in 0..<20_000 {
-            Parallel.forRanges(2, threads: 2) { a, b in for i in a..<b { t.pointer[i] += 1 } }
+            Parallel.forRanges(2, threads: 2) { a, b in for i in a..<b { t[i] += 1 } }
         }
         XCTAssertEqual(total[0], 20_000)
         XCTAssertEqual(total[1], 20_000)
@@ -53,7 +53,7 @@ final class WorkerPoolTests: XCTestCase {
             Parallel.forRanges(n, threads: 2) { a, b in
                 for i in a..<b {
                     Parallel.forRanges(n, threads: 2) { c, d in
-                        for j in c..<d { g.pointer[caller * n * n + i * n + j] += 1 }
+                        for j in c..<d { g[caller * n * n + i * n + j] += 1 }
                     }
                 }
             }

@@ -141,7 +141,7 @@ final class OPTSideTests: XCTestCase {
 
     func testBaseShapeFromOPTConfig() throws {
         let json = #"{"model_type": "opt", "hidden_size": 64, "ffn_dim": 96, "num_hidden_layers": 3, "num_attention_heads": 4,"#
-            + #" "vocab_size": 300, "word_embed_proj_dim": 32, "do_layer_norm_before": false, "activation_function": "relu"}"#
+            + #" "vocab_size": 300, "max_position_embeddings": 2048, "word_embed_proj_dim": 32, "do_layer_norm_before": false, "activation_function": "relu"}"#
         let s = try BaseShape.parse(configJSON: Data(json.utf8), context: "config.json")
         XCTAssertEqual(s, OPTSideFixtures.shape(pre: false, proj: 32, act: "relu", hidden: 64).with(layers: 3, ffn: 96, vocab: 300, heads: 4))
         let bad = json.replacingOccurrences(of: "\"relu\"", with: "\"silu\"")

@@ -9,7 +9,8 @@ import QSTFormat
 /// hardening the readers for Fuzz/fuzz-side).
 final class SideConfigBoundsTests: XCTestCase {
     func shape(hidden: Int = 64, layers: Int = 2, heads: Int = 4, kv: Int = 2) -> BaseShape {
-        BaseShape(hiddenSize: hidden, layerCount: layers, attentionHeads: heads, keyValueHeads: kv, intermediateSize: 128, vocabSize: 300)
+        BaseShape(hiddenSize: hidden, layerCount: layers, attentionHeads: heads, keyValueHeads: kv, intermediateSize: 128, vocabSize: 300,
+                  rmsNormEps: 1e-5)
     }
 
     func message(_ c: SideConfig) -> String {
@@ -40,7 +41,7 @@ final class SideConfigBoundsTests: XCTestCase {
         try SideWeightsIO.save(weights, directory: dir)
         var huge = small
         huge.base = BaseShape(hiddenSize: 1 << 20, layerCount: 4096, attentionHeads: 4, keyValueHeads: 2,
-                              intermediateSize: 1 << 22, vocabSize: 300)
+                              intermediateSize: 1 << 22, vocabSize: 300, rmsNormEps: 1e-5)
         huge.r = 1
         try huge.jsonData().write(to: URL(fileURLWithPath: dir + "/side_config.json"))
         XCTAssertThrowsError(try SideWeightsIO.load(directory: dir)) { e in

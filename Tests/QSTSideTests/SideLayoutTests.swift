@@ -74,10 +74,11 @@ final class SideLayoutTests: XCTestCase {
     }
 
     func testConfigFromHuggingFaceJSON() throws {
-        let json = #"{"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,"# +
+        let json = #"{"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,"# +
             #" "intermediate_size": 1536, "vocab_size": 49152, "rms_norm_eps": 1e-05, "rope_theta": 100000.0, "hidden_act": "silu"}"#
         XCTAssertEqual(try BaseShape.parse(configJSON: Data(json.utf8), context: "config.json"), smol)
-        XCTAssertThrowsError(try BaseShape.parse(configJSON: Data(#"{"hidden_size": 8}"#.utf8), context: "c.json")) {
+        let partial = #"{"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1}"#
+        XCTAssertThrowsError(try BaseShape.parse(configJSON: Data(partial.utf8), context: "c.json")) {
             XCTAssertTrue("\($0)".contains("c.json") && "\($0)".contains("num_attention_heads"), "\($0)")
         }
     }

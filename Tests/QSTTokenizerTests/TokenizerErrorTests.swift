@@ -15,7 +15,7 @@ final class TokenizerErrorTests: XCTestCase {
 
     func testMalformedFilesAreReported() {
         let bpe = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
-        XCTAssertTrue(message("{").hasPrefix("tokenizer.json: not valid JSON"))
+        XCTAssertTrue(message("{").hasPrefix("tokenizer.json: invalid JSON at byte 1"))
         XCTAssertEqual(message(#"{"model": {"type": "Unigram", "vocab": []}}"#),
                        "tokenizer.json: field 'model': model type 'Unigram' is not supported")
         XCTAssertEqual(message(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a c"]}}"#),
@@ -37,5 +37,20 @@ final class TokenizerErrorTests: XCTestCase {
         XCTAssertNil(tokenizer.chatFormat)
         XCTAssertThrowsError(try tokenizer.chatFormat(override: nil))
         XCTAssertEqual(try tokenizer.chatFormat(override: "chatml").kind, .chatml)
+    }
+    /// What the tokenizer's JSON reading keeps from its former own parser: a leading byte-order mark is
+    /// allowed, a U+FEFF at the start of a vocabulary entry is kept (Foundation on Linux drops it), the
+    /// last of two equal keys wins, and an escaped entry reads the same as a literal one.
+    func testJSONReadingKeepsVocabularyExactly() throws {
+        let json = #"{"model": {"type": "BPE", "vocab": {"\ufeffa": 0, "b": 9, "b": 1, "\u00e9": 2, "ab": 3}, "merges": []}}"#
+        let tokenizer = try Tokenizer(tokenizerJSON: Data([0xEF, 0xBB, 0xBF]) + Data(json.utf8), configJSON: nil)
+        XCTAssertEqual(tokenizer.tokenID("\u{FEFF}a"), 0)
+        XCTAssertNil(tokenizer.tokenID("a"))
+        XCTAssertEqual(tokenizer.tokenID("b"), 1)
+        XCTAssertEqual(tokenizer.tokenID("é"), 2)
+        XCTAssertEqual(tokenizer.token(2), "é")
+        // A byte-order mark anywhere else, and a lone surrogate, are errors naming the file and the byte.
+        XCTAssertEqual(message(" \u{FEFF}{}"), "tokenizer.json: invalid JSON at byte 1: unexpected character 'ï'")
+        XCTAssertEqual(message(#"{"model": "\ud800"}"#), "tokenizer.json: invalid JSON at byte 17: unpaired surrogate in \\u escape")
     }
 }

@@ -1,74 +1,19 @@
-/// A parsed JSON document that keeps what Foundation's JSONSerialization loses:
-/// object members stay in file order with duplicates intact (so a header can be
-/// checked for duplicate tensor names) and numbers keep their source text (so an
-/// integer like 2^63 is never silently rounded through Double).
-public enum JSONValue: Sendable, Equatable {
-    case null
-    case bool(Bool)
-    case number(String)
-    case string(String)
-    case array([JSONValue])
-    case object([(key: String, value: JSONValue)])
+import Foundation
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case (.null, .null): return true
-        case let (.bool(x), .bool(y)): return x == y
-        case let (.number(x), .number(y)): return x == y
-        case let (.string(x), .string(y)): return x == y
-        case let (.array(x), .array(y)): return x == y
-        case let (.object(x), .object(y)):
-            return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
-        default: return false
-        }
-    }
-
-    /// Parses a complete document; surrounding whitespace is allowed, anything else
-    /// after the value is an error. Errors are `QSTError.file(context, ...)`.
-    public static func parse(_ bytes: UnsafeRawBufferPointer, context: String) throws -> JSONValue {
-        var p = JSONParser(bytes: bytes, context: context)
-        return try p.parseDocument()
-    }
-
-    public static func parse(_ bytes: [UInt8], context: String) throws -> JSONValue {
-        try bytes.withUnsafeBytes { try parse($0, context: context) }
-    }
-
-    public var stringValue: String? { if case let .string(s) = self { return s }; return nil }
-    public var arrayValue: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
-    public var objectValue: [(key: String, value: JSONValue)]? { if case let .object(o) = self { return o }; return nil }
-
-    /// The member named `key` (the first one, if duplicated).
-    public subscript(key: String) -> JSONValue? {
-        objectValue?.first(where: { $0.key == key })?.value
-    }
-
-    /// The number as an exact Int if its text is a plain integer (no fraction, no
-    /// exponent) that fits in Int; nil otherwise.
-    public var exactInt: Int? {
-        guard case let .number(text) = self,
-              !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else { return nil }
-        return Int(text)
-    }
-
-    public var doubleValue: Double? { if case let .number(t) = self { return Double(t) }; return nil }
-
-    /// Short description of the kind of value, for error messages.
-    public var kindName: String {
-        switch self {
-        case .null: return "null"
-        case .bool: return "a boolean"
-        case .number: return "a number"
-        case .string: return "a string"
-        case .array: return "an array"
-        case .object: return "an object"
-        }
-    }
+/// Why a JSON document was rejected: the context it was read for (a file, or a file and
+/// the part of it), the byte offset and what was wrong there. Its text is one line,
+/// `context: invalid JSON at byte N: reason`, so tools can print it as it is.
+public struct JSONSyntaxError: Error, CustomStringConvertible, LocalizedError, Equatable, Sendable {
+    public let context: String
+    public let offset: Int
+    public let reason: String
+    public var description: String { "\(context): invalid JSON at byte \(offset): \(reason)" }
+    public var errorDescription: String? { description }
 }
 
-/// Recursive-descent parser over UTF-8 bytes. Nesting is capped so hostile input
-/// cannot exhaust the stack.
-private struct JSONParser {
+/// Recursive-descent parser over UTF-8 bytes (RFC 8259, nothing more). Nesting is capped so
+/// hostile input cannot exhaust the stack.
+struct JSONParser {
     let bytes: UnsafeRawBufferPointer
     let context: String
     var pos = 0
@@ -80,8 +25,8 @@ private struct JSONParser {
         self.context = context
     }
 
-    func fail(_ what: String) -> QSTError {
-        QSTError.file(context, "invalid JSON at byte \(pos): \(what)")
+    func fail(_ what: String) -> JSONSyntaxError {
+        JSONSyntaxError(context: context, offset: pos, reason: what)
     }
 
     mutating func skipWhitespace() {
@@ -93,14 +38,14 @@ private struct JSONParser {
         }
     }
 
-    mutating func parseDocument() throws -> JSONValue {
+    mutating func parseDocument() throws(JSONSyntaxError) -> JSONValue {
         let v = try parseValue()
         skipWhitespace()
         guard pos == bytes.count else { throw fail("unexpected data after the top-level value") }
         return v
     }
 
-    mutating func parseValue() throws -> JSONValue {
+    mutating func parseValue() throws(JSONSyntaxError) -> JSONValue {
         skipWhitespace()
         guard pos < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[pos] {
@@ -115,19 +60,19 @@ private struct JSONParser {
         }
     }
 
-    mutating func expectLiteral(_ word: String) throws {
+    mutating func expectLiteral(_ word: String) throws(JSONSyntaxError) {
         for c in word.utf8 {
             guard pos < bytes.count, bytes[pos] == c else { throw fail("invalid literal, expected '\(word)'") }
             pos += 1
         }
     }
 
-    mutating func enter() throws {
+    mutating func enter() throws(JSONSyntaxError) {
         depth += 1
         guard depth <= Self.maxDepth else { throw fail("nesting deeper than \(Self.maxDepth) levels") }
     }
 
-    mutating func parseObject() throws -> JSONValue {
+    mutating func parseObject() throws(JSONSyntaxError) -> JSONValue {
         try enter()
         defer { depth -= 1 }
         pos += 1
@@ -150,7 +95,7 @@ private struct JSONParser {
         }
     }
 
-    mutating func parseArray() throws -> JSONValue {
+    mutating func parseArray() throws(JSONSyntaxError) -> JSONValue {
         try enter()
         defer { depth -= 1 }
         pos += 1
@@ -167,7 +112,7 @@ private struct JSONParser {
         }
     }
 
-    mutating func parseNumber() throws -> JSONValue {
+    mutating func parseNumber() throws(JSONSyntaxError) -> JSONValue {
         let start = pos
         func digits(_ p: inout Int, _ b: UnsafeRawBufferPointer) -> Int {
             let s = p
@@ -193,7 +138,7 @@ private struct JSONParser {
         return .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self))
     }
 
-    mutating func hex4() throws -> UInt32 {
+    mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
         guard pos + 4 <= bytes.count else { throw fail("incomplete \\u escape") }
         var v: UInt32 = 0
         for _ in 0..<4 {
@@ -213,9 +158,21 @@ private struct JSONParser {
 
     /// Reads a string starting at the opening quote. Raw bytes are copied through
     /// and validated as UTF-8 at the end; escapes are decoded, surrogate pairs joined.
-    mutating func parseString() throws -> String {
+    mutating func parseString() throws(JSONSyntaxError) -> String {
         pos += 1
-        var out: [UInt8] = []
+        // Fast path (most vocabulary entries): no escape before the closing quote.
+        let start = pos
+        while pos < bytes.count, bytes[pos] != UInt8(ascii: "\""), bytes[pos] != UInt8(ascii: "\\"), bytes[pos] >= 0x20 {
+            pos += 1
+        }
+        if pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") {
+            pos += 1
+            guard let s = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<(pos - 1)]), as: UTF8.self) else {
+                throw fail("string is not valid UTF-8")
+            }
+            return s
+        }
+        var out = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<pos]))
         while true {
             guard pos < bytes.count else { throw fail("unterminated string") }
             let c = bytes[pos]
@@ -259,27 +216,3 @@ private struct JSONParser {
     }
 }
 
-extension JSONValue {
-    /// `s` as a JSON string literal: quotes, backslashes and control characters are
-    /// escaped, everything else (including non-ASCII) is written as UTF-8.
-    public static func quoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
-}
