@@ -110,7 +110,7 @@ private struct SideVisits: @unchecked Sendable {
     func run(_ v: Int, h: UnsafePointer<Float>) {
         // One session alone (qst-generate's case, or a prompt chunk) keeps the workers for its own
         // attention; several take one worker each.
-        let hs = QSTNN.SendablePointer(h)
+        let hs = SendablePointer(h)
         Parallel.forRanges(sided.count, threads: sided.count > 1 ? Parallel.defaultThreads : 1, minChunk: 1) { a, b in
             for u in a..<b { one(sided[u], v, h: UnsafePointer(hs.base)) }
         }
