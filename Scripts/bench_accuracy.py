@@ -265,6 +265,7 @@ def report(args, results, curves, mmlu, final=True):
 def main():
     args = json.loads(sys.argv[1])
     b = BUDGETS[args["budget"]]
+    args["tasks"] = [t for t in args["tasks"] if t]  # --tasks "": Alpaca and MMLU only
     for m in args["methods"]:
         if m not in METHODS:
             sys.exit(f"bench-accuracy: unknown method {m} (one of {', '.join(METHODS)})")
