@@ -23,7 +23,7 @@ BUDGETS = {
     # What fits in about an hour of 2 shared cores: full dev sets and official metrics, early stopping on a
     # held-out slice of train, the preset's learning rate for every method (the same search budget), and a
     # capped number of steps per task (a fraction of an epoch: RTE 48 × 16 = 768 of 2,330 examples, MRPC 768
-    # of 3,468, SST-2 4,800 of a 10,000-example subset). LoRA backpropagates through the base: several times
+    # of 3,508, SST-2 4,800 of a 10,000-example subset). LoRA backpropagates through the base: several times
     # QST's cost per step. MMLU on a fixed set of 10 subjects × 40 questions (400: a 95 % CI of about ±4).
     "medium": dict(train_limit=0, heldout=160, steps=48, epochs=None, eval_every=12, patience=3, batch=16,
                    dev_limit=None, lrs=1, alpaca_steps=80, alpaca_eval_every=20, alpaca_val=100,
