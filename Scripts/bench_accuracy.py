@@ -7,17 +7,30 @@ downsamplers, LoRA r 8 in the same engine): train on train.tsv minus a held-out 
 every N steps, keep the best checkpoint, stop early (--patience); choose the learning rate on the slice (the
 same grid size for every method); score the chosen best checkpoint once on the full dev set with the official
 metric (qst-eval glue) and a 95 % confidence interval (Wilson for accuracy; a bootstrap over the confusion
-matrix for F1). Wall time and peak memory (sampled from /proc) per training run. Then Alpaca (converted to
+matrix for F1). Wall time, CPU time (user + sys of the child: comparable between methods on a shared
+machine, where wall time is not) and peak memory (sampled from /proc) per training run. Then Alpaca (converted to
 chat records, Scripts/alpaca-to-chat): validation-loss curve per method, and 5-shot MMLU (qst-eval choice)
-of the frozen model and of the Alpaca-tuned QST models.
+of the frozen model and of the Alpaca-tuned QST models. The tables are rewritten after every finished run,
+so a run cut off part-way still leaves its results.
 """
-import json, math, os, random, subprocess, sys, threading, time
+import json, math, os, random, resource, subprocess, sys, threading, time
 
 BUDGETS = {
     # A smoke-sized budget that runs end to end in minutes; its numbers say nothing about the paper's claim.
     "quick": dict(train_limit=160, heldout=32, steps=12, epochs=None, eval_every=6, patience=2, batch=8,
                   dev_limit=64, lrs=1, alpaca_steps=8, alpaca_eval_every=4, alpaca_val=24, mmlu_subjects=2,
                   mmlu_limit=10),
+    # What fits in about an hour of 2 shared cores: full dev sets and official metrics, early stopping on a
+    # held-out slice of train, the preset's learning rate for every method (the same search budget), and a
+    # capped number of steps per task (a fraction of an epoch: RTE 48 × 16 = 768 of 2,330 examples, MRPC 768
+    # of 3,508, SST-2 4,800 of a 10,000-example subset). LoRA backpropagates through the base: several times
+    # QST's cost per step. MMLU on a fixed set of 10 subjects × 40 questions (400: a 95 % CI of about ±4).
+    "medium": dict(train_limit=0, heldout=160, steps=48, epochs=None, eval_every=12, patience=3, batch=16,
+                   dev_limit=None, lrs=1, alpaca_steps=80, alpaca_eval_every=20, alpaca_val=100,
+                   mmlu_subjects=["high_school_geography", "high_school_psychology", "high_school_biology",
+                                  "marketing", "nutrition", "prehistory", "sociology", "world_religions",
+                                  "elementary_mathematics", "philosophy"], mmlu_limit=40,
+                   per_task=dict(sst2=dict(train_limit=10000, heldout=400, steps=300, eval_every=50))),
     # The paper-sized run: hours on 2 cores.
     "full": dict(train_limit=0, heldout=500, steps=None, epochs=3, eval_every=200, patience=3, batch=16,
                  dev_limit=None, lrs=2, alpaca_steps=None, alpaca_eval_every=25, alpaca_val=200,
@@ -46,16 +59,33 @@ def peak_sampler(proc, peaks):
         time.sleep(0.1)
 
 
+def children_cpu():
+    """User + sys seconds of every reaped child so far; one child runs at a time, so deltas are per run."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run(cmd, log):
-    """Runs cmd (output to log); returns (wall seconds, peaks). Exits with the log's path on failure."""
-    peaks, start = {}, time.time()
+    """Runs cmd (output to log); returns (wall seconds, CPU seconds, peaks). Exits with the log's path on
+    failure."""
+    peaks, start, cpu0 = {}, time.time(), children_cpu()
     with open(log, "w") as lf:
         p = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT)
         t = threading.Thread(target=peak_sampler, args=(p, peaks))
         t.start(); p.wait(); t.join()
     if p.returncode != 0:
         sys.exit(f"bench-accuracy: {' '.join(cmd)} failed, see {log}")
-    return time.time() - start, peaks
+    return time.time() - start, children_cpu() - cpu0, peaks
+
+
+def run_json(cmd, dst):
+    """Runs cmd with its JSON output to dst; returns (parsed output, wall seconds, CPU seconds)."""
+    start, cpu0 = time.time(), children_cpu()
+    with open(dst, "w") as f:
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.exit(f"bench-accuracy: {' '.join(cmd)} failed: {p.stderr.strip()[-2000:]}")
+    return json.load(open(dst)), time.time() - start, children_cpu() - cpu0
 
 
 def wilson(correct, n, z=1.96):
@@ -107,20 +137,23 @@ def tune(b, bins, nf4, method, common, out, lr, log):
                        stdout=subprocess.DEVNULL)
         cmd = [f"{bins}/qst-tune", nf4, side]
     cmd += common + ["-o", out, "--json"] + (["--lr", str(lr)] if lr else [])
-    wall, peaks = run(cmd, log)
+    wall, cpu, peaks = run(cmd, log)
     s = json.load(open(out + "/summary.json"))
-    s.update(wallSeconds=wall, peakRSSSampled=peaks.get("VmHWM", 0), peakAnon=peaks.get("RssAnon", 0))
+    rates = [e.get("learningRate", 0) for e in map(json.loads, open(out + "/log.jsonl")) if e.get("kind") == "train"]
+    s.update(wallSeconds=wall, cpuSeconds=cpu, peakRSSSampled=peaks.get("VmHWM", 0), peakAnon=peaks.get("RssAnon", 0),
+             peakLR=max(rates, default=None))
     return s
 
 
-def glue(args, b, results):
+def glue(args, budget, results, save):
     bins, nf4, data, out = args["bin"], args["nf4"], args["data"], args["out"]
     for task in args["tasks"]:
+        b = {**budget, **budget.get("per_task", {}).get(task, {})}
         tr, ho = f"{out}/{task}-train.tsv", f"{out}/{task}-heldout.tsv"
         n_train, n_held = split_tsv(f"{data}/{task}/train.tsv", tr, ho, b["heldout"], b["train_limit"])
-        budget = ["--steps", str(b["steps"])] if b["steps"] else ["--epochs", str(b["epochs"])]
+        length = ["--steps", str(b["steps"])] if b["steps"] else ["--epochs", str(b["epochs"])]
         common = ["--task", task, "--data", tr, "--eval", ho, "--eval-every", str(b["eval_every"]),
-                  "--patience", str(b["patience"]), "--batch-size", str(b["batch"])] + budget
+                  "--patience", str(b["patience"]), "--batch-size", str(b["batch"])] + length
         for method in args["methods"]:
             # One trial keeps the preset's own rate (None); more search the method's grid.
             grid = LR_GRID["lora" if METHODS[method] is None else "qst"][: b["lrs"]] if b["lrs"] > 1 else [None]
@@ -134,23 +167,25 @@ def glue(args, b, results):
                    "--lora" if METHODS[method] is None else "--side", f"{out}/{tag}/best"]
             if b["dev_limit"]:
                 dev += ["--limit", str(b["dev_limit"])]
-            with open(f"{out}/{tag}-dev.json", "w") as f:
-                subprocess.run(dev, check=True, stdout=f)
-            r = json.load(open(f"{out}/{tag}-dev.json"))
+            r, dev_wall, dev_cpu = run_json(dev, f"{out}/{tag}-dev.json")
             metric = r["officialMetrics"][0]
             value, n = r["metrics"][metric], r["examples"]
             if metric == "f1":
                 ci = f1_interval(value, r["predictedCounts"], r["goldCounts"], n)
             else:
                 ci = wilson(round(value * n), n)
-            results.append(dict(task=task, method=method, lr=lr or "preset", metric=metric, value=value, ci95=ci,
-                                devExamples=n, accuracy=r["metrics"].get("accuracy"), heldoutBest=best.get("bestMetric"),
+            results.append(dict(task=task, method=method, lr=lr or "preset", peakLR=best.get("peakLR"), metric=metric,
+                                value=value, ci95=ci, devExamples=n, accuracy=r["metrics"].get("accuracy"),
+                                heldoutBest=best.get("bestMetric"), heldoutExamples=n_held, trainExamples=n_train,
                                 bestStep=best.get("bestStep"), steps=best["steps"], trainSeconds=best["trainSeconds"],
-                                wallSeconds=sum(t[0]["wallSeconds"] for t in trials), peakRSS=best["peakRSSSampled"],
-                                peakAnon=best["peakAnon"], trials=len(trials)))
+                                wallSeconds=sum(t[0]["wallSeconds"] for t in trials),
+                                cpuSeconds=sum(t[0]["cpuSeconds"] for t in trials), devWallSeconds=dev_wall,
+                                devCpuSeconds=dev_cpu, peakRSS=best["peakRSSSampled"], peakAnon=best["peakAnon"],
+                                trials=len(trials)))
+            save()
 
 
-def alpaca(args, b, curves, mmlu):
+def alpaca(args, b, curves, mmlu, save):
     bins, nf4, out = args["bin"], args["nf4"], args["out"]
     chat = f"{out}/alpaca-chat"
     subprocess.run([args["repo"] + "/Scripts/alpaca-to-chat", args["alpaca"], chat], check=True, stdout=subprocess.DEVNULL)
@@ -167,60 +202,78 @@ def alpaca(args, b, curves, mmlu):
         evals = [json.loads(l) for l in open(f"{out}/{tag}/log.jsonl") if '"eval"' in l]
         curves.append(dict(method=method, frozen=(s.get("zeroShotEval") or {}).get("loss"),
                            curve=[(e["step"], e["loss"]) for e in evals], trainSeconds=s["trainSeconds"],
-                           peakRSS=s["peakRSSSampled"]))
+                           wallSeconds=s["wallSeconds"], cpuSeconds=s["cpuSeconds"], peakRSS=s["peakRSSSampled"],
+                           steps=s["steps"], bestStep=s.get("bestStep"), peakLR=s.get("peakLR")))
+        save()
     subjects = sorted(f[: -len("_test.csv")] for f in os.listdir(args["mmlu"] + "/test") if f.endswith("_test.csv"))
-    if b["mmlu_subjects"]:
+    if isinstance(b["mmlu_subjects"], list):
+        subjects = b["mmlu_subjects"]
+    elif b["mmlu_subjects"]:
         subjects = subjects[: b["mmlu_subjects"]]
     base = [f"{bins}/qst-eval", "choice", nf4, "--mmlu", args["mmlu"], "--shots", "5", "--json", "--subjects"] + subjects
     if b["mmlu_limit"]:
         base += ["--limit", str(b["mmlu_limit"])]
     for who in ["frozen"] + [m for m in args["methods"] if METHODS[m] is not None]:
         cmd = base + ([] if who == "frozen" else ["--side", f"{out}/alpaca-{who}/best"])
-        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        mmlu.append(dict(model=who, accuracy=r["accuracy"], questions=r["questions"],
-                         ci95=wilson(r["correct"], r["questions"]), subjects=len(subjects)))
+        print(f"bench-accuracy: mmlu-{who}: {len(subjects)} subjects", file=sys.stderr)
+        r, wall, cpu = run_json(cmd, f"{out}/mmlu-{who}.json")
+        mmlu.append(dict(model=who, accuracy=r["accuracy"], correct=r["correct"], questions=r["questions"],
+                         ci95=wilson(r["correct"], r["questions"]), subjects=len(subjects), subjectNames=subjects,
+                         wallSeconds=wall, cpuSeconds=cpu))
+        save()
 
 
-def report(args, results, curves, mmlu):
+def report(args, results, curves, mmlu, final=True):
+    """Writes DIR/bench-accuracy.md and .json; called after every finished run (final=False) and at the end."""
     pct = lambda x: f"{100 * x:.1f}"
+    lr = lambda r: f"{r['lr']} ({r['peakLR']:g})" if r.get("peakLR") else str(r["lr"])
     md = [f"Budget: **{args['budget']}**" + (" (smoke test: the numbers do NOT test the paper's claim)"
-                                              if args["budget"] == "quick" else ""), "",
-          "| task | method | lr | dev metric | value [95 % CI] | dev n | best step / steps | train s | wall s | peak RSS |",
-          "|---|---|---|---|---|---:|---|---:|---:|---:|"]
+                                              if args["budget"] == "quick" else "") +
+          ("" if final else " — PARTIAL: the run has not finished"), "",
+          "| task | method | lr | dev metric | value [95 % CI] | dev n | best step / steps | train s | CPU s | wall s "
+          "| peak RSS |", "|---|---|---|---|---|---:|---|---:|---:|---:|---:|"]
     for r in results:
-        md.append(f"| {r['task']} | {r['method']} | {r['lr']} | {r['metric']} | {pct(r['value'])} "
+        md.append(f"| {r['task']} | {r['method']} | {lr(r)} | {r['metric']} | {pct(r['value'])} "
                   f"[{pct(r['ci95'][0])}, {pct(r['ci95'][1])}] | {r['devExamples']} | {r['bestStep']} / {r['steps']} | "
-                  f"{r['trainSeconds']:.0f} | {r['wallSeconds']:.0f} | {r['peakRSS'] / 2**20:.0f} MiB |")
+                  f"{r['trainSeconds']:.0f} | {r['cpuSeconds']:.0f} | {r['wallSeconds']:.0f} | "
+                  f"{r['peakRSS'] / 2**20:.0f} MiB |")
     if curves:
         md += ["", "Alpaca validation loss (chat records, loss on assistant turns) by step:", "",
-               "| method | frozen | curve (step: loss) | train s | peak RSS |", "|---|---:|---|---:|---:|"]
+               "| method | frozen | curve (step: loss) | train s | CPU s | wall s | peak RSS |",
+               "|---|---:|---|---:|---:|---:|---:|"]
         for c in curves:
             fz = f"{c['frozen']:.4f}" if c["frozen"] else "—"
             md.append(f"| {c['method']} | {fz} | " + ", ".join(f"{s}: {l:.4f}" for s, l in c["curve"]) +
-                      f" | {c['trainSeconds']:.0f} | {c['peakRSS'] / 2**20:.0f} MiB |")
+                      f" | {c['trainSeconds']:.0f} | {c['cpuSeconds']:.0f} | {c['wallSeconds']:.0f} | "
+                      f"{c['peakRSS'] / 2**20:.0f} MiB |")
     if mmlu:
         md += ["", "5-shot MMLU (qst-eval choice), frozen model and after Alpaca tuning:", "",
-               "| model | accuracy [95 % CI] | questions | subjects |", "|---|---|---:|---:|"]
+               "| model | accuracy [95 % CI] | correct / questions | subjects | CPU s | wall s |",
+               "|---|---|---:|---:|---:|---:|"]
         for m in mmlu:
             md.append(f"| {m['model']} | {pct(m['accuracy'])} [{pct(m['ci95'][0])}, {pct(m['ci95'][1])}] | "
-                      f"{m['questions']} | {m['subjects']} |")
+                      f"{m['correct']} / {m['questions']} | {m['subjects']} | {m['cpuSeconds']:.0f} | "
+                      f"{m['wallSeconds']:.0f} |")
     text = "\n".join(md) + "\n"
     open(args["out"] + "/bench-accuracy.md", "w").write(text)
-    json.dump(dict(budget=args["budget"], glue=results, alpaca=curves, mmlu=mmlu),
+    json.dump(dict(budget=args["budget"], finished=final, glue=results, alpaca=curves, mmlu=mmlu),
               open(args["out"] + "/bench-accuracy.json", "w"), indent=1)
-    print(text)
+    if final:
+        print(text)
 
 
 def main():
     args = json.loads(sys.argv[1])
     b = BUDGETS[args["budget"]]
+    args["tasks"] = [t for t in args["tasks"] if t]  # --tasks "": Alpaca and MMLU only
     for m in args["methods"]:
         if m not in METHODS:
             sys.exit(f"bench-accuracy: unknown method {m} (one of {', '.join(METHODS)})")
     results, curves, mmlu = [], [], []
-    glue(args, b, results)
+    save = lambda: report(args, results, curves, mmlu, final=False)
+    glue(args, b, results, save)
     if not args["skip_alpaca"]:
-        alpaca(args, b, curves, mmlu)
+        alpaca(args, b, curves, mmlu, save)
     report(args, results, curves, mmlu)
 
 
