@@ -1,5 +1,5 @@
-// vecmath.h's AVX2 (+FMA) and AVX-512 paths: vecmath_body.h instantiated twice. The exponential is
-// shared in spirit with QSTNN.FastExp: clamp below, n = round(x·log2 e) by the 1.5·2²³ trick,
+// vecmath.h's AVX2 (+FMA) and AVX-512 paths: vecmath_body.h instantiated twice. The exponential:
+// clamp below, n = round(x·log2 e) by the 1.5·2²³ trick,
 // r = x − n·ln2 in two parts, a degree-7 Taylor polynomial, 2ⁿ from exponent bits.
 #include "vecmath_internal.h"
 

@@ -1,6 +1,7 @@
 import Foundation
 import QSTCore
 import QSTFormat
+import QSTKernels
 import QSTNN
 
 /// The side network's own keys and values (the reference keeps a second cache beside the base's), per
@@ -108,10 +109,12 @@ enum SideCachedAttention {
                         scores.update(repeating: 0, count: last)
                         for d in 0..<hd { SideVectorOps.axpy(scores, qi[d] * scale, (kt + d * cap).base, last) }
                         if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = -Float.infinity } }
-                        let mx = SideVectorOps.max(scores, last)
+                        // QSTKernels' vector max and exp (as the training side attention); masked keys come out
+                        // ~1e-38, zeroed below. All keys masked: max −∞, no output.
+                        var mx: Float = 0, sum64 = 0.0
+                        qst_exp_from_max(scores, Int64(last), &mx, &sum64, Int32(QST_VEC_AUTO.rawValue))
                         guard mx > -Float.infinity else { for d in 0..<hd { oi[d] = 0 }; continue }
-                        // Vectorised exp (SideAttention's); masked keys come out ~1e-38, zeroed below.
-                        let sum = FastExp.expShiftedInPlace(scores, count: last, shift: mx)
+                        let sum = Float(sum64)
                         if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = 0 } }
                         let inv = 1 / sum
                         for d in 0..<hd { oi[d] = SideVectorOps.dot(scores, (vt + d * cap).base, last) * inv }

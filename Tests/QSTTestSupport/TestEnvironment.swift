@@ -4,7 +4,7 @@ import Foundation
 /// instead of a copy per target):
 /// - `QST_CACHE` (default `~/.cache/qst`): the venv, the fetched model, the tiny models;
 /// - `QST_PYTHON` (default `$QST_CACHE/venv/bin/python`): the Python of the NumPy references;
-/// - `QST_DATA` (default `<repository>/../shared/data`): the shared datasets and golden files;
+/// - `QST_DATA` (default `<repository>/../shared/data`; `Scripts/test` sets it): the shared datasets and golden files;
 /// - `QST_MODEL_F32` (default `$QST_CACHE/models/SmolLM2-135M-Instruct-f32`): the real model's F32 folder.
 /// What a test does when one is missing is `TestRequirement`'s business.
 public enum TestEnvironment {
