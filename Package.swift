@@ -15,10 +15,10 @@ let nio: [Target.Dependency] = ["NIOCore", "NIOPosix", "NIOHTTP1"].map { .produc
 let tools: [(name: String, dependencies: [Target.Dependency])] = [
     ("qst-quantize", ["QSTFormat", "QSTEngine"]),
     ("qst-inspect", ["QSTFormat"]),
-    ("qst-eval", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
+    ("qst-eval", ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTEvaluation"]),
     ("qst-generate", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
     ("qst-init-side", ["QSTSide"]),
-    ("qst-tune", ["QSTSide", "QSTEngine", "QSTEngineCLI", "QSTNN", "QSTDistributed"]),
+    ("qst-tune", ["QSTSide", "QSTEngine", "QSTEngineCLI", "QSTNN", "QSTDistributed", "QSTEvaluation"]),
     ("qst-export", ["QSTSide"]),
     ("qst-synthetic", ["QSTFormat", "QSTTokenizer", "QSTCore"]),
     ("qst-serve", ["QSTServe", "QSTEngine", "QSTEngineCLI", "QSTSide", "QSTTokenizer", "QSTFormat"] + nio),
@@ -36,6 +36,7 @@ let package = Package(
         .library(name: "QSTFormat", targets: ["QSTFormat"]),
         .library(name: "QSTEngine", targets: ["QSTEngine"]),
         .library(name: "QSTSide", targets: ["QSTSide"]),
+        .library(name: "QSTEvaluation", targets: ["QSTEvaluation"]),
         .library(name: "QSTTokenizer", targets: ["QSTTokenizer"]),
     ] + tools.map { .executable(name: $0.name, targets: [$0.name]) },
     dependencies: [
@@ -74,6 +75,10 @@ let package = Package(
         // The side network, its training loop, export; its record readers (JSONL / JSON / GLUE TSV).
         .target(name: "QSTSide", dependencies: ["QSTEngine", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"],
                 swiftSettings: checked),
+        // Measuring models: perplexity, multiple choice, KL against a reference model, speed benchmarks
+        // of the frozen forward, of tuning and of generation with side networks.
+        .target(name: "QSTEvaluation", dependencies: ["QSTEngine", "QSTSide", "QSTNN", "QSTFormat", "QSTTokenizer", "QSTCore", "CBLAS"],
+                swiftSettings: checked),
         // Data-parallel training over MPI: the job's ranks as a GradientReducer.
         .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: checked),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
@@ -89,7 +94,7 @@ let package = Package(
         .testTarget(name: "QSTFormatTests", dependencies: ["QSTFormat", "QSTTestSupport"]),
         .testTarget(name: "QSTTokenizerTests", dependencies: ["QSTTokenizer", "QSTTestSupport"]),
         .testTarget(name: "QSTNNTests", dependencies: ["QSTNN", "QSTCore", "CWorkerPool", "QSTTestSupport"]),
-        .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTTestSupport"]),
+        .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTEvaluation", "QSTTestSupport"]),
         .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTTestSupport"]),
         .testTarget(name: "QSTToolTests", dependencies: ["QSTFormat", "QSTEngine", "QSTServe", "QSTSide", "QSTTestSupport"]),
     ] + tools.map { tool($0.name, $0.dependencies) }

@@ -3,6 +3,7 @@ import Foundation
 import QSTCLI
 import QSTEngine
 import QSTEngineCLI
+import QSTEvaluation
 import QSTNN
 import QSTSide
 

@@ -2,6 +2,7 @@ import XCTest
 import QSTTestSupport
 import QSTFormat
 @testable import QSTEngine
+@testable import QSTEvaluation
 
 /// Perplexity, model comparison and the MMLU pieces, checked against numbers computed here from the
 /// NumPy reference's float64 logits.

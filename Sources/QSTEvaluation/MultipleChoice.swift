@@ -1,4 +1,5 @@
 import Foundation
+import QSTEngine
 import QSTFormat
 import QSTNN
 import QSTTokenizer

@@ -1,4 +1,5 @@
 import Foundation
+import QSTEngine
 import QSTFormat
 
 /// RFC 4180 CSV: comma-separated, fields optionally in double quotes (which may hold commas, newlines and

@@ -1,5 +1,6 @@
 import Foundation
 import QSTEngine
+import QSTSide
 import QSTFormat
 import QSTNN
 

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import QSTEngine
+import QSTSide
 import QSTNN
 
 /// Training throughput against forward-only throughput on the same synthetic batches, in one process.

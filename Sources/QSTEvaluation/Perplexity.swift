@@ -1,4 +1,5 @@
 import Foundation
+import QSTEngine
 import QSTFormat
 
 /// One evaluation window: tokens `begin..<end` run through the model; predictions of tokens

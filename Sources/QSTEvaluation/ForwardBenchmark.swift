@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import QSTEngine
 import QSTNN
 
 /// Timings of prompt processing (`pp`: one forward over `promptTokens` tokens plus the last row's logits) and

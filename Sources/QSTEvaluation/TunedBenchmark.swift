@@ -1,5 +1,6 @@
 import Foundation
 import QSTEngine
+import QSTSide
 import QSTFormat
 
 /// Generation speed of the base alone against the base with its side network(s), in one process on the
