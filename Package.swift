@@ -55,18 +55,18 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"])]),
         // Open MPI loaded at run time (dlopen), so one build runs with or without it (README, "Data parallelism").
         .target(name: "CMPIShim", path: "Sources/CMPIShim", linkerSettings: [.linkedLibrary("dl")]),
-        // Small shared pieces: parallel loops over the cores.
+        // Small shared pieces: parallel loops over the cores, the one pointer wrapper, the one error type.
         .target(name: "QSTCore", dependencies: ["CWorkerPool"], swiftSettings: hotMath),
         // Spin-then-sleep worker threads for the engine's short parallel loops (decoding).
         .target(name: "CWorkerPool", path: "Sources/CWorkerPool", cSettings: [.unsafeFlags(["-O2"])],
                 linkerSettings: [.linkedLibrary("pthread")]),
         // The one JSON reader (safetensors headers, config.json, tokenizer files, records, request bodies);
-        // no dependencies, so both QSTFormat and QSTTokenizer build on it.
-        .target(name: "QSTJSON", swiftSettings: checked),
+        // only QSTCore (for QSTError) below it, so both QSTFormat and QSTTokenizer build on it.
+        .target(name: "QSTJSON", dependencies: ["QSTCore"], swiftSettings: checked),
         // The one format library: safetensors, NF4, the .qst4 container.
         .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore", "QSTJSON"], swiftSettings: checked),
         // Hugging Face tokenizer.json and chat templates.
-        .target(name: "QSTTokenizer", dependencies: ["QSTJSON"], swiftSettings: checked),
+        .target(name: "QSTTokenizer", dependencies: ["QSTJSON", "QSTCore"], swiftSettings: checked),
         // Layers with forward and backward side by side, on plain F32 buffers.
         .target(name: "QSTNN", dependencies: ["CBLAS", "QSTKernels", "QSTCore"], swiftSettings: hotMath),
         // The frozen LLaMA-family model over a mapped container.
@@ -82,7 +82,7 @@ let package = Package(
         // Data-parallel training over MPI: the job's ranks as a GradientReducer.
         .target(name: "QSTDistributed", dependencies: ["CMPIShim", "QSTSide", "QSTFormat"], swiftSettings: checked),
         // Shared command-line plumbing: errors, progress, JSON, BLAS core selection.
-        .target(name: "QSTCLI", dependencies: [argumentParser], swiftSettings: checked),
+        .target(name: "QSTCLI", dependencies: ["QSTCore", argumentParser], swiftSettings: checked),
         // Command-line options shared by the tools that run the engine.
         .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI", argumentParser], swiftSettings: checked),
         // qst-serve's engine side: continuous batching of requests over one base and many side networks.

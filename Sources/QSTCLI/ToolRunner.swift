@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+// The tools throw the toolchain's one error type (QSTCore/QSTError.swift); `QSTError.option` is the
+// kind they raise themselves (a wrong combination of options and so on).
+@_exported import struct QSTCore.QSTError
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,8 +19,8 @@ public enum ToolRunner {
         do {
             var cmd = try command.parseAsRoot()
             try cmd.run()
-        } catch let e as CommandError {
-            fail(command, e.description)
+        } catch let e as QSTError {
+            fail(command, e.message)
         } catch let e as LocalizedError where e.errorDescription != nil {
             fail(command, e.errorDescription!)
         } catch let e as CocoaError {
@@ -56,10 +59,4 @@ public enum ToolRunner {
         FileHandle.standardError.write(Data("\(command.configuration.commandName ?? "qst"): error: \(line)\n".utf8))
         exit(1)
     }
-}
-
-/// Errors the tools raise themselves (wrong combination of options and so on).
-public struct CommandError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
 }

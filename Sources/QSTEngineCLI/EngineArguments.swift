@@ -15,10 +15,10 @@ public struct EngineArguments: ParsableArguments {
     /// Checks the numbers, sets the thread count (process-wide) and returns the engine's options.
     public func options() throws -> EngineOptions {
         if let t = threads {
-            guard t > 0 else { throw CommandError("--threads must be positive") }
+            guard t > 0 else { throw QSTError.option("--threads must be positive") }
             EngineThreads.configure(threads: t)
         }
-        if let b = residentBudget, b < 0 { throw CommandError("--resident-budget must be ≥ 0") }
+        if let b = residentBudget, b < 0 { throw QSTError.option("--resident-budget must be ≥ 0") }
         return EngineOptions(matmulPath: matmul, residentBudgetMB: residentBudget)
     }
 }

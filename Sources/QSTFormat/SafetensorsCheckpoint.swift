@@ -91,7 +91,7 @@ public final class SafetensorsCheckpoint: Sendable {
         guard let data = FileManager.default.contents(atPath: indexPath) else {
             throw QSTError.file(indexPath, "cannot read")
         }
-        let json = try data.withUnsafeBytes { try JSONValue.parseFormat($0, context: indexPath) }
+        let json = try data.withUnsafeBytes { try JSONValue.parse($0, context: indexPath) }
         guard let weightMap = json["weight_map"] else { throw QSTError.file(indexPath, "missing 'weight_map'") }
         guard let entries = weightMap.objectValue else {
             throw QSTError.file(indexPath, "'weight_map' is \(weightMap.kindName), expected an object")

@@ -34,7 +34,7 @@ public struct SafetensorsHeader: Sendable {
         guard String(validating: headerBytes, as: UTF8.self) != nil else {
             throw QSTError.file(path, "header is not valid UTF-8", kind: .invalidHeaderEncoding)
         }
-        let json = try JSONValue.parseFormat(headerBytes, context: "\(path): header")
+        let json = try JSONValue.parse(headerBytes, context: "\(path): header")
         guard let members = json.objectValue else {
             throw QSTError.file(path, "header is \(json.kindName), expected a JSON object", kind: .invalidHeader)
         }

@@ -1,15 +1,6 @@
 import Foundation
-
-/// Why a JSON document was rejected: the context it was read for (a file, or a file and
-/// the part of it), the byte offset and what was wrong there. Its text is one line,
-/// `context: invalid JSON at byte N: reason`, so tools can print it as it is.
-public struct JSONSyntaxError: Error, CustomStringConvertible, LocalizedError, Equatable, Sendable {
-    public let context: String
-    public let offset: Int
-    public let reason: String
-    public var description: String { "\(context): invalid JSON at byte \(offset): \(reason)" }
-    public var errorDescription: String? { description }
-}
+// Parse errors are the toolchain's one error type (kind `invalidJSON`); users of QSTJSON see it.
+@_exported import struct QSTCore.QSTError
 
 /// Recursive-descent parser over UTF-8 bytes (RFC 8259, nothing more). Nesting is capped so
 /// hostile input cannot exhaust the stack.
@@ -25,8 +16,10 @@ struct JSONParser {
         self.context = context
     }
 
-    func fail(_ what: String) -> JSONSyntaxError {
-        JSONSyntaxError(context: context, offset: pos, reason: what)
+    /// Why the document was rejected, as one line: the context it was read for (a file, or a file and the
+    /// part of it), the byte offset and what was wrong there (`QSTError.Kind.invalidJSON`).
+    func fail(_ what: String) -> QSTError {
+        QSTError.json(context: context, offset: pos, reason: what)
     }
 
     mutating func skipWhitespace() {
@@ -38,14 +31,14 @@ struct JSONParser {
         }
     }
 
-    mutating func parseDocument() throws(JSONSyntaxError) -> JSONValue {
+    mutating func parseDocument() throws(QSTError) -> JSONValue {
         let v = try parseValue()
         skipWhitespace()
         guard pos == bytes.count else { throw fail("unexpected data after the top-level value") }
         return v
     }
 
-    mutating func parseValue() throws(JSONSyntaxError) -> JSONValue {
+    mutating func parseValue() throws(QSTError) -> JSONValue {
         skipWhitespace()
         guard pos < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[pos] {
@@ -60,19 +53,19 @@ struct JSONParser {
         }
     }
 
-    mutating func expectLiteral(_ word: String) throws(JSONSyntaxError) {
+    mutating func expectLiteral(_ word: String) throws(QSTError) {
         for c in word.utf8 {
             guard pos < bytes.count, bytes[pos] == c else { throw fail("invalid literal, expected '\(word)'") }
             pos += 1
         }
     }
 
-    mutating func enter() throws(JSONSyntaxError) {
+    mutating func enter() throws(QSTError) {
         depth += 1
         guard depth <= Self.maxDepth else { throw fail("nesting deeper than \(Self.maxDepth) levels") }
     }
 
-    mutating func parseObject() throws(JSONSyntaxError) -> JSONValue {
+    mutating func parseObject() throws(QSTError) -> JSONValue {
         try enter()
         defer { depth -= 1 }
         pos += 1
@@ -95,7 +88,7 @@ struct JSONParser {
         }
     }
 
-    mutating func parseArray() throws(JSONSyntaxError) -> JSONValue {
+    mutating func parseArray() throws(QSTError) -> JSONValue {
         try enter()
         defer { depth -= 1 }
         pos += 1
@@ -112,7 +105,7 @@ struct JSONParser {
         }
     }
 
-    mutating func parseNumber() throws(JSONSyntaxError) -> JSONValue {
+    mutating func parseNumber() throws(QSTError) -> JSONValue {
         let start = pos
         func digits(_ p: inout Int, _ b: UnsafeRawBufferPointer) -> Int {
             let s = p
@@ -138,7 +131,7 @@ struct JSONParser {
         return .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self))
     }
 
-    mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
+    mutating func hex4() throws(QSTError) -> UInt32 {
         guard pos + 4 <= bytes.count else { throw fail("incomplete \\u escape") }
         var v: UInt32 = 0
         for _ in 0..<4 {
@@ -158,7 +151,7 @@ struct JSONParser {
 
     /// Reads a string starting at the opening quote. Raw bytes are copied through
     /// and validated as UTF-8 at the end; escapes are decoded, surrogate pairs joined.
-    mutating func parseString() throws(JSONSyntaxError) -> String {
+    mutating func parseString() throws(QSTError) -> String {
         pos += 1
         // Fast path (most vocabulary entries): no escape before the closing quote.
         let start = pos

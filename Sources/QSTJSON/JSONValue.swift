@@ -28,8 +28,8 @@ public enum JSONValue: Sendable, Equatable {
 
     /// Parses a complete document; surrounding whitespace is allowed, anything else
     /// after the value is an error, and so is a byte-order mark unless `allowingByteOrderMark`
-    /// (Hugging Face tokenizer files sometimes start with one). Errors are `JSONSyntaxError`s
-    /// whose text starts with `context`.
+    /// (Hugging Face tokenizer files sometimes start with one). Errors are `QSTError`s of kind
+    /// `invalidJSON` whose text starts with `context`.
     public static func parse(_ bytes: UnsafeRawBufferPointer, context: String,
                              allowingByteOrderMark: Bool = false) throws -> JSONValue {
         var p = JSONParser(bytes: bytes, context: context)

@@ -45,14 +45,6 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
 
 public typealias FloatBuffer = Buffer<Float>
 
-/// Errors from QSTNN's input validation (token ids, shapes). QSTNN does not depend on QSTFormat,
-/// so it cannot throw `QSTError`; callers may wrap this message into one.
-public struct NNError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
 /// Row-parallel loops whose workers each reduce into a private partial row that is summed at the end,
 /// so parameter gradients (shared by all rows) can be accumulated without races.
 enum RowReduce {

@@ -26,7 +26,7 @@ public enum ChunkedCrossEntropy {
     ///   - labels: `[n]` target token per position (already shifted), `ignoreIndex` = skip.
     ///   - dHidden: `[n, dim]`, accumulates `gradScale · ∂lossSum/∂hidden`; nil computes the loss only.
     ///   - gradScale: defaults to `1/count`, i.e. the gradient of the mean loss.
-    /// - Throws: `NNError` when a label is outside `0..<vocabSize`.
+    /// - Throws: `QSTError` (`tokenOutOfRange`) when a label is outside `0..<vocabSize`.
     public static func lossAndGradient(hidden: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
                                        head: some HeadRows, dHidden: UnsafeMutablePointer<Float>?,
                                        gradScale: Float? = nil, chunkRows: Int = 128) throws -> Result {
@@ -34,7 +34,8 @@ public enum ChunkedCrossEntropy {
         var rows: [Int] = []
         for i in 0..<n where labels[i] != ignoreIndex {
             guard labels[i] >= 0 && Int(labels[i]) < V else {
-                throw NNError("cross-entropy: label \(labels[i]) at position \(i) is outside vocabulary 0..<\(V)")
+                throw QSTError("cross-entropy: label \(labels[i]) at position \(i) is outside vocabulary 0..<\(V)",
+                               kind: .tokenOutOfRange)
             }
             rows.append(i)
         }
@@ -103,7 +104,7 @@ public enum ChunkedCrossEntropy {
     }
 
     /// Logits of a few candidate tokens only: `out [n, candidates.count]`, e.g. answer letters for accuracy.
-    /// - Throws: `NNError` when a candidate id is outside the vocabulary.
+    /// - Throws: `QSTError` (`tokenOutOfRange`) when a candidate id is outside the vocabulary.
     public static func candidateLogits(out: UnsafeMutablePointer<Float>, hidden: UnsafePointer<Float>, n: Int,
                                        head: some HeadRows, candidates: [Int32]) throws {
         let d = head.dim, k = candidates.count
@@ -112,7 +113,8 @@ public enum ChunkedCrossEntropy {
         let scratch = Buffer<Float>(count: d)
         for (c, id) in candidates.enumerated() {
             guard id >= 0 && Int(id) < head.vocabSize else {
-                throw NNError("candidate logits: token id \(id) is outside vocabulary 0..<\(head.vocabSize)")
+                throw QSTError("candidate logits: token id \(id) is outside vocabulary 0..<\(head.vocabSize)",
+                               kind: .tokenOutOfRange)
             }
             (w.pointer + c * d).update(from: head.rows(start: Int(id), count: 1, scratch: scratch.pointer), count: d)
         }

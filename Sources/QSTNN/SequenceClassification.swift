@@ -22,19 +22,23 @@ public enum SequenceClassification {
     /// Loss at the rows where `labels[i] != ignoreIndex`: for K ≥ 2 `labels[i]` is the class; for K = 1
     /// the target is `targets[i]` and the loss `(z − t)²`. Gradients (scaled by `gradScale`, default
     /// 1/count) are ADDED to `dHidden`, `dWeight` and `dBias` when given.
-    /// - Throws: `NNError` for a class outside `0..<K` or K = 1 without targets.
+    /// - Throws: `QSTError` for a class outside `0..<K` (`labelOutOfRange`) or K = 1 without targets
+    ///   (`invalidArgument`).
     public static func lossAndGradient(hidden: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                                        targets: UnsafePointer<Float>?, n: Int, d: Int,
                                        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, k: Int,
                                        dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
                                        dBias: UnsafeMutablePointer<Float>?,
                                        gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
-        guard k >= 1 else { throw NNError("classification head: K = \(k) labels") }
-        if k == 1, targets == nil { throw NNError("classification head: regression (K = 1) needs float targets") }
+        guard k >= 1 else { throw QSTError("classification head: K = \(k) labels", kind: .invalidArgument) }
+        if k == 1, targets == nil {
+            throw QSTError("classification head: regression (K = 1) needs float targets", kind: .invalidArgument)
+        }
         var rows: [Int] = []
         for i in 0..<n where labels[i] != ChunkedCrossEntropy.ignoreIndex {
             if k >= 2, labels[i] < 0 || Int(labels[i]) >= k {
-                throw NNError("classification head: label \(labels[i]) at position \(i) is outside 0..<\(k)")
+                throw QSTError("classification head: label \(labels[i]) at position \(i) is outside 0..<\(k)",
+                               kind: .labelOutOfRange)
             }
             rows.append(i)
         }

@@ -27,14 +27,14 @@ struct BPEModel: Sendable {
         vocab.reserveCapacity(vocabJSON.dict.count)
         for (token, value) in vocabJSON.dict {
             guard let id = (value as? NSNumber)?.intValue, id >= 0 else {
-                throw TokenizerError.field(json.file, json.sub("vocab.\(token)"), "expected a non-negative id")
+                throw QSTError.tokenizerField(json.file, json.sub("vocab.\(token)"), "expected a non-negative id")
             }
             vocab[token] = id
         }
         self.vocab = vocab
         if let unk = json.optionalString("unk_token") {
             guard let id = vocab[unk] else {
-                throw TokenizerError.field(json.file, json.sub("unk_token"), "'\(unk)' is not in the vocabulary")
+                throw QSTError.tokenizerField(json.file, json.sub("unk_token"), "'\(unk)' is not in the vocabulary")
             }
             unkID = id
         } else {
@@ -70,12 +70,12 @@ struct BPEModel: Sendable {
                 pair = []
             }
             guard pair.count == 2, let a = vocab[pair[0]], let b = vocab[pair[1]] else {
-                throw TokenizerError.field(json.file, json.sub("merges[\(rank)]"), "not a pair of vocabulary tokens")
+                throw QSTError.tokenizerField(json.file, json.sub("merges[\(rank)]"), "not a pair of vocabulary tokens")
             }
             // With a continuing-subword prefix, the right token loses its prefix when merged.
             let merged = pair[0] + (prefixLength > 0 && pair[1].hasPrefix(continuingSubwordPrefix!) ? String(pair[1].dropFirst(prefixLength)) : pair[1])
             guard let id = vocab[merged] else {
-                throw TokenizerError.field(json.file, json.sub("merges[\(rank)]"), "merged token '\(merged)' is not in the vocabulary")
+                throw QSTError.tokenizerField(json.file, json.sub("merges[\(rank)]"), "merged token '\(merged)' is not in the vocabulary")
             }
             merges[Self.key(Int32(a), Int32(b))] = Merge(rank: Int32(rank), id: Int32(id))
         }

@@ -37,8 +37,9 @@ public struct ChatFormat: Sendable, Equatable {
         } else if template.contains("[INST]") {
             kind = .mistral
         } else {
-            throw TokenizerError.field("tokenizer_config.json", "chat_template",
-                                       "not a recognised template (ChatML, Llama 2, Llama 3, Mistral); \(Self.overrideHint)")
+            throw QSTError.tokenizerField("tokenizer_config.json", "chat_template",
+                                          "not a recognised template (ChatML, Llama 2, Llama 3, Mistral); \(Self.overrideHint)",
+                                          kind: .unknownChatFormat)
         }
         self.kind = kind
         self.bosToken = bosToken
@@ -49,7 +50,7 @@ public struct ChatFormat: Sendable, Equatable {
     /// A format chosen by name, e.g. from `--chat-format`.
     public init(name: String, bosToken: String, eosToken: String, defaultSystemPrompt: String? = nil) throws {
         guard let kind = Kind(rawValue: name.lowercased()) else {
-            throw TokenizerError("--chat-format: unknown format '\(name)'; use chatml|llama2|llama3|mistral")
+            throw QSTError("--chat-format: unknown format '\(name)'; use chatml|llama2|llama3|mistral", kind: .unknownChatFormat)
         }
         self.kind = kind
         self.bosToken = bosToken

@@ -10,22 +10,17 @@ struct JSONObject {
 
     init(file: String, path: String, _ value: Any?) throws {
         guard let dict = value as? [String: Any] else {
-            throw TokenizerError.field(file, path, "expected an object")
+            throw QSTError.tokenizerField(file, path, "expected an object")
         }
         self.file = file
         self.path = path
         self.dict = dict
     }
 
-    /// Parses with the package's one JSON reader (a leading byte-order mark allowed); a syntax
-    /// error becomes a `TokenizerError` with the same text.
+    /// Parses with the package's one JSON reader (a leading byte-order mark allowed; syntax errors are
+    /// `invalidJSON`).
     static func parse(_ data: Data, file: String) throws -> JSONObject {
-        let document: JSONValue
-        do {
-            document = try JSONValue.parse([UInt8](data), context: file, allowingByteOrderMark: true)
-        } catch let e as JSONSyntaxError {
-            throw TokenizerError(e.description)
-        }
+        let document = try JSONValue.parse([UInt8](data), context: file, allowingByteOrderMark: true)
         return try JSONObject(file: file, path: "(root)", document.foundationValue)
     }
 
@@ -39,7 +34,7 @@ struct JSONObject {
     }
 
     func string(_ key: String) throws -> String {
-        guard let s = dict[key] as? String else { throw TokenizerError.field(file, sub(key), "expected a string") }
+        guard let s = dict[key] as? String else { throw QSTError.tokenizerField(file, sub(key), "expected a string") }
         return s
     }
 
@@ -51,7 +46,7 @@ struct JSONObject {
 
     func int(_ key: String) throws -> Int {
         guard let n = dict[key] as? NSNumber else {
-            throw TokenizerError.field(file, sub(key), "expected an integer")
+            throw QSTError.tokenizerField(file, sub(key), "expected an integer")
         }
         return n.intValue
     }
@@ -59,7 +54,7 @@ struct JSONObject {
     func optionalInt(_ key: String) -> Int? { (dict[key] as? NSNumber)?.intValue }
 
     func array(_ key: String) throws -> [Any] {
-        guard let a = dict[key] as? [Any] else { throw TokenizerError.field(file, sub(key), "expected an array") }
+        guard let a = dict[key] as? [Any] else { throw QSTError.tokenizerField(file, sub(key), "expected an array") }
         return a
     }
 
@@ -69,8 +64,8 @@ struct JSONObject {
 
     func type() throws -> String { try string("type") }
 
-    func unsupported(_ what: String) -> TokenizerError {
-        TokenizerError.field(file, path, "\(what) is not supported")
+    func unsupported(_ what: String) -> QSTError {
+        QSTError.tokenizerField(file, path, "\(what) is not supported", kind: .unsupportedTokenizerFeature)
     }
 }
 

@@ -89,8 +89,8 @@ func parsePattern(_ json: JSONObject) throws -> PatternMatcher {
     do {
         if let literal = json.optionalString("String") { return try PatternMatcher(literal: literal) }
         if let regex = json.optionalString("Regex") { return try PatternMatcher(regex) }
-    } catch let error as TokenizerError {
-        throw TokenizerError.field(json.file, json.path, error.message)
+    } catch let error as QSTError {
+        throw QSTError.tokenizerField(json.file, json.path, error.message, kind: error.kind)
     }
-    throw TokenizerError.field(json.file, json.path, "expected a String or Regex pattern")
+    throw QSTError.tokenizerField(json.file, json.path, "expected a String or Regex pattern")
 }

@@ -31,8 +31,8 @@ struct PatternParser {
         scalars = Array(pattern.unicodeScalars)
     }
 
-    private func failure(_ what: String) -> TokenizerError {
-        TokenizerError("regex '\(source)': \(what) at offset \(pos)")
+    private func failure(_ what: String) -> QSTError {
+        QSTError("regex '\(source)': \(what) at offset \(pos)", kind: .invalidPattern)
     }
 
     private var atEnd: Bool { pos >= scalars.count }

@@ -30,7 +30,7 @@ indirect enum PostProcessor: Sendable {
                     let entry = try specials.object(name)
                     let ids = try entry.array("ids").map { value -> Int in
                         guard let n = (value as? NSNumber)?.intValue else {
-                            throw TokenizerError.field(json.file, entry.sub("ids"), "expected integers")
+                            throw QSTError.tokenizerField(json.file, entry.sub("ids"), "expected integers")
                         }
                         return n
                     }
@@ -42,7 +42,7 @@ indirect enum PostProcessor: Sendable {
             func idOf(_ key: String) throws -> Int {
                 let pair = try json.array(key)
                 guard pair.count == 2, let id = (pair[1] as? NSNumber)?.intValue else {
-                    throw TokenizerError.field(json.file, json.sub(key), "expected [token, id]")
+                    throw QSTError.tokenizerField(json.file, json.sub(key), "expected [token, id]")
                 }
                 return id
             }

@@ -28,12 +28,12 @@ indirect enum PreTokenizer: Sendable {
         case "Metaspace":
             let replacement = (json.optionalString("replacement") ?? "▁").unicodeScalars
             guard replacement.count == 1, let r = replacement.first else {
-                throw TokenizerError.field(json.file, json.sub("replacement"), "expected one character")
+                throw QSTError.tokenizerField(json.file, json.sub("replacement"), "expected one character")
             }
             var scheme = PrependScheme.always
             if let name = json.optionalString("prepend_scheme") {
                 guard let s = PrependScheme(rawValue: name) else {
-                    throw TokenizerError.field(json.file, json.sub("prepend_scheme"), "unknown scheme '\(name)'")
+                    throw QSTError.tokenizerField(json.file, json.sub("prepend_scheme"), "unknown scheme '\(name)'")
                 }
                 scheme = s
             } else if json.has("add_prefix_space") {
@@ -54,7 +54,7 @@ indirect enum PreTokenizer: Sendable {
     private static func parseBehavior(_ json: JSONObject, _ key: String) throws -> SplitBehavior {
         let name = try json.string(key)
         guard let b = SplitBehavior(rawValue: name) else {
-            throw TokenizerError.field(json.file, json.sub(key), "unknown behavior '\(name)'")
+            throw QSTError.tokenizerField(json.file, json.sub(key), "unknown behavior '\(name)'")
         }
         return b
     }

@@ -22,7 +22,7 @@ indirect enum TokenDecoder: Sendable {
             return .replace(try parsePattern(json.object("pattern")), with: Array(try json.string("content").unicodeScalars))
         case "Strip":
             guard let c = try json.string("content").unicodeScalars.first else {
-                throw TokenizerError.field(json.file, json.sub("content"), "expected one character")
+                throw QSTError.tokenizerField(json.file, json.sub("content"), "expected one character")
             }
             return .strip(content: c, start: json.optionalInt("start") ?? 0, stop: json.optionalInt("stop") ?? 0)
         case "Metaspace":

@@ -13,7 +13,7 @@ public final class Tokenizer: Sendable {
     /// The recognised chat template of tokenizer_config.json, nil when there is none or it is not
     /// recognised (`chatFormatError` then says why).
     public let chatFormat: ChatFormat?
-    public let chatFormatError: TokenizerError?
+    public let chatFormatError: QSTError?
 
     private let normalizer: Normalizer?
     private let preTokenizer: PreTokenizer?
@@ -79,14 +79,14 @@ public final class Tokenizer: Sendable {
             do {
                 chatFormat = try ChatFormat(template: template, bosToken: config.bosToken ?? "", eosToken: config.eosToken ?? "")
                 chatFormatError = nil
-            } catch let error as TokenizerError {
+            } catch let error as QSTError {
                 chatFormat = nil
                 chatFormatError = error
             }
         } else {
             chatFormat = nil
-            chatFormatError = TokenizerError.field("tokenizer_config.json", "chat_template",
-                "missing; pass --chat-format chatml|llama2|llama3|mistral")
+            chatFormatError = QSTError.tokenizerField("tokenizer_config.json", "chat_template",
+                "missing; pass --chat-format chatml|llama2|llama3|mistral", kind: .unknownChatFormat)
         }
     }
 
@@ -97,7 +97,7 @@ public final class Tokenizer: Sendable {
         do {
             data = try Data(contentsOf: tokenizerURL)
         } catch {
-            throw TokenizerError("\(tokenizerURL.path): cannot read (\(error.localizedDescription))")
+            throw QSTError("\(tokenizerURL.path): cannot read (\(error.localizedDescription))", kind: .unreadableFile)
         }
         let configURL = folder.appendingPathComponent("tokenizer_config.json")
         let config = FileManager.default.fileExists(atPath: configURL.path) ? try? Data(contentsOf: configURL) : nil
@@ -112,7 +112,7 @@ public final class Tokenizer: Sendable {
                                   defaultSystemPrompt: chatFormat?.defaultSystemPrompt)
         }
         if let chatFormat { return chatFormat }
-        throw chatFormatError ?? TokenizerError("tokenizer_config.json: no chat format")
+        throw chatFormatError ?? QSTError("tokenizer_config.json: no chat format", kind: .unknownChatFormat)
     }
 
     /// The id of a token of the vocabulary or the added tokens.

@@ -52,10 +52,10 @@ struct GLUECommand: ParsableCommand {
 
     func run() throws {
         let model = base.model, json = format.json
-        guard batch >= 1, maxLength >= 2 else { throw CommandError("--batch must be ≥ 1 and --max-length ≥ 2") }
+        guard batch >= 1, maxLength >= 2 else { throw QSTError.option("--batch must be ≥ 1 and --max-length ≥ 2") }
         let glue = try GLUETask.named(task)
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
-        if lora != nil, side != nil { throw CommandError("--lora and --side cannot be combined") }
+        if lora != nil, side != nil { throw QSTError.option("--lora and --side cannot be combined") }
         let sideModel = try spec.sides.last.map { try SideModel(weights: $0, backbone: spec.base) }
         let loraModel = try lora.map { dir in
             try LoRAModel(base: spec.base, weights: try LoRAAdapterIO.load(directory: dir, layerCount: spec.base.config.numHiddenLayers,
@@ -63,12 +63,13 @@ struct GLUECommand: ParsableCommand {
         }
         let useHead = sideModel?.classifierLabels != nil
         if let k = sideModel?.classifierLabels, k != glue.labelWords.count {
-            throw CommandError("\(side ?? model): the classification head has \(k) labels but task \(glue.name) has \(glue.labelWords.count)")
+            throw QSTError("\(side ?? model): the classification head has \(k) labels but task \(glue.name) has \(glue.labelWords.count)",
+                           kind: .incompatibleInputs)
         }
         let tokenizer = try spec.base.source.loadTokenizer()
         var loaded = try glue.load(path: data, tokenizer: tokenizer, maxLength: maxLength, skipBad: skipBad, head: useHead)
         if let limit { loaded.examples = Array(loaded.examples.prefix(max(0, limit))) }
-        guard !loaded.examples.isEmpty else { throw CommandError("\(data): no examples") }
+        guard !loaded.examples.isEmpty else { throw QSTError("\(data): no examples", kind: .notEnoughData) }
         let start = Date()
         let bar = ProgressBar(total: loaded.examples.count, label: glue.name)
         let head: (k: Int, logits: (FloatBuffer, [Int]) throws -> [Float])? = sideModel.flatMap { m in

@@ -38,7 +38,7 @@ struct Eval: ParsableCommand {
 
 /// Loads and tokenizes a text file, optionally keeping only the first `maxTokens` tokens.
 func tokenize(file: String, model: FrozenModel, maxTokens: Int?) throws -> [Int32] {
-    guard let data = FileManager.default.contents(atPath: file) else { throw CommandError("\(file): cannot read the text file") }
+    guard let data = FileManager.default.contents(atPath: file) else { throw QSTError("\(file): cannot read the text file", kind: .unreadableFile) }
     let tok = try model.source.loadTokenizer()
     var ids = tok.encode(String(decoding: data, as: UTF8.self)).map(Int32.init)
     if let m = maxTokens, m > 0, ids.count > m { ids = Array(ids.prefix(m)) }
@@ -179,14 +179,14 @@ struct ChoiceCommand: ParsableCommand {
 
     func run() throws {
         let model = base.model, json = format.json
-        guard (0...5).contains(shots) else { throw CommandError("--shots must be 0...5 (the dev split has 5 per subject)") }
+        guard (0...5).contains(shots) else { throw QSTError.option("--shots must be 0...5 (the dev split has 5 per subject)") }
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
         let m = spec.base
         let evaluator = try MultipleChoiceEvaluator(model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx,
                                                     headInputs: try spec.singleSideHeadInputs(command: "choice"))
         let all = try MMLUData.subjects(in: mmlu)
         let chosen = subjects.isEmpty ? all : subjects
-        for s in chosen where !all.contains(s) { throw CommandError("--subjects: unknown subject '\(s)' in \(mmlu)/test") }
+        for s in chosen where !all.contains(s) { throw QSTError.option("--subjects: unknown subject '\(s)' in \(mmlu)/test") }
         var bar: ProgressBar? = nil
         var subjectIndex = 0, lastSubject = ""
         let r = try evaluator.evaluate(dir: mmlu, subjects: chosen, shots: shots, limit: limit) { subject, done, total in
@@ -230,7 +230,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let model = base.model, json = format.json
-        guard prompt > 0, generate > 0, repeats > 0 else { throw CommandError("--prompt, --generate and --repeats must be positive") }
+        guard prompt > 0, generate > 0, repeats > 0 else { throw QSTError.option("--prompt, --generate and --repeats must be positive") }
         let options = try engine.options()
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: options)
         if let tuned = try spec.tunedModel() {
@@ -268,7 +268,7 @@ extension TunedModelSpec {
     func singleSideHeadInputs(command: String) throws -> (([Int32]) throws -> FloatBuffer)? {
         guard let tuned = try tunedModel() else { return nil }
         guard names.count == 1 else {
-            throw CommandError("\(command) evaluates one side network, got \(names.count): \(names.joined(separator: ", "))")
+            throw QSTError.option("\(command) evaluates one side network, got \(names.count): \(names.joined(separator: ", "))")
         }
         return { ids in try tuned.forward(ids: ids, batch: 1, newTokens: ids.count).heads[0] }
     }

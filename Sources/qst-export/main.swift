@@ -46,7 +46,7 @@ struct Export: ParsableCommand {
     func run() throws {
         let requested = dtype
         let choice = try checkpoint.map { try CheckpointChoice(parsing: $0) }
-        if merge != nil, base != nil { throw CommandError("give the base once: --merge BASE.qst4 already names it") }
+        if merge != nil, base != nil { throw QSTError.option("give the base once: --merge BASE.qst4 already names it") }
         let (folder, resolvedOrigin) = try ExportSource.resolve(source, choice: choice)
         let loaded = try AdapterIO.load(directory: folder)
         let weights = loaded.weights
@@ -59,7 +59,7 @@ struct Export: ParsableCommand {
         if let basePath = merge ?? base {
             let source: WeightSource
             if let merge {
-                guard merge.hasSuffix(".qst4") else { throw CommandError("--merge needs a .qst4 container (got '\(merge)')") }
+                guard merge.hasSuffix(".qst4") else { throw QSTError.option("--merge needs a .qst4 container (got '\(merge)')") }
                 let c = try QST4Container(path: merge)
                 container = c
                 source = ContainerWeightSource(container: c)
@@ -73,13 +73,13 @@ struct Export: ParsableCommand {
             identity = actual
         }
         guard let identity else {
-            throw CommandError("\(folder) does not record its base model; pass --base MODEL.qst4 (the base it was trained on)")
+            throw QSTError.option("\(folder) does not record its base model; pass --base MODEL.qst4 (the base it was trained on)")
         }
         let config = AdapterConfig(base: identity, side: weights.config, dtype: exportType, origin: origin)
         let kind: String
         let bytes: Int
         if let container {
-            guard output.hasSuffix(".qst4") else { throw CommandError("-o must name a .qst4 file with --merge (got '\(output)')") }
+            guard output.hasSuffix(".qst4") else { throw QSTError.option("-o must name a .qst4 file with --merge (got '\(output)')") }
             let bar = format.json ? nil : ProgressBar(total: container.header.tensors.count, label: "copy + verify base")
             try MergedContainer.write(base: container, weights: weights, adapter: config, output: output) { done, _ in
                 bar?.update(done)

@@ -61,11 +61,11 @@ struct Generate: ParsableCommand {
     var json: Bool { format.json }
 
     func run() throws {
-        guard maxTokens >= 0 else { throw CommandError("--max-tokens must be ≥ 0") }
-        if system != nil && !chat { throw CommandError("--system needs --chat") }
-        if chatFormat != nil && !chat { throw CommandError("--chat-format needs --chat") }
+        guard maxTokens >= 0 else { throw QSTError.option("--max-tokens must be ≥ 0") }
+        if system != nil && !chat { throw QSTError.option("--system needs --chat") }
+        if chatFormat != nil && !chat { throw QSTError.option("--chat-format needs --chat") }
         let sampling = SamplingOptions(temperature: temperature, topP: topP, seed: seed)
-        do { try sampling.validate() } catch { throw CommandError("\(error)") }
+        do { try sampling.validate() } catch { throw QSTError.option("\(error)") }
         let spec = try TunedModelSpec.open(modelPath: base.model, sidePaths: sides, options: try engine.options())
         let m = spec.base
         let tok = try m.source.loadTokenizer()

@@ -41,7 +41,7 @@ struct InitSide: ParsableCommand {
 
     func run() throws {
         let kind = downsample, act = activation, start = initialisation
-        guard batch > 0, seqLen > 0 else { throw CommandError("--batch and --seq-len must be positive") }
+        guard batch > 0, seqLen > 0 else { throw QSTError.option("--batch and --seq-len must be positive") }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
         let r = self.r ?? SideConfig.defaultReduction(for: shape)
         let config = SideConfig(base: shape, r: r, downsample: kind, adapterHidden: adapterHidden, activation: act,

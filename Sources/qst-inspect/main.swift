@@ -56,7 +56,7 @@ struct Inspect: ParsableCommand {
                              bars: true).write(to: plot)
             }
         } else if plot != nil {
-            throw CommandError("--plot needs --errors SOURCE")
+            throw QSTError.option("--plot needs --errors SOURCE")
         }
         if let t = blocks { report.blocks = try ContainerInspection.blocks(c, tensor: t) }
         if verify {

@@ -79,16 +79,16 @@ struct Quantize: ParsableCommand {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
               let data = FileManager.default.contents(atPath: path) else {
-            throw CommandError("\(path): cannot read the calibration text")
+            throw QSTError("\(path): cannot read the calibration text", kind: .unreadableFile)
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path): the calibration text is not UTF-8") }
+        guard let text = String(data: data, encoding: .utf8) else { throw QSTError("\(path): the calibration text is not UTF-8", kind: .invalidTextEncoding) }
         guard calibrateTokens >= 1, calibrateCtx >= 2 else {
-            throw CommandError("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
+            throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
         }
         let modelPath = calibrateWith ?? input
         let model = try FrozenModel(path: modelPath, options: EngineOptions(matmulPath: .kernelsAuto))
         var ids = try model.source.loadTokenizer().encode(text).map(Int32.init)
-        guard ids.count >= 2 else { throw CommandError("\(path): the calibration text has \(ids.count) token(s); at least 2 are needed") }
+        guard ids.count >= 2 else { throw QSTError("\(path): the calibration text has \(ids.count) token(s); at least 2 are needed", kind: .notEnoughData) }
         if ids.count > calibrateTokens { ids = Array(ids.prefix(calibrateTokens)) }
         var bar: ProgressBar?
         let c = try ImportanceMatrix.collect(model: model, tokens: ids, ctx: calibrateCtx,

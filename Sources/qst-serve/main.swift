@@ -60,15 +60,15 @@ struct Serve: ParsableCommand {
     func validate(sideSpecs: [(String, String)]) throws {
         for (k, v) in [("--max-batch", maxBatch), ("--max-queue", maxQueue), ("--prefill-chunk", prefillChunk),
                        ("--default-max-tokens", defaultMaxTokens)] where v < 1 {
-            throw CommandError("\(k) must be ≥ 1, got \(v)")
+            throw QSTError.option("\(k) must be ≥ 1, got \(v)")
         }
-        guard (0...65535).contains(port) else { throw CommandError("--port must be in 0…65535, got \(port)") }
+        guard (0...65535).contains(port) else { throw QSTError.option("--port must be in 0…65535, got \(port)") }
         if apiKey == nil, !["127.0.0.1", "localhost", "::1"].contains(host) {
-            throw CommandError("--host \(host) is not a loopback address: give --api-key to listen beyond this machine")
+            throw QSTError.option("--host \(host) is not a loopback address: give --api-key to listen beyond this machine")
         }
         let names = sideSpecs.map(\.0)
         if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
-            throw CommandError("--side: the name '\(dup)' is given twice")
+            throw QSTError.option("--side: the name '\(dup)' is given twice")
         }
     }
 
@@ -76,28 +76,28 @@ struct Serve: ParsableCommand {
         let model = self.base.model
         let sideSpecs = try sides.map { spec -> (String, String) in
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
-                throw CommandError("--side expects NAME=FOLDER, got '\(spec)'")
+                throw QSTError.option("--side expects NAME=FOLDER, got '\(spec)'")
             }
             return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
         }
         try validate(sideSpecs: sideSpecs)
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sideSpecs.map(\.1), options: try engine.options())
         let base = spec.base
-        guard !base.config.isOPT else { throw CommandError("\(model): qst-serve runs LLaMA-family models (OPT is not supported)") }
+        guard !base.config.isOPT else { throw QSTError("\(model): qst-serve runs LLaMA-family models (OPT is not supported)", kind: .unsupportedModel) }
         let baseName = name ?? URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         let registry = SideRegistry(baseName: baseName)
         // An attached side network (merged container) comes first in the spec, named "<base>#side".
         let attached = spec.sides.count - sideSpecs.count
         for k in 0..<attached { registry.add(name: baseName + "#side", weights: spec.sides[k]) }
         for (k, s) in sideSpecs.enumerated() {
-            guard s.0 != baseName else { throw CommandError("--side \(s.0): that is the base model's name") }
+            guard s.0 != baseName else { throw QSTError.option("--side \(s.0): that is the base model's name") }
             registry.add(name: s.0, weights: spec.sides[attached + k])
         }
         let tok = try base.source.loadTokenizer()
         var format: ChatFormat?, formatError: String?
         do { format = try tok.chatFormat(override: chatFormat) } catch { formatError = "\(error)" }
         let ctx = context ?? min(base.config.maxPositionEmbeddings ?? 2048, 4096)
-        guard ctx >= 2 else { throw CommandError("--context must be ≥ 2, got \(ctx)") }
+        guard ctx >= 2 else { throw QSTError.option("--context must be ≥ 2, got \(ctx)") }
         let scheduler = BatchScheduler(base: base, tokenizer: tok, limits: .init(maxBatch: maxBatch, maxQueue: maxQueue,
                                                                                   prefillChunk: prefillChunk, context: ctx))
         let routes = ServeRoutes(scheduler: scheduler, registry: registry, tokenizer: tok, chatFormat: format,
@@ -117,7 +117,7 @@ struct Serve: ParsableCommand {
                 .bind(host: host, port: port).wait()
         } catch {
             try? group.syncShutdownGracefully()
-            throw CommandError("cannot listen on \(host):\(port): \(error)")
+            throw QSTError("cannot listen on \(host):\(port): \(error)", kind: .listenFailed)
         }
         let bound = server.localAddress?.port ?? port
         FileHandle.standardOutput.write(Data("qst-serve: listening on http://\(host):\(bound) (models: \(registry.names.joined(separator: ", ")))\n".utf8))

@@ -38,9 +38,9 @@ struct Synthetic: ParsableCommand {
             return
         }
         guard let name = shape, let s = SyntheticShape.all.first(where: { $0.name == name }) else {
-            throw CommandError("unknown or missing shape '\(shape ?? "")'; one of: \(SyntheticShape.all.map(\.name).joined(separator: ", "))")
+            throw QSTError.option("unknown or missing shape '\(shape ?? "")'; one of: \(SyntheticShape.all.map(\.name).joined(separator: ", "))")
         }
-        guard let output else { throw CommandError("missing -o/--output") }
+        guard let output else { throw QSTError.option("missing -o/--output") }
         let start = Date()
         let writer = try QST4Writer(path: output)
         try writer.addFile(name: "config.json", data: try s.configJSON())

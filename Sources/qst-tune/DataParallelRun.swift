@@ -38,7 +38,7 @@ struct DataParallelRun {
         do {
             try body(run)
         } catch {
-            let message = (error as? CommandError)?.description ?? (error as? LocalizedError)?.errorDescription ?? "\(error)"
+            let message = (error as? LocalizedError)?.errorDescription ?? "\(error)"
             FileHandle.standardError.write(Data("\(tool): error: rank \(mpi.rank) of \(mpi.size): \(message)\n".utf8))
             mpi.abort()
         }

@@ -19,7 +19,7 @@ extension Tune {
         } else {
             training = try trainingConfig()
             if TrainingCheckpoint.exists(run: run) {
-                throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
+                throw QSTError("\(run) already holds a run; use --resume \(run) or another -o", kind: .outputExists)
             }
             lora = try LoRAModel.fresh(base: backbone, config: try loraArguments.config(seed: seed, baseModel: model),
                                        gradientCheckpointing: gradientCheckpointing)

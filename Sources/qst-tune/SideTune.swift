@@ -16,24 +16,24 @@ extension Tune {
             weights = ck.weights; training = ck.training; resumed = (ck.optimizer, ck.state)
             note("resuming \(resume) at step \(ck.state.step) (hyper-parameters from the checkpoint)")
         } else {
-            guard let side else { throw CommandError("give the side network folder (from qst-init-side)") }
+            guard let side else { throw QSTError.option("give the side network folder (from qst-init-side)") }
             weights = try SideWeightsIO.load(directory: side)
             training = try trainingConfig()
             if TrainingCheckpoint.exists(run: run) {
-                throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
+                throw QSTError("\(run) already holds a run; use --resume \(run) or another -o", kind: .outputExists)
             }
         }
         if resume == nil, head == .classify {
             weights = try ClassificationHead.attach(to: weights, numLabels: try classifyLabels(task: args.task), seed: training.seed)
         }
         let useHead = weights.config.numLabels != nil
-        if useHead, args.task == nil { throw CommandError("the classification head trains on a GLUE task: give --task") }
+        if useHead, args.task == nil { throw QSTError.option("the classification head trains on a GLUE task: give --task") }
         let sideModel = try SideModel(weights: weights, backbone: backbone)
         var baseCache: BaseStateCache?
         if let dir = args.cacheBase {
             // Ranks see different examples each epoch; one shared cache folder would need cross-rank locking.
             if let mpi = parallel.mpi, mpi.size > 1 {
-                throw CommandError("--cache-base works in a single process only (this job has \(mpi.size) ranks)")
+                throw QSTError.option("--cache-base works in a single process only (this job has \(mpi.size) ranks)")
             }
             let identity = try BaseCacheIdentity.of(model: backbone, config: weights.config, maxLength: training.maxLength)
             let cache = try BaseStateCache(directory: dir, identity: identity, config: weights.config,
@@ -53,12 +53,12 @@ extension Tune {
 
     /// K for `--head classify`: `--num-labels`, else the task's class count.
     func classifyLabels(task: String?) throws -> Int {
-        guard let task else { throw CommandError("--head classify needs --task (sst2, rte, mrpc or cola)") }
+        guard let task else { throw QSTError.option("--head classify needs --task (sst2, rte, mrpc or cola)") }
         let classes = try GLUETask.named(task).labelWords.count
         let k = numLabels ?? classes
         guard k == classes else {
-            throw CommandError("--num-labels \(k): task \(task) has \(classes) classes" +
-                               (k == 1 ? " (regression, K = 1, needs a task with real-valued labels such as STS-B)" : ""))
+            throw QSTError.option("--num-labels \(k): task \(task) has \(classes) classes" +
+                                  (k == 1 ? " (regression, K = 1, needs a task with real-valued labels such as STS-B)" : ""))
         }
         return k
     }

@@ -30,16 +30,16 @@ struct PreparedModel<Model: TrainableModel> {
 extension Tune {
     /// The run as one process or as one rank of an mpirun job (only rank 0 writes files and output).
     func train(_ parallel: DataParallelRun) throws {
-        guard let run = resume ?? output else { throw CommandError("give -o RUN (or --resume RUN)") }
+        guard let run = resume ?? output else { throw QSTError.option("give -o RUN (or --resume RUN)") }
         var args = runArguments(run: run)
         let lora = method == .lora || (resume != nil && LoRACheckpoint.isLoRARun(run))
         if lora {
-            if args.cacheBase != nil { throw CommandError("--cache-base is for side networks with a pooling downsampler, not LoRA") }
+            if args.cacheBase != nil { throw QSTError.option("--cache-base is for side networks with a pooling downsampler, not LoRA") }
             if head == .classify {
-                throw CommandError("--head classify is for the QST side network only; LoRA predicts with label words (--head lm)")
+                throw QSTError.option("--head classify is for the QST side network only; LoRA predicts with label words (--head lm)")
             }
         }
-        guard args.data != nil else { throw CommandError("--data is required") }
+        guard args.data != nil else { throw QSTError.option("--data is required") }
         let started = Date()
         let backbone = try FrozenModel(path: model, options: try engine.options())
         let tokenizer = try backbone.source.loadTokenizer()
@@ -82,8 +82,8 @@ extension Tune {
         if let trainLimit = args.trainLimit { trainSet.examples = Array(trainSet.examples.prefix(trainLimit)) }
         let fingerprint = RunArguments.fingerprint(trainSet.examples)
         if let saved = args.trainFingerprint, saved != fingerprint {
-            throw CommandError("the training data differs from the data \(run) was trained on (fingerprint \(fingerprint), " +
-                               "expected \(saved)); resuming needs the same --data, --task and --train-limit")
+            throw QSTError("the training data differs from the data \(run) was trained on (fingerprint \(fingerprint), " +
+                           "expected \(saved)); resuming needs the same --data, --task and --train-limit", kind: .incompatibleInputs)
         }
         args.trainFingerprint = fingerprint
         if parallel.isLeader {

@@ -100,13 +100,13 @@ struct Tune: ParsableCommand {
     /// are refused rather than silently ignored.
     func refuseOptionsLoRAIgnores() throws {
         guard method == .lora else { return }
-        if let side { throw CommandError("--method lora takes no side network folder (got \(side)); it is for --method qst") }
-        if evalBase { throw CommandError("--eval-base is only for --method qst (use qst-eval on the base model instead)") }
-        if benchmark != nil { throw CommandError("--benchmark measures the QST side network; it is not available with --method lora") }
+        if let side { throw QSTError.option("--method lora takes no side network folder (got \(side)); it is for --method qst") }
+        if evalBase { throw QSTError.option("--eval-base is only for --method qst (use qst-eval on the base model instead)") }
+        if benchmark != nil { throw QSTError.option("--benchmark measures the QST side network; it is not available with --method lora") }
     }
 
     func runBenchmark(_ repeats: Int) throws {
-        guard let side else { throw CommandError("give the side network folder") }
+        guard let side else { throw QSTError.option("give the side network folder") }
         let training = try trainingConfig()
         let backbone = try FrozenModel(path: model, options: try engine.options())
         var weights = try SideWeightsIO.load(directory: side)

@@ -59,9 +59,13 @@ final class CrossEntropyTests: XCTestCase {
         XCTAssertEqual(none.mean, 0)
         XCTAssertEqual(read(dh, 4), [0, 0, 0, 0])
         XCTAssertThrowsError(try ChunkedCrossEntropy.lossAndGradient(hidden: k.f([1, 2]), labels: k.ints([2]), n: 1,
-                                                                     head: head, dHidden: nil))
+                                                                     head: head, dHidden: nil)) {
+            XCTAssertEqual(($0 as? QSTError)?.kind, .tokenOutOfRange, "\($0)")
+        }
         XCTAssertThrowsError(try ChunkedCrossEntropy.candidateLogits(out: k.zeros(1), hidden: k.f([1, 2]), n: 1,
-                                                                     head: head, candidates: [5]))
+                                                                     head: head, candidates: [5])) {
+            XCTAssertEqual(($0 as? QSTError)?.kind, .tokenOutOfRange, "\($0)")
+        }
     }
 
     func testCandidateAndFullLogits() throws {

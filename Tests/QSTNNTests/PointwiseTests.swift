@@ -117,7 +117,10 @@ final class PointwiseTests: XCTestCase {
         let dt = k.zeros(12)
         Embedding.backward(dtable: dt, dout: k.f((0..<12).map { _ in 1 }), ids: k.ints([2, 0, 2]), n: 3, d: 4)
         XCTAssertEqual(read(dt, 12), [1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 2])
-        XCTAssertThrowsError(try Embedding.forward(out: out, ids: k.ints([3]), n: 1, table: k.f(table), vocab: 3, d: 4))
-        XCTAssertThrowsError(try Embedding.forward(out: out, ids: k.ints([-1]), n: 1, table: k.f(table), vocab: 3, d: 4))
+        for id: Int32 in [3, -1] {
+            XCTAssertThrowsError(try Embedding.forward(out: out, ids: k.ints([id]), n: 1, table: k.f(table), vocab: 3, d: 4)) {
+                XCTAssertEqual(($0 as? QSTError)?.kind, .tokenOutOfRange, "\($0)")
+            }
+        }
     }
 }

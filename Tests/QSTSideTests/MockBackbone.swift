@@ -34,7 +34,7 @@ final class MockBackbone: FrozenBackbone {
         var h = [Float](repeating: 0, count: n * d)
         for i in 0..<n {
             let id = Int(batch.ids[i])
-            guard id >= 0 && id < vocabSize else { throw NNError("mock: token \(id) out of range") }
+            guard id >= 0 && id < vocabSize else { throw QSTError("mock: token \(id) out of range", kind: .tokenOutOfRange) }
             for j in 0..<d { h[i * d + j] = embed[id * d + j] }
         }
         try h.withUnsafeBufferPointer { try visit(0, $0.baseAddress!) }

@@ -39,11 +39,14 @@ final class ChatFormatTests: XCTestCase {
     func testUnrecognisedTemplateNamesFieldAndOverride() {
         XCTAssertThrowsError(try ChatFormat(template: "{{ messages[0].content }}", bosToken: "", eosToken: "")) { error in
             let message = String(describing: error)
+            XCTAssertEqual((error as? QSTError)?.kind, .unknownChatFormat, message)
             XCTAssertTrue(message.contains("tokenizer_config.json"), message)
             XCTAssertTrue(message.contains("chat_template"), message)
             XCTAssertTrue(message.contains("--chat-format chatml|llama2|llama3|mistral"), message)
         }
-        XCTAssertThrowsError(try ChatFormat(name: "vicuna", bosToken: "", eosToken: ""))
+        XCTAssertThrowsError(try ChatFormat(name: "vicuna", bosToken: "", eosToken: "")) {
+            XCTAssertEqual(($0 as? QSTError)?.kind, .unknownChatFormat, "\($0)")
+        }
         XCTAssertEqual(try ChatFormat(name: "LLAMA3", bosToken: "", eosToken: "").endTokens, ["<|eot_id|>", "<|end_of_text|>"])
     }
 }

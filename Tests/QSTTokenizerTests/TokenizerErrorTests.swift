@@ -13,6 +13,30 @@ final class TokenizerErrorTests: XCTestCase {
         }
     }
 
+    private func kind(_ json: String) -> QSTError.Kind? {
+        do {
+            _ = try Tokenizer(tokenizerJSON: Data(json.utf8), configJSON: nil)
+            return nil
+        } catch {
+            return (error as? QSTError)?.kind
+        }
+    }
+
+    /// Each failure has its kind (the messages below check that the line names the file and the field).
+    func testMalformedFilesHaveTheirKind() {
+        let bpe = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
+        XCTAssertEqual(kind("{"), .invalidJSON)
+        XCTAssertEqual(kind(#"{"model": {"type": "Unigram", "vocab": []}}"#), .unsupportedTokenizerFeature)
+        XCTAssertEqual(kind(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a c"]}}"#), .invalidTokenizerField)
+        XCTAssertEqual(kind(#"{"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}}"#), .invalidTokenizerField)
+        XCTAssertEqual(kind("{\(bpe), \"normalizer\": {\"type\": \"Precompiled\"}}"), .unsupportedTokenizerFeature)
+        XCTAssertEqual(kind("{\(bpe), \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(?<=a)b\"}, \"behavior\": \"Isolated\"}}"),
+                       .invalidPattern)
+        XCTAssertEqual(kind("{\(bpe), \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a\"}, \"behavior\": \"Isolated\"}}"),
+                       .invalidPattern)
+        XCTAssertNil(kind("{\(bpe)}"))
+    }
+
     func testMalformedFilesAreReported() {
         let bpe = #""model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}"#
         XCTAssertTrue(message("{").hasPrefix("tokenizer.json: invalid JSON at byte 1"))
@@ -35,7 +59,9 @@ final class TokenizerErrorTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("bc"), [4])
         XCTAssertEqual(tokenizer.vocabSize, 5)
         XCTAssertNil(tokenizer.chatFormat)
-        XCTAssertThrowsError(try tokenizer.chatFormat(override: nil))
+        XCTAssertThrowsError(try tokenizer.chatFormat(override: nil)) {
+            XCTAssertEqual(($0 as? QSTError)?.kind, .unknownChatFormat, "\($0)")
+        }
         XCTAssertEqual(try tokenizer.chatFormat(override: "chatml").kind, .chatml)
     }
     /// What the tokenizer's JSON reading keeps from its former own parser: a leading byte-order mark is

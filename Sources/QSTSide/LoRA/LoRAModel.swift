@@ -131,7 +131,7 @@ public final class LoRAModel {
                 try ChunkedCrossEntropy.lossAndGradient(hidden: B.finalNormed.pointer, labels: lp.baseAddress!, n: n,
                                                         head: base.headRows(), dHidden: dO.pointer, gradScale: gradScale)
             }
-        } catch let e as NNError { throw QSTError(e.message) }
+        }
         guard result.count > 0 else { return result }
         var dh = B.dA, dPrev = B.dB
         dh.zero()
@@ -190,7 +190,7 @@ public final class LoRAModel {
                 try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!, n: batch.labels.count,
                                                         head: base.headRows(), dHidden: nil)
             }
-        } catch let e as NNError { throw QSTError(e.message) }
+        }
     }
 
     /// Bytes the training buffers take for a `batch × seqLen` micro-batch (activations only).

@@ -50,7 +50,7 @@ public enum ClassificationHead {
                         gradScale: gradScale)
                 }
             }
-        } catch let e as NNError { throw QSTError(e.message) }
+        }
     }
 
     private static func withTargets<R>(_ t: [Float]?, _ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {

@@ -145,7 +145,7 @@ public final class SideModel {
                                                             gradScale: gradScale)
                 }
             }
-        } catch let e as NNError { throw QSTError(e.message) }
+        }
         guard result.count > 0 else { return result }
         // Backward with OpenBLAS at one thread and its products split over the pool (Linear.splitRows), as
         // inside the engine's forward: OpenBLAS's idle workers would otherwise spin (sched_yield) against the
@@ -216,7 +216,7 @@ public final class SideModel {
                 try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!,
                                                         n: batch.labels.count, head: backbone.headRows(), dHidden: nil)
             }
-        } catch let e as NNError { throw QSTError(e.message) }
+        }
     }
 }
 

@@ -59,7 +59,7 @@ public enum Evaluation {
                         classified += 1
                     }
                 }
-            } catch let e as NNError { throw QSTError(e.message) }
+            }
             done += chunk.count
             progress?(done)
         }

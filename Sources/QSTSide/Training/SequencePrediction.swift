@@ -64,7 +64,7 @@ public enum SequencePredictor {
                     do {
                         try ChunkedCrossEntropy.candidateLogits(out: z.pointer, hidden: o.pointer + rows[b] * d, n: 1,
                                                                 head: lmHead, candidates: labelTokens)
-                    } catch let err as NNError { throw QSTError(err.message) }
+                    }
                     out[e] = Array(UnsafeBufferPointer(start: z.pointer, count: k))
                 }
             }

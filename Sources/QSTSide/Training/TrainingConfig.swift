@@ -39,7 +39,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 
     public func validate() throws {
-        func fail(_ m: String) -> Error { NNError("training configuration: \(m)") }
+        func fail(_ m: String) -> Error { QSTError("training configuration: \(m)", kind: .invalidConfiguration) }
         guard learningRate > 0, learningRate.isFinite else { throw fail("learning rate must be positive") }
         guard batchSize >= 1, gradAccumulation >= 1, maxLength >= 2 else {
             throw fail("batch size and gradient accumulation must be ≥ 1, max length ≥ 2")
