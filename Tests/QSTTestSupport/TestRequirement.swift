@@ -5,8 +5,8 @@ import XCTest
 /// Locally it skips with the reason. Under CI (`CI=true` or `CI=1`), or when `QST_REQUIRE_ALL=1`
 /// or the requirement's own variable (e.g. `QST_REQUIRE_REFERENCE=1`) is set, it throws an error
 /// instead, so the test fails with the reason: CI cannot pass while silently running less.
-/// Benchmark-only tests (QST_BENCH, QSTNN_BENCH) and tests of a CPU feature the machine lacks use
-/// XCTSkipUnless directly and are the only skips CI accepts.
+/// Tests of a CPU feature the machine lacks use XCTSkipUnless directly and are the only skips CI
+/// accepts (benchmarks are not tests: Sources/qst-bench).
 public enum TestRequirement {
     public struct Missing: Error, CustomStringConvertible {
         public var description: String

@@ -1,11 +1,15 @@
+import ArgumentParser
 import Foundation
 import QSTCore
 import QSTKernels
-import XCTest
 
-/// Throughput of the NF4 kernels; prints numbers only (no timed assertions).
-/// Runs when QST_BENCH=1 (Scripts/bench-dequant builds release and sets it), else skips.
-final class NF4DequantBenchmark: XCTestCase {
+/// Throughput of the NF4 kernels; prints numbers only (Scripts/bench-dequant runs it).
+struct NF4Throughput: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nf4",
+        abstract: "NF4 quantize and dequantize throughput, then CRC-32C and the error sums, on every kernel path the CPU has.",
+        discussion: "Sizes 2^18 and 2^24 elements, block 64, 1 and 2 threads; best and median of repeats.\n\nExample: qst-bench nf4")
+
     private struct Sample { var min: Double; var median: Double }
 
     private func time(_ repeats: Int, _ body: () -> Void) -> Sample {
@@ -20,7 +24,7 @@ final class NF4DequantBenchmark: XCTestCase {
         return Sample(min: t[0], median: t[t.count / 2])
     }
 
-    private func split(_ count: Int, threads: Int, _ body: @Sendable (Int, Int) -> Void) {
+    private static func split(_ count: Int, threads: Int, _ body: @Sendable (Int, Int) -> Void) {
         let groups = (count + 31) / 32
         Parallel.forRanges(groups, threads: threads, minChunk: 1024) { g0, g1 in body(g0 * 32, min(count, g1 * 32)) }
     }
@@ -33,8 +37,7 @@ final class NF4DequantBenchmark: XCTestCase {
                               gbBest, gbMed, geBest, geMed))
     }
 
-    func testDequantizeAndQuantizeThroughput() throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["QST_BENCH"] == "1", "set QST_BENCH=1 to run")
+    func run() {
         let blockSize = 64
         let paths: [(Int32, String)] = [(Int32(QST_IMPL_AVX512), "avx512"), (Int32(QST_IMPL_AVX2), "avx2"),
                                         (Int32(QST_IMPL_NEON), "neon"), (Int32(QST_IMPL_SCALAR), "scalar")]
@@ -68,13 +71,13 @@ final class NF4DequantBenchmark: XCTestCase {
                         }
                         line("quantize \(name) \(threads)T (F32 in)", q, elements: count, bytes: count * 4)
                         let d = time(repeats) {
-                            self.split(count, threads: threads) { lo, hi in
+                            Self.split(count, threads: threads) { lo, hi in
                                 qst_nf4_dequantize_f32(c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), f.p + lo, impl)
                             }
                         }
                         line("dequantize->F32 \(name) \(threads)T (F32 out)", d, elements: count, bytes: count * 4)
                         let b = time(repeats) {
-                            self.split(count, threads: threads) { lo, hi in
+                            Self.split(count, threads: threads) { lo, hi in
                                 qst_nf4_dequantize_bf16(c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), h.p + lo, impl)
                             }
                         }

@@ -1,9 +1,15 @@
+import ArgumentParser
 import Foundation
-import XCTest
-@testable import QSTNN
+import QSTNN
 
-/// Timings at realistic sizes; runs only with `QSTNN_BENCH=1` (use a release build).
-final class BenchmarkTests: XCTestCase {
+/// Timings of QSTNN's layers at realistic sizes, one run each; prints numbers only (Scripts/bench-layers
+/// runs it).
+struct LayerTimings: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "layers",
+        abstract: "One timed run of attention, RMSNorm, SwiGLU and chunked cross-entropy at realistic sizes.",
+        discussion: "Attention B2 T512 8/2 heads of 64; RMSNorm and SwiGLU 1024x2048; cross-entropy n512 d576 V49152 (the SmolLM2-135M head).\n\nExample: qst-bench layers")
+
     func time(_ label: String, _ body: () throws -> Void) rethrows {
         let t0 = DispatchTime.now().uptimeNanoseconds
         try body()
@@ -11,8 +17,7 @@ final class BenchmarkTests: XCTestCase {
         print("BENCH \(label): \(String(format: "%.1f", ms)) ms")
     }
 
-    func testTimings() throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["QSTNN_BENCH"] == "1", "set QSTNN_BENCH=1")
+    func run() throws {
         var rng = SplitMix64(seed: 1)
         func randomBuffer(_ n: Int, std: Float = 1) -> FloatBuffer {
             let b = FloatBuffer(count: n); VectorOps.fillGaussian(b.pointer, count: n, std: std, rng: &rng); return b
@@ -48,13 +53,13 @@ final class BenchmarkTests: XCTestCase {
         let n = 512, d = 576, V = 49152
         let hidden = randomBuffer(n * d), head = randomBuffer(V * d, std: 0.05), dh = FloatBuffer(count: n * d)
         let labels = Buffer<Int32>((0..<n).map { Int32(($0 * 7919) % V) })
-        var result = ChunkedCrossEntropy.Result(lossSum: 0, count: 0)
+        var result: ChunkedCrossEntropy.Result?
         try time("cross-entropy fwd+bwd n512 d576 V49152") {
             result = try ChunkedCrossEntropy.lossAndGradient(
                 hidden: hidden.pointer, labels: labels.pointer, n: n,
                 head: F32HeadRows(weight: head.pointer, vocabSize: V, dim: d), dHidden: dh.pointer)
         }
-        print("BENCH loss \(result.mean)")
+        print("BENCH loss \(result?.mean ?? .nan)")
         withExtendedLifetime((q, k, v, out, probs, dq, dk, dv, x, w, y, rstd, dx, dw, hidden, head, dh, labels)) {}
     }
 }
