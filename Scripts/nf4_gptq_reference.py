@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent NumPy statement of QST's GPTQ in the NF4 grid (Formats/NF4.md §7), without double quantization.
 
-    nf4_gptq_reference.py W.npy X.npy OUT.npz [--cols K] [--block-size 64] [--batch 128] [--damp 0.01]
+    nf4_gptq_reference.py W.npy X.npy OUT.npz [--cols K] [--block-size 64] [--batch 128] [--damp 0.01] [--act-order]
 
 W: float32 [rows, cols] (output × input channels); X: float32 [tokens, cols] calibration inputs (flat vectors
 are reshaped to K columns with --cols). Writes:
@@ -41,18 +41,25 @@ def inverse_cholesky_upper(h, damp):
     return np.linalg.cholesky(hinv).T               # upper U with H⁻¹ = UᵀU
 
 
-def gptq_nf4(w, x, block, batch, damp, multipliers, refinements):
+def gptq_nf4(w, x, block, batch, damp, multipliers, refinements, act_order=False):
     rows, cols = w.shape
     h = x.astype(np.float64).T @ x.astype(np.float64)
     h32 = h.astype(np.float32)
     diag = np.diag(h32).copy()
     dead = diag <= 0
-    w = w.astype(np.float32).copy()
-    w[:, dead] = 0
+    w0 = w.astype(np.float32).copy()
+    w0[:, dead] = 0
     h[dead, dead] = 1
-    u = inverse_cholesky_upper(h, damp).astype(np.float32)
     mean = np.maximum(diag, 0).astype(np.float64).mean()
     imp = (np.maximum(diag, 0) + np.float32(mean * 1e-3)).astype(np.float32)
+    # Act-order: columns by decreasing diag(H) (ties by index); blocks stay consecutive channels, a block's
+    # scale is chosen when its first channel in this order comes up.
+    perm = np.argsort(-diag.astype(np.float64), kind="stable") if act_order else np.arange(cols)
+    u = inverse_cholesky_upper(h[np.ix_(perm, perm)], damp).astype(np.float32)
+    w = w0[:, perm].copy()
+    pos = np.empty(cols, dtype=np.int64)
+    pos[perm] = np.arange(cols)
+    started = np.zeros(cols // block, dtype=bool)
 
     codes = np.zeros((rows, cols), dtype=np.uint8)
     scales = np.zeros((rows, cols // block), dtype=np.float32)
@@ -60,14 +67,16 @@ def gptq_nf4(w, x, block, batch, damp, multipliers, refinements):
         i2 = min(cols, i1 + batch)
         err = np.zeros((rows, i2 - i1), dtype=np.float32)
         for c in range(i1, i2):
-            if c % block == 0:
-                xb = w[:, c:c + block]
-                wb = np.broadcast_to(imp[c:c + block], xb.shape)
+            g = perm[c] // block
+            if not started[g]:
+                started[g] = True
+                xb = w[:, pos[g * block:(g + 1) * block]]
+                wb = np.broadcast_to(imp[g * block:(g + 1) * block], xb.shape)
                 _, _, s, _ = search(xb, wb, multipliers, refinements)
-                scales[:, c // block] = s
-            s = scales[:, c // block]
+                scales[:, g] = s
+            s = scales[:, g]
             code = codes_for(w[:, c:c + 1], s)[:, 0]
-            codes[:, c] = code
+            codes[:, perm[c]] = code
             q = (NF4[code] * s).astype(np.float32)
             e = ((w[:, c] - q) / u[c, c]).astype(np.float32)
             err[:, c - i1] = e
@@ -88,6 +97,7 @@ def main():
     ap.add_argument("--block-size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--damp", type=float, default=0.01)
+    ap.add_argument("--act-order", action="store_true")
     a = ap.parse_args()
     w = np.load(a.weights).astype(np.float32)
     x = np.load(a.inputs).astype(np.float32)
@@ -97,7 +107,7 @@ def main():
         raise SystemExit(f"{a.weights}, {a.inputs}: shapes {w.shape} and {x.shape} do not fit W[rows, K], X[tokens, K]")
     if w.shape[1] % a.block_size or a.batch % a.block_size:
         raise SystemExit(f"{a.weights}: rows of {w.shape[1]} or batch {a.batch} not whole blocks of {a.block_size}")
-    codes, scales, dequant = gptq_nf4(w, x, a.block_size, a.batch, a.damp, grid(0.80, 1.10, 15), 2)
+    codes, scales, dequant = gptq_nf4(w, x, a.block_size, a.batch, a.damp, grid(0.80, 1.10, 15), 2, a.act_order)
     d = (w.astype(np.float64) - dequant.astype(np.float64)) @ x.astype(np.float64).T
     np.savez(a.out, codes=codes, scales=scales, dequant=dequant, out_error=np.array([(d * d).sum()]))
 

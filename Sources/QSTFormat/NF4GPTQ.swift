@@ -23,6 +23,10 @@ public enum NF4GPTQ {
         public var batch: Int = 128
         /// How each block's scale is searched on the updated weights.
         public var search = NF4SearchSettings()
+        /// Quantize the columns in order of decreasing `H[i,i]` (the paper's "act-order"): the loudest input
+        /// channels go first, while the most columns remain to absorb their error. Blocks stay 64 consecutive
+        /// input channels; a block's scale is chosen when the first of its columns comes up.
+        public var actOrder = false
         public init() {}
     }
 
@@ -55,7 +59,20 @@ public enum NF4GPTQ {
 
         let diag = (0..<cols).map { gram[$0 * cols + $0] }
         let dead = diag.map { $0 <= 0 }
-        let u = try inverseCholeskyUpper(gram, n: cols, dead: dead, damp: settings.damp, file: file, tensor: tensor)
+        // perm[c] = the input channel quantized c-th; position[channel] = its place in that order.
+        let perm = settings.actOrder ? (0..<cols).sorted { diag[$0] > diag[$1] || (diag[$0] == diag[$1] && $0 < $1) }
+                                     : Array(0..<cols)
+        var position = [Int](repeating: 0, count: cols)
+        for (c, ch) in perm.enumerated() { position[ch] = c }
+        var permuted = gram
+        if settings.actOrder {
+            for i in 0..<cols { for j in 0..<cols { permuted[i * cols + j] = gram[perm[i] * cols + perm[j]] } }
+        }
+        let u = try inverseCholeskyUpper(permuted, n: cols, dead: perm.map { dead[$0] }, damp: settings.damp,
+                                         file: file, tensor: tensor)
+        // Column c starts its block's scale when it is the first of the block's channels in the order.
+        var seen = [Bool](repeating: false, count: cols / bs)
+        let startsBlock = perm.map { ch -> Bool in defer { seen[ch / bs] = true }; return !seen[ch / bs] }
         // Per-column weights of the block search: the diagonal (mean squared activation, up to a factor) with the
         // same floor as NF4Calibration.weights.
         let mean = diag.reduce(0.0) { $0 + Double(max($1, 0)) } / Double(cols)
@@ -73,10 +90,11 @@ public enum NF4GPTQ {
             dq = nil
         }
 
-        // Work on Wᵀ ([cols, rows]): a column of W is a contiguous row, and the batch update is one GEMM.
+        // Work on Wᵀ ([cols, rows], columns in quantization order): a column of W is a contiguous row, and the
+        // batch update is one GEMM.
         var wt = [Float](repeating: 0, count: cols * rows)
         for r in 0..<rows {
-            for c in 0..<cols where !dead[c] { wt[c * rows + r] = w[r * cols + c] }
+            for c in 0..<cols where !dead[perm[c]] { wt[c * rows + r] = w[r * cols + perm[c]] }
         }
         let blocksPerRow = cols / bs
         var scales = [Float](repeating: 0, count: rows * blocksPerRow)       // decoded scales (what the file decodes)
@@ -94,10 +112,15 @@ public enum NF4GPTQ {
         codes.withUnsafeMutableBufferPointer { cb in
         u.withUnsafeBufferPointer { ub in
         importance.withUnsafeBufferPointer { ib in
+        perm.withUnsafeBufferPointer { pb in
+        position.withUnsafeBufferPointer { posb in
+        startsBlock.withUnsafeBufferPointer { stb in
             let W = SendablePointer(wtb.baseAddress!), E = SendablePointer(eb.baseAddress!)
             let S = SendablePointer(sb.baseAddress!), C = SendablePointer(cb.baseAddress!)
             let SC = SendablePointer(scb.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!)
             let U = SendableConstPointer(ub.baseAddress!), I = SendableConstPointer(ib.baseAddress!)
+            let P = SendableConstPointer(pb.baseAddress!), POS = SendableConstPointer(posb.baseAddress!)
+            let ST = SendableConstPointer(stb.baseAddress!)
             for i1 in stride(from: 0, to: cols, by: batch) {
                 let i2 = min(cols, i1 + batch)
                 Parallel.forRanges(rows, threads: workers, minChunk: 16) { r0, r1 in
@@ -105,22 +128,21 @@ public enum NF4GPTQ {
                     defer { block.release() }
                     for c in i1..<i2 {
                         let col = W.base + c * rows
-                        if c % bs == 0 {
-                            let g = c / bs
+                        let channel = P.base[c], g = channel / bs
+                        if ST.base[c] {
                             for r in r0..<r1 {
-                                chooseScale(&block, column: W.base + c * rows, row: r, rows: rows, blockSize: bs,
-                                            importance: I.base + c, search: search, dq: dq,
+                                chooseScale(&block, w: W.base, positions: POS.base + g * bs, row: r, rows: rows,
+                                            blockSize: bs, importance: I.base + g * bs, search: search, dq: dq,
                                             blockIndex: r * blocksPerRow + g, scale: S.base, scaleCode: SC.base)
                             }
                         }
-                        let g = c / bs
                         let d = U.base[c * cols + c]
                         let e = E.base + (c - i1) * rows
                         for r in r0..<r1 {
                             let s = S.base[r * blocksPerRow + g]
                             let x = col[r]
                             let q = NF4ScaleSearch.code(x * (1 / s), block.mid)
-                            let k = r * cols + c
+                            let k = r * cols + channel
                             if k & 1 == 0 { C.base[k >> 1] = (C.base[k >> 1] & 0x0F) | UInt8(q << 4) }
                             else { C.base[k >> 1] = (C.base[k >> 1] & 0xF0) | UInt8(q) }
                             e[r] = (x - block.values[q] * s) / d
@@ -141,7 +163,7 @@ public enum NF4GPTQ {
                                 W.base + i2 * rows, Int32(rows))
                 }
             }
-        }}}}}}}
+        }}}}}}}}}}
         if let dq {
             return NF4Tensor(count: rows * cols, blockSize: bs, codes: codes, absmax: [], absmaxCodes: scaleCodes,
                              absmax2: dq.absmax2, absmaxOffset: dq.offset, dqBlockSize: parameters.dqBlockSize)
@@ -159,13 +181,14 @@ public enum NF4GPTQ {
     /// One block's scale from its current (error-updated) weights: the weighted search, then with double
     /// quantization the 8-bit code whose decoded scale errs least. Writes the decoded scale (and code).
     @inline(__always)
-    static func chooseScale(_ block: inout NF4ScaleSearch.Block, column: UnsafeMutablePointer<Float>, row r: Int,
-                            rows: Int, blockSize bs: Int, importance: UnsafePointer<Float>, search: NF4SearchSettings,
+    /// `positions[i]`: where the block's channel `i` sits in `w` (Wᵀ in quantization order).
+    static func chooseScale(_ block: inout NF4ScaleSearch.Block, w: UnsafeMutablePointer<Float>,
+                            positions: UnsafePointer<Int>, row r: Int, rows: Int, blockSize bs: Int, importance: UnsafePointer<Float>, search: NF4SearchSettings,
                             dq: DoubleQuantGrid?, blockIndex b: Int, scale: UnsafeMutablePointer<Float>,
                             scaleCode: UnsafeMutablePointer<UInt8>) {
         var m: Float = 0
         for i in 0..<bs {
-            let v = column[i * rows + r]
+            let v = w[positions[i] * rows + r]
             block.x[i] = v; block.w[i] = importance[i]
             m = max(m, abs(v))
         }

@@ -52,6 +52,8 @@ struct Quantize: ParsableCommand {
     var method: MethodArgument = .search
     @Option(help: "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix.")
     var gptqDamp: Double = 0.01
+    @Flag(help: "GPTQ: quantize the input channels in order of decreasing activation (act-order) instead of in index order.")
+    var gptqActOrder = false
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
     @Option(help: "Calibrate on at most this many tokens of the text.")
@@ -132,6 +134,7 @@ struct Quantize: ParsableCommand {
         if search || calibrated != nil {
             var gptq = NF4GPTQ.Settings()
             gptq.damp = gptqDamp
+            gptq.actOrder = gptqActOrder
             job2.scaleSearch = NF4ScaleSearchRequest(calibration: calibrated?.0, method: method.method, gptq: gptq)
         }
         var bar: ProgressBar?

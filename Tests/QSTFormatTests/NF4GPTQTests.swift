@@ -55,7 +55,7 @@ final class NF4GPTQTests: XCTestCase {
         return e
     }
 
-    func referenceGPTQ(_ w: [Float], _ x: [Float], cols: Int, blockSize: Int) throws -> [String: NF4NPYArray] {
+    func referenceGPTQ(_ w: [Float], _ x: [Float], cols: Int, blockSize: Int, actOrder: Bool) throws -> [String: NF4NPYArray] {
         let h = try NF4ReferenceHarness()
         defer { h.cleanUp() }
         let ws = h.workDir.appendingPathComponent("w.npy"), xs = h.workDir.appendingPathComponent("x.npy")
@@ -66,6 +66,7 @@ final class NF4GPTQTests: XCTestCase {
         p.executableURL = URL(fileURLWithPath: h.python)
         p.arguments = [h.script.replacingOccurrences(of: "nf4_reference.py", with: "nf4_gptq_reference.py"),
                        ws.path, xs.path, out.path, "--cols", "\(cols)", "--block-size", "\(blockSize)"]
+            + (actOrder ? ["--act-order"] : [])
         let err = Pipe()
         p.standardError = err
         try p.run()
@@ -78,15 +79,21 @@ final class NF4GPTQTests: XCTestCase {
     /// Same codes and scales as the NumPy statement on ≥ 99 % of weights and blocks (the two differ only in
     /// summation order: BLAS against NumPy, LAPACK's inverse against NumPy's, so a weight at a rounding tie may go
     /// the other way and its error moves later columns slightly), output error within 1 %.
-    func testMatchesNumPyReference() throws {
+    func testMatchesNumPyReference() throws { try checkAgainstReference(actOrder: false) }
+    func testActOrderMatchesNumPyReference() throws { try checkAgainstReference(actOrder: true) }
+
+    func checkAgainstReference(actOrder: Bool) throws {
         let rows = 48, cols = 256, tokens = 512, bs = 64
         let w = weights(rows: rows, cols: cols, seed: 21), x = inputs(tokens: tokens, cols: cols, seed: 22)
         let p = NF4Parameters(blockSize: bs, doubleQuant: false)
+        var settings = NF4GPTQ.Settings()
+        settings.actOrder = actOrder
         let t = try w.withUnsafeBufferPointer {
-            try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: gram(x, cols: cols), parameters: p, file: "t", tensor: "w")
+            try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: gram(x, cols: cols), parameters: p, settings: settings,
+                                 file: "t", tensor: "w")
         }
         try t.validate(file: "t", tensor: "w")
-        let ref = try referenceGPTQ(w, x, cols: cols, blockSize: bs)
+        let ref = try referenceGPTQ(w, x, cols: cols, blockSize: bs, actOrder: actOrder)
         let refCodes = try ref.field("codes").uint8(), refScales = try ref.field("scales").float32()
         let refDeq = try ref.field("dequant").float32(), refErr = try ref.field("out_error").float64()[0]
         var sameCodes = 0
@@ -112,16 +119,20 @@ final class NF4GPTQTests: XCTestCase {
         let diag = (0..<cols).map { h[$0 * cols + $0] }
         let mean = diag.reduce(0.0) { $0 + Double($1) } / Double(cols)
         let importance = diag.map { $0 + Float(mean * 1e-3) }
-        for p in [NF4Parameters(), NF4Parameters(blockSize: 64, doubleQuant: false), NF4Parameters(blockSize: 32)] {
+        let cases: [(NF4Parameters, Bool)] = [(NF4Parameters(), false), (NF4Parameters(blockSize: 64, doubleQuant: false), false),
+                                              (NF4Parameters(blockSize: 32), false), (NF4Parameters(), true)]
+        for (p, actOrder) in cases {
+            var settings = NF4GPTQ.Settings()
+            settings.actOrder = actOrder
             let (g, s) = try w.withUnsafeBufferPointer {
-                (try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: h, parameters: p, file: "t", tensor: "w"),
+                (try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: h, parameters: p, settings: settings, file: "t", tensor: "w"),
                  try NF4ScaleSearch.quantize($0, parameters: p, importance: importance, rowLength: cols, file: "t", tensor: "w"))
             }
             try g.validate(file: "t", tensor: "w")
             XCTAssertEqual(g.isDoubleQuantized, p.doubleQuant)
             XCTAssertEqual(g.bitsPerWeight, s.bitsPerWeight)
             let eg = outputError(w, NF4.dequantize(g), x, cols: cols), es = outputError(w, NF4.dequantize(s), x, cols: cols)
-            XCTAssertLessThan(eg, es * 0.8, "\(p): GPTQ \(eg) vs per-block search \(es)")
+            XCTAssertLessThan(eg, es * 0.8, "\(p), act-order \(actOrder): GPTQ \(eg) vs per-block search \(es)")
         }
     }
 
