@@ -26,7 +26,7 @@ public enum NF4GPTQ {
         /// Quantize the columns in order of decreasing `H[i,i]` (the paper's "act-order"): the loudest input
         /// channels go first, while the most columns remain to absorb their error. Blocks stay 64 consecutive
         /// input channels; a block's scale is chosen when the first of its columns comes up.
-        public var actOrder = false
+        public var actOrder = true
         public init() {}
     }
 

@@ -25,7 +25,8 @@ struct Quantize: ParsableCommand {
               --calibrate-with plain.qst4
           # GPTQ in the NF4 grid (error-compensating codes), blocks of 32:
           qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq --block-size 32
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq --block-size 32 \\
+              --calibrate-tokens 32768 --gptq-damp 0.02 --no-gptq-act-order
         """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")
@@ -52,12 +53,13 @@ struct Quantize: ParsableCommand {
     var method: MethodArgument = .search
     @Option(help: "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix.")
     var gptqDamp: Double = 0.01
-    @Flag(help: "GPTQ: quantize the input channels in order of decreasing activation (act-order) instead of in index order.")
-    var gptqActOrder = false
+    @Flag(inversion: .prefixedNo, help: "GPTQ: quantize the input channels in order of decreasing activation (act-order); --no-gptq-act-order keeps index order.")
+    var gptqActOrder = true
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
-    @Option(help: "Calibrate on at most this many tokens of the text.")
-    var calibrateTokens: Int = 4096
+    @Option(help: "Calibrate on at most this many tokens of the text (default 4096; 16384 with --method gptq, which fits a full Gram matrix per linear and overfits fewer tokens).")
+    var calibrateTokens: Int?
+    var tokenLimit: Int { calibrateTokens ?? (method == .gptq ? 16384 : 4096) }
     @Option(help: "Calibration window length in tokens.")
     var calibrateCtx: Int = 512
     @Option(help: "Also write the calibration's importance (mean squared input per channel, one F32 vector per linear) to this .safetensors file.")
@@ -92,14 +94,14 @@ struct Quantize: ParsableCommand {
         }
         guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path): the calibration text is not UTF-8") }
         guard gptqDamp > 0, gptqDamp.isFinite else { throw CommandError("--gptq-damp must be a positive number") }
-        guard calibrateTokens >= 1, calibrateCtx >= 2 else {
+        guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw CommandError("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
         }
         let modelPath = calibrateWith ?? input
         let model = try FrozenModel(path: modelPath, options: EngineOptions(matmulPath: .kernelsAuto))
         var ids = try model.source.loadTokenizer().encode(text).map(Int32.init)
         guard ids.count >= 2 else { throw CommandError("\(path): the calibration text has \(ids.count) token(s); at least 2 are needed") }
-        if ids.count > calibrateTokens { ids = Array(ids.prefix(calibrateTokens)) }
+        if ids.count > tokenLimit { ids = Array(ids.prefix(tokenLimit)) }
         var bar: ProgressBar?
         let c = try ImportanceMatrix.collect(model: model, tokens: ids, ctx: calibrateCtx,
                                              textSHA256: Checksums.sha256Hex(data), gram: method == .gptq) { p in
