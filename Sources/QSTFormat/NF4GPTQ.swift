@@ -53,8 +53,8 @@ public enum NF4GPTQ {
         guard settings.damp > 0, settings.batch > 0, settings.batch % bs == 0 else {
             throw QSTError.tensor(file, tensor, "GPTQ: damp \(settings.damp) must be > 0 and the batch \(settings.batch) a multiple of \(bs)")
         }
-        // Checks the values (NaN/inf named by element) and the parameters.
-        _ = try NF4.quantize(w, parameters: NF4Parameters(blockSize: bs, doubleQuant: false, dqBlockSize: parameters.dqBlockSize),
+        // Checks the values (NaN/inf named by element) and the parameters; gives the blocks' absmax.
+        let plain = try NF4.quantize(w, parameters: NF4Parameters(blockSize: bs, doubleQuant: false, dqBlockSize: parameters.dqBlockSize),
                              file: file, tensor: tensor)
 
         let diag = (0..<cols).map { gram[$0 * cols + $0] }
@@ -79,13 +79,16 @@ public enum NF4GPTQ {
         let importance = diag.map { max($0, 0) + Float(mean * 1e-3) }
 
         // With double quantization the block scales are stored as 8-bit codes under a per-256-blocks scale and an
-        // offset; those two come from the plain weighted search on the original weights, and each block then
-        // picks, among the codes near its searched scale, the one whose decoded scale errs least.
+        // offset; those two come from the weighted search's scales on the original weights (as NF4ScaleSearch
+        // would store them), and each block then picks, among the codes near its searched scale, the one whose
+        // decoded scale errs least.
         let dq: DoubleQuantGrid?
         if parameters.doubleQuant {
-            let first = try NF4ScaleSearch.quantize(w, parameters: parameters, importance: importance, rowLength: cols,
-                                                    settings: settings.search, file: file, tensor: tensor)
-            dq = DoubleQuantGrid(absmax2: first.absmax2, offset: first.absmaxOffset, dqBlockSize: parameters.dqBlockSize)
+            let workers = NF4.workerCount(w.count, threads: 0, threshold: NF4.quantizeParallelThreshold)
+            let first = NF4ScaleSearch.searchedScales(w, absmax: plain.absmax, blockSize: bs, importance: importance,
+                                                      rowLength: cols, settings: settings.search, workers: workers)
+            let grid = NF4ScaleSearch.doubleQuantGrid(first, dqBlockSize: parameters.dqBlockSize)
+            dq = DoubleQuantGrid(absmax2: grid.second.absmax, offset: grid.offset, dqBlockSize: parameters.dqBlockSize)
         } else {
             dq = nil
         }
