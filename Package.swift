@@ -63,8 +63,8 @@ let package = Package(
         // The one JSON reader (safetensors headers, config.json, tokenizer files, records, request bodies);
         // only QSTCore (for QSTError) below it, so both QSTFormat and QSTTokenizer build on it.
         .target(name: "QSTJSON", dependencies: ["QSTCore"], swiftSettings: checked),
-        // The one format library: safetensors, NF4, the .qst4 container.
-        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore", "QSTJSON"], swiftSettings: checked),
+        // The one format library: safetensors, NF4, the .qst4 container (BLAS/LAPACK for GPTQ-quantized NF4).
+        .target(name: "QSTFormat", dependencies: ["CZstd", "QSTKernels", "QSTCore", "QSTJSON", "CBLAS"], swiftSettings: checked),
         // Hugging Face tokenizer.json and chat templates.
         .target(name: "QSTTokenizer", dependencies: ["QSTJSON", "QSTCore"], swiftSettings: checked),
         // Layers with forward and backward side by side, on plain F32 buffers.

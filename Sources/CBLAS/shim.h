@@ -6,3 +6,6 @@ char *openblas_get_corename(void);
 // Stops the worker threads OpenBLAS starts as it loads (each spins ~0.1 s before it sleeps); the next
 // threaded BLAS call starts them again. Exported by OpenBLAS for its fork handling.
 int blas_thread_shutdown_(void);
+// LAPACK (shipped inside OpenBLAS): Cholesky factor and inverse from it, for GPTQ quantization (NF4GPTQ).
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);

@@ -58,34 +58,17 @@ public enum NF4ScaleSearch {
             }
         }
         var codes = plain.codes
-        var scales = plain.absmax
         guard count > 0 else { return plain }
-        let grid = settings.multipliers
         let weights = importance ?? []
         let workers = NF4.workerCount(count, threads: 0, threshold: NF4.quantizeParallelThreshold)
-        scales.withUnsafeMutableBufferPointer { sc in
-            weights.withUnsafeBufferPointer { wb in
-                let s = SendablePointer(sc.baseAddress!), xs = SendableConstPointer(x.baseAddress!)
-                let w = SendableConstPointer(wb.baseAddress ?? UnsafePointer(bitPattern: 8)!)
-                let weighted = importance != nil
-                Parallel.forRanges(blocks, threads: workers, minChunk: 64) { b0, b1 in
-                    var block = Block(capacity: bs)
-                    defer { block.release() }
-                    for b in b0..<b1 {
-                        block.load(xs.base, count: count, block: b, blockSize: bs,
-                                   weights: weighted ? w.base : nil, rowLength: rowLength)
-                        s[b] = block.bestScale(absmax: s[b], grid: grid, refinements: settings.refinements)
-                    }
-                }
-            }
-        }
+        let scales = searchedScales(x, absmax: plain.absmax, blockSize: bs, importance: importance, rowLength: rowLength,
+                                    settings: settings, workers: workers)
         guard parameters.doubleQuant else {
             writeCodes(x, scales: scales, blockSize: bs, into: &codes)
             return NF4Tensor(count: count, blockSize: bs, codes: codes, absmax: scales, dqBlockSize: parameters.dqBlockSize)
         }
         // Double quantization of the chosen scales, then each block's 8-bit code chosen by the decoded scale's error.
-        let offset = NF4.mean(scales)
-        let second = DynamicMap8.quantizeBlockwise(scales.map { $0 - offset }, blockSize: parameters.dqBlockSize)
+        let (offset, second) = doubleQuantGrid(scales, dqBlockSize: parameters.dqBlockSize)
         var dq = second.codes
         let absmax2Values = second.absmax
         let absmaxValues = plain.absmax
@@ -116,6 +99,39 @@ public enum NF4ScaleSearch {
         writeCodes(x, scales: decoded, blockSize: bs, into: &codes)
         return NF4Tensor(count: count, blockSize: bs, codes: codes, absmax: [], absmaxCodes: dq, absmax2: absmax2Values,
                          absmaxOffset: offset, dqBlockSize: parameters.dqBlockSize)
+    }
+
+    /// Every block's searched float scale (steps 1–3 of NF4.md §6), before any double quantization.
+    static func searchedScales(_ x: UnsafeBufferPointer<Float>, absmax: [Float], blockSize bs: Int, importance: [Float]?,
+                               rowLength: Int, settings: NF4SearchSettings, workers: Int) -> [Float] {
+        var scales = absmax
+        let grid = settings.multipliers, count = x.count
+        let weights = importance ?? []
+        scales.withUnsafeMutableBufferPointer { sc in
+            weights.withUnsafeBufferPointer { wb in
+                let s = SendablePointer(sc.baseAddress!), xs = SendableConstPointer(x.baseAddress!)
+                let w = SendableConstPointer(wb.baseAddress ?? UnsafePointer(bitPattern: 8)!)
+                let weighted = importance != nil
+                Parallel.forRanges(absmax.count, threads: workers, minChunk: 64) { b0, b1 in
+                    var block = Block(capacity: bs)
+                    defer { block.release() }
+                    for b in b0..<b1 {
+                        block.load(xs.base, count: count, block: b, blockSize: bs,
+                                   weights: weighted ? w.base : nil, rowLength: rowLength)
+                        s[b] = block.bestScale(absmax: s[b], grid: grid, refinements: settings.refinements)
+                    }
+                }
+            }
+        }
+        return scales
+    }
+
+    /// The second level of double quantization for `scales`: their mean as offset and the dynamic 8-bit codes
+    /// with one absmax2 per `dqBlockSize` (NF4.md §4).
+    static func doubleQuantGrid(_ scales: [Float], dqBlockSize: Int) -> (offset: Float, second: (codes: [UInt8], absmax: [Float])) {
+        let offset = NF4.mean(scales)
+        let second = DynamicMap8.quantizeBlockwise(scales.map { $0 - offset }, blockSize: dqBlockSize)
+        return (offset, (second.codes, second.absmax))
     }
 
     /// Codes by nearest value for the given per-block scales (`v = x · f32(1/scale)`, bitsandbytes' tree).

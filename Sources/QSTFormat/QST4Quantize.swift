@@ -102,7 +102,7 @@ public struct QST4Quantize {
                                             dqBlockSize: policy.nf4.dqBlockSize,
                                             keptDtype: policy.keptDtype.rawValue.lowercased(), keep: policy.keepPatterns)
         if let search = scaleSearch {
-            quantization.scaleSearch = search.method(weighted: search.calibration != nil)
+            quantization.scaleSearch = search.containerMethod
             if let c = search.calibration { quantization.calibration = QST4CalibrationInfo(sha256: c.textSHA256, tokens: c.tokens, ctx: c.ctx) }
         }
         try writer.finish(quantization: quantization, provenance: QST4Provenance(sources: try hashing.wait()), createdBy: createdBy,
@@ -154,11 +154,19 @@ public struct QST4Quantize {
                     let rowLength = info.shape.count == 2 ? info.shape[1] : max(n, 1)
                     var importance = search.calibration?.weights(for: name)
                     if importance?.count != rowLength { importance = nil }   // no calibration for this tensor
-                    t = try NF4ScaleSearch.quantize(values, parameters: policy.nf4, importance: importance,
-                                                    rowLength: rowLength, settings: search.settings,
-                                                    file: file.path, tensor: name)
-                    try writer.writeNF4(name: name, shape: info.shape, t, scaleSearch: search.method(weighted: importance != nil),
-                                        calibrationSHA256: importance != nil ? search.calibration?.textSHA256 : nil)
+                    if search.method == .gptq, info.shape.count == 2, rowLength % policy.nf4.blockSize == 0,
+                       let gram = search.calibration?.gram(for: name), gram.count == rowLength * rowLength {
+                        t = try NF4GPTQ.quantize(values, rows: info.shape[0], cols: rowLength, gram: gram,
+                                                 parameters: policy.nf4, settings: search.gptq, file: file.path, tensor: name)
+                        try writer.writeNF4(name: name, shape: info.shape, t, scaleSearch: "gptq",
+                                            calibrationSHA256: search.calibration?.textSHA256)
+                    } else {
+                        t = try NF4ScaleSearch.quantize(values, parameters: policy.nf4, importance: importance,
+                                                        rowLength: rowLength, settings: search.settings,
+                                                        file: file.path, tensor: name)
+                        try writer.writeNF4(name: name, shape: info.shape, t, scaleSearch: search.method(weighted: importance != nil),
+                                            calibrationSHA256: importance != nil ? search.calibration?.textSHA256 : nil)
+                    }
                 } else {
                     t = try NF4.quantize(values, parameters: policy.nf4, file: file.path, tensor: name, kernel: .auto,
                                          threads: threads)

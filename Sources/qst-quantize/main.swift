@@ -11,7 +11,7 @@ struct Quantize: ParsableCommand {
         discussion: """
         Every 2-D weight of the transformer layers becomes NF4 (bitsandbytes-compatible, double-quantized scales); embeddings and the LM head are kept in --dtype, norms and biases in F32. The config and tokenizer files beside the weights are embedded.
 
-        --search and --calibrate keep the NF4 format: only the choice of each block's scale changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels.
+        --search and --calibrate keep the NF4 format: only the choice of each block's scale (and codes) changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6, §7). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels. --method gptq (with --calibrate) also collects each linear's input Gram matrix and chooses the codes column by column with GPTQ's error compensation; --method search (default) searches each block's scale on its own.
 
         Examples:
           qst-quantize ~/models/SmolLM2-135M-Instruct smollm2.qst4
@@ -23,6 +23,10 @@ struct Quantize: ParsableCommand {
           qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt
           qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt \\
               --calibrate-with plain.qst4
+          # GPTQ in the NF4 grid (error-compensating codes), blocks of 32:
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq
+          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq --block-size 32 \\
+              --calibrate-tokens 32768 --gptq-damp 0.02 --no-gptq-act-order
         """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")
@@ -45,10 +49,17 @@ struct Quantize: ParsableCommand {
     var search = false
     @Option(help: "Calibration text: weight the scale search by each input channel's mean squared activation on it.")
     var calibrate: String?
+    @Option(help: "How --calibrate chooses scales and codes: search (per-block weighted scale search) or gptq (GPTQ error compensation through each linear's input Gram matrix).")
+    var method: MethodArgument = .search
+    @Option(help: "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix.")
+    var gptqDamp: Double = 0.01
+    @Flag(inversion: .prefixedNo, help: "GPTQ: quantize the input channels in order of decreasing activation (act-order); --no-gptq-act-order keeps index order.")
+    var gptqActOrder = true
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
-    @Option(help: "Calibrate on at most this many tokens of the text.")
-    var calibrateTokens: Int = 4096
+    @Option(help: "Calibrate on at most this many tokens of the text (default 4096; 16384 with --method gptq, which fits a full Gram matrix per linear and overfits fewer tokens).")
+    var calibrateTokens: Int?
+    var tokenLimit: Int { calibrateTokens ?? (method == .gptq ? 16384 : 4096) }
     @Option(help: "Calibration window length in tokens.")
     var calibrateCtx: Int = 512
     @Option(help: "Also write the calibration's importance (mean squared input per channel, one F32 vector per linear) to this .safetensors file.")
@@ -82,17 +93,18 @@ struct Quantize: ParsableCommand {
             throw QSTError("\(path): cannot read the calibration text", kind: .unreadableFile)
         }
         guard let text = String(data: data, encoding: .utf8) else { throw QSTError("\(path): the calibration text is not UTF-8", kind: .invalidTextEncoding) }
-        guard calibrateTokens >= 1, calibrateCtx >= 2 else {
+        guard gptqDamp > 0, gptqDamp.isFinite else { throw QSTError.option("--gptq-damp must be a positive number") }
+        guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
         }
         let modelPath = calibrateWith ?? input
         let model = try FrozenModel(path: modelPath, options: EngineOptions(matmulPath: .kernelsAuto))
         var ids = try model.source.loadTokenizer().encode(text).map(Int32.init)
         guard ids.count >= 2 else { throw QSTError("\(path): the calibration text has \(ids.count) token(s); at least 2 are needed", kind: .notEnoughData) }
-        if ids.count > calibrateTokens { ids = Array(ids.prefix(calibrateTokens)) }
+        if ids.count > tokenLimit { ids = Array(ids.prefix(tokenLimit)) }
         var bar: ProgressBar?
         let c = try ImportanceMatrix.collect(model: model, tokens: ids, ctx: calibrateCtx,
-                                             textSHA256: Checksums.sha256Hex(data)) { p in
+                                             textSHA256: Checksums.sha256Hex(data), gram: method == .gptq) { p in
             if bar == nil { bar = ProgressBar(total: p.totalWindows, label: "calibrating") }
             bar?.update(p.windows, detail: "\(p.tokens) tokens")
         }
@@ -119,8 +131,14 @@ struct Quantize: ParsableCommand {
                                createdBy: "qst-quantize \(QSTVersion.string)",
                                createdAt: ReproducibleBuild.creationDate())
         var job2 = job
+        if method == .gptq && calibrate == nil { throw QSTError.option("--method gptq needs --calibrate TEXT") }
         let calibrated = try calibration()
-        if search || calibrated != nil { job2.scaleSearch = NF4ScaleSearchRequest(calibration: calibrated?.0) }
+        if search || calibrated != nil {
+            var gptq = NF4GPTQ.Settings()
+            gptq.damp = gptqDamp
+            gptq.actOrder = gptqActOrder
+            job2.scaleSearch = NF4ScaleSearchRequest(calibration: calibrated?.0, method: method.method, gptq: gptq)
+        }
         var bar: ProgressBar?
         let start = Date()
         let summary = try job2.run { done, total, bytes in
@@ -129,14 +147,14 @@ struct Quantize: ParsableCommand {
             bar?.update(done, detail: String(format: "tensors  %@  %.0f MB/s", Units.bytes(bytes), mbs))
         }
         bar?.finish()
-        let method = job2.scaleSearch?.method(weighted: calibrated != nil)
-        if format.json { try JSONOutput.print(Report(summary: summary, scaleSearch: method, calibration: calibrated?.1)); return }
+        let methodName = job2.scaleSearch?.containerMethod
+        if format.json { try JSONOutput.print(Report(summary: summary, scaleSearch: methodName, calibration: calibrated?.1)); return }
         print("wrote \(summary.output)")
         if let c = calibrated?.1 {
             print(String(format: "  calibration      %ld tokens of %@ through %@, %ld linears, %.2f s", c.tokens, c.text,
                          c.model, c.linears, c.seconds))
         }
-        if let method { print("  scale search     \(method)") }
+        if let methodName { print("  scale search     \(methodName)") }
         print("  tensors          \(summary.tensors) (\(summary.quantizedTensors) NF4)")
         print("  input            \(Units.bytes(summary.inputBytes))")
         print("  output           \(Units.bytes(summary.outputBytes))")
@@ -144,6 +162,12 @@ struct Quantize: ParsableCommand {
         print(String(format: "  mean SQNR        %.2f dB", summary.meanSQNRDB))
         print(String(format: "  time             %.2f s (%.0f MB/s of input)", summary.seconds, summary.inputMBPerSecond))
     }
+}
+
+/// `--method`: how calibrated NF4 chooses scales and codes.
+enum MethodArgument: String, CaseIterable, ExpressibleByArgument {
+    case search, gptq
+    var method: NF4CalibrationMethod { self == .gptq ? .gptq : .search }
 }
 
 /// The types `--dtype` offers for kept (unquantized) matrices; the name is case-insensitive (`BF16` works too).

@@ -56,6 +56,43 @@ final class CalibrationToolTests: ToolTestCase {
         try assertNumPyReaderDecodes(out, tensor: "model.layers.3.mlp.down_proj.weight", container: c)
     }
 
+    /// `--method gptq`: every linear marked "gptq" with the calibration's SHA-256, same parts and sizes as plain
+    /// NF4, decoded by the independent NumPy reader.
+    func testGPTQOnTheRealModel() throws {
+        try requireRealModelBuild()
+        let model = try ReferenceScripts.realModelF32()
+        let text = path("calib.txt")
+        let sample = String(repeating: "A small boat drifted slowly past the old mill while the children watched. ", count: 20)
+        try Data(sample.utf8).write(to: URL(fileURLWithPath: text))
+        let out = path("gptq.qst4")
+        let r = try ok("qst-quantize", [model, out, "--calibrate", text, "--calibrate-tokens", "96",
+                                        "--calibrate-ctx", "48", "--method", "gptq", "--json"])
+        let report = try ToolHarness.json(r.stdout)
+        XCTAssertEqual(report["scaleSearch"] as? String, "gptq")
+        let sha = Checksums.sha256Hex(Data(sample.utf8))
+        let c = try QST4Container(path: out)
+        XCTAssertEqual(c.header.quantization?.scaleSearch, "gptq")
+        XCTAssertEqual(c.header.quantization?.calibration?.sha256, sha)
+        let nf4 = c.header.tensors.filter { $0.dtype == .nf4 }
+        XCTAssertEqual(nf4.count, 210)
+        for e in nf4 {
+            XCTAssertEqual(e.scaleSearch, "gptq", e.name)
+            XCTAssertEqual(e.calibrationSHA256, sha, e.name)
+            XCTAssertEqual(e.doubleQuant, true, e.name)
+        }
+        try assertNumPyReaderDecodes(out, tensor: "model.layers.5.mlp.down_proj.weight", container: c)
+        try assertNumPyReaderDecodes(out, tensor: "model.layers.0.self_attn.k_proj.weight", container: c)
+    }
+
+    func testGPTQWithoutCalibrationIsOneLineError() throws {
+        let out = path("x.qst4")
+        let r = try ToolHarness.run("qst-quantize", [golden, out, "--method", "gptq"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--calibrate"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     func testBadCalibrationTextIsOneLineError() throws {
         let out = path("x.qst4")
         let binary = path("binary.txt")
