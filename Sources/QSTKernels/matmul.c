@@ -63,7 +63,7 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_AUTO:
         // Without AVX-512: NF4 takes the integer dot products for decoding (the float32 table
         // lookup is compute bound) and for many rows with blocks a multiple of 64 (the int16 GEMM,
-        // 1.3-1.6x the float32 FMA GEMM on every SmolLM2 shape: BENCHMARKS.md §13); everything else
+        // 1.1-1.6x the float32 FMA GEMM on every SmolLM2 shape: BENCHMARKS.md §13); everything else
         // the exact AVX2 loops.
         if (!vec && avx2) {
             const int int_gemm = (layout_ok & LAYOUT_INT_GEMM) != 0;
