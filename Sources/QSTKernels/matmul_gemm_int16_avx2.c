@@ -95,7 +95,6 @@ TARGET_BASE static void pack_panel(const qst_weight *w, int64_t j0, int64_t nr, 
     const __m256i glo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)glo16));
     const __m256i ghi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ghi16));
     const __m256i low4 = _mm256_set1_epi8(0x0F), z = _mm256_setzero_si256();
-    const int64_t blocks = w->k / w->block;
     for (int64_t s = 0; s < ne / 64; s++) {
         const int64_t e = e0 + 64 * s;
         for (int half = 0; half < 2; half++) {
@@ -133,7 +132,6 @@ TARGET_BASE static void pack_panel(const qst_weight *w, int64_t j0, int64_t nr, 
             for (int r = 0; r < GI16_NR; r++)
                 av[(2 * s + g) * GI16_NR + r] = r < nr ? w->absmax[((j0 + r) * w->k + e) / w->block] : 0.0f;
     }
-    (void)blocks;
 }
 
 TARGET_BASE static inline __attribute__((always_inline)) __m256i avx2_dot_acc(__m256i acc, __m256i x, __m256i w) {
