@@ -8,17 +8,13 @@ static int has_avx2(uint32_t f) { return (f & QST_CPU_AVX2_BASE) == QST_CPU_AVX2
 
 // Vector kernels decode NF4 in 32-element groups sharing one absmax, and read BF16
 // through dword gathers that need at least two elements per row.
-// LAYOUT_INT_GEMM: NF4 blocks a multiple of 64 (the integer GEMM's x spans) on a matrix with a
-// side of at least 1024, where the AVX2 integer GEMM measured faster than the F32 one (it packs
-// int16 panels and rounds x once per call: on SmolLM2's 576 x 576 and 576 x 192 it is not faster,
-// BENCHMARKS.md §13); LAYOUT_MANY_ROWS: at least 128 rows of x (below, the per-call packing loses).
-enum { LAYOUT_VECTOR = 1, LAYOUT_INT_GEMM = 2, LAYOUT_MANY_ROWS = 4 };
-static int rows_flag(int64_t m) { return m >= 128 ? LAYOUT_MANY_ROWS : 0; }
+// LAYOUT_INT_GEMM: NF4 blocks a multiple of 64 (the integer GEMM's absmax per pair of x groups),
+// where the AVX2 int16 GEMM measured faster than the F32 one on every SmolLM2 shape from 4 rows on
+// (BENCHMARKS.md §13, session 6).
+enum { LAYOUT_VECTOR = 1, LAYOUT_INT_GEMM = 2 };
 static int vector_layout_ok(const qst_weight *w) {
     if (w->type == QST_WEIGHT_NF4)
-        return w->block % 32 == 0
-                   ? LAYOUT_VECTOR | (w->block % 64 == 0 && (w->n >= 1024 || w->k >= 1024) ? LAYOUT_INT_GEMM : 0)
-                   : 0;
+        return w->block % 32 == 0 ? LAYOUT_VECTOR | (w->block % 64 == 0 ? LAYOUT_INT_GEMM : 0) : 0;
     if (w->type == QST_WEIGHT_BF16) return w->k >= 2;
     return 1;
 }
@@ -66,10 +62,11 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_EXACT: return vec ? QST_KERNEL_AVX512 : avx2 ? QST_KERNEL_AVX2 : QST_KERNEL_SCALAR;
     case QST_KERNEL_AUTO:
         // Without AVX-512: NF4 takes the integer dot products for decoding (the float32 table
-        // lookup is compute bound) and for many rows on large matrices (the int16 GEMM, 1.1-1.3x
-        // the float32 FMA GEMM there: BENCHMARKS.md §13); everything else the exact AVX2 loops.
+        // lookup is compute bound) and for many rows with blocks a multiple of 64 (the int16 GEMM,
+        // 1.1-1.6x the float32 FMA GEMM on every SmolLM2 shape: BENCHMARKS.md §13); everything else
+        // the exact AVX2 loops.
         if (!vec && avx2) {
-            const int int_gemm = (layout_ok & (LAYOUT_INT_GEMM | LAYOUT_MANY_ROWS)) == (LAYOUT_INT_GEMM | LAYOUT_MANY_ROWS);
+            const int int_gemm = (layout_ok & LAYOUT_INT_GEMM) != 0;
             return type == QST_WEIGHT_NF4 && (shape == QST_SHAPE_GEMV || int_gemm) ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX2;
         }
         if (!vec) return QST_KERNEL_SCALAR;
@@ -109,7 +106,7 @@ static qst_shape pick_shape(qst_weight_type type, int layout_ok, int64_t m, qst_
 
 int qst_matmul_resolve_shape(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
     if (!w) return -1;
-    return pick_shape(w->type, vector_layout_ok(w) | rows_flag(m), m, shape, kernel, qst_cpu_features());
+    return pick_shape(w->type, vector_layout_ok(w), m, shape, kernel, qst_cpu_features());
 }
 
 int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shape) {
@@ -119,7 +116,7 @@ int qst_matmul_supported(qst_weight_type type, qst_kernel kernel, qst_shape shap
 int qst_matmul_resolve(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {
     if (!w) return -1;
     const uint32_t f = qst_cpu_features();
-    const int ok = vector_layout_ok(w) | rows_flag(m);
+    const int ok = vector_layout_ok(w);
     return resolve(w->type, ok, pick_shape(w->type, ok, m, shape, kernel, f), kernel, f);
 }
 
@@ -142,7 +139,7 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                   float *y, int64_t ldy, int64_t n0, int64_t n1, qst_kernel kernel, qst_shape shape) {
     if (!valid(x, m, ldx, w, y, ldy, n0, n1)) return QST_MATMUL_BAD_ARGUMENT;
     const uint32_t f = qst_cpu_features();
-    const int ok = vector_layout_ok(w) | rows_flag(m);
+    const int ok = vector_layout_ok(w);
     const qst_shape s = pick_shape(w->type, ok, m, shape, kernel, f);
     const int path = resolve(w->type, ok, s, kernel, f);
     if (path < 0) return QST_MATMUL_UNSUPPORTED;

@@ -141,8 +141,8 @@ final class MatmulTests: XCTestCase {
         } else if avx512 {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (3, 3, 3)
         } else if avx2 {
-            // Small NF4 matrices keep the exact GEMM for many rows (the integer GEMM only wins on large ones).
-            (expectGEMV, expectGEMM, expectBF16GEMV) = (Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2.rawValue),
+            // NF4 with 64-multiple blocks takes the integer GEMM for many rows whatever the matrix size.
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2_INT8.rawValue),
                                                         Int32(QST_KERNEL_AVX2.rawValue))
         } else {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (2, 2, 2)
@@ -155,11 +155,13 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(try auto(bf, rows: 1).0, expectBF16GEMV)
         if avx2 && !avx512 {
             XCTAssertEqual(try auto(bf, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue), "BF16 prompts stay exact")
-            // A side of 1024 or more, a block that is a multiple of 64 and at least 128 rows: the integer GEMM.
+            // A block that is a multiple of 64: the integer GEMV up to 32 rows, the integer GEMM beyond.
             let large = TestMatrix.nf4(n: 1024, k: 64, block: 64, seed: 6)
-            XCTAssertEqual(try auto(large, rows: 128).0, Int32(QST_KERNEL_AVX2_INT8.rawValue))
-            XCTAssertEqual(try auto(large, rows: 127).0, Int32(QST_KERNEL_AVX2.rawValue))
-            XCTAssertEqual(try auto(large, rows: 32).0, Int32(QST_KERNEL_AVX2_INT8.rawValue), "GEMV up to 32 rows")
+            XCTAssertEqual(try auto(large, rows: 33).0, Int32(QST_KERNEL_AVX2_INT8.rawValue))
+            XCTAssertEqual(try large.withWeight { w in var c = w; return qst_matmul_resolve_shape(&c, 33, QST_KERNEL_AUTO, QST_SHAPE_AUTO) },
+                           Int32(QST_SHAPE_GEMM.rawValue))
+            XCTAssertEqual(try large.withWeight { w in var c = w; return qst_matmul_resolve_shape(&c, 32, QST_KERNEL_AUTO, QST_SHAPE_AUTO) },
+                           Int32(QST_SHAPE_GEMV.rawValue), "GEMV up to 32 rows")
             // An NF4 block that is not a multiple of 64 has no integer GEMM: many rows take the exact GEMM.
             let b32 = TestMatrix.nf4(n: 1024, k: 64, block: 32, seed: 5)
             XCTAssertEqual(try auto(b32, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue))

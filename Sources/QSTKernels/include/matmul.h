@@ -33,7 +33,7 @@ typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
     /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error) on
     /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 takes QST_KERNEL_AVX2_INT8 (GEMV, and GEMM
-    /// for blocks that are a multiple of 64 on large matrices and many rows).
+    /// for blocks that are a multiple of 64).
     QST_KERNEL_AUTO = 0,
     /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
     QST_KERNEL_EXACT = 1,
@@ -55,8 +55,8 @@ typedef enum {
     /// (vpmaddwd, AVX-VNNI vpdpwssd), x rounded per 32 elements to 8191 levels (scale max|x| / 8191),
     /// NF4 values to round(8191 * value). Error per output
     /// <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's 32-element group) / 16382.
-    /// NaN or Inf in an x group of the GEMM makes that row's outputs NaN. AUTO takes the GEMM only
-    /// for >= 128 rows on matrices with a side >= 1024 (where it measured faster than F32).
+    /// NaN or Inf in an x group of the GEMM makes that row's outputs NaN. AUTO takes this GEMM for
+    /// every NF4 product with such blocks beyond the GEMV rows (it measured faster than F32 there).
     QST_KERNEL_AVX2_INT8 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
