@@ -10,5 +10,6 @@
 #include "matmul.h"
 #include "q8.h"
 #include "vecmath.h"
+#include "small_gemv.h"
 #include "file_writeback.h"
 #endif

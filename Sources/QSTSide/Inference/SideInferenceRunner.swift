@@ -15,12 +15,13 @@ protocol SideInferenceBlock {
 final class SideRunner {
     let weights: SideWeights
     let config: SideConfig
+    /// The matrices in decode order (shared by every runner of this side network).
+    let pack: SideInferenceWeights
     /// The family's blocks (LLaMA `Layer`s or `OPTSideInference.Layer`s).
     private let layers: [any SideInferenceBlock]
     private let gateSigmas: [[Float]]
-    private let downs: [Down]
     private let headSigma: [Float]
-    private let upWeight, upBias: UnsafePointer<Float>
+    private let upBias: UnsafePointer<Float>
     /// `norm_side` weight (and bias for OPT's LayerNorm); nil when the side stream has no final norm.
     private let normSide: UnsafePointer<Float>?, normSideBias: UnsafePointer<Float>?
     /// Ones then zeros: OPT's `norm_side` parameters when the base's LayerNorms are not affine.
@@ -64,9 +65,11 @@ final class SideRunner {
         }
     }
 
-    struct Down {
-        let a, b, lnWeight, lnBias, linear: UnsafePointer<Float>?
+    /// The adapter downsampler's LayerNorm (the matrices are in `pack`).
+    struct DownNorm {
+        let weight, bias: UnsafePointer<Float>
     }
+    private let downNorms: [DownNorm?]
 
     /// Activations for `rows` tokens of one step, reused while they fit.
     struct Workspace {
@@ -83,7 +86,13 @@ final class SideRunner {
         }
     }
 
-    init(weights: SideWeights, threads: Int) {
+    convenience init(weights: SideWeights, threads: Int) {
+        self.init(pack: SideInferenceWeights(weights), threads: threads)
+    }
+
+    init(pack: SideInferenceWeights, threads: Int) {
+        let weights = pack.weights
+        self.pack = pack
         self.weights = weights
         config = weights.config
         self.threads = threads
@@ -91,19 +100,18 @@ final class SideRunner {
         func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
         let sigmas = (0..<c.base.layerCount).map { SideInferenceOps.sigmoid(p(c.gateName($0)), count: c.width) }
         gateSigmas = sigmas
-        layers = c.base.family.inferenceBlocks(weights: weights)
-        downs = (0..<c.base.layerCount).map { i in
+        if let blocks = pack.blocks {
+            layers = blocks.enumerated().map { PackedSideLayer(weights: weights, layer: $0.offset, matrices: $0.element) }
+        } else {
+            layers = c.base.family.inferenceBlocks(weights: weights)
+        }
+        downNorms = (0..<c.base.layerCount).map { i in
             let pre = c.downsamplePrefix(i)
-            switch c.downsample {
-            case .adapter:
-                return Down(a: p(pre + "adapter_A.weight"), b: p(pre + "adapter_B.weight"),
-                            lnWeight: p(pre + "post_layer_norm.weight"), lnBias: p(pre + "post_layer_norm.bias"), linear: nil)
-            case .linear: return Down(a: nil, b: nil, lnWeight: nil, lnBias: nil, linear: p(pre + "weight"))
-            case .avgpool, .maxpool: return Down(a: nil, b: nil, lnWeight: nil, lnBias: nil, linear: nil)
-            }
+            guard c.downsample == .adapter else { return nil }
+            return DownNorm(weight: p(pre + "post_layer_norm.weight"), bias: p(pre + "post_layer_norm.bias"))
         }
         headSigma = SideInferenceOps.sigmoid(p("lm_head_z"), count: c.headSize)
-        upWeight = p("upsample.weight"); upBias = p("upsample.bias")
+        upBias = p("upsample.bias")
         let plain = FloatBuffer([Float](repeating: 1, count: c.width) + [Float](repeating: 0, count: c.width))
         plainNorm = plain
         let norm = c.base.family.inferenceHeadNorm(weights: weights, plain: plain)
@@ -127,17 +135,17 @@ final class SideRunner {
 
     /// `down_i(h)` into `out [n, w]` (no dropout: inference).
     private func downsample(_ i: Int, _ h: UnsafePointer<Float>, n: Int, out: UnsafeMutablePointer<Float>) {
-        let c = config, d = c.base.hiddenSize, w = c.width, dn = downs[i]
+        let c = config, d = c.base.hiddenSize, w = c.width
         switch c.downsample {
         case .adapter:
-            let hid = c.adapterHidden, u = ws.hidden.pointer
-            SideInferenceOps.linear(u, h, dn.a!, n: n, inF: d, outF: hid)
+            let hid = c.adapterHidden, u = ws.hidden.pointer, norm = downNorms[i]!
+            pack.downA[i]!.apply(u, h, n: n)
             SideInferenceOps.activate(u, count: n * hid, c.activation.op)
-            SideInferenceOps.linear(ws.normed.pointer, u, dn.b!, n: n, inF: hid, outF: w)
-            SideInferenceOps.layerNorm(out, ws.normed.pointer, dn.lnWeight!, dn.lnBias!, n: n, d: w,
+            pack.downB[i]!.apply(ws.normed.pointer, u, n: n)
+            SideInferenceOps.layerNorm(out, ws.normed.pointer, norm.weight, norm.bias, n: n, d: w,
                                        eps: Downsampler.layerNormEps)
         case .linear:
-            SideInferenceOps.linear(out, h, dn.linear!, n: n, inF: d, outF: w)
+            pack.downA[i]!.apply(out, h, n: n)
         case .avgpool, .maxpool:
             let r = c.r, inv = 1 / Float(r)
             for row in 0..<n {
@@ -187,7 +195,7 @@ final class SideRunner {
             } else {
                 normed.pointer.update(from: s, count: w)
             }
-            SideInferenceOps.linear(headUp.pointer + k * d, normed.pointer, upWeight, bias: upBias, n: 1, inF: w, outF: d)
+            pack.up.apply(headUp.pointer + k * d, normed.pointer, n: 1, bias: upBias)
         }
     }
 
