@@ -9,6 +9,8 @@
 #define SG_CAT2(a, b) a##b
 #define SG_CAT(a, b) SG_CAT2(a, b)
 #define SG_FN(name) SG_CAT(name, SFX)
+// How far ahead of the loads the weights are prefetched (BENCHMARKS.md §16, session 6: 2–8 KB alike).
+#define SG_PREFETCH_BYTES 4096
 
 // Outputs j0 … j0 + CB·W − 1 (clipped to out) of one row; CB and P are constants after inlining.
 ATTR static inline __attribute__((always_inline)) void SG_FN(sg_block_)(
@@ -22,7 +24,12 @@ ATTR static inline __attribute__((always_inline)) void SG_FN(sg_block_)(
         for (int p = 0; p < P; p++) {
             const V xv = V_SET1(x[i + p]);
             const float *wr = w + (i + p) * ldw;
-            for (int c = 0; c < CB; c++) acc[c * P + p] = V_FMA(xv, V_LOAD(wr + c * W), acc[c * P + p]);
+            for (int c = 0; c < CB; c++) {
+                // The weights stream from memory once per token: ask for them a page ahead, across the
+                // 4 KB boundaries where the hardware prefetcher stops (the next matrix follows in the pack).
+                __builtin_prefetch((const char *)(wr + c * W) + SG_PREFETCH_BYTES);
+                acc[c * P + p] = V_FMA(xv, V_LOAD(wr + c * W), acc[c * P + p]);
+            }
         }
     }
     for (int p = 0; i < in; i++, p++) {
@@ -91,3 +98,4 @@ int SG_FN(qst_small_gemv_)(float *y, int64_t ldy, const float *x, int64_t ldx, i
 #undef SG_CAT2
 #undef SG_CAT
 #undef SG_FN
+#undef SG_PREFETCH_BYTES

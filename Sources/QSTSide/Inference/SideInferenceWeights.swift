@@ -47,7 +47,7 @@ public final class SideInferenceWeights: @unchecked Sendable {
         self.weights = weights
         let c = weights.config, L = c.base.layerCount
         let path = qst_vec_best_path()
-        let llama = c.base.family.inferenceBlocks(weights: weights).first is SideRunner.Layer
+        let llama = !c.base.isOPT
         // The order of the buffer is the order of use.
         var plan: [(name: String, layer: Int, slot: Int)] = []
         for i in 0..<L {
@@ -71,7 +71,12 @@ public final class SideInferenceWeights: @unchecked Sendable {
             let s = shape(p.name)
             return total + s.inF * Int(qst_small_gemv_ld(Int64(s.outF)))
         }
-        storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, floats) * 4, alignment: 64)
+        // Whole 2 MB pages, offered to the kernel as huge pages (one TLB entry per 2 MB of the stream).
+        let page = 2 << 20, bytes = (max(1, floats) * 4 + page - 1) / page * page
+        storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: page)
+        #if os(Linux)
+        _ = madvise(storage, bytes, MADV_HUGEPAGE)
+        #endif
         let base = storage.bindMemory(to: Float.self, capacity: max(1, floats))
         var offset = 0
         var a = [PackedMatrix?](repeating: nil, count: L), b = a
