@@ -8,6 +8,7 @@
 //   of its precision class (float32 reorder, bfloat16 rounding, int8 activations + int8 grid).
 //   Q8 rows: the quantizer's rounding, each GEMV path against a float64 sum (test_q8.inc).
 //   vecmath: softmax, SiLU gate, side attention forward/backward against float64 (test_vecmath.inc).
+//   small_gemv: every path bit for bit against the scalar reference (test_small_gemv.inc).
 #include "QSTKernels.h"
 
 #include <math.h>
@@ -145,6 +146,7 @@ static void test_crc(int impl) {
 #include "test_matmul.inc"
 #include "test_q8.inc"
 #include "test_vecmath.inc"
+#include "test_small_gemv.inc"
 
 int main(void) {
     char features[256];
@@ -170,6 +172,7 @@ int main(void) {
     test_q8_quantize();
     test_q8_gemv_paths();
     test_vecmath_paths();
+    test_small_gemv_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
