@@ -31,37 +31,37 @@ final class SideRunner {
     private var ws = Workspace(rows: 0, config: nil)
     private var headUp = FloatBuffer(count: 0)
 
-    /// A LLaMA decoder layer at side width.
+    /// A LLaMA decoder layer at side width, its matrices in the side network's `SideInferenceWeights`.
     struct Layer: SideInferenceBlock {
-        let inNorm, q, k, v, o, postNorm, gate, up, down: UnsafePointer<Float>
+        let inNorm, postNorm: UnsafePointer<Float>
+        let q, k, v, o, gate, up, down: PackedMatrix
 
-        init(weights: SideWeights, layer i: Int) {
-            func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
+        init(weights: SideWeights, layer i: Int, matrices m: [PackedMatrix]) {
             let n = SideBlock.Names(i)
-            inNorm = p(n.inNorm); q = p(n.q); k = p(n.k); v = p(n.v); o = p(n.o); postNorm = p(n.postNorm)
-            gate = p(n.gate); up = p(n.up); down = p(n.down)
+            inNorm = UnsafePointer(weights.value(n.inNorm)); postNorm = UnsafePointer(weights.value(n.postNorm))
+            q = m[0]; k = m[1]; v = m[2]; o = m[3]; gate = m[4]; up = m[5]; down = m[6]
         }
 
         /// Updates `ws.stream` in place; stores the step's keys and values in `cache`.
         func step(layer i: Int, config c: SideConfig, ws: Workspace, n: Int, newTokens: Int, cache: SideKVCache,
                   threads: Int) {
-            let L = self, w = c.width, hd = c.headDim, qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
+            let hd = c.headDim, w = c.width, f = c.intermediate
             let eps = Float(c.base.rmsNormEps), x = ws.stream.pointer
-            SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.inNorm, n: n, d: w, eps: eps)
-            SideInferenceOps.linear(ws.q.pointer, ws.normed.pointer, L.q, n: n, inF: w, outF: qw)
-            SideInferenceOps.linear(ws.k.pointer, ws.normed.pointer, L.k, n: n, inF: w, outF: kw)
-            SideInferenceOps.linear(ws.v.pointer, ws.normed.pointer, L.v, n: n, inF: w, outF: kw)
+            SideInferenceOps.rmsNorm(ws.normed.pointer, x, inNorm, n: n, d: w, eps: eps)
+            q.apply(ws.q.pointer, ws.normed.pointer, n: n)
+            k.apply(ws.k.pointer, ws.normed.pointer, n: n)
+            v.apply(ws.v.pointer, ws.normed.pointer, n: n)
             SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
             SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
             cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
             SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
                                         heads: c.heads, threads: threads)
-            SideInferenceOps.linear(x, ws.attn.pointer, L.o, n: n, inF: qw, outF: w, accumulate: true)
-            SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.postNorm, n: n, d: w, eps: eps)
-            SideInferenceOps.linear(ws.gate.pointer, ws.normed.pointer, L.gate, n: n, inF: w, outF: f)
-            SideInferenceOps.linear(ws.up.pointer, ws.normed.pointer, L.up, n: n, inF: w, outF: f)
+            o.apply(x, ws.attn.pointer, n: n, accumulate: true)
+            SideInferenceOps.rmsNorm(ws.normed.pointer, x, postNorm, n: n, d: w, eps: eps)
+            gate.apply(ws.gate.pointer, ws.normed.pointer, n: n)
+            up.apply(ws.up.pointer, ws.normed.pointer, n: n)
             SideInferenceOps.gatedActivation(ws.gate.pointer, ws.up.pointer, count: n * f, c.blockActivation)
-            SideInferenceOps.linear(x, ws.gate.pointer, L.down, n: n, inF: f, outF: w, accumulate: true)
+            down.apply(x, ws.gate.pointer, n: n, accumulate: true)
         }
     }
 
@@ -100,11 +100,7 @@ final class SideRunner {
         func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
         let sigmas = (0..<c.base.layerCount).map { SideInferenceOps.sigmoid(p(c.gateName($0)), count: c.width) }
         gateSigmas = sigmas
-        if let blocks = pack.blocks {
-            layers = blocks.enumerated().map { PackedSideLayer(weights: weights, layer: $0.offset, matrices: $0.element) }
-        } else {
-            layers = c.base.family.inferenceBlocks(weights: weights)
-        }
+        layers = c.base.family.inferenceBlocks(pack: pack)
         downNorms = (0..<c.base.layerCount).map { i in
             let pre = c.downsamplePrefix(i)
             guard c.downsample == .adapter else { return nil }

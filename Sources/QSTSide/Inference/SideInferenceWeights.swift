@@ -108,37 +108,3 @@ public final class SideInferenceWeights: @unchecked Sendable {
             + (blocks ?? []).joined().reduce(0) { $0 + $1.inF * $1.ld * 4 } + up.inF * up.ld * 4
     }
 }
-
-/// A LLaMA decoder layer at side width over packed matrices: `SideRunner.Layer`'s formulas, with the
-/// products in `small_gemv.h`.
-struct PackedSideLayer: SideInferenceBlock {
-    let inNorm, postNorm: UnsafePointer<Float>
-    let q, k, v, o, gate, up, down: PackedMatrix
-
-    init(weights: SideWeights, layer i: Int, matrices m: [PackedMatrix]) {
-        let n = SideBlock.Names(i)
-        inNorm = UnsafePointer(weights.value(n.inNorm)); postNorm = UnsafePointer(weights.value(n.postNorm))
-        q = m[0]; k = m[1]; v = m[2]; o = m[3]; gate = m[4]; up = m[5]; down = m[6]
-    }
-
-    func step(layer i: Int, config c: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int, cache: SideKVCache,
-              threads: Int) {
-        let hd = c.headDim, w = c.width, f = c.intermediate
-        let eps = Float(c.base.rmsNormEps), x = ws.stream.pointer
-        SideInferenceOps.rmsNorm(ws.normed.pointer, x, inNorm, n: n, d: w, eps: eps)
-        q.apply(ws.q.pointer, ws.normed.pointer, n: n)
-        k.apply(ws.k.pointer, ws.normed.pointer, n: n)
-        v.apply(ws.v.pointer, ws.normed.pointer, n: n)
-        SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
-        SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
-        cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
-        SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
-                                    heads: c.heads, threads: threads)
-        o.apply(x, ws.attn.pointer, n: n, accumulate: true)
-        SideInferenceOps.rmsNorm(ws.normed.pointer, x, postNorm, n: n, d: w, eps: eps)
-        gate.apply(ws.gate.pointer, ws.normed.pointer, n: n)
-        up.apply(ws.up.pointer, ws.normed.pointer, n: n)
-        SideInferenceOps.gatedActivation(ws.gate.pointer, ws.up.pointer, count: n * f, c.blockActivation)
-        down.apply(x, ws.gate.pointer, n: n, accumulate: true)
-    }
-}
