@@ -90,14 +90,13 @@ enum SideCachedAttention {
         let scale = 1 / Float(hd).squareRoot()
         let kp = SendablePointer(cache.keys[layer].pointer), vp = SendablePointer(cache.values[layer].pointer)
         let qp = SendablePointer(q), op = SendablePointer(out)
-        let maskCopy = cache.mask, padded = cache.padded
+        let padded = cache.padded
         let total = past + newTokens
         let work = batch * H * newTokens * total * hd
-        maskCopy.withUnsafeBufferPointer { mb in
+        cache.mask.withUnsafeBufferPointer { mb in
             let mp = SendablePointer(mb.baseAddress!)
-            Parallel.forRanges(batch * H, threads: work > (1 << 16) ? threads : 1, minChunk: 1) { u0, u1 in
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total))
-                defer { scores.deallocate() }
+            // (sequence, head) pairs u0..<u1 with `scores` room for `total` floats.
+            @Sendable func pairs(_ u0: Int, _ u1: Int, _ scores: UnsafeMutablePointer<Float>) {
                 for u in u0..<u1 {
                     let b = u / H, h = u % H, g = h / group
                     let mask = mp + b * cap
@@ -120,6 +119,17 @@ enum SideCachedAttention {
                         for d in 0..<hd { oi[d] = SideVectorOps.dot(scores, (vt + d * cap).base, last) * inv }
                     }
                 }
+            }
+            // A decode step (one query per head, a few dozen keys) is far too little work to hand to the
+            // workers: run it here, without the parallel loop's closure and per-call buffers.
+            guard work > (1 << 16), threads > 1 else {
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, total)) { pairs(0, batch * H, $0.baseAddress!) }
+                return
+            }
+            Parallel.forRanges(batch * H, threads: threads, minChunk: 1) { u0, u1 in
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total))
+                defer { scores.deallocate() }
+                pairs(u0, u1, scores)
             }
         }
     }
