@@ -52,8 +52,8 @@ enum SideInferenceOps {
         for i in 0..<count { x[i] = f.value(x[i]) }
     }
 
-    /// `gate = act(gate) ⊙ up`. SiLU (LLaMA's) runs QSTKernels' vector loop, as the base's MLP does: libm's
-    /// `expf` per element was a tenth of a side layer's decode time.
+    /// `gate = act(gate) ⊙ up`. SiLU (LLaMA's) runs QSTKernels' vector loop, as the base's MLP does (libm's
+    /// `expf` per element: ~4 % of the side networks' decode time).
     static func gatedActivation(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int,
                                 _ f: Activation) {
         if f == .silu, qst_silu_mul(gate, gate, up, Int64(count), Int32(QST_VEC_AUTO.rawValue)) == 0 { return }
