@@ -104,19 +104,12 @@ enum SideCachedAttention {
                     for t in 0..<newTokens {
                         let qi = qp + (b * newTokens + t) * ldq + h * hd
                         let oi = op + (b * newTokens + t) * ldq + h * hd
-                        let last = past + t + 1
-                        scores.update(repeating: 0, count: last)
-                        for d in 0..<hd { SideVectorOps.axpy(scores, qi[d] * scale, (kt + d * cap).base, last) }
-                        if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = -Float.infinity } }
-                        // QSTKernels' vector max and exp (as the training side attention); masked keys come out
-                        // ~1e-38, zeroed below. All keys masked: max −∞, no output.
-                        var mx: Float = 0, sum64 = 0.0
-                        qst_exp_from_max(scores, Int64(last), &mx, &sum64, Int32(QST_VEC_AUTO.rawValue))
-                        guard mx > -Float.infinity else { for d in 0..<hd { oi[d] = 0 }; continue }
-                        let sum = Float(sum64)
-                        if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = 0 } }
-                        let inv = 1 / sum
-                        for d in 0..<hd { oi[d] = SideVectorOps.dot(scores, (vt + d * cap).base, last) * inv }
+                        // QSTKernels' loop over the transposed keys and values (vector exp as the training side
+                        // attention); all keys masked gives zeros.
+                        let rc = qst_side_decode_attention(oi.base, qi.base, kt.base, vt.base, Int64(cap), Int64(past + t + 1),
+                                                           Int64(hd), scale, padded[b] ? UnsafePointer(mask.base) : nil,
+                                                           scores, Int32(QST_VEC_AUTO.rawValue))
+                        precondition(rc == 0, "qst_side_decode_attention refused \(past + t + 1) keys")
                     }
                 }
             }
