@@ -9,6 +9,7 @@
 //   Q8 rows: the quantizer's rounding, each GEMV path against a float64 sum (test_q8.inc).
 //   vecmath: softmax, SiLU gate, side attention forward/backward against float64 (test_vecmath.inc).
 //   small_gemv: every path bit for bit against the scalar reference (test_small_gemv.inc).
+//   side decode attention: every path against float64 (test_side_decode_attention.inc).
 #include "QSTKernels.h"
 
 #include <math.h>
@@ -147,6 +148,7 @@ static void test_crc(int impl) {
 #include "test_q8.inc"
 #include "test_vecmath.inc"
 #include "test_small_gemv.inc"
+#include "test_side_decode_attention.inc"
 
 int main(void) {
     char features[256];
@@ -173,6 +175,7 @@ int main(void) {
     test_q8_gemv_paths();
     test_vecmath_paths();
     test_small_gemv_paths();
+    test_side_decode_attention_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
