@@ -53,7 +53,7 @@ public final class BatchScheduler: @unchecked Sendable {
     final class Slot {
         let handle: RequestHandle
         let request: GenerationRequest
-        let side: SideWeights?
+        let side: SideInferenceWeights?
         let sink: GenerationSink
         var cache: KVCache?
         var session: SideSession?
@@ -63,7 +63,7 @@ public final class BatchScheduler: @unchecked Sendable {
         var decoder: StreamingDecoder
         var stops: StopStrings
 
-        init(handle: RequestHandle, request: GenerationRequest, side: SideWeights?, sink: @escaping GenerationSink,
+        init(handle: RequestHandle, request: GenerationRequest, side: SideInferenceWeights?, sink: @escaping GenerationSink,
              tokenizer: Tokenizer) {
             self.handle = handle; self.request = request; self.side = side; self.sink = sink
             sampler = Sampler(request.sampling)
@@ -78,7 +78,7 @@ public final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Queues a request for the base (`side` nil) or a side network. Throws `SubmitError` when it cannot run.
-    public func submit(_ request: GenerationRequest, side: SideWeights?,
+    public func submit(_ request: GenerationRequest, side: SideInferenceWeights?,
                        sink: @escaping GenerationSink) throws -> RequestHandle {
         guard !request.prompt.isEmpty else { throw SubmitError.emptyPrompt }
         guard request.prompt.count < limits.context else {
@@ -141,7 +141,7 @@ public final class BatchScheduler: @unchecked Sendable {
                 // Room for the prompt and the continuation, within the context.
                 let capacity = min(limits.context, s.request.prompt.count + max(1, s.request.maxTokens))
                 s.cache = base.makeCache(batch: 1, capacity: capacity)
-                if let w = s.side { s.session = SideSession(weights: w, capacity: capacity) }
+                if let w = s.side { s.session = SideSession(inference: w, capacity: capacity) }
             }
             if s.decoding {
                 segments.append(TunedSegment(ids: [s.generated.last!], cache: s.cache!, side: s.session))

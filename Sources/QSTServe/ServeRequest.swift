@@ -64,13 +64,14 @@ public enum SubmitError: Error, Equatable, CustomStringConvertible {
 public final class SideRegistry: @unchecked Sendable {
     public let baseName: String
     private let lock = NSLock()
-    private var sides: [String: SideWeights] = [:]
+    private var sides: [String: SideInferenceWeights] = [:]
     private var order: [String] = []
 
     public init(baseName: String) { self.baseName = baseName }
 
-    /// Adds (or replaces) a side network under `name`.
+    /// Adds (or replaces) a side network under `name`, packed for decoding once here (not per request).
     public func add(name: String, weights: SideWeights) {
+        let weights = SideInferenceWeights(weights)
         lock.withLock {
             if sides[name] == nil { order.append(name) }
             sides[name] = weights
@@ -87,7 +88,7 @@ public final class SideRegistry: @unchecked Sendable {
     }
 
     /// `.some(nil)` for the base, `.some(weights)` for a side network, nil for an unknown name.
-    public func lookup(_ name: String) -> SideWeights?? {
+    public func lookup(_ name: String) -> SideInferenceWeights?? {
         if name == baseName { return .some(nil) }
         return lock.withLock { sides[name].map { .some($0) } }
     }

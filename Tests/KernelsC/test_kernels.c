@@ -8,6 +8,8 @@
 //   of its precision class (float32 reorder, bfloat16 rounding, int8 activations + int8 grid).
 //   Q8 rows: the quantizer's rounding, each GEMV path against a float64 sum (test_q8.inc).
 //   vecmath: softmax, SiLU gate, side attention forward/backward against float64 (test_vecmath.inc).
+//   small_gemv: every path bit for bit against the scalar reference (test_small_gemv.inc).
+//   side decode attention: every path against float64 (test_side_decode_attention.inc).
 #include "QSTKernels.h"
 
 #include <math.h>
@@ -145,6 +147,8 @@ static void test_crc(int impl) {
 #include "test_matmul.inc"
 #include "test_q8.inc"
 #include "test_vecmath.inc"
+#include "test_small_gemv.inc"
+#include "test_side_decode_attention.inc"
 
 int main(void) {
     char features[256];
@@ -170,6 +174,8 @@ int main(void) {
     test_q8_quantize();
     test_q8_gemv_paths();
     test_vecmath_paths();
+    test_small_gemv_paths();
+    test_side_decode_attention_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

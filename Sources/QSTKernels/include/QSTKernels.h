@@ -10,5 +10,7 @@
 #include "matmul.h"
 #include "q8.h"
 #include "vecmath.h"
+#include "small_gemv.h"
+#include "side_decode_attention.h"
 #include "file_writeback.h"
 #endif

@@ -12,11 +12,17 @@ public final class SideSession {
     let runner: SideRunner
     let cache: SideKVCache
 
-    /// `capacity`: the most tokens (prompt + continuation) the sequence will hold.
-    public init(weights: SideWeights, capacity: Int, threads: Int = Parallel.threadCount()) {
-        self.weights = weights
-        runner = SideRunner(weights: weights, threads: threads)
+    /// `capacity`: the most tokens (prompt + continuation) the sequence will hold. Servers pack each side
+    /// network once (`SideInferenceWeights`) and open every request's session on the pack.
+    public init(inference pack: SideInferenceWeights, capacity: Int, threads: Int = Parallel.threadCount()) {
+        weights = pack.weights
+        runner = SideRunner(pack: pack, threads: threads)
         cache = runner.makeCache(batch: 1, capacity: capacity)
+    }
+
+    /// A session with its own packed copy of `weights`.
+    public convenience init(weights: SideWeights, capacity: Int, threads: Int = Parallel.threadCount()) {
+        self.init(inference: SideInferenceWeights(weights), capacity: capacity, threads: threads)
     }
 
     public var bytes: Int { cache.bytes }

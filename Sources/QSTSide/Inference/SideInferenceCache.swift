@@ -90,14 +90,13 @@ enum SideCachedAttention {
         let scale = 1 / Float(hd).squareRoot()
         let kp = SendablePointer(cache.keys[layer].pointer), vp = SendablePointer(cache.values[layer].pointer)
         let qp = SendablePointer(q), op = SendablePointer(out)
-        let maskCopy = cache.mask, padded = cache.padded
+        let padded = cache.padded
         let total = past + newTokens
         let work = batch * H * newTokens * total * hd
-        maskCopy.withUnsafeBufferPointer { mb in
+        cache.mask.withUnsafeBufferPointer { mb in
             let mp = SendablePointer(mb.baseAddress!)
-            Parallel.forRanges(batch * H, threads: work > (1 << 16) ? threads : 1, minChunk: 1) { u0, u1 in
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total))
-                defer { scores.deallocate() }
+            // (sequence, head) pairs u0..<u1 with `scores` room for `total` floats.
+            @Sendable func pairs(_ u0: Int, _ u1: Int, _ scores: UnsafeMutablePointer<Float>) {
                 for u in u0..<u1 {
                     let b = u / H, h = u % H, g = h / group
                     let mask = mp + b * cap
@@ -105,21 +104,25 @@ enum SideCachedAttention {
                     for t in 0..<newTokens {
                         let qi = qp + (b * newTokens + t) * ldq + h * hd
                         let oi = op + (b * newTokens + t) * ldq + h * hd
-                        let last = past + t + 1
-                        scores.update(repeating: 0, count: last)
-                        for d in 0..<hd { SideVectorOps.axpy(scores, qi[d] * scale, (kt + d * cap).base, last) }
-                        if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = -Float.infinity } }
-                        // QSTKernels' vector max and exp (as the training side attention); masked keys come out
-                        // ~1e-38, zeroed below. All keys masked: max −∞, no output.
-                        var mx: Float = 0, sum64 = 0.0
-                        qst_exp_from_max(scores, Int64(last), &mx, &sum64, Int32(QST_VEC_AUTO.rawValue))
-                        guard mx > -Float.infinity else { for d in 0..<hd { oi[d] = 0 }; continue }
-                        let sum = Float(sum64)
-                        if padded[b] { for j in 0..<last where mask[j] == 0 { scores[j] = 0 } }
-                        let inv = 1 / sum
-                        for d in 0..<hd { oi[d] = SideVectorOps.dot(scores, (vt + d * cap).base, last) * inv }
+                        // QSTKernels' loop over the transposed keys and values (vector exp as the training side
+                        // attention); all keys masked gives zeros.
+                        let rc = qst_side_decode_attention(oi.base, qi.base, kt.base, vt.base, Int64(cap), Int64(past + t + 1),
+                                                           Int64(hd), scale, padded[b] ? UnsafePointer(mask.base) : nil,
+                                                           scores, Int32(QST_VEC_AUTO.rawValue))
+                        precondition(rc == 0, "qst_side_decode_attention refused \(past + t + 1) keys")
                     }
                 }
+            }
+            // A decode step (one query per head, a few dozen keys) is far too little work to hand to the
+            // workers: run it here, without the parallel loop's closure and per-call buffers.
+            guard work > (1 << 16), threads > 1 else {
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, total)) { pairs(0, batch * H, $0.baseAddress!) }
+                return
+            }
+            Parallel.forRanges(batch * H, threads: threads, minChunk: 1) { u0, u1 in
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, total))
+                defer { scores.deallocate() }
+                pairs(u0, u1, scores)
             }
         }
     }

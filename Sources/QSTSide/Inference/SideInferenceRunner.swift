@@ -15,12 +15,13 @@ protocol SideInferenceBlock {
 final class SideRunner {
     let weights: SideWeights
     let config: SideConfig
+    /// The matrices in decode order (shared by every runner of this side network).
+    let pack: SideInferenceWeights
     /// The family's blocks (LLaMA `Layer`s or `OPTSideInference.Layer`s).
     private let layers: [any SideInferenceBlock]
     private let gateSigmas: [[Float]]
-    private let downs: [Down]
     private let headSigma: [Float]
-    private let upWeight, upBias: UnsafePointer<Float>
+    private let upBias: UnsafePointer<Float>
     /// `norm_side` weight (and bias for OPT's LayerNorm); nil when the side stream has no final norm.
     private let normSide: UnsafePointer<Float>?, normSideBias: UnsafePointer<Float>?
     /// Ones then zeros: OPT's `norm_side` parameters when the base's LayerNorms are not affine.
@@ -30,43 +31,45 @@ final class SideRunner {
     private var ws = Workspace(rows: 0, config: nil)
     private var headUp = FloatBuffer(count: 0)
 
-    /// A LLaMA decoder layer at side width.
+    /// A LLaMA decoder layer at side width, its matrices in the side network's `SideInferenceWeights`.
     struct Layer: SideInferenceBlock {
-        let inNorm, q, k, v, o, postNorm, gate, up, down: UnsafePointer<Float>
+        let inNorm, postNorm: UnsafePointer<Float>
+        let q, k, v, o, gate, up, down: PackedMatrix
 
-        init(weights: SideWeights, layer i: Int) {
-            func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
+        init(weights: SideWeights, layer i: Int, matrices m: [PackedMatrix]) {
             let n = SideBlock.Names(i)
-            inNorm = p(n.inNorm); q = p(n.q); k = p(n.k); v = p(n.v); o = p(n.o); postNorm = p(n.postNorm)
-            gate = p(n.gate); up = p(n.up); down = p(n.down)
+            inNorm = UnsafePointer(weights.value(n.inNorm)); postNorm = UnsafePointer(weights.value(n.postNorm))
+            q = m[0]; k = m[1]; v = m[2]; o = m[3]; gate = m[4]; up = m[5]; down = m[6]
         }
 
         /// Updates `ws.stream` in place; stores the step's keys and values in `cache`.
         func step(layer i: Int, config c: SideConfig, ws: Workspace, n: Int, newTokens: Int, cache: SideKVCache,
                   threads: Int) {
-            let L = self, w = c.width, hd = c.headDim, qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
+            let hd = c.headDim, w = c.width, f = c.intermediate
             let eps = Float(c.base.rmsNormEps), x = ws.stream.pointer
-            SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.inNorm, n: n, d: w, eps: eps)
-            SideInferenceOps.linear(ws.q.pointer, ws.normed.pointer, L.q, n: n, inF: w, outF: qw)
-            SideInferenceOps.linear(ws.k.pointer, ws.normed.pointer, L.k, n: n, inF: w, outF: kw)
-            SideInferenceOps.linear(ws.v.pointer, ws.normed.pointer, L.v, n: n, inF: w, outF: kw)
+            SideInferenceOps.rmsNorm(ws.normed.pointer, x, inNorm, n: n, d: w, eps: eps)
+            q.apply(ws.q.pointer, ws.normed.pointer, n: n)
+            k.apply(ws.k.pointer, ws.normed.pointer, n: n)
+            v.apply(ws.v.pointer, ws.normed.pointer, n: n)
             SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
             SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
             cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
             SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
                                         heads: c.heads, threads: threads)
-            SideInferenceOps.linear(x, ws.attn.pointer, L.o, n: n, inF: qw, outF: w, accumulate: true)
-            SideInferenceOps.rmsNorm(ws.normed.pointer, x, L.postNorm, n: n, d: w, eps: eps)
-            SideInferenceOps.linear(ws.gate.pointer, ws.normed.pointer, L.gate, n: n, inF: w, outF: f)
-            SideInferenceOps.linear(ws.up.pointer, ws.normed.pointer, L.up, n: n, inF: w, outF: f)
+            o.apply(x, ws.attn.pointer, n: n, accumulate: true)
+            SideInferenceOps.rmsNorm(ws.normed.pointer, x, postNorm, n: n, d: w, eps: eps)
+            gate.apply(ws.gate.pointer, ws.normed.pointer, n: n)
+            up.apply(ws.up.pointer, ws.normed.pointer, n: n)
             SideInferenceOps.gatedActivation(ws.gate.pointer, ws.up.pointer, count: n * f, c.blockActivation)
-            SideInferenceOps.linear(x, ws.gate.pointer, L.down, n: n, inF: f, outF: w, accumulate: true)
+            down.apply(x, ws.gate.pointer, n: n, accumulate: true)
         }
     }
 
-    struct Down {
-        let a, b, lnWeight, lnBias, linear: UnsafePointer<Float>?
+    /// The adapter downsampler's LayerNorm (the matrices are in `pack`).
+    struct DownNorm {
+        let weight, bias: UnsafePointer<Float>
     }
+    private let downNorms: [DownNorm?]
 
     /// Activations for `rows` tokens of one step, reused while they fit.
     struct Workspace {
@@ -83,7 +86,13 @@ final class SideRunner {
         }
     }
 
-    init(weights: SideWeights, threads: Int) {
+    convenience init(weights: SideWeights, threads: Int) {
+        self.init(pack: SideInferenceWeights(weights), threads: threads)
+    }
+
+    init(pack: SideInferenceWeights, threads: Int) {
+        let weights = pack.weights
+        self.pack = pack
         self.weights = weights
         config = weights.config
         self.threads = threads
@@ -91,19 +100,14 @@ final class SideRunner {
         func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(weights.value(name)) }
         let sigmas = (0..<c.base.layerCount).map { SideInferenceOps.sigmoid(p(c.gateName($0)), count: c.width) }
         gateSigmas = sigmas
-        layers = c.base.family.inferenceBlocks(weights: weights)
-        downs = (0..<c.base.layerCount).map { i in
+        layers = c.base.family.inferenceBlocks(pack: pack)
+        downNorms = (0..<c.base.layerCount).map { i in
             let pre = c.downsamplePrefix(i)
-            switch c.downsample {
-            case .adapter:
-                return Down(a: p(pre + "adapter_A.weight"), b: p(pre + "adapter_B.weight"),
-                            lnWeight: p(pre + "post_layer_norm.weight"), lnBias: p(pre + "post_layer_norm.bias"), linear: nil)
-            case .linear: return Down(a: nil, b: nil, lnWeight: nil, lnBias: nil, linear: p(pre + "weight"))
-            case .avgpool, .maxpool: return Down(a: nil, b: nil, lnWeight: nil, lnBias: nil, linear: nil)
-            }
+            guard c.downsample == .adapter else { return nil }
+            return DownNorm(weight: p(pre + "post_layer_norm.weight"), bias: p(pre + "post_layer_norm.bias"))
         }
         headSigma = SideInferenceOps.sigmoid(p("lm_head_z"), count: c.headSize)
-        upWeight = p("upsample.weight"); upBias = p("upsample.bias")
+        upBias = p("upsample.bias")
         let plain = FloatBuffer([Float](repeating: 1, count: c.width) + [Float](repeating: 0, count: c.width))
         plainNorm = plain
         let norm = c.base.family.inferenceHeadNorm(weights: weights, plain: plain)
@@ -127,17 +131,17 @@ final class SideRunner {
 
     /// `down_i(h)` into `out [n, w]` (no dropout: inference).
     private func downsample(_ i: Int, _ h: UnsafePointer<Float>, n: Int, out: UnsafeMutablePointer<Float>) {
-        let c = config, d = c.base.hiddenSize, w = c.width, dn = downs[i]
+        let c = config, d = c.base.hiddenSize, w = c.width
         switch c.downsample {
         case .adapter:
-            let hid = c.adapterHidden, u = ws.hidden.pointer
-            SideInferenceOps.linear(u, h, dn.a!, n: n, inF: d, outF: hid)
+            let hid = c.adapterHidden, u = ws.hidden.pointer, norm = downNorms[i]!
+            pack.downA[i]!.apply(u, h, n: n)
             SideInferenceOps.activate(u, count: n * hid, c.activation.op)
-            SideInferenceOps.linear(ws.normed.pointer, u, dn.b!, n: n, inF: hid, outF: w)
-            SideInferenceOps.layerNorm(out, ws.normed.pointer, dn.lnWeight!, dn.lnBias!, n: n, d: w,
+            pack.downB[i]!.apply(ws.normed.pointer, u, n: n)
+            SideInferenceOps.layerNorm(out, ws.normed.pointer, norm.weight, norm.bias, n: n, d: w,
                                        eps: Downsampler.layerNormEps)
         case .linear:
-            SideInferenceOps.linear(out, h, dn.linear!, n: n, inF: d, outF: w)
+            pack.downA[i]!.apply(out, h, n: n)
         case .avgpool, .maxpool:
             let r = c.r, inv = 1 / Float(r)
             for row in 0..<n {
@@ -187,7 +191,7 @@ final class SideRunner {
             } else {
                 normed.pointer.update(from: s, count: w)
             }
-            SideInferenceOps.linear(headUp.pointer + k * d, normed.pointer, upWeight, bias: upBias, n: 1, inF: w, outF: d)
+            pack.up.apply(headUp.pointer + k * d, normed.pointer, n: 1, bias: upBias)
         }
     }
 

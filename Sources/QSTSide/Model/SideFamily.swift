@@ -42,7 +42,7 @@ protocol SideFamily: Sendable {
     /// Parameters of a base of this shape (embeddings, layers, final norm; an untied head is not counted).
     func baseParameterCount(_ shape: BaseShape) -> Int
     /// The blocks for cached decoding (SideRunner), one per layer.
-    func inferenceBlocks(weights: SideWeights) -> [any SideInferenceBlock]
+    func inferenceBlocks(pack: SideInferenceWeights) -> [any SideInferenceBlock]
     /// The final norm's parameters for decoding: weight and, for a LayerNorm, bias (`plain` is ones then zeros,
     /// for norms without parameters); nil when the side stream has no final norm.
     func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
@@ -100,8 +100,9 @@ struct LlamaSideFamily: SideFamily {
         return s.vocabSize * d + s.layerCount * perLayer + d
     }
 
-    func inferenceBlocks(weights: SideWeights) -> [any SideInferenceBlock] {
-        (0..<weights.config.base.layerCount).map { SideRunner.Layer(weights: weights, layer: $0) }
+    func inferenceBlocks(pack: SideInferenceWeights) -> [any SideInferenceBlock] {
+        guard let blocks = pack.blocks else { preconditionFailure("a LLaMA side network is packed with its blocks") }
+        return blocks.enumerated().map { SideRunner.Layer(weights: pack.weights, layer: $0.offset, matrices: $0.element) }
     }
 
     func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
@@ -149,8 +150,8 @@ struct OPTSideFamily: SideFamily {
 
     func baseParameterCount(_ s: BaseShape) -> Int { SideSetup.optParameterCount(s) }
 
-    func inferenceBlocks(weights: SideWeights) -> [any SideInferenceBlock] {
-        (0..<weights.config.base.layerCount).map { OPTSideInference.Layer(weights: weights, layer: $0) }
+    func inferenceBlocks(pack: SideInferenceWeights) -> [any SideInferenceBlock] {
+        (0..<pack.weights.config.base.layerCount).map { OPTSideInference.Layer(weights: pack.weights, layer: $0) }
     }
 
     func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
