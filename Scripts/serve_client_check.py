@@ -118,9 +118,11 @@ def full(base, exp):
         code, doc = raw(base, "POST", "/admin/sides", json.dumps({"name": "bad", "path": "/nonexistent"}).encode())
         check(code == 400 and "error" in doc, f"admin add of a missing folder: {code}")
     # Disconnect mid-stream: the slot is freed (health shows nothing active) and the server still answers.
+    # ignore_eos: a stream that met end-of-sequence on its own would end before the hang-up and free nothing.
     host, port = base.split("//")[1].split("/")[0].split(":")
     s = socket.create_connection((host, int(port)))
-    body = json.dumps({"model": names[0], "prompt": exp["prompt"], "max_tokens": 2000, "stream": True}).encode()
+    body = json.dumps({"model": names[0], "prompt": exp["prompt"], "max_tokens": 2000, "stream": True,
+                       "ignore_eos": True}).encode()
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: "
               + str(len(body)).encode() + b"\r\n\r\n" + body)
     got = b""
