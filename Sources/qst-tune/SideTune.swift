@@ -23,11 +23,7 @@ extension Tune {
                 throw CommandError("\(run) already holds a run; use --resume \(run) or another -o")
             }
         }
-        // `--head`, or its default: a classification head when a side network that can have one trains on a
-        // GLUE task (it learns SST-2 faster than the label words through the frozen LM head, BENCHMARKS §15
-        // session 6), else the label words.
-        let classify = head.map { $0 == .classify } ?? (args.task != nil && weights.config.supportsClassificationHead)
-        if resume == nil, classify {
+        if resume == nil, head == .classify {
             let k = try classifyLabels(task: args.task)
             weights = try ClassificationHead.attach(to: weights, numLabels: k, seed: training.seed,
                                                     labelRows: try headStart(task: args.task, backbone: backbone, tokenizer: tokenizer))

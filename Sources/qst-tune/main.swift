@@ -15,7 +15,7 @@ struct Tune: ParsableCommand {
         commandName: "qst-tune",
         abstract: "Train a QST side network beside a frozen (NF4) base model.",
         discussion: """
-        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (a side network gets a classification head that starts as the label words' LM-head rows; --head lm trains the label word through the frozen LM head instead; accuracy at evaluation).
+        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the label word, accuracy at evaluation; --head classify trains a K-way head instead).
 
         Examples:
           qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv \\
@@ -25,8 +25,9 @@ struct Tune: ParsableCommand {
           # a pooling downsampler: later epochs skip the frozen forward
           qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ \\
               --epochs 3 --cache-base cache/
-          # label words through the frozen LM head instead of the (default) classification head
-          qst-tune smollm2.qst4 side/ --task rte --head lm --data rte/train.tsv \\
+          # a trainable K-way head on the side network's output instead of label words
+          # (it starts as the label words' LM-head rows: step 0 is the zero-shot classifier)
+          qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv \\
               --eval rte/dev.tsv -o run/
           # LoRA adapters inside the base instead of a side network
           qst-tune smollm2.qst4 --method lora --task sst2 --data train.tsv -o lora-run/
@@ -69,8 +70,8 @@ struct Tune: ParsableCommand {
     @OptionGroup(title: "LoRA") var loraArguments: LoRAArguments
     @Option(help: "Store the frozen base's pooled states per example in this folder (zstd) the first time an example is seen and reuse them afterwards, skipping the frozen forward (avgpool/maxpool downsamplers only; Formats/BASECACHE.md).")
     var cacheBase: String?
-    @Option(help: "Prediction head: classify (a trainable linear head over the side network's output at the last token, started from the label words' LM-head rows; the default for a side network with --task) or lm (label words through the frozen LM head; the default otherwise, and LoRA's only head).")
-    var head: PredictionHead?
+    @Option(help: "Prediction head: lm (label words through the frozen LM head, default) or classify (a trainable linear head over the side network's output at the last token; needs --task).")
+    var head: PredictionHead = .lm
     @Option(help: "With --head classify: number of classes K (default: the task's; 1 = regression, not offered by the GLUE tasks here).")
     var numLabels: Int?
     @Option(help: "With --head classify: the head's start — label-words (the frozen LM head's rows of the task's label words, zero bias: step 0 is the zero-shot classifier) or random (U(±1/√d), as nn.Linear).")

@@ -134,8 +134,6 @@ public struct SideConfig: Codable, Sendable, Equatable {
     var headGateInit: Float { mix == .residual ? 0 : 1 }
 
     public var width: Int { base.hiddenSize / r }
-    /// Whether this base family takes a classification head (SIDE.md §10: LLaMA family, not OPT).
-    public var supportsClassificationHead: Bool { base.family.supportsClassificationHead }
     public var intermediate: Int { base.intermediateSize / r }
     public var heads: Int { base.attentionHeads }
     public var kvHeads: Int { base.keyValueHeads }
