@@ -7,7 +7,7 @@ import QSTSide
 /// `qst-tune --method qst` (the default): a side network from qst-init-side (or the run's checkpoint) beside
 /// the frozen base, with an optional classification head and base-state cache.
 extension Tune {
-    func prepareSide(backbone: FrozenModel, run: String, args: RunArguments,
+    func prepareSide(backbone: FrozenModel, tokenizer: any ExampleTokenizer, run: String, args: RunArguments,
                      parallel: DataParallelRun) throws -> PreparedModel<SideModel> {
         var weights: SideWeights, training: TrainingConfig
         var resumed: (optimizer: AdamW, state: TrainerState)?
@@ -24,7 +24,9 @@ extension Tune {
             }
         }
         if resume == nil, head == .classify {
-            weights = try ClassificationHead.attach(to: weights, numLabels: try classifyLabels(task: args.task), seed: training.seed)
+            let k = try classifyLabels(task: args.task)
+            weights = try ClassificationHead.attach(to: weights, numLabels: k, seed: training.seed,
+                                                    labelRows: try headStart(task: args.task, backbone: backbone, tokenizer: tokenizer))
         }
         let useHead = weights.config.numLabels != nil
         if useHead, args.task == nil { throw QSTError.option("the classification head trains on a GLUE task: give --task") }
@@ -49,6 +51,17 @@ extension Tune {
             estimate.rows.map { "  " + $0.0.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes($0.1) }
         return PreparedModel(model: sideModel, training: training, resumed: resumed, classifies: useHead,
                              estimatedMemory: estimate.total, notes: notes, baseCache: baseCache)
+    }
+
+    /// `--head-init label-words`: the LM head's rows of the task's label words (nil for `random`, or when the
+    /// label words do not start with distinct tokens, noted).
+    func headStart(task: String?, backbone: FrozenModel, tokenizer: any ExampleTokenizer) throws -> [Float]? {
+        guard headInit == .labelWords, let task else { return nil }
+        guard let tokens = try? GLUETask.named(task).labelTokens(tokenizer) else {
+            note("--head-init label-words: the label words of \(task) do not start with distinct tokens; random head")
+            return nil
+        }
+        return try ClassificationHead.labelWordRows(head: backbone.headRows(), tokens: tokens)
     }
 
     /// K for `--head classify`: `--num-labels`, else the task's class count.

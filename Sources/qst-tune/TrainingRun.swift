@@ -47,7 +47,7 @@ extension Tune {
             try train(try prepareLoRA(backbone: backbone, run: run), backbone: backbone, tokenizer: tokenizer, run: run,
                       args: &args, parallel: parallel, started: started)
         } else {
-            try train(try prepareSide(backbone: backbone, run: run, args: args, parallel: parallel), backbone: backbone,
+            try train(try prepareSide(backbone: backbone, tokenizer: tokenizer, run: run, args: args, parallel: parallel), backbone: backbone,
                       tokenizer: tokenizer, run: run, args: &args, parallel: parallel, started: started)
         }
     }

@@ -65,4 +65,9 @@ enum PredictionHead: String, CaseIterable, ExpressibleByArgument {
     case lm, classify
 }
 
+/// `--head-init`: where a new classification head starts.
+enum HeadInitialisation: String, CaseIterable, ExpressibleByArgument {
+    case labelWords = "label-words", random
+}
+
 extension LRSchedule: ExpressibleByArgument {}

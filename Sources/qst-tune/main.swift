@@ -15,7 +15,7 @@ struct Tune: ParsableCommand {
         commandName: "qst-tune",
         abstract: "Train a QST side network beside a frozen (NF4) base model.",
         discussion: """
-        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the label word, accuracy at evaluation).
+        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the label word, accuracy at evaluation; --head classify trains a K-way head instead).
 
         Examples:
           qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv \\
@@ -26,6 +26,7 @@ struct Tune: ParsableCommand {
           qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ \\
               --epochs 3 --cache-base cache/
           # a trainable K-way head on the side network's output instead of label words
+          # (it starts as the label words' LM-head rows: step 0 is the zero-shot classifier)
           qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv \\
               --eval rte/dev.tsv -o run/
           # LoRA adapters inside the base instead of a side network
@@ -73,6 +74,8 @@ struct Tune: ParsableCommand {
     var head: PredictionHead = .lm
     @Option(help: "With --head classify: number of classes K (default: the task's; 1 = regression, not offered by the GLUE tasks here).")
     var numLabels: Int?
+    @Option(help: "With --head classify: the head's start — label-words (the frozen LM head's rows of the task's label words, zero bias: step 0 is the zero-shot classifier) or random (U(±1/√d), as nn.Linear).")
+    var headInit: HeadInitialisation = .labelWords
     @OptionGroup(title: "Engine") var engine: EngineArguments
 
     var model: String { base.model }

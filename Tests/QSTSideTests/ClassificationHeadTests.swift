@@ -84,6 +84,45 @@ final class ClassificationHeadTests: XCTestCase {
         XCTAssertTrue(adapter.weights.values.array == withHead.values.array)
     }
 
+    /// `--head-init label-words`: the head starts as the LM head's rows of the label words with a zero bias, so
+    /// with `--init base` (o = norm(h_N) at step 0) its logits are the frozen model's label-word logits.
+    func testLabelWordHeadStartsAsTheZeroShotClassifier() throws {
+        let base = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1,
+                              seed: 4, headMix: SideInitialisation.base.headMix)
+        let w = try SideWeights(config: base)
+        w.initialize(seed: 4)
+        let backbone = MockBackbone(shape: base.base)
+        let tokens: [Int32] = [7, 3]
+        let rows = try ClassificationHead.labelWordRows(head: backbone.headRows(), tokens: tokens)
+        let d = base.base.hiddenSize
+        for (c, t) in tokens.enumerated() {
+            XCTAssertEqual(Array(rows[c * d..<(c + 1) * d]), Array(backbone.embed.array[Int(t) * d..<(Int(t) + 1) * d]))
+        }
+        XCTAssertThrowsError(try ClassificationHead.labelWordRows(head: backbone.headRows(), tokens: [Int32(base.base.vocabSize)]))
+        XCTAssertThrowsError(try ClassificationHead.attach(to: w, numLabels: 3, seed: 1, labelRows: rows), "K × d rows")
+        let model = try SideModel(weights: try ClassificationHead.attach(to: w, numLabels: 2, seed: 1, labelRows: rows),
+                                  backbone: backbone)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: model.weights.value("score.bias"), count: 2)), [0, 0])
+        var checked = 0
+        for ex in examples(6, seed: 3) {
+            let o = try model.outputHidden(BatchPlan.collate([ex]).tokens)
+            let last = ex.ids.count - 1
+            let head = try model.classifierLogits(hidden: o, rows: [last])
+            let hN = try backbone.forwardHiddenStates(BatchPlan.collate([ex]).tokens) { _, _ in }
+            var words = [Float](repeating: 0, count: 2)
+            try hN.withUnsafeBufferPointer { h in
+                try ChunkedCrossEntropy.candidateLogits(out: &words, hidden: h.baseAddress! + last * d, n: 1,
+                                                        head: backbone.headRows(), candidates: tokens)
+            }
+            for c in 0..<2 {
+                XCTAssertEqual(head[c], words[c], accuracy: 1e-5 * max(1, abs(words[c])), "class \(c)")
+                XCTAssertNotEqual(words[c], 0)
+            }
+            checked += 1
+        }
+        XCTAssertEqual(checked, 6)
+    }
+
     func testGLUEExamplesForTheHeadEndAtThePrompt() throws {
         let dir = tempDir()
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -11,8 +11,12 @@ public enum ClassificationHead {
     public static let biasName = "score.bias"
 
     /// A copy of `weights` with a K-label head added (side tensors keep their offsets: the head is laid out
-    /// last). The head is drawn as `nn.Linear`'s default, U(±1/√d), from SplitMix64(`seed`).
-    public static func attach(to weights: SideWeights, numLabels k: Int, seed: UInt64) throws -> SideWeights {
+    /// last). The head is drawn as `nn.Linear`'s default, U(±1/√d), from SplitMix64(`seed`) — or, with
+    /// `labelRows` (`[K, d]`: the frozen LM head's rows of the task's label words, `labelWordRows`), starts
+    /// as those rows with a zero bias: with `o = norm(h_N)` at step 0 (`--init base`) the head's logits are
+    /// then the base model's label-word logits, the zero-shot classifier (Formats/RUNS.md §2.3).
+    public static func attach(to weights: SideWeights, numLabels k: Int, seed: UInt64,
+                              labelRows: [Float]? = nil) throws -> SideWeights {
         if let existing = weights.config.numLabels {
             guard existing == k else {
                 throw QSTError("the side network already has a \(existing)-label head; --num-labels \(k) does not match")
@@ -28,6 +32,30 @@ public enum ClassificationHead {
         for name in [weightName, biasName] {
             guard let s = out.spec(name) else { throw QSTError("side layout has no \(name) after adding a head") }
             out.value(name).update(from: fresh.value(name), count: s.count)
+        }
+        if let labelRows {
+            let d = config.base.hiddenSize
+            guard labelRows.count == k * d else {
+                throw QSTError("classification head: \(labelRows.count) label-row floats for \(k) labels × \(d)")
+            }
+            out.value(weightName).update(from: labelRows, count: k * d)
+            out.value(biasName).update(repeating: 0, count: k)
+        }
+        return out
+    }
+
+    /// The frozen LM head's rows `[K, d]` of `tokens` (the first token of each label word, class order).
+    public static func labelWordRows(head: any HeadRows, tokens: [Int32]) throws -> [Float] {
+        let d = head.dim
+        var out = [Float](repeating: 0, count: tokens.count * d)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: d)
+        defer { scratch.deallocate() }
+        for (c, t) in tokens.enumerated() {
+            guard t >= 0, Int(t) < head.vocabSize else {
+                throw QSTError("classification head: label token \(t) is outside the vocabulary of \(head.vocabSize)")
+            }
+            let row = head.rows(start: Int(t), count: 1, scratch: scratch)
+            for j in 0..<d { out[c * d + j] = row[j] }
         }
         return out
     }
