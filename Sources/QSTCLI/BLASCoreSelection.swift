@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and falls back to a slow
@@ -20,8 +20,9 @@ public enum BLASCoreSelection {
 
     public static func cpuFlags() -> Set<String> {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
-              let colon = line.firstIndex(of: ":") else { return [] }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
+            let colon = line.firstIndex(of: ":")
+        else { return [] }
         return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
     }
 
@@ -33,7 +34,9 @@ public enum BLASCoreSelection {
         guard blasUsed, env[reexecMarker] == nil else { return }
         var flags = cpuFlags()
         // QST_KERNELS=avx2 stands in for an AVX2-only machine: OpenBLAS gets its AVX2 kernels too.
-        if env["QST_KERNELS"] == "avx2" || env["QST_KERNELS"] == "avx2vnni" { flags = flags.filter { !$0.hasPrefix("avx512") } }
+        if env["QST_KERNELS"] == "avx2" || env["QST_KERNELS"] == "avx2vnni" {
+            flags = flags.filter { !$0.hasPrefix("avx512") }
+        }
         guard let want = env["QST_OPENBLAS_CORETYPE"] ?? bestCoreType(cpuFlags: flags) else { return }
         setenv(reexecMarker, "1", 1)
         if env["OPENBLAS_CORETYPE"] == want { return }

@@ -57,7 +57,8 @@ public struct SVGChart {
         y0 -= bars && y0 == 0 ? 0 : pad; y1 += pad
         func sx(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
         func sy(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * ph }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        var s =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         s += "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(Self.escape(title))</text>\n"
         for t in Self.niceTicks(y0, y1) {
@@ -69,22 +70,27 @@ public struct SVGChart {
         }
         s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(pw)\" height=\"\(ph)\" fill=\"none\" stroke=\"#333\"/>\n"
         s += "<text x=\"\(left + pw / 2)\" y=\"\(height - 18)\" text-anchor=\"middle\">\(Self.escape(xLabel))</text>\n"
-        s += "<text transform=\"translate(18 \(top + ph / 2)) rotate(-90)\" text-anchor=\"middle\">\(Self.escape(yLabel))</text>\n"
+        s +=
+            "<text transform=\"translate(18 \(top + ph / 2)) rotate(-90)\" text-anchor=\"middle\">\(Self.escape(yLabel))</text>\n"
         for (k, ser) in series.enumerated() {
             if bars {
                 let bw = pw / (x1 - x0) * 0.8 / Double(max(1, series.count))
                 for (x, y) in ser.points {
                     let bx = sx(x) - pw / (x1 - x0) * 0.4 + Double(k) * bw
-                    s += "<rect x=\"\(bx)\" y=\"\(min(sy(y), sy(0)))\" width=\"\(bw)\" height=\"\(abs(sy(0) - sy(y)))\" fill=\"\(ser.color)\"/>\n"
+                    s +=
+                        "<rect x=\"\(bx)\" y=\"\(min(sy(y), sy(0)))\" width=\"\(bw)\" height=\"\(abs(sy(0) - sy(y)))\" fill=\"\(ser.color)\"/>\n"
                 }
             } else {
                 let path = ser.points.map { "\(sx($0.0)),\(sy($0.1))" }.joined(separator: " ")
                 s += "<polyline fill=\"none\" stroke=\"\(ser.color)\" stroke-width=\"2\" points=\"\(path)\"/>\n"
                 if ser.points.count < 60 {
-                    for (x, y) in ser.points { s += "<circle cx=\"\(sx(x))\" cy=\"\(sy(y))\" r=\"2.5\" fill=\"\(ser.color)\"/>\n" }
+                    for (x, y) in ser.points {
+                        s += "<circle cx=\"\(sx(x))\" cy=\"\(sy(y))\" r=\"2.5\" fill=\"\(ser.color)\"/>\n"
+                    }
                 }
             }
-            s += "<rect x=\"\(left + 10)\" y=\"\(top + 10 + Double(k) * 18)\" width=\"12\" height=\"12\" fill=\"\(ser.color)\"/>\n"
+            s +=
+                "<rect x=\"\(left + 10)\" y=\"\(top + 10 + Double(k) * 18)\" width=\"12\" height=\"12\" fill=\"\(ser.color)\"/>\n"
             s += "<text x=\"\(left + 28)\" y=\"\(top + 20 + Double(k) * 18)\">\(Self.escape(ser.name))</text>\n"
         }
         return s + "</svg>\n"

@@ -4,7 +4,7 @@ import Foundation
 // kind they raise themselves (a wrong combination of options and so on).
 @_exported import struct QSTCore.QSTError
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Shared `main` for every qst tool: picks the fast BLAS kernel, runs the command, and
@@ -39,7 +39,8 @@ public enum ToolRunner {
     static func choiceError<C: ParsableCommand>(_ command: C.Type, _ error: Error) -> String? {
         guard command.exitCode(for: error) == .validationFailure else { return nil }
         let message = command.message(for: error)
-        guard message.hasPrefix("The value '"), message.contains(". Please provide one of "), !message.contains("\n") else {
+        guard message.hasPrefix("The value '"), message.contains(". Please provide one of "), !message.contains("\n")
+        else {
             return nil
         }
         return message

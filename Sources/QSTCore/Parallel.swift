@@ -18,13 +18,17 @@ public enum Parallel {
     /// model, and a second set would only compete with the first. Sized for all the active cores, so
     /// `EngineThreads.configure` may lower the thread count after the first loop ran.
     /// `QST_WORKER_POOL=off` leaves every loop to the scheduler's threads (for A/B measurements).
-    static let pool = ProcessInfo.processInfo.environment["QST_WORKER_POOL"] == "off" ? nil
+    static let pool =
+        ProcessInfo.processInfo.environment["QST_WORKER_POOL"] == "off"
+        ? nil
         : WorkerPool(threads: max(defaultThreads, ProcessInfo.processInfo.activeProcessorCount))
 
     /// Calls `body(start, end)` on disjoint chunks covering `0..<count`, in parallel.
     /// Chunks are at least `minChunk` long so tiny loops stay on one thread.
-    public static func forRanges(_ count: Int, threads: Int = Parallel.defaultThreads, minChunk: Int = 1,
-                                 _ body: @Sendable (Int, Int) -> Void) {
+    public static func forRanges(
+        _ count: Int, threads: Int = Parallel.defaultThreads, minChunk: Int = 1,
+        _ body: @Sendable (Int, Int) -> Void
+    ) {
         guard count > 0 else { return }
         let workers = max(1, min(threads, count / max(1, minChunk)))
         if workers == 1 { body(0, count); return }
@@ -62,9 +66,12 @@ final class WorkerPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { escapable in
             var closure = escapable
             return withUnsafeMutablePointer(to: &closure) { pointer in
-                qst_pool_run(handle, Int64(count), Int32(parts), { context, start, end in
-                    context!.assumingMemoryBound(to: (@Sendable (Int, Int) -> Void).self).pointee(Int(start), Int(end))
-                }, pointer) != 0
+                qst_pool_run(
+                    handle, Int64(count), Int32(parts),
+                    { context, start, end in
+                        context!.assumingMemoryBound(to: (@Sendable (Int, Int) -> Void).self).pointee(
+                            Int(start), Int(end))
+                    }, pointer) != 0
             }
         }
     }

@@ -129,7 +129,8 @@ public struct QSTError: Error, CustomStringConvertible, LocalizedError, Equatabl
     public var errorDescription: String? { message }
 
     /// `file: tensor 'name': what` — the shape every tensor-level error takes.
-    public static func tensor(_ file: String, _ tensor: String, _ what: String, kind: Kind = .unclassified) -> QSTError {
+    public static func tensor(_ file: String, _ tensor: String, _ what: String, kind: Kind = .unclassified) -> QSTError
+    {
         QSTError("\(file): tensor '\(tensor)': \(what)", kind: kind)
     }
     public static func file(_ file: String, _ what: String, kind: Kind = .unclassified) -> QSTError {

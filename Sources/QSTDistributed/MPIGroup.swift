@@ -37,8 +37,9 @@ public final class MPIGroup: GradientReducer {
         let lib = library ?? env["QST_MPI_LIBRARY"]
         let loaded = lib.map { qst_mpi_load($0, &message, message.count) } ?? qst_mpi_load(nil, &message, message.count)
         guard loaded == 0 else {
-            throw QSTError("started by mpirun (OMPI_COMM_WORLD_SIZE=\(env["OMPI_COMM_WORLD_SIZE"] ?? "")) but MPI is unusable: " +
-                           String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw QSTError(
+                "started by mpirun (OMPI_COMM_WORLD_SIZE=\(env["OMPI_COMM_WORLD_SIZE"] ?? "")) but MPI is unusable: "
+                    + String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         var rank: Int32 = 0, size: Int32 = 0
         let rc = qst_mpi_init(&rank, &size)
@@ -59,7 +60,9 @@ public final class MPIGroup: GradientReducer {
         while offset < buffer.count {
             let n = min(buffer.count - offset, Int(Int32.max))
             let rc = qst_mpi_allreduce_sum_float(base + offset, Int32(n))
-            guard rc == 0 else { throw QSTError("rank \(rank): MPI_Allreduce of \(n) floats failed with MPI error \(rc)") }
+            guard rc == 0 else {
+                throw QSTError("rank \(rank): MPI_Allreduce of \(n) floats failed with MPI error \(rc)")
+            }
             offset += n
         }
         reducedBytes += 4 * buffer.count
@@ -70,7 +73,9 @@ public final class MPIGroup: GradientReducer {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { reduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 }
         let rc = out.withUnsafeMutableBufferPointer { qst_mpi_allreduce_sum_double($0.baseAddress!, Int32($0.count)) }
-        guard rc == 0 else { throw QSTError("rank \(rank): MPI_Allreduce of \(values.count) doubles failed with MPI error \(rc)") }
+        guard rc == 0 else {
+            throw QSTError("rank \(rank): MPI_Allreduce of \(values.count) doubles failed with MPI error \(rc)")
+        }
         reducedBytes += 8 * values.count
         return out
     }

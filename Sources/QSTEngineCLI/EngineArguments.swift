@@ -5,11 +5,16 @@ import QSTEngine
 /// Options every engine-running command shares (qst-eval, qst-generate, qst-serve, qst-tune).
 public struct EngineArguments: ParsableArguments {
     public init() {}
-    @Option(name: .customLong("resident-budget"), help: "Drop each layer's weight pages after use when the weights exceed this many MiB.")
+    @Option(
+        name: .customLong("resident-budget"),
+        help: "Drop each layer's weight pages after use when the weights exceed this many MiB.")
     public var residentBudget: Int?
     @Option(help: "Threads for BLAS and the engine's own loops (default: all cores).")
     public var threads: Int?
-    @Option(help: "NF4/BF16 matmul: auto (fastest; may use bf16 products, or int8 for NF4 on AVX2), exact (F32 kernels) or sgemm (dequantize + BLAS). QST_KERNELS=scalar|avx2|avx2vnni|avx512|neon caps the kernels.")
+    @Option(
+        help:
+            "NF4/BF16 matmul: auto (fastest; may use bf16 products, or int8 for NF4 on AVX2), exact (F32 kernels) or sgemm (dequantize + BLAS). QST_KERNELS=scalar|avx2|avx2vnni|avx512|neon caps the kernels."
+    )
     public var matmul: MatmulPath = .kernelsAuto
 
     /// Checks the numbers, sets the thread count (process-wide) and returns the engine's options.

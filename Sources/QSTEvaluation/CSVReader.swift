@@ -15,7 +15,11 @@ public enum CSVReader {
         while let c = it.popFirst() {
             if inQuotes {
                 if c == "\"" {
-                    if it.first == "\"" { field.unicodeScalars.append("\""); it.removeFirst() } else { inQuotes = false }
+                    if it.first == "\"" {
+                        field.unicodeScalars.append("\""); it.removeFirst()
+                    } else {
+                        inQuotes = false
+                    }
                 } else {
                     if c == "\n" { line += 1 }
                     field.unicodeScalars.append(c)
@@ -24,7 +28,9 @@ public enum CSVReader {
             }
             switch c {
             case "\"":
-                guard field.isEmpty, !fieldWasQuoted else { throw QSTError.file(origin, "line \(line): stray quote inside a field") }
+                guard field.isEmpty, !fieldWasQuoted else {
+                    throw QSTError.file(origin, "line \(line): stray quote inside a field")
+                }
                 inQuotes = true; fieldWasQuoted = true
             case ",":
                 row.append(field); field = ""; fieldWasQuoted = false

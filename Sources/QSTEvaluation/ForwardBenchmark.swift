@@ -35,14 +35,17 @@ public struct ForwardBenchmark {
     static func stat(tokens: Int, _ seconds: [Double]) -> Stat {
         let s = seconds.sorted()
         let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        return Stat(bestTokensPerSecond: Double(tokens) / s[0], medianTokensPerSecond: Double(tokens) / median,
-                    secondsPerRun: seconds)
+        return Stat(
+            bestTokensPerSecond: Double(tokens) / s[0], medianTokensPerSecond: Double(tokens) / median,
+            secondsPerRun: seconds)
     }
 
     /// `afterModelRuns` is called once the model timings are done, before the sgemm yardstick allocates its
     /// own matrices (the place to read peak memory).
-    public func run(promptTokens: Int = 512, generatedTokens: Int = 128, repeats: Int = 3,
-                    afterModelRuns: () -> Void = {}) throws -> Result {
+    public func run(
+        promptTokens: Int = 512, generatedTokens: Int = 128, repeats: Int = 3,
+        afterModelRuns: () -> Void = {}
+    ) throws -> Result {
         let c = model.config
         var s: UInt64 = 42
         let ids: [Int32] = (0..<promptTokens).map { _ in
@@ -76,9 +79,10 @@ public struct ForwardBenchmark {
         for shape in shapes {
             for m in [promptTokens, 1] { gemm.append(Self.timeSGEMM(m: m, n: shape.n, k: shape.k)) }
         }
-        return Result(promptTokens: promptTokens, generatedTokens: generatedTokens, repeats: repeats,
-                      pp: ppStat, tg: Self.stat(tokens: generatedTokens, tg), flopsPerToken: flops,
-                      ppGFLOPS: flops * ppStat.bestTokensPerSecond / 1e9, sgemm: gemm)
+        return Result(
+            promptTokens: promptTokens, generatedTokens: generatedTokens, repeats: repeats,
+            pp: ppStat, tg: Self.stat(tokens: generatedTokens, tg), flopsPerToken: flops,
+            ppGFLOPS: flops * ppStat.bestTokensPerSecond / 1e9, sgemm: gemm)
     }
 
     /// Distinct (out, in) linear shapes with how often each occurs per token (all layers and the head).
@@ -104,8 +108,9 @@ public struct ForwardBenchmark {
         let reps = m == 1 ? 20 : 3
         for _ in 0..<reps {
             let t0 = Date()
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x.pointer, Int32(k),
-                        w.pointer, Int32(k), 0, y.pointer, Int32(n))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x.pointer, Int32(k),
+                w.pointer, Int32(k), 0, y.pointer, Int32(n))
             best = min(best, Date().timeIntervalSince(t0))
         }
         return SGEMMShape(m: m, n: n, k: k, gflops: 2.0 * Double(m * n * k) / best / 1e9)

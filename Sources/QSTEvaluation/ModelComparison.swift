@@ -20,9 +20,11 @@ public struct ComparisonResult: Codable, Sendable {
 public enum ModelComparison {
     /// `headInputs(ids)`, when given, replaces `model.forward` for the model under test: the rows its LM head
     /// reads (a base with a side network supplies its side's output here); the head is `model`'s.
-    public static func evaluate(model: FrozenModel, reference: FrozenModel, tokens: [Int32], ctx: Int,
-                                stride: Int? = nil, headInputs: (([Int32]) throws -> FloatBuffer)? = nil,
-                                progress: (Int, Int) -> Void = { _, _ in }) throws -> ComparisonResult {
+    public static func evaluate(
+        model: FrozenModel, reference: FrozenModel, tokens: [Int32], ctx: Int,
+        stride: Int? = nil, headInputs: (([Int32]) throws -> FloatBuffer)? = nil,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> ComparisonResult {
         guard model.vocabSize == reference.vocabSize else {
             throw QSTError("compare: vocabularies differ (\(model.vocabSize) vs \(reference.vocabSize) tokens)")
         }
@@ -41,8 +43,9 @@ public enum ModelComparison {
             let d = model.headInputSize
             try model.forEachLogitChunk(hidden: h.constPointer + r0 * d, rows: rows) { c0, cn, logits in
                 let refLogits = reference.logits(hidden: hr.constPointer + (r0 + c0) * d, rows: cn)
-                let stats = rowStats(logits, refLogits.constPointer, rows: cn, vocab: V,
-                                     targets: (0..<cn).map { Int(tokens[w.firstScored + c0 + $0]) })
+                let stats = rowStats(
+                    logits, refLogits.constPointer, rows: cn, vocab: V,
+                    targets: (0..<cn).map { Int(tokens[w.firstScored + c0 + $0]) })
                 for s in stats {
                     klSum += s.kl; nll -= s.logProb; refNLL -= s.refLogProb
                     if s.agree { agree += 1 }
@@ -52,15 +55,18 @@ public enum ModelComparison {
             progress(wi + 1, windows.count)
         }
         let n = Double(max(1, positions))
-        return ComparisonResult(positions: positions, meanKL: klSum / n, top1Agreement: Double(agree) / n,
-                                perplexity: Foundation.exp(nll / n), referencePerplexity: Foundation.exp(refNLL / n),
-                                seconds: Date().timeIntervalSince(start))
+        return ComparisonResult(
+            positions: positions, meanKL: klSum / n, top1Agreement: Double(agree) / n,
+            perplexity: Foundation.exp(nll / n), referencePerplexity: Foundation.exp(refNLL / n),
+            seconds: Date().timeIntervalSince(start))
     }
 
     struct RowStats { var kl: Double; var agree: Bool; var logProb: Double; var refLogProb: Double }
 
-    static func rowStats(_ logits: UnsafePointer<Float>, _ ref: UnsafePointer<Float>, rows: Int, vocab V: Int,
-                         targets: [Int]) -> [RowStats] {
+    static func rowStats(
+        _ logits: UnsafePointer<Float>, _ ref: UnsafePointer<Float>, rows: Int, vocab V: Int,
+        targets: [Int]
+    ) -> [RowStats] {
         let out = UnsafeMutableBufferPointer<RowStats>.allocate(capacity: rows)
         defer { out.deallocate() }
         let op = SendablePointer(out.baseAddress!), lp = SendablePointer(logits), rp = SendablePointer(ref)
@@ -74,8 +80,10 @@ public enum ModelComparison {
                     kl += Foundation.exp(logR) * (logR - (Double(m[j]) - lseM))
                 }
                 let agree = Softmax.argmax(m, d: V) == Softmax.argmax(r, d: V)
-                (op.base + i).initialize(to: RowStats(kl: kl, agree: agree, logProb: Double(m[targets[i]]) - lseM,
-                                                      refLogProb: Double(r[targets[i]]) - lseR))
+                (op.base + i).initialize(
+                    to: RowStats(
+                        kl: kl, agree: agree, logProb: Double(m[targets[i]]) - lseM,
+                        refLogProb: Double(r[targets[i]]) - lseR))
             }
         }
         return Array(out)

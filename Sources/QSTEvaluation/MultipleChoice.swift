@@ -23,9 +23,12 @@ public enum MMLUData {
 
     public static func load(dir: String, subject: String, split: String) throws -> [ChoiceQuestion] {
         let path = (dir as NSString).appendingPathComponent("\(split)/\(subject)_\(split).csv")
-        guard let data = FileManager.default.contents(atPath: path) else { throw QSTError.file(path, "cannot read (unknown subject '\(subject)'?)") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw QSTError.file(path, "cannot read (unknown subject '\(subject)'?)")
+        }
         let rows = try CSVReader.parse(String(decoding: data, as: UTF8.self), origin: path)
-        guard let header = rows.first, header == ["question", "choice0", "choice1", "choice2", "choice3", "answer"] else {
+        guard let header = rows.first, header == ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
+        else {
             throw QSTError.file(path, "line 1: expected header question,choice0,choice1,choice2,choice3,answer")
         }
         return try rows.dropFirst().enumerated().map { i, r in
@@ -65,8 +68,10 @@ public struct MultipleChoiceEvaluator {
     /// The rows the LM head reads for a prompt, when not `model.forward`'s (a side network's output).
     public let headInputs: (([Int32]) throws -> FloatBuffer)?
 
-    public init(model: FrozenModel, tokenizer: Tokenizer, maxContext: Int = 2048,
-                headInputs: (([Int32]) throws -> FloatBuffer)? = nil) throws {
+    public init(
+        model: FrozenModel, tokenizer: Tokenizer, maxContext: Int = 2048,
+        headInputs: (([Int32]) throws -> FloatBuffer)? = nil
+    ) throws {
         self.model = model; self.tokenizer = tokenizer; self.maxContext = maxContext; self.headInputs = headInputs
         // The answer follows "Answer:" as " A"; fall back to the bare letter if " A" is not one token.
         letterIDs = try Self.letters.map { l in
@@ -96,23 +101,28 @@ public struct MultipleChoiceEvaluator {
     /// The predicted choice index; shots are dropped from the end until the prompt fits `maxContext`.
     public func predict(subject: String, shots: [ChoiceQuestion], question: ChoiceQuestion) throws -> Int {
         var k = shots.count
-        var ids = tokenizer.encode(Self.prompt(subject: subject, shots: Array(shots.prefix(k)), question: question)).map(Int32.init)
+        var ids = tokenizer.encode(Self.prompt(subject: subject, shots: Array(shots.prefix(k)), question: question))
+            .map(Int32.init)
         while ids.count > maxContext && k > 0 {
             k -= 1
-            ids = tokenizer.encode(Self.prompt(subject: subject, shots: Array(shots.prefix(k)), question: question)).map(Int32.init)
+            ids = tokenizer.encode(Self.prompt(subject: subject, shots: Array(shots.prefix(k)), question: question))
+                .map(Int32.init)
         }
         if ids.count > maxContext { ids = Array(ids.suffix(maxContext)) }
         let h = try headInputs?(ids) ?? model.forward(ids: ids, batch: 1, newTokens: ids.count)
         var scores = [Float](repeating: 0, count: letterIDs.count)
         try scores.withUnsafeMutableBufferPointer { out in
-            try ChunkedCrossEntropy.candidateLogits(out: out.baseAddress!, hidden: h.constPointer + (ids.count - 1) * model.headInputSize,
-                                                    n: 1, head: model.headRows(), candidates: letterIDs)
+            try ChunkedCrossEntropy.candidateLogits(
+                out: out.baseAddress!, hidden: h.constPointer + (ids.count - 1) * model.headInputSize,
+                n: 1, head: model.headRows(), candidates: letterIDs)
         }
         return scores.indices.max { scores[$0] < scores[$1] } ?? 0
     }
 
-    public func evaluate(dir: String, subjects: [String], shots: Int, limit: Int?,
-                         progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ChoiceResult {
+    public func evaluate(
+        dir: String, subjects: [String], shots: Int, limit: Int?,
+        progress: (String, Int, Int) -> Void = { _, _, _ in }
+    ) throws -> ChoiceResult {
         let start = Date()
         var per: [SubjectAccuracy] = []
         for subject in subjects {
@@ -126,11 +136,14 @@ public struct MultipleChoiceEvaluator {
                 if p == q.answer { correct += 1 }
                 progress(subject, i + 1, test.count)
             }
-            per.append(SubjectAccuracy(subject: subject, questions: test.count, correct: correct,
-                                       accuracy: Double(correct) / Double(max(1, test.count)), predictions: predictions))
+            per.append(
+                SubjectAccuracy(
+                    subject: subject, questions: test.count, correct: correct,
+                    accuracy: Double(correct) / Double(max(1, test.count)), predictions: predictions))
         }
         let q = per.reduce(0) { $0 + $1.questions }, c = per.reduce(0) { $0 + $1.correct }
-        return ChoiceResult(questions: q, correct: c, accuracy: Double(c) / Double(max(1, q)), subjects: per,
-                            seconds: Date().timeIntervalSince(start))
+        return ChoiceResult(
+            questions: q, correct: c, accuracy: Double(c) / Double(max(1, q)), subjects: per,
+            seconds: Date().timeIntervalSince(start))
     }
 }

@@ -50,8 +50,10 @@ public struct PerplexityResult: Codable, Sendable {
 
 public enum Perplexity {
     /// Runs the windows `batch` at a time (right-padded) and scores them.
-    public static func evaluate(model: FrozenModel, tokens: [Int32], ctx: Int, stride: Int? = nil, batch: Int = 1,
-                                progress: (Int, Int) -> Void = { _, _ in }) throws -> PerplexityResult {
+    public static func evaluate(
+        model: FrozenModel, tokens: [Int32], ctx: Int, stride: Int? = nil, batch: Int = 1,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> PerplexityResult {
         let windows = try EvaluationWindow.plan(tokenCount: tokens.count, ctx: ctx, stride: stride ?? ctx)
         guard batch >= 1 else { throw QSTError("--batch \(batch) must be at least 1") }
         let start = Date()
@@ -64,8 +66,10 @@ public enum Perplexity {
             for (w, lp) in zip(group, logProbs) {
                 let nll = -lp.reduce(0, +)
                 let scored = lp.count
-                scores.append(WindowScore(begin: w.begin, end: w.end, scored: scored, nll: nll,
-                                          perplexity: Foundation.exp(nll / Double(max(1, scored)))))
+                scores.append(
+                    WindowScore(
+                        begin: w.begin, end: w.end, scored: scored, nll: nll,
+                        perplexity: Foundation.exp(nll / Double(max(1, scored)))))
                 processed += w.end - w.begin
             }
             i += group.count
@@ -74,9 +78,10 @@ public enum Perplexity {
         let seconds = Date().timeIntervalSince(start)
         let scored = scores.reduce(0) { $0 + $1.scored }
         let nll = scores.reduce(0) { $0 + $1.nll } / Double(max(1, scored))
-        return PerplexityResult(tokens: tokens.count, scored: scored, meanNLL: nll, perplexity: Foundation.exp(nll),
-                                seconds: seconds, tokensPerSecond: Double(processed) / max(seconds, 1e-9),
-                                windows: scores)
+        return PerplexityResult(
+            tokens: tokens.count, scored: scored, meanNLL: nll, perplexity: Foundation.exp(nll),
+            seconds: seconds, tokensPerSecond: Double(processed) / max(seconds, 1e-9),
+            windows: scores)
     }
 
     /// Log-probabilities of each window's scored tokens, in order.
@@ -84,8 +89,9 @@ public enum Perplexity {
         let seqs = windows.map { Array(tokens[$0.begin..<$0.end]) }
         let batch = TokenBatch(sequences: seqs)
         let T = batch.seqLen
-        let hidden = try model.forward(ids: batch.ids, batch: batch.batch, newTokens: T,
-                                       valid: validMask(batch))
+        let hidden = try model.forward(
+            ids: batch.ids, batch: batch.batch, newTokens: T,
+            valid: validMask(batch))
         var targets = [Int32](repeating: -1, count: batch.batch * T)
         for (b, w) in windows.enumerated() {
             for p in w.firstScored..<w.end { targets[b * T + (p - 1 - w.begin)] = tokens[p] }

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import QSTEngine
 import QSTSide
@@ -27,8 +27,10 @@ public struct SideBenchmarkResult: Codable, Sendable {
 
 public enum SideBenchmark {
     /// Runs each mode `repeats` times after one warm-up, on random tokens (seeded).
-    public static func run(model: SideModel, batch: Int, seqLen: Int, repeats: Int, labelEveryToken: Bool,
-                           training: TrainingConfig = TrainingConfig(), peakRSS: () -> Int) throws -> SideBenchmarkResult {
+    public static func run(
+        model: SideModel, batch: Int, seqLen: Int, repeats: Int, labelEveryToken: Bool,
+        training: TrainingConfig = TrainingConfig(), peakRSS: () -> Int
+    ) throws -> SideBenchmarkResult {
         var rng = SplitMix64(seed: 1234)
         let V = model.backbone.vocabSize
         let ids = (0..<(batch * seqLen)).map { _ in Int32(rng.next() % UInt64(V)) }
@@ -44,8 +46,9 @@ public enum SideBenchmark {
             labels = labels.map { $0 == ChunkedCrossEntropy.ignoreIndex ? $0 : (k == 1 ? 0 : $0 % Int32(k)) }
             if k == 1 { targets = [Float](repeating: 0.5, count: ids.count) }
         }
-        let sb = SideBatch(tokens: TokenBatch(ids: ids, lengths: Array(repeating: seqLen, count: batch), seqLen: seqLen),
-                           labels: labels, targets: targets)
+        let sb = SideBatch(
+            tokens: TokenBatch(ids: ids, lengths: Array(repeating: seqLen, count: batch), seqLen: seqLen),
+            labels: labels, targets: targets)
         func cpuSeconds() -> Double {
             var ts = timespec()
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
@@ -69,12 +72,13 @@ public enum SideBenchmark {
             GradientClipping.clip(optimizer.parameters, maxNorm: 1)
             optimizer.update(lr: 1e-4)
         }
-        return SideBenchmarkResult(batch: batch, seqLen: seqLen, repeats: repeats,
-                                   labelledFraction: Double(sb.labelledCount) / Double(ids.count),
-                                   backboneForwardTokensPerSecond: forward, evaluationTokensPerSecond: evaluation,
-                                   trainingTokensPerSecond: train, trainingVsBackboneForward: train / forward,
-                                   trainingVsEvaluation: train / evaluation,
-                                   cpuTrainingVsBackboneForward: cpu[0] / cpu[2], cpuTrainingVsEvaluation: cpu[1] / cpu[2],
-                                   peakRSSBytes: peakRSS())
+        return SideBenchmarkResult(
+            batch: batch, seqLen: seqLen, repeats: repeats,
+            labelledFraction: Double(sb.labelledCount) / Double(ids.count),
+            backboneForwardTokensPerSecond: forward, evaluationTokensPerSecond: evaluation,
+            trainingTokensPerSecond: train, trainingVsBackboneForward: train / forward,
+            trainingVsEvaluation: train / evaluation,
+            cpuTrainingVsBackboneForward: cpu[0] / cpu[2], cpuTrainingVsEvaluation: cpu[1] / cpu[2],
+            peakRSSBytes: peakRSS())
     }
 }

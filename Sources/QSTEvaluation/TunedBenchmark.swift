@@ -39,13 +39,18 @@ public enum TunedBenchmark {
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(promptTokens, forKey: .promptTokens); try c.encode(generatedTokens, forKey: .generatedTokens)
-            try c.encode(sides, forKey: .sides); try c.encode(baseRuns, forKey: .baseRuns); try c.encode(tunedRuns, forKey: .tunedRuns)
+            try c.encode(sides, forKey: .sides); try c.encode(baseRuns, forKey: .baseRuns);
+            try c.encode(tunedRuns, forKey: .tunedRuns)
             try c.encode(basePrefill, forKey: .basePrefill); try c.encode(tunedPrefill, forKey: .tunedPrefill)
-            try c.encode(baseCPUSeconds, forKey: .baseCPUSeconds); try c.encode(tunedCPUSeconds, forKey: .tunedCPUSeconds)
-            try c.encode(["baseBest": baseBest, "tunedBest": tunedBest, "baseMedian": baseMedian, "tunedMedian": tunedMedian,
-                          "ratio": ratio, "basePrefillMedian": TunedBenchmark.median(basePrefill),
-                          "tunedPrefillMedian": TunedBenchmark.median(tunedPrefill), "cpuTimeRatio": cpuRatio],
-                         forKey: .summary)
+            try c.encode(baseCPUSeconds, forKey: .baseCPUSeconds);
+            try c.encode(tunedCPUSeconds, forKey: .tunedCPUSeconds)
+            try c.encode(
+                [
+                    "baseBest": baseBest, "tunedBest": tunedBest, "baseMedian": baseMedian, "tunedMedian": tunedMedian,
+                    "ratio": ratio, "basePrefillMedian": TunedBenchmark.median(basePrefill),
+                    "tunedPrefillMedian": TunedBenchmark.median(tunedPrefill), "cpuTimeRatio": cpuRatio,
+                ],
+                forKey: .summary)
         }
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)

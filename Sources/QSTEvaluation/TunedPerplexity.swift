@@ -16,9 +16,12 @@ public struct TunedPerplexityResult: Codable, Sendable {
 /// Strided perplexity (the windows of `EvaluationWindow.plan`, as `Perplexity.evaluate`) for every side
 /// network at once: each window runs through the base once and every side network reads it.
 public enum TunedPerplexity {
-    public static func evaluate(model: TunedModel, names: [String], tokens: [Int32], ctx: Int, stride: Int? = nil,
-                                batch: Int = 1, progress: (Int, Int) -> Void = { _, _ in }) throws
-        -> (results: [TunedPerplexityResult], seconds: Double, tokensPerSecond: Double) {
+    public static func evaluate(
+        model: TunedModel, names: [String], tokens: [Int32], ctx: Int, stride: Int? = nil,
+        batch: Int = 1, progress: (Int, Int) -> Void = { _, _ in }
+    ) throws
+        -> (results: [TunedPerplexityResult], seconds: Double, tokensPerSecond: Double)
+    {
         let windows = try EvaluationWindow.plan(tokenCount: tokens.count, ctx: ctx, stride: stride ?? ctx)
         guard batch >= 1 else { throw QSTError("--batch \(batch) must be at least 1") }
         let k = model.sides.count
@@ -40,7 +43,8 @@ public enum TunedPerplexity {
                 processed += w.end - w.begin
             }
             for j in 0..<k {
-                let lp = model.base.targetLogProbs(hidden: step.heads[j].constPointer, rows: tb.batch * T, targets: targets)
+                let lp = model.base.targetLogProbs(
+                    hidden: step.heads[j].constPointer, rows: tb.batch * T, targets: targets)
                 for (r, t) in targets.enumerated() where t >= 0 { nll[j] -= lp[r] }
             }
             i += group.count
@@ -49,8 +53,9 @@ public enum TunedPerplexity {
         let seconds = Date().timeIntervalSince(start)
         let results = (0..<k).map { j in
             let mean = nll[j] / Double(max(1, scored))
-            return TunedPerplexityResult(side: j < names.count ? names[j] : "side \(j + 1)", tokens: tokens.count,
-                                         scored: scored, meanNLL: mean, perplexity: Foundation.exp(mean))
+            return TunedPerplexityResult(
+                side: j < names.count ? names[j] : "side \(j + 1)", tokens: tokens.count,
+                scored: scored, meanNLL: mean, perplexity: Foundation.exp(mean))
         }
         return (results, seconds, Double(processed) / max(seconds, 1e-9))
     }

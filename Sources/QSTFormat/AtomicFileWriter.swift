@@ -1,7 +1,7 @@
 import Foundation
 import QSTKernels
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes a file so that the target path either holds the complete new file or
@@ -37,7 +37,9 @@ public final class AtomicFileWriter {
         }
         fd = f
         guard fd >= 0 else {
-            throw QSTError.file(path, "cannot create a temporary file in '\(dir.isEmpty ? "." : dir)': \(String(cString: strerror(errno)))")
+            throw QSTError.file(
+                path,
+                "cannot create a temporary file in '\(dir.isEmpty ? "." : dir)': \(String(cString: strerror(errno)))")
         }
     }
 
@@ -78,11 +80,15 @@ public final class AtomicFileWriter {
     /// Overwrites bytes already written (used to fill in a header at the end).
     public func patch(at offset: Int, _ data: [UInt8]) throws {
         let n = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
-        guard n == data.count else { throw QSTError.file(targetPath, "write failed: \(String(cString: strerror(errno)))") }
+        guard n == data.count else {
+            throw QSTError.file(targetPath, "write failed: \(String(cString: strerror(errno)))")
+        }
     }
 
     public func commit() throws {
-        guard fsync(fd) == 0 else { throw QSTError.file(targetPath, "fsync failed: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else {
+            throw QSTError.file(targetPath, "fsync failed: \(String(cString: strerror(errno)))")
+        }
         if unnamed {
             unlink(temporaryPath)
             guard linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, temporaryPath, AT_SYMLINK_FOLLOW) == 0 else {
@@ -93,7 +99,8 @@ public final class AtomicFileWriter {
         fd = -1
         guard rename(temporaryPath, targetPath) == 0 else {
             unlink(temporaryPath)
-            throw QSTError.file(targetPath, "cannot rename temporary file into place: \(String(cString: strerror(errno)))")
+            throw QSTError.file(
+                targetPath, "cannot rename temporary file into place: \(String(cString: strerror(errno)))")
         }
         committed = true
         // The rename itself is made durable by syncing the directory.

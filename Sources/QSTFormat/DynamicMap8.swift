@@ -10,7 +10,7 @@ public enum DynamicMap8 {
         var data: [Float] = []
         for i in 0..<7 {
             let bounds = torchLinspace(0.1, 1, steps: (1 << i) + 1)
-            let scale = Float(pow10(i - 6))   // torch casts the Python scalar to the tensor's float32
+            let scale = Float(pow10(i - 6))  // torch casts the Python scalar to the tensor's float32
             for k in 0..<(bounds.count - 1) {
                 let m = (bounds[k] + bounds[k + 1]) / 2
                 data.append(scale * m)
@@ -69,8 +69,10 @@ public enum DynamicMap8 {
     /// each value times float32(1/absmax) mapped to its nearest code. Values must be finite.
     /// An all-zero block (absmax 0) maps 0*inf = NaN to index 0, as the CUDA kernel does.
     /// `threads` caps the cores used (the result does not depend on it).
-    public static func quantizeBlockwise(_ values: [Float], blockSize: Int,
-                                         threads: Int = Parallel.defaultThreads) -> (codes: [UInt8], absmax: [Float]) {
+    public static func quantizeBlockwise(
+        _ values: [Float], blockSize: Int,
+        threads: Int = Parallel.defaultThreads
+    ) -> (codes: [UInt8], absmax: [Float]) {
         let n = values.count
         let blocks = (n + blockSize - 1) / blockSize
         var codes = [UInt8](repeating: 0, count: n)
@@ -91,8 +93,9 @@ public enum DynamicMap8 {
                                 sa[b] = m
                                 let recip: Float = 1 / m
                                 for i in lo..<hi {
-                                    sc[i] = DynamicMap8Lookup.index(sv[i] * recip, lookup: lookup.base,
-                                                                            code: table.base)
+                                    sc[i] = DynamicMap8Lookup.index(
+                                        sv[i] * recip, lookup: lookup.base,
+                                        code: table.base)
                                 }
                             }
                         }

@@ -29,9 +29,11 @@ final class DynamicMap8Lookup: @unchecked Sendable {
                 let a = Float(bitPattern: low), b = Float(bitPattern: high)
                 guard a.isFinite, b.isFinite, abs(a) < 2, abs(b) < 2 else { t[key] = Self.ambiguous; continue }
                 let lo = min(a, b), hi = max(a, b)
-                let g = Self.firstIndex(notBelow: lo, in: thresholds)   // thresholds[g-1] < lo ≤ thresholds[g]
+                let g = Self.firstIndex(notBelow: lo, in: thresholds)  // thresholds[g-1] < lo ≤ thresholds[g]
                 if g < thresholds.count && thresholds[g] <= hi { t[key] = Self.ambiguous; continue }
-                if gapIndex[g] == Self.ambiguous { gapIndex[g] = UInt16(DynamicMap8.nearestIndex(lo, code: c.baseAddress!)) }
+                if gapIndex[g] == Self.ambiguous {
+                    gapIndex[g] = UInt16(DynamicMap8.nearestIndex(lo, code: c.baseAddress!))
+                }
                 t[key] = gapIndex[g]
             }
         }
@@ -55,8 +57,8 @@ final class DynamicMap8Lookup: @unchecked Sendable {
                 out.append((code[lowerPivot] + code[pivot]) * 0.5)
                 return
             }
-            walk(pivot + step, upperPivot, pivot, step >> 1)   // x > code[pivot]
-            walk(pivot - step, pivot, lowerPivot, step >> 1)   // otherwise
+            walk(pivot + step, upperPivot, pivot, step >> 1)  // x > code[pivot]
+            walk(pivot - step, pivot, lowerPivot, step >> 1)  // otherwise
         }
         walk(127, 255, 0, 64)
         return Array(Set(out.map(\.bitPattern)).map { Float(bitPattern: $0) }).sorted()

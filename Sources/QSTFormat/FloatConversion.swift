@@ -131,8 +131,10 @@ public enum FloatConversion {
     /// The ranges are disjoint, so no two threads touch the same element, which is
     /// what makes the unchecked-Sendable wrappers sound.
     @inline(__always)
-    static func forChunks<S, D>(_ src: UnsafePointer<S>, _ dst: UnsafeMutablePointer<D>, _ n: Int,
-                                _ body: (UnsafePointer<S>, UnsafeMutablePointer<D>, Int) -> Void) {
+    static func forChunks<S, D>(
+        _ src: UnsafePointer<S>, _ dst: UnsafeMutablePointer<D>, _ n: Int,
+        _ body: (UnsafePointer<S>, UnsafeMutablePointer<D>, Int) -> Void
+    ) {
         guard n > 0 else { return }
         if n < parallelThreshold { body(src, dst, n); return }
         let s = SendableConstPointer(src), d = SendablePointer(dst)

@@ -38,13 +38,17 @@ public enum NF4 {
     /// Read once: Parallel.threadCount() consults the environment, too slow for every call.
     static let defaultThreads = Parallel.threadCount()
 
-    public static func quantize(_ x: UnsafeBufferPointer<Float>, parameters: NF4Parameters,
-                                file: String, tensor: String) throws -> NF4Tensor {
+    public static func quantize(
+        _ x: UnsafeBufferPointer<Float>, parameters: NF4Parameters,
+        file: String, tensor: String
+    ) throws -> NF4Tensor {
         try quantize(x, parameters: parameters, file: file, tensor: tensor, kernel: .auto, threads: 0)
     }
 
-    static func quantize(_ x: UnsafeBufferPointer<Float>, parameters: NF4Parameters, file: String, tensor: String,
-                         kernel: Kernel, threads: Int) throws -> NF4Tensor {
+    static func quantize(
+        _ x: UnsafeBufferPointer<Float>, parameters: NF4Parameters, file: String, tensor: String,
+        kernel: Kernel, threads: Int
+    ) throws -> NF4Tensor {
         do { try parameters.validate() } catch let e as QSTError { throw QSTError.tensor(file, tensor, e.message) }
         let count = x.count, blockSize = parameters.blockSize
         let blocks = (count + blockSize - 1) / blockSize
@@ -60,8 +64,9 @@ public enum NF4 {
                 let src = NF4Pointer(x.baseAddress!), dst = NF4Pointer(c.baseAddress!), am = NF4Pointer(a.baseAddress!)
                 let workers = workerCount(count, threads: threads, threshold: quantizeParallelThreshold)
                 Parallel.forRanges(blocks, threads: workers, minChunk: max(1, 16384 / blockSize)) { b0, b1 in
-                    let bad = qst_nf4_quantize_blocks(src.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
-                                                      dst.p, am.p, kernel.rawValue)
+                    let bad = qst_nf4_quantize_blocks(
+                        src.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
+                        dst.p, am.p, kernel.rawValue)
                     if bad >= 0 { firstBad.record(Int(bad)) }
                 }
             }
@@ -72,23 +77,28 @@ public enum NF4 {
             throw QSTError.tensor(file, tensor, "\(what) at element \(bad); NF4 needs finite values")
         }
         guard parameters.doubleQuant else {
-            return NF4Tensor(count: count, blockSize: blockSize, codes: codes, absmax: absmax,
-                             dqBlockSize: parameters.dqBlockSize)
+            return NF4Tensor(
+                count: count, blockSize: blockSize, codes: codes, absmax: absmax,
+                dqBlockSize: parameters.dqBlockSize)
         }
         let offset = mean(absmax)
         let centered = absmax.map { $0 - offset }
-        let (q, absmax2) = DynamicMap8.quantizeBlockwise(centered, blockSize: parameters.dqBlockSize,
-                                                         threads: threads > 0 ? threads : Parallel.defaultThreads)
-        return NF4Tensor(count: count, blockSize: blockSize, codes: codes, absmax: [], absmaxCodes: q,
-                         absmax2: absmax2, absmaxOffset: offset, dqBlockSize: parameters.dqBlockSize)
+        let (q, absmax2) = DynamicMap8.quantizeBlockwise(
+            centered, blockSize: parameters.dqBlockSize,
+            threads: threads > 0 ? threads : Parallel.defaultThreads)
+        return NF4Tensor(
+            count: count, blockSize: blockSize, codes: codes, absmax: [], absmaxCodes: q,
+            absmax2: absmax2, absmaxOffset: offset, dqBlockSize: parameters.dqBlockSize)
     }
 
     /// bitsandbytes' offset: torch's float32 `absmax.mean()` in torch's own summation order.
     static func mean(_ v: [Float]) -> Float { TorchMean.mean(v) }
 
     /// Recovers per-block float32 absmax from the double-quantized form into `out` (`blocks` values).
-    public static func decodeAbsmax(codes: UnsafePointer<UInt8>, absmax2: UnsafePointer<Float>, offset: Float,
-                                    blocks: Int, dqBlockSize: Int, into out: UnsafeMutablePointer<Float>) {
+    public static func decodeAbsmax(
+        codes: UnsafePointer<UInt8>, absmax2: UnsafePointer<Float>, offset: Float,
+        blocks: Int, dqBlockSize: Int, into out: UnsafeMutablePointer<Float>
+    ) {
         DynamicMap8.signedCode.withUnsafeBufferPointer { map in
             for i in 0..<blocks {
                 // Two roundings, as bitsandbytes: dequantize_blockwise, then `absmax += offset`.
@@ -101,32 +111,44 @@ public enum NF4 {
     /// Dequantizes elements [start, start+count) into float32. Any start works; an even start
     /// (byte aligned) keeps the whole range on the vector path. `threads` 0 = automatic
     /// (all cores from 2^20 elements up); callers already running in parallel pass 1.
-    public static func dequantize(codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
-                                  start: Int, count: Int, into out: UnsafeMutablePointer<Float>, threads: Int = 0) {
-        dequantize(codes: codes, absmax: absmax, blockSize: blockSize, start: start, count: count, into: out,
-                   threads: threads, kernel: .auto)
+    public static func dequantize(
+        codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
+        start: Int, count: Int, into out: UnsafeMutablePointer<Float>, threads: Int = 0
+    ) {
+        dequantize(
+            codes: codes, absmax: absmax, blockSize: blockSize, start: start, count: count, into: out,
+            threads: threads, kernel: .auto)
     }
 
-    static func dequantize(codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int, start: Int,
-                           count: Int, into out: UnsafeMutablePointer<Float>, threads: Int, kernel: Kernel) {
+    static func dequantize(
+        codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int, start: Int,
+        count: Int, into out: UnsafeMutablePointer<Float>, threads: Int, kernel: Kernel
+    ) {
         let c = NF4Pointer(codes), a = NF4Pointer(absmax), o = NF4Pointer(out)
         splitEvenly(count: count, threads: threads) { lo, hi in
-            qst_nf4_dequantize_f32(c.p, a.p, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.p + lo, kernel.rawValue)
+            qst_nf4_dequantize_f32(
+                c.p, a.p, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.p + lo, kernel.rawValue)
         }
     }
 
     /// Same values as `dequantize`, rounded to bfloat16 bit patterns (round to nearest even).
-    public static func dequantizeBF16(codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
-                                      start: Int, count: Int, into out: UnsafeMutablePointer<UInt16>, threads: Int = 0) {
-        dequantizeBF16(codes: codes, absmax: absmax, blockSize: blockSize, start: start, count: count, into: out,
-                       threads: threads, kernel: .auto)
+    public static func dequantizeBF16(
+        codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
+        start: Int, count: Int, into out: UnsafeMutablePointer<UInt16>, threads: Int = 0
+    ) {
+        dequantizeBF16(
+            codes: codes, absmax: absmax, blockSize: blockSize, start: start, count: count, into: out,
+            threads: threads, kernel: .auto)
     }
 
-    static func dequantizeBF16(codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int, start: Int,
-                               count: Int, into out: UnsafeMutablePointer<UInt16>, threads: Int, kernel: Kernel) {
+    static func dequantizeBF16(
+        codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int, start: Int,
+        count: Int, into out: UnsafeMutablePointer<UInt16>, threads: Int, kernel: Kernel
+    ) {
         let c = NF4Pointer(codes), a = NF4Pointer(absmax), o = NF4Pointer(out)
         splitEvenly(count: count, threads: threads) { lo, hi in
-            qst_nf4_dequantize_bf16(c.p, a.p, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.p + lo, kernel.rawValue)
+            qst_nf4_dequantize_bf16(
+                c.p, a.p, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.p + lo, kernel.rawValue)
         }
     }
 
@@ -138,8 +160,9 @@ public enum NF4 {
         t.codes.withUnsafeBufferPointer { c in
             absmax.withUnsafeBufferPointer { a in
                 out.withUnsafeMutableBufferPointer { o in
-                    dequantize(codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize,
-                               start: 0, count: t.count, into: o.baseAddress!)
+                    dequantize(
+                        codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize,
+                        start: 0, count: t.count, into: o.baseAddress!)
                 }
             }
         }

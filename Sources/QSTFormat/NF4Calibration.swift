@@ -15,8 +15,10 @@ public struct NF4Calibration: Sendable {
     public var grams: [String: [Float]]
     public var gramOf: [String: String]
 
-    public init(channels: [String: [Float]], textSHA256: String, tokens: Int, ctx: Int, seconds: Double,
-                grams: [String: [Float]] = [:], gramOf: [String: String] = [:]) {
+    public init(
+        channels: [String: [Float]], textSHA256: String, tokens: Int, ctx: Int, seconds: Double,
+        grams: [String: [Float]] = [:], gramOf: [String: String] = [:]
+    ) {
         self.channels = channels; self.textSHA256 = textSHA256; self.tokens = tokens; self.ctx = ctx
         self.seconds = seconds; self.grams = grams; self.gramOf = gramOf
     }
@@ -51,8 +53,10 @@ public struct NF4ScaleSearchRequest: Sendable {
     public var method: NF4CalibrationMethod
     public var gptq: NF4GPTQ.Settings
 
-    public init(settings: NF4SearchSettings = NF4SearchSettings(), calibration: NF4Calibration? = nil,
-                method: NF4CalibrationMethod = .search, gptq: NF4GPTQ.Settings = NF4GPTQ.Settings()) {
+    public init(
+        settings: NF4SearchSettings = NF4SearchSettings(), calibration: NF4Calibration? = nil,
+        method: NF4CalibrationMethod = .search, gptq: NF4GPTQ.Settings = NF4GPTQ.Settings()
+    ) {
         self.settings = settings; self.calibration = calibration; self.method = method; self.gptq = gptq
         self.gptq.search = settings
     }

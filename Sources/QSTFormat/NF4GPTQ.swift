@@ -34,9 +34,11 @@ public enum NF4GPTQ {
     /// symmetric, `Σₜ xₜ xₜᵀ` over the calibration tokens (any positive multiple gives the same result).
     /// `cols` must be a multiple of the block size (each block lies in one row). Throws one-line errors naming
     /// `file` and `tensor`.
-    public static func quantize(_ w: UnsafeBufferPointer<Float>, rows: Int, cols: Int, gram: [Float],
-                                parameters: NF4Parameters, settings: Settings = Settings(),
-                                file: String, tensor: String) throws -> NF4Tensor {
+    public static func quantize(
+        _ w: UnsafeBufferPointer<Float>, rows: Int, cols: Int, gram: [Float],
+        parameters: NF4Parameters, settings: Settings = Settings(),
+        file: String, tensor: String
+    ) throws -> NF4Tensor {
         let bs = parameters.blockSize
         guard rows > 0, cols > 0, rows * cols == w.count else {
             throw QSTError.tensor(file, tensor, "GPTQ: \(w.count) values are not a \(rows)×\(cols) matrix")
@@ -51,28 +53,36 @@ public enum NF4GPTQ {
             throw QSTError.tensor(file, tensor, "GPTQ: Gram matrix value \(bad) is \(gram[bad])")
         }
         guard settings.damp > 0, settings.batch > 0, settings.batch % bs == 0 else {
-            throw QSTError.tensor(file, tensor, "GPTQ: damp \(settings.damp) must be > 0 and the batch \(settings.batch) a multiple of \(bs)")
+            throw QSTError.tensor(
+                file, tensor,
+                "GPTQ: damp \(settings.damp) must be > 0 and the batch \(settings.batch) a multiple of \(bs)")
         }
         // Checks the values (NaN/inf named by element) and the parameters; gives the blocks' absmax.
-        let plain = try NF4.quantize(w, parameters: NF4Parameters(blockSize: bs, doubleQuant: false, dqBlockSize: parameters.dqBlockSize),
-                             file: file, tensor: tensor)
+        let plain = try NF4.quantize(
+            w, parameters: NF4Parameters(blockSize: bs, doubleQuant: false, dqBlockSize: parameters.dqBlockSize),
+            file: file, tensor: tensor)
 
         let diag = (0..<cols).map { gram[$0 * cols + $0] }
         let dead = diag.map { $0 <= 0 }
         // perm[c] = the input channel quantized c-th; position[channel] = its place in that order.
-        let perm = settings.actOrder ? (0..<cols).sorted { diag[$0] > diag[$1] || (diag[$0] == diag[$1] && $0 < $1) }
-                                     : Array(0..<cols)
+        let perm =
+            settings.actOrder
+            ? (0..<cols).sorted { diag[$0] > diag[$1] || (diag[$0] == diag[$1] && $0 < $1) }
+            : Array(0..<cols)
         var position = [Int](repeating: 0, count: cols)
         for (c, ch) in perm.enumerated() { position[ch] = c }
         var permuted = gram
         if settings.actOrder {
             for i in 0..<cols { for j in 0..<cols { permuted[i * cols + j] = gram[perm[i] * cols + perm[j]] } }
         }
-        let u = try inverseCholeskyUpper(permuted, n: cols, dead: perm.map { dead[$0] }, damp: settings.damp,
-                                         file: file, tensor: tensor)
+        let u = try inverseCholeskyUpper(
+            permuted, n: cols, dead: perm.map { dead[$0] }, damp: settings.damp,
+            file: file, tensor: tensor)
         // Column c starts its block's scale when it is the first of the block's channels in the order.
         var seen = [Bool](repeating: false, count: cols / bs)
-        let startsBlock = perm.map { ch -> Bool in defer { seen[ch / bs] = true }; return !seen[ch / bs] }
+        let startsBlock = perm.map { ch -> Bool in
+            defer { seen[ch / bs] = true }; return !seen[ch / bs]
+        }
         // Per-column weights of the block search: the diagonal (mean squared activation, up to a factor) with the
         // same floor as NF4Calibration.weights.
         let mean = diag.reduce(0.0) { $0 + Double(max($1, 0)) } / Double(cols)
@@ -85,8 +95,9 @@ public enum NF4GPTQ {
         let dq: DoubleQuantGrid?
         if parameters.doubleQuant {
             let workers = NF4.workerCount(w.count, threads: 0, threshold: NF4.quantizeParallelThreshold)
-            let first = NF4ScaleSearch.searchedScales(w, absmax: plain.absmax, blockSize: bs, importance: importance,
-                                                      rowLength: cols, settings: settings.search, workers: workers)
+            let first = NF4ScaleSearch.searchedScales(
+                w, absmax: plain.absmax, blockSize: bs, importance: importance,
+                rowLength: cols, settings: settings.search, workers: workers)
             let grid = NF4ScaleSearch.doubleQuantGrid(first, dqBlockSize: parameters.dqBlockSize)
             dq = DoubleQuantGrid(absmax2: grid.second.absmax, offset: grid.offset, dqBlockSize: parameters.dqBlockSize)
         } else {
@@ -100,7 +111,7 @@ public enum NF4GPTQ {
             for c in 0..<cols where !dead[perm[c]] { wt[c * rows + r] = w[r * cols + perm[c]] }
         }
         let blocksPerRow = cols / bs
-        var scales = [Float](repeating: 0, count: rows * blocksPerRow)       // decoded scales (what the file decodes)
+        var scales = [Float](repeating: 0, count: rows * blocksPerRow)  // decoded scales (what the file decodes)
         var scaleCodes = [UInt8](repeating: 0, count: dq == nil ? 0 : rows * blocksPerRow)
         var codes = [UInt8](repeating: 0, count: (rows * cols + 1) / 2)
         let batch = settings.batch
@@ -109,69 +120,96 @@ public enum NF4GPTQ {
         let search = settings.search
 
         wt.withUnsafeMutableBufferPointer { wtb in
-        err.withUnsafeMutableBufferPointer { eb in
-        scales.withUnsafeMutableBufferPointer { sb in
-        scaleCodes.withUnsafeMutableBufferPointer { scb in
-        codes.withUnsafeMutableBufferPointer { cb in
-        u.withUnsafeBufferPointer { ub in
-        importance.withUnsafeBufferPointer { ib in
-        perm.withUnsafeBufferPointer { pb in
-        position.withUnsafeBufferPointer { posb in
-        startsBlock.withUnsafeBufferPointer { stb in
-            let W = SendablePointer(wtb.baseAddress!), E = SendablePointer(eb.baseAddress!)
-            let S = SendablePointer(sb.baseAddress!), C = SendablePointer(cb.baseAddress!)
-            let SC = SendablePointer(scb.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!)
-            let U = SendableConstPointer(ub.baseAddress!), I = SendableConstPointer(ib.baseAddress!)
-            let P = SendableConstPointer(pb.baseAddress!), POS = SendableConstPointer(posb.baseAddress!)
-            let ST = SendableConstPointer(stb.baseAddress!)
-            for i1 in stride(from: 0, to: cols, by: batch) {
-                let i2 = min(cols, i1 + batch)
-                Parallel.forRanges(rows, threads: workers, minChunk: 16) { r0, r1 in
-                    var block = NF4ScaleSearch.Block(capacity: bs)
-                    defer { block.release() }
-                    for c in i1..<i2 {
-                        let col = W.base + c * rows
-                        let channel = P.base[c], g = channel / bs
-                        if ST.base[c] {
-                            for r in r0..<r1 {
-                                chooseScale(&block, w: W.base, positions: POS.base + g * bs, row: r, rows: rows,
-                                            blockSize: bs, importance: I.base + g * bs, search: search, dq: dq,
-                                            blockIndex: r * blocksPerRow + g, scale: S.base, scaleCode: SC.base)
+            err.withUnsafeMutableBufferPointer { eb in
+                scales.withUnsafeMutableBufferPointer { sb in
+                    scaleCodes.withUnsafeMutableBufferPointer { scb in
+                        codes.withUnsafeMutableBufferPointer { cb in
+                            u.withUnsafeBufferPointer { ub in
+                                importance.withUnsafeBufferPointer { ib in
+                                    perm.withUnsafeBufferPointer { pb in
+                                        position.withUnsafeBufferPointer { posb in
+                                            startsBlock.withUnsafeBufferPointer { stb in
+                                                let W = SendablePointer(wtb.baseAddress!),
+                                                    E = SendablePointer(eb.baseAddress!)
+                                                let S = SendablePointer(sb.baseAddress!),
+                                                    C = SendablePointer(cb.baseAddress!)
+                                                let SC = SendablePointer(
+                                                    scb.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!)
+                                                let U = SendableConstPointer(ub.baseAddress!),
+                                                    I = SendableConstPointer(ib.baseAddress!)
+                                                let P = SendableConstPointer(pb.baseAddress!),
+                                                    POS = SendableConstPointer(posb.baseAddress!)
+                                                let ST = SendableConstPointer(stb.baseAddress!)
+                                                for i1 in stride(from: 0, to: cols, by: batch) {
+                                                    let i2 = min(cols, i1 + batch)
+                                                    Parallel.forRanges(rows, threads: workers, minChunk: 16) { r0, r1 in
+                                                        var block = NF4ScaleSearch.Block(capacity: bs)
+                                                        defer { block.release() }
+                                                        for c in i1..<i2 {
+                                                            let col = W.base + c * rows
+                                                            let channel = P.base[c], g = channel / bs
+                                                            if ST.base[c] {
+                                                                for r in r0..<r1 {
+                                                                    chooseScale(
+                                                                        &block, w: W.base, positions: POS.base + g * bs,
+                                                                        row: r, rows: rows,
+                                                                        blockSize: bs, importance: I.base + g * bs,
+                                                                        search: search, dq: dq,
+                                                                        blockIndex: r * blocksPerRow + g, scale: S.base,
+                                                                        scaleCode: SC.base)
+                                                                }
+                                                            }
+                                                            let d = U.base[c * cols + c]
+                                                            let e = E.base + (c - i1) * rows
+                                                            for r in r0..<r1 {
+                                                                let s = S.base[r * blocksPerRow + g]
+                                                                let x = col[r]
+                                                                let q = NF4ScaleSearch.code(x * (1 / s), block.mid)
+                                                                let k = r * cols + channel
+                                                                if k & 1 == 0 {
+                                                                    C.base[k >> 1] =
+                                                                        (C.base[k >> 1] & 0x0F) | UInt8(q << 4)
+                                                                } else {
+                                                                    C.base[k >> 1] = (C.base[k >> 1] & 0xF0) | UInt8(q)
+                                                                }
+                                                                e[r] = (x - block.values[q] * s) / d
+                                                            }
+                                                            // The batch's later columns take this column's error now; the rest after the batch.
+                                                            for j in (c + 1)..<i2 {
+                                                                let f = U.base[c * cols + j]
+                                                                if f == 0 { continue }
+                                                                let dst = W.base + j * rows
+                                                                for r in r0..<r1 { dst[r] -= e[r] * f }
+                                                            }
+                                                        }
+                                                    }
+                                                    if i2 < cols {
+                                                        // Wᵀ[i2:, :] −= U[i1:i2, i2:]ᵀ · E  (M = cols−i2, N = rows, K = i2−i1).
+                                                        cblas_sgemm(
+                                                            CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols - i2),
+                                                            Int32(rows), Int32(i2 - i1),
+                                                            -1, U.base + i1 * cols + i2, Int32(cols), E.base,
+                                                            Int32(rows), 1,
+                                                            W.base + i2 * rows, Int32(rows))
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
                             }
-                        }
-                        let d = U.base[c * cols + c]
-                        let e = E.base + (c - i1) * rows
-                        for r in r0..<r1 {
-                            let s = S.base[r * blocksPerRow + g]
-                            let x = col[r]
-                            let q = NF4ScaleSearch.code(x * (1 / s), block.mid)
-                            let k = r * cols + channel
-                            if k & 1 == 0 { C.base[k >> 1] = (C.base[k >> 1] & 0x0F) | UInt8(q << 4) }
-                            else { C.base[k >> 1] = (C.base[k >> 1] & 0xF0) | UInt8(q) }
-                            e[r] = (x - block.values[q] * s) / d
-                        }
-                        // The batch's later columns take this column's error now; the rest after the batch.
-                        for j in (c + 1)..<i2 {
-                            let f = U.base[c * cols + j]
-                            if f == 0 { continue }
-                            let dst = W.base + j * rows
-                            for r in r0..<r1 { dst[r] -= e[r] * f }
                         }
                     }
                 }
-                if i2 < cols {
-                    // Wᵀ[i2:, :] −= U[i1:i2, i2:]ᵀ · E  (M = cols−i2, N = rows, K = i2−i1).
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols - i2), Int32(rows), Int32(i2 - i1),
-                                -1, U.base + i1 * cols + i2, Int32(cols), E.base, Int32(rows), 1,
-                                W.base + i2 * rows, Int32(rows))
-                }
             }
-        }}}}}}}}}}
-        if let dq {
-            return NF4Tensor(count: rows * cols, blockSize: bs, codes: codes, absmax: [], absmaxCodes: scaleCodes,
-                             absmax2: dq.absmax2, absmaxOffset: dq.offset, dqBlockSize: parameters.dqBlockSize)
         }
-        return NF4Tensor(count: rows * cols, blockSize: bs, codes: codes, absmax: scales, dqBlockSize: parameters.dqBlockSize)
+        if let dq {
+            return NF4Tensor(
+                count: rows * cols, blockSize: bs, codes: codes, absmax: [], absmaxCodes: scaleCodes,
+                absmax2: dq.absmax2, absmaxOffset: dq.offset, dqBlockSize: parameters.dqBlockSize)
+        }
+        return NF4Tensor(
+            count: rows * cols, blockSize: bs, codes: codes, absmax: scales, dqBlockSize: parameters.dqBlockSize)
     }
 
     /// The fixed second level of double quantization: one scale per `dqBlockSize` blocks and the offset.
@@ -185,10 +223,13 @@ public enum NF4GPTQ {
     /// quantization the 8-bit code whose decoded scale errs least. Writes the decoded scale (and code).
     @inline(__always)
     /// `positions[i]`: where the block's channel `i` sits in `w` (Wᵀ in quantization order).
-    static func chooseScale(_ block: inout NF4ScaleSearch.Block, w: UnsafeMutablePointer<Float>,
-                            positions: UnsafePointer<Int>, row r: Int, rows: Int, blockSize bs: Int, importance: UnsafePointer<Float>, search: NF4SearchSettings,
-                            dq: DoubleQuantGrid?, blockIndex b: Int, scale: UnsafeMutablePointer<Float>,
-                            scaleCode: UnsafeMutablePointer<UInt8>) {
+    static func chooseScale(
+        _ block: inout NF4ScaleSearch.Block, w: UnsafeMutablePointer<Float>,
+        positions: UnsafePointer<Int>, row r: Int, rows: Int, blockSize bs: Int, importance: UnsafePointer<Float>,
+        search: NF4SearchSettings,
+        dq: DoubleQuantGrid?, blockIndex b: Int, scale: UnsafeMutablePointer<Float>,
+        scaleCode: UnsafeMutablePointer<UInt8>
+    ) {
         var m: Float = 0
         for i in 0..<bs {
             let v = w[positions[i] * rows + r]
@@ -202,8 +243,9 @@ public enum NF4GPTQ {
         DynamicMap8.signedCode.withUnsafeBufferPointer { map in
             let u = (s - dq.offset) * (1 / a2)
             let near = u.isFinite ? DynamicMap8.nearestIndex(u, code: map.baseAddress!) : 127
-            let pick = block.bestDoubleQuantCode(current: near, absmax: m, absmax2: a2, offset: dq.offset,
-                                                 map: map.baseAddress!)
+            let pick = block.bestDoubleQuantCode(
+                current: near, absmax: m, absmax2: a2, offset: dq.offset,
+                map: map.baseAddress!)
             scaleCode[b] = pick
             scale[b] = map[Int(pick)] * a2 + dq.offset
         }
@@ -211,8 +253,10 @@ public enum NF4GPTQ {
 
     /// `U` (row-major, upper) with `H⁻¹ = UᵀU` for `H = gram + λI` (dead channels' diagonal set to 1 first), in
     /// double; if the factorization fails the damping is raised tenfold, up to three times.
-    static func inverseCholeskyUpper(_ gram: [Float], n: Int, dead: [Bool], damp: Double, file: String,
-                                     tensor: String) throws -> [Float] {
+    static func inverseCholeskyUpper(
+        _ gram: [Float], n: Int, dead: [Bool], damp: Double, file: String,
+        tensor: String
+    ) throws -> [Float] {
         var base = gram.map(Double.init)
         for i in 0..<n where dead[i] { base[i * n + i] = 1 }
         let meanDiag = (0..<n).reduce(0.0) { $0 + base[$1 * n + $1] } / Double(n)
@@ -223,7 +267,8 @@ public enum NF4GPTQ {
             if let u = factor(&h, n: n) { return u }
             lambda *= 10
         }
-        throw QSTError.tensor(file, tensor, "GPTQ: the Gram matrix is not positive definite even with damping \(lambda / 10)")
+        throw QSTError.tensor(
+            file, tensor, "GPTQ: the Gram matrix is not positive definite even with damping \(lambda / 10)")
     }
 
     /// Cholesky of H, inverse from it, Cholesky of the inverse. LAPACK is column-major: a column-major lower

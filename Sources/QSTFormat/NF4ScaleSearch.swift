@@ -40,13 +40,18 @@ public enum NF4ScaleSearch {
 
     /// `importance`: one weight per input channel (`rowLength` of them; element `k` uses `importance[k % rowLength]`),
     /// or nil for plain (unweighted) MSE. Values must be finite; importance must be finite and ≥ 0.
-    public static func quantize(_ x: UnsafeBufferPointer<Float>, parameters: NF4Parameters, importance: [Float]?,
-                                rowLength: Int, settings: NF4SearchSettings = NF4SearchSettings(),
-                                file: String, tensor: String) throws -> NF4Tensor {
+    public static func quantize(
+        _ x: UnsafeBufferPointer<Float>, parameters: NF4Parameters, importance: [Float]?,
+        rowLength: Int, settings: NF4SearchSettings = NF4SearchSettings(),
+        file: String, tensor: String
+    ) throws -> NF4Tensor {
         // The plain quantizer checks the parameters and the values (NaN/inf named by element) and gives the absmax.
-        let plain = try NF4.quantize(x, parameters: NF4Parameters(blockSize: parameters.blockSize, doubleQuant: false,
-                                                                  dqBlockSize: parameters.dqBlockSize),
-                                     file: file, tensor: tensor)
+        let plain = try NF4.quantize(
+            x,
+            parameters: NF4Parameters(
+                blockSize: parameters.blockSize, doubleQuant: false,
+                dqBlockSize: parameters.dqBlockSize),
+            file: file, tensor: tensor)
         let count = x.count, bs = parameters.blockSize, blocks = plain.blocks
         guard rowLength > 0 else { throw QSTError.tensor(file, tensor, "scale search: row length \(rowLength)") }
         if let imp = importance {
@@ -54,18 +59,21 @@ public enum NF4ScaleSearch {
                 throw QSTError.tensor(file, tensor, "importance has \(imp.count) channels, the rows have \(rowLength)")
             }
             if let bad = imp.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-                throw QSTError.tensor(file, tensor, "importance of channel \(bad) is \(imp[bad]); needs finite values ≥ 0")
+                throw QSTError.tensor(
+                    file, tensor, "importance of channel \(bad) is \(imp[bad]); needs finite values ≥ 0")
             }
         }
         var codes = plain.codes
         guard count > 0 else { return plain }
         let weights = importance ?? []
         let workers = NF4.workerCount(count, threads: 0, threshold: NF4.quantizeParallelThreshold)
-        let scales = searchedScales(x, absmax: plain.absmax, blockSize: bs, importance: importance, rowLength: rowLength,
-                                    settings: settings, workers: workers)
+        let scales = searchedScales(
+            x, absmax: plain.absmax, blockSize: bs, importance: importance, rowLength: rowLength,
+            settings: settings, workers: workers)
         guard parameters.doubleQuant else {
             writeCodes(x, scales: scales, blockSize: bs, into: &codes)
-            return NF4Tensor(count: count, blockSize: bs, codes: codes, absmax: scales, dqBlockSize: parameters.dqBlockSize)
+            return NF4Tensor(
+                count: count, blockSize: bs, codes: codes, absmax: scales, dqBlockSize: parameters.dqBlockSize)
         }
         // Double quantization of the chosen scales, then each block's 8-bit code chosen by the decoded scale's error.
         let (offset, second) = doubleQuantGrid(scales, dqBlockSize: parameters.dqBlockSize)
@@ -83,11 +91,13 @@ public enum NF4ScaleSearch {
                     DynamicMap8.signedCode.withUnsafeBufferPointer { map in
                         weights.withUnsafeBufferPointer { wb in
                             for b in b0..<b1 {
-                                block.load(xs.base, count: count, block: b, blockSize: bs,
-                                           weights: importance != nil ? wb.baseAddress : nil, rowLength: rowLength)
+                                block.load(
+                                    xs.base, count: count, block: b, blockSize: bs,
+                                    weights: importance != nil ? wb.baseAddress : nil, rowLength: rowLength)
                                 let a2 = absmax2Values[b / parameters.dqBlockSize]
-                                let pick = block.bestDoubleQuantCode(current: qs[b], absmax: absmaxValues[b],
-                                                                     absmax2: a2, offset: offset, map: map.baseAddress!)
+                                let pick = block.bestDoubleQuantCode(
+                                    current: qs[b], absmax: absmaxValues[b],
+                                    absmax2: a2, offset: offset, map: map.baseAddress!)
                                 qs[b] = pick
                                 ds[b] = map[Int(pick)] * a2 + offset
                             }
@@ -97,13 +107,16 @@ public enum NF4ScaleSearch {
             }
         }
         writeCodes(x, scales: decoded, blockSize: bs, into: &codes)
-        return NF4Tensor(count: count, blockSize: bs, codes: codes, absmax: [], absmaxCodes: dq, absmax2: absmax2Values,
-                         absmaxOffset: offset, dqBlockSize: parameters.dqBlockSize)
+        return NF4Tensor(
+            count: count, blockSize: bs, codes: codes, absmax: [], absmaxCodes: dq, absmax2: absmax2Values,
+            absmaxOffset: offset, dqBlockSize: parameters.dqBlockSize)
     }
 
     /// Every block's searched float scale (steps 1–3 of NF4.md §6), before any double quantization.
-    static func searchedScales(_ x: UnsafeBufferPointer<Float>, absmax: [Float], blockSize bs: Int, importance: [Float]?,
-                               rowLength: Int, settings: NF4SearchSettings, workers: Int) -> [Float] {
+    static func searchedScales(
+        _ x: UnsafeBufferPointer<Float>, absmax: [Float], blockSize bs: Int, importance: [Float]?,
+        rowLength: Int, settings: NF4SearchSettings, workers: Int
+    ) -> [Float] {
         var scales = absmax
         let grid = settings.multipliers, count = x.count
         let weights = importance ?? []
@@ -116,8 +129,9 @@ public enum NF4ScaleSearch {
                     var block = Block(capacity: bs)
                     defer { block.release() }
                     for b in b0..<b1 {
-                        block.load(xs.base, count: count, block: b, blockSize: bs,
-                                   weights: weighted ? w.base : nil, rowLength: rowLength)
+                        block.load(
+                            xs.base, count: count, block: b, blockSize: bs,
+                            weights: weighted ? w.base : nil, rowLength: rowLength)
                         s[b] = block.bestScale(absmax: s[b], grid: grid, refinements: settings.refinements)
                     }
                 }
@@ -128,20 +142,26 @@ public enum NF4ScaleSearch {
 
     /// The second level of double quantization for `scales`: their mean as offset and the dynamic 8-bit codes
     /// with one absmax2 per `dqBlockSize` (NF4.md §4).
-    static func doubleQuantGrid(_ scales: [Float], dqBlockSize: Int) -> (offset: Float, second: (codes: [UInt8], absmax: [Float])) {
+    static func doubleQuantGrid(_ scales: [Float], dqBlockSize: Int) -> (
+        offset: Float, second: (codes: [UInt8], absmax: [Float])
+    ) {
         let offset = NF4.mean(scales)
         let second = DynamicMap8.quantizeBlockwise(scales.map { $0 - offset }, blockSize: dqBlockSize)
         return (offset, (second.codes, second.absmax))
     }
 
     /// Codes by nearest value for the given per-block scales (`v = x · f32(1/scale)`, bitsandbytes' tree).
-    static func writeCodes(_ x: UnsafeBufferPointer<Float>, scales: [Float], blockSize: Int, into codes: inout [UInt8]) {
+    static func writeCodes(_ x: UnsafeBufferPointer<Float>, scales: [Float], blockSize: Int, into codes: inout [UInt8])
+    {
         midpoints.withUnsafeBufferPointer { mid in
             for k in 0..<x.count {
                 let r: Float = 1 / scales[k / blockSize]
                 let c = UInt8(code(x[k] * r, mid.baseAddress!))
-                if k & 1 == 0 { codes[k >> 1] = (codes[k >> 1] & 0x0F) | (c << 4) }
-                else { codes[k >> 1] = (codes[k >> 1] & 0xF0) | c }
+                if k & 1 == 0 {
+                    codes[k >> 1] = (codes[k >> 1] & 0x0F) | (c << 4)
+                } else {
+                    codes[k >> 1] = (codes[k >> 1] & 0xF0) | c
+                }
             }
         }
     }
@@ -174,8 +194,10 @@ public enum NF4ScaleSearch {
 
         func release() { x.deallocate(); w.deallocate(); values.deallocate(); mid.deallocate() }
 
-        mutating func load(_ src: UnsafePointer<Float>, count: Int, block b: Int, blockSize: Int,
-                           weights: UnsafePointer<Float>?, rowLength: Int) {
+        mutating func load(
+            _ src: UnsafePointer<Float>, count: Int, block b: Int, blockSize: Int,
+            weights: UnsafePointer<Float>?, rowLength: Int
+        ) {
             let lo = b * blockSize
             n = min(count, lo + blockSize) - lo
             x.update(from: src + lo, count: n)
@@ -234,8 +256,10 @@ public enum NF4ScaleSearch {
 
         /// Among the 8-bit codes within ±2 of `current` and the one nearest the block's absmax, the one whose decoded
         /// scale `f32(f32(map[q]·absmax2) + offset)` has the least error.
-        func bestDoubleQuantCode(current: UInt8, absmax: Float, absmax2: Float, offset: Float,
-                                 map: UnsafePointer<Float>) -> UInt8 {
+        func bestDoubleQuantCode(
+            current: UInt8, absmax: Float, absmax2: Float, offset: Float,
+            map: UnsafePointer<Float>
+        ) -> UInt8 {
             var candidates: [Int] = (-2...2).map { Int(current) + $0 }.filter { (0...255).contains($0) }
             let u = (absmax - offset) * (1 / absmax2)
             if u.isFinite { candidates.append(Int(DynamicMap8.nearestIndex(u, code: map))) }

@@ -42,8 +42,10 @@ public struct NF4Tensor: Sendable, Equatable {
     public var absmaxOffset: Float
     public var dqBlockSize: Int
 
-    public init(count: Int, blockSize: Int, codes: [UInt8], absmax: [Float], absmaxCodes: [UInt8] = [],
-                absmax2: [Float] = [], absmaxOffset: Float = 0, dqBlockSize: Int = 256) {
+    public init(
+        count: Int, blockSize: Int, codes: [UInt8], absmax: [Float], absmaxCodes: [UInt8] = [],
+        absmax2: [Float] = [], absmaxOffset: Float = 0, dqBlockSize: Int = 256
+    ) {
         self.count = count
         self.blockSize = blockSize
         self.codes = codes
@@ -64,8 +66,9 @@ public struct NF4Tensor: Sendable, Equatable {
         absmaxCodes.withUnsafeBufferPointer { q in
             absmax2.withUnsafeBufferPointer { a2 in
                 out.withUnsafeMutableBufferPointer { o in
-                    NF4.decodeAbsmax(codes: q.baseAddress!, absmax2: a2.baseAddress!, offset: absmaxOffset,
-                                     blocks: blocks, dqBlockSize: dqBlockSize, into: o.baseAddress!)
+                    NF4.decodeAbsmax(
+                        codes: q.baseAddress!, absmax2: a2.baseAddress!, offset: absmaxOffset,
+                        blocks: blocks, dqBlockSize: dqBlockSize, into: o.baseAddress!)
                 }
             }
         }
@@ -86,13 +89,16 @@ public struct NF4Tensor: Sendable, Equatable {
         let p = NF4Parameters(blockSize: blockSize, doubleQuant: isDoubleQuantized, dqBlockSize: dqBlockSize)
         do { try p.validate() } catch let e as QSTError { throw QSTError.tensor(file, tensor, e.message) }
         guard count >= 0, codes.count == (count + 1) / 2 else {
-            throw QSTError.tensor(file, tensor, "NF4 codes hold \(codes.count) bytes, \(count) elements need \((count + 1) / 2)")
+            throw QSTError.tensor(
+                file, tensor, "NF4 codes hold \(codes.count) bytes, \(count) elements need \((count + 1) / 2)")
         }
         if isDoubleQuantized {
             let dqBlocks = (blocks + dqBlockSize - 1) / dqBlockSize
             guard absmax.isEmpty, absmaxCodes.count == blocks, absmax2.count == dqBlocks else {
-                throw QSTError.tensor(file, tensor, "NF4 double-quantized absmax: \(absmaxCodes.count) codes and "
-                    + "\(absmax2.count) scales, expected \(blocks) and \(dqBlocks)")
+                throw QSTError.tensor(
+                    file, tensor,
+                    "NF4 double-quantized absmax: \(absmaxCodes.count) codes and "
+                        + "\(absmax2.count) scales, expected \(blocks) and \(dqBlocks)")
             }
         } else {
             guard absmax.count == blocks, absmaxCodes.isEmpty, absmax2.isEmpty else {

@@ -27,24 +27,30 @@ public final class QST4Container: @unchecked Sendable {
         func u64(_ o: Int) -> UInt64 { bytes.loadUnaligned(fromByteOffset: o, as: UInt64.self).littleEndian }
         let major = u16(8)
         guard major == Int(QST4.majorVersion) else {
-            throw QSTError.file(path, "format version \(major).\(u16(10)) is not supported (this reader reads version \(QST4.majorVersion).x); upgrade qst",
-                               kind: .unsupportedVersion)
+            throw QSTError.file(
+                path,
+                "format version \(major).\(u16(10)) is not supported (this reader reads version \(QST4.majorVersion).x); upgrade qst",
+                kind: .unsupportedVersion)
         }
         minorVersion = u16(10)
         alignment = Int(u32(12))
         guard alignment >= 4096, alignment & (alignment - 1) == 0 else {
-            throw QSTError.file(path, "preamble: alignment \(alignment) is not a power of two >= 4096", kind: .invalidPreamble)
+            throw QSTError.file(
+                path, "preamble: alignment \(alignment) is not a power of two >= 4096", kind: .invalidPreamble)
         }
         let dOff = u64(16), hOff = u64(24), hLen = u64(32)
         guard hLen <= UInt64(QST4.maxHeaderLength) else {
             throw QSTError.file(path, "preamble: header length \(hLen) exceeds 100 MiB", kind: .invalidPreamble)
         }
         guard hOff <= UInt64(bytes.count), hOff + hLen == UInt64(bytes.count) else {
-            throw QSTError.file(path, "preamble: header range \(hOff)+\(hLen) does not end at the end of the file (\(bytes.count) bytes); truncated or corrupt",
-                               kind: .invalidPreamble)
+            throw QSTError.file(
+                path,
+                "preamble: header range \(hOff)+\(hLen) does not end at the end of the file (\(bytes.count) bytes); truncated or corrupt",
+                kind: .invalidPreamble)
         }
         guard dOff % UInt64(alignment) == 0, dOff >= UInt64(QST4.preambleSize), dOff <= hOff else {
-            throw QSTError.file(path, "preamble: data offset \(dOff) is not aligned or lies after the header", kind: .invalidPreamble)
+            throw QSTError.file(
+                path, "preamble: data offset \(dOff) is not aligned or lies after the header", kind: .invalidPreamble)
         }
         dataOffset = Int(dOff)
         headerOffset = Int(hOff)
@@ -56,9 +62,10 @@ public final class QST4Container: @unchecked Sendable {
         do {
             decoded = try JSONDecoder().decode(QST4Header.self, from: Data(headerBytes))
         } catch {
-            throw QST4Container.diagnose(Data(headerBytes), path: path) ??
-                QSTError.file(path, "header is not a valid .qst4 JSON header: \(QST4Container.describe(error))",
-                              kind: .invalidHeader)
+            throw QST4Container.diagnose(Data(headerBytes), path: path)
+                ?? QSTError.file(
+                    path, "header is not a valid .qst4 JSON header: \(QST4Container.describe(error))",
+                    kind: .invalidHeader)
         }
         guard decoded.format == "qst4" else {
             throw QSTError.file(path, "header: format is '\(decoded.format)', expected 'qst4'", kind: .invalidHeader)
@@ -72,7 +79,8 @@ public final class QST4Container: @unchecked Sendable {
             idx[t.name] = i
         }
         index = idx
-        try QST4Validation.validate(header: decoded, path: path, dataRange: dataOffset..<headerOffset, alignment: alignment)
+        try QST4Validation.validate(
+            header: decoded, path: path, dataRange: dataOffset..<headerOffset, alignment: alignment)
     }
 
     /// A more precise message than the decoder's for the common defects: names the tensor.
@@ -80,7 +88,9 @@ public final class QST4Container: @unchecked Sendable {
         guard let obj = try? JSONSerialization.jsonObject(with: json) else {
             return QSTError.file(path, "header is not JSON", kind: .invalidJSON)
         }
-        guard let top = obj as? [String: Any] else { return QSTError.file(path, "header is not a JSON object", kind: .invalidHeader) }
+        guard let top = obj as? [String: Any] else {
+            return QSTError.file(path, "header is not a JSON object", kind: .invalidHeader)
+        }
         guard let tensors = top["tensors"] as? [Any] else {
             return QSTError.file(path, "header: missing field 'tensors'", kind: .invalidHeader)
         }
@@ -146,8 +156,9 @@ public final class QST4Container: @unchecked Sendable {
             let codes = pointer(e.parts["absmax_codes"]!).assumingMemoryBound(to: UInt8.self)
             let a2 = pointer(e.parts["absmax2"]!).assumingMemoryBound(to: Float.self)
             out.withUnsafeMutableBufferPointer {
-                NF4.decodeAbsmax(codes: codes, absmax2: a2, offset: Float(bitPattern: e.dqOffsetBits!),
-                                 blocks: blocks, dqBlockSize: e.dqBlockSize!, into: $0.baseAddress!)
+                NF4.decodeAbsmax(
+                    codes: codes, absmax2: a2, offset: Float(bitPattern: e.dqOffsetBits!),
+                    blocks: blocks, dqBlockSize: e.dqBlockSize!, into: $0.baseAddress!)
             }
         } else {
             let a = pointer(e.parts["absmax"]!).assumingMemoryBound(to: Float.self)
@@ -172,7 +183,8 @@ public final class QST4Container: @unchecked Sendable {
             let absmax = self.absmax(e)
             let codes = pointer(e.parts["codes"]!).assumingMemoryBound(to: UInt8.self)
             absmax.withUnsafeBufferPointer {
-                NF4.dequantize(codes: codes, absmax: $0.baseAddress!, blockSize: e.blockSize!, start: 0, count: n, into: dst)
+                NF4.dequantize(
+                    codes: codes, absmax: $0.baseAddress!, blockSize: e.blockSize!, start: 0, count: n, into: dst)
             }
         case .f32:
             dst.update(from: pointer(e.parts["data"]!).assumingMemoryBound(to: Float.self), count: n)
@@ -191,7 +203,9 @@ public final class QST4Container: @unchecked Sendable {
         for f in header.files {
             do {
                 let data = try embeddedFile(f.name) ?? Data()
-                if Checksums.sha256Hex(data) != f.sha256 { failures.append("\(path): file '\(f.name)': sha256 mismatch") }
+                if Checksums.sha256Hex(data) != f.sha256 {
+                    failures.append("\(path): file '\(f.name)': sha256 mismatch")
+                }
             } catch { failures.append("\(error)") }
         }
         for (i, e) in header.tensors.enumerated() {
@@ -201,7 +215,9 @@ public final class QST4Container: @unchecked Sendable {
                 crc = Checksums.crc32c(UnsafeRawBufferPointer(start: pointer(r), count: r.length), continuing: crc)
             }
             if crc != e.crc32c {
-                failures.append("\(path): tensor '\(e.name)': checksum mismatch (stored \(String(e.crc32c, radix: 16)), computed \(String(crc, radix: 16)))")
+                failures.append(
+                    "\(path): tensor '\(e.name)': checksum mismatch (stored \(String(e.crc32c, radix: 16)), computed \(String(crc, radix: 16)))"
+                )
             }
             progress?(i + 1, header.tensors.count)
         }

@@ -30,7 +30,8 @@ public struct QST4Quantization: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case method, policy, keep, calibration
         case scaleSearch = "scale_search"
-        case blockSize = "block_size", doubleQuant = "double_quant", dqBlockSize = "dq_block_size", keptDtype = "kept_dtype"
+        case blockSize = "block_size", doubleQuant = "double_quant", dqBlockSize = "dq_block_size", keptDtype =
+            "kept_dtype"
     }
     public init(blockSize: Int, doubleQuant: Bool, dqBlockSize: Int, keptDtype: String, keep: [String]) {
         self.blockSize = blockSize; self.doubleQuant = doubleQuant; self.dqBlockSize = dqBlockSize
@@ -129,12 +130,19 @@ public enum JSONAny: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONAny].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONAny].self)) }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONAny].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONAny].self))
+        }
     }
 
     public func encode(to encoder: Encoder) throws {

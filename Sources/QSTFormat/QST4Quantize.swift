@@ -40,8 +40,10 @@ public struct QST4Quantize {
     /// When set, NF4 block scales are searched (weighted by the calibration, if any) instead of the absmax.
     public var scaleSearch: NF4ScaleSearchRequest?
 
-    public init(source: String, output: String, policy: QuantizationPolicy, configPath: String? = nil,
-                createdBy: String, createdAt: Date = Date()) {
+    public init(
+        source: String, output: String, policy: QuantizationPolicy, configPath: String? = nil,
+        createdBy: String, createdAt: Date = Date()
+    ) {
         self.source = source; self.output = output; self.policy = policy
         self.configPath = configPath; self.createdBy = createdBy; self.createdAt = createdAt
     }
@@ -54,9 +56,12 @@ public struct QST4Quantize {
         let start = Date()
         let checkpoint = try SafetensorsCheckpoint(path: source)
         let sideFolder: String?
-        if let c = configPath { sideFolder = (c as NSString).deletingLastPathComponent }
-        else { sideFolder = checkpoint.directory }
-        var extraFiles: [(String, String)] = []   // (name in container, path)
+        if let c = configPath {
+            sideFolder = (c as NSString).deletingLastPathComponent
+        } else {
+            sideFolder = checkpoint.directory
+        }
+        var extraFiles: [(String, String)] = []  // (name in container, path)
         if let c = configPath {
             guard FileManager.default.fileExists(atPath: c) else { throw QSTError.file(c, "config file not found") }
             extraFiles.append(("config.json", c))
@@ -98,15 +103,19 @@ public struct QST4Quantize {
             inputDone += info.byteCount
             progress(i + 1, names.count, inputDone)
         }
-        var quantization = QST4Quantization(blockSize: policy.nf4.blockSize, doubleQuant: policy.nf4.doubleQuant,
-                                            dqBlockSize: policy.nf4.dqBlockSize,
-                                            keptDtype: policy.keptDtype.rawValue.lowercased(), keep: policy.keepPatterns)
+        var quantization = QST4Quantization(
+            blockSize: policy.nf4.blockSize, doubleQuant: policy.nf4.doubleQuant,
+            dqBlockSize: policy.nf4.dqBlockSize,
+            keptDtype: policy.keptDtype.rawValue.lowercased(), keep: policy.keepPatterns)
         if let search = scaleSearch {
             quantization.scaleSearch = search.containerMethod
-            if let c = search.calibration { quantization.calibration = QST4CalibrationInfo(sha256: c.textSHA256, tokens: c.tokens, ctx: c.ctx) }
+            if let c = search.calibration {
+                quantization.calibration = QST4CalibrationInfo(sha256: c.textSHA256, tokens: c.tokens, ctx: c.ctx)
+            }
         }
-        try writer.finish(quantization: quantization, provenance: QST4Provenance(sources: try hashing.wait()), createdBy: createdBy,
-                          createdAt: createdAt)
+        try writer.finish(
+            quantization: quantization, provenance: QST4Provenance(sources: try hashing.wait()), createdBy: createdBy,
+            createdAt: createdAt)
         let seconds = Date().timeIntervalSince(start)
         let outBytes = (try FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         let q = report.filter { $0.dtype == "NF4" }
@@ -116,7 +125,8 @@ public struct QST4Quantize {
         let allBytes = report.reduce(0) { $0 + $1.outputBytes }
         let sq = q.compactMap(\.sqnrDB).filter(\.isFinite)
         return QuantizationSummary(
-            output: output, tensors: report.count, quantizedTensors: q.count, inputBytes: inputDone, outputBytes: outBytes,
+            output: output, tensors: report.count, quantizedTensors: q.count, inputBytes: inputDone,
+            outputBytes: outBytes,
             bitsPerWeightQuantized: qElems > 0 ? Double(qBytes * 8) / Double(qElems) : 0,
             bitsPerWeightOverall: allElems > 0 ? Double(allBytes * 8) / Double(allElems) : 0,
             meanSQNRDB: sq.isEmpty ? 0 : sq.reduce(0, +) / Double(sq.count), seconds: seconds,
@@ -124,17 +134,20 @@ public struct QST4Quantize {
     }
 
     /// `threads`: 1 keeps the work on the calling thread, 0 lets it use every core.
-    private func convert(name: String, info: SafetensorsTensorInfo, file: SafetensorsFile,
-                         writer: QST4Writer, threads: Int) throws -> TensorQuantizationReport {
+    private func convert(
+        name: String, info: SafetensorsTensorInfo, file: SafetensorsFile,
+        writer: QST4Writer, threads: Int
+    ) throws -> TensorQuantizationReport {
         let n = info.elementCount
         let decision = policy.decide(name: name, shape: info.shape)
         if case .dense(let dtype) = decision, dtype == info.dtype {
             // Kept in its own dtype: copied byte for byte, never widened.
             let raw = try file.rawBytes(name)
             try writer.writeDense(name: name, dtype: dtype, shape: info.shape, bytes: raw)
-            return TensorQuantizationReport(name: name, shape: info.shape, dtype: dtype.rawValue, inputBytes: info.byteCount,
-                                            outputBytes: raw.count, bitsPerWeight: Double(raw.count * 8) / Double(max(n, 1)),
-                                            sqnrDB: nil)
+            return TensorQuantizationReport(
+                name: name, shape: info.shape, dtype: dtype.rawValue, inputBytes: info.byteCount,
+                outputBytes: raw.count, bitsPerWeight: Double(raw.count * 8) / Double(max(n, 1)),
+                sqnrDB: nil)
         }
         // F32 sources are used in place; other dtypes are converted into one temporary buffer.
         var owned: [Float] = []
@@ -142,7 +155,10 @@ public struct QST4Quantize {
         if info.dtype == .f32 {
             values = try file.f32Buffer(name)
         } else {
-            guard info.dtype.isFloat else { throw QSTError.tensor(file.path, name, "dtype \(info.dtype.rawValue) cannot be quantized or stored as float") }
+            guard info.dtype.isFloat else {
+                throw QSTError.tensor(
+                    file.path, name, "dtype \(info.dtype.rawValue) cannot be quantized or stored as float")
+            }
             owned = try file.floats(name)
             values = owned.withUnsafeBufferPointer { $0 }
         }
@@ -153,49 +169,63 @@ public struct QST4Quantize {
                 if let search = scaleSearch {
                     let rowLength = info.shape.count == 2 ? info.shape[1] : max(n, 1)
                     var importance = search.calibration?.weights(for: name)
-                    if importance?.count != rowLength { importance = nil }   // no calibration for this tensor
+                    if importance?.count != rowLength { importance = nil }  // no calibration for this tensor
                     if search.method == .gptq, info.shape.count == 2, rowLength % policy.nf4.blockSize == 0,
-                       let gram = search.calibration?.gram(for: name), gram.count == rowLength * rowLength {
-                        t = try NF4GPTQ.quantize(values, rows: info.shape[0], cols: rowLength, gram: gram,
-                                                 parameters: policy.nf4, settings: search.gptq, file: file.path, tensor: name)
-                        try writer.writeNF4(name: name, shape: info.shape, t, scaleSearch: "gptq",
-                                            calibrationSHA256: search.calibration?.textSHA256)
+                        let gram = search.calibration?.gram(for: name), gram.count == rowLength * rowLength
+                    {
+                        t = try NF4GPTQ.quantize(
+                            values, rows: info.shape[0], cols: rowLength, gram: gram,
+                            parameters: policy.nf4, settings: search.gptq, file: file.path, tensor: name)
+                        try writer.writeNF4(
+                            name: name, shape: info.shape, t, scaleSearch: "gptq",
+                            calibrationSHA256: search.calibration?.textSHA256)
                     } else {
-                        t = try NF4ScaleSearch.quantize(values, parameters: policy.nf4, importance: importance,
-                                                        rowLength: rowLength, settings: search.settings,
-                                                        file: file.path, tensor: name)
-                        try writer.writeNF4(name: name, shape: info.shape, t, scaleSearch: search.method(weighted: importance != nil),
-                                            calibrationSHA256: importance != nil ? search.calibration?.textSHA256 : nil)
+                        t = try NF4ScaleSearch.quantize(
+                            values, parameters: policy.nf4, importance: importance,
+                            rowLength: rowLength, settings: search.settings,
+                            file: file.path, tensor: name)
+                        try writer.writeNF4(
+                            name: name, shape: info.shape, t, scaleSearch: search.method(weighted: importance != nil),
+                            calibrationSHA256: importance != nil ? search.calibration?.textSHA256 : nil)
                     }
                 } else {
-                    t = try NF4.quantize(values, parameters: policy.nf4, file: file.path, tensor: name, kernel: .auto,
-                                         threads: threads)
+                    t = try NF4.quantize(
+                        values, parameters: policy.nf4, file: file.path, tensor: name, kernel: .auto,
+                        threads: threads)
                     try writer.writeNF4(name: name, shape: info.shape, t)
                 }
                 let outBytes = t.codes.count + 4 * t.absmax.count + t.absmaxCodes.count + 4 * t.absmax2.count
-                return TensorQuantizationReport(name: name, shape: info.shape, dtype: "NF4", inputBytes: info.byteCount,
-                                                outputBytes: outBytes, bitsPerWeight: Double(outBytes * 8) / Double(max(n, 1)),
-                                                sqnrDB: QuantizationError.sqnr(original: values, tensor: t,
-                                                                                threads: threads > 0 ? threads : Parallel.defaultThreads))
+                return TensorQuantizationReport(
+                    name: name, shape: info.shape, dtype: "NF4", inputBytes: info.byteCount,
+                    outputBytes: outBytes, bitsPerWeight: Double(outBytes * 8) / Double(max(n, 1)),
+                    sqnrDB: QuantizationError.sqnr(
+                        original: values, tensor: t,
+                        threads: threads > 0 ? threads : Parallel.defaultThreads))
             case .dense(let dtype):
                 var outBytes = 0
                 if dtype == .f32 {
-                    try writer.writeDense(name: name, dtype: .f32, shape: info.shape, bytes: UnsafeRawBufferPointer(values))
+                    try writer.writeDense(
+                        name: name, dtype: .f32, shape: info.shape, bytes: UnsafeRawBufferPointer(values))
                     outBytes = 4 * n
                 } else {
                     // Converted a piece at a time into one small buffer (below FloatConversion's parallel
                     // threshold, so on this thread): no full-size 16-bit copy to allocate and fault in.
-                    try writer.writeDense(name: name, dtype: dtype, shape: info.shape, byteCount: 2 * n) { piece, offset in
+                    try writer.writeDense(name: name, dtype: dtype, shape: info.shape, byteCount: 2 * n) {
+                        piece, offset in
                         let src = values.baseAddress! + offset / 2, count = piece.count / 2
                         let dst = piece.baseAddress!.assumingMemoryBound(to: UInt16.self)
-                        if dtype == .bf16 { FloatConversion.f32ToBF16(src, dst, count) }
-                        else { FloatConversion.f32ToF16(src, dst, count) }
+                        if dtype == .bf16 {
+                            FloatConversion.f32ToBF16(src, dst, count)
+                        } else {
+                            FloatConversion.f32ToF16(src, dst, count)
+                        }
                     }
                     outBytes = 2 * n
                 }
-                return TensorQuantizationReport(name: name, shape: info.shape, dtype: dtype.rawValue, inputBytes: info.byteCount,
-                                                outputBytes: outBytes, bitsPerWeight: Double(outBytes * 8) / Double(max(n, 1)),
-                                                sqnrDB: nil)
+                return TensorQuantizationReport(
+                    name: name, shape: info.shape, dtype: dtype.rawValue, inputBytes: info.byteCount,
+                    outputBytes: outBytes, bitsPerWeight: Double(outBytes * 8) / Double(max(n, 1)),
+                    sqnrDB: nil)
             }
         }
     }

@@ -17,7 +17,8 @@ public final class QST4SectionAppender {
     private var copied = false
 
     public init(base: QST4Container, output: String) throws {
-        guard URL(fileURLWithPath: output).standardizedFileURL != URL(fileURLWithPath: base.path).standardizedFileURL else {
+        guard URL(fileURLWithPath: output).standardizedFileURL != URL(fileURLWithPath: base.path).standardizedFileURL
+        else {
             throw QSTError.file(output, "the output would overwrite the base container")
         }
         self.base = base
@@ -35,7 +36,9 @@ public final class QST4SectionAppender {
             }
         }
         // Tensors in file order, so the copy advances through the file once.
-        let tensors = base.header.tensors.sorted { ($0.parts.values.map(\.offset).min() ?? 0) < ($1.parts.values.map(\.offset).min() ?? 0) }
+        let tensors = base.header.tensors.sorted {
+            ($0.parts.values.map(\.offset).min() ?? 0) < ($1.parts.values.map(\.offset).min() ?? 0)
+        }
         var position = 0
         for (i, e) in tensors.enumerated() {
             let end = e.parts.values.map { $0.offset + $0.length }.max() ?? position
@@ -46,8 +49,10 @@ public final class QST4SectionAppender {
                 crc = Checksums.crc32c(UnsafeRawBufferPointer(start: base.pointer(r), count: r.length), continuing: crc)
             }
             guard crc == e.crc32c else {
-                throw QSTError.tensor(base.path, e.name, "checksum mismatch while copying (stored \(String(e.crc32c, radix: 16)), " +
-                                      "computed \(String(crc, radix: 16))); the base container is corrupt")
+                throw QSTError.tensor(
+                    base.path, e.name,
+                    "checksum mismatch while copying (stored \(String(e.crc32c, radix: 16)), "
+                        + "computed \(String(crc, radix: 16))); the base container is corrupt")
             }
             progress?(i + 1, tensors.count)
         }
@@ -70,7 +75,8 @@ public final class QST4SectionAppender {
     public func beginSection(_ name: String) throws {
         precondition(copied, "copyBase first")
         guard base.header.sections[name] == nil else {
-            throw QSTError.file(base.path, "already has a section '\(name)'; attach to the plain base container instead")
+            throw QSTError.file(
+                base.path, "already has a section '\(name)'; attach to the plain base container instead")
         }
         guard sections[name] == nil else { throw QSTError.file(path, "section '\(name)' written twice") }
         try out.pad(to: base.alignment)
@@ -86,14 +92,17 @@ public final class QST4SectionAppender {
             throw QSTError.tensor(path, name, "written twice in section '\(s)'")
         }
         guard [.f32, .f16, .bf16].contains(dtype), let size = dtype.byteSize,
-              shape.reduce(1, *) * size == bytes.count else {
+            shape.reduce(1, *) * size == bytes.count
+        else {
             throw QSTError.tensor(path, name, "\(bytes.count) bytes do not hold shape \(shape) of \(dtype.rawValue)")
         }
         try out.pad(to: QST4.partAlignment)
         let offset = out.bytesWritten
         try out.write(bytes)
-        entry.tensors.append(QST4SectionTensor(name: name, dtype: dtype, shape: shape, offset: offset,
-                                               length: bytes.count, crc32c: Checksums.crc32c(bytes)))
+        entry.tensors.append(
+            QST4SectionTensor(
+                name: name, dtype: dtype, shape: shape, offset: offset,
+                length: bytes.count, crc32c: Checksums.crc32c(bytes)))
         sections[s] = entry
     }
 
@@ -105,13 +114,15 @@ public final class QST4SectionAppender {
         for name in order {
             guard let s = sections[name] else { continue }
             let end = s.tensors.map { $0.offset + $0.length }.max() ?? s.start
-            let section = QST4DataSection(name: name, data: ByteRange(offset: s.start, length: end - s.start),
-                                          tensors: s.tensors, fields: fields[name] ?? [:])
+            let section = QST4DataSection(
+                name: name, data: ByteRange(offset: s.start, length: end - s.start),
+                tensors: s.tensors, fields: fields[name] ?? [:])
             header.sections[name] = try section.json()
         }
         try out.pad(to: QST4.partAlignment)
         // Version 1.1 adds data sections (§9); 1.0 readers still open the file and ignore them.
-        try QST4.finish(out, header: header, minorVersion: UInt16(max(base.minorVersion, Self.sectionsMinorVersion)),
-                        alignment: base.alignment, dataOffset: base.dataOffset)
+        try QST4.finish(
+            out, header: header, minorVersion: UInt16(max(base.minorVersion, Self.sectionsMinorVersion)),
+            alignment: base.alignment, dataOffset: base.dataOffset)
     }
 }

@@ -78,7 +78,9 @@ extension QST4Container {
         guard let raw = header.sections[name] else { return nil }
         let ctx = "\(path): sections.\(name)"
         guard var obj = raw.objectMembers else { throw QSTError("\(ctx) is not a JSON object") }
-        guard let d = obj.removeValue(forKey: QST4DataSection.dataKey) else { throw QSTError("\(ctx): missing field 'data'") }
+        guard let d = obj.removeValue(forKey: QST4DataSection.dataKey) else {
+            throw QSTError("\(ctx): missing field 'data'")
+        }
         guard let t = obj.removeValue(forKey: QST4DataSection.tensorsKey) else {
             throw QSTError("\(ctx): missing field 'tensors'")
         }
@@ -89,7 +91,8 @@ extension QST4Container {
         }
         let baseEnd = baseDataEnd
         guard data.offset >= baseEnd || data.length == 0 else {
-            throw QSTError("\(ctx): data range starts at \(data.offset), inside the base's tensors (which end at \(baseEnd))")
+            throw QSTError(
+                "\(ctx): data range starts at \(data.offset), inside the base's tensors (which end at \(baseEnd))")
         }
         var seen = Set<String>()
         var spans: [(Int, Int, String)] = []
@@ -108,7 +111,9 @@ extension QST4Container {
             }
             let (bytes, overflow) = n.multipliedReportingOverflow(by: size)
             guard !overflow, e.length == bytes else {
-                throw fail("is \(e.length) bytes, expected \(overflow ? "more than fit in a 64-bit integer" : String(bytes)) for shape \(e.shape)")
+                throw fail(
+                    "is \(e.length) bytes, expected \(overflow ? "more than fit in a 64-bit integer" : String(bytes)) for shape \(e.shape)"
+                )
             }
             guard e.offset % QST4.partAlignment == 0 else { throw fail("offset \(e.offset) is not 64-byte aligned") }
             guard e.offset >= data.offset, e.offset <= data.offset + data.length - e.length else {
@@ -142,7 +147,8 @@ extension QST4Container {
         case .f32: dst.update(from: p.assumingMemoryBound(to: Float.self), count: n)
         case .bf16: FloatConversion.bf16ToF32(p.assumingMemoryBound(to: UInt16.self), dst, n)
         case .f16: FloatConversion.f16ToF32(p.assumingMemoryBound(to: UInt16.self), dst, n)
-        default: throw QSTError.tensor(path, t.name, "section tensor dtype \(t.dtype.rawValue) cannot be decoded to float")
+        default:
+            throw QSTError.tensor(path, t.name, "section tensor dtype \(t.dtype.rawValue) cannot be decoded to float")
         }
     }
 
@@ -150,8 +156,9 @@ extension QST4Container {
     public func verify(_ s: QST4DataSection) -> [String] {
         s.tensors.compactMap { t in
             let crc = Checksums.crc32c(bytes(of: t))
-            return crc == t.crc32c ? nil :
-                "\(path): sections.\(s.name): tensor '\(t.name)': checksum mismatch (stored \(String(t.crc32c, radix: 16)), computed \(String(crc, radix: 16)))"
+            return crc == t.crc32c
+                ? nil
+                : "\(path): sections.\(s.name): tensor '\(t.name)': checksum mismatch (stored \(String(t.crc32c, radix: 16)), computed \(String(crc, radix: 16)))"
         }
     }
 }

@@ -5,7 +5,9 @@ enum QST4Validation {
     static func validate(header: QST4Header, path: String, dataRange: Range<Int>, alignment: Int) throws {
         var spans: [(Range<Int>, String)] = []
         for f in header.files {
-            guard f.offset >= 0, f.length >= 0, f.offset <= dataRange.upperBound - f.length, f.offset >= dataRange.lowerBound else {
+            guard f.offset >= 0, f.length >= 0, f.offset <= dataRange.upperBound - f.length,
+                f.offset >= dataRange.lowerBound
+            else {
                 throw QSTError.file(path, "file '\(f.name)': byte range outside the data section", kind: .invalidOffset)
             }
             spans.append((f.offset..<(f.offset + f.length), "file '\(f.name)'"))
@@ -29,14 +31,17 @@ enum QST4Validation {
             case .f16, .bf16: expected["data"] = n * 2
             case .nf4:
                 guard let b = t.blockSize, b >= 32, b <= 4096, b & (b - 1) == 0 else {
-                    throw fail("NF4 block size \(t.blockSize.map(String.init) ?? "missing") is not a power of two in 32...4096")
+                    throw fail(
+                        "NF4 block size \(t.blockSize.map(String.init) ?? "missing") is not a power of two in 32...4096"
+                    )
                 }
                 let blocks = (n + b - 1) / b
                 expected["codes"] = (n + 1) / 2
                 if t.doubleQuant == true {
                     guard let dq = t.dqBlockSize, dq > 0, dq <= 1 << 20, t.dqOffsetBits != nil else {
-                    throw fail("double quantization without a dq_block_size in 1...1048576 or without dq_offset_bits")
-                }
+                        throw fail(
+                            "double quantization without a dq_block_size in 1...1048576 or without dq_offset_bits")
+                    }
                     expected["absmax_codes"] = blocks
                     expected["absmax2"] = 4 * ((blocks + dq - 1) / dq)
                 } else {
@@ -46,12 +51,15 @@ enum QST4Validation {
                 throw fail("dtype \(t.dtype.rawValue) is not allowed in a .qst4 container")
             }
             guard Set(t.parts.keys) == Set(expected.keys) else {
-                throw fail("parts \(t.parts.keys.sorted()) do not match dtype \(t.dtype.rawValue) (expected \(expected.keys.sorted()))")
+                throw fail(
+                    "parts \(t.parts.keys.sorted()) do not match dtype \(t.dtype.rawValue) (expected \(expected.keys.sorted()))"
+                )
             }
             for (name, len) in expected {
                 let r = t.parts[name]!
                 guard r.length == len else {
-                    throw fail("part '\(name)' is \(r.length) bytes, expected \(len) for shape \(t.shape)", .invalidOffset)
+                    throw fail(
+                        "part '\(name)' is \(r.length) bytes, expected \(len) for shape \(t.shape)", .invalidOffset)
                 }
                 guard r.offset % QST4.partAlignment == 0 else {
                     throw fail("part '\(name)' offset \(r.offset) is not 64-byte aligned", .misalignedData)
@@ -68,13 +76,16 @@ enum QST4Validation {
         }
         for l in header.layers {
             guard l.length >= 0, l.offset % alignment == 0, l.offset >= dataRange.lowerBound,
-                  l.offset <= dataRange.upperBound - l.length else {
-                throw QSTError.file(path, "layer \(l.index): range is not aligned or lies outside the data section",
-                                    kind: .invalidOffset)
+                l.offset <= dataRange.upperBound - l.length
+            else {
+                throw QSTError.file(
+                    path, "layer \(l.index): range is not aligned or lies outside the data section",
+                    kind: .invalidOffset)
             }
             for t in header.tensors where t.layer == l.index {
                 for (p, r) in t.parts where r.offset < l.offset || r.offset + r.length > l.offset + l.length {
-                    throw QSTError.tensor(path, t.name, "part '\(p)' lies outside layer \(l.index)'s range", kind: .invalidOffset)
+                    throw QSTError.tensor(
+                        path, t.name, "part '\(p)' lies outside layer \(l.index)'s range", kind: .invalidOffset)
                 }
             }
         }

@@ -31,8 +31,10 @@ public final class QST4Writer {
         try out.pad(to: QST4.partAlignment)
         let offset = out.bytesWritten
         try out.write(stored)
-        files.append(QST4File(name: name, offset: offset, length: stored.count, rawLength: data.count,
-                              compression: compress ? "zstd" : "none", sha256: Checksums.sha256Hex(data)))
+        files.append(
+            QST4File(
+                name: name, offset: offset, length: stored.count, rawLength: data.count,
+                compression: compress ? "zstd" : "none", sha256: Checksums.sha256Hex(data)))
     }
 
     /// Tensors of layer `index` follow, starting on an `alignment` boundary.
@@ -66,8 +68,10 @@ public final class QST4Writer {
     }
 
     /// `scaleSearch`/`calibrationSHA256`: the optional metadata of a tensor whose scales were searched.
-    public func writeNF4(name: String, shape: [Int], _ t: NF4Tensor, scaleSearch: String? = nil,
-                         calibrationSHA256: String? = nil) throws {
+    public func writeNF4(
+        name: String, shape: [Int], _ t: NF4Tensor, scaleSearch: String? = nil,
+        calibrationSHA256: String? = nil
+    ) throws {
         var crc: UInt32 = 0
         var parts: [String: ByteRange] = [:]
         parts["codes"] = try t.codes.withUnsafeBytes { try writePart($0, crc: &crc) }
@@ -78,11 +82,12 @@ public final class QST4Writer {
         } else {
             parts["absmax"] = try t.absmax.withUnsafeBytes { try writePart($0, crc: &crc) }
         }
-        try register(QST4TensorEntry(
-            name: name, dtype: .nf4, shape: shape, layer: openLayer?.index ?? -1, crc32c: crc, parts: parts,
-            blockSize: t.blockSize, doubleQuant: dq, dqBlockSize: dq ? t.dqBlockSize : nil,
-            dqOffsetBits: dq ? t.absmaxOffset.bitPattern : nil, scaleSearch: scaleSearch,
-            calibrationSHA256: calibrationSHA256))
+        try register(
+            QST4TensorEntry(
+                name: name, dtype: .nf4, shape: shape, layer: openLayer?.index ?? -1, crc32c: crc, parts: parts,
+                blockSize: t.blockSize, doubleQuant: dq, dqBlockSize: dq ? t.dqBlockSize : nil,
+                dqOffsetBits: dq ? t.absmaxOffset.bitPattern : nil, scaleSearch: scaleSearch,
+                calibrationSHA256: calibrationSHA256))
     }
 
     /// Writes an F32, F16 or BF16 tensor whose bytes are already in that dtype.
@@ -90,19 +95,24 @@ public final class QST4Writer {
         precondition([.f32, .f16, .bf16].contains(dtype))
         var crc: UInt32 = 0
         let range = try writePart(bytes, crc: &crc)
-        try register(QST4TensorEntry(name: name, dtype: dtype, shape: shape, layer: openLayer?.index ?? -1,
-                                     crc32c: crc, parts: ["data": range]))
+        try register(
+            QST4TensorEntry(
+                name: name, dtype: dtype, shape: shape, layer: openLayer?.index ?? -1,
+                crc32c: crc, parts: ["data": range]))
     }
 
     /// Writes an F32, F16 or BF16 tensor of `byteCount` bytes made piece by piece, so that no full-size
     /// copy is ever held: `fill(piece, offset)` puts the tensor's bytes from `offset` into `piece` (at most
     /// `pieceBytes` long; a reused buffer, so the bytes are still in cache when they are written).
-    public func writeDense(name: String, dtype: DType, shape: [Int], byteCount: Int, pieceBytes: Int = 256 << 10,
-                           fill: (UnsafeMutableRawBufferPointer, Int) throws -> Void) throws {
+    public func writeDense(
+        name: String, dtype: DType, shape: [Int], byteCount: Int, pieceBytes: Int = 256 << 10,
+        fill: (UnsafeMutableRawBufferPointer, Int) throws -> Void
+    ) throws {
         precondition([.f32, .f16, .bf16].contains(dtype) && pieceBytes > 0)
         try out.pad(to: QST4.partAlignment)
         let offset = out.bytesWritten
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(pieceBytes, max(byteCount, 1)), alignment: 64)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: min(pieceBytes, max(byteCount, 1)), alignment: 64)
         defer { buffer.deallocate() }
         var crc: UInt32 = 0, done = 0
         while done < byteCount {
@@ -113,28 +123,36 @@ public final class QST4Writer {
             crc = Checksums.crc32c(bytes, continuing: crc)
             done += piece.count
         }
-        try register(QST4TensorEntry(name: name, dtype: dtype, shape: shape, layer: openLayer?.index ?? -1,
-                                     crc32c: crc, parts: ["data": ByteRange(offset: offset, length: byteCount)]))
+        try register(
+            QST4TensorEntry(
+                name: name, dtype: dtype, shape: shape, layer: openLayer?.index ?? -1,
+                crc32c: crc, parts: ["data": ByteRange(offset: offset, length: byteCount)]))
     }
 
     /// Writes the header, fills in the preamble, fsyncs and moves the file into place.
-    public func finish(quantization: QST4Quantization?, provenance: QST4Provenance, createdBy: String,
-                       sections: [String: JSONAny] = [:], createdAt: Date = Date()) throws {
+    public func finish(
+        quantization: QST4Quantization?, provenance: QST4Provenance, createdBy: String,
+        sections: [String: JSONAny] = [:], createdAt: Date = Date()
+    ) throws {
         try endLayer()
         try out.pad(to: QST4.partAlignment)
         let formatter = ISO8601DateFormatter()
-        let header = QST4Header(createdBy: createdBy, createdAt: formatter.string(from: createdAt),
-                                quantization: quantization, provenance: provenance, files: files,
-                                layers: layers, tensors: tensors, sections: sections)
-        try QST4.finish(out, header: header, minorVersion: QST4.minorVersion, alignment: alignment, dataOffset: alignment)
+        let header = QST4Header(
+            createdBy: createdBy, createdAt: formatter.string(from: createdAt),
+            quantization: quantization, provenance: provenance, files: files,
+            layers: layers, tensors: tensors, sections: sections)
+        try QST4.finish(
+            out, header: header, minorVersion: QST4.minorVersion, alignment: alignment, dataOffset: alignment)
     }
 }
 
 extension QST4 {
     /// The end of every container write: the header JSON after the data, then the preamble (which points
     /// at it and carries its CRC-32C) patched in at offset 0, then the atomic commit.
-    static func finish(_ out: AtomicFileWriter, header: QST4Header, minorVersion: UInt16, alignment: Int,
-                       dataOffset: Int) throws {
+    static func finish(
+        _ out: AtomicFileWriter, header: QST4Header, minorVersion: UInt16, alignment: Int,
+        dataOffset: Int
+    ) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let json = try encoder.encode(header)

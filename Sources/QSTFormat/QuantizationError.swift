@@ -12,7 +12,9 @@ public struct ErrorStatistics: Codable, Sendable {
     public var count: Int
 
     /// Accumulates in Double over both cores.
-    public static func compute(original: UnsafeBufferPointer<Float>, reconstructed: UnsafeBufferPointer<Float>) -> ErrorStatistics {
+    public static func compute(original: UnsafeBufferPointer<Float>, reconstructed: UnsafeBufferPointer<Float>)
+        -> ErrorStatistics
+    {
         let n = original.count
         let chunks = max(1, min(64, n / 65536))
         var partial = [(Double, Double, Double)](repeating: (0, 0, 0), count: chunks)
@@ -29,9 +31,10 @@ public struct ErrorStatistics: Codable, Sendable {
         }
         let sig = partial.reduce(0) { $0 + $1.0 }, err = partial.reduce(0) { $0 + $1.1 }
         let mx = partial.reduce(0) { max($0, $1.2) }
-        return ErrorStatistics(mse: err / Double(max(n, 1)), maxAbsError: mx,
-                               relativeFrobenius: sig > 0 ? (err / sig).squareRoot() : (err > 0 ? .infinity : 0),
-                               sqnrDB: err > 0 ? 10 * log10(sig / err) : .infinity, signalPower: sig, count: n)
+        return ErrorStatistics(
+            mse: err / Double(max(n, 1)), maxAbsError: mx,
+            relativeFrobenius: sig > 0 ? (err / sig).squareRoot() : (err > 0 ? .infinity : 0),
+            sqnrDB: err > 0 ? 10 * log10(sig / err) : .infinity, signalPower: sig, count: n)
     }
 }
 
@@ -46,10 +49,12 @@ enum QuantizationError {
     /// SQNR of an NF4 tensor against its source, dequantizing 64 K elements at a time so that no
     /// second full-size copy of the tensor is ever held.
     /// `threads` caps the cores used (the result does not depend on it).
-    static func sqnr(original: UnsafeBufferPointer<Float>, tensor: NF4Tensor, threads: Int = Parallel.defaultThreads) -> Double {
+    static func sqnr(original: UnsafeBufferPointer<Float>, tensor: NF4Tensor, threads: Int = Parallel.defaultThreads)
+        -> Double
+    {
         let n = tensor.count
         guard n > 0 else { return 999 }
-        let chunk = 1 << 16   // a multiple of every allowed block size
+        let chunk = 1 << 16  // a multiple of every allowed block size
         let chunks = (n + chunk - 1) / chunk
         let absmax = tensor.decodedAbsmax()
         var partial = [(Double, Double)](repeating: (0, 0), count: chunks)
@@ -64,8 +69,9 @@ enum QuantizationError {
                         defer { buffer.deallocate() }
                         for c in c0..<c1 {
                             let start = c * chunk, count = min(chunk, n - start)
-                            NF4.dequantize(codes: sc.base, absmax: sa.base, blockSize: bs, start: start, count: count,
-                                           into: buffer, threads: 1)
+                            NF4.dequantize(
+                                codes: sc.base, absmax: sa.base, blockSize: bs, start: start, count: count,
+                                into: buffer, threads: 1)
                             let s = sums(so.base + start, buffer, count)
                             sp[c] = (s.0, s.1)
                         }

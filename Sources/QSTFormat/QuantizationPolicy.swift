@@ -22,7 +22,8 @@ public struct QuantizationPolicy: Sendable {
 
     public func decide(name: String, shape: [Int]) -> Decision {
         let kept = keepPatterns.contains { p in
-            (try? NSRegularExpression(pattern: p))?.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+            (try? NSRegularExpression(pattern: p))?.firstMatch(in: name, range: NSRange(name.startIndex..., in: name))
+                != nil
         }
         let isMatrix = shape.count == 2
         if !isMatrix { return .dense(.f32) }

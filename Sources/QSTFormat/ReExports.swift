@@ -5,4 +5,3 @@
 // The one error type lives in QSTCore (QSTCore/QSTError.swift says why); QSTFormat's users see it
 // without importing QSTCore.
 @_exported import struct QSTCore.QSTError
-

@@ -48,7 +48,8 @@ public final class SafetensorsCheckpoint: Sendable {
         self.files = files
         self.names = names
         self.fileIndex = fileIndex
-        configJSON = FileManager.default.contents(atPath: (self.directory as NSString).appendingPathComponent("config.json"))
+        configJSON = FileManager.default.contents(
+            atPath: (self.directory as NSString).appendingPathComponent("config.json"))
     }
 
     public func file(for name: String) -> SafetensorsFile? {
@@ -78,9 +79,13 @@ public final class SafetensorsCheckpoint: Sendable {
         let candidates = entries.filter { $0.hasSuffix(".safetensors") }.sorted()
         guard candidates.count == 1 else {
             if candidates.isEmpty {
-                throw QSTError.file(dir, "no \(singleFileName), \(indexFileName) or other .safetensors file in this folder")
+                throw QSTError.file(
+                    dir, "no \(singleFileName), \(indexFileName) or other .safetensors file in this folder")
             }
-            throw QSTError.file(dir, "several .safetensors files (\(candidates.joined(separator: ", "))) but no \(indexFileName) to say which to use")
+            throw QSTError.file(
+                dir,
+                "several .safetensors files (\(candidates.joined(separator: ", "))) but no \(indexFileName) to say which to use"
+            )
         }
         return (dir as NSString).appendingPathComponent(candidates[0])
     }
@@ -103,7 +108,8 @@ public final class SafetensorsCheckpoint: Sendable {
         var shardOf: [String: String] = [:]
         for (name, value) in entries {
             guard let shard = value.stringValue else {
-                throw QSTError.tensor(indexPath, name, "weight_map entry is \(value.kindName), expected a shard file name")
+                throw QSTError.tensor(
+                    indexPath, name, "weight_map entry is \(value.kindName), expected a shard file name")
             }
             guard shardOf.updateValue(shard, forKey: name) == nil else {
                 throw QSTError.tensor(indexPath, name, "listed more than once in weight_map")
@@ -135,7 +141,9 @@ public final class SafetensorsCheckpoint: Sendable {
                 }
             }
             for n in wanted where file.tensors[n] == nil {
-                throw QSTError.tensor(shardPath, n, "listed in \((indexPath as NSString).lastPathComponent) for shard '\(shard)' but not present in it")
+                throw QSTError.tensor(
+                    shardPath, n,
+                    "listed in \((indexPath as NSString).lastPathComponent) for shard '\(shard)' but not present in it")
             }
             let wantedSet = Set(wanted)
             for n in file.orderedNames where wantedSet.contains(n) {

@@ -45,15 +45,18 @@ public final class SafetensorsFile: Sendable {
     {
         let t = try info(name)
         guard t.dtype == expected else {
-            throw QSTError.tensor(path, name, "dtype is \(t.dtype.rawValue), expected \(expected.rawValue)", kind: .dtypeMismatch)
+            throw QSTError.tensor(
+                path, name, "dtype is \(t.dtype.rawValue), expected \(expected.rawValue)", kind: .dtypeMismatch)
         }
         guard t.dtype.byteSize == MemoryLayout<T>.stride else {
-            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type",
+            throw QSTError.tensor(
+                path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type",
                 kind: .dtypeMismatch)
         }
         let p = mapped.base + t.dataOffset
         guard Int(bitPattern: p) % MemoryLayout<T>.alignment == 0 else {
-            throw QSTError.tensor(path, name, "data at file offset \(t.dataOffset) is not \(MemoryLayout<T>.alignment)-byte aligned",
+            throw QSTError.tensor(
+                path, name, "data at file offset \(t.dataOffset) is not \(MemoryLayout<T>.alignment)-byte aligned",
                 kind: .misalignedData)
         }
         return UnsafeBufferPointer(start: p.bindMemory(to: T.self, capacity: t.elementCount), count: t.elementCount)
@@ -80,7 +83,8 @@ public final class SafetensorsFile: Sendable {
     public func copyElements<T: BitwiseCopyable>(_ name: String, as type: T.Type) throws -> [T] {
         let t = try info(name)
         guard t.dtype.byteSize == MemoryLayout<T>.stride else {
-            throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type",
+            throw QSTError.tensor(
+                path, name, "dtype \(t.dtype.rawValue) does not match a \(MemoryLayout<T>.stride)-byte element type",
                 kind: .dtypeMismatch)
         }
         let src = try rawBytes(name)
@@ -107,7 +111,8 @@ public final class SafetensorsFile: Sendable {
             throw QSTError.tensor(path, name, "dtype \(t.dtype.rawValue) is not a float type", kind: .dtypeMismatch)
         }
         guard dst.count == t.elementCount else {
-            throw QSTError.tensor(path, name, "destination holds \(dst.count) floats, tensor has \(t.elementCount)",
+            throw QSTError.tensor(
+                path, name, "destination holds \(dst.count) floats, tensor has \(t.elementCount)",
                 kind: .bufferSizeMismatch)
         }
         guard let d = dst.baseAddress, t.elementCount > 0 else { return }
@@ -140,7 +145,9 @@ public final class SafetensorsFile: Sendable {
         let raw = try rawBytes(name)
         let n = t.elementCount
         func load<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type) -> [Int64] {
-            (0..<n).map { Int64(truncatingIfNeeded: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.stride, as: T.self)) }
+            (0..<n).map {
+                Int64(truncatingIfNeeded: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.stride, as: T.self))
+            }
         }
         switch t.dtype {
         case .i64: return load(Int64.self)
@@ -154,7 +161,8 @@ public final class SafetensorsFile: Sendable {
             return try (0..<n).map {
                 let v = raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)
                 guard let x = Int64(exactly: v) else {
-                    throw QSTError.tensor(path, name, "U64 element \($0) = \(v) does not fit in Int64", kind: .valueOutOfRange)
+                    throw QSTError.tensor(
+                        path, name, "U64 element \($0) = \(v) does not fit in Int64", kind: .valueOutOfRange)
                 }
                 return x
             }

@@ -16,17 +16,21 @@ public struct SafetensorsHeader: Sendable {
 
     public init(file bytes: UnsafeRawBufferPointer, path: String) throws {
         guard bytes.count >= 8 else {
-            throw QSTError.file(path, "file is \(bytes.count) bytes, too short for the 8-byte header length of a safetensors file",
-                               kind: .headerTooSmall)
+            throw QSTError.file(
+                path, "file is \(bytes.count) bytes, too short for the 8-byte header length of a safetensors file",
+                kind: .headerTooSmall)
         }
         let n = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         guard n <= Self.maxHeaderLength else {
-            throw QSTError.file(path, "header length \(n) bytes exceeds the 100 MB limit (corrupt or not a safetensors file)",
-                               kind: .headerTooLarge)
+            throw QSTError.file(
+                path, "header length \(n) bytes exceeds the 100 MB limit (corrupt or not a safetensors file)",
+                kind: .headerTooLarge)
         }
         guard n <= UInt64(bytes.count - 8) else {
-            throw QSTError.file(path, "header length \(n) bytes exceeds the \(bytes.count - 8) bytes that follow the length field (truncated file?)",
-                               kind: .invalidHeaderLength)
+            throw QSTError.file(
+                path,
+                "header length \(n) bytes exceeds the \(bytes.count - 8) bytes that follow the length field (truncated file?)",
+                kind: .invalidHeaderLength)
         }
         headerLength = Int(n)
         dataStart = 8 + headerLength
@@ -56,7 +60,8 @@ public struct SafetensorsHeader: Sendable {
                 metadata = try Self.parseMetadata(value, path: path)
                 continue
             }
-            let entry = try Self.parseEntry(name: name, value: value, path: path, dataStart: dataStart, dataSize: dataSize)
+            let entry = try Self.parseEntry(
+                name: name, value: value, path: path, dataStart: dataStart, dataSize: dataSize)
             spans.append(entry)
         }
         self.metadata = metadata
@@ -68,12 +73,15 @@ public struct SafetensorsHeader: Sendable {
         var lastName: String?
         for s in spans {
             if s.begin < covered, let prev = lastName {
-                throw QSTError.tensor(path, s.info.name,
-                    "data_offsets [\(s.begin), \(s.end)] overlap tensor '\(prev)' which ends at \(covered)", kind: .invalidOffset)
+                throw QSTError.tensor(
+                    path, s.info.name,
+                    "data_offsets [\(s.begin), \(s.end)] overlap tensor '\(prev)' which ends at \(covered)",
+                    kind: .invalidOffset)
             }
             if s.begin > covered {
                 let after = lastName.map { "after tensor '\($0)'" } ?? "at the start of the data section"
-                throw QSTError.tensor(path, s.info.name,
+                throw QSTError.tensor(
+                    path, s.info.name,
                     "data_offsets [\(s.begin), \(s.end)] leave bytes [\(covered), \(s.begin)) \(after) unindexed (hole in the data section)",
                     kind: .invalidOffset)
             }
@@ -81,20 +89,23 @@ public struct SafetensorsHeader: Sendable {
         }
         if covered != dataSize {
             let after = lastName.map { "after tensor '\($0)'" } ?? "(no tensors)"
-            throw QSTError.file(path, "data section has \(dataSize - covered) trailing bytes \(after) not covered by any tensor",
-                                 kind: .invalidOffset)
+            throw QSTError.file(
+                path, "data section has \(dataSize - covered) trailing bytes \(after) not covered by any tensor",
+                kind: .invalidOffset)
         }
         tensors = spans.map(\.info)
     }
 
     static func parseMetadata(_ value: JSONValue, path: String) throws -> [String: String] {
         guard let members = value.objectValue else {
-            throw QSTError.file(path, "__metadata__ is \(value.kindName), expected an object of strings", kind: .invalidHeader)
+            throw QSTError.file(
+                path, "__metadata__ is \(value.kindName), expected an object of strings", kind: .invalidHeader)
         }
         var out: [String: String] = [:]
         for (k, v) in members {
             guard let s = v.stringValue else {
-                throw QSTError.file(path, "__metadata__ field '\(k)' is \(v.kindName), expected a string", kind: .invalidHeader)
+                throw QSTError.file(
+                    path, "__metadata__ field '\(k)' is \(v.kindName), expected a string", kind: .invalidHeader)
             }
             guard out.updateValue(s, forKey: k) == nil else {
                 throw QSTError.file(path, "__metadata__ field '\(k)' appears more than once", kind: .invalidHeader)
@@ -113,12 +124,16 @@ public struct SafetensorsHeader: Sendable {
             throw fail("entry is \(value.kindName), expected an object with dtype, shape and data_offsets")
         }
         guard let dtypeValue = value["dtype"] else { throw fail("missing 'dtype'") }
-        guard let dtypeName = dtypeValue.stringValue else { throw fail("'dtype' is \(dtypeValue.kindName), expected a string") }
+        guard let dtypeName = dtypeValue.stringValue else {
+            throw fail("'dtype' is \(dtypeValue.kindName), expected a string")
+        }
         guard let dtype = DType(rawValue: dtypeName), let elementSize = dtype.byteSize else {
             throw fail("unknown dtype '\(dtypeName)'")
         }
         guard let shapeValue = value["shape"] else { throw fail("missing 'shape'") }
-        guard let dims = shapeValue.arrayValue else { throw fail("'shape' is \(shapeValue.kindName), expected an array") }
+        guard let dims = shapeValue.arrayValue else {
+            throw fail("'shape' is \(shapeValue.kindName), expected an array")
+        }
         var shape: [Int] = []
         for (i, d) in dims.enumerated() {
             guard let n = d.exactInt, n >= 0 else {
@@ -131,7 +146,9 @@ public struct SafetensorsHeader: Sendable {
             throw fail("'data_offsets' must be an array of two integers [begin, end]")
         }
         guard let begin = offsets[0].exactInt, begin >= 0, let end = offsets[1].exactInt, end >= 0 else {
-            throw fail("'data_offsets' [\(Self.describe(offsets[0])), \(Self.describe(offsets[1]))] must be non-negative integers")
+            throw fail(
+                "'data_offsets' [\(Self.describe(offsets[0])), \(Self.describe(offsets[1]))] must be non-negative integers"
+            )
         }
 
         var count = 1
@@ -144,18 +161,22 @@ public struct SafetensorsHeader: Sendable {
         }
         let (byteCount, overflow) = count.multipliedReportingOverflow(by: elementSize)
         guard !overflow else {
-            throw fail("shape \(shape) of \(dtypeName) needs more bytes than fit in a 64-bit integer", .validationOverflow)
+            throw fail(
+                "shape \(shape) of \(dtypeName) needs more bytes than fit in a 64-bit integer", .validationOverflow)
         }
 
         guard begin <= end else { throw fail("data_offsets [\(begin), \(end)] begin after they end", .invalidOffset) }
         guard end <= dataSize else {
-            throw fail("data_offsets [\(begin), \(end)] lie outside the data section of \(dataSize) bytes", .invalidOffset)
+            throw fail(
+                "data_offsets [\(begin), \(end)] lie outside the data section of \(dataSize) bytes", .invalidOffset)
         }
         guard end - begin == byteCount else {
-            throw fail("data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) of \(dtypeName) needs \(byteCount)",
+            throw fail(
+                "data_offsets [\(begin), \(end)] span \(end - begin) bytes but shape \(shape) of \(dtypeName) needs \(byteCount)",
                 .invalidOffset)
         }
-        let info = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataOffset: dataStart + begin, byteCount: byteCount)
+        let info = SafetensorsTensorInfo(
+            name: name, dtype: dtype, shape: shape, dataOffset: dataStart + begin, byteCount: byteCount)
         return (info, begin, end)
     }
 

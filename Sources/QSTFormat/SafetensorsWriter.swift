@@ -45,7 +45,8 @@ public struct SafetensorsTensorView {
 /// header lists `__metadata__` first, then tensors sorted by name, and is padded
 /// with spaces so the data section starts on an 8-byte boundary.
 public enum SafetensorsWriter {
-    public static func write(to path: String, tensors: [SafetensorsTensorData], metadata: [String: String] = [:]) throws {
+    public static func write(to path: String, tensors: [SafetensorsTensorData], metadata: [String: String] = [:]) throws
+    {
         let header = try headerBytes(path: path, tensors: tensors, metadata: metadata)
         let out = try AtomicFileWriter(path: path)
         try out.write(header)
@@ -56,8 +57,9 @@ public enum SafetensorsWriter {
     /// The same file as `write(to:tensors:metadata:)`, written straight from memory the caller keeps alive
     /// for the call: large checkpoints (a 70B side network's AdamW moments are 2 GiB) need no second copy.
     public static func write(to path: String, views: [SafetensorsTensorView], metadata: [String: String] = [:]) throws {
-        let header = try headerBytes(path: path, entries: views.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) },
-                                     metadata: metadata)
+        let header = try headerBytes(
+            path: path, entries: views.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) },
+            metadata: metadata)
         let out = try AtomicFileWriter(path: path)
         try out.write(header)
         for v in views where v.bytes.count > 0 { try out.write(v.bytes) }
@@ -66,12 +68,17 @@ public enum SafetensorsWriter {
 
     /// The 8-byte length prefix plus the padded JSON header for `tensors` laid out
     /// back to back in the given order. `path` only labels error messages.
-    public static func headerBytes(path: String, tensors: [SafetensorsTensorData], metadata: [String: String]) throws -> [UInt8] {
-        try headerBytes(path: path, entries: tensors.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) }, metadata: metadata)
+    public static func headerBytes(path: String, tensors: [SafetensorsTensorData], metadata: [String: String]) throws
+        -> [UInt8]
+    {
+        try headerBytes(
+            path: path, entries: tensors.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) }, metadata: metadata)
     }
 
-    static func headerBytes(path: String, entries tensors: [(name: String, dtype: DType, shape: [Int], byteCount: Int)],
-                            metadata: [String: String]) throws -> [UInt8] {
+    static func headerBytes(
+        path: String, entries tensors: [(name: String, dtype: DType, shape: [Int], byteCount: Int)],
+        metadata: [String: String]
+    ) throws -> [UInt8] {
         var offsets: [String: (Int, Int)] = [:]
         var cursor = 0
         for t in tensors {
@@ -83,13 +90,17 @@ public enum SafetensorsWriter {
 
         var entries: [String] = []
         if !metadata.isEmpty {
-            let fields = metadata.keys.sorted().map { "\(JSONValue.quoted($0)):\(JSONValue.quoted(metadata[$0] ?? ""))" }
+            let fields = metadata.keys.sorted().map {
+                "\(JSONValue.quoted($0)):\(JSONValue.quoted(metadata[$0] ?? ""))"
+            }
             entries.append("\"__metadata__\":{" + fields.joined(separator: ",") + "}")
         }
         for t in tensors.sorted(by: { $0.name < $1.name }) {
             let (begin, end) = offsets[t.name] ?? (0, 0)
             let shape = t.shape.map(String.init).joined(separator: ",")
-            entries.append("\(JSONValue.quoted(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(begin),\(end)]}")
+            entries.append(
+                "\(JSONValue.quoted(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(begin),\(end)]}"
+            )
         }
         var json = Array(("{" + entries.joined(separator: ",") + "}").utf8)
         let padding = (8 - (8 + json.count) % 8) % 8
@@ -113,7 +124,9 @@ public enum SafetensorsWriter {
         }
         let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
         guard !overflow, bytes == byteCount else {
-            throw fail("has \(byteCount) bytes but shape \(shape) of \(dtype.rawValue) needs \(overflow ? "too many" : String(bytes))")
+            throw fail(
+                "has \(byteCount) bytes but shape \(shape) of \(dtype.rawValue) needs \(overflow ? "too many" : String(bytes))"
+            )
         }
     }
 }

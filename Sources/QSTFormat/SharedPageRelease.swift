@@ -33,7 +33,8 @@ final class SharedPageRelease: @unchecked Sendable {
         file = source.mapped
         self.maxSpread = maxSpread
         let mapped = source.mapped
-        self.dropRange = dropRange ?? { start, end in mapped.advise(offset: start, length: end - start, willNeed: false) }
+        self.dropRange =
+            dropRange ?? { start, end in mapped.advise(offset: start, length: end - start, willNeed: false) }
         let infos = source.orderedNames.compactMap { source.tensors[$0] }
         starts = infos.map(\.dataOffset)
         ends = infos.map { $0.dataOffset + $0.byteCount }
@@ -50,7 +51,7 @@ final class SharedPageRelease: @unchecked Sendable {
             guard let i = indexByName[name] else { return }
             done[i] = true
             while firstPending < done.count && done[firstPending] { firstPending += 1 }
-            if starts[i] >= hashed + maxSpread { drop(starts[i], ends[i]) }   // the hasher is far behind
+            if starts[i] >= hashed + maxSpread { drop(starts[i], ends[i]) }  // the hasher is far behind
             releaseBehindBoth()
         }
     }
@@ -60,8 +61,11 @@ final class SharedPageRelease: @unchecked Sendable {
     func hasherReached(_ offset: Int, chunkStart: Int) {
         lock.withLock {
             hashed = offset
-            if firstPending == done.count { releaseBehindBoth() }
-            else if offset >= quantizedPrefix + maxSpread { drop(chunkStart, offset) }
+            if firstPending == done.count {
+                releaseBehindBoth()
+            } else if offset >= quantizedPrefix + maxSpread {
+                drop(chunkStart, offset)
+            }
         }
     }
 

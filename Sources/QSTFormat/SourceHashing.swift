@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// SHA-256 of a list of files on a background thread. Mapped safetensors files are hashed through
@@ -15,7 +15,9 @@ final class SourceHashing: @unchecked Sendable {
     init(mapped: [SharedPageRelease] = [], paths: [String]) {
         let thread = Thread { [self] in
             let r = Result { try mapped.map(Self.hash) + paths.map(Self.hash) }
-            lock.withLock { result = r; finished = true }
+            lock.withLock {
+                result = r; finished = true
+            }
             done.signal()
         }
         thread.stackSize = 1 << 20
@@ -41,7 +43,8 @@ final class SourceHashing: @unchecked Sendable {
             pages.hasherReached(end, chunkStart: offset)
             offset = end
         }
-        return QST4Source(path: (pages.file.path as NSString).lastPathComponent, bytes: bytes.count, sha256: hasher.finalizeHex())
+        return QST4Source(
+            path: (pages.file.path as NSString).lastPathComponent, bytes: bytes.count, sha256: hasher.finalizeHex())
     }
 
     static func hash(_ path: String) throws -> QST4Source {

@@ -77,7 +77,9 @@ struct JSONParser {
             guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let key = try parseString()
             skipWhitespace()
-            guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { throw fail("expected ':' after key \"\(key)\"") }
+            guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else {
+                throw fail("expected ':' after key \"\(key)\"")
+            }
             pos += 1
             members.append((key, try parseValue()))
             skipWhitespace()
@@ -155,12 +157,14 @@ struct JSONParser {
         pos += 1
         // Fast path (most vocabulary entries): no escape before the closing quote.
         let start = pos
-        while pos < bytes.count, bytes[pos] != UInt8(ascii: "\""), bytes[pos] != UInt8(ascii: "\\"), bytes[pos] >= 0x20 {
+        while pos < bytes.count, bytes[pos] != UInt8(ascii: "\""), bytes[pos] != UInt8(ascii: "\\"), bytes[pos] >= 0x20
+        {
             pos += 1
         }
         if pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") {
             pos += 1
-            guard let s = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<(pos - 1)]), as: UTF8.self) else {
+            guard let s = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<(pos - 1)]), as: UTF8.self)
+            else {
                 throw fail("string is not valid UTF-8")
             }
             return s
@@ -188,7 +192,8 @@ struct JSONParser {
             case UInt8(ascii: "u"):
                 var scalar = try hex4()
                 if (0xd800..<0xdc00).contains(scalar) {
-                    guard pos + 2 <= bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") else {
+                    guard pos + 2 <= bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u")
+                    else {
                         throw fail("unpaired surrogate in \\u escape")
                     }
                     pos += 2
@@ -208,4 +213,3 @@ struct JSONParser {
         return s
     }
 }
-

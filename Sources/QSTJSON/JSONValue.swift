@@ -30,21 +30,27 @@ public enum JSONValue: Sendable, Equatable {
     /// after the value is an error, and so is a byte-order mark unless `allowingByteOrderMark`
     /// (Hugging Face tokenizer files sometimes start with one). Errors are `QSTError`s of kind
     /// `invalidJSON` whose text starts with `context`.
-    public static func parse(_ bytes: UnsafeRawBufferPointer, context: String,
-                             allowingByteOrderMark: Bool = false) throws -> JSONValue {
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer, context: String,
+        allowingByteOrderMark: Bool = false
+    ) throws -> JSONValue {
         var p = JSONParser(bytes: bytes, context: context)
         if allowingByteOrderMark, bytes.starts(with: [0xEF, 0xBB, 0xBF]) { p.pos = 3 }
         return try p.parseDocument()
     }
 
-    public static func parse(_ bytes: [UInt8], context: String,
-                             allowingByteOrderMark: Bool = false) throws -> JSONValue {
+    public static func parse(
+        _ bytes: [UInt8], context: String,
+        allowingByteOrderMark: Bool = false
+    ) throws -> JSONValue {
         try bytes.withUnsafeBytes { try parse($0, context: context, allowingByteOrderMark: allowingByteOrderMark) }
     }
 
     public var stringValue: String? { if case let .string(s) = self { return s }; return nil }
     public var arrayValue: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
-    public var objectValue: [(key: String, value: JSONValue)]? { if case let .object(o) = self { return o }; return nil }
+    public var objectValue: [(key: String, value: JSONValue)]? {
+        if case let .object(o) = self { return o }; return nil
+    }
 
     /// The member named `key` (the first one, if duplicated).
     public subscript(key: String) -> JSONValue? {
@@ -55,7 +61,8 @@ public enum JSONValue: Sendable, Equatable {
     /// exponent) that fits in Int; nil otherwise.
     public var exactInt: Int? {
         guard case let .number(text) = self,
-              !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else { return nil }
+            !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" })
+        else { return nil }
         return Int(text)
     }
 

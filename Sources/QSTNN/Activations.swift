@@ -50,8 +50,10 @@ public enum Activation: String, Sendable, CaseIterable {
     }
 
     /// `dx += f'(x) · dout`.
-    public func backward(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                         count: Int) {
+    public func backward(
+        dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        count: Int
+    ) {
         let g = SendablePointer(dx), dy = SendablePointer(dout), xs = SendablePointer(x), f = self
         Parallel.forRanges(count, minChunk: 4096) { a, b in
             for i in a..<b { g[i] += f.derivative(xs[i]) * dy[i] }
@@ -62,22 +64,29 @@ public enum Activation: String, Sendable, CaseIterable {
 /// Gated MLP activation `h = act(gate) ⊙ up` (SwiGLU when `act` is SiLU, as in LLaMA's MLP).
 /// Shapes: `gate, up, out, dgate, dup, dout` are `[n, f]` flattened to `count = n·f`.
 public enum SwiGLU {
-    public static func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
-                               up: UnsafePointer<Float>, count: Int, activation: Activation = .silu) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
+        up: UnsafePointer<Float>, count: Int, activation: Activation = .silu
+    ) {
         let o = SendablePointer(out), g = SendablePointer(gate), u = SendablePointer(up)
         Parallel.forRanges(count, minChunk: 4096) { a, b in
             // SiLU (every LLaMA-family MLP) in QSTKernels' vector loop: libm's scalar expf per element was
             // most of this loop's time.
             if activation == .silu,
-               qst_silu_mul(o.base + a, g.base + a, u.base + a, Int64(b - a), Int32(QST_VEC_AUTO.rawValue)) == 0 { return }
+                qst_silu_mul(o.base + a, g.base + a, u.base + a, Int64(b - a), Int32(QST_VEC_AUTO.rawValue)) == 0
+            {
+                return
+            }
             for i in a..<b { o[i] = activation.value(g[i]) * u[i] }
         }
     }
 
     /// `dgate += act'(gate)·up·dout`, `dup += act(gate)·dout`.
-    public static func backward(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>,
-                                dout: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
-                                count: Int, activation: Activation = .silu) {
+    public static func backward(
+        dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>,
+        dout: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+        count: Int, activation: Activation = .silu
+    ) {
         let dg = SendablePointer(dgate), du = SendablePointer(dup), dy = SendablePointer(dout)
         let g = SendablePointer(gate), u = SendablePointer(up)
         Parallel.forRanges(count, minChunk: 4096) { a, b in

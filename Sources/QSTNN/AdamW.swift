@@ -10,8 +10,10 @@ public struct Parameter: @unchecked Sendable {
     public let count: Int
     public let decay: Bool
 
-    public init(name: String, value: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int,
-                decay: Bool = true) {
+    public init(
+        name: String, value: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int,
+        decay: Bool = true
+    ) {
         self.name = name; self.value = value; self.grad = grad; self.count = count; self.decay = decay
     }
 }

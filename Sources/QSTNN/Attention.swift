@@ -33,9 +33,11 @@ public enum Attention {
         return m
     }
 
-    public static func forward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                               q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                               keyMask: UnsafePointer<UInt8>?, shape: Shape) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        keyMask: UnsafePointer<UInt8>?, shape: Shape
+    ) {
         let T = shape.seqLen, hd = shape.headDim
         let ldq = shape.nHeads * hd, ldk = shape.nKVHeads * hd
         let group = shape.nHeads / shape.nKVHeads
@@ -47,21 +49,26 @@ public enum Attention {
                 let kh = k + b * T * ldk + g * hd
                 let vh = v + b * T * ldk + g * hd
                 let p = probs + (b * shape.nHeads + h) * T * T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
-                            scale, qh, Int32(ldq), kh, Int32(ldk), 0, p, Int32(T))
-                maskedSoftmaxRows(scores: p, rows: T, cols: T, ld: T, queryOffset: 0,
-                                  keyMask: keyMask.map { $0 + b * T })
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                            1, p, Int32(T), vh, Int32(ldk), 0, out + b * T * ldq + h * hd, Int32(ldq))
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
+                    scale, qh, Int32(ldq), kh, Int32(ldk), 0, p, Int32(T))
+                maskedSoftmaxRows(
+                    scores: p, rows: T, cols: T, ld: T, queryOffset: 0,
+                    keyMask: keyMask.map { $0 + b * T })
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    1, p, Int32(T), vh, Int32(ldk), 0, out + b * T * ldq + h * hd, Int32(ldq))
             }
         }
     }
 
     /// Accumulates `dq`, `dk`, `dv` (`+=`) from `dout` and the `probs` saved by `forward`.
-    public static func backward(dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
-                                dv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                                q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                probs: UnsafePointer<Float>, shape: Shape) {
+    public static func backward(
+        dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
+        dv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        probs: UnsafePointer<Float>, shape: Shape
+    ) {
         let T = shape.seqLen, hd = shape.headDim
         let ldq = shape.nHeads * hd, ldk = shape.nKVHeads * hd
         let group = shape.nHeads / shape.nKVHeads
@@ -74,27 +81,34 @@ public enum Attention {
                 let qOff = b * T * ldq + h * hd, kOff = b * T * ldk + g * hd
                 let p = probs + (b * shape.nHeads + h) * T * T
                 // dP = dO · Vᵀ
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
-                            1, dout + qOff, Int32(ldq), v + kOff, Int32(ldk), 0, ds, Int32(T))
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(T), Int32(hd),
+                    1, dout + qOff, Int32(ldq), v + kOff, Int32(ldk), 0, ds, Int32(T))
                 softmaxBackwardRows(dScores: ds, probs: p, rows: T, cols: T, ld: T, scale: scale)
                 // dQ += dS · K,  dK += dSᵀ · Q,  dV += Pᵀ · dO
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                            1, ds, Int32(T), k + kOff, Int32(ldk), 1, dq + qOff, Int32(ldq))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                            1, ds, Int32(T), q + qOff, Int32(ldq), 1, dk + kOff, Int32(ldk))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
-                            1, p, Int32(T), dout + qOff, Int32(ldq), 1, dv + kOff, Int32(ldk))
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    1, ds, Int32(T), k + kOff, Int32(ldk), 1, dq + qOff, Int32(ldq))
+                cblas_sgemm(
+                    CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    1, ds, Int32(T), q + qOff, Int32(ldq), 1, dk + kOff, Int32(ldk))
+                cblas_sgemm(
+                    CblasRowMajor, CblasTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(T),
+                    1, p, Int32(T), dout + qOff, Int32(ldq), 1, dv + kOff, Int32(ldk))
             }
         }
     }
 
     /// Forward without saving probabilities (evaluation / no-grad runs); same layouts and masking as `forward`.
-    public static func forwardInference(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
-                                        k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                        keyMask: UnsafePointer<UInt8>?, shape: Shape) {
-        forwardCached(out: out, q: q, kCache: k, vCache: v, keyMask: keyMask, batch: shape.batch,
-                      newTokens: shape.seqLen, pastLength: 0, capacity: shape.seqLen,
-                      nHeads: shape.nHeads, nKVHeads: shape.nKVHeads, headDim: shape.headDim)
+    public static func forwardInference(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
+        k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        keyMask: UnsafePointer<UInt8>?, shape: Shape
+    ) {
+        forwardCached(
+            out: out, q: q, kCache: k, vCache: v, keyMask: keyMask, batch: shape.batch,
+            newTokens: shape.seqLen, pastLength: 0, capacity: shape.seqLen,
+            nHeads: shape.nHeads, nKVHeads: shape.nKVHeads, headDim: shape.headDim)
     }
 
     /// Inference attention of `newTokens` queries per sequence over a KV cache.
@@ -105,11 +119,13 @@ public enum Attention {
     /// - `keyMask`: optional `[B, capacity]`, nonzero = attendable
     ///
     /// Query `i` sits at cache row `pastLength + i` and attends rows `j ≤ pastLength + i`.
-    public static func forwardCached(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
-                                     kCache: UnsafePointer<Float>, vCache: UnsafePointer<Float>,
-                                     keyMask: UnsafePointer<UInt8>?, batch: Int, newTokens: Int,
-                                     pastLength: Int, capacity: Int,
-                                     nHeads: Int, nKVHeads: Int, headDim: Int) {
+    public static func forwardCached(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
+        kCache: UnsafePointer<Float>, vCache: UnsafePointer<Float>,
+        keyMask: UnsafePointer<UInt8>?, batch: Int, newTokens: Int,
+        pastLength: Int, capacity: Int,
+        nHeads: Int, nKVHeads: Int, headDim: Int
+    ) {
         precondition(pastLength + newTokens <= capacity, "KV cache overflow")
         let Tq = newTokens, L = pastLength + newTokens, hd = headDim
         guard Tq > 0 else { return }
@@ -124,19 +140,24 @@ public enum Attention {
                 let qh = q + b * Tq * ldq + h * hd
                 let kh = kCache + b * capacity * ldk + g * hd
                 let vh = vCache + b * capacity * ldk + g * hd
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(Tq), Int32(L), Int32(hd),
-                            scale, qh, Int32(ldq), kh, Int32(ldk), 0, s, Int32(L))
-                maskedSoftmaxRows(scores: s, rows: Tq, cols: L, ld: L, queryOffset: pastLength,
-                                  keyMask: keyMask.map { $0 + b * capacity })
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(Tq), Int32(hd), Int32(L),
-                            1, s, Int32(L), vh, Int32(ldk), 0, out + b * Tq * ldq + h * hd, Int32(ldq))
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasTrans, Int32(Tq), Int32(L), Int32(hd),
+                    scale, qh, Int32(ldq), kh, Int32(ldk), 0, s, Int32(L))
+                maskedSoftmaxRows(
+                    scores: s, rows: Tq, cols: L, ld: L, queryOffset: pastLength,
+                    keyMask: keyMask.map { $0 + b * capacity })
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(Tq), Int32(hd), Int32(L),
+                    1, s, Int32(L), vh, Int32(ldk), 0, out + b * Tq * ldq + h * hd, Int32(ldq))
             }
         }
     }
 
     /// Row `i` keeps columns `j ≤ queryOffset + i` with `keyMask[j] ≠ 0`, softmaxes them, zeroes the rest.
-    static func maskedSoftmaxRows(scores: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int,
-                                  queryOffset: Int, keyMask: UnsafePointer<UInt8>?) {
+    static func maskedSoftmaxRows(
+        scores: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int,
+        queryOffset: Int, keyMask: UnsafePointer<UInt8>?
+    ) {
         let sp = SendablePointer(scores)
         let mp = keyMask.map { SendablePointer($0) }
         Parallel.forRanges(rows, minChunk: 32) { r0, r1 in
@@ -164,8 +185,10 @@ public enum Attention {
     }
 
     /// In place: `dS[i,j] = scale · P[i,j] · (dP[i,j] − Σ_k P[i,k]·dP[i,k])`.
-    static func softmaxBackwardRows(dScores: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
-                                    rows: Int, cols: Int, ld: Int, scale: Float) {
+    static func softmaxBackwardRows(
+        dScores: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
+        rows: Int, cols: Int, ld: Int, scale: Float
+    ) {
         let dp = SendablePointer(dScores), pp = SendablePointer(probs)
         Parallel.forRanges(rows, minChunk: 32) { r0, r1 in
             for i in r0..<r1 {

@@ -30,8 +30,9 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
 
     /// Sets every byte to zero (0.0 for floats).
     public func zero() {
-        UnsafeMutableRawPointer(pointer).initializeMemory(as: UInt8.self, repeating: 0,
-                                                          count: count * MemoryLayout<Element>.stride)
+        UnsafeMutableRawPointer(pointer).initializeMemory(
+            as: UInt8.self, repeating: 0,
+            count: count * MemoryLayout<Element>.stride)
     }
 
     public subscript(i: Int) -> Element {
@@ -50,8 +51,10 @@ public typealias FloatBuffer = Buffer<Float>
 enum RowReduce {
     /// Splits `0..<n` rows over the workers; `body(start, end, partial)` adds into `partial` (length `width`,
     /// zeroed). Afterwards all partials are added into `target` (`+=`).
-    static func run(rows n: Int, width: Int, into targets: [SendablePointer<Float>], minRows: Int = 16,
-                    _ body: @Sendable (Int, Int, [SendablePointer<Float>]) -> Void) {
+    static func run(
+        rows n: Int, width: Int, into targets: [SendablePointer<Float>], minRows: Int = 16,
+        _ body: @Sendable (Int, Int, [SendablePointer<Float>]) -> Void
+    ) {
         guard n > 0 else { return }
         let threads = Parallel.threadCount()
         let workers = max(1, min(threads, n / max(1, minRows)))

@@ -27,15 +27,18 @@ public enum ChunkedCrossEntropy {
     ///   - dHidden: `[n, dim]`, accumulates `gradScale · ∂lossSum/∂hidden`; nil computes the loss only.
     ///   - gradScale: defaults to `1/count`, i.e. the gradient of the mean loss.
     /// - Throws: `QSTError` (`tokenOutOfRange`) when a label is outside `0..<vocabSize`.
-    public static func lossAndGradient(hidden: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
-                                       head: some HeadRows, dHidden: UnsafeMutablePointer<Float>?,
-                                       gradScale: Float? = nil, chunkRows: Int = 128) throws -> Result {
+    public static func lossAndGradient(
+        hidden: UnsafePointer<Float>, labels: UnsafePointer<Int32>, n: Int,
+        head: some HeadRows, dHidden: UnsafeMutablePointer<Float>?,
+        gradScale: Float? = nil, chunkRows: Int = 128
+    ) throws -> Result {
         let V = head.vocabSize, d = head.dim
         var rows: [Int] = []
         for i in 0..<n where labels[i] != ignoreIndex {
             guard labels[i] >= 0 && Int(labels[i]) < V else {
-                throw QSTError("cross-entropy: label \(labels[i]) at position \(i) is outside vocabulary 0..<\(V)",
-                               kind: .tokenOutOfRange)
+                throw QSTError(
+                    "cross-entropy: label \(labels[i]) at position \(i) is outside vocabulary 0..<\(V)",
+                    kind: .tokenOutOfRange)
             }
             rows.append(i)
         }
@@ -58,8 +61,9 @@ public enum ChunkedCrossEntropy {
             while t0 < V {
                 let tn = min(tile, V - t0)
                 let w = head.rows(start: t0, count: tn, scratch: scratch.pointer)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cn), Int32(tn), Int32(d),
-                            1, packed.pointer, Int32(d), w, Int32(d), 0, logits.pointer + t0, Int32(V))
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cn), Int32(tn), Int32(d),
+                    1, packed.pointer, Int32(d), w, Int32(d), 0, logits.pointer + t0, Int32(V))
                 t0 += tn
             }
             let lp = SendablePointer(logits.pointer), lossp = SendablePointer(rowLoss.pointer)
@@ -88,9 +92,10 @@ public enum ChunkedCrossEntropy {
                 while t0 < V {
                     let tn = min(tile, V - t0)
                     let w = head.rows(start: t0, count: tn, scratch: scratch.pointer)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cn), Int32(d), Int32(tn),
-                                1, logits.pointer + t0, Int32(V), w, Int32(d), t0 == 0 ? 0 : 1,
-                                dPacked.pointer, Int32(d))
+                    cblas_sgemm(
+                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cn), Int32(d), Int32(tn),
+                        1, logits.pointer + t0, Int32(V), w, Int32(d), t0 == 0 ? 0 : 1,
+                        dPacked.pointer, Int32(d))
                     t0 += tn
                 }
                 for r in 0..<cn {
@@ -105,34 +110,41 @@ public enum ChunkedCrossEntropy {
 
     /// Logits of a few candidate tokens only: `out [n, candidates.count]`, e.g. answer letters for accuracy.
     /// - Throws: `QSTError` (`tokenOutOfRange`) when a candidate id is outside the vocabulary.
-    public static func candidateLogits(out: UnsafeMutablePointer<Float>, hidden: UnsafePointer<Float>, n: Int,
-                                       head: some HeadRows, candidates: [Int32]) throws {
+    public static func candidateLogits(
+        out: UnsafeMutablePointer<Float>, hidden: UnsafePointer<Float>, n: Int,
+        head: some HeadRows, candidates: [Int32]
+    ) throws {
         let d = head.dim, k = candidates.count
         guard k > 0 else { return }
         let w = Buffer<Float>(count: k * d)
         let scratch = Buffer<Float>(count: d)
         for (c, id) in candidates.enumerated() {
             guard id >= 0 && Int(id) < head.vocabSize else {
-                throw QSTError("candidate logits: token id \(id) is outside vocabulary 0..<\(head.vocabSize)",
-                               kind: .tokenOutOfRange)
+                throw QSTError(
+                    "candidate logits: token id \(id) is outside vocabulary 0..<\(head.vocabSize)",
+                    kind: .tokenOutOfRange)
             }
             (w.pointer + c * d).update(from: head.rows(start: Int(id), count: 1, scratch: scratch.pointer), count: d)
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(k), Int32(d),
-                    1, hidden, Int32(d), w.pointer, Int32(d), 0, out, Int32(k))
+        cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(k), Int32(d),
+            1, hidden, Int32(d), w.pointer, Int32(d), 0, out, Int32(k))
     }
 
     /// Full logits `out [n, vocabSize]` (for generation, where `n` is small).
-    public static func logits(out: UnsafeMutablePointer<Float>, hidden: UnsafePointer<Float>, n: Int,
-                              head: some HeadRows) {
+    public static func logits(
+        out: UnsafeMutablePointer<Float>, hidden: UnsafePointer<Float>, n: Int,
+        head: some HeadRows
+    ) {
         let V = head.vocabSize, d = head.dim, tile = min(head.tileRows, V)
         let scratch = Buffer<Float>(count: tile * d)
         var t0 = 0
         while t0 < V {
             let tn = min(tile, V - t0)
             let w = head.rows(start: t0, count: tn, scratch: scratch.pointer)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(tn), Int32(d),
-                        1, hidden, Int32(d), w, Int32(d), 0, out + t0, Int32(V))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(tn), Int32(d),
+                1, hidden, Int32(d), w, Int32(d), 0, out + t0, Int32(V))
             t0 += tn
         }
     }

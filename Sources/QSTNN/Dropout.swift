@@ -6,8 +6,10 @@ public enum Dropout {
     /// Draws the keep-mask from `rng` (consuming exactly `count` outputs; none when `p == 0`, where
     /// this is the identity with an all-ones mask). `out` may alias `x`. Element `i` uses the `(i+1)`-th
     /// output from the current state, so results do not depend on the thread count.
-    public static func forward(out: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<UInt8>,
-                               x: UnsafePointer<Float>, count: Int, p: Float, rng: inout SplitMix64) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<UInt8>,
+        x: UnsafePointer<Float>, count: Int, p: Float, rng: inout SplitMix64
+    ) {
         precondition(p >= 0 && p < 1, "dropout probability must be in [0, 1)")
         let o = SendablePointer(out), xs = SendablePointer(x), m = SendablePointer(mask)
         if p == 0 {
@@ -29,8 +31,10 @@ public enum Dropout {
     }
 
     /// `dx += dout · mask / (1−p)`.
-    public static func backward(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                                mask: UnsafePointer<UInt8>, count: Int, p: Float) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        mask: UnsafePointer<UInt8>, count: Int, p: Float
+    ) {
         let scale = 1 / (1 - p)
         let g = SendablePointer(dx), dy = SendablePointer(dout), m = SendablePointer(mask)
         Parallel.forRanges(count, minChunk: 8192) { a, b in

@@ -24,8 +24,10 @@ public struct DropoutStreams: Sendable, Equatable {
 
 extension Dropout {
     /// Inverted dropout of `x [keys.count·seqLen, width]` with per-example streams (see `DropoutStreams`).
-    public static func forward(out: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<UInt8>,
-                               x: UnsafePointer<Float>, width: Int, p: Float, streams: DropoutStreams) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<UInt8>,
+        x: UnsafePointer<Float>, width: Int, p: Float, streams: DropoutStreams
+    ) {
         precondition(p >= 0 && p < 1, "dropout probability must be in [0, 1)")
         let rowsPerExample = streams.seqLen, perExample = rowsPerExample * width
         let count = streams.keys.count * perExample

@@ -6,8 +6,10 @@ import QSTCore
 public enum GatedMix {
     @inline(__always) static func sigmoid(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
 
-    public static func forward(out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                               z: UnsafePointer<Float>, n: Int, d: Int) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        z: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         let s = (0..<d).map { sigmoid(z[$0]) }
         let o = SendablePointer(out), ap = SendablePointer(a), bp = SendablePointer(b)
         Parallel.forRanges(n, minChunk: 16) { r0, r1 in
@@ -19,10 +21,12 @@ public enum GatedMix {
     }
 
     /// Accumulates `da += (1−σ)·dout`, `db += σ·dout`, `dz += Σ_rows dout·(b − a)·σ(1−σ)`; any may be nil.
-    public static func backward(da: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
-                                dz: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
-                                a: UnsafePointer<Float>, b: UnsafePointer<Float>, z: UnsafePointer<Float>,
-                                n: Int, d: Int) {
+    public static func backward(
+        da: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
+        dz: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>, z: UnsafePointer<Float>,
+        n: Int, d: Int
+    ) {
         let s = (0..<d).map { sigmoid(z[$0]) }
         let dy = SendablePointer(dout), ap = SendablePointer(a), bp = SendablePointer(b)
         if da != nil || db != nil {
@@ -50,8 +54,10 @@ public enum GatedMix {
 /// QST's residual head mix: `out = b + (1 − σ(z))·a`, one logit `z` per feature. With `a = 0` the output is
 /// `b` bit for bit (`x + 0 = x` in IEEE arithmetic), which is how a side network starts as its base model.
 public enum ResidualGatedMix {
-    public static func forward(out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                               z: UnsafePointer<Float>, n: Int, d: Int) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        z: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         let s = (0..<d).map { 1 - GatedMix.sigmoid(z[$0]) }
         let o = SendablePointer(out), ap = SendablePointer(a), bp = SendablePointer(b)
         Parallel.forRanges(n, minChunk: 16) { r0, r1 in
@@ -63,9 +69,11 @@ public enum ResidualGatedMix {
     }
 
     /// Accumulates `da += (1−σ)·dout`, `db += dout`, `dz −= Σ_rows dout·a·σ(1−σ)`; any may be nil.
-    public static func backward(da: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
-                                dz: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
-                                a: UnsafePointer<Float>, z: UnsafePointer<Float>, n: Int, d: Int) {
+    public static func backward(
+        da: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
+        dz: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
+        a: UnsafePointer<Float>, z: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         let s = (0..<d).map { GatedMix.sigmoid(z[$0]) }
         let dy = SendablePointer(dout), ap = SendablePointer(a)
         if da != nil || db != nil {

@@ -35,8 +35,10 @@ public struct DecodedHeadRows: HeadRows {
     public var tileRows: Int
     public let fill: (Int, Int, UnsafeMutablePointer<Float>) -> Void
 
-    public init(vocabSize: Int, dim: Int, tileRows: Int = 4096,
-                fill: @escaping (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+    public init(
+        vocabSize: Int, dim: Int, tileRows: Int = 4096,
+        fill: @escaping (Int, Int, UnsafeMutablePointer<Float>) -> Void
+    ) {
         self.vocabSize = vocabSize; self.dim = dim; self.tileRows = max(1, tileRows); self.fill = fill
     }
 

@@ -4,10 +4,12 @@ import QSTCore
 ///
 /// Shapes: `x, out [n, d]`, `weight, bias [d]`, `mean, rstd [n]` (saved for backward).
 public enum LayerNorm {
-    public static func forward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>?,
-                               rstd: UnsafeMutablePointer<Float>?, x: UnsafePointer<Float>,
-                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               n: Int, d: Int, eps: Float) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>?,
+        rstd: UnsafeMutablePointer<Float>?, x: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        n: Int, d: Int, eps: Float
+    ) {
         let o = SendablePointer(out), xs = SendablePointer(x), w = SendablePointer(weight)
         let b = bias.map { SendablePointer($0) }
         let ms = mean.map { SendablePointer($0) }, rs = rstd.map { SendablePointer($0) }
@@ -28,10 +30,12 @@ public enum LayerNorm {
     }
 
     /// Accumulates `dx`, `dweight`, `dbias` (any may be nil) from the saved `mean` and `rstd`.
-    public static func backward(dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
-                                dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
-                                x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
+        dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         let dy = SendablePointer(dout), xs = SendablePointer(x), w = SendablePointer(weight)
         let ms = SendablePointer(mean), rs = SendablePointer(rstd)
         if let dx {

@@ -9,19 +9,22 @@ import QSTCore
 public enum Linear {
     /// `out = x · Wᵀ (+ bias)`. When `accumulate` is true the product is added to `out` instead
     /// (handy for residual connections).
-    public static func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        n: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
+    ) {
         guard n > 0, outFeatures > 0 else { return }
         if inFeatures == 0 {
             if !accumulate { out.update(repeating: 0, count: n * outFeatures) }
         } else {
             let xs = SendablePointer(x), o = SendablePointer(out), w = SendablePointer(weight)
             splitRows(n, macs: n * inFeatures * outFeatures) { r0, r1 in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                            Int32(r1 - r0), Int32(outFeatures), Int32(inFeatures),
-                            1, (xs + r0 * inFeatures).base, Int32(inFeatures), w.base, Int32(inFeatures),
-                            accumulate ? 1 : 0, (o + r0 * outFeatures).base, Int32(outFeatures))
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasTrans,
+                    Int32(r1 - r0), Int32(outFeatures), Int32(inFeatures),
+                    1, (xs + r0 * inFeatures).base, Int32(inFeatures), w.base, Int32(inFeatures),
+                    accumulate ? 1 : 0, (o + r0 * outFeatures).base, Int32(outFeatures))
             }
         }
         guard let bias else { return }
@@ -51,28 +54,32 @@ public enum Linear {
 
     /// Accumulates `dx += dy · W`, `dweight += dyᵀ · x`, `dbias += Σ_rows dy`.
     /// Pass nil for gradients that are not needed (frozen weights, first layer).
-    public static func backward(dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
-                                dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
-                                x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                n: Int, inFeatures: Int, outFeatures: Int) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
+        dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        n: Int, inFeatures: Int, outFeatures: Int
+    ) {
         guard n > 0, outFeatures > 0 else { return }
         if let dx, inFeatures > 0 {
             let dy = SendablePointer(dout), g = SendablePointer(dx), w = SendablePointer(weight)
             splitRows(n, macs: n * inFeatures * outFeatures) { r0, r1 in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                            Int32(r1 - r0), Int32(inFeatures), Int32(outFeatures),
-                            1, (dy + r0 * outFeatures).base, Int32(outFeatures), w.base, Int32(inFeatures),
-                            1, (g + r0 * inFeatures).base, Int32(inFeatures))
+                cblas_sgemm(
+                    CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                    Int32(r1 - r0), Int32(inFeatures), Int32(outFeatures),
+                    1, (dy + r0 * outFeatures).base, Int32(outFeatures), w.base, Int32(inFeatures),
+                    1, (g + r0 * inFeatures).base, Int32(inFeatures))
             }
         }
         if let dweight, inFeatures > 0 {
             // Split over output features: each part owns its rows of dweight, summed over all n rows.
             let dy = SendablePointer(dout), xs = SendablePointer(x), g = SendablePointer(dweight)
             splitRows(outFeatures, macs: n * inFeatures * outFeatures) { o0, o1 in
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                            Int32(o1 - o0), Int32(inFeatures), Int32(n),
-                            1, (dy + o0).base, Int32(outFeatures), xs.base, Int32(inFeatures),
-                            1, (g + o0 * inFeatures).base, Int32(inFeatures))
+                cblas_sgemm(
+                    CblasRowMajor, CblasTrans, CblasNoTrans,
+                    Int32(o1 - o0), Int32(inFeatures), Int32(n),
+                    1, (dy + o0).base, Int32(outFeatures), xs.base, Int32(inFeatures),
+                    1, (g + o0 * inFeatures).base, Int32(inFeatures))
             }
         }
         if let dbias {

@@ -5,8 +5,10 @@ import QSTCore
 public enum FeaturePool {
     public enum Kind: String, Sendable { case average, max }
 
-    public static func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                               n: Int, d: Int, r: Int, kind: Kind) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+        n: Int, d: Int, r: Int, kind: Kind
+    ) {
         precondition(r > 0 && d % r == 0, "pool factor must divide the feature count")
         let dOut = d / r
         let o = SendablePointer(out), xs = SendablePointer(x)
@@ -32,8 +34,10 @@ public enum FeaturePool {
     }
 
     /// `dx += ∂out/∂x · dout`. For max pooling the gradient goes to the first maximal element of each group.
-    public static func backward(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                n: Int, d: Int, r: Int, kind: Kind) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        n: Int, d: Int, r: Int, kind: Kind
+    ) {
         let dOut = d / r
         let g = SendablePointer(dx), dy = SendablePointer(dout), xs = SendablePointer(x)
         let inv = 1 / Float(r)

@@ -4,9 +4,11 @@ import QSTCore
 ///
 /// Shapes: `x, out [n, d]`, `weight [d]`, `rstd [n]` (saved for backward). `out` may alias `x` in forward.
 public enum RMSNorm {
-    public static func forward(out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?,
-                               x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               n: Int, d: Int, eps: Float) {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?,
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        n: Int, d: Int, eps: Float
+    ) {
         let o = SendablePointer(out), xs = SendablePointer(x), w = SendablePointer(weight)
         let rs = rstd.map { SendablePointer($0) }
         Parallel.forRanges(n, minChunk: 8) { r0, r1 in
@@ -22,9 +24,11 @@ public enum RMSNorm {
     }
 
     /// Accumulates `dx += ∂L/∂x` and `dweight += Σ_rows dy·x·rstd`, using the `rstd` saved by forward.
-    public static func backward(dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
-                                dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                                weight: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
+        dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         let dy = SendablePointer(dout), xs = SendablePointer(x), w = SendablePointer(weight)
         let rs = SendablePointer(rstd)
         if let dx {

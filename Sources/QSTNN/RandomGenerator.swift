@@ -43,4 +43,3 @@ public struct SplitMix64: RandomNumberGenerator, Sendable, Equatable, Codable {
         return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }
-

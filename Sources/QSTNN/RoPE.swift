@@ -28,8 +28,8 @@ public enum RoPE {
             let highFreqWavelen = oldContext / highFreqFactor
             inv = inv.map { f in
                 let wavelen = 2 * Double.pi / f
-                if wavelen < highFreqWavelen { return f }              // high frequencies kept
-                if wavelen > lowFreqWavelen { return f / factor }      // low frequencies fully scaled
+                if wavelen < highFreqWavelen { return f }  // high frequencies kept
+                if wavelen > lowFreqWavelen { return f / factor }  // low frequencies fully scaled
                 // In between: blend the scaled and unscaled frequency.
                 let smooth = (oldContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor)
                 return (1 - smooth) * f / factor + smooth * f
@@ -39,8 +39,10 @@ public enum RoPE {
     }
 
     /// Fills `cos, sin [n, headDim/2]` for each token's `positions[t]` (HF computes the angle in F32).
-    public static func cosSin(cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>,
-                              positions: UnsafePointer<Int32>, n: Int, invFreq: [Float]) {
+    public static func cosSin(
+        cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>,
+        positions: UnsafePointer<Int32>, n: Int, invFreq: [Float]
+    ) {
         let half = invFreq.count
         for t in 0..<n {
             let p = Float(positions[t])
@@ -55,22 +57,30 @@ public enum RoPE {
     /// Rotates `x [n, nHeads·headDim]` in place using tables from `cosSin` (row `t` for token `t`).
     /// `rowStride` is the distance between token rows (defaults to `nHeads·headDim`) so q/k can be rotated
     /// inside a fused qkv buffer.
-    public static func forward(x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
-                               n: Int, nHeads: Int, headDim: Int, rowStride: Int? = nil) {
-        rotate(x: x, cos: cos, sin: sin, n: n, nHeads: nHeads, headDim: headDim,
-               rowStride: rowStride ?? nHeads * headDim, sign: 1)
+    public static func forward(
+        x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+        n: Int, nHeads: Int, headDim: Int, rowStride: Int? = nil
+    ) {
+        rotate(
+            x: x, cos: cos, sin: sin, n: n, nHeads: nHeads, headDim: headDim,
+            rowStride: rowStride ?? nHeads * headDim, sign: 1)
     }
 
     /// Backward of `forward`: the rotation is orthogonal, so the gradient is rotated back in place
     /// (`dx = Rᵀ dy`). Apply it to the gradient w.r.t. the rotated tensor.
-    public static func backward(dx: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
-                                n: Int, nHeads: Int, headDim: Int, rowStride: Int? = nil) {
-        rotate(x: dx, cos: cos, sin: sin, n: n, nHeads: nHeads, headDim: headDim,
-               rowStride: rowStride ?? nHeads * headDim, sign: -1)
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+        n: Int, nHeads: Int, headDim: Int, rowStride: Int? = nil
+    ) {
+        rotate(
+            x: dx, cos: cos, sin: sin, n: n, nHeads: nHeads, headDim: headDim,
+            rowStride: rowStride ?? nHeads * headDim, sign: -1)
     }
 
-    private static func rotate(x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
-                               n: Int, nHeads: Int, headDim: Int, rowStride: Int, sign: Float) {
+    private static func rotate(
+        x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+        n: Int, nHeads: Int, headDim: Int, rowStride: Int, sign: Float
+    ) {
         let half = headDim / 2
         let xs = SendablePointer(x), cs = SendablePointer(cos), ss = SendablePointer(sin)
         Parallel.forRanges(n, minChunk: 16) { t0, t1 in

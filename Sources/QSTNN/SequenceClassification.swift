@@ -6,8 +6,10 @@ import Foundation
 /// K is tiny (2–3 for GLUE), so plain loops beat a GEMM call here.
 public enum SequenceClassification {
     /// `out [m, K]` = head logits of `m` rows of `hidden` (row indices `rows`, width `d`).
-    public static func logits(out: UnsafeMutablePointer<Float>, hidden: UnsafePointer<Float>, rows: [Int], d: Int,
-                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, k: Int) {
+    public static func logits(
+        out: UnsafeMutablePointer<Float>, hidden: UnsafePointer<Float>, rows: [Int], d: Int,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, k: Int
+    ) {
         for (r, row) in rows.enumerated() {
             let x = hidden + row * d
             for c in 0..<k {
@@ -24,12 +26,14 @@ public enum SequenceClassification {
     /// 1/count) are ADDED to `dHidden`, `dWeight` and `dBias` when given.
     /// - Throws: `QSTError` for a class outside `0..<K` (`labelOutOfRange`) or K = 1 without targets
     ///   (`invalidArgument`).
-    public static func lossAndGradient(hidden: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
-                                       targets: UnsafePointer<Float>?, n: Int, d: Int,
-                                       weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, k: Int,
-                                       dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
-                                       dBias: UnsafeMutablePointer<Float>?,
-                                       gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
+    public static func lossAndGradient(
+        hidden: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
+        targets: UnsafePointer<Float>?, n: Int, d: Int,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, k: Int,
+        dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
+        dBias: UnsafeMutablePointer<Float>?,
+        gradScale: Float? = nil
+    ) throws -> ChunkedCrossEntropy.Result {
         guard k >= 1 else { throw QSTError("classification head: K = \(k) labels", kind: .invalidArgument) }
         if k == 1, targets == nil {
             throw QSTError("classification head: regression (K = 1) needs float targets", kind: .invalidArgument)
@@ -37,8 +41,9 @@ public enum SequenceClassification {
         var rows: [Int] = []
         for i in 0..<n where labels[i] != ChunkedCrossEntropy.ignoreIndex {
             if k >= 2, labels[i] < 0 || Int(labels[i]) >= k {
-                throw QSTError("classification head: label \(labels[i]) at position \(i) is outside 0..<\(k)",
-                               kind: .labelOutOfRange)
+                throw QSTError(
+                    "classification head: label \(labels[i]) at position \(i) is outside 0..<\(k)",
+                    kind: .labelOutOfRange)
             }
             rows.append(i)
         }

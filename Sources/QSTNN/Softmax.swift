@@ -20,8 +20,10 @@ public enum Softmax {
     }
 
     /// `dx += y ⊙ (dy − Σ y·dy)` per row, where `y` is the softmax output.
-    public static func backward(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, y: UnsafePointer<Float>,
-                                n: Int, d: Int) {
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, y: UnsafePointer<Float>,
+        n: Int, d: Int
+    ) {
         let g = SendablePointer(dx), dy = SendablePointer(dout), ys = SendablePointer(y)
         Parallel.forRanges(n, minChunk: 4) { a, b in
             for r in a..<b {

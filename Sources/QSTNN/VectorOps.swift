@@ -3,8 +3,10 @@ import QSTCore
 /// Elementwise helpers for residual streams and gradient plumbing. All arrays are flat, length `count`.
 public enum VectorOps {
     /// `out = a + b` (`out` may alias either input).
-    public static func add(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                           count: Int) {
+    public static func add(
+        out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+        count: Int
+    ) {
         let o = SendablePointer(out), ap = SendablePointer(a), bp = SendablePointer(b)
         Parallel.forRanges(count, minChunk: 16384) { s, e in for i in s..<e { o[i] = ap[i] + bp[i] } }
     }
@@ -22,8 +24,10 @@ public enum VectorOps {
     }
 
     /// Fills `x` with independent N(mean, std²) draws from `rng` (for weight initialisation).
-    public static func fillGaussian(_ x: UnsafeMutablePointer<Float>, count: Int, mean: Float = 0, std: Float,
-                                    rng: inout SplitMix64) {
+    public static func fillGaussian(
+        _ x: UnsafeMutablePointer<Float>, count: Int, mean: Float = 0, std: Float,
+        rng: inout SplitMix64
+    ) {
         for i in 0..<count { x[i] = mean + std * rng.nextGaussian() }
     }
 }

@@ -31,7 +31,8 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// Counters for `/health` and the benchmark.
     public struct Stats: Sendable, Codable {
-        public var active = 0, queued = 0, steps = 0, completed = 0, cancelled = 0, generatedTokens = 0, prefillTokens = 0
+        public var active = 0, queued = 0, steps = 0, completed = 0, cancelled = 0, generatedTokens = 0,
+            prefillTokens = 0
     }
 
     public let base: FrozenModel
@@ -63,8 +64,11 @@ public final class BatchScheduler: @unchecked Sendable {
         var decoder: StreamingDecoder
         var stops: StopStrings
 
-        init(handle: RequestHandle, request: GenerationRequest, side: SideInferenceWeights?, sink: @escaping GenerationSink,
-             tokenizer: Tokenizer) {
+        init(
+            handle: RequestHandle, request: GenerationRequest, side: SideInferenceWeights?,
+            sink: @escaping GenerationSink,
+            tokenizer: Tokenizer
+        ) {
             self.handle = handle; self.request = request; self.side = side; self.sink = sink
             sampler = Sampler(request.sampling)
             decoder = StreamingDecoder(tokenizer: tokenizer)
@@ -74,12 +78,16 @@ public final class BatchScheduler: @unchecked Sendable {
     }
 
     public var stats: Stats {
-        cond.withLock { var s = counters; s.active = active.count; s.queued = queue.count; return s }
+        cond.withLock {
+            var s = counters; s.active = active.count; s.queued = queue.count; return s
+        }
     }
 
     /// Queues a request for the base (`side` nil) or a side network. Throws `SubmitError` when it cannot run.
-    public func submit(_ request: GenerationRequest, side: SideInferenceWeights?,
-                       sink: @escaping GenerationSink) throws -> RequestHandle {
+    public func submit(
+        _ request: GenerationRequest, side: SideInferenceWeights?,
+        sink: @escaping GenerationSink
+    ) throws -> RequestHandle {
         guard !request.prompt.isEmpty else { throw SubmitError.emptyPrompt }
         guard request.prompt.count < limits.context else {
             throw SubmitError.promptTooLong(tokens: request.prompt.count, context: limits.context)
@@ -165,8 +173,12 @@ public final class BatchScheduler: @unchecked Sendable {
                 let rows = wantsLogits.enumerated().filter { $0.element }.map(\.offset)
                 let e = base.headInputSize, V = base.vocabSize
                 let gathered = FloatBuffer(count: rows.count * e)
-                for (k, j) in rows.enumerated() { (gathered.pointer + k * e).update(from: heads.constPointer + j * e, count: e) }
-                let logits = rows.isEmpty ? FloatBuffer(count: 0) : base.raggedLogits(hidden: gathered.constPointer, rows: rows.count)
+                for (k, j) in rows.enumerated() {
+                    (gathered.pointer + k * e).update(from: heads.constPointer + j * e, count: e)
+                }
+                let logits =
+                    rows.isEmpty
+                    ? FloatBuffer(count: 0) : base.raggedLogits(hidden: gathered.constPointer, rows: rows.count)
                 var produced = 0
                 for (k, j) in rows.enumerated() {
                     let s = members[j]
@@ -174,7 +186,9 @@ public final class BatchScheduler: @unchecked Sendable {
                     produced += 1
                     if emit(s, id) { finishedNow.append(s) }
                 }
-                cond.withLock { counters.steps += 1; counters.generatedTokens += produced; counters.prefillTokens += prefillRows }
+                cond.withLock {
+                    counters.steps += 1; counters.generatedTokens += produced; counters.prefillTokens += prefillRows
+                }
             } catch {
                 // The caches of this step's requests may be half-written: fail them, keep serving the rest.
                 for s in members { s.sink(.failed("generation failed: \(error)")) }

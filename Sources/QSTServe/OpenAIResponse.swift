@@ -16,13 +16,18 @@ public struct OpenAIResponse: Sendable {
     static func num(_ n: Int) -> JSONValue { .number(String(n)) }
 
     static func usage(prompt: Int, completion: Int) -> JSONValue {
-        .object([("prompt_tokens", num(prompt)), ("completion_tokens", num(completion)),
-                 ("total_tokens", num(prompt + completion))].map { (key: $0.0, value: $0.1) })
+        .object(
+            [
+                ("prompt_tokens", num(prompt)), ("completion_tokens", num(completion)),
+                ("total_tokens", num(prompt + completion)),
+            ].map { (key: $0.0, value: $0.1) })
     }
 
     private func document(object: String, choices: [JSONValue], usage: JSONValue?) -> JSONValue {
-        var fields: [(String, JSONValue)] = [("id", .string(id)), ("object", .string(object)), ("created", Self.num(created)),
-                                             ("model", .string(model)), ("choices", .array(choices))]
+        var fields: [(String, JSONValue)] = [
+            ("id", .string(id)), ("object", .string(object)), ("created", Self.num(created)),
+            ("model", .string(model)), ("choices", .array(choices)),
+        ]
         if let usage { fields.append(("usage", usage)) }
         return .object(fields.map { (key: $0.0, value: $0.1) })
     }
@@ -31,24 +36,34 @@ public struct OpenAIResponse: Sendable {
 
     /// The complete answer of a non-streamed request.
     public func complete(text: String, finishReason: String, promptTokens: Int, completionTokens: Int) -> Data {
-        let choice: JSONValue = chat
-            ? Self.obj([("index", Self.num(0)),
-                        ("message", Self.obj([("role", .string("assistant")), ("content", .string(text))])),
-                        ("logprobs", .null), ("finish_reason", .string(finishReason))])
-            : Self.obj([("index", Self.num(0)), ("text", .string(text)), ("logprobs", .null),
-                        ("finish_reason", .string(finishReason))])
-        return JSONText.encode(document(object: chat ? "chat.completion" : "text_completion", choices: [choice],
-                                        usage: Self.usage(prompt: promptTokens, completion: completionTokens)))
+        let choice: JSONValue =
+            chat
+            ? Self.obj([
+                ("index", Self.num(0)),
+                ("message", Self.obj([("role", .string("assistant")), ("content", .string(text))])),
+                ("logprobs", .null), ("finish_reason", .string(finishReason)),
+            ])
+            : Self.obj([
+                ("index", Self.num(0)), ("text", .string(text)), ("logprobs", .null),
+                ("finish_reason", .string(finishReason)),
+            ])
+        return JSONText.encode(
+            document(
+                object: chat ? "chat.completion" : "text_completion", choices: [choice],
+                usage: Self.usage(prompt: promptTokens, completion: completionTokens)))
     }
 
     /// One SSE event `data: {chunk}\n\n`: a piece of text (or, for chat, the first chunk's role), or the last
     /// chunk with its finish reason; `usage` alone gives the usage chunk (empty choices).
-    public func chunk(text: String? = nil, role: Bool = false, finishReason: String? = nil,
-                      usage: (prompt: Int, completion: Int)? = nil) -> Data {
+    public func chunk(
+        text: String? = nil, role: Bool = false, finishReason: String? = nil,
+        usage: (prompt: Int, completion: Int)? = nil
+    ) -> Data {
         let object = chat ? "chat.completion.chunk" : "text_completion"
         let doc: JSONValue
         if let usage {
-            doc = document(object: object, choices: [], usage: Self.usage(prompt: usage.prompt, completion: usage.completion))
+            doc = document(
+                object: object, choices: [], usage: Self.usage(prompt: usage.prompt, completion: usage.completion))
         } else {
             let finish: JSONValue = finishReason.map { .string($0) } ?? .null
             let choice: JSONValue
@@ -56,11 +71,15 @@ public struct OpenAIResponse: Sendable {
                 var delta: [(String, JSONValue)] = []
                 if role { delta.append(("role", .string("assistant"))) }
                 if let text { delta.append(("content", .string(text))) }
-                choice = Self.obj([("index", Self.num(0)), ("delta", Self.obj(delta)), ("logprobs", .null),
-                                   ("finish_reason", finish)])
+                choice = Self.obj([
+                    ("index", Self.num(0)), ("delta", Self.obj(delta)), ("logprobs", .null),
+                    ("finish_reason", finish),
+                ])
             } else {
-                choice = Self.obj([("index", Self.num(0)), ("text", .string(text ?? "")), ("logprobs", .null),
-                                   ("finish_reason", finish)])
+                choice = Self.obj([
+                    ("index", Self.num(0)), ("text", .string(text ?? "")), ("logprobs", .null),
+                    ("finish_reason", finish),
+                ])
             }
             doc = document(object: object, choices: [choice], usage: nil)
         }

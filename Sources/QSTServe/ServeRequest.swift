@@ -11,8 +11,10 @@ public struct GenerationRequest: Sendable {
     /// Token ids that end generation (EOS, the chat format's end tokens); never sent as text.
     public var stopTokens: Set<Int32>
 
-    public init(prompt: [Int32], maxTokens: Int, sampling: SamplingOptions, stopStrings: [String],
-                stopTokens: Set<Int32>) {
+    public init(
+        prompt: [Int32], maxTokens: Int, sampling: SamplingOptions, stopStrings: [String],
+        stopTokens: Set<Int32>
+    ) {
         self.prompt = prompt; self.maxTokens = maxTokens; self.sampling = sampling
         self.stopStrings = stopStrings; self.stopTokens = stopTokens
     }

@@ -20,7 +20,7 @@ public struct StopStrings: Sendable {
         var keep = 0
         for s in stops {
             for n in stride(from: min(s.count - 1, pending.count), to: keep, by: -1)
-                where pending.hasSuffix(String(s.prefix(n))) {
+            where pending.hasSuffix(String(s.prefix(n))) {
                 keep = n
                 break
             }

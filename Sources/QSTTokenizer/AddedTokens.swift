@@ -55,7 +55,7 @@ struct AddedTokenSplitter: Sendable {
         let text = piece.scalars
         guard !byFirst.isEmpty else { return text.isEmpty ? [] : [.text(piece)] }
         var out: [Segment] = []
-        var start = 0   // end of the last consumed region
+        var start = 0  // end of the last consumed region
         var i = 0
         let n = text.count
         func emitText(_ lo: Int, _ hi: Int) {
@@ -63,7 +63,8 @@ struct AddedTokenSplitter: Sendable {
         }
         while i < n {
             guard let candidates = byFirst[text[i].value],
-                  let entry = candidates.first(where: { matches($0.scalars, text, at: i) }) else {
+                let entry = candidates.first(where: { matches($0.scalars, text, at: i) })
+            else {
                 i += 1
                 continue
             }
@@ -74,7 +75,7 @@ struct AddedTokenSplitter: Sendable {
                 let startsWord = lo > 0 && Self.isWordScalar(text[lo - 1])
                 let endsWord = hi < n && Self.isWordScalar(text[hi])
                 if startsWord || endsWord {
-                    i = hi   // the matcher's iteration resumes after the rejected match
+                    i = hi  // the matcher's iteration resumes after the rejected match
                     continue
                 }
             }

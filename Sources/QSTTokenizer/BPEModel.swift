@@ -73,9 +73,13 @@ struct BPEModel: Sendable {
                 throw QSTError.tokenizerField(json.file, json.sub("merges[\(rank)]"), "not a pair of vocabulary tokens")
             }
             // With a continuing-subword prefix, the right token loses its prefix when merged.
-            let merged = pair[0] + (prefixLength > 0 && pair[1].hasPrefix(continuingSubwordPrefix!) ? String(pair[1].dropFirst(prefixLength)) : pair[1])
+            let merged =
+                pair[0]
+                + (prefixLength > 0 && pair[1].hasPrefix(continuingSubwordPrefix!)
+                    ? String(pair[1].dropFirst(prefixLength)) : pair[1])
             guard let id = vocab[merged] else {
-                throw QSTError.tokenizerField(json.file, json.sub("merges[\(rank)]"), "merged token '\(merged)' is not in the vocabulary")
+                throw QSTError.tokenizerField(
+                    json.file, json.sub("merges[\(rank)]"), "merged token '\(merged)' is not in the vocabulary")
             }
             merges[Self.key(Int32(a), Int32(b))] = Merge(rank: Int32(rank), id: Int32(id))
         }

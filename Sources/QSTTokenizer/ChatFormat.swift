@@ -37,9 +37,10 @@ public struct ChatFormat: Sendable, Equatable {
         } else if template.contains("[INST]") {
             kind = .mistral
         } else {
-            throw QSTError.tokenizerField("tokenizer_config.json", "chat_template",
-                                          "not a recognised template (ChatML, Llama 2, Llama 3, Mistral); \(Self.overrideHint)",
-                                          kind: .unknownChatFormat)
+            throw QSTError.tokenizerField(
+                "tokenizer_config.json", "chat_template",
+                "not a recognised template (ChatML, Llama 2, Llama 3, Mistral); \(Self.overrideHint)",
+                kind: .unknownChatFormat)
         }
         self.kind = kind
         self.bosToken = bosToken
@@ -50,7 +51,8 @@ public struct ChatFormat: Sendable, Equatable {
     /// A format chosen by name, e.g. from `--chat-format`.
     public init(name: String, bosToken: String, eosToken: String, defaultSystemPrompt: String? = nil) throws {
         guard let kind = Kind(rawValue: name.lowercased()) else {
-            throw QSTError("--chat-format: unknown format '\(name)'; use chatml|llama2|llama3|mistral", kind: .unknownChatFormat)
+            throw QSTError(
+                "--chat-format: unknown format '\(name)'; use chatml|llama2|llama3|mistral", kind: .unknownChatFormat)
         }
         self.kind = kind
         self.bosToken = bosToken
@@ -145,7 +147,9 @@ public struct ChatFormat: Sendable, Equatable {
         var lo = 0
         var hi = scalars.count
         while lo < hi, scalars[lo].properties.isWhitespace || (0x1C...0x1F).contains(scalars[lo].value) { lo += 1 }
-        while hi > lo, scalars[hi - 1].properties.isWhitespace || (0x1C...0x1F).contains(scalars[hi - 1].value) { hi -= 1 }
+        while hi > lo, scalars[hi - 1].properties.isWhitespace || (0x1C...0x1F).contains(scalars[hi - 1].value) {
+            hi -= 1
+        }
         var out = String()
         out.unicodeScalars.append(contentsOf: scalars[lo..<hi])
         return out

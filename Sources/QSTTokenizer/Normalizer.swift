@@ -22,7 +22,8 @@ indirect enum Normalizer: Sendable {
         case "Prepend":
             return .prepend(Array(try json.string("prepend").unicodeScalars))
         case "Replace":
-            return .replace(try parsePattern(json.object("pattern")), with: Array(try json.string("content").unicodeScalars))
+            return .replace(
+                try parsePattern(json.object("pattern")), with: Array(try json.string("content").unicodeScalars))
         case "Strip":
             return .strip(left: json.bool("strip_left", default: true), right: json.bool("strip_right", default: true))
         case let other:
@@ -70,7 +71,9 @@ indirect enum Normalizer: Sendable {
         return Array(transform(s).unicodeScalars)
     }
 
-    static func replaceAll(_ text: [Unicode.Scalar], _ pattern: PatternMatcher, _ content: [Unicode.Scalar]) -> [Unicode.Scalar] {
+    static func replaceAll(_ text: [Unicode.Scalar], _ pattern: PatternMatcher, _ content: [Unicode.Scalar]) -> [Unicode
+        .Scalar]
+    {
         var out: [Unicode.Scalar] = []
         out.reserveCapacity(text.count)
         var last = 0

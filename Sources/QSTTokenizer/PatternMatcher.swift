@@ -5,7 +5,7 @@
 struct PatternMatcher: Sendable {
     private enum Instruction: Sendable {
         case set(Int)
-        case split(Int, Int)      // try the first target, backtrack to the second
+        case split(Int, Int)  // try the first target, backtrack to the second
         case jump(Int)
         case lookahead(body: Int, negative: Bool)
         case lineStart, lineEnd, textStart, textEnd
@@ -175,7 +175,9 @@ struct PatternMatcher: Sendable {
         return result
     }
 
-    private func literalMatches(_ literal: [Unicode.Scalar], first: Unicode.Scalar, in text: [Unicode.Scalar]) -> [Range<Int>] {
+    private func literalMatches(_ literal: [Unicode.Scalar], first: Unicode.Scalar, in text: [Unicode.Scalar])
+        -> [Range<Int>]
+    {
         var result: [Range<Int>] = []
         let m = literal.count
         var i = 0

@@ -269,7 +269,8 @@ struct PatternParser {
         case "s", "S": return ScalarSet(items: [.property(.whitespace, negated: e == "S")])
         case "d", "D": return ScalarSet(items: [.property(.digit, negated: e == "D")])
         case "w", "W": return ScalarSet(items: [.property(.word, negated: e == "W")])
-        case "h", "H": return ScalarSet(items: [.range(0x30, 0x39), .range(0x41, 0x46), .range(0x61, 0x66)], negated: e == "H")
+        case "h", "H":
+            return ScalarSet(items: [.range(0x30, 0x39), .range(0x41, 0x46), .range(0x61, 0x66)], negated: e == "H")
         default:
             var negated = e == "P"
             var name = ""

@@ -48,7 +48,7 @@ indirect enum PostProcessor: Sendable {
             }
             return .wrap(prefix: [try idOf("cls")], suffix: [try idOf("sep")])
         case "ByteLevel":
-            return .none   // only adjusts offsets
+            return .none  // only adjusts offsets
         case let other:
             throw json.unsupported("post_processor type '\(other)'")
         }

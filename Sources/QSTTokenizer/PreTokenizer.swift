@@ -18,11 +18,13 @@ indirect enum PreTokenizer: Sendable {
         case "Sequence":
             return .sequence(try json.objects("pretokenizers").map(parse))
         case "ByteLevel":
-            return .byteLevel(addPrefixSpace: json.bool("add_prefix_space", default: true),
-                              regex: json.bool("use_regex", default: true) ? try PatternMatcher(gpt2Pattern) : nil)
+            return .byteLevel(
+                addPrefixSpace: json.bool("add_prefix_space", default: true),
+                regex: json.bool("use_regex", default: true) ? try PatternMatcher(gpt2Pattern) : nil)
         case "Split":
             let behavior = try parseBehavior(json, "behavior")
-            return .split(try parsePattern(json.object("pattern")), behavior, invert: json.bool("invert", default: false))
+            return .split(
+                try parsePattern(json.object("pattern")), behavior, invert: json.bool("invert", default: false))
         case "Digits":
             return .digits(individual: json.bool("individual_digits", default: false))
         case "Metaspace":
@@ -110,7 +112,9 @@ indirect enum PreTokenizer: Sendable {
             }
         case .punctuation(let behavior):
             for piece in pieces {
-                let spans = Splitting.spans(piece.scalars) { $0.isASCIIPunctuation || UnicodeProperty.punctuation.contains($0) }
+                let spans = Splitting.spans(piece.scalars) {
+                    $0.isASCIIPunctuation || UnicodeProperty.punctuation.contains($0)
+                }
                 Splitting.split(piece, spans, behavior, into: &out)
             }
         }
@@ -121,6 +125,7 @@ indirect enum PreTokenizer: Sendable {
 extension Unicode.Scalar {
     /// Rust's `char::is_ascii_punctuation`.
     var isASCIIPunctuation: Bool {
-        (0x21...0x2F).contains(value) || (0x3A...0x40).contains(value) || (0x5B...0x60).contains(value) || (0x7B...0x7E).contains(value)
+        (0x21...0x2F).contains(value) || (0x3A...0x40).contains(value) || (0x5B...0x60).contains(value)
+            || (0x7B...0x7E).contains(value)
     }
 }

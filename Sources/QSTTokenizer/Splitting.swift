@@ -44,7 +44,7 @@ enum Splitting {
 
     /// Applies a delimiter behavior to spans, giving the kept (non-empty) ranges in order.
     static func apply(_ spans: [(Range<Int>, Bool)], _ behavior: SplitBehavior) -> [Range<Int>] {
-        var acc: [(Range<Int>, Bool)] = []   // (range, remove)
+        var acc: [(Range<Int>, Bool)] = []  // (range, remove)
         acc.reserveCapacity(spans.count)
         switch behavior {
         case .isolated:
@@ -87,7 +87,8 @@ enum Splitting {
     }
 
     /// Splits a piece into the kept sub-pieces; only the first can still be at the origin.
-    static func split(_ piece: Piece, _ spans: [(Range<Int>, Bool)], _ behavior: SplitBehavior, into out: inout [Piece]) {
+    static func split(_ piece: Piece, _ spans: [(Range<Int>, Bool)], _ behavior: SplitBehavior, into out: inout [Piece])
+    {
         for r in apply(spans, behavior) {
             out.append(Piece(scalars: Array(piece.scalars[r]), atOrigin: piece.atOrigin && r.lowerBound == 0))
         }

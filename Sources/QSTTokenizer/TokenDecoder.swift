@@ -19,7 +19,8 @@ indirect enum TokenDecoder: Sendable {
         case "ByteFallback": return .byteFallback
         case "Fuse": return .fuse
         case "Replace":
-            return .replace(try parsePattern(json.object("pattern")), with: Array(try json.string("content").unicodeScalars))
+            return .replace(
+                try parsePattern(json.object("pattern")), with: Array(try json.string("content").unicodeScalars))
         case "Strip":
             guard let c = try json.string("content").unicodeScalars.first else {
                 throw QSTError.tokenizerField(json.file, json.sub("content"), "expected one character")
@@ -42,7 +43,11 @@ indirect enum TokenDecoder: Sendable {
         case .byteLevel:
             var bytes: [UInt8] = []
             for t in tokens {
-                if let b = ByteLevelAlphabet.decode(t) { bytes.append(contentsOf: b) } else { bytes.append(contentsOf: t.utf8) }
+                if let b = ByteLevelAlphabet.decode(t) {
+                    bytes.append(contentsOf: b)
+                } else {
+                    bytes.append(contentsOf: t.utf8)
+                }
             }
             return [String(decoding: bytes, as: UTF8.self)]
         case .byteFallback:

@@ -65,10 +65,11 @@ public final class Tokenizer: Sendable {
         vocabSize = (idToToken.keys.max() ?? -1) + 1
 
         rawSplitter = AddedTokenSplitter(added.filter { !$0.normalized }.map { ($0, Array($0.content.unicodeScalars)) })
-        normalizedSplitter = AddedTokenSplitter(added.filter { $0.normalized }.map { token in
-            let scalars = Array(token.content.unicodeScalars)
-            return (token, normalizer?.apply(scalars) ?? scalars)
-        })
+        normalizedSplitter = AddedTokenSplitter(
+            added.filter { $0.normalized }.map { token in
+                let scalars = Array(token.content.unicodeScalars)
+                return (token, normalizer?.apply(scalars) ?? scalars)
+            })
 
         let config = try configJSON.map { try TokenizerConfig($0) } ?? TokenizerConfig()
         configValues = config
@@ -77,7 +78,8 @@ public final class Tokenizer: Sendable {
         padID = config.padToken.flatMap { tokenToID[$0] }
         if let template = config.chatTemplate {
             do {
-                chatFormat = try ChatFormat(template: template, bosToken: config.bosToken ?? "", eosToken: config.eosToken ?? "")
+                chatFormat = try ChatFormat(
+                    template: template, bosToken: config.bosToken ?? "", eosToken: config.eosToken ?? "")
                 chatFormatError = nil
             } catch let error as QSTError {
                 chatFormat = nil
@@ -85,7 +87,8 @@ public final class Tokenizer: Sendable {
             }
         } else {
             chatFormat = nil
-            chatFormatError = QSTError.tokenizerField("tokenizer_config.json", "chat_template",
+            chatFormatError = QSTError.tokenizerField(
+                "tokenizer_config.json", "chat_template",
                 "missing; pass --chat-format chatml|llama2|llama3|mistral", kind: .unknownChatFormat)
         }
     }
@@ -108,8 +111,9 @@ public final class Tokenizer: Sendable {
     /// recognised template; throws a one-line error naming the field otherwise.
     public func chatFormat(override name: String?) throws -> ChatFormat {
         if let name {
-            return try ChatFormat(name: name, bosToken: configValues.bosToken ?? "", eosToken: configValues.eosToken ?? "",
-                                  defaultSystemPrompt: chatFormat?.defaultSystemPrompt)
+            return try ChatFormat(
+                name: name, bosToken: configValues.bosToken ?? "", eosToken: configValues.eosToken ?? "",
+                defaultSystemPrompt: chatFormat?.defaultSystemPrompt)
         }
         if let chatFormat { return chatFormat }
         throw chatFormatError ?? QSTError("tokenizer_config.json: no chat format", kind: .unknownChatFormat)

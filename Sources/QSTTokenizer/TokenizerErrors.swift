@@ -6,8 +6,10 @@ extension QSTError {
     /// `file: field 'path': what` for a field of tokenizer.json or tokenizer_config.json that is missing,
     /// mistyped or holds a value the tokenizer cannot use (or, with another `kind`, names a feature or a
     /// pattern it does not implement).
-    static func tokenizerField(_ file: String, _ field: String, _ what: String,
-                               kind: Kind = .invalidTokenizerField) -> QSTError {
+    static func tokenizerField(
+        _ file: String, _ field: String, _ what: String,
+        kind: Kind = .invalidTokenizerField
+    ) -> QSTError {
         .field(file, field, what, kind: kind)
     }
 }

@@ -26,7 +26,8 @@ enum UnicodeProperty: Sendable, Equatable {
         case .punctuation:
             switch s.properties.generalCategory {
             case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-                 .initialPunctuation, .finalPunctuation, .otherPunctuation: return true
+                .initialPunctuation, .finalPunctuation, .otherPunctuation:
+                return true
             default: return false
             }
         case .symbol:

@@ -8,7 +8,9 @@ struct LayerTimings: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "layers",
         abstract: "One timed run of attention, RMSNorm, SwiGLU and chunked cross-entropy at realistic sizes.",
-        discussion: "Attention B2 T512 8/2 heads of 64; RMSNorm and SwiGLU 1024x2048; cross-entropy n512 d576 V49152 (the SmolLM2-135M head).\n\nExample: qst-bench layers")
+        discussion:
+            "Attention B2 T512 8/2 heads of 64; RMSNorm and SwiGLU 1024x2048; cross-entropy n512 d576 V49152 (the SmolLM2-135M head).\n\nExample: qst-bench layers"
+    )
 
     func time(_ label: String, _ body: () throws -> Void) rethrows {
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -29,22 +31,26 @@ struct LayerTimings: ParsableCommand {
         let probs = FloatBuffer(count: shape.probsCount)
         let dq = FloatBuffer(count: nq), dk = FloatBuffer(count: nk), dv = FloatBuffer(count: nk)
         time("attention fwd B2 T512 H8/2 hd64") {
-            Attention.forward(out: out.pointer, probs: probs.pointer, q: q.pointer, k: k.pointer, v: v.pointer,
-                              keyMask: nil, shape: shape)
+            Attention.forward(
+                out: out.pointer, probs: probs.pointer, q: q.pointer, k: k.pointer, v: v.pointer,
+                keyMask: nil, shape: shape)
         }
         time("attention bwd B2 T512 H8/2 hd64") {
-            Attention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: out.pointer, q: q.pointer,
-                               k: k.pointer, v: v.pointer, probs: probs.pointer, shape: shape)
+            Attention.backward(
+                dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: out.pointer, q: q.pointer,
+                k: k.pointer, v: v.pointer, probs: probs.pointer, shape: shape)
         }
         // Norm and SwiGLU over 1024 tokens.
         let x = randomBuffer(1024 * 2048), w = randomBuffer(2048), y = FloatBuffer(count: 1024 * 2048)
         let rstd = FloatBuffer(count: 1024), dx = FloatBuffer(count: 1024 * 2048), dw = FloatBuffer(count: 2048)
         time("rmsnorm fwd 1024x2048") {
-            RMSNorm.forward(out: y.pointer, rstd: rstd.pointer, x: x.pointer, weight: w.pointer, n: 1024, d: 2048, eps: 1e-5)
+            RMSNorm.forward(
+                out: y.pointer, rstd: rstd.pointer, x: x.pointer, weight: w.pointer, n: 1024, d: 2048, eps: 1e-5)
         }
         time("rmsnorm bwd 1024x2048") {
-            RMSNorm.backward(dx: dx.pointer, dweight: dw.pointer, dout: y.pointer, x: x.pointer, weight: w.pointer,
-                             rstd: rstd.pointer, n: 1024, d: 2048)
+            RMSNorm.backward(
+                dx: dx.pointer, dweight: dw.pointer, dout: y.pointer, x: x.pointer, weight: w.pointer,
+                rstd: rstd.pointer, n: 1024, d: 2048)
         }
         time("swiglu fwd 1024x2048") {
             SwiGLU.forward(out: y.pointer, gate: x.pointer, up: dx.pointer, count: 1024 * 2048)

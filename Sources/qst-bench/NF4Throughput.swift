@@ -7,8 +7,11 @@ import QSTKernels
 struct NF4Throughput: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nf4",
-        abstract: "NF4 quantize and dequantize throughput, then CRC-32C and the error sums, on every kernel path the CPU has.",
-        discussion: "Sizes 2^18 and 2^24 elements, block 64, 1 and 2 threads; best and median of repeats.\n\nExample: qst-bench nf4")
+        abstract:
+            "NF4 quantize and dequantize throughput, then CRC-32C and the error sums, on every kernel path the CPU has.",
+        discussion:
+            "Sizes 2^18 and 2^24 elements, block 64, 1 and 2 threads; best and median of repeats.\n\nExample: qst-bench nf4"
+    )
 
     private struct Sample { var min: Double; var median: Double }
 
@@ -33,16 +36,23 @@ struct NF4Throughput: ParsableCommand {
         let gbBest = Double(bytes) / s.min / 1e9, gbMed = Double(bytes) / s.median / 1e9
         let geBest = Double(elements) / s.min / 1e9, geMed = Double(elements) / s.median / 1e9
         let padded = label.padding(toLength: 40, withPad: " ", startingAt: 0)
-        print(padded + String(format: " %7.2f / %7.2f GB/s   %6.2f / %6.2f Gelem/s   (best / median)",
-                              gbBest, gbMed, geBest, geMed))
+        print(
+            padded
+                + String(
+                    format: " %7.2f / %7.2f GB/s   %6.2f / %6.2f Gelem/s   (best / median)",
+                    gbBest, gbMed, geBest, geMed))
     }
 
     func run() {
         let blockSize = 64
-        let paths: [(Int32, String)] = [(Int32(QST_IMPL_AVX512), "avx512"), (Int32(QST_IMPL_AVX2), "avx2"),
-                                        (Int32(QST_IMPL_NEON), "neon"), (Int32(QST_IMPL_SCALAR), "scalar")]
-            .filter { qst_impl_supported($0.0) != 0 }
-        print("NF4 benchmark: block \(blockSize), paths \(paths.map(\.1).joined(separator: " ")), cores \(Parallel.threadCount())")
+        let paths: [(Int32, String)] = [
+            (Int32(QST_IMPL_AVX512), "avx512"), (Int32(QST_IMPL_AVX2), "avx2"),
+            (Int32(QST_IMPL_NEON), "neon"), (Int32(QST_IMPL_SCALAR), "scalar"),
+        ]
+        .filter { qst_impl_supported($0.0) != 0 }
+        print(
+            "NF4 benchmark: block \(blockSize), paths \(paths.map(\.1).joined(separator: " ")), cores \(Parallel.threadCount())"
+        )
         for count in [1 << 18, 1 << 24] {
             var rng = SystemRandomNumberGenerator()
             let x = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -54,37 +64,52 @@ struct NF4Throughput: ParsableCommand {
             let repeats = count > 1 << 20 ? 7 : 41
             print("-- \(count) elements (\(count / 2 / 1024) KiB codes, \(count * 4 / 1024) KiB F32 out)")
             x.withUnsafeBufferPointer { xp in
-            codes.withUnsafeMutableBufferPointer { cp in
-            absmax.withUnsafeMutableBufferPointer { ap in
-            f32.withUnsafeMutableBufferPointer { fp in
-            bf16.withUnsafeMutableBufferPointer { hp in
-                let xs = NF4BenchPointer(xp.baseAddress!), c = NF4BenchPointer(cp.baseAddress!)
-                let a = NF4BenchPointer(ap.baseAddress!), f = NF4BenchPointer(fp.baseAddress!)
-                let h = NF4BenchPointer(hp.baseAddress!)
-                for (impl, name) in paths {
-                    for threads in [1, 2] {
-                        let q = time(repeats) {
-                            Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
-                                _ = qst_nf4_quantize_blocks(xs.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
-                                                            c.p, a.p, impl)
+                codes.withUnsafeMutableBufferPointer { cp in
+                    absmax.withUnsafeMutableBufferPointer { ap in
+                        f32.withUnsafeMutableBufferPointer { fp in
+                            bf16.withUnsafeMutableBufferPointer { hp in
+                                let xs = NF4BenchPointer(xp.baseAddress!), c = NF4BenchPointer(cp.baseAddress!)
+                                let a = NF4BenchPointer(ap.baseAddress!), f = NF4BenchPointer(fp.baseAddress!)
+                                let h = NF4BenchPointer(hp.baseAddress!)
+                                for (impl, name) in paths {
+                                    for threads in [1, 2] {
+                                        let q = time(repeats) {
+                                            Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
+                                                _ = qst_nf4_quantize_blocks(
+                                                    xs.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
+                                                    c.p, a.p, impl)
+                                            }
+                                        }
+                                        line(
+                                            "quantize \(name) \(threads)T (F32 in)", q, elements: count,
+                                            bytes: count * 4)
+                                        let d = time(repeats) {
+                                            Self.split(count, threads: threads) { lo, hi in
+                                                qst_nf4_dequantize_f32(
+                                                    c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), f.p + lo,
+                                                    impl)
+                                            }
+                                        }
+                                        line(
+                                            "dequantize->F32 \(name) \(threads)T (F32 out)", d, elements: count,
+                                            bytes: count * 4)
+                                        let b = time(repeats) {
+                                            Self.split(count, threads: threads) { lo, hi in
+                                                qst_nf4_dequantize_bf16(
+                                                    c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), h.p + lo,
+                                                    impl)
+                                            }
+                                        }
+                                        line(
+                                            "dequantize->BF16 \(name) \(threads)T (BF16 out)", b, elements: count,
+                                            bytes: count * 2)
+                                    }
+                                }
                             }
                         }
-                        line("quantize \(name) \(threads)T (F32 in)", q, elements: count, bytes: count * 4)
-                        let d = time(repeats) {
-                            Self.split(count, threads: threads) { lo, hi in
-                                qst_nf4_dequantize_f32(c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), f.p + lo, impl)
-                            }
-                        }
-                        line("dequantize->F32 \(name) \(threads)T (F32 out)", d, elements: count, bytes: count * 4)
-                        let b = time(repeats) {
-                            Self.split(count, threads: threads) { lo, hi in
-                                qst_nf4_dequantize_bf16(c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), h.p + lo, impl)
-                            }
-                        }
-                        line("dequantize->BF16 \(name) \(threads)T (BF16 out)", b, elements: count, bytes: count * 2)
                     }
                 }
-            }}}}}
+            }
         }
         codecThroughput(paths)
     }

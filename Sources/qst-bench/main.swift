@@ -8,7 +8,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qst-bench",
         abstract: "Micro-benchmarks of the NF4 kernels and the layers (numbers only; build with -c release).",
-        discussion: "Examples:\n  qst-bench nf4      # Scripts/bench-dequant\n  qst-bench layers   # Scripts/bench-layers",
+        discussion:
+            "Examples:\n  qst-bench nf4      # Scripts/bench-dequant\n  qst-bench layers   # Scripts/bench-layers",
         subcommands: [NF4Throughput.self, LayerTimings.self])
 }
 

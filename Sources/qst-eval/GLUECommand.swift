@@ -10,18 +10,19 @@ import QSTSide
 /// official metric. A side network with a classification head predicts with it; otherwise the label
 /// words' logits through the frozen LM head decide (the verbalizer qst-tune trains with by default).
 struct GLUECommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "glue",
+    static let configuration = CommandConfiguration(
+        commandName: "glue",
         abstract: "GLUE dev-set metrics: accuracy (SST-2, RTE), F1 and accuracy (MRPC), Matthews correlation (CoLA).",
         discussion: """
-        Examples:
-          # the frozen model, with label words:
-          qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv
-          # tuned (with its classification head if it has one):
-          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
-          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best
-          # LoRA adapters:
-          qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best
-        """)
+            Examples:
+              # the frozen model, with label words:
+              qst-eval glue smollm2.qst4 --task sst2 --data sst2/dev.tsv
+              # tuned (with its classification head if it has one):
+              qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
+              qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --side run/best
+              # LoRA adapters:
+              qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best
+            """)
     @OptionGroup var base: ModelArgument
     @Option(help: "GLUE task: sst2, rte, mrpc or cola.") var task: String
     @Option(help: "The task's TSV file (usually dev.tsv).") var data: String
@@ -54,20 +55,26 @@ struct GLUECommand: ParsableCommand {
         let model = base.model, json = format.json
         guard batch >= 1, maxLength >= 2 else { throw QSTError.option("--batch must be ≥ 1 and --max-length ≥ 2") }
         let glue = try GLUETask.named(task)
-        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
+        let spec = try TunedModelSpec.open(
+            modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
         if lora != nil, side != nil { throw QSTError.option("--lora and --side cannot be combined") }
         let sideModel = try spec.sides.last.map { try SideModel(weights: $0, backbone: spec.base) }
         let loraModel = try lora.map { dir in
-            try LoRAModel(base: spec.base, weights: try LoRAAdapterIO.load(directory: dir, layerCount: spec.base.config.numHiddenLayers,
-                                                                          shape: spec.base.blockShape))
+            try LoRAModel(
+                base: spec.base,
+                weights: try LoRAAdapterIO.load(
+                    directory: dir, layerCount: spec.base.config.numHiddenLayers,
+                    shape: spec.base.blockShape))
         }
         let useHead = sideModel?.classifierLabels != nil
         if let k = sideModel?.classifierLabels, k != glue.labelWords.count {
-            throw QSTError("\(side ?? model): the classification head has \(k) labels but task \(glue.name) has \(glue.labelWords.count)",
-                           kind: .incompatibleInputs)
+            throw QSTError(
+                "\(side ?? model): the classification head has \(k) labels but task \(glue.name) has \(glue.labelWords.count)",
+                kind: .incompatibleInputs)
         }
         let tokenizer = try spec.base.source.loadTokenizer()
-        var loaded = try glue.load(path: data, tokenizer: tokenizer, maxLength: maxLength, skipBad: skipBad, head: useHead)
+        var loaded = try glue.load(
+            path: data, tokenizer: tokenizer, maxLength: maxLength, skipBad: skipBad, head: useHead)
         if let limit { loaded.examples = Array(loaded.examples.prefix(max(0, limit))) }
         guard !loaded.examples.isEmpty else { throw QSTError("\(data): no examples", kind: .notEnoughData) }
         let start = Date()
@@ -76,7 +83,9 @@ struct GLUECommand: ParsableCommand {
             m.classifierLabels.map { k in (k, { try m.classifierLogits(hidden: $0, rows: $1) }) }
         }
         let result = try SequencePredictor.scores(
-            backbone: spec.base, output: sideModel.map { m in { try m.outputHidden($0) } } ?? loraModel.map { m in { try m.outputHidden($0) } },
+            backbone: spec.base,
+            output: sideModel.map { m in { try m.outputHidden($0) } }
+                ?? loraModel.map { m in { try m.outputHidden($0) } },
             head: head,
             examples: loaded.examples, labelTokens: useHead ? nil : try glue.labelTokens(tokenizer), batchSize: batch
         ) { bar.update($0) }
@@ -86,18 +95,22 @@ struct GLUECommand: ParsableCommand {
         var metrics = glue.metrics(predicted: predicted, gold: gold)
         metrics["accuracy"] = GLUEMetrics.accuracy(predicted: predicted, gold: gold)
         let k = glue.labelWords.count
-        let report = Report(task: glue.name, data: data, side: side ?? lora, mode: result.mode, examples: gold.count,
-                            skippedBad: loaded.skippedBad, metrics: metrics, officialMetrics: glue.officialMetrics,
-                            predictedCounts: (0..<k).map { c in predicted.filter { $0 == c }.count },
-                            goldCounts: (0..<k).map { c in gold.filter { $0 == c }.count },
-                            seconds: Date().timeIntervalSince(start), peakRSS: MemoryStats.current().peakRSS)
+        let report = Report(
+            task: glue.name, data: data, side: side ?? lora, mode: result.mode, examples: gold.count,
+            skippedBad: loaded.skippedBad, metrics: metrics, officialMetrics: glue.officialMetrics,
+            predictedCounts: (0..<k).map { c in predicted.filter { $0 == c }.count },
+            goldCounts: (0..<k).map { c in gold.filter { $0 == c }.count },
+            seconds: Date().timeIntervalSince(start), peakRSS: MemoryStats.current().peakRSS)
         if json { try JSONOutput.print(report); return }
         let names = glue.officialMetrics + (glue.officialMetrics.contains("accuracy") ? [] : ["accuracy"])
         let shown = names.map { n in
-            n == "matthews_correlation" ? String(format: "%@ %.4f", n, metrics[n] ?? 0) : String(format: "%@ %.2f%%", n, 100 * (metrics[n] ?? 0))
+            n == "matthews_correlation"
+                ? String(format: "%@ %.4f", n, metrics[n] ?? 0)
+                : String(format: "%@ %.2f%%", n, 100 * (metrics[n] ?? 0))
         }
         print("\(glue.name) (\(report.mode.rawValue)), \(report.examples) examples: " + shown.joined(separator: ", "))
-        print("predicted per class \(report.predictedCounts), gold \(report.goldCounts); " +
-              String(format: "%.1f s, peak RSS ", report.seconds) + Units.bytes(report.peakRSS))
+        print(
+            "predicted per class \(report.predictedCounts), gold \(report.goldCounts); "
+                + String(format: "%.1f s, peak RSS ", report.seconds) + Units.bytes(report.peakRSS))
     }
 }

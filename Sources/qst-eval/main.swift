@@ -12,33 +12,37 @@ struct Eval: ParsableCommand {
         commandName: "qst-eval",
         abstract: "Evaluate a frozen model: perplexity, closeness to a reference model, multiple-choice accuracy.",
         discussion: """
-        MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against the same base pass); compare, choice and glue take one. A merged container from qst-export --merge carries its own side network.
+            MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against the same base pass); compare, choice and glue take one. A merged container from qst-export --merge carries its own side network.
 
-        --json prints one JSON document per run (ppl: with per-window numbers).
+            --json prints one JSON document per run (ppl: with per-window numbers).
 
-        Examples:
-          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512
-          qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 \\
-              --batch 2 --json
-          qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct \\
-              --text wiki.test.raw --max-tokens 8192
-          qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 \\
-              --subjects anatomy astronomy --limit 20
-          qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw
-          qst-eval compare smollm2.qst4 --side adapter/ \\
-              --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
-          qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5
-          # generation speed with and without the side network:
-          qst-eval bench smollm2.qst4 --side adapter/ --generate 128
-          # F1 and accuracy on a GLUE dev set:
-          qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
-        """,
-        subcommands: [PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self, GLUECommand.self])
+            Examples:
+              qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512
+              qst-eval ppl smollm2.qst4 --text wiki.test.raw --ctx 512 --stride 256 \\
+                  --batch 2 --json
+              qst-eval compare smollm2.qst4 --against ~/models/SmolLM2-135M-Instruct \\
+                  --text wiki.test.raw --max-tokens 8192
+              qst-eval choice smollm2.qst4 --mmlu data/mmlu --shots 5 \\
+                  --subjects anatomy astronomy --limit 20
+              qst-eval ppl smollm2.qst4 --side adapter/ --side other/ --text wiki.test.raw
+              qst-eval compare smollm2.qst4 --side adapter/ \\
+                  --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
+              qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5
+              # generation speed with and without the side network:
+              qst-eval bench smollm2.qst4 --side adapter/ --generate 128
+              # F1 and accuracy on a GLUE dev set:
+              qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
+            """,
+        subcommands: [
+            PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self, GLUECommand.self,
+        ])
 }
 
 /// Loads and tokenizes a text file, optionally keeping only the first `maxTokens` tokens.
 func tokenize(file: String, model: FrozenModel, maxTokens: Int?) throws -> [Int32] {
-    guard let data = FileManager.default.contents(atPath: file) else { throw QSTError("\(file): cannot read the text file", kind: .unreadableFile) }
+    guard let data = FileManager.default.contents(atPath: file) else {
+        throw QSTError("\(file): cannot read the text file", kind: .unreadableFile)
+    }
     let tok = try model.source.loadTokenizer()
     var ids = tok.encode(String(decoding: data, as: UTF8.self)).map(Int32.init)
     if let m = maxTokens, m > 0, ids.count > m { ids = Array(ids.prefix(m)) }
@@ -46,7 +50,8 @@ func tokenize(file: String, model: FrozenModel, maxTokens: Int?) throws -> [Int3
 }
 
 struct PerplexityCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ppl", abstract: "Perplexity of a text file (strided windows).")
+    static let configuration = CommandConfiguration(
+        commandName: "ppl", abstract: "Perplexity of a text file (strided windows).")
     @OptionGroup var base: ModelArgument
     @Option(help: "Text file to score.") var text: String
     @Option(help: "Window length in tokens.") var ctx: Int = 512
@@ -65,23 +70,32 @@ struct PerplexityCommand: ParsableCommand {
         let ids = try tokenize(file: text, model: m, maxTokens: maxTokens)
         if let tuned = try spec.tunedModel() {
             var bar: ProgressBar? = nil
-            let r = try TunedPerplexity.evaluate(model: tuned, names: spec.names, tokens: ids, ctx: ctx, stride: stride,
-                                                 batch: batch) { done, total in
+            let r = try TunedPerplexity.evaluate(
+                model: tuned, names: spec.names, tokens: ids, ctx: ctx, stride: stride,
+                batch: batch
+            ) { done, total in
                 if bar == nil { bar = ProgressBar(total: total, label: "ppl") }
                 bar?.update(done)
             }
             bar?.finish()
             if json {
-                try JSONOutput.print(TunedPerplexityReport(model: model, text: text, ctx: ctx, stride: stride ?? ctx, batch: batch,
-                                                           sides: r.results, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
-                                                           memory: MemoryStats.current()))
+                try JSONOutput.print(
+                    TunedPerplexityReport(
+                        model: model, text: text, ctx: ctx, stride: stride ?? ctx, batch: batch,
+                        sides: r.results, seconds: r.seconds, tokensPerSecond: r.tokensPerSecond,
+                        memory: MemoryStats.current()))
                 return
             }
             for s in r.results {
-                print(String(format: "%@: perplexity %.4f  (mean NLL %.5f over %ld tokens)", s.side, s.perplexity, s.meanNLL, s.scored))
+                print(
+                    String(
+                        format: "%@: perplexity %.4f  (mean NLL %.5f over %ld tokens)", s.side, s.perplexity, s.meanNLL,
+                        s.scored))
             }
-            print(String(format: "%.1f tokens/s, %.1f s, peak RSS %@", r.tokensPerSecond, r.seconds,
-                         Units.bytes(MemoryStats.current().peakRSS)))
+            print(
+                String(
+                    format: "%.1f tokens/s, %.1f s, peak RSS %@", r.tokensPerSecond, r.seconds,
+                    Units.bytes(MemoryStats.current().peakRSS)))
             return
         }
         var shown: ProgressBar? = nil
@@ -91,13 +105,19 @@ struct PerplexityCommand: ParsableCommand {
         }
         shown?.finish()
         if json {
-            try JSONOutput.print(PerplexityReport(model: model, text: text, ctx: ctx, stride: stride ?? ctx, batch: batch,
-                                                  result: r, memory: MemoryStats.current()))
+            try JSONOutput.print(
+                PerplexityReport(
+                    model: model, text: text, ctx: ctx, stride: stride ?? ctx, batch: batch,
+                    result: r, memory: MemoryStats.current()))
         } else {
-            print(String(format: "perplexity %.4f  (mean NLL %.5f over %ld tokens, %ld windows)", r.perplexity, r.meanNLL,
-                         r.scored, r.windows.count))
-            print(String(format: "%.1f tokens/s, %.1f s, peak RSS %@", r.tokensPerSecond, r.seconds,
-                         Units.bytes(MemoryStats.current().peakRSS)))
+            print(
+                String(
+                    format: "perplexity %.4f  (mean NLL %.5f over %ld tokens, %ld windows)", r.perplexity, r.meanNLL,
+                    r.scored, r.windows.count))
+            print(
+                String(
+                    format: "%.1f tokens/s, %.1f s, peak RSS %@", r.tokensPerSecond, r.seconds,
+                    Units.bytes(MemoryStats.current().peakRSS)))
         }
     }
 }
@@ -116,7 +136,8 @@ struct PerplexityReport: Encodable {
 }
 
 struct CompareCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "compare",
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
         abstract: "Mean KL divergence and top-1 agreement of next-token distributions against a reference model.")
     @OptionGroup var base: ModelArgument
     @Option(help: "The reference model (usually the unquantized safetensors folder).") var against: String
@@ -133,38 +154,52 @@ struct CompareCommand: ParsableCommand {
         let options = try engine.options()
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: options)
         let m = spec.base, headInputs = try spec.singleSideHeadInputs(command: "compare")
-        let ref = try FrozenModel(path: against, options: EngineOptions(matmulPath: .kernelsExact,
-                                                                         residentBudgetMB: options.residentBudgetMB))
+        let ref = try FrozenModel(
+            path: against,
+            options: EngineOptions(
+                matmulPath: .kernelsExact,
+                residentBudgetMB: options.residentBudgetMB))
         let ids: [Int32]
-        if let text { ids = try tokenize(file: text, model: m, maxTokens: maxTokens) } else {
+        if let text {
+            ids = try tokenize(file: text, model: m, maxTokens: maxTokens)
+        } else {
             ids = try m.source.loadTokenizer().encode(CompareCommand.sample).map(Int32.init)
         }
         var bar: ProgressBar? = nil
-        let r = try ModelComparison.evaluate(model: m, reference: ref, tokens: ids, ctx: ctx,
-                                             headInputs: headInputs) { done, total in
+        let r = try ModelComparison.evaluate(
+            model: m, reference: ref, tokens: ids, ctx: ctx,
+            headInputs: headInputs
+        ) { done, total in
             if bar == nil { bar = ProgressBar(total: total, label: "compare") }
             bar?.update(done)
         }
         bar?.finish()
-        if json { try JSONOutput.print(r) } else {
-            print(String(format: "mean KL %.5f nats, top-1 agreement %.2f%% over %ld positions", r.meanKL,
-                         100 * r.top1Agreement, r.positions))
-            print(String(format: "perplexity %.4f (model) vs %.4f (reference), %.1f s", r.perplexity,
-                         r.referencePerplexity, r.seconds))
+        if json {
+            try JSONOutput.print(r)
+        } else {
+            print(
+                String(
+                    format: "mean KL %.5f nats, top-1 agreement %.2f%% over %ld positions", r.meanKL,
+                    100 * r.top1Agreement, r.positions))
+            print(
+                String(
+                    format: "perplexity %.4f (model) vs %.4f (reference), %.1f s", r.perplexity,
+                    r.referencePerplexity, r.seconds))
         }
     }
 
     static let sample = """
-    The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined \
-    movable metal type, oil-based ink and a wooden press adapted from those used for wine. Books, which had \
-    been copied by hand, could now be produced in hundreds of identical copies, and within fifty years \
-    printing shops had spread to more than two hundred cities across Europe. The effects were profound: \
-    literacy rose, scientific results could be shared and checked, and new ideas travelled faster than ever.
-    """
+        The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined \
+        movable metal type, oil-based ink and a wooden press adapted from those used for wine. Books, which had \
+        been copied by hand, could now be produced in hundreds of identical copies, and within fifty years \
+        printing shops had spread to more than two hundred cities across Europe. The effects were profound: \
+        literacy rose, scientific results could be shared and checked, and new ideas travelled faster than ever.
+        """
 }
 
 struct ChoiceCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "choice",
+    static let configuration = CommandConfiguration(
+        commandName: "choice",
         abstract: "MMLU-style accuracy: compares the logits of the answer letters A-D after \"Answer:\".")
     @OptionGroup var base: ModelArgument
     @Option(help: "MMLU folder with dev/ and test/ CSV files (header question,choice0..3,answer).") var mmlu: String
@@ -179,41 +214,56 @@ struct ChoiceCommand: ParsableCommand {
 
     func run() throws {
         let model = base.model, json = format.json
-        guard (0...5).contains(shots) else { throw QSTError.option("--shots must be 0...5 (the dev split has 5 per subject)") }
+        guard (0...5).contains(shots) else {
+            throw QSTError.option("--shots must be 0...5 (the dev split has 5 per subject)")
+        }
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
         let m = spec.base
-        let evaluator = try MultipleChoiceEvaluator(model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx,
-                                                    headInputs: try spec.singleSideHeadInputs(command: "choice"))
+        let evaluator = try MultipleChoiceEvaluator(
+            model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx,
+            headInputs: try spec.singleSideHeadInputs(command: "choice"))
         let all = try MMLUData.subjects(in: mmlu)
         let chosen = subjects.isEmpty ? all : subjects
-        for s in chosen where !all.contains(s) { throw QSTError.option("--subjects: unknown subject '\(s)' in \(mmlu)/test") }
+        for s in chosen where !all.contains(s) {
+            throw QSTError.option("--subjects: unknown subject '\(s)' in \(mmlu)/test")
+        }
         var bar: ProgressBar? = nil
         var subjectIndex = 0, lastSubject = ""
-        let r = try evaluator.evaluate(dir: mmlu, subjects: chosen, shots: shots, limit: limit) { subject, done, total in
-            if subject != lastSubject { lastSubject = subject; subjectIndex += 1; bar?.finish()
-                bar = ProgressBar(total: total, label: "\(subject) (\(subjectIndex)/\(chosen.count))") }
+        let r = try evaluator.evaluate(dir: mmlu, subjects: chosen, shots: shots, limit: limit) {
+            subject, done, total in
+            if subject != lastSubject {
+                lastSubject = subject; subjectIndex += 1; bar?.finish()
+                bar = ProgressBar(total: total, label: "\(subject) (\(subjectIndex)/\(chosen.count))")
+            }
             bar?.update(done)
         }
         bar?.finish()
-        if json { try JSONOutput.print(r) } else {
+        if json {
+            try JSONOutput.print(r)
+        } else {
             for s in r.subjects {
                 let name = s.subject.padding(toLength: max(40, s.subject.count), withPad: " ", startingAt: 0)
                 print(name + String(format: " %5.1f%%  (%ld/%ld)", 100 * s.accuracy, s.correct, s.questions))
             }
-            print(String(format: "accuracy %.2f%% over %ld questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
+            print(
+                String(format: "accuracy %.2f%% over %ld questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
         }
     }
 }
 
 struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench",
-        abstract: "Prompt-processing and generation speed (min/median of repeats) with an sgemm yardstick on the same shapes.")
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract:
+            "Prompt-processing and generation speed (min/median of repeats) with an sgemm yardstick on the same shapes."
+    )
     @OptionGroup var base: ModelArgument
     @Option(help: "Prompt tokens per pp run.") var prompt: Int = 512
     @Option(help: "Generated tokens per tg run.") var generate: Int = 128
     @Option(help: "Timed repeats.") var repeats: Int = 3
     @OptionGroup var format: OutputFormat
-    @Option(name: .customLong("side"), help: "Also generate with this side network beside the model and compare speeds.")
+    @Option(
+        name: .customLong("side"), help: "Also generate with this side network beside the model and compare speeds.")
     var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
@@ -230,17 +280,26 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let model = base.model, json = format.json
-        guard prompt > 0, generate > 0, repeats > 0 else { throw QSTError.option("--prompt, --generate and --repeats must be positive") }
+        guard prompt > 0, generate > 0, repeats > 0 else {
+            throw QSTError.option("--prompt, --generate and --repeats must be positive")
+        }
         let options = try engine.options()
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: options)
         if let tuned = try spec.tunedModel() {
             let r = try TunedBenchmark.run(model: tuned, promptTokens: prompt, generate: generate, repeats: repeats)
             if json { try JSONOutput.print(r); return }
-            print(String(format: "tg%ld without side network: %.1f tok/s best, %.1f median", generate, r.baseBest, r.baseMedian))
-            print(String(format: "tg%ld with %ld side network%@: %.1f tok/s best, %.1f median (%.2fx)", generate, r.sides,
-                         r.sides == 1 ? "" : "s", r.tunedBest, r.tunedMedian, r.ratio))
-            print(String(format: "process CPU time per run, with ÷ without: %.3f; prefill %.1f vs %.1f tok/s (medians)",
-                         r.cpuRatio, TunedBenchmark.median(r.tunedPrefill), TunedBenchmark.median(r.basePrefill)))
+            print(
+                String(
+                    format: "tg%ld without side network: %.1f tok/s best, %.1f median", generate, r.baseBest,
+                    r.baseMedian))
+            print(
+                String(
+                    format: "tg%ld with %ld side network%@: %.1f tok/s best, %.1f median (%.2fx)", generate, r.sides,
+                    r.sides == 1 ? "" : "s", r.tunedBest, r.tunedMedian, r.ratio))
+            print(
+                String(
+                    format: "process CPU time per run, with ÷ without: %.3f; prefill %.1f vs %.1f tok/s (medians)",
+                    r.cpuRatio, TunedBenchmark.median(r.tunedPrefill), TunedBenchmark.median(r.basePrefill)))
             print("peak RSS \(Units.bytes(MemoryStats.current().peakRSS))")
             return
         }
@@ -249,15 +308,21 @@ struct BenchCommand: ParsableCommand {
         let r = try ForwardBenchmark(model: m).run(promptTokens: prompt, generatedTokens: generate, repeats: repeats) {
             memory = MemoryStats.current()
         }
-        let report = Report(model: model, matmul: options.matmulPath.rawValue, threads: EngineThreads.blasThreads,
-                            result: r, memory: memory, cpu: CPUKernels.describe(),
-                            promptPaths: m.matmulRoutes(rows: prompt), generationPaths: m.matmulRoutes(rows: 1))
+        let report = Report(
+            model: model, matmul: options.matmulPath.rawValue, threads: EngineThreads.blasThreads,
+            result: r, memory: memory, cpu: CPUKernels.describe(),
+            promptPaths: m.matmulRoutes(rows: prompt), generationPaths: m.matmulRoutes(rows: 1))
         if json { try JSONOutput.print(report); return }
         print("cpu: \(CPUKernels.describe()); matmul \(options.matmulPath.rawValue)")
         print("kernel paths: pp\(prompt) (\(m.matmulRoutes(rows: prompt))); tg (\(m.matmulRoutes(rows: 1)))")
-        print(String(format: "pp%ld: %.1f tok/s best, %.1f median (%.1f GFLOP/s)", prompt, r.pp.bestTokensPerSecond,
-                     r.pp.medianTokensPerSecond, r.ppGFLOPS))
-        print(String(format: "tg%ld: %.1f tok/s best, %.1f median", generate, r.tg.bestTokensPerSecond, r.tg.medianTokensPerSecond))
+        print(
+            String(
+                format: "pp%ld: %.1f tok/s best, %.1f median (%.1f GFLOP/s)", prompt, r.pp.bestTokensPerSecond,
+                r.pp.medianTokensPerSecond, r.ppGFLOPS))
+        print(
+            String(
+                format: "tg%ld: %.1f tok/s best, %.1f median", generate, r.tg.bestTokensPerSecond,
+                r.tg.medianTokensPerSecond))
         for g in r.sgemm { print(String(format: "sgemm m=%ld n=%ld k=%ld: %.1f GFLOP/s", g.m, g.n, g.k, g.gflops)) }
         print("peak RSS during the model runs \(Units.bytes(report.memory.peakRSS))")
     }
@@ -268,7 +333,8 @@ extension TunedModelSpec {
     func singleSideHeadInputs(command: String) throws -> (([Int32]) throws -> FloatBuffer)? {
         guard let tuned = try tunedModel() else { return nil }
         guard names.count == 1 else {
-            throw QSTError.option("\(command) evaluates one side network, got \(names.count): \(names.joined(separator: ", "))")
+            throw QSTError.option(
+                "\(command) evaluates one side network, got \(names.count): \(names.joined(separator: ", "))")
         }
         return { ids in try tuned.forward(ids: ids, batch: 1, newTokens: ids.count).heads[0] }
     }

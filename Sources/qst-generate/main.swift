@@ -11,23 +11,23 @@ struct Generate: ParsableCommand {
         commandName: "qst-generate",
         abstract: "Generate text with a frozen model, streaming tokens as they come.",
         discussion: """
-        MODEL is a .qst4 container or a Hugging Face safetensors folder with its tokenizer. Generation stops at the end-of-sequence token, the chat format's end token (--chat), or after --max-tokens. Temperature 0 is greedy decoding.
+            MODEL is a .qst4 container or a Hugging Face safetensors folder with its tokenizer. Generation stops at the end-of-sequence token, the chat format's end token (--chat), or after --max-tokens. Temperature 0 is greedy decoding.
 
-        --side adds a trained side network (an adapter folder from qst-export, or a side folder) beside the frozen model; a merged container from qst-export --merge carries its own. Several --side give one continuation each from one batched pass over the base.
+            --side adds a trained side network (an adapter folder from qst-export, or a side folder) beside the frozen model; a merged container from qst-export --merge carries its own. Several --side give one continuation each from one batched pass over the base.
 
-        --json prints one document with the text, token ids and speed at the end instead of streaming.
+            --json prints one document with the text, token ids and speed at the end instead of streaming.
 
-        Examples:
-          qst-generate smollm2.qst4 --prompt "The capital of France is" --max-tokens 20
-          qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." \\
-              --temperature 0.7 --top-p 0.9 --seed 1
-          qst-generate smollm2.qst4 --chat --system "Answer briefly." \\
-              --prompt "What is 2+2?" --json
-          qst-generate smollm2.qst4 --side adapter/ --chat \\
-              --prompt "Review: a gem of a film. Sentiment:"
-          qst-generate tuned.qst4 --chat --prompt "Hello"   # merged: base + side
-          qst-generate smollm2.qst4 --side a/ --side b/ --prompt "Once upon a time"
-        """)
+            Examples:
+              qst-generate smollm2.qst4 --prompt "The capital of France is" --max-tokens 20
+              qst-generate smollm2.qst4 --chat --prompt "Write a haiku about autumn." \\
+                  --temperature 0.7 --top-p 0.9 --seed 1
+              qst-generate smollm2.qst4 --chat --system "Answer briefly." \\
+                  --prompt "What is 2+2?" --json
+              qst-generate smollm2.qst4 --side adapter/ --chat \\
+                  --prompt "Review: a gem of a film. Sentiment:"
+              qst-generate tuned.qst4 --chat --prompt "Hello"   # merged: base + side
+              qst-generate smollm2.qst4 --side a/ --side b/ --prompt "Once upon a time"
+            """)
 
     @OptionGroup var base: ModelArgument
     @Option(help: "The prompt text.") var prompt: String
@@ -39,7 +39,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Nucleus sampling mass in (0, 1].") var topP: Float = 1
     @Option(help: "Random seed for sampling.") var seed: UInt64 = 0
     @OptionGroup var format: OutputFormat
-    @Option(name: .customLong("side"), help: "A side network folder (qst-export adapter or side folder); repeat for several.")
+    @Option(
+        name: .customLong("side"),
+        help: "A side network folder (qst-export adapter or side folder); repeat for several.")
     var sides: [String] = []
     @OptionGroup var engine: EngineArguments
 
@@ -83,12 +85,15 @@ struct Generate: ParsableCommand {
         var stops = Set(tok.stopTokenIDs(for: format).map(Int32.init))
         stops.formUnion(m.config.eosTokenIDs.map(Int32.init))
         if let tuned = try spec.tunedModel() {
-            try runTuned(tuned, names: spec.names, tokenizer: tok, ids: ids, text: text, sampling: sampling, stops: stops)
+            try runTuned(
+                tuned, names: spec.names, tokenizer: tok, ids: ids, text: text, sampling: sampling, stops: stops)
             return
         }
         var stream = StreamingDecoder(tokenizer: tok)
-        let r = try Generator(model: m).generate(prompt: ids, maxTokens: maxTokens, sampling: sampling,
-                                                 stopTokens: stops) { id in
+        let r = try Generator(model: m).generate(
+            prompt: ids, maxTokens: maxTokens, sampling: sampling,
+            stopTokens: stops
+        ) { id in
             if !json {
                 FileHandle.standardOutput.write(Data(stream.push(Int(id)).utf8))
             }
@@ -96,35 +101,46 @@ struct Generate: ParsableCommand {
         }
         if json {
             let generated = r.tokens.filter { !stops.contains($0) }.map(Int.init)
-            try JSONOutput.print(Report(side: nil, prompt: text, promptTokens: r.promptTokens,
-                                        text: tok.decode(generated, skipSpecialTokens: true), tokens: r.tokens,
-                                        stopReason: r.stopReason, prefillTokensPerSecond: r.prefillTokensPerSecond,
-                                        decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS))
+            try JSONOutput.print(
+                Report(
+                    side: nil, prompt: text, promptTokens: r.promptTokens,
+                    text: tok.decode(generated, skipSpecialTokens: true), tokens: r.tokens,
+                    stopReason: r.stopReason, prefillTokensPerSecond: r.prefillTokensPerSecond,
+                    decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS))
         } else {
             FileHandle.standardOutput.write(Data((stream.finish() + "\n").utf8))
-            FileHandle.standardError.write(Data(String(format: "[%ld prompt tokens, %.1f tok/s prefill; %ld new tokens, %.1f tok/s; stop: %@]\n",
-                r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stopReason).utf8))
+            FileHandle.standardError.write(
+                Data(
+                    String(
+                        format: "[%ld prompt tokens, %.1f tok/s prefill; %ld new tokens, %.1f tok/s; stop: %@]\n",
+                        r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stopReason
+                    ).utf8))
         }
     }
 }
 
 extension Generate {
     /// Generation with side networks: one side streams as it goes; several print one block each.
-    func runTuned(_ tuned: TunedModel, names: [String], tokenizer tok: Tokenizer, ids: [Int32], text: String,
-                  sampling: SamplingOptions, stops: Set<Int32>) throws {
+    func runTuned(
+        _ tuned: TunedModel, names: [String], tokenizer tok: Tokenizer, ids: [Int32], text: String,
+        sampling: SamplingOptions, stops: Set<Int32>
+    ) throws {
         let single = names.count == 1
         var stream = StreamingDecoder(tokenizer: tok)
-        let results = try TunedGenerator(model: tuned).generate(prompt: ids, maxTokens: maxTokens, sampling: sampling,
-                                                                stopTokens: stops) { _, id in
+        let results = try TunedGenerator(model: tuned).generate(
+            prompt: ids, maxTokens: maxTokens, sampling: sampling,
+            stopTokens: stops
+        ) { _, id in
             if single && !json { FileHandle.standardOutput.write(Data(stream.push(Int(id)).utf8)) }
             return true
         }
         let reports = zip(names, results).map { name, r in
-            Report(side: name, prompt: text, promptTokens: r.promptTokens,
-                   text: tok.decode(r.tokens.filter { !stops.contains($0) }.map(Int.init), skipSpecialTokens: true),
-                   tokens: r.tokens, stopReason: r.stopReason, prefillTokensPerSecond: r.prefillTokensPerSecond,
-                   decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS,
-                   rssAnon: MemoryStats.current().anonymous, rssFile: MemoryStats.current().fileBacked)
+            Report(
+                side: name, prompt: text, promptTokens: r.promptTokens,
+                text: tok.decode(r.tokens.filter { !stops.contains($0) }.map(Int.init), skipSpecialTokens: true),
+                tokens: r.tokens, stopReason: r.stopReason, prefillTokensPerSecond: r.prefillTokensPerSecond,
+                decodeTokensPerSecond: r.decodeTokensPerSecond, peakRSS: MemoryStats.current().peakRSS,
+                rssAnon: MemoryStats.current().anonymous, rssFile: MemoryStats.current().fileBacked)
         }
         if json {
             if single { try JSONOutput.print(reports[0]) } else { try JSONOutput.print(reports) }
@@ -136,8 +152,13 @@ extension Generate {
             for r in reports { print("== \(r.side ?? "side") ==\n\(r.text)") }
         }
         for r in reports {
-            FileHandle.standardError.write(Data(String(format: "[%@: %ld prompt tokens, %.1f tok/s prefill; %ld new tokens, %.1f tok/s; stop: %@]\n",
-                r.side ?? "side", r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stopReason).utf8))
+            FileHandle.standardError.write(
+                Data(
+                    String(
+                        format: "[%@: %ld prompt tokens, %.1f tok/s prefill; %ld new tokens, %.1f tok/s; stop: %@]\n",
+                        r.side ?? "side", r.promptTokens, r.prefillTokensPerSecond, r.tokens.count,
+                        r.decodeTokensPerSecond, r.stopReason
+                    ).utf8))
         }
     }
 }

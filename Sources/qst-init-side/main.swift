@@ -8,22 +8,32 @@ struct InitSide: ParsableCommand {
         commandName: "qst-init-side",
         abstract: "Create the initial QST side network for a base model (layout: Formats/SIDE.md).",
         discussion: """
-        Examples:
-          qst-init-side smollm2.qst4 -o side/     # starts as the base model
-          qst-init-side smollm2.qst4 -o side/ --init reference --r 16
-          qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
-          qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
-        """)
+            Examples:
+              qst-init-side smollm2.qst4 -o side/     # starts as the base model
+              qst-init-side smollm2.qst4 -o side/ --init reference --r 16
+              qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
+              qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
+            """)
 
     @Argument(help: "The base model: a .qst4 container, a safetensors folder or its config.json.")
     var model: String
     @Option(name: [.short, .customLong("output")], help: "Folder to write side.safetensors and side_config.json to.")
     var output: String
-    @Option(help: "Reduction factor r: the side network is hidden_size / r wide (default: the valid r whose width is the largest at most \(SideConfig.defaultWidthLimit), e.g. 8 → 72 wide for SmolLM2-135M).")
+    @Option(
+        help:
+            "Reduction factor r: the side network is hidden_size / r wide (default: the valid r whose width is the largest at most \(SideConfig.defaultWidthLimit), e.g. 8 → 72 wide for SmolLM2-135M)."
+    )
     var r: Int?
-    @Option(name: .customLong("init"), help: "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample) or reference (the reference implementation's random upsample and gated head mix).")
+    @Option(
+        name: .customLong("init"),
+        help:
+            "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample) or reference (the reference implementation's random upsample and gated head mix)."
+    )
     var initialisation: SideInitialisation = .base
-    @Option(help: "Downsampler: adapter (trainable bottleneck), linear (one trainable map), avgpool or maxpool (nothing to train).")
+    @Option(
+        help:
+            "Downsampler: adapter (trainable bottleneck), linear (one trainable map), avgpool or maxpool (nothing to train)."
+    )
     var downsample: DownsampleKind = .adapter
     @Option(help: "Bottleneck width of the adapter downsampler.")
     var adapterHidden: Int = 16
@@ -44,23 +54,29 @@ struct InitSide: ParsableCommand {
         guard batch > 0, seqLen > 0 else { throw QSTError.option("--batch and --seq-len must be positive") }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
         let r = self.r ?? SideConfig.defaultReduction(for: shape)
-        let config = SideConfig(base: shape, r: r, downsample: kind, adapterHidden: adapterHidden, activation: act,
-                                dropout: dropout, seed: seed, headMix: start.headMix)
+        let config = SideConfig(
+            base: shape, r: r, downsample: kind, adapterHidden: adapterHidden, activation: act,
+            dropout: dropout, seed: seed, headMix: start.headMix)
         let weights = try SideWeights(config: config)
         weights.initialize(seed: seed)
         try SideWeightsIO.save(weights, directory: output)
         let report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
         if format.json { try JSONOutput.print(report); return }
         print("wrote \(output)/\(SideWeightsIO.weightsFileName) and \(SideWeightsIO.configFileName)")
-        print("side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), " +
-              "MLP \(config.intermediate), \(kind.rawValue) downsampler" +
-              (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout), " +
-              "init \(start.rawValue) (\(config.mix.rawValue) head mix)")
-        print(String(format: "trainable parameters: %ld (%.2f%% of the base's %ld)", report.trainableParameters,
-                     100 * report.trainableShare, report.baseParameters))
+        print(
+            "side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), "
+                + "MLP \(config.intermediate), \(kind.rawValue) downsampler"
+                + (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout), "
+                + "init \(start.rawValue) (\(config.mix.rawValue) head mix)")
+        print(
+            String(
+                format: "trainable parameters: %ld (%.2f%% of the base's %ld)", report.trainableParameters,
+                100 * report.trainableShare, report.baseParameters))
         print("optimizer state (AdamW moments): \(Units.bytes(report.optimizerStateBytes))")
         print("estimated training memory at batch \(batch) × \(seqLen) tokens:")
-        for (name, bytes) in report.memory.rows { print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes(bytes)) }
+        for (name, bytes) in report.memory.rows {
+            print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes(bytes))
+        }
     }
 }
 

@@ -9,25 +9,25 @@ struct Quantize: ParsableCommand {
         commandName: "qst-quantize",
         abstract: "Quantize a safetensors checkpoint into a memory-mapped NF4 container (.qst4).",
         discussion: """
-        Every 2-D weight of the transformer layers becomes NF4 (bitsandbytes-compatible, double-quantized scales); embeddings and the LM head are kept in --dtype, norms and biases in F32. The config and tokenizer files beside the weights are embedded.
+            Every 2-D weight of the transformer layers becomes NF4 (bitsandbytes-compatible, double-quantized scales); embeddings and the LM head are kept in --dtype, norms and biases in F32. The config and tokenizer files beside the weights are embedded.
 
-        --search and --calibrate keep the NF4 format: only the choice of each block's scale (and codes) changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6, §7). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels. --method gptq (with --calibrate) also collects each linear's input Gram matrix and chooses the codes column by column with GPTQ's error compensation; --method search (default) searches each block's scale on its own.
+            --search and --calibrate keep the NF4 format: only the choice of each block's scale (and codes) changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6, §7). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels. --method gptq (with --calibrate) also collects each linear's input Gram matrix and chooses the codes column by column with GPTQ's error compensation; --method search (default) searches each block's scale on its own.
 
-        Examples:
-          qst-quantize ~/models/SmolLM2-135M-Instruct smollm2.qst4
-          qst-quantize model.safetensors out.qst4 --config config.json --block-size 128
-          qst-quantize MODEL_DIR full.qst4 --keep '.*' --dtype f32   # not quantized
-          qst-quantize MODEL_DIR out.qst4 --json > summary.json
-          # block scales by least squared error, then weighted by activations:
-          qst-quantize MODEL_DIR out.qst4 --search
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt \\
-              --calibrate-with plain.qst4
-          # GPTQ in the NF4 grid (error-compensating codes), blocks of 32:
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq
-          qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq --block-size 32 \\
-              --calibrate-tokens 32768 --gptq-damp 0.02 --no-gptq-act-order
-        """)
+            Examples:
+              qst-quantize ~/models/SmolLM2-135M-Instruct smollm2.qst4
+              qst-quantize model.safetensors out.qst4 --config config.json --block-size 128
+              qst-quantize MODEL_DIR full.qst4 --keep '.*' --dtype f32   # not quantized
+              qst-quantize MODEL_DIR out.qst4 --json > summary.json
+              # block scales by least squared error, then weighted by activations:
+              qst-quantize MODEL_DIR out.qst4 --search
+              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt
+              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt \\
+                  --calibrate-with plain.qst4
+              # GPTQ in the NF4 grid (error-compensating codes), blocks of 32:
+              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq
+              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq --block-size 32 \\
+                  --calibrate-tokens 32768 --gptq-damp 0.02 --no-gptq-act-order
+            """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")
     var input: String
@@ -49,20 +49,33 @@ struct Quantize: ParsableCommand {
     var search = false
     @Option(help: "Calibration text: weight the scale search by each input channel's mean squared activation on it.")
     var calibrate: String?
-    @Option(help: "How --calibrate chooses scales and codes: search (per-block weighted scale search) or gptq (GPTQ error compensation through each linear's input Gram matrix).")
+    @Option(
+        help:
+            "How --calibrate chooses scales and codes: search (per-block weighted scale search) or gptq (GPTQ error compensation through each linear's input Gram matrix)."
+    )
     var method: MethodArgument = .search
     @Option(help: "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix.")
     var gptqDamp: Double = 0.01
-    @Flag(inversion: .prefixedNo, help: "GPTQ: quantize the input channels in order of decreasing activation (act-order); --no-gptq-act-order keeps index order.")
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "GPTQ: quantize the input channels in order of decreasing activation (act-order); --no-gptq-act-order keeps index order."
+    )
     var gptqActOrder = true
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
-    @Option(help: "Calibrate on at most this many tokens of the text (default 4096; 16384 with --method gptq, which fits a full Gram matrix per linear and overfits fewer tokens).")
+    @Option(
+        help:
+            "Calibrate on at most this many tokens of the text (default 4096; 16384 with --method gptq, which fits a full Gram matrix per linear and overfits fewer tokens)."
+    )
     var calibrateTokens: Int?
     var tokenLimit: Int { calibrateTokens ?? (method == .gptq ? 16384 : 4096) }
     @Option(help: "Calibration window length in tokens.")
     var calibrateCtx: Int = 512
-    @Option(help: "Also write the calibration's importance (mean squared input per channel, one F32 vector per linear) to this .safetensors file.")
+    @Option(
+        help:
+            "Also write the calibration's importance (mean squared input per channel, one F32 vector per linear) to this .safetensors file."
+    )
     var saveImportance: String?
     @OptionGroup var format: OutputFormat
 
@@ -89,10 +102,13 @@ struct Quantize: ParsableCommand {
         guard let path = calibrate else { return nil }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
-              let data = FileManager.default.contents(atPath: path) else {
+            let data = FileManager.default.contents(atPath: path)
+        else {
             throw QSTError("\(path): cannot read the calibration text", kind: .unreadableFile)
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw QSTError("\(path): the calibration text is not UTF-8", kind: .invalidTextEncoding) }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw QSTError("\(path): the calibration text is not UTF-8", kind: .invalidTextEncoding)
+        }
         guard gptqDamp > 0, gptqDamp.isFinite else { throw QSTError.option("--gptq-damp must be a positive number") }
         guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
@@ -100,11 +116,16 @@ struct Quantize: ParsableCommand {
         let modelPath = calibrateWith ?? input
         let model = try FrozenModel(path: modelPath, options: EngineOptions(matmulPath: .kernelsAuto))
         var ids = try model.source.loadTokenizer().encode(text).map(Int32.init)
-        guard ids.count >= 2 else { throw QSTError("\(path): the calibration text has \(ids.count) token(s); at least 2 are needed", kind: .notEnoughData) }
+        guard ids.count >= 2 else {
+            throw QSTError(
+                "\(path): the calibration text has \(ids.count) token(s); at least 2 are needed", kind: .notEnoughData)
+        }
         if ids.count > tokenLimit { ids = Array(ids.prefix(tokenLimit)) }
         var bar: ProgressBar?
-        let c = try ImportanceMatrix.collect(model: model, tokens: ids, ctx: calibrateCtx,
-                                             textSHA256: Checksums.sha256Hex(data), gram: method == .gptq) { p in
+        let c = try ImportanceMatrix.collect(
+            model: model, tokens: ids, ctx: calibrateCtx,
+            textSHA256: Checksums.sha256Hex(data), gram: method == .gptq
+        ) { p in
             if bar == nil { bar = ProgressBar(total: p.totalWindows, label: "calibrating") }
             bar?.update(p.windows, detail: "\(p.tokens) tokens")
         }
@@ -113,11 +134,19 @@ struct Quantize: ParsableCommand {
             let tensors = try c.channels.keys.sorted().map { name in
                 try SafetensorsTensorData(name: name, shape: [c.channels[name]!.count], floats: c.channels[name]!)
             }
-            try SafetensorsWriter.write(to: out, tensors: tensors, metadata: ["calibration_sha256": c.textSHA256,
-                                                                               "tokens": "\(c.tokens)", "ctx": "\(c.ctx)"])
+            try SafetensorsWriter.write(
+                to: out, tensors: tensors,
+                metadata: [
+                    "calibration_sha256": c.textSHA256,
+                    "tokens": "\(c.tokens)", "ctx": "\(c.ctx)",
+                ])
         }
-        return (c, CalibrationReport(text: path, sha256: c.textSHA256, model: modelPath, tokens: c.tokens, ctx: c.ctx,
-                                     linears: c.channels.count, seconds: c.seconds))
+        return (
+            c,
+            CalibrationReport(
+                text: path, sha256: c.textSHA256, model: modelPath, tokens: c.tokens, ctx: c.ctx,
+                linears: c.channels.count, seconds: c.seconds)
+        )
     }
 
     func run() throws {
@@ -127,9 +156,10 @@ struct Quantize: ParsableCommand {
         policy.keepPatterns = keep
         policy.quantizeEmbeddings = quantizeEmbeddings
         policy.keptDtype = dtype.dtype
-        let job = QST4Quantize(source: input, output: output, policy: policy, configPath: config,
-                               createdBy: "qst-quantize \(QSTVersion.string)",
-                               createdAt: ReproducibleBuild.creationDate())
+        let job = QST4Quantize(
+            source: input, output: output, policy: policy, configPath: config,
+            createdBy: "qst-quantize \(QSTVersion.string)",
+            createdAt: ReproducibleBuild.creationDate())
         var job2 = job
         if method == .gptq && calibrate == nil { throw QSTError.option("--method gptq needs --calibrate TEXT") }
         let calibrated = try calibration()
@@ -148,19 +178,27 @@ struct Quantize: ParsableCommand {
         }
         bar?.finish()
         let methodName = job2.scaleSearch?.containerMethod
-        if format.json { try JSONOutput.print(Report(summary: summary, scaleSearch: methodName, calibration: calibrated?.1)); return }
+        if format.json {
+            try JSONOutput.print(Report(summary: summary, scaleSearch: methodName, calibration: calibrated?.1)); return
+        }
         print("wrote \(summary.output)")
         if let c = calibrated?.1 {
-            print(String(format: "  calibration      %ld tokens of %@ through %@, %ld linears, %.2f s", c.tokens, c.text,
-                         c.model, c.linears, c.seconds))
+            print(
+                String(
+                    format: "  calibration      %ld tokens of %@ through %@, %ld linears, %.2f s", c.tokens, c.text,
+                    c.model, c.linears, c.seconds))
         }
         if let methodName { print("  scale search     \(methodName)") }
         print("  tensors          \(summary.tensors) (\(summary.quantizedTensors) NF4)")
         print("  input            \(Units.bytes(summary.inputBytes))")
         print("  output           \(Units.bytes(summary.outputBytes))")
-        print(String(format: "  bits per weight  %.3f NF4, %.2f overall", summary.bitsPerWeightQuantized, summary.bitsPerWeightOverall))
+        print(
+            String(
+                format: "  bits per weight  %.3f NF4, %.2f overall", summary.bitsPerWeightQuantized,
+                summary.bitsPerWeightOverall))
         print(String(format: "  mean SQNR        %.2f dB", summary.meanSQNRDB))
-        print(String(format: "  time             %.2f s (%.0f MB/s of input)", summary.seconds, summary.inputMBPerSecond))
+        print(
+            String(format: "  time             %.2f s (%.0f MB/s of input)", summary.seconds, summary.inputMBPerSecond))
     }
 }
 

@@ -16,32 +16,34 @@ struct Serve: ParsableCommand {
         commandName: "qst-serve",
         abstract: "Serve a frozen model and its side networks over an OpenAI-compatible HTTP API.",
         discussion: """
-        Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (stream: true gives \
-        server-sent events), GET /health, POST /admin/sides {"name", "path"} and DELETE /admin/sides/NAME \
-        to add and remove side networks while serving.
+            Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (stream: true gives \
+            server-sent events), GET /health, POST /admin/sides {"name", "path"} and DELETE /admin/sides/NAME \
+            to add and remove side networks while serving.
 
-        The request's "model" picks the base (its name is --name, default the file name) or a side \
-        network by its NAME. Concurrent requests are decoded together, whatever side network each uses: \
-        one base forward per step serves all of them (continuous batching; long prompts are prefilled \
-        --prefill-chunk tokens per step).
+            The request's "model" picks the base (its name is --name, default the file name) or a side \
+            network by its NAME. Concurrent requests are decoded together, whatever side network each uses: \
+            one base forward per step serves all of them (continuous batching; long prompts are prefilled \
+            --prefill-chunk tokens per step).
 
-        Without --api-key the server only listens on a loopback address.
+            Without --api-key the server only listens on a loopback address.
 
-        Examples:
-          qst-serve smollm2.qst4
-          qst-serve smollm2.qst4 --side sst2=runs/sst2/adapter \\
-              --side qa=runs/qa/adapter --port 8080
-          # a merged container: its side network is "tuned#side"
-          qst-serve tuned.qst4 --name tuned
-          qst-serve smollm2.qst4 --host 0.0.0.0 --api-key "$KEY" \\
-              --max-batch 8 --max-queue 32
-          curl localhost:8080/v1/chat/completions \\
-              -d '{"model":"sst2","messages":[{"role":"user","content":"Hi"}]}'
-          curl localhost:8080/admin/sides -d '{"name":"new","path":"runs/new/adapter"}'
-        """)
+            Examples:
+              qst-serve smollm2.qst4
+              qst-serve smollm2.qst4 --side sst2=runs/sst2/adapter \\
+                  --side qa=runs/qa/adapter --port 8080
+              # a merged container: its side network is "tuned#side"
+              qst-serve tuned.qst4 --name tuned
+              qst-serve smollm2.qst4 --host 0.0.0.0 --api-key "$KEY" \\
+                  --max-batch 8 --max-queue 32
+              curl localhost:8080/v1/chat/completions \\
+                  -d '{"model":"sst2","messages":[{"role":"user","content":"Hi"}]}'
+              curl localhost:8080/admin/sides -d '{"name":"new","path":"runs/new/adapter"}'
+            """)
 
     @OptionGroup var base: ModelArgument
-    @Option(name: .customLong("side"), help: "NAME=FOLDER: a side network (qst-export adapter or side folder); repeat for several.")
+    @Option(
+        name: .customLong("side"),
+        help: "NAME=FOLDER: a side network (qst-export adapter or side folder); repeat for several.")
     var sides: [String] = []
     @Option(help: "Name of the base model in requests (default: the file name without extension).") var name: String?
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
@@ -58,13 +60,16 @@ struct Serve: ParsableCommand {
     @OptionGroup var engine: EngineArguments
 
     func validate(sideSpecs: [(String, String)]) throws {
-        for (k, v) in [("--max-batch", maxBatch), ("--max-queue", maxQueue), ("--prefill-chunk", prefillChunk),
-                       ("--default-max-tokens", defaultMaxTokens)] where v < 1 {
+        for (k, v) in [
+            ("--max-batch", maxBatch), ("--max-queue", maxQueue), ("--prefill-chunk", prefillChunk),
+            ("--default-max-tokens", defaultMaxTokens),
+        ] where v < 1 {
             throw QSTError.option("\(k) must be ≥ 1, got \(v)")
         }
         guard (0...65535).contains(port) else { throw QSTError.option("--port must be in 0…65535, got \(port)") }
         if apiKey == nil, !["127.0.0.1", "localhost", "::1"].contains(host) {
-            throw QSTError.option("--host \(host) is not a loopback address: give --api-key to listen beyond this machine")
+            throw QSTError.option(
+                "--host \(host) is not a loopback address: give --api-key to listen beyond this machine")
         }
         let names = sideSpecs.map(\.0)
         if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
@@ -75,15 +80,20 @@ struct Serve: ParsableCommand {
     func run() throws {
         let model = self.base.model
         let sideSpecs = try sides.map { spec -> (String, String) in
-            guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
+            guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex
+            else {
                 throw QSTError.option("--side expects NAME=FOLDER, got '\(spec)'")
             }
             return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
         }
         try validate(sideSpecs: sideSpecs)
-        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sideSpecs.map(\.1), options: try engine.options())
+        let spec = try TunedModelSpec.open(
+            modelPath: model, sidePaths: sideSpecs.map(\.1), options: try engine.options())
         let base = spec.base
-        guard !base.config.isOPT else { throw QSTError("\(model): qst-serve runs LLaMA-family models (OPT is not supported)", kind: .unsupportedModel) }
+        guard !base.config.isOPT else {
+            throw QSTError(
+                "\(model): qst-serve runs LLaMA-family models (OPT is not supported)", kind: .unsupportedModel)
+        }
         let baseName = name ?? URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         let registry = SideRegistry(baseName: baseName)
         // An attached side network (merged container) comes first in the spec, named "<base>#side".
@@ -98,11 +108,15 @@ struct Serve: ParsableCommand {
         do { format = try tok.chatFormat(override: chatFormat) } catch { formatError = "\(error)" }
         let ctx = context ?? min(base.config.maxPositionEmbeddings ?? 2048, 4096)
         guard ctx >= 2 else { throw QSTError.option("--context must be ≥ 2, got \(ctx)") }
-        let scheduler = BatchScheduler(base: base, tokenizer: tok, limits: .init(maxBatch: maxBatch, maxQueue: maxQueue,
-                                                                                  prefillChunk: prefillChunk, context: ctx))
-        let routes = ServeRoutes(scheduler: scheduler, registry: registry, tokenizer: tok, chatFormat: format,
-                                 chatFormatError: formatError, apiKey: apiKey, modelPath: model,
-                                 baseIdentity: try BaseIdentity.of(base.source), defaultMaxTokens: defaultMaxTokens)
+        let scheduler = BatchScheduler(
+            base: base, tokenizer: tok,
+            limits: .init(
+                maxBatch: maxBatch, maxQueue: maxQueue,
+                prefillChunk: prefillChunk, context: ctx))
+        let routes = ServeRoutes(
+            scheduler: scheduler, registry: registry, tokenizer: tok, chatFormat: format,
+            chatFormatError: formatError, apiKey: apiKey, modelPath: model,
+            baseIdentity: try BaseIdentity.of(base.source), defaultMaxTokens: defaultMaxTokens)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: Channel
         do {
@@ -120,7 +134,10 @@ struct Serve: ParsableCommand {
             throw QSTError("cannot listen on \(host):\(port): \(error)", kind: .listenFailed)
         }
         let bound = server.localAddress?.port ?? port
-        FileHandle.standardOutput.write(Data("qst-serve: listening on http://\(host):\(bound) (models: \(registry.names.joined(separator: ", ")))\n".utf8))
+        FileHandle.standardOutput.write(
+            Data(
+                "qst-serve: listening on http://\(host):\(bound) (models: \(registry.names.joined(separator: ", ")))\n"
+                    .utf8))
         // SIGTERM / SIGINT: stop accepting, let running requests finish (up to the grace), then exit 0.
         signal(SIGTERM, SIG_IGN); signal(SIGINT, SIG_IGN)
         let grace = shutdownGrace
@@ -128,7 +145,8 @@ struct Serve: ParsableCommand {
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler {
                 let st = scheduler.stats
-                FileHandle.standardError.write(Data("qst-serve: shutting down (\(st.active) running, \(st.queued) queued)\n".utf8))
+                FileHandle.standardError.write(
+                    Data("qst-serve: shutting down (\(st.active) running, \(st.queued) queued)\n".utf8))
                 server.close(promise: nil)
                 scheduler.shutdown(grace: grace)
             }

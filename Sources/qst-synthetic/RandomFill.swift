@@ -56,9 +56,10 @@ struct RandomFill {
         let blocks = (count + 63) / 64
         var absmaxCodes = [UInt8](repeating: 0, count: blocks)
         absmaxCodes.withUnsafeMutableBytes { randomBytes($0, stream: stream ^ 0xABCD) }
-        for i in 0..<blocks { absmaxCodes[i] = 112 + absmaxCodes[i] % 32 }   // DYN8 entries near 0
+        for i in 0..<blocks { absmaxCodes[i] = 112 + absmaxCodes[i] % 32 }  // DYN8 entries near 0
         let groups = (blocks + 255) / 256
-        return NF4Tensor(count: count, blockSize: 64, codes: codes, absmax: [], absmaxCodes: absmaxCodes,
-                         absmax2: [Float](repeating: 0.5, count: groups), absmaxOffset: 0.05, dqBlockSize: 256)
+        return NF4Tensor(
+            count: count, blockSize: 64, codes: codes, absmax: [], absmaxCodes: absmaxCodes,
+            absmax2: [Float](repeating: 0.5, count: groups), absmaxOffset: 0.05, dqBlockSize: 256)
     }
 }

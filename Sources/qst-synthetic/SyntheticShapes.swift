@@ -13,12 +13,24 @@ struct SyntheticShape {
     var tied: Bool
 
     static let all: [SyntheticShape] = [
-        .init(name: "tiny", hidden: 256, layers: 4, heads: 8, kvHeads: 2, intermediate: 688, vocab: 512, ropeTheta: 10000, tied: true),
-        .init(name: "smollm2-135m", hidden: 576, layers: 30, heads: 9, kvHeads: 3, intermediate: 1536, vocab: 49152, ropeTheta: 100000, tied: true),
-        .init(name: "llama-2-7b", hidden: 4096, layers: 32, heads: 32, kvHeads: 32, intermediate: 11008, vocab: 32000, ropeTheta: 10000, tied: false),
-        .init(name: "llama-2-13b", hidden: 5120, layers: 40, heads: 40, kvHeads: 40, intermediate: 13824, vocab: 32000, ropeTheta: 10000, tied: false),
-        .init(name: "llama-2-70b", hidden: 8192, layers: 80, heads: 64, kvHeads: 8, intermediate: 28672, vocab: 32000, ropeTheta: 10000, tied: false),
-        .init(name: "llama-3-8b", hidden: 4096, layers: 32, heads: 32, kvHeads: 8, intermediate: 14336, vocab: 128256, ropeTheta: 500000, tied: false),
+        .init(
+            name: "tiny", hidden: 256, layers: 4, heads: 8, kvHeads: 2, intermediate: 688, vocab: 512, ropeTheta: 10000,
+            tied: true),
+        .init(
+            name: "smollm2-135m", hidden: 576, layers: 30, heads: 9, kvHeads: 3, intermediate: 1536, vocab: 49152,
+            ropeTheta: 100000, tied: true),
+        .init(
+            name: "llama-2-7b", hidden: 4096, layers: 32, heads: 32, kvHeads: 32, intermediate: 11008, vocab: 32000,
+            ropeTheta: 10000, tied: false),
+        .init(
+            name: "llama-2-13b", hidden: 5120, layers: 40, heads: 40, kvHeads: 40, intermediate: 13824, vocab: 32000,
+            ropeTheta: 10000, tied: false),
+        .init(
+            name: "llama-2-70b", hidden: 8192, layers: 80, heads: 64, kvHeads: 8, intermediate: 28672, vocab: 32000,
+            ropeTheta: 10000, tied: false),
+        .init(
+            name: "llama-3-8b", hidden: 4096, layers: 32, heads: 32, kvHeads: 8, intermediate: 14336, vocab: 128256,
+            ropeTheta: 500000, tied: false),
     ]
 
     var headDim: Int { hidden / heads }

@@ -5,7 +5,7 @@ import QSTEngine
 import QSTNN
 import QSTSide
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How `qst-tune` runs as one process or as one rank of an `mpirun` job.
@@ -25,9 +25,10 @@ struct DataParallelRun {
     static func execute(tool: String, _ body: (DataParallelRun) throws -> Void) throws {
         let env = ProcessInfo.processInfo.environment
         let mpi = try MPIGroup.fromEnvironment()
-        let run = DataParallelRun(reducer: mpi ?? SingleProcess(), mpi: mpi,
-                                  killAtStep: env["QST_DEBUG_KILL_AT_STEP"].flatMap { Int($0) },
-                                  killRank: env["QST_DEBUG_KILL_RANK"].flatMap { Int($0) } ?? 0)
+        let run = DataParallelRun(
+            reducer: mpi ?? SingleProcess(), mpi: mpi,
+            killAtStep: env["QST_DEBUG_KILL_AT_STEP"].flatMap { Int($0) },
+            killRank: env["QST_DEBUG_KILL_RANK"].flatMap { Int($0) } ?? 0)
         guard let mpi, mpi.size > 1 else {
             try body(run)
             mpi?.finalize()
@@ -48,9 +49,10 @@ struct DataParallelRun {
     /// Tells this rank what to print if mpirun ends it because another rank failed.
     func announceTermination(run: String) {
         guard let mpi, mpi.size > 1 else { return }
-        mpi.onJobTermination("qst-tune: error: rank \(mpi.rank) of \(mpi.size) stopped: mpirun ended the job (another " +
-                             "rank failed or the job was interrupted); the last checkpoint in \(run) is intact " +
-                             "if one was written (resume with qst-tune --resume \(run), with any number of ranks)")
+        mpi.onJobTermination(
+            "qst-tune: error: rank \(mpi.rank) of \(mpi.size) stopped: mpirun ended the job (another "
+                + "rank failed or the job was interrupted); the last checkpoint in \(run) is intact "
+                + "if one was written (resume with qst-tune --resume \(run), with any number of ranks)")
     }
 
     /// Called after every optimizer step on every rank.
@@ -60,9 +62,10 @@ struct DataParallelRun {
 
     /// One line for the summary: ranks and the bytes of one step's gradient reduction.
     func describe(_ parameters: [Parameter]) -> DataParallelSummary {
-        DataParallelSummary(ranks: reducer.size, gradientBytesPerStep: SingleProcess.gradientBytes(parameters),
-                            reducedBytes: mpi?.reducedBytes ?? 0, reduceSeconds: mpi?.reduceSeconds ?? 0,
-                            waitSeconds: mpi?.profile == true ? mpi?.waitSeconds : nil)
+        DataParallelSummary(
+            ranks: reducer.size, gradientBytesPerStep: SingleProcess.gradientBytes(parameters),
+            reducedBytes: mpi?.reducedBytes ?? 0, reduceSeconds: mpi?.reduceSeconds ?? 0,
+            waitSeconds: mpi?.profile == true ? mpi?.waitSeconds : nil)
     }
 }
 

@@ -12,7 +12,8 @@ extension Tune {
         let training: TrainingConfig, lora: LoRAModel
         var resumed: (optimizer: AdamW, state: TrainerState)?
         if let resume {
-            let ck = try LoRACheckpoint.load(run: resume, layerCount: backbone.config.numHiddenLayers, shape: backbone.blockShape)
+            let ck = try LoRACheckpoint.load(
+                run: resume, layerCount: backbone.config.numHiddenLayers, shape: backbone.blockShape)
             training = ck.training; resumed = (ck.optimizer, ck.state)
             lora = try LoRAModel(base: backbone, weights: ck.weights, gradientCheckpointing: gradientCheckpointing)
             note("resuming \(resume) at step \(ck.state.step) (hyper-parameters from the checkpoint)")
@@ -21,16 +22,19 @@ extension Tune {
             if TrainingCheckpoint.exists(run: run) {
                 throw QSTError("\(run) already holds a run; use --resume \(run) or another -o", kind: .outputExists)
             }
-            lora = try LoRAModel.fresh(base: backbone, config: try loraArguments.config(seed: seed, baseModel: model),
-                                       gradientCheckpointing: gradientCheckpointing)
+            lora = try LoRAModel.fresh(
+                base: backbone, config: try loraArguments.config(seed: seed, baseModel: model),
+                gradientCheckpointing: gradientCheckpointing)
         }
         let params = lora.weights.parameterCount
         let activations = lora.activationBytes(batch: training.batchSize, seqLen: training.maxLength)
         let config = lora.weights.config
-        let note = "LoRA r \(config.r), alpha \(config.alpha), targets \(config.targets.map(\.rawValue).joined(separator: ",")): " +
-            "\(params) trainable parameters, AdamW state \(Units.bytes(8 * params)), activations ≈ \(Units.bytes(activations))" +
-            (gradientCheckpointing ? " (gradient checkpointing)" : "")
-        return PreparedModel(model: lora, training: training, resumed: resumed, estimatedMemory: activations + 16 * params,
-                             notes: [note], steps: "LoRA steps", weights: "best adapters (PEFT layout)")
+        let note =
+            "LoRA r \(config.r), alpha \(config.alpha), targets \(config.targets.map(\.rawValue).joined(separator: ",")): "
+            + "\(params) trainable parameters, AdamW state \(Units.bytes(8 * params)), activations ≈ \(Units.bytes(activations))"
+            + (gradientCheckpointing ? " (gradient checkpointing)" : "")
+        return PreparedModel(
+            model: lora, training: training, resumed: resumed, estimatedMemory: activations + 16 * params,
+            notes: [note], steps: "LoRA steps", weights: "best adapters (PEFT layout)")
     }
 }

@@ -37,7 +37,9 @@ final class LogFile {
         if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
         // A run killed mid-append left half a line: cut it so the next entry starts on its own line.
         try TrainingLog.repair(path: path)
-        guard let h = FileHandle(forWritingAtPath: path) else { throw QSTError("cannot write \(path)", kind: .unwritableFile) }
+        guard let h = FileHandle(forWritingAtPath: path) else {
+            throw QSTError("cannot write \(path)", kind: .unwritableFile)
+        }
         handle = h
         handle.seekToEndOfFile()
     }

@@ -38,14 +38,16 @@ struct LoRAArguments: ParsableArguments {
     @Option(help: "LoRA rank r.") var loraR: Int = 8
     @Option(help: "LoRA alpha (scaling alpha / r).") var loraAlpha: Double = 16
     @Option(help: "LoRA dropout on each adapted projection's input.") var loraDropout: Float = 0.05
-    @Option(help: "LoRA target modules: comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all.")
+    @Option(
+        help: "LoRA target modules: comma-separated q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all.")
     var loraTargets: String = "all"
     @Flag(help: "LoRA: keep only each layer's input and recompute its forward in backward.")
     var gradientCheckpointing = false
 
     func config(seed: UInt64?, baseModel: String) throws -> LoRAConfig {
-        LoRAConfig(r: loraR, alpha: loraAlpha, dropout: loraDropout, targets: try LoRAConfig.parseTargets(loraTargets),
-                   seed: seed ?? 0, baseModel: baseModel)
+        LoRAConfig(
+            r: loraR, alpha: loraAlpha, dropout: loraDropout, targets: try LoRAConfig.parseTargets(loraTargets),
+            seed: seed ?? 0, baseModel: baseModel)
     }
 }
 

@@ -7,7 +7,7 @@ import QSTEvaluation
 import QSTNN
 import QSTSide
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct Tune: ParsableCommand {
@@ -15,27 +15,27 @@ struct Tune: ParsableCommand {
         commandName: "qst-tune",
         abstract: "Train a QST side network beside a frozen (NF4) base model.",
         discussion: """
-        Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the label word, accuracy at evaluation; --head classify trains a K-way head instead).
+            Data: JSONL records {"text"}, {"prompt","completion"} or {"messages":[…]} (chat template, loss on assistant turns), an Alpaca JSON array, or a GLUE TSV with --task sst2|rte|mrpc|cola (loss on the label word, accuracy at evaluation; --head classify trains a K-way head instead).
 
-        Examples:
-          qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv \\
-              --eval sst2/dev.tsv -o run/ --steps 300
-          qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/
-          qst-tune smollm2.qst4 --resume run/          # continue an interrupted run
-          # a pooling downsampler: later epochs skip the frozen forward
-          qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ \\
-              --epochs 3 --cache-base cache/
-          # a trainable K-way head on the side network's output instead of label words
-          # (it starts as the label words' LM-head rows: step 0 is the zero-shot classifier)
-          qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv \\
-              --eval rte/dev.tsv -o run/
-          # LoRA adapters inside the base instead of a side network
-          qst-tune smollm2.qst4 --method lora --task sst2 --data train.tsv -o lora-run/
+            Examples:
+              qst-tune smollm2.qst4 side/ --task sst2 --data sst2/train.tsv \\
+                  --eval sst2/dev.tsv -o run/ --steps 300
+              qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/
+              qst-tune smollm2.qst4 --resume run/          # continue an interrupted run
+              # a pooling downsampler: later epochs skip the frozen forward
+              qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ \\
+                  --epochs 3 --cache-base cache/
+              # a trainable K-way head on the side network's output instead of label words
+              # (it starts as the label words' LM-head rows: step 0 is the zero-shot classifier)
+              qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv \\
+                  --eval rte/dev.tsv -o run/
+              # LoRA adapters inside the base instead of a side network
+              qst-tune smollm2.qst4 --method lora --task sst2 --data train.tsv -o lora-run/
 
-        Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
-          mpirun -np 2 --hostfile hosts qst-tune smollm2.qst4 side/ --task sst2 \\
-              --data train.tsv -o run/
-        """)
+            Started by mpirun (Open MPI), the ranks split every batch and sum gradients: the same global batch and weights as one process up to summation order; rank 0 alone writes (README, data parallelism):
+              mpirun -np 2 --hostfile hosts qst-tune smollm2.qst4 side/ --task sst2 \\
+                  --data train.tsv -o run/
+            """)
 
     @OptionGroup var base: ModelArgument
     @Argument(help: "The side network folder from qst-init-side (not needed with --resume).")
@@ -57,24 +57,40 @@ struct Tune: ParsableCommand {
     @Option(help: "Evaluate every N steps (0 = at the end only).") var evalEvery: Int?
     @Option(help: "Evaluate on at most this many examples.") var evalLimit: Int?
     @Option(help: "Checkpoint every N steps (0 = at the end only).") var saveEvery: Int?
-    @Option(name: [.customLong("early-stopping"), .customLong("patience")],
-            help: "Stop after N evaluations without improvement (--patience is the same option).") var earlyStopping: Int?
+    @Option(
+        name: [.customLong("early-stopping"), .customLong("patience")],
+        help: "Stop after N evaluations without improvement (--patience is the same option).") var earlyStopping: Int?
     @Flag(help: "Also evaluate the frozen model alone (zero-shot) before training.") var evalBase = false
     @OptionGroup var format: OutputFormat
     @Option(help: "Benchmark instead of training: N timed steps of each mode on random batch × max-length tokens.")
     var benchmark: Int?
     @Flag(help: "With --benchmark: label only the last position (classification) instead of every token.")
     var benchmarkLastOnly = false
-    @Option(help: "What to train: qst (a side network, default) or lora (adapters inside the frozen base, backprop through it).")
+    @Option(
+        help:
+            "What to train: qst (a side network, default) or lora (adapters inside the frozen base, backprop through it)."
+    )
     var method: TrainingMethod = .qst
     @OptionGroup(title: "LoRA") var loraArguments: LoRAArguments
-    @Option(help: "Store the frozen base's pooled states per example in this folder (zstd) the first time an example is seen and reuse them afterwards, skipping the frozen forward (avgpool/maxpool downsamplers only; Formats/BASECACHE.md).")
+    @Option(
+        help:
+            "Store the frozen base's pooled states per example in this folder (zstd) the first time an example is seen and reuse them afterwards, skipping the frozen forward (avgpool/maxpool downsamplers only; Formats/BASECACHE.md)."
+    )
     var cacheBase: String?
-    @Option(help: "Prediction head: lm (label words through the frozen LM head, default) or classify (a trainable linear head over the side network's output at the last token; needs --task).")
+    @Option(
+        help:
+            "Prediction head: lm (label words through the frozen LM head, default) or classify (a trainable linear head over the side network's output at the last token; needs --task)."
+    )
     var head: PredictionHead = .lm
-    @Option(help: "With --head classify: number of classes K (default: the task's; 1 = regression, not offered by the GLUE tasks here).")
+    @Option(
+        help:
+            "With --head classify: number of classes K (default: the task's; 1 = regression, not offered by the GLUE tasks here)."
+    )
     var numLabels: Int?
-    @Option(help: "With --head classify: the head's start — label-words (the frozen LM head's rows of the task's label words, zero bias: step 0 is the zero-shot classifier) or random (U(±1/√d), as nn.Linear).")
+    @Option(
+        help:
+            "With --head classify: the head's start — label-words (the frozen LM head's rows of the task's label words, zero bias: step 0 is the zero-shot classifier) or random (U(±1/√d), as nn.Linear)."
+    )
     var headInit: HeadInitialisation = .labelWords
     @OptionGroup(title: "Engine") var engine: EngineArguments
 
@@ -103,9 +119,15 @@ struct Tune: ParsableCommand {
     /// are refused rather than silently ignored.
     func refuseOptionsLoRAIgnores() throws {
         guard method == .lora else { return }
-        if let side { throw QSTError.option("--method lora takes no side network folder (got \(side)); it is for --method qst") }
-        if evalBase { throw QSTError.option("--eval-base is only for --method qst (use qst-eval on the base model instead)") }
-        if benchmark != nil { throw QSTError.option("--benchmark measures the QST side network; it is not available with --method lora") }
+        if let side {
+            throw QSTError.option("--method lora takes no side network folder (got \(side)); it is for --method qst")
+        }
+        if evalBase {
+            throw QSTError.option("--eval-base is only for --method qst (use qst-eval on the base model instead)")
+        }
+        if benchmark != nil {
+            throw QSTError.option("--benchmark measures the QST side network; it is not available with --method lora")
+        }
     }
 
     func runBenchmark(_ repeats: Int) throws {
@@ -113,23 +135,31 @@ struct Tune: ParsableCommand {
         let training = try trainingConfig()
         let backbone = try FrozenModel(path: model, options: try engine.options())
         var weights = try SideWeightsIO.load(directory: side)
-        if head == .classify { weights = try ClassificationHead.attach(to: weights, numLabels: numLabels ?? 2, seed: training.seed) }
+        if head == .classify {
+            weights = try ClassificationHead.attach(to: weights, numLabels: numLabels ?? 2, seed: training.seed)
+        }
         let sideModel = try SideModel(weights: weights, backbone: backbone)
-        let r = try SideBenchmark.run(model: sideModel, batch: training.batchSize, seqLen: training.maxLength,
-                                      repeats: repeats, labelEveryToken: !benchmarkLastOnly, training: training,
-                                      peakRSS: { MemoryStats.current().peakRSS })
+        let r = try SideBenchmark.run(
+            model: sideModel, batch: training.batchSize, seqLen: training.maxLength,
+            repeats: repeats, labelEveryToken: !benchmarkLastOnly, training: training,
+            peakRSS: { MemoryStats.current().peakRSS })
         if json { try JSONOutput.print(r); return }
         let rows = r.batch * r.seqLen
         let trainingPaths = backbone.matmulRoutes(rows: rows, rowIndependent: true)
-        print("cpu: \(CPUKernels.describe()); kernel paths: training forward (\(trainingPaths)), " +
-              "plain forward (\(backbone.matmulRoutes(rows: rows)))")
-        print("batch \(r.batch) × \(r.seqLen), labelled fraction \(String(format: "%.3f", r.labelledFraction)), \(repeats) repeats")
+        print(
+            "cpu: \(CPUKernels.describe()); kernel paths: training forward (\(trainingPaths)), "
+                + "plain forward (\(backbone.matmulRoutes(rows: rows)))")
+        print(
+            "batch \(r.batch) × \(r.seqLen), labelled fraction \(String(format: "%.3f", r.labelledFraction)), \(repeats) repeats"
+        )
         print("frozen forward only:  \(Int(r.backboneForwardTokensPerSecond)) tok/s")
         print("evaluation (no grad): \(Int(r.evaluationTokensPerSecond)) tok/s")
-        print("training step:        \(Int(r.trainingTokensPerSecond)) tok/s  (\(String(format: "%.2f", r.trainingVsBackboneForward))× forward, " +
-              "\(String(format: "%.2f", r.trainingVsEvaluation))× evaluation)")
-        print("by CPU time:          training \(String(format: "%.2f", r.cpuTrainingVsBackboneForward))× forward, " +
-              "\(String(format: "%.2f", r.cpuTrainingVsEvaluation))× evaluation")
+        print(
+            "training step:        \(Int(r.trainingTokensPerSecond)) tok/s  (\(String(format: "%.2f", r.trainingVsBackboneForward))× forward, "
+                + "\(String(format: "%.2f", r.trainingVsEvaluation))× evaluation)")
+        print(
+            "by CPU time:          training \(String(format: "%.2f", r.cpuTrainingVsBackboneForward))× forward, "
+                + "\(String(format: "%.2f", r.cpuTrainingVsEvaluation))× evaluation")
         print("peak RSS:             \(Units.bytes(r.peakRSSBytes))")
     }
 
@@ -160,13 +190,18 @@ struct Tune: ParsableCommand {
         var series = [SVGChart.Series(name: "training loss (mean of 10 steps)", points: smoothed, color: "#1f77b4")]
         let evals = entries.filter { $0.kind == "eval" }
         if !evals.isEmpty {
-            series.append(.init(name: "evaluation loss", points: evals.map { (Double($0.step), $0.loss) }, color: "#d62728"))
+            series.append(
+                .init(name: "evaluation loss", points: evals.map { (Double($0.step), $0.loss) }, color: "#d62728"))
         }
         if evals.contains(where: { $0.accuracy != nil }) {
-            series.append(.init(name: "evaluation accuracy", points: evals.compactMap { e in e.accuracy.map { (Double(e.step), $0) } },
-                                color: "#2ca02c"))
+            series.append(
+                .init(
+                    name: "evaluation accuracy",
+                    points: evals.compactMap { e in e.accuracy.map { (Double(e.step), $0) } },
+                    color: "#2ca02c"))
         }
-        try SVGChart(title: "qst-tune", xLabel: "optimizer step", yLabel: "loss / accuracy", series: series).write(to: path)
+        try SVGChart(title: "qst-tune", xLabel: "optimizer step", yLabel: "loss / accuracy", series: series).write(
+            to: path)
     }
 }
 

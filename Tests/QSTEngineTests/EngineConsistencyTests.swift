@@ -8,15 +8,17 @@ final class EngineConsistencyTests: XCTestCase {
 
     func testPaddedBatchEqualsSingleRuns() throws {
         for name in ["tiny-llama", "tiny-qwen2"] {
-            let model = try FrozenModel(path: try Reference.tiny(name), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+            let model = try FrozenModel(
+                path: try Reference.tiny(name), options: EngineOptions(matmulPath: .dequantizeSGEMM))
             let batch = TokenBatch(sequences: seqs, pad: 0)
             let batched = try model.logits(batch).array
             let V = model.vocabSize
             for (b, s) in seqs.enumerated() {
                 let single = try model.logits(TokenBatch(sequences: [s])).array
                 let fromBatch = Array(batched[(b * batch.seqLen * V)..<((b * batch.seqLen + s.count) * V)])
-                XCTAssertLessThanOrEqual(relativeFrobenius(fromBatch.map(Double.init), single.map(Double.init)), 1e-6,
-                                         "\(name) sequence \(b)")
+                XCTAssertLessThanOrEqual(
+                    relativeFrobenius(fromBatch.map(Double.init), single.map(Double.init)), 1e-6,
+                    "\(name) sequence \(b)")
             }
         }
     }
@@ -24,7 +26,8 @@ final class EngineConsistencyTests: XCTestCase {
     /// Prefill of a prefix then one token at a time gives the logits of one full forward.
     func testKVCacheIncrementalEqualsFullForward() throws {
         for name in ["tiny-llama3", "tiny-mistral"] {
-            let model = try FrozenModel(path: try Reference.tiny(name), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+            let model = try FrozenModel(
+                path: try Reference.tiny(name), options: EngineOptions(matmulPath: .dequantizeSGEMM))
             let s = seqs[0], V = model.vocabSize, d = model.hiddenSize
             let full = try model.logits(TokenBatch(sequences: [s])).array
             let cache = model.makeCache(batch: 1, capacity: s.count)
@@ -66,18 +69,22 @@ final class EngineConsistencyTests: XCTestCase {
 
     /// A batched cache with sequences of different lengths: each row matches its own single run.
     func testBatchedKVCacheWithPaddingMatchesSingleSequences() throws {
-        let model = try FrozenModel(path: try Reference.tiny("tiny-llama"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        let model = try FrozenModel(
+            path: try Reference.tiny("tiny-llama"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
         let a: [Int32] = [1, 5, 9, 200], b: [Int32] = [1, 42]
         let cache = model.makeCache(batch: 2, capacity: 6)
-        _ = try model.forward(ids: a + b + [0, 0], batch: 2, newTokens: 4, valid: [1, 1, 1, 1, 1, 1, 0, 0], cache: cache)
+        _ = try model.forward(
+            ids: a + b + [0, 0], batch: 2, newTokens: 4, valid: [1, 1, 1, 1, 1, 1, 0, 0], cache: cache)
         let h = try model.forward(ids: [7, 8], batch: 2, newTokens: 1, cache: cache)
         let stepLogits = model.logits(hidden: h.constPointer, rows: 2).array
         let V = model.vocabSize
         for (i, s) in [a + [7], b + [8]].enumerated() {
             let single = try model.logits(TokenBatch(sequences: [s])).array
             let last = Array(single[((s.count - 1) * V)..<(s.count * V)])
-            XCTAssertLessThanOrEqual(relativeFrobenius(Array(stepLogits[(i * V)..<((i + 1) * V)]).map(Double.init),
-                                                       last.map(Double.init)), 1e-5, "row \(i)")
+            XCTAssertLessThanOrEqual(
+                relativeFrobenius(
+                    Array(stepLogits[(i * V)..<((i + 1) * V)]).map(Double.init),
+                    last.map(Double.init)), 1e-5, "row \(i)")
         }
     }
 
@@ -98,9 +105,12 @@ final class EngineConsistencyTests: XCTestCase {
         // top-p 0.5 keeps only the two most likely tokens (their mass passes 0.5 after the second).
         var sampler = Sampler(SamplingOptions(temperature: 1, topP: 0.5, seed: 7))
         var seen = Set<Int32>()
-        for _ in 0..<200 { seen.insert(logits.withUnsafeBufferPointer { sampler.next(logits: $0.baseAddress!, vocab: 5) }) }
+        for _ in 0..<200 {
+            seen.insert(logits.withUnsafeBufferPointer { sampler.next(logits: $0.baseAddress!, vocab: 5) })
+        }
         XCTAssertEqual(seen, [0, 1])
-        var s1 = Sampler(SamplingOptions(temperature: 1, topP: 1, seed: 3)), s2 = Sampler(SamplingOptions(temperature: 1, topP: 1, seed: 3))
+        var s1 = Sampler(SamplingOptions(temperature: 1, topP: 1, seed: 3)),
+            s2 = Sampler(SamplingOptions(temperature: 1, topP: 1, seed: 3))
         let r1 = (0..<50).map { _ in logits.withUnsafeBufferPointer { s1.next(logits: $0.baseAddress!, vocab: 5) } }
         let r2 = (0..<50).map { _ in logits.withUnsafeBufferPointer { s2.next(logits: $0.baseAddress!, vocab: 5) } }
         XCTAssertEqual(r1, r2)
@@ -108,8 +118,10 @@ final class EngineConsistencyTests: XCTestCase {
     }
 
     func testUnsupportedConfigValuesAreNamed() throws {
-        let base: [String: Any] = ["model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
-                                   "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 300]
+        let base: [String: Any] = [
+            "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 300,
+        ]
         func message(_ over: [String: Any]) -> String {
             let data = try! JSONSerialization.data(withJSONObject: base.merging(over) { $1 })
             do { _ = try ModelConfig.parse(data, origin: "x/config.json"); return "" } catch { return "\(error)" }
@@ -121,19 +133,30 @@ final class EngineConsistencyTests: XCTestCase {
         XCTAssertTrue(message(["num_key_value_heads": 3]).contains("num_key_value_heads"))
         XCTAssertTrue(message(["model_type": "qwen2", "use_sliding_window": true]).contains("use_sliding_window"))
         XCTAssertTrue(message(["model_type": "qwen2", "use_sliding_window": true]).contains("max_window_layers"))
-        XCTAssertTrue(message(["model_type": "mistral", "sliding_window": 0]).contains("sliding_window must be positive"))
+        XCTAssertTrue(
+            message(["model_type": "mistral", "sliding_window": 0]).contains("sliding_window must be positive"))
         XCTAssertEqual(message(["model_type": "mistral", "sliding_window": NSNull()]), "", "null: no window")
-        XCTAssertEqual(try ModelConfig.parse(try JSONSerialization.data(withJSONObject: base.merging(
-            ["model_type": "mistral", "sliding_window": 16]) { $1 }), origin: "c").attentionWindow, 16)
-        XCTAssertNil(try ModelConfig.parse(try JSONSerialization.data(withJSONObject: base.merging(
-            ["sliding_window": 16]) { $1 }), origin: "c").attentionWindow, "only mistral windows")
+        XCTAssertEqual(
+            try ModelConfig.parse(
+                try JSONSerialization.data(
+                    withJSONObject: base.merging(
+                        ["model_type": "mistral", "sliding_window": 16]) { $1 }), origin: "c"
+            ).attentionWindow, 16)
+        XCTAssertNil(
+            try ModelConfig.parse(
+                try JSONSerialization.data(
+                    withJSONObject: base.merging(
+                        ["sliding_window": 16]) { $1 }), origin: "c"
+            ).attentionWindow, "only mistral windows")
         XCTAssertTrue(message(["hidden_size": "big"]).contains("hidden_size"))
-        let eos = try ModelConfig.parse(try JSONSerialization.data(withJSONObject: base.merging(["eos_token_id": [2, 3]]) { $1 }), origin: "c")
+        let eos = try ModelConfig.parse(
+            try JSONSerialization.data(withJSONObject: base.merging(["eos_token_id": [2, 3]]) { $1 }), origin: "c")
         XCTAssertEqual(eos.eosTokenIDs, [2, 3])
     }
 
     func testBadTokenIDIsAnErrorNotACrash() throws {
-        let model = try FrozenModel(path: try Reference.tiny("tiny-llama"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        let model = try FrozenModel(
+            path: try Reference.tiny("tiny-llama"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
         XCTAssertThrowsError(try model.logits(TokenBatch(sequences: [[1, 300]]))) { e in
             XCTAssertTrue("\(e)".contains("300"))
         }

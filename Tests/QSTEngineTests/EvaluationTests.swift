@@ -9,7 +9,9 @@ import QSTFormat
 final class EvaluationTests: XCTestCase {
     static func tokens(_ n: Int, vocab: Int, seed: UInt64) -> [Int32] {
         var s = seed
-        return (0..<n).map { _ in s = s &* 6364136223846793005 &+ 1442695040888963407; return Int32((s >> 33) % UInt64(vocab)) }
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407; return Int32((s >> 33) % UInt64(vocab))
+        }
     }
 
     static func logSoftmax(_ row: ArraySlice<Double>) -> [Double] {
@@ -71,7 +73,8 @@ final class EvaluationTests: XCTestCase {
         let V = p.shape[2]
         var kl = 0.0, agree = 0
         for t in 0..<(ids.count - 1) {
-            let lp = Self.logSoftmax(p.values[(t * V)..<((t + 1) * V)]), lq = Self.logSoftmax(q.values[(t * V)..<((t + 1) * V)])
+            let lp = Self.logSoftmax(p.values[(t * V)..<((t + 1) * V)]),
+                lq = Self.logSoftmax(q.values[(t * V)..<((t + 1) * V)])
             kl += zip(lp, lq).reduce(0) { $0 + Foundation.exp($1.0) * ($1.0 - $1.1) }
             if lp.indices.max(by: { lp[$0] < lp[$1] }) == lq.indices.max(by: { lq[$0] < lq[$1] }) { agree += 1 }
         }
@@ -91,26 +94,30 @@ final class EvaluationTests: XCTestCase {
     func testCSVQuotingAndMMLUPrompt() throws {
         let rows = try CSVReader.parse("question,choice0\n\"a, \"\"b\"\"\nc\",d\r\nx,\n", origin: "t.csv")
         XCTAssertEqual(rows, [["question", "choice0"], ["a, \"b\"\nc", "d"], ["x", ""]])
-        XCTAssertThrowsError(try CSVReader.parse("\"open,1\n", origin: "t.csv")) { XCTAssertTrue("\($0)".contains("t.csv")) }
+        XCTAssertThrowsError(try CSVReader.parse("\"open,1\n", origin: "t.csv")) {
+            XCTAssertTrue("\($0)".contains("t.csv"))
+        }
         let q = ChoiceQuestion(question: "What is 2+2?", choices: ["3", "4", "5", "6"], answer: 1)
         let p = MultipleChoiceEvaluator.prompt(subject: "elementary_mathematics", shots: [q], question: q)
-        XCTAssertEqual(p, """
-        The following are multiple choice questions (with answers) about elementary mathematics.
+        XCTAssertEqual(
+            p,
+            """
+            The following are multiple choice questions (with answers) about elementary mathematics.
 
-        What is 2+2?
-        A. 3
-        B. 4
-        C. 5
-        D. 6
-        Answer: B
+            What is 2+2?
+            A. 3
+            B. 4
+            C. 5
+            D. 6
+            Answer: B
 
-        What is 2+2?
-        A. 3
-        B. 4
-        C. 5
-        D. 6
-        Answer:
-        """)
+            What is 2+2?
+            A. 3
+            B. 4
+            C. 5
+            D. 6
+            Answer:
+            """)
     }
 
     func testMMLUFolderLoads() throws {

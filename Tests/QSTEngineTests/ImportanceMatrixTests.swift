@@ -9,13 +9,14 @@ import QSTFormat
 /// input width, symmetric and positive semi-definite on the diagonal, shared by the linears that read one input.
 final class ImportanceMatrixTests: XCTestCase {
     func testGramDiagonalIsTheImportanceAndInputsAreShared() throws {
-        let model = try FrozenModel(path: try Reference.tiny("tiny-llama"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        let model = try FrozenModel(
+            path: try Reference.tiny("tiny-llama"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
         var g = SystemRandomNumberGenerator()
         let tokens = (0..<40).map { _ in Int32.random(in: 0..<Int32(model.config.vocabSize), using: &g) }
         let c = try ImportanceMatrix.collect(model: model, tokens: tokens, ctx: 16, textSHA256: "x", gram: true)
         let layers = model.config.numHiddenLayers
         XCTAssertEqual(c.channels.count, 7 * layers)
-        XCTAssertEqual(c.grams.count, 4 * layers)   // q (shared by k, v), o, gate (shared by up), down
+        XCTAssertEqual(c.grams.count, 4 * layers)  // q (shared by k, v), o, gate (shared by up), down
         for l in 0..<layers {
             let p = "model.layers.\(l)."
             XCTAssertEqual(c.gramOf[p + "self_attn.k_proj.weight"], p + "self_attn.q_proj.weight")

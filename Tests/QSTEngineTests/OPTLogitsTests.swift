@@ -13,8 +13,9 @@ final class OPTLogitsTests: XCTestCase {
         let batch = TokenBatch(sequences: sequences)
         let logits = try model.logits(batch).array
         let refRows = validRows(ref, lengths: batch.lengths)
-        let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
-                                    refRows)
+        let err = relativeFrobenius(
+            validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+            refRows)
         return (err, refRows.map(abs).max() ?? 0)
     }
 
@@ -104,18 +105,23 @@ final class OPTLogitsTests: XCTestCase {
         let model = try FrozenModel(path: qst4, options: EngineOptions(matmulPath: .kernelsExact))
         let batch = TokenBatch(sequences: Self.sequences)
         let logits = try model.logits(batch).array
-        let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
-                                    validRows(ref, lengths: batch.lengths))
+        let err = relativeFrobenius(
+            validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+            validRows(ref, lengths: batch.lengths))
         XCTAssertLessThanOrEqual(err, 1e-4)
     }
 
     func testBadConfigsAreRefusedByField() throws {
-        let base: [String: Any] = ["model_type": "opt", "hidden_size": 64, "ffn_dim": 128, "num_hidden_layers": 2,
-                                   "num_attention_heads": 4, "vocab_size": 300, "max_position_embeddings": 256]
+        let base: [String: Any] = [
+            "model_type": "opt", "hidden_size": 64, "ffn_dim": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "vocab_size": 300, "max_position_embeddings": 256,
+        ]
         XCTAssertEqual(try parse(base).intermediateSize, 128)
-        for (key, value, field) in [("activation_function", "silu" as Any, "activation_function"),
-                                    ("num_attention_heads", 5 as Any, "num_attention_heads"),
-                                    ("max_position_embeddings", 0 as Any, "max_position_embeddings")] {
+        for (key, value, field) in [
+            ("activation_function", "silu" as Any, "activation_function"),
+            ("num_attention_heads", 5 as Any, "num_attention_heads"),
+            ("max_position_embeddings", 0 as Any, "max_position_embeddings"),
+        ] {
             var c = base
             c[key] = value
             XCTAssertThrowsError(try parse(c)) { XCTAssertTrue("\($0)".contains(field), "\($0)") }

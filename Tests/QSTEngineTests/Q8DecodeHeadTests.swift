@@ -8,7 +8,8 @@ import QSTKernels
 final class Q8DecodeHeadTests: XCTestCase {
     func testDecodeLogitsWithinTheQ8BoundAndRowIndependent() throws {
         try Reference.requireRealModelBuild()
-        let model = try FrozenModel(path: try RealModelTests.artifact("nf4"), options: EngineOptions(matmulPath: .kernelsAuto))
+        let model = try FrozenModel(
+            path: try RealModelTests.artifact("nf4"), options: EngineOptions(matmulPath: .kernelsAuto))
         let ids: [Int32] = [1, 504, 3458, 282, 1345, 314, 253, 2093, 30, 378, 2361, 4096]
         let T = ids.count, d = model.headInputSize, V = model.vocabSize, rows = 3
         let h = try model.forward(ids: ids, batch: 1, newTokens: T)
@@ -46,7 +47,7 @@ final class Q8DecodeHeadTests: XCTestCase {
                 let err = abs(Double(got[r * V + j]) - exact)
                 errSq += err * err; refSq += exact * exact
                 let limit = bound * 1.01 + 1e-5 * magnitude + 1e-6
-                if !(err <= limit) { failures += 1 } // NaN fails too
+                if !(err <= limit) { failures += 1 }  // NaN fails too
                 worst = max(worst, err / limit)
             }
         }

@@ -48,40 +48,47 @@ final class RealModelTests: XCTestCase {
             .map { tok.encode($0).map(Int32.init) }
     }
 
-    func compare(engine path: String, options: EngineOptions, reference folder: String, override: String? = nil,
-                 tolerance: Double, _ label: String) throws {
+    func compare(
+        engine path: String, options: EngineOptions, reference folder: String, override: String? = nil,
+        tolerance: Double, _ label: String
+    ) throws {
         let seqs = Array(try prompts().prefix(2))
         let ref = try Reference.logits(model: folder, sequences: seqs, override: override)
         let model = try FrozenModel(path: path, options: options)
         let batch = TokenBatch(sequences: seqs)
         let logits = try model.logits(batch).array
-        let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
-                                    validRows(ref, lengths: batch.lengths))
+        let err = relativeFrobenius(
+            validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+            validRows(ref, lengths: batch.lengths))
         print("\(label): relative Frobenius error \(err)")
         XCTAssertLessThanOrEqual(err, tolerance, label)
     }
 
     func testF32ContainerMatchesReference() throws {
         try Reference.requireRealModelBuild()
-        try compare(engine: try Self.artifact("f32"), options: EngineOptions(matmulPath: .dequantizeSGEMM),
-                    reference: try Reference.realModel("f32"), tolerance: Self.exactBound, "f32 container")
+        try compare(
+            engine: try Self.artifact("f32"), options: EngineOptions(matmulPath: .dequantizeSGEMM),
+            reference: try Reference.realModel("f32"), tolerance: Self.exactBound, "f32 container")
     }
 
     func testBF16FolderMatchesReference() throws {
         try Reference.requireRealModelBuild()
         let folder = try Reference.realModel("bf16")
-        try compare(engine: folder, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
-                    tolerance: Self.exactBound, "bf16 folder")
+        try compare(
+            engine: folder, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
+            tolerance: Self.exactBound, "bf16 folder")
     }
 
     func testNF4ContainerMatchesReferenceOnDequantizedWeights() throws {
         try Reference.requireRealModelBuild()
         let nf4 = try Self.artifact("nf4"), decoded = try Self.artifact("decoded")
         let folder = try Reference.realModel("f32")
-        try compare(engine: nf4, options: EngineOptions(matmulPath: .dequantizeSGEMM), reference: folder,
-                    override: decoded, tolerance: Self.exactBound, "nf4 container (sgemm)")
-        try compare(engine: nf4, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
-                    override: decoded, tolerance: Self.exactBound, "nf4 container (kernels exact)")
+        try compare(
+            engine: nf4, options: EngineOptions(matmulPath: .dequantizeSGEMM), reference: folder,
+            override: decoded, tolerance: Self.exactBound, "nf4 container (sgemm)")
+        try compare(
+            engine: nf4, options: EngineOptions(matmulPath: .kernelsExact), reference: folder,
+            override: decoded, tolerance: Self.exactBound, "nf4 container (kernels exact)")
     }
 
     /// The default `auto` path (BF16 arithmetic where the CPU has it) on the real model, against the
@@ -89,8 +96,9 @@ final class RealModelTests: XCTestCase {
     func testNF4ContainerAutoPathMatchesReferenceAtItsBound() throws {
         try Reference.requireRealModelBuild()
         let nf4 = try Self.artifact("nf4"), decoded = try Self.artifact("decoded")
-        try compare(engine: nf4, options: EngineOptions(matmulPath: .kernelsAuto), reference: try Reference.realModel("f32"),
-                    override: decoded, tolerance: Self.autoBound, "nf4 container (kernels auto)")
+        try compare(
+            engine: nf4, options: EngineOptions(matmulPath: .kernelsAuto), reference: try Reference.realModel("f32"),
+            override: decoded, tolerance: Self.autoBound, "nf4 container (kernels auto)")
     }
 
     func testGreedyGenerationMatchesReference() throws {
@@ -99,7 +107,8 @@ final class RealModelTests: XCTestCase {
         // Two prompts, six tokens: the float64 reference recomputes the whole sequence per token.
         let ps = Array(try prompts().suffix(2))
         let expected = try Reference.greedyMany(model: folder, prompts: ps, count: 6)
-        let model = try FrozenModel(path: try Self.artifact("f32"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        let model = try FrozenModel(
+            path: try Self.artifact("f32"), options: EngineOptions(matmulPath: .dequantizeSGEMM))
         for (p, e) in zip(ps, expected) {
             XCTAssertEqual(try Generator(model: model).generate(prompt: p, maxTokens: 6).tokens, e)
         }

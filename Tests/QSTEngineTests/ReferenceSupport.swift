@@ -23,7 +23,9 @@ enum Reference {
     }
 
     static func checkPython() throws {
-        guard FileManager.default.isExecutableFile(atPath: python) else { try unavailable("no Python venv at \(python)") }
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            try unavailable("no Python venv at \(python)")
+        }
     }
 
     /// Runs a command, returns stdout; throws with stderr on failure.
@@ -77,9 +79,11 @@ enum Reference {
     /// Real-model tests are slow unoptimised: in debug builds they run only with QST_REAL_MODEL_TESTS=1.
     static func requireRealModelBuild() throws {
         #if DEBUG
-        if env["QST_REAL_MODEL_TESTS"] != "1" {
-            try TestRequirement.unavailable("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)", variable: "QST_REAL_MODEL_TESTS")
-        }
+            if env["QST_REAL_MODEL_TESTS"] != "1" {
+                try TestRequirement.unavailable(
+                    "real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)",
+                    variable: "QST_REAL_MODEL_TESTS")
+            }
         #endif
     }
 
@@ -88,8 +92,10 @@ enum Reference {
     }
 
     /// Reference float64 logits `[batch, T, vocab]` for right-padded sequences.
-    static func logits(model: String, sequences: [[Int32]], override: String? = nil,
-                       fullAttention: Bool = false) throws -> NPYArray {
+    static func logits(
+        model: String, sequences: [[Int32]], override: String? = nil,
+        fullAttention: Bool = false
+    ) throws -> NPYArray {
         try checkPython()
         let out = tempPath("logits-\(UUID().uuidString).npy")
         defer { try? FileManager.default.removeItem(atPath: out) }
@@ -114,8 +120,10 @@ enum Reference {
 
     static func greedy(model: String, prompt: [Int32], count: Int, override: String? = nil) throws -> [Int32] {
         try checkPython()
-        var args = [scripts + "/reference_forward.py", model, "--greedy", String(count),
-                    "--prompt-ids", prompt.map(String.init).joined(separator: ",")]
+        var args = [
+            scripts + "/reference_forward.py", model, "--greedy", String(count),
+            "--prompt-ids", prompt.map(String.init).joined(separator: ","),
+        ]
         if let override { args += ["--override-safetensors", override] }
         let out = try run(python, args)
         let ids = try JSONDecoder().decode([Int32].self, from: Data(out.utf8))
@@ -128,13 +136,14 @@ extension Reference {
     static func greedyMany(model: String, prompts: [[Int32]], count: Int, override: String? = nil) throws -> [[Int32]] {
         try checkPython()
         let code = """
-        import json, sys
-        sys.path.insert(0, sys.argv[1])
-        from reference_forward import ReferenceModel
-        m = ReferenceModel(sys.argv[2], sys.argv[3] or None)
-        print(json.dumps([m.greedy(p, int(sys.argv[5])) for p in json.loads(sys.argv[4])]))
-        """
-        let promptJSON = "[" + prompts.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]"
+            import json, sys
+            sys.path.insert(0, sys.argv[1])
+            from reference_forward import ReferenceModel
+            m = ReferenceModel(sys.argv[2], sys.argv[3] or None)
+            print(json.dumps([m.greedy(p, int(sys.argv[5])) for p in json.loads(sys.argv[4])]))
+            """
+        let promptJSON =
+            "[" + prompts.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]"
         let out = try run(python, ["-c", code, scripts, model, override ?? "", promptJSON, String(count)])
         return try JSONDecoder().decode([[Int32]].self, from: Data(out.utf8))
     }
@@ -147,23 +156,34 @@ struct NPYArray {
 
     init(path: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        guard data.count > 10, data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)) else { throw QSTError.file(path, "not .npy") }
+        guard data.count > 10, data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)) else {
+            throw QSTError.file(path, "not .npy")
+        }
         let major = data[6]
         let headerLen: Int, start: Int
-        if major == 1 { headerLen = Int(data[8]) | Int(data[9]) << 8; start = 10 } else {
+        if major == 1 {
+            headerLen = Int(data[8]) | Int(data[9]) << 8; start = 10
+        } else {
             headerLen = Int(data[8]) | Int(data[9]) << 8 | Int(data[10]) << 16 | Int(data[11]) << 24; start = 12
         }
         let header = String(decoding: data[start..<start + headerLen], as: UTF8.self)
-        guard let sOpen = header.range(of: "'shape': ("), let sClose = header[sOpen.upperBound...].firstIndex(of: ")") else {
+        guard let sOpen = header.range(of: "'shape': ("), let sClose = header[sOpen.upperBound...].firstIndex(of: ")")
+        else {
             throw QSTError.file(path, "npy header without shape")
         }
-        shape = header[sOpen.upperBound..<sClose].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        shape = header[sOpen.upperBound..<sClose].split(separator: ",").compactMap {
+            Int($0.trimmingCharacters(in: .whitespaces))
+        }
         let count = shape.reduce(1, *)
         let body = data[(start + headerLen)...]
         if header.contains("'<f8'") {
-            values = body.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) } }
+            values = body.withUnsafeBytes { raw in
+                (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
+            }
         } else if header.contains("'<f4'") {
-            values = body.withUnsafeBytes { raw in (0..<count).map { Double(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) } }
+            values = body.withUnsafeBytes { raw in
+                (0..<count).map { Double(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) }
+            }
         } else {
             throw QSTError.file(path, "unsupported npy dtype: \(header)")
         }
@@ -207,8 +227,10 @@ func writeDecodedWeights(container path: String, to out: String) throws {
 }
 
 /// Builds a container from a HF folder with the library (not the CLI).
-func buildContainer(from folder: String, to out: String, keepAll: Bool = false, keptDtype: DType = .bf16,
-                    quantizeEmbeddings: Bool = false) throws {
+func buildContainer(
+    from folder: String, to out: String, keepAll: Bool = false, keptDtype: DType = .bf16,
+    quantizeEmbeddings: Bool = false
+) throws {
     var policy = QuantizationPolicy()
     policy.keptDtype = keptDtype
     policy.quantizeEmbeddings = quantizeEmbeddings

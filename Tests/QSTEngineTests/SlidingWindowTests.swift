@@ -9,7 +9,9 @@ final class SlidingWindowTests: XCTestCase {
 
     static func tokens(_ n: Int, seed: UInt64) -> [Int32] {
         var s = seed
-        return (0..<n).map { _ in s = s &* 6364136223846793005 &+ 1442695040888963407; return Int32((s >> 33) % 300) }
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407; return Int32((s >> 33) % 300)
+        }
     }
 
     /// Prefill without a cache: 40- and 29-token sequences (one padded) through every exact path.
@@ -26,8 +28,9 @@ final class SlidingWindowTests: XCTestCase {
             XCTAssertEqual(model.config.attentionWindow, Self.window)
             let batch = TokenBatch(sequences: seqs)
             let logits = try model.logits(batch).array
-            let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
-                                        refRows)
+            let err = relativeFrobenius(
+                validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+                refRows)
             XCTAssertLessThanOrEqual(err, 1e-5, "\(path): relative Frobenius error")
         }
     }
@@ -44,7 +47,8 @@ final class SlidingWindowTests: XCTestCase {
         for chunk in [1, 3, 7, 8, 13] {
             let cache = model.makeCache(batch: 1, capacity: 400)
             XCTAssertEqual(cache.rows, Self.window - 1)
-            XCTAssertEqual(cache.bytes, model.makeCache(batch: 1, capacity: 100_000).bytes, "memory grows with capacity")
+            XCTAssertEqual(
+                cache.bytes, model.makeCache(batch: 1, capacity: 100_000).bytes, "memory grows with capacity")
             var mine: [Double] = []
             var i = 0
             while i < seq.count {
@@ -78,8 +82,9 @@ final class SlidingWindowTests: XCTestCase {
         XCTAssertEqual(WindowedAttention.ringRow(slot: 2, pastLength: 3, ringRows: 7), 2)
         XCTAssertNil(WindowedAttention.ringRow(slot: 3, pastLength: 3, ringRows: 7))
         // After 17 rows in a ring of 7: slots hold rows 14, 15, 16, 10, 11, 12, 13.
-        XCTAssertEqual((0..<7).map { WindowedAttention.ringRow(slot: $0, pastLength: 17, ringRows: 7) },
-                       [14, 15, 16, 10, 11, 12, 13])
+        XCTAssertEqual(
+            (0..<7).map { WindowedAttention.ringRow(slot: $0, pastLength: 17, ringRows: 7) },
+            [14, 15, 16, 10, 11, 12, 13])
     }
 
     /// A cache that fits inside the window stays a plain cache (the unwindowed fast path).

@@ -5,38 +5,49 @@ import QSTFormat
 /// Engine logits against the NumPy float64 reference on the tiny synthetic HF folders.
 final class TinyModelLogitsTests: XCTestCase {
     /// Two sequences of different lengths: exercises right padding and the key mask too.
-    static let sequences: [[Int32]] = [[1, 17, 42, 255, 7, 99, 3, 128, 64, 5, 200, 11],
-                                       [1, 250, 33, 8, 190, 77, 2]]
+    static let sequences: [[Int32]] = [
+        [1, 17, 42, 255, 7, 99, 3, 128, 64, 5, 200, 11],
+        [1, 250, 33, 8, 190, 77, 2],
+    ]
 
     func engineLogits(_ model: FrozenModel, _ seqs: [[Int32]]) throws -> (logits: [Float], batch: TokenBatch) {
         let batch = TokenBatch(sequences: seqs)
         return (try model.logits(batch).array, batch)
     }
 
-    func checkAgainstReference(_ name: String, path: MatmulPath = .dequantizeSGEMM, tolerance: Double = 1e-4,
-                               file: StaticString = #filePath, line: UInt = #line) throws {
+    func checkAgainstReference(
+        _ name: String, path: MatmulPath = .dequantizeSGEMM, tolerance: Double = 1e-4,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let folder = try Reference.tiny(name)
         let ref = try Reference.logits(model: folder, sequences: Self.sequences)
         let model = try FrozenModel(path: folder, options: EngineOptions(matmulPath: path))
         let (logits, batch) = try engineLogits(model, Self.sequences)
-        let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
-                                    validRows(ref, lengths: batch.lengths))
-        XCTAssertLessThanOrEqual(err, tolerance, "\(name) via \(path): relative Frobenius error", file: file, line: line)
-        XCTAssertGreaterThan(validRows(ref, lengths: batch.lengths).map(abs).max() ?? 0, 0.1, "reference logits are not trivial")
+        let err = relativeFrobenius(
+            validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+            validRows(ref, lengths: batch.lengths))
+        XCTAssertLessThanOrEqual(
+            err, tolerance, "\(name) via \(path): relative Frobenius error", file: file, line: line)
+        XCTAssertGreaterThan(
+            validRows(ref, lengths: batch.lengths).map(abs).max() ?? 0, 0.1, "reference logits are not trivial")
     }
 
     /// Sequences longer than the engine's 64-query attention blocks, one padded, against the reference.
     func testLongSequencesAcrossAttentionBlocks() throws {
         let folder = try Reference.tiny("tiny-llama3")
         var s: UInt64 = 3
-        let seqs: [[Int32]] = [150, 97].map { n in (0..<n).map { _ in
-            s = s &* 6364136223846793005 &+ 1442695040888963407; return Int32((s >> 33) % 300) } }
+        let seqs: [[Int32]] = [150, 97].map { n in
+            (0..<n).map { _ in
+                s = s &* 6364136223846793005 &+ 1442695040888963407; return Int32((s >> 33) % 300)
+            }
+        }
         let ref = try Reference.logits(model: folder, sequences: seqs)
         for path in [MatmulPath.dequantizeSGEMM, .kernelsExact] {
             let model = try FrozenModel(path: folder, options: EngineOptions(matmulPath: path))
             let (logits, batch) = try engineLogits(model, seqs)
-            let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
-                                        validRows(ref, lengths: batch.lengths))
+            let err = relativeFrobenius(
+                validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
+                validRows(ref, lengths: batch.lengths))
             XCTAssertLessThanOrEqual(err, 1e-4, "\(path)")
         }
     }
@@ -65,12 +76,14 @@ final class TinyModelLogitsTests: XCTestCase {
             for (path, tol) in [(MatmulPath.dequantizeSGEMM, 1e-4), (.kernelsExact, 1e-4), (.kernelsAuto, 2e-2)] {
                 let model = try FrozenModel(path: qst4, options: EngineOptions(matmulPath: path))
                 let (logits, batch) = try engineLogits(model, Self.sequences)
-                let err = relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize), refRows)
+                let err = relativeFrobenius(
+                    validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize), refRows)
                 XCTAssertLessThanOrEqual(err, tol, "\(name) NF4 via \(path)")
             }
             // And the NF4 model really differs from the unquantized one (the check above is not vacuous).
             let orig = try Reference.logits(model: folder, sequences: Self.sequences)
-            XCTAssertGreaterThan(relativeFrobenius(validRows(orig, lengths: Self.sequences.map(\.count)), refRows), 1e-3)
+            XCTAssertGreaterThan(
+                relativeFrobenius(validRows(orig, lengths: Self.sequences.map(\.count)), refRows), 1e-3)
         }
     }
 
@@ -103,7 +116,12 @@ final class TinyModelLogitsTests: XCTestCase {
         let head = backbone.headRows()
         let V = backbone.vocabSize
         let scratch = [Float](repeating: 0, count: V * d)
-        let w = scratch.withUnsafeBufferPointer { s in Array(UnsafeBufferPointer(start: head.rows(start: 0, count: V, scratch: UnsafeMutablePointer(mutating: s.baseAddress!)), count: V * d)) }
+        let w = scratch.withUnsafeBufferPointer { s in
+            Array(
+                UnsafeBufferPointer(
+                    start: head.rows(start: 0, count: V, scratch: UnsafeMutablePointer(mutating: s.baseAddress!)),
+                    count: V * d))
+        }
         var logits = [Float](repeating: 0, count: batch.batch * T * V)
         for r in 0..<(batch.batch * T) {
             for v in 0..<V {
@@ -112,7 +130,9 @@ final class TinyModelLogitsTests: XCTestCase {
                 logits[r * V + v] = s
             }
         }
-        XCTAssertLessThanOrEqual(relativeFrobenius(validRows(logits, lengths: batch.lengths, seqLen: T, vocab: V),
-                                                   validRows(logitsRef, lengths: batch.lengths)), 1e-4)
+        XCTAssertLessThanOrEqual(
+            relativeFrobenius(
+                validRows(logits, lengths: batch.lengths, seqLen: T, vocab: V),
+                validRows(logitsRef, lengths: batch.lengths)), 1e-4)
     }
 }

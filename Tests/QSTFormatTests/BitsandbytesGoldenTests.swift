@@ -11,9 +11,13 @@ import QSTTestSupport
 final class BitsandbytesGoldenTests: XCTestCase {
     static let cases = ["normal_4096x64", "heavy_tail_1000x77", "with_zero_blocks_300x128"]
     /// Formats/NF4.md §5: absmax codes that differ from bitsandbytes' CPU lookup-table kernel.
-    static let expectedAbsmaxCodeDifferences = ["normal_4096x64": 9, "heavy_tail_1000x77": 1, "with_zero_blocks_300x128": 3]
+    static let expectedAbsmaxCodeDifferences = [
+        "normal_4096x64": 9, "heavy_tail_1000x77": 1, "with_zero_blocks_300x128": 3,
+    ]
     /// Formats/NF4.md §5: NF4 codes (elements) that differ from bitsandbytes' CPU torch backend.
-    static let expectedNF4CodeDifferences = ["normal_4096x64": 1, "heavy_tail_1000x77": 0, "with_zero_blocks_300x128": 2560]
+    static let expectedNF4CodeDifferences = [
+        "normal_4096x64": 1, "heavy_tail_1000x77": 0, "with_zero_blocks_300x128": 2560,
+    ]
 
     /// dQuantizeNF4's split points as Double (the decimal literals rounded to double).
     static let splitPoints: [Double] = [
@@ -41,7 +45,8 @@ final class BitsandbytesGoldenTests: XCTestCase {
         for c in Self.cases {
             let absmax = try golden.floats(c + ".nf4.absmax")
             let offset = try golden.floats(c + ".dq.offset")[0]
-            XCTAssertEqual(NF4.mean(absmax).bitPattern, offset.bitPattern, "\(c): offset \(NF4.mean(absmax)) vs \(offset)")
+            XCTAssertEqual(
+                NF4.mean(absmax).bitPattern, offset.bitPattern, "\(c): offset \(NF4.mean(absmax)) vs \(offset)")
         }
     }
 
@@ -50,10 +55,11 @@ final class BitsandbytesGoldenTests: XCTestCase {
     func testBitsandbytesStateDecodesBitForBit() throws {
         for c in Self.cases {
             let expected = try golden.floats(c + ".dq.dequantized")
-            let t = NF4Tensor(count: expected.count, blockSize: 64, codes: try golden.copyElements(c + ".dq.packed", as: UInt8.self),
-                              absmax: [], absmaxCodes: try golden.copyElements(c + ".dq.absmax_codes", as: UInt8.self),
-                              absmax2: try golden.floats(c + ".dq.absmax2"), absmaxOffset: try golden.floats(c + ".dq.offset")[0],
-                              dqBlockSize: 256)
+            let t = NF4Tensor(
+                count: expected.count, blockSize: 64, codes: try golden.copyElements(c + ".dq.packed", as: UInt8.self),
+                absmax: [], absmaxCodes: try golden.copyElements(c + ".dq.absmax_codes", as: UInt8.self),
+                absmax2: try golden.floats(c + ".dq.absmax2"), absmaxOffset: try golden.floats(c + ".dq.offset")[0],
+                dqBlockSize: 256)
             XCTAssertEqual(bits(NF4.dequantize(t)), bits(expected), "\(c): double-quantized state")
             let absmax = t.decodedAbsmax()
             for kernel in [NF4.Kernel.scalar] + (NF4.usesAVX512 ? [.avx512] : []) {
@@ -61,17 +67,20 @@ final class BitsandbytesGoldenTests: XCTestCase {
                 t.codes.withUnsafeBufferPointer { cb in
                     absmax.withUnsafeBufferPointer { ab in
                         out.withUnsafeMutableBufferPointer { o in
-                            NF4.dequantize(codes: cb.baseAddress!, absmax: ab.baseAddress!, blockSize: 64, start: 0,
-                                           count: t.count, into: o.baseAddress!, threads: 1, kernel: kernel)
+                            NF4.dequantize(
+                                codes: cb.baseAddress!, absmax: ab.baseAddress!, blockSize: 64, start: 0,
+                                count: t.count, into: o.baseAddress!, threads: 1, kernel: kernel)
                         }
                     }
                 }
                 XCTAssertEqual(bits(out), bits(expected), "\(c): kernel \(kernel)")
             }
             // Plain NF4 (no double quantization): the stored absmax as it is.
-            let plain = NF4Tensor(count: expected.count, blockSize: 64, codes: try golden.copyElements(c + ".nf4.packed", as: UInt8.self),
-                                  absmax: try golden.floats(c + ".nf4.absmax"), dqBlockSize: 256)
-            XCTAssertEqual(bits(NF4.dequantize(plain)), bits(try golden.floats(c + ".nf4.dequantized")), "\(c): plain NF4 state")
+            let plain = NF4Tensor(
+                count: expected.count, blockSize: 64, codes: try golden.copyElements(c + ".nf4.packed", as: UInt8.self),
+                absmax: try golden.floats(c + ".nf4.absmax"), dqBlockSize: 256)
+            XCTAssertEqual(
+                bits(NF4.dequantize(plain)), bits(try golden.floats(c + ".nf4.dequantized")), "\(c): plain NF4 state")
         }
     }
 
@@ -81,7 +90,9 @@ final class BitsandbytesGoldenTests: XCTestCase {
         let code = DynamicMap8.signedCode
         for c in Self.cases {
             let input = try golden.floats(c + ".input")
-            let ours = try input.withUnsafeBufferPointer { try NF4.quantize($0, parameters: NF4Parameters(), file: "golden", tensor: c) }
+            let ours = try input.withUnsafeBufferPointer {
+                try NF4.quantize($0, parameters: NF4Parameters(), file: "golden", tensor: c)
+            }
             let bnbAbsmax = try golden.floats(c + ".nf4.absmax")
             XCTAssertEqual(bits(ours.decodedAbsmax()).count, bnbAbsmax.count)
             XCTAssertEqual(ours.absmaxOffset.bitPattern, try golden.floats(c + ".dq.offset")[0].bitPattern, c)
@@ -102,9 +113,13 @@ final class BitsandbytesGoldenTests: XCTestCase {
                 XCTAssertEqual(abs(a - b), 1, "\(c) block \(i): codes \(a) and \(b) are not neighbours")
                 let u = (bnbAbsmax[i] - ours.absmaxOffset) * (1 / ours.absmax2[i / 256])
                 let mid = (code[min(a, b)] + code[max(a, b)]) / 2
-                XCTAssertLessThanOrEqual(abs(u - mid), 1.0 / 32768, "\(c) block \(i): u \(u) is not within a lookup bin of the midpoint \(mid)")
+                XCTAssertLessThanOrEqual(
+                    abs(u - mid), 1.0 / 32768,
+                    "\(c) block \(i): u \(u) is not within a lookup bin of the midpoint \(mid)")
             }
-            XCTAssertEqual(differ, Self.expectedAbsmaxCodeDifferences[c], "\(c): absmax codes differing from bitsandbytes' CPU kernel")
+            XCTAssertEqual(
+                differ, Self.expectedAbsmaxCodeDifferences[c],
+                "\(c): absmax codes differing from bitsandbytes' CPU kernel")
 
             // NF4 codes: QST follows the CUDA kernel's decision tree. bitsandbytes' CPU backend differs
             // (a) on an all-zero block (code 7 where the CUDA kernel gives code 0) and (b) for a value
@@ -131,7 +146,9 @@ final class BitsandbytesGoldenTests: XCTestCase {
                     XCTAssertEqual(v, viaDouble, "\(c) element \(k): a difference off the split point (v \(v))")
                 }
             }
-            XCTAssertEqual(nf4Differ, Self.expectedNF4CodeDifferences[c], "\(c): NF4 codes differing from bitsandbytes' CPU backend")
+            XCTAssertEqual(
+                nf4Differ, Self.expectedNF4CodeDifferences[c],
+                "\(c): NF4 codes differing from bitsandbytes' CPU backend")
         }
     }
 }

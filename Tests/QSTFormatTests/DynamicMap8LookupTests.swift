@@ -13,7 +13,9 @@ final class DynamicMap8LookupTests: XCTestCase {
             func check(_ x: Float) {
                 let want = DynamicMap8.nearestIndex(x, code: c.baseAddress!)
                 let got = DynamicMap8Lookup.index(x, lookup: lookup, code: c.baseAddress!)
-                if got != want { XCTFail("x = \(x) (bits \(String(x.bitPattern, radix: 16))): table \(got), search \(want)") }
+                if got != want {
+                    XCTFail("x = \(x) (bits \(String(x.bitPattern, radix: 16))): table \(got), search \(want)")
+                }
                 checked += 1
             }
             // Every 61st bit pattern of the positive floats below 4 (and their negatives): all exponents.
@@ -24,10 +26,14 @@ final class DynamicMap8LookupTests: XCTestCase {
                 bits &+= 61
             }
             for t in DynamicMap8Lookup.thresholds(code) {
-                for d in -4...4 { check(Float(bitPattern: UInt32(bitPattern: Int32(bitPattern: t.bitPattern) &+ Int32(d)))) }
+                for d in -4...4 {
+                    check(Float(bitPattern: UInt32(bitPattern: Int32(bitPattern: t.bitPattern) &+ Int32(d))))
+                }
             }
-            for x: Float in [0, -0.0, 1, -1, .nan, .infinity, -.infinity, .leastNonzeroMagnitude, -.leastNonzeroMagnitude,
-                             1.0000001, -1.0000001, .greatestFiniteMagnitude] { check(x) }
+            for x: Float in [
+                0, -0.0, 1, -1, .nan, .infinity, -.infinity, .leastNonzeroMagnitude, -.leastNonzeroMagnitude,
+                1.0000001, -1.0000001, .greatestFiniteMagnitude,
+            ] { check(x) }
         }
         for key in 0..<(1 << 16) where lookup[key] == DynamicMap8Lookup.ambiguous { ambiguous += 1 }
         XCTAssertGreaterThan(checked, 30_000_000)

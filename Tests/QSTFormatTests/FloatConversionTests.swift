@@ -6,14 +6,18 @@ final class FloatConversionTests: XCTestCase {
 
     /// Checks a widened value against the reference value of pattern `h`, including
     /// the sign of zero, and for NaNs the sign and the mantissa payload.
-    private func checkWidened(_ got: Float, _ h: UInt16, _ f: Ref.Format, file: StaticString = #filePath, line: UInt = #line) {
+    private func checkWidened(
+        _ got: Float, _ h: UInt16, _ f: Ref.Format, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let ref = Ref.value(h, f)
         let signBit = (h >> 15) == 1
         if Ref.isNaNPattern(h, f) {
             XCTAssertTrue(got.isNaN, "pattern \(String(h, radix: 16)) should be NaN", file: file, line: line)
-            XCTAssertEqual(got.sign == .minus, signBit, "NaN sign, pattern \(String(h, radix: 16))", file: file, line: line)
+            XCTAssertEqual(
+                got.sign == .minus, signBit, "NaN sign, pattern \(String(h, radix: 16))", file: file, line: line)
             let payload = (got.bitPattern & 0x7f_ffff) >> UInt32(23 - f.mantissaBits)
-            XCTAssertEqual(payload, UInt32(h) & UInt32((1 << f.mantissaBits) - 1), "NaN payload", file: file, line: line)
+            XCTAssertEqual(
+                payload, UInt32(h) & UInt32((1 << f.mantissaBits) - 1), "NaN payload", file: file, line: line)
         } else {
             XCTAssertEqual(Double(got), ref, "pattern \(String(h, radix: 16))", file: file, line: line)
             XCTAssertEqual(got.sign == .minus, signBit, "sign, pattern \(String(h, radix: 16))", file: file, line: line)
@@ -60,20 +64,26 @@ final class FloatConversionTests: XCTestCase {
             XCTAssertEqual(Double(mid), (a + b) / 2, "midpoint must be exact in F32")
             xs += [Float(a), mid, mid.nextUp, mid.nextDown]
         }
-        xs += [0, .infinity, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude,
-               Float(bitPattern: 0x7fc0_0000), Float(bitPattern: 0x7f80_0001), Float(bitPattern: 0x7fbf_ffff),
-               Float(bitPattern: 0x7fd5_5555), Float(bitPattern: 0x0000_1234)]
+        xs += [
+            0, .infinity, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude,
+            Float(bitPattern: 0x7fc0_0000), Float(bitPattern: 0x7f80_0001), Float(bitPattern: 0x7fbf_ffff),
+            Float(bitPattern: 0x7fd5_5555), Float(bitPattern: 0x0000_1234),
+        ]
         var rng = STRandom(seed: 0x5eed)
         for _ in 0..<100_000 {
             let r = rng.next()
-            let exp = randomExponents.lowerBound + UInt32(r >> 40) % (randomExponents.upperBound - randomExponents.lowerBound + 1)
+            let exp =
+                randomExponents.lowerBound + UInt32(r >> 40)
+                % (randomExponents.upperBound - randomExponents.lowerBound + 1)
             xs.append(Float(bitPattern: exp << 23 | UInt32(truncatingIfNeeded: r) & 0x7f_ffff))
         }
         return xs + xs.map { -$0 }
     }
 
-    private func checkNarrowing(_ xs: [Float], _ f: Ref.Format, _ dtype: DType,
-                                scalar: (Float) -> UInt16) {
+    private func checkNarrowing(
+        _ xs: [Float], _ f: Ref.Format, _ dtype: DType,
+        scalar: (Float) -> UInt16
+    ) {
         let bulk = FloatConversion.fromF32(xs, to: dtype)
         var failures = 0
         for (i, x) in xs.enumerated() where failures < 20 {
@@ -109,19 +119,19 @@ final class FloatConversionTests: XCTestCase {
         // Values from the IEEE definitions, as a readable cross-check of the reference.
         XCTAssertEqual(FloatConversion.f32ToF16(65504), 0x7bff)
         XCTAssertEqual(FloatConversion.f32ToF16(65519.996), 0x7bff)
-        XCTAssertEqual(FloatConversion.f32ToF16(65520), 0x7c00)   // tie above max goes to "even" 2^16 = inf
+        XCTAssertEqual(FloatConversion.f32ToF16(65520), 0x7c00)  // tie above max goes to "even" 2^16 = inf
         XCTAssertEqual(FloatConversion.f32ToF16(-1e9), 0xfc00)
-        XCTAssertEqual(FloatConversion.f32ToF16(1 + 0x1p-11), 0x3c00) // tie, 1.0 is even
-        XCTAssertEqual(FloatConversion.f32ToF16(1 + 3 * 0x1p-11), 0x3c02) // tie, rounds up to even
-        XCTAssertEqual(FloatConversion.f32ToF16(0x1p-25), 0x0000) // half the smallest subnormal: tie to 0
+        XCTAssertEqual(FloatConversion.f32ToF16(1 + 0x1p-11), 0x3c00)  // tie, 1.0 is even
+        XCTAssertEqual(FloatConversion.f32ToF16(1 + 3 * 0x1p-11), 0x3c02)  // tie, rounds up to even
+        XCTAssertEqual(FloatConversion.f32ToF16(0x1p-25), 0x0000)  // half the smallest subnormal: tie to 0
         XCTAssertEqual(FloatConversion.f32ToF16(Float(0x1p-25).nextUp), 0x0001)
-        XCTAssertEqual(FloatConversion.f32ToF16(0x1p-24 * 1.5), 0x0002) // tie between 1 and 2 subnormal steps
+        XCTAssertEqual(FloatConversion.f32ToF16(0x1p-24 * 1.5), 0x0002)  // tie between 1 and 2 subnormal steps
         XCTAssertEqual(FloatConversion.f32ToF16(-0.0), 0x8000)
         XCTAssertEqual(FloatConversion.f32ToBF16(1 + 0x1p-8), 0x3f80)
         XCTAssertEqual(FloatConversion.f32ToBF16(1 + 3 * 0x1p-8), 0x3f82)
         XCTAssertEqual(FloatConversion.f32ToBF16(.greatestFiniteMagnitude), 0x7f80)
         XCTAssertEqual(FloatConversion.f32ToBF16(Float(bitPattern: 0xff80_0001)) & 0xff80, 0xff80)
-        XCTAssertNotEqual(FloatConversion.f32ToBF16(Float(bitPattern: 0x7f80_0001)) & 0x7f, 0) // NaN stays NaN
+        XCTAssertNotEqual(FloatConversion.f32ToBF16(Float(bitPattern: 0x7f80_0001)) & 0x7f, 0)  // NaN stays NaN
     }
 
     /// Long buffers go through the multithreaded path; it must agree with the scalar one.

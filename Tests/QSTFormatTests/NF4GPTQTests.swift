@@ -48,14 +48,18 @@ final class NF4GPTQTests: XCTestCase {
         for r in 0..<rows {
             for t in 0..<tokens {
                 var s = 0.0
-                for j in 0..<cols { s += (Double(w[r * cols + j]) - Double(deq[r * cols + j])) * Double(x[t * cols + j]) }
+                for j in 0..<cols {
+                    s += (Double(w[r * cols + j]) - Double(deq[r * cols + j])) * Double(x[t * cols + j])
+                }
                 e += s * s
             }
         }
         return e
     }
 
-    func referenceGPTQ(_ w: [Float], _ x: [Float], cols: Int, blockSize: Int, actOrder: Bool) throws -> [String: NF4NPYArray] {
+    func referenceGPTQ(_ w: [Float], _ x: [Float], cols: Int, blockSize: Int, actOrder: Bool) throws -> [String:
+        NF4NPYArray]
+    {
         let h = try NF4ReferenceHarness()
         defer { h.cleanUp() }
         let ws = h.workDir.appendingPathComponent("w.npy"), xs = h.workDir.appendingPathComponent("x.npy")
@@ -64,8 +68,11 @@ final class NF4GPTQTests: XCTestCase {
         try NF4NPY.writeFloat32(x, to: xs)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: h.python)
-        p.arguments = [h.script.replacingOccurrences(of: "nf4_reference.py", with: "nf4_gptq_reference.py"),
-                       ws.path, xs.path, out.path, "--cols", "\(cols)", "--block-size", "\(blockSize)"]
+        p.arguments =
+            [
+                h.script.replacingOccurrences(of: "nf4_reference.py", with: "nf4_gptq_reference.py"),
+                ws.path, xs.path, out.path, "--cols", "\(cols)", "--block-size", "\(blockSize)",
+            ]
             + (actOrder ? ["--act-order"] : [])
         let err = Pipe()
         p.standardError = err
@@ -89,8 +96,9 @@ final class NF4GPTQTests: XCTestCase {
         var settings = NF4GPTQ.Settings()
         settings.actOrder = actOrder
         let t = try w.withUnsafeBufferPointer {
-            try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: gram(x, cols: cols), parameters: p, settings: settings,
-                                 file: "t", tensor: "w")
+            try NF4GPTQ.quantize(
+                $0, rows: rows, cols: cols, gram: gram(x, cols: cols), parameters: p, settings: settings,
+                file: "t", tensor: "w")
         }
         try t.validate(file: "t", tensor: "w")
         let ref = try referenceGPTQ(w, x, cols: cols, blockSize: bs, actOrder: actOrder)
@@ -101,13 +109,15 @@ final class NF4GPTQTests: XCTestCase {
             let c = k & 1 == 0 ? t.codes[k >> 1] >> 4 : t.codes[k >> 1] & 0x0F
             if c == refCodes[k] { sameCodes += 1 }
         }
-        XCTAssertGreaterThanOrEqual(Double(sameCodes), 0.99 * Double(rows * cols), "codes equal: \(sameCodes)/\(rows * cols)")
+        XCTAssertGreaterThanOrEqual(
+            Double(sameCodes), 0.99 * Double(rows * cols), "codes equal: \(sameCodes)/\(rows * cols)")
         let closeScales = zip(t.absmax, refScales).filter { abs($0 - $1) <= 1e-4 * abs($1) }.count
-        XCTAssertGreaterThanOrEqual(Double(closeScales), 0.99 * Double(refScales.count), "scales within 1e-4: \(closeScales)")
+        XCTAssertGreaterThanOrEqual(
+            Double(closeScales), 0.99 * Double(refScales.count), "scales within 1e-4: \(closeScales)")
         let deq = NF4.dequantize(t)
         let mine = outputError(w, deq, x, cols: cols)
         XCTAssertEqual(mine, refErr, accuracy: refErr * 0.01)
-        XCTAssertEqual(outputError(w, refDeq, x, cols: cols), refErr, accuracy: refErr * 1e-6)   // same measure
+        XCTAssertEqual(outputError(w, refDeq, x, cols: cols), refErr, accuracy: refErr * 1e-6)  // same measure
     }
 
     /// The point of GPTQ: on the same data and the same importance (the Gram diagonal), its output error is well
@@ -119,19 +129,26 @@ final class NF4GPTQTests: XCTestCase {
         let diag = (0..<cols).map { h[$0 * cols + $0] }
         let mean = diag.reduce(0.0) { $0 + Double($1) } / Double(cols)
         let importance = diag.map { $0 + Float(mean * 1e-3) }
-        let cases: [(NF4Parameters, Bool)] = [(NF4Parameters(), false), (NF4Parameters(blockSize: 64, doubleQuant: false), false),
-                                              (NF4Parameters(blockSize: 32), false), (NF4Parameters(), true)]
+        let cases: [(NF4Parameters, Bool)] = [
+            (NF4Parameters(), false), (NF4Parameters(blockSize: 64, doubleQuant: false), false),
+            (NF4Parameters(blockSize: 32), false), (NF4Parameters(), true),
+        ]
         for (p, actOrder) in cases {
             var settings = NF4GPTQ.Settings()
             settings.actOrder = actOrder
             let (g, s) = try w.withUnsafeBufferPointer {
-                (try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: h, parameters: p, settings: settings, file: "t", tensor: "w"),
-                 try NF4ScaleSearch.quantize($0, parameters: p, importance: importance, rowLength: cols, file: "t", tensor: "w"))
+                (
+                    try NF4GPTQ.quantize(
+                        $0, rows: rows, cols: cols, gram: h, parameters: p, settings: settings, file: "t", tensor: "w"),
+                    try NF4ScaleSearch.quantize(
+                        $0, parameters: p, importance: importance, rowLength: cols, file: "t", tensor: "w")
+                )
             }
             try g.validate(file: "t", tensor: "w")
             XCTAssertEqual(g.isDoubleQuantized, p.doubleQuant)
             XCTAssertEqual(g.bitsPerWeight, s.bitsPerWeight)
-            let eg = outputError(w, NF4.dequantize(g), x, cols: cols), es = outputError(w, NF4.dequantize(s), x, cols: cols)
+            let eg = outputError(w, NF4.dequantize(g), x, cols: cols),
+                es = outputError(w, NF4.dequantize(s), x, cols: cols)
             XCTAssertLessThan(eg, es * 0.8, "\(p), act-order \(actOrder): GPTQ \(eg) vs per-block search \(es)")
         }
     }
@@ -141,8 +158,9 @@ final class NF4GPTQTests: XCTestCase {
         let rows = 8, cols = 128
         let w = weights(rows: rows, cols: cols, seed: 41), x = inputs(tokens: 64, cols: cols, seed: 42)
         let t = try w.withUnsafeBufferPointer {
-            try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: gram(x, cols: cols),
-                                 parameters: NF4Parameters(blockSize: 64, doubleQuant: false), file: "t", tensor: "w")
+            try NF4GPTQ.quantize(
+                $0, rows: rows, cols: cols, gram: gram(x, cols: cols),
+                parameters: NF4Parameters(blockSize: 64, doubleQuant: false), file: "t", tensor: "w")
         }
         let deq = NF4.dequantize(t)
         for k in 0..<(rows * cols) {
@@ -158,8 +176,9 @@ final class NF4GPTQTests: XCTestCase {
         var x = inputs(tokens: 200, cols: cols, seed: 52)
         for t in 0..<200 { x[t * cols + 5] = 0 }
         let t = try w.withUnsafeBufferPointer {
-            try NF4GPTQ.quantize($0, rows: rows, cols: cols, gram: gram(x, cols: cols), parameters: NF4Parameters(),
-                                 file: "t", tensor: "w")
+            try NF4GPTQ.quantize(
+                $0, rows: rows, cols: cols, gram: gram(x, cols: cols), parameters: NF4Parameters(),
+                file: "t", tensor: "w")
         }
         let deq = NF4.dequantize(t)
         XCTAssertTrue(deq.allSatisfy(\.isFinite))
@@ -169,15 +188,18 @@ final class NF4GPTQTests: XCTestCase {
     func testBadInputNamesTheTensor() throws {
         let w = weights(rows: 4, cols: 96, seed: 1)
         let cases: [(cols: Int, gram: [Float])] = [
-            (96, [Float](repeating: 1, count: 96 * 96)),             // rows of 96 are not whole blocks of 64
-            (64, [Float](repeating: 0, count: 10)),                  // wrong Gram size (W read as 6×64)
+            (96, [Float](repeating: 1, count: 96 * 96)),  // rows of 96 are not whole blocks of 64
+            (64, [Float](repeating: 0, count: 10)),  // wrong Gram size (W read as 6×64)
             (64, [Float](repeating: .nan, count: 64 * 64)),
         ]
         for c in cases {
-            XCTAssertThrowsError(try w.withUnsafeBufferPointer {
-                try NF4GPTQ.quantize($0, rows: w.count / c.cols, cols: c.cols, gram: c.gram, parameters: NF4Parameters(),
-                                     file: "f.safetensors", tensor: "layers.0.q")
-            }) { e in XCTAssertTrue("\(e)".contains("layers.0.q"), "\(e)") }
+            XCTAssertThrowsError(
+                try w.withUnsafeBufferPointer {
+                    try NF4GPTQ.quantize(
+                        $0, rows: w.count / c.cols, cols: c.cols, gram: c.gram, parameters: NF4Parameters(),
+                        file: "f.safetensors", tensor: "layers.0.q")
+                }
+            ) { e in XCTAssertTrue("\(e)".contains("layers.0.q"), "\(e)") }
         }
     }
 }

@@ -5,7 +5,9 @@ import XCTest
 /// into sub-ranges must not change a single value. (Values vs bitsandbytes: NF4Tests.)
 final class NF4KernelPathTests: XCTestCase {
     private func quantize(_ v: [Float], _ p: NF4Parameters, _ k: NF4.Kernel, threads: Int) throws -> NF4Tensor {
-        try v.withUnsafeBufferPointer { try NF4.quantize($0, parameters: p, file: "f", tensor: "t", kernel: k, threads: threads) }
+        try v.withUnsafeBufferPointer {
+            try NF4.quantize($0, parameters: p, file: "f", tensor: "t", kernel: k, threads: threads)
+        }
     }
 
     private func dequant(_ t: NF4Tensor, start: Int, count: Int, _ k: NF4.Kernel, threads: Int) -> ([Float], [UInt16]) {
@@ -14,12 +16,14 @@ final class NF4KernelPathTests: XCTestCase {
         t.codes.withUnsafeBufferPointer { c in
             absmax.withUnsafeBufferPointer { a in
                 f.withUnsafeMutableBufferPointer { o in
-                    NF4.dequantize(codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize, start: start,
-                                   count: count, into: o.baseAddress!, threads: threads, kernel: k)
+                    NF4.dequantize(
+                        codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize, start: start,
+                        count: count, into: o.baseAddress!, threads: threads, kernel: k)
                 }
                 h.withUnsafeMutableBufferPointer { o in
-                    NF4.dequantizeBF16(codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize, start: start,
-                                       count: count, into: o.baseAddress!, threads: threads, kernel: k)
+                    NF4.dequantizeBF16(
+                        codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize, start: start,
+                        count: count, into: o.baseAddress!, threads: threads, kernel: k)
                 }
             }
         }
@@ -29,8 +33,8 @@ final class NF4KernelPathTests: XCTestCase {
     private func testData(_ count: Int, seed: UInt64) -> [Float] {
         var rng = NF4TestRandom(seed: seed)
         var v = rng.normals(count)
-        for i in stride(from: 0, to: count, by: 997) { v[i] *= 40 }           // outliers
-        if count > 300 { for i in 128..<256 { v[i] = 0 } }                     // zero blocks
+        for i in stride(from: 0, to: count, by: 997) { v[i] *= 40 }  // outliers
+        if count > 300 { for i in 128..<256 { v[i] = 0 } }  // zero blocks
         return v
     }
 
@@ -41,7 +45,7 @@ final class NF4KernelPathTests: XCTestCase {
     func testEveryVectorPathGivesTheScalarBits() throws {
         let kernels = vectorKernels
         #if arch(x86_64) || arch(arm64)
-        XCTAssertFalse(kernels.isEmpty, "no vector NF4 kernel runs on this CPU (QST_KERNELS=scalar?)")
+            XCTAssertFalse(kernels.isEmpty, "no vector NF4 kernel runs on this CPU (QST_KERNELS=scalar?)")
         #endif
         for kernel in kernels {
             for blockSize in [32, 64, 128, 1024, 4096] {
@@ -50,10 +54,15 @@ final class NF4KernelPathTests: XCTestCase {
                     let p = NF4Parameters(blockSize: blockSize)
                     let s = try quantize(v, p, .scalar, threads: 1), a = try quantize(v, p, kernel, threads: 1)
                     XCTAssertEqual(s, a, "\(kernel) quantize block \(blockSize) n \(count)")
-                    for (start, n) in [(0, count), (count / 2 & ~1, count - (count / 2 & ~1)), (count > 3 ? 1 : 0, count > 3 ? count - 2 : count)] {
+                    for (start, n) in [
+                        (0, count), (count / 2 & ~1, count - (count / 2 & ~1)),
+                        (count > 3 ? 1 : 0, count > 3 ? count - 2 : count),
+                    ] {
                         let (fs, hs) = dequant(s, start: start, count: n, .scalar, threads: 1)
                         let (fa, ha) = dequant(s, start: start, count: n, kernel, threads: 1)
-                        XCTAssertEqual(fs.map(\.bitPattern), fa.map(\.bitPattern), "\(kernel) F32 block \(blockSize) n \(count) start \(start)")
+                        XCTAssertEqual(
+                            fs.map(\.bitPattern), fa.map(\.bitPattern),
+                            "\(kernel) F32 block \(blockSize) n \(count) start \(start)")
                         XCTAssertEqual(hs, ha, "\(kernel) BF16 block \(blockSize) n \(count) start \(start)")
                     }
                 }
@@ -66,7 +75,9 @@ final class NF4KernelPathTests: XCTestCase {
             for (i, bad) in [(5, Float.nan), (40, Float.infinity), (99, -Float.infinity)] {
                 var v = testData(130, seed: 9)
                 v[i] = bad
-                XCTAssertThrowsError(try quantize(v, NF4Parameters(blockSize: 64), kernel, threads: 1), "\(kernel) element \(i)") { e in
+                XCTAssertThrowsError(
+                    try quantize(v, NF4Parameters(blockSize: 64), kernel, threads: 1), "\(kernel) element \(i)"
+                ) { e in
                     XCTAssertTrue("\(e)".contains("element \(i)"), "\(kernel): \(e)")
                 }
             }

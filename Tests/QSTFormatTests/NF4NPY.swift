@@ -11,7 +11,9 @@ struct NF4NPYArray {
 
     private func typed<T>(_ want: [String], _ type: T.Type) throws -> [T] {
         guard want.contains(descr) else { throw QSTError("npy: dtype \(descr), expected \(want[0])") }
-        guard data.count == count * MemoryLayout<T>.size else { throw QSTError("npy: \(data.count) bytes for \(shape)") }
+        guard data.count == count * MemoryLayout<T>.size else {
+            throw QSTError("npy: \(data.count) bytes for \(shape)")
+        }
         return [T](unsafeUninitializedCapacity: count) { buf, initialized in
             data.withUnsafeBytes { raw in UnsafeMutableRawBufferPointer(buf).copyMemory(from: raw) }
             initialized = count
@@ -54,7 +56,7 @@ enum NF4NPY {
         guard headerStart + headerLen <= b.endIndex else { throw QSTError("npy: truncated header") }
         let header = String(decoding: b[headerStart..<(headerStart + headerLen)], as: UTF8.self)
         guard let descr = quoted(after: "'descr':", in: header), header.contains("'fortran_order': False"),
-              let open = header.range(of: "'shape': ("), let close = header[open.upperBound...].firstIndex(of: ")")
+            let open = header.range(of: "'shape': ("), let close = header[open.upperBound...].firstIndex(of: ")")
         else { throw QSTError("npy: unsupported header \(header)") }
         let shape = header[open.upperBound..<close].split(separator: ",")
             .compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -64,8 +66,10 @@ enum NF4NPY {
     static func readNPZ(_ url: URL) throws -> [String: NF4NPYArray] {
         let z = [UInt8](try Data(contentsOf: url))
         // End of central directory: the last "PK\5\6" record.
-        guard z.count >= 22, let eocd = stride(from: z.count - 22, through: 0, by: -1)
-            .first(where: { le32(z[...], $0) == 0x0605_4b50 }) else { throw QSTError("npz: no end of central directory") }
+        guard z.count >= 22,
+            let eocd = stride(from: z.count - 22, through: 0, by: -1)
+                .first(where: { le32(z[...], $0) == 0x0605_4b50 })
+        else { throw QSTError("npz: no end of central directory") }
         let entries = Int(le16(z, eocd + 10))
         var p = Int(le32(z[...], eocd + 16))
         var out: [String: NF4NPYArray] = [:]

@@ -22,7 +22,8 @@ struct NF4ReferenceHarness {
             .deletingLastPathComponent()
         script = repo.appendingPathComponent("Scripts/nf4_reference.py").path
         guard FileManager.default.isExecutableFile(atPath: python) else {
-            try TestRequirement.unavailable("NF4 reference: no Python at \(python) (set QST_PYTHON or run Scripts/setup-env.sh)")
+            try TestRequirement.unavailable(
+                "NF4 reference: no Python at \(python) (set QST_PYTHON or run Scripts/setup-env.sh)")
         }
         self.python = python
         workDir = FileManager.default.temporaryDirectory.appendingPathComponent("qst-nf4-\(UUID().uuidString)")
@@ -67,8 +68,10 @@ struct NF4ReferenceHarness {
     /// Quantizes `values` with QST and with the reference and asserts identical codes, absmax,
     /// double-quantization parts, decoded absmax and dequantized F32/BF16 values (bitwise).
     @discardableResult
-    func assertEquivalent(_ values: [Float], _ p: NF4Parameters, label: String,
-                          file: StaticString = #filePath, line: UInt = #line) throws -> NF4Tensor {
+    func assertEquivalent(
+        _ values: [Float], _ p: NF4Parameters, label: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> NF4Tensor {
         let t = try values.withUnsafeBufferPointer {
             try NF4.quantize($0, parameters: p, file: "test", tensor: label)
         }
@@ -76,46 +79,59 @@ struct NF4ReferenceHarness {
         let what = "\(label) [n=\(values.count) block=\(p.blockSize) dq=\(p.doubleQuant)]"
         Self.assertSame(t.codes, try ref.field("codes").uint8(), "\(what) packed codes", file: file, line: line)
         if p.doubleQuant {
-            Self.assertSame(t.absmaxCodes, try ref.field("absmax_codes").uint8(), "\(what) absmax codes", file: file, line: line)
-            Self.assertSame(bits(t.absmax2), bits(try ref.field("absmax2").float32()), "\(what) absmax2", file: file, line: line)
-            Self.assertSame(bits([t.absmaxOffset]), bits(try ref.field("offset").float32()), "\(what) offset", file: file, line: line)
-            XCTAssertTrue(t.absmax.isEmpty, "\(what): double-quantized tensor keeps no plain absmax", file: file, line: line)
+            Self.assertSame(
+                t.absmaxCodes, try ref.field("absmax_codes").uint8(), "\(what) absmax codes", file: file, line: line)
+            Self.assertSame(
+                bits(t.absmax2), bits(try ref.field("absmax2").float32()), "\(what) absmax2", file: file, line: line)
+            Self.assertSame(
+                bits([t.absmaxOffset]), bits(try ref.field("offset").float32()), "\(what) offset", file: file,
+                line: line)
+            XCTAssertTrue(
+                t.absmax.isEmpty, "\(what): double-quantized tensor keeps no plain absmax", file: file, line: line)
         } else {
-            Self.assertSame(bits(t.absmax), bits(try ref.field("absmax").float32()), "\(what) absmax", file: file, line: line)
+            Self.assertSame(
+                bits(t.absmax), bits(try ref.field("absmax").float32()), "\(what) absmax", file: file, line: line)
         }
         let decoded = t.decodedAbsmax()
-        Self.assertSame(bits(decoded), bits(try ref.field("absmax_decoded").float32()), "\(what) decoded absmax",
-                        file: file, line: line)
-        Self.assertSame(bits(NF4.dequantize(t)), bits(try ref.field("dequantized").float32()), "\(what) dequantized",
-                        file: file, line: line)
+        Self.assertSame(
+            bits(decoded), bits(try ref.field("absmax_decoded").float32()), "\(what) decoded absmax",
+            file: file, line: line)
+        Self.assertSame(
+            bits(NF4.dequantize(t)), bits(try ref.field("dequantized").float32()), "\(what) dequantized",
+            file: file, line: line)
         var bf16 = [UInt16](repeating: 0, count: t.count)
         if t.count > 0 {
             t.codes.withUnsafeBufferPointer { c in
                 decoded.withUnsafeBufferPointer { a in
                     bf16.withUnsafeMutableBufferPointer { o in
-                        NF4.dequantizeBF16(codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize,
-                                           start: 0, count: t.count, into: o.baseAddress!)
+                        NF4.dequantizeBF16(
+                            codes: c.baseAddress!, absmax: a.baseAddress!, blockSize: t.blockSize,
+                            start: 0, count: t.count, into: o.baseAddress!)
                     }
                 }
             }
         }
-        Self.assertSame(bf16, try ref.field("dequantized_bf16").uint16(), "\(what) dequantized BF16", file: file, line: line)
+        Self.assertSame(
+            bf16, try ref.field("dequantized_bf16").uint16(), "\(what) dequantized BF16", file: file, line: line)
         return t
     }
 
     func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
 
     /// Equality with a short report (count, first differing index and both values).
-    static func assertSame<T: Equatable>(_ got: [T], _ want: [T], _ what: String,
-                                         file: StaticString = #filePath, line: UInt = #line) {
+    static func assertSame<T: Equatable>(
+        _ got: [T], _ want: [T], _ what: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         guard got.count == want.count else {
             XCTFail("\(what): \(got.count) values, reference has \(want.count)", file: file, line: line)
             return
         }
         if let i = got.indices.first(where: { got[$0] != want[$0] }) {
             let n = got.indices.filter { got[$0] != want[$0] }.count
-            XCTFail("\(what): \(n) of \(got.count) differ; first at \(i): got \(got[i]), reference \(want[i])",
-                    file: file, line: line)
+            XCTFail(
+                "\(what): \(n) of \(got.count) differ; first at \(i): got \(got[i]), reference \(want[i])",
+                file: file, line: line)
         }
     }
 }

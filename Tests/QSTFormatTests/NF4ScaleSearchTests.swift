@@ -39,8 +39,10 @@ final class NF4ScaleSearchTests: XCTestCase {
         let xs = h.workDir.appendingPathComponent("x.npy"), imp = h.workDir.appendingPathComponent("imp.npy")
         let out = h.workDir.appendingPathComponent("out.npz")
         try NF4NPY.writeFloat32(x, to: xs)
-        var args = [h.script.replacingOccurrences(of: "nf4_reference.py", with: "nf4_search_reference.py"),
-                    xs.path, out.path, "--row-length", "\(rowLength)"]
+        var args = [
+            h.script.replacingOccurrences(of: "nf4_reference.py", with: "nf4_search_reference.py"),
+            xs.path, out.path, "--row-length", "\(rowLength)",
+        ]
         if let importance { try NF4NPY.writeFloat32(importance, to: imp); args += ["--importance", imp.path] }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: h.python)
@@ -76,7 +78,8 @@ final class NF4ScaleSearchTests: XCTestCase {
         }
         // The search must do something, and the same thing as the reference.
         XCTAssertGreaterThan(improved, mine.count / 2)
-        XCTAssertGreaterThanOrEqual(sameScale * 100, mine.count * 95, "scales equal to the reference's: \(sameScale)/\(mine.count)")
+        XCTAssertGreaterThanOrEqual(
+            sameScale * 100, mine.count * 95, "scales equal to the reference's: \(sameScale)/\(mine.count)")
         let total = mine.reduce(0, +), refTotal = refError.reduce(0, +)
         XCTAssertEqual(total, refTotal, accuracy: refTotal * 1e-3)
         XCTAssertLessThan(total, absmaxError.reduce(0, +) * 0.95)
@@ -94,8 +97,10 @@ final class NF4ScaleSearchTests: XCTestCase {
         let imp = importance(cols, seed: 12)
         let p = NF4Parameters()
         let (plain, searched) = try x.withUnsafeBufferPointer {
-            (try NF4.quantize($0, parameters: p, file: "t", tensor: "w"),
-             try NF4ScaleSearch.quantize($0, parameters: p, importance: imp, rowLength: cols, file: "t", tensor: "w"))
+            (
+                try NF4.quantize($0, parameters: p, file: "t", tensor: "w"),
+                try NF4ScaleSearch.quantize($0, parameters: p, importance: imp, rowLength: cols, file: "t", tensor: "w")
+            )
         }
         try searched.validate(file: "t", tensor: "w")
         XCTAssertTrue(searched.isDoubleQuantized)
@@ -110,7 +115,8 @@ final class NF4ScaleSearchTests: XCTestCase {
         var x = matrix(rows: 2, cols: 128, seed: 3)
         for i in 64..<128 { x[i] = 0 }
         let t = try x.withUnsafeBufferPointer {
-            try NF4ScaleSearch.quantize($0, parameters: NF4Parameters(), importance: nil, rowLength: 128, file: "t", tensor: "w")
+            try NF4ScaleSearch.quantize(
+                $0, parameters: NF4Parameters(), importance: nil, rowLength: 128, file: "t", tensor: "w")
         }
         XCTAssertEqual(Array(NF4.dequantize(t)[64..<128]), [Float](repeating: 0, count: 64))
     }
@@ -118,10 +124,13 @@ final class NF4ScaleSearchTests: XCTestCase {
     func testBadImportanceNamesTheTensor() throws {
         let x = matrix(rows: 2, cols: 64, seed: 1)
         for imp: [Float] in [[1, 2], [Float](repeating: 1, count: 63) + [-1], [Float](repeating: .nan, count: 64)] {
-            XCTAssertThrowsError(try x.withUnsafeBufferPointer {
-                try NF4ScaleSearch.quantize($0, parameters: NF4Parameters(), importance: imp, rowLength: 64,
-                                            file: "f.safetensors", tensor: "layers.0.q")
-            }) { e in XCTAssertTrue("\(e)".contains("layers.0.q"), "\(e)") }
+            XCTAssertThrowsError(
+                try x.withUnsafeBufferPointer {
+                    try NF4ScaleSearch.quantize(
+                        $0, parameters: NF4Parameters(), importance: imp, rowLength: 64,
+                        file: "f.safetensors", tensor: "layers.0.q")
+                }
+            ) { e in XCTAssertTrue("\(e)".contains("layers.0.q"), "\(e)") }
         }
     }
 }
@@ -129,6 +138,8 @@ final class NF4ScaleSearchTests: XCTestCase {
 extension NF4NPYArray {
     func float64() throws -> [Double] {
         guard descr == "<f8", data.count == count * 8 else { throw QSTError("npy: dtype \(descr), expected <f8") }
-        return data.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) } }
+        return data.withUnsafeBytes { raw in
+            (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
+        }
     }
 }

@@ -20,10 +20,12 @@ final class NF4Tests: XCTestCase {
 
     func testCodeTablesMatchReference() throws {
         let ref = try harness.reference([1, 2, 3], NF4Parameters())
-        NF4ReferenceHarness.assertSame(NF4.codeValues.map(\.bitPattern),
-                                       try ref.field("nf4_code").float32().map(\.bitPattern), "NF4 code values")
-        NF4ReferenceHarness.assertSame(DynamicMap8.signedCode.map(\.bitPattern),
-                                       try ref.field("dynamic_map").float32().map(\.bitPattern), "dynamic 8-bit map")
+        NF4ReferenceHarness.assertSame(
+            NF4.codeValues.map(\.bitPattern),
+            try ref.field("nf4_code").float32().map(\.bitPattern), "NF4 code values")
+        NF4ReferenceHarness.assertSame(
+            DynamicMap8.signedCode.map(\.bitPattern),
+            try ref.field("dynamic_map").float32().map(\.bitPattern), "dynamic 8-bit map")
         XCTAssertEqual(DynamicMap8.signedCode.count, 256)
         XCTAssertEqual(DynamicMap8.signedCode, DynamicMap8.signedCode.sorted())
         XCTAssertEqual(NF4.codeValues.first, -1)
@@ -38,8 +40,9 @@ final class NF4Tests: XCTestCase {
             let count = blockSize == 4096 ? 4096 * 3 + 1000 : 48 * 130 + 18
             let values = rng.normals(count, scale: 0.02)
             for dq in [true, false] {
-                try harness.assertEquivalent(values, NF4Parameters(blockSize: blockSize, doubleQuant: dq),
-                                             label: "normal.b\(blockSize)")
+                try harness.assertEquivalent(
+                    values, NF4Parameters(blockSize: blockSize, doubleQuant: dq),
+                    label: "normal.b\(blockSize)")
             }
         }
     }
@@ -49,14 +52,16 @@ final class NF4Tests: XCTestCase {
         var rng = NF4TestRandom(seed: 11)
         let values = rng.normals(64 * 1100 + 33)
         try harness.assertEquivalent(values, NF4Parameters(), label: "large")
-        try harness.assertEquivalent(values, NF4Parameters(blockSize: 64, doubleQuant: true, dqBlockSize: 64),
-                                     label: "large.dq64")
+        try harness.assertEquivalent(
+            values, NF4Parameters(blockSize: 64, doubleQuant: true, dqBlockSize: 64),
+            label: "large.dq64")
     }
 
     func testAllZerosFollowBitsandbytes() throws {
         for dq in [true, false] {
-            let t = try harness.assertEquivalent([Float](repeating: 0, count: 1000),
-                                                 NF4Parameters(doubleQuant: dq), label: "zeros")
+            let t = try harness.assertEquivalent(
+                [Float](repeating: 0, count: 1000),
+                NF4Parameters(doubleQuant: dq), label: "zeros")
             // 1/0 = inf, 0*inf = NaN, and NaN fails every `>` of the tree: code 0 everywhere.
             XCTAssertEqual(Set(t.codes), [0])
             XCTAssertTrue(NF4.dequantize(t).allSatisfy { $0 == 0 })
@@ -122,8 +127,9 @@ final class NF4Tests: XCTestCase {
         let (codes, absmax) = DynamicMap8.quantizeBlockwise(values, blockSize: 256)
         let ref = try harness.dynamicReference(values, blockSize: 256)
         NF4ReferenceHarness.assertSame(codes, try ref.field("codes").uint8(), "dynamic codes")
-        NF4ReferenceHarness.assertSame(absmax.map(\.bitPattern), try ref.field("absmax").float32().map(\.bitPattern),
-                                       "dynamic absmax")
+        NF4ReferenceHarness.assertSame(
+            absmax.map(\.bitPattern), try ref.field("absmax").float32().map(\.bitPattern),
+            "dynamic absmax")
         NF4ReferenceHarness.assertSame(
             DynamicMap8.dequantizeBlockwise(codes: codes, absmax: absmax, blockSize: 256).map(\.bitPattern),
             try ref.field("dequantized").float32().map(\.bitPattern), "dynamic dequantized")
@@ -133,9 +139,9 @@ final class NF4Tests: XCTestCase {
         var rng = NF4TestRandom(seed: 13)
         var values = rng.normals(64 * 40 + 7, scale: 0.01)
         values[5] = 3.0e4; values[700] = -2.5e5; values[701] = 1e-3; values[1500] = 3.4e38
-        for i in 128..<192 { values[i] *= 1e-33 }     // tiny but normal absmax
+        for i in 128..<192 { values[i] *= 1e-33 }  // tiny but normal absmax
         for i in 192..<256 { values[i] = 0 }
-        values[200] = 1e-40                              // subnormal absmax: 1/absmax overflows to inf
+        values[200] = 1e-40  // subnormal absmax: 1/absmax overflows to inf
         values[201] = -1e-41
         for dq in [true, false] {
             try harness.assertEquivalent(values, NF4Parameters(doubleQuant: dq), label: "outliers")
@@ -147,10 +153,13 @@ final class NF4Tests: XCTestCase {
             for (count, index) in [(10, 3), (200_000, 150_001)] {  // the second runs on several threads
                 var values = [Float](repeating: 0.25, count: count)
                 values[index] = bad
-                XCTAssertThrowsError(try values.withUnsafeBufferPointer {
-                    try NF4.quantize($0, parameters: NF4Parameters(), file: "model.safetensors",
-                                     tensor: "model.layers.0.mlp.up_proj.weight")
-                }) { error in
+                XCTAssertThrowsError(
+                    try values.withUnsafeBufferPointer {
+                        try NF4.quantize(
+                            $0, parameters: NF4Parameters(), file: "model.safetensors",
+                            tensor: "model.layers.0.mlp.up_proj.weight")
+                    }
+                ) { error in
                     let msg = (error as? QSTError)?.message ?? "\(error)"
                     XCTAssertTrue(msg.contains("model.safetensors"), msg)
                     XCTAssertTrue(msg.contains("model.layers.0.mlp.up_proj.weight"), msg)
@@ -181,9 +190,11 @@ final class NF4Tests: XCTestCase {
         for size in bad {
             for p in [NF4Parameters(blockSize: size), NF4Parameters(dqBlockSize: size)] {
                 XCTAssertThrowsError(try p.validate())
-                XCTAssertThrowsError(try [Float](repeating: 1, count: 128).withUnsafeBufferPointer {
-                    try NF4.quantize($0, parameters: p, file: "w.safetensors", tensor: "lm_head.weight")
-                }) { error in
+                XCTAssertThrowsError(
+                    try [Float](repeating: 1, count: 128).withUnsafeBufferPointer {
+                        try NF4.quantize($0, parameters: p, file: "w.safetensors", tensor: "lm_head.weight")
+                    }
+                ) { error in
                     XCTAssertTrue("\(error)".contains("lm_head.weight") && "\(error)".contains("\(size)"), "\(error)")
                 }
             }

@@ -18,7 +18,9 @@ final class QST4CorruptInputTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    func u64(_ d: Data, _ o: Int) -> Int { d.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: o, as: UInt64.self)) } }
+    func u64(_ d: Data, _ o: Int) -> Int {
+        d.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
+    }
 
     func put<T: FixedWidthInteger>(_ v: T, at o: Int, in d: inout Data) {
         withUnsafeBytes(of: v.littleEndian) { d.replaceSubrange(o..<(o + MemoryLayout<T>.size), with: $0) }
@@ -51,8 +53,10 @@ final class QST4CorruptInputTests: XCTestCase {
 
     /// Opening `data` fails with a one-line error naming the file, containing every needle and, when given,
     /// of `kind`.
-    func assertOpenFails(_ data: Data, _ needles: [String], kind: QSTError.Kind? = nil, file: StaticString = #filePath,
-                         line: UInt = #line) throws {
+    func assertOpenFails(
+        _ data: Data, _ needles: [String], kind: QSTError.Kind? = nil, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         let path = dir.appendingPathComponent("bad-\(UUID().uuidString).qst4").path
         try data.write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try QST4Container(path: path), file: file, line: line) { error in
@@ -83,7 +87,8 @@ final class QST4CorruptInputTests: XCTestCase {
         bad = valid!; put(UInt64(200 << 20), at: 32, in: &bad)
         try assertOpenFails(bad, ["exceeds 100 MiB"], kind: .invalidPreamble)
         try assertOpenFails(valid + Data([0]), ["does not end at the end of the file"], kind: .invalidPreamble)
-        try assertOpenFails(valid.prefix(valid.count - 10), ["does not end at the end of the file"], kind: .invalidPreamble)
+        try assertOpenFails(
+            valid.prefix(valid.count - 10), ["does not end at the end of the file"], kind: .invalidPreamble)
         bad = valid!; bad[bad.count - 3] ^= 0x20
         try assertOpenFails(bad, ["header checksum mismatch"], kind: .checksumMismatch)
     }
@@ -96,50 +101,68 @@ final class QST4CorruptInputTests: XCTestCase {
     }
 
     func testTensorDirectoryDefects() throws {
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["dtype"] = "Q8_0" } }, [q, "unknown dtype 'Q8_0'"],
-                            kind: .invalidTensorInfo)
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["parts"] = nil } }, [q, "missing field 'parts'"],
-                            kind: .invalidTensorInfo)
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, -16] } }, [q, "negative dimension"],
-                            kind: .invalidTensorInfo)
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 40, 1 << 40] } }, [q, "overflows"],
-                            kind: .validationOverflow)
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, 17] } }, [q, "expected"], kind: .invalidOffset)
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["block_size"] = 48 } }, [q, "block size 48"], kind: .invalidTensorInfo)
-        try assertOpenFails(try withHeader { h in
-            editTensor(q, &h) { t in
-                var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
-                c["offset"] = 1 << 40; p["codes"] = c; t["parts"] = p
-            }
-        }, [q, "outside the data section"], kind: .invalidOffset)
-        try assertOpenFails(try withHeader { h in
-            editTensor(q, &h) { t in
-                var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
-                c["offset"] = (c["offset"] as! Int) + 1; p["codes"] = c; t["parts"] = p
-            }
-        }, [q, "not 64-byte aligned"], kind: .misalignedData)
-        try assertOpenFails(try withHeader { h in
-            let other = tensors(h).first { ($0["name"] as? String) == "model.layers.1.self_attn.q_proj.weight" }!
-            editTensor(q, &h) { $0["parts"] = other["parts"] }
-        }, ["overlaps"], kind: .invalidOffset)
-        try assertOpenFails(try withHeader { h in
-            var ts = tensors(h); ts.append(ts.first { ($0["name"] as? String) == q }!); h["tensors"] = ts
-        }, [q, "listed twice"], kind: .duplicateTensor)
-        try assertOpenFails(try withHeader { h in
-            var ls = h["layers"] as! [[String: Any]]; ls[0]["offset"] = (ls[0]["offset"] as! Int) + 4096; h["layers"] = ls
-        }, ["outside layer 0"], kind: .invalidOffset)
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["dtype"] = "Q8_0" } }, [q, "unknown dtype 'Q8_0'"],
+            kind: .invalidTensorInfo)
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["parts"] = nil } }, [q, "missing field 'parts'"],
+            kind: .invalidTensorInfo)
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, -16] } }, [q, "negative dimension"],
+            kind: .invalidTensorInfo)
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 40, 1 << 40] } }, [q, "overflows"],
+            kind: .validationOverflow)
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["shape"] = [16, 17] } }, [q, "expected"], kind: .invalidOffset)
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["block_size"] = 48 } }, [q, "block size 48"],
+            kind: .invalidTensorInfo)
+        try assertOpenFails(
+            try withHeader { h in
+                editTensor(q, &h) { t in
+                    var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
+                    c["offset"] = 1 << 40; p["codes"] = c; t["parts"] = p
+                }
+            }, [q, "outside the data section"], kind: .invalidOffset)
+        try assertOpenFails(
+            try withHeader { h in
+                editTensor(q, &h) { t in
+                    var p = t["parts"] as! [String: Any]; var c = p["codes"] as! [String: Any]
+                    c["offset"] = (c["offset"] as! Int) + 1; p["codes"] = c; t["parts"] = p
+                }
+            }, [q, "not 64-byte aligned"], kind: .misalignedData)
+        try assertOpenFails(
+            try withHeader { h in
+                let other = tensors(h).first { ($0["name"] as? String) == "model.layers.1.self_attn.q_proj.weight" }!
+                editTensor(q, &h) { $0["parts"] = other["parts"] }
+            }, ["overlaps"], kind: .invalidOffset)
+        try assertOpenFails(
+            try withHeader { h in
+                var ts = tensors(h); ts.append(ts.first { ($0["name"] as? String) == q }!); h["tensors"] = ts
+            }, [q, "listed twice"], kind: .duplicateTensor)
+        try assertOpenFails(
+            try withHeader { h in
+                var ls = h["layers"] as! [[String: Any]]; ls[0]["offset"] = (ls[0]["offset"] as! Int) + 4096;
+                h["layers"] = ls
+            }, ["outside layer 0"], kind: .invalidOffset)
     }
 
     /// Sizes that overflow 64-bit arithmetic or ask for absurd allocations are refused by name, not trapped
     /// on (regressions from hardening the reader for Fuzz/fuzz-qst4).
     func testSizesBeyondAnyFileAreRefused() throws {
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 61, 2] } }, [q, "overflows"])
-        try assertOpenFails(try withHeader { h in editTensor(q, &h) { $0["dq_block_size"] = Int.max } }, [q, "dq_block_size"])
-        try assertOpenFails(try withHeader { h in
-            var ls = h["layers"] as! [[String: Any]]; ls[0]["length"] = -Int.max; h["layers"] = ls
-        }, ["layer 0"])
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["shape"] = [1 << 61, 2] } }, [q, "overflows"])
+        try assertOpenFails(
+            try withHeader { h in editTensor(q, &h) { $0["dq_block_size"] = Int.max } }, [q, "dq_block_size"])
+        try assertOpenFails(
+            try withHeader { h in
+                var ls = h["layers"] as! [[String: Any]]; ls[0]["length"] = -Int.max; h["layers"] = ls
+            }, ["layer 0"])
         for raw in [-1, 1 << 50, 7] {
-            let data = try withHeader { h in var fs = h["files"] as! [[String: Any]]; fs[0]["raw_length"] = raw; h["files"] = fs }
+            let data = try withHeader { h in
+                var fs = h["files"] as! [[String: Any]]; fs[0]["raw_length"] = raw; h["files"] = fs
+            }
             let path = dir.appendingPathComponent("raw\(raw).qst4").path
             try data.write(to: URL(fileURLWithPath: path))
             let c = try QST4Container(path: path)
@@ -153,7 +176,11 @@ final class QST4CorruptInputTests: XCTestCase {
 
     func testCorruptDataIsFoundByVerifyNotOnOpen() throws {
         var bad = valid!
-        let c0 = try QST4Container(path: { let p = dir.appendingPathComponent("v.qst4").path; try valid.write(to: URL(fileURLWithPath: p)); return p }())
+        let c0 = try QST4Container(
+            path: {
+                let p = dir.appendingPathComponent("v.qst4").path; try valid.write(to: URL(fileURLWithPath: p));
+                return p
+            }())
         let codes = try c0.entry(q).parts["codes"]!
         bad[codes.offset + 3] ^= 0x11
         let path = dir.appendingPathComponent("flipped.qst4").path

@@ -41,17 +41,20 @@ final class QST4GoldenTests: XCTestCase {
         XCTAssertEqual(c.header.tensors.first?.name, "model.embed_tokens.weight")
         XCTAssertEqual(c.header.tensors.last?.name, "model.norm.weight")
         for t in c.header.tensors where t.layer == 0 {
-            for r in t.parts.values { XCTAssert(r.offset >= layer.offset && r.offset + r.length <= layer.offset + layer.length) }
+            for r in t.parts.values {
+                XCTAssert(r.offset >= layer.offset && r.offset + r.length <= layer.offset + layer.length)
+            }
         }
         let q = try c.entry("model.layers.0.self_attn.q_proj.weight")
-        XCTAssertEqual(q.parts["codes"]?.length, 120)          // 240 elements, two per byte
-        XCTAssertEqual(q.parts["absmax_codes"]?.length, 4)     // 3 full blocks + 1 partial
+        XCTAssertEqual(q.parts["codes"]?.length, 120)  // 240 elements, two per byte
+        XCTAssertEqual(q.parts["absmax_codes"]?.length, 4)  // 3 full blocks + 1 partial
         XCTAssertEqual(q.parts["absmax2"]?.length, 4)
     }
 
     /// The spec's DYN8 table (hex float32 bits in Formats/QST4.md) is the one the codec uses.
     func testSpecDynamicMapTableMatchesTheImplementation() throws {
-        let spec = try String(contentsOf: QST4TestSupport.repo.appendingPathComponent("Formats/QST4.md"), encoding: .utf8)
+        let spec = try String(
+            contentsOf: QST4TestSupport.repo.appendingPathComponent("Formats/QST4.md"), encoding: .utf8)
         let start = try XCTUnwrap(spec.range(of: "eight per line"))
         let fence = try XCTUnwrap(spec.range(of: "```\n", range: start.upperBound..<spec.endIndex))
         let end = try XCTUnwrap(spec.range(of: "```", range: fence.upperBound..<spec.endIndex))
@@ -69,9 +72,11 @@ final class QST4GoldenTests: XCTestCase {
             var policy = QuantizationPolicy()
             policy.nf4.doubleQuant = dq
             let out = dir.appendingPathComponent(name).path
-            _ = try QST4Quantize(source: QST4TestSupport.golden.appendingPathComponent("source").path, output: out,
-                                 policy: policy, createdBy: "qst-quantize \(QSTVersion.string)",
-                                 createdAt: Date(timeIntervalSince1970: 0)).run()
+            _ = try QST4Quantize(
+                source: QST4TestSupport.golden.appendingPathComponent("source").path, output: out,
+                policy: policy, createdBy: "qst-quantize \(QSTVersion.string)",
+                createdAt: Date(timeIntervalSince1970: 0)
+            ).run()
             let a = try Data(contentsOf: URL(fileURLWithPath: out))
             let b = try Data(contentsOf: QST4TestSupport.golden.appendingPathComponent(name))
             XCTAssertEqual(a, b, "\(name): re-quantizing the golden source gives different bytes")

@@ -12,7 +12,9 @@ final class QST4RoundTripTests: XCTestCase {
     }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    func quantize(_ policy: QuantizationPolicy = QuantizationPolicy(), name: String = "m.qst4") throws -> (QST4Container, QuantizationSummary) {
+    func quantize(_ policy: QuantizationPolicy = QuantizationPolicy(), name: String = "m.qst4") throws -> (
+        QST4Container, QuantizationSummary
+    ) {
         let out = dir.appendingPathComponent(name).path
         let summary = try QST4Quantize(source: folder.path, output: out, policy: policy, createdBy: "test").run()
         return (try QST4Container(path: out), summary)
@@ -37,13 +39,16 @@ final class QST4RoundTripTests: XCTestCase {
                 XCTAssertEqual(e.dtype, .nf4, e.name)
                 XCTAssertEqual(e.blockSize, 64)
                 XCTAssertEqual(e.doubleQuant, true)
-                let t = try original.withUnsafeBufferPointer { try NF4.quantize($0, parameters: NF4Parameters(), file: "", tensor: e.name) }
+                let t = try original.withUnsafeBufferPointer {
+                    try NF4.quantize($0, parameters: NF4Parameters(), file: "", tensor: e.name)
+                }
                 XCTAssertEqual(decoded, NF4.dequantize(t), e.name)
             }
         }
         XCTAssertEqual(c.header.layers.map(\.index), [0, 1])
-        XCTAssertEqual(String(decoding: try c.configJSON(), as: UTF8.self),
-                       String(decoding: try Data(contentsOf: folder.appendingPathComponent("config.json")), as: UTF8.self))
+        XCTAssertEqual(
+            String(decoding: try c.configJSON(), as: UTF8.self),
+            String(decoding: try Data(contentsOf: folder.appendingPathComponent("config.json")), as: UTF8.self))
         XCTAssertEqual(c.header.provenance.sources.map(\.path), ["model.safetensors", "config.json"])
         let sha = try Checksums.sha256Hex(file: folder.appendingPathComponent("model.safetensors").path)
         XCTAssertEqual(c.header.provenance.sources[0].sha256, sha)
@@ -89,12 +94,18 @@ final class QST4RoundTripTests: XCTestCase {
         // A NaN weight: the error names the tensor; no partial output remains.
         let bad = dir.appendingPathComponent("nan")
         try FileManager.default.createDirectory(at: bad, withIntermediateDirectories: true)
-        try SafetensorsWriter.write(to: bad.appendingPathComponent("model.safetensors").path, tensors: [
-            try .init(name: "model.layers.0.mlp.up_proj.weight", shape: [2, 64], floats: (0..<128).map { $0 == 77 ? .nan : Float($0) }),
-        ])
+        try SafetensorsWriter.write(
+            to: bad.appendingPathComponent("model.safetensors").path,
+            tensors: [
+                try .init(
+                    name: "model.layers.0.mlp.up_proj.weight", shape: [2, 64],
+                    floats: (0..<128).map { $0 == 77 ? .nan : Float($0) })
+            ])
         try Data("{}".utf8).write(to: bad.appendingPathComponent("config.json"))
         let out = dir.appendingPathComponent("nan.qst4").path
-        XCTAssertThrowsError(try QST4Quantize(source: bad.path, output: out, policy: QuantizationPolicy(), createdBy: "t").run()) {
+        XCTAssertThrowsError(
+            try QST4Quantize(source: bad.path, output: out, policy: QuantizationPolicy(), createdBy: "t").run()
+        ) {
             XCTAssertTrue("\($0)".contains("model.layers.0.mlp.up_proj.weight"), "\($0)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
@@ -103,11 +114,17 @@ final class QST4RoundTripTests: XCTestCase {
     }
 
     func testTensorOrderIsEmbeddingsLayersThenHead() {
-        let names = ["lm_head.weight", "model.layers.10.a.weight", "model.norm.weight", "model.layers.2.b.weight",
-                     "model.embed_tokens.weight", "model.layers.2.a.weight"]
-        XCTAssertEqual(ModelTensorOrder.sorted(names), ["model.embed_tokens.weight", "model.layers.2.b.weight",
-                                                         "model.layers.2.a.weight", "model.layers.10.a.weight",
-                                                         "lm_head.weight", "model.norm.weight"])
+        let names = [
+            "lm_head.weight", "model.layers.10.a.weight", "model.norm.weight", "model.layers.2.b.weight",
+            "model.embed_tokens.weight", "model.layers.2.a.weight",
+        ]
+        XCTAssertEqual(
+            ModelTensorOrder.sorted(names),
+            [
+                "model.embed_tokens.weight", "model.layers.2.b.weight",
+                "model.layers.2.a.weight", "model.layers.10.a.weight",
+                "lm_head.weight", "model.norm.weight",
+            ])
         XCTAssertEqual(ModelTensorOrder.layerIndex(of: "model.layers.17.mlp.up_proj.weight"), 17)
         XCTAssertNil(ModelTensorOrder.layerIndex(of: "model.embed_tokens.weight"))
     }

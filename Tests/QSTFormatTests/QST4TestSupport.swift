@@ -22,7 +22,8 @@ enum QST4TestSupport {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let tensors: [SafetensorsTensorData] = [
             try .init(name: "model.embed_tokens.weight", shape: [32, 16], floats: randn(512, 1)),
-            try .init(name: "model.layers.0.input_layernorm.weight", shape: [16], floats: randn(16, 0.1).map { $0 + 1 }),
+            try .init(
+                name: "model.layers.0.input_layernorm.weight", shape: [16], floats: randn(16, 0.1).map { $0 + 1 }),
             try .init(name: "model.layers.0.self_attn.q_proj.weight", shape: [16, 16], floats: randn(256, 0.2)),
             try .init(name: "model.layers.0.mlp.up_proj.weight", shape: [40, 16], floats: randn(640, 0.2)),
             try .init(name: "model.layers.1.self_attn.q_proj.weight", shape: [16, 16], floats: randn(256, 0.2)),

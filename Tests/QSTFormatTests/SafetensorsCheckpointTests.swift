@@ -19,8 +19,10 @@ final class SafetensorsCheckpointTests: XCTestCase {
     func testShardedFolderWithIndex() throws {
         try write("model-00001-of-00002.safetensors", [("b", [3, 4]), ("a", [1, 2])])
         try write("model-00002-of-00002.safetensors", [("c", [5, 6])])
-        try writeIndex([("a", "model-00001-of-00002.safetensors"), ("b", "model-00001-of-00002.safetensors"),
-                        ("c", "model-00002-of-00002.safetensors")])
+        try writeIndex([
+            ("a", "model-00001-of-00002.safetensors"), ("b", "model-00001-of-00002.safetensors"),
+            ("c", "model-00002-of-00002.safetensors"),
+        ])
         let config = Data("{\"hidden_size\": 8}".utf8)
         try config.write(to: URL(fileURLWithPath: dir + "/config.json"))
 
@@ -52,7 +54,9 @@ final class SafetensorsCheckpointTests: XCTestCase {
     func testTensorListedInIndexButAbsentFromShard() throws {
         try write("s1.safetensors", [("a", [1])])
         try writeIndex([("a", "s1.safetensors"), ("ghost", "s1.safetensors")])
-        stExpectError([dir + "/s1.safetensors", "tensor 'ghost'", "not present"]) { _ = try SafetensorsCheckpoint(path: dir) }
+        stExpectError([dir + "/s1.safetensors", "tensor 'ghost'", "not present"]) {
+            _ = try SafetensorsCheckpoint(path: dir)
+        }
     }
 
     func testDuplicateTensorAcrossShards() throws {
@@ -67,10 +71,16 @@ final class SafetensorsCheckpointTests: XCTestCase {
     func testDuplicateAndMalformedIndexEntries() throws {
         try write("s1.safetensors", [("a", [1])])
         try writeIndex([("a", "s1.safetensors"), ("a", "s1.safetensors")])
-        stExpectError(["model.safetensors.index.json", "tensor 'a'", "more than once"]) { _ = try SafetensorsCheckpoint(path: dir) }
-        try "{\"weight_map\": {\"a\": 3}}".write(toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
-        stExpectError(["model.safetensors.index.json", "tensor 'a'", "shard file name"]) { _ = try SafetensorsCheckpoint(path: dir) }
-        try "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}".write(toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
+        stExpectError(["model.safetensors.index.json", "tensor 'a'", "more than once"]) {
+            _ = try SafetensorsCheckpoint(path: dir)
+        }
+        try "{\"weight_map\": {\"a\": 3}}".write(
+            toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
+        stExpectError(["model.safetensors.index.json", "tensor 'a'", "shard file name"]) {
+            _ = try SafetensorsCheckpoint(path: dir)
+        }
+        try "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}".write(
+            toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
         stExpectError(["tensor 'a'", "not a file name inside"]) { _ = try SafetensorsCheckpoint(path: dir) }
         try "{\"metadata\": {}}".write(toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
         stExpectError(["model.safetensors.index.json", "weight_map"]) { _ = try SafetensorsCheckpoint(path: dir) }

@@ -17,7 +17,9 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         let four = [UInt8](repeating: 0, count: 4)
         let eight = [UInt8](repeating: 0, count: 8)
         let twelve = [UInt8](repeating: 0, count: 12)
-        func c(_ label: String, _ bytes: [UInt8], _ fragments: [String]) -> Case { Case(label: label, bytes: bytes, fragments: fragments) }
+        func c(_ label: String, _ bytes: [UInt8], _ fragments: [String]) -> Case {
+            Case(label: label, bytes: bytes, fragments: fragments)
+        }
         func h(_ s: String, _ data: [UInt8] = []) -> [UInt8] { STFiles.raw(header: s, data: data) }
         let deep = "{\"w\":" + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000) + "}"
         return [
@@ -31,31 +33,63 @@ final class SafetensorsCorruptInputTests: XCTestCase {
             c("trailingGarbage", h("{} x"), ["invalid JSON", "after the top-level value"]),
             c("notAnObject", h("[1,2]"), ["header is an array", "expected a JSON object"]),
             c("entryNotObject", h("{\"w\":5}"), ["tensor 'w'", "expected an object"]),
-            c("missingDtype", h("{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", four), ["tensor 'w'", "missing 'dtype'"]),
-            c("missingShape", h("{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", four), ["tensor 'w'", "missing 'shape'"]),
-            c("missingOffsets", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", four), ["tensor 'w'", "missing 'data_offsets'"]),
-            c("dtypeNotString", h("{\"w\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", four), ["tensor 'w'", "'dtype'"]),
-            c("unknownDtype", h(header(e("w", "F8_E4M3", [4], 0, 4)), four), ["tensor 'w'", "unknown dtype 'F8_E4M3'"]),
+            c(
+                "missingDtype", h("{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "missing 'dtype'"]),
+            c(
+                "missingShape", h("{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "missing 'shape'"]),
+            c(
+                "missingOffsets", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", four),
+                ["tensor 'w'", "missing 'data_offsets'"]),
+            c(
+                "dtypeNotString", h("{\"w\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "'dtype'"]),
+            c(
+                "unknownDtype", h(header(e("w", "F8_E4M3", [4], 0, 4)), four),
+                ["tensor 'w'", "unknown dtype 'F8_E4M3'"]),
             c("nf4NotSafetensors", h(header(e("w", "NF4", [4], 0, 4)), four), ["tensor 'w'", "NF4"]),
             c("negativeDim", h(header(e("w", "F32", [-1], 0, 4)), four), ["tensor 'w'", "shape dimension 0 is -1"]),
-            c("fractionalDim", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,4]}}", four), ["tensor 'w'", "2.5"]),
-            c("exponentDim", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[1e0],\"data_offsets\":[0,4]}}", four), ["tensor 'w'", "1e0"]),
-            c("stringDim", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", four), ["tensor 'w'", "shape dimension 0"]),
-            c("shapeNotArray", h("{\"w\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}", four), ["tensor 'w'", "'shape'"]),
-            c("dimBeyondInt64", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", four),
-              ["tensor 'w'", "99999999999999999999"]),
+            c(
+                "fractionalDim", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "2.5"]),
+            c(
+                "exponentDim", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[1e0],\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "1e0"]),
+            c(
+                "stringDim", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "shape dimension 0"]),
+            c(
+                "shapeNotArray", h("{\"w\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "'shape'"]),
+            c(
+                "dimBeyondInt64",
+                h("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", four),
+                ["tensor 'w'", "99999999999999999999"]),
             c("elementCountOverflow", h(header(e("w", "F32", [1 << 62, 4], 0, 4)), four), ["tensor 'w'", "64-bit"]),
             c("byteCountOverflow", h(header(e("w", "F32", [1 << 62], 0, 4)), four), ["tensor 'w'", "64-bit"]),
             c("spanMismatch", h(header(e("w", "F32", [2], 0, 4)), four), ["tensor 'w'", "span 4 bytes", "needs 8"]),
-            c("offsetsOutside", h(header(e("w", "F32", [1], 0, 4))), ["tensor 'w'", "outside the data section of 0 bytes"]),
+            c(
+                "offsetsOutside", h(header(e("w", "F32", [1], 0, 4))),
+                ["tensor 'w'", "outside the data section of 0 bytes"]),
             c("beginAfterEnd", h(header(e("w", "F32", [1], 4, 0)), four), ["tensor 'w'", "begin after"]),
             c("negativeOffset", h(header(e("w", "F32", [1], -4, 0)), four), ["tensor 'w'", "non-negative"]),
-            c("offsetsArity", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4]}}", four), ["tensor 'w'", "data_offsets"]),
-            c("overlap", h(header(e("a", "F32", [2], 0, 8), e("b", "F32", [1], 4, 8)), eight), ["tensor 'b'", "overlap", "'a'"]),
-            c("hole", h(header(e("a", "F32", [1], 0, 4), e("b", "F32", [1], 8, 12)), twelve), ["tensor 'b'", "hole", "'a'"]),
-            c("holeAtStart", h(header(e("a", "F32", [1], 4, 8)), eight), ["tensor 'a'", "hole", "start of the data section"]),
+            c(
+                "offsetsArity", h("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4]}}", four),
+                ["tensor 'w'", "data_offsets"]),
+            c(
+                "overlap", h(header(e("a", "F32", [2], 0, 8), e("b", "F32", [1], 4, 8)), eight),
+                ["tensor 'b'", "overlap", "'a'"]),
+            c(
+                "hole", h(header(e("a", "F32", [1], 0, 4), e("b", "F32", [1], 8, 12)), twelve),
+                ["tensor 'b'", "hole", "'a'"]),
+            c(
+                "holeAtStart", h(header(e("a", "F32", [1], 4, 8)), eight),
+                ["tensor 'a'", "hole", "start of the data section"]),
             c("trailingBytes", h(header(e("a", "F32", [1], 0, 4)), eight), ["4 trailing bytes", "'a'"]),
-            c("duplicateName", h(header(e("w", "F32", [1], 0, 4), e("w", "F32", [1], 0, 4)), four), ["tensor 'w'", "duplicate"]),
+            c(
+                "duplicateName", h(header(e("w", "F32", [1], 0, 4), e("w", "F32", [1], 0, 4)), four),
+                ["tensor 'w'", "duplicate"]),
             c("metadataNotObject", h("{\"__metadata__\":\"x\"}"), ["__metadata__", "expected an object"]),
             c("metadataNotString", h("{\"__metadata__\":{\"k\":1}}"), ["__metadata__ field 'k'", "expected a string"]),
             c("deepNesting", h(deep), ["nesting"]),
@@ -70,11 +104,18 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         "lengthPastEnd": .invalidHeaderLength,
         "lengthOver100MB": .headerTooLarge, "lengthUInt64Max": .headerTooLarge,
         "notUTF8": .invalidHeaderEncoding,
-        "truncatedJSON": .invalidJSON, "trailingGarbage": .invalidJSON, "deepNesting": .invalidJSON, "badEscape": .invalidJSON, "loneSurrogate": .invalidJSON,
+        "truncatedJSON": .invalidJSON, "trailingGarbage": .invalidJSON, "deepNesting": .invalidJSON,
+        "badEscape": .invalidJSON, "loneSurrogate": .invalidJSON,
         "notAnObject": .invalidHeader, "metadataNotObject": .invalidHeader, "metadataNotString": .invalidHeader,
-        "entryNotObject": .invalidTensorInfo, "missingDtype": .invalidTensorInfo, "missingShape": .invalidTensorInfo, "missingOffsets": .invalidTensorInfo, "dtypeNotString": .invalidTensorInfo, "unknownDtype": .invalidTensorInfo, "nf4NotSafetensors": .invalidTensorInfo, "negativeDim": .invalidTensorInfo, "fractionalDim": .invalidTensorInfo, "exponentDim": .invalidTensorInfo, "stringDim": .invalidTensorInfo, "shapeNotArray": .invalidTensorInfo, "dimBeyondInt64": .invalidTensorInfo, "offsetsArity": .invalidTensorInfo, "negativeOffset": .invalidTensorInfo,
+        "entryNotObject": .invalidTensorInfo, "missingDtype": .invalidTensorInfo, "missingShape": .invalidTensorInfo,
+        "missingOffsets": .invalidTensorInfo, "dtypeNotString": .invalidTensorInfo, "unknownDtype": .invalidTensorInfo,
+        "nf4NotSafetensors": .invalidTensorInfo, "negativeDim": .invalidTensorInfo, "fractionalDim": .invalidTensorInfo,
+        "exponentDim": .invalidTensorInfo, "stringDim": .invalidTensorInfo, "shapeNotArray": .invalidTensorInfo,
+        "dimBeyondInt64": .invalidTensorInfo, "offsetsArity": .invalidTensorInfo, "negativeOffset": .invalidTensorInfo,
         "elementCountOverflow": .validationOverflow, "byteCountOverflow": .validationOverflow,
-        "spanMismatch": .invalidOffset, "offsetsOutside": .invalidOffset, "beginAfterEnd": .invalidOffset, "overlap": .invalidOffset, "hole": .invalidOffset, "holeAtStart": .invalidOffset, "trailingBytes": .invalidOffset,
+        "spanMismatch": .invalidOffset, "offsetsOutside": .invalidOffset, "beginAfterEnd": .invalidOffset,
+        "overlap": .invalidOffset, "hole": .invalidOffset, "holeAtStart": .invalidOffset,
+        "trailingBytes": .invalidOffset,
         "duplicateName": .duplicateTensor,
     ]
 
@@ -85,7 +126,9 @@ final class SafetensorsCorruptInputTests: XCTestCase {
             let path = dir + "/\(c.label).safetensors"
             try STFiles.write(c.bytes, to: path)
             XCTAssertNotNil(Self.kinds[c.label], "\(c.label) has no expected kind")
-            stExpectError([path] + c.fragments, c.label, kind: Self.kinds[c.label]) { _ = try SafetensorsFile(path: path) }
+            stExpectError([path] + c.fragments, c.label, kind: Self.kinds[c.label]) {
+                _ = try SafetensorsFile(path: path)
+            }
         }
     }
 
@@ -97,10 +140,14 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let valid: [[UInt8]] = [
             STFiles.raw(header: Self.header(Self.e("w", "F32", [1], 0, 4)), data: [0, 0, 128, 63]),
-            STFiles.raw(header: Self.header(Self.e("a", "F32", [1], 0, 4), Self.e("b", "F32", [1], 4, 8)), data: [UInt8](repeating: 0, count: 8)),
+            STFiles.raw(
+                header: Self.header(Self.e("a", "F32", [1], 0, 4), Self.e("b", "F32", [1], 4, 8)),
+                data: [UInt8](repeating: 0, count: 8)),
             STFiles.raw(header: "{}"),
             STFiles.raw(header: "{\"__metadata__\":{\"k\":\"v\"}}   "),
-            STFiles.raw(header: Self.header(Self.e("z", "F32", [0, 3], 0, 0), Self.e("w", "F32", [1], 0, 4)), data: [0, 0, 128, 63]),
+            STFiles.raw(
+                header: Self.header(Self.e("z", "F32", [0, 3], 0, 0), Self.e("w", "F32", [1], 0, 4)),
+                data: [0, 0, 128, 63]),
         ]
         for (i, bytes) in valid.enumerated() {
             let path = dir + "/ok\(i).safetensors"
@@ -111,6 +158,8 @@ final class SafetensorsCorruptInputTests: XCTestCase {
         XCTAssertEqual(try f.floats("w"), [1])
         stExpectError([dir + "/ok0.safetensors", "tensor 'nope'"], kind: .tensorNotFound) { _ = try f.rawBytes("nope") }
         stExpectError(["tensor 'w'", "not an integer type"], kind: .dtypeMismatch) { _ = try f.integers("w") }
-        stExpectError([dir + "/missing.safetensors", "cannot open"]) { _ = try SafetensorsFile(path: dir + "/missing.safetensors") }
+        stExpectError([dir + "/missing.safetensors", "cannot open"]) {
+            _ = try SafetensorsFile(path: dir + "/missing.safetensors")
+        }
     }
 }

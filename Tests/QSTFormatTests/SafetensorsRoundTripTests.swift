@@ -14,7 +14,9 @@ final class SafetensorsRoundTripTests: XCTestCase {
             let size = dtype.byteSize!
             var bytes = rng.bytes(6 * size)
             if dtype == .bool { bytes = bytes.map { $0 & 1 } }
-            out.append(SafetensorsTensorData(name: "t.\(dtype.rawValue.lowercased())", dtype: dtype, shape: [2, 3], bytes: bytes))
+            out.append(
+                SafetensorsTensorData(
+                    name: "t.\(dtype.rawValue.lowercased())", dtype: dtype, shape: [2, 3], bytes: bytes))
         }
         out.append(SafetensorsTensorData(name: "scalar", dtype: .f32, shape: [], bytes: rng.bytes(4)))
         out.append(SafetensorsTensorData(name: "empty", dtype: .bf16, shape: [0, 5], bytes: []))
@@ -38,7 +40,8 @@ final class SafetensorsRoundTripTests: XCTestCase {
             XCTAssertEqual(info.byteCount, t.bytes.count)
             XCTAssertEqual(Array(try f.rawBytes(t.name)), t.bytes, t.name)
             if t.dtype.isFloat {
-                XCTAssertEqual(try f.floats(t.name).map(\.bitPattern), Self.referenceFloats(t).map(\.bitPattern), t.name)
+                XCTAssertEqual(
+                    try f.floats(t.name).map(\.bitPattern), Self.referenceFloats(t).map(\.bitPattern), t.name)
             }
             if t.dtype.isInteger || t.dtype == .bool {
                 XCTAssertEqual(try f.integers(t.name), Self.referenceIntegers(t), t.name)
@@ -58,7 +61,8 @@ final class SafetensorsRoundTripTests: XCTestCase {
                 let h: UInt16 = le(b, i, 2)
                 // NaN payloads are compared by bits elsewhere; here pick the widened bits.
                 if FloatReference.isNaNPattern(h, format) {
-                    return t.dtype == .bf16 ? Float(bitPattern: UInt32(h) << 16)
+                    return t.dtype == .bf16
+                        ? Float(bitPattern: UInt32(h) << 16)
                         : Float(bitPattern: UInt32(h & 0x8000) << 16 | 0x7f80_0000 | UInt32(h & 0x3ff) << 13)
                 }
                 return Float(FloatReference.value(h, format))
@@ -123,7 +127,8 @@ final class SafetensorsRoundTripTests: XCTestCase {
     func testZeroCopyF32ViewPointsIntoTheMapping() throws {
         let values: [Float] = [1.5, -2, 3.25, .infinity]
         let path = dir + "/view.safetensors"
-        try SafetensorsWriter.write(to: path, tensors: [try SafetensorsTensorData(name: "w", shape: [4], floats: values)])
+        try SafetensorsWriter.write(
+            to: path, tensors: [try SafetensorsTensorData(name: "w", shape: [4], floats: values)])
         let f = try SafetensorsFile(path: path)
         let view = try f.f32Buffer("w")
         XCTAssertEqual(UnsafeRawPointer(view.baseAddress), f.mapped.base + (try f.info("w")).dataOffset)
@@ -136,8 +141,12 @@ final class SafetensorsRoundTripTests: XCTestCase {
     func testUnalignedTensorsAreCopied() throws {
         let one: Float = 1, half = FloatConversion.f32ToF16(0.5)
         let data: [UInt8] = [7] + withUnsafeBytes(of: one) { Array($0) } + withUnsafeBytes(of: half) { Array($0) }
-        let header = "{" + [STFiles.entry("pad", "U8", [1], 0, 1), STFiles.entry("w", "F32", [1], 1, 5),
-                            STFiles.entry("h", "F16", [1], 5, 7)].joined(separator: ",") + "}"
+        let header =
+            "{"
+            + [
+                STFiles.entry("pad", "U8", [1], 0, 1), STFiles.entry("w", "F32", [1], 1, 5),
+                STFiles.entry("h", "F16", [1], 5, 7),
+            ].joined(separator: ",") + "}"
         // Header length 8k - 8 + ... : make the data section start on an 8-byte boundary.
         let padded = header + String(repeating: " ", count: (8 - (8 + header.utf8.count) % 8) % 8)
         let path = dir + "/unaligned.safetensors"
@@ -153,12 +162,14 @@ final class SafetensorsRoundTripTests: XCTestCase {
     func testWriterRejectsInconsistentInput() throws {
         let path = dir + "/bad.safetensors"
         stExpectError([path, "tensor 'w'", "needs 8"]) {
-            try SafetensorsWriter.write(to: path, tensors: [SafetensorsTensorData(name: "w", dtype: .f32, shape: [2], bytes: [0, 0, 0, 0])])
+            try SafetensorsWriter.write(
+                to: path, tensors: [SafetensorsTensorData(name: "w", dtype: .f32, shape: [2], bytes: [0, 0, 0, 0])])
         }
         let w = SafetensorsTensorData(name: "w", dtype: .u8, shape: [1], bytes: [0])
         stExpectError([path, "tensor 'w'", "duplicate"]) { try SafetensorsWriter.write(to: path, tensors: [w, w]) }
         stExpectError([path, "tensor 'q'", "NF4"]) {
-            try SafetensorsWriter.write(to: path, tensors: [SafetensorsTensorData(name: "q", dtype: .nf4, shape: [2], bytes: [0])])
+            try SafetensorsWriter.write(
+                to: path, tensors: [SafetensorsTensorData(name: "q", dtype: .nf4, shape: [2], bytes: [0])])
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: path), "a rejected write must leave nothing behind")
     }

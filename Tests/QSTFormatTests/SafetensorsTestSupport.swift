@@ -39,7 +39,9 @@ enum STFiles {
         var entries: [String] = []
         var data: [UInt8] = []
         for (name, values) in tensors {
-            let bytes = values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v.bitPattern >> (8 * UInt32($0))) } }
+            let bytes = values.flatMap { v in
+                (0..<4).map { UInt8(truncatingIfNeeded: v.bitPattern >> (8 * UInt32($0))) }
+            }
             entries.append(entry(name, "F32", [values.count], data.count, data.count + bytes.count))
             data += bytes
         }
@@ -49,13 +51,16 @@ enum STFiles {
 
 extension XCTestCase {
     /// Runs `body`, expecting a QSTError whose message contains every fragment (and of `kind`, when given).
-    func stExpectError(_ fragments: [String], _ label: String = "", kind: QSTError.Kind? = nil, file: StaticString = #filePath,
-                       line: UInt = #line, _ body: () throws -> Void) {
+    func stExpectError(
+        _ fragments: [String], _ label: String = "", kind: QSTError.Kind? = nil, file: StaticString = #filePath,
+        line: UInt = #line, _ body: () throws -> Void
+    ) {
         do {
             try body()
             XCTFail("\(label): expected an error containing \(fragments)", file: file, line: line)
         } catch let e as QSTError {
-            XCTAssertFalse(e.message.contains("\n"), "\(label): error must be one line: \(e.message)", file: file, line: line)
+            XCTAssertFalse(
+                e.message.contains("\n"), "\(label): error must be one line: \(e.message)", file: file, line: line)
             if let kind { XCTAssertEqual(e.kind, kind, "\(label): \(e.message)", file: file, line: line) }
             for f in fragments {
                 XCTAssertTrue(e.message.contains(f), "\(label): '\(e.message)' lacks '\(f)'", file: file, line: line)

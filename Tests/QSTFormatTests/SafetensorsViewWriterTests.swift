@@ -10,9 +10,11 @@ final class SafetensorsViewWriterTests: XCTestCase {
 
     func testViewsWriteTheSameBytesAsCopies() throws {
         var rng = STRandom(seed: 11)
-        let tensors = [SafetensorsTensorData(name: "m.b", dtype: .f32, shape: [3, 5], bytes: rng.bytes(60)),
-                       SafetensorsTensorData(name: "m.a", dtype: .bf16, shape: [7], bytes: rng.bytes(14)),
-                       SafetensorsTensorData(name: "empty", dtype: .f32, shape: [0], bytes: [])]
+        let tensors = [
+            SafetensorsTensorData(name: "m.b", dtype: .f32, shape: [3, 5], bytes: rng.bytes(60)),
+            SafetensorsTensorData(name: "m.a", dtype: .bf16, shape: [7], bytes: rng.bytes(14)),
+            SafetensorsTensorData(name: "empty", dtype: .f32, shape: [0], bytes: []),
+        ]
         let meta = ["adam_step": "3"]
         try SafetensorsWriter.write(to: dir + "/copies.safetensors", tensors: tensors, metadata: meta)
         let storage = tensors.map { $0.bytes }
@@ -37,9 +39,12 @@ final class SafetensorsViewWriterTests: XCTestCase {
     func testViewWithTheWrongSizeIsRefusedAndNothingIsWritten() throws {
         let bytes: [UInt8] = Array(repeating: 0, count: 12)
         let path = dir + "/bad.safetensors"
-        XCTAssertThrowsError(try bytes.withUnsafeBytes { b in
-            try SafetensorsWriter.write(to: path, views: [SafetensorsTensorView(name: "m.x", dtype: .f32, shape: [4], bytes: b)])
-        }) { error in
+        XCTAssertThrowsError(
+            try bytes.withUnsafeBytes { b in
+                try SafetensorsWriter.write(
+                    to: path, views: [SafetensorsTensorView(name: "m.x", dtype: .f32, shape: [4], bytes: b)])
+            }
+        ) { error in
             XCTAssertTrue("\(error)".contains("m.x"), "\(error)")
             XCTAssertTrue("\(error)".contains("12 bytes"), "\(error)")
         }

@@ -19,7 +19,9 @@ final class SharedPageReleaseTests: XCTestCase {
         let dir: URL
         /// Tensors in file order: name and byte range.
         var tensors: [(String, Int, Int)] {
-            file.orderedNames.map { n in let t = file.tensors[n]!; return (n, t.dataOffset, t.dataOffset + t.byteCount) }
+            file.orderedNames.map { n in
+                let t = file.tensors[n]!; return (n, t.dataOffset, t.dataOffset + t.byteCount)
+            }
         }
     }
 
@@ -60,9 +62,11 @@ final class SharedPageReleaseTests: XCTestCase {
                 finished.insert(name)
             }
             for (a, b) in rec.all.dropFirst(seen) {
-                XCTAssertLessThanOrEqual(b, hashed, "\(label): dropped [\(a), \(b)) before the hasher got there (\(hashed))")
+                XCTAssertLessThanOrEqual(
+                    b, hashed, "\(label): dropped [\(a), \(b)) before the hasher got there (\(hashed))")
                 for (n, s, e) in f.tensors where s < b && e > a {
-                    XCTAssertTrue(finished.contains(n), "\(label): dropped [\(a), \(b)) while \(n) was still being quantized")
+                    XCTAssertTrue(
+                        finished.contains(n), "\(label): dropped [\(a), \(b)) while \(n) was still being quantized")
                 }
             }
             seen = rec.all.count
@@ -73,13 +77,15 @@ final class SharedPageReleaseTests: XCTestCase {
 
     func testEveryOrderDropsBehindBothAndEverything() throws {
         let chunk = 150_000
-        let hashes = Array(repeating: "h", count: 20)   // 6 × 400 KB in 150 KB chunks: 16 + slack
-        let quantize = ["q2", "q0", "q1", "q5", "q3", "q4"]   // not file order, as within a model layer
+        let hashes = Array(repeating: "h", count: 20)  // 6 × 400 KB in 150 KB chunks: 16 + slack
+        let quantize = ["q2", "q0", "q1", "q5", "q3", "q4"]  // not file order, as within a model layer
         let hashChunks = Array(hashes.prefix(17))
         try run(quantize + hashChunks, chunk: chunk, label: "quantizer first")
         try run(hashChunks + quantize, chunk: chunk, label: "hasher first")
         var interleaved: [String] = []
-        for i in 0..<17 { interleaved.append("h"); if i % 3 == 2, !quantize.isEmpty { interleaved.append(quantize[i / 3]) } }
+        for i in 0..<17 {
+            interleaved.append("h"); if i % 3 == 2, !quantize.isEmpty { interleaved.append(quantize[i / 3]) }
+        }
         interleaved += quantize.dropFirst(interleaved.filter { $0 != "h" }.count)
         try run(interleaved, chunk: chunk, label: "interleaved")
     }

@@ -14,9 +14,9 @@ final class CodecPathTests: XCTestCase {
     private func supportedPaths() -> [(String, Int32)] {
         let paths = Self.vectorPaths.filter { qst_impl_supported($0.1) != 0 }
         #if arch(x86_64) || arch(arm64)
-        if qst_cpu_features() & QST_CPU_FORCED_SCALAR == 0 {
-            XCTAssertFalse(paths.isEmpty, "no vector codec path on this CPU")
-        }
+            if qst_cpu_features() & QST_CPU_FORCED_SCALAR == 0 {
+                XCTAssertFalse(paths.isEmpty, "no vector codec path on this CPU")
+            }
         #endif
         return paths
     }
@@ -26,7 +26,7 @@ final class CodecPathTests: XCTestCase {
         for n in [0, 1, 15, 16, 17, 511, 512, 513, 4099, 100_003] {
             let x = (0..<n).map { _ in Float(rng.unit() * 4 - 2) }
             var y = x.map { $0 + Float(rng.unit() - 0.5) * 0.01 }
-            if n > 20 { y[7] = .nan }   // a NaN difference must be treated alike
+            if n > 20 { y[7] = .nan }  // a NaN difference must be treated alike
             var ref = (0.0, 0.0, 0.0)
             qst_error_sums_impl(x, y, n, &ref.0, &ref.1, &ref.2, Int32(QST_IMPL_SCALAR))
             for (name, impl) in supportedPaths() {
@@ -52,7 +52,8 @@ final class CodecPathTests: XCTestCase {
                     let ref = qst_crc32c_impl(0, p.baseAddress, n, Int32(QST_IMPL_SCALAR))
                     XCTAssertEqual(qst_crc32c_impl(0, p.baseAddress, n, impl), ref, "\(name) n \(n)")
                     let first = qst_crc32c_impl(0, p.baseAddress, n / 2, impl)
-                    XCTAssertEqual(qst_crc32c_impl(first, p.baseAddress! + n / 2, n - n / 2, impl), ref, "\(name) chained n \(n)")
+                    XCTAssertEqual(
+                        qst_crc32c_impl(first, p.baseAddress! + n / 2, n - n / 2, impl), ref, "\(name) chained n \(n)")
                 }
             }
         }

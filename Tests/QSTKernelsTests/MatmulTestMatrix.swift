@@ -104,7 +104,8 @@ struct TestMatrix {
             for j in 0..<n {
                 var b = 0.0
                 for t in 0..<k {
-                    b += Double(absmax[(j * k + t) / block])
+                    b +=
+                        Double(absmax[(j * k + t) / block])
                         * (Double(abs(x[i * ldx + t])) / (2 * grid) + 1.01 * spanMax[t / 64] / (2 * levels))
                 }
                 out[i * n + j] = b
@@ -118,26 +119,34 @@ struct TestMatrix {
         case let .nf4(codes, absmax, block):
             return try codes.withUnsafeBytes { c in
                 try absmax.withUnsafeBufferPointer { a in
-                    try body(qst_weight(type: QST_WEIGHT_NF4, block: Int32(block), n: Int64(n), k: Int64(k), ld: Int64(k),
-                                        data: c.baseAddress, absmax: a.baseAddress))
+                    try body(
+                        qst_weight(
+                            type: QST_WEIGHT_NF4, block: Int32(block), n: Int64(n), k: Int64(k), ld: Int64(k),
+                            data: c.baseAddress, absmax: a.baseAddress))
                 }
             }
         case let .bf16(bits, ld):
             return try bits.withUnsafeBytes { b in
-                try body(qst_weight(type: QST_WEIGHT_BF16, block: 0, n: Int64(n), k: Int64(k), ld: Int64(ld),
-                                    data: b.baseAddress, absmax: nil))
+                try body(
+                    qst_weight(
+                        type: QST_WEIGHT_BF16, block: 0, n: Int64(n), k: Int64(k), ld: Int64(ld),
+                        data: b.baseAddress, absmax: nil))
             }
         case let .f32(values, ld):
             return try values.withUnsafeBytes { v in
-                try body(qst_weight(type: QST_WEIGHT_F32, block: 0, n: Int64(n), k: Int64(k), ld: Int64(ld),
-                                    data: v.baseAddress, absmax: nil))
+                try body(
+                    qst_weight(
+                        type: QST_WEIGHT_F32, block: 0, n: Int64(n), k: Int64(k), ld: Int64(ld),
+                        data: v.baseAddress, absmax: nil))
             }
         }
     }
 
     /// Runs one matmul over columns [n0, n1) on top of `into` (or a zero buffer).
-    func run(x: [Float], m: Int, ldx: Int, ldy: Int, n0: Int, n1: Int, kernel: qst_kernel, shape: qst_shape,
-             into initial: [Float]? = nil) throws -> [Float] {
+    func run(
+        x: [Float], m: Int, ldx: Int, ldy: Int, n0: Int, n1: Int, kernel: qst_kernel, shape: qst_shape,
+        into initial: [Float]? = nil
+    ) throws -> [Float] {
         var y = initial ?? [Float](repeating: 0, count: m * ldy)
         let status = try withWeight { weight -> Int32 in
             var w = weight

@@ -8,9 +8,12 @@ import XCTest
 final class MatmulTests: XCTestCase {
     static let kernels: [(String, qst_kernel)] = [
         ("scalar", QST_KERNEL_SCALAR), ("avx512", QST_KERNEL_AVX512), ("avx512_bf16", QST_KERNEL_AVX512_BF16),
-        ("avx2", QST_KERNEL_AVX2), ("avx2_int8", QST_KERNEL_AVX2_INT8), ("auto", QST_KERNEL_AUTO), ("exact", QST_KERNEL_EXACT),
+        ("avx2", QST_KERNEL_AVX2), ("avx2_int8", QST_KERNEL_AVX2_INT8), ("auto", QST_KERNEL_AUTO),
+        ("exact", QST_KERNEL_EXACT),
     ]
-    static let shapes: [(String, qst_shape)] = [("gemv", QST_SHAPE_GEMV), ("gemm", QST_SHAPE_GEMM), ("auto", QST_SHAPE_AUTO)]
+    static let shapes: [(String, qst_shape)] = [
+        ("gemv", QST_SHAPE_GEMV), ("gemm", QST_SHAPE_GEMM), ("auto", QST_SHAPE_AUTO),
+    ]
 
     /// Relative tolerance against sum |x * w|: float32 paths only reorder float32 sums;
     /// bfloat16 paths round both operands (2^-9 each) before multiplying.
@@ -19,15 +22,19 @@ final class MatmulTests: XCTestCase {
     }
 
     func testNF4AllPathsMatchReference() throws {
-        for (m, k, n, block) in [(1, 64, 37, 64), (3, 128, 45, 32), (4, 256, 33, 64), (5, 192, 40, 64), (17, 128, 70, 128),
-                                  (2, 576, 20, 64), (15, 640, 35, 64)] {
+        for (m, k, n, block) in [
+            (1, 64, 37, 64), (3, 128, 45, 32), (4, 256, 33, 64), (5, 192, 40, 64), (17, 128, 70, 128),
+            (2, 576, 20, 64), (15, 640, 35, 64),
+        ] {
             let w = TestMatrix.nf4(n: n, k: k, block: block, seed: UInt64(m * 1000 + k))
             try checkAllPaths(w, m: m, label: "nf4 m=\(m) k=\(k) n=\(n) block=\(block)")
         }
     }
 
     func testBF16AllPathsMatchReference() throws {
-        for (m, k, n, ld) in [(1, 64, 37, 64), (2, 37, 45, 40), (4, 96, 33, 101), (6, 130, 40, 130), (19, 577, 35, 577)] {
+        for (m, k, n, ld) in [
+            (1, 64, 37, 64), (2, 37, 45, 40), (4, 96, 33, 101), (6, 130, 40, 130), (19, 577, 35, 577),
+        ] {
             let w = TestMatrix.bf16(n: n, k: k, ld: ld, seed: UInt64(m * 7 + k))
             try checkAllPaths(w, m: m, label: "bf16 m=\(m) k=\(k) n=\(n) ld=\(ld)")
         }
@@ -47,7 +54,8 @@ final class MatmulTests: XCTestCase {
         try w.withWeight { weight in
             var copy = weight
             XCTAssertEqual(qst_matmul_resolve(&copy, 7, QST_KERNEL_AVX512, QST_SHAPE_AUTO), -1)
-            XCTAssertEqual(qst_matmul_resolve(&copy, 7, QST_KERNEL_AUTO, QST_SHAPE_AUTO), Int32(QST_KERNEL_SCALAR.rawValue))
+            XCTAssertEqual(
+                qst_matmul_resolve(&copy, 7, QST_KERNEL_AUTO, QST_SHAPE_AUTO), Int32(QST_KERNEL_SCALAR.rawValue))
         }
         try checkAllPaths(w, m: 7, label: "nf4 block=16")
     }
@@ -68,8 +76,9 @@ final class MatmulTests: XCTestCase {
                 Parallel.forRanges(n, threads: 2, minChunk: 1) { n0, n1 in
                     var wcopy = box.weight
                     let xPtr = UnsafePointer<Float>(bitPattern: xAddress)
-                    let status = qst_matmul(xPtr, Int64(m), Int64(k), &wcopy, split.pointer, Int64(n), Int64(n0), Int64(n1),
-                                            QST_KERNEL_AUTO)
+                    let status = qst_matmul(
+                        xPtr, Int64(m), Int64(k), &wcopy, split.pointer, Int64(n), Int64(n0), Int64(n1),
+                        QST_KERNEL_AUTO)
                     if status != 0 { failures.pointer[0] = 1 }
                 }
             }
@@ -81,7 +90,8 @@ final class MatmulTests: XCTestCase {
     /// The detected feature bits agree with the kernel's own view in /proc/cpuinfo.
     func testCPUFeaturesMatchProcCpuinfo() throws {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else {
             throw XCTSkip("no /proc/cpuinfo flags on this system")
         }
         let features = qst_cpu_features()
@@ -91,18 +101,24 @@ final class MatmulTests: XCTestCase {
             return
         }
         let flags = Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
-        let avx2: [(String, UInt32)] = [("avx2", QST_CPU_AVX2), ("fma", QST_CPU_FMA), ("f16c", QST_CPU_F16C),
-                                        ("avx_vnni", QST_CPU_AVX_VNNI)]
+        let avx2: [(String, UInt32)] = [
+            ("avx2", QST_CPU_AVX2), ("fma", QST_CPU_FMA), ("f16c", QST_CPU_F16C),
+            ("avx_vnni", QST_CPU_AVX_VNNI),
+        ]
         let avx512: [(String, UInt32)] = [
             ("avx512f", QST_CPU_AVX512F), ("avx512bw", QST_CPU_AVX512BW), ("avx512vl", QST_CPU_AVX512VL),
             ("avx512dq", QST_CPU_AVX512DQ), ("avx512_bf16", QST_CPU_AVX512_BF16), ("avx512_vnni", QST_CPU_AVX512_VNNI),
         ]
-        let amx: [(String, UInt32)] = [("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16),
-                                       ("amx_int8", QST_CPU_AMX_INT8)]
+        let amx: [(String, UInt32)] = [
+            ("amx_tile", QST_CPU_AMX_TILE), ("amx_bf16", QST_CPU_AMX_BF16),
+            ("amx_int8", QST_CPU_AMX_INT8),
+        ]
         // QST_KERNELS=avx2 hides AVX-VNNI, AVX-512 and AMX (Zen 3 has none of them), =avx2vnni hides AVX-512
         // and AMX, =avx512 hides AMX (an unknown value hides nothing).
         let vnni: [(String, UInt32)] = [("avx_vnni", QST_CPU_AVX_VNNI)]
-        let hidden: [(String, UInt32)] = level == "avx2" ? vnni + avx512 + amx
+        let hidden: [(String, UInt32)] =
+            level == "avx2"
+            ? vnni + avx512 + amx
             : level == "avx2vnni" ? avx512 + amx : level == "avx512" ? amx : []
         let shown = (avx2 + avx512 + amx).filter { f in !hidden.contains { $0.1 == f.1 } }
         for (flag, bit) in shown {
@@ -132,7 +148,10 @@ final class MatmulTests: XCTestCase {
         func auto(_ w: TestMatrix, rows: Int) throws -> (Int32, Int32) {
             try w.withWeight { weight in
                 var c = weight
-                return (qst_matmul_resolve(&c, Int64(rows), QST_KERNEL_AUTO, QST_SHAPE_AUTO), qst_matmul_prefers_blas(&c, Int64(rows)))
+                return (
+                    qst_matmul_resolve(&c, Int64(rows), QST_KERNEL_AUTO, QST_SHAPE_AUTO),
+                    qst_matmul_prefers_blas(&c, Int64(rows))
+                )
             }
         }
         let expectGEMV: Int32, expectGEMM: Int32, expectBF16GEMV: Int32
@@ -142,8 +161,10 @@ final class MatmulTests: XCTestCase {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (3, 3, 3)
         } else if avx2 {
             // NF4 with 64-multiple blocks takes the integer GEMM for many rows whatever the matrix size.
-            (expectGEMV, expectGEMM, expectBF16GEMV) = (Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2_INT8.rawValue),
-                                                        Int32(QST_KERNEL_AVX2.rawValue))
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (
+                Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2_INT8.rawValue),
+                Int32(QST_KERNEL_AVX2.rawValue)
+            )
         } else {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (2, 2, 2)
         }
@@ -158,10 +179,16 @@ final class MatmulTests: XCTestCase {
             // A block that is a multiple of 64: the integer GEMV up to 32 rows, the integer GEMM beyond.
             let large = TestMatrix.nf4(n: 1024, k: 64, block: 64, seed: 6)
             XCTAssertEqual(try auto(large, rows: 33).0, Int32(QST_KERNEL_AVX2_INT8.rawValue))
-            XCTAssertEqual(try large.withWeight { w in var c = w; return qst_matmul_resolve_shape(&c, 33, QST_KERNEL_AUTO, QST_SHAPE_AUTO) },
-                           Int32(QST_SHAPE_GEMM.rawValue))
-            XCTAssertEqual(try large.withWeight { w in var c = w; return qst_matmul_resolve_shape(&c, 32, QST_KERNEL_AUTO, QST_SHAPE_AUTO) },
-                           Int32(QST_SHAPE_GEMV.rawValue), "GEMV up to 32 rows")
+            XCTAssertEqual(
+                try large.withWeight { w in
+                    var c = w; return qst_matmul_resolve_shape(&c, 33, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
+                },
+                Int32(QST_SHAPE_GEMM.rawValue))
+            XCTAssertEqual(
+                try large.withWeight { w in
+                    var c = w; return qst_matmul_resolve_shape(&c, 32, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
+                },
+                Int32(QST_SHAPE_GEMV.rawValue), "GEMV up to 32 rows")
             // An NF4 block that is not a multiple of 64 has no integer GEMM: many rows take the exact GEMM.
             let b32 = TestMatrix.nf4(n: 1024, k: 64, block: 32, seed: 5)
             XCTAssertEqual(try auto(b32, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue))
@@ -170,8 +197,9 @@ final class MatmulTests: XCTestCase {
         // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
         try nf4.withWeight { weight in
             var c = weight
-            XCTAssertEqual(qst_matmul_resolve(&c, 512, QST_KERNEL_EXACT, QST_SHAPE_AUTO),
-                           avx512 ? 3 : avx2 ? Int32(QST_KERNEL_AVX2.rawValue) : 2)
+            XCTAssertEqual(
+                qst_matmul_resolve(&c, 512, QST_KERNEL_EXACT, QST_SHAPE_AUTO),
+                avx512 ? 3 : avx2 ? Int32(QST_KERNEL_AVX2.rawValue) : 2)
         }
         XCTAssertEqual(String(cString: qst_matmul_kernel_name(Int32(QST_KERNEL_AVX2_INT8.rawValue))), "avx2_int8")
     }
@@ -186,8 +214,9 @@ final class MatmulTests: XCTestCase {
             XCTAssertEqual(qst_matmul(x, 1, 63, &good, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
             XCTAssertEqual(qst_matmul(x, 1, 64, &good, &y, 8, 5, 4, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
             var badBlock = weight
-            badBlock.block = 48 // does not divide k = 64
-            XCTAssertEqual(qst_matmul(x, 1, 64, &badBlock, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
+            badBlock.block = 48  // does not divide k = 64
+            XCTAssertEqual(
+                qst_matmul(x, 1, 64, &badBlock, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
             var badLd = weight
             badLd.ld = 65
             XCTAssertEqual(qst_matmul(x, 1, 64, &badLd, &y, 8, 0, 8, QST_KERNEL_AUTO), Int32(QST_MATMUL_BAD_ARGUMENT))
@@ -215,7 +244,10 @@ final class MatmulTests: XCTestCase {
             for (sname, shape) in Self.shapes {
                 let (path, ranShape) = try w.withWeight { weight -> (Int32, Int32) in
                     var copy = weight
-                    return (qst_matmul_resolve(&copy, Int64(m), kernel, shape), qst_matmul_resolve_shape(&copy, Int64(m), kernel, shape))
+                    return (
+                        qst_matmul_resolve(&copy, Int64(m), kernel, shape),
+                        qst_matmul_resolve_shape(&copy, Int64(m), kernel, shape)
+                    )
                 }
                 if path < 0 {
                     XCTAssertNotEqual(kernel, QST_KERNEL_SCALAR, "\(label): scalar must always be available")
@@ -223,8 +255,9 @@ final class MatmulTests: XCTestCase {
                 }
                 var y = [Float](repeating: .nan, count: m * ldy)
                 for (n0, n1) in [(0, cut), (cut, n)] {
-                    let part = try w.run(x: x, m: m, ldx: ldx, ldy: ldy, n0: n0, n1: n1, kernel: kernel, shape: shape,
-                                         into: y)
+                    let part = try w.run(
+                        x: x, m: m, ldx: ldx, ldy: ldy, n0: n0, n1: n1, kernel: kernel, shape: shape,
+                        into: y)
                     y = part
                 }
                 let tol = Self.tolerance(path)
@@ -238,9 +271,11 @@ final class MatmulTests: XCTestCase {
                         let (want, scale) = reference[i * n + j]
                         let int8 = path == Int32(QST_KERNEL_AVX2_INT8.rawValue)
                         let gemm = ranShape == Int32(QST_SHAPE_GEMM.rawValue)
-                        let bound = int8 ? (gemm ? int8GemmBound : int8Bound)[i * n + j] + 2e-5 * scale : tol * scale + 1e-30
-                        XCTAssertLessThanOrEqual(abs(got - want), bound,
-                                                 "\(label) \(kname)/\(sname) path \(path): y[\(i),\(j)] = \(got), want \(want)")
+                        let bound =
+                            int8 ? (gemm ? int8GemmBound : int8Bound)[i * n + j] + 2e-5 * scale : tol * scale + 1e-30
+                        XCTAssertLessThanOrEqual(
+                            abs(got - want), bound,
+                            "\(label) \(kname)/\(sname) path \(path): y[\(i),\(j)] = \(got), want \(want)")
                     }
                 }
                 checked += 1

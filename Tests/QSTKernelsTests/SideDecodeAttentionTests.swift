@@ -28,17 +28,21 @@ final class SideDecodeAttentionTests: XCTestCase {
                     let live = (0..<n).filter { mask[$0] != 0 }
                     let mx = live.map { s[$0] }.max() ?? 0
                     let z = live.reduce(0.0) { $0 + exp(s[$1] - mx) }
-                    let want = (0..<hd).map { d in live.reduce(0.0) { $0 + exp(s[$1] - mx) / z * Double(vt[d * ld + $1]) } }
+                    let want = (0..<hd).map { d in
+                        live.reduce(0.0) { $0 + exp(s[$1] - mx) / z * Double(vt[d * ld + $1]) }
+                    }
                     for (name, path) in Self.paths where qst_vec_supported(path) != 0 {
                         var out = [Float](repeating: .nan, count: hd), scratch = [Float](repeating: 0, count: n)
                         let rc = mask.withUnsafeBufferPointer { m in
-                            qst_side_decode_attention(&out, q, kt, vt, Int64(ld), Int64(n), Int64(hd), scale,
-                                                      masked ? m.baseAddress : nil, &scratch, path)
+                            qst_side_decode_attention(
+                                &out, q, kt, vt, Int64(ld), Int64(n), Int64(hd), scale,
+                                masked ? m.baseAddress : nil, &scratch, path)
                         }
                         XCTAssertEqual(rc, 0, name)
                         for d in 0..<hd {
-                            XCTAssertEqual(Double(out[d]), want[d], accuracy: 2e-6 + 1e-5 * abs(want[d]),
-                                           "\(name) hd \(hd) n \(n) masked \(masked) d \(d)")
+                            XCTAssertEqual(
+                                Double(out[d]), want[d], accuracy: 2e-6 + 1e-5 * abs(want[d]),
+                                "\(name) hd \(hd) n \(n) masked \(masked) d \(d)")
                         }
                     }
                 }
@@ -52,10 +56,12 @@ final class SideDecodeAttentionTests: XCTestCase {
         let mask = [UInt8](repeating: 0, count: n)
         var out = [Float](repeating: .nan, count: hd), scratch = [Float](repeating: 0, count: n)
         for (name, path) in Self.paths where qst_vec_supported(path) != 0 {
-            XCTAssertEqual(qst_side_decode_attention(&out, q, kv, kv, Int64(n), Int64(n), Int64(hd), 1, mask, &scratch, path), 0)
+            XCTAssertEqual(
+                qst_side_decode_attention(&out, q, kv, kv, Int64(n), Int64(n), Int64(hd), 1, mask, &scratch, path), 0)
             XCTAssertEqual(out, [Float](repeating: 0, count: hd), name)
-            XCTAssertEqual(qst_side_decode_attention(&out, q, kv, kv, Int64(n), 0, Int64(hd), 1, nil, &scratch, path), -1,
-                           "\(name): no keys")
+            XCTAssertEqual(
+                qst_side_decode_attention(&out, q, kv, kv, Int64(n), 0, Int64(hd), 1, nil, &scratch, path), -1,
+                "\(name): no keys")
         }
     }
 }

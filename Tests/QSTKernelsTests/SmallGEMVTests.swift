@@ -8,18 +8,24 @@ import XCTest
 /// float32 rounding of a float64 sum. (NEON: the same checks in Tests/KernelsC under Scripts/test-arm64.)
 final class SmallGEMVTests: XCTestCase {
     static let paths: [(String, Int32)] = [
-        ("avx512", Int32(QST_VEC_AVX512.rawValue)), ("avx2", Int32(QST_VEC_AVX2.rawValue)), ("neon", Int32(QST_VEC_NEON.rawValue)),
+        ("avx512", Int32(QST_VEC_AVX512.rawValue)), ("avx2", Int32(QST_VEC_AVX2.rawValue)),
+        ("neon", Int32(QST_VEC_NEON.rawValue)),
     ]
     /// (in, out): the SmolLM2 side shapes at r = 8 and 16, plus odd sizes for every tail and chain count.
-    static let shapes = [(576, 16), (16, 72), (72, 72), (72, 24), (72, 192), (192, 72), (72, 576), (36, 36), (36, 12),
-                         (1, 1), (3, 5), (7, 17), (100, 33), (17, 97), (33, 129), (5, 300), (250, 8)]
+    static let shapes = [
+        (576, 16), (16, 72), (72, 72), (72, 24), (72, 192), (192, 72), (72, 576), (36, 36), (36, 12),
+        (1, 1), (3, 5), (7, 17), (100, 33), (17, 97), (33, 129), (5, 300), (250, 8),
+    ]
 
-    private func run(_ path: Int32, in k: Int, out m: Int, rows n: Int, x: [Float], wt: [Float], bias: [Float]?,
-                     accumulate: Bool, y0: [Float], ldy: Int) -> [Float]? {
+    private func run(
+        _ path: Int32, in k: Int, out m: Int, rows n: Int, x: [Float], wt: [Float], bias: [Float]?,
+        accumulate: Bool, y0: [Float], ldy: Int
+    ) -> [Float]? {
         var y = y0
         let ld = Int(qst_small_gemv_ld(Int64(m)))
         let rc = bias.withOptionalPointer { b in
-            qst_small_gemv(&y, Int64(ldy), x, Int64(k), Int64(n), wt, Int64(ld), Int64(k), Int64(m), b, accumulate ? 1 : 0, path)
+            qst_small_gemv(
+                &y, Int64(ldy), x, Int64(k), Int64(n), wt, Int64(ld), Int64(k), Int64(m), b, accumulate ? 1 : 0, path)
         }
         return rc == 0 ? y : nil
     }
@@ -37,8 +43,10 @@ final class SmallGEMVTests: XCTestCase {
             var wt = [Float](repeating: .nan, count: k * Int(qst_small_gemv_ld(Int64(m))))
             qst_small_gemv_pack(&wt, w, Int64(k), Int64(m))
             for (accumulate, b) in [(false, nil), (true, bias), (false, bias)] as [(Bool, [Float]?)] {
-                let ref = try XCTUnwrap(run(scalar, in: k, out: m, rows: n, x: x, wt: wt, bias: b, accumulate: accumulate,
-                                            y0: y0, ldy: ldy))
+                let ref = try XCTUnwrap(
+                    run(
+                        scalar, in: k, out: m, rows: n, x: x, wt: wt, bias: b, accumulate: accumulate,
+                        y0: y0, ldy: ldy))
                 // The reference is the product (float64 sums; float32 rounding of k terms of size ≤ 2).
                 for r in 0..<n {
                     for j in 0..<m {
@@ -46,26 +54,35 @@ final class SmallGEMVTests: XCTestCase {
                         for i in 0..<k { s += Double(x[r * k + i]) * Double(w[j * k + i]) }
                         if accumulate { s += Double(y0[r * ldy + j]) }
                         if let b { s += Double(b[j]) }
-                        XCTAssertEqual(Double(ref[r * ldy + j]), s, accuracy: 1e-6 * Double(k + 2) * 2,
-                                       "scalar \(m)×\(k) row \(r) out \(j)")
+                        XCTAssertEqual(
+                            Double(ref[r * ldy + j]), s, accuracy: 1e-6 * Double(k + 2) * 2,
+                            "scalar \(m)×\(k) row \(r) out \(j)")
                     }
                     // Padding between rows stays as it was.
                     for j in m..<ldy { XCTAssertEqual(ref[r * ldy + j], y0[r * ldy + j]) }
                 }
                 for (name, path) in Self.paths where qst_vec_supported(path) != 0 {
                     ranVector = true
-                    let got = try XCTUnwrap(run(path, in: k, out: m, rows: n, x: x, wt: wt, bias: b, accumulate: accumulate,
-                                                y0: y0, ldy: ldy), "\(name) refused")
-                    XCTAssertEqual(got.map(\.bitPattern), ref.map(\.bitPattern), "\(name) \(m)×\(k) accumulate \(accumulate)")
+                    let got = try XCTUnwrap(
+                        run(
+                            path, in: k, out: m, rows: n, x: x, wt: wt, bias: b, accumulate: accumulate,
+                            y0: y0, ldy: ldy), "\(name) refused")
+                    XCTAssertEqual(
+                        got.map(\.bitPattern), ref.map(\.bitPattern), "\(name) \(m)×\(k) accumulate \(accumulate)")
                     // Row 1 alone: the same bits as among three rows.
-                    let alone = try XCTUnwrap(run(path, in: k, out: m, rows: 1, x: Array(x[k...]), wt: wt, bias: b,
-                                                  accumulate: accumulate, y0: Array(y0[ldy...]), ldy: ldy))
-                    XCTAssertEqual(alone[0..<m].map(\.bitPattern), got[ldy..<(ldy + m)].map(\.bitPattern), "\(name) row alone")
+                    let alone = try XCTUnwrap(
+                        run(
+                            path, in: k, out: m, rows: 1, x: Array(x[k...]), wt: wt, bias: b,
+                            accumulate: accumulate, y0: Array(y0[ldy...]), ldy: ldy))
+                    XCTAssertEqual(
+                        alone[0..<m].map(\.bitPattern), got[ldy..<(ldy + m)].map(\.bitPattern), "\(name) row alone")
                 }
             }
         }
         #if arch(x86_64) || arch(arm64)
-        if qst_cpu_features() & QST_CPU_FORCED_SCALAR == 0 { XCTAssertTrue(ranVector, "no vector small_gemv path ran") }
+            if qst_cpu_features() & QST_CPU_FORCED_SCALAR == 0 {
+                XCTAssertTrue(ranVector, "no vector small_gemv path ran")
+            }
         #endif
     }
 

@@ -9,8 +9,11 @@ final class AdamWTests: XCTestCase {
         let gradsW = [[0.1, -0.3, 0.05], [0.2, 0.0, -0.4]], gradsB = [[1.0, -2.0], [0.5, 0.25]]
         let w = k.f(w0), gw = k.zeros(3), b = k.f(b0), gb = k.zeros(2)
         let cfg = AdamW.Config(beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.1)
-        let opt = AdamW(parameters: [Parameter(name: "w", value: w, grad: gw, count: 3),
-                                     Parameter(name: "b", value: b, grad: gb, count: 2, decay: false)], config: cfg)
+        let opt = AdamW(
+            parameters: [
+                Parameter(name: "w", value: w, grad: gw, count: 3),
+                Parameter(name: "b", value: b, grad: gb, count: 2, decay: false),
+            ], config: cfg)
         let lrs = [0.01, 0.02]
         // PyTorch AdamW documentation, in Double.
         func reference(_ p0: [Double], _ grads: [[Double]], decay: Bool) -> [Double] {
@@ -42,8 +45,10 @@ final class AdamWTests: XCTestCase {
     func testGlobalNormClipping() {
         let k = Keep(); defer { withExtendedLifetime(k) {} }
         let g1 = k.f([3, 0]), g2 = k.f([0, 4, 0])
-        let params = [Parameter(name: "a", value: k.zeros(2), grad: g1, count: 2),
-                      Parameter(name: "b", value: k.zeros(3), grad: g2, count: 3)]
+        let params = [
+            Parameter(name: "a", value: k.zeros(2), grad: g1, count: 2),
+            Parameter(name: "b", value: k.zeros(3), grad: g2, count: 3),
+        ]
         XCTAssertEqual(GradientClipping.clip(params, maxNorm: 10), 5, accuracy: 1e-9)
         XCTAssertEqual(read(g1, 2), [3, 0], "below the limit nothing changes")
         XCTAssertEqual(GradientClipping.clip(params, maxNorm: 1), 5, accuracy: 1e-9)

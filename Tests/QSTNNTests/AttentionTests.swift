@@ -4,8 +4,10 @@ import XCTest
 
 final class AttentionTests: XCTestCase {
     /// Naive O(T²) causal GQA attention in Double. Rows with no admissible key produce zeros.
-    static func refAttention(q: [Double], k: [Double], v: [Double], mask: [UInt8]?, B: Int, T: Int,
-                             nH: Int, nKV: Int, hd: Int) -> [Double] {
+    static func refAttention(
+        q: [Double], k: [Double], v: [Double], mask: [UInt8]?, B: Int, T: Int,
+        nH: Int, nKV: Int, hd: Int
+    ) -> [Double] {
         var out = [Double](repeating: 0, count: B * T * nH * hd)
         let scale = 1 / Double(hd).squareRoot()
         for b in 0..<B {
@@ -15,14 +17,17 @@ final class AttentionTests: XCTestCase {
                     let keys = (0...i).filter { mask == nil || mask![b * T + $0] != 0 }
                     if keys.isEmpty { continue }
                     let scores = keys.map { j in
-                        (0..<hd).reduce(0.0) { $0 + q[(b * T + i) * nH * hd + h * hd + $1] * k[(b * T + j) * nKV * hd + g * hd + $1] } * scale
+                        (0..<hd).reduce(0.0) {
+                            $0 + q[(b * T + i) * nH * hd + h * hd + $1] * k[(b * T + j) * nKV * hd + g * hd + $1]
+                        } * scale
                     }
                     let m = scores.max()!
                     let e = scores.map { exp($0 - m) }
                     let z = e.reduce(0, +)
                     for (idx, j) in keys.enumerated() {
                         for c in 0..<hd {
-                            out[(b * T + i) * nH * hd + h * hd + c] += e[idx] / z * v[(b * T + j) * nKV * hd + g * hd + c]
+                            out[(b * T + i) * nH * hd + h * hd + c] +=
+                                e[idx] / z * v[(b * T + j) * nKV * hd + g * hd + c]
                         }
                     }
                 }
@@ -85,8 +90,9 @@ final class AttentionTests: XCTestCase {
         let q = rng.values(B * T * nH * hd), kk = rng.values(B * T * nKV * hd), v = rng.values(B * T * nKV * hd)
         let mask: [UInt8] = [0, 0, 1, 1, 1, 1] + [1, 1, 1, 1, 1, 1]
         let full = k.zeros(B * T * nH * hd)
-        Attention.forward(out: full, probs: k.zeros(shape.probsCount), q: k.f(q), k: k.f(kk), v: k.f(v),
-                          keyMask: k.bytes(mask), shape: shape)
+        Attention.forward(
+            out: full, probs: k.zeros(shape.probsCount), q: k.f(q), k: k.f(kk), v: k.f(v),
+            keyMask: k.bytes(mask), shape: shape)
         // Cache [B, capacity, nKV·hd] holding the same keys/values; mask padded to capacity.
         let row = nKV * hd
         var kc = [Double](repeating: 0, count: B * capacity * row), vc = kc
@@ -108,12 +114,14 @@ final class AttentionTests: XCTestCase {
             var qs: [Double] = []
             for b in 0..<B { qs += q[((b * T + past) * qw)..<((b * T + past + step) * qw)] }
             let out = k.zeros(B * step * qw)
-            Attention.forwardCached(out: out, q: k.f(qs), kCache: kcb, vCache: vcb, keyMask: mcb, batch: B,
-                                    newTokens: step, pastLength: past, capacity: capacity,
-                                    nHeads: nH, nKVHeads: nKV, headDim: hd)
+            Attention.forwardCached(
+                out: out, q: k.f(qs), kCache: kcb, vCache: vcb, keyMask: mcb, batch: B,
+                newTokens: step, pastLength: past, capacity: capacity,
+                nHeads: nH, nKVHeads: nKV, headDim: hd)
             for b in 0..<B {
-                assertClose(read(out + b * step * qw, step * qw), read(full + (b * T + past) * qw, step * qw),
-                            rtol: 1e-5, atol: 1e-6, "cached b\(b) past \(past)")
+                assertClose(
+                    read(out + b * step * qw, step * qw), read(full + (b * T + past) * qw, step * qw),
+                    rtol: 1e-5, atol: 1e-6, "cached b\(b) past \(past)")
             }
             past += step
         }

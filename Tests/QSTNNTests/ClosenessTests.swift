@@ -39,9 +39,15 @@ final class ClosenessTests: XCTestCase {
         XCTAssertFalse(TestRequirement.isRequired("QST_REQUIRE_X", environment: ["CI": "false"]))
         XCTAssertFalse(TestRequirement.isRequired("QST_REQUIRE_X", environment: [:]))
         // Required: an ordinary error (a failure); otherwise a skip.
-        XCTAssertTrue(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["CI": "true"]) is TestRequirement.Missing)
-        XCTAssertTrue(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["QST_REQUIRE_X": "1"]) is TestRequirement.Missing)
+        XCTAssertTrue(
+            TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["CI": "true"])
+                is TestRequirement.Missing)
+        XCTAssertTrue(
+            TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["QST_REQUIRE_X": "1"])
+                is TestRequirement.Missing)
         XCTAssertTrue(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: [:]) is XCTSkip)
-        XCTAssertTrue("\(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["CI": "1"]))".contains("no tool"))
+        XCTAssertTrue(
+            "\(TestRequirement.outcome("no tool", variable: "QST_REQUIRE_X", environment: ["CI": "1"]))".contains(
+                "no tool"))
     }
 }

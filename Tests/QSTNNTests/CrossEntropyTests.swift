@@ -33,8 +33,9 @@ final class CrossEntropyTests: XCTestCase {
         for (name, chunk) in [("one chunk", 128), ("chunks of 2", 2)] {
             for head in [f32, decoded] as [any HeadRows] {
                 let dh = k.zeros(n * d)
-                let result = try ChunkedCrossEntropy.lossAndGradient(hidden: hb, labels: lb, n: n, head: head,
-                                                                     dHidden: dh, chunkRows: chunk)
+                let result = try ChunkedCrossEntropy.lossAndGradient(
+                    hidden: hb, labels: lb, n: n, head: head,
+                    dHidden: dh, chunkRows: chunk)
                 XCTAssertEqual(result.count, 5)
                 XCTAssertEqual(result.mean, expectedLoss, accuracy: 1e-5, name)
                 assertClose(read(dh, n * d), expectedGrad, rtol: 1e-4, atol: 1e-6, "\(name) \(type(of: head)) dHidden")
@@ -44,8 +45,9 @@ final class CrossEntropyTests: XCTestCase {
         let lossOnly = try ChunkedCrossEntropy.lossAndGradient(hidden: hb, labels: lb, n: n, head: f32, dHidden: nil)
         XCTAssertEqual(lossOnly.lossSum, expectedLoss * 5, accuracy: 1e-4)
         let dh = k.zeros(n * d)
-        _ = try ChunkedCrossEntropy.lossAndGradient(hidden: hb, labels: lb, n: n, head: decoded, dHidden: dh,
-                                                    gradScale: 1, chunkRows: 3)
+        _ = try ChunkedCrossEntropy.lossAndGradient(
+            hidden: hb, labels: lb, n: n, head: decoded, dHidden: dh,
+            gradScale: 1, chunkRows: 3)
         assertClose(read(dh, n * d), expectedGrad.map { $0 * 5 }, rtol: 1e-4, atol: 1e-5, "sum gradient")
     }
 
@@ -53,17 +55,24 @@ final class CrossEntropyTests: XCTestCase {
         let k = Keep(); defer { withExtendedLifetime(k) {} }
         let head = F32HeadRows(weight: k.f([1, 0, 0, 1]), vocabSize: 2, dim: 2)
         let dh = k.zeros(4)
-        let none = try ChunkedCrossEntropy.lossAndGradient(hidden: k.f([1, 2, 3, 4]), labels: k.ints([-100, -100]),
-                                                           n: 2, head: head, dHidden: dh)
+        let none = try ChunkedCrossEntropy.lossAndGradient(
+            hidden: k.f([1, 2, 3, 4]), labels: k.ints([-100, -100]),
+            n: 2, head: head, dHidden: dh)
         XCTAssertEqual(none.count, 0)
         XCTAssertEqual(none.mean, 0)
         XCTAssertEqual(read(dh, 4), [0, 0, 0, 0])
-        XCTAssertThrowsError(try ChunkedCrossEntropy.lossAndGradient(hidden: k.f([1, 2]), labels: k.ints([2]), n: 1,
-                                                                     head: head, dHidden: nil)) {
+        XCTAssertThrowsError(
+            try ChunkedCrossEntropy.lossAndGradient(
+                hidden: k.f([1, 2]), labels: k.ints([2]), n: 1,
+                head: head, dHidden: nil)
+        ) {
             XCTAssertEqual(($0 as? QSTError)?.kind, .tokenOutOfRange, "\($0)")
         }
-        XCTAssertThrowsError(try ChunkedCrossEntropy.candidateLogits(out: k.zeros(1), hidden: k.f([1, 2]), n: 1,
-                                                                     head: head, candidates: [5])) {
+        XCTAssertThrowsError(
+            try ChunkedCrossEntropy.candidateLogits(
+                out: k.zeros(1), hidden: k.f([1, 2]), n: 1,
+                head: head, candidates: [5])
+        ) {
             XCTAssertEqual(($0 as? QSTError)?.kind, .tokenOutOfRange, "\($0)")
         }
     }

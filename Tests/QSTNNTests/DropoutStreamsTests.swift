@@ -8,10 +8,15 @@ final class DropoutStreamsTests: XCTestCase {
         let n = keys.count * seqLen * width
         let x = [Float](repeating: 1, count: n)
         var out = [Float](repeating: 0, count: n), mask = [UInt8](repeating: 9, count: n)
-        x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in mask.withUnsafeMutableBufferPointer { mp in
-            Dropout.forward(out: op.baseAddress!, mask: mp.baseAddress!, x: xp.baseAddress!, width: width, p: p,
-                            streams: DropoutStreams(keys: keys, seqLen: seqLen, call: call))
-        } } }
+        x.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { op in
+                mask.withUnsafeMutableBufferPointer { mp in
+                    Dropout.forward(
+                        out: op.baseAddress!, mask: mp.baseAddress!, x: xp.baseAddress!, width: width, p: p,
+                        streams: DropoutStreams(keys: keys, seqLen: seqLen, call: call))
+                }
+            }
+        }
         for i in 0..<n { XCTAssertEqual(out[i], mask[i] == 1 ? 1 / (1 - p) : 0) }
         return mask
     }

@@ -9,11 +9,13 @@ final class LinearAndNormTests: XCTestCase {
         let x = rng.values(n * inF), w = rng.values(outF * inF), b = rng.values(outF), r = rng.values(n * outF)
         let xb = k.f(x), wb = k.f(w), bb = k.f(b), yb = k.zeros(n * outF)
         Linear.forward(out: yb, x: xb, weight: wb, bias: bb, n: n, inFeatures: inF, outFeatures: outF)
-        assertClose(read(yb, n * outF), refLinear(x, w, b, n: n, inF: inF, outF: outF), rtol: 1e-5, atol: 1e-6, "forward")
+        assertClose(
+            read(yb, n * outF), refLinear(x, w, b, n: n, inF: inF, outF: outF), rtol: 1e-5, atol: 1e-6, "forward")
 
         let dx = k.zeros(n * inF), dw = k.zeros(outF * inF), db = k.zeros(outF), dy = k.f(r)
-        Linear.backward(dx: dx, dweight: dw, dbias: db, dout: dy, x: xb, weight: wb,
-                        n: n, inFeatures: inF, outFeatures: outF)
+        Linear.backward(
+            dx: dx, dweight: dw, dbias: db, dout: dy, x: xb, weight: wb,
+            n: n, inFeatures: inF, outFeatures: outF)
         let fx = finiteDifference(x) { weightedSum(refLinear($0, w, b, n: n, inF: inF, outF: outF), r) }
         let fw = finiteDifference(w) { weightedSum(refLinear(x, $0, b, n: n, inF: inF, outF: outF), r) }
         let fb = finiteDifference(b) { weightedSum(refLinear(x, w, $0, n: n, inF: inF, outF: outF), r) }
@@ -22,15 +24,19 @@ final class LinearAndNormTests: XCTestCase {
         assertClose(read(db, outF), fb, "db")
 
         // Gradients accumulate: a second backward doubles them.
-        Linear.backward(dx: dx, dweight: dw, dbias: db, dout: dy, x: xb, weight: wb,
-                        n: n, inFeatures: inF, outFeatures: outF)
+        Linear.backward(
+            dx: dx, dweight: dw, dbias: db, dout: dy, x: xb, weight: wb,
+            n: n, inFeatures: inF, outFeatures: outF)
         assertClose(read(dw, outF * inF), fw.map { 2 * $0 }, "dW accumulated")
         assertClose(read(db, outF), fb.map { 2 * $0 }, "db accumulated")
 
         // accumulate: true adds onto the existing output.
-        Linear.forward(out: yb, x: xb, weight: wb, bias: nil, n: n, inFeatures: inF, outFeatures: outF, accumulate: true)
-        let twice = zip(refLinear(x, w, b, n: n, inF: inF, outF: outF), refLinear(x, w, nil, n: n, inF: inF, outF: outF))
-            .map { $0 + $1 }
+        Linear.forward(
+            out: yb, x: xb, weight: wb, bias: nil, n: n, inFeatures: inF, outFeatures: outF, accumulate: true)
+        let twice = zip(
+            refLinear(x, w, b, n: n, inF: inF, outF: outF), refLinear(x, w, nil, n: n, inF: inF, outF: outF)
+        )
+        .map { $0 + $1 }
         assertClose(read(yb, n * outF), twice, rtol: 1e-5, atol: 1e-6, "accumulating forward")
     }
 
@@ -54,9 +60,11 @@ final class LinearAndNormTests: XCTestCase {
         assertClose(read(yb, n * d), Self.refRMSNorm(x, w, n: n, d: d, eps: eps), rtol: 1e-5, atol: 1e-6, "forward")
         let dx = k.zeros(n * d), dw = k.zeros(d)
         RMSNorm.backward(dx: dx, dweight: dw, dout: k.f(r), x: xb, weight: wb, rstd: rstd, n: n, d: d)
-        assertClose(read(dx, n * d), finiteDifference(x) { weightedSum(Self.refRMSNorm($0, w, n: n, d: d, eps: eps), r) },
-                    "dx")
-        assertClose(read(dw, d), finiteDifference(w) { weightedSum(Self.refRMSNorm(x, $0, n: n, d: d, eps: eps), r) }, "dw")
+        assertClose(
+            read(dx, n * d), finiteDifference(x) { weightedSum(Self.refRMSNorm($0, w, n: n, d: d, eps: eps), r) },
+            "dx")
+        assertClose(
+            read(dw, d), finiteDifference(w) { weightedSum(Self.refRMSNorm(x, $0, n: n, d: d, eps: eps), r) }, "dw")
     }
 
     func testRMSNormWeightGradientReducesAcrossManyRows() {
@@ -69,8 +77,9 @@ final class LinearAndNormTests: XCTestCase {
         RMSNorm.forward(out: yb, rstd: rstd, x: xb, weight: wb, n: n, d: d, eps: 1e-6)
         let dw = k.zeros(d)
         RMSNorm.backward(dx: nil, dweight: dw, dout: k.f(r), x: xb, weight: wb, rstd: rstd, n: n, d: d)
-        assertClose(read(dw, d), finiteDifference(w) { weightedSum(Self.refRMSNorm(x, $0, n: n, d: d, eps: 1e-6), r) },
-                    "dw")
+        assertClose(
+            read(dw, d), finiteDifference(w) { weightedSum(Self.refRMSNorm(x, $0, n: n, d: d, eps: 1e-6), r) },
+            "dw")
     }
 
     static func refLayerNorm(_ x: [Double], _ w: [Double], _ b: [Double], n: Int, d: Int, eps: Double) -> [Double] {
@@ -92,15 +101,20 @@ final class LinearAndNormTests: XCTestCase {
         let xb = k.f(x), wb = k.f(w), bb = k.f(b)
         let yb = k.zeros(n * d), mean = k.zeros(n), rstd = k.zeros(n)
         LayerNorm.forward(out: yb, mean: mean, rstd: rstd, x: xb, weight: wb, bias: bb, n: n, d: d, eps: Float(eps))
-        assertClose(read(yb, n * d), Self.refLayerNorm(x, w, b, n: n, d: d, eps: eps), rtol: 1e-5, atol: 1e-5, "forward")
+        assertClose(
+            read(yb, n * d), Self.refLayerNorm(x, w, b, n: n, d: d, eps: eps), rtol: 1e-5, atol: 1e-5, "forward")
         let dx = k.zeros(n * d), dw = k.zeros(d), db = k.zeros(d)
-        LayerNorm.backward(dx: dx, dweight: dw, dbias: db, dout: k.f(r), x: xb, weight: wb, mean: mean, rstd: rstd,
-                           n: n, d: d)
-        assertClose(read(dx, n * d),
-                    finiteDifference(x) { weightedSum(Self.refLayerNorm($0, w, b, n: n, d: d, eps: eps), r) }, "dx")
-        assertClose(read(dw, d), finiteDifference(w) { weightedSum(Self.refLayerNorm(x, $0, b, n: n, d: d, eps: eps), r) },
-                    "dw")
-        assertClose(read(db, d), finiteDifference(b) { weightedSum(Self.refLayerNorm(x, w, $0, n: n, d: d, eps: eps), r) },
-                    "db")
+        LayerNorm.backward(
+            dx: dx, dweight: dw, dbias: db, dout: k.f(r), x: xb, weight: wb, mean: mean, rstd: rstd,
+            n: n, d: d)
+        assertClose(
+            read(dx, n * d),
+            finiteDifference(x) { weightedSum(Self.refLayerNorm($0, w, b, n: n, d: d, eps: eps), r) }, "dx")
+        assertClose(
+            read(dw, d), finiteDifference(w) { weightedSum(Self.refLayerNorm(x, $0, b, n: n, d: d, eps: eps), r) },
+            "dw")
+        assertClose(
+            read(db, d), finiteDifference(b) { weightedSum(Self.refLayerNorm(x, w, $0, n: n, d: d, eps: eps), r) },
+            "db")
     }
 }

@@ -70,7 +70,9 @@ final class PointwiseTests: XCTestCase {
         var rng = TestRandom(23)
         let a = rng.values(n * d), b = rng.values(n * d), z = rng.values(d, scale: 2), r = rng.values(n * d)
         func ref(_ a: [Double], _ b: [Double], _ z: [Double]) -> [Double] {
-            (0..<(n * d)).map { i in let s = 1 / (1 + exp(-z[i % d])); return (1 - s) * a[i] + s * b[i] }
+            (0..<(n * d)).map { i in
+                let s = 1 / (1 + exp(-z[i % d])); return (1 - s) * a[i] + s * b[i]
+            }
         }
         let out = k.zeros(n * d), ab = k.f(a), bb = k.f(b), zb = k.f(z)
         GatedMix.forward(out: out, a: ab, b: bb, z: zb, n: n, d: d)
@@ -118,7 +120,9 @@ final class PointwiseTests: XCTestCase {
         Embedding.backward(dtable: dt, dout: k.f((0..<12).map { _ in 1 }), ids: k.ints([2, 0, 2]), n: 3, d: 4)
         XCTAssertEqual(read(dt, 12), [1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 2])
         for id: Int32 in [3, -1] {
-            XCTAssertThrowsError(try Embedding.forward(out: out, ids: k.ints([id]), n: 1, table: k.f(table), vocab: 3, d: 4)) {
+            XCTAssertThrowsError(
+                try Embedding.forward(out: out, ids: k.ints([id]), n: 1, table: k.f(table), vocab: 3, d: 4)
+            ) {
                 XCTAssertEqual(($0 as? QSTError)?.kind, .tokenOutOfRange, "\($0)")
             }
         }

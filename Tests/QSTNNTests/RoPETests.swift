@@ -8,16 +8,22 @@ final class RoPETests: XCTestCase {
     func testLlama3InverseFrequenciesMatchIndependentFormula() {
         let headDim = 128, theta = 500_000.0
         let factor = 8.0, low = 1.0, high = 4.0, original = 8192
-        let got = RoPE.inverseFrequencies(headDim: headDim, theta: theta,
-                                          scaling: .llama3(factor: factor, lowFreqFactor: low, highFreqFactor: high,
-                                                           originalMaxPositionEmbeddings: original))
+        let got = RoPE.inverseFrequencies(
+            headDim: headDim, theta: theta,
+            scaling: .llama3(
+                factor: factor, lowFreqFactor: low, highFreqFactor: high,
+                originalMaxPositionEmbeddings: original))
         XCTAssertEqual(got.count, headDim / 2)
         var kept = 0, scaled = 0, blended = 0
         for i in 0..<headDim / 2 {
             let f = exp(-Double(2 * i) / Double(headDim) * log(theta))
             let r = Double(original) * f / (2 * Double.pi)
             let expected: Double
-            if r > high { expected = f; kept += 1 } else if r < low { expected = f / factor; scaled += 1 } else {
+            if r > high {
+                expected = f; kept += 1
+            } else if r < low {
+                expected = f / factor; scaled += 1
+            } else {
                 let s = (r - low) / (high - low)
                 expected = f * (s + (1 - s) / factor)
                 blended += 1
@@ -67,8 +73,11 @@ final class RoPETests: XCTestCase {
         let xb = k.f(x)
         RoPE.forward(x: xb, cos: cosT, sin: sinT, n: n, nHeads: nHeads, headDim: headDim)
         let invD = inv.map(Double.init)
-        assertClose(read(xb, n * width), Self.refRoPE(x, positions: positions, invFreq: invD, nHeads: nHeads,
-                                                      headDim: headDim), rtol: 1e-5, atol: 1e-5, "forward")
+        assertClose(
+            read(xb, n * width),
+            Self.refRoPE(
+                x, positions: positions, invFreq: invD, nHeads: nHeads,
+                headDim: headDim), rtol: 1e-5, atol: 1e-5, "forward")
         let g = k.f(r)
         RoPE.backward(dx: g, cos: cosT, sin: sinT, n: n, nHeads: nHeads, headDim: headDim)
         let fd = finiteDifference(x) {

@@ -11,13 +11,15 @@ final class SequenceClassificationTests: XCTestCase {
         // z = W·[1, 2] + b = [1, 2.5]; class 0: loss = log(1 + e^1.5); dz = softmax − onehot.
         let h = k.f([1, 2]), w = k.f([1, 0, 0, 1]), b = k.f([0, 0.5])
         let dh = k.zeros(2), dw = k.zeros(4), db = k.zeros(2)
-        let r = try SequenceClassification.lossAndGradient(hidden: h, labels: k.ints([0]), targets: nil, n: 1, d: 2,
-                                                           weight: w, bias: b, k: 2, dHidden: dh, dWeight: dw, dBias: db)
+        let r = try SequenceClassification.lossAndGradient(
+            hidden: h, labels: k.ints([0]), targets: nil, n: 1, d: 2,
+            weight: w, bias: b, k: 2, dHidden: dh, dWeight: dw, dBias: db)
         XCTAssertEqual(r.count, 1)
         XCTAssertEqual(r.lossSum, 1.7014132779827524, accuracy: 1e-6)
         let p0 = 0.18242552380635635, p1 = 0.8175744761936437
         let expected: [(UnsafeMutablePointer<Float>, [Double])] = [
-            (db, [p0 - 1, p1]), (dw, [p0 - 1, 2 * (p0 - 1), p1, 2 * p1]), (dh, [p0 - 1, p1])]
+            (db, [p0 - 1, p1]), (dw, [p0 - 1, 2 * (p0 - 1), p1, 2 * p1]), (dh, [p0 - 1, p1]),
+        ]
         for (got, want) in expected {
             for (j, v) in want.enumerated() { XCTAssertEqual(Double(got[j]), v, accuracy: 1e-6) }
         }
@@ -43,14 +45,18 @@ final class SequenceClassificationTests: XCTestCase {
         var hidden = rnd.values(n * d), weight = rnd.values(K * d), bias = rnd.values(K)
         let labels: [Int32] = K == 1 ? [0, x, 0, 0] : [2 % Int32(K), x, 0, 1]
         let targets = rnd.values(n, scale: 2)
-        func run(_ hv: [Double], _ wv: [Double], _ bv: [Double], grads: Bool) throws -> (Double, [Float], [Float], [Float]) {
+        func run(_ hv: [Double], _ wv: [Double], _ bv: [Double], grads: Bool) throws -> (
+            Double, [Float], [Float], [Float]
+        ) {
             let k = Keep(); defer { withExtendedLifetime(k) {} }
             let dh = k.zeros(n * d), dw = k.zeros(K * d), db = k.zeros(K)
             let r = try SequenceClassification.lossAndGradient(
                 hidden: k.f(hv), labels: k.ints(labels), targets: k.f(targets), n: n, d: d, weight: k.f(wv),
                 bias: k.f(bv), k: K, dHidden: grads ? dh : nil, dWeight: grads ? dw : nil, dBias: grads ? db : nil)
-            return (r.mean, Array(UnsafeBufferPointer(start: dh, count: n * d)),
-                    Array(UnsafeBufferPointer(start: dw, count: K * d)), Array(UnsafeBufferPointer(start: db, count: K)))
+            return (
+                r.mean, Array(UnsafeBufferPointer(start: dh, count: n * d)),
+                Array(UnsafeBufferPointer(start: dw, count: K * d)), Array(UnsafeBufferPointer(start: db, count: K))
+            )
         }
         let (_, gh, gw, gb) = try run(hidden, weight, bias, grads: true)
         let eps = 1e-3
@@ -76,11 +82,15 @@ final class SequenceClassificationTests: XCTestCase {
 
     func testBadLabelsAreRejected() {
         let k = Keep(); defer { withExtendedLifetime(k) {} }
-        XCTAssertThrowsError(try SequenceClassification.lossAndGradient(
-            hidden: k.f([1, 2]), labels: k.ints([2]), targets: nil, n: 1, d: 2, weight: k.f([1, 0, 0, 1]),
-            bias: k.f([0, 0]), k: 2, dHidden: nil, dWeight: nil, dBias: nil)) { XCTAssertEqual(($0 as? QSTError)?.kind, .labelOutOfRange, "\($0)") }
-        XCTAssertThrowsError(try SequenceClassification.lossAndGradient(
-            hidden: k.f([1, 2]), labels: k.ints([0]), targets: nil, n: 1, d: 2, weight: k.f([1, 0]),
-            bias: k.f([0]), k: 1, dHidden: nil, dWeight: nil, dBias: nil)) { XCTAssertEqual(($0 as? QSTError)?.kind, .invalidArgument, "\($0)") }
+        XCTAssertThrowsError(
+            try SequenceClassification.lossAndGradient(
+                hidden: k.f([1, 2]), labels: k.ints([2]), targets: nil, n: 1, d: 2, weight: k.f([1, 0, 0, 1]),
+                bias: k.f([0, 0]), k: 2, dHidden: nil, dWeight: nil, dBias: nil)
+        ) { XCTAssertEqual(($0 as? QSTError)?.kind, .labelOutOfRange, "\($0)") }
+        XCTAssertThrowsError(
+            try SequenceClassification.lossAndGradient(
+                hidden: k.f([1, 2]), labels: k.ints([0]), targets: nil, n: 1, d: 2, weight: k.f([1, 0]),
+                bias: k.f([0]), k: 1, dHidden: nil, dWeight: nil, dBias: nil)
+        ) { XCTAssertEqual(($0 as? QSTError)?.kind, .invalidArgument, "\($0)") }
     }
 }

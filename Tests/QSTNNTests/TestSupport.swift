@@ -23,9 +23,15 @@ func floats(_ x: [Double]) -> FloatBuffer { FloatBuffer(x.map { Float($0) }) }
 final class Keep {
     private var held: [AnyObject] = []
     func f(_ x: [Double]) -> UnsafeMutablePointer<Float> { let b = floats(x); held.append(b); return b.pointer }
-    func zeros(_ n: Int) -> UnsafeMutablePointer<Float> { let b = FloatBuffer(count: n); held.append(b); return b.pointer }
-    func ints(_ x: [Int32]) -> UnsafeMutablePointer<Int32> { let b = Buffer<Int32>(x); held.append(b); return b.pointer }
-    func bytes(_ x: [UInt8]) -> UnsafeMutablePointer<UInt8> { let b = Buffer<UInt8>(x); held.append(b); return b.pointer }
+    func zeros(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let b = FloatBuffer(count: n); held.append(b); return b.pointer
+    }
+    func ints(_ x: [Int32]) -> UnsafeMutablePointer<Int32> {
+        let b = Buffer<Int32>(x); held.append(b); return b.pointer
+    }
+    func bytes(_ x: [UInt8]) -> UnsafeMutablePointer<UInt8> {
+        let b = Buffer<UInt8>(x); held.append(b); return b.pointer
+    }
     func hold<T: AnyObject>(_ b: T) -> T { held.append(b); return b }
 }
 

@@ -23,7 +23,9 @@ final class WorkerPoolTests: XCTestCase {
     func testEveryIndexRunsExactlyOnce() {
         for count in [1, 2, 3, 7, 16, 17, 100, 1001] {
             for threads in [1, 2, 3, 8] {
-                XCTAssertEqual(visits(count, threads: threads), [Int](repeating: 1, count: count), "count \(count) threads \(threads)")
+                XCTAssertEqual(
+                    visits(count, threads: threads), [Int](repeating: 1, count: count),
+                    "count \(count) threads \(threads)")
             }
         }
     }
@@ -69,11 +71,13 @@ final class WorkerPoolTests: XCTestCase {
         var sum = [Int64](repeating: 0, count: 3000)
         sum.withUnsafeMutableBufferPointer { buf in
             for round in 0..<200 {
-                if round % 50 == 0 { usleep(2000) } // let the workers fall asleep
-                let ok = qst_pool_run(pool, 3000, 3, { context, start, end in
-                    let p = context!.assumingMemoryBound(to: Int64.self)
-                    for i in start..<end { p[Int(i)] += 1 }
-                }, buf.baseAddress)
+                if round % 50 == 0 { usleep(2000) }  // let the workers fall asleep
+                let ok = qst_pool_run(
+                    pool, 3000, 3,
+                    { context, start, end in
+                        let p = context!.assumingMemoryBound(to: Int64.self)
+                        for i in start..<end { p[Int(i)] += 1 }
+                    }, buf.baseAddress)
                 XCTAssertEqual(ok, 1)
             }
         }

@@ -9,8 +9,12 @@ import XCTest
 /// planes, zstd), against states computed here directly from the engine: each example run alone, pooled
 /// with a plain loop.
 final class BaseCacheFormatTests: XCTestCase {
-    private func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) } }
-    private func le64(_ b: [UInt8], _ at: Int) -> Int { Int((0..<8).reduce(UInt64(0)) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) }) }
+    private func le32(_ b: [UInt8], _ at: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) }
+    }
+    private func le64(_ b: [UInt8], _ at: Int) -> Int {
+        Int((0..<8).reduce(UInt64(0)) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) })
+    }
 
     func testSegmentFollowsTheSpec() throws {
         let frozen = try FrozenModel(path: try ExportFixtures.tinyContainer())
@@ -50,17 +54,21 @@ final class BaseCacheFormatTests: XCTestCase {
         XCTAssertEqual(R, 2)
         let index = Array(b[(I + 8)..<(I + 8 + 64 * R)])
         XCTAssertEqual(le32(b, I + 4), index.withUnsafeBytes { Checksums.crc32c($0) })
-        XCTAssertEqual(name, "segment-" + String(Checksums.sha256Hex(Data(index[0..<32] + index[64..<96])).prefix(16)) + ".qbc")
+        XCTAssertEqual(
+            name, "segment-" + String(Checksums.sha256Hex(Data(index[0..<32] + index[64..<96])).prefix(16)) + ".qbc")
 
         let L = 2, w = 32, d = 64
         var expectedEnd = I + 8 + 64 * R
         for (e, seq) in seqs.enumerated() {
             let entry = Array(index[(64 * e)..<(64 * e + 64)])
             var keyBytes: [UInt8] = []
-            for v in [UInt32(seq.count)] + seq.map({ UInt32(bitPattern: $0) }) + labels[e].map({ UInt32(bitPattern: $0) }) {
+            for v in [UInt32(seq.count)] + seq.map({ UInt32(bitPattern: $0) })
+                + labels[e].map({ UInt32(bitPattern: $0) })
+            {
                 keyBytes += [UInt8(v & 0xff), UInt8(v >> 8 & 0xff), UInt8(v >> 16 & 0xff), UInt8(v >> 24)]
             }
-            XCTAssertEqual(entry[0..<32].map { String(format: "%02x", $0) }.joined(), Checksums.sha256Hex(Data(keyBytes)))
+            XCTAssertEqual(
+                entry[0..<32].map { String(format: "%02x", $0) }.joined(), Checksums.sha256Hex(Data(keyBytes)))
             let M = labels[e].filter { $0 != x }.count
             XCTAssertEqual(Int(le32(entry, 32)), seq.count); XCTAssertEqual(Int(le32(entry, 36)), M)
             let offset = le64(entry, 40), size = le64(entry, 48)
@@ -69,15 +77,19 @@ final class BaseCacheFormatTests: XCTestCase {
             let payload = Array(b[offset..<(offset + size)])
             XCTAssertEqual(le32(entry, 56), payload.withUnsafeBytes { Checksums.crc32c($0) })
             let N = (L + 1) * seq.count * w + M * d
-            let planes = [UInt8](try payload.withUnsafeBytes { try Zstd.decompress($0, expectedSize: 4 * N, what: "test") })
+            let planes = [UInt8](
+                try payload.withUnsafeBytes { try Zstd.decompress($0, expectedSize: 4 * N, what: "test") })
             let stored = (0..<N).map { i in
-                Float(bitPattern: UInt32(planes[i]) | UInt32(planes[N + i]) << 8 | UInt32(planes[2 * N + i]) << 16 |
-                      UInt32(planes[3 * N + i]) << 24)
+                Float(
+                    bitPattern: UInt32(planes[i]) | UInt32(planes[N + i]) << 8 | UInt32(planes[2 * N + i]) << 16
+                        | UInt32(planes[3 * N + i]) << 24)
             }
             // Reference: the example alone through the engine, pooled here.
             var expected: [Float] = []
             let final = try frozen.forwardHiddenStates(TokenBatch(sequences: [seq])) { _, h in
-                for t in 0..<seq.count { for g in 0..<w { expected.append((h[t * d + 2 * g] + h[t * d + 2 * g + 1]) * 0.5) } }
+                for t in 0..<seq.count {
+                    for g in 0..<w { expected.append((h[t * d + 2 * g] + h[t * d + 2 * g + 1]) * 0.5) }
+                }
             }
             for t in 0..<seq.count where labels[e][t] != x { expected += final[(t * d)..<((t + 1) * d)] }
             XCTAssertEqual(stored.count, expected.count)

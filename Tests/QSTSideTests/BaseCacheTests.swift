@@ -42,7 +42,9 @@ final class BaseCacheTests: XCTestCase {
             let len = i % 2 == 0 ? 2 + Int(rng.next() % 3) : 5 + Int(rng.next() % 36)
             let ids = (0..<len).map { _ in Int32(3 + rng.next() % 290) }
             let split = i % 3 == 0 ? 1 : len - 1
-            return TrainingExample.fromSegments([(Array(ids.prefix(split)), false), (Array(ids.dropFirst(split)), true)])
+            return TrainingExample.fromSegments([
+                (Array(ids.prefix(split)), false), (Array(ids.dropFirst(split)), true),
+            ])
         }
     }
 
@@ -61,8 +63,9 @@ final class BaseCacheTests: XCTestCase {
     private func setup(kind: DownsampleKind = .avgpool) throws -> Setup {
         let frozen = try FrozenModel(path: try ExportFixtures.tinyContainer())
         let weights = try ExportFixtures.sideWeights(for: frozen, r: 2, kind: kind)
-        return Setup(frozen: frozen, weights: weights,
-                     identity: try BaseCacheIdentity.of(model: frozen, config: weights.config, maxLength: training().maxLength))
+        return Setup(
+            frozen: frozen, weights: weights,
+            identity: try BaseCacheIdentity.of(model: frozen, config: weights.config, maxLength: training().maxLength))
     }
 
     private func copy(_ w: SideWeights) throws -> SideWeights {
@@ -73,15 +76,19 @@ final class BaseCacheTests: XCTestCase {
 
     /// Trains `steps` (nil = to the end) with an optional cache folder; returns the trainer and backbone.
     @discardableResult
-    private func train(_ s: Setup, run: String, cache: String?, steps: Int? = nil,
-                       resumed: (weights: SideWeights, optimizer: AdamW, state: TrainerState)? = nil)
-        throws -> (trainer: SideTrainer, backbone: CountingBackbone, cache: BaseStateCache?) {
+    private func train(
+        _ s: Setup, run: String, cache: String?, steps: Int? = nil,
+        resumed: (weights: SideWeights, optimizer: AdamW, state: TrainerState)? = nil
+    )
+        throws -> (trainer: SideTrainer, backbone: CountingBackbone, cache: BaseStateCache?)
+    {
         let backbone = CountingBackbone(s.frozen)
         let model = try SideModel(weights: try resumed.map { $0.weights } ?? copy(s.weights), backbone: backbone)
         let store = try cache.map { try BaseStateCache(directory: $0, identity: s.identity, config: s.weights.config) }
         model.frozenStateProvider = store
-        let trainer = try SideTrainer(model: model, training: training(), train: examples(), eval: [], labelTokens: nil,
-                                      run: run, resumed: resumed.map { ($0.optimizer, $0.state) })
+        let trainer = try SideTrainer(
+            model: model, training: training(), train: examples(), eval: [], labelTokens: nil,
+            run: run, resumed: resumed.map { ($0.optimizer, $0.state) })
         if let steps {
             for _ in 0..<steps { try trainer.step() }
             try trainer.saveCheckpoint()
@@ -99,8 +106,11 @@ final class BaseCacheTests: XCTestCase {
         let plain = try train(s, run: dir + "/plain", cache: nil)
         let cached = try train(s, run: dir + "/cached", cache: dir + "/cache")
         // 13 examples in batches of 3: 5 micro-batches per epoch, composed differently in each epoch.
-        let plan = { (e: Int) in BatchPlan.batches(lengths: self.examples().map(\.ids.count), batchSize: 3, seed: 4,
-                                                   epoch: e, groupByLength: false) }
+        let plan = { (e: Int) in
+            BatchPlan.batches(
+                lengths: self.examples().map(\.ids.count), batchSize: 3, seed: 4,
+                epoch: e, groupByLength: false)
+        }
         XCTAssertNotEqual(plan(0).map { Set($0) }, plan(1).map { Set($0) })
         // Seed 4 puts a 2-token example alone in epoch 1's last batch (2 rows: the kernels' GEMV loops unless the
         // engine keeps rows independent) and with others in epoch 2, so its cached states come from another shape.
@@ -131,22 +141,28 @@ final class BaseCacheTests: XCTestCase {
         // Stop in the middle of epoch 1 (some examples stored, some not), resume with a fresh cache object.
         try train(s, run: dir + "/resumed", cache: dir + "/cache", steps: 3)
         let ck = try TrainingCheckpoint.load(run: dir + "/resumed")
-        let resumed = try train(s, run: dir + "/resumed", cache: dir + "/cache",
-                                resumed: (ck.weights, ck.optimizer, ck.state))
+        let resumed = try train(
+            s, run: dir + "/resumed", cache: dir + "/cache",
+            resumed: (ck.weights, ck.optimizer, ck.state))
         XCTAssertEqual(resumed.trainer.state, straight.trainer.state)
-        let firstBatches = BatchPlan.batches(lengths: examples().map(\.ids.count), batchSize: 3, seed: 4, epoch: 0,
-                                             groupByLength: false).prefix(3).joined().count
-        XCTAssertEqual(resumed.cache?.stats.misses, 13 - firstBatches, "the examples of the first 3 batches were stored")
+        let firstBatches = BatchPlan.batches(
+            lengths: examples().map(\.ids.count), batchSize: 3, seed: 4, epoch: 0,
+            groupByLength: false
+        ).prefix(3).joined().count
+        XCTAssertEqual(
+            resumed.cache?.stats.misses, 13 - firstBatches, "the examples of the first 3 batches were stored")
         XCTAssertEqual(resumed.cache?.stats.hits, 13, "epoch 2 is served entirely from the cache")
-        XCTAssertTrue(file(dir + "/resumed", "final/side.safetensors") == file(dir + "/straight", "final/side.safetensors"))
+        XCTAssertTrue(
+            file(dir + "/resumed", "final/side.safetensors") == file(dir + "/straight", "final/side.safetensors"))
     }
 
     func testStaleCacheIsRefusedNamingTheSegment() throws {
         let s = try setup()
         let dir = try scratch()
         try train(s, run: dir + "/run", cache: dir + "/cache", steps: 1)
-        let segment = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/cache")
-            .first { BaseStateCache.isSegmentName($0) })
+        let segment = try XCTUnwrap(
+            try FileManager.default.contentsOfDirectory(atPath: dir + "/cache")
+                .first { BaseStateCache.isSegmentName($0) })
         var other = s.identity
         other.base = String(repeating: "0", count: 64)
         var longer = s.identity
@@ -154,7 +170,9 @@ final class BaseCacheTests: XCTestCase {
         var otherEngine = s.identity
         otherEngine.engine = "matmul=exact cpu=0"
         for (identity, field) in [(other, "base sha256"), (longer, "max length 64 vs 128"), (otherEngine, "engine")] {
-            XCTAssertThrowsError(try BaseStateCache(directory: dir + "/cache", identity: identity, config: s.weights.config)) { e in
+            XCTAssertThrowsError(
+                try BaseStateCache(directory: dir + "/cache", identity: identity, config: s.weights.config)
+            ) { e in
                 let m = "\(e)"
                 XCTAssertTrue(m.contains(segment) && m.contains("another setup") && m.contains(field), m)
                 XCTAssertFalse(m.contains("\n"))
@@ -162,11 +180,15 @@ final class BaseCacheTests: XCTestCase {
         }
         // A side network with another pooling factor does not match the cache's identity.
         let maxpool = try ExportFixtures.sideWeights(for: s.frozen, r: 2, kind: .maxpool)
-        XCTAssertThrowsError(try BaseStateCache(directory: dir + "/cache", identity: s.identity, config: maxpool.config)) { e in
+        XCTAssertThrowsError(
+            try BaseStateCache(directory: dir + "/cache", identity: s.identity, config: maxpool.config)
+        ) { e in
             XCTAssertTrue("\(e)".contains("downsample avgpool"), "\(e)")
         }
         let maxpoolIdentity = try BaseCacheIdentity.of(model: s.frozen, config: maxpool.config, maxLength: 64)
-        XCTAssertThrowsError(try BaseStateCache(directory: dir + "/cache", identity: maxpoolIdentity, config: maxpool.config)) { e in
+        XCTAssertThrowsError(
+            try BaseStateCache(directory: dir + "/cache", identity: maxpoolIdentity, config: maxpool.config)
+        ) { e in
             XCTAssertTrue("\(e)".contains("downsample avgpool vs maxpool"), "\(e)")
         }
     }
@@ -175,8 +197,9 @@ final class BaseCacheTests: XCTestCase {
         let s = try setup()
         let dir = try scratch()
         try train(s, run: dir + "/run", cache: dir + "/cache", steps: 1)
-        let name = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/cache")
-            .first { BaseStateCache.isSegmentName($0) })
+        let name = try XCTUnwrap(
+            try FileManager.default.contentsOfDirectory(atPath: dir + "/cache")
+                .first { BaseStateCache.isSegmentName($0) })
         let path = dir + "/cache/" + name
         var bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
         // Flip a byte of the last payload: the index still reads, the record does not.
@@ -185,14 +208,17 @@ final class BaseCacheTests: XCTestCase {
         let cache = try BaseStateCache(directory: dir + "/cache", identity: s.identity, config: s.weights.config)
         let model = try SideModel(weights: try copy(s.weights), backbone: s.frozen)
         model.frozenStateProvider = cache
-        let t = try SideTrainer(model: model, training: training(), train: examples(), eval: [], labelTokens: nil,
-                                run: dir + "/run2")
+        let t = try SideTrainer(
+            model: model, training: training(), train: examples(), eval: [], labelTokens: nil,
+            run: dir + "/run2")
         XCTAssertThrowsError(try t.step()) { e in
             XCTAssertTrue("\(e)".contains(path) && "\(e)".contains("CRC-32C mismatch"), "\(e)")
         }
         // Truncated: the index points past the end.
         try Data(bytes.prefix(bytes.count - 10)).write(to: URL(fileURLWithPath: path))
-        XCTAssertThrowsError(try BaseStateCache(directory: dir + "/cache", identity: s.identity, config: s.weights.config)) { e in
+        XCTAssertThrowsError(
+            try BaseStateCache(directory: dir + "/cache", identity: s.identity, config: s.weights.config)
+        ) { e in
             XCTAssertTrue("\(e)".contains(path) && "\(e)".contains("outside the file"), "\(e)")
         }
     }
@@ -200,10 +226,14 @@ final class BaseCacheTests: XCTestCase {
     func testTrainableDownsamplerIsRefused() throws {
         for kind in [DownsampleKind.adapter, .linear] {
             let s = try setup(kind: kind)
-            XCTAssertThrowsError(try BaseStateCache(directory: try scratch(), identity: s.identity, config: s.weights.config,
-                                                    sideOrigin: "side/")) { e in
-                XCTAssertTrue("\(e)".hasPrefix("side/: --cache-base needs a gradient-free downsampler") &&
-                              "\(e)".contains(kind.rawValue), "\(e)")
+            XCTAssertThrowsError(
+                try BaseStateCache(
+                    directory: try scratch(), identity: s.identity, config: s.weights.config,
+                    sideOrigin: "side/")
+            ) { e in
+                XCTAssertTrue(
+                    "\(e)".hasPrefix("side/: --cache-base needs a gradient-free downsampler")
+                        && "\(e)".contains(kind.rawValue), "\(e)")
             }
         }
     }

@@ -14,8 +14,9 @@ final class BaseInitTests: XCTestCase {
     /// A `--init base` side network for `base` (what qst-init-side writes).
     private func baseInit(_ base: FrozenModel, r: Int? = nil, kind: DownsampleKind = .adapter) throws -> SideWeights {
         let shape = try BaseShape.parse(configJSON: try base.source.configJSON(), context: "test")
-        let config = SideConfig(base: shape, r: r ?? SideConfig.defaultReduction(for: shape), downsample: kind,
-                                seed: 7, headMix: SideInitialisation.base.headMix)
+        let config = SideConfig(
+            base: shape, r: r ?? SideConfig.defaultReduction(for: shape), downsample: kind,
+            seed: 7, headMix: SideInitialisation.base.headMix)
         let w = try SideWeights(config: config)
         w.initialize(seed: 7)
         return w
@@ -24,14 +25,17 @@ final class BaseInitTests: XCTestCase {
     private func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
 
     /// Tuned logits (inference path) and the training forward's head input against the base's own.
-    private func assertIsBase(_ base: FrozenModel, _ side: SideWeights, _ sequences: [[Int32]],
-                              file: StaticString = #filePath, line: UInt = #line) throws {
+    private func assertIsBase(
+        _ base: FrozenModel, _ side: SideWeights, _ sequences: [[Int32]],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let batch = TokenBatch(sequences: sequences)
         let plain = try base.logits(batch).array
         let tuned = try TunedModel(base: base, sides: [side]).logits(batch)[0].array
         XCTAssertTrue(plain.allSatisfy(\.isFinite), file: file, line: line)
         XCTAssertEqual(plain.count, tuned.count, file: file, line: line)
-        XCTAssertTrue(bits(plain) == bits(tuned), "tuned logits differ from the base's at step 0", file: file, line: line)
+        XCTAssertTrue(
+            bits(plain) == bits(tuned), "tuned logits differ from the base's at step 0", file: file, line: line)
         let final = try base.forwardHiddenStates(batch) { _, _ in }
         let o = try SideModel(weights: side, backbone: base).outputHidden(batch).array
         // Equal as numbers: x + 0 is x bit for bit except that −0 + 0 = +0, which no product tells apart.
@@ -42,7 +46,8 @@ final class BaseInitTests: XCTestCase {
     func testTinyModelStartsAsItsBaseBitForBit() throws {
         let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: exact)
         for kind in [DownsampleKind.adapter, .avgpool] {
-            try assertIsBase(base, try baseInit(base, r: 2, kind: kind), [[1, 17, 42, 99, 5, 250, 7, 3, 64], [1, 200, 13, 8, 111]])
+            try assertIsBase(
+                base, try baseInit(base, r: 2, kind: kind), [[1, 17, 42, 99, 5, 250, 7, 3, 64], [1, 200, 13, 8, 111]])
         }
         // The reference initialisation does not: its head mixes 27 % of a random projection in.
         let shape = try BaseShape.parse(configJSON: try base.source.configJSON(), context: "test")
@@ -98,26 +103,31 @@ final class BaseInitTests: XCTestCase {
         var rng = SplitMix64(seed: 23)
         for j in 0..<side.values.count { side.values[j] += 0.3 * (rng.nextFloat() - 0.5) }
         let dir = try ExportFixtures.scratch("adapter-residual")
-        try AdapterIO.save(side, config: AdapterConfig(base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
-                                                       origin: ExportOrigin(checkpoint: "test")), directory: dir)
+        try AdapterIO.save(
+            side,
+            config: AdapterConfig(
+                base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
+                origin: ExportOrigin(checkpoint: "test")), directory: dir)
         let seqs: [[Int32]] = [[1, 17, 42, 99, 5, 250, 7], [1, 200, 13]]
         let batch = TokenBatch(sequences: seqs)
-        let loaded = try XCTUnwrap(try TunedModelSpec.open(modelPath: container, sidePaths: [dir], options: exact).tunedModel())
+        let loaded = try XCTUnwrap(
+            try TunedModelSpec.open(modelPath: container, sidePaths: [dir], options: exact).tunedModel())
         XCTAssertEqual(loaded.sides[0].config.mix, .residual, "the head mix survives export and loading")
         let swift = try loaded.logits(batch)[0].array.map(Double.init)
         let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: seqs)
         let V = base.vocabSize
-        XCTAssertLessThan(ExportFixtures.relativeError(
-            ExportFixtures.validRows(swift, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V),
-            ExportFixtures.validRows(ref, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)), 1e-5)
+        XCTAssertLessThan(
+            ExportFixtures.relativeError(
+                ExportFixtures.validRows(swift, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V),
+                ExportFixtures.validRows(ref, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)), 1e-5)
     }
 
     /// SmolLM2-135M-Instruct through qst-quantize's container, with the default r for its width (8).
     func testSmolLM2StartsAsItsBaseBitForBit() throws {
         #if DEBUG
-        if ExportFixtures.env["QST_REAL_MODEL_TESTS"] != "1" {
-            throw XCTSkip("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
-        }
+            if ExportFixtures.env["QST_REAL_MODEL_TESTS"] != "1" {
+                throw XCTSkip("real-model test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)")
+            }
         #endif
         let folder = TestEnvironment.realModelF32
         guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
@@ -125,12 +135,16 @@ final class BaseInitTests: XCTestCase {
         }
         let container = try ExportFixtures.scratch("smollm2-base-init.qst4")
         defer { try? FileManager.default.removeItem(atPath: container) }
-        _ = try QST4Quantize(source: folder, output: container, policy: QuantizationPolicy(), createdBy: "BaseInitTests").run()
+        _ = try QST4Quantize(
+            source: folder, output: container, policy: QuantizationPolicy(), createdBy: "BaseInitTests"
+        ).run()
         let base = try FrozenModel(path: container, options: exact)
         let side = try baseInit(base)
         XCTAssertEqual(side.config.r, 8)
         let tok = try base.source.loadTokenizer()
-        try assertIsBase(base, side, ["The capital of France is", "Review: a gripping film\nSentiment:"]
-            .map { tok.encode($0).map(Int32.init) })
+        try assertIsBase(
+            base, side,
+            ["The capital of France is", "Review: a gripping film\nSentiment:"]
+                .map { tok.encode($0).map(Int32.init) })
     }
 }

@@ -10,7 +10,8 @@ import XCTest
 /// training (cross-entropy and regression), resume and export. Its gradients are checked against the
 /// float64 reference in SideReferenceTests and by finite differences in SequenceClassificationTests.
 final class ClassificationHeadTests: XCTestCase {
-    let config = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
+    let config = SideConfig(
+        base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
 
     private func tempDir() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("qst-head-\(UUID().uuidString)").path
@@ -25,16 +26,18 @@ final class ClassificationHeadTests: XCTestCase {
             let last = ids[len - 1]
             var labels = [Int32](repeating: ChunkedCrossEntropy.ignoreIndex, count: len)
             labels[len - 1] = regression ? 0 : (last > 5 ? 1 : 0)
-            return TrainingExample(ids: ids, labels: labels, classLabel: regression ? nil : Int(labels[len - 1]),
-                                   answerPosition: len - 1, regressionTarget: regression ? Float(last) / 5 : nil)
+            return TrainingExample(
+                ids: ids, labels: labels, classLabel: regression ? nil : Int(labels[len - 1]),
+                answerPosition: len - 1, regressionTarget: regression ? Float(last) / 5 : nil)
         }
     }
 
     private func headModel(labels: Int, seed: UInt64 = 4) throws -> SideModel {
         let w = try SideWeights(config: config)
         w.initialize(seed: seed)
-        return try SideModel(weights: try ClassificationHead.attach(to: w, numLabels: labels, seed: seed),
-                             backbone: MockBackbone(shape: config.base))
+        return try SideModel(
+            weights: try ClassificationHead.attach(to: w, numLabels: labels, seed: seed),
+            backbone: MockBackbone(shape: config.base))
     }
 
     private func training(steps: Int) -> TrainingConfig {
@@ -50,8 +53,9 @@ final class ClassificationHeadTests: XCTestCase {
         XCTAssertEqual(withHead.config.numLabels, 3)
         for s in plain.specs {
             XCTAssertEqual(withHead.spec(s.name), s, "side tensors keep their place")
-            XCTAssertTrue(Array(UnsafeBufferPointer(start: withHead.value(s.name), count: s.count)) ==
-                          Array(UnsafeBufferPointer(start: plain.value(s.name), count: s.count)), s.name)
+            XCTAssertTrue(
+                Array(UnsafeBufferPointer(start: withHead.value(s.name), count: s.count))
+                    == Array(UnsafeBufferPointer(start: plain.value(s.name), count: s.count)), s.name)
         }
         XCTAssertEqual(withHead.spec("score.weight")?.shape, [3, 16])
         XCTAssertEqual(withHead.spec("score.bias")?.shape, [3])
@@ -73,10 +77,14 @@ final class ClassificationHeadTests: XCTestCase {
         XCTAssertFalse(json.contains("numLabels"))
         XCTAssertNil(try SideWeightsIO.load(directory: dir + "/plain").config.numLabels)
         // Exported adapters carry the head under the same names.
-        let identity = BaseIdentity(architecture: "LlamaForCausalLM", modelType: "llama", dimensions: config.base,
-                                    tensorDirectorySHA256: nil)
-        try AdapterIO.save(withHead, config: AdapterConfig(base: identity, side: withHead.config, dtype: .f32,
-                                                           origin: ExportOrigin(checkpoint: "final")), directory: dir + "/adapter")
+        let identity = BaseIdentity(
+            architecture: "LlamaForCausalLM", modelType: "llama", dimensions: config.base,
+            tensorDirectorySHA256: nil)
+        try AdapterIO.save(
+            withHead,
+            config: AdapterConfig(
+                base: identity, side: withHead.config, dtype: .f32,
+                origin: ExportOrigin(checkpoint: "final")), directory: dir + "/adapter")
         let file = try SafetensorsFile(path: dir + "/adapter/" + AdapterIO.weightsFileName)
         XCTAssertEqual(file.tensors["score.weight"]?.shape, [3, 16])
         XCTAssertEqual(file.tensors["score.bias"]?.shape, [3])
@@ -87,8 +95,9 @@ final class ClassificationHeadTests: XCTestCase {
     /// `--head-init label-words`: the head starts as the LM head's rows of the label words with a zero bias, so
     /// with `--init base` (o = norm(h_N) at step 0) its logits are the frozen model's label-word logits.
     func testLabelWordHeadStartsAsTheZeroShotClassifier() throws {
-        let base = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1,
-                              seed: 4, headMix: SideInitialisation.base.headMix)
+        let base = SideConfig(
+            base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1,
+            seed: 4, headMix: SideInitialisation.base.headMix)
         let w = try SideWeights(config: base)
         w.initialize(seed: 4)
         let backbone = MockBackbone(shape: base.base)
@@ -98,10 +107,12 @@ final class ClassificationHeadTests: XCTestCase {
         for (c, t) in tokens.enumerated() {
             XCTAssertEqual(Array(rows[c * d..<(c + 1) * d]), Array(backbone.embed.array[Int(t) * d..<(Int(t) + 1) * d]))
         }
-        XCTAssertThrowsError(try ClassificationHead.labelWordRows(head: backbone.headRows(), tokens: [Int32(base.base.vocabSize)]))
+        XCTAssertThrowsError(
+            try ClassificationHead.labelWordRows(head: backbone.headRows(), tokens: [Int32(base.base.vocabSize)]))
         XCTAssertThrowsError(try ClassificationHead.attach(to: w, numLabels: 3, seed: 1, labelRows: rows), "K × d rows")
-        let model = try SideModel(weights: try ClassificationHead.attach(to: w, numLabels: 2, seed: 1, labelRows: rows),
-                                  backbone: backbone)
+        let model = try SideModel(
+            weights: try ClassificationHead.attach(to: w, numLabels: 2, seed: 1, labelRows: rows),
+            backbone: backbone)
         XCTAssertEqual(Array(UnsafeBufferPointer(start: model.weights.value("score.bias"), count: 2)), [0, 0])
         var checked = 0
         for ex in examples(6, seed: 3) {
@@ -111,8 +122,9 @@ final class ClassificationHeadTests: XCTestCase {
             let hN = try backbone.forwardHiddenStates(BatchPlan.collate([ex]).tokens) { _, _ in }
             var words = [Float](repeating: 0, count: 2)
             try hN.withUnsafeBufferPointer { h in
-                try ChunkedCrossEntropy.candidateLogits(out: &words, hidden: h.baseAddress! + last * d, n: 1,
-                                                        head: backbone.headRows(), candidates: tokens)
+                try ChunkedCrossEntropy.candidateLogits(
+                    out: &words, hidden: h.baseAddress! + last * d, n: 1,
+                    head: backbone.headRows(), candidates: tokens)
             }
             for c in 0..<2 {
                 XCTAssertEqual(head[c], words[c], accuracy: 1e-5 * max(1, abs(words[c])), "class \(c)")
@@ -131,7 +143,8 @@ final class ClassificationHeadTests: XCTestCase {
         let tsv = "\u{FEFF}Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tab\tcd\n0\t3\t4\tef\tgh\n"
         try tsv.write(toFile: dir + "/mrpc.tsv", atomically: true, encoding: .utf8)
         let task = try GLUETask.named("mrpc")
-        let head = try task.load(path: dir + "/mrpc.tsv", tokenizer: ToyTokenizer(), maxLength: 512, skipBad: false, head: true)
+        let head = try task.load(
+            path: dir + "/mrpc.tsv", tokenizer: ToyTokenizer(), maxLength: 512, skipBad: false, head: true)
         XCTAssertEqual(head.examples.count, 2)
         let rows = [["#1 String": "ab", "#2 String": "cd"], ["#1 String": "ef", "#2 String": "gh"]]
         for (row, h) in zip(rows, head.examples) {
@@ -142,9 +155,11 @@ final class ClassificationHeadTests: XCTestCase {
             XCTAssertEqual(h.labels[h.ids.count - 1], Int32(h.classLabel ?? -1))
         }
         // The label-word loader puts the word after the same prompt and reads the same position.
-        let words = try task.load(path: dir + "/mrpc.tsv", tokenizer: DistinctWordsTokenizer(), maxLength: 512, skipBad: false)
-        let head2 = try task.load(path: dir + "/mrpc.tsv", tokenizer: DistinctWordsTokenizer(), maxLength: 512,
-                                  skipBad: false, head: true)
+        let words = try task.load(
+            path: dir + "/mrpc.tsv", tokenizer: DistinctWordsTokenizer(), maxLength: 512, skipBad: false)
+        let head2 = try task.load(
+            path: dir + "/mrpc.tsv", tokenizer: DistinctWordsTokenizer(), maxLength: 512,
+            skipBad: false, head: true)
         for (w, h) in zip(words.examples, head2.examples) {
             XCTAssertEqual(h.ids, Array(w.ids.dropLast()))
             XCTAssertEqual(h.answerPosition, w.answerPosition)
@@ -157,11 +172,13 @@ final class ClassificationHeadTests: XCTestCase {
         let before = try Evaluation.run(model: try headModel(labels: 2), examples: dev, labelTokens: nil, batchSize: 8)
         let runA = tempDir(), runB = tempDir()
         defer { try? FileManager.default.removeItem(atPath: runA); try? FileManager.default.removeItem(atPath: runB) }
-        let a = try SideTrainer(model: try headModel(labels: 2), training: training(steps: 80), train: data, eval: dev,
-                                labelTokens: nil, run: runA)
+        let a = try SideTrainer(
+            model: try headModel(labels: 2), training: training(steps: 80), train: data, eval: dev,
+            labelTokens: nil, run: runA)
         let after = try XCTUnwrap(try a.runToEnd())
         XCTAssertLessThan(after.loss, 0.6 * before.loss, "head loss \(before.loss) → \(after.loss)")
-        XCTAssertGreaterThanOrEqual(after.accuracy ?? 0, 0.9, "accuracy \(before.accuracy ?? -1) → \(after.accuracy ?? -1)")
+        XCTAssertGreaterThanOrEqual(
+            after.accuracy ?? 0, 0.9, "accuracy \(before.accuracy ?? -1) → \(after.accuracy ?? -1)")
         // Evaluation's accuracy is the head's argmax at the last token.
         let scores = try SequencePredictor.scores(model: a.model, examples: dev, labelTokens: nil, batchSize: 5)
         XCTAssertEqual(scores.mode, .head)
@@ -171,24 +188,28 @@ final class ClassificationHeadTests: XCTestCase {
             return z[1] > z[0] ? 1 : 0
         }
         XCTAssertEqual(SequencePredictor.classes(scores.scores), manual)
-        XCTAssertEqual(GLUEMetrics.accuracy(predicted: manual, gold: dev.map { $0.classLabel ?? -1 }), after.accuracy ?? -1,
-                       accuracy: 1e-12)
+        XCTAssertEqual(
+            GLUEMetrics.accuracy(predicted: manual, gold: dev.map { $0.classLabel ?? -1 }), after.accuracy ?? -1,
+            accuracy: 1e-12)
 
         // Resume from a checkpoint at step 40: the head is in the checkpoint and the result is identical.
-        let b1 = try SideTrainer(model: try headModel(labels: 2), training: training(steps: 80), train: data, eval: dev,
-                                 labelTokens: nil, run: runB)
+        let b1 = try SideTrainer(
+            model: try headModel(labels: 2), training: training(steps: 80), train: data, eval: dev,
+            labelTokens: nil, run: runB)
         for _ in 0..<40 { try b1.step() }
         try b1.saveCheckpoint()
         let optimizer = try SafetensorsFile(path: runB + "/checkpoint-00000040/optimizer.safetensors")
         XCTAssertNotNil(optimizer.tensors["m.score.weight"])
         let loaded = try TrainingCheckpoint.load(run: runB)
         XCTAssertEqual(loaded.weights.config.numLabels, 2)
-        let b2 = try SideTrainer(model: try SideModel(weights: loaded.weights, backbone: MockBackbone(shape: config.base)),
-                                 training: loaded.training, train: data, eval: dev, labelTokens: nil, run: runB,
-                                 resumed: (loaded.optimizer, loaded.state))
+        let b2 = try SideTrainer(
+            model: try SideModel(weights: loaded.weights, backbone: MockBackbone(shape: config.base)),
+            training: loaded.training, train: data, eval: dev, labelTokens: nil, run: runB,
+            resumed: (loaded.optimizer, loaded.state))
         _ = try b2.runToEnd()
-        XCTAssertTrue(FileManager.default.contents(atPath: runA + "/final/side.safetensors") ==
-                      FileManager.default.contents(atPath: runB + "/final/side.safetensors"))
+        XCTAssertTrue(
+            FileManager.default.contents(atPath: runA + "/final/side.safetensors")
+                == FileManager.default.contents(atPath: runB + "/final/side.safetensors"))
     }
 
     func testRegressionHeadLowersSquaredError() throws {
@@ -198,8 +219,9 @@ final class ClassificationHeadTests: XCTestCase {
         XCTAssertNil(before.accuracy)
         let run = tempDir()
         defer { try? FileManager.default.removeItem(atPath: run) }
-        let trainer = try SideTrainer(model: model, training: training(steps: 120), train: data, eval: dev,
-                                      labelTokens: nil, run: run)
+        let trainer = try SideTrainer(
+            model: model, training: training(steps: 120), train: data, eval: dev,
+            labelTokens: nil, run: run)
         let after = try XCTUnwrap(try trainer.runToEnd())
         XCTAssertLessThan(after.loss, 0.3 * before.loss, "mean squared error \(before.loss) → \(after.loss)")
         let scores = try SequencePredictor.scores(model: model, examples: dev, labelTokens: nil, batchSize: 8).scores
@@ -216,7 +238,8 @@ final class ClassificationHeadTests: XCTestCase {
 /// The toy tokenizer, except that a word's first character is its own token so label words differ.
 private struct DistinctWordsTokenizer: ExampleTokenizer {
     func encodeIDs(_ text: String, addSpecialTokens: Bool) -> [Int32] {
-        text.hasPrefix(" ") && text.count > 1 ? ToyTokenizer().encodeIDs(String(text.dropFirst()), addSpecialTokens: false)
+        text.hasPrefix(" ") && text.count > 1
+            ? ToyTokenizer().encodeIDs(String(text.dropFirst()), addSpecialTokens: false)
             : ToyTokenizer().encodeIDs(text, addSpecialTokens: addSpecialTokens)
     }
     var eosTokenID: Int32? { 0 }

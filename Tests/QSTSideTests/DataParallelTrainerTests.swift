@@ -10,7 +10,8 @@ import QSTTestSupport
 /// in QSTToolTests/MPIToolTests): the same global batches give the same weights as one process, up to
 /// the order of floating-point sums, and only rank 0 writes.
 final class DataParallelTrainerTests: XCTestCase {
-    let config = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
+    let config = SideConfig(
+        base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
 
     /// Sums each collective over the ranks in rank order, like an all-reduce.
     final class Rendezvous: @unchecked Sendable {
@@ -64,8 +65,9 @@ final class DataParallelTrainerTests: XCTestCase {
         t.evalEvery = 4
         let w = try SideWeights(config: config)
         w.initialize(seed: config.seed)
-        return try SideTrainer(model: try SideModel(weights: w, backbone: MockBackbone(shape: config.base)), training: t,
-                               train: examples(17, seed: 1), eval: examples(7, seed: 2), labelTokens: nil, run: run)
+        return try SideTrainer(
+            model: try SideModel(weights: w, backbone: MockBackbone(shape: config.base)), training: t,
+            train: examples(17, seed: 1), eval: examples(7, seed: 2), labelTokens: nil, run: run)
     }
 
     private func tempDir() -> String {
@@ -77,12 +79,16 @@ final class DataParallelTrainerTests: XCTestCase {
         let trainers: [Trainer<M>]
         var results: [Result<EvaluationResult?, Error>?]
         let lock = NSLock()
-        init(_ trainers: [Trainer<M>]) { self.trainers = trainers; results = Array(repeating: nil, count: trainers.count) }
+        init(_ trainers: [Trainer<M>]) {
+            self.trainers = trainers; results = Array(repeating: nil, count: trainers.count)
+        }
         var pending: Bool { lock.withLock { results.contains { $0 == nil } } }
     }
 
     /// Runs `size` ranks to the end on threads; returns their trainers and final evaluations.
-    private func runRanks<M: TrainableModel>(_ size: Int, make: (Int) throws -> Trainer<M>) throws -> [(Trainer<M>, EvaluationResult?)] {
+    private func runRanks<M: TrainableModel>(_ size: Int, make: (Int) throws -> Trainer<M>) throws -> [(
+        Trainer<M>, EvaluationResult?
+    )] {
         let rendezvous = Rendezvous(size: size)
         let trainers = try (0..<size).map { r in
             let t = try make(r)
@@ -119,7 +125,9 @@ final class DataParallelTrainerTests: XCTestCase {
                 XCTAssertLessThanOrEqual(diff, 1e-5, "\(size) ranks, rank \(r): weights differ by \(diff)")
                 // Data position, dropout stream and step agree exactly; the best metric (an evaluation loss) up to rounding.
                 var state = t.state
-                XCTAssertEqual(try XCTUnwrap(state.bestMetric), try XCTUnwrap(one.state.bestMetric), accuracy: 1e-5 * abs(oneEval.loss))
+                XCTAssertEqual(
+                    try XCTUnwrap(state.bestMetric), try XCTUnwrap(one.state.bestMetric),
+                    accuracy: 1e-5 * abs(oneEval.loss))
                 state.bestMetric = one.state.bestMetric
                 XCTAssertEqual(state, one.state, "\(size) ranks, rank \(r)")
                 let e = try XCTUnwrap(eval)
@@ -127,10 +135,14 @@ final class DataParallelTrainerTests: XCTestCase {
                 XCTAssertEqual(e.loss, oneEval.loss, accuracy: 1e-5 * abs(oneEval.loss))
             }
             // Every rank took identical steps (the reduced gradients are the same everywhere).
-            for (t, _) in ranks.dropFirst() { XCTAssertEqual(t.model.weights.values.array, ranks[0].0.model.weights.values.array) }
+            for (t, _) in ranks.dropFirst() {
+                XCTAssertEqual(t.model.weights.values.array, ranks[0].0.model.weights.values.array)
+            }
             XCTAssertTrue(FileManager.default.fileExists(atPath: runs[0] + "/final/side.safetensors"))
             XCTAssertTrue(FileManager.default.fileExists(atPath: runs[0] + "/" + TrainingCheckpoint.pointerName))
-            for run in runs.dropFirst() { XCTAssertFalse(FileManager.default.fileExists(atPath: run), "rank > 0 wrote \(run)") }
+            for run in runs.dropFirst() {
+                XCTAssertFalse(FileManager.default.fileExists(atPath: run), "rank > 0 wrote \(run)")
+            }
         }
         // A different seed (other batches and dropout) lands far outside the bound: the check can fail.
         let other = tempDir()
@@ -150,11 +162,14 @@ final class DataParallelTrainerTests: XCTestCase {
         // as another seed. There this check of the data-parallel loop runs with F32 products (AVX-512's
         // bfloat16 rounding has no shared scale and stays within the bound).
         let path: MatmulPath = Self.autoPromptPathIsInt8() ? .kernelsExact : .kernelsAuto
-        let one = try LoRATrainerTests.trainer(run: try ExportFixtures.scratch("dp-lora-one"), steps: 4, matmulPath: path)
+        let one = try LoRATrainerTests.trainer(
+            run: try ExportFixtures.scratch("dp-lora-one"), steps: 4, matmulPath: path)
         _ = try one.runToEnd()
         let reference = one.model.weights.values.array
-        let initial = try LoRATrainerTests.trainer(run: try ExportFixtures.scratch("dp-lora-init"), steps: 4,
-                                                   matmulPath: path).model.weights.values.array
+        let initial = try LoRATrainerTests.trainer(
+            run: try ExportFixtures.scratch("dp-lora-init"), steps: 4,
+            matmulPath: path
+        ).model.weights.values.array
         XCTAssertGreaterThan(Closeness.maxAbsoluteError(reference, initial), 1e-3)
         let runs = try (0..<2).map { try ExportFixtures.scratch("dp-lora-\($0)") }
         let ranks = try runRanks(2) { try LoRATrainerTests.trainer(run: runs[$0], steps: 4, matmulPath: path) }

@@ -22,7 +22,8 @@ enum ExportFixtures {
     }
 
     static func scratch(_ name: String) throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("qst-export-\(getpid())-\(UUID().uuidString)")
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "qst-export-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
         return d.appendingPathComponent(name).path
     }
@@ -33,7 +34,9 @@ enum ExportFixtures {
         where FileManager.default.fileExists(atPath: d + "/tiny-llama/model.safetensors") {
             return d + "/tiny-llama"
         }
-        guard FileManager.default.isExecutableFile(atPath: python) else { try unavailable("no tiny models and no Python at \(python)") }
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            try unavailable("no tiny models and no Python at \(python)")
+        }
         let d = NSTemporaryDirectory() + "qst-export-tiny-\(getpid())"
         if !FileManager.default.fileExists(atPath: d + "/tiny-llama/model.safetensors") {
             try run(python, [repo + "/Scripts/make-tiny-models", d])
@@ -53,7 +56,9 @@ enum ExportFixtures {
     }
 
     /// A side network for `base` with the reference init perturbed (gates, norms, biases off their special values).
-    static func sideWeights(for base: FrozenModel, r: Int = 2, kind: DownsampleKind = .adapter, seed: UInt64 = 5) throws -> SideWeights {
+    static func sideWeights(for base: FrozenModel, r: Int = 2, kind: DownsampleKind = .adapter, seed: UInt64 = 5) throws
+        -> SideWeights
+    {
         let shape = try BaseShape.parse(configJSON: try base.source.configJSON(), context: "test")
         let w = try SideWeights(config: SideConfig(base: shape, r: r, downsample: kind, adapterHidden: 4, seed: seed))
         w.initialize(seed: seed)
@@ -82,7 +87,9 @@ enum ExportFixtures {
     /// Float64 logits `[B, T, V]` (flattened) from Scripts/tuned_reference.py.
     /// Without `adapter`, the script reads the side network from the container's sections.side itself.
     static func referenceLogits(container: String, adapter: String?, sequences: [[Int32]]) throws -> [Double] {
-        guard FileManager.default.isExecutableFile(atPath: python) else { try unavailable("no Python venv at \(python)") }
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            try unavailable("no Python venv at \(python)")
+        }
         let out = try scratch("ref.npy")
         var args = [repo + "/Scripts/tuned_reference.py", container] + (adapter.map { [$0] } ?? []) + ["--out", out]
         for s in sequences { args += ["--ids", s.map(String.init).joined(separator: ",")] }
@@ -93,15 +100,23 @@ enum ExportFixtures {
     /// A little-endian float64 .npy file's values.
     static func readNPYFloat64(_ path: String) throws -> [Double] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        guard data.count > 10, data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)) else { throw QSTError.file(path, "not .npy") }
+        guard data.count > 10, data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)) else {
+            throw QSTError.file(path, "not .npy")
+        }
         let major = data[6]
         let start = major == 1 ? 10 : 12
-        let headerLen = major == 1 ? Int(data[8]) | Int(data[9]) << 8
+        let headerLen =
+            major == 1
+            ? Int(data[8]) | Int(data[9]) << 8
             : Int(data[8]) | Int(data[9]) << 8 | Int(data[10]) << 16 | Int(data[11]) << 24
         let header = String(decoding: data[start..<start + headerLen], as: UTF8.self)
-        guard header.contains("'<f8'"), header.contains("'fortran_order': False") else { throw QSTError.file(path, "not C-order float64") }
+        guard header.contains("'<f8'"), header.contains("'fortran_order': False") else {
+            throw QSTError.file(path, "not C-order float64")
+        }
         let body = data[(start + headerLen)...]
-        return body.withUnsafeBytes { raw in (0..<(raw.count / 8)).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) } }
+        return body.withUnsafeBytes { raw in
+            (0..<(raw.count / 8)).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
+        }
     }
 
     /// Logits at real positions, flattened `[b, t, :]` for t < length.

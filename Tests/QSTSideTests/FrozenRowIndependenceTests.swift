@@ -31,7 +31,9 @@ final class FrozenRowIndependenceTests: XCTestCase {
             let tb = TokenBatch(sequences: batch)
             var layers: [[Float]] = []
             let n = tb.ids.count * model.hiddenSize
-            let final = try model.forwardHiddenStates(tb) { _, h in layers.append(Array(UnsafeBufferPointer(start: h, count: n))) }
+            let final = try model.forwardHiddenStates(tb) { _, h in
+                layers.append(Array(UnsafeBufferPointer(start: h, count: n)))
+            }
             return (layers, final, tb.seqLen)
         }
         let batched = try states(seqs)
@@ -43,15 +45,18 @@ final class FrozenRowIndependenceTests: XCTestCase {
                 x[(slot * seqLen * d)..<((slot * seqLen + seq.count) * d)]
             }
             for v in 0..<alone.layers.count {
-                XCTAssertEqual(rows(alone.layers[v], seqLen: alone.seqLen, slot: 0),
-                               rows(batched.layers[v], seqLen: batched.seqLen, slot: s),
-                               "sequence \(s) (length \(seq.count)), hidden state \(v): alone vs batched")
+                XCTAssertEqual(
+                    rows(alone.layers[v], seqLen: alone.seqLen, slot: 0),
+                    rows(batched.layers[v], seqLen: batched.seqLen, slot: s),
+                    "sequence \(s) (length \(seq.count)), hidden state \(v): alone vs batched")
             }
-            XCTAssertEqual(rows(alone.final, seqLen: alone.seqLen, slot: 0), rows(batched.final, seqLen: batched.seqLen, slot: s),
-                           "sequence \(s): norm(h_N) alone vs batched")
+            XCTAssertEqual(
+                rows(alone.final, seqLen: alone.seqLen, slot: 0), rows(batched.final, seqLen: batched.seqLen, slot: s),
+                "sequence \(s): norm(h_N) alone vs batched")
             if let slot = [4, 0, 6].firstIndex(of: s) {
-                XCTAssertEqual(rows(alone.final, seqLen: alone.seqLen, slot: 0),
-                               rows(reordered.final, seqLen: reordered.seqLen, slot: slot), "sequence \(s): reordered batch")
+                XCTAssertEqual(
+                    rows(alone.final, seqLen: alone.seqLen, slot: 0),
+                    rows(reordered.final, seqLen: reordered.seqLen, slot: slot), "sequence \(s): reordered batch")
             }
         }
     }

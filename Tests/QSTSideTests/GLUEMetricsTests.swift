@@ -71,14 +71,17 @@ final class GLUEMetricsTests: XCTestCase {
         try proc.run()
         proc.waitUntilExit()
         XCTAssertEqual(proc.terminationStatus, 0)
-        let ref = try JSONDecoder().decode([[String: Double]].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/out.json")))
+        let ref = try JSONDecoder().decode(
+            [[String: Double]].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/out.json")))
         XCTAssertEqual(ref.count, cases.count)
         var distinctMCC = Set<Int>()
         for (c, r) in zip(cases, ref) {
-            let got = ["accuracy": GLUEMetrics.accuracy(predicted: c.predicted, gold: c.gold),
-                       "f1": GLUEMetrics.f1(predicted: c.predicted, gold: c.gold),
-                       "matthews_correlation": GLUEMetrics.matthews(predicted: c.predicted, gold: c.gold),
-                       "pearson": GLUEMetrics.pearson(c.x, c.y), "spearman": GLUEMetrics.spearman(c.x, c.y)]
+            let got = [
+                "accuracy": GLUEMetrics.accuracy(predicted: c.predicted, gold: c.gold),
+                "f1": GLUEMetrics.f1(predicted: c.predicted, gold: c.gold),
+                "matthews_correlation": GLUEMetrics.matthews(predicted: c.predicted, gold: c.gold),
+                "pearson": GLUEMetrics.pearson(c.x, c.y), "spearman": GLUEMetrics.spearman(c.x, c.y),
+            ]
             for (name, v) in got { XCTAssertEqual(v, r[name] ?? .nan, accuracy: 1e-9, "\(name) of \(c)") }
             distinctMCC.insert(Int((got["matthews_correlation"] ?? 0) * 10))
         }

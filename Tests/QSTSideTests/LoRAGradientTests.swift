@@ -23,8 +23,9 @@ final class LoRAGradientTests: XCTestCase {
     /// Adapters with B off zero too, so A receives gradient and the LoRA path changes the output.
     static func model(_ path: String, config: LoRAConfig, checkpointing: Bool = false) throws -> LoRAModel {
         let base = try FrozenModel(path: path, options: EngineOptions(matmulPath: .dequantizeSGEMM))
-        let m = try LoRAModel.fresh(base: base, config: config, gradientCheckpointing: checkpointing,
-                                    matmulPath: .dequantizeSGEMM)
+        let m = try LoRAModel.fresh(
+            base: base, config: config, gradientCheckpointing: checkpointing,
+            matmulPath: .dequantizeSGEMM)
         var rng = SplitMix64(seed: 99)
         for p in m.weights.pairs {
             for j in 0..<(p.outF * config.r) { m.weights.values[p.offsetB + j] = 0.2 * (rng.nextFloat() - 0.5) }
@@ -65,7 +66,8 @@ final class LoRAGradientTests: XCTestCase {
                 for t in 0..<len {
                     for j in 0..<base.hiddenSize {
                         let i = (b * tokens.seqLen + t) * base.hiddenSize + j
-                        num += Double(ours[i] - engine[i]) * Double(ours[i] - engine[i]); den += Double(engine[i] * engine[i])
+                        num += Double(ours[i] - engine[i]) * Double(ours[i] - engine[i]);
+                        den += Double(engine[i] * engine[i])
                     }
                 }
             }
@@ -74,7 +76,9 @@ final class LoRAGradientTests: XCTestCase {
     }
 
     /// Central differences in F32 forward (loss summed in Double): h = 1e-2 on weights of size ~0.1–0.3.
-    private func checkFiniteDifferences(path: String, config: LoRAConfig, checkpointing: Bool, perTensor: Int = 3) throws {
+    private func checkFiniteDifferences(path: String, config: LoRAConfig, checkpointing: Bool, perTensor: Int = 3)
+        throws
+    {
         let m = try Self.model(path, config: config, checkpointing: checkpointing)
         let b = Self.batch()
         _ = try lossAndGrad(m, b, seed: 3)
@@ -104,20 +108,23 @@ final class LoRAGradientTests: XCTestCase {
     }
 
     func testGradientsMatchFiniteDifferencesNF4WithDropout() throws {
-        try checkFiniteDifferences(path: try ExportFixtures.tinyContainer(),
-                                   config: LoRAConfig(r: 2, alpha: 4, dropout: 0.1, seed: 1), checkpointing: false)
+        try checkFiniteDifferences(
+            path: try ExportFixtures.tinyContainer(),
+            config: LoRAConfig(r: 2, alpha: 4, dropout: 0.1, seed: 1), checkpointing: false)
     }
 
     func testGradientsMatchFiniteDifferencesF32Checkpointed() throws {
-        try checkFiniteDifferences(path: try ExportFixtures.tinyLlama(),
-                                   config: LoRAConfig(r: 3, alpha: 6, dropout: 0, targets: [.q, .v, .o, .down], seed: 2),
-                                   checkpointing: true)
+        try checkFiniteDifferences(
+            path: try ExportFixtures.tinyLlama(),
+            config: LoRAConfig(r: 3, alpha: 6, dropout: 0, targets: [.q, .v, .o, .down], seed: 2),
+            checkpointing: true)
     }
 
     func testCheckpointingGivesTheSameGradients() throws {
         let path = try ExportFixtures.tinyContainer()
         let config = LoRAConfig(r: 2, alpha: 4, dropout: 0.2, seed: 5)
-        let plain = try Self.model(path, config: config), ckpt = try Self.model(path, config: config, checkpointing: true)
+        let plain = try Self.model(path, config: config),
+            ckpt = try Self.model(path, config: config, checkpointing: true)
         let b = Self.batch()
         let l1 = try lossAndGrad(plain, b, seed: 8), l2 = try lossAndGrad(ckpt, b, seed: 8)
         XCTAssertEqual(l1, l2, accuracy: 1e-12)
@@ -129,11 +136,16 @@ final class LoRAGradientTests: XCTestCase {
 
     func testAdapterRoundTripInPEFTLayout() throws {
         let path = try ExportFixtures.tinyContainer()
-        let m = try Self.model(path, config: LoRAConfig(r: 2, alpha: 8, dropout: 0.05, targets: [.q, .k, .up], seed: 3,
-                                                         baseModel: "tiny-llama"))
+        let m = try Self.model(
+            path,
+            config: LoRAConfig(
+                r: 2, alpha: 8, dropout: 0.05, targets: [.q, .k, .up], seed: 3,
+                baseModel: "tiny-llama"))
         let dir = try ExportFixtures.scratch("adapter")
         try LoRAAdapterIO.save(m.weights, directory: dir)
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter_config.json"))) as? [String: Any]
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter_config.json")))
+            as? [String: Any]
         XCTAssertEqual(json?["peft_type"] as? String, "LORA")
         XCTAssertEqual(json?["r"] as? Int, 2)
         XCTAssertEqual(json?["lora_alpha"] as? Double, 8)

@@ -31,7 +31,9 @@ final class LoRAReferenceTests: XCTestCase {
             l[0] = -100
             return l
         }
-        let caseJSON: [String: Any] = ["sequences": LoRAGradientTests.sequences.map { $0.map(Int.init) }, "labels": labels]
+        let caseJSON: [String: Any] = [
+            "sequences": LoRAGradientTests.sequences.map { $0.map(Int.init) }, "labels": labels,
+        ]
         try JSONSerialization.data(withJSONObject: caseJSON).write(to: URL(fileURLWithPath: dir + "/case.json"))
         let script = ExportFixtures.repo + "/Scripts/lora_reference.py"
         let p = Process()
@@ -53,7 +55,9 @@ final class LoRAReferenceTests: XCTestCase {
         let grads = m.weights.grads.array
         var checked = 0, worst = 0.0
         for p in m.weights.pairs {
-            for (suffix, offset, count) in [("lora_A", p.offsetA, config.r * p.inF), ("lora_B", p.offsetB, p.outF * config.r)] {
+            for (suffix, offset, count) in [
+                ("lora_A", p.offsetA, config.r * p.inF), ("lora_B", p.offsetB, p.outF * config.r),
+            ] {
                 let name = suffix == "lora_A" ? p.nameA : p.nameB
                 XCTAssertNotNil(try? saved.info(name), "adapter tensor \(name)")
                 let g = try ref.copyElements(name, as: Double.self)

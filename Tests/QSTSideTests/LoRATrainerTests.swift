@@ -16,21 +16,27 @@ final class LoRATrainerTests: XCTestCase {
         }
     }
 
-    static func trainer(run: String, steps: Int, resume: Bool = false, checkpointing: Bool = false,
-                        matmulPath: MatmulPath = .kernelsAuto) throws -> LoRATrainer {
+    static func trainer(
+        run: String, steps: Int, resume: Bool = false, checkpointing: Bool = false,
+        matmulPath: MatmulPath = .kernelsAuto
+    ) throws -> LoRATrainer {
         let base = try FrozenModel(path: try ExportFixtures.tinyContainer())
         var t = TrainingConfig()
         t.batchSize = 4; t.maxSteps = steps; t.learningRate = 1e-2; t.saveEvery = 2; t.warmupRatio = 0
         if resume {
             let ck = try LoRACheckpoint.load(run: run, layerCount: base.config.numHiddenLayers, shape: base.blockShape)
-            let m = try LoRAModel(base: base, weights: ck.weights, gradientCheckpointing: checkpointing, matmulPath: matmulPath)
-            return try LoRATrainer(model: m, training: t, train: examples(), eval: Array(examples().prefix(4)),
-                                   labelTokens: nil, run: run, resumed: (ck.optimizer, ck.state))
+            let m = try LoRAModel(
+                base: base, weights: ck.weights, gradientCheckpointing: checkpointing, matmulPath: matmulPath)
+            return try LoRATrainer(
+                model: m, training: t, train: examples(), eval: Array(examples().prefix(4)),
+                labelTokens: nil, run: run, resumed: (ck.optimizer, ck.state))
         }
-        let m = try LoRAModel.fresh(base: base, config: LoRAConfig(r: 4, alpha: 8, dropout: 0.1, seed: 3),
-                                    gradientCheckpointing: checkpointing, matmulPath: matmulPath)
-        return try LoRATrainer(model: m, training: t, train: examples(), eval: Array(examples().prefix(4)),
-                               labelTokens: nil, run: run)
+        let m = try LoRAModel.fresh(
+            base: base, config: LoRAConfig(r: 4, alpha: 8, dropout: 0.1, seed: 3),
+            gradientCheckpointing: checkpointing, matmulPath: matmulPath)
+        return try LoRATrainer(
+            model: m, training: t, train: examples(), eval: Array(examples().prefix(4)),
+            labelTokens: nil, run: run)
     }
 
     func testLossDecreasesAndResumeIsBitIdentical() throws {

@@ -34,7 +34,9 @@ final class MockBackbone: FrozenBackbone {
         var h = [Float](repeating: 0, count: n * d)
         for i in 0..<n {
             let id = Int(batch.ids[i])
-            guard id >= 0 && id < vocabSize else { throw QSTError("mock: token \(id) out of range", kind: .tokenOutOfRange) }
+            guard id >= 0 && id < vocabSize else {
+                throw QSTError("mock: token \(id) out of range", kind: .tokenOutOfRange)
+            }
             for j in 0..<d { h[i * d + j] = embed[id * d + j] }
         }
         try h.withUnsafeBufferPointer { try visit(0, $0.baseAddress!) }
@@ -60,21 +62,25 @@ final class MockBackbone: FrozenBackbone {
         var out = [Float](repeating: 0, count: n * d)
         h.withUnsafeBufferPointer { hp in
             out.withUnsafeMutableBufferPointer { op in
-                RMSNorm.forward(out: op.baseAddress!, rstd: nil, x: hp.baseAddress!, weight: normWeight.pointer,
-                                n: n, d: d, eps: 1e-5)
+                RMSNorm.forward(
+                    out: op.baseAddress!, rstd: nil, x: hp.baseAddress!, weight: normWeight.pointer,
+                    n: n, d: d, eps: 1e-5)
             }
         }
         if poisoned { out[0] = .nan }
         return out
     }
 
-    func headRows() -> HeadRows { F32HeadRows(weight: embed.constPointer, vocabSize: vocabSize, dim: hiddenSize, tileRows: 5) }
+    func headRows() -> HeadRows {
+        F32HeadRows(weight: embed.constPointer, vocabSize: vocabSize, dim: hiddenSize, tileRows: 5)
+    }
 }
 
 enum SideFixtures {
     /// d=16, 2 layers, 2 heads / 1 kv head, intermediate 32, vocab 11; r=2 gives width 8 and head size 4.
-    static let tinyShape = BaseShape(hiddenSize: 16, layerCount: 2, attentionHeads: 2, keyValueHeads: 1,
-                                     intermediateSize: 32, vocabSize: 11, rmsNormEps: 1e-5, ropeTheta: 10000)
+    static let tinyShape = BaseShape(
+        hiddenSize: 16, layerCount: 2, attentionHeads: 2, keyValueHeads: 1,
+        intermediateSize: 32, vocabSize: 11, rmsNormEps: 1e-5, ropeTheta: 10000)
 
     static func batch() -> SideBatch {
         let ids: [Int32] = [1, 4, 2, 7, 3, 9, 5, 8, 0, 0]

@@ -11,19 +11,23 @@ import XCTest
 /// `FrozenModel.forward` over its whole sequence.
 final class RaggedTunedStepTests: XCTestCase {
     func testRaggedStepsMatchEachRequestAlone() throws {
-        let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        let base = try FrozenModel(
+            path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .dequantizeSGEMM))
         let sideA = try ExportFixtures.sideWeights(for: base, seed: 5)
         let sideB = try ExportFixtures.sideWeights(for: base, kind: .linear, seed: 9)
         struct Req { let ids: [Int32]; let side: SideWeights?; let joins: Int; let chunk: Int }
-        let reqs = [Req(ids: [1, 17, 42, 99, 5, 250, 7, 3, 64, 12, 9], side: sideA, joins: 0, chunk: 4),
-                    Req(ids: [1, 200, 13, 8, 111, 6, 77], side: sideB, joins: 1, chunk: 3),
-                    Req(ids: [1, 5, 60, 61, 62, 2, 30, 31], side: nil, joins: 2, chunk: 8),
-                    Req(ids: [1, 44, 45, 46, 47, 48], side: sideA, joins: 2, chunk: 2)]
+        let reqs = [
+            Req(ids: [1, 17, 42, 99, 5, 250, 7, 3, 64, 12, 9], side: sideA, joins: 0, chunk: 4),
+            Req(ids: [1, 200, 13, 8, 111, 6, 77], side: sideB, joins: 1, chunk: 3),
+            Req(ids: [1, 5, 60, 61, 62, 2, 30, 31], side: nil, joins: 2, chunk: 8),
+            Req(ids: [1, 44, 45, 46, 47, 48], side: sideA, joins: 2, chunk: 2),
+        ]
         let e = base.headInputSize
         // Reference: each request alone, all positions in one forward.
         let reference: [[Float]] = try reqs.map { r in
             if let s = r.side {
-                return try TunedModel(base: base, sides: [s]).forward(ids: r.ids, batch: 1, newTokens: r.ids.count).heads[0].array
+                return try TunedModel(base: base, sides: [s]).forward(ids: r.ids, batch: 1, newTokens: r.ids.count)
+                    .heads[0].array
             }
             return try base.forward(ids: r.ids, batch: 1, newTokens: r.ids.count).array
         }
@@ -35,7 +39,8 @@ final class RaggedTunedStepTests: XCTestCase {
             var segments: [TunedSegment] = [], owners: [Int] = []
             for (j, r) in reqs.enumerated() where r.joins <= step && done[j] < r.ids.count {
                 let n = min(r.chunk, r.ids.count - done[j])
-                segments.append(TunedSegment(ids: Array(r.ids[done[j]..<(done[j] + n)]), cache: caches[j], side: sessions[j]))
+                segments.append(
+                    TunedSegment(ids: Array(r.ids[done[j]..<(done[j] + n)]), cache: caches[j], side: sessions[j]))
                 owners.append(j)
                 done[j] += n
             }
@@ -53,16 +58,24 @@ final class RaggedTunedStepTests: XCTestCase {
         // The side networks matter: request 0's last head input differs from the plain base's.
         let plain = try base.forward(ids: reqs[0].ids, batch: 1, newTokens: reqs[0].ids.count).array
         let n = reqs[0].ids.count
-        XCTAssertGreaterThan(ExportFixtures.relativeError(plain[((n - 1) * e)...].map(Double.init),
-                                                          reference[0][((n - 1) * e)...].map(Double.init)), 1e-3)
+        XCTAssertGreaterThan(
+            ExportFixtures.relativeError(
+                plain[((n - 1) * e)...].map(Double.init),
+                reference[0][((n - 1) * e)...].map(Double.init)), 1e-3)
     }
 
     func testRejectedStepLeavesCachesUntouched() throws {
-        let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .dequantizeSGEMM))
+        let base = try FrozenModel(
+            path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .dequantizeSGEMM))
         let side = SideSession(weights: try ExportFixtures.sideWeights(for: base), capacity: 4)
         let ok = base.makeCache(batch: 1, capacity: 4), full = base.makeCache(batch: 1, capacity: 2)
-        XCTAssertThrowsError(try TunedModel.raggedStep(base: base, segments: [
-            TunedSegment(ids: [1, 2], cache: ok, side: side), TunedSegment(ids: [1, 2, 3], cache: full, side: nil)]))
+        XCTAssertThrowsError(
+            try TunedModel.raggedStep(
+                base: base,
+                segments: [
+                    TunedSegment(ids: [1, 2], cache: ok, side: side),
+                    TunedSegment(ids: [1, 2, 3], cache: full, side: nil),
+                ]))
         XCTAssertEqual(ok.length, 0)
         XCTAssertEqual(side.cache.length, 0)
         XCTAssertEqual(full.length, 0)
@@ -72,7 +85,8 @@ final class RaggedTunedStepTests: XCTestCase {
     /// (and the plain base) decoding together — one call per linear over all their rows, side sessions in
     /// parallel, one head call — give each request the bits it gets stepping alone, as `qst-generate` does.
     func testDecodeRowsTogetherEqualEachAloneBitwise() throws {
-        let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .kernelsAuto))
+        let base = try FrozenModel(
+            path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .kernelsAuto))
         let sides = try (0..<5).map { try ExportFixtures.sideWeights(for: base, seed: UInt64(11 + $0)) }
         var prompts: [[Int32]] = []
         for j in 0..<9 {
@@ -81,13 +95,16 @@ final class RaggedTunedStepTests: XCTestCase {
             prompts.append(p)
         }
         let sideOf: [SideWeights?] = (0..<9).map { $0 == 4 ? nil : sides[$0 % 5] }
-        let decode: [[Int32]] = [[3, 30, 299, 31, 32, 33, 34, 35, 36], [4, 40, 41, 42, 43, 44, 45, 46, 47],
-                                 [9, 90, 91, 92, 93, 94, 95, 96, 97]]
+        let decode: [[Int32]] = [
+            [3, 30, 299, 31, 32, 33, 34, 35, 36], [4, 40, 41, 42, 43, 44, 45, 46, 47],
+            [9, 90, 91, 92, 93, 94, 95, 96, 97],
+        ]
         let e = base.headInputSize, V = base.vocabSize
         func start() throws -> [TunedSegment] {
             try prompts.indices.map { j in
-                let seg = TunedSegment(ids: prompts[j], cache: base.makeCache(batch: 1, capacity: 12),
-                                       side: sideOf[j].map { SideSession(weights: $0, capacity: 12) })
+                let seg = TunedSegment(
+                    ids: prompts[j], cache: base.makeCache(batch: 1, capacity: 12),
+                    side: sideOf[j].map { SideSession(weights: $0, capacity: 12) })
                 _ = try TunedModel.raggedStep(base: base, segments: [seg])
                 return seg
             }
@@ -100,13 +117,18 @@ final class RaggedTunedStepTests: XCTestCase {
             let heads = try TunedModel.raggedStep(base: base, segments: segs)
             let logits = base.raggedLogits(hidden: heads.constPointer, rows: segs.count)
             for j in alone.indices {
-                let one = try TunedModel.raggedStep(base: base, segments: [
-                    TunedSegment(ids: [ids[j]], cache: alone[j].cache, side: alone[j].side)])
+                let one = try TunedModel.raggedStep(
+                    base: base,
+                    segments: [
+                        TunedSegment(ids: [ids[j]], cache: alone[j].cache, side: alone[j].side)
+                    ])
                 let oneLogits = base.raggedLogits(hidden: one.constPointer, rows: 1)
-                XCTAssertTrue(memcmp(heads.constPointer + j * e, one.constPointer, e * 4) == 0,
-                              "request \(j) step \(t): head input differs from the request alone")
-                XCTAssertTrue(memcmp(logits.constPointer + j * V, oneLogits.constPointer, V * 4) == 0,
-                              "request \(j) step \(t): logits differ from the request alone")
+                XCTAssertTrue(
+                    memcmp(heads.constPointer + j * e, one.constPointer, e * 4) == 0,
+                    "request \(j) step \(t): head input differs from the request alone")
+                XCTAssertTrue(
+                    memcmp(logits.constPointer + j * V, oneLogits.constPointer, V * 4) == 0,
+                    "request \(j) step \(t): logits differ from the request alone")
             }
         }
     }

@@ -9,16 +9,19 @@ import QSTTestSupport
 /// Finite-difference checks of the side-specific pieces on their own, with loss = Σ out ⊙ R for a fixed
 /// random R (so every output element carries a distinct gradient).
 final class SideComponentTests: XCTestCase {
-    let config = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
-                            activation: .swish, dropout: 0.3)
+    let config = SideConfig(
+        base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
+        activation: .swish, dropout: 0.3)
 
     private func randoms(_ n: Int, seed: UInt64) -> [Float] {
         var rng = SplitMix64(seed: seed)
         return (0..<n).map { _ in rng.nextGaussian() }
     }
 
-    private func assertClose(_ analytic: Double, _ fd: Double, _ what: String, tol: Double = 2e-2,
-                             file: StaticString = #filePath, line: UInt = #line) {
+    private func assertClose(
+        _ analytic: Double, _ fd: Double, _ what: String, tol: Double = 2e-2,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let err = abs(fd - analytic) / max(abs(fd), abs(analytic), 1e-2)
         XCTAssertLessThan(err, tol, "\(what): analytic \(analytic) vs finite difference \(fd)", file: file, line: line)
     }
@@ -36,8 +39,9 @@ final class SideComponentTests: XCTestCase {
                 tape.reserve(rows: n, config: c)
                 var rng = SplitMix64(seed: 9)
                 h.withUnsafeBufferPointer {
-                    Downsampler.forward(layer: 1, weights: w, h: $0.baseAddress!, n: n, out: out.pointer, tape: tape,
-                                        rng: &rng, scratch: FloatBuffer(count: 0))
+                    Downsampler.forward(
+                        layer: 1, weights: w, h: $0.baseAddress!, n: n, out: out.pointer, tape: tape,
+                        rng: &rng, scratch: FloatBuffer(count: 0))
                 }
                 return (0..<(n * width)).reduce(0.0) { $0 + Double(out[$1] * R[$1]) }
             }
@@ -46,8 +50,9 @@ final class SideComponentTests: XCTestCase {
             tape.reserve(rows: n, config: c)
             var rng = SplitMix64(seed: 9)
             h.withUnsafeBufferPointer {
-                Downsampler.forward(layer: 1, weights: w, h: $0.baseAddress!, n: n, out: out.pointer, tape: tape,
-                                    rng: &rng, scratch: FloatBuffer(count: 0))
+                Downsampler.forward(
+                    layer: 1, weights: w, h: $0.baseAddress!, n: n, out: out.pointer, tape: tape,
+                    rng: &rng, scratch: FloatBuffer(count: 0))
             }
             // Dropout must actually zero some inputs in training (the reference's inverted condition did not).
             let zeros = (0..<(n * d)).filter { tape.input[$0] == 0 }.count
@@ -80,21 +85,25 @@ final class SideComponentTests: XCTestCase {
         let out = FloatBuffer(count: n * c.width)
         var rng = SplitMix64(seed: 1)
         h.withUnsafeBufferPointer {
-            Downsampler.forward(layer: 0, weights: w, h: $0.baseAddress!, n: n, out: out.pointer, tape: nil,
-                                rng: &rng, scratch: FloatBuffer(count: 0))
+            Downsampler.forward(
+                layer: 0, weights: w, h: $0.baseAddress!, n: n, out: out.pointer, tape: nil,
+                rng: &rng, scratch: FloatBuffer(count: 0))
         }
-        for r in 0..<n { for g in 0..<c.width {
-            let want = (h[r * d + 2 * g] + h[r * d + 2 * g + 1]) / 2
-            XCTAssertEqual(out[r * c.width + g], want, accuracy: 1e-6)
-        } }
+        for r in 0..<n {
+            for g in 0..<c.width {
+                let want = (h[r * d + 2 * g] + h[r * d + 2 * g + 1]) / 2
+                XCTAssertEqual(out[r * c.width + g], want, accuracy: 1e-6)
+            }
+        }
         XCTAssertEqual(rng, SplitMix64(seed: 1), "evaluation must not consume dropout randomness")
     }
 
     func testSideBlockAgainstFiniteDifferences() throws {
         let w = try SideFixtures.weights(config)
         let lengths = [4, 2], T = 4, n = 8, width = config.width
-        let g = SideBatchGeometry(config: config, lengths: lengths, seqLen: T,
-                                  invFreq: RoPE.inverseFrequencies(headDim: config.headDim, theta: 10000))
+        let g = SideBatchGeometry(
+            config: config, lengths: lengths, seqLen: T,
+            invFreq: RoPE.inverseFrequencies(headDim: config.headDim, theta: 10000))
         let ws = SideBlockWorkspace(config: config, geometry: g)
         var x = randoms(n * width, seed: 5)
         let R = randoms(n * width, seed: 6)
@@ -110,8 +119,9 @@ final class SideComponentTests: XCTestCase {
         let dx = FloatBuffer(count: n * width)
         x.withUnsafeBufferPointer { xp in
             R.withUnsafeBufferPointer {
-                SideBlock.backward(layer: 1, weights: w, x: xp.baseAddress!, dout: $0.baseAddress!, dx: dx.pointer,
-                                   geometry: g, ws: ws)
+                SideBlock.backward(
+                    layer: 1, weights: w, x: xp.baseAddress!, dout: $0.baseAddress!, dx: dx.pointer,
+                    geometry: g, ws: ws)
             }
         }
         let grads = w.grads.array
@@ -148,23 +158,33 @@ final class SideComponentTests: XCTestCase {
         for useSide in [false, true] {
             let out = FloatBuffer(count: nq), probs = FloatBuffer(count: shape.probsCount)
             let dq = FloatBuffer(count: nq), dk = FloatBuffer(count: nk), dv = FloatBuffer(count: nk)
-            q.withUnsafeBufferPointer { qp in k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
-                dout.withUnsafeBufferPointer { dp in mask.withUnsafeBufferPointer { mp in
-                    if useSide {
-                        SideAttention.forward(out: out.pointer, probs: probs.pointer, q: qp.baseAddress!, k: kp.baseAddress!,
-                                              v: vp.baseAddress!, lengths: lengths, shape: shape)
-                        SideAttention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: dp.baseAddress!,
-                                               q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
-                                               probs: probs.pointer, lengths: lengths, shape: shape)
-                    } else {
-                        Attention.forward(out: out.pointer, probs: probs.pointer, q: qp.baseAddress!, k: kp.baseAddress!,
-                                          v: vp.baseAddress!, keyMask: mp.baseAddress!, shape: shape)
-                        Attention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: dp.baseAddress!,
-                                           q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
-                                           probs: probs.pointer, shape: shape)
+            q.withUnsafeBufferPointer { qp in
+                k.withUnsafeBufferPointer { kp in
+                    v.withUnsafeBufferPointer { vp in
+                        dout.withUnsafeBufferPointer { dp in
+                            mask.withUnsafeBufferPointer { mp in
+                                if useSide {
+                                    SideAttention.forward(
+                                        out: out.pointer, probs: probs.pointer, q: qp.baseAddress!, k: kp.baseAddress!,
+                                        v: vp.baseAddress!, lengths: lengths, shape: shape)
+                                    SideAttention.backward(
+                                        dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: dp.baseAddress!,
+                                        q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
+                                        probs: probs.pointer, lengths: lengths, shape: shape)
+                                } else {
+                                    Attention.forward(
+                                        out: out.pointer, probs: probs.pointer, q: qp.baseAddress!, k: kp.baseAddress!,
+                                        v: vp.baseAddress!, keyMask: mp.baseAddress!, shape: shape)
+                                    Attention.backward(
+                                        dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: dp.baseAddress!,
+                                        q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!,
+                                        probs: probs.pointer, shape: shape)
+                                }
+                            }
+                        }
                     }
-                } }
-            } } }
+                }
+            }
             results.append(out.array + dq.array + dk.array + dv.array)
         }
         QSTTestSupport.assertClose(results[1], results[0], rtol: 2e-5, atol: 2e-5, "fast path vs reference path")

@@ -19,8 +19,10 @@ final class SideGradientTests: XCTestCase {
     /// tensor) (float32 forward, step 1e-2: the finite differences themselves carry ~1e-4 – 1e-3 of
     /// rounding and truncation error; the float64 references in SideReferenceTests hold the same
     /// gradients to ~1e-5 relative).
-    func checkAllTensors(_ config: SideConfig, backbone: (any FrozenBackbone)? = nil, perTensor: Int = .max,
-                         file: StaticString = #filePath, line: UInt = #line) throws {
+    func checkAllTensors(
+        _ config: SideConfig, backbone: (any FrozenBackbone)? = nil, perTensor: Int = .max,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let weights = try SideFixtures.weights(config)
         let model = try SideModel(weights: weights, backbone: backbone ?? MockBackbone(shape: config.base))
         let batch = SideFixtures.batch()
@@ -30,7 +32,9 @@ final class SideGradientTests: XCTestCase {
         var checked = 0
         var fds: [Double] = [], analytics: [Double] = []
         for s in weights.specs {
-            let picks = s.count <= perTensor ? Array(0..<s.count) : (0..<perTensor).map { _ in Int(rng.next() % UInt64(s.count)) }
+            let picks =
+                s.count <= perTensor
+                ? Array(0..<s.count) : (0..<perTensor).map { _ in Int(rng.next() % UInt64(s.count)) }
             var fd: [Double] = [], an: [Double] = []
             for j in picks {
                 let k = s.offset + j
@@ -46,11 +50,14 @@ final class SideGradientTests: XCTestCase {
                 checked += 1
             }
             let tensorScale = Closeness.maxAbsoluteError(fd, [Double](repeating: 0, count: fd.count))
-            assertClose(an, fd, rtol: 1e-2, atol: max(2e-4, 1e-2 * tensorScale), "\(s.name): analytic vs finite difference",
-                        file: file, line: line)
+            assertClose(
+                an, fd, rtol: 1e-2, atol: max(2e-4, 1e-2 * tensorScale), "\(s.name): analytic vs finite difference",
+                file: file, line: line)
             fds += fd; analytics += an
         }
-        print("side gradient check: \(checked) elements, max |analytic - fd| = \(Closeness.maxAbsoluteError(analytics, fds))")
+        print(
+            "side gradient check: \(checked) elements, max |analytic - fd| = \(Closeness.maxAbsoluteError(analytics, fds))"
+        )
         XCTAssertGreaterThan(checked, 20, file: file, line: line)
         // Gradients must not be trivially zero: the test would then pass vacuously.
         let norm = analytic.reduce(0) { $0 + Double($1 * $1) }
@@ -58,13 +65,17 @@ final class SideGradientTests: XCTestCase {
     }
 
     func testWholeNetworkAdapterWithDropout() throws {
-        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
-                                       activation: .swish, dropout: 0.25, seed: 1))
+        try checkAllTensors(
+            SideConfig(
+                base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
+                activation: .swish, dropout: 0.25, seed: 1))
     }
 
     func testWholeNetworkLinearGelu() throws {
-        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .linear,
-                                       activation: .gelu, dropout: 0.1, seed: 1))
+        try checkAllTensors(
+            SideConfig(
+                base: SideFixtures.tinyShape, r: 2, downsample: .linear,
+                activation: .gelu, dropout: 0.1, seed: 1))
     }
 
     func testWholeNetworkAvgPool() throws {
@@ -72,8 +83,10 @@ final class SideGradientTests: XCTestCase {
     }
 
     func testWholeNetworkResidualHeadMix() throws {
-        try checkAllTensors(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
-                                       dropout: 0.25, seed: 1, headMix: .residual))
+        try checkAllTensors(
+            SideConfig(
+                base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
+                dropout: 0.25, seed: 1, headMix: .residual))
     }
 
     func testWholeNetworkMaxPoolRelu() throws {

@@ -18,8 +18,11 @@ final class SideInferenceTests: XCTestCase {
             let side = try ExportFixtures.sideWeights(for: base, r: kind == .avgpool ? 4 : 2, kind: kind)
             let dir = try ExportFixtures.scratch("adapter")
             let identity = try BaseIdentity.of(base.source)
-            try AdapterIO.save(side, config: AdapterConfig(base: identity, side: side.config, dtype: .f32,
-                                                           origin: ExportOrigin(checkpoint: "test")), directory: dir)
+            try AdapterIO.save(
+                side,
+                config: AdapterConfig(
+                    base: identity, side: side.config, dtype: .f32,
+                    origin: ExportOrigin(checkpoint: "test")), directory: dir)
             let batch = TokenBatch(sequences: sequences)
             let swift = try TunedModel(base: base, sides: [side]).logits(batch)[0].array.map(Double.init)
             let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: sequences)
@@ -66,14 +69,17 @@ final class SideInferenceTests: XCTestCase {
         let inference = try TunedModel(base: base, sides: [side])
             .forward(ids: batch.ids, batch: batch.batch, newTokens: batch.seqLen, valid: valid).heads[0]
         let d = base.hiddenSize
-        let a = ExportFixtures.validRows(inference.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: d)
-        let b = ExportFixtures.validRows(training.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: d)
+        let a = ExportFixtures.validRows(
+            inference.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: d)
+        let b = ExportFixtures.validRows(
+            training.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: d)
         XCTAssertLessThan(ExportFixtures.relativeError(a, b), 1e-5)
     }
 
     func testSeveralAdaptersInOneBatchMatchEachAlone() throws {
         let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: exact)
-        let a = try ExportFixtures.sideWeights(for: base, seed: 1), b = try ExportFixtures.sideWeights(for: base, seed: 2)
+        let a = try ExportFixtures.sideWeights(for: base, seed: 1),
+            b = try ExportFixtures.sideWeights(for: base, seed: 2)
         let prompt: [Int32] = [1, 17, 42, 99]
         let sampling = SamplingOptions(temperature: 0.8, topP: 0.9, seed: 4)
         let together = try TunedGenerator(model: try TunedModel(base: base, sides: [a, b]))

@@ -10,8 +10,9 @@ import QSTTestSupport
 /// reference implementation's state-dict names.
 final class SideLayoutTests: XCTestCase {
     /// SmolLM2-135M's shape.
-    let smol = BaseShape(hiddenSize: 576, layerCount: 30, attentionHeads: 9, keyValueHeads: 3,
-                         intermediateSize: 1536, vocabSize: 49152, rmsNormEps: 1e-5, ropeTheta: 100000)
+    let smol = BaseShape(
+        hiddenSize: 576, layerCount: 30, attentionHeads: 9, keyValueHeads: 3,
+        intermediateSize: 1536, vocabSize: 49152, rmsNormEps: 1e-5, ropeTheta: 100000)
 
     func testReferenceTensorNamesAndShapesForAdapter() throws {
         let w = try SideWeights(config: SideConfig(base: smol))
@@ -21,8 +22,10 @@ final class SideLayoutTests: XCTestCase {
             "model.downsample.0.adapter_A.weight": [16, 576], "model.downsample.29.adapter_B.weight": [36, 16],
             "model.downsample.3.post_layer_norm.weight": [36], "model.downsample.3.post_layer_norm.bias": [36],
             "model.z.0": [36], "model.z.29": [36],
-            "model.qst_layers.0.self_attn.q_proj.weight": [36, 36], "model.qst_layers.0.self_attn.k_proj.weight": [12, 36],
-            "model.qst_layers.0.self_attn.v_proj.weight": [12, 36], "model.qst_layers.0.self_attn.o_proj.weight": [36, 36],
+            "model.qst_layers.0.self_attn.q_proj.weight": [36, 36],
+            "model.qst_layers.0.self_attn.k_proj.weight": [12, 36],
+            "model.qst_layers.0.self_attn.v_proj.weight": [12, 36],
+            "model.qst_layers.0.self_attn.o_proj.weight": [36, 36],
             "model.qst_layers.7.mlp.gate_proj.weight": [96, 36], "model.qst_layers.7.mlp.up_proj.weight": [96, 36],
             "model.qst_layers.7.mlp.down_proj.weight": [36, 96], "model.qst_layers.7.input_layernorm.weight": [36],
             "model.qst_layers.7.post_attention_layernorm.weight": [36], "model.norm_qst.weight": [36],
@@ -43,7 +46,8 @@ final class SideLayoutTests: XCTestCase {
             switch s.initKind {
             case .uniformFanIn:
                 let bound = 1 / Float(s.fanIn).squareRoot()
-                assertWithin(Closeness.maxAbsoluteError(v, [Float](repeating: 0, count: v.count)), Double(bound), s.name)
+                assertWithin(
+                    Closeness.maxAbsoluteError(v, [Float](repeating: 0, count: v.count)), Double(bound), s.name)
                 if s.count >= 500 {
                     // U(−b, b) has mean 0 and variance b²/3.
                     let mean = v.reduce(0, +) / Float(v.count)
@@ -74,8 +78,9 @@ final class SideLayoutTests: XCTestCase {
     }
 
     func testConfigFromHuggingFaceJSON() throws {
-        let json = #"{"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,"# +
-            #" "intermediate_size": 1536, "vocab_size": 49152, "rms_norm_eps": 1e-05, "rope_theta": 100000.0, "hidden_act": "silu"}"#
+        let json =
+            #"{"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,"#
+            + #" "intermediate_size": 1536, "vocab_size": 49152, "rms_norm_eps": 1e-05, "rope_theta": 100000.0, "hidden_act": "silu"}"#
         XCTAssertEqual(try BaseShape.parse(configJSON: Data(json.utf8), context: "config.json"), smol)
         let partial = #"{"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1}"#
         XCTAssertThrowsError(try BaseShape.parse(configJSON: Data(partial.utf8), context: "c.json")) {

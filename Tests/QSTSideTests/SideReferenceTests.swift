@@ -22,8 +22,10 @@ final class SideReferenceTests: XCTestCase {
 
     /// `backbone` defaults to a MockBackbone of the config's shape (whose head is its embedding matrix);
     /// another backbone must come with its head matrix `[V, headInputSize]`.
-    func check(_ config: SideConfig, backbone other: (any FrozenBackbone)? = nil, head: [Float]? = nil,
-               batch: SideBatch = SideFixtures.batch()) throws {
+    func check(
+        _ config: SideConfig, backbone other: (any FrozenBackbone)? = nil, head: [Float]? = nil,
+        batch: SideBatch = SideFixtures.batch()
+    ) throws {
         let (py, script) = try python()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("qst-sideref-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -35,19 +37,27 @@ final class SideReferenceTests: XCTestCase {
         var tensors: [SafetensorsTensorData] = []
         let n = batch.labels.count, d = config.base.hiddenSize, e = backbone.headInputSize
         let final = try backbone.forwardHiddenStates(batch.tokens) { v, h in
-            tensors.append(try SafetensorsTensorData(name: "hidden.\(v)", shape: [n, d],
-                                                     floats: Array(UnsafeBufferPointer(start: h, count: n * d))))
+            tensors.append(
+                try SafetensorsTensorData(
+                    name: "hidden.\(v)", shape: [n, d],
+                    floats: Array(UnsafeBufferPointer(start: h, count: n * d))))
         }
         tensors.append(try SafetensorsTensorData(name: "final", shape: [n, e], floats: final))
-        tensors.append(try SafetensorsTensorData(name: "head", shape: [config.base.vocabSize, e], floats: head ?? mock.embed.array))
-        tensors.append(SafetensorsTensorData(name: "labels", dtype: .i32, shape: [n],
-                                             bytes: batch.labels.withUnsafeBytes { Array($0) }))
+        tensors.append(
+            try SafetensorsTensorData(
+                name: "head", shape: [config.base.vocabSize, e], floats: head ?? mock.embed.array))
+        tensors.append(
+            SafetensorsTensorData(
+                name: "labels", dtype: .i32, shape: [n],
+                bytes: batch.labels.withUnsafeBytes { Array($0) }))
         if let targets = batch.targets {
             tensors.append(try SafetensorsTensorData(name: "targets", shape: [n], floats: targets))
         }
         let lengths = batch.tokens.lengths.map { Int32($0) }
-        tensors.append(SafetensorsTensorData(name: "lengths", dtype: .i32, shape: [lengths.count],
-                                             bytes: lengths.withUnsafeBytes { Array($0) }))
+        tensors.append(
+            SafetensorsTensorData(
+                name: "lengths", dtype: .i32, shape: [lengths.count],
+                bytes: lengths.withUnsafeBytes { Array($0) }))
         try SafetensorsWriter.write(to: dir + "/fixture.safetensors", tensors: tensors)
 
         let proc = Process()
@@ -90,7 +100,9 @@ final class SideReferenceTests: XCTestCase {
             XCTAssertEqual(g.count, s.count, s.name)
             let swift = (0..<s.count).map { Double(w2.grads[s.offset + $0]) }
             let scale = Closeness.maxAbsoluteError(g, [Double](repeating: 0, count: g.count))
-            assertClose(swift, g, rtol: 1e-4, atol: 1e-5 * scale + 1e-6 * networkScale, "gradient \(s.name) vs float64 reference")
+            assertClose(
+                swift, g, rtol: 1e-4, atol: 1e-5 * scale + 1e-6 * networkScale,
+                "gradient \(s.name) vs float64 reference")
             let rel = Closeness.maxRelativeError(swift, g, floor: 0.1 * scale + 0.01 * networkScale)
             worstRel = rel.isNaN || rel > worstRel ? rel : worstRel
         }
@@ -98,8 +110,10 @@ final class SideReferenceTests: XCTestCase {
     }
 
     func testAdapterNetworkMatchesFloat64Reference() throws {
-        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
-                             activation: .swish, dropout: 0.1))
+        try check(
+            SideConfig(
+                base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3,
+                activation: .swish, dropout: 0.1))
     }
 
     /// The same batch read at each sequence's last token (positions 4 and 5 + 2) by a head.
@@ -112,21 +126,25 @@ final class SideReferenceTests: XCTestCase {
     }
 
     func testClassificationHeadMatchesFloat64Reference() throws {
-        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, numLabels: 3),
-                  batch: headBatch(labels: (2, 1)))
+        try check(
+            SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, numLabels: 3),
+            batch: headBatch(labels: (2, 1)))
     }
 
     func testRegressionHeadMatchesFloat64Reference() throws {
         var targets = [Float](repeating: 0, count: 10)
         targets[4] = 0.7; targets[7] = -1.3
-        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .linear, numLabels: 1),
-                  batch: headBatch(labels: (0, 0), targets: targets))
+        try check(
+            SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .linear, numLabels: 1),
+            batch: headBatch(labels: (0, 0), targets: targets))
     }
 
     func testResidualHeadMixMatchesFloat64Reference() throws {
-        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, headMix: .residual))
-        try check(SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .avgpool, numLabels: 3, headMix: .residual),
-                  batch: headBatch(labels: (2, 1)))
+        try check(
+            SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, headMix: .residual))
+        try check(
+            SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .avgpool, numLabels: 3, headMix: .residual),
+            batch: headBatch(labels: (2, 1)))
     }
 
     func testLinearGeluAndMaxPoolMatchFloat64Reference() throws {

@@ -8,7 +8,8 @@ import XCTest
 /// The training loop on the mock backbone: resume is bit-identical, non-finite values stop cleanly,
 /// the loss goes down, schedules follow Hugging Face's formulas.
 final class SideTrainerTests: XCTestCase {
-    let config = SideConfig(base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
+    let config = SideConfig(
+        base: SideFixtures.tinyShape, r: 2, downsample: .adapter, adapterHidden: 3, dropout: 0.1, seed: 4)
 
     private func examples(_ count: Int, seed: UInt64, shift: Int32 = 3) -> [TrainingExample] {
         var rng = SplitMix64(seed: seed)
@@ -41,23 +42,28 @@ final class SideTrainerTests: XCTestCase {
         let data = examples(14, seed: 1)
         let runA = tempDir(), runB = tempDir()
         defer { try? FileManager.default.removeItem(atPath: runA); try? FileManager.default.removeItem(atPath: runB) }
-        let a = try SideTrainer(model: try freshModel(), training: training(steps: 20), train: data, eval: [],
-                                labelTokens: nil, run: runA)
+        let a = try SideTrainer(
+            model: try freshModel(), training: training(steps: 20), train: data, eval: [],
+            labelTokens: nil, run: runA)
         _ = try a.runToEnd()
 
-        let b1 = try SideTrainer(model: try freshModel(), training: training(steps: 20), train: data, eval: [],
-                                 labelTokens: nil, run: runB)
+        let b1 = try SideTrainer(
+            model: try freshModel(), training: training(steps: 20), train: data, eval: [],
+            labelTokens: nil, run: runB)
         for _ in 0..<10 { try b1.step() }
         try b1.saveCheckpoint()
         let loaded = try TrainingCheckpoint.load(run: runB)
         XCTAssertEqual(loaded.state, b1.state)
-        let b2 = try SideTrainer(model: try SideModel(weights: loaded.weights, backbone: MockBackbone(shape: config.base)),
-                                 training: loaded.training, train: data, eval: [], labelTokens: nil, run: runB,
-                                 resumed: (loaded.optimizer, loaded.state))
+        let b2 = try SideTrainer(
+            model: try SideModel(weights: loaded.weights, backbone: MockBackbone(shape: config.base)),
+            training: loaded.training, train: data, eval: [], labelTokens: nil, run: runB,
+            resumed: (loaded.optimizer, loaded.state))
         _ = try b2.runToEnd()
         XCTAssertEqual(a.state, b2.state)
-        for file in ["final/side.safetensors", "checkpoint-00000020/optimizer.safetensors",
-                     "checkpoint-00000020/trainer_state.json"] {
+        for file in [
+            "final/side.safetensors", "checkpoint-00000020/optimizer.safetensors",
+            "checkpoint-00000020/trainer_state.json",
+        ] {
             let x = FileManager.default.contents(atPath: runA + "/" + file)
             let y = FileManager.default.contents(atPath: runB + "/" + file)
             XCTAssertNotNil(x, file)
@@ -74,8 +80,9 @@ final class SideTrainerTests: XCTestCase {
         let backbone = MockBackbone(shape: config.base)
         let w = try SideWeights(config: config)
         w.initialize(seed: 1)
-        let trainer = try SideTrainer(model: try SideModel(weights: w, backbone: backbone), training: training(steps: 10),
-                                      train: examples(8, seed: 2), eval: [], labelTokens: nil, run: run)
+        let trainer = try SideTrainer(
+            model: try SideModel(weights: w, backbone: backbone), training: training(steps: 10),
+            train: examples(8, seed: 2), eval: [], labelTokens: nil, run: run)
         try trainer.step(); try trainer.step()
         try trainer.saveCheckpoint()
         let before = FileManager.default.contents(atPath: run + "/checkpoint-00000002/side.safetensors")
@@ -98,8 +105,9 @@ final class SideTrainerTests: XCTestCase {
         let model = try freshModel()
         let dev = examples(6, seed: 3)
         let before = try Evaluation.run(model: model, examples: dev, labelTokens: nil, batchSize: 4)
-        let trainer = try SideTrainer(model: model, training: t, train: examples(24, seed: 4), eval: dev,
-                                      labelTokens: nil, run: run)
+        let trainer = try SideTrainer(
+            model: model, training: t, train: examples(24, seed: 4), eval: dev,
+            labelTokens: nil, run: run)
         let after = try XCTUnwrap(try trainer.runToEnd())
         XCTAssertLessThan(after.loss, 0.7 * before.loss, "eval loss \(before.loss) → \(after.loss)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/best/side.safetensors"))
@@ -114,15 +122,17 @@ final class SideTrainerTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: run) }
         var t = training(steps: 40)
         t.learningRate = 2e-2; t.gradAccumulation = 1; t.evalEvery = 4; t.earlyStoppingPatience = 2
-        let trainer = try SideTrainer(model: try freshModel(), training: t, train: examples(24, seed: 4),
-                                      eval: examples(6, seed: 3, shift: 8), labelTokens: nil, run: run)
+        let trainer = try SideTrainer(
+            model: try freshModel(), training: t, train: examples(24, seed: 4),
+            eval: examples(6, seed: 3, shift: 8), labelTokens: nil, run: run)
         var evals: [(step: Int, loss: Double)] = []
         trainer.onLog = { if $0.kind == "eval" { evals.append(($0.step, $0.loss)) } }
         _ = try trainer.runToEnd()
         let best = try XCTUnwrap(evals.min { $0.loss < $1.loss })
         XCTAssertLessThan(trainer.state.step, 40, "stopped early instead of running 40 steps")
         XCTAssertEqual(trainer.state.bestStep, best.step)
-        XCTAssertEqual(trainer.state.step, best.step + 2 * t.evalEvery, "two evaluations without improvement, then stop")
+        XCTAssertEqual(
+            trainer.state.step, best.step + 2 * t.evalEvery, "two evaluations without improvement, then stop")
         XCTAssertEqual(evals.last?.step, trainer.state.step)
         XCTAssertEqual(trainer.state.evalsWithoutImprovement, 2)
         let kept = try SafetensorsFile(path: run + "/best/side.safetensors")
@@ -147,10 +157,17 @@ final class SideTrainerTests: XCTestCase {
         XCTAssertEqual(plan.flatMap { $0 }.sorted(), Array(0..<103))
         let again = BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 0, groupByLength: true)
         XCTAssertEqual(plan, again)
-        XCTAssertNotEqual(plan, BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 1, groupByLength: true))
+        XCTAssertNotEqual(
+            plan, BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 1, groupByLength: true))
         // Grouping means less padding than a plain shuffle.
-        func padding(_ p: [[Int]]) -> Int { p.reduce(0) { acc, b in acc + b.count * b.map { lengths[$0] }.max()! - b.map { lengths[$0] }.reduce(0, +) } }
-        XCTAssertLessThan(padding(plan), padding(BatchPlan.batches(lengths: lengths, batchSize: 8, seed: 1, epoch: 0,
-                                                                   groupByLength: false)))
+        func padding(_ p: [[Int]]) -> Int {
+            p.reduce(0) { acc, b in acc + b.count * b.map { lengths[$0] }.max()! - b.map { lengths[$0] }.reduce(0, +) }
+        }
+        XCTAssertLessThan(
+            padding(plan),
+            padding(
+                BatchPlan.batches(
+                    lengths: lengths, batchSize: 8, seed: 1, epoch: 0,
+                    groupByLength: false)))
     }
 }

@@ -12,18 +12,20 @@ final class TrainingDataTests: XCTestCase {
     let x = ChunkedCrossEntropy.ignoreIndex
 
     private func write(_ text: String, ext: String = "jsonl") throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("qst-data-\(UUID().uuidString).\(ext)").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("qst-data-\(UUID().uuidString).\(ext)")
+            .path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
     func testRecordFormatsAndLossMasks() throws {
-        let path = try write("""
-        {"prompt": "ab", "completion": "cd"}
-        {"text": "xyz"}
+        let path = try write(
+            """
+            {"prompt": "ab", "completion": "cd"}
+            {"text": "xyz"}
 
-        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]}
-        """)
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]}
+            """)
         let out = try RecordLoading.load(path: path, tokenizer: tok, maxLength: 100, skipBad: false)
         XCTAssertEqual(out.examples.count, 3)
         let ab = tok.encodeIDs("ab", addSpecialTokens: true), cd = tok.encodeIDs("cd", addSpecialTokens: false)
@@ -90,8 +92,11 @@ final class TrainingDataTests: XCTestCase {
 
     func testGLUEBadLabelNamesLine() throws {
         let path = try write("sentence\tlabel\ngood\t1\nbad\tmaybe\n", ext: "tsv")
-        XCTAssertThrowsError(try GLUETask.named("sst2").load(path: path, tokenizer: FirstLetterTokenizer(), maxLength: 64,
-                                                             skipBad: false)) {
+        XCTAssertThrowsError(
+            try GLUETask.named("sst2").load(
+                path: path, tokenizer: FirstLetterTokenizer(), maxLength: 64,
+                skipBad: false)
+        ) {
             XCTAssertTrue("\($0)".contains("line 3") && "\($0)".contains("maybe"), "\($0)")
         }
         XCTAssertThrowsError(try GLUETask.named("qqp"))
@@ -115,18 +120,25 @@ final class ChatTrainingDataTests: XCTestCase {
         guard FileManager.default.fileExists(atPath: folder + "/tokenizer.json") else {
             try ExportFixtures.unavailable("SmolLM2 tokenizer not found at \(folder)")
         }
-        let tok = try Tokenizer(tokenizerJSON: try Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer.json")),
-                                configJSON: try? Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer_config.json")))
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("qst-chat-\(UUID().uuidString).jsonl").path
-        try #"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"}, {"role": "assistant", "content": "Rome."}]}"#
+        let tok = try Tokenizer(
+            tokenizerJSON: try Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer.json")),
+            configJSON: try? Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer_config.json")))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("qst-chat-\(UUID().uuidString).jsonl")
+            .path
+        try
+            #"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And of Italy?"}, {"role": "assistant", "content": "Rome."}]}"#
             .write(toFile: path, atomically: true, encoding: .utf8)
-        let ex = try XCTUnwrap(try RecordLoading.load(path: path, tokenizer: tok, maxLength: 512, skipBad: false).examples.first)
+        let ex = try XCTUnwrap(
+            try RecordLoading.load(path: path, tokenizer: tok, maxLength: 512, skipBad: false).examples.first)
         // The whole sequence is the template's rendering of the conversation.
-        let rendered = try tok.renderChat([ChatMessage(role: "system", content: "Be brief."),
-                                           ChatMessage(role: "user", content: "Capital of France?"),
-                                           ChatMessage(role: "assistant", content: "Paris."),
-                                           ChatMessage(role: "user", content: "And of Italy?"),
-                                           ChatMessage(role: "assistant", content: "Rome.")], addGenerationPrompt: false)
+        let rendered = try tok.renderChat(
+            [
+                ChatMessage(role: "system", content: "Be brief."),
+                ChatMessage(role: "user", content: "Capital of France?"),
+                ChatMessage(role: "assistant", content: "Paris."),
+                ChatMessage(role: "user", content: "And of Italy?"),
+                ChatMessage(role: "assistant", content: "Rome."),
+            ], addGenerationPrompt: false)
         XCTAssertTrue(rendered.contains("<|im_start|>assistant\nRome.<|im_end|>"), rendered)
         XCTAssertEqual(tok.decode(ex.ids.map(Int.init)), rendered)
         // The trained targets, decoded in order, are the two answers with their end tokens — nothing else.
@@ -134,7 +146,8 @@ final class ChatTrainingDataTests: XCTestCase {
         let trained = tok.decode(targets)
         XCTAssertTrue(trained.hasPrefix("Paris.<|im_end|>"), trained)
         XCTAssertTrue(trained.contains("Rome.<|im_end|>"), trained)
-        XCTAssertFalse(trained.contains("France") || trained.contains("Italy") || trained.contains("brief") ||
-                       trained.contains("<|im_start|>"), trained)
+        XCTAssertFalse(
+            trained.contains("France") || trained.contains("Italy") || trained.contains("brief")
+                || trained.contains("<|im_start|>"), trained)
     }
 }

@@ -4,7 +4,8 @@ import XCTest
 
 /// run/log.jsonl after a kill mid-append: readers skip the trailing half line, repair cuts it off.
 final class TrainingLogTests: XCTestCase {
-    let whole = #"{"elapsedSeconds":1,"epoch":0.5,"kind":"train","loss":2.5,"step":1}"# + "\n"
+    let whole =
+        #"{"elapsedSeconds":1,"epoch":0.5,"kind":"train","loss":2.5,"step":1}"# + "\n"
         + #"{"elapsedSeconds":2,"epoch":1,"kind":"eval","loss":2.25,"step":2}"# + "\n"
     let half = #"{"elapsedSeconds":3,"epoch":1.5,"ki"#
 

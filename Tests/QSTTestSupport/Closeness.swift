@@ -23,8 +23,9 @@ public enum Closeness {
     /// The first failing element (or a count mismatch at index -1); nil when all pass.
     public static func verdict(_ actual: [Double], _ expected: [Double], rtol: Double, atol: Double) -> Mismatch? {
         guard actual.count == expected.count else {
-            return Mismatch(index: -1, actual: Double(actual.count), expected: Double(expected.count), bound: 0,
-                            reason: "element count differs")
+            return Mismatch(
+                index: -1, actual: Double(actual.count), expected: Double(expected.count), bound: 0,
+                reason: "element count differs")
         }
         guard rtol.isFinite, atol.isFinite, rtol >= 0, atol >= 0 else {
             return Mismatch(index: -1, actual: rtol, expected: atol, bound: 0, reason: "bad tolerance")
@@ -86,21 +87,28 @@ public enum Closeness {
 }
 
 /// XCTFail with the first (worst) failing element unless every element is close.
-public func assertClose(_ actual: [Double], _ expected: [Double], rtol: Double = 1e-3, atol: Double = 1e-4,
-                        _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+public func assertClose(
+    _ actual: [Double], _ expected: [Double], rtol: Double = 1e-3, atol: Double = 1e-4,
+    _ what: String, file: StaticString = #filePath, line: UInt = #line
+) {
     if let m = Closeness.verdict(actual, expected, rtol: rtol, atol: atol) {
         XCTFail("\(what): \(m)", file: file, line: line)
     }
 }
 
-public func assertClose(_ actual: [Float], _ expected: [Float], rtol: Double = 1e-3, atol: Double = 1e-4,
-                        _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-    assertClose(actual.map(Double.init), expected.map(Double.init), rtol: rtol, atol: atol, what, file: file, line: line)
+public func assertClose(
+    _ actual: [Float], _ expected: [Float], rtol: Double = 1e-3, atol: Double = 1e-4,
+    _ what: String, file: StaticString = #filePath, line: UInt = #line
+) {
+    assertClose(
+        actual.map(Double.init), expected.map(Double.init), rtol: rtol, atol: atol, what, file: file, line: line)
 }
 
 /// XCTFail unless `measured <= bound` (fails on NaN, unlike `if measured > bound`).
-public func assertWithin(_ measured: Double, _ bound: Double, _ what: String,
-                         file: StaticString = #filePath, line: UInt = #line) {
+public func assertWithin(
+    _ measured: Double, _ bound: Double, _ what: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     if !Closeness.within(measured, bound) {
         XCTFail("\(what): measured \(measured), bound \(bound)", file: file, line: line)
     }

@@ -15,14 +15,18 @@ public enum TestRequirement {
     public static var environment: [String: String] { ProcessInfo.processInfo.environment }
 
     /// Whether missing inputs fail rather than skip (`variable` is the requirement's own switch).
-    public static func isRequired(_ variable: String = "QST_REQUIRE_REFERENCE", environment env: [String: String]? = nil) -> Bool {
+    public static func isRequired(
+        _ variable: String = "QST_REQUIRE_REFERENCE", environment env: [String: String]? = nil
+    ) -> Bool {
         let env = env ?? environment
         let ci = (env["CI"] ?? "").lowercased()
         return ci == "true" || ci == "1" || env["QST_REQUIRE_ALL"] == "1" || env[variable] == "1"
     }
 
     /// What `unavailable` throws: a skip, or (when required) an error that fails the test.
-    public static func outcome(_ reason: String, variable: String, environment env: [String: String]? = nil) -> any Error {
+    public static func outcome(_ reason: String, variable: String, environment env: [String: String]? = nil)
+        -> any Error
+    {
         if isRequired(variable, environment: env) {
             return Missing(description: "required but unavailable (\(variable) / CI): \(reason)")
         }
@@ -35,13 +39,17 @@ public enum TestRequirement {
     }
 
     /// `unavailable` unless `condition` holds.
-    public static func require(_ condition: Bool, _ reason: @autoclosure () -> String,
-                               variable: String = "QST_REQUIRE_REFERENCE") throws {
+    public static func require(
+        _ condition: Bool, _ reason: @autoclosure () -> String,
+        variable: String = "QST_REQUIRE_REFERENCE"
+    ) throws {
         if !condition { try unavailable(reason(), variable: variable) }
     }
 
     /// The first existing path among `candidates`, else `unavailable`.
-    public static func existingPath(_ candidates: [String], what: String, variable: String = "QST_REQUIRE_DATA") throws -> String {
+    public static func existingPath(_ candidates: [String], what: String, variable: String = "QST_REQUIRE_DATA") throws
+        -> String
+    {
         if let p = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return p }
         try unavailable("\(what) not found (looked in \(candidates))", variable: variable)
     }

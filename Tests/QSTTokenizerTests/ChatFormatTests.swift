@@ -25,19 +25,23 @@ final class ChatFormatTests: XCTestCase {
         try Reference.run("tokenizer_cases.py", args)
         let cases = try Reference.readJSONL(out, as: ChatCase.self)
         XCTAssertGreaterThan(cases.count, 30)
-        let expectedKinds: [String: ChatFormat.Kind] = ["chatml": .chatml, "qwen2": .chatml, "config": .chatml,
-                                                        "llama2": .llama2, "llama3": .llama3, "mistral": .mistral]
+        let expectedKinds: [String: ChatFormat.Kind] = [
+            "chatml": .chatml, "qwen2": .chatml, "config": .chatml,
+            "llama2": .llama2, "llama3": .llama3, "mistral": .mistral,
+        ]
         for c in cases {
             let format = try ChatFormat(template: c.template, bosToken: c.bos_token, eosToken: c.eos_token)
             XCTAssertEqual(format.kind, expectedKinds[c.name], c.name)
             let messages = c.messages.map { ChatMessage(role: $0.role, content: $0.content) }
-            XCTAssertEqual(format.render(messages: messages, addGenerationPrompt: c.add_generation_prompt), c.rendered,
-                           "\(c.name) generation=\(c.add_generation_prompt) \(messages.map(\.role))")
+            XCTAssertEqual(
+                format.render(messages: messages, addGenerationPrompt: c.add_generation_prompt), c.rendered,
+                "\(c.name) generation=\(c.add_generation_prompt) \(messages.map(\.role))")
         }
     }
 
     func testUnrecognisedTemplateNamesFieldAndOverride() {
-        XCTAssertThrowsError(try ChatFormat(template: "{{ messages[0].content }}", bosToken: "", eosToken: "")) { error in
+        XCTAssertThrowsError(try ChatFormat(template: "{{ messages[0].content }}", bosToken: "", eosToken: "")) {
+            error in
             let message = String(describing: error)
             XCTAssertEqual((error as? QSTError)?.kind, .unknownChatFormat, message)
             XCTAssertTrue(message.contains("tokenizer_config.json"), message)
@@ -47,6 +51,7 @@ final class ChatFormatTests: XCTestCase {
         XCTAssertThrowsError(try ChatFormat(name: "vicuna", bosToken: "", eosToken: "")) {
             XCTAssertEqual(($0 as? QSTError)?.kind, .unknownChatFormat, "\($0)")
         }
-        XCTAssertEqual(try ChatFormat(name: "LLAMA3", bosToken: "", eosToken: "").endTokens, ["<|eot_id|>", "<|end_of_text|>"])
+        XCTAssertEqual(
+            try ChatFormat(name: "LLAMA3", bosToken: "", eosToken: "").endTokens, ["<|eot_id|>", "<|end_of_text|>"])
     }
 }

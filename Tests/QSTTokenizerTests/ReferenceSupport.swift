@@ -45,8 +45,9 @@ enum Reference {
         process.waitUntilExit()
         if process.terminationStatus != 0 {
             let message = String(decoding: stderr, as: UTF8.self).suffix(2000)
-            throw NSError(domain: "Reference", code: Int(process.terminationStatus),
-                          userInfo: [NSLocalizedDescriptionKey: "\(script) \(args.joined(separator: " ")) failed: \(message)"])
+            throw NSError(
+                domain: "Reference", code: Int(process.terminationStatus),
+                userInfo: [NSLocalizedDescriptionKey: "\(script) \(args.joined(separator: " ")) failed: \(message)"])
         }
     }
 
@@ -82,9 +83,11 @@ enum Reference {
 }
 
 /// Compares a tokenizer with reference records; reports the first few differences in full.
-func assertMatchesReference(_ tokenizer: Tokenizer, _ records: [Reference.Record],
-                            checkSpecial: Bool = true, checkDecode: Bool = true,
-                            file: StaticString = #filePath, line: UInt = #line) {
+func assertMatchesReference(
+    _ tokenizer: Tokenizer, _ records: [Reference.Record],
+    checkSpecial: Bool = true, checkDecode: Bool = true,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     var failures = 0
     for record in records {
         let text = record.text
@@ -94,7 +97,9 @@ func assertMatchesReference(_ tokenizer: Tokenizer, _ records: [Reference.Record
             failures += 1
             if failures <= 5 {
                 let at = zip(ids, expected).prefix { $0 == $1 }.count
-                XCTFail("ids differ for \(text.debugDescription.prefix(200)) at index \(at): got \(Array(ids[at..<min(ids.count, at + 8)])) expected \(Array(expected[at..<min(expected.count, at + 8)]))", file: file, line: line)
+                XCTFail(
+                    "ids differ for \(text.debugDescription.prefix(200)) at index \(at): got \(Array(ids[at..<min(ids.count, at + 8)])) expected \(Array(expected[at..<min(expected.count, at + 8)]))",
+                    file: file, line: line)
             }
             continue
         }
@@ -102,7 +107,8 @@ func assertMatchesReference(_ tokenizer: Tokenizer, _ records: [Reference.Record
             let special = tokenizer.encode(text, addSpecialTokens: true)
             if special != expectedSpecial {
                 failures += 1
-                XCTFail("ids with special tokens differ for \(text.debugDescription.prefix(200))", file: file, line: line)
+                XCTFail(
+                    "ids with special tokens differ for \(text.debugDescription.prefix(200))", file: file, line: line)
             }
         }
         if checkDecode, let decoded = record.decoded {
@@ -110,7 +116,9 @@ func assertMatchesReference(_ tokenizer: Tokenizer, _ records: [Reference.Record
             if got != decoded {
                 failures += 1
                 if failures <= 5 {
-                    XCTFail("decode differs for \(text.debugDescription.prefix(200)): got \(got.debugDescription.prefix(200)) expected \(decoded.debugDescription.prefix(200))", file: file, line: line)
+                    XCTFail(
+                        "decode differs for \(text.debugDescription.prefix(200)): got \(got.debugDescription.prefix(200)) expected \(decoded.debugDescription.prefix(200))",
+                        file: file, line: line)
                 }
             }
         }

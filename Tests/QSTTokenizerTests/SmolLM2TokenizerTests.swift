@@ -35,8 +35,10 @@ final class SmolLM2TokenizerTests: XCTestCase {
         let (tokenizer, json) = try loadSmolLM2()
         let data = Reference.dataDir
         let mmlu = try FileManager.default.contentsOfDirectory(atPath: data + "/mmlu/dev").sorted().prefix(10)
-        var inputs = ["--file", data + "/text/wiki.test.raw", "--file", data + "/text/tinyshakespeare.txt",
-                      "--lines", data + "/sst2/dev.tsv", "--file", data + "/alpaca/seed_tasks.jsonl"]
+        var inputs = [
+            "--file", data + "/text/wiki.test.raw", "--file", data + "/text/tinyshakespeare.txt",
+            "--lines", data + "/sst2/dev.tsv", "--file", data + "/alpaca/seed_tasks.jsonl",
+        ]
         for name in mmlu { inputs += ["--file", data + "/mmlu/dev/" + name] }
         let records = try Reference.expected(tokenizer: json, inputs: inputs)
         XCTAssertGreaterThan(records.count, 800)
@@ -66,10 +68,12 @@ final class SmolLM2TokenizerTests: XCTestCase {
         let start = Date()
         let ids = tokenizer.encode(text)
         let seconds = Date().timeIntervalSince(start)
-        print("SmolLM2 encode of wiki.test.raw: \(text.utf8.count) bytes -> \(ids.count) ids in \(String(format: "%.2f", seconds)) s")
+        print(
+            "SmolLM2 encode of wiki.test.raw: \(text.utf8.count) bytes -> \(ids.count) ids in \(String(format: "%.2f", seconds)) s"
+        )
         XCTAssertGreaterThan(ids.count, 250_000)
         #if !DEBUG
-        XCTAssertLessThan(seconds, 3.0)
+            XCTAssertLessThan(seconds, 3.0)
         #endif
     }
 
@@ -87,8 +91,11 @@ final class SmolLM2TokenizerTests: XCTestCase {
 
     func testStreamingDecodeConcatenatesToFullDecode() throws {
         let (tokenizer, _) = try loadSmolLM2()
-        let texts = ["Hello, world! 😀 naïve café — 日本語のテキスト 👨‍👩‍👧‍👦",
-                     try String(contentsOfFile: Reference.dataDir + "/text/wiki.test.raw", encoding: .utf8).prefix(20_000).description]
+        let texts = [
+            "Hello, world! 😀 naïve café — 日本語のテキスト 👨‍👩‍👧‍👦",
+            try String(contentsOfFile: Reference.dataDir + "/text/wiki.test.raw", encoding: .utf8).prefix(20_000)
+                .description,
+        ]
         for text in texts {
             let ids = tokenizer.encode(text)
             var stream = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: false)

@@ -35,7 +35,9 @@ final class TrainedTokenizerTests: XCTestCase {
             if plain != c.decoded || skipped != c.decoded_skip {
                 failures += 1
                 if failures <= 3 {
-                    XCTFail("\(name): decode \(c.ids) gives \(plain.debugDescription) / \(skipped.debugDescription), expected \(c.decoded.debugDescription) / \(c.decoded_skip.debugDescription)")
+                    XCTFail(
+                        "\(name): decode \(c.ids) gives \(plain.debugDescription) / \(skipped.debugDescription), expected \(c.decoded.debugDescription) / \(c.decoded_skip.debugDescription)"
+                    )
                 }
             }
         }

@@ -16,7 +16,8 @@ final class BadInputFixtures {
         let env = ProcessInfo.processInfo.environment
         for d in [env["QST_TINY_MODELS"], ReferenceScripts.cache + "/tiny-models"].compactMap({ $0 })
         where FileManager.default.fileExists(atPath: d + "/tiny-llama/model.safetensors") { return d + "/tiny-llama" }
-        try TestRequirement.unavailable("tiny models missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
+        try TestRequirement.unavailable(
+            "tiny models missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
     }
 
     /// Runs a tool that must succeed.
@@ -24,7 +25,10 @@ final class BadInputFixtures {
         let r = try ToolHarness.run(tool, args)
         // A fixture that cannot be built is a failure with the tool's own error, never a skip:
         // a skip here would silently remove every test that uses the fixture.
-        guard r.status == 0 else { throw QSTError("fixture step failed (exit \(r.status)): \(tool) \(args.joined(separator: " ")): \(r.stderr)") }
+        guard r.status == 0 else {
+            throw QSTError(
+                "fixture step failed (exit \(r.status)): \(tool) \(args.joined(separator: " ")): \(r.stderr)")
+        }
     }
 
     private var made: [String: String] = [:]
@@ -36,10 +40,18 @@ final class BadInputFixtures {
     }
 
     var tiny: String { get throws { try once("tiny") { try Self.tinyLlama() } } }
-    var base: String { get throws { try once("base") { try ok("qst-quantize", [try tiny, path("base.qst4")]); return path("base.qst4") } } }
+    var base: String {
+        get throws {
+            try once("base") {
+                try ok("qst-quantize", [try tiny, path("base.qst4")]); return path("base.qst4")
+            }
+        }
+    }
     var other: String {
         get throws {
-            try once("other") { try ok("qst-quantize", [try tiny, path("other.qst4"), "--block-size", "32"]); return path("other.qst4") }
+            try once("other") {
+                try ok("qst-quantize", [try tiny, path("other.qst4"), "--block-size", "32"]); return path("other.qst4")
+            }
         }
     }
     func side(r: Int) throws -> String {
@@ -49,13 +61,27 @@ final class BadInputFixtures {
         }
     }
     var adapter: String {
-        get throws { try once("adapter") { try ok("qst-export", [try side(r: 2), "-o", path("adapter"), "--base", try base]); return path("adapter") } }
+        get throws {
+            try once("adapter") {
+                try ok("qst-export", [try side(r: 2), "-o", path("adapter"), "--base", try base]);
+                return path("adapter")
+            }
+        }
     }
     var synthetic: String {
-        get throws { try once("synthetic") { try ok("qst-synthetic", ["tiny", "-o", path("synthetic.qst4")]); return path("synthetic.qst4") } }
+        get throws {
+            try once("synthetic") {
+                try ok("qst-synthetic", ["tiny", "-o", path("synthetic.qst4")]); return path("synthetic.qst4")
+            }
+        }
     }
     var syntheticSide: String {
-        get throws { try once("syntheticSide") { try ok("qst-init-side", [try synthetic, "-o", path("synthetic-side"), "--r", "16"]); return path("synthetic-side") } }
+        get throws {
+            try once("syntheticSide") {
+                try ok("qst-init-side", [try synthetic, "-o", path("synthetic-side"), "--r", "16"]);
+                return path("synthetic-side")
+            }
+        }
     }
 
     /// A copy of `file` at `name` with `edit` applied to its bytes.
@@ -77,7 +103,8 @@ final class BadInputFixtures {
     var corruptData: String {
         get throws {
             try once("corruptData") {
-                let codes = try XCTUnwrap(try QST4Container(path: try base).entry("model.layers.0.self_attn.q_proj.weight").parts["codes"])
+                let codes = try XCTUnwrap(
+                    try QST4Container(path: try base).entry("model.layers.0.self_attn.q_proj.weight").parts["codes"])
                 return try edited(try base, "corrupt-data.qst4") { $0[codes.offset] ^= 0xFF }
             }
         }
@@ -101,7 +128,9 @@ enum HostileFileSystem {
     /// bits (which stop everyone but root). Returns how, and the undo command; nil when nothing worked.
     static func makeReadOnly(_ dir: String) -> (how: String, undo: String)? {
         let q = "'\(dir)'"
-        if sh("mount --bind \(q) \(q) && mount -o remount,bind,ro \(q) \(q)") { return ("read-only bind mount", "umount \(q)") }
+        if sh("mount --bind \(q) \(q) && mount -o remount,bind,ro \(q) \(q)") {
+            return ("read-only bind mount", "umount \(q)")
+        }
         sh("umount \(q)")
         if sh("chattr +i \(q)") { return ("chattr +i", "chattr -i \(q)") }
         if sh("chmod 0555 \(q)"), !sh("touch \(q)/.probe") { return ("chmod 0555", "chmod 0755 \(q)") }

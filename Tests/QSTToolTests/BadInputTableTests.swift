@@ -20,7 +20,9 @@ final class BadInputTableTests: XCTestCase {
     /// The table's rows: `| kind | `command` … | `message` … | exit |`.
     static func readmeRows() throws -> [Row] {
         let readme = try String(contentsOf: ToolHarness.repo.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let start = readme.range(of: "## When the input is bad\n") else { XCTFail("README has no bad-input section"); return [] }
+        guard let start = readme.range(of: "## When the input is bad\n") else {
+            XCTFail("README has no bad-input section"); return []
+        }
         let section = readme[start.upperBound...].prefix { _ in true }
         let body = section.components(separatedBy: "\n## ").first ?? ""
         func code(_ cell: String) -> String? {
@@ -31,7 +33,9 @@ final class BadInputTableTests: XCTestCase {
         for line in body.split(separator: "\n") where line.hasPrefix("| ") && !line.hasPrefix("| bad input") {
             let cells = line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast()
                 .map { $0.trimmingCharacters(in: .whitespaces) }
-            guard cells.count == 4, let command = code(cells[1]), let message = code(cells[2]), let exit = Int32(cells[3]) else {
+            guard cells.count == 4, let command = code(cells[1]), let message = code(cells[2]),
+                let exit = Int32(cells[3])
+            else {
                 XCTFail("README table row not understood: \(line)"); continue
             }
             rows.append(Row(kind: cells[0], command: command, message: message, exit: exit))
@@ -43,24 +47,40 @@ final class BadInputTableTests: XCTestCase {
     /// (resource limits) for the tool.
     struct Setup { var paths: [String: String]; var shellPrefix: String? = nil; var note = "" }
 
-    static let placeholders = ["FILE", "OUT", "CONFIG", "ADAPTER", "SIDE", "BASE", "MODEL", "OTHER", "DATA", "RUN", "DIR", "TEXT"]
+    static let placeholders = [
+        "FILE", "OUT", "CONFIG", "ADAPTER", "SIDE", "BASE", "MODEL", "OTHER", "DATA", "RUN", "DIR", "TEXT",
+    ]
 
     func scenarios(_ f: BadInputFixtures) -> [String: () throws -> Setup] {
         func out(_ name: String) -> String { f.path(name) }
-        func preamble(_ d: inout Data, u16 v: UInt16, at o: Int) { withUnsafeBytes(of: v.littleEndian) { d.replaceSubrange(o..<(o + 2), with: $0) } }
+        func preamble(_ d: inout Data, u16 v: UInt16, at o: Int) {
+            withUnsafeBytes(of: v.littleEndian) { d.replaceSubrange(o..<(o + 2), with: $0) }
+        }
         return [
-            "truncated container": { Setup(paths: ["FILE": try f.edited(try f.base, "truncated.qst4") { $0 = $0.prefix(5000) }]) },
-            "truncated safetensors": {
-                Setup(paths: ["FILE": try f.edited(try f.tiny + "/model.safetensors", "truncated.safetensors") { $0 = $0.prefix(100) },
-                              "OUT": out("t.qst4"), "CONFIG": try f.tiny + "/config.json"])
+            "truncated container": {
+                Setup(paths: ["FILE": try f.edited(try f.base, "truncated.qst4") { $0 = $0.prefix(5000) }])
             },
-            "wrong magic": { Setup(paths: ["FILE": try f.edited(try f.tiny + "/model.safetensors", "not-a-container.qst4") { _ in }]) },
-            "unknown version": { Setup(paths: ["FILE": try f.edited(try f.base, "version2.qst4") { preamble(&$0, u16: 2, at: 8) }]) },
+            "truncated safetensors": {
+                Setup(paths: [
+                    "FILE": try f.edited(try f.tiny + "/model.safetensors", "truncated.safetensors") {
+                        $0 = $0.prefix(100)
+                    },
+                    "OUT": out("t.qst4"), "CONFIG": try f.tiny + "/config.json",
+                ])
+            },
+            "wrong magic": {
+                Setup(paths: ["FILE": try f.edited(try f.tiny + "/model.safetensors", "not-a-container.qst4") { _ in }])
+            },
+            "unknown version": {
+                Setup(paths: ["FILE": try f.edited(try f.base, "version2.qst4") { preamble(&$0, u16: 2, at: 8) }])
+            },
             "header checksum mismatch": {
-                Setup(paths: ["FILE": try f.edited(try f.base, "bad-header.qst4") { d in
-                    let hOff = d.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 24, as: UInt64.self)) }
-                    d[hOff + 10] ^= 0x01
-                }])
+                Setup(paths: [
+                    "FILE": try f.edited(try f.base, "bad-header.qst4") { d in
+                        let hOff = d.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 24, as: UInt64.self)) }
+                        d[hOff + 10] ^= 0x01
+                    }
+                ])
             },
             "tensor checksum mismatch": { Setup(paths: ["FILE": try f.corruptData]) },
             "corrupt base while merging": {
@@ -70,7 +90,8 @@ final class BadInputTableTests: XCTestCase {
                 // A side folder whose side_config.json says r 4 while its weights are r 2.
                 let side = try f.copyFolder(try f.side(r: 2), "side-mixed")
                 try FileManager.default.removeItem(atPath: side + "/side_config.json")
-                try FileManager.default.copyItem(atPath: try f.side(r: 4) + "/side_config.json", toPath: side + "/side_config.json")
+                try FileManager.default.copyItem(
+                    atPath: try f.side(r: 4) + "/side_config.json", toPath: side + "/side_config.json")
                 return Setup(paths: ["SIDE": side, "BASE": try f.base, "OUT": out("adapter-shape")])
             },
             "NaN weights": {
@@ -78,21 +99,35 @@ final class BadInputTableTests: XCTestCase {
                 let st = try SafetensorsFile(path: model + "/model.safetensors")
                 let offset = try st.info("model.layers.0.mlp.up_proj.weight").dataOffset
                 _ = try f.edited(model + "/model.safetensors", "nan-model/model.safetensors") { d in
-                    withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { d.replaceSubrange(offset..<(offset + 4), with: $0) }
+                    withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) {
+                        d.replaceSubrange(offset..<(offset + 4), with: $0)
+                    }
                 }
                 return Setup(paths: ["MODEL": model, "OUT": out("nan.qst4")])
             },
-            "mismatched base and adapter": { Setup(paths: ["ADAPTER": try f.adapter, "OTHER": try f.other, "OUT": out("wrong-base.qst4")]) },
+            "mismatched base and adapter": {
+                Setup(paths: ["ADAPTER": try f.adapter, "OTHER": try f.other, "OUT": out("wrong-base.qst4")])
+            },
             "bad JSONL line": {
-                try Data("{\"text\": \"fine\"}\n{\"text\": \"unterminated\n".utf8).write(to: URL(fileURLWithPath: out("bad.jsonl")))
-                return Setup(paths: ["MODEL": try f.synthetic, "SIDE": try f.syntheticSide, "DATA": out("bad.jsonl"), "RUN": out("run-bad")])
+                try Data("{\"text\": \"fine\"}\n{\"text\": \"unterminated\n".utf8).write(
+                    to: URL(fileURLWithPath: out("bad.jsonl")))
+                return Setup(paths: [
+                    "MODEL": try f.synthetic, "SIDE": try f.syntheticSide, "DATA": out("bad.jsonl"),
+                    "RUN": out("run-bad"),
+                ])
             },
             "over-long training record": {
                 let long = String(repeating: "a long line ", count: 10)
-                try Data("{\"text\": \"hi\"}\n{\"text\": \"\(long)\"}\n".utf8).write(to: URL(fileURLWithPath: out("long.jsonl")))
-                return Setup(paths: ["MODEL": try f.synthetic, "SIDE": try f.syntheticSide, "DATA": out("long.jsonl"), "RUN": out("run-long")])
+                try Data("{\"text\": \"hi\"}\n{\"text\": \"\(long)\"}\n".utf8).write(
+                    to: URL(fileURLWithPath: out("long.jsonl")))
+                return Setup(paths: [
+                    "MODEL": try f.synthetic, "SIDE": try f.syntheticSide, "DATA": out("long.jsonl"),
+                    "RUN": out("run-long"),
+                ])
             },
-            "over-long prompt": { Setup(paths: ["MODEL": try f.synthetic, "TEXT": String(repeating: "x", count: 5000)]) },
+            "over-long prompt": {
+                Setup(paths: ["MODEL": try f.synthetic, "TEXT": String(repeating: "x", count: 5000)])
+            },
             "wrong tokenizer": {
                 // The tiny LLaMA (300 tokens) with the synthetic model's tokenizer (512 tokens).
                 let model = try f.copyFolder(try f.tiny, "other-tokenizer")
@@ -105,7 +140,8 @@ final class BadInputTableTests: XCTestCase {
             "unsupported architecture": {
                 let model = try f.copyFolder(try f.tiny, "gpt2")
                 let config = try String(contentsOfFile: model + "/config.json", encoding: .utf8)
-                try config.replacingOccurrences(of: "\"llama\"", with: "\"gpt2\"").write(toFile: model + "/config.json", atomically: false, encoding: .utf8)
+                try config.replacingOccurrences(of: "\"llama\"", with: "\"gpt2\"").write(
+                    toFile: model + "/config.json", atomically: false, encoding: .utf8)
                 return Setup(paths: ["MODEL": model])
             },
             "unwritable output": {
@@ -124,7 +160,9 @@ final class BadInputTableTests: XCTestCase {
                     self.undo.append(u)
                     return Setup(paths: ["MODEL": try f.tiny, "OUT": full + "/out.qst4"], note: "tmpfs")
                 }
-                return Setup(paths: ["MODEL": try f.tiny, "OUT": full + "/out.qst4"], shellPrefix: "ulimit -f 32;", note: "ulimit -f")
+                return Setup(
+                    paths: ["MODEL": try f.tiny, "OUT": full + "/out.qst4"], shellPrefix: "ulimit -f 32;",
+                    note: "ulimit -f")
             },
         ]
     }
@@ -132,7 +170,9 @@ final class BadInputTableTests: XCTestCase {
     /// `text` with each capital placeholder replaced (whole words only).
     static func substitute(_ text: String, _ paths: [String: String], escape: (String) -> String) -> String {
         var out = "", word = ""
-        func flush() { out += paths[word].map(escape) ?? (placeholders.contains(word) ? word : escape(word)); word = "" }
+        func flush() {
+            out += paths[word].map(escape) ?? (placeholders.contains(word) ? word : escape(word)); word = ""
+        }
         for ch in text {
             if ch.isLetter || ch.isNumber || ch == "_" { word.append(ch) } else { flush(); out += escape(String(ch)) }
         }
@@ -147,7 +187,8 @@ final class BadInputTableTests: XCTestCase {
 
     func run(_ words: [String], shellPrefix: String?) throws -> ToolHarness.Result {
         guard let prefix = shellPrefix else { return try ToolHarness.run(words[0], Array(words.dropFirst())) }
-        return try ToolHarness.run("/bin/sh", ["-c", prefix + " exec \"$0\" \"$@\"", try ToolHarness.binary(words[0])] + words.dropFirst())
+        return try ToolHarness.run(
+            "/bin/sh", ["-c", prefix + " exec \"$0\" \"$@\"", try ToolHarness.binary(words[0])] + words.dropFirst())
     }
 
     func testEveryRowOfTheREADMETableHolds() throws {
@@ -164,19 +205,25 @@ final class BadInputTableTests: XCTestCase {
             let words = row.command.split(separator: " ").map { setup.paths[String($0)] ?? String($0) }
             let r = try run(words, shellPrefix: setup.shellPrefix)
             if !setup.note.isEmpty { print("README row '\(row.kind)': made with \(setup.note)") }
-            let context = "row '\(row.kind)' (\(setup.note.isEmpty ? "" : setup.note + "; "))stderr: \(r.stderr) stdout: \(r.stdout.suffix(400))"
+            let context =
+                "row '\(row.kind)' (\(setup.note.isEmpty ? "" : setup.note + "; "))stderr: \(r.stderr) stdout: \(r.stdout.suffix(400))"
             XCTAssertFalse(r.signaled, "crashed: \(context)")
             XCTAssertEqual(r.status, row.exit, context)
             let regex = try Self.pattern(row.message, setup.paths)
-            let lines = (r.stderr + "\n" + r.stdout).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-            XCTAssertTrue(lines.contains { regex.firstMatch(in: $0, range: NSRange($0.startIndex..., in: $0)) != nil },
-                          "no line matches \(regex.pattern): \(context)")
+            let lines = (r.stderr + "\n" + r.stdout).split(separator: "\n").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            XCTAssertTrue(
+                lines.contains { regex.firstMatch(in: $0, range: NSRange($0.startIndex..., in: $0)) != nil },
+                "no line matches \(regex.pattern): \(context)")
             if row.exit == 1 {
                 XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "not one line: \(context)")
                 if let o = setup.paths["OUT"] {
                     XCTAssertFalse(FileManager.default.fileExists(atPath: o), "output left behind: \(context)")
                     let folder = (o as NSString).deletingLastPathComponent
-                    let stray = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.contains(".tmp.") }
+                    let stray = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter {
+                        $0.contains(".tmp.")
+                    }
                     XCTAssertEqual(stray, [], "temporary files left behind: \(context)")
                 }
             }

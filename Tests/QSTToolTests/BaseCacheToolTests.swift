@@ -13,10 +13,13 @@ final class BaseCacheToolTests: ToolTestCase {
         _ = try ok("qst-quantize", [folder, base])
         _ = try ok("qst-init-side", [base, "-o", path("side"), "--downsample", "avgpool", "--seed", "3", "--r", "16"])
         let data = ToolHarness.repo.appendingPathComponent("Scripts/data/sst2/train.tsv").path
-        let train = ["--task", "sst2", "--data", data, "--train-limit", "24", "--epochs", "2", "--batch-size", "8",
-                     "--max-length", "64", "--json"]
-        let cached = try ToolHarness.json(try ok("qst-tune", [base, path("side")] + train +
-                                                 ["--cache-base", path("cache"), "-o", path("cached")]).stdout)
+        let train = [
+            "--task", "sst2", "--data", data, "--train-limit", "24", "--epochs", "2", "--batch-size", "8",
+            "--max-length", "64", "--json",
+        ]
+        let cached = try ToolHarness.json(
+            try ok("qst-tune", [base, path("side")] + train + ["--cache-base", path("cache"), "-o", path("cached")])
+                .stdout)
         let stats = try XCTUnwrap(cached["baseCache"] as? [String: Any])
         XCTAssertEqual(stats["misses"] as? Int, 24)
         XCTAssertEqual(stats["hits"] as? Int, 24, "epoch 2 reads every example from the cache")
@@ -26,15 +29,17 @@ final class BaseCacheToolTests: ToolTestCase {
         XCTAssertTrue(a == b, "final side weights differ with and without the cache")
 
         _ = try ok("qst-init-side", [base, "-o", path("side-r8"), "--downsample", "avgpool", "--r", "8"])
-        let stale = try ToolHarness.run("qst-tune", [base, path("side-r8")] + train + ["--cache-base", path("cache"), "-o", path("r8")])
+        let stale = try ToolHarness.run(
+            "qst-tune", [base, path("side-r8")] + train + ["--cache-base", path("cache"), "-o", path("r8")])
         XCTAssertNotEqual(stale.status, 0)
         let line = stale.stderr.split(separator: "\n").last.map(String.init) ?? ""
         XCTAssertTrue(line.contains(path("cache") + "/segment-") && line.contains("r 16 vs 8"), stale.stderr)
 
         _ = try ok("qst-init-side", [base, "-o", path("side-adapter"), "--downsample", "adapter"])
-        let adapter = try ToolHarness.run("qst-tune", [base, path("side-adapter")] + train +
-                                          ["--cache-base", path("cache"), "-o", path("ad")])
+        let adapter = try ToolHarness.run(
+            "qst-tune", [base, path("side-adapter")] + train + ["--cache-base", path("cache"), "-o", path("ad")])
         XCTAssertNotEqual(adapter.status, 0)
-        XCTAssertTrue(adapter.stderr.contains("side-adapter: --cache-base needs a gradient-free downsampler"), adapter.stderr)
+        XCTAssertTrue(
+            adapter.stderr.contains("side-adapter: --cache-base needs a gradient-free downsampler"), adapter.stderr)
     }
 }

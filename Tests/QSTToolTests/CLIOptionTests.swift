@@ -22,29 +22,46 @@ final class CLIOptionTests: ToolTestCase {
 
     func testEnumOptionsRejectBadValuesInOneLine() throws {
         let model = path("missing.qst4"), out = path("out")
-        try rejected("qst-quantize", [path("missing"), out, "--dtype", "f8"], option: "--dtype", values: ["bf16", "f16", "f32"])
-        try rejected("qst-export", [path("run"), "-o", out, "--dtype", "f64"], option: "--dtype", values: ["f32", "bf16", "f16"])
-        try rejected("qst-init-side", [model, "-o", out, "--downsample", "conv"], option: "--downsample",
-                     values: ["adapter", "linear", "avgpool", "maxpool"])
-        try rejected("qst-init-side", [model, "-o", out, "--activation", "tanh"], option: "--activation", values: ["swish", "gelu", "relu"])
-        try rejected("qst-init-side", [model, "-o", out, "--init", "zero"], option: "--init", values: ["reference", "base"])
-        try rejected("qst-eval", ["ppl", model, "--text", path("t.txt"), "--matmul", "fast"], option: "--matmul",
-                     values: ["sgemm", "exact", "auto"])
-        try rejected("qst-generate", [model, "--prompt", "hi", "--matmul", "fast"], option: "--matmul", values: ["sgemm", "exact", "auto"])
+        try rejected(
+            "qst-quantize", [path("missing"), out, "--dtype", "f8"], option: "--dtype", values: ["bf16", "f16", "f32"])
+        try rejected(
+            "qst-export", [path("run"), "-o", out, "--dtype", "f64"], option: "--dtype", values: ["f32", "bf16", "f16"])
+        try rejected(
+            "qst-init-side", [model, "-o", out, "--downsample", "conv"], option: "--downsample",
+            values: ["adapter", "linear", "avgpool", "maxpool"])
+        try rejected(
+            "qst-init-side", [model, "-o", out, "--activation", "tanh"], option: "--activation",
+            values: ["swish", "gelu", "relu"])
+        try rejected(
+            "qst-init-side", [model, "-o", out, "--init", "zero"], option: "--init", values: ["reference", "base"])
+        try rejected(
+            "qst-eval", ["ppl", model, "--text", path("t.txt"), "--matmul", "fast"], option: "--matmul",
+            values: ["sgemm", "exact", "auto"])
+        try rejected(
+            "qst-generate", [model, "--prompt", "hi", "--matmul", "fast"], option: "--matmul",
+            values: ["sgemm", "exact", "auto"])
         let tune = [model, path("side"), "--data", path("d.jsonl"), "-o", out]
         try rejected("qst-tune", tune + ["--head", "pool"], option: "--head", values: ["lm", "classify"])
         try rejected("qst-tune", tune + ["--method", "dora"], option: "--method", values: ["qst", "lora"])
         try rejected("qst-tune", tune + ["--preset", "chat"], option: "--preset", values: ["glue", "instruct"])
-        try rejected("qst-tune", tune + ["--schedule", "step"], option: "--schedule", values: ["constant", "linear", "cosine"])
+        try rejected(
+            "qst-tune", tune + ["--schedule", "step"], option: "--schedule", values: ["constant", "linear", "cosine"])
         try rejected("qst-tune", tune + ["--matmul", "fast"], option: "--matmul", values: ["sgemm", "exact", "auto"])
     }
 
     /// A valid value passes the parser: the run gets as far as the missing model (`--dtype` ignores case, as before).
     func testValidValuesReachTheWork() throws {
         let missing = path("missing")
-        for (tool, args) in [("qst-quantize", [missing, path("out"), "--dtype", "BF16"]),
-                             ("qst-tune", [missing, path("side"), "--data", path("d.jsonl"), "-o", path("out"),
-                                           "--head", "classify", "--schedule", "cosine", "--threads", "1", "--matmul", "exact"])] {
+        for (tool, args) in [
+            ("qst-quantize", [missing, path("out"), "--dtype", "BF16"]),
+            (
+                "qst-tune",
+                [
+                    missing, path("side"), "--data", path("d.jsonl"), "-o", path("out"),
+                    "--head", "classify", "--schedule", "cosine", "--threads", "1", "--matmul", "exact",
+                ]
+            ),
+        ] {
             let r = try ToolHarness.run(tool, args)
             XCTAssertEqual(r.status, 1, "\(tool) \(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains(missing), "\(tool) \(args) should fail on the missing file: \(r.stderr)")
@@ -67,8 +84,11 @@ final class CLIOptionTests: ToolTestCase {
                 XCTFail("\(tool) \(sub) --help: no OVERVIEW/USAGE"); continue
             }
             // The overview after its first line (the abstract, which follows "OVERVIEW:").
-            let lines = r.stdout[start.upperBound..<end.lowerBound].split(separator: "\n", omittingEmptySubsequences: false).dropFirst()
-            for (a, b) in zip(lines, lines.dropFirst()) where !a.isEmpty && !b.isEmpty && a.first != " " && b.first != " " {
+            let lines = r.stdout[start.upperBound..<end.lowerBound].split(
+                separator: "\n", omittingEmptySubsequences: false
+            ).dropFirst()
+            for (a, b) in zip(lines, lines.dropFirst())
+            where !a.isEmpty && !b.isEmpty && a.first != " " && b.first != " " {
                 XCTFail("\(tool) \(sub) --help: a paragraph is wrapped by hand:\n\(a)\n\(b)")
             }
             for line in lines where line.first == " " && line.count > 80 {
@@ -79,7 +99,9 @@ final class CLIOptionTests: ToolTestCase {
 
     /// The shared groups give every engine-running tool the same options.
     func testEngineToolsShareModelJSONAndEngineOptions() throws {
-        for (tool, sub) in [("qst-eval", ["ppl"]), ("qst-eval", ["glue"]), ("qst-generate", []), ("qst-tune", []), ("qst-serve", [])] {
+        for (tool, sub) in [
+            ("qst-eval", ["ppl"]), ("qst-eval", ["glue"]), ("qst-generate", []), ("qst-tune", []), ("qst-serve", []),
+        ] {
             let help = try ok(tool, sub + ["--help"]).stdout
             for option in ["<model>", "--threads", "--matmul", "--resident-budget"] {
                 XCTAssertTrue(help.contains(option), "\(tool) \(sub) --help lacks \(option)")

@@ -35,8 +35,12 @@ final class CalibrationToolTests: ToolTestCase {
         let sample = String(repeating: "The quick brown fox jumps over the lazy dog near the river bank. ", count: 20)
         try Data(sample.utf8).write(to: URL(fileURLWithPath: text))
         let out = path("calibrated.qst4")
-        let r = try ok("qst-quantize", [model, out, "--calibrate", text, "--calibrate-tokens", "96",
-                                        "--calibrate-ctx", "48", "--json"])
+        let r = try ok(
+            "qst-quantize",
+            [
+                model, out, "--calibrate", text, "--calibrate-tokens", "96",
+                "--calibrate-ctx", "48", "--json",
+            ])
         let report = try ToolHarness.json(r.stdout)
         let cal = try XCTUnwrap(report["calibration"] as? [String: Any])
         let sha = Checksums.sha256Hex(Data(sample.utf8))
@@ -62,11 +66,16 @@ final class CalibrationToolTests: ToolTestCase {
         try requireRealModelBuild()
         let model = try ReferenceScripts.realModelF32()
         let text = path("calib.txt")
-        let sample = String(repeating: "A small boat drifted slowly past the old mill while the children watched. ", count: 20)
+        let sample = String(
+            repeating: "A small boat drifted slowly past the old mill while the children watched. ", count: 20)
         try Data(sample.utf8).write(to: URL(fileURLWithPath: text))
         let out = path("gptq.qst4")
-        let r = try ok("qst-quantize", [model, out, "--calibrate", text, "--calibrate-tokens", "96",
-                                        "--calibrate-ctx", "48", "--method", "gptq", "--json"])
+        let r = try ok(
+            "qst-quantize",
+            [
+                model, out, "--calibrate", text, "--calibrate-tokens", "96",
+                "--calibrate-ctx", "48", "--method", "gptq", "--json",
+            ])
         let report = try ToolHarness.json(r.stdout)
         XCTAssertEqual(report["scaleSearch"] as? String, "gptq")
         let sha = Checksums.sha256Hex(Data(sample.utf8))

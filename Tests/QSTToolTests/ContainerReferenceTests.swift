@@ -7,7 +7,8 @@ import QSTFormat
 /// Formats/QST4.md alone, and the NumPy NF4 reference of bitsandbytes' semantics.
 final class ContainerReferenceTests: XCTestCase {
     func testSpecReaderDecodesTheGoldenFiles() throws {
-        let r = try ReferenceScripts.run("qst4_reader.py", ["--check-golden", ToolHarness.repo.appendingPathComponent("Formats/golden").path])
+        let r = try ReferenceScripts.run(
+            "qst4_reader.py", ["--check-golden", ToolHarness.repo.appendingPathComponent("Formats/golden").path])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         let report = try ToolHarness.json(r.stdout)
         XCTAssertEqual((report["mismatches"] as? [Any])?.count, 0)
@@ -21,16 +22,16 @@ final class ContainerReferenceTests: XCTestCase {
         XCTAssertEqual(base.status, 0, base.stderr)
         let interpreter = base.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let code = """
-        import os, sys
-        sys.path.insert(0, sys.argv[1])
-        pid = os.getpid()
-        try:
-            import qst4_reader
-            print("imported")
-        except ImportError as e:
-            print("import error:", e)
-        print("alive", pid == os.getpid())
-        """
+            import os, sys
+            sys.path.insert(0, sys.argv[1])
+            pid = os.getpid()
+            try:
+                import qst4_reader
+                print("imported")
+            except ImportError as e:
+                print("import error:", e)
+            print("alive", pid == os.getpid())
+            """
         let p = Process()
         p.executableURL = URL(fileURLWithPath: interpreter)
         p.arguments = ["-c", code, ToolHarness.repo.appendingPathComponent("Scripts").path]
@@ -49,7 +50,10 @@ final class ContainerReferenceTests: XCTestCase {
     /// to the bitsandbytes reference, decoded values equal, kept tensors exact.
     func testRealModelContainerIsBitsandbytesEquivalent() throws {
         #if DEBUG
-        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" { try TestRequirement.unavailable("real-model test: release builds only", variable: "QST_REAL_MODEL_TESTS") }
+            if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
+                try TestRequirement.unavailable(
+                    "real-model test: release builds only", variable: "QST_REAL_MODEL_TESTS")
+            }
         #endif
         let model = try ReferenceScripts.realModelF32()
         let dir = try ToolHarness.temporaryDirectory()

@@ -43,8 +43,10 @@ final class CrashSafetyTests: XCTestCase {
 
     /// Runs `tool args` `attempts` times, killing it after random delays in [0, span]; after each attempt
     /// `target` must hash to `previous` or `complete` (then it is put back to `previous`).
-    func killRepeatedly(_ tool: String, _ args: [String], target: String, previous: Data, complete: String,
-                        span: TimeInterval, attempts: Int, seed: UInt64) throws {
+    func killRepeatedly(
+        _ tool: String, _ args: [String], target: String, previous: Data, complete: String,
+        span: TimeInterval, attempts: Int, seed: UInt64
+    ) throws {
         var rng = SplitMixForTests(seed: seed)
         var killedMidway = 0, span = span
         let folder = (target as NSString).deletingLastPathComponent
@@ -53,14 +55,17 @@ final class CrashSafetyTests: XCTestCase {
         for i in 0..<attempts {
             let delay = span * rng.nextDouble()
             let r = try ToolHarness.run(tool, args, environment: reproducible, killAfter: delay)
-            if r.signaled { killedMidway += 1 } else {
+            if r.signaled {
+                killedMidway += 1
+            } else {
                 XCTAssertEqual(r.status, 0, "attempt \(i): \(r.stderr)")
                 // It finished sooner than the measured run (a busy machine slowed that one): aim earlier.
                 span = min(span, delay)
             }
             let now = sha(target)
-            XCTAssertTrue(now == Checksums.sha256Hex(previous) || now == complete,
-                          "attempt \(i) (killed after \(delay) s): \(target) is neither the previous nor the new complete file")
+            XCTAssertTrue(
+                now == Checksums.sha256Hex(previous) || now == complete,
+                "attempt \(i) (killed after \(delay) s): \(target) is neither the previous nor the new complete file")
             XCTAssertEqual(strays(in: folder, allowed: others.union([name])), [], "attempt \(i): left behind")
             if now != Checksums.sha256Hex(previous) { try previous.write(to: URL(fileURLWithPath: target)) }
         }
@@ -74,9 +79,10 @@ final class CrashSafetyTests: XCTestCase {
         let span = try ok("qst-quantize", [model, reference])
         let complete = try XCTUnwrap(sha(reference))
         try FileManager.default.removeItem(atPath: reference)
-        try killRepeatedly("qst-quantize", [model, target], target: target,
-                           previous: try Data(contentsOf: URL(fileURLWithPath: target)), complete: complete,
-                           span: span, attempts: 8, seed: 1)
+        try killRepeatedly(
+            "qst-quantize", [model, target], target: target,
+            previous: try Data(contentsOf: URL(fileURLWithPath: target)), complete: complete,
+            span: span, attempts: 8, seed: 1)
     }
 
     func testMergeKilledAtRandomLeavesThePreviousOrTheNewFile() throws {
@@ -91,9 +97,10 @@ final class CrashSafetyTests: XCTestCase {
         let span = try ok("qst-export", [path("side2"), "--merge", base, "-o", reference])
         let complete = try XCTUnwrap(sha(reference))
         try FileManager.default.removeItem(atPath: reference)
-        try killRepeatedly("qst-export", [path("side2"), "--merge", base, "-o", target], target: target,
-                           previous: try Data(contentsOf: URL(fileURLWithPath: target)), complete: complete,
-                           span: span, attempts: 8, seed: 2)
+        try killRepeatedly(
+            "qst-export", [path("side2"), "--merge", base, "-o", target], target: target,
+            previous: try Data(contentsOf: URL(fileURLWithPath: target)), complete: complete,
+            span: span, attempts: 8, seed: 2)
     }
 
     /// qst-tune checkpointing every step, killed again and again and resumed each time, ends with the same
@@ -106,12 +113,15 @@ final class CrashSafetyTests: XCTestCase {
         let words = ["the", "cat", "sat", "on", "a", "mat", "and", "ran", "off", "to", "see", "what", "was", "there"]
         for _ in 0..<40 {
             let n = 3 + Int(rng.nextDouble() * 10)
-            lines += "{\"text\": \"\((0..<n).map { _ in words[Int(rng.nextDouble() * Double(words.count))] }.joined(separator: " "))\"}\n"
+            lines +=
+                "{\"text\": \"\((0..<n).map { _ in words[Int(rng.nextDouble() * Double(words.count))] }.joined(separator: " "))\"}\n"
         }
         let data = path("train.jsonl")
         try lines.write(toFile: data, atomically: true, encoding: .utf8)
-        let args = ["--data", data, "--steps", "120", "--save-every", "1", "--batch-size", "2", "--max-length", "32",
-                    "--preset", "instruct", "--eval-every", "0"]
+        let args = [
+            "--data", data, "--steps", "120", "--save-every", "1", "--batch-size", "2", "--max-length", "32",
+            "--preset", "instruct", "--eval-every", "0",
+        ]
         let span = try ok("qst-tune", [model, side, "-o", path("reference")] + args)
         let expected = try XCTUnwrap(sha(path("reference/final/side.safetensors")))
         let expectedMoments = try XCTUnwrap(sha(path("reference/checkpoint-00000120/optimizer.safetensors")))
@@ -124,7 +134,8 @@ final class CrashSafetyTests: XCTestCase {
         for attempt in 0...12 where !finished {
             let resume = FileManager.default.fileExists(atPath: run + "/checkpoint.json")
             let command = resume ? [model, "--resume", run] : [model, side, "-o", run] + args
-            let r = try ToolHarness.run("qst-tune", command, killAfter: attempt < 12 ? 0.05 + span / 8 * rng.nextDouble() : nil)
+            let r = try ToolHarness.run(
+                "qst-tune", command, killAfter: attempt < 12 ? 0.05 + span / 8 * rng.nextDouble() : nil)
             if r.signaled {
                 killed += 1
                 // As if the kill landed mid-append: the resumed run must cut this fragment off.
@@ -138,27 +149,31 @@ final class CrashSafetyTests: XCTestCase {
             try assertCheckpointComplete(run, attempt: attempt)
         }
         XCTAssertTrue(finished)
-        XCTAssertGreaterThanOrEqual(killed, 4, "too few kills landed while training (an uninterrupted run took \(span) s)")
+        XCTAssertGreaterThanOrEqual(
+            killed, 4, "too few kills landed while training (an uninterrupted run took \(span) s)")
         XCTAssertEqual(sha(run + "/final/side.safetensors"), expected, "resumed weights differ after \(killed) kills")
         XCTAssertEqual(sha(run + "/checkpoint-00000120/optimizer.safetensors"), expectedMoments)
         // Every line of the log is a whole JSON object (no fragment fused with a resumed run's first entry).
         let log = try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8)
         XCTAssertTrue(log.hasSuffix("\n"))
         for (n, line) in log.split(separator: "\n").enumerated() {
-            XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8)), "log.jsonl line \(n + 1): \(line)")
+            XCTAssertNoThrow(
+                try JSONSerialization.jsonObject(with: Data(line.utf8)), "log.jsonl line \(n + 1): \(line)")
         }
     }
 
     /// The checkpoint the pointer names is whole: every file present and readable.
     func assertCheckpointComplete(_ run: String, attempt: Int) throws {
         guard let pointer = FileManager.default.contents(atPath: run + "/checkpoint.json") else { return }
-        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: pointer) as? [String: Any], "attempt \(attempt): checkpoint.json")
+        let obj = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: pointer) as? [String: Any], "attempt \(attempt): checkpoint.json")
         let ck = run + "/" + (obj["latest"] as? String ?? "?")
         for st in ["side.safetensors", "optimizer.safetensors"] {
             XCTAssertNoThrow(try SafetensorsFile(path: ck + "/" + st), "attempt \(attempt): \(st)")
         }
         for js in ["side_config.json", "trainer_state.json"] {
-            let d = try XCTUnwrap(FileManager.default.contents(atPath: ck + "/" + js), "attempt \(attempt): \(js) missing")
+            let d = try XCTUnwrap(
+                FileManager.default.contents(atPath: ck + "/" + js), "attempt \(attempt): \(js) missing")
             XCTAssertNoThrow(try JSONSerialization.jsonObject(with: d), "attempt \(attempt): \(js)")
         }
     }

@@ -16,8 +16,12 @@ final class EvalSideTests: ToolTestCase {
             lines += "{\"prompt\": \"\(q)\\nA. mat\\nB. hat\\nC. off\\nD. there\\nAnswer:\", \"completion\": \"C\"}\n"
         }
         try lines.write(toFile: path("train.jsonl"), atomically: true, encoding: .utf8)
-        try ok("qst-tune", [model, side, "-o", path("run"), "--data", path("train.jsonl"), "--steps", "20", "--lr", "0.05",
-                            "--batch-size", "4", "--max-length", "64", "--preset", "instruct", "--eval-every", "0"])
+        try ok(
+            "qst-tune",
+            [
+                model, side, "-o", path("run"), "--data", path("train.jsonl"), "--steps", "20", "--lr", "0.05",
+                "--batch-size", "4", "--max-length", "64", "--preset", "instruct", "--eval-every", "0",
+            ])
         return (model, path("run/final"))
     }
 
@@ -25,7 +29,9 @@ final class EvalSideTests: ToolTestCase {
         let (model, side) = try trainedSide()
         try "The cat sat on the mat and ran off to see what was there. A cat, a mat, a hat.\n"
             .write(toFile: path("text.txt"), atomically: true, encoding: .utf8)
-        let compare = [model, "--against", model, "--text", path("text.txt"), "--ctx", "16", "--matmul", "exact", "--json"]
+        let compare = [
+            model, "--against", model, "--text", path("text.txt"), "--ctx", "16", "--matmul", "exact", "--json",
+        ]
         let base = try ToolHarness.json(try ok("qst-eval", ["compare"] + compare).stdout)
         let tuned = try ToolHarness.json(try ok("qst-eval", ["compare"] + compare + ["--side", side]).stdout)
         XCTAssertEqual(base["meanKL"] as? Double, 0, "without --side the model is the reference itself")
@@ -53,7 +59,8 @@ final class EvalSideTests: ToolTestCase {
         XCTAssertEqual(predictions(plain), predictions(again))
         XCTAssertEqual(predictions(withSide).count, 12)
         XCTAssertNotEqual(predictions(withSide), predictions(plain), "the side network does not change choice")
-        XCTAssertEqual(predictions(withSide), Array(repeating: 2, count: 12), "the side network was trained to answer C")
+        XCTAssertEqual(
+            predictions(withSide), Array(repeating: 2, count: 12), "the side network was trained to answer C")
 
         let two = try ToolHarness.run("qst-eval", choice + ["--side", side, "--side", side])
         XCTAssertEqual(two.status, 1)

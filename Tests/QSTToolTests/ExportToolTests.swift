@@ -10,9 +10,9 @@ final class ExportToolTests: ToolTestCase {
         let env = ProcessInfo.processInfo.environment
         for d in [env["QST_TINY_MODELS"], ReferenceScripts.cache + "/tiny-models"].compactMap({ $0 })
         where FileManager.default.fileExists(atPath: d + "/tiny-llama/model.safetensors") { return d + "/tiny-llama" }
-        try TestRequirement.unavailable("tiny models missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
+        try TestRequirement.unavailable(
+            "tiny models missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
     }
-
 
     func bytes(_ p: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: p)) }
 
@@ -46,7 +46,9 @@ final class ExportToolTests: ToolTestCase {
         _ = try ok("qst-export", [path("a1"), "--merge", base, "-o", path("tuned.qst4")])
         let inspect = try ok("qst-inspect", [path("tuned.qst4"), "--verify"])
         XCTAssertTrue(inspect.stdout.contains("OK"), inspect.stdout)
-        XCTAssertEqual(try QST4Container(path: path("tuned.qst4")).directorySHA256(), try QST4Container(path: base).directorySHA256())
+        XCTAssertEqual(
+            try QST4Container(path: path("tuned.qst4")).directorySHA256(),
+            try QST4Container(path: base).directorySHA256())
 
         // A different base (other block size: other tensor directory) is refused by name.
         let wrong = try ToolHarness.run("qst-export", [path("a1"), "--merge", other, "-o", path("wrong.qst4")])
@@ -54,7 +56,8 @@ final class ExportToolTests: ToolTestCase {
         XCTAssertTrue(wrong.stderr.contains("tensor directory sha256"), wrong.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("wrong.qst4")))
         // Merging onto a merged file is refused too.
-        let twice = try ToolHarness.run("qst-export", [path("a1"), "--merge", path("tuned.qst4"), "-o", path("twice.qst4")])
+        let twice = try ToolHarness.run(
+            "qst-export", [path("a1"), "--merge", path("tuned.qst4"), "-o", path("twice.qst4")])
         XCTAssertEqual(twice.status, 1)
         XCTAssertTrue(twice.stderr.contains("already has a section 'side'"), twice.stderr)
 
@@ -85,23 +88,34 @@ final class ExportToolTests: ToolTestCase {
         let merged = try ToolHarness.json(try ok("qst-generate", [path("tuned.qst4")] + chat).stdout)
         let plain = try ToolHarness.json(try ok("qst-generate", [base] + chat).stdout)
         XCTAssertEqual(withAdapter["tokens"] as? [Int], merged["tokens"] as? [Int], "merged file = base + adapter")
-        XCTAssertNotEqual(withAdapter["tokens"] as? [Int], plain["tokens"] as? [Int], "the side network changes the output")
+        XCTAssertNotEqual(
+            withAdapter["tokens"] as? [Int], plain["tokens"] as? [Int], "the side network changes the output")
         // ChatML's end token <|im_end|> (id 2) ends the answer.
         if withAdapter["stopReason"] as? String == "eos" { XCTAssertEqual((withAdapter["tokens"] as? [Int])?.last, 2) }
         XCTAssertTrue((withAdapter["prompt"] as? String ?? "").contains("<|im_start|>assistant"))
 
         // Two adapters in one process: each continuation equals that adapter's alone.
         let greedy = ["--prompt", "Once upon a time", "--max-tokens", "12", "--json"]
-        let both = try XCTUnwrap(try JSONSerialization.jsonObject(
-            with: Data(try ok("qst-generate", [base, "--side", path("a1"), "--side", path("a2")] + greedy).stdout.utf8)) as? [[String: Any]])
+        let both = try XCTUnwrap(
+            try JSONSerialization.jsonObject(
+                with: Data(
+                    try ok("qst-generate", [base, "--side", path("a1"), "--side", path("a2")] + greedy).stdout.utf8))
+                as? [[String: Any]])
         let alone2 = try ToolHarness.json(try ok("qst-generate", [base, "--side", path("a2")] + greedy).stdout)
         XCTAssertEqual(both.count, 2)
         XCTAssertEqual(both[1]["tokens"] as? [Int], alone2["tokens"] as? [Int])
 
         let text = path("text.txt")
-        try String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 20).write(toFile: text, atomically: true, encoding: .utf8)
-        let ppl = try ToolHarness.json(try ok("qst-eval", ["ppl", path("tuned.qst4"), "--side", path("a2"), "--text", text,
-                                                         "--ctx", "64", "--json"]).stdout)
+        try String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 20).write(
+            toFile: text, atomically: true, encoding: .utf8)
+        let ppl = try ToolHarness.json(
+            try ok(
+                "qst-eval",
+                [
+                    "ppl", path("tuned.qst4"), "--side", path("a2"), "--text", text,
+                    "--ctx", "64", "--json",
+                ]
+            ).stdout)
         let sides = try XCTUnwrap(ppl["sides"] as? [[String: Any]])
         XCTAssertEqual(sides.count, 2, "the merged file's own side network and --side")
         XCTAssertTrue(sides.allSatisfy { ($0["perplexity"] as? Double ?? 0) > 1 })

@@ -9,16 +9,17 @@ final class JSONLReaderTests: ToolTestCase {
         try (#"{"kind": "train", "step": 1}"# + "\n" + #"{"kind": "eval", "step": 2}"# + "\n" + #"{"kind": "tr"#)
             .write(toFile: log, atomically: true, encoding: .utf8)
         let code = """
-        import sys
-        sys.path.insert(0, sys.argv[1])
-        from qst_py.jsonl import read_jsonl
-        print([e["step"] for e in read_jsonl(sys.argv[2])], [e["step"] for e in read_jsonl(sys.argv[2], kind="train")])
-        """
+            import sys
+            sys.path.insert(0, sys.argv[1])
+            from qst_py.jsonl import read_jsonl
+            print([e["step"] for e in read_jsonl(sys.argv[2])], [e["step"] for e in read_jsonl(sys.argv[2], kind="train")])
+            """
         let r = try runPython(code, log)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "[1, 2] [1]")
 
-        try (#"{"kind": "train""# + "\n" + #"{"kind": "eval", "step": 2}"# + "\n").write(toFile: log, atomically: true, encoding: .utf8)
+        try (#"{"kind": "train""# + "\n" + #"{"kind": "eval", "step": 2}"# + "\n").write(
+            toFile: log, atomically: true, encoding: .utf8)
         let bad = try runPython(code, log)
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("log.jsonl:1"), bad.stderr)

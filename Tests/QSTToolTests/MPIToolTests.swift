@@ -18,20 +18,25 @@ final class MPIToolTests: ToolTestCase {
         if let found = dirs.map({ $0 + "/mpirun" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
             return found
         }
-        try TestRequirement.unavailable("mpirun not found (apt-get install libopenmpi-dev openmpi-bin)", variable: "QST_REQUIRE_MPI")
+        try TestRequirement.unavailable(
+            "mpirun not found (apt-get install libopenmpi-dev openmpi-bin)", variable: "QST_REQUIRE_MPI")
     }
 
     struct Outcome { let status: Int32; let stdout: String; let stderr: String; let timedOut: Bool }
 
     /// Runs a process with output in files and a deadline (a hung MPI job must fail the test, not stall it).
-    func launch(_ executable: String, _ args: [String], extra: [String: String] = [:], timeout: TimeInterval = 180) throws -> Outcome {
+    func launch(_ executable: String, _ args: [String], extra: [String: String] = [:], timeout: TimeInterval = 180)
+        throws -> Outcome
+    {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.merging(extra) { $1 }
         let outPath = path("out-\(UUID().uuidString)"), errPath = path("err-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil); _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        p.standardOutput = FileHandle(forWritingAtPath: outPath); p.standardError = FileHandle(forWritingAtPath: errPath)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil);
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: outPath);
+        p.standardError = FileHandle(forWritingAtPath: errPath)
         try p.run()
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
@@ -45,8 +50,9 @@ final class MPIToolTests: ToolTestCase {
     func tune(_ args: [String], ranks: Int?, extra: [String: String] = [:]) throws -> Outcome {
         let tool = try ToolHarness.binary("qst-tune")
         if let ranks {
-            return try launch(try mpirun(), ["-np", String(ranks), "--oversubscribe", "--mca", "btl", "self,tcp", tool] + args,
-                              extra: extra)
+            return try launch(
+                try mpirun(), ["-np", String(ranks), "--oversubscribe", "--mca", "btl", "self,tcp", tool] + args,
+                extra: extra)
         }
         return try launch(tool, args, extra: extra)
     }
@@ -58,7 +64,9 @@ final class MPIToolTests: ToolTestCase {
         XCTAssertEqual(try ToolHarness.run("qst-init-side", [base, "-o", side]).status, 0)
         let words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "log", "fast", "slow", "red", "blue"]
         var state: UInt64 = 12345
-        func next(_ n: Int) -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(state >> 33) % n }
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(state >> 33) % n
+        }
         for (name, count) in [("train.jsonl", 40), ("eval.jsonl", 12)] {
             var text = ""
             for _ in 0..<count {
@@ -72,8 +80,10 @@ final class MPIToolTests: ToolTestCase {
     }
 
     func common(_ run: String, steps: Int) -> [String] {
-        ["--data", path("train.jsonl"), "-o", run, "--steps", String(steps), "--batch-size", "4", "--seed", "3",
-         "--save-every", "2"]
+        [
+            "--data", path("train.jsonl"), "-o", run, "--steps", String(steps), "--batch-size", "4", "--seed", "3",
+            "--save-every", "2",
+        ]
     }
 
     func weights(_ folder: String) throws -> [String: [Float]] {
@@ -95,15 +105,16 @@ final class MPIToolTests: ToolTestCase {
         var worst = 0.0
         for k in a.keys {
             let d = Closeness.maxAbsoluteError(a[k]!, b[k]!)
-            if !(d <= worst) { worst = d }   // NaN sticks
+            if !(d <= worst) { worst = d }  // NaN sticks
         }
         return worst
     }
 
     /// Started by mpirun but without a usable libmpi: one clear line, non-zero, before any work (no mpirun needed).
     func testUnusableMPILibraryIsAClearError() throws {
-        let r = try tune([path("base.qst4"), path("side"), "--data", path("train.jsonl"), "-o", path("run")], ranks: nil,
-                         extra: ["OMPI_COMM_WORLD_SIZE": "2", "QST_MPI_LIBRARY": "/nonexistent/libmpi.so.40"])
+        let r = try tune(
+            [path("base.qst4"), path("side"), "--data", path("train.jsonl"), "-o", path("run")], ranks: nil,
+            extra: ["OMPI_COMM_WORLD_SIZE": "2", "QST_MPI_LIBRARY": "/nonexistent/libmpi.so.40"])
         XCTAssertEqual(r.status, 1)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("started by mpirun"), r.stderr)
@@ -144,8 +155,10 @@ final class MPIToolTests: ToolTestCase {
     /// updates must agree as tensors (relative Frobenius distance) and the losses to 1e-4.
     func testLoRATwoRanks() throws {
         let (base, _) = try prepare()
-        let args = ["--method", "lora", "--data", path("train.jsonl"), "--eval", path("eval.jsonl"), "--steps", "4",
-                    "--batch-size", "4", "--seed", "3", "--lr", "5e-4", "--json"]
+        let args = [
+            "--method", "lora", "--data", path("train.jsonl"), "--eval", path("eval.jsonl"), "--steps", "4",
+            "--batch-size", "4", "--seed", "3", "--lr", "5e-4", "--json",
+        ]
         let one = try tune([base] + args + ["-o", path("lora1")], ranks: nil)
         XCTAssertEqual(one.status, 0, one.stderr)
         let two = try tune([base] + args + ["-o", path("lora2")], ranks: 2)
@@ -166,7 +179,7 @@ final class MPIToolTests: ToolTestCase {
             XCTAssertEqual(b1.count, b2.count, name)
             for (x, y) in zip(b1, b2) { num += Double(x - y) * Double(x - y); den += Double(x) * Double(x) }
         }
-        let distance = (num / den).squareRoot()   // NaN (fails) for non-finite weights or no update
+        let distance = (num / den).squareRoot()  // NaN (fails) for non-finite weights or no update
         print("LoRA 2 ranks vs 1 process: relative distance of the lora_B updates \(distance), |B| \(den.squareRoot())")
         XCTAssertGreaterThan(den, 0, "training must move lora_B")
         assertWithin(distance, Self.loraUpdateBound, "relative distance between the 1- and 2-rank LoRA updates")
@@ -182,11 +195,13 @@ final class MPIToolTests: ToolTestCase {
         let reference = try weights(path("straight/final"))
 
         // Rank 1 dies (SIGKILL) right after step 5: the job ends non-zero, rank 0 says why, checkpoint 4 stays.
-        let killed = try tune([base, side] + common(path("mpi"), steps: 8), ranks: 2,
-                              extra: ["QST_DEBUG_KILL_AT_STEP": "5", "QST_DEBUG_KILL_RANK": "1"])
+        let killed = try tune(
+            [base, side] + common(path("mpi"), steps: 8), ranks: 2,
+            extra: ["QST_DEBUG_KILL_AT_STEP": "5", "QST_DEBUG_KILL_RANK": "1"])
         XCTAssertFalse(killed.timedOut, "the job hung after a rank died")
         XCTAssertNotEqual(killed.status, 0)
-        XCTAssertTrue(killed.stderr.contains("rank 0 of 2 stopped: mpirun ended the job (another rank failed"), killed.stderr)
+        XCTAssertTrue(
+            killed.stderr.contains("rank 0 of 2 stopped: mpirun ended the job (another rank failed"), killed.stderr)
         XCTAssertTrue(killed.stderr.contains("the last checkpoint in \(path("mpi")) is intact"), killed.stderr)
         let pointer = try ToolHarness.json(try String(contentsOfFile: path("mpi/checkpoint.json"), encoding: .utf8))
         XCTAssertEqual(pointer["step"] as? Int, 4)
@@ -199,7 +214,8 @@ final class MPIToolTests: ToolTestCase {
         XCTAssertLessThanOrEqual(d1, bound, "2 ranks then 1 process differ from the straight run by \(d1)")
 
         // The other way: one process killed after step 3 (checkpoint 2), resumed by 2 ranks.
-        let single = try tune([base, side] + common(path("single"), steps: 8), ranks: nil, extra: ["QST_DEBUG_KILL_AT_STEP": "3"])
+        let single = try tune(
+            [base, side] + common(path("single"), steps: 8), ranks: nil, extra: ["QST_DEBUG_KILL_AT_STEP": "3"])
         XCTAssertNotEqual(single.status, 0)
         let again = try tune([base, "--resume", path("single")], ranks: 2)
         XCTAssertEqual(again.status, 0, again.stderr)

@@ -10,10 +10,12 @@ final class OPTToolTests: ToolTestCase {
     func tinyOPT() throws -> String {
         let env = ProcessInfo.processInfo.environment
         for d in [env["QST_TINY_MODELS"], ReferenceScripts.cache + "/tiny-models"].compactMap({ $0 })
-        where FileManager.default.fileExists(atPath: d + "/tiny-opt-350m/model.safetensors") { return d + "/tiny-opt-350m" }
-        try TestRequirement.unavailable("tiny OPT model missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
+        where FileManager.default.fileExists(atPath: d + "/tiny-opt-350m/model.safetensors") {
+            return d + "/tiny-opt-350m"
+        }
+        try TestRequirement.unavailable(
+            "tiny OPT model missing; run Scripts/make-tiny-models \(ReferenceScripts.cache)/tiny-models")
     }
-
 
     func testInitTuneExportGenerateOnTinyOPT() throws {
         let tiny = try tinyOPT(), base = path("base.qst4")
@@ -21,19 +23,29 @@ final class OPTToolTests: ToolTestCase {
         _ = try ok("qst-quantize", [tiny, base])
         XCTAssertEqual(try QST4Container(path: base).entry("model.decoder.project_out.weight").dtype, .nf4)
 
-        let initReport = try ToolHarness.json(try ok("qst-init-side", [base, "-o", path("side"), "--r", "4", "--init", "reference", "--json"]).stdout)
+        let initReport = try ToolHarness.json(
+            try ok("qst-init-side", [base, "-o", path("side"), "--r", "4", "--init", "reference", "--json"]).stdout)
         let dims = (initReport["config"] as? [String: Any])?["base"] as? [String: Any]
         XCTAssertEqual(dims?["modelFamily"] as? String, "opt")
         XCTAssertEqual(dims?["headInputSize"] as? Int, 32)
         // The base's parameters as counted from the checkpoint itself (learned positions are not counted).
         let file = try SafetensorsFile(path: tiny + "/model.safetensors")
-        let counted = file.tensors.filter { !$0.key.contains("embed_positions") }.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let counted = file.tensors.filter { !$0.key.contains("embed_positions") }.values.reduce(0) {
+            $0 + $1.shape.reduce(1, *)
+        }
         XCTAssertEqual(initReport["baseParameters"] as? Int, counted)
 
-        let tune = try ToolHarness.json(try ok("qst-tune", [
-            base, path("side"), "--task", "sst2", "--data", data + "/train.tsv", "--eval", data + "/dev.tsv", "-o", path("run"),
-            "--steps", "4", "--train-limit", "32", "--eval-limit", "16", "--batch-size", "4", "--max-length", "48",
-            "--json"]).stdout)
+        let tune = try ToolHarness.json(
+            try ok(
+                "qst-tune",
+                [
+                    base, path("side"), "--task", "sst2", "--data", data + "/train.tsv", "--eval", data + "/dev.tsv",
+                    "-o", path("run"),
+                    "--steps", "4", "--train-limit", "32", "--eval-limit", "16", "--batch-size", "4", "--max-length",
+                    "48",
+                    "--json",
+                ]
+            ).stdout)
         XCTAssertEqual(tune["steps"] as? Int, 4)
         XCTAssertTrue((tune["lastTrainLoss"] as? Double ?? .nan).isFinite)
         let before = try SafetensorsFile(path: path("side/side.safetensors"))
@@ -43,7 +55,8 @@ final class OPTToolTests: ToolTestCase {
 
         // Export: reference names, the head gate in the reference's convention (negated).
         _ = try ok("qst-export", [path("run"), "-o", path("adapter"), "--base", base, "--checkpoint", "last"])
-        let config = try ToolHarness.json(try String(contentsOfFile: path("adapter/adapter_config.json"), encoding: .utf8))
+        let config = try ToolHarness.json(
+            try String(contentsOfFile: path("adapter/adapter_config.json"), encoding: .utf8))
         XCTAssertEqual(config["tensor_names"] as? String, "QSTOPTForCausalLM.state_dict")
         let exported = try SafetensorsFile(path: path("adapter/adapter_model.safetensors"))
         XCTAssertEqual(try exported.floats("lm_head_z"), try after.floats("lm_head_z").map { -$0 })
@@ -59,8 +72,12 @@ final class OPTToolTests: ToolTestCase {
         XCTAssertEqual(merged["tokens"] as? [Int], tuned["tokens"] as? [Int], "merged file = base + adapter")
 
         // LoRA trains through LLaMA blocks only: refused with one line.
-        let lora = try ToolHarness.run("qst-tune", [base, "--method", "lora", "--task", "sst2", "--data", data + "/train.tsv",
-                                                    "-o", path("lora"), "--steps", "1"])
+        let lora = try ToolHarness.run(
+            "qst-tune",
+            [
+                base, "--method", "lora", "--task", "sst2", "--data", data + "/train.tsv",
+                "-o", path("lora"), "--steps", "1",
+            ])
         XCTAssertEqual(lora.status, 1)
         XCTAssertTrue(lora.stderr.contains("LLaMA family only"), lora.stderr)
     }

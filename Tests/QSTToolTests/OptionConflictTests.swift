@@ -18,7 +18,8 @@ final class OptionConflictTests: ToolTestCase {
         let common = ["--method", "lora", "--data", data, "-o", path("run")]
         try refused("qst-tune", [model, path("side")] + common, saying: "--method lora takes no side network folder")
         try refused("qst-tune", [model, "--eval-base"] + common, saying: "--eval-base is only for --method qst")
-        try refused("qst-tune", [model, "--benchmark", "2"] + common, saying: "--benchmark measures the QST side network")
+        try refused(
+            "qst-tune", [model, "--benchmark", "2"] + common, saying: "--benchmark measures the QST side network")
         // Without the conflicting option the same command gets as far as opening the model.
         let r = try ToolHarness.run("qst-tune", [model] + common)
         XCTAssertEqual(r.status, 1)
@@ -26,7 +27,8 @@ final class OptionConflictTests: ToolTestCase {
     }
 
     func testChatFormatNeedsChat() throws {
-        try refused("qst-generate", [path("missing.qst4"), "--prompt", "hi", "--chat-format", "chatml"],
-                    saying: "--chat-format needs --chat")
+        try refused(
+            "qst-generate", [path("missing.qst4"), "--prompt", "hi", "--chat-format", "chatml"],
+            saying: "--chat-format needs --chat")
     }
 }

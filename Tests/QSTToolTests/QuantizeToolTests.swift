@@ -25,8 +25,12 @@ final class QuantizeToolTests: XCTestCase {
         XCTAssertTrue(human.stdout.contains("NF4"))
 
         let svg = dir.appendingPathComponent("sqnr.svg").path
-        let full = try ToolHarness.run("qst-inspect", [out, "--errors", golden, "--blocks", "model.layers.0.mlp.up_proj.weight",
-                                                       "--verify", "--plot", svg, "--json"])
+        let full = try ToolHarness.run(
+            "qst-inspect",
+            [
+                out, "--errors", golden, "--blocks", "model.layers.0.mlp.up_proj.weight",
+                "--verify", "--plot", svg, "--json",
+            ])
         XCTAssertEqual(full.status, 0, full.stderr)
         let r = try ToolHarness.json(full.stdout)
         XCTAssertEqual((r["errors"] as? [Any])?.count, 5)
@@ -90,7 +94,8 @@ final class QuantizeToolTests: XCTestCase {
         let rows = 2048, cols = 2048
         let pattern = (0..<(rows * cols)).map { Float(($0 * 7919) % 1013) / 1013 - 0.5 }
         for i in 0..<24 {
-            tensors.append(try .init(name: "model.layers.\(i).mlp.up_proj.weight", shape: [rows, cols], floats: pattern))
+            tensors.append(
+                try .init(name: "model.layers.\(i).mlp.up_proj.weight", shape: [rows, cols], floats: pattern))
         }
         try SafetensorsWriter.write(to: big.appendingPathComponent("model.safetensors").path, tensors: tensors)
         try Data("{}".utf8).write(to: big.appendingPathComponent("config.json"))

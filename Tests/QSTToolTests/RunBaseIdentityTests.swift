@@ -11,8 +11,12 @@ final class RunBaseIdentityTests: ToolTestCase {
         let data = path("train.jsonl")
         try (0..<8).map { "{\"text\": \"the cat \($0) sat on the mat\"}" }.joined(separator: "\n")
             .write(toFile: data, atomically: true, encoding: .utf8)
-        _ = try ok("qst-tune", [model, side, "-o", path("run"), "--data", data, "--steps", "2", "--batch-size", "2",
-                                "--max-length", "16", "--preset", "instruct", "--eval-every", "0"])
+        _ = try ok(
+            "qst-tune",
+            [
+                model, side, "-o", path("run"), "--data", data, "--steps", "2", "--batch-size", "2",
+                "--max-length", "16", "--preset", "instruct", "--eval-every", "0",
+            ])
 
         let report = try ToolHarness.json(try ok("qst-export", [path("run"), "-o", path("adapter"), "--json"]).stdout)
         XCTAssertEqual(report["baseTensorDirectorySHA256"] as? String, try QST4Container(path: model).directorySHA256())

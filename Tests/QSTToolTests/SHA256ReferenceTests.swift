@@ -52,10 +52,10 @@ final class SHA256ReferenceTests: ToolTestCase {
 
         // The fast path must not be silently off on a CPU that has the instructions.
         #if arch(x86_64) && os(Linux)
-        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        if info.contains(" sha_ni"), ProcessInfo.processInfo.environment["QST_KERNELS"] != "scalar" {
-            XCTAssertTrue(SHA256Hasher.hasSHANI, "the CPU lists sha_ni but the SHA-NI rounds are off")
-        }
+            let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+            if info.contains(" sha_ni"), ProcessInfo.processInfo.environment["QST_KERNELS"] != "scalar" {
+                XCTAssertTrue(SHA256Hasher.hasSHANI, "the CPU lists sha_ni but the SHA-NI rounds are off")
+            }
         #endif
     }
 }

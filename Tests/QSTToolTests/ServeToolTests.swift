@@ -10,7 +10,9 @@ final class ServeToolTests: ToolTestCase {
         let process: Process
         let url: String
         let stderr: Pipe
-        init(process: Process, url: String, stderr: Pipe) { self.process = process; self.url = url; self.stderr = stderr }
+        init(process: Process, url: String, stderr: Pipe) {
+            self.process = process; self.url = url; self.stderr = stderr
+        }
 
         /// SIGTERM, then the exit status and stderr.
         func stop() -> (Int32, String) {
@@ -75,11 +77,15 @@ final class ServeToolTests: ToolTestCase {
         return try XCTUnwrap(try ToolHarness.json(r.stdout)["text"] as? String)
     }
 
-    func expected(model: String, sides: [String: String?], prompt: String, chatPrompt: String, maxTokens: Int) throws -> [String: Any] {
+    func expected(model: String, sides: [String: String?], prompt: String, chatPrompt: String, maxTokens: Int) throws
+        -> [String: Any]
+    {
         var models: [String: Any] = [:]
         for (name, side) in sides {
-            models[name] = ["completion": try generated(model, side: side, prompt: prompt, chat: false, maxTokens: maxTokens),
-                            "chat": try generated(model, side: side, prompt: chatPrompt, chat: true, maxTokens: maxTokens)]
+            models[name] = [
+                "completion": try generated(model, side: side, prompt: prompt, chat: false, maxTokens: maxTokens),
+                "chat": try generated(model, side: side, prompt: chatPrompt, chat: true, maxTokens: maxTokens),
+            ]
         }
         return ["prompt": prompt, "chat_prompt": chatPrompt, "max_tokens": maxTokens, "models": models]
     }
@@ -102,7 +108,9 @@ final class ServeToolTests: ToolTestCase {
         exp["admin_side"] = path("side9")
         exp["admin_expected"] = try generated(model, side: path("side9"), prompt: prompt, chat: false, maxTokens: 12)
         // --context 4096: the disconnect check's 2000-token stream must still be running when it hangs up.
-        let server = try startServer([model, "--chat-format", "chatml", "--context", "4096"] + (1...3).map { ["--side", "s\($0)=" + path("side\($0)")] }.joined())
+        let server = try startServer(
+            [model, "--chat-format", "chatml", "--context", "4096"]
+                + (1...3).map { ["--side", "s\($0)=" + path("side\($0)")] }.joined())
         try runCheck(server, expected: exp)
         let (status, err) = server.stop()
         XCTAssertEqual(status, 0, "SIGTERM should end qst-serve cleanly: \(err)")
@@ -134,12 +142,16 @@ final class ServeToolTests: ToolTestCase {
         // A long continuation (seconds even on a quiet machine) so the signal lands while it runs.
         let server = try startServer([model, "--shutdown-grace", "120", "--context", "4096"])
         let file = path("inflight.json")
-        try JSONSerialization.data(withJSONObject: ["base": "synthetic", "prompt": "the cat sat on", "max_tokens": 3000])
-            .write(to: URL(fileURLWithPath: file))
+        try JSONSerialization.data(withJSONObject: [
+            "base": "synthetic", "prompt": "the cat sat on", "max_tokens": 3000,
+        ])
+        .write(to: URL(fileURLWithPath: file))
         let client = Process()
         client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        client.arguments = [py, ToolHarness.repo.appendingPathComponent("Scripts/serve_client_check.py").path,
-                            server.url, file, "--mode", "inflight"]
+        client.arguments = [
+            py, ToolHarness.repo.appendingPathComponent("Scripts/serve_client_check.py").path,
+            server.url, file, "--mode", "inflight",
+        ]
         let out = Pipe()
         client.standardOutput = out
         try client.run()
@@ -164,13 +176,16 @@ final class ServeToolTests: ToolTestCase {
     func testRealModelGreedyEqualsGenerate() throws {
         try requireRealModelBuild()
         _ = try python()
-        guard let f32 = ProcessInfo.processInfo.environment["QST_MODEL_F32"] else { throw XCTSkip("QST_MODEL_F32 not set") }
+        guard let f32 = ProcessInfo.processInfo.environment["QST_MODEL_F32"] else {
+            throw XCTSkip("QST_MODEL_F32 not set")
+        }
         let model = path("smollm2.qst4")
         try ok("qst-quantize", [f32, model])
         try ok("qst-init-side", [model, "-o", path("side"), "--seed", "5", "--init", "reference"])
         let base = "smollm2"
-        let exp = try expected(model: model, sides: [base: nil, "tuned": path("side")],
-                               prompt: "The capital of France is", chatPrompt: "Name three colours.", maxTokens: 16)
+        let exp = try expected(
+            model: model, sides: [base: nil, "tuned": path("side")],
+            prompt: "The capital of France is", chatPrompt: "Name three colours.", maxTokens: 16)
         let server = try startServer([model, "--side", "tuned=" + path("side")])
         try runCheck(server, expected: exp)
         XCTAssertEqual(server.stop().0, 0)

@@ -55,28 +55,36 @@ final class ServeUnitTests: XCTestCase {
         bad(#"{"model": "m", "prompt": "x", "stop": [1]}"#, param: "stop")
         bad(#"{"model": "m", "prompt": "x", "n": 2}"#, param: "n")
         bad(#"{"model": "m", "prompt": "x", "stream": "yes"}"#, param: "stream")
-        let p = try CompletionParameters.parse(body: Array(#"""
-            {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
-             {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
-             "max_tokens": 5, "temperature": 0, "top_p": 0.5, "stop": "\n", "seed": 3, "stream": true,
-             "stream_options": {"include_usage": true}}
-            """#.utf8), chat: true)
-        XCTAssertEqual(p.input, .messages([.init(role: "system", content: "Be brief."), .init(role: "user", content: "Hi")]))
+        let p = try CompletionParameters.parse(
+            body: Array(
+                #"""
+                {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                 {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+                 "max_tokens": 5, "temperature": 0, "top_p": 0.5, "stop": "\n", "seed": 3, "stream": true,
+                 "stream_options": {"include_usage": true}}
+                """#.utf8), chat: true)
+        XCTAssertEqual(
+            p.input, .messages([.init(role: "system", content: "Be brief."), .init(role: "user", content: "Hi")]))
         XCTAssertEqual(p.maxTokens, 5); XCTAssertEqual(p.temperature, 0); XCTAssertEqual(p.topP, 0.5)
-        XCTAssertEqual(p.stop, ["\n"]); XCTAssertEqual(p.seed, 3); XCTAssertTrue(p.stream); XCTAssertTrue(p.includeUsageInStream)
+        XCTAssertEqual(p.stop, ["\n"]); XCTAssertEqual(p.seed, 3); XCTAssertTrue(p.stream);
+        XCTAssertTrue(p.includeUsageInStream)
     }
 
     func testResponseShapes() throws {
         let r = OpenAIResponse(id: "chatcmpl-1", model: "m", created: 7, chat: true)
-        let doc = try XCTUnwrap(JSONSerialization.jsonObject(with: r.complete(text: "a\"b", finishReason: "stop",
-                                                                             promptTokens: 3, completionTokens: 2)) as? [String: Any])
+        let doc = try XCTUnwrap(
+            JSONSerialization.jsonObject(
+                with: r.complete(
+                    text: "a\"b", finishReason: "stop",
+                    promptTokens: 3, completionTokens: 2)) as? [String: Any])
         XCTAssertEqual(doc["object"] as? String, "chat.completion")
         let choice = try XCTUnwrap((doc["choices"] as? [[String: Any]])?.first)
         XCTAssertEqual((choice["message"] as? [String: Any])?["content"] as? String, "a\"b")
         XCTAssertEqual((doc["usage"] as? [String: Int])?["total_tokens"], 5)
         let chunk = String(decoding: r.chunk(text: "x"), as: UTF8.self)
         XCTAssertTrue(chunk.hasPrefix("data: {") && chunk.hasSuffix("}\n\n"), chunk)
-        let err = try XCTUnwrap(JSONSerialization.jsonObject(with: APIError(404, "no", param: "model").json) as? [String: Any])
+        let err = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: APIError(404, "no", param: "model").json) as? [String: Any])
         XCTAssertEqual((err["error"] as? [String: Any])?["param"] as? String, "model")
     }
 }

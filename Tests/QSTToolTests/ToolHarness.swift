@@ -11,12 +11,12 @@ struct ToolHarness {
         .deletingLastPathComponent()
 
     static func binary(_ name: String) throws -> String {
-        if name.hasPrefix("/") { return name }   // a system program such as /bin/sh
+        if name.hasPrefix("/") { return name }  // a system program such as /bin/sh
         let env = ProcessInfo.processInfo.environment
         #if DEBUG
-        let config = "debug"
+            let config = "debug"
         #else
-        let config = "release"
+            let config = "release"
         #endif
         let dirs = [env["QST_BIN"], repo.appendingPathComponent(".build/\(config)").path].compactMap { $0 }
         for d in dirs where FileManager.default.isExecutableFile(atPath: d + "/" + name) { return d + "/" + name }
@@ -24,8 +24,10 @@ struct ToolHarness {
     }
 
     @discardableResult
-    static func run(_ tool: String, _ args: [String], environment: [String: String] = [:],
-                    killAfter: TimeInterval? = nil) throws -> Result {
+    static func run(
+        _ tool: String, _ args: [String], environment: [String: String] = [:],
+        killAfter: TimeInterval? = nil
+    ) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try binary(tool))
         p.arguments = args
@@ -42,8 +44,9 @@ struct ToolHarness {
         }
         let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self), signaled: p.terminationReason == .uncaughtSignal)
+        return Result(
+            status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+            stderr: String(decoding: e, as: UTF8.self), signaled: p.terminationReason == .uncaughtSignal)
     }
 
     static func temporaryDirectory() throws -> URL {

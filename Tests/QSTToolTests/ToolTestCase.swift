@@ -29,9 +29,11 @@ class ToolTestCase: XCTestCase {
     /// QST_REAL_MODEL_TESTS=1.
     func requireRealModelBuild() throws {
         #if DEBUG
-        if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
-            try TestRequirement.unavailable("real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)", variable: "QST_REAL_MODEL_TESTS")
-        }
+            if ProcessInfo.processInfo.environment["QST_REAL_MODEL_TESTS"] != "1" {
+                try TestRequirement.unavailable(
+                    "real-model tool test skipped in debug builds (set QST_REAL_MODEL_TESTS=1)",
+                    variable: "QST_REAL_MODEL_TESTS")
+            }
         #endif
     }
 }

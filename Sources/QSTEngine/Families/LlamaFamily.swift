@@ -4,10 +4,12 @@
 public enum LlamaFamily: ModelFamily {
     public static let modelTypes = ["llama", "mistral"]
 
-    public static func blockWeights(layer: Int, config: ModelConfig, source: WeightSource) throws -> DecoderBlockWeights {
-        try WeightLoading.llamaLayoutBlock(layer: layer, config: config, source: source,
-                                           qkvBias: config.attentionBias == true,
-                                           outputBias: config.attentionBias == true,
-                                           mlpBias: config.mlpBias == true)
+    public static func blockWeights(layer: Int, config: ModelConfig, source: WeightSource) throws -> DecoderBlockWeights
+    {
+        try WeightLoading.llamaLayoutBlock(
+            layer: layer, config: config, source: source,
+            qkvBias: config.attentionBias == true,
+            outputBias: config.attentionBias == true,
+            mlpBias: config.mlpBias == true)
     }
 }

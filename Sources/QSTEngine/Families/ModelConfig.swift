@@ -49,7 +49,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id", padTokenId = "pad_token_id"
         case wordEmbedProjDim = "word_embed_proj_dim", doLayerNormBefore = "do_layer_norm_before"
         case activationFunction = "activation_function", enableBias = "enable_bias"
-        case layerNormElementwiseAffine = "layer_norm_elementwise_affine", removeFinalLayerNorm = "_remove_final_layer_norm"
+        case layerNormElementwiseAffine = "layer_norm_elementwise_affine", removeFinalLayerNorm =
+            "_remove_final_layer_norm"
     }
 
     /// Parses and validates; `origin` names the file in error messages.
@@ -60,10 +61,14 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         } catch let DecodingError.keyNotFound(key, _) {
             throw QSTError.file(origin, "config.json: missing field '\(key.stringValue)'")
         } catch let DecodingError.typeMismatch(_, ctx) {
-            throw QSTError.file(origin, "config.json: field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+            throw QSTError.file(
+                origin,
+                "config.json: field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
         } catch let DecodingError.dataCorrupted(ctx) {
             let at = ctx.codingPath.map(\.stringValue).joined(separator: ".")
-            throw QSTError.file(origin, "config.json: " + (at.isEmpty ? "not valid JSON" : "bad value for '\(at)': \(ctx.debugDescription)"))
+            throw QSTError.file(
+                origin,
+                "config.json: " + (at.isEmpty ? "not valid JSON" : "bad value for '\(at)': \(ctx.debugDescription)"))
         } catch {
             throw QSTError.file(origin, "config.json: \(error)")
         }
@@ -91,12 +96,18 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case nil, "default":
             return .none
         case "linear":
-            guard let f = rs.factor, f > 0 else { throw QSTError.file(origin, "config.json: rope_scaling linear needs a positive 'factor'") }
+            guard let f = rs.factor, f > 0 else {
+                throw QSTError.file(origin, "config.json: rope_scaling linear needs a positive 'factor'")
+            }
             return .linear(factor: f)
         case "llama3":
             guard let f = rs.factor, let lo = rs.lowFreqFactor, let hi = rs.highFreqFactor,
-                  let orig = rs.originalMaxPositionEmbeddings, f > 0, hi > lo, orig > 0 else {
-                throw QSTError.file(origin, "config.json: rope_scaling llama3 needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings")
+                let orig = rs.originalMaxPositionEmbeddings, f > 0, hi > lo, orig > 0
+            else {
+                throw QSTError.file(
+                    origin,
+                    "config.json: rope_scaling llama3 needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings"
+                )
             }
             return .llama3(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: orig)
         case let other?:
@@ -107,11 +118,15 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public func validate(origin: String) throws {
         func bad(_ field: String, _ why: String) -> QSTError { QSTError.file(origin, "config.json: \(field) \(why)") }
         guard Self.supportedModelTypes.contains(modelType) else {
-            throw bad("model_type", "'\(modelType)' is not supported (supported: \(Self.supportedModelTypes.joined(separator: ", ")))")
+            throw bad(
+                "model_type",
+                "'\(modelType)' is not supported (supported: \(Self.supportedModelTypes.joined(separator: ", ")))")
         }
-        for (name, v) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                          ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
-                          ("vocab_size", vocabSize), ("num_key_value_heads", kvHeads), ("head_dim", resolvedHeadDim)] where v <= 0 {
+        for (name, v) in [
+            ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+            ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+            ("vocab_size", vocabSize), ("num_key_value_heads", kvHeads), ("head_dim", resolvedHeadDim),
+        ] where v <= 0 {
             throw bad(name, "must be positive (got \(v))")
         }
         if modelType == "opt" { try validateOPT(origin: origin); return }
@@ -124,10 +139,14 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
         if modelType == "qwen2", useSlidingWindow == true {
             // Qwen2 windows only the layers from max_window_layers on, each with its own cache shape.
-            throw bad("use_sliding_window", "true is not supported (Qwen2's per-layer sliding window, max_window_layers); "
-                      + "only Mistral's sliding_window is")
+            throw bad(
+                "use_sliding_window",
+                "true is not supported (Qwen2's per-layer sliding window, max_window_layers); "
+                    + "only Mistral's sliding_window is")
         }
-        if modelType == "mistral", let w = slidingWindow, w <= 0 { throw bad("sliding_window", "must be positive (got \(w))") }
+        if modelType == "mistral", let w = slidingWindow, w <= 0 {
+            throw bad("sliding_window", "must be positive (got \(w))")
+        }
         if let e = rmsNormEps, !(e > 0) { throw bad("rms_norm_eps", "must be positive") }
         if let t = ropeTheta, !(t > 0) { throw bad("rope_theta", "must be positive") }
         _ = try ropeScalingValue(origin: origin)
@@ -168,7 +187,13 @@ public struct TokenIDList: Codable, Sendable, Equatable {
     public init(_ ids: [Int]) { self.ids = ids }
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { ids = [] } else if let one = try? c.decode(Int.self) { ids = [one] } else { ids = try c.decode([Int].self) }
+        if c.decodeNil() {
+            ids = []
+        } else if let one = try? c.decode(Int.self) {
+            ids = [one]
+        } else {
+            ids = try c.decode([Int].self)
+        }
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()

@@ -23,7 +23,9 @@ public enum ModelFamilies {
 /// Loading helpers shared by the families.
 enum WeightLoading {
     /// A `[outF, inF]` linear with an optional `[outF]` bias (`name.weight`, `name.bias`).
-    static func linear(_ source: WeightSource, _ name: String, out: Int, in inF: Int, bias: Bool) throws -> any LinearWeights {
+    static func linear(_ source: WeightSource, _ name: String, out: Int, in inF: Int, bias: Bool) throws
+        -> any LinearWeights
+    {
         let t = try source.tensor(name + ".weight")
         try t.expectShape([out, inF], origin: source.origin)
         var b: FloatBuffer?
@@ -33,8 +35,9 @@ enum WeightLoading {
             b = bt.floats()
         }
         if case .f32(let p) = t.storage {
-            return DenseLinear(weight: p, bias: b?.constPointer, inFeatures: inF, outFeatures: out,
-                               owner: [t.owner, b].compactMap { $0 })
+            return DenseLinear(
+                weight: p, bias: b?.constPointer, inFeatures: inF, outFeatures: out,
+                owner: [t.owner, b].compactMap { $0 })
         }
         return QuantizedLinear(tensor: t, bias: b)
     }
@@ -47,8 +50,10 @@ enum WeightLoading {
     }
 
     /// The standard HF LLaMA-layout block (`model.layers.i.self_attn.*`, `mlp.*`, two norms).
-    static func llamaLayoutBlock(layer i: Int, config c: ModelConfig, source s: WeightSource,
-                                 qkvBias: Bool, outputBias: Bool, mlpBias: Bool) throws -> DecoderBlockWeights {
+    static func llamaLayoutBlock(
+        layer i: Int, config c: ModelConfig, source s: WeightSource,
+        qkvBias: Bool, outputBias: Bool, mlpBias: Bool
+    ) throws -> DecoderBlockWeights {
         let p = "model.layers.\(i)."
         let d = c.hiddenSize, f = c.intermediateSize
         let inNorm = try vector(s, p + "input_layernorm.weight", count: d)

@@ -9,7 +9,8 @@ enum OPTConfigKeys {
     /// any other file is returned unchanged.
     static func normalized(_ data: Data) throws -> Data {
         guard let object = try? JSONSerialization.jsonObject(with: data), var dict = object as? [String: Any],
-              dict["model_type"] as? String == "opt", dict["intermediate_size"] == nil, let ffn = dict["ffn_dim"] else {
+            dict["model_type"] as? String == "opt", dict["intermediate_size"] == nil, let ffn = dict["ffn_dim"]
+        else {
             return data
         }
         dict["intermediate_size"] = ffn
@@ -37,13 +38,16 @@ extension ModelConfig {
             throw bad("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize)")
         }
         if let kv = numKeyValueHeads, kv != numAttentionHeads {
-            throw bad("num_key_value_heads", "\(kv) differs from num_attention_heads (OPT has no grouped-query attention)")
+            throw bad(
+                "num_key_value_heads", "\(kv) differs from num_attention_heads (OPT has no grouped-query attention)")
         }
         if let h = headDim, h != hiddenSize / numAttentionHeads {
             throw bad("head_dim", "\(h) is not hidden_size / num_attention_heads")
         }
         let act = activationFunction ?? "relu"
-        guard act == "relu" || act == "gelu" else { throw bad("activation_function", "'\(act)' is not supported (relu, gelu)") }
+        guard act == "relu" || act == "gelu" else {
+            throw bad("activation_function", "'\(act)' is not supported (relu, gelu)")
+        }
         if let e = wordEmbedProjDim, e <= 0 { throw bad("word_embed_proj_dim", "must be positive (got \(e))") }
         guard let m = maxPositionEmbeddings, m > 0 else {
             throw bad("max_position_embeddings", "must be given and positive (OPT learns one embedding per position)")

@@ -8,8 +8,10 @@ public enum OPTFamily: ModelFamily {
     public static let modelTypes = ["opt"]
 
     /// Only LLaMA-block users (LoRA) call this; they do not support OPT.
-    public static func blockWeights(layer: Int, config: ModelConfig, source: WeightSource) throws -> DecoderBlockWeights {
-        throw QSTError.file(source.origin, "OPT layers are not LLaMA decoder blocks (LoRA supports the LLaMA family only)")
+    public static func blockWeights(layer: Int, config: ModelConfig, source: WeightSource) throws -> DecoderBlockWeights
+    {
+        throw QSTError.file(
+            source.origin, "OPT layers are not LLaMA decoder blocks (LoRA supports the LLaMA family only)")
     }
 
     public static let prefix = "model.decoder."
@@ -22,14 +24,16 @@ struct OPTNorm {
 
     static func load(_ s: WeightSource, _ name: String, count: Int, affine: Bool) throws -> OPTNorm {
         guard affine else { return OPTNorm(weight: FloatBuffer([Float](repeating: 1, count: count)), bias: nil) }
-        return OPTNorm(weight: try WeightLoading.vector(s, name + ".weight", count: count),
-                       bias: try WeightLoading.vector(s, name + ".bias", count: count))
+        return OPTNorm(
+            weight: try WeightLoading.vector(s, name + ".weight", count: count),
+            bias: try WeightLoading.vector(s, name + ".bias", count: count))
     }
 
     /// In place is fine (`out` may equal `x`): each row is read whole before it is written.
     func apply(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, d: Int) {
-        LayerNorm.forward(out: out, mean: nil, rstd: nil, x: x, weight: weight.constPointer, bias: bias?.constPointer,
-                          n: n, d: d, eps: OPTLayerWeights.layerNormEps)
+        LayerNorm.forward(
+            out: out, mean: nil, rstd: nil, x: x, weight: weight.constPointer, bias: bias?.constPointer,
+            n: n, d: d, eps: OPTLayerWeights.layerNormEps)
     }
 }
 
@@ -84,8 +88,10 @@ final class OPTScratch {
 /// Post-norm: x = LN1(x + out(attn(x)));  x = LN2(x + fc2(act(fc1(x))))
 /// The attention kernels scale scores by 1/√head_dim, which is OPT's scaling of q.
 enum OPTBlock {
-    static func forward(x: UnsafeMutablePointer<Float>, batch: Int, newTokens: Int, weights w: OPTLayerWeights,
-                        config c: ModelConfig, kv: KVSlot, scratch: OPTScratch, context: MatmulContext) {
+    static func forward(
+        x: UnsafeMutablePointer<Float>, batch: Int, newTokens: Int, weights w: OPTLayerWeights,
+        config c: ModelConfig, kv: KVSlot, scratch: OPTScratch, context: MatmulContext
+    ) {
         let n = batch * newTokens, d = c.hiddenSize, f = c.intermediateSize
         let heads = c.numAttentionHeads, hd = d / heads
         guard n > 0 else { return }
@@ -95,7 +101,11 @@ enum OPTBlock {
         let attn = scratch.attn.pointer, u = scratch.ffn.pointer
 
         let attnIn: UnsafePointer<Float>
-        if pre { w.attentionNorm.apply(out: h, x: x, n: n, d: d); attnIn = UnsafePointer(h) } else { attnIn = UnsafePointer(x) }
+        if pre {
+            w.attentionNorm.apply(out: h, x: x, n: n, d: d); attnIn = UnsafePointer(h)
+        } else {
+            attnIn = UnsafePointer(x)
+        }
         w.q.forward(out: q, x: attnIn, n: n, accumulate: false, context: context)
         w.k.forward(out: k, x: attnIn, n: n, accumulate: false, context: context)
         w.v.forward(out: v, x: attnIn, n: n, accumulate: false, context: context)
@@ -105,14 +115,16 @@ enum OPTBlock {
             (kv.values + dstRow * d).update(from: v + b * newTokens * d, count: newTokens * d)
         }
         if BLASThreadScope.isSingleThreaded {
-            HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                          batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                          capacity: kv.capacity, nHeads: heads, nKVHeads: heads, headDim: hd,
-                                          threads: context.threads)
+            HeadParallelAttention.forward(
+                out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                capacity: kv.capacity, nHeads: heads, nKVHeads: heads, headDim: hd,
+                threads: context.threads)
         } else {
-            Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                    batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                    capacity: kv.capacity, nHeads: heads, nKVHeads: heads, headDim: hd)
+            Attention.forwardCached(
+                out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                capacity: kv.capacity, nHeads: heads, nKVHeads: heads, headDim: hd)
         }
         w.out.forward(out: x, x: attn, n: n, accumulate: true, context: context)
         if !pre { w.attentionNorm.apply(out: x, x: x, n: n, d: d) }

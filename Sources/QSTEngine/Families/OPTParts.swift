@@ -26,7 +26,8 @@ final class OPTParts {
         tokens = try s.tensor(p + "embed_tokens.weight")
         try tokens.expectShape([c.vocabSize, e], origin: s.origin)
         guard let maxPositions = c.maxPositionEmbeddings else {
-            throw QSTError.file(s.origin, "config.json: max_position_embeddings missing (OPT learns one embedding per position)")
+            throw QSTError.file(
+                s.origin, "config.json: max_position_embeddings missing (OPT learns one embedding per position)")
         }
         positions = try s.tensor(p + "embed_positions.weight")
         try positions.expectShape([maxPositions + Self.positionOffset, d], origin: s.origin)
@@ -37,7 +38,8 @@ final class OPTParts {
             projectIn = nil
             projectOut = nil
         }
-        finalNorm = c.optFinalNorm ? try OPTNorm.load(s, p + "final_layer_norm", count: d, affine: c.optAffineNorms) : nil
+        finalNorm =
+            c.optFinalNorm ? try OPTNorm.load(s, p + "final_layer_norm", count: d, affine: c.optAffineNorms) : nil
         if s.contains("lm_head.weight") {
             head = try s.tensor("lm_head.weight")
             try head.expectShape([c.vocabSize, e], origin: s.origin)
@@ -61,8 +63,10 @@ final class OPTParts {
 
     /// `x [n, hidden]` = project_in(embed_tokens[id]) + embed_positions[position + 2] for the valid rows
     /// (padding rows stay zero).
-    func embed(ids: [Int32], valid: [UInt8], positions pos: [Int32], into x: UnsafeMutablePointer<Float>,
-               context: MatmulContext) throws {
+    func embed(
+        ids: [Int32], valid: [UInt8], positions pos: [Int32], into x: UnsafeMutablePointer<Float>,
+        context: MatmulContext
+    ) throws {
         let n = ids.count, d = config.hiddenSize, e = config.headInputSize
         let rows = positions.shape[0]
         for (r, p) in pos.enumerated() where valid[r] != 0 && Int(p) + Self.positionOffset >= rows {
@@ -70,11 +74,15 @@ final class OPTParts {
         }
         if let projectIn {
             let t = FloatBuffer(count: n * e)
-            for (r, id) in ids.enumerated() where valid[r] != 0 { tokens.decode(start: Int(id) * e, count: e, into: t.pointer + r * e) }
+            for (r, id) in ids.enumerated() where valid[r] != 0 {
+                tokens.decode(start: Int(id) * e, count: e, into: t.pointer + r * e)
+            }
             projectIn.forward(out: x, x: t.constPointer, n: n, accumulate: false, context: context)
             for r in 0..<n where valid[r] == 0 { (x + r * d).update(repeating: 0, count: d) }
         } else {
-            for (r, id) in ids.enumerated() where valid[r] != 0 { tokens.decode(start: Int(id) * d, count: d, into: x + r * d) }
+            for (r, id) in ids.enumerated() where valid[r] != 0 {
+                tokens.decode(start: Int(id) * d, count: d, into: x + r * d)
+            }
         }
         let row = FloatBuffer(count: d)
         for r in 0..<n where valid[r] != 0 {

@@ -2,8 +2,10 @@
 public enum Qwen2Family: ModelFamily {
     public static let modelTypes = ["qwen2"]
 
-    public static func blockWeights(layer: Int, config: ModelConfig, source: WeightSource) throws -> DecoderBlockWeights {
-        try WeightLoading.llamaLayoutBlock(layer: layer, config: config, source: source,
-                                           qkvBias: true, outputBias: false, mlpBias: false)
+    public static func blockWeights(layer: Int, config: ModelConfig, source: WeightSource) throws -> DecoderBlockWeights
+    {
+        try WeightLoading.llamaLayoutBlock(
+            layer: layer, config: config, source: source,
+            qkvBias: true, outputBias: false, mlpBias: false)
     }
 }

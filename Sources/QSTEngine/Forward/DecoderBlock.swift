@@ -15,8 +15,9 @@ public struct DecoderBlockShape: Sendable, Equatable {
     }
 
     public init(config c: ModelConfig) {
-        self.init(hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numAttentionHeads,
-                  kvHeads: c.kvHeads, headDim: c.resolvedHeadDim, eps: c.eps)
+        self.init(
+            hidden: c.hiddenSize, intermediate: c.intermediateSize, heads: c.numAttentionHeads,
+            kvHeads: c.kvHeads, headDim: c.resolvedHeadDim, eps: c.eps)
     }
 
     public var qDim: Int { heads * headDim }
@@ -32,9 +33,11 @@ public struct DecoderBlockWeights {
     /// Keeps the norm vectors (and anything else pointed to) alive.
     public var owners: [AnyObject]
 
-    public init(inputNorm: UnsafePointer<Float>, postAttentionNorm: UnsafePointer<Float>,
-                q: any LinearWeights, k: any LinearWeights, v: any LinearWeights, o: any LinearWeights,
-                gate: any LinearWeights, up: any LinearWeights, down: any LinearWeights, owners: [AnyObject]) {
+    public init(
+        inputNorm: UnsafePointer<Float>, postAttentionNorm: UnsafePointer<Float>,
+        q: any LinearWeights, k: any LinearWeights, v: any LinearWeights, o: any LinearWeights,
+        gate: any LinearWeights, up: any LinearWeights, down: any LinearWeights, owners: [AnyObject]
+    ) {
         self.inputNorm = inputNorm; self.postAttentionNorm = postAttentionNorm
         self.q = q; self.k = k; self.v = v; self.o = o; self.gate = gate; self.up = up; self.down = down
         self.owners = owners
@@ -54,8 +57,10 @@ public struct KVSlot {
     public var window: Int?
     public var newKeyMask: UnsafePointer<UInt8>?
 
-    public init(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, keyMask: UnsafePointer<UInt8>,
-                capacity: Int, pastLength: Int, window: Int? = nil, newKeyMask: UnsafePointer<UInt8>? = nil) {
+    public init(
+        keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, keyMask: UnsafePointer<UInt8>,
+        capacity: Int, pastLength: Int, window: Int? = nil, newKeyMask: UnsafePointer<UInt8>? = nil
+    ) {
         self.keys = keys; self.values = values; self.keyMask = keyMask; self.capacity = capacity
         self.pastLength = pastLength; self.window = window; self.newKeyMask = newKeyMask
     }
@@ -96,44 +101,56 @@ public enum DecoderBlock {
     /// - `cos, sin`: `[batch·newTokens, headDim/2]` RoPE tables for each token's position.
     /// - `kv`: this layer's cache; the new tokens' rotated keys and values are written at rows
     ///   `pastLength..<pastLength+newTokens` of each sequence before attending.
-    public static func forward(x: UnsafeMutablePointer<Float>, batch: Int, newTokens: Int,
-                               weights w: DecoderBlockWeights, shape s: DecoderBlockShape,
-                               cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
-                               kv: KVSlot, scratch: DecoderScratch, context: MatmulContext) {
-        forward(x: x, rows: batch * newTokens, weights: w, shape: s, cos: cos, sin: sin, scratch: scratch,
-                context: context) { q, k, v, attn in
+    public static func forward(
+        x: UnsafeMutablePointer<Float>, batch: Int, newTokens: Int,
+        weights w: DecoderBlockWeights, shape s: DecoderBlockShape,
+        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+        kv: KVSlot, scratch: DecoderScratch, context: MatmulContext
+    ) {
+        forward(
+            x: x, rows: batch * newTokens, weights: w, shape: s, cos: cos, sin: sin, scratch: scratch,
+            context: context
+        ) { q, k, v, attn in
             if let window = kv.window, let newMask = kv.newKeyMask {
-                let keys = WindowedAttention.Keys(ringK: kv.keys, ringV: kv.values, ringMask: kv.keyMask,
-                                                  ringRows: kv.capacity, newK: k, newV: v, newMask: newMask)
-                WindowedAttention.forward(out: attn, q: q, keys: keys, batch: batch, newTokens: newTokens,
-                                          pastLength: kv.pastLength, window: window, nHeads: s.heads,
-                                          nKVHeads: s.kvHeads, headDim: s.headDim, threads: context.threads)
-                WindowedAttention.store(keys: k, values: v, into: kv, batch: batch, newTokens: newTokens, kvDim: s.kvDim)
+                let keys = WindowedAttention.Keys(
+                    ringK: kv.keys, ringV: kv.values, ringMask: kv.keyMask,
+                    ringRows: kv.capacity, newK: k, newV: v, newMask: newMask)
+                WindowedAttention.forward(
+                    out: attn, q: q, keys: keys, batch: batch, newTokens: newTokens,
+                    pastLength: kv.pastLength, window: window, nHeads: s.heads,
+                    nKVHeads: s.kvHeads, headDim: s.headDim, threads: context.threads)
+                WindowedAttention.store(
+                    keys: k, values: v, into: kv, batch: batch, newTokens: newTokens, kvDim: s.kvDim)
             } else {
-                attendThroughCache(attn: attn, q: q, k: k, v: v, batch: batch, newTokens: newTokens, shape: s, kv: kv,
-                                   context: context)
+                attendThroughCache(
+                    attn: attn, q: q, k: k, v: v, batch: batch, newTokens: newTokens, shape: s, kv: kv,
+                    context: context)
             }
         }
     }
 
     /// Plain causal attention: the new rows are written into the cache, then every query reads it.
-    static func attendThroughCache(attn: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-                                   v: UnsafePointer<Float>, batch: Int, newTokens: Int, shape s: DecoderBlockShape,
-                                   kv: KVSlot, context: MatmulContext) {
+    static func attendThroughCache(
+        attn: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+        v: UnsafePointer<Float>, batch: Int, newTokens: Int, shape s: DecoderBlockShape,
+        kv: KVSlot, context: MatmulContext
+    ) {
         for b in 0..<batch {
             let dstRow = b * kv.capacity + kv.pastLength
             (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
             (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
         }
         if BLASThreadScope.isSingleThreaded {
-            HeadParallelAttention.forward(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                          batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                          capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
-                                          threads: context.threads, rowIndependent: context.rowIndependent)
+            HeadParallelAttention.forward(
+                out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
+                threads: context.threads, rowIndependent: context.rowIndependent)
         } else {
-            Attention.forwardCached(out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                                    batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                                    capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+            Attention.forwardCached(
+                out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
+                batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
+                capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
         }
     }
 
@@ -141,11 +158,15 @@ public enum DecoderBlock {
     /// k, v, out)` gets the rotated queries, keys and values `[rows, ·]`, stores the keys and values where the
     /// rows' sequences keep them and writes the attention output `[rows, qDim]` (the batched server gives
     /// each sequence its own cache: `FrozenModel.forwardRagged`).
-    static func forward(x: UnsafeMutablePointer<Float>, rows n: Int, weights w: DecoderBlockWeights,
-                        shape s: DecoderBlockShape, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
-                        scratch: DecoderScratch, context: MatmulContext,
-                        attend: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
-                                 UnsafeMutablePointer<Float>) -> Void) {
+    static func forward(
+        x: UnsafeMutablePointer<Float>, rows n: Int, weights w: DecoderBlockWeights,
+        shape s: DecoderBlockShape, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+        scratch: DecoderScratch, context: MatmulContext,
+        attend: (
+            UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+            UnsafeMutablePointer<Float>
+        ) -> Void
+    ) {
         guard n > 0 else { return }
         scratch.ensure(rows: n)
         let h = scratch.normed.pointer, q = scratch.q.pointer, k = scratch.k.pointer, v = scratch.v.pointer

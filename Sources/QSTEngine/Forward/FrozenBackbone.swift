@@ -2,8 +2,8 @@ import QSTNN
 
 /// A batch of token sequences, right-padded to a common length.
 public struct TokenBatch: Sendable {
-    public var ids: [Int32]          // [batch * seqLen], row-major
-    public var lengths: [Int]        // real length of each sequence (the rest is padding)
+    public var ids: [Int32]  // [batch * seqLen], row-major
+    public var lengths: [Int]  // real length of each sequence (the rest is padding)
     public var seqLen: Int
     public var batch: Int { lengths.count }
 

@@ -39,7 +39,8 @@ public final class FrozenModel: FrozenBackbone {
     let context: MatmulContext
     let scratch: DecoderScratch
     /// The head's int8 copy decoding uses, if any (`--matmul auto` only), made on first use (`decodeLogits`).
-    private(set) lazy var decodeHead: Q8DecodeHead? = options.matmulPath == .kernelsAuto ? Q8DecodeHead(head: head) : nil
+    private(set) lazy var decodeHead: Q8DecodeHead? =
+        options.matmulPath == .kernelsAuto ? Q8DecodeHead(head: head) : nil
     /// Layers whose pages were prefetched (and, without `dropPages`, stay).
     private var prefetchedLayers = Set<Int>()
 
@@ -71,8 +72,9 @@ public final class FrozenModel: FrozenBackbone {
                 throw QSTError.tensor(source.origin, "lm_head.weight", "missing while tie_word_embeddings is false")
             }
             finalNorm = try WeightLoading.vector(source, "model.norm.weight", count: c.hiddenSize)
-            invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
-                                              scaling: try c.ropeScalingValue(origin: source.origin))
+            invFreq = RoPE.inverseFrequencies(
+                headDim: c.resolvedHeadDim, theta: c.theta,
+                scaling: try c.ropeScalingValue(origin: source.origin))
         }
         if let mb = options.residentBudgetMB { dropPages = source.weightBytes > mb << 20 } else { dropPages = false }
         context = MatmulContext(path: options.matmulPath)
@@ -106,26 +108,35 @@ public final class FrozenModel: FrozenBackbone {
     /// A fresh cache for `batch` sequences of up to `capacity` tokens; with a sliding window shorter than
     /// `capacity` it holds only `window − 1` rows per sequence (a ring, see `KVCache`).
     public func makeCache(batch: Int, capacity: Int) -> KVCache {
-        KVCache(layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim, window: config.attentionWindow)
+        KVCache(
+            layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim, window: config.attentionWindow)
     }
 
     /// Runs `newTokens` tokens per sequence (`ids [batch·newTokens]`, `valid` nonzero = real token, nil = all)
     /// through the model. With a cache the tokens continue what the cache holds; without one they form
     /// complete right-padded sequences. `visit(i, h)` sees the residual stream after layer i (0 = embeddings).
     /// Returns the final-normed hidden states `[batch·newTokens, headInputSize]`.
-    public func forward(ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: KVCache? = nil,
-                        visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil) throws -> FloatBuffer {
+    public func forward(
+        ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: KVCache? = nil,
+        visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil
+    ) throws -> FloatBuffer {
         let blas = BLASThreadScope()
         defer { blas.restore() }
         let n = batch * newTokens
-        guard ids.count == n else { throw QSTError("forward: \(ids.count) ids for batch \(batch) × \(newTokens) tokens") }
+        guard ids.count == n else {
+            throw QSTError("forward: \(ids.count) ids for batch \(batch) × \(newTokens) tokens")
+        }
         let d = hiddenSize
         let validMask = valid ?? [UInt8](repeating: 1, count: n)
-        guard validMask.count == n else { throw QSTError("forward: mask has \(validMask.count) entries, expected \(n)") }
+        guard validMask.count == n else {
+            throw QSTError("forward: mask has \(validMask.count) entries, expected \(n)")
+        }
         for (i, id) in ids.enumerated() where validMask[i] != 0 && (id < 0 || Int(id) >= vocabSize) {
             throw QSTError("forward: token id \(id) at position \(i) is outside the vocabulary 0..<\(vocabSize)")
         }
-        if let cache, cache.batch != batch { throw QSTError("forward: cache is for batch \(cache.batch), got \(batch)") }
+        if let cache, cache.batch != batch {
+            throw QSTError("forward: cache is for batch \(cache.batch), got \(batch)")
+        }
         try config.checkSequenceLength((cache?.length ?? 0) + newTokens)
 
         // Without a cache one reusable K/V slot serves every layer: attention only needs the current layer's.
@@ -135,7 +146,8 @@ public final class FrozenModel: FrozenBackbone {
             positions = try cache.append(newTokens: newTokens, valid: validMask)
             local = nil
         } else {
-            let c = KVCache(layers: 1, batch: batch, capacity: newTokens, kvDim: config.kvDim, window: config.attentionWindow)
+            let c = KVCache(
+                layers: 1, batch: batch, capacity: newTokens, kvDim: config.kvDim, window: config.attentionWindow)
             positions = try c.append(newTokens: newTokens, valid: validMask)
             local = c
         }
@@ -169,24 +181,27 @@ public final class FrozenModel: FrozenBackbone {
             if i + 1 < layerCount { prefetch(layer: i + 1) }
             let slot = cache?.slot(layer: i, pending: pending) ?? local!.slot(layer: 0, pending: pending)
             if let opt {
-                OPTBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: try opt.layer(i, cache: !dropPages),
-                                 config: config, kv: slot, scratch: opt.scratch, context: context)
+                OPTBlock.forward(
+                    x: x.pointer, batch: batch, newTokens: newTokens, weights: try opt.layer(i, cache: !dropPages),
+                    config: config, kv: slot, scratch: opt.scratch, context: context)
                 if dropPages { source.dropLayer(i) }
                 try visit?(i + 1, x.constPointer)
                 continue
             }
             let stored = try blockWeights(i)
             let w = blockTransform?(i, stored) ?? stored
-            DecoderBlock.forward(x: x.pointer, batch: batch, newTokens: newTokens, weights: w, shape: blockShape,
-                                 cos: cos.constPointer, sin: sin.constPointer, kv: slot, scratch: scratch,
-                                 context: context)
+            DecoderBlock.forward(
+                x: x.pointer, batch: batch, newTokens: newTokens, weights: w, shape: blockShape,
+                cos: cos.constPointer, sin: sin.constPointer, kv: slot, scratch: scratch,
+                context: context)
             if dropPages { source.dropLayer(i) }
             try visit?(i + 1, x.constPointer)
         }
         cache?.commit(newTokens: newTokens)
         if let opt { return opt.finish(x, n: n, context: context) }
-        RMSNorm.forward(out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer,
-                        n: n, d: d, eps: config.eps)
+        RMSNorm.forward(
+            out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer,
+            n: n, d: d, eps: config.eps)
         return x
     }
 
@@ -210,7 +225,8 @@ public final class FrozenModel: FrozenBackbone {
         var r0 = 0
         while r0 < rows {
             let n = min(Q8DecodeHead.maxRows, rows - r0)
-            q8.forward(out: out.pointer + r0 * vocabSize, x: hidden + r0 * headInputSize, n: n, threads: context.threads)
+            q8.forward(
+                out: out.pointer + r0 * vocabSize, x: hidden + r0 * headInputSize, n: n, threads: context.threads)
             r0 += n
         }
         return out
@@ -237,24 +253,40 @@ public final class FrozenModel: FrozenBackbone {
         func describe(_ t: WeightTensor) -> String {
             if case .f32 = t.storage { return "f32 sgemm" }
             let kind: String
-            switch t.storage { case .nf4: kind = "nf4"; case .bf16: kind = "bf16"; case .f32: kind = "f32" }
-            return kind + " " + QuantizedLinear(tensor: t, bias: nil).route(rows: rows, path: options.matmulPath,
-                                                                          rowIndependent: rowIndependent)
+            switch t.storage {
+            case .nf4: kind = "nf4";
+            case .bf16: kind = "bf16";
+            case .f32: kind = "f32"
+            }
+            return kind + " "
+                + QuantizedLinear(tensor: t, bias: nil).route(
+                    rows: rows, path: options.matmulPath,
+                    rowIndependent: rowIndependent)
         }
         var parts: [String] = []
-        if let layer = try? source.tensor("model.layers.0.mlp.gate_proj.weight") { parts.append("layers " + describe(layer)) }
-        if !rowIndependent, rows <= Q8DecodeHead.maxRows, let q8 = decodeHead { parts.append("head q8 " + q8.pathName) } else { parts.append("head " + describe(head)) }
+        if let layer = try? source.tensor("model.layers.0.mlp.gate_proj.weight") {
+            parts.append("layers " + describe(layer))
+        }
+        if !rowIndependent, rows <= Q8DecodeHead.maxRows, let q8 = decodeHead {
+            parts.append("head q8 " + q8.pathName)
+        } else {
+            parts.append("head " + describe(head))
+        }
         return parts.joined(separator: ", ")
     }
 
     var headLinear: any LinearWeights {
         if case .f32(let p) = head.storage {
-            return DenseLinear(weight: p, bias: nil, inFeatures: headInputSize, outFeatures: vocabSize, owner: [head.owner].compactMap { $0 })
+            return DenseLinear(
+                weight: p, bias: nil, inFeatures: headInputSize, outFeatures: vocabSize,
+                owner: [head.owner].compactMap { $0 })
         }
         return QuantizedLinear(tensor: head, bias: nil)
     }
 
-    public func forwardHiddenStates(_ batch: TokenBatch, visit: (Int, UnsafePointer<Float>) throws -> Void) throws -> [Float] {
+    public func forwardHiddenStates(_ batch: TokenBatch, visit: (Int, UnsafePointer<Float>) throws -> Void) throws
+        -> [Float]
+    {
         let valid = Attention.maskFromLengths(batch.lengths, seqLen: batch.seqLen)
         // Training and evaluation batches: every sequence's rows independent of its batch-mates and padding.
         context.rowIndependent = true

@@ -9,16 +9,19 @@ import struct QSTCore.SendablePointer
 /// single-threaded BLAS. Same contract and numbers as `Attention.forwardCached`; used while the engine
 /// holds BLAS at one thread (see `BLASThreadScope`), where QSTNN's per-head loop would run on one core.
 enum HeadParallelAttention {
-    static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, kCache: UnsafePointer<Float>,
-                        vCache: UnsafePointer<Float>, keyMask: UnsafePointer<UInt8>, batch: Int, newTokens: Int,
-                        pastLength: Int, capacity: Int, nHeads: Int, nKVHeads: Int, headDim: Int, threads: Int,
-                        rowIndependent: Bool = false) {
+    static func forward(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, kCache: UnsafePointer<Float>,
+        vCache: UnsafePointer<Float>, keyMask: UnsafePointer<UInt8>, batch: Int, newTokens: Int,
+        pastLength: Int, capacity: Int, nHeads: Int, nKVHeads: Int, headDim: Int, threads: Int,
+        rowIndependent: Bool = false
+    ) {
         let Tq = newTokens, L = pastLength + newTokens, hd = headDim
         guard Tq > 0 else { return }
         // Row-independent mode (right-padded sequences, no past): the products cover only each sequence's
         // real tokens, so their shapes — and OpenBLAS's loops, which depend on them — ignore the padding.
         // Padding query rows get zeros.
-        let realRows: [Int]? = rowIndependent && pastLength == 0
+        let realRows: [Int]? =
+            rowIndependent && pastLength == 0
             ? (0..<batch).map { b in (0..<Tq).first { keyMask[b * capacity + $0] == 0 } ?? Tq } : nil
         let ldq = nHeads * hd, ldk = nKVHeads * hd, group = nHeads / nKVHeads
         let scale = 1 / Float(hd).squareRoot()
@@ -43,8 +46,9 @@ enum HeadParallelAttention {
                 while i0 < rows {
                     let tb = min(block, rows - i0), lb = min(realRows == nil ? L : rows, pastLength + i0 + tb)
                     let qh = qs.base + (b * Tq + i0) * ldq + h * hd
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(lb), Int32(hd),
-                                scale, qh, Int32(ldq), kh, Int32(ldk), 0, scores, Int32(lb))
+                    cblas_sgemm(
+                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(lb), Int32(hd),
+                        scale, qh, Int32(ldq), kh, Int32(ldk), 0, scores, Int32(lb))
                     for r in 0..<tb {
                         let row = scores + r * lb
                         let last = min(lb, pastLength + i0 + r + 1)
@@ -67,8 +71,9 @@ enum HeadParallelAttention {
                         }
                         for j in last..<lb { row[j] = 0 }
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(lb),
-                                1, scores, Int32(lb), vh, Int32(ldk), 0, o.base + (b * Tq + i0) * ldq + h * hd, Int32(ldq))
+                    cblas_sgemm(
+                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(lb),
+                        1, scores, Int32(lb), vh, Int32(ldk), 0, o.base + (b * Tq + i0) * ldq + h * hd, Int32(ldq))
                     i0 += tb
                 }
                 for i in rows..<Tq { (o.base + (b * Tq + i) * ldq + h * hd).update(repeating: 0, count: hd) }

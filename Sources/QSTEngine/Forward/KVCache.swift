@@ -49,8 +49,9 @@ public final class KVCache {
 
     /// Layer `layer`'s storage. For a ring, `pending` must be the pointer of `pendingKeyMask` for this forward.
     func slot(layer: Int, pending: UnsafePointer<UInt8>? = nil) -> KVSlot {
-        KVSlot(keys: keys[layer].pointer, values: values[layer].pointer, keyMask: mask.constPointer,
-               capacity: rows, pastLength: length, window: window, newKeyMask: pending)
+        KVSlot(
+            keys: keys[layer].pointer, values: values[layer].pointer, keyMask: mask.constPointer,
+            capacity: rows, pastLength: length, window: window, newKeyMask: pending)
     }
 
     /// The appended tokens' key mask `[batch·newTokens]` (ring caches only; plain caches hold it in `mask`).

@@ -21,8 +21,10 @@ extension FrozenModel {
     ///
     /// `visit(i, h)` sees the stacked residual stream after layer i (0 = embeddings); segment j's rows start
     /// at `Σ_{k<j} ids[k].count`. Returns the final-normed hidden states of all rows. LLaMA family only.
-    public func forwardRagged(_ segments: [RaggedSegment],
-                              visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil) throws -> FloatBuffer {
+    public func forwardRagged(
+        _ segments: [RaggedSegment],
+        visit: ((Int, UnsafePointer<Float>) throws -> Void)? = nil
+    ) throws -> FloatBuffer {
         guard opt == nil else { throw QSTError("ragged forward: OPT models are not supported (LLaMA family only)") }
         let blas = BLASThreadScope()
         defer { blas.restore() }
@@ -30,19 +32,25 @@ extension FrozenModel {
         guard n > 0 else { throw QSTError("ragged forward: no tokens") }
         // Check everything before any cache is touched, so a bad segment leaves every cache as it was.
         for (j, seg) in segments.enumerated() {
-            guard seg.cache.batch == 1 else { throw QSTError("ragged forward: segment \(j)'s cache holds \(seg.cache.batch) sequences, not 1") }
+            guard seg.cache.batch == 1 else {
+                throw QSTError("ragged forward: segment \(j)'s cache holds \(seg.cache.batch) sequences, not 1")
+            }
             // The per-sequence attention here is plain causal: it does not apply a sliding window, so a sequence
             // may not grow past one (the rectangular forward's ring cache does; the server refuses longer requests).
             if let w = config.slidingWindow, seg.cache.length + seg.ids.count > w {
-                throw QSTError("ragged forward: segment \(j) reaches \(seg.cache.length + seg.ids.count) positions, past "
-                               + "the model's sliding window of \(w) (not supported by batched serving)")
+                throw QSTError(
+                    "ragged forward: segment \(j) reaches \(seg.cache.length + seg.ids.count) positions, past "
+                        + "the model's sliding window of \(w) (not supported by batched serving)")
             }
             guard seg.cache.length + seg.ids.count <= seg.cache.capacity else {
-                throw QSTError("ragged forward: segment \(j) needs \(seg.cache.length + seg.ids.count) positions, its cache holds \(seg.cache.capacity)")
+                throw QSTError(
+                    "ragged forward: segment \(j) needs \(seg.cache.length + seg.ids.count) positions, its cache holds \(seg.cache.capacity)"
+                )
             }
             try config.checkSequenceLength(seg.cache.length + seg.ids.count)
             for id in seg.ids where id < 0 || Int(id) >= vocabSize {
-                throw QSTError("ragged forward: token id \(id) of segment \(j) is outside the vocabulary 0..<\(vocabSize)")
+                throw QSTError(
+                    "ragged forward: token id \(id) of segment \(j) is outside the vocabulary 0..<\(vocabSize)")
             }
         }
         var positions: [Int32] = []
@@ -50,7 +58,8 @@ extension FrozenModel {
         var starts: [Int] = []
         for seg in segments {
             starts.append(positions.count)
-            positions += try seg.cache.append(newTokens: seg.ids.count, valid: [UInt8](repeating: 1, count: seg.ids.count))
+            positions += try seg.cache.append(
+                newTokens: seg.ids.count, valid: [UInt8](repeating: 1, count: seg.ids.count))
         }
         // One segment is one call whatever the limit (a request alone: the calls `forward` makes).
         let limit = segments.count > 1 ? try blockWeights(0).gemvRowLimit(context: context) : Int(QST_GEMV_MAX_ROWS)
@@ -71,22 +80,27 @@ extension FrozenModel {
             if i + 1 < layerCount { prefetch(layer: i + 1) }
             let w = RowGroupedLinear.wrap(try blockWeights(i), groups: groups)
             let ctx = context
-            DecoderBlock.forward(x: x.pointer, rows: n, weights: w, shape: s, cos: cos.constPointer, sin: sin.constPointer,
-                                 scratch: scratch, context: ctx) { q, k, v, attn in
-                let jobs = RaggedAttention(q: q, attn: attn, shape: s, slots: segments.enumerated().map { j, seg in
-                    let kv = seg.cache.slot(layer: i), t = seg.ids.count, r0 = starts[j]
-                    (kv.keys + kv.pastLength * s.kvDim).update(from: k + r0 * s.kvDim, count: t * s.kvDim)
-                    (kv.values + kv.pastLength * s.kvDim).update(from: v + r0 * s.kvDim, count: t * s.kvDim)
-                    return (kv, t, r0)
-                })
+            DecoderBlock.forward(
+                x: x.pointer, rows: n, weights: w, shape: s, cos: cos.constPointer, sin: sin.constPointer,
+                scratch: scratch, context: ctx
+            ) { q, k, v, attn in
+                let jobs = RaggedAttention(
+                    q: q, attn: attn, shape: s,
+                    slots: segments.enumerated().map { j, seg in
+                        let kv = seg.cache.slot(layer: i), t = seg.ids.count, r0 = starts[j]
+                        (kv.keys + kv.pastLength * s.kvDim).update(from: k + r0 * s.kvDim, count: t * s.kvDim)
+                        (kv.values + kv.pastLength * s.kvDim).update(from: v + r0 * s.kvDim, count: t * s.kvDim)
+                        return (kv, t, r0)
+                    })
                 jobs.run(threads: ctx.threads)
             }
             if dropPages { source.dropLayer(i) }
             try visit?(i + 1, x.constPointer)
         }
         for seg in segments { seg.cache.commit(newTokens: seg.ids.count) }
-        RMSNorm.forward(out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer, n: n, d: d,
-                        eps: config.eps)
+        RMSNorm.forward(
+            out: x.pointer, rstd: nil, x: x.constPointer, weight: finalNorm.constPointer, n: n, d: d,
+            eps: config.eps)
         return x
     }
 }
@@ -103,10 +117,11 @@ private struct RaggedAttention: @unchecked Sendable {
 
     func one(_ j: Int, threads: Int) {
         let (kv, t, r0) = slots[j], s = shape
-        HeadParallelAttention.forward(out: attn + r0 * s.qDim, q: q + r0 * s.qDim, kCache: kv.keys, vCache: kv.values,
-                                      keyMask: kv.keyMask, batch: 1, newTokens: t, pastLength: kv.pastLength,
-                                      capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
-                                      threads: threads)
+        HeadParallelAttention.forward(
+            out: attn + r0 * s.qDim, q: q + r0 * s.qDim, kCache: kv.keys, vCache: kv.values,
+            keyMask: kv.keyMask, batch: 1, newTokens: t, pastLength: kv.pastLength,
+            capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
+            threads: threads)
     }
 
     func run(threads: Int) {
@@ -147,15 +162,18 @@ struct RowGroupedLinear: LinearWeights {
         return out
     }
 
-    func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
-                 context: MatmulContext) {
+    func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+        context: MatmulContext
+    ) {
         guard groups.count > 1 else {
             inner.forward(out: out, x: x, n: n, accumulate: accumulate, context: context)
             return
         }
         for g in groups {
-            inner.forward(out: out + g.lowerBound * outFeatures, x: x + g.lowerBound * inFeatures, n: g.count,
-                          accumulate: accumulate, context: context)
+            inner.forward(
+                out: out + g.lowerBound * outFeatures, x: x + g.lowerBound * inFeatures, n: g.count,
+                accumulate: accumulate, context: context)
         }
     }
 
@@ -176,9 +194,13 @@ extension FrozenModel {
         let blas = BLASThreadScope()
         defer { blas.restore() }
         let out = FloatBuffer(count: rows * vocabSize)
-        RowGroupedLinear(inner: headLinear, groups: RowGroupedLinear.groups(sizes: [Int](repeating: 1, count: rows),
-                                                                            limit: Int(QST_GEMV_MAX_ROWS)))
-            .forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
+        RowGroupedLinear(
+            inner: headLinear,
+            groups: RowGroupedLinear.groups(
+                sizes: [Int](repeating: 1, count: rows),
+                limit: Int(QST_GEMV_MAX_ROWS))
+        )
+        .forward(out: out.pointer, x: hidden, n: rows, accumulate: false, context: context)
         return out
     }
 }

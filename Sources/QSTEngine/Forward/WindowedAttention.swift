@@ -28,9 +28,11 @@ enum WindowedAttention {
         return a >= 0 ? a : nil
     }
 
-    static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: Keys,
-                        batch: Int, newTokens: Int, pastLength: Int, window: Int,
-                        nHeads: Int, nKVHeads: Int, headDim: Int, threads: Int) {
+    static func forward(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: Keys,
+        batch: Int, newTokens: Int, pastLength: Int, window: Int,
+        nHeads: Int, nKVHeads: Int, headDim: Int, threads: Int
+    ) {
         let Tq = newTokens, hd = headDim, R = pastLength > 0 ? keys.ringRows : 0, W = window
         guard Tq > 0 else { return }
         let ldq = nHeads * hd, ldk = nKVHeads * hd, group = nHeads / nKVHeads
@@ -59,11 +61,13 @@ enum WindowedAttention {
                     let ld = rc + (n1 - n0)
                     let qh = qs.base + (b * Tq + i0) * ldq + h * hd
                     if rc > 0 {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(rc), Int32(hd),
-                                    scale, qh, Int32(ldq), ringK, Int32(ldk), 0, scores, Int32(ld))
+                        cblas_sgemm(
+                            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(rc), Int32(hd),
+                            scale, qh, Int32(ldq), ringK, Int32(ldk), 0, scores, Int32(ld))
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(n1 - n0), Int32(hd),
-                                scale, qh, Int32(ldq), newK + n0 * ldk, Int32(ldk), 0, scores + rc, Int32(ld))
+                    cblas_sgemm(
+                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(n1 - n0), Int32(hd),
+                        scale, qh, Int32(ldq), newK + n0 * ldk, Int32(ldk), 0, scores + rc, Int32(ld))
                     for r in 0..<tb {
                         let i = i0 + r, p = pastLength + i
                         let row = scores + r * ld
@@ -88,11 +92,13 @@ enum WindowedAttention {
                     }
                     let dst = o.base + (b * Tq + i0) * ldq + h * hd
                     if rc > 0 {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(rc),
-                                    1, scores, Int32(ld), ringV, Int32(ldk), 0, dst, Int32(ldq))
+                        cblas_sgemm(
+                            CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(rc),
+                            1, scores, Int32(ld), ringV, Int32(ldk), 0, dst, Int32(ldq))
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(n1 - n0),
-                                1, scores + rc, Int32(ld), newV + n0 * ldk, Int32(ldk), rc > 0 ? 1 : 0, dst, Int32(ldq))
+                    cblas_sgemm(
+                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(n1 - n0),
+                        1, scores + rc, Int32(ld), newV + n0 * ldk, Int32(ldk), rc > 0 ? 1 : 0, dst, Int32(ldq))
                     i0 += tb
                 }
             }
@@ -100,8 +106,10 @@ enum WindowedAttention {
     }
 
     /// After attention: the new rows' keys and values go into their ring slots (the latest `ringRows`).
-    static func store(keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, into kv: KVSlot,
-                      batch: Int, newTokens: Int, kvDim: Int) {
+    static func store(
+        keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, into kv: KVSlot,
+        batch: Int, newTokens: Int, kvDim: Int
+    ) {
         let R = kv.capacity
         guard R > 0 else { return }
         for b in 0..<batch {

@@ -82,9 +82,11 @@ public final class Generator {
     public init(model: FrozenModel) { self.model = model }
 
     /// - Parameter onToken: called with each new token; return false to stop.
-    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingOptions = SamplingOptions(),
-                         stopTokens: Set<Int32> = [], contextLimit: Int? = nil,
-                         onToken: (Int32) throws -> Bool = { _ in true }) throws -> GenerationResult {
+    public func generate(
+        prompt: [Int32], maxTokens: Int, sampling: SamplingOptions = SamplingOptions(),
+        stopTokens: Set<Int32> = [], contextLimit: Int? = nil,
+        onToken: (Int32) throws -> Bool = { _ in true }
+    ) throws -> GenerationResult {
         try sampling.validate()
         guard !prompt.isEmpty else { throw QSTError("generate: the prompt is empty") }
         let limit = contextLimit ?? model.config.maxPositionEmbeddings ?? (prompt.count + maxTokens)
@@ -94,8 +96,9 @@ public final class Generator {
         let capacity = min(limit, prompt.count + maxTokens)
         let cache = model.makeCache(batch: 1, capacity: capacity)
         var sampler = Sampler(sampling)
-        var result = GenerationResult(promptTokens: prompt.count, tokens: [], stopReason: "max_tokens",
-                                      prefillSeconds: 0, decodeSeconds: 0)
+        var result = GenerationResult(
+            promptTokens: prompt.count, tokens: [], stopReason: "max_tokens",
+            prefillSeconds: 0, decodeSeconds: 0)
         guard maxTokens > 0 else { return result }
         let t0 = Date()
         var hidden = try model.forward(ids: prompt, batch: 1, newTokens: prompt.count, cache: cache)

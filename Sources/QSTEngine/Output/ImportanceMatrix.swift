@@ -13,11 +13,15 @@ public enum ImportanceMatrix {
     /// the calibration: for every block linear (`model.layers.i.self_attn.q_proj.weight`, …) the mean over all
     /// tokens of each input channel's squared activation. With `gram`, also each distinct input's full Gram
     /// matrix `Σₜ xₜxₜᵀ` (for GPTQ: q/k/v share one, gate/up one; 4 per block).
-    public static func collect(model: FrozenModel, tokens: [Int32], ctx: Int, textSHA256: String, gram: Bool = false,
-                               progress: (Progress) -> Void = { _ in }) throws -> NF4Calibration {
+    public static func collect(
+        model: FrozenModel, tokens: [Int32], ctx: Int, textSHA256: String, gram: Bool = false,
+        progress: (Progress) -> Void = { _ in }
+    ) throws -> NF4Calibration {
         guard !model.config.isOPT else {
-            throw QSTError.file(model.source.origin, "calibration reads LLaMA-layout blocks; model_type "
-                                + "'\(model.config.modelType)' is not supported")
+            throw QSTError.file(
+                model.source.origin,
+                "calibration reads LLaMA-layout blocks; model_type "
+                    + "'\(model.config.modelType)' is not supported")
         }
         guard ctx >= 1 else { throw QSTError("calibration: window length \(ctx) must be at least 1") }
         guard !tokens.isEmpty else { throw QSTError("calibration: the text has no tokens") }
@@ -31,8 +35,9 @@ public enum ImportanceMatrix {
             _ = try model.forward(ids: ids, batch: 1, newTokens: ids.count)
             progress(Progress(windows: wi + 1, totalWindows: windows, tokens: min(tokens.count, (wi + 1) * ctx)))
         }
-        return NF4Calibration(channels: sink.means(), textSHA256: textSHA256, tokens: tokens.count, ctx: ctx,
-                              seconds: Date().timeIntervalSince(start), grams: sink.symmetricGrams(), gramOf: sink.gramOf)
+        return NF4Calibration(
+            channels: sink.means(), textSHA256: textSHA256, tokens: tokens.count, ctx: ctx,
+            seconds: Date().timeIntervalSince(start), grams: sink.symmetricGrams(), gramOf: sink.gramOf)
     }
 }
 
@@ -55,7 +60,8 @@ final class ActivationSquares {
         guard collectsGram, n > 0 else { return }
         var g = grams.removeValue(forKey: name) ?? [Float](repeating: 0, count: k * k)
         g.withUnsafeMutableBufferPointer {
-            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(k), Int32(n), 1, x, Int32(k), 1, $0.baseAddress!, Int32(k))
+            cblas_ssyrk(
+                CblasRowMajor, CblasUpper, CblasTrans, Int32(k), Int32(n), 1, x, Int32(k), 1, $0.baseAddress!, Int32(k))
         }
         grams[name] = g
         gramOf[name] = name
@@ -102,8 +108,10 @@ struct RecordingLinear: LinearWeights {
     var inFeatures: Int { inner.inFeatures }
     var outFeatures: Int { inner.outFeatures }
 
-    func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
-                 context: MatmulContext) {
+    func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+        context: MatmulContext
+    ) {
         sink.add(name, x: x, rows: n, channels: inFeatures)
         if recordsGram { sink.addGram(name, x: x, rows: n, channels: inFeatures) }
         inner.forward(out: out, x: x, n: n, accumulate: accumulate, context: context)

@@ -9,8 +9,10 @@ extension FrozenModel {
 
     /// Calls `body(firstRow, rowCount, logits [rowCount, vocab])` over `rows` final hidden states, a chunk at a time,
     /// through the LM head with the configured matmul path.
-    public func forEachLogitChunk(hidden: UnsafePointer<Float>, rows: Int,
-                                  _ body: (Int, Int, UnsafePointer<Float>) throws -> Void) rethrows {
+    public func forEachLogitChunk(
+        hidden: UnsafePointer<Float>, rows: Int,
+        _ body: (Int, Int, UnsafePointer<Float>) throws -> Void
+    ) rethrows {
         let chunk = Self.scoringChunkRows, V = vocabSize, d = headInputSize
         let logits = FloatBuffer(count: min(chunk, max(rows, 1)) * V)
         let head = headLinear

@@ -12,22 +12,27 @@ enum FusedLinears {
     /// `outs[i] = x · W_iᵀ` for every part; falls back to one `forward` per part unless all are kernel-backed
     /// quantized linears without bias and the rows are few enough for the GEMV loops (`runsGEMV`: up to 4
     /// rows on every path, up to 12–32 on the vector paths — the server's batched decode steps).
-    static func forward(_ parts: [(linear: any LinearWeights, out: UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>,
-                        n: Int, context: MatmulContext) {
+    static func forward(
+        _ parts: [(linear: any LinearWeights, out: UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>,
+        n: Int, context: MatmulContext
+    ) {
         if !fusedForward(parts, x: x, n: n, context: context) {
             for p in parts { p.linear.forward(out: p.out, x: x, n: n, accumulate: false, context: context) }
         }
     }
 
-    private static func fusedForward(_ parts: [(linear: any LinearWeights, out: UnsafeMutablePointer<Float>)],
-                                     x: UnsafePointer<Float>, n: Int, context: MatmulContext) -> Bool {
+    private static func fusedForward(
+        _ parts: [(linear: any LinearWeights, out: UnsafeMutablePointer<Float>)],
+        x: UnsafePointer<Float>, n: Int, context: MatmulContext
+    ) -> Bool {
         guard n > 0, context.path != .dequantizeSGEMM, !context.rowIndependent else { return false }
         let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
         var weights: [qst_weight] = [], outs: [SendablePointer<Float>] = [], offsets: [Int] = [0]
         var macs = 0
         for p in parts {
             guard let q = p.linear as? QuantizedLinear, q.bias == nil, let w = q.kernelWeight,
-                  w.k == Int64(parts[0].linear.inFeatures), q.runsGEMV(rows: n, context: context) else { return false }
+                w.k == Int64(parts[0].linear.inFeatures), q.runsGEMV(rows: n, context: context)
+            else { return false }
             weights.append(w)
             outs.append(SendablePointer(p.out))
             offsets.append(offsets.last! + q.outFeatures)
@@ -42,8 +47,9 @@ enum FusedLinears {
                 guard lo < hi else { continue }
                 var w = shared.weights[i]
                 let width = bounds[i + 1] - bounds[i]
-                let rc = qst_matmul_ex(xs.base, Int64(n), Int64(k), &w, targets[i].base, Int64(width),
-                                       Int64(lo - bounds[i]), Int64(hi - bounds[i]), kernel, QST_SHAPE_AUTO)
+                let rc = qst_matmul_ex(
+                    xs.base, Int64(n), Int64(k), &w, targets[i].base, Int64(width),
+                    Int64(lo - bounds[i]), Int64(hi - bounds[i]), kernel, QST_SHAPE_AUTO)
                 if rc != QST_MATMUL_OK { fp[0] = 1 }
             }
         }

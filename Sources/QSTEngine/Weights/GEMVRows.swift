@@ -9,7 +9,8 @@ extension QuantizedLinear {
     /// (not OpenBLAS, not the GEMM loops, which the kernels choose past a per-path row count).
     func runsGEMV(rows: Int, context: MatmulContext) -> Bool {
         guard rows > 0, context.path != .dequantizeSGEMM, !context.rowIndependent, var w = kernelWeight,
-              !Self.blasIsFaster(w, rows: rows, path: context.path) else { return false }
+            !Self.blasIsFaster(w, rows: rows, path: context.path)
+        else { return false }
         let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
         return qst_matmul_resolve(&w, Int64(rows), kernel, QST_SHAPE_AUTO) >= 0
             && qst_matmul_resolve_shape(&w, Int64(rows), kernel, QST_SHAPE_AUTO) == Int32(QST_SHAPE_GEMV.rawValue)
@@ -24,7 +25,9 @@ extension DecoderBlockWeights {
         let linears = [q, k, v, o, gate, up, down]
         let fixed = Int(QST_GEMV_MAX_ROWS)
         var m = fixed
-        while m < cap, linears.allSatisfy({ ($0 as? QuantizedLinear)?.runsGEMV(rows: m + 1, context: context) ?? false }) {
+        while m < cap,
+            linears.allSatisfy({ ($0 as? QuantizedLinear)?.runsGEMV(rows: m + 1, context: context) ?? false })
+        {
             m += 1
         }
         return m

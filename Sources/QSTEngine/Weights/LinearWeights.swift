@@ -34,7 +34,8 @@ public final class MatmulContext {
     /// computed in one micro-batch, must equal what another micro-batch would compute (BaseStateCache).
     public var rowIndependent = false
 
-    public init(path: MatmulPath = .dequantizeSGEMM, tileElements: Int = 1 << 18, threads: Int = Parallel.threadCount()) {
+    public init(path: MatmulPath = .dequantizeSGEMM, tileElements: Int = 1 << 18, threads: Int = Parallel.threadCount())
+    {
         self.path = path; self.tileElements = max(1, tileElements); self.threads = max(1, threads)
     }
 
@@ -55,8 +56,9 @@ public protocol LinearWeights {
     var inFeatures: Int { get }
     var outFeatures: Int { get }
     /// `out [n, outFeatures]` = (or += when `accumulate`) `x [n, inFeatures] · Wᵀ (+ bias)`.
-    func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
-                 context: MatmulContext)
+    func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+        context: MatmulContext)
 }
 
 /// F32 weights `[outFeatures, inFeatures]` in memory (mapped or owned by `owner`).
@@ -67,35 +69,44 @@ public struct DenseLinear: LinearWeights {
     public let outFeatures: Int
     public let owner: [AnyObject]
 
-    public init(weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inFeatures: Int, outFeatures: Int,
-                owner: [AnyObject] = []) {
+    public init(
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inFeatures: Int, outFeatures: Int,
+        owner: [AnyObject] = []
+    ) {
         self.weight = weight; self.bias = bias; self.inFeatures = inFeatures; self.outFeatures = outFeatures
         self.owner = owner
     }
 
-    public func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
-                        context: MatmulContext) {
+    public func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+        context: MatmulContext
+    ) {
         if context.rowIndependent, n > 0 {
-            let w = qst_weight(type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
-                               ld: Int64(inFeatures), data: UnsafeRawPointer(weight), absmax: nil)
+            let w = qst_weight(
+                type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
+                ld: Int64(inFeatures), data: UnsafeRawPointer(weight), absmax: nil)
             let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
-            if QuantizedLinear.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
-                                            kernel: QST_KERNEL_EXACT, threads: context.threads, shape: QST_SHAPE_GEMM) {
+            if QuantizedLinear.kernelMatmul(
+                x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
+                kernel: QST_KERNEL_EXACT, threads: context.threads, shape: QST_SHAPE_GEMM)
+            {
                 if accumulate { QuantizedLinear.add(out, dst, count: n * outFeatures) }
                 if let bias { QuantizedLinear.addBias(out, bias, rows: n, width: outFeatures) }
                 return
             }
         }
         guard BLASThreadScope.isSingleThreaded, context.threads > 1 else {
-            Linear.forward(out: out, x: x, weight: weight, bias: bias, n: n, inFeatures: inFeatures,
-                           outFeatures: outFeatures, accumulate: accumulate)
+            Linear.forward(
+                out: out, x: x, weight: weight, bias: bias, n: n, inFeatures: inFeatures,
+                outFeatures: outFeatures, accumulate: accumulate)
             return
         }
         let k = inFeatures, outF = outFeatures
         let xs = SendablePointer(x), ws = SendablePointer(weight), os = SendablePointer(out)
         OutputSplit.run(outFeatures: outF, threads: context.threads, macs: n * outF * k) { c0, c1 in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(c1 - c0), Int32(k),
-                        1, xs.base, Int32(k), ws.base + c0 * k, Int32(k), accumulate ? 1 : 0, os.base + c0, Int32(outF))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(c1 - c0), Int32(k),
+                1, xs.base, Int32(k), ws.base + c0 * k, Int32(k), accumulate ? 1 : 0, os.base + c0, Int32(outF))
         }
         if let bias { QuantizedLinear.addBias(out, bias, rows: n, width: outF) }
     }
@@ -117,30 +128,37 @@ public struct QuantizedLinear: LinearWeights {
     var kernelWeight: qst_weight? {
         switch tensor.storage {
         case .f32(let p):
-            return qst_weight(type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
-                              ld: Int64(inFeatures), data: UnsafeRawPointer(p), absmax: nil)
+            return qst_weight(
+                type: QST_WEIGHT_F32, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
+                ld: Int64(inFeatures), data: UnsafeRawPointer(p), absmax: nil)
         case .bf16(let p):
-            return qst_weight(type: QST_WEIGHT_BF16, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
-                              ld: Int64(inFeatures), data: UnsafeRawPointer(p), absmax: nil)
+            return qst_weight(
+                type: QST_WEIGHT_BF16, block: 0, n: Int64(outFeatures), k: Int64(inFeatures),
+                ld: Int64(inFeatures), data: UnsafeRawPointer(p), absmax: nil)
         case .nf4(let codes, let absmax, let bs):
             guard bs % 2 == 0, inFeatures % bs == 0 else { return nil }
-            return qst_weight(type: QST_WEIGHT_NF4, block: Int32(bs), n: Int64(outFeatures), k: Int64(inFeatures),
-                              ld: Int64(inFeatures), data: UnsafeRawPointer(codes), absmax: absmax.constPointer)
+            return qst_weight(
+                type: QST_WEIGHT_NF4, block: Int32(bs), n: Int64(outFeatures), k: Int64(inFeatures),
+                ld: Int64(inFeatures), data: UnsafeRawPointer(codes), absmax: absmax.constPointer)
         }
     }
 
-    public func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
-                        context: MatmulContext) {
+    public func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+        context: MatmulContext
+    ) {
         guard n > 0 else { return }
         var done = false
         // Row-independent mode always takes the kernels (OpenBLAS's loops depend on the row count).
         if context.path != .dequantizeSGEMM || context.rowIndependent, let w = kernelWeight,
-           context.rowIndependent || !Self.blasIsFaster(w, rows: n, path: context.path) {
+            context.rowIndependent || !Self.blasIsFaster(w, rows: n, path: context.path)
+        {
             let kernel = context.path == .kernelsAuto ? QST_KERNEL_AUTO : QST_KERNEL_EXACT
             let dst = accumulate ? context.tempBuffer(n * outFeatures) : out
-            done = Self.kernelMatmul(x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
-                                     kernel: kernel, threads: context.threads,
-                                     shape: context.rowIndependent ? QST_SHAPE_GEMM : QST_SHAPE_AUTO)
+            done = Self.kernelMatmul(
+                x: x, n: n, k: inFeatures, weight: w, y: dst, outFeatures: outFeatures,
+                kernel: kernel, threads: context.threads,
+                shape: context.rowIndependent ? QST_SHAPE_GEMM : QST_SHAPE_AUTO)
             if done, accumulate { Self.add(out, dst, count: n * outFeatures) }
         }
         if !done { tiledSGEMM(out: out, x: x, n: n, accumulate: accumulate, context: context) }
@@ -164,14 +182,17 @@ public struct QuantizedLinear: LinearWeights {
         let shape = rowIndependent ? QST_SHAPE_GEMM : QST_SHAPE_AUTO
         let resolved = qst_matmul_resolve(&w, Int64(rows), kernel, shape)
         guard resolved >= 0 else { return "sgemm" }
-        let loop = qst_matmul_resolve_shape(&w, Int64(rows), kernel, shape) == Int32(QST_SHAPE_GEMV.rawValue) ? "gemv" : "gemm"
+        let loop =
+            qst_matmul_resolve_shape(&w, Int64(rows), kernel, shape) == Int32(QST_SHAPE_GEMV.rawValue) ? "gemv" : "gemm"
         return String(cString: qst_matmul_kernel_name(resolved)) + "-" + loop
     }
 
     /// Splits the output columns over the workers; returns false if the kernels refuse the shape.
-    static func kernelMatmul(x: UnsafePointer<Float>, n: Int, k: Int, weight: qst_weight,
-                             y: UnsafeMutablePointer<Float>, outFeatures: Int, kernel: qst_kernel, threads: Int,
-                             shape: qst_shape = QST_SHAPE_AUTO) -> Bool {
+    static func kernelMatmul(
+        x: UnsafePointer<Float>, n: Int, k: Int, weight: qst_weight,
+        y: UnsafeMutablePointer<Float>, outFeatures: Int, kernel: qst_kernel, threads: Int,
+        shape: qst_shape = QST_SHAPE_AUTO
+    ) -> Bool {
         var probe = weight
         guard qst_matmul_resolve(&probe, Int64(n), kernel, shape) >= 0 else { return false }
         let xs = SendablePointer(x), ys = SendablePointer(y)
@@ -180,19 +201,23 @@ public struct QuantizedLinear: LinearWeights {
         let shared = SendableWeight(weight)
         OutputSplit.run(outFeatures: outFeatures, threads: threads, macs: n * outFeatures * k) { c0, c1 in
             var w = shared.weight
-            let rc = qst_matmul_ex(xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
-                                   Int64(c0), Int64(c1), kernel, shape)
+            let rc = qst_matmul_ex(
+                xs.base, Int64(n), Int64(k), &w, ys.base, Int64(outFeatures),
+                Int64(c0), Int64(c1), kernel, shape)
             if rc != QST_MATMUL_OK { fp[0] = 1 }
         }
         return failed[0] == 0
     }
 
-    func tiledSGEMM(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
-                    context: MatmulContext) {
+    func tiledSGEMM(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, accumulate: Bool,
+        context: MatmulContext
+    ) {
         let k = inFeatures
         if case .f32(let w) = tensor.storage {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(k),
-                        1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, out, Int32(outFeatures))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(k),
+                1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, out, Int32(outFeatures))
             return
         }
         if BLASThreadScope.isSingleThreaded, context.threads > 1 {
@@ -207,8 +232,9 @@ public struct QuantizedLinear: LinearWeights {
                 while r0 < c1 {
                     let rn = min(rowsPerTile, c1 - r0)
                     t.decode(start: r0 * k, count: rn * k, into: tile)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rn), Int32(k),
-                                1, xs.base, Int32(k), tile, Int32(k), accumulate ? 1 : 0, os.base + r0, Int32(outF))
+                    cblas_sgemm(
+                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rn), Int32(k),
+                        1, xs.base, Int32(k), tile, Int32(k), accumulate ? 1 : 0, os.base + r0, Int32(outF))
                     r0 += rn
                 }
             }
@@ -226,8 +252,9 @@ public struct QuantizedLinear: LinearWeights {
             Parallel.forRanges(rn, minChunk: 8) { a, b in
                 t.decode(start: (base + a) * k, count: (b - a) * k, into: ts.base + a * k)
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rn), Int32(k),
-                        1, x, Int32(k), tile, Int32(k), accumulate ? 1 : 0, out + r0, Int32(outFeatures))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rn), Int32(k),
+                1, x, Int32(k), tile, Int32(k), accumulate ? 1 : 0, out + r0, Int32(outFeatures))
             r0 += rn
         }
     }
@@ -266,8 +293,10 @@ enum OutputSplit {
 
 /// NF4 decoding of any element range (the C kernel wants an even start; odd starts take one element by hand).
 public enum NF4Tile {
-    public static func dequantize(codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
-                                  start: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
+    public static func dequantize(
+        codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int,
+        start: Int, count: Int, into dst: UnsafeMutablePointer<Float>
+    ) {
         guard count > 0 else { return }
         var s = start, c = count, d = dst
         if s % 2 == 1 {

@@ -28,7 +28,8 @@ final class Q8DecodeHead {
     /// runs on this CPU (the scalar loop reads half the bytes but is slower than the BF16 kernels).
     init?(head: WeightTensor) {
         guard head.shape.count == 2, head.shape[1] % Int(QST_Q8_BLOCK) == 0,
-              qst_q8_best_path() != Int32(QST_Q8_SCALAR.rawValue) else { return nil }
+            qst_q8_best_path() != Int32(QST_Q8_SCALAR.rawValue)
+        else { return nil }
         let n = head.shape[0], k = head.shape[1]
         let source: (UnsafeRawPointer, Int32)
         switch head.storage {
@@ -43,8 +44,9 @@ final class Q8DecodeHead {
         let q = SendablePointer(codes), s = SendablePointer(scales.pointer)
         let elementBytes = isBF16 == 1 ? 2 : 4, blocks = k / Int(QST_Q8_BLOCK)
         Parallel.forRanges(n, minChunk: 1024) { r0, r1 in
-            qst_q8_quantize_rows(src.base + r0 * k * elementBytes, isBF16, Int64(r1 - r0), Int64(k), Int64(k),
-                                 q.base + r0 * k, s.base + r0 * blocks)
+            qst_q8_quantize_rows(
+                src.base + r0 * k * elementBytes, isBF16, Int64(r1 - r0), Int64(k), Int64(k),
+                q.base + r0 * k, s.base + r0 * blocks)
         }
     }
 
@@ -59,8 +61,9 @@ final class Q8DecodeHead {
         let s = SendablePointer(scales.constPointer), k = self.k, width = rows
         OutputSplit.run(outFeatures: rows, threads: threads, macs: n * rows * k) { c0, c1 in
             // Cannot fail: k % 64 == 0 and the path was checked at init.
-            _ = qst_q8_gemv(xs.base, Int64(n), Int64(k), q.base, s.base, Int64(k), ys.base, Int64(width),
-                            Int64(c0), Int64(c1), Int32(QST_Q8_AUTO.rawValue))
+            _ = qst_q8_gemv(
+                xs.base, Int64(n), Int64(k), q.base, s.base, Int64(k), ys.base, Int64(width),
+                Int64(c0), Int64(c1), Int32(QST_Q8_AUTO.rawValue))
         }
     }
 }

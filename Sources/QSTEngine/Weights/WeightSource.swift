@@ -32,8 +32,9 @@ public struct WeightTensor {
         case .f32(let p): dst.update(from: p + start, count: count)
         case .bf16(let p): FloatConversion.bf16ToF32(p + start, dst, count)
         case .nf4(let codes, let absmax, let blockSize):
-            NF4Tile.dequantize(codes: codes, absmax: absmax.constPointer, blockSize: blockSize,
-                               start: start, count: count, into: dst)
+            NF4Tile.dequantize(
+                codes: codes, absmax: absmax.constPointer, blockSize: blockSize,
+                start: start, count: count, into: dst)
         }
     }
 
@@ -84,8 +85,10 @@ extension WeightSource {
         // rather than at the first forward pass.
         let config = try JSONValue.parse([UInt8](try configJSON()), context: origin + " config.json")
         if let rows = config["vocab_size"]?.exactInt, tokenizer.vocabSize > rows {
-            throw QSTError.file(origin, "tokenizer.json has \(tokenizer.vocabSize) tokens but config.json's vocab_size is \(rows); " +
-                                "the tokenizer belongs to another model")
+            throw QSTError.file(
+                origin,
+                "tokenizer.json has \(tokenizer.vocabSize) tokens but config.json's vocab_size is \(rows); "
+                    + "the tokenizer belongs to another model")
         }
         return tokenizer
     }
@@ -118,11 +121,13 @@ public final class SafetensorsWeightSource: WeightSource {
         let p = file.mapped.base + info.dataOffset
         switch info.dtype {
         case .f32 where Int(bitPattern: p) % 4 == 0:
-            return WeightTensor(name: name, shape: info.shape,
-                                storage: .f32(p.assumingMemoryBound(to: Float.self)), owner: file)
+            return WeightTensor(
+                name: name, shape: info.shape,
+                storage: .f32(p.assumingMemoryBound(to: Float.self)), owner: file)
         case .bf16 where Int(bitPattern: p) % 2 == 0:
-            return WeightTensor(name: name, shape: info.shape,
-                                storage: .bf16(p.assumingMemoryBound(to: UInt16.self)), owner: file)
+            return WeightTensor(
+                name: name, shape: info.shape,
+                storage: .bf16(p.assumingMemoryBound(to: UInt16.self)), owner: file)
         case .f32, .bf16, .f16:
             let copy = FloatBuffer(try file.floats(name))
             return WeightTensor(name: name, shape: info.shape, storage: .f32(copy.constPointer), owner: copy)
@@ -132,7 +137,9 @@ public final class SafetensorsWeightSource: WeightSource {
     }
 
     public func configJSON() throws -> Data {
-        guard let d = checkpoint.configJSON else { throw QSTError.file(checkpoint.directory, "no config.json beside the weights") }
+        guard let d = checkpoint.configJSON else {
+            throw QSTError.file(checkpoint.directory, "no config.json beside the weights")
+        }
         return d
     }
 
@@ -165,19 +172,28 @@ public final class ContainerWeightSource: WeightSource {
         }
         switch e.dtype {
         case .f32:
-            return WeightTensor(name: name, shape: e.shape, storage: .f32(try part("data").assumingMemoryBound(to: Float.self)), owner: container)
+            return WeightTensor(
+                name: name, shape: e.shape, storage: .f32(try part("data").assumingMemoryBound(to: Float.self)),
+                owner: container)
         case .bf16:
-            return WeightTensor(name: name, shape: e.shape, storage: .bf16(try part("data").assumingMemoryBound(to: UInt16.self)), owner: container)
+            return WeightTensor(
+                name: name, shape: e.shape, storage: .bf16(try part("data").assumingMemoryBound(to: UInt16.self)),
+                owner: container)
         case .f16:
             let copy = FloatBuffer(try container.floats(name))
             return WeightTensor(name: name, shape: e.shape, storage: .f32(copy.constPointer), owner: copy)
         case .nf4:
-            guard let bs = e.blockSize else { throw QSTError.tensor(container.path, name, "NF4 tensor without a block size") }
+            guard let bs = e.blockSize else {
+                throw QSTError.tensor(container.path, name, "NF4 tensor without a block size")
+            }
             let codes = try part("codes").assumingMemoryBound(to: UInt8.self)
             let absmax = FloatBuffer(container.absmax(e))
-            return WeightTensor(name: name, shape: e.shape, storage: .nf4(codes: codes, absmax: absmax, blockSize: bs), owner: container)
+            return WeightTensor(
+                name: name, shape: e.shape, storage: .nf4(codes: codes, absmax: absmax, blockSize: bs), owner: container
+            )
         default:
-            throw QSTError.tensor(container.path, name, "dtype \(e.dtype.rawValue) is not a float type the engine reads")
+            throw QSTError.tensor(
+                container.path, name, "dtype \(e.dtype.rawValue) is not a float type the engine reads")
         }
     }
 

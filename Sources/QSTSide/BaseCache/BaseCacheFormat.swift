@@ -24,8 +24,10 @@ public struct BaseCacheIdentity: Codable, Sendable, Equatable {
         case hiddenSize = "hidden_size", maxLength = "max_length"
     }
 
-    public init(base: String, layers: Int, hiddenSize: Int, downsample: String, r: Int, width: Int, maxLength: Int,
-                engine: String) {
+    public init(
+        base: String, layers: Int, hiddenSize: Int, downsample: String, r: Int, width: Int, maxLength: Int,
+        engine: String
+    ) {
         self.base = base; self.layers = layers; self.hiddenSize = hiddenSize; self.downsample = downsample
         self.r = r; self.width = width; self.maxLength = maxLength; self.engine = engine
     }
@@ -41,12 +43,14 @@ public struct BaseCacheIdentity: Codable, Sendable, Equatable {
             try s.configJSON().withUnsafeBytes { h.update($0) }
             base = h.finalizeHex()
         } else {
-            throw QSTError.file(model.source.origin, "the base-state cache needs a .qst4 container or a safetensors folder")
+            throw QSTError.file(
+                model.source.origin, "the base-state cache needs a .qst4 container or a safetensors folder")
         }
         let engine = "matmul=\(model.options.matmulPath.rawValue) cpu=" + String(qst_cpu_features(), radix: 16)
-        return BaseCacheIdentity(base: base, layers: config.base.layerCount, hiddenSize: config.headSize,
-                                 downsample: config.downsample.rawValue, r: config.r, width: config.width,
-                                 maxLength: maxLength, engine: engine)
+        return BaseCacheIdentity(
+            base: base, layers: config.base.layerCount, hiddenSize: config.headSize,
+            downsample: config.downsample.rawValue, r: config.r, width: config.width,
+            maxLength: maxLength, engine: engine)
     }
 
     /// The canonical bytes stored in every segment: JSON, sorted keys, no whitespace.
@@ -83,7 +87,9 @@ struct BaseCacheKey: Hashable, Sendable {
         for t in labels { put(UInt32(bitPattern: t)) }
         let hex = raw.withUnsafeBytes { Checksums.sha256Hex($0) }
         let digits = Array(hex.utf8)
-        bytes = stride(from: 0, to: digits.count, by: 2).map { UInt8(String(decoding: digits[$0..<($0 + 2)], as: UTF8.self), radix: 16) ?? 0 }
+        bytes = stride(from: 0, to: digits.count, by: 2).map {
+            UInt8(String(decoding: digits[$0..<($0 + 2)], as: UTF8.self), radix: 16) ?? 0
+        }
     }
 
     var hex: String { bytes.map { String(format: "%02x", $0) }.joined() }
@@ -144,7 +150,9 @@ enum BaseCacheSegment {
     static let fileExtension = "qbc"
 
     /// Writes `records` (already compressed) atomically to `path`.
-    static func write(path: String, identity: BaseCacheIdentity, records: [(BaseCacheRecord, Data)]) throws -> [BaseCacheKey: BaseCacheLocation] {
+    static func write(path: String, identity: BaseCacheIdentity, records: [(BaseCacheRecord, Data)]) throws
+        -> [BaseCacheKey: BaseCacheLocation]
+    {
         let id = try identity.encoded()
         var head: [UInt8] = magic
         func u32(_ v: UInt32, into b: inout [UInt8]) { withUnsafeBytes(of: v.littleEndian) { b += $0 } }
@@ -162,8 +170,9 @@ enum BaseCacheSegment {
             u32(UInt32(rec.tokens), into: &index); u32(UInt32(rec.labelled), into: &index)
             u64(UInt64(offset), into: &index); u64(UInt64(payload.count), into: &index)
             u32(crc, into: &index); u32(0, into: &index)
-            locations[rec.key] = BaseCacheLocation(file: path, tokens: rec.tokens, labelled: rec.labelled, offset: offset,
-                                                   size: payload.count, crc: crc)
+            locations[rec.key] = BaseCacheLocation(
+                file: path, tokens: rec.tokens, labelled: rec.labelled, offset: offset,
+                size: payload.count, crc: crc)
             offset += payload.count
         }
         u32(UInt32(records.count), into: &head)
@@ -177,13 +186,19 @@ enum BaseCacheSegment {
 
     /// Reads and checks a segment's header and index; throws naming the file when it is not a segment of
     /// `identity` or is damaged.
-    static func readIndex(path: String, identity: BaseCacheIdentity, cacheDirectory: String) throws -> [BaseCacheKey: BaseCacheLocation] {
+    static func readIndex(path: String, identity: BaseCacheIdentity, cacheDirectory: String) throws -> [BaseCacheKey:
+        BaseCacheLocation]
+    {
         let file = try SegmentFile(path: path)
         defer { file.close() }
         let fixed = try file.read(at: 0, count: 16, what: "header")
-        guard Array(fixed[0..<8]) == magic else { throw QSTError.file(path, "not a base-state cache segment (bad magic)") }
+        guard Array(fixed[0..<8]) == magic else {
+            throw QSTError.file(path, "not a base-state cache segment (bad magic)")
+        }
         let ver = fixed.u32(8), idLen = Int(fixed.u32(12))
-        guard ver == version else { throw QSTError.file(path, "segment format version \(ver), this build reads \(version)") }
+        guard ver == version else {
+            throw QSTError.file(path, "segment format version \(ver), this build reads \(version)")
+        }
         guard idLen <= 1 << 16 else { throw QSTError.file(path, "identity length \(idLen) is implausible") }
         let idBytes = try file.read(at: 16, count: idLen, what: "identity")
         let stored: BaseCacheIdentity
@@ -191,22 +206,28 @@ enum BaseCacheSegment {
             throw QSTError.file(path, "identity is not valid JSON: \(error)")
         }
         if stored != identity {
-            throw QSTError.file(path, "base-state cache built for another setup (\(stored.differences(from: identity).joined(separator: ", ")), " +
-                                "stored vs this run); remove \(cacheDirectory) or pass another --cache-base")
+            throw QSTError.file(
+                path,
+                "base-state cache built for another setup (\(stored.differences(from: identity).joined(separator: ", ")), "
+                    + "stored vs this run); remove \(cacheDirectory) or pass another --cache-base")
         }
         let countAt = (16 + idLen + 7) / 8 * 8
         let counts = try file.read(at: countAt, count: 8, what: "record count")
         let n = Int(counts.u32(0)), indexCRC = counts.u32(4)
         guard n <= file.size / entrySize else { throw QSTError.file(path, "record count \(n) does not fit the file") }
         let index = try file.read(at: countAt + 8, count: n * entrySize, what: "index")
-        guard index.withUnsafeBytes({ Checksums.crc32c($0) }) == indexCRC else { throw QSTError.file(path, "index CRC-32C mismatch") }
+        guard index.withUnsafeBytes({ Checksums.crc32c($0) }) == indexCRC else {
+            throw QSTError.file(path, "index CRC-32C mismatch")
+        }
         var out: [BaseCacheKey: BaseCacheLocation] = [:]
         for e in 0..<n {
             let b = e * entrySize
-            let loc = BaseCacheLocation(file: path, tokens: Int(index.u32(b + 32)), labelled: Int(index.u32(b + 36)),
-                                        offset: Int(index.u64(b + 40)), size: Int(index.u64(b + 48)), crc: index.u32(b + 56))
+            let loc = BaseCacheLocation(
+                file: path, tokens: Int(index.u32(b + 32)), labelled: Int(index.u32(b + 36)),
+                offset: Int(index.u64(b + 40)), size: Int(index.u64(b + 48)), crc: index.u32(b + 56))
             guard loc.offset >= countAt + 8 + n * entrySize, loc.size >= 0, loc.offset + loc.size <= file.size else {
-                throw QSTError.file(path, "record \(e): payload \(loc.offset)+\(loc.size) lies outside the file (\(file.size) bytes)")
+                throw QSTError.file(
+                    path, "record \(e): payload \(loc.offset)+\(loc.size) lies outside the file (\(file.size) bytes)")
             }
             out[BaseCacheKey(bytes: Array(index[b..<(b + 32)]))] = loc
         }
@@ -220,7 +241,8 @@ enum BaseCacheSegment {
         let payload = try file.read(at: loc.offset, count: loc.size, what: "record payload")
         return try payload.withUnsafeBytes { raw in
             guard Checksums.crc32c(raw) == loc.crc else {
-                throw QSTError.file(loc.file, "record at offset \(loc.offset): payload CRC-32C mismatch (damaged cache)")
+                throw QSTError.file(
+                    loc.file, "record at offset \(loc.offset): payload CRC-32C mismatch (damaged cache)")
             }
             let n = BaseCacheRecord.floatCount(tokens: loc.tokens, labelled: loc.labelled, identity: identity)
             return try BaseCacheRecord.decompress(raw, count: n, what: "\(loc.file): record at offset \(loc.offset)")
@@ -254,7 +276,9 @@ private final class SegmentFile {
         while done < count {
             let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
             if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw QSTError.file(path, "read failed at \(offset + done): \(String(cString: strerror(errno)))") }
+            guard n > 0 else {
+                throw QSTError.file(path, "read failed at \(offset + done): \(String(cString: strerror(errno)))")
+            }
             done += n
         }
         return out

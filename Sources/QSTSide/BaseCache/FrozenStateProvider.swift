@@ -5,6 +5,8 @@ public protocol FrozenStateProvider: AnyObject {
     /// Calls `visit(v, down_v(h_v))` for v = 0…L in order, each `[batch·seqLen, width]` (padding rows may be
     /// anything finite), and returns norm(h_N) `[batch·seqLen, hidden]`, exact at the labelled positions
     /// (other rows may be anything finite: the loss never reads them).
-    func frozenStates(_ batch: SideBatch, model: SideModel,
-                      visit: (Int, UnsafePointer<Float>) throws -> Void) throws -> [Float]
+    func frozenStates(
+        _ batch: SideBatch, model: SideModel,
+        visit: (Int, UnsafePointer<Float>) throws -> Void
+    ) throws -> [Float]
 }

@@ -7,8 +7,10 @@ public enum BatchPlan {
     /// Indices of `lengths` grouped into batches of `batchSize` (the last may be smaller).
     /// With `groupByLength`, shuffled examples are sorted by length inside windows of 50 batches and the
     /// resulting batches shuffled again (less padding, still random), as Hugging Face's length grouping.
-    public static func batches(lengths: [Int], batchSize: Int, seed: UInt64, epoch: Int, shuffle: Bool = true,
-                               groupByLength: Bool) -> [[Int]] {
+    public static func batches(
+        lengths: [Int], batchSize: Int, seed: UInt64, epoch: Int, shuffle: Bool = true,
+        groupByLength: Bool
+    ) -> [[Int]] {
         var order = Array(0..<lengths.count)
         var rng = SplitMix64(seed: seed ^ (0xA5A5_0000 &+ UInt64(epoch) &* 0x9E37_79B9))
         if shuffle { fisherYates(&order, &rng) }
@@ -55,8 +57,9 @@ public enum BatchPlan {
             }
             targets = t
         }
-        return SideBatch(tokens: TokenBatch(ids: ids, lengths: examples.map(\.ids.count), seqLen: T), labels: labels,
-                         targets: targets)
+        return SideBatch(
+            tokens: TokenBatch(ids: ids, lengths: examples.map(\.ids.count), seqLen: T), labels: labels,
+            targets: targets)
     }
 }
 

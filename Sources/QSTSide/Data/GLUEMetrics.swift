@@ -13,7 +13,13 @@ public enum GLUEMetrics {
     public static func f1(predicted: [Int], gold: [Int], positive: Int = 1) -> Double {
         var tp = 0, fp = 0, fn = 0
         for (p, g) in zip(predicted, gold) {
-            if p == positive && g == positive { tp += 1 } else if p == positive { fp += 1 } else if g == positive { fn += 1 }
+            if p == positive && g == positive {
+                tp += 1
+            } else if p == positive {
+                fp += 1
+            } else if g == positive {
+                fn += 1
+            }
         }
         let denominator = 2 * tp + fp + fn
         return denominator == 0 ? 0 : Double(2 * tp) / Double(denominator)

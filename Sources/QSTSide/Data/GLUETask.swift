@@ -23,25 +23,31 @@ public struct GLUETask: Sendable {
         let binary: @Sendable (String) -> Int? = { s in s == "0" ? 0 : (s == "1" ? 1 : nil) }
         switch name.lowercased() {
         case "sst2", "sst-2":
-            return GLUETask(name: "sst2", labelWords: [" negative", " positive"],
-                            prompt: { "Review: \(clean($0["sentence"]))\nSentiment:" },
-                            textColumns: ["sentence"], labelColumn: "label", classOf: binary, fixedColumns: nil)
+            return GLUETask(
+                name: "sst2", labelWords: [" negative", " positive"],
+                prompt: { "Review: \(clean($0["sentence"]))\nSentiment:" },
+                textColumns: ["sentence"], labelColumn: "label", classOf: binary, fixedColumns: nil)
         case "rte":
-            return GLUETask(name: "rte", labelWords: [" yes", " no"],
-                            prompt: { "\(clean($0["sentence1"]))\nQuestion: \(clean($0["sentence2"])) Yes or no?\nAnswer:" },
-                            textColumns: ["sentence1", "sentence2"], labelColumn: "label",
-                            classOf: { $0 == "entailment" ? 0 : ($0 == "not_entailment" ? 1 : nil) }, fixedColumns: nil)
+            return GLUETask(
+                name: "rte", labelWords: [" yes", " no"],
+                prompt: { "\(clean($0["sentence1"]))\nQuestion: \(clean($0["sentence2"])) Yes or no?\nAnswer:" },
+                textColumns: ["sentence1", "sentence2"], labelColumn: "label",
+                classOf: { $0 == "entailment" ? 0 : ($0 == "not_entailment" ? 1 : nil) }, fixedColumns: nil)
         case "mrpc":
-            return GLUETask(name: "mrpc", labelWords: [" no", " yes"],
-                            prompt: { "Sentence 1: \(clean($0["#1 String"]))\nSentence 2: \(clean($0["#2 String"]))\n" +
-                                      "Question: Do both sentences mean the same thing?\nAnswer:" },
-                            textColumns: ["#1 String", "#2 String"], labelColumn: "Quality", classOf: binary,
-                            fixedColumns: nil)
+            return GLUETask(
+                name: "mrpc", labelWords: [" no", " yes"],
+                prompt: {
+                    "Sentence 1: \(clean($0["#1 String"]))\nSentence 2: \(clean($0["#2 String"]))\n"
+                        + "Question: Do both sentences mean the same thing?\nAnswer:"
+                },
+                textColumns: ["#1 String", "#2 String"], labelColumn: "Quality", classOf: binary,
+                fixedColumns: nil)
         case "cola":
-            return GLUETask(name: "cola", labelWords: [" no", " yes"],
-                            prompt: { "Sentence: \(clean($0["sentence"]))\nQuestion: Is this sentence grammatical?\nAnswer:" },
-                            textColumns: ["sentence"], labelColumn: "label", classOf: binary,
-                            fixedColumns: ["source", "label", "original_label", "sentence"])
+            return GLUETask(
+                name: "cola", labelWords: [" no", " yes"],
+                prompt: { "Sentence: \(clean($0["sentence"]))\nQuestion: Is this sentence grammatical?\nAnswer:" },
+                textColumns: ["sentence"], labelColumn: "label", classOf: binary,
+                fixedColumns: ["source", "label", "original_label", "sentence"])
         default:
             throw QSTError("unknown task '\(name)'; known: \(names.joined(separator: ", "))")
         }
@@ -60,8 +66,10 @@ public struct GLUETask: Sendable {
 
     /// Reads a GLUE TSV file into examples: prompt tokens, then the label word's first token as the target.
     /// With `head`, the prompt alone, its last token labelled with the class index (classification head).
-    public func load(path: String, tokenizer tok: ExampleTokenizer, maxLength: Int, skipBad: Bool,
-                     head: Bool = false) throws -> LoadedExamples {
+    public func load(
+        path: String, tokenizer tok: ExampleTokenizer, maxLength: Int, skipBad: Bool,
+        head: Bool = false
+    ) throws -> LoadedExamples {
         guard let data = FileManager.default.contents(atPath: path) else { throw QSTError.file(path, "cannot read") }
         var text = String(decoding: data, as: UTF8.self)
         // The GLUE MRPC files start with a UTF-8 byte-order mark.
@@ -82,7 +90,9 @@ public struct GLUETask: Sendable {
             }
             first = 1
         }
-        var out = LoadedExamples(examples: [], skippedBad: 0, truncated: 0, droppedTooLong: 0, labelTokens: labelIDs.isEmpty ? nil : labelIDs)
+        var out = LoadedExamples(
+            examples: [], skippedBad: 0, truncated: 0, droppedTooLong: 0, labelTokens: labelIDs.isEmpty ? nil : labelIDs
+        )
         for k in first..<lines.count {
             let fields = lines[k].split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             var row: [String: String] = [:]
@@ -92,7 +102,9 @@ public struct GLUETask: Sendable {
                 problem = "has \(fields.count) columns, expected \(columns.count)"
             } else if classOf(row[labelColumn] ?? "") == nil {
                 problem = "label '\(row[labelColumn] ?? "")' is not one of this task's labels"
-            } else { problem = nil }
+            } else {
+                problem = nil
+            }
             if let problem {
                 if skipBad { out.skippedBad += 1; continue }
                 throw QSTError.file(path, "line \(k + 1): \(problem) (use --skip-bad to skip such records)")

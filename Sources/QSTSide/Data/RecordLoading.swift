@@ -8,8 +8,10 @@ import QSTTokenizer
 /// - `{"messages": [{"role": …, "content": …}, …]}`: the chat template, loss on assistant turns;
 /// - Alpaca `{"instruction": …, "input": …, "output": …}`: a user turn and an assistant turn.
 public enum RecordLoading {
-    public static func load(path: String, tokenizer tok: ExampleTokenizer, maxLength: Int,
-                            skipBad: Bool) throws -> LoadedExamples {
+    public static func load(
+        path: String, tokenizer tok: ExampleTokenizer, maxLength: Int,
+        skipBad: Bool
+    ) throws -> LoadedExamples {
         guard let data = FileManager.default.contents(atPath: path) else { throw QSTError.file(path, "cannot read") }
         var records: [(line: Int, value: JSONValue?, error: String?)] = []
         let firstByte = data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) })
@@ -34,7 +36,9 @@ public enum RecordLoading {
             do {
                 guard let v = r.value else { throw QSTError(r.error ?? "unreadable") }
                 var ex = try example(v, tokenizer: tok)
-                guard ex.labelledCount > 0 else { throw QSTError("nothing to train on (empty completion or no assistant turn)") }
+                guard ex.labelledCount > 0 else {
+                    throw QSTError("nothing to train on (empty completion or no assistant turn)")
+                }
                 if ex.truncate(to: maxLength) {
                     out.truncated += 1
                     // A prompt longer than the limit leaves nothing to learn from: dropped, and counted.
@@ -60,7 +64,9 @@ public enum RecordLoading {
         guard v.objectValue != nil else { throw QSTError("a record must be a JSON object, not \(v.kindName)") }
         let eos = tok.eosTokenID.map { [$0] } ?? []
         if let messages = v["messages"] {
-            guard let list = messages.arrayValue, !list.isEmpty else { throw QSTError("'messages' must be a non-empty array") }
+            guard let list = messages.arrayValue, !list.isEmpty else {
+                throw QSTError("'messages' must be a non-empty array")
+            }
             let chat = try list.enumerated().map { (i, m) -> ChatMessage in
                 guard let role = try string(m, "role"), let content = try string(m, "content") else {
                     throw QSTError("messages[\(i)] needs string fields 'role' and 'content'")
@@ -72,13 +78,16 @@ public enum RecordLoading {
         if let instruction = try string(v, "instruction"), let output = try string(v, "output") {
             let input = try string(v, "input") ?? ""
             let user = input.isEmpty ? instruction : instruction + "\n\n" + input
-            return try chatExample([ChatMessage(role: "user", content: user), ChatMessage(role: "assistant", content: output)],
-                                   tokenizer: tok)
+            return try chatExample(
+                [ChatMessage(role: "user", content: user), ChatMessage(role: "assistant", content: output)],
+                tokenizer: tok)
         }
         if let prompt = try string(v, "prompt") {
             guard let completion = try string(v, "completion") else { throw QSTError("'prompt' without 'completion'") }
-            return TrainingExample.fromSegments([(tok.encodeIDs(prompt, addSpecialTokens: true), false),
-                                                 (tok.encodeIDs(completion, addSpecialTokens: false) + eos, true)])
+            return TrainingExample.fromSegments([
+                (tok.encodeIDs(prompt, addSpecialTokens: true), false),
+                (tok.encodeIDs(completion, addSpecialTokens: false) + eos, true),
+            ])
         }
         if let text = try string(v, "text") {
             return TrainingExample.fromSegments([(tok.encodeIDs(text, addSpecialTokens: true) + eos, true)])
@@ -97,7 +106,8 @@ public enum RecordLoading {
             guard prefix.hasPrefix(done), through.hasPrefix(prefix) else {
                 throw QSTError("the chat template does not render turn \(k) as an extension of the earlier turns")
             }
-            segments.append((tok.encodeIDs(String(prefix.dropFirst(done.count)), addSpecialTokens: done.isEmpty), false))
+            segments.append(
+                (tok.encodeIDs(String(prefix.dropFirst(done.count)), addSpecialTokens: done.isEmpty), false))
             segments.append((tok.encodeIDs(String(through.dropFirst(prefix.count)), addSpecialTokens: false), true))
             done = through
         }

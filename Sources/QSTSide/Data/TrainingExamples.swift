@@ -33,8 +33,10 @@ public struct TrainingExample: Sendable, Equatable {
     /// Regression (classification head with K = 1): the target value, read at `answerPosition`.
     public var regressionTarget: Float?
 
-    public init(ids: [Int32], labels: [Int32], classLabel: Int? = nil, answerPosition: Int? = nil,
-                regressionTarget: Float? = nil) {
+    public init(
+        ids: [Int32], labels: [Int32], classLabel: Int? = nil, answerPosition: Int? = nil,
+        regressionTarget: Float? = nil
+    ) {
         self.ids = ids; self.labels = labels; self.classLabel = classLabel; self.answerPosition = answerPosition
         self.regressionTarget = regressionTarget
     }

@@ -60,14 +60,18 @@ public enum AdapterIO {
     /// The side tensors in layout order, converted to `dtype`.
     public static func tensors(_ weights: SideWeights, dtype: ExportDType) throws -> [SafetensorsTensorData] {
         try weights.specs.map { s in
-            let values = SideExportMapping.exported(Array(UnsafeBufferPointer(start: weights.values.pointer + s.offset,
-                                                                              count: s.count)),
-                                                    name: s.name, config: weights.config)
+            let values = SideExportMapping.exported(
+                Array(
+                    UnsafeBufferPointer(
+                        start: weights.values.pointer + s.offset,
+                        count: s.count)),
+                name: s.name, config: weights.config)
             for v in values where !v.isFinite {
                 throw QSTError("side tensor '\(s.name)' holds a non-finite value; refusing to export it")
             }
             if dtype == .f16, let big = values.first(where: { abs($0) > 65504 }) {
-                throw QSTError("side tensor '\(s.name)' holds \(big), beyond the F16 range; export with --dtype f32 or bf16")
+                throw QSTError(
+                    "side tensor '\(s.name)' holds \(big), beyond the F16 range; export with --dtype f32 or bf16")
             }
             return try SafetensorsTensorData(name: s.name, shape: s.shape, floats: values, dtype: dtype.dtype)
         }
@@ -75,13 +79,18 @@ public enum AdapterIO {
 
     /// Writes both files (each atomically). Deterministic: the same weights and config give the same bytes.
     public static func save(_ weights: SideWeights, config: AdapterConfig, directory: String) throws {
-        guard weights.config == config.side else { throw QSTError("\(directory): adapter config does not describe these weights") }
+        guard weights.config == config.side else {
+            throw QSTError("\(directory): adapter config does not describe these weights")
+        }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let configData = try config.jsonData()
-        let meta = ["format": AdapterConfig.formatTag,
-                    "side_config": String(decoding: try weights.config.jsonData(), as: UTF8.self)]
-        try SafetensorsWriter.write(to: directory + "/" + weightsFileName, tensors: try tensors(weights, dtype: config.dtype),
-                                    metadata: meta)
+        let meta = [
+            "format": AdapterConfig.formatTag,
+            "side_config": String(decoding: try weights.config.jsonData(), as: UTF8.self),
+        ]
+        try SafetensorsWriter.write(
+            to: directory + "/" + weightsFileName, tensors: try tensors(weights, dtype: config.dtype),
+            metadata: meta)
         let out = try AtomicFileWriter(path: directory + "/" + configFileName)
         try out.write(configData)
         try out.commit()
@@ -96,7 +105,9 @@ public enum AdapterIO {
     public static func load(directory: String) throws -> (weights: SideWeights, config: AdapterConfig?) {
         guard isAdapter(directory) else { return (try SideWeightsIO.load(directory: directory), nil) }
         let configPath = directory + "/" + configFileName
-        guard let data = FileManager.default.contents(atPath: configPath) else { throw QSTError.file(configPath, "cannot read") }
+        guard let data = FileManager.default.contents(atPath: configPath) else {
+            throw QSTError.file(configPath, "cannot read")
+        }
         let config: AdapterConfig
         do { config = try JSONDecoder().decode(AdapterConfig.self, from: data) } catch {
             throw QSTError.file(configPath, "not a QST adapter configuration: \(error)")
@@ -106,7 +117,8 @@ public enum AdapterIO {
         }
         let weightsPath = directory + "/" + weightsFileName
         guard FileManager.default.fileExists(atPath: weightsPath) else {
-            throw QSTError.file(weightsPath, "missing (the adapter folder needs both \(weightsFileName) and \(configFileName))")
+            throw QSTError.file(
+                weightsPath, "missing (the adapter folder needs both \(weightsFileName) and \(configFileName))")
         }
         let weights = try SideWeightsIO.read(config: config.side, file: try SafetensorsFile(path: weightsPath))
         SideExportMapping.importInPlace(weights)

@@ -40,22 +40,27 @@ public struct BaseIdentity: Codable, Sendable, Equatable {
     public func check(base: BaseIdentity, adapter: String, baseOrigin: String) throws {
         let a = dimensions, b = base.dimensions
         if a.family.name != b.family.name {
-            throw QSTError("\(adapter): adapter was trained on \(a.family.nameWithArticle) base, but \(baseOrigin) is " +
-                           "\(b.family.name) (\(architecture) vs \(base.architecture))")
+            throw QSTError(
+                "\(adapter): adapter was trained on \(a.family.nameWithArticle) base, but \(baseOrigin) is "
+                    + "\(b.family.name) (\(architecture) vs \(base.architecture))")
         }
-        let dims: [(String, Int, Int)] = [("hidden size", a.hiddenSize, b.hiddenSize), ("layers", a.layerCount, b.layerCount),
-                                          ("attention heads", a.attentionHeads, b.attentionHeads),
-                                          ("key/value heads", a.keyValueHeads, b.keyValueHeads),
-                                          ("intermediate size", a.intermediateSize, b.intermediateSize),
-                                          ("vocabulary", a.vocabSize, b.vocabSize)]
+        let dims: [(String, Int, Int)] = [
+            ("hidden size", a.hiddenSize, b.hiddenSize), ("layers", a.layerCount, b.layerCount),
+            ("attention heads", a.attentionHeads, b.attentionHeads),
+            ("key/value heads", a.keyValueHeads, b.keyValueHeads),
+            ("intermediate size", a.intermediateSize, b.intermediateSize),
+            ("vocabulary", a.vocabSize, b.vocabSize),
+        ]
         for (what, mine, theirs) in dims where mine != theirs {
-            throw QSTError("\(adapter): adapter was trained on a base with \(what) \(mine), but \(baseOrigin) has \(theirs) " +
-                           "(\(architecture) vs \(base.architecture)); use the base it was exported for")
+            throw QSTError(
+                "\(adapter): adapter was trained on a base with \(what) \(mine), but \(baseOrigin) has \(theirs) "
+                    + "(\(architecture) vs \(base.architecture)); use the base it was exported for")
         }
         if let mine = tensorDirectorySHA256, let theirs = base.tensorDirectorySHA256, mine != theirs {
-            throw QSTError("\(adapter): adapter belongs to the base with tensor directory sha256 \(mine.prefix(16))…, " +
-                           "but \(baseOrigin) has \(theirs.prefix(16))… (different weights or quantization); " +
-                           "attach it to the container it was exported for")
+            throw QSTError(
+                "\(adapter): adapter belongs to the base with tensor directory sha256 \(mine.prefix(16))…, "
+                    + "but \(baseOrigin) has \(theirs.prefix(16))… (different weights or quantization); "
+                    + "attach it to the container it was exported for")
         }
     }
 }

@@ -10,18 +10,27 @@ public enum MergedContainer {
     public static let sectionName = "side"
 
     /// Writes `output` = `base` + `weights`. The adapter's base identity must match `base`.
-    public static func write(base: QST4Container, weights: SideWeights, adapter: AdapterConfig, output: String,
-                             progress: ((Int, Int) -> Void)? = nil) throws {
-        try adapter.base.check(base: try BaseIdentity.of(ContainerWeightSource(container: base)),
-                               adapter: "side network", baseOrigin: base.path)
+    public static func write(
+        base: QST4Container, weights: SideWeights, adapter: AdapterConfig, output: String,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws {
+        try adapter.base.check(
+            base: try BaseIdentity.of(ContainerWeightSource(container: base)),
+            adapter: "side network", baseOrigin: base.path)
         let appender = try QST4SectionAppender(base: base, output: output)
         try appender.copyBase(progress: progress)
         try appender.beginSection(sectionName)
         for t in try AdapterIO.tensors(weights, dtype: adapter.dtype) {
-            try t.bytes.withUnsafeBytes { try appender.addTensor(name: t.name, dtype: t.dtype, shape: t.shape, bytes: $0) }
+            try t.bytes.withUnsafeBytes {
+                try appender.addTensor(name: t.name, dtype: t.dtype, shape: t.shape, bytes: $0)
+            }
         }
-        try appender.finish(fields: [sectionName: ["format": .string(AdapterConfig.formatTag),
-                                                   "adapter": try JSONAny(encoding: adapter)]])
+        try appender.finish(fields: [
+            sectionName: [
+                "format": .string(AdapterConfig.formatTag),
+                "adapter": try JSONAny(encoding: adapter),
+            ]
+        ])
     }
 
     /// Whether the container carries a side network.
@@ -29,7 +38,8 @@ public enum MergedContainer {
 
     /// The side network attached to `container`, checksum-verified and checked against the container's own
     /// tensor directory; nil when it has none.
-    public static func attachedSide(_ container: QST4Container) throws -> (weights: SideWeights, config: AdapterConfig)? {
+    public static func attachedSide(_ container: QST4Container) throws -> (weights: SideWeights, config: AdapterConfig)?
+    {
         guard let section = try container.dataSection(sectionName) else { return nil }
         let ctx = "\(container.path): sections.\(sectionName)"
         guard section.fields["format"]?.stringMember == AdapterConfig.formatTag else {
@@ -37,8 +47,9 @@ public enum MergedContainer {
         }
         guard let raw = section.fields["adapter"] else { throw QSTError("\(ctx): missing field 'adapter'") }
         let config = try raw.decode(AdapterConfig.self, context: ctx + ".adapter")
-        try config.base.check(base: try BaseIdentity.of(ContainerWeightSource(container: container)),
-                              adapter: ctx, baseOrigin: "its own base tensors")
+        try config.base.check(
+            base: try BaseIdentity.of(ContainerWeightSource(container: container)),
+            adapter: ctx, baseOrigin: "its own base tensors")
         if let bad = container.verify(section).first { throw QSTError(bad) }
         // The section's tensors are checked against the layout before the weights are allocated.
         let specs = try SideWeights.layout(config.side).specs
@@ -48,7 +59,9 @@ public enum MergedContainer {
         }
         for s in specs {
             guard let t = section.tensor(s.name) else { throw QSTError("\(ctx): tensor '\(s.name)' missing") }
-            guard t.shape == s.shape else { throw QSTError("\(ctx): tensor '\(s.name)' has shape \(t.shape), expected \(s.shape)") }
+            guard t.shape == s.shape else {
+                throw QSTError("\(ctx): tensor '\(s.name)' has shape \(t.shape), expected \(s.shape)")
+            }
         }
         let weights = try SideWeights(config: config.side)
         for s in weights.specs {

@@ -17,8 +17,12 @@ enum OPTSideInference {
             plain = FloatBuffer([Float](repeating: 1, count: w) + [Float](repeating: 0, count: w))
             let plainW = plain.constPointer, plainB = plain.constPointer + w
             func p(_ name: String) -> UnsafePointer<Float> { UnsafePointer(W.value(name)) }
-            func lnw(_ name: String) -> UnsafePointer<Float> { W.spec(name + ".weight") == nil ? plainW : p(name + ".weight") }
-            func lnb(_ name: String) -> UnsafePointer<Float> { W.spec(name + ".bias") == nil ? plainB : p(name + ".bias") }
+            func lnw(_ name: String) -> UnsafePointer<Float> {
+                W.spec(name + ".weight") == nil ? plainW : p(name + ".weight")
+            }
+            func lnb(_ name: String) -> UnsafePointer<Float> {
+                W.spec(name + ".bias") == nil ? plainB : p(name + ".bias")
+            }
             func b(_ name: String) -> UnsafePointer<Float>? { W.spec(name + ".bias") == nil ? nil : p(name + ".bias") }
             q = p(nm.q + ".weight"); k = p(nm.k + ".weight"); v = p(nm.v + ".weight"); o = p(nm.o + ".weight")
             fc1 = p(nm.fc1 + ".weight"); fc2 = p(nm.fc2 + ".weight")
@@ -26,16 +30,21 @@ enum OPTSideInference {
             ln1w = lnw(nm.ln1); ln1b = lnb(nm.ln1); ln2w = lnw(nm.ln2); ln2b = lnb(nm.ln2)
         }
 
-        func step(layer i: Int, config: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int, cache: SideKVCache,
-                  threads: Int) {
-            OPTSideInference.block(self, config: config, ws: ws, n: n, newTokens: newTokens, cache: cache, layer: i,
-                                   threads: threads)
+        func step(
+            layer i: Int, config: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int, cache: SideKVCache,
+            threads: Int
+        ) {
+            OPTSideInference.block(
+                self, config: config, ws: ws, n: n, newTokens: newTokens, cache: cache, layer: i,
+                threads: threads)
         }
     }
 
     /// Updates the side stream `ws.stream [n, w]` in place; stores the step's keys and values in `cache`.
-    static func block(_ L: Layer, config c: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int,
-                      cache: SideKVCache, layer i: Int, threads: Int) {
+    static func block(
+        _ L: Layer, config c: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int,
+        cache: SideKVCache, layer i: Int, threads: Int
+    ) {
         let w = c.width, f = c.intermediate, eps = OPTSideBlock.layerNormEps, x = ws.stream.pointer
         let pre = c.base.optLayerNormBefore
         let attnIn: UnsafePointer<Float>
@@ -49,8 +58,9 @@ enum OPTSideInference {
         SideInferenceOps.linear(ws.k.pointer, attnIn, L.k, bias: L.kb, n: n, inF: w, outF: w)
         SideInferenceOps.linear(ws.v.pointer, attnIn, L.v, bias: L.vb, n: n, inF: w, outF: w)
         cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
-        SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
-                                    heads: c.heads, threads: threads)
+        SideCachedAttention.forward(
+            out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
+            heads: c.heads, threads: threads)
         SideInferenceOps.linear(x, ws.attn.pointer, L.o, bias: L.ob, n: n, inF: w, outF: w, accumulate: true)
         let ffnIn: UnsafePointer<Float>
         if pre {

@@ -35,7 +35,9 @@ public struct TunedSegment {
     public var cache: KVCache
     public var side: SideSession?
 
-    public init(ids: [Int32], cache: KVCache, side: SideSession?) { self.ids = ids; self.cache = cache; self.side = side }
+    public init(ids: [Int32], cache: KVCache, side: SideSession?) {
+        self.ids = ids; self.cache = cache; self.side = side
+    }
 }
 
 extension TunedModel {
@@ -56,7 +58,8 @@ extension TunedModel {
         for s in segments {
             guard let side = s.side else { continue }
             guard side.cache.length == s.cache.length else {
-                throw QSTError("ragged step: side cache at \(side.cache.length) tokens, base cache at \(s.cache.length)")
+                throw QSTError(
+                    "ragged step: side cache at \(side.cache.length) tokens, base cache at \(s.cache.length)")
             }
         }
         // Side caches are appended after the base's checks pass (inside the visit at v = 0), so a rejected

@@ -43,12 +43,14 @@ public final class TunedModel {
         guard !sides.isEmpty else { throw QSTError("tuned model: no side network given") }
         for (k, s) in sides.enumerated() {
             let c = s.config.base
-            let checks: [(String, Int, Int)] = [("hidden size", c.hiddenSize, base.hiddenSize),
-                                                ("layer count", c.layerCount, base.layerCount),
-                                                ("vocabulary size", c.vocabSize, base.vocabSize),
-                                                ("attention heads", c.attentionHeads, base.attentionHeads),
-                                                ("key/value heads", c.keyValueHeads, base.keyValueHeads),
-                                                ("head input size", c.headSize, base.headInputSize)]
+            let checks: [(String, Int, Int)] = [
+                ("hidden size", c.hiddenSize, base.hiddenSize),
+                ("layer count", c.layerCount, base.layerCount),
+                ("vocabulary size", c.vocabSize, base.vocabSize),
+                ("attention heads", c.attentionHeads, base.attentionHeads),
+                ("key/value heads", c.keyValueHeads, base.keyValueHeads),
+                ("head input size", c.headSize, base.headInputSize),
+            ]
             for (what, side, b) in checks where side != b {
                 throw QSTError("side network \(k + 1) was built for \(what) \(side) but \(base.source.origin) has \(b)")
             }
@@ -66,14 +68,17 @@ public final class TunedModel {
             throw QSTError("tuned model: \(runners.count) side networks need \(runners.count) sequences, got \(batch)")
         }
         let sideBatch = routing == .shared ? batch : 1
-        return TunedCache(base: base.makeCache(batch: batch, capacity: capacity),
-                          sides: runners.map { $0.makeCache(batch: sideBatch, capacity: capacity) }, routing: routing)
+        return TunedCache(
+            base: base.makeCache(batch: batch, capacity: capacity),
+            sides: runners.map { $0.makeCache(batch: sideBatch, capacity: capacity) }, routing: routing)
     }
 
     /// Runs `newTokens` tokens per sequence (as `FrozenModel.forward`). Without a cache the tokens form
     /// complete right-padded sequences. `lastOnly` keeps only each sequence's last new row in `heads`.
-    public func forward(ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: TunedCache? = nil,
-                        routing: SideRouting = .shared, lastOnly: Bool = false) throws -> TunedStep {
+    public func forward(
+        ids: [Int32], batch: Int, newTokens: Int, valid: [UInt8]? = nil, cache: TunedCache? = nil,
+        routing: SideRouting = .shared, lastOnly: Bool = false
+    ) throws -> TunedStep {
         let routing = cache?.routing ?? routing
         // d: the hidden states the side networks read; e: what the head reads (OPT's word_embed_proj_dim).
         let n = batch * newTokens, d = base.hiddenSize, e = base.headInputSize
@@ -93,9 +98,11 @@ public final class TunedModel {
             r.begin(positions: positions)
         }
         // Rows (within each side's rows) whose head input is wanted.
-        let rows = lastOnly ? (0..<sideBatch).map { $0 * newTokens + newTokens - 1 } : Array(0..<(sideBatch * newTokens))
+        let rows =
+            lastOnly ? (0..<sideBatch).map { $0 * newTokens + newTokens - 1 } : Array(0..<(sideBatch * newTokens))
         let runners = self.runners, L = base.layerCount
-        let final = try base.forward(ids: ids, batch: batch, newTokens: newTokens, valid: mask, cache: cache?.base) { v, h in
+        let final = try base.forward(ids: ids, batch: batch, newTokens: newTokens, valid: mask, cache: cache?.base) {
+            v, h in
             for (j, r) in runners.enumerated() {
                 r.visit(v, h: h + firstRow[j] * d, newTokens: newTokens, cache: caches[j])
                 if v == L { r.prepareHead(rows: rows) }

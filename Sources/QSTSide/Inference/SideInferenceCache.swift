@@ -23,7 +23,8 @@ public final class SideKVCache {
     public private(set) var positions: [Int]
 
     public init(layers: Int, batch: Int, capacity: Int, kvHeads: Int, headDim: Int) {
-        self.layers = layers; self.batch = batch; self.capacity = capacity; self.kvHeads = kvHeads; self.headDim = headDim
+        self.layers = layers; self.batch = batch; self.capacity = capacity; self.kvHeads = kvHeads;
+        self.headDim = headDim
         keys = (0..<layers).map { _ in FloatBuffer(count: batch * capacity * kvHeads * headDim) }
         values = (0..<layers).map { _ in FloatBuffer(count: batch * capacity * kvHeads * headDim) }
         mask = [UInt8](repeating: 0, count: batch * capacity)
@@ -83,8 +84,10 @@ public final class SideKVCache {
 /// Causal GQA attention of the new queries over a side cache, along contiguous cached positions; the
 /// (sequence, head) pairs run in parallel only when there is enough work (prefill).
 enum SideCachedAttention {
-    static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: SideKVCache, layer: Int,
-                        newTokens: Int, heads H: Int, threads: Int) {
+    static func forward(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, cache: SideKVCache, layer: Int,
+        newTokens: Int, heads H: Int, threads: Int
+    ) {
         let batch = cache.batch, cap = cache.capacity, past = cache.length
         let K = cache.kvHeads, hd = cache.headDim, ldq = H * hd, group = H / K
         let scale = 1 / Float(hd).squareRoot()
@@ -106,9 +109,10 @@ enum SideCachedAttention {
                         let oi = op + (b * newTokens + t) * ldq + h * hd
                         // QSTKernels' loop over the transposed keys and values (vector exp as the training side
                         // attention); all keys masked gives zeros.
-                        let rc = qst_side_decode_attention(oi.base, qi.base, kt.base, vt.base, Int64(cap), Int64(past + t + 1),
-                                                           Int64(hd), scale, padded[b] ? UnsafePointer(mask.base) : nil,
-                                                           scores, Int32(QST_VEC_AUTO.rawValue))
+                        let rc = qst_side_decode_attention(
+                            oi.base, qi.base, kt.base, vt.base, Int64(cap), Int64(past + t + 1),
+                            Int64(hd), scale, padded[b] ? UnsafePointer(mask.base) : nil,
+                            scores, Int32(QST_VEC_AUTO.rawValue))
                         precondition(rc == 0, "qst_side_decode_attention refused \(past + t + 1) keys")
                     }
                 }
@@ -116,7 +120,9 @@ enum SideCachedAttention {
             // A decode step (one query per head, a few dozen keys) is far too little work to hand to the
             // workers: run it here, without the parallel loop's closure and per-call buffers.
             guard work > (1 << 16), threads > 1 else {
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, total)) { pairs(0, batch * H, $0.baseAddress!) }
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, total)) {
+                    pairs(0, batch * H, $0.baseAddress!)
+                }
                 return
             }
             Parallel.forRanges(batch * H, threads: threads, minChunk: 1) { u0, u1 in

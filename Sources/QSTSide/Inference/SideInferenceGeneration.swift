@@ -14,9 +14,11 @@ public final class TunedGenerator {
     public init(model: TunedModel) { self.model = model }
 
     /// - Parameter onToken: `(side index, token)`; return false to stop that side's continuation.
-    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingOptions = SamplingOptions(),
-                         stopTokens: Set<Int32> = [], contextLimit: Int? = nil,
-                         onToken: (Int, Int32) throws -> Bool = { _, _ in true }) throws -> [TunedGenerationResult] {
+    public func generate(
+        prompt: [Int32], maxTokens: Int, sampling: SamplingOptions = SamplingOptions(),
+        stopTokens: Set<Int32> = [], contextLimit: Int? = nil,
+        onToken: (Int, Int32) throws -> Bool = { _, _ in true }
+    ) throws -> [TunedGenerationResult] {
         try sampling.validate()
         guard !prompt.isEmpty else { throw QSTError("generate: the prompt is empty") }
         let base = model.base
@@ -29,13 +31,15 @@ public final class TunedGenerator {
         let cache = try model.makeCache(batch: k, capacity: capacity, routing: .perSequence)
         var samplers = (0..<k).map { _ in Sampler(sampling) }
         var results = (0..<k).map { _ in
-            TunedGenerationResult(promptTokens: prompt.count, tokens: [], stopReason: "max_tokens", prefillSeconds: 0,
-                                  decodeSeconds: 0)
+            TunedGenerationResult(
+                promptTokens: prompt.count, tokens: [], stopReason: "max_tokens", prefillSeconds: 0,
+                decodeSeconds: 0)
         }
         guard maxTokens > 0 else { return results }
         let t0 = Date()
-        var step = try model.forward(ids: Array((0..<k).map { _ in prompt }.joined()), batch: k, newTokens: prompt.count,
-                                     cache: cache, lastOnly: true)
+        var step = try model.forward(
+            ids: Array((0..<k).map { _ in prompt }.joined()), batch: k, newTokens: prompt.count,
+            cache: cache, lastOnly: true)
         let prefill = Date().timeIntervalSince(t0)
         var active = [Bool](repeating: true, count: k)
         let t1 = Date()
@@ -46,14 +50,20 @@ public final class TunedGenerator {
                 let id = samplers[j].next(logits: logits.constPointer, vocab: V)
                 next[j] = id
                 results[j].tokens.append(id)
-                if stopTokens.contains(id) { results[j].stopReason = "eos"; active[j] = false }
-                else if try !onToken(j, id) { results[j].stopReason = "stopped"; active[j] = false }
-                else if results[j].tokens.count >= maxTokens { results[j].stopReason = "max_tokens"; active[j] = false }
-                else if cache.base.length >= cache.base.capacity { results[j].stopReason = "context"; active[j] = false }
+                if stopTokens.contains(id) {
+                    results[j].stopReason = "eos"; active[j] = false
+                } else if try !onToken(j, id) {
+                    results[j].stopReason = "stopped"; active[j] = false
+                } else if results[j].tokens.count >= maxTokens {
+                    results[j].stopReason = "max_tokens"; active[j] = false
+                } else if cache.base.length >= cache.base.capacity {
+                    results[j].stopReason = "context"; active[j] = false
+                }
             }
             guard active.contains(true) else { break }
-            step = try model.forward(ids: next, batch: k, newTokens: 1, valid: active.map { $0 ? 1 : 0 }, cache: cache,
-                                     lastOnly: true)
+            step = try model.forward(
+                ids: next, batch: k, newTokens: 1, valid: active.map { $0 ? 1 : 0 }, cache: cache,
+                lastOnly: true)
         }
         let decode = Date().timeIntervalSince(t1)
         for j in 0..<k { results[j].prefillSeconds = prefill; results[j].decodeSeconds = decode }

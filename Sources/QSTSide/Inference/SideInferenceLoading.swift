@@ -16,7 +16,9 @@ public struct TunedModelSpec {
         let base = try FrozenModel(path: modelPath, options: options)
         var sides: [SideWeights] = [], names: [String] = []
         let identity = try BaseIdentity.of(base.source)
-        if let c = (base.source as? ContainerWeightSource)?.container, let attached = try MergedContainer.attachedSide(c) {
+        if let c = (base.source as? ContainerWeightSource)?.container,
+            let attached = try MergedContainer.attachedSide(c)
+        {
             sides.append(attached.weights)
             names.append(modelPath + "#side")
         }
@@ -29,12 +31,17 @@ public struct TunedModelSpec {
 
     /// Loads one adapter or side folder and checks its base identity against `baseIdentity`
     /// (`BaseIdentity.of(base.source)`); also used by qst-serve to add side networks at run time.
-    public static func loadSide(path: String, baseIdentity identity: BaseIdentity, modelPath: String) throws -> SideWeights {
+    public static func loadSide(path: String, baseIdentity identity: BaseIdentity, modelPath: String) throws
+        -> SideWeights
+    {
         let loaded = try AdapterIO.load(directory: path)
         // A plain side folder carries no identity beyond its dimensions.
-        let claimed = loaded.config?.base ?? BaseIdentity(architecture: identity.architecture, modelType: identity.modelType,
-                                                         dimensions: loaded.weights.config.base,
-                                                         tensorDirectorySHA256: nil)
+        let claimed =
+            loaded.config?.base
+            ?? BaseIdentity(
+                architecture: identity.architecture, modelType: identity.modelType,
+                dimensions: loaded.weights.config.base,
+                tensorDirectorySHA256: nil)
         try claimed.check(base: identity, adapter: path, baseOrigin: modelPath)
         return loaded.weights
     }

@@ -10,21 +10,27 @@ import QSTNN
 enum SideInferenceOps {
     /// `y [n, outF] = x [n, inF] · Wᵀ (+ y when accumulate) (+ bias)`.
     @inline(__always)
-    static func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                       bias: UnsafePointer<Float>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false) {
+    static func linear(
+        _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>? = nil, n: Int, inF: Int, outF: Int, accumulate: Bool = false
+    ) {
         guard n > 0, outF > 0, inF > 0 else { return }
         if n == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outF), Int32(inF), 1, w, Int32(inF), x, 1,
-                        accumulate ? 1 : 0, y, 1)
+            cblas_sgemv(
+                CblasRowMajor, CblasNoTrans, Int32(outF), Int32(inF), 1, w, Int32(inF), x, 1,
+                accumulate ? 1 : 0, y, 1)
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outF), Int32(inF), 1, x, Int32(inF),
-                        w, Int32(inF), accumulate ? 1 : 0, y, Int32(outF))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outF), Int32(inF), 1, x, Int32(inF),
+                w, Int32(inF), accumulate ? 1 : 0, y, Int32(outF))
         }
         if let bias { for r in 0..<n { let row = y + r * outF; for j in 0..<outF { row[j] += bias[j] } } }
     }
 
-    static func rmsNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                        n: Int, d: Int, eps: Float) {
+    static func rmsNorm(
+        _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+        n: Int, d: Int, eps: Float
+    ) {
         for r in 0..<n {
             let xr = x + r * d, or = out + r * d
             var ss: Float = 0
@@ -34,8 +40,10 @@ enum SideInferenceOps {
         }
     }
 
-    static func layerNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                          _ b: UnsafePointer<Float>, n: Int, d: Int, eps: Float) {
+    static func layerNorm(
+        _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+        _ b: UnsafePointer<Float>, n: Int, d: Int, eps: Float
+    ) {
         for r in 0..<n {
             let xr = x + r * d, or = out + r * d
             var sum: Float = 0
@@ -54,15 +62,19 @@ enum SideInferenceOps {
 
     /// `gate = act(gate) ⊙ up`. SiLU (LLaMA's) runs QSTKernels' vector loop, as the base's MLP does (libm's
     /// `expf` per element: ~4 % of the side networks' decode time).
-    static func gatedActivation(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int,
-                                _ f: Activation) {
+    static func gatedActivation(
+        _ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int,
+        _ f: Activation
+    ) {
         if f == .silu, qst_silu_mul(gate, gate, up, Int64(count), Int32(QST_VEC_AUTO.rawValue)) == 0 { return }
         for i in 0..<count { gate[i] = f.value(gate[i]) * up[i] }
     }
 
     /// `b = (1 − s) ⊙ a + s ⊙ b` row by row with `s = σ(z)` precomputed (GatedMix with out = b).
-    static func mix(into b: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, sigma s: UnsafePointer<Float>,
-                    n: Int, d: Int) {
+    static func mix(
+        into b: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, sigma s: UnsafePointer<Float>,
+        n: Int, d: Int
+    ) {
         for r in 0..<n {
             let ar = a + r * d, br = b + r * d
             for j in 0..<d { br[j] = (1 - s[j]) * ar[j] + s[j] * br[j] }
@@ -70,8 +82,10 @@ enum SideInferenceOps {
     }
 
     /// Rotate-half RoPE on `x [n, heads·hd]` with `cos, sin [n, hd/2]`.
-    static func rope(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
-                     n: Int, heads: Int, hd: Int) {
+    static func rope(
+        _ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>,
+        n: Int, heads: Int, hd: Int
+    ) {
         let half = hd / 2
         for t in 0..<n {
             let c = cos + t * half, s = sin + t * half

@@ -5,8 +5,9 @@ import QSTNN
 /// One side block during cached decoding: updates `ws.stream [n, w]` in place and stores the step's keys and
 /// values in `cache` (`SideFamily.inferenceBlocks` builds them).
 protocol SideInferenceBlock {
-    func step(layer: Int, config: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int, cache: SideKVCache,
-              threads: Int)
+    func step(
+        layer: Int, config: SideConfig, ws: SideRunner.Workspace, n: Int, newTokens: Int, cache: SideKVCache,
+        threads: Int)
 }
 
 /// One side network running beside the frozen base during inference (Formats/SIDE.md §2, Formats/RUNS.md §5, evaluation
@@ -43,8 +44,10 @@ final class SideRunner {
         }
 
         /// Updates `ws.stream` in place; stores the step's keys and values in `cache`.
-        func step(layer i: Int, config c: SideConfig, ws: Workspace, n: Int, newTokens: Int, cache: SideKVCache,
-                  threads: Int) {
+        func step(
+            layer i: Int, config c: SideConfig, ws: Workspace, n: Int, newTokens: Int, cache: SideKVCache,
+            threads: Int
+        ) {
             let hd = c.headDim, w = c.width, f = c.intermediate
             let eps = Float(c.base.rmsNormEps), x = ws.stream.pointer
             SideInferenceOps.rmsNorm(ws.normed.pointer, x, inNorm, n: n, d: w, eps: eps)
@@ -52,10 +55,12 @@ final class SideRunner {
             k.apply(ws.k.pointer, ws.normed.pointer, n: n)
             v.apply(ws.v.pointer, ws.normed.pointer, n: n)
             SideInferenceOps.rope(ws.q.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.heads, hd: hd)
-            SideInferenceOps.rope(ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
+            SideInferenceOps.rope(
+                ws.k.pointer, cos: ws.cos.pointer, sin: ws.sin.pointer, n: n, heads: c.kvHeads, hd: hd)
             cache.store(layer: i, k: ws.k.pointer, v: ws.v.pointer, newTokens: newTokens)
-            SideCachedAttention.forward(out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
-                                        heads: c.heads, threads: threads)
+            SideCachedAttention.forward(
+                out: ws.attn.pointer, q: ws.q.pointer, cache: cache, layer: i, newTokens: newTokens,
+                heads: c.heads, threads: threads)
             o.apply(x, ws.attn.pointer, n: n, accumulate: true)
             SideInferenceOps.rmsNorm(ws.normed.pointer, x, postNorm, n: n, d: w, eps: eps)
             gate.apply(ws.gate.pointer, ws.normed.pointer, n: n)
@@ -116,8 +121,9 @@ final class SideRunner {
     }
 
     func makeCache(batch: Int, capacity: Int) -> SideKVCache {
-        SideKVCache(layers: config.base.layerCount, batch: batch, capacity: capacity, kvHeads: config.kvHeads,
-                    headDim: config.headDim)
+        SideKVCache(
+            layers: config.base.layerCount, batch: batch, capacity: capacity, kvHeads: config.kvHeads,
+            headDim: config.headDim)
     }
 
     /// Prepares a step of `rows` tokens at the given RoPE positions.
@@ -138,8 +144,9 @@ final class SideRunner {
             pack.downA[i]!.apply(u, h, n: n)
             SideInferenceOps.activate(u, count: n * hid, c.activation.op)
             pack.downB[i]!.apply(ws.normed.pointer, u, n: n)
-            SideInferenceOps.layerNorm(out, ws.normed.pointer, norm.weight, norm.bias, n: n, d: w,
-                                       eps: Downsampler.layerNormEps)
+            SideInferenceOps.layerNorm(
+                out, ws.normed.pointer, norm.weight, norm.bias, n: n, d: w,
+                eps: Downsampler.layerNormEps)
         case .linear:
             pack.downA[i]!.apply(out, h, n: n)
         case .avgpool, .maxpool:
@@ -185,7 +192,8 @@ final class SideRunner {
         for (k, r) in rows.enumerated() {
             let s = ws.stream.pointer + r * w
             if let normSide, let normSideBias {
-                SideInferenceOps.layerNorm(normed.pointer, s, normSide, normSideBias, n: 1, d: w, eps: OPTSideBlock.layerNormEps)
+                SideInferenceOps.layerNorm(
+                    normed.pointer, s, normSide, normSideBias, n: 1, d: w, eps: OPTSideBlock.layerNormEps)
             } else if let normSide {
                 SideInferenceOps.rmsNorm(normed.pointer, s, normSide, n: 1, d: w, eps: Float(c.base.rmsNormEps))
             } else {

@@ -12,10 +12,13 @@ struct PackedMatrix {
     /// `y [n, outF] = x [n, inF] · Wᵀ (+ y when accumulate) (+ bias)`, every row on its own: a row gets the
     /// same bits whatever `n` (a prompt chunk or a decode step), on every vector path.
     @inline(__always)
-    func apply(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, bias: UnsafePointer<Float>? = nil,
-               accumulate: Bool = false) {
-        let rc = qst_small_gemv(y, Int64(outF), x, Int64(inF), Int64(n), wt, Int64(ld), Int64(inF), Int64(outF), bias,
-                                accumulate ? 1 : 0, path)
+    func apply(
+        _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, bias: UnsafePointer<Float>? = nil,
+        accumulate: Bool = false
+    ) {
+        let rc = qst_small_gemv(
+            y, Int64(outF), x, Int64(inF), Int64(n), wt, Int64(ld), Int64(inF), Int64(outF), bias,
+            accumulate ? 1 : 0, path)
         precondition(rc == 0, "qst_small_gemv refused \(outF)×\(inF) on path \(path)")
     }
 }
@@ -59,7 +62,9 @@ public final class SideInferenceWeights: @unchecked Sendable {
             }
             if llama {
                 let n = SideBlock.Names(i)
-                for (k, name) in [n.q, n.k, n.v, n.o, n.gate, n.up, n.down].enumerated() { plan.append((name, i, 2 + k)) }
+                for (k, name) in [n.q, n.k, n.v, n.o, n.gate, n.up, n.down].enumerated() {
+                    plan.append((name, i, 2 + k))
+                }
             }
         }
         plan.append(("upsample.weight", 0, -1))
@@ -75,7 +80,7 @@ public final class SideInferenceWeights: @unchecked Sendable {
         let page = 2 << 20, bytes = (max(1, floats) * 4 + page - 1) / page * page
         storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: page)
         #if os(Linux)
-        _ = madvise(storage, bytes, MADV_HUGEPAGE)
+            _ = madvise(storage, bytes, MADV_HUGEPAGE)
         #endif
         let base = storage.bindMemory(to: Float.self, capacity: max(1, floats))
         var offset = 0

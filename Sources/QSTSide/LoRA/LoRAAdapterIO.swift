@@ -47,8 +47,9 @@ public enum LoRAAdapterIO {
         meta["format"] = "pt"
         try SafetensorsWriter.write(to: directory + "/" + weightsName, tensors: tensors, metadata: meta)
         let c = w.config
-        let peft = PEFTConfig(base_model_name_or_path: c.baseModel, r: r, lora_alpha: c.alpha, lora_dropout: c.dropout,
-                              target_modules: c.targets.map(\.rawValue), qst_seed: c.seed, qst_layer_count: w.layerCount)
+        let peft = PEFTConfig(
+            base_model_name_or_path: c.baseModel, r: r, lora_alpha: c.alpha, lora_dropout: c.dropout,
+            target_modules: c.targets.map(\.rawValue), qst_seed: c.seed, qst_layer_count: w.layerCount)
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         let out = try AtomicFileWriter(path: directory + "/" + configName)
@@ -70,11 +71,14 @@ public enum LoRAAdapterIO {
             throw QSTError.file(path, "DoRA, rsLoRA, fan_in_fan_out and LoRA biases are not supported")
         }
         let targets = try p.target_modules.map { name -> LoRATarget in
-            guard let t = LoRATarget(rawValue: name) else { throw QSTError.file(path, "target module '\(name)' is not supported") }
+            guard let t = LoRATarget(rawValue: name) else {
+                throw QSTError.file(path, "target module '\(name)' is not supported")
+            }
             return t
         }
-        let c = LoRAConfig(r: p.r, alpha: p.lora_alpha, dropout: p.lora_dropout, targets: targets, seed: p.qst_seed ?? 0,
-                           baseModel: p.base_model_name_or_path)
+        let c = LoRAConfig(
+            r: p.r, alpha: p.lora_alpha, dropout: p.lora_dropout, targets: targets, seed: p.qst_seed ?? 0,
+            baseModel: p.base_model_name_or_path)
         do { try c.validate() } catch { throw QSTError.file(path, "\(error)") }
         return c
     }
@@ -88,9 +92,12 @@ public enum LoRAAdapterIO {
             for (name, offset, shape) in [(p.nameA, p.offsetA, [r, p.inF]), (p.nameB, p.offsetB, [p.outF, r])] {
                 guard let info = file.tensors[name] else { throw QSTError.tensor(file.path, name, "missing") }
                 guard info.shape == shape else {
-                    throw QSTError.tensor(file.path, name, "shape \(info.shape) does not fit the base (expected \(shape))")
+                    throw QSTError.tensor(
+                        file.path, name, "shape \(info.shape) does not fit the base (expected \(shape))")
                 }
-                try file.floats(name, into: UnsafeMutableBufferPointer(start: w.values.pointer + offset, count: shape[0] * shape[1]))
+                try file.floats(
+                    name, into: UnsafeMutableBufferPointer(start: w.values.pointer + offset, count: shape[0] * shape[1])
+                )
             }
         }
         return w

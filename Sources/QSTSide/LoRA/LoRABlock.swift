@@ -12,10 +12,12 @@ struct LoRAFrozenBlock {
     init(_ w: DecoderBlockWeights, origin: String) throws {
         weights = w
         inputNorm = w.inputNorm; postNorm = w.postAttentionNorm
-        linears = [.q: try FrozenMatrix(w.q, origin: origin), .k: try FrozenMatrix(w.k, origin: origin),
-                   .v: try FrozenMatrix(w.v, origin: origin), .o: try FrozenMatrix(w.o, origin: origin),
-                   .gate: try FrozenMatrix(w.gate, origin: origin), .up: try FrozenMatrix(w.up, origin: origin),
-                   .down: try FrozenMatrix(w.down, origin: origin)]
+        linears = [
+            .q: try FrozenMatrix(w.q, origin: origin), .k: try FrozenMatrix(w.k, origin: origin),
+            .v: try FrozenMatrix(w.v, origin: origin), .o: try FrozenMatrix(w.o, origin: origin),
+            .gate: try FrozenMatrix(w.gate, origin: origin), .up: try FrozenMatrix(w.up, origin: origin),
+            .down: try FrozenMatrix(w.down, origin: origin),
+        ]
     }
 
     func linear(_ t: LoRATarget) -> FrozenMatrix { linears[t]! }
@@ -35,10 +37,13 @@ struct LoRAGeometry {
         var positions = [Int32](repeating: 0, count: n)
         for b in 0..<lengths.count { for t in 0..<seqLen { positions[b * seqLen + t] = Int32(t) } }
         let c = FloatBuffer(count: n * half), si = FloatBuffer(count: n * half)
-        positions.withUnsafeBufferPointer { RoPE.cosSin(cos: c.pointer, sin: si.pointer, positions: $0.baseAddress!, n: n, invFreq: invFreq) }
+        positions.withUnsafeBufferPointer {
+            RoPE.cosSin(cos: c.pointer, sin: si.pointer, positions: $0.baseAddress!, n: n, invFreq: invFreq)
+        }
         cos = c; sin = si
         keyMask = Buffer<UInt8>(Attention.maskFromLengths(lengths, seqLen: seqLen))
-        shape = Attention.Shape(batch: lengths.count, seqLen: seqLen, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+        shape = Attention.Shape(
+            batch: lengths.count, seqLen: seqLen, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
     }
 }
 
@@ -64,8 +69,9 @@ final class LoRABlockTape {
 
     /// Bytes of one tape for `n` rows (for memory reports).
     static func bytes(rows n: Int, shape s: DecoderBlockShape, probsCount: Int, lora: LoRAConfig) -> Int {
-        4 * (n * (4 * s.hidden + 2 * s.qDim + 2 * s.kvDim + 3 * s.intermediate + 2) + probsCount
-             + lora.targets.count * n * lora.r)
+        4
+            * (n * (4 * s.hidden + 2 * s.qDim + 2 * s.kvDim + 3 * s.intermediate + 2) + probsCount
+                + lora.targets.count * n * lora.r)
     }
 }
 
@@ -93,38 +99,47 @@ final class LoRABlockGradScratch {
 enum LoRABlock {
     /// `out = block(x)`; `rng` nil = no dropout. Advances `rng` by the dropout draws of every projection,
     /// unless per-example `streams` are given (then each projection is its own dropout call).
-    static func forward(layer i: Int, frozen F: LoRAFrozenBlock, lora W: LoRAWeights, shape s: DecoderBlockShape,
-                        x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, geometry g: LoRAGeometry,
-                        tape T: LoRABlockTape, scratch: LoRABranch.Scratch, rng: inout SplitMix64?,
-                        context: MatmulContext, streams: DropoutStreams? = nil) {
+    static func forward(
+        layer i: Int, frozen F: LoRAFrozenBlock, lora W: LoRAWeights, shape s: DecoderBlockShape,
+        x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, geometry g: LoRAGeometry,
+        tape T: LoRABlockTape, scratch: LoRABranch.Scratch, rng: inout SplitMix64?,
+        context: MatmulContext, streams: DropoutStreams? = nil
+    ) {
         let n = g.rows, d = s.hidden
-        func project(_ t: LoRATarget, _ input: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        func project(_ t: LoRATarget, _ input: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, accumulate: Bool)
+        {
             F.linear(t).forward(out: y, x: input, n: n, accumulate: accumulate, context: context)
             guard let pair = W.pair(layer: i, t), let u = T.u[t] else { return }
             var start: LoRABranch.DropoutDraw?
             if rng != nil, W.config.dropout > 0, let streams {
-                start = .examples(streams.forCall(i * LoRATarget.allCases.count + (LoRATarget.allCases.firstIndex(of: t) ?? 0)))
+                start = .examples(
+                    streams.forCall(i * LoRATarget.allCases.count + (LoRATarget.allCases.firstIndex(of: t) ?? 0)))
             } else if var r = rng, W.config.dropout > 0 {
                 start = .stream(r.state)
                 r.advance(by: n * pair.inF)
                 rng = r
             }
             T.rngStarts[t] = start
-            LoRABranch.forward(out: y, x: input, n: n, pair: pair, weights: W, draw: start, u: u.pointer,
-                               scratch: scratch)
+            LoRABranch.forward(
+                out: y, x: input, n: n, pair: pair, weights: W, draw: start, u: u.pointer,
+                scratch: scratch)
         }
-        RMSNorm.forward(out: T.normed1.pointer, rstd: T.rstd1.pointer, x: x, weight: F.inputNorm, n: n, d: d, eps: s.eps)
+        RMSNorm.forward(
+            out: T.normed1.pointer, rstd: T.rstd1.pointer, x: x, weight: F.inputNorm, n: n, d: d, eps: s.eps)
         project(.q, T.normed1.constPointer, T.q.pointer, accumulate: false)
         project(.k, T.normed1.constPointer, T.k.pointer, accumulate: false)
         project(.v, T.normed1.constPointer, T.v.pointer, accumulate: false)
         RoPE.forward(x: T.q.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: s.heads, headDim: s.headDim)
-        RoPE.forward(x: T.k.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: s.kvHeads, headDim: s.headDim)
-        Attention.forward(out: T.attn.pointer, probs: T.probs.pointer, q: T.q.pointer, k: T.k.pointer, v: T.v.pointer,
-                          keyMask: g.keyMask.constPointer, shape: g.shape)
+        RoPE.forward(
+            x: T.k.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: s.kvHeads, headDim: s.headDim)
+        Attention.forward(
+            out: T.attn.pointer, probs: T.probs.pointer, q: T.q.pointer, k: T.k.pointer, v: T.v.pointer,
+            keyMask: g.keyMask.constPointer, shape: g.shape)
         T.resid1.pointer.update(from: x, count: n * d)
         project(.o, T.attn.constPointer, T.resid1.pointer, accumulate: true)
-        RMSNorm.forward(out: T.normed2.pointer, rstd: T.rstd2.pointer, x: T.resid1.pointer, weight: F.postNorm,
-                        n: n, d: d, eps: s.eps)
+        RMSNorm.forward(
+            out: T.normed2.pointer, rstd: T.rstd2.pointer, x: T.resid1.pointer, weight: F.postNorm,
+            n: n, d: d, eps: s.eps)
         project(.gate, T.normed2.constPointer, T.gate.pointer, accumulate: false)
         project(.up, T.normed2.constPointer, T.up.pointer, accumulate: false)
         // The engine's block always uses SiLU here (LLaMA / Qwen2 MLPs).
@@ -134,44 +149,55 @@ enum LoRABlock {
     }
 
     /// Writes `dx` (overwriting) from `dout` and the tape `forward(x)` left; accumulates LoRA gradients.
-    static func backward(layer i: Int, frozen F: LoRAFrozenBlock, lora W: LoRAWeights, shape s: DecoderBlockShape,
-                         x: UnsafePointer<Float>, dout: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                         geometry g: LoRAGeometry, tape T: LoRABlockTape, grad G: LoRABlockGradScratch) {
+    static func backward(
+        layer i: Int, frozen F: LoRAFrozenBlock, lora W: LoRAWeights, shape s: DecoderBlockShape,
+        x: UnsafePointer<Float>, dout: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+        geometry g: LoRAGeometry, tape T: LoRABlockTape, grad G: LoRABlockGradScratch
+    ) {
         let n = g.rows, d = s.hidden, f = s.intermediate
         /// `dIn += dy · (W + s·B·A)ᵀ`-style data gradient of projection `t`, plus its LoRA weight gradients.
-        func projectBack(_ t: LoRATarget, input: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dIn: UnsafeMutablePointer<Float>) {
+        func projectBack(
+            _ t: LoRATarget, input: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+            dIn: UnsafeMutablePointer<Float>
+        ) {
             F.linear(t).backwardData(dx: dIn, dy: dy, n: n, tile: G.tile)
             guard let pair = W.pair(layer: i, t), let u = T.u[t] else { return }
-            LoRABranch.backward(dx: dIn, dy: dy, x: input, n: n, pair: pair, weights: W, draw: T.rngStarts[t],
-                                u: u.constPointer, scratch: G.branch)
+            LoRABranch.backward(
+                dx: dIn, dy: dy, x: input, n: n, pair: pair, weights: W, draw: T.rngStarts[t],
+                u: u.constPointer, scratch: G.branch)
         }
         // MLP branch.
         G.dResid1.pointer.update(from: dout, count: n * d)
         G.dAct.zero()
         projectBack(.down, input: T.act.constPointer, dy: dout, dIn: G.dAct.pointer)
         G.dGate.zero(); G.dUp.zero()
-        SwiGLU.backward(dgate: G.dGate.pointer, dup: G.dUp.pointer, dout: G.dAct.pointer, gate: T.gate.pointer,
-                        up: T.up.pointer, count: n * f)
+        SwiGLU.backward(
+            dgate: G.dGate.pointer, dup: G.dUp.pointer, dout: G.dAct.pointer, gate: T.gate.pointer,
+            up: T.up.pointer, count: n * f)
         G.dNormed.zero()
         projectBack(.gate, input: T.normed2.constPointer, dy: G.dGate.constPointer, dIn: G.dNormed.pointer)
         projectBack(.up, input: T.normed2.constPointer, dy: G.dUp.constPointer, dIn: G.dNormed.pointer)
-        RMSNorm.backward(dx: G.dResid1.pointer, dweight: nil, dout: G.dNormed.pointer, x: T.resid1.pointer,
-                         weight: F.postNorm, rstd: T.rstd2.pointer, n: n, d: d)
+        RMSNorm.backward(
+            dx: G.dResid1.pointer, dweight: nil, dout: G.dNormed.pointer, x: T.resid1.pointer,
+            weight: F.postNorm, rstd: T.rstd2.pointer, n: n, d: d)
         // Attention branch.
         G.dAttn.zero()
         projectBack(.o, input: T.attn.constPointer, dy: G.dResid1.constPointer, dIn: G.dAttn.pointer)
         G.dq.zero(); G.dk.zero(); G.dv.zero()
-        Attention.backward(dq: G.dq.pointer, dk: G.dk.pointer, dv: G.dv.pointer, dout: G.dAttn.pointer,
-                           q: T.q.pointer, k: T.k.pointer, v: T.v.pointer, probs: T.probs.pointer, shape: g.shape)
-        RoPE.backward(dx: G.dq.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: s.heads, headDim: s.headDim)
-        RoPE.backward(dx: G.dk.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: s.kvHeads, headDim: s.headDim)
+        Attention.backward(
+            dq: G.dq.pointer, dk: G.dk.pointer, dv: G.dv.pointer, dout: G.dAttn.pointer,
+            q: T.q.pointer, k: T.k.pointer, v: T.v.pointer, probs: T.probs.pointer, shape: g.shape)
+        RoPE.backward(
+            dx: G.dq.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: s.heads, headDim: s.headDim)
+        RoPE.backward(
+            dx: G.dk.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: s.kvHeads, headDim: s.headDim)
         G.dNormed.zero()
         projectBack(.q, input: T.normed1.constPointer, dy: G.dq.constPointer, dIn: G.dNormed.pointer)
         projectBack(.k, input: T.normed1.constPointer, dy: G.dk.constPointer, dIn: G.dNormed.pointer)
         projectBack(.v, input: T.normed1.constPointer, dy: G.dv.constPointer, dIn: G.dNormed.pointer)
         dx.update(from: G.dResid1.pointer, count: n * d)
-        RMSNorm.backward(dx: dx, dweight: nil, dout: G.dNormed.pointer, x: x, weight: F.inputNorm,
-                         rstd: T.rstd1.pointer, n: n, d: d)
+        RMSNorm.backward(
+            dx: dx, dweight: nil, dout: G.dNormed.pointer, x: x, weight: F.inputNorm,
+            rstd: T.rstd1.pointer, n: n, d: d)
     }
 }

@@ -22,26 +22,31 @@ public final class LoRAModel {
     private var cache: TrainBuffers?
 
     /// - matmulPath: arithmetic of the frozen projections' forward (backward always dequantizes to F32).
-    public init(base: FrozenModel, weights: LoRAWeights, gradientCheckpointing: Bool = false,
-                matmulPath: MatmulPath = .kernelsAuto) throws {
+    public init(
+        base: FrozenModel, weights: LoRAWeights, gradientCheckpointing: Bool = false,
+        matmulPath: MatmulPath = .kernelsAuto
+    ) throws {
         let c = base.config
         guard weights.layerCount == c.numHiddenLayers, weights.shape == base.blockShape else {
-            throw QSTError("\(base.source.origin): LoRA adapters were built for \(weights.layerCount) layers of " +
-                           "\(weights.shape) but the base has \(c.numHiddenLayers) layers of \(base.blockShape)")
+            throw QSTError(
+                "\(base.source.origin): LoRA adapters were built for \(weights.layerCount) layers of "
+                    + "\(weights.shape) but the base has \(c.numHiddenLayers) layers of \(base.blockShape)")
         }
         self.base = base; self.weights = weights; self.gradientCheckpointing = gradientCheckpointing
         shape = base.blockShape
         blocks = try (0..<c.numHiddenLayers).map { i in
-            try LoRAFrozenBlock(try base.family.blockWeights(layer: i, config: c, source: base.source),
-                                origin: base.source.origin)
+            try LoRAFrozenBlock(
+                try base.family.blockWeights(layer: i, config: c, source: base.source),
+                origin: base.source.origin)
         }
         embedding = try base.source.tensor("model.embed_tokens.weight")
         try embedding.expectShape([c.vocabSize, c.hiddenSize], origin: base.source.origin)
         let norm = try base.source.tensor("model.norm.weight")
         try norm.expectShape([c.hiddenSize], origin: base.source.origin)
         finalNorm = norm.floats()
-        invFreq = RoPE.inverseFrequencies(headDim: c.resolvedHeadDim, theta: c.theta,
-                                          scaling: try c.ropeScalingValue(origin: base.source.origin))
+        invFreq = RoPE.inverseFrequencies(
+            headDim: c.resolvedHeadDim, theta: c.theta,
+            scaling: try c.ropeScalingValue(origin: base.source.origin))
         context = MatmulContext(path: matmulPath)
         // Training takes the row-independent loops, as QST's training forward does: a sequence gets the same
         // bits whatever else is in its micro-batch, so data-parallel slices (MPI ranks) reproduce one process
@@ -50,11 +55,14 @@ public final class LoRAModel {
     }
 
     /// A base model with fresh PEFT-initialised adapters.
-    public static func fresh(base: FrozenModel, config: LoRAConfig, gradientCheckpointing: Bool = false,
-                             matmulPath: MatmulPath = .kernelsAuto) throws -> LoRAModel {
+    public static func fresh(
+        base: FrozenModel, config: LoRAConfig, gradientCheckpointing: Bool = false,
+        matmulPath: MatmulPath = .kernelsAuto
+    ) throws -> LoRAModel {
         let w = try LoRAWeights(config: config, layerCount: base.config.numHiddenLayers, shape: base.blockShape)
         w.initialize(seed: config.seed)
-        return try LoRAModel(base: base, weights: w, gradientCheckpointing: gradientCheckpointing, matmulPath: matmulPath)
+        return try LoRAModel(
+            base: base, weights: w, gradientCheckpointing: gradientCheckpointing, matmulPath: matmulPath)
     }
 
     var layerCount: Int { blocks.count }
@@ -62,8 +70,8 @@ public final class LoRAModel {
     /// Buffers reused across steps (grown when a batch is larger), so pages are not faulted in every step.
     final class TrainBuffers {
         let rows: Int, probsCount: Int
-        let inputs: [FloatBuffer]        // x_0 … x_L
-        let tapes: [LoRABlockTape]       // L, or 1 with checkpointing
+        let inputs: [FloatBuffer]  // x_0 … x_L
+        let tapes: [LoRABlockTape]  // L, or 1 with checkpointing
         let grad: LoRABlockGradScratch
         let branch: LoRABranch.Scratch
         let finalNormed, finalRstd, dA, dB: FloatBuffer
@@ -104,7 +112,9 @@ public final class LoRAModel {
     /// One training micro-batch: forward keeping what backward needs, chunked cross-entropy through the
     /// frozen head, backward through every block. LoRA gradients are ADDED to `weights.grads`, scaled by
     /// `gradScale` (default 1/labelled count). Dropout draws come from `rng`.
-    public func trainStep(_ batch: SideBatch, rng: inout SplitMix64, gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
+    public func trainStep(_ batch: SideBatch, rng: inout SplitMix64, gradScale: Float? = nil) throws
+        -> ChunkedCrossEntropy.Result
+    {
         let tokens = batch.tokens, n = tokens.ids.count, d = shape.hidden, L = layerCount
         try checkWindow(seqLen: tokens.seqLen)
         let g = LoRAGeometry(lengths: tokens.lengths, seqLen: tokens.seqLen, block: shape, invFreq: invFreq)
@@ -116,39 +126,45 @@ public final class LoRAModel {
         for i in 0..<L {
             layerRNG.append(stream)
             let tape = B.tapes[gradientCheckpointing ? 0 : i]
-            LoRABlock.forward(layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
-                              out: B.inputs[i + 1].pointer, geometry: g, tape: tape, scratch: B.branch, rng: &stream,
-                              context: context, streams: streams)
+            LoRABlock.forward(
+                layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
+                out: B.inputs[i + 1].pointer, geometry: g, tape: tape, scratch: B.branch, rng: &stream,
+                context: context, streams: streams)
         }
         rng = stream ?? rng
-        RMSNorm.forward(out: B.finalNormed.pointer, rstd: B.finalRstd.pointer, x: B.inputs[L].pointer,
-                        weight: finalNorm.pointer, n: n, d: d, eps: shape.eps)
+        RMSNorm.forward(
+            out: B.finalNormed.pointer, rstd: B.finalRstd.pointer, x: B.inputs[L].pointer,
+            weight: finalNorm.pointer, n: n, d: d, eps: shape.eps)
         let dO = B.dB
         dO.zero()
         let result: ChunkedCrossEntropy.Result
         do {
             result = try batch.labels.withUnsafeBufferPointer { lp in
-                try ChunkedCrossEntropy.lossAndGradient(hidden: B.finalNormed.pointer, labels: lp.baseAddress!, n: n,
-                                                        head: base.headRows(), dHidden: dO.pointer, gradScale: gradScale)
+                try ChunkedCrossEntropy.lossAndGradient(
+                    hidden: B.finalNormed.pointer, labels: lp.baseAddress!, n: n,
+                    head: base.headRows(), dHidden: dO.pointer, gradScale: gradScale)
             }
         }
         guard result.count > 0 else { return result }
         var dh = B.dA, dPrev = B.dB
         dh.zero()
-        RMSNorm.backward(dx: dh.pointer, dweight: nil, dout: dO.pointer, x: B.inputs[L].pointer, weight: finalNorm.pointer,
-                         rstd: B.finalRstd.pointer, n: n, d: d)
+        RMSNorm.backward(
+            dx: dh.pointer, dweight: nil, dout: dO.pointer, x: B.inputs[L].pointer, weight: finalNorm.pointer,
+            rstd: B.finalRstd.pointer, n: n, d: d)
         // dO aliases dPrev; it is no longer needed once dh holds the final norm's input gradient.
         for i in stride(from: L - 1, through: 0, by: -1) {
             let tape = B.tapes[gradientCheckpointing ? 0 : i]
             if gradientCheckpointing, i != L - 1 {
                 // Recompute the layer from its saved input with the same dropout stream.
                 var replay = layerRNG[i]
-                LoRABlock.forward(layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
-                                  out: B.grad.dAct.pointer, geometry: g, tape: tape, scratch: B.branch, rng: &replay,
-                                  context: context, streams: streams)
+                LoRABlock.forward(
+                    layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
+                    out: B.grad.dAct.pointer, geometry: g, tape: tape, scratch: B.branch, rng: &replay,
+                    context: context, streams: streams)
             }
-            LoRABlock.backward(layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
-                               dout: dh.constPointer, dx: dPrev.pointer, geometry: g, tape: tape, grad: B.grad)
+            LoRABlock.backward(
+                layer: i, frozen: blocks[i], lora: weights, shape: shape, x: B.inputs[i].constPointer,
+                dout: dh.constPointer, dx: dPrev.pointer, geometry: g, tape: tape, grad: B.grad)
             swap(&dh, &dPrev)
         }
         return result
@@ -159,8 +175,9 @@ public final class LoRAModel {
     /// base's sliding window (Mistral) would be computed differently from the engine, so it is refused.
     func checkWindow(seqLen: Int) throws {
         if let w = base.config.attentionWindow, seqLen > w {
-            throw QSTError("LoRA: a sequence of \(seqLen) tokens is longer than the base's sliding_window \(w), which LoRA "
-                           + "training does not apply; use --max-length \(w) or less")
+            throw QSTError(
+                "LoRA: a sequence of \(seqLen) tokens is longer than the base's sliding_window \(w), which LoRA "
+                    + "training does not apply; use --max-length \(w) or less")
         }
     }
 
@@ -169,13 +186,15 @@ public final class LoRAModel {
         try checkWindow(seqLen: tokens.seqLen)
         let g = LoRAGeometry(lengths: tokens.lengths, seqLen: tokens.seqLen, block: shape, invFreq: invFreq)
         let tape = LoRABlockTape(rows: n, shape: shape, probsCount: g.shape.probsCount, lora: weights.config)
-        let scratch = LoRABranch.Scratch(rows: n, maxIn: max(shape.hidden, shape.intermediate, shape.qDim), r: weights.config.r)
+        let scratch = LoRABranch.Scratch(
+            rows: n, maxIn: max(shape.hidden, shape.intermediate, shape.qDim), r: weights.config.r)
         var x = FloatBuffer(count: n * d), y = FloatBuffer(count: n * d)
         try embed(tokens, into: x.pointer)
         var none: SplitMix64? = nil
         for i in 0..<layerCount {
-            LoRABlock.forward(layer: i, frozen: blocks[i], lora: weights, shape: shape, x: x.constPointer, out: y.pointer,
-                              geometry: g, tape: tape, scratch: scratch, rng: &none, context: context)
+            LoRABlock.forward(
+                layer: i, frozen: blocks[i], lora: weights, shape: shape, x: x.constPointer, out: y.pointer,
+                geometry: g, tape: tape, scratch: scratch, rng: &none, context: context)
             swap(&x, &y)
         }
         RMSNorm.forward(out: y.pointer, rstd: nil, x: x.pointer, weight: finalNorm.pointer, n: n, d: d, eps: shape.eps)
@@ -187,8 +206,9 @@ public final class LoRAModel {
         let o = try outputHidden(batch.tokens)
         do {
             return try batch.labels.withUnsafeBufferPointer { lp in
-                try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!, n: batch.labels.count,
-                                                        head: base.headRows(), dHidden: nil)
+                try ChunkedCrossEntropy.lossAndGradient(
+                    hidden: o.pointer, labels: lp.baseAddress!, n: batch.labels.count,
+                    head: base.headRows(), dHidden: nil)
             }
         }
     }

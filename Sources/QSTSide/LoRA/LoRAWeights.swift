@@ -39,8 +39,10 @@ public struct LoRAConfig: Codable, Sendable, Equatable {
     /// Recorded as `base_model_name_or_path` in adapter_config.json.
     public var baseModel: String = ""
 
-    public init(r: Int = 8, alpha: Double = 16, dropout: Float = 0.05, targets: [LoRATarget] = LoRATarget.allCases,
-                seed: UInt64 = 0, baseModel: String = "") {
+    public init(
+        r: Int = 8, alpha: Double = 16, dropout: Float = 0.05, targets: [LoRATarget] = LoRATarget.allCases,
+        seed: UInt64 = 0, baseModel: String = ""
+    ) {
         self.r = r; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.seed = seed
         self.baseModel = baseModel
     }
@@ -63,7 +65,9 @@ public struct LoRAConfig: Codable, Sendable, Equatable {
         return try text.split(separator: ",").map { part in
             let name = part.trimmingCharacters(in: .whitespaces)
             guard let t = LoRATarget(rawValue: name) else {
-                throw QSTError("LoRA: unknown target module '\(name)' (use \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw QSTError(
+                    "LoRA: unknown target module '\(name)' (use \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))"
+                )
             }
             return t
         }
@@ -137,10 +141,14 @@ public final class LoRAWeights: @unchecked Sendable {
     /// AdamW parameters, A then B per pair (PEFT applies weight decay to both).
     public var parameters: [Parameter] {
         pairs.flatMap { p in
-            [Parameter(name: p.nameA, value: values.pointer + p.offsetA, grad: grads.pointer + p.offsetA,
-                       count: config.r * p.inF),
-             Parameter(name: p.nameB, value: values.pointer + p.offsetB, grad: grads.pointer + p.offsetB,
-                       count: p.outF * config.r)]
+            [
+                Parameter(
+                    name: p.nameA, value: values.pointer + p.offsetA, grad: grads.pointer + p.offsetA,
+                    count: config.r * p.inF),
+                Parameter(
+                    name: p.nameB, value: values.pointer + p.offsetB, grad: grads.pointer + p.offsetB,
+                    count: p.outF * config.r),
+            ]
         }
     }
 }

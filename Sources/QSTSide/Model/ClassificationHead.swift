@@ -15,11 +15,14 @@ public enum ClassificationHead {
     /// `labelRows` (`[K, d]`: the frozen LM head's rows of the task's label words, `labelWordRows`), starts
     /// as those rows with a zero bias: with `o = norm(h_N)` at step 0 (`--init base`) the head's logits are
     /// then the base model's label-word logits, the zero-shot classifier (Formats/RUNS.md §2.3).
-    public static func attach(to weights: SideWeights, numLabels k: Int, seed: UInt64,
-                              labelRows: [Float]? = nil) throws -> SideWeights {
+    public static func attach(
+        to weights: SideWeights, numLabels k: Int, seed: UInt64,
+        labelRows: [Float]? = nil
+    ) throws -> SideWeights {
         if let existing = weights.config.numLabels {
             guard existing == k else {
-                throw QSTError("the side network already has a \(existing)-label head; --num-labels \(k) does not match")
+                throw QSTError(
+                    "the side network already has a \(existing)-label head; --num-labels \(k) does not match")
             }
             return weights
         }
@@ -61,9 +64,11 @@ public enum ClassificationHead {
     }
 
     /// Loss (and gradients when `dHidden` is given) of the head at the batch's labelled positions.
-    static func lossAndGradient(weights: SideWeights, hidden: FloatBuffer, batch: SideBatch,
-                                dHidden: UnsafeMutablePointer<Float>?,
-                                gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
+    static func lossAndGradient(
+        weights: SideWeights, hidden: FloatBuffer, batch: SideBatch,
+        dHidden: UnsafeMutablePointer<Float>?,
+        gradScale: Float? = nil
+    ) throws -> ChunkedCrossEntropy.Result {
         guard let k = weights.config.numLabels else { throw QSTError("side network has no classification head") }
         let d = weights.config.base.hiddenSize, n = batch.labels.count
         guard hidden.count >= n * d else { throw QSTError("classification head: \(hidden.count) floats for \(n) rows") }
@@ -95,8 +100,9 @@ public enum ClassificationHead {
         }
         var out = [Float](repeating: 0, count: rows.count * k)
         out.withUnsafeMutableBufferPointer {
-            SequenceClassification.logits(out: $0.baseAddress!, hidden: hidden.pointer, rows: rows, d: d,
-                                          weight: weights.value(weightName), bias: weights.value(biasName), k: k)
+            SequenceClassification.logits(
+                out: $0.baseAddress!, hidden: hidden.pointer, rows: rows, d: d,
+                weight: weights.value(weightName), bias: weights.value(biasName), k: k)
         }
         return out
     }

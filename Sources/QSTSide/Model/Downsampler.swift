@@ -46,9 +46,11 @@ enum Downsampler {
 
     /// `out = down_i(h)`. With a `tape`, saves what backward needs and applies dropout with `rng`, or
     /// per example with `streams` when given (training); without one, runs as in evaluation (no dropout).
-    static func forward(layer i: Int, weights: SideWeights, h: UnsafePointer<Float>, n: Int,
-                        out: UnsafeMutablePointer<Float>, tape: DownsampleTape?, rng: inout SplitMix64,
-                        scratch: FloatBuffer, streams: DropoutStreams? = nil) {
+    static func forward(
+        layer i: Int, weights: SideWeights, h: UnsafePointer<Float>, n: Int,
+        out: UnsafeMutablePointer<Float>, tape: DownsampleTape?, rng: inout SplitMix64,
+        scratch: FloatBuffer, streams: DropoutStreams? = nil
+    ) {
         let c = weights.config, d = c.base.hiddenSize, w = c.width
         let p = c.downsamplePrefix(i)
         switch c.downsample {
@@ -56,23 +58,27 @@ enum Downsampler {
             FeaturePool.forward(out: out, x: h, n: n, d: d, r: c.r, kind: c.downsample == .avgpool ? .average : .max)
         case .linear:
             let x = dropped(h, n: n, d: d, tape: tape, p: c.dropout, rng: &rng, streams: streams)
-            Linear.forward(out: out, x: x, weight: weights.value(p + "weight"), bias: nil,
-                           n: n, inFeatures: d, outFeatures: w)
+            Linear.forward(
+                out: out, x: x, weight: weights.value(p + "weight"), bias: nil,
+                n: n, inFeatures: d, outFeatures: w)
         case .adapter:
             let hid = c.adapterHidden
             let x = dropped(h, n: n, d: d, tape: tape, p: c.dropout, rng: &rng, streams: streams)
             // Without a tape the intermediates go to scratch (n·(h + w) floats).
             let u = tape?.preActivation.pointer ?? scratch.pointer
             let y = tape?.preNorm.pointer ?? (scratch.pointer + n * hid)
-            Linear.forward(out: u, x: x, weight: weights.value(p + "adapter_A.weight"), bias: nil,
-                           n: n, inFeatures: d, outFeatures: hid)
+            Linear.forward(
+                out: u, x: x, weight: weights.value(p + "adapter_A.weight"), bias: nil,
+                n: n, inFeatures: d, outFeatures: hid)
             let a = FloatBuffer(count: n * hid)
             c.activation.op.forward(out: a.pointer, x: u, count: n * hid)
-            Linear.forward(out: y, x: a.pointer, weight: weights.value(p + "adapter_B.weight"), bias: nil,
-                           n: n, inFeatures: hid, outFeatures: w)
-            LayerNorm.forward(out: out, mean: tape?.mean.pointer, rstd: tape?.rstd.pointer, x: y,
-                              weight: weights.value(p + "post_layer_norm.weight"),
-                              bias: weights.value(p + "post_layer_norm.bias"), n: n, d: w, eps: layerNormEps)
+            Linear.forward(
+                out: y, x: a.pointer, weight: weights.value(p + "adapter_B.weight"), bias: nil,
+                n: n, inFeatures: hid, outFeatures: w)
+            LayerNorm.forward(
+                out: out, mean: tape?.mean.pointer, rstd: tape?.rstd.pointer, x: y,
+                weight: weights.value(p + "post_layer_norm.weight"),
+                bias: weights.value(p + "post_layer_norm.bias"), n: n, d: w, eps: layerNormEps)
         }
     }
 
@@ -89,33 +95,39 @@ enum Downsampler {
         case .avgpool, .maxpool:
             return
         case .linear:
-            Linear.backward(dx: nil, dweight: weights.grad(p + "weight"), dbias: nil, dout: dout,
-                            x: tape.input.pointer, weight: weights.value(p + "weight"),
-                            n: n, inFeatures: d, outFeatures: w)
+            Linear.backward(
+                dx: nil, dweight: weights.grad(p + "weight"), dbias: nil, dout: dout,
+                x: tape.input.pointer, weight: weights.value(p + "weight"),
+                n: n, inFeatures: d, outFeatures: w)
         case .adapter:
             let hid = c.adapterHidden
             let dy = FloatBuffer(count: n * w)
-            LayerNorm.backward(dx: dy.pointer, dweight: weights.grad(p + "post_layer_norm.weight"),
-                               dbias: weights.grad(p + "post_layer_norm.bias"), dout: dout, x: tape.preNorm.pointer,
-                               weight: weights.value(p + "post_layer_norm.weight"), mean: tape.mean.pointer,
-                               rstd: tape.rstd.pointer, n: n, d: w)
+            LayerNorm.backward(
+                dx: dy.pointer, dweight: weights.grad(p + "post_layer_norm.weight"),
+                dbias: weights.grad(p + "post_layer_norm.bias"), dout: dout, x: tape.preNorm.pointer,
+                weight: weights.value(p + "post_layer_norm.weight"), mean: tape.mean.pointer,
+                rstd: tape.rstd.pointer, n: n, d: w)
             let a = FloatBuffer(count: n * hid)
             c.activation.op.forward(out: a.pointer, x: tape.preActivation.pointer, count: n * hid)
             let da = FloatBuffer(count: n * hid)
-            Linear.backward(dx: da.pointer, dweight: weights.grad(p + "adapter_B.weight"), dbias: nil,
-                            dout: dy.pointer, x: a.pointer, weight: weights.value(p + "adapter_B.weight"),
-                            n: n, inFeatures: hid, outFeatures: w)
+            Linear.backward(
+                dx: da.pointer, dweight: weights.grad(p + "adapter_B.weight"), dbias: nil,
+                dout: dy.pointer, x: a.pointer, weight: weights.value(p + "adapter_B.weight"),
+                n: n, inFeatures: hid, outFeatures: w)
             let du = FloatBuffer(count: n * hid)
             c.activation.op.backward(dx: du.pointer, dout: da.pointer, x: tape.preActivation.pointer, count: n * hid)
-            Linear.backward(dx: nil, dweight: weights.grad(p + "adapter_A.weight"), dbias: nil, dout: du.pointer,
-                            x: tape.input.pointer, weight: weights.value(p + "adapter_A.weight"),
-                            n: n, inFeatures: d, outFeatures: hid)
+            Linear.backward(
+                dx: nil, dweight: weights.grad(p + "adapter_A.weight"), dbias: nil, dout: du.pointer,
+                x: tape.input.pointer, weight: weights.value(p + "adapter_A.weight"),
+                n: n, inFeatures: d, outFeatures: hid)
         }
     }
 
     /// Dropout into the tape's input buffer (training) or the input itself (evaluation).
-    private static func dropped(_ h: UnsafePointer<Float>, n: Int, d: Int, tape: DownsampleTape?, p: Float,
-                                rng: inout SplitMix64, streams: DropoutStreams?) -> UnsafePointer<Float> {
+    private static func dropped(
+        _ h: UnsafePointer<Float>, n: Int, d: Int, tape: DownsampleTape?, p: Float,
+        rng: inout SplitMix64, streams: DropoutStreams?
+    ) -> UnsafePointer<Float> {
         guard let tape else { return h }
         let count = n * d
         if p > 0, let streams, streams.keys.count * streams.seqLen == n {

@@ -15,7 +15,8 @@ enum OPTSideBlock {
         let q, k, v, o, ln1, fc1, fc2, ln2: String
         init(_ i: Int) {
             let p = "model.decoder.qst_layers.\(i)."
-            q = p + "self_attn.q_proj"; k = p + "self_attn.k_proj"; v = p + "self_attn.v_proj"; o = p + "self_attn.out_proj"
+            q = p + "self_attn.q_proj"; k = p + "self_attn.k_proj"; v = p + "self_attn.v_proj";
+            o = p + "self_attn.out_proj"
             ln1 = p + "self_attn_layer_norm"; fc1 = p + "fc1"; fc2 = p + "fc2"; ln2 = p + "final_layer_norm"
         }
     }
@@ -38,7 +39,8 @@ enum OPTSideBlock {
         if let n = c.headNormName { norm(n) }
         for i in 0..<c.base.layerCount {
             let nm = Names(i)
-            linear(nm.k, out: w, in: w); linear(nm.v, out: w, in: w); linear(nm.q, out: w, in: w); linear(nm.o, out: w, in: w)
+            linear(nm.k, out: w, in: w); linear(nm.v, out: w, in: w); linear(nm.q, out: w, in: w);
+            linear(nm.o, out: w, in: w)
             norm(nm.ln1)
             linear(nm.fc1, out: f, in: w); linear(nm.fc2, out: w, in: f)
             norm(nm.ln2)
@@ -56,46 +58,62 @@ enum OPTSideBlock {
         W.spec(name) == nil ? nil : W.grad(name)
     }
 
-    private static func linear(_ W: SideWeights, _ name: String, out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                               n: Int, inF: Int, outF: Int, accumulate: Bool = false) {
-        Linear.forward(out: out, x: x, weight: W.value(name + ".weight"), bias: value(W, name + ".bias"),
-                       n: n, inFeatures: inF, outFeatures: outF, accumulate: accumulate)
+    private static func linear(
+        _ W: SideWeights, _ name: String, out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+        n: Int, inF: Int, outF: Int, accumulate: Bool = false
+    ) {
+        Linear.forward(
+            out: out, x: x, weight: W.value(name + ".weight"), bias: value(W, name + ".bias"),
+            n: n, inFeatures: inF, outFeatures: outF, accumulate: accumulate)
     }
 
-    private static func linearBackward(_ W: SideWeights, _ name: String, dx: UnsafeMutablePointer<Float>?,
-                                       dout: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, inF: Int, outF: Int) {
-        Linear.backward(dx: dx, dweight: W.grad(name + ".weight"), dbias: grad(W, name + ".bias"), dout: dout, x: x,
-                        weight: W.value(name + ".weight"), n: n, inFeatures: inF, outFeatures: outF)
+    private static func linearBackward(
+        _ W: SideWeights, _ name: String, dx: UnsafeMutablePointer<Float>?,
+        dout: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, inF: Int, outF: Int
+    ) {
+        Linear.backward(
+            dx: dx, dweight: W.grad(name + ".weight"), dbias: grad(W, name + ".bias"), dout: dout, x: x,
+            weight: W.value(name + ".weight"), n: n, inFeatures: inF, outFeatures: outF)
     }
 
     /// LayerNorm `name` (its `.weight` and `.bias`; plain normalisation when the base's norms are not affine).
-    static func norm(_ W: SideWeights, _ name: String, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
-                     rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, d: Int) {
+    static func norm(
+        _ W: SideWeights, _ name: String, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+        rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         guard W.spec(name + ".weight") != nil else {
             let ones = FloatBuffer([Float](repeating: 1, count: d))
-            LayerNorm.forward(out: out, mean: mean, rstd: rstd, x: x, weight: ones.constPointer, bias: nil, n: n, d: d,
-                              eps: layerNormEps)
+            LayerNorm.forward(
+                out: out, mean: mean, rstd: rstd, x: x, weight: ones.constPointer, bias: nil, n: n, d: d,
+                eps: layerNormEps)
             return
         }
-        LayerNorm.forward(out: out, mean: mean, rstd: rstd, x: x, weight: W.value(name + ".weight"),
-                          bias: W.value(name + ".bias"), n: n, d: d, eps: layerNormEps)
+        LayerNorm.forward(
+            out: out, mean: mean, rstd: rstd, x: x, weight: W.value(name + ".weight"),
+            bias: W.value(name + ".bias"), n: n, d: d, eps: layerNormEps)
     }
 
-    static func normBackward(_ W: SideWeights, _ name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                             x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int) {
+    static func normBackward(
+        _ W: SideWeights, _ name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, d: Int
+    ) {
         guard W.spec(name + ".weight") != nil else {
             let ones = FloatBuffer([Float](repeating: 1, count: d))
-            LayerNorm.backward(dx: dx, dweight: nil, dbias: nil, dout: dout, x: x, weight: ones.constPointer, mean: mean,
-                               rstd: rstd, n: n, d: d)
+            LayerNorm.backward(
+                dx: dx, dweight: nil, dbias: nil, dout: dout, x: x, weight: ones.constPointer, mean: mean,
+                rstd: rstd, n: n, d: d)
             return
         }
-        LayerNorm.backward(dx: dx, dweight: W.grad(name + ".weight"), dbias: W.grad(name + ".bias"), dout: dout, x: x,
-                           weight: W.value(name + ".weight"), mean: mean, rstd: rstd, n: n, d: d)
+        LayerNorm.backward(
+            dx: dx, dweight: W.grad(name + ".weight"), dbias: W.grad(name + ".bias"), dout: dout, x: x,
+            weight: W.value(name + ".weight"), mean: mean, rstd: rstd, n: n, d: d)
     }
 
     /// `out = block_i(x)`, leaving every intermediate in `ws`. `out` must not alias `x`.
-    static func forward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                        geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+    static func forward(
+        layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        geometry g: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, f = c.intermediate, act = c.blockActivation
         let pre = c.base.optLayerNormBefore
         let attnIn: UnsafePointer<Float>
@@ -108,20 +126,25 @@ enum OPTSideBlock {
         linear(W, nm.q, out: ws.q.pointer, x: attnIn, n: n, inF: w, outF: w)
         linear(W, nm.k, out: ws.k.pointer, x: attnIn, n: n, inF: w, outF: w)
         linear(W, nm.v, out: ws.v.pointer, x: attnIn, n: n, inF: w, outF: w)
-        SideAttention.forward(out: ws.attn.pointer, probs: ws.probs.pointer, q: ws.q.pointer, k: ws.k.pointer,
-                              v: ws.v.pointer, lengths: g.lengths, shape: g.shape)
+        SideAttention.forward(
+            out: ws.attn.pointer, probs: ws.probs.pointer, q: ws.q.pointer, k: ws.k.pointer,
+            v: ws.v.pointer, lengths: g.lengths, shape: g.shape)
         ws.resid1.pointer.update(from: x, count: n * w)
         linear(W, nm.o, out: ws.resid1.pointer, x: ws.attn.pointer, n: n, inF: w, outF: w, accumulate: true)
         if pre {
-            norm(W, nm.ln2, out: ws.normed2.pointer, mean: ws.mean2.pointer, rstd: ws.rstd2.pointer, x: ws.resid1.pointer,
-                 n: n, d: w)
+            norm(
+                W, nm.ln2, out: ws.normed2.pointer, mean: ws.mean2.pointer, rstd: ws.rstd2.pointer,
+                x: ws.resid1.pointer,
+                n: n, d: w)
             linear(W, nm.fc1, out: ws.gate.pointer, x: ws.normed2.pointer, n: n, inF: w, outF: f)
             act.forward(out: ws.act.pointer, x: ws.gate.pointer, count: n * f)
             out.update(from: ws.resid1.pointer, count: n * w)
             linear(W, nm.fc2, out: out, x: ws.act.pointer, n: n, inF: f, outF: w, accumulate: true)
         } else {
-            norm(W, nm.ln1, out: ws.normed1.pointer, mean: ws.mean1.pointer, rstd: ws.rstd1.pointer, x: ws.resid1.pointer,
-                 n: n, d: w)
+            norm(
+                W, nm.ln1, out: ws.normed1.pointer, mean: ws.mean1.pointer, rstd: ws.rstd1.pointer,
+                x: ws.resid1.pointer,
+                n: n, d: w)
             linear(W, nm.fc1, out: ws.gate.pointer, x: ws.normed1.pointer, n: n, inF: w, outF: f)
             act.forward(out: ws.act.pointer, x: ws.gate.pointer, count: n * f)
             ws.resid2.pointer.update(from: ws.normed1.pointer, count: n * w)
@@ -132,8 +155,10 @@ enum OPTSideBlock {
 
     /// Given `dout` and the intermediates `forward(x)` left in `ws`, writes `dx` (overwriting) and
     /// accumulates the block's weight gradients.
-    static func backward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+    static func backward(
+        layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+        dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, f = c.intermediate, act = c.blockActivation
         let pre = c.base.optLayerNormBefore
         let dR = ws.dResid1.pointer, dH = ws.dNormed.pointer
@@ -145,8 +170,9 @@ enum OPTSideBlock {
             dFFNOut = dout
         } else {
             ws.dResid1.zero()
-            normBackward(W, nm.ln2, dx: dR, dout: dout, x: ws.resid2.pointer, mean: ws.mean2.pointer,
-                         rstd: ws.rstd2.pointer, n: n, d: w)
+            normBackward(
+                W, nm.ln2, dx: dR, dout: dout, x: ws.resid2.pointer, mean: ws.mean2.pointer,
+                rstd: ws.rstd2.pointer, n: n, d: w)
             dFFNOut = UnsafePointer(dR)
         }
         ws.dAct.zero()
@@ -156,20 +182,23 @@ enum OPTSideBlock {
         if pre { ws.dNormed.zero() } else { dH.update(from: dR, count: n * w) }
         linearBackward(W, nm.fc1, dx: dH, dout: ws.dGate.pointer, x: ffnIn, n: n, inF: w, outF: f)
         if pre {
-            normBackward(W, nm.ln2, dx: dR, dout: dH, x: ws.resid1.pointer, mean: ws.mean2.pointer,
-                         rstd: ws.rstd2.pointer, n: n, d: w)
+            normBackward(
+                W, nm.ln2, dx: dR, dout: dH, x: ws.resid1.pointer, mean: ws.mean2.pointer,
+                rstd: ws.rstd2.pointer, n: n, d: w)
         } else {
             ws.dResid1.zero()
-            normBackward(W, nm.ln1, dx: dR, dout: dH, x: ws.resid1.pointer, mean: ws.mean1.pointer,
-                         rstd: ws.rstd1.pointer, n: n, d: w)
+            normBackward(
+                W, nm.ln1, dx: dR, dout: dH, x: ws.resid1.pointer, mean: ws.mean1.pointer,
+                rstd: ws.rstd1.pointer, n: n, d: w)
         }
         // Attention branch: dR is now the gradient at r1 = x + out(attn(·)).
         ws.dAttn.zero()
         linearBackward(W, nm.o, dx: ws.dAttn.pointer, dout: dR, x: ws.attn.pointer, n: n, inF: w, outF: w)
         ws.dq.zero(); ws.dk.zero(); ws.dv.zero()
-        SideAttention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dout: ws.dAttn.pointer,
-                               q: ws.q.pointer, k: ws.k.pointer, v: ws.v.pointer, probs: ws.probs.pointer,
-                               lengths: g.lengths, shape: g.shape)
+        SideAttention.backward(
+            dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dout: ws.dAttn.pointer,
+            q: ws.q.pointer, k: ws.k.pointer, v: ws.v.pointer, probs: ws.probs.pointer,
+            lengths: g.lengths, shape: g.shape)
         let attnIn = pre ? UnsafePointer(ws.normed1.pointer) : x
         let dIn = pre ? dH : dx
         if pre { ws.dNormed.zero() } else { dx.update(from: dR, count: n * w) }

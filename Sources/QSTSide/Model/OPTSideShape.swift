@@ -18,12 +18,13 @@ extension BaseShape {
     /// An OPT base's shape. OPT's LayerNorms use PyTorch's default epsilon 1e-5; there is no RoPE, so the
     /// theta is a placeholder.
     init(opt config: ModelConfig) {
-        self.init(hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
-                  attentionHeads: config.numAttentionHeads, keyValueHeads: config.numAttentionHeads,
-                  intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
-                  rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: config.activationFunction ?? "relu",
-                  modelFamily: "opt", layerNormBefore: config.optLayerNormBefore, headInputSize: config.headInputSize,
-                  bias: config.optBias, affineNorms: config.optAffineNorms ? nil : false)
+        self.init(
+            hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
+            attentionHeads: config.numAttentionHeads, keyValueHeads: config.numAttentionHeads,
+            intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
+            rmsNormEps: 1e-5, ropeTheta: 10000, hiddenAct: config.activationFunction ?? "relu",
+            modelFamily: "opt", layerNormBefore: config.optLayerNormBefore, headInputSize: config.headInputSize,
+            bias: config.optBias, affineNorms: config.optAffineNorms ? nil : false)
     }
 }
 

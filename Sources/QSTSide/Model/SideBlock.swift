@@ -23,8 +23,9 @@ struct SideBatchGeometry {
         }
         cos = cosTable
         sin = sinTable
-        shape = Attention.Shape(batch: lengths.count, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
-                                headDim: c.headDim)
+        shape = Attention.Shape(
+            batch: lengths.count, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
+            headDim: c.headDim)
     }
 }
 
@@ -77,8 +78,11 @@ final class SideBlockWorkspace {
         init(config c: SideConfig, batch: Int, seqLen: Int) {
             rows = batch * seqLen; width = c.width; queryWidth = c.heads * c.headDim
             keyWidth = c.kvHeads * c.headDim; ffn = c.intermediate
-            probs = Attention.Shape(batch: batch, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
-                                    headDim: c.headDim).probsCount
+            probs =
+                Attention.Shape(
+                    batch: batch, seqLen: seqLen, nHeads: c.heads, nKVHeads: c.kvHeads,
+                    headDim: c.headDim
+                ).probsCount
             secondResidual = c.base.family.blockKeepsSecondResidual
         }
 
@@ -136,78 +140,104 @@ enum SideBlock {
     }
 
     /// `out = block_i(x)`, leaving every intermediate in `ws`. `out` must not alias `x`.
-    static func forward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>,
-                        out: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+    static func forward(
+        layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>,
+        out: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate, eps = Float(c.base.rmsNormEps)
-        RMSNorm.forward(out: ws.normed1.pointer, rstd: ws.rstd1.pointer, x: x, weight: W.value(nm.inNorm),
-                        n: n, d: w, eps: eps)
-        Linear.forward(out: ws.q.pointer, x: ws.normed1.pointer, weight: W.value(nm.q), bias: nil,
-                       n: n, inFeatures: w, outFeatures: qw)
-        Linear.forward(out: ws.k.pointer, x: ws.normed1.pointer, weight: W.value(nm.k), bias: nil,
-                       n: n, inFeatures: w, outFeatures: kw)
-        Linear.forward(out: ws.v.pointer, x: ws.normed1.pointer, weight: W.value(nm.v), bias: nil,
-                       n: n, inFeatures: w, outFeatures: kw)
+        RMSNorm.forward(
+            out: ws.normed1.pointer, rstd: ws.rstd1.pointer, x: x, weight: W.value(nm.inNorm),
+            n: n, d: w, eps: eps)
+        Linear.forward(
+            out: ws.q.pointer, x: ws.normed1.pointer, weight: W.value(nm.q), bias: nil,
+            n: n, inFeatures: w, outFeatures: qw)
+        Linear.forward(
+            out: ws.k.pointer, x: ws.normed1.pointer, weight: W.value(nm.k), bias: nil,
+            n: n, inFeatures: w, outFeatures: kw)
+        Linear.forward(
+            out: ws.v.pointer, x: ws.normed1.pointer, weight: W.value(nm.v), bias: nil,
+            n: n, inFeatures: w, outFeatures: kw)
         RoPE.forward(x: ws.q.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.heads, headDim: hd)
         RoPE.forward(x: ws.k.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.kvHeads, headDim: hd)
-        SideAttention.forward(out: ws.attn.pointer, probs: ws.probs.pointer, q: ws.q.pointer, k: ws.k.pointer,
-                              v: ws.v.pointer, lengths: g.lengths, shape: g.shape)
+        SideAttention.forward(
+            out: ws.attn.pointer, probs: ws.probs.pointer, q: ws.q.pointer, k: ws.k.pointer,
+            v: ws.v.pointer, lengths: g.lengths, shape: g.shape)
         ws.resid1.pointer.update(from: x, count: n * w)
-        Linear.forward(out: ws.resid1.pointer, x: ws.attn.pointer, weight: W.value(nm.o), bias: nil,
-                       n: n, inFeatures: qw, outFeatures: w, accumulate: true)
-        RMSNorm.forward(out: ws.normed2.pointer, rstd: ws.rstd2.pointer, x: ws.resid1.pointer,
-                        weight: W.value(nm.postNorm), n: n, d: w, eps: eps)
-        Linear.forward(out: ws.gate.pointer, x: ws.normed2.pointer, weight: W.value(nm.gate), bias: nil,
-                       n: n, inFeatures: w, outFeatures: f)
-        Linear.forward(out: ws.up.pointer, x: ws.normed2.pointer, weight: W.value(nm.up), bias: nil,
-                       n: n, inFeatures: w, outFeatures: f)
-        SwiGLU.forward(out: ws.act.pointer, gate: ws.gate.pointer, up: ws.up.pointer, count: n * f,
-                       activation: c.blockActivation)
+        Linear.forward(
+            out: ws.resid1.pointer, x: ws.attn.pointer, weight: W.value(nm.o), bias: nil,
+            n: n, inFeatures: qw, outFeatures: w, accumulate: true)
+        RMSNorm.forward(
+            out: ws.normed2.pointer, rstd: ws.rstd2.pointer, x: ws.resid1.pointer,
+            weight: W.value(nm.postNorm), n: n, d: w, eps: eps)
+        Linear.forward(
+            out: ws.gate.pointer, x: ws.normed2.pointer, weight: W.value(nm.gate), bias: nil,
+            n: n, inFeatures: w, outFeatures: f)
+        Linear.forward(
+            out: ws.up.pointer, x: ws.normed2.pointer, weight: W.value(nm.up), bias: nil,
+            n: n, inFeatures: w, outFeatures: f)
+        SwiGLU.forward(
+            out: ws.act.pointer, gate: ws.gate.pointer, up: ws.up.pointer, count: n * f,
+            activation: c.blockActivation)
         out.update(from: ws.resid1.pointer, count: n * w)
-        Linear.forward(out: out, x: ws.act.pointer, weight: W.value(nm.down), bias: nil,
-                       n: n, inFeatures: f, outFeatures: w, accumulate: true)
+        Linear.forward(
+            out: out, x: ws.act.pointer, weight: W.value(nm.down), bias: nil,
+            n: n, inFeatures: f, outFeatures: w, accumulate: true)
     }
 
     /// Given `dout` and the intermediates `forward(x)` left in `ws`, writes `dx` (overwriting) and
     /// accumulates the block's weight gradients.
-    static func backward(layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace) {
+    static func backward(
+        layer i: Int, weights W: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+        dx: UnsafeMutablePointer<Float>, geometry g: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         let c = W.config, nm = Names(i), n = g.rows, w = c.width, hd = c.headDim
         let qw = c.heads * hd, kw = c.kvHeads * hd, f = c.intermediate
         // MLP branch.
         ws.dResid1.pointer.update(from: dout, count: n * w)
         ws.dAct.zero()
-        Linear.backward(dx: ws.dAct.pointer, dweight: W.grad(nm.down), dbias: nil, dout: dout, x: ws.act.pointer,
-                        weight: W.value(nm.down), n: n, inFeatures: f, outFeatures: w)
+        Linear.backward(
+            dx: ws.dAct.pointer, dweight: W.grad(nm.down), dbias: nil, dout: dout, x: ws.act.pointer,
+            weight: W.value(nm.down), n: n, inFeatures: f, outFeatures: w)
         ws.dGate.zero(); ws.dUp.zero()
-        SwiGLU.backward(dgate: ws.dGate.pointer, dup: ws.dUp.pointer, dout: ws.dAct.pointer, gate: ws.gate.pointer,
-                        up: ws.up.pointer, count: n * f, activation: c.blockActivation)
+        SwiGLU.backward(
+            dgate: ws.dGate.pointer, dup: ws.dUp.pointer, dout: ws.dAct.pointer, gate: ws.gate.pointer,
+            up: ws.up.pointer, count: n * f, activation: c.blockActivation)
         ws.dNormed.zero()
-        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.gate), dbias: nil, dout: ws.dGate.pointer,
-                        x: ws.normed2.pointer, weight: W.value(nm.gate), n: n, inFeatures: w, outFeatures: f)
-        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.up), dbias: nil, dout: ws.dUp.pointer,
-                        x: ws.normed2.pointer, weight: W.value(nm.up), n: n, inFeatures: w, outFeatures: f)
-        RMSNorm.backward(dx: ws.dResid1.pointer, dweight: W.grad(nm.postNorm), dout: ws.dNormed.pointer,
-                         x: ws.resid1.pointer, weight: W.value(nm.postNorm), rstd: ws.rstd2.pointer, n: n, d: w)
+        Linear.backward(
+            dx: ws.dNormed.pointer, dweight: W.grad(nm.gate), dbias: nil, dout: ws.dGate.pointer,
+            x: ws.normed2.pointer, weight: W.value(nm.gate), n: n, inFeatures: w, outFeatures: f)
+        Linear.backward(
+            dx: ws.dNormed.pointer, dweight: W.grad(nm.up), dbias: nil, dout: ws.dUp.pointer,
+            x: ws.normed2.pointer, weight: W.value(nm.up), n: n, inFeatures: w, outFeatures: f)
+        RMSNorm.backward(
+            dx: ws.dResid1.pointer, dweight: W.grad(nm.postNorm), dout: ws.dNormed.pointer,
+            x: ws.resid1.pointer, weight: W.value(nm.postNorm), rstd: ws.rstd2.pointer, n: n, d: w)
         // Attention branch.
         ws.dAttn.zero()
-        Linear.backward(dx: ws.dAttn.pointer, dweight: W.grad(nm.o), dbias: nil, dout: ws.dResid1.pointer,
-                        x: ws.attn.pointer, weight: W.value(nm.o), n: n, inFeatures: qw, outFeatures: w)
+        Linear.backward(
+            dx: ws.dAttn.pointer, dweight: W.grad(nm.o), dbias: nil, dout: ws.dResid1.pointer,
+            x: ws.attn.pointer, weight: W.value(nm.o), n: n, inFeatures: qw, outFeatures: w)
         ws.dq.zero(); ws.dk.zero(); ws.dv.zero()
-        SideAttention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dout: ws.dAttn.pointer,
-                               q: ws.q.pointer, k: ws.k.pointer, v: ws.v.pointer, probs: ws.probs.pointer,
-                               lengths: g.lengths, shape: g.shape)
+        SideAttention.backward(
+            dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dout: ws.dAttn.pointer,
+            q: ws.q.pointer, k: ws.k.pointer, v: ws.v.pointer, probs: ws.probs.pointer,
+            lengths: g.lengths, shape: g.shape)
         RoPE.backward(dx: ws.dq.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.heads, headDim: hd)
         RoPE.backward(dx: ws.dk.pointer, cos: g.cos.pointer, sin: g.sin.pointer, n: n, nHeads: c.kvHeads, headDim: hd)
         ws.dNormed.zero()
-        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.q), dbias: nil, dout: ws.dq.pointer,
-                        x: ws.normed1.pointer, weight: W.value(nm.q), n: n, inFeatures: w, outFeatures: qw)
-        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.k), dbias: nil, dout: ws.dk.pointer,
-                        x: ws.normed1.pointer, weight: W.value(nm.k), n: n, inFeatures: w, outFeatures: kw)
-        Linear.backward(dx: ws.dNormed.pointer, dweight: W.grad(nm.v), dbias: nil, dout: ws.dv.pointer,
-                        x: ws.normed1.pointer, weight: W.value(nm.v), n: n, inFeatures: w, outFeatures: kw)
+        Linear.backward(
+            dx: ws.dNormed.pointer, dweight: W.grad(nm.q), dbias: nil, dout: ws.dq.pointer,
+            x: ws.normed1.pointer, weight: W.value(nm.q), n: n, inFeatures: w, outFeatures: qw)
+        Linear.backward(
+            dx: ws.dNormed.pointer, dweight: W.grad(nm.k), dbias: nil, dout: ws.dk.pointer,
+            x: ws.normed1.pointer, weight: W.value(nm.k), n: n, inFeatures: w, outFeatures: kw)
+        Linear.backward(
+            dx: ws.dNormed.pointer, dweight: W.grad(nm.v), dbias: nil, dout: ws.dv.pointer,
+            x: ws.normed1.pointer, weight: W.value(nm.v), n: n, inFeatures: w, outFeatures: kw)
         dx.update(from: ws.dResid1.pointer, count: n * w)
-        RMSNorm.backward(dx: dx, dweight: W.grad(nm.inNorm), dout: ws.dNormed.pointer, x: x,
-                         weight: W.value(nm.inNorm), rstd: ws.rstd1.pointer, n: n, d: w)
+        RMSNorm.backward(
+            dx: dx, dweight: W.grad(nm.inNorm), dout: ws.dNormed.pointer, x: x,
+            weight: W.value(nm.inNorm), rstd: ws.rstd1.pointer, n: n, d: w)
     }
 }

@@ -69,10 +69,12 @@ public struct BaseShape: Codable, Sendable, Equatable {
     public var bias: Bool?
     public var affineNorms: Bool?
 
-    public init(hiddenSize: Int, layerCount: Int, attentionHeads: Int, keyValueHeads: Int, intermediateSize: Int,
-                vocabSize: Int, rmsNormEps: Double, ropeTheta: Double = 10000, hiddenAct: String = "silu",
-                modelFamily: String? = nil, layerNormBefore: Bool? = nil, headInputSize: Int? = nil, bias: Bool? = nil,
-                affineNorms: Bool? = nil) {
+    public init(
+        hiddenSize: Int, layerCount: Int, attentionHeads: Int, keyValueHeads: Int, intermediateSize: Int,
+        vocabSize: Int, rmsNormEps: Double, ropeTheta: Double = 10000, hiddenAct: String = "silu",
+        modelFamily: String? = nil, layerNormBefore: Bool? = nil, headInputSize: Int? = nil, bias: Bool? = nil,
+        affineNorms: Bool? = nil
+    ) {
         self.hiddenSize = hiddenSize; self.layerCount = layerCount; self.attentionHeads = attentionHeads
         self.keyValueHeads = keyValueHeads; self.intermediateSize = intermediateSize; self.vocabSize = vocabSize
         self.rmsNormEps = rmsNormEps; self.ropeTheta = ropeTheta; self.hiddenAct = hiddenAct
@@ -90,11 +92,12 @@ public struct BaseShape: Codable, Sendable, Equatable {
     /// The side network's view of a base model's config (LLaMA family; OPT in OPTSideShape.swift).
     public init(_ config: ModelConfig) {
         if config.isOPT { self.init(opt: config); return }
-        self.init(hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
-                  attentionHeads: config.numAttentionHeads, keyValueHeads: config.kvHeads,
-                  intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
-                  rmsNormEps: config.rmsNormEps ?? ModelConfig.defaultRMSNormEps, ropeTheta: config.theta,
-                  hiddenAct: config.hiddenAct ?? "silu")
+        self.init(
+            hiddenSize: config.hiddenSize, layerCount: config.numHiddenLayers,
+            attentionHeads: config.numAttentionHeads, keyValueHeads: config.kvHeads,
+            intermediateSize: config.intermediateSize, vocabSize: config.vocabSize,
+            rmsNormEps: config.rmsNormEps ?? ModelConfig.defaultRMSNormEps, ropeTheta: config.theta,
+            hiddenAct: config.hiddenAct ?? "silu")
     }
 }
 
@@ -116,9 +119,11 @@ public struct SideConfig: Codable, Sendable, Equatable {
     /// The head mix; nil (absent from the JSON, every file written before it existed) is `gated`.
     public var headMix: HeadMix?
 
-    public init(base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
-                activation: SideActivation = .swish, dropout: Float = 0.1, seed: UInt64 = 0, numLabels: Int? = nil,
-                headMix: HeadMix? = nil) {
+    public init(
+        base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
+        activation: SideActivation = .swish, dropout: Float = 0.1, seed: UInt64 = 0, numLabels: Int? = nil,
+        headMix: HeadMix? = nil
+    ) {
         self.base = base; self.r = r; self.downsample = downsample; self.adapterHidden = adapterHidden
         self.activation = activation; self.dropout = dropout; self.seed = seed; self.numLabels = numLabels
         self.headMix = headMix == .gated ? nil : headMix
@@ -154,34 +159,43 @@ public struct SideConfig: Codable, Sendable, Equatable {
     /// `defaultWidthLimit` (SmolLM2-135M, d 576: r 8 → 72, where r 16 → 36 trains worse; d 4096: r 32 → 128);
     /// when every valid width is wider, the narrowest.
     public static func defaultReduction(for base: BaseShape) -> Int {
-        let valid = validReductions(hiddenSize: base.hiddenSize, heads: base.attentionHeads, even: base.family.needsEvenHeadSize)
+        let valid = validReductions(
+            hiddenSize: base.hiddenSize, heads: base.attentionHeads, even: base.family.needsEvenHeadSize)
         return valid.first { base.hiddenSize / $0 <= defaultWidthLimit } ?? valid.last ?? 1
     }
 
     /// Throws a one-line error for any combination the side network cannot be built with.
     public func validate() throws {
         // A configuration can come from a downloaded file: bound every size before any arithmetic with it.
-        let limits: [(String, Int, Int)] = [("hidden_size", base.hiddenSize, 1 << 20), ("num_hidden_layers", base.layerCount, 1 << 12),
-                                            ("num_attention_heads", base.attentionHeads, 1 << 12),
-                                            ("num_key_value_heads", base.keyValueHeads, 1 << 12),
-                                            ("intermediate_size", base.intermediateSize, 1 << 22), ("vocab_size", base.vocabSize, 1 << 24),
-                                            ("r", r, 1 << 20)]
+        let limits: [(String, Int, Int)] = [
+            ("hidden_size", base.hiddenSize, 1 << 20), ("num_hidden_layers", base.layerCount, 1 << 12),
+            ("num_attention_heads", base.attentionHeads, 1 << 12),
+            ("num_key_value_heads", base.keyValueHeads, 1 << 12),
+            ("intermediate_size", base.intermediateSize, 1 << 22), ("vocab_size", base.vocabSize, 1 << 24),
+            ("r", r, 1 << 20),
+        ]
         for (name, value, limit) in limits where value < 1 || value > limit {
             throw QSTError("side network: \(name) \(value) is outside 1...\(limit)")
         }
         guard base.attentionHeads % base.keyValueHeads == 0 else {
-            throw QSTError("side network: num_key_value_heads \(base.keyValueHeads) does not divide num_attention_heads \(base.attentionHeads)")
+            throw QSTError(
+                "side network: num_key_value_heads \(base.keyValueHeads) does not divide num_attention_heads \(base.attentionHeads)"
+            )
         }
         let d = base.hiddenSize, h = base.attentionHeads, even = base.family.needsEvenHeadSize
         guard r >= 1, d % r == 0, (d / r) % h == 0, !even || ((d / r) / h) % 2 == 0 else {
-            let valid = SideConfig.validReductions(hiddenSize: d, heads: h, even: even).map(String.init).joined(separator: ", ")
-            throw QSTError("side network: r=\(r) does not give a whole\(even ? ", even" : "") head size (hidden \(d) / r must be a " +
-                           "multiple of \(even ? "2·" : "")\(h) heads); valid r: \(valid)")
+            let valid = SideConfig.validReductions(hiddenSize: d, heads: h, even: even).map(String.init).joined(
+                separator: ", ")
+            throw QSTError(
+                "side network: r=\(r) does not give a whole\(even ? ", even" : "") head size (hidden \(d) / r must be a "
+                    + "multiple of \(even ? "2·" : "")\(h) heads); valid r: \(valid)")
         }
         guard base.intermediateSize / r >= 1 else {
             throw QSTError("side network: intermediate size \(base.intermediateSize) / r=\(r) is zero")
         }
-        guard adapterHidden <= 1 << 20 else { throw QSTError("side network: adapter_hidden \(adapterHidden) is above \(1 << 20)") }
+        guard adapterHidden <= 1 << 20 else {
+            throw QSTError("side network: adapter_hidden \(adapterHidden) is above \(1 << 20)")
+        }
         guard downsample != .adapter || adapterHidden >= 1 else {
             throw QSTError("side network: --adapter-hidden must be at least 1 (got \(adapterHidden))")
         }

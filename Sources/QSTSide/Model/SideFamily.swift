@@ -28,17 +28,21 @@ protocol SideFamily: Sendable {
     /// downsamplers and gates).
     func layout(config: SideConfig, add: SideLayoutAdd)
     /// `out = block_i(x)`, leaving every intermediate in `ws`.
-    func blockForward(layer: Int, weights: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                      geometry: SideBatchGeometry, ws: SideBlockWorkspace)
+    func blockForward(
+        layer: Int, weights: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        geometry: SideBatchGeometry, ws: SideBlockWorkspace)
     /// `dx` (overwritten) and the block's weight gradients from `dout` and what `blockForward` left in `ws`.
-    func blockBackward(layer: Int, weights: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                       dx: UnsafeMutablePointer<Float>, geometry: SideBatchGeometry, ws: SideBlockWorkspace)
+    func blockBackward(
+        layer: Int, weights: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+        dx: UnsafeMutablePointer<Float>, geometry: SideBatchGeometry, ws: SideBlockWorkspace)
     /// The final norm named `name`: `out [n, w] = norm(x)`; `mean` is written by a LayerNorm only.
-    func headNormForward(weights: SideWeights, name: String, out: UnsafeMutablePointer<Float>,
-                         mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int)
+    func headNormForward(
+        weights: SideWeights, name: String, out: UnsafeMutablePointer<Float>,
+        mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int)
     /// Accumulates `dx` and the final norm's weight gradients from `dout`.
-    func headNormBackward(weights: SideWeights, name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                          x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int)
+    func headNormBackward(
+        weights: SideWeights, name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int)
     /// Parameters of a base of this shape (embeddings, layers, final norm; an untied head is not counted).
     func baseParameterCount(_ shape: BaseShape) -> Int
     /// The blocks for cached decoding (SideRunner), one per layer.
@@ -50,8 +54,10 @@ protocol SideFamily: Sendable {
 }
 
 /// Adds one tensor to a side network's layout: name, shape, initialisation, fan-in, constant, weight decay.
-typealias SideLayoutAdd = (_ name: String, _ shape: [Int], _ init: SideInit, _ fanIn: Int, _ constant: Float,
-                           _ decay: Bool) -> Void
+typealias SideLayoutAdd = (
+    _ name: String, _ shape: [Int], _ init: SideInit, _ fanIn: Int, _ constant: Float,
+    _ decay: Bool
+) -> Void
 
 extension BaseShape {
     /// The side network's family for this base.
@@ -72,26 +78,36 @@ struct LlamaSideFamily: SideFamily {
 
     func layout(config: SideConfig, add: SideLayoutAdd) { SideBlock.layout(config: config, add: add) }
 
-    func blockForward(layer: Int, weights: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                      geometry: SideBatchGeometry, ws: SideBlockWorkspace) {
+    func blockForward(
+        layer: Int, weights: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        geometry: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         SideBlock.forward(layer: layer, weights: weights, x: x, out: out, geometry: geometry, ws: ws)
     }
 
-    func blockBackward(layer: Int, weights: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                       dx: UnsafeMutablePointer<Float>, geometry: SideBatchGeometry, ws: SideBlockWorkspace) {
+    func blockBackward(
+        layer: Int, weights: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+        dx: UnsafeMutablePointer<Float>, geometry: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         SideBlock.backward(layer: layer, weights: weights, x: x, dout: dout, dx: dx, geometry: geometry, ws: ws)
     }
 
-    func headNormForward(weights W: SideWeights, name: String, out: UnsafeMutablePointer<Float>,
-                         mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int) {
-        RMSNorm.forward(out: out, rstd: rstd, x: x, weight: W.value(name), n: n, d: W.config.width,
-                        eps: Float(W.config.base.rmsNormEps))
+    func headNormForward(
+        weights W: SideWeights, name: String, out: UnsafeMutablePointer<Float>,
+        mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int
+    ) {
+        RMSNorm.forward(
+            out: out, rstd: rstd, x: x, weight: W.value(name), n: n, d: W.config.width,
+            eps: Float(W.config.base.rmsNormEps))
     }
 
-    func headNormBackward(weights W: SideWeights, name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                          x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int) {
-        RMSNorm.backward(dx: dx, dweight: W.grad(name), dout: dout, x: x, weight: W.value(name), rstd: rstd, n: n,
-                         d: W.config.width)
+    func headNormBackward(
+        weights W: SideWeights, name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int
+    ) {
+        RMSNorm.backward(
+            dx: dx, dweight: W.grad(name), dout: dout, x: x, weight: W.value(name), rstd: rstd, n: n,
+            d: W.config.width)
     }
 
     func baseParameterCount(_ s: BaseShape) -> Int {
@@ -102,11 +118,14 @@ struct LlamaSideFamily: SideFamily {
 
     func inferenceBlocks(pack: SideInferenceWeights) -> [any SideInferenceBlock] {
         guard let blocks = pack.blocks else { preconditionFailure("a LLaMA side network is packed with its blocks") }
-        return blocks.enumerated().map { SideRunner.Layer(weights: pack.weights, layer: $0.offset, matrices: $0.element) }
+        return blocks.enumerated().map {
+            SideRunner.Layer(weights: pack.weights, layer: $0.offset, matrices: $0.element)
+        }
     }
 
     func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
-        -> (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)? {
+        -> (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)?
+    {
         guard let name = headNormName(weights.config.base) else { return nil }
         return (UnsafePointer(weights.value(name)), nil)
     }
@@ -128,23 +147,31 @@ struct OPTSideFamily: SideFamily {
 
     func layout(config: SideConfig, add: SideLayoutAdd) { OPTSideBlock.layout(config: config, add: add) }
 
-    func blockForward(layer: Int, weights: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                      geometry: SideBatchGeometry, ws: SideBlockWorkspace) {
+    func blockForward(
+        layer: Int, weights: SideWeights, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        geometry: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         OPTSideBlock.forward(layer: layer, weights: weights, x: x, out: out, geometry: geometry, ws: ws)
     }
 
-    func blockBackward(layer: Int, weights: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                       dx: UnsafeMutablePointer<Float>, geometry: SideBatchGeometry, ws: SideBlockWorkspace) {
+    func blockBackward(
+        layer: Int, weights: SideWeights, x: UnsafePointer<Float>, dout: UnsafePointer<Float>,
+        dx: UnsafeMutablePointer<Float>, geometry: SideBatchGeometry, ws: SideBlockWorkspace
+    ) {
         OPTSideBlock.backward(layer: layer, weights: weights, x: x, dout: dout, dx: dx, geometry: geometry, ws: ws)
     }
 
-    func headNormForward(weights W: SideWeights, name: String, out: UnsafeMutablePointer<Float>,
-                         mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int) {
+    func headNormForward(
+        weights W: SideWeights, name: String, out: UnsafeMutablePointer<Float>,
+        mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int
+    ) {
         OPTSideBlock.norm(W, name, out: out, mean: mean, rstd: rstd, x: x, n: n, d: W.config.width)
     }
 
-    func headNormBackward(weights W: SideWeights, name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                          x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int) {
+    func headNormBackward(
+        weights W: SideWeights, name: String, dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int
+    ) {
         OPTSideBlock.normBackward(W, name, dx: dx, dout: dout, x: x, mean: mean, rstd: rstd, n: n, d: W.config.width)
     }
 
@@ -155,7 +182,8 @@ struct OPTSideFamily: SideFamily {
     }
 
     func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
-        -> (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)? {
+        -> (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?)?
+    {
         let base = weights.config.base
         guard let name = headNormName(base) else { return nil }
         guard base.optAffineNorms else { return (plain.constPointer, plain.constPointer + weights.config.width) }

@@ -17,11 +17,15 @@ public struct TrainingMemoryEstimate: Codable, Sendable {
     public var crossEntropy: Int
     /// The frozen model's resident weights and one layer's activations (caller's estimate).
     public var backbone: Int
-    public var total: Int { parameters + gradients + optimizerState + downsamplerTapes + sideStream +
-                            blockWorkspace + crossEntropy + backbone }
+    public var total: Int {
+        parameters + gradients + optimizerState + downsamplerTapes + sideStream + blockWorkspace + crossEntropy
+            + backbone
+    }
 
-    public init(config c: SideConfig, parameterCount p: Int, batch: Int, seqLen: Int, backboneBytes: Int,
-                crossEntropyChunk: Int = 128, headTileRows: Int = 4096) {
+    public init(
+        config c: SideConfig, parameterCount p: Int, batch: Int, seqLen: Int, backboneBytes: Int,
+        crossEntropyChunk: Int = 128, headTileRows: Int = 4096
+    ) {
         let n = batch * seqLen, L = c.base.layerCount, w = c.width, d = c.base.hiddenSize
         parameters = 4 * p
         gradients = 4 * p
@@ -35,9 +39,11 @@ public struct TrainingMemoryEstimate: Codable, Sendable {
 
     /// Rows for a human-readable breakdown.
     public var rows: [(String, Int)] {
-        [("side parameters", parameters), ("gradients", gradients), ("AdamW moments", optimizerState),
-         ("downsampler tapes", downsamplerTapes), ("side stream + head", sideStream),
-         ("one block's activations", blockWorkspace), ("chunked cross-entropy", crossEntropy),
-         ("frozen model (resident)", backbone), ("total", total)]
+        [
+            ("side parameters", parameters), ("gradients", gradients), ("AdamW moments", optimizerState),
+            ("downsampler tapes", downsamplerTapes), ("side stream + head", sideStream),
+            ("one block's activations", blockWorkspace), ("chunked cross-entropy", crossEntropy),
+            ("frozen model (resident)", backbone), ("total", total),
+        ]
     }
 }

@@ -36,10 +36,12 @@ public final class SideModel {
 
     public init(weights: SideWeights, backbone: any FrozenBackbone) throws {
         let c = weights.config.base
-        let checks: [(String, Int, Int)] = [("hidden size", c.hiddenSize, backbone.hiddenSize),
-                                            ("layer count", c.layerCount, backbone.layerCount),
-                                            ("vocabulary size", c.vocabSize, backbone.vocabSize),
-                                            ("head input size", c.headSize, backbone.headInputSize)]
+        let checks: [(String, Int, Int)] = [
+            ("hidden size", c.hiddenSize, backbone.hiddenSize),
+            ("layer count", c.layerCount, backbone.layerCount),
+            ("vocabulary size", c.vocabSize, backbone.vocabSize),
+            ("head input size", c.headSize, backbone.headInputSize),
+        ]
         for (what, side, base) in checks where side != base {
             throw QSTError("side network was built for \(what) \(side) but the base model has \(base)")
         }
@@ -53,8 +55,10 @@ public final class SideModel {
     /// Streams the backbone and runs the side network beside it. With `train`, keeps what backward needs
     /// in `tape` and applies dropout from `rng`. Returns the head input `o [n, d]` (and leaves pieces in tape).
     /// `labels` (training) lets a `frozenStateProvider` serve the frozen states.
-    func forward(_ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64,
-                 labels: [Int32]? = nil, dropoutKeys: [UInt64]? = nil) throws -> FloatBuffer {
+    func forward(
+        _ tokens: TokenBatch, tape: SideForwardTape?, rng: inout SplitMix64,
+        labels: [Int32]? = nil, dropoutKeys: [UInt64]? = nil
+    ) throws -> FloatBuffer {
         let c = config, L = c.base.layerCount, w = c.width, d = c.headSize
         let g = SideBatchGeometry(config: c, lengths: tokens.lengths, seqLen: tokens.seqLen, invFreq: invFreq)
         let n = g.rows
@@ -72,10 +76,12 @@ public final class SideModel {
             let target = v == 0 ? stream : (tape?.down[layer] ?? scratchDown)
             down(target.pointer, dt)
             guard v > 0 else { return }
-            GatedMix.forward(out: mixed.pointer, a: target.pointer, b: stream.pointer,
-                             z: weights.value(c.gateName(layer)), n: n, d: w)
+            GatedMix.forward(
+                out: mixed.pointer, a: target.pointer, b: stream.pointer,
+                z: weights.value(c.gateName(layer)), n: n, d: w)
             let next = tape?.streams[v] ?? FloatBuffer(count: n * w)
-            c.base.family.blockForward(layer: layer, weights: weights, x: mixed.pointer, out: next.pointer, geometry: g, ws: ws)
+            c.base.family.blockForward(
+                layer: layer, weights: weights, x: mixed.pointer, out: next.pointer, geometry: g, ws: ws)
             stream = next
         }
         let hN: [Float]
@@ -86,9 +92,10 @@ public final class SideModel {
         } else {
             hN = try backbone.forwardHiddenStates(tokens) { v, h in
                 try consume(v) { target, dt in
-                    Downsampler.forward(layer: max(0, v - 1), weights: weights, h: h, n: n, out: target, tape: dt,
-                                        rng: &localRNG, scratch: scratch,
-                                        streams: dropoutKeys.map { DropoutStreams(keys: $0, seqLen: tokens.seqLen, call: v) })
+                    Downsampler.forward(
+                        layer: max(0, v - 1), weights: weights, h: h, n: n, out: target, tape: dt,
+                        rng: &localRNG, scratch: scratch,
+                        streams: dropoutKeys.map { DropoutStreams(keys: $0, seqLen: tokens.seqLen, call: v) })
                 }
             }
         }
@@ -100,11 +107,13 @@ public final class SideModel {
         // o = norm(h_N) + (1 − σ(z_head))·up(norm_side(s)).
         let normed = tape?.headNormed ?? FloatBuffer(count: n * w)
         let rstd = tape?.headRstd ?? FloatBuffer(count: n), mean = tape?.headMean ?? FloatBuffer(count: n)
-        SideHeadNorm.forward(weights: weights, out: normed.pointer, mean: mean.pointer, rstd: rstd.pointer,
-                             x: stream.pointer, n: n)
+        SideHeadNorm.forward(
+            weights: weights, out: normed.pointer, mean: mean.pointer, rstd: rstd.pointer,
+            x: stream.pointer, n: n)
         let up = tape?.headUp ?? FloatBuffer(count: n * d)
-        Linear.forward(out: up.pointer, x: normed.pointer, weight: weights.value("upsample.weight"),
-                       bias: weights.value("upsample.bias"), n: n, inFeatures: w, outFeatures: d)
+        Linear.forward(
+            out: up.pointer, x: normed.pointer, weight: weights.value("upsample.weight"),
+            bias: weights.value("upsample.bias"), n: n, inFeatures: w, outFeatures: d)
         let base = tape?.headBase ?? FloatBuffer(count: n * d)
         hN.withUnsafeBufferPointer { base.pointer.update(from: $0.baseAddress!, count: n * d) }
         let o = FloatBuffer(count: n * d)
@@ -112,8 +121,9 @@ public final class SideModel {
         case .gated:
             GatedMix.forward(out: o.pointer, a: up.pointer, b: base.pointer, z: weights.value("lm_head_z"), n: n, d: d)
         case .residual:
-            ResidualGatedMix.forward(out: o.pointer, a: up.pointer, b: base.pointer, z: weights.value("lm_head_z"),
-                                     n: n, d: d)
+            ResidualGatedMix.forward(
+                out: o.pointer, a: up.pointer, b: base.pointer, z: weights.value("lm_head_z"),
+                n: n, d: d)
         }
         tape?.geometry = g
         return o
@@ -121,8 +131,10 @@ public final class SideModel {
 
     /// One training micro-batch: forward, chunked cross-entropy at the labelled positions, backward.
     /// Gradients are ADDED to `weights.grads` scaled by `gradScale` (default 1/labelled count).
-    public func trainStep(_ batch: SideBatch, rng: inout SplitMix64,
-                          gradScale: Float? = nil) throws -> ChunkedCrossEntropy.Result {
+    public func trainStep(
+        _ batch: SideBatch, rng: inout SplitMix64,
+        gradScale: Float? = nil
+    ) throws -> ChunkedCrossEntropy.Result {
         let c = config, L = c.base.layerCount, w = c.width, d = c.headSize
         // Tapes are reused across steps (grown when a batch is larger) to avoid re-faulting fresh pages.
         let rows = batch.tokens.ids.count
@@ -136,13 +148,15 @@ public final class SideModel {
         do {
             if c.numLabels != nil {
                 // Classification head: the frozen LM head is not used at all.
-                result = try ClassificationHead.lossAndGradient(weights: weights, hidden: o, batch: batch,
-                                                                dHidden: dO.pointer, gradScale: gradScale)
+                result = try ClassificationHead.lossAndGradient(
+                    weights: weights, hidden: o, batch: batch,
+                    dHidden: dO.pointer, gradScale: gradScale)
             } else {
                 result = try batch.labels.withUnsafeBufferPointer { lp in
-                    try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!, n: n,
-                                                            head: backbone.headRows(), dHidden: dO.pointer,
-                                                            gradScale: gradScale)
+                    try ChunkedCrossEntropy.lossAndGradient(
+                        hidden: o.pointer, labels: lp.baseAddress!, n: n,
+                        head: backbone.headRows(), dHidden: dO.pointer,
+                        gradScale: gradScale)
                 }
             }
         }
@@ -155,38 +169,46 @@ public final class SideModel {
             let dUp = FloatBuffer(count: n * d)
             switch c.mix {
             case .gated:
-                GatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
-                                  a: tape.headUp.pointer, b: tape.headBase.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+                GatedMix.backward(
+                    da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
+                    a: tape.headUp.pointer, b: tape.headBase.pointer, z: weights.value("lm_head_z"), n: n, d: d)
             case .residual:
-                ResidualGatedMix.backward(da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
-                                          a: tape.headUp.pointer, z: weights.value("lm_head_z"), n: n, d: d)
+                ResidualGatedMix.backward(
+                    da: dUp.pointer, db: nil, dz: weights.grad("lm_head_z"), dout: dO.pointer,
+                    a: tape.headUp.pointer, z: weights.value("lm_head_z"), n: n, d: d)
             }
             let dNormed = FloatBuffer(count: n * w)
-            Linear.backward(dx: dNormed.pointer, dweight: weights.grad("upsample.weight"),
-                            dbias: weights.grad("upsample.bias"), dout: dUp.pointer, x: tape.headNormed.pointer,
-                            weight: weights.value("upsample.weight"), n: n, inFeatures: w, outFeatures: d)
+            Linear.backward(
+                dx: dNormed.pointer, dweight: weights.grad("upsample.weight"),
+                dbias: weights.grad("upsample.bias"), dout: dUp.pointer, x: tape.headNormed.pointer,
+                weight: weights.value("upsample.weight"), n: n, inFeatures: w, outFeatures: d)
             var ds = FloatBuffer(count: n * w)
-            SideHeadNorm.backward(weights: weights, dx: ds.pointer, dout: dNormed.pointer, x: tape.streams[L].pointer,
-                                  mean: tape.headMean.pointer, rstd: tape.headRstd.pointer, n: n)
+            SideHeadNorm.backward(
+                weights: weights, dx: ds.pointer, dout: dNormed.pointer, x: tape.streams[L].pointer,
+                mean: tape.headMean.pointer, rstd: tape.headRstd.pointer, n: n)
             // Side stream backward, last layer first.
             let ws = tape.workspace(for: g)
             let mixed = FloatBuffer(count: n * w), blockOut = FloatBuffer(count: n * w)
             let dMixed = FloatBuffer(count: n * w), dDown = FloatBuffer(count: n * w)
             for i in stride(from: L - 1, through: 0, by: -1) {
                 let z = weights.value(c.gateName(i))
-                GatedMix.forward(out: mixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z, n: n, d: w)
+                GatedMix.forward(
+                    out: mixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z, n: n, d: w)
                 // The workspace still holds the last block's forward; earlier blocks are recomputed.
                 if i != L - 1 {
-                    c.base.family.blockForward(layer: i, weights: weights, x: mixed.pointer, out: blockOut.pointer,
-                                               geometry: g, ws: ws)
+                    c.base.family.blockForward(
+                        layer: i, weights: weights, x: mixed.pointer, out: blockOut.pointer,
+                        geometry: g, ws: ws)
                 }
-                c.base.family.blockBackward(layer: i, weights: weights, x: mixed.pointer, dout: ds.pointer,
-                                            dx: dMixed.pointer, geometry: g, ws: ws)
+                c.base.family.blockBackward(
+                    layer: i, weights: weights, x: mixed.pointer, dout: ds.pointer,
+                    dx: dMixed.pointer, geometry: g, ws: ws)
                 let dPrev = FloatBuffer(count: n * w)
                 dDown.zero()
-                GatedMix.backward(da: dDown.pointer, db: dPrev.pointer, dz: weights.grad(c.gateName(i)),
-                                  dout: dMixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z,
-                                  n: n, d: w)
+                GatedMix.backward(
+                    da: dDown.pointer, db: dPrev.pointer, dz: weights.grad(c.gateName(i)),
+                    dout: dMixed.pointer, a: tape.down[i].pointer, b: tape.streams[i].pointer, z: z,
+                    n: n, d: w)
                 if c.downsample.isTrainable {
                     Downsampler.backward(layer: i, weights: weights, dout: dDown.pointer, tape: tape.downsample[i + 1])
                 }
@@ -213,8 +235,9 @@ public final class SideModel {
                 return try ClassificationHead.lossAndGradient(weights: weights, hidden: o, batch: batch, dHidden: nil)
             }
             return try batch.labels.withUnsafeBufferPointer { lp in
-                try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: lp.baseAddress!,
-                                                        n: batch.labels.count, head: backbone.headRows(), dHidden: nil)
+                try ChunkedCrossEntropy.lossAndGradient(
+                    hidden: o.pointer, labels: lp.baseAddress!,
+                    n: batch.labels.count, head: backbone.headRows(), dHidden: nil)
             }
         }
     }

@@ -14,8 +14,10 @@ public enum SideSetup {
             return (try BaseShape.parse(configJSON: data, context: modelPath), 0)
         }
         let source = try openWeightSource(path: modelPath)
-        return (try BaseShape.parse(configJSON: try source.configJSON(), context: modelPath),
-                source.weightBytes)
+        return (
+            try BaseShape.parse(configJSON: try source.configJSON(), context: modelPath),
+            source.weightBytes
+        )
     }
 
     /// Summary of a freshly initialised (or loaded) side network.
@@ -47,10 +49,12 @@ public enum SideSetup {
 
     public static func report(weights: SideWeights, batch: Int, seqLen: Int, backboneBytes: Int) -> Report {
         let p = weights.parameterCount, base = baseParameterCount(weights.config.base)
-        let mem = TrainingMemoryEstimate(config: weights.config, parameterCount: p, batch: batch, seqLen: seqLen,
-                                         backboneBytes: backboneBytes)
-        return Report(config: weights.config, trainableParameters: p, baseParameters: base,
-                      trainableShare: Double(p) / Double(base), optimizerStateBytes: 8 * p, memory: mem,
-                      memoryTotal: mem.total, batch: batch, seqLen: seqLen)
+        let mem = TrainingMemoryEstimate(
+            config: weights.config, parameterCount: p, batch: batch, seqLen: seqLen,
+            backboneBytes: backboneBytes)
+        return Report(
+            config: weights.config, trainableParameters: p, baseParameters: base,
+            trainableShare: Double(p) / Double(base), optimizerStateBytes: 8 * p, memory: mem,
+            memoryTotal: mem.total, batch: batch, seqLen: seqLen)
     }
 }

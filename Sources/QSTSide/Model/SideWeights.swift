@@ -53,10 +53,13 @@ public final class SideWeights: @unchecked Sendable {
         try config.validate()
         var specs: [SideTensorSpec] = []
         var offset = 0
-        func add(_ name: String, _ shape: [Int], _ initKind: SideInit, fanIn: Int = 0, constant: Float = 0,
-                 decay: Bool) {
-            let s = SideTensorSpec(name: name, shape: shape, offset: offset, initKind: initKind, fanIn: fanIn,
-                                   constant: constant, decay: decay)
+        func add(
+            _ name: String, _ shape: [Int], _ initKind: SideInit, fanIn: Int = 0, constant: Float = 0,
+            decay: Bool
+        ) {
+            let s = SideTensorSpec(
+                name: name, shape: shape, offset: offset, initKind: initKind, fanIn: fanIn,
+                constant: constant, decay: decay)
             // 16-float alignment keeps every tensor on a 64-byte boundary.
             offset += (s.count + 15) / 16 * 16
             specs.append(s)
@@ -122,7 +125,10 @@ public final class SideWeights: @unchecked Sendable {
 
     /// One `Parameter` per tensor for the optimizer, in layout order.
     public var parameters: [Parameter] {
-        specs.map { Parameter(name: $0.name, value: values.pointer + $0.offset, grad: grads.pointer + $0.offset,
-                              count: $0.count, decay: $0.decay) }
+        specs.map {
+            Parameter(
+                name: $0.name, value: values.pointer + $0.offset, grad: grads.pointer + $0.offset,
+                count: $0.count, decay: $0.decay)
+        }
     }
 }

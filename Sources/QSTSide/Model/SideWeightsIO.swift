@@ -18,9 +18,12 @@ public enum SideWeightsIO {
         var tensors: [SafetensorsTensorView] = []
         tensors.reserveCapacity(weights.specs.count)
         for s in weights.specs {
-            tensors.append(SafetensorsTensorView(name: s.name, dtype: .f32, shape: s.shape,
-                                                 bytes: UnsafeRawBufferPointer(start: weights.values.pointer + s.offset,
-                                                                               count: s.count * MemoryLayout<Float>.stride)))
+            tensors.append(
+                SafetensorsTensorView(
+                    name: s.name, dtype: .f32, shape: s.shape,
+                    bytes: UnsafeRawBufferPointer(
+                        start: weights.values.pointer + s.offset,
+                        count: s.count * MemoryLayout<Float>.stride)))
         }
         var meta = extraMetadata
         meta["format"] = formatTag
@@ -67,8 +70,10 @@ public enum SideWeightsIO {
     static func check(_ file: SafetensorsFile, against specs: [SideTensorSpec], config: SideConfig) throws {
         let known = Set(specs.map(\.name))
         for name in file.orderedNames where !known.contains(name) {
-            throw QSTError.tensor(file.path, name, "not part of this side network's layout (\(config.downsample) " +
-                                  "downsampler, \(config.base.layerCount) layers)")
+            throw QSTError.tensor(
+                file.path, name,
+                "not part of this side network's layout (\(config.downsample) "
+                    + "downsampler, \(config.base.layerCount) layers)")
         }
         for s in specs {
             guard let info = file.tensors[s.name] else { throw QSTError.tensor(file.path, s.name, "missing") }
@@ -82,8 +87,11 @@ public enum SideWeightsIO {
     public static func read(into weights: SideWeights, file: SafetensorsFile) throws {
         try check(file, against: weights.specs, config: weights.config)
         for s in weights.specs {
-            try file.floats(s.name, into: UnsafeMutableBufferPointer(start: weights.values.pointer + s.offset,
-                                                                     count: s.count))
+            try file.floats(
+                s.name,
+                into: UnsafeMutableBufferPointer(
+                    start: weights.values.pointer + s.offset,
+                    count: s.count))
         }
     }
 }

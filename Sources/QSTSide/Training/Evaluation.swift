@@ -15,12 +15,15 @@ public enum Evaluation {
     /// Evaluates `model` on `examples` in batches of `batchSize` (sorted by length to save padding).
     /// With `baseOnly`, the side network is bypassed: `o = norm(h_N)`, the frozen model alone (zero-shot).
     /// With a `reducer` of several processes, each evaluates every size-th batch and the sums are reduced.
-    public static func run<Model: TrainableModel>(model: Model, examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
-                           baseOnly: Bool = false, progress: ((Int) -> Void)? = nil,
-                           reducer: any GradientReducer = SingleProcess()) throws -> EvaluationResult {
+    public static func run<Model: TrainableModel>(
+        model: Model, examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
+        baseOnly: Bool = false, progress: ((Int) -> Void)? = nil,
+        reducer: any GradientReducer = SingleProcess()
+    ) throws -> EvaluationResult {
         if !baseOnly, model.classifierLabels != nil {
-            let s = try SequencePredictor.scores(model: model, examples: examples, labelTokens: nil, batchSize: batchSize,
-                                                 progress: progress)
+            let s = try SequencePredictor.scores(
+                model: model, examples: examples, labelTokens: nil, batchSize: batchSize,
+                progress: progress)
             return SequencePredictor.headEvaluation(scores: s.scores, examples: examples)
         }
         let order = examples.indices.sorted { examples[$0].ids.count < examples[$1].ids.count }
@@ -44,8 +47,9 @@ public enum Evaluation {
             let n = batch.labels.count
             do {
                 let r = try batch.labels.withUnsafeBufferPointer {
-                    try ChunkedCrossEntropy.lossAndGradient(hidden: o.pointer, labels: $0.baseAddress!, n: n, head: head,
-                                                            dHidden: nil)
+                    try ChunkedCrossEntropy.lossAndGradient(
+                        hidden: o.pointer, labels: $0.baseAddress!, n: n, head: head,
+                        dHidden: nil)
                 }
                 lossSum += r.lossSum; count += r.count
                 if let labelTokens {
@@ -53,8 +57,9 @@ public enum Evaluation {
                     let logits = FloatBuffer(count: labelTokens.count)
                     for (b, ex) in chunk.enumerated() {
                         guard let cls = ex.classLabel, let pos = ex.answerPosition else { continue }
-                        try ChunkedCrossEntropy.candidateLogits(out: logits.pointer, hidden: o.pointer + (b * T + pos) * d,
-                                                                n: 1, head: head, candidates: labelTokens)
+                        try ChunkedCrossEntropy.candidateLogits(
+                            out: logits.pointer, hidden: o.pointer + (b * T + pos) * d,
+                            n: 1, head: head, candidates: labelTokens)
                         if Softmax.argmax(logits.pointer, d: labelTokens.count) == cls { correct += 1 }
                         classified += 1
                     }
@@ -67,8 +72,9 @@ public enum Evaluation {
             let t = try reducer.allReduceSum([lossSum, Double(count), Double(correct), Double(classified)])
             lossSum = t[0]; count = Int(t[1]); correct = Int(t[2]); classified = Int(t[3])
         }
-        return EvaluationResult(loss: count == 0 ? 0 : lossSum / Double(count), labelledTokens: count,
-                                accuracy: classified == 0 ? nil : Double(correct) / Double(classified),
-                                examples: examples.count)
+        return EvaluationResult(
+            loss: count == 0 ? 0 : lossSum / Double(count), labelledTokens: count,
+            accuracy: classified == 0 ? nil : Double(correct) / Double(classified),
+            examples: examples.count)
     }
 }

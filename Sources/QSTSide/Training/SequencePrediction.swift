@@ -14,21 +14,27 @@ public enum SequencePredictor {
 
     /// Scores `[examples.count][K]` in the order of `examples`, read at each example's `answerPosition`
     /// (the last prompt token). With `baseOnly`, the side network is bypassed (zero-shot, label words).
-    public static func scores<Model: TrainableModel>(model: Model, examples: [TrainingExample], labelTokens: [Int32]?,
-                                                     batchSize: Int, baseOnly: Bool = false,
-                                                     progress: ((Int) -> Void)? = nil) throws -> (scores: [[Float]], mode: Mode) {
+    public static func scores<Model: TrainableModel>(
+        model: Model, examples: [TrainingExample], labelTokens: [Int32]?,
+        batchSize: Int, baseOnly: Bool = false,
+        progress: ((Int) -> Void)? = nil
+    ) throws -> (scores: [[Float]], mode: Mode) {
         let head: (k: Int, logits: (FloatBuffer, [Int]) throws -> [Float])? =
-            baseOnly ? nil : model.classifierLabels.map { k in (k, { try model.classifierLogits(hidden: $0, rows: $1) }) }
-        return try scores(backbone: model.frozenBackbone, output: baseOnly ? nil : { try model.outputHidden($0) },
-                          head: head, examples: examples, labelTokens: labelTokens, batchSize: batchSize, progress: progress)
+            baseOnly
+            ? nil : model.classifierLabels.map { k in (k, { try model.classifierLogits(hidden: $0, rows: $1) }) }
+        return try scores(
+            backbone: model.frozenBackbone, output: baseOnly ? nil : { try model.outputHidden($0) },
+            head: head, examples: examples, labelTokens: labelTokens, batchSize: batchSize, progress: progress)
     }
 
     /// The same with the pieces given: `output` maps a batch to the LM head's input `o [n, d]` (nil: the
     /// frozen model alone, `norm(h_N)`); `head` (K and its logits at rows of `o`) replaces the label words.
-    public static func scores(backbone: any FrozenBackbone, output: ((TokenBatch) throws -> FloatBuffer)?,
-                              head: (k: Int, logits: (FloatBuffer, [Int]) throws -> [Float])?,
-                              examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
-                              progress: ((Int) -> Void)? = nil) throws -> (scores: [[Float]], mode: Mode) {
+    public static func scores(
+        backbone: any FrozenBackbone, output: ((TokenBatch) throws -> FloatBuffer)?,
+        head: (k: Int, logits: (FloatBuffer, [Int]) throws -> [Float])?,
+        examples: [TrainingExample], labelTokens: [Int32]?, batchSize: Int,
+        progress: ((Int) -> Void)? = nil
+    ) throws -> (scores: [[Float]], mode: Mode) {
         if head == nil, labelTokens == nil {
             throw QSTError("no classification head and no label words: cannot classify")
         }
@@ -51,7 +57,9 @@ public enum SequencePredictor {
                 o = FloatBuffer(try backbone.forwardHiddenStates(batch.tokens) { _, _ in })
             }
             let rows = try chunk.enumerated().map { b, ex -> Int in
-                guard let pos = ex.answerPosition else { throw QSTError("example without an answer position cannot be classified") }
+                guard let pos = ex.answerPosition else {
+                    throw QSTError("example without an answer position cannot be classified")
+                }
                 return b * T + pos
             }
             if let head {
@@ -62,8 +70,9 @@ public enum SequencePredictor {
                 let z = FloatBuffer(count: k)
                 for (b, e) in idx.enumerated() {
                     do {
-                        try ChunkedCrossEntropy.candidateLogits(out: z.pointer, hidden: o.pointer + rows[b] * d, n: 1,
-                                                                head: lmHead, candidates: labelTokens)
+                        try ChunkedCrossEntropy.candidateLogits(
+                            out: z.pointer, hidden: o.pointer + rows[b] * d, n: 1,
+                            head: lmHead, candidates: labelTokens)
                     }
                     out[e] = Array(UnsafeBufferPointer(start: z.pointer, count: k))
                 }
@@ -97,8 +106,9 @@ public enum SequencePredictor {
             classified += 1
         }
         for (c, ex) in zip(classes(scores), examples) where c >= 0 && c == ex.classLabel { correct += 1 }
-        return EvaluationResult(loss: examples.isEmpty ? 0 : loss / Double(examples.count), labelledTokens: examples.count,
-                                accuracy: classified == 0 ? nil : Double(correct) / Double(classified),
-                                examples: examples.count)
+        return EvaluationResult(
+            loss: examples.isEmpty ? 0 : loss / Double(examples.count), labelledTokens: examples.count,
+            accuracy: classified == 0 ? nil : Double(correct) / Double(classified),
+            examples: examples.count)
     }
 }

@@ -25,8 +25,10 @@ public final class Trainer<Model: TrainableModel> {
     public var reducer: any GradientReducer = SingleProcess()
 
     /// A fresh run (`resumeFrom == nil`) or one continuing from a loaded checkpoint.
-    public init(model: Model, training: TrainingConfig, train: [TrainingExample], eval: [TrainingExample],
-                labelTokens: [Int32]?, run: String, resumed: (optimizer: AdamW, state: TrainerState)? = nil) throws {
+    public init(
+        model: Model, training: TrainingConfig, train: [TrainingExample], eval: [TrainingExample],
+        labelTokens: [Int32]?, run: String, resumed: (optimizer: AdamW, state: TrainerState)? = nil
+    ) throws {
         try training.validate()
         guard !train.isEmpty else { throw QSTError("no training examples") }
         self.model = model; self.training = training; self.train = train; self.eval = eval
@@ -46,9 +48,13 @@ public final class Trainer<Model: TrainableModel> {
 
     private func nextMicroBatch() -> [TrainingExample] {
         if epochPlan?.epoch != state.epoch {
-            epochPlan = (state.epoch, BatchPlan.batches(lengths: train.map(\.ids.count), batchSize: training.batchSize,
-                                                        seed: training.seed, epoch: state.epoch,
-                                                        groupByLength: training.groupByLength))
+            epochPlan = (
+                state.epoch,
+                BatchPlan.batches(
+                    lengths: train.map(\.ids.count), batchSize: training.batchSize,
+                    seed: training.seed, epoch: state.epoch,
+                    groupByLength: training.groupByLength)
+            )
         }
         let batches = epochPlan?.batches ?? []
         let pick = batches[state.cursor].map { train[$0] }
@@ -71,7 +77,9 @@ public final class Trainer<Model: TrainableModel> {
         for m in 0..<training.gradAccumulation {
             let micro = nextMicroBatch()
             // Normalised by the whole micro-batch's labelled count, whichever slice this process computes.
-            let labelled = micro.reduce(0) { $0 + $1.labels.lazy.filter { $0 != ChunkedCrossEntropy.ignoreIndex }.count }
+            let labelled = micro.reduce(0) {
+                $0 + $1.labels.lazy.filter { $0 != ChunkedCrossEntropy.ignoreIndex }.count
+            }
             guard labelled > 0 else { continue }
             tokens += micro.reduce(0) { $0 + $1.ids.count }
             let mine = reducer.shard(micro.count)
@@ -93,21 +101,24 @@ public final class Trainer<Model: TrainableModel> {
         let loss = count == 0 ? 0 : lossSum / Double(count)
         let norm = GradientClipping.globalNorm(optimizer.parameters)
         guard loss.isFinite, norm.isFinite else {
-            throw QSTError("step \(state.step + 1): non-finite \(loss.isFinite ? "gradient norm" : "loss") " +
-                           "(loss \(loss), gradient norm \(norm)); stopping — the last checkpoint in \(run) is intact; " +
-                           "try a lower --lr or --max-grad-norm")
+            throw QSTError(
+                "step \(state.step + 1): non-finite \(loss.isFinite ? "gradient norm" : "loss") "
+                    + "(loss \(loss), gradient norm \(norm)); stopping — the last checkpoint in \(run) is intact; "
+                    + "try a lower --lr or --max-grad-norm")
         }
         if training.maxGradNorm > 0 { GradientClipping.clip(optimizer.parameters, maxNorm: training.maxGradNorm) }
-        let lr = training.schedule.rate(base: training.learningRate, step: state.step, total: totalSteps,
-                                        warmup: warmupSteps)
+        let lr = training.schedule.rate(
+            base: training.learningRate, step: state.step, total: totalSteps,
+            warmup: warmupSteps)
         optimizer.update(lr: Float(lr))
         state.step += 1
         state.rngState = keys.state
         state.tokensSeen += tokens
         let secs = Date().timeIntervalSince(start)
-        let entry = TrainingLogEntry(kind: "train", step: state.step, epoch: epochProgress, loss: loss,
-                                     learningRate: lr, gradNorm: norm,
-                                     tokensPerSecond: secs > 0 ? Double(tokens) / secs : nil, elapsedSeconds: secs)
+        let entry = TrainingLogEntry(
+            kind: "train", step: state.step, epoch: epochProgress, loss: loss,
+            learningRate: lr, gradNorm: norm,
+            tokensPerSecond: secs > 0 ? Double(tokens) / secs : nil, elapsedSeconds: secs)
         onLog?(entry)
         return entry
     }
@@ -115,8 +126,9 @@ public final class Trainer<Model: TrainableModel> {
     /// Loss (and accuracy when classifying) on the evaluation set, at most `evalLimit` examples.
     public func evaluate() throws -> EvaluationResult {
         let subset = training.evalLimit > 0 ? Array(eval.prefix(training.evalLimit)) : eval
-        return try Evaluation.run(model: model, examples: subset, labelTokens: labelTokens,
-                                  batchSize: training.batchSize, progress: onEvalProgress, reducer: reducer)
+        return try Evaluation.run(
+            model: model, examples: subset, labelTokens: labelTokens,
+            batchSize: training.batchSize, progress: onEvalProgress, reducer: reducer)
     }
 
     var epochProgress: Double {
@@ -137,8 +149,10 @@ public final class Trainer<Model: TrainableModel> {
         } else {
             state.evalsWithoutImprovement += 1
         }
-        onLog?(TrainingLogEntry(kind: "eval", step: state.step, epoch: epochProgress, loss: r.loss, accuracy: r.accuracy,
-                                elapsedSeconds: Date().timeIntervalSince(start)))
+        onLog?(
+            TrainingLogEntry(
+                kind: "eval", step: state.step, epoch: epochProgress, loss: r.loss, accuracy: r.accuracy,
+                elapsedSeconds: Date().timeIntervalSince(start)))
         let stop = training.earlyStoppingPatience > 0 && state.evalsWithoutImprovement >= training.earlyStoppingPatience
         return (r, stop)
     }

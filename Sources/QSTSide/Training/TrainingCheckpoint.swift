@@ -15,9 +15,13 @@ public enum TrainingCheckpoint {
     struct Pointer: Codable { var latest: String; var step: Int }
     struct StateFile: Codable { var state: TrainerState; var training: TrainingConfig; var adamStep: Int }
 
-    public static func save(run: String, weights: SideWeights, optimizer: AdamW, state: TrainerState,
-                            training: TrainingConfig) throws {
-        try save(run: run, optimizer: optimizer, state: state, training: training) { try SideWeightsIO.save(weights, directory: $0) }
+    public static func save(
+        run: String, weights: SideWeights, optimizer: AdamW, state: TrainerState,
+        training: TrainingConfig
+    ) throws {
+        try save(run: run, optimizer: optimizer, state: state, training: training) {
+            try SideWeightsIO.save(weights, directory: $0)
+        }
     }
 
     /// Whether `run` holds a checkpoint to resume from.
@@ -25,15 +29,19 @@ public enum TrainingCheckpoint {
 
     /// Loads the latest checkpoint of `run`: weights, optimizer (moments and step), trainer state, the
     /// training configuration it was written with.
-    public static func load(run: String) throws -> (weights: SideWeights, optimizer: AdamW, state: TrainerState,
-                                                     training: TrainingConfig) {
+    public static func load(run: String) throws -> (
+        weights: SideWeights, optimizer: AdamW, state: TrainerState,
+        training: TrainingConfig
+    ) {
         try load(run: run, weights: { try SideWeightsIO.load(directory: $0) }, parameters: \.parameters)
     }
 
     /// The checkpoint layout shared by every trainable model (side network, LoRA): `writeWeights`
     /// stores the model's own files into the checkpoint folder; the rest is common.
-    static func save(run: String, optimizer: AdamW, state: TrainerState, training: TrainingConfig,
-                     writeWeights: (String) throws -> Void) throws {
+    static func save(
+        run: String, optimizer: AdamW, state: TrainerState, training: TrainingConfig,
+        writeWeights: (String) throws -> Void
+    ) throws {
         let name = String(format: "checkpoint-%08d", state.step)
         let dir = run + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -43,15 +51,19 @@ public enum TrainingCheckpoint {
         var moments: [SafetensorsTensorView] = []
         for (i, p) in optimizer.parameters.enumerated() {
             for (prefix, buf) in [("m.", optimizer.m[i]), ("v.", optimizer.v[i])] {
-                moments.append(SafetensorsTensorView(name: prefix + p.name, dtype: .f32, shape: [p.count],
-                                                     bytes: UnsafeRawBufferPointer(start: buf.pointer, count: p.count * 4)))
+                moments.append(
+                    SafetensorsTensorView(
+                        name: prefix + p.name, dtype: .f32, shape: [p.count],
+                        bytes: UnsafeRawBufferPointer(start: buf.pointer, count: p.count * 4)))
             }
         }
         try withExtendedLifetime(optimizer) {
-            try SafetensorsWriter.write(to: dir + "/optimizer.safetensors", views: moments,
-                                        metadata: ["adam_step": String(optimizer.step)])
+            try SafetensorsWriter.write(
+                to: dir + "/optimizer.safetensors", views: moments,
+                metadata: ["adam_step": String(optimizer.step)])
         }
-        try writeJSON(StateFile(state: state, training: training, adamStep: optimizer.step), to: dir + "/trainer_state.json")
+        try writeJSON(
+            StateFile(state: state, training: training, adamStep: optimizer.step), to: dir + "/trainer_state.json")
         try writeJSON(Pointer(latest: name, step: state.step), to: run + "/" + pointerName)
         // Older checkpoints are no longer needed once the pointer has moved.
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []
@@ -63,12 +75,14 @@ public enum TrainingCheckpoint {
     /// The folder of `run`'s latest checkpoint, or nil without a readable pointer.
     static func latestDirectory(run: String) -> String? {
         guard let d = FileManager.default.contents(atPath: run + "/" + pointerName),
-              let p = try? JSONDecoder().decode(Pointer.self, from: d) else { return nil }
+            let p = try? JSONDecoder().decode(Pointer.self, from: d)
+        else { return nil }
         return run + "/" + p.latest
     }
 
     static func load<W>(run: String, weights loadWeights: (String) throws -> W, parameters: (W) -> [Parameter]) throws
-        -> (weights: W, optimizer: AdamW, state: TrainerState, training: TrainingConfig) {
+        -> (weights: W, optimizer: AdamW, state: TrainerState, training: TrainingConfig)
+    {
         let pointerPath = run + "/" + pointerName
         guard let pdata = FileManager.default.contents(atPath: pointerPath) else {
             throw QSTError.file(pointerPath, "no checkpoint to resume from")
@@ -80,7 +94,9 @@ public enum TrainingCheckpoint {
         let dir = run + "/" + pointer.latest
         let weights = try loadWeights(dir)
         let statePath = dir + "/trainer_state.json"
-        guard let sdata = FileManager.default.contents(atPath: statePath) else { throw QSTError.file(statePath, "missing") }
+        guard let sdata = FileManager.default.contents(atPath: statePath) else {
+            throw QSTError.file(statePath, "missing")
+        }
         let file: StateFile
         do { file = try JSONDecoder().decode(StateFile.self, from: sdata) } catch {
             throw QSTError.file(statePath, "unreadable: \(error)")

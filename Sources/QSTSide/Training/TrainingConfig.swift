@@ -83,7 +83,7 @@ public struct TrainerState: Codable, Sendable, Equatable {
 
 /// One line of run/log.jsonl.
 public struct TrainingLogEntry: Codable, Sendable {
-    public var kind: String         // "train" or "eval"
+    public var kind: String  // "train" or "eval"
     public var step: Int
     public var epoch: Double
     public var loss: Double
