@@ -192,7 +192,7 @@ static void dequant_row(const qst_weight *w, int64_t r, double *out) {
 static void accuracy(void) {
     const char *tname[] = {"f32", "bf16", "nf4"};
     const int kinds[] = {QST_KERNEL_AUTO, QST_KERNEL_EXACT, QST_KERNEL_SCALAR, QST_KERNEL_AVX512, QST_KERNEL_AVX512_BF16,
-                         QST_KERNEL_AVX2, QST_KERNEL_AVX2_INT8};
+                         QST_KERNEL_AVX2, QST_KERNEL_AVX2_INT16};
     int ms[] = {1, 3, 64};
     printf("\n# accuracy vs double reference (K=576 N=576): rel_l2 = |y-ref|/|ref|, worst = max |y-ref| / sum|x*w|\n");
     for (int t = 0; t < 3; t++) {
@@ -266,7 +266,7 @@ static void perf(int blas_only, int repeats) {
                     if (p == P_SCALAR && (m != 1 || skip_scalar)) continue;             // minutes per call at M=512
                     if (p == P_BF16 && m == 1 && t == QST_WEIGHT_F32) continue; // F32 GEMV stays exact
                     qst_kernel kern = p == P_SCALAR ? QST_KERNEL_SCALAR : p == P_BF16 ? QST_KERNEL_AVX512_BF16
-                                    : p == P_AVX2 ? QST_KERNEL_AVX2 : p == P_INT8 ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX512;
+                                    : p == P_AVX2 ? QST_KERNEL_AVX2 : p == P_INT8 ? QST_KERNEL_AVX2_INT16 : QST_KERNEL_AVX512;
                     if (p != P_BLAS && qst_matmul_resolve(&probe, m, kern, QST_SHAPE_AUTO) < 0) continue;
                     for (int th = 1; th <= 2; th++) {
                         int status = 0;

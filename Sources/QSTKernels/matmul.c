@@ -55,7 +55,7 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_AVX512: return vec ? QST_KERNEL_AVX512 : -1;
     case QST_KERNEL_AVX512_BF16: return vec && has_bf16(f) ? QST_KERNEL_AVX512_BF16 : -1;
     case QST_KERNEL_AVX2: return avx2 ? QST_KERNEL_AVX2 : -1;
-    case QST_KERNEL_AVX2_INT8: return avx2 && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX2_INT8 : -1;
+    case QST_KERNEL_AVX2_INT16: return avx2 && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX2_INT16 : -1;
     case QST_KERNEL_NEON:
     case QST_KERNEL_NEON_DOT:
         return -1;
@@ -67,7 +67,7 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
         // the exact AVX2 loops.
         if (!vec && avx2) {
             const int int_gemm = (layout_ok & LAYOUT_INT_GEMM) != 0;
-            return type == QST_WEIGHT_NF4 && (shape == QST_SHAPE_GEMV || int_gemm) ? QST_KERNEL_AVX2_INT8 : QST_KERNEL_AVX2;
+            return type == QST_WEIGHT_NF4 && (shape == QST_SHAPE_GEMV || int_gemm) ? QST_KERNEL_AVX2_INT16 : QST_KERNEL_AVX2;
         }
         if (!vec) return QST_KERNEL_SCALAR;
         // F32 weights stay exact (bfloat16 would only add rounding: GEMV is memory bound and
@@ -79,7 +79,7 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     return -1;
 }
 
-// Rows up to which QST_SHAPE_AUTO keeps the GEMV loops (4 rows per pass; 8 in the NF4 bf16 and int8 ones) rather than the
+// Rows up to which QST_SHAPE_AUTO keeps the GEMV loops (4 rows per pass; 8 in the NF4 bf16 and int16 ones) rather than the
 // GEMM, by the GEMV path that would run: the GEMMs decode their weight panels once per call, a
 // cost that only pays off over enough rows. Measured on SmolLM2's 576 -> 1536 NF4 and BF16
 // shapes, one thread (BENCHMARKS.md, "Few rows"): the AVX-512 GEMM costs ~70 us of packing
@@ -90,7 +90,7 @@ static int64_t gemv_row_limit(int gemv_path, qst_weight_type type) {
     switch (gemv_path) {
     case QST_KERNEL_AVX512:
     case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 16 : QST_GEMV_MAX_ROWS;
-    case QST_KERNEL_AVX2_INT8: return 32;
+    case QST_KERNEL_AVX2_INT16: return 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;
     }
@@ -149,11 +149,11 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
         return qst_mm_neon(x, m, ldx, w, y, ldy, n0, n1, path == QST_KERNEL_NEON_DOT);
 #endif
     if (path == QST_KERNEL_SCALAR) return qst_mm_scalar(x, m, ldx, w, y, ldy, n0, n1);
-    if (path == QST_KERNEL_AVX2_INT8) {
+    if (path == QST_KERNEL_AVX2_INT16) {
         // The GEMM needs 64-element x spans; other 32-multiple blocks run the GEMV loops.
         const int vnni = (f & QST_CPU_AVX_VNNI) != 0;
-        if (s == QST_SHAPE_GEMM && w->block % 64 == 0) return qst_mm_gemm_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, vnni);
-        return qst_mm_gemv_nf4_int8(x, m, ldx, w, y, ldy, n0, n1, vnni);
+        if (s == QST_SHAPE_GEMM && w->block % 64 == 0) return qst_mm_gemm_nf4_int16(x, m, ldx, w, y, ldy, n0, n1, vnni);
+        return qst_mm_gemv_nf4_int16(x, m, ldx, w, y, ldy, n0, n1, vnni);
     }
     if (path == QST_KERNEL_AVX2) {
         if (s == QST_SHAPE_GEMV) return qst_mm_gemv_avx2(x, m, ldx, w, y, ldy, n0, n1);
@@ -189,7 +189,7 @@ const char *qst_matmul_kernel_name(int kernel) {
     case QST_KERNEL_AVX512: return "avx512";
     case QST_KERNEL_AVX512_BF16: return "avx512_bf16";
     case QST_KERNEL_AVX2: return "avx2";
-    case QST_KERNEL_AVX2_INT8: return "avx2_int8";
+    case QST_KERNEL_AVX2_INT16: return "avx2_int16";
     case QST_KERNEL_NEON: return "neon";
     case QST_KERNEL_NEON_DOT: return "neon_dot";
     }

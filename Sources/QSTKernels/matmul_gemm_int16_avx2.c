@@ -1,5 +1,5 @@
 // AVX2 NF4 GEMM with int16 dot products, for many rows of x (prompts, training forward) on CPUs
-// without AVX-512 (QST_KERNEL_AVX2_INT8, GEMM shape). The arithmetic is matmul.h's: x rounded to
+// without AVX-512 (QST_KERNEL_AVX2_INT16, GEMM shape). The arithmetic is matmul.h's: x rounded to
 // int16 per 32 elements (8191 levels, scale max|x| / 8191), NF4 values to round(8191 * value),
 // exact int32 sums per 32-element group, then one float32 step per group.
 // Per call:
@@ -159,7 +159,7 @@ TARGET_VNNI static inline __attribute__((always_inline)) __m256i vnni_dot_acc(__
 
 int qst_mm_gemm_nf4_int16_grid(int code) { return (int)lrintf(GI16_LEVELS * qst_mm_nf4_values[code & 15]); }
 
-int qst_mm_gemm_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
     const int64_t k = w->k, groups = k / 32;
     const size_t xq_bytes = (size_t)(m * k) * sizeof(int16_t), xs_bytes = (size_t)(m * groups) * sizeof(float);
@@ -207,7 +207,7 @@ int qst_mm_gemm_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weigh
 }
 
 #else
-int qst_mm_gemm_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
     (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)vnni;
     return QST_MATMUL_UNSUPPORTED;

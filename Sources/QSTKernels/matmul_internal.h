@@ -23,15 +23,15 @@ int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w
                      float *y, int64_t ldy, int64_t n0, int64_t n1);
 
 // AVX2 NF4 GEMV with int16 dot products (block % 32 == 0); vnni: use AVX-VNNI vpdpwssd.
-int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+int qst_mm_gemv_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
 // AVX2 NF4 GEMM with int16 dot products (block % 64 == 0, x rounded to 8191 levels per 32
 // elements); vnni: use AVX-VNNI vpdpwssd.
-int qst_mm_gemm_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
 // Its weight grid: round(8191 * value).
 int qst_mm_gemm_nf4_int16_grid(int code);
-// round(QST_NF4_INT16_GRID * NF4 value of code): the int16 grid of the AVX2_INT8 path.
+// round(QST_NF4_INT16_GRID * NF4 value of code): the int16 grid of the AVX2_INT16 path.
 #define QST_NF4_INT16_GRID 16384.0f
 int16_t qst_mm_nf4_int16_grid(int code);
 

@@ -16,6 +16,6 @@ int qst_mm_gemm_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight 
     return QST_MATMUL_UNSUPPORTED;
 }
 
-// The AVX2 files (matmul_gemv_avx2.c, matmul_gemm_avx2.c, matmul_gemv_int8_avx2.c) carry their own
+// The AVX2 files (matmul_gemv_avx2.c, matmul_gemm_avx2.c, matmul_gemv_int16_avx2.c) carry their own
 // refusing definitions off x86.
 #endif

@@ -25,8 +25,9 @@ struct Quantize: ParsableCommand {
                   --calibrate-with plain.qst4
               # GPTQ in the NF4 grid (error-compensating codes), blocks of 32:
               qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq
-              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq --block-size 32 \\
-                  --calibrate-tokens 32768 --gptq-damp 0.02 --no-gptq-act-order
+              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq \\
+                  --block-size 32 --calibrate-tokens 32768 --gptq-damp 0.02 \\
+                  --no-gptq-act-order
             """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")

@@ -158,7 +158,7 @@ struct Serve: ParsableCommand {
         try? server.closeFuture.wait()
         Thread.sleep(forTimeInterval: 0.2)
         try? group.syncShutdownGracefully()
-        sources.forEach { $0.cancel() }
+        for source in sources { source.cancel() }
         FileHandle.standardError.write(Data("qst-serve: stopped\n".utf8))
     }
 }

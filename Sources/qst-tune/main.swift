@@ -26,7 +26,7 @@ struct Tune: ParsableCommand {
               qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ \\
                   --epochs 3 --cache-base cache/
               # a trainable K-way head on the side network's output instead of label words
-              # (it starts as the label words' LM-head rows: step 0 is the zero-shot classifier)
+              # (starts as the label words' LM-head rows: the zero-shot classifier)
               qst-tune smollm2.qst4 side/ --task rte --head classify --data rte/train.tsv \\
                   --eval rte/dev.tsv -o run/
               # LoRA adapters inside the base instead of a side network

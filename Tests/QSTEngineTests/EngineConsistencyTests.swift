@@ -89,7 +89,8 @@ final class EngineConsistencyTests: XCTestCase {
     }
 
     func testGreedyGenerationMatchesReference() throws {
-        for name in ["tiny-qwen2", "tiny-llama3", "tiny-mistral"] {  // tiny-llama (tied, small embeddings) just repeats a token
+        // Not tiny-llama: with tied, small embeddings it just repeats a token.
+        for name in ["tiny-qwen2", "tiny-llama3", "tiny-mistral"] {
             let folder = try Reference.tiny(name)
             let prompt: [Int32] = [1, 17, 42, 255, 7]
             let expected = try Reference.greedy(model: folder, prompt: prompt, count: 10)

@@ -90,7 +90,7 @@ struct TestMatrix {
         return out
     }
 
-    /// For the AVX2_INT8 path (NF4 only): per output the documented error bound
+    /// For the AVX2_INT16 path (NF4 only): per output the documented error bound
     /// sum_e absmax_e * (|x_e| / (2 grid) + 1.01 * max|x| over e's aligned 64-element span / (2 levels)),
     /// `grid` the NF4 grid's scale and `levels` x's: the GEMV's int16 (16384, 32767) by default, the
     /// GEMM's (8191, 8191).

@@ -8,7 +8,7 @@ import XCTest
 final class MatmulTests: XCTestCase {
     static let kernels: [(String, qst_kernel)] = [
         ("scalar", QST_KERNEL_SCALAR), ("avx512", QST_KERNEL_AVX512), ("avx512_bf16", QST_KERNEL_AVX512_BF16),
-        ("avx2", QST_KERNEL_AVX2), ("avx2_int8", QST_KERNEL_AVX2_INT8), ("auto", QST_KERNEL_AUTO),
+        ("avx2", QST_KERNEL_AVX2), ("avx2_int16", QST_KERNEL_AVX2_INT16), ("auto", QST_KERNEL_AUTO),
         ("exact", QST_KERNEL_EXACT),
     ]
     static let shapes: [(String, qst_shape)] = [
@@ -162,7 +162,7 @@ final class MatmulTests: XCTestCase {
         } else if avx2 {
             // NF4 with 64-multiple blocks takes the integer GEMM for many rows whatever the matrix size.
             (expectGEMV, expectGEMM, expectBF16GEMV) = (
-                Int32(QST_KERNEL_AVX2_INT8.rawValue), Int32(QST_KERNEL_AVX2_INT8.rawValue),
+                Int32(QST_KERNEL_AVX2_INT16.rawValue), Int32(QST_KERNEL_AVX2_INT16.rawValue),
                 Int32(QST_KERNEL_AVX2.rawValue)
             )
         } else {
@@ -178,7 +178,7 @@ final class MatmulTests: XCTestCase {
             XCTAssertEqual(try auto(bf, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue), "BF16 prompts stay exact")
             // A block that is a multiple of 64: the integer GEMV up to 32 rows, the integer GEMM beyond.
             let large = TestMatrix.nf4(n: 1024, k: 64, block: 64, seed: 6)
-            XCTAssertEqual(try auto(large, rows: 33).0, Int32(QST_KERNEL_AVX2_INT8.rawValue))
+            XCTAssertEqual(try auto(large, rows: 33).0, Int32(QST_KERNEL_AVX2_INT16.rawValue))
             XCTAssertEqual(
                 try large.withWeight { w in
                     var c = w; return qst_matmul_resolve_shape(&c, 33, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
@@ -201,7 +201,7 @@ final class MatmulTests: XCTestCase {
                 qst_matmul_resolve(&c, 512, QST_KERNEL_EXACT, QST_SHAPE_AUTO),
                 avx512 ? 3 : avx2 ? Int32(QST_KERNEL_AVX2.rawValue) : 2)
         }
-        XCTAssertEqual(String(cString: qst_matmul_kernel_name(Int32(QST_KERNEL_AVX2_INT8.rawValue))), "avx2_int8")
+        XCTAssertEqual(String(cString: qst_matmul_kernel_name(Int32(QST_KERNEL_AVX2_INT16.rawValue))), "avx2_int16")
     }
 
     func testInvalidArgumentsAreRejectedAndOutputUntouched() throws {
@@ -269,7 +269,7 @@ final class MatmulTests: XCTestCase {
                             continue
                         }
                         let (want, scale) = reference[i * n + j]
-                        let int8 = path == Int32(QST_KERNEL_AVX2_INT8.rawValue)
+                        let int8 = path == Int32(QST_KERNEL_AVX2_INT16.rawValue)
                         let gemm = ranShape == Int32(QST_SHAPE_GEMM.rawValue)
                         let bound =
                             int8 ? (gemm ? int8GemmBound : int8Bound)[i * n + j] + 2e-5 * scale : tol * scale + 1e-30

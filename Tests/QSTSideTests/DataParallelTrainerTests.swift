@@ -118,7 +118,7 @@ final class DataParallelTrainerTests: XCTestCase {
         // 4 ranks with micro-batches of 3: one rank has nothing to compute in every micro-batch.
         for size in [2, 3, 4] {
             let runs = (0..<size).map { _ in tempDir() }
-            defer { runs.forEach { try? FileManager.default.removeItem(atPath: $0) } }
+            defer { for run in runs { try? FileManager.default.removeItem(atPath: run) } }
             let ranks = try runRanks(size) { try trainer(run: runs[$0]) }
             for (r, (t, eval)) in ranks.enumerated() {
                 let diff = Closeness.maxAbsoluteError(t.model.weights.values.array, reference)
@@ -183,7 +183,7 @@ final class DataParallelTrainerTests: XCTestCase {
     /// Whether `--matmul auto` runs many-row NF4 products (block 64, a side of 1024) in the integer GEMM on this CPU.
     static func autoPromptPathIsInt8() -> Bool {
         var w = qst_weight(type: QST_WEIGHT_NF4, block: 64, n: 1024, k: 64, ld: 64, data: nil, absmax: nil)
-        return qst_matmul_resolve(&w, 512, QST_KERNEL_AUTO, QST_SHAPE_GEMM) == Int32(QST_KERNEL_AVX2_INT8.rawValue)
+        return qst_matmul_resolve(&w, 512, QST_KERNEL_AUTO, QST_SHAPE_GEMM) == Int32(QST_KERNEL_AVX2_INT16.rawValue)
     }
 
     func testShardsCoverTheBatchContiguously() {

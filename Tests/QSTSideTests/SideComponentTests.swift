@@ -200,7 +200,8 @@ final class SideComponentTests: XCTestCase {
         XCTAssertEqual(rc, 0)
         XCTAssertEqual(mx, 3, "the shift is the row's maximum")
         let sum = Float(sum64)
-        for j in 0..<997 { XCTAssertEqual(Double(row[j]), want[j], accuracy: 3e-7 * want[j] + 2e-38) }  // below the normal range it stops at ~1.2e-38
+        // The 2e-38 floor: below the normal range the exponential stops at ~1.2e-38.
+        for j in 0..<997 { XCTAssertEqual(Double(row[j]), want[j], accuracy: 3e-7 * want[j] + 2e-38) }
         XCTAssertEqual(Double(sum), want.prefix(997).reduce(0, +), accuracy: 1e-6 * Double(sum))
         XCTAssertEqual(row[998], -Float(998) * 0.09 + 3, "elements past count are untouched")
     }

@@ -32,7 +32,7 @@ typedef struct {
 typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
     /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error) on
-    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 takes QST_KERNEL_AVX2_INT8 (GEMV, and GEMM
+    /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 takes QST_KERNEL_AVX2_INT16 (GEMV, and GEMM
     /// for blocks that are a multiple of 64).
     QST_KERNEL_AUTO = 0,
     /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
@@ -57,7 +57,7 @@ typedef enum {
     /// <= sum_e absmax_e * (|x_e| + 1.01 * max|x| over e's 32-element group) / 16382.
     /// NaN or Inf in an x group of the GEMM makes that row's outputs NaN. AUTO takes this GEMM for
     /// every NF4 product with such blocks beyond the GEMV rows (it measured faster than F32 there).
-    QST_KERNEL_AVX2_INT8 = 6,
+    QST_KERNEL_AVX2_INT16 = 6,
     /// ARM64 NEON float32 FMA (exact).
     QST_KERNEL_NEON = 7,
     /// ARM64 NEON int8 / bfloat16 dot products (approximate, fast).

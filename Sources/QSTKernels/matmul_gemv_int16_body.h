@@ -1,4 +1,4 @@
-// Body of the AVX2 integer NF4 GEMV, included twice by matmul_gemv_int8_avx2.c with TARGET,
+// Body of the AVX2 integer NF4 GEMV, included twice by matmul_gemv_int16_avx2.c with TARGET,
 // DOT(acc32, int16 weights, int16 x) and VARIANT defined. The int16 grid values come from two
 // byte lookups (low and high bytes) interleaved by vpunpck{l,h}bw, which orders a 32-weight
 // group as [0..7, 16..23] and [8..15, 24..31] per register: x is stored in that order.

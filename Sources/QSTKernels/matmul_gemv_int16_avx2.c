@@ -1,5 +1,5 @@
 // AVX2 NF4 GEMV with integer dot products: the fast approximate path for token generation
-// on CPUs without AVX-512 (QST_KERNEL_AVX2_INT8; the name is historical: it is int16 now).
+// on CPUs without AVX-512 (QST_KERNEL_AVX2_INT16).
 //
 // The float32 AVX2 GEMV spends ~10 shuffle/blend operations per 16 weights on the 16-entry
 // table lookup and is compute bound at ~9 GB/s per core. Here the 16 NF4 values are held as an
@@ -37,7 +37,7 @@
 #define ROWS_PER_PASS 8
 
 // Rounds 32 elements v[0], v[stride], ... to int16 with scale max|v| / 32767, stored in the
-// kernel's register order: elements 0-7, 16-23, 8-15, 24-31 (matmul_gemv_int8_body.h).
+// kernel's register order: elements 0-7, 16-23, 8-15, 24-31 (matmul_gemv_int16_body.h).
 static void quantize_group(const float *v, int stride, int16_t *q, float *scale) {
     float amax = 0;
     for (int e = 0; e < 32; e++) amax = fmaxf(amax, fabsf(v[e * stride]));
@@ -77,16 +77,16 @@ int16_t qst_mm_nf4_int16_grid(int code) { return (int16_t)lrintf(QST_NF4_INT16_G
 #define VARIANT vnni
 #define TARGET __attribute__((target("avx2,fma,avxvnni")))
 #define DOT(acc, w, x) _mm256_dpwssd_avx_epi32(acc, w, x)
-#include "matmul_gemv_int8_body.h"
+#include "matmul_gemv_int16_body.h"
 #undef VARIANT
 #undef TARGET
 #undef DOT
 #define VARIANT plain
 #define TARGET __attribute__((target("avx2,fma")))
 #define DOT(acc, w, x) _mm256_add_epi32(acc, _mm256_madd_epi16(w, x))
-#include "matmul_gemv_int8_body.h"
+#include "matmul_gemv_int16_body.h"
 
-int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+int qst_mm_gemv_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
     const int64_t k = w->k, groups = k / 32;
     int16_t local_q[ROWS_PER_PASS * 2048] __attribute__((aligned(32)));
@@ -117,7 +117,7 @@ int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weigh
 }
 
 #else
-int qst_mm_gemv_nf4_int8(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
+int qst_mm_gemv_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
     (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)vnni;
     return QST_MATMUL_UNSUPPORTED;
