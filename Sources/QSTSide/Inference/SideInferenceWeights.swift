@@ -40,8 +40,9 @@ public final class SideInferenceWeights: @unchecked Sendable {
     public let weights: SideWeights
     /// Per layer: the adapter downsampler's A and B, or the linear downsampler (nil for pooling).
     let downA: [PackedMatrix?], downB: [PackedMatrix?]
-    /// Per layer, LLaMA blocks only (OPT blocks keep their own path): q, k, v, o, gate, up, down.
-    let blocks: [[PackedMatrix]]?
+    /// Per layer, the block matrices named by `SideFamily.packedBlockMatrices` (none for OPT, whose blocks
+    /// keep their own path).
+    let blocks: [[PackedMatrix]]
     /// The head's `upsample` (`[headSize, width]`).
     let up: PackedMatrix
     private let storage: UnsafeMutableRawPointer
@@ -50,7 +51,7 @@ public final class SideInferenceWeights: @unchecked Sendable {
         self.weights = weights
         let c = weights.config, L = c.base.layerCount
         let path = qst_vec_best_path()
-        let llama = !c.base.isOPT
+        let family = c.base.family
         // The order of the buffer is the order of use.
         var plan: [(name: String, layer: Int, slot: Int)] = []
         for i in 0..<L {
@@ -60,12 +61,7 @@ public final class SideInferenceWeights: @unchecked Sendable {
             case .linear: plan.append((pre + "weight", i, 0))
             case .avgpool, .maxpool: break
             }
-            if llama {
-                let n = SideBlock.Names(i)
-                for (k, name) in [n.q, n.k, n.v, n.o, n.gate, n.up, n.down].enumerated() {
-                    plan.append((name, i, 2 + k))
-                }
-            }
+            for (k, name) in family.packedBlockMatrices(layer: i).enumerated() { plan.append((name, i, 2 + k)) }
         }
         plan.append(("upsample.weight", 0, -1))
         func shape(_ name: String) -> (outF: Int, inF: Int) {
@@ -85,7 +81,9 @@ public final class SideInferenceWeights: @unchecked Sendable {
         let base = storage.bindMemory(to: Float.self, capacity: max(1, floats))
         var offset = 0
         var a = [PackedMatrix?](repeating: nil, count: L), b = a
-        var blockMats = [[PackedMatrix?]](repeating: [PackedMatrix?](repeating: nil, count: 7), count: L)
+        var blockMats = (0..<L).map {
+            [PackedMatrix?](repeating: nil, count: family.packedBlockMatrices(layer: $0).count)
+        }
         var upMat: PackedMatrix?
         for p in plan {
             let (outF, inF) = shape(p.name), ld = Int(qst_small_gemv_ld(Int64(outF)))
@@ -101,7 +99,7 @@ public final class SideInferenceWeights: @unchecked Sendable {
             }
         }
         downA = a; downB = b
-        blocks = llama ? blockMats.map { $0.map { $0! } } : nil
+        blocks = blockMats.map { $0.map { $0! } }
         up = upMat!
     }
 
@@ -110,6 +108,6 @@ public final class SideInferenceWeights: @unchecked Sendable {
     /// Bytes of the packed copy.
     public var bytes: Int {
         (downA + downB).compactMap { $0 }.reduce(0) { $0 + $1.inF * $1.ld * 4 }
-            + (blocks ?? []).joined().reduce(0) { $0 + $1.inF * $1.ld * 4 } + up.inF * up.ld * 4
+            + blocks.joined().reduce(0) { $0 + $1.inF * $1.ld * 4 } + up.inF * up.ld * 4
     }
 }

@@ -45,6 +45,9 @@ protocol SideFamily: Sendable {
         x: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int)
     /// Parameters of a base of this shape (embeddings, layers, final norm; an untied head is not counted).
     func baseParameterCount(_ shape: BaseShape) -> Int
+    /// Layer `layer`'s block matrices that `SideInferenceWeights` packs for decoding, in the order
+    /// `inferenceBlocks` reads them (empty: the family's decode blocks read `SideWeights` directly).
+    func packedBlockMatrices(layer: Int) -> [String]
     /// The blocks for cached decoding (SideRunner), one per layer.
     func inferenceBlocks(pack: SideInferenceWeights) -> [any SideInferenceBlock]
     /// The final norm's parameters for decoding: weight and, for a LayerNorm, bias (`plain` is ones then zeros,
@@ -116,11 +119,13 @@ struct LlamaSideFamily: SideFamily {
         return s.vocabSize * d + s.layerCount * perLayer + d
     }
 
+    func packedBlockMatrices(layer: Int) -> [String] {
+        let n = SideBlock.Names(layer)
+        return [n.q, n.k, n.v, n.o, n.gate, n.up, n.down]
+    }
+
     func inferenceBlocks(pack: SideInferenceWeights) -> [any SideInferenceBlock] {
-        guard let blocks = pack.blocks else { preconditionFailure("a LLaMA side network is packed with its blocks") }
-        return blocks.enumerated().map {
-            SideRunner.Layer(weights: pack.weights, layer: $0.offset, matrices: $0.element)
-        }
+        pack.blocks.enumerated().map { SideRunner.Layer(weights: pack.weights, layer: $0.offset, matrices: $0.element) }
     }
 
     func inferenceHeadNorm(weights: SideWeights, plain: FloatBuffer)
@@ -176,6 +181,8 @@ struct OPTSideFamily: SideFamily {
     }
 
     func baseParameterCount(_ s: BaseShape) -> Int { SideSetup.optParameterCount(s) }
+
+    func packedBlockMatrices(layer: Int) -> [String] { [] }
 
     func inferenceBlocks(pack: SideInferenceWeights) -> [any SideInferenceBlock] {
         (0..<pack.weights.config.base.layerCount).map { OPTSideInference.Layer(weights: pack.weights, layer: $0) }
