@@ -105,111 +105,88 @@ public enum NF4GPTQ {
         }
 
         // Work on Wᵀ ([cols, rows], columns in quantization order): a column of W is a contiguous row, and the
-        // batch update is one GEMM.
-        var wt = [Float](repeating: 0, count: cols * rows)
+        // batch update is one GEMM. The parallel column loop reads and writes copies behind plain pointers,
+        // freed on return.
+        let blocksPerRow = cols / bs, batch = settings.batch, search = settings.search
+        let W = copy([Float](repeating: 0, count: cols * rows)), E = copy([Float](repeating: 0, count: batch * rows))
         for r in 0..<rows {
-            for c in 0..<cols where !dead[perm[c]] { wt[c * rows + r] = w[r * cols + perm[c]] }
+            for c in 0..<cols where !dead[perm[c]] { W[c * rows + r] = w[r * cols + perm[c]] }
         }
-        let blocksPerRow = cols / bs
-        var scales = [Float](repeating: 0, count: rows * blocksPerRow)  // decoded scales (what the file decodes)
-        var scaleCodes = [UInt8](repeating: 0, count: dq == nil ? 0 : rows * blocksPerRow)
-        var codes = [UInt8](repeating: 0, count: (rows * cols + 1) / 2)
-        let batch = settings.batch
-        var err = [Float](repeating: 0, count: batch * rows)
+        let S = copy([Float](repeating: 0, count: rows * blocksPerRow))  // decoded scales (what the file decodes)
+        let scaleCodes = dq == nil ? 0 : rows * blocksPerRow
+        let SC = copy([UInt8](repeating: 0, count: scaleCodes))
+        let C = copy([UInt8](repeating: 0, count: (rows * cols + 1) / 2))
+        let U = copy(u), I = copy(importance), P = copy(perm), POS = copy(position), ST = copy(startsBlock)
+        defer {
+            W.base.deallocate(); E.base.deallocate(); S.base.deallocate(); SC.base.deallocate(); C.base.deallocate()
+            U.base.deallocate(); I.base.deallocate(); P.base.deallocate(); POS.base.deallocate(); ST.base.deallocate()
+        }
         let workers = NF4.workerCount(rows * cols, threads: 0, threshold: NF4.quantizeParallelThreshold)
-        let search = settings.search
-
-        wt.withUnsafeMutableBufferPointer { wtb in
-            err.withUnsafeMutableBufferPointer { eb in
-                scales.withUnsafeMutableBufferPointer { sb in
-                    scaleCodes.withUnsafeMutableBufferPointer { scb in
-                        codes.withUnsafeMutableBufferPointer { cb in
-                            u.withUnsafeBufferPointer { ub in
-                                importance.withUnsafeBufferPointer { ib in
-                                    perm.withUnsafeBufferPointer { pb in
-                                        position.withUnsafeBufferPointer { posb in
-                                            startsBlock.withUnsafeBufferPointer { stb in
-                                                let W = SendablePointer(wtb.baseAddress!),
-                                                    E = SendablePointer(eb.baseAddress!)
-                                                let S = SendablePointer(sb.baseAddress!),
-                                                    C = SendablePointer(cb.baseAddress!)
-                                                let SC = SendablePointer(
-                                                    scb.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!)
-                                                let U = SendableConstPointer(ub.baseAddress!),
-                                                    I = SendableConstPointer(ib.baseAddress!)
-                                                let P = SendableConstPointer(pb.baseAddress!),
-                                                    POS = SendableConstPointer(posb.baseAddress!)
-                                                let ST = SendableConstPointer(stb.baseAddress!)
-                                                for i1 in stride(from: 0, to: cols, by: batch) {
-                                                    let i2 = min(cols, i1 + batch)
-                                                    Parallel.forRanges(rows, threads: workers, minChunk: 16) { r0, r1 in
-                                                        var block = NF4ScaleSearch.Block(capacity: bs)
-                                                        defer { block.release() }
-                                                        for c in i1..<i2 {
-                                                            let col = W.base + c * rows
-                                                            let channel = P.base[c], g = channel / bs
-                                                            if ST.base[c] {
-                                                                for r in r0..<r1 {
-                                                                    chooseScale(
-                                                                        &block, w: W.base, positions: POS.base + g * bs,
-                                                                        row: r, rows: rows,
-                                                                        blockSize: bs, importance: I.base + g * bs,
-                                                                        search: search, dq: dq,
-                                                                        blockIndex: r * blocksPerRow + g, scale: S.base,
-                                                                        scaleCode: SC.base)
-                                                                }
-                                                            }
-                                                            let d = U.base[c * cols + c]
-                                                            let e = E.base + (c - i1) * rows
-                                                            for r in r0..<r1 {
-                                                                let s = S.base[r * blocksPerRow + g]
-                                                                let x = col[r]
-                                                                let q = NF4ScaleSearch.code(x * (1 / s), block.mid)
-                                                                let k = r * cols + channel
-                                                                if k & 1 == 0 {
-                                                                    C.base[k >> 1] =
-                                                                        (C.base[k >> 1] & 0x0F) | UInt8(q << 4)
-                                                                } else {
-                                                                    C.base[k >> 1] = (C.base[k >> 1] & 0xF0) | UInt8(q)
-                                                                }
-                                                                e[r] = (x - block.values[q] * s) / d
-                                                            }
-                                                            // The batch's later columns take this column's error now; the rest after the batch.
-                                                            for j in (c + 1)..<i2 {
-                                                                let f = U.base[c * cols + j]
-                                                                if f == 0 { continue }
-                                                                let dst = W.base + j * rows
-                                                                for r in r0..<r1 { dst[r] -= e[r] * f }
-                                                            }
-                                                        }
-                                                    }
-                                                    if i2 < cols {
-                                                        // Wᵀ[i2:, :] −= U[i1:i2, i2:]ᵀ · E  (M = cols−i2, N = rows, K = i2−i1).
-                                                        cblas_sgemm(
-                                                            CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols - i2),
-                                                            Int32(rows), Int32(i2 - i1),
-                                                            -1, U.base + i1 * cols + i2, Int32(cols), E.base,
-                                                            Int32(rows), 1,
-                                                            W.base + i2 * rows, Int32(rows))
-                                                    }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
+        for i1 in stride(from: 0, to: cols, by: batch) {
+            let i2 = min(cols, i1 + batch)
+            Parallel.forRanges(rows, threads: workers, minChunk: 16) { r0, r1 in
+                var block = NF4ScaleSearch.Block(capacity: bs)
+                defer { block.release() }
+                for c in i1..<i2 {
+                    let col = W.base + c * rows
+                    let channel = P[c], g = channel / bs
+                    if ST[c] {
+                        for r in r0..<r1 {
+                            chooseScale(
+                                &block, w: W.base, positions: POS.base + g * bs, row: r, rows: rows,
+                                blockSize: bs, importance: I.base + g * bs, search: search, dq: dq,
+                                blockIndex: r * blocksPerRow + g, scale: S.base, scaleCode: SC.base)
                         }
+                    }
+                    let d = U[c * cols + c]
+                    let e = E.base + (c - i1) * rows
+                    for r in r0..<r1 {
+                        let s = S.base[r * blocksPerRow + g]
+                        let x = col[r]
+                        let q = NF4ScaleSearch.code(x * (1 / s), block.mid)
+                        let k = r * cols + channel
+                        if k & 1 == 0 {
+                            C.base[k >> 1] = (C.base[k >> 1] & 0x0F) | UInt8(q << 4)
+                        } else {
+                            C.base[k >> 1] = (C.base[k >> 1] & 0xF0) | UInt8(q)
+                        }
+                        e[r] = (x - block.values[q] * s) / d
+                    }
+                    // The batch's later columns take this column's error now; the rest after the batch.
+                    for j in (c + 1)..<i2 {
+                        let f = U[c * cols + j]
+                        if f == 0 { continue }
+                        let dst = W.base + j * rows
+                        for r in r0..<r1 { dst[r] -= e[r] * f }
                     }
                 }
             }
+            if i2 < cols {
+                // Wᵀ[i2:, :] −= U[i1:i2, i2:]ᵀ · E  (M = cols−i2, N = rows, K = i2−i1).
+                cblas_sgemm(
+                    CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols - i2), Int32(rows), Int32(i2 - i1),
+                    -1, U.base + i1 * cols + i2, Int32(cols), E.base, Int32(rows), 1,
+                    W.base + i2 * rows, Int32(rows))
+            }
         }
+        let codes = Array(UnsafeBufferPointer(start: C.base, count: (rows * cols + 1) / 2))
         if let dq {
             return NF4Tensor(
-                count: rows * cols, blockSize: bs, codes: codes, absmax: [], absmaxCodes: scaleCodes,
+                count: rows * cols, blockSize: bs, codes: codes, absmax: [],
+                absmaxCodes: Array(UnsafeBufferPointer(start: SC.base, count: scaleCodes)),
                 absmax2: dq.absmax2, absmaxOffset: dq.offset, dqBlockSize: parameters.dqBlockSize)
         }
         return NF4Tensor(
-            count: rows * cols, blockSize: bs, codes: codes, absmax: scales, dqBlockSize: parameters.dqBlockSize)
+            count: rows * cols, blockSize: bs, codes: codes,
+            absmax: Array(UnsafeBufferPointer(start: S.base, count: rows * blocksPerRow)),
+            dqBlockSize: parameters.dqBlockSize)
+    }
+
+    /// A copy of `values` (at least one element) for the parallel column loop to read; the caller deallocates it.
+    static func copy<T>(_ values: [T]) -> SendablePointer<T> {
+        let p = UnsafeMutablePointer<T>.allocate(capacity: max(1, values.count))
+        _ = UnsafeMutableBufferPointer(start: p, count: values.count).initialize(from: values)
+        return SendablePointer(p)
     }
 
     /// The fixed second level of double quantization: one scale per `dqBlockSize` blocks and the offset.
@@ -221,8 +198,8 @@ public enum NF4GPTQ {
 
     /// One block's scale from its current (error-updated) weights: the weighted search, then with double
     /// quantization the 8-bit code whose decoded scale errs least. Writes the decoded scale (and code).
-    @inline(__always)
     /// `positions[i]`: where the block's channel `i` sits in `w` (Wᵀ in quantization order).
+    @inline(__always)
     static func chooseScale(
         _ block: inout NF4ScaleSearch.Block, w: UnsafeMutablePointer<Float>,
         positions: UnsafePointer<Int>, row r: Int, rows: Int, blockSize bs: Int, importance: UnsafePointer<Float>,
