@@ -52,9 +52,14 @@ public struct ForwardBenchmark {
             s = s &* 6364136223846793005 &+ 1442695040888963407
             return Int32((s >> 33) % UInt64(c.vocabSize))
         }
-        // Warm-up: touch every page once so the runs measure compute, not first faults.
-        let warm = min(16, promptTokens)
-        _ = try model.forward(ids: Array(ids.prefix(warm)), batch: 1, newTokens: warm)
+        // Warm-up as llama-bench does it (one whole prompt run, then one decoding step): every weight page,
+        // scratch buffer and packed panel is touched once, so the timed runs measure compute, not first
+        // faults, and both tools are timed after the same warm-up.
+        let warmHidden = try model.forward(ids: ids, batch: 1, newTokens: promptTokens)
+        _ = model.decodeLogits(hidden: warmHidden.constPointer + (promptTokens - 1) * c.headInputSize, rows: 1)
+        let warmCache = model.makeCache(batch: 1, capacity: 2)
+        let warmStep = try model.forward(ids: [ids[0]], batch: 1, newTokens: 1, cache: warmCache)
+        _ = model.decodeLogits(hidden: warmStep.constPointer, rows: 1)
         var pp: [Double] = [], tg: [Double] = []
         for _ in 0..<repeats {
             let t0 = Date()
