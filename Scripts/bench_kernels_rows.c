@@ -2,7 +2,7 @@
 // layer's NF4 linears (block 64) and its Q8 output head, for m rows of x, on one thread (thread CPU
 // time, best of 5, so other processes on the machine count little).
 //
-//   bench_kernels_rows M [M...]
+//   bench_kernels_rows M [M...]      (QST_BENCH_SHAPE=gemv|gemm forces the loops instead of the auto choice)
 #include "QSTKernels.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +36,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < vocab * hk / 64; i++) qs[i] = 0.05f;
     float *x = malloc(32 * 1536 * sizeof(float)), *y = malloc((size_t)32 * vocab * sizeof(float));
     for (int i = 0; i < 32 * 1536; i++) x[i] = uniform();
+    const char *forced = getenv("QST_BENCH_SHAPE");
+    const qst_shape shape = !forced ? QST_SHAPE_AUTO : forced[2] == 'm' && forced[3] == 'v' ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
     printf("%6s %12s %12s\n", "rows", "layer us", "q8 head us");
     for (int a = 1; a < argc; a++) {
         const int m = atoi(argv[a]);
@@ -45,7 +47,7 @@ int main(int argc, char **argv) {
             double t0 = cpu_now();
             for (int rep = 0; rep < 50; rep++)
                 for (int s = 0; s < 7; s++)
-                    if (qst_matmul_ex(x, m, w[s].k, &w[s], y, w[s].n, 0, w[s].n, QST_KERNEL_AUTO, QST_SHAPE_AUTO)) return 1;
+                    if (qst_matmul_ex(x, m, w[s].k, &w[s], y, w[s].n, 0, w[s].n, QST_KERNEL_AUTO, shape)) return 1;
             double t = (cpu_now() - t0) / 50;
             if (t < layer) layer = t;
             t0 = cpu_now();

@@ -84,13 +84,16 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 // cost that only pays off over enough rows. Measured on SmolLM2's 576 -> 1536 NF4 and BF16
 // shapes, one thread (BENCHMARKS.md, "Few rows"): the AVX-512 GEMM costs ~70 us of packing
 // before its first row, so GEMV wins up to ~16 NF4 rows and ~40 BF16 rows; the AVX2 GEMM's
-// packing costs ~280 us, so its GEMVs win up to ~32-48 rows. A fixed table: the same m always
-// takes the same path, so results are reproducible run to run.
-static int64_t gemv_row_limit(int gemv_path, qst_weight_type type) {
+// packing costs ~280 us, so its GEMVs win up to ~32-48 rows; the AVX2 int16 GEMM (NF4 blocks a
+// multiple of 64) ties the int16 GEMV's 8-row pass at 8 rows and wins from 9 (one SmolLM2 layer:
+// 581 against 678 us at 9 rows, 1,394 against 2,313 at 32; Scripts/bench-kernels-rows with
+// QST_BENCH_SHAPE), so the int16 GEMV stops at 8 rows there and at 32 where that GEMM cannot run.
+// A fixed table: the same m always takes the same path, so results are reproducible run to run.
+static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
     switch (gemv_path) {
     case QST_KERNEL_AVX512:
     case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 16 : QST_GEMV_MAX_ROWS;
-    case QST_KERNEL_AVX2_INT16: return 32;
+    case QST_KERNEL_AVX2_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;
     }
@@ -101,7 +104,7 @@ static qst_shape pick_shape(qst_weight_type type, int layout_ok, int64_t m, qst_
     if (shape == QST_SHAPE_GEMV || shape == QST_SHAPE_GEMM) return shape;
     if (m <= QST_GEMV_MAX_ROWS) return QST_SHAPE_GEMV;
     const int gemv = resolve(type, layout_ok, QST_SHAPE_GEMV, kernel, f);
-    return m <= gemv_row_limit(gemv, type) ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
+    return m <= gemv_row_limit(gemv, type, layout_ok) ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
 }
 
 int qst_matmul_resolve_shape(const qst_weight *w, int64_t m, qst_kernel kernel, qst_shape shape) {

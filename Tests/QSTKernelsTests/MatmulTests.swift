@@ -176,21 +176,21 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(try auto(bf, rows: 1).0, expectBF16GEMV)
         if avx2 && !avx512 {
             XCTAssertEqual(try auto(bf, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue), "BF16 prompts stay exact")
-            // A block that is a multiple of 64: the integer GEMV up to 32 rows, the integer GEMM beyond.
+            // A block that is a multiple of 64: the integer GEMV up to 8 rows (one 8-row pass; the int16
+            // GEMM wins from 9), the integer GEMM beyond; without that GEMM, the GEMV up to 32 rows.
             let large = TestMatrix.nf4(n: 1024, k: 64, block: 64, seed: 6)
-            XCTAssertEqual(try auto(large, rows: 33).0, Int32(QST_KERNEL_AVX2_INT16.rawValue))
-            XCTAssertEqual(
-                try large.withWeight { w in
-                    var c = w; return qst_matmul_resolve_shape(&c, 33, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
-                },
-                Int32(QST_SHAPE_GEMM.rawValue))
-            XCTAssertEqual(
-                try large.withWeight { w in
-                    var c = w; return qst_matmul_resolve_shape(&c, 32, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
-                },
-                Int32(QST_SHAPE_GEMV.rawValue), "GEMV up to 32 rows")
-            // An NF4 block that is not a multiple of 64 has no integer GEMM: many rows take the exact GEMM.
             let b32 = TestMatrix.nf4(n: 1024, k: 64, block: 32, seed: 5)
+            func shape(_ w: TestMatrix, rows: Int64) throws -> Int32 {
+                try w.withWeight { w in
+                    var c = w; return qst_matmul_resolve_shape(&c, rows, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
+                }
+            }
+            XCTAssertEqual(try auto(large, rows: 9).0, Int32(QST_KERNEL_AVX2_INT16.rawValue))
+            XCTAssertEqual(try shape(large, rows: 9), Int32(QST_SHAPE_GEMM.rawValue))
+            XCTAssertEqual(try shape(large, rows: 8), Int32(QST_SHAPE_GEMV.rawValue), "GEMV up to 8 rows")
+            XCTAssertEqual(try shape(b32, rows: 32), Int32(QST_SHAPE_GEMV.rawValue), "block 32: GEMV up to 32 rows")
+            XCTAssertEqual(try shape(b32, rows: 33), Int32(QST_SHAPE_GEMM.rawValue))
+            // An NF4 block that is not a multiple of 64 has no integer GEMM: many rows take the exact GEMM.
             XCTAssertEqual(try auto(b32, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue))
         }
         XCTAssertEqual(try auto(bf, rows: 512).1, scalarOnly ? 1 : 0)
