@@ -34,14 +34,14 @@ int main(int argc, char **argv) {
     float *qs = malloc((size_t)vocab * hk / 64 * sizeof(float));
     for (size_t i = 0; i < (size_t)vocab * hk; i++) q[i] = (int8_t)(rand() % 255 - 127);
     for (int i = 0; i < vocab * hk / 64; i++) qs[i] = 0.05f;
-    float *x = malloc(32 * 1536 * sizeof(float)), *y = malloc((size_t)32 * vocab * sizeof(float));
-    for (int i = 0; i < 32 * 1536; i++) x[i] = uniform();
+    float *x = malloc(128 * 1536 * sizeof(float)), *y = malloc((size_t)128 * vocab * sizeof(float));
+    for (int i = 0; i < 128 * 1536; i++) x[i] = uniform();
     const char *forced = getenv("QST_BENCH_SHAPE");
     const qst_shape shape = !forced ? QST_SHAPE_AUTO : forced[2] == 'm' && forced[3] == 'v' ? QST_SHAPE_GEMV : QST_SHAPE_GEMM;
     printf("%6s %12s %12s\n", "rows", "layer us", "q8 head us");
     for (int a = 1; a < argc; a++) {
         const int m = atoi(argv[a]);
-        if (m < 1 || m > 32) { fprintf(stderr, "rows must be 1..32\n"); return 2; }
+        if (m < 1 || m > 128) { fprintf(stderr, "rows must be 1..128\n"); return 2; }
         double layer = 1e30, head = 1e30;
         for (int r = 0; r < 5; r++) {
             double t0 = cpu_now();

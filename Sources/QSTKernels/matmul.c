@@ -81,18 +81,17 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 
 // Rows up to which QST_SHAPE_AUTO keeps the GEMV loops (4 rows per pass; 8 in the NF4 bf16 and int16 ones) rather than the
 // GEMM, by the GEMV path that would run: the GEMMs decode their weight panels once per call, a
-// cost that only pays off over enough rows. Measured on SmolLM2's 576 -> 1536 NF4 and BF16
-// shapes, one thread (BENCHMARKS.md, "Few rows"): the AVX-512 GEMM costs ~70 us of packing
-// before its first row, so GEMV wins up to ~16 NF4 rows and ~40 BF16 rows; the AVX2 GEMM's
-// packing costs ~280 us, so its GEMVs win up to ~32-48 rows; the AVX2 int16 GEMM (NF4 blocks a
-// multiple of 64) ties the int16 GEMV's 8-row pass at 8 rows and wins from 9 (one SmolLM2 layer:
-// 581 against 678 us at 9 rows, 1,394 against 2,313 at 32; Scripts/bench-kernels-rows with
-// QST_BENCH_SHAPE), so the int16 GEMV stops at 8 rows there and at 32 where that GEMM cannot run.
+// cost that only pays off over enough rows. Measured on one SmolLM2 layer's seven NF4 linears, one
+// thread, kernels built with the package's flags (Scripts/bench-kernels-rows, QST_BENCH_SHAPE=gemv|gemm;
+// BENCHMARKS.md §23): the AVX-512 bf16 GEMV wins up to 24 rows (582 against 604 us at 24, 680
+// against 652 at 28); the AVX2 int16 GEMV ties the int16 GEMM (NF4 blocks a multiple of 64) at 9 rows
+// and loses from 10 (775 against 686 us at 12), so it stops at 8 there, and at 32 where that GEMM
+// cannot run (the exact F32 GEMM's packing costs ~280 us); BF16 "Few rows" in §13.
 // A fixed table: the same m always takes the same path, so results are reproducible run to run.
 static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
     switch (gemv_path) {
     case QST_KERNEL_AVX512:
-    case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 16 : QST_GEMV_MAX_ROWS;
+    case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 24 : QST_GEMV_MAX_ROWS;
     case QST_KERNEL_AVX2_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;
