@@ -260,7 +260,8 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var base: ModelArgument
     @Option(help: "Prompt tokens per pp run.") var prompt: Int = 512
     @Option(help: "Generated tokens per tg run.") var generate: Int = 128
-    @Option(help: "Timed repeats.") var repeats: Int = 3
+    @Option(help: "Timed repeats (after one untimed prompt run and decoding step, as llama-bench warms up).")
+    var repeats: Int = 3
     @OptionGroup var format: OutputFormat
     @Option(
         name: .customLong("side"), help: "Also generate with this side network beside the model and compare speeds.")
