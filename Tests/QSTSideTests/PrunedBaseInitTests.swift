@@ -54,8 +54,7 @@ final class PrunedBaseInitTests: XCTestCase {
         try PrunedBaseInit.apply(sel, source: source, to: side)
 
         let d = 64, H = 4, K = 2, bhd = 16, hd = 8, w = 32, f = 128, fs = 64, L = shape.layerCount
-        // Residual channels: Σ over layers of the reading columns (times the RMSNorm gain before them) and the
-        // writing rows.
+        // Residual channels: Σ over layers of the reading columns (times the RMSNorm gain before them).
         var channel = [Double](repeating: 0, count: d)
         var layers: [(q: [Float], k: [Float], v: [Float], o: [Float], g: [Float], u: [Float], dn: [Float])] = []
         var norms: [(in: [Float], post: [Float])] = []
@@ -70,7 +69,7 @@ final class PrunedBaseInitTests: XCTestCase {
             let parts = [
                 norms2(q, byRow: false, scale: n1), norms2(k, byRow: false, scale: n1),
                 norms2(v, byRow: false, scale: n1), norms2(g, byRow: false, scale: n2),
-                norms2(u, byRow: false, scale: n2), norms2(o, byRow: true), norms2(dn, byRow: true),
+                norms2(u, byRow: false, scale: n2),
             ]
             for c in 0..<d { channel[c] += parts.reduce(0) { $0 + $1[c] } }
             layers.append((q.values, k.values, v.values, o.values, g.values, u.values, dn.values))

@@ -111,16 +111,18 @@ public enum PrunedBaseInit {
         var layers: [Layer] = []
         for i in 0..<c.base.layerCount {
             let b = try loadLayer(i, source: source, dims: dm)
-            // Residual channel c: the norms of every column that reads it (scaled by the RMSNorm gain in front,
-            // part of the same linear map) and of every row that writes it.
+            // Residual channel c: the norms of every column that reads it, scaled by the RMSNorm gain in front
+            // (part of the same linear map). Not the rows that write it: those single out the base's few
+            // massive-activation channels (2–5× the median write norm in SmolLM2, read through small gains),
+            // which would dominate the side's 72-channel RMSNorm; counting writes too trained worse
+            // (BENCHMARKS.md §15, session 7).
             for ch in 0..<d {
                 let g1 = Double(b.inNorm.pointer[ch]), g2 = Double(b.postNorm.pointer[ch])
                 let reads1 =
                     columnNorm2(b.q, ch, rows: qw, cols: d) + columnNorm2(b.k, ch, rows: kvw, cols: d)
                     + columnNorm2(b.v, ch, rows: kvw, cols: d)
                 let reads2 = columnNorm2(b.gate, ch, rows: f, cols: d) + columnNorm2(b.up, ch, rows: f, cols: d)
-                let writes = rowNorm2(b.o, ch, cols: qw) + rowNorm2(b.down, ch, cols: f)
-                channel[ch] += g1 * g1 * reads1 + g2 * g2 * reads2 + writes
+                channel[ch] += g1 * g1 * reads1 + g2 * g2 * reads2
             }
             var queryKey: [[Int]] = [], value: [[Int]] = []
             let bands = pairBands(sidePairs: hd / 2, basePairs: bhd / 2)
