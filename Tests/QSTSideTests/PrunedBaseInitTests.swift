@@ -154,6 +154,15 @@ final class PrunedBaseInitTests: XCTestCase {
         XCTAssertEqual(PrunedBaseInit.top(2, of: [5, 3, 5, 5]), [0, 2], "ties keep the lower index")
     }
 
+    func testOPTBaseIsRefused() throws {
+        let source = try openWeightSource(path: try OPTSideFixtures.tinyOPT("tiny-opt"))
+        let shape = try BaseShape.parse(configJSON: try source.configJSON(), context: "t")
+        let config = SideConfig(base: shape, r: SideConfig.defaultReduction(for: shape), headMix: .residual)
+        XCTAssertThrowsError(try PrunedBaseInit.select(config: config, source: source)) {
+            XCTAssertTrue("\($0)".contains("LLaMA-family bases only, not OPT"), "\($0)")
+        }
+    }
+
     func testConfigOnlyIsRefused() throws {
         let shape = try BaseShape.parse(
             configJSON: try FrozenModel(path: try ExportFixtures.tinyContainer()).source.configJSON(), context: "t")
