@@ -9,9 +9,9 @@ struct InitSide: ParsableCommand {
         abstract: "Create the initial QST side network for a base model (layout: Formats/SIDE.md).",
         discussion: """
             Examples:
-              qst-init-side smollm2.qst4 -o side/     # starts as the base, pruned blocks
-              qst-init-side smollm2.qst4 -o side/ --init base  # random blocks
+              qst-init-side smollm2.qst4 -o side/     # starts as the base model
               qst-init-side smollm2.qst4 -o side/ --init reference --r 16
+              qst-init-side smollm2.qst4 -o side/ --init base-pruned  # LST-style blocks
               qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
               qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
             """)
@@ -28,12 +28,12 @@ struct InitSide: ParsableCommand {
     @Option(
         name: .customLong("init"),
         help:
-            "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample), base-pruned (as base, with the side blocks copied from the base's layers pruned to the side width; the default for LLaMA-family bases, base for OPT and a bare config.json) or reference (the reference implementation's random upsample and gated head mix)."
+            "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample), base-pruned (as base, with the side blocks copied from the base's layers pruned to the side width) or reference (the reference implementation's random upsample and gated head mix)."
     )
-    var initialisation: SideInitialisation?
+    var initialisation: SideInitialisation = .base
     @Option(
         help:
-            "Downsampler: adapter (trainable bottleneck), linear (one trainable map), avgpool or maxpool (nothing to train); default adapter, linear with base-pruned."
+            "Downsampler: adapter (trainable bottleneck), linear (one trainable map), avgpool or maxpool (nothing to train); default adapter, linear with --init base-pruned."
     )
     var downsample: DownsampleKind?
     @Option(help: "Bottleneck width of the adapter downsampler.")
@@ -51,12 +51,10 @@ struct InitSide: ParsableCommand {
     @OptionGroup var format: OutputFormat
 
     func run() throws {
-        let act = activation
+        let start = initialisation, kind = downsample ?? start.defaultDownsample, act = activation
         guard batch > 0, seqLen > 0 else { throw QSTError.option("--batch and --seq-len must be positive") }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
         let r = self.r ?? SideConfig.defaultReduction(for: shape)
-        let start = initialisation ?? .defaultStart(for: shape, hasWeights: !model.hasSuffix(".json"))
-        let kind = downsample ?? start.defaultDownsample
         let config = SideConfig(
             base: shape, r: r, downsample: kind, adapterHidden: adapterHidden, activation: act,
             dropout: dropout, seed: seed, headMix: start.headMix)

@@ -42,13 +42,6 @@ public enum SideInitialisation: String, CaseIterable, Sendable {
     /// The downsampler when none is asked for: `linear` for `base-pruned`, the one that can start as the
     /// projection onto the kept channels; the reference's `adapter` otherwise.
     public var defaultDownsample: DownsampleKind { self == .basePruned ? .linear : .adapter }
-
-    /// `qst-init-side`'s start when `--init` is not given: `base-pruned` where it can be built (a LLaMA-family
-    /// base whose weights are at hand; it trained better on SST-2's held-out slice, BENCHMARKS.md §15
-    /// session 7), else `base` (OPT bases, a bare config.json).
-    public static func defaultStart(for base: BaseShape, hasWeights: Bool) -> SideInitialisation {
-        !base.isOPT && hasWeights ? .basePruned : .base
-    }
 }
 
 /// Activation inside the adapter downsampler (`swish` is the reference default).
