@@ -11,6 +11,7 @@ struct InitSide: ParsableCommand {
             Examples:
               qst-init-side smollm2.qst4 -o side/     # starts as the base model
               qst-init-side smollm2.qst4 -o side/ --init reference --r 16
+              qst-init-side smollm2.qst4 -o side/ --init base-pruned  # LST-style blocks
               qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
               qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
             """)
@@ -27,14 +28,14 @@ struct InitSide: ParsableCommand {
     @Option(
         name: .customLong("init"),
         help:
-            "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample) or reference (the reference implementation's random upsample and gated head mix)."
+            "Starting point: base (the tuned model equals the base model at step 0: residual head mix, zero upsample), base-pruned (as base, with the side blocks copied from the base's layers pruned to the side width) or reference (the reference implementation's random upsample and gated head mix)."
     )
     var initialisation: SideInitialisation = .base
     @Option(
         help:
-            "Downsampler: adapter (trainable bottleneck), linear (one trainable map), avgpool or maxpool (nothing to train)."
+            "Downsampler: adapter (trainable bottleneck), linear (one trainable map), avgpool or maxpool (nothing to train); default adapter, linear with --init base-pruned."
     )
-    var downsample: DownsampleKind = .adapter
+    var downsample: DownsampleKind?
     @Option(help: "Bottleneck width of the adapter downsampler.")
     var adapterHidden: Int = 16
     @Option(help: "Activation inside the adapter downsampler.")
@@ -50,7 +51,7 @@ struct InitSide: ParsableCommand {
     @OptionGroup var format: OutputFormat
 
     func run() throws {
-        let kind = downsample, act = activation, start = initialisation
+        let start = initialisation, kind = downsample ?? start.defaultDownsample, act = activation
         guard batch > 0, seqLen > 0 else { throw QSTError.option("--batch and --seq-len must be positive") }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
         let r = self.r ?? SideConfig.defaultReduction(for: shape)
@@ -59,6 +60,9 @@ struct InitSide: ParsableCommand {
             dropout: dropout, seed: seed, headMix: start.headMix)
         let weights = try SideWeights(config: config)
         weights.initialize(seed: seed)
+        if start == .basePruned {
+            try PrunedBaseInit.initialize(weights, modelPath: model)
+        }
         try SideWeightsIO.save(weights, directory: output)
         let report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
         if format.json { try JSONOutput.print(report); return }

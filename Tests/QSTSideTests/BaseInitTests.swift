@@ -11,14 +11,21 @@ import QSTTestSupport
 final class BaseInitTests: XCTestCase {
     let exact = EngineOptions(matmulPath: .dequantizeSGEMM)
 
-    /// A `--init base` side network for `base` (what qst-init-side writes).
-    private func baseInit(_ base: FrozenModel, r: Int? = nil, kind: DownsampleKind = .adapter) throws -> SideWeights {
+    /// A `--init base` (or `base-pruned`) side network for `base` (what qst-init-side writes).
+    private func baseInit(
+        _ base: FrozenModel, r: Int? = nil, kind: DownsampleKind = .adapter, start: SideInitialisation = .base
+    ) throws -> SideWeights {
         let shape = try BaseShape.parse(configJSON: try base.source.configJSON(), context: "test")
         let config = SideConfig(
             base: shape, r: r ?? SideConfig.defaultReduction(for: shape), downsample: kind,
-            seed: 7, headMix: SideInitialisation.base.headMix)
+            seed: 7, headMix: start.headMix)
         let w = try SideWeights(config: config)
         w.initialize(seed: 7)
+        if start == .basePruned {
+            let source = base.source
+            try PrunedBaseInit.apply(
+                try PrunedBaseInit.select(config: config, source: source), source: source, to: w)
+        }
         return w
     }
 
@@ -49,6 +56,12 @@ final class BaseInitTests: XCTestCase {
             try assertIsBase(
                 base, try baseInit(base, r: 2, kind: kind), [[1, 17, 42, 99, 5, 250, 7, 3, 64], [1, 200, 13, 8, 111]])
         }
+        // The pruned-base blocks (LST's start) sit behind the same zero upsample: still the base.
+        for kind in [DownsampleKind.linear, .adapter] {
+            try assertIsBase(
+                base, try baseInit(base, r: 2, kind: kind, start: .basePruned),
+                [[1, 17, 42, 99, 5, 250, 7, 3, 64], [1, 200, 13, 8, 111]])
+        }
         // The reference initialisation does not: its head mixes 27 % of a random projection in.
         let shape = try BaseShape.parse(configJSON: try base.source.configJSON(), context: "test")
         let ref = try SideWeights(config: SideConfig(base: shape, r: 2))
@@ -61,7 +74,12 @@ final class BaseInitTests: XCTestCase {
     /// every trainable tensor of the network has a gradient.
     func testFirstStepsMoveAlongTheGradientAndReachEveryTensor() throws {
         let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: exact)
-        let side = try baseInit(base, r: 2)
+        for start in [SideInitialisation.base, .basePruned] {
+            try assertFirstStepsMoveAlongTheGradient(base, try baseInit(base, r: 2, start: start))
+        }
+    }
+
+    private func assertFirstStepsMoveAlongTheGradient(_ base: FrozenModel, _ side: SideWeights) throws {
         let model = try SideModel(weights: side, backbone: base)
         let seqs: [[Int32]] = [[1, 17, 42, 99, 5, 250, 7, 3, 64], [1, 200, 13, 8, 111]]
         let tokens = TokenBatch(sequences: seqs)
@@ -139,12 +157,14 @@ final class BaseInitTests: XCTestCase {
             source: folder, output: container, policy: QuantizationPolicy(), createdBy: "BaseInitTests"
         ).run()
         let base = try FrozenModel(path: container, options: exact)
-        let side = try baseInit(base)
-        XCTAssertEqual(side.config.r, 8)
         let tok = try base.source.loadTokenizer()
-        try assertIsBase(
-            base, side,
-            ["The capital of France is", "Review: a gripping film\nSentiment:"]
-                .map { tok.encode($0).map(Int32.init) })
+        let prompts = ["The capital of France is", "Review: a gripping film\nSentiment:"].map {
+            tok.encode($0).map(Int32.init)
+        }
+        for (start, kind) in [(SideInitialisation.base, DownsampleKind.adapter), (.basePruned, .linear)] {
+            let side = try baseInit(base, kind: kind, start: start)
+            XCTAssertEqual(side.config.r, 8)
+            try assertIsBase(base, side, prompts)
+        }
     }
 }

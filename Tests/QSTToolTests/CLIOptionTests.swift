@@ -33,7 +33,8 @@ final class CLIOptionTests: ToolTestCase {
             "qst-init-side", [model, "-o", out, "--activation", "tanh"], option: "--activation",
             values: ["swish", "gelu", "relu"])
         try rejected(
-            "qst-init-side", [model, "-o", out, "--init", "zero"], option: "--init", values: ["reference", "base"])
+            "qst-init-side", [model, "-o", out, "--init", "zero"], option: "--init",
+            values: ["reference", "base", "base-pruned"])
         try rejected(
             "qst-eval", ["ppl", model, "--text", path("t.txt"), "--matmul", "fast"], option: "--matmul",
             values: ["sgemm", "exact", "auto"])

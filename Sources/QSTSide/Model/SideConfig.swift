@@ -34,8 +34,14 @@ public enum SideInitialisation: String, CaseIterable, Sendable {
     case reference
     /// The tuned model equals the base model at step 0: residual head mix, zero `upsample` weight and bias.
     case base
+    /// As `base`, and the side blocks start as the base's own layers pruned to the side width (Ladder
+    /// Side-Tuning's initialisation; `PrunedBaseInit`, Formats/SIDE.md §2.1).
+    case basePruned = "base-pruned"
 
-    public var headMix: HeadMix { self == .base ? .residual : .gated }
+    public var headMix: HeadMix { self == .reference ? .gated : .residual }
+    /// The downsampler when none is asked for: `linear` for `base-pruned`, the one that can start as the
+    /// projection onto the kept channels; the reference's `adapter` otherwise.
+    public var defaultDownsample: DownsampleKind { self == .basePruned ? .linear : .adapter }
 }
 
 /// Activation inside the adapter downsampler (`swish` is the reference default).
