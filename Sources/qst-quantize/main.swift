@@ -63,6 +63,12 @@ struct Quantize: ParsableCommand {
             "GPTQ: quantize the input channels in order of decreasing activation (act-order); --no-gptq-act-order keeps index order."
     )
     var gptqActOrder = true
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "GPTQ: collect each linear's Gram matrix from the model whose earlier linears are already quantized (true sequential; needs the calibration to run through INPUT)."
+    )
+    var gptqSequential = false
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
     @Option(
@@ -98,8 +104,15 @@ struct Quantize: ParsableCommand {
         var text: String, sha256: String, model: String, tokens: Int, ctx: Int, linears: Int, seconds: Double
     }
 
+    var gptqSettings: NF4GPTQ.Settings {
+        var gptq = NF4GPTQ.Settings()
+        gptq.damp = gptqDamp
+        gptq.actOrder = gptqActOrder
+        return gptq
+    }
+
     /// Reads and tokenizes the calibration text and runs it through the model; one-line errors name the file.
-    func calibration() throws -> (NF4Calibration, CalibrationReport)? {
+    func calibration(policy: QuantizationPolicy) throws -> (NF4Calibration, CalibrationReport)? {
         guard let path = calibrate else { return nil }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
@@ -114,6 +127,9 @@ struct Quantize: ParsableCommand {
         guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
         }
+        if method == .gptq && gptqSequential && calibrateWith != nil {
+            throw QSTError.option("--gptq-sequential runs the calibration through INPUT; drop --calibrate-with")
+        }
         let modelPath = calibrateWith ?? input
         let model = try FrozenModel(path: modelPath, options: EngineOptions(matmulPath: .kernelsAuto))
         var ids = try model.source.loadTokenizer().encode(text).map(Int32.init)
@@ -123,12 +139,30 @@ struct Quantize: ParsableCommand {
         }
         if ids.count > tokenLimit { ids = Array(ids.prefix(tokenLimit)) }
         var bar: ProgressBar?
-        let c = try ImportanceMatrix.collect(
-            model: model, tokens: ids, ctx: calibrateCtx,
-            textSHA256: Checksums.sha256Hex(data), gram: method == .gptq
-        ) { p in
-            if bar == nil { bar = ProgressBar(total: p.totalWindows, label: "calibrating") }
-            bar?.update(p.windows, detail: "\(p.tokens) tokens")
+        let c: NF4Calibration
+        if method == .gptq && gptqSequential {
+            let settings = gptqSettings
+            c = try SequentialGPTQ.run(
+                model: model, tokens: ids, ctx: calibrateCtx, textSHA256: Checksums.sha256Hex(data),
+                quantize: { name, w, rows, cols, gram in
+                    guard policy.decide(name: name, shape: [rows, cols]) == .nf4, cols % policy.nf4.blockSize == 0
+                    else { return nil }
+                    return try NF4GPTQ.quantize(
+                        w, rows: rows, cols: cols, gram: gram, parameters: policy.nf4, settings: settings,
+                        file: input, tensor: name)
+                }
+            ) { p in
+                if bar == nil { bar = ProgressBar(total: p.layers, label: "calibrating+GPTQ") }
+                bar?.update(p.layer, detail: "layer \(p.layer)/\(p.layers)")
+            }
+        } else {
+            c = try ImportanceMatrix.collect(
+                model: model, tokens: ids, ctx: calibrateCtx,
+                textSHA256: Checksums.sha256Hex(data), gram: method == .gptq
+            ) { p in
+                if bar == nil { bar = ProgressBar(total: p.totalWindows, label: "calibrating") }
+                bar?.update(p.windows, detail: "\(p.tokens) tokens")
+            }
         }
         bar?.finish()
         if let out = saveImportance {
@@ -163,12 +197,10 @@ struct Quantize: ParsableCommand {
             createdAt: ReproducibleBuild.creationDate())
         var job2 = job
         if method == .gptq && calibrate == nil { throw QSTError.option("--method gptq needs --calibrate TEXT") }
-        let calibrated = try calibration()
+        let calibrated = try calibration(policy: policy)
         if search || calibrated != nil {
-            var gptq = NF4GPTQ.Settings()
-            gptq.damp = gptqDamp
-            gptq.actOrder = gptqActOrder
-            job2.scaleSearch = NF4ScaleSearchRequest(calibration: calibrated?.0, method: method.method, gptq: gptq)
+            job2.scaleSearch = NF4ScaleSearchRequest(
+                calibration: calibrated?.0, method: method.method, gptq: gptqSettings)
         }
         var bar: ProgressBar?
         let start = Date()

@@ -1,0 +1,157 @@
+import CBLAS
+import Foundation
+import QSTFormat
+import QSTNN
+
+/// GPTQ's calibration interleaved with the quantization ("true sequential", as GPTQ's reference code and AutoGPTQ
+/// run it): each linear's input Gram matrix is collected from the activations of the model whose earlier linears
+/// are *already quantized*, so every linear compensates the error of everything before it, not only its own. In a
+/// block: q/k/v are quantized on the block's normed input, o on the attention output computed with the quantized
+/// q/k/v, gate/up on the post-attention input with the quantized o, down on the SwiGLU output of the quantized
+/// gate/up; the quantized block's output feeds the next block.
+///
+/// The calibration tokens' residual stream stays in memory (`tokens × hidden` floats) and each block runs once over
+/// all of them, stage by stage, with the quantized weights dequantized to F32: the forward costs what the plain
+/// calibration forward costs, and only one block's Gram matrices are alive at a time. Windows of `ctx` tokens are
+/// causal sequences of their own (positions from 0), as in `ImportanceMatrix.collect`.
+public enum SequentialGPTQ {
+    public struct Progress: Sendable { public var layer: Int; public var layers: Int }
+
+    /// `quantize(name, weights, rows, cols, gram)` quantizes one linear (weights `[rows, cols]` row-major, gram
+    /// `Σ xxᵀ` `[cols, cols]` over the calibration tokens) or returns nil to keep it as it is (then the forward
+    /// goes on with its original weights). Returns the calibration: every linear's mean squared input per channel
+    /// (from the Gram diagonals, as `ImportanceMatrix` measures it) and the quantized tensors in `quantized`.
+    public static func run(
+        model: FrozenModel, tokens: [Int32], ctx: Int, textSHA256: String,
+        quantize: (String, UnsafeBufferPointer<Float>, Int, Int, [Float]) throws -> NF4Tensor?,
+        progress: (Progress) -> Void = { _ in }
+    ) throws -> NF4Calibration {
+        let c = model.config
+        guard !c.isOPT else {
+            throw QSTError.file(
+                model.source.origin,
+                "calibration reads LLaMA-layout blocks; model_type '\(c.modelType)' is not supported")
+        }
+        guard ctx >= 1 else { throw QSTError("calibration: window length \(ctx) must be at least 1") }
+        guard !tokens.isEmpty else { throw QSTError("calibration: the text has no tokens") }
+        if let window = c.attentionWindow, window < ctx {
+            throw QSTError.file(
+                model.source.origin,
+                "sequential GPTQ attends whole windows; the sliding window \(window) is shorter than --calibrate-ctx \(ctx)"
+            )
+        }
+        for (i, id) in tokens.enumerated() where id < 0 || Int(id) >= model.vocabSize {
+            throw QSTError("calibration: token id \(id) at position \(i) is outside the vocabulary")
+        }
+        let start = Date()
+        let s = model.blockShape, n = tokens.count, d = s.hidden
+        let x = FloatBuffer(count: n * d), h = FloatBuffer(count: n * d)
+        let q = FloatBuffer(count: n * s.qDim), k = FloatBuffer(count: n * s.kvDim), v = FloatBuffer(count: n * s.kvDim)
+        let attn = FloatBuffer(count: n * s.qDim)
+        let gate = FloatBuffer(count: n * s.intermediate), up = FloatBuffer(count: n * s.intermediate)
+        for (r, id) in tokens.enumerated() { model.embedding.decode(start: Int(id) * d, count: d, into: x.pointer + r * d) }
+        // Each window restarts at position 0.
+        let half = s.headDim / 2
+        let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
+        let positions = (0..<n).map { Int32($0 % ctx) }
+        positions.withUnsafeBufferPointer {
+            RoPE.cosSin(cos: cos.pointer, sin: sin.pointer, positions: $0.baseAddress!, n: n, invFreq: model.invFreq)
+        }
+        let ones = [UInt8](repeating: 1, count: min(n, ctx))
+
+        var channels: [String: [Float]] = [:]
+        var quantized: [String: NF4Tensor] = [:]
+        /// Quantizes the linears named `parts` (one shared input `input [n, cols]`); returns their weights to run.
+        func stage(_ layer: Int, _ parts: [String], input: UnsafePointer<Float>, cols: Int) throws -> [[Float]] {
+            let gram = Self.gram(input, rows: n, cols: cols)
+            let meanSquares = (0..<cols).map { gram[$0 * cols + $0] / Float(n) }
+            return try parts.map { part in
+                let name = "model.layers.\(layer).\(part).weight"
+                let t = try model.source.tensor(name)
+                guard t.shape.count == 2, t.shape[1] == cols else {
+                    throw QSTError.tensor(model.source.origin, name, "shape \(t.shape) does not read \(cols) inputs")
+                }
+                var w = [Float](repeating: 0, count: t.count)
+                w.withUnsafeMutableBufferPointer { t.decode(start: 0, count: t.count, into: $0.baseAddress!) }
+                channels[name] = meanSquares
+                guard
+                    let nf4 = try w.withUnsafeBufferPointer({ try quantize(name, $0, t.shape[0], cols, gram) })
+                else { return w }
+                quantized[name] = nf4
+                return NF4.dequantize(nf4)
+            }
+        }
+
+        for layer in 0..<model.layerCount {
+            let norms = try model.blockWeights(layer)
+            // q, k, v on the normed input.
+            RMSNorm.forward(
+                out: h.pointer, rstd: nil, x: x.constPointer, weight: norms.inputNorm, n: n, d: d, eps: s.eps)
+            let qkv = try stage(
+                layer, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], input: h.constPointer, cols: d)
+            linear(q.pointer, h.constPointer, rows: n, qkv[0], outFeatures: s.qDim, inFeatures: d)
+            linear(k.pointer, h.constPointer, rows: n, qkv[1], outFeatures: s.kvDim, inFeatures: d)
+            linear(v.pointer, h.constPointer, rows: n, qkv[2], outFeatures: s.kvDim, inFeatures: d)
+            RoPE.forward(x: q.pointer, cos: cos.constPointer, sin: sin.constPointer, n: n, nHeads: s.heads, headDim: s.headDim)
+            RoPE.forward(
+                x: k.pointer, cos: cos.constPointer, sin: sin.constPointer, n: n, nHeads: s.kvHeads, headDim: s.headDim)
+            // o on the attention output of the quantized q, k, v.
+            let blas = BLASThreadScope()
+            ones.withUnsafeBufferPointer { mask in
+                for w0 in stride(from: 0, to: n, by: ctx) {
+                    let rows = min(ctx, n - w0)
+                    HeadParallelAttention.forward(
+                        out: attn.pointer + w0 * s.qDim, q: q.constPointer + w0 * s.qDim,
+                        kCache: k.constPointer + w0 * s.kvDim, vCache: v.constPointer + w0 * s.kvDim,
+                        keyMask: mask.baseAddress!, batch: 1, newTokens: rows, pastLength: 0, capacity: rows,
+                        nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim, threads: model.context.threads)
+                }
+            }
+            blas.restore()
+            let o = try stage(layer, ["self_attn.o_proj"], input: attn.constPointer, cols: s.qDim)
+            linear(x.pointer, attn.constPointer, rows: n, o[0], outFeatures: d, inFeatures: s.qDim, accumulate: true)
+            // gate, up on the post-attention input of the quantized attention.
+            RMSNorm.forward(
+                out: h.pointer, rstd: nil, x: x.constPointer, weight: norms.postAttentionNorm, n: n, d: d, eps: s.eps)
+            let gu = try stage(layer, ["mlp.gate_proj", "mlp.up_proj"], input: h.constPointer, cols: d)
+            linear(gate.pointer, h.constPointer, rows: n, gu[0], outFeatures: s.intermediate, inFeatures: d)
+            linear(up.pointer, h.constPointer, rows: n, gu[1], outFeatures: s.intermediate, inFeatures: d)
+            SwiGLU.forward(out: gate.pointer, gate: gate.constPointer, up: up.constPointer, count: n * s.intermediate)
+            // down on the SwiGLU output of the quantized gate, up.
+            let down = try stage(layer, ["mlp.down_proj"], input: gate.constPointer, cols: s.intermediate)
+            linear(
+                x.pointer, gate.constPointer, rows: n, down[0], outFeatures: d, inFeatures: s.intermediate,
+                accumulate: true)
+            progress(Progress(layer: layer + 1, layers: model.layerCount))
+        }
+        var calibration = NF4Calibration(
+            channels: channels, textSHA256: textSHA256, tokens: n, ctx: ctx,
+            seconds: Date().timeIntervalSince(start))
+        calibration.quantized = quantized
+        return calibration
+    }
+
+    /// `out [rows, outFeatures] (+)= x [rows, inFeatures] · wᵀ` (BLAS on every core).
+    static func linear(
+        _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, _ w: [Float], outFeatures: Int,
+        inFeatures: Int, accumulate: Bool = false
+    ) {
+        w.withUnsafeBufferPointer {
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures), 1, x,
+                Int32(inFeatures), $0.baseAddress!, Int32(inFeatures), accumulate ? 1 : 0, out, Int32(outFeatures))
+        }
+    }
+
+    /// `Σ xxᵀ` over the rows of `x [rows, cols]`, symmetric `[cols, cols]` row-major.
+    static func gram(_ x: UnsafePointer<Float>, rows: Int, cols: Int) -> [Float] {
+        var g = [Float](repeating: 0, count: cols * cols)
+        g.withUnsafeMutableBufferPointer {
+            cblas_ssyrk(
+                CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), 1, x, Int32(cols), 0,
+                $0.baseAddress!, Int32(cols))
+        }
+        for i in 0..<cols { for j in 0..<i { g[i * cols + j] = g[j * cols + i] } }
+        return g
+    }
+}
