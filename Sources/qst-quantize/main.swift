@@ -69,6 +69,17 @@ struct Quantize: ParsableCommand {
             "GPTQ: collect each linear's Gram matrix from the model whose earlier linears are already quantized (true sequential; needs the calibration to run through INPUT)."
     )
     var gptqSequential = false
+    @Option(
+        help:
+            "GPTQ: coordinate passes re-solving each row's block scales for the final codes (output error weighted by the Gram matrix); 0 = none."
+    )
+    var gptqRefitPasses = 0
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "GPTQ (sequential): fit each linear, on the quantized model's inputs, to the full-precision model's outputs (asymmetric target; runs both models)."
+    )
+    var gptqAsymmetric = false
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
     @Option(
@@ -108,6 +119,7 @@ struct Quantize: ParsableCommand {
         var gptq = NF4GPTQ.Settings()
         gptq.damp = gptqDamp
         gptq.actOrder = gptqActOrder
+        gptq.refitPasses = gptqRefitPasses
         return gptq
     }
 
@@ -124,8 +136,12 @@ struct Quantize: ParsableCommand {
             throw QSTError("\(path): the calibration text is not UTF-8", kind: .invalidTextEncoding)
         }
         guard gptqDamp > 0, gptqDamp.isFinite else { throw QSTError.option("--gptq-damp must be a positive number") }
+        guard gptqRefitPasses >= 0 else { throw QSTError.option("--gptq-refit-passes must be ≥ 0") }
         guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
+        }
+        if gptqAsymmetric && !(method == .gptq && gptqSequential) {
+            throw QSTError.option("--gptq-asymmetric needs --method gptq --gptq-sequential")
         }
         if method == .gptq && gptqSequential && calibrateWith != nil {
             throw QSTError.option("--gptq-sequential runs the calibration through INPUT; drop --calibrate-with")
@@ -144,6 +160,7 @@ struct Quantize: ParsableCommand {
             let settings = gptqSettings
             c = try SequentialGPTQ.run(
                 model: model, tokens: ids, ctx: calibrateCtx, textSHA256: Checksums.sha256Hex(data),
+                asymmetricDamp: gptqAsymmetric ? gptqDamp : nil,
                 quantize: { name, w, rows, cols, gram in
                     guard policy.decide(name: name, shape: [rows, cols]) == .nf4, cols % policy.nf4.blockSize == 0
                     else { return nil }

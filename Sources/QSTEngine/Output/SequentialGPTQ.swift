@@ -19,10 +19,13 @@ public enum SequentialGPTQ {
 
     /// `quantize(name, weights, rows, cols, gram)` quantizes one linear (weights `[rows, cols]` row-major, gram
     /// `Σ xxᵀ` `[cols, cols]` over the calibration tokens) or returns nil to keep it as it is (then the forward
-    /// goes on with its original weights). Returns the calibration: every linear's mean squared input per channel
-    /// (from the Gram diagonals, as `ImportanceMatrix` measures it) and the quantized tensors in `quantized`.
+    /// goes on with its original weights). With `asymmetricDamp`, the weights handed over are GPTQ's asymmetric
+    /// target (`NF4GPTQ.asymmetricTarget`, that ridge): the full-precision model runs beside the quantized one and
+    /// each linear is fitted to reproduce, from the quantized model's inputs, the full-precision model's outputs.
+    /// Returns the calibration: every linear's mean squared input per channel (from the Gram diagonals, as
+    /// `ImportanceMatrix` measures it) and the quantized tensors in `quantized`.
     public static func run(
-        model: FrozenModel, tokens: [Int32], ctx: Int, textSHA256: String,
+        model: FrozenModel, tokens: [Int32], ctx: Int, textSHA256: String, asymmetricDamp: Double? = nil,
         quantize: (String, UnsafeBufferPointer<Float>, Int, Int, [Float]) throws -> NF4Tensor?,
         progress: (Progress) -> Void = { _ in }
     ) throws -> NF4Calibration {
@@ -45,11 +48,15 @@ public enum SequentialGPTQ {
         }
         let start = Date()
         let s = model.blockShape, n = tokens.count, d = s.hidden
-        let x = FloatBuffer(count: n * d), h = FloatBuffer(count: n * d)
+        let asymmetric = asymmetricDamp != nil
+        // The quantized model's stream and, when asymmetric, the full-precision one's (q/k/v/up scratch shared).
+        let quant = Stream(shape: s, rows: n), full = asymmetric ? Stream(shape: s, rows: n) : nil
         let q = FloatBuffer(count: n * s.qDim), k = FloatBuffer(count: n * s.kvDim), v = FloatBuffer(count: n * s.kvDim)
-        let attn = FloatBuffer(count: n * s.qDim)
-        let gate = FloatBuffer(count: n * s.intermediate), up = FloatBuffer(count: n * s.intermediate)
-        for (r, id) in tokens.enumerated() { model.embedding.decode(start: Int(id) * d, count: d, into: x.pointer + r * d) }
+        let up = FloatBuffer(count: n * s.intermediate)
+        for (r, id) in tokens.enumerated() {
+            model.embedding.decode(start: Int(id) * d, count: d, into: quant.x.pointer + r * d)
+        }
+        if let full { full.x.pointer.update(from: quant.x.pointer, count: n * d) }
         // Each window restarts at position 0.
         let half = s.headDim / 2
         let cos = FloatBuffer(count: n * half), sin = FloatBuffer(count: n * half)
@@ -61,9 +68,13 @@ public enum SequentialGPTQ {
 
         var channels: [String: [Float]] = [:]
         var quantized: [String: NF4Tensor] = [:]
-        /// Quantizes the linears named `parts` (one shared input `input [n, cols]`); returns their weights to run.
-        func stage(_ layer: Int, _ parts: [String], input: UnsafePointer<Float>, cols: Int) throws -> [[Float]] {
+        /// Quantizes the linears named `parts` (one shared input `[n, cols]`, `fullInput` the full-precision
+        /// model's); returns the (original, quantized) weights to run.
+        func stage(_ layer: Int, _ parts: [String], input: UnsafePointer<Float>, fullInput: UnsafePointer<Float>?, cols: Int)
+            throws -> [(original: [Float], quantized: [Float])]
+        {
             let gram = Self.gram(input, rows: n, cols: cols)
+            let cross = fullInput.map { Self.cross(input, $0, rows: n, cols: cols) }
             let meanSquares = (0..<cols).map { gram[$0 * cols + $0] / Float(n) }
             return try parts.map { part in
                 let name = "model.layers.\(layer).\(part).weight"
@@ -74,54 +85,86 @@ public enum SequentialGPTQ {
                 var w = [Float](repeating: 0, count: t.count)
                 w.withUnsafeMutableBufferPointer { t.decode(start: 0, count: t.count, into: $0.baseAddress!) }
                 channels[name] = meanSquares
+                var target = w
+                if let cross, let damp = asymmetricDamp {
+                    target = try w.withUnsafeBufferPointer {
+                        try NF4GPTQ.asymmetricTarget(
+                            $0, rows: t.shape[0], cols: cols, gram: gram, cross: cross, damp: damp,
+                            file: model.source.origin, tensor: name)
+                    }
+                }
                 guard
-                    let nf4 = try w.withUnsafeBufferPointer({ try quantize(name, $0, t.shape[0], cols, gram) })
-                else { return w }
+                    let nf4 = try target.withUnsafeBufferPointer({ try quantize(name, $0, t.shape[0], cols, gram) })
+                else { return (w, w) }
                 quantized[name] = nf4
-                return NF4.dequantize(nf4)
+                return (w, NF4.dequantize(nf4))
             }
         }
-
-        for layer in 0..<model.layerCount {
-            let norms = try model.blockWeights(layer)
-            // q, k, v on the normed input.
-            RMSNorm.forward(
-                out: h.pointer, rstd: nil, x: x.constPointer, weight: norms.inputNorm, n: n, d: d, eps: s.eps)
-            let qkv = try stage(
-                layer, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], input: h.constPointer, cols: d)
-            linear(q.pointer, h.constPointer, rows: n, qkv[0], outFeatures: s.qDim, inFeatures: d)
-            linear(k.pointer, h.constPointer, rows: n, qkv[1], outFeatures: s.kvDim, inFeatures: d)
-            linear(v.pointer, h.constPointer, rows: n, qkv[2], outFeatures: s.kvDim, inFeatures: d)
+        /// Attention of one stream with the given q/k/v weights, into `st.attn`.
+        func attention(_ st: Stream, _ wq: [Float], _ wk: [Float], _ wv: [Float]) {
+            linear(q.pointer, st.h.constPointer, rows: n, wq, outFeatures: s.qDim, inFeatures: d)
+            linear(k.pointer, st.h.constPointer, rows: n, wk, outFeatures: s.kvDim, inFeatures: d)
+            linear(v.pointer, st.h.constPointer, rows: n, wv, outFeatures: s.kvDim, inFeatures: d)
             RoPE.forward(x: q.pointer, cos: cos.constPointer, sin: sin.constPointer, n: n, nHeads: s.heads, headDim: s.headDim)
             RoPE.forward(
                 x: k.pointer, cos: cos.constPointer, sin: sin.constPointer, n: n, nHeads: s.kvHeads, headDim: s.headDim)
-            // o on the attention output of the quantized q, k, v.
             let blas = BLASThreadScope()
+            defer { blas.restore() }
             ones.withUnsafeBufferPointer { mask in
                 for w0 in stride(from: 0, to: n, by: ctx) {
                     let rows = min(ctx, n - w0)
                     HeadParallelAttention.forward(
-                        out: attn.pointer + w0 * s.qDim, q: q.constPointer + w0 * s.qDim,
+                        out: st.attn.pointer + w0 * s.qDim, q: q.constPointer + w0 * s.qDim,
                         kCache: k.constPointer + w0 * s.kvDim, vCache: v.constPointer + w0 * s.kvDim,
                         keyMask: mask.baseAddress!, batch: 1, newTokens: rows, pastLength: 0, capacity: rows,
                         nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim, threads: model.context.threads)
                 }
             }
-            blas.restore()
-            let o = try stage(layer, ["self_attn.o_proj"], input: attn.constPointer, cols: s.qDim)
-            linear(x.pointer, attn.constPointer, rows: n, o[0], outFeatures: d, inFeatures: s.qDim, accumulate: true)
-            // gate, up on the post-attention input of the quantized attention.
-            RMSNorm.forward(
-                out: h.pointer, rstd: nil, x: x.constPointer, weight: norms.postAttentionNorm, n: n, d: d, eps: s.eps)
-            let gu = try stage(layer, ["mlp.gate_proj", "mlp.up_proj"], input: h.constPointer, cols: d)
-            linear(gate.pointer, h.constPointer, rows: n, gu[0], outFeatures: s.intermediate, inFeatures: d)
-            linear(up.pointer, h.constPointer, rows: n, gu[1], outFeatures: s.intermediate, inFeatures: d)
-            SwiGLU.forward(out: gate.pointer, gate: gate.constPointer, up: up.constPointer, count: n * s.intermediate)
+        }
+        func swiGLU(_ st: Stream, _ wg: [Float], _ wu: [Float]) {
+            linear(st.gate.pointer, st.h.constPointer, rows: n, wg, outFeatures: s.intermediate, inFeatures: d)
+            linear(up.pointer, st.h.constPointer, rows: n, wu, outFeatures: s.intermediate, inFeatures: d)
+            SwiGLU.forward(out: st.gate.pointer, gate: st.gate.constPointer, up: up.constPointer, count: n * s.intermediate)
+        }
+        let streams = [quant] + (full.map { [$0] } ?? [])
+
+        for layer in 0..<model.layerCount {
+            let norms = try model.blockWeights(layer)
+            // q, k, v on the normed input.
+            for st in streams {
+                RMSNorm.forward(
+                    out: st.h.pointer, rstd: nil, x: st.x.constPointer, weight: norms.inputNorm, n: n, d: d, eps: s.eps)
+            }
+            let qkv = try stage(
+                layer, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], input: quant.h.constPointer,
+                fullInput: full?.h.constPointer, cols: d)
+            // o on the attention output of the quantized q, k, v.
+            if let full { attention(full, qkv[0].original, qkv[1].original, qkv[2].original) }
+            attention(quant, qkv[0].quantized, qkv[1].quantized, qkv[2].quantized)
+            let o = try stage(
+                layer, ["self_attn.o_proj"], input: quant.attn.constPointer, fullInput: full?.attn.constPointer,
+                cols: s.qDim)
+            for (st, w) in zip(streams, [o[0].quantized, o[0].original]) {
+                linear(st.x.pointer, st.attn.constPointer, rows: n, w, outFeatures: d, inFeatures: s.qDim, accumulate: true)
+                // gate, up on the post-attention input.
+                RMSNorm.forward(
+                    out: st.h.pointer, rstd: nil, x: st.x.constPointer, weight: norms.postAttentionNorm, n: n, d: d,
+                    eps: s.eps)
+            }
+            let gu = try stage(
+                layer, ["mlp.gate_proj", "mlp.up_proj"], input: quant.h.constPointer, fullInput: full?.h.constPointer,
+                cols: d)
+            if let full { swiGLU(full, gu[0].original, gu[1].original) }
+            swiGLU(quant, gu[0].quantized, gu[1].quantized)
             // down on the SwiGLU output of the quantized gate, up.
-            let down = try stage(layer, ["mlp.down_proj"], input: gate.constPointer, cols: s.intermediate)
-            linear(
-                x.pointer, gate.constPointer, rows: n, down[0], outFeatures: d, inFeatures: s.intermediate,
-                accumulate: true)
+            let down = try stage(
+                layer, ["mlp.down_proj"], input: quant.gate.constPointer, fullInput: full?.gate.constPointer,
+                cols: s.intermediate)
+            for (st, w) in zip(streams, [down[0].quantized, down[0].original]) {
+                linear(
+                    st.x.pointer, st.gate.constPointer, rows: n, w, outFeatures: d, inFeatures: s.intermediate,
+                    accumulate: true)
+            }
             progress(Progress(layer: layer + 1, layers: model.layerCount))
         }
         var calibration = NF4Calibration(
@@ -129,6 +172,26 @@ public enum SequentialGPTQ {
             seconds: Date().timeIntervalSince(start))
         calibration.quantized = quantized
         return calibration
+    }
+
+    /// One model's activations over all calibration tokens: residual stream, normed input, attention output, MLP.
+    final class Stream {
+        let x: FloatBuffer, h: FloatBuffer, attn: FloatBuffer, gate: FloatBuffer
+        init(shape s: DecoderBlockShape, rows n: Int) {
+            x = FloatBuffer(count: n * s.hidden); h = FloatBuffer(count: n * s.hidden)
+            attn = FloatBuffer(count: n * s.qDim); gate = FloatBuffer(count: n * s.intermediate)
+        }
+    }
+
+    /// `X_qᵀ X_f` `[cols, cols]` row-major (`[i, j] = Σₜ q[t, i] · f[t, j]`).
+    static func cross(_ xq: UnsafePointer<Float>, _ xf: UnsafePointer<Float>, rows: Int, cols: Int) -> [Float] {
+        var g = [Float](repeating: 0, count: cols * cols)
+        g.withUnsafeMutableBufferPointer {
+            cblas_sgemm(
+                CblasRowMajor, CblasTrans, CblasNoTrans, Int32(cols), Int32(cols), Int32(rows), 1, xq, Int32(cols), xf,
+                Int32(cols), 0, $0.baseAddress!, Int32(cols))
+        }
+        return g
     }
 
     /// `out [rows, outFeatures] (+)= x [rows, inFeatures] · wᵀ` (BLAS on every core).
