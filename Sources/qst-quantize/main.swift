@@ -80,6 +80,11 @@ struct Quantize: ParsableCommand {
             "GPTQ (sequential): fit each linear, on the quantized model's inputs, to the full-precision model's outputs (asymmetric target; runs both models)."
     )
     var gptqAsymmetric = false
+    @Option(
+        help:
+            "GPTQ asymmetric target: ridge λ toward the original weights, as a fraction of the Gram matrix's mean diagonal (default: --gptq-damp)."
+    )
+    var gptqTargetDamp: Double?
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
     @Option(
@@ -136,6 +141,9 @@ struct Quantize: ParsableCommand {
             throw QSTError("\(path): the calibration text is not UTF-8", kind: .invalidTextEncoding)
         }
         guard gptqDamp > 0, gptqDamp.isFinite else { throw QSTError.option("--gptq-damp must be a positive number") }
+        if let t = gptqTargetDamp, !(t > 0 && t.isFinite) {
+            throw QSTError.option("--gptq-target-damp must be a positive number")
+        }
         guard gptqRefitPasses >= 0 else { throw QSTError.option("--gptq-refit-passes must be ≥ 0") }
         guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
@@ -160,7 +168,7 @@ struct Quantize: ParsableCommand {
             let settings = gptqSettings
             c = try SequentialGPTQ.run(
                 model: model, tokens: ids, ctx: calibrateCtx, textSHA256: Checksums.sha256Hex(data),
-                asymmetricDamp: gptqAsymmetric ? gptqDamp : nil,
+                asymmetricDamp: gptqAsymmetric ? (gptqTargetDamp ?? gptqDamp) : nil,
                 quantize: { name, w, rows, cols, gram in
                     guard policy.decide(name: name, shape: [rows, cols]) == .nf4, cols % policy.nf4.blockSize == 0
                     else { return nil }
