@@ -11,7 +11,7 @@ struct Quantize: ParsableCommand {
         discussion: """
             Every 2-D weight of the transformer layers becomes NF4 (bitsandbytes-compatible, double-quantized scales); embeddings and the LM head are kept in --dtype, norms and biases in F32. The config and tokenizer files beside the weights are embedded.
 
-            --search and --calibrate keep the NF4 format: only the choice of each block's scale (and codes) changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6, §7). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels. --method gptq (with --calibrate) also collects each linear's input Gram matrix and chooses the codes column by column with GPTQ's error compensation; --method search (default) searches each block's scale on its own.
+            --search and --calibrate keep the NF4 format: only the choice of each block's scale (and codes) changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6, §7). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels. --method gptq (with --calibrate) chooses the codes column by column with GPTQ's error compensation through each linear's input Gram matrix; --method search (default) searches each block's scale on its own. GPTQ runs sequentially by default: the calibration goes block by block through the model whose earlier linears are already quantized, each linear fitted to the full-precision model's outputs (asymmetric target), then each row's block scales are re-solved for the final codes (Formats/NF4.md §7).
 
             Examples:
               qst-quantize ~/models/SmolLM2-135M-Instruct smollm2.qst4
@@ -26,8 +26,11 @@ struct Quantize: ParsableCommand {
               # GPTQ in the NF4 grid (error-compensating codes), blocks of 32:
               qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq
               qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq \\
-                  --block-size 32 --calibrate-tokens 32768 --gptq-damp 0.02 \\
+                  --block-size 32 --calibrate-tokens 32768 --gptq-damp 0.1 \\
                   --no-gptq-act-order
+              # session 6's GPTQ (all Gram matrices from the full-precision model):
+              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq \\
+                  --no-gptq-sequential --gptq-refit-passes 0 --gptq-damp 0.01
             """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")
@@ -55,8 +58,11 @@ struct Quantize: ParsableCommand {
             "How --calibrate chooses scales and codes: search (per-block weighted scale search) or gptq (GPTQ error compensation through each linear's input Gram matrix)."
     )
     var method: MethodArgument = .search
-    @Option(help: "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix.")
-    var gptqDamp: Double = 0.01
+    @Option(
+        help:
+            "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix (GPTQ's H + λI, the scale refit's and, unless --gptq-target-damp, the asymmetric target's ridge)."
+    )
+    var gptqDamp: Double = 0.2
     @Flag(
         inversion: .prefixedNo,
         help:
@@ -66,20 +72,20 @@ struct Quantize: ParsableCommand {
     @Flag(
         inversion: .prefixedNo,
         help:
-            "GPTQ: collect each linear's Gram matrix from the model whose earlier linears are already quantized (true sequential; needs the calibration to run through INPUT)."
+            "GPTQ: collect each linear's Gram matrix from the model whose earlier linears are already quantized (true sequential; only when the calibration runs through INPUT, not with --calibrate-with)."
     )
-    var gptqSequential = false
+    var gptqSequential = true
     @Option(
         help:
             "GPTQ: coordinate passes re-solving each row's block scales for the final codes (output error weighted by the Gram matrix); 0 = none."
     )
-    var gptqRefitPasses = 0
+    var gptqRefitPasses = 8
     @Flag(
         inversion: .prefixedNo,
         help:
-            "GPTQ (sequential): fit each linear, on the quantized model's inputs, to the full-precision model's outputs (asymmetric target; runs both models)."
+            "GPTQ (sequential only): fit each linear, on the quantized model's inputs, to the full-precision model's outputs (asymmetric target; runs both models)."
     )
-    var gptqAsymmetric = false
+    var gptqAsymmetric = true
     @Option(
         help:
             "GPTQ asymmetric target: ridge λ toward the original weights, as a fraction of the Gram matrix's mean diagonal (default: --gptq-damp)."
@@ -148,12 +154,6 @@ struct Quantize: ParsableCommand {
         guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
         }
-        if gptqAsymmetric && !(method == .gptq && gptqSequential) {
-            throw QSTError.option("--gptq-asymmetric needs --method gptq --gptq-sequential")
-        }
-        if method == .gptq && gptqSequential && calibrateWith != nil {
-            throw QSTError.option("--gptq-sequential runs the calibration through INPUT; drop --calibrate-with")
-        }
         let modelPath = calibrateWith ?? input
         let model = try FrozenModel(path: modelPath, options: EngineOptions(matmulPath: .kernelsAuto))
         var ids = try model.source.loadTokenizer().encode(text).map(Int32.init)
@@ -164,7 +164,7 @@ struct Quantize: ParsableCommand {
         if ids.count > tokenLimit { ids = Array(ids.prefix(tokenLimit)) }
         var bar: ProgressBar?
         let c: NF4Calibration
-        if method == .gptq && gptqSequential {
+        if method == .gptq && gptqSequential && calibrateWith == nil {
             let settings = gptqSettings
             c = try SequentialGPTQ.run(
                 model: model, tokens: ids, ctx: calibrateCtx, textSHA256: Checksums.sha256Hex(data),
