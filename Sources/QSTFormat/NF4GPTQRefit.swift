@@ -18,25 +18,26 @@ extension NF4GPTQ {
         scaleCode: UnsafeMutablePointer<UInt8>, dq: DoubleQuantGrid?
     ) {
         let nb = cols / bs
-        // H + λI in double, dead channels' diagonal 1 first (as for the Cholesky factor).
-        var h = gram.map(Double.init)
+        // H + λI (λ summed in double), dead channels' diagonal 1 first (as for the Cholesky factor). The products
+        // are float32 BLAS (the sums over a block's entries and the passes are in double).
+        var h = gram
         for i in 0..<cols where dead[i] { h[i * cols + i] = 1 }
-        let lambda = damp * (0..<cols).reduce(0.0) { $0 + h[$1 * cols + $1] } / Double(cols)
-        for i in 0..<cols { h[i * cols + i] += lambda }
-        // Code values z and the weights GPTQ quantized (dead channels zero), in double.
-        var z = [Double](repeating: 0, count: rows * cols), x = [Double](repeating: 0, count: rows * cols)
+        let lambda = damp * (0..<cols).reduce(0.0) { $0 + Double(h[$1 * cols + $1]) } / Double(cols)
+        for i in 0..<cols { h[i * cols + i] = Float(Double(h[i * cols + i]) + lambda) }
+        // Code values z and the weights GPTQ quantized (dead channels zero).
+        var z = [Float](repeating: 0, count: rows * cols), x = [Float](repeating: 0, count: rows * cols)
         for k in 0..<(rows * cols) {
             let c = k & 1 == 0 ? codes[k >> 1] >> 4 : codes[k >> 1] & 0x0F
-            z[k] = Double(NF4.codeValues[Int(c)])
-            if !dead[k % cols] { x[k] = Double(w[k]) }
+            z[k] = NF4.codeValues[Int(c)]
+            if !dead[k % cols] { x[k] = w[k] }
         }
         // c[r, a] from Hw; A[r, a, b] from Y_a = Z[:, a] · H[a, :], one product per block.
-        var hx = [Double](repeating: 0, count: rows * cols), y = [Double](repeating: 0, count: rows * cols)
+        var hx = [Float](repeating: 0, count: rows * cols), y = [Float](repeating: 0, count: rows * cols)
         var lin = [Double](repeating: 0, count: rows * nb), quad = [Double](repeating: 0, count: rows * nb * nb)
         h.withUnsafeBufferPointer { hp in
             x.withUnsafeBufferPointer { xp in
                 hx.withUnsafeMutableBufferPointer {
-                    cblas_dgemm(
+                    cblas_sgemm(
                         CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(cols), 1,
                         xp.baseAddress!, Int32(cols), hp.baseAddress!, Int32(cols), 0, $0.baseAddress!, Int32(cols))
                 }
@@ -44,7 +45,7 @@ extension NF4GPTQ {
             z.withUnsafeBufferPointer { zp in
                 for a in 0..<nb {
                     y.withUnsafeMutableBufferPointer {
-                        cblas_dgemm(
+                        cblas_sgemm(
                             CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(bs), 1,
                             zp.baseAddress! + a * bs, Int32(cols), hp.baseAddress! + a * bs * cols, Int32(cols), 0,
                             $0.baseAddress!, Int32(cols))
@@ -52,7 +53,7 @@ extension NF4GPTQ {
                     for r in 0..<rows {
                         for b in 0..<nb {
                             var s = 0.0
-                            for j in (b * bs)..<((b + 1) * bs) { s += y[r * cols + j] * zp[r * cols + j] }
+                            for j in (b * bs)..<((b + 1) * bs) { s += Double(y[r * cols + j] * zp[r * cols + j]) }
                             quad[(r * nb + a) * nb + b] = s
                         }
                     }
@@ -62,7 +63,7 @@ extension NF4GPTQ {
         for r in 0..<rows {
             for a in 0..<nb {
                 var s = 0.0
-                for j in (a * bs)..<((a + 1) * bs) { s += z[r * cols + j] * hx[r * cols + j] }
+                for j in (a * bs)..<((a + 1) * bs) { s += Double(z[r * cols + j] * hx[r * cols + j]) }
                 lin[r * nb + a] = s
             }
         }

@@ -121,8 +121,8 @@ final class NF4GPTQTests: XCTestCase {
         if let fullInputs {
             let target = try w.withUnsafeBufferPointer {
                 try NF4GPTQ.asymmetricTarget(
-                    $0, rows: rows, cols: cols, gram: h, cross: cross(x, fullInputs, cols: cols), damp: settings.damp,
-                    file: "t", tensor: "w")
+                    $0, rows: rows, cols: cols, gram: h, projected: projected(w, cross(x, fullInputs, cols: cols)),
+                    damp: settings.damp, file: "t", tensor: "w")
             }
             let refTarget = try ref.field("target").float32()
             let scale = refTarget.map { abs($0) }.max()!
@@ -165,6 +165,20 @@ final class NF4GPTQTests: XCTestCase {
             }
         }
         return c.map { Float($0) }
+    }
+
+    /// The rows `C w_r` (`[r, i] = Σⱼ C[i, j] w[r, j]`) in double, stored as float32.
+    func projected(_ w: [Float], _ c: [Float]) -> [Float] {
+        let cols = Int(Double(c.count).squareRoot()), rows = w.count / cols
+        var out = [Float](repeating: 0, count: rows * cols)
+        for r in 0..<rows {
+            for i in 0..<cols {
+                var s = 0.0
+                for j in 0..<cols { s += Double(c[i * cols + j]) * Double(w[r * cols + j]) }
+                out[r * cols + i] = Float(s)
+            }
+        }
+        return out
     }
 
     /// `Σ_r (w_r − ŵ_r)ᵀ (H + λI) (w_r − ŵ_r)`, the quantity the refit minimises (no dead channels here).
@@ -216,7 +230,7 @@ final class NF4GPTQTests: XCTestCase {
         let h = gram(x, cols: cols)
         let t = try w.withUnsafeBufferPointer {
             try NF4GPTQ.asymmetricTarget(
-                $0, rows: rows, cols: cols, gram: h, cross: h, damp: 0.01, file: "t", tensor: "w")
+                $0, rows: rows, cols: cols, gram: h, projected: projected(w, h), damp: 0.01, file: "t", tensor: "w")
         }
         let scale = w.map { abs($0) }.max()!
         for k in 0..<(rows * cols) { XCTAssertEqual(t[k], w[k], accuracy: 1e-5 * scale, "element \(k)") }

@@ -69,12 +69,15 @@ public enum SequentialGPTQ {
         var channels: [String: [Float]] = [:]
         var quantized: [String: NF4Tensor] = [:]
         /// Quantizes the linears named `parts` (one shared input `[n, cols]`, `fullInput` the full-precision
-        /// model's); returns the (original, quantized) weights to run.
-        func stage(_ layer: Int, _ parts: [String], input: UnsafePointer<Float>, fullInput: UnsafePointer<Float>?, cols: Int)
-            throws -> [(original: [Float], quantized: [Float])]
-        {
+        /// model's); returns the (original, quantized) weights to run. With `fullOutput` (one part only), the
+        /// full-precision model's output of the part `[n, rows]` is written there, and the asymmetric target is
+        /// formed from it (`X_qᵀ y_f`, cheaper than `C` when the part has fewer rows than inputs: down).
+        func stage(
+            _ layer: Int, _ parts: [String], input: UnsafePointer<Float>, fullInput: UnsafePointer<Float>?, cols: Int,
+            fullOutput: UnsafeMutablePointer<Float>? = nil
+        ) throws -> [(original: [Float], quantized: [Float])] {
             let gram = Self.gram(input, rows: n, cols: cols)
-            let cross = fullInput.map { Self.cross(input, $0, rows: n, cols: cols) }
+            let cross = fullInput != nil && fullOutput == nil ? Self.cross(input, fullInput!, rows: n, cols: cols) : nil
             let meanSquares = (0..<cols).map { gram[$0 * cols + $0] / Float(n) }
             return try parts.map { part in
                 let name = "model.layers.\(layer).\(part).weight"
@@ -86,10 +89,24 @@ public enum SequentialGPTQ {
                 w.withUnsafeMutableBufferPointer { t.decode(start: 0, count: t.count, into: $0.baseAddress!) }
                 channels[name] = meanSquares
                 var target = w
-                if let cross, let damp = asymmetricDamp {
+                if let fullInput, let damp = asymmetricDamp {
+                    let rows = t.shape[0]
+                    var projected = [Float](repeating: 0, count: rows * cols)
+                    if let cross {
+                        // projected = W · Cᵀ
+                        cblas_sgemm(
+                            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(cols), Int32(cols), 1, w,
+                            Int32(cols), cross, Int32(cols), 0, &projected, Int32(cols))
+                    } else if let y = fullOutput {
+                        linear(y, fullInput, rows: n, w, outFeatures: rows, inFeatures: cols)
+                        // projected = y_fᵀ · X_q
+                        cblas_sgemm(
+                            CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(n), 1, y,
+                            Int32(rows), input, Int32(cols), 0, &projected, Int32(cols))
+                    }
                     target = try w.withUnsafeBufferPointer {
                         try NF4GPTQ.asymmetricTarget(
-                            $0, rows: t.shape[0], cols: cols, gram: gram, cross: cross, damp: damp,
+                            $0, rows: rows, cols: cols, gram: gram, projected: projected, damp: damp,
                             file: model.source.origin, tensor: name)
                     }
                 }
@@ -157,14 +174,14 @@ public enum SequentialGPTQ {
             if let full { swiGLU(full, gu[0].original, gu[1].original) }
             swiGLU(quant, gu[0].quantized, gu[1].quantized)
             // down on the SwiGLU output of the quantized gate, up.
+            // (The full-precision stream's down output is formed in the stage, into its free `h`.)
             let down = try stage(
                 layer, ["mlp.down_proj"], input: quant.gate.constPointer, fullInput: full?.gate.constPointer,
-                cols: s.intermediate)
-            for (st, w) in zip(streams, [down[0].quantized, down[0].original]) {
-                linear(
-                    st.x.pointer, st.gate.constPointer, rows: n, w, outFeatures: d, inFeatures: s.intermediate,
-                    accumulate: true)
-            }
+                cols: s.intermediate, fullOutput: full?.h.pointer)
+            linear(
+                quant.x.pointer, quant.gate.constPointer, rows: n, down[0].quantized, outFeatures: d,
+                inFeatures: s.intermediate, accumulate: true)
+            if let full { cblas_saxpy(Int32(n * d), 1, full.h.constPointer, 1, full.x.pointer, 1) }
             progress(Progress(layer: layer + 1, layers: model.layerCount))
         }
         var calibration = NF4Calibration(
