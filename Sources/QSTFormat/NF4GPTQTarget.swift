@@ -34,7 +34,9 @@ extension NF4GPTQ {
         }
         var ldb = Int32(cols)
         h.withUnsafeBufferPointer { hp in
-            b.withUnsafeMutableBufferPointer { dpotrs_(&uplo, &n, &nrhs, hp.baseAddress!, &lda, $0.baseAddress!, &ldb, &info) }
+            b.withUnsafeMutableBufferPointer {
+                dpotrs_(&uplo, &n, &nrhs, hp.baseAddress!, &lda, $0.baseAddress!, &ldb, &info)
+            }
         }
         guard info == 0 else { throw QSTError.tensor(file, tensor, "GPTQ target: the solve failed (\(info))") }
         let out = b.map(Float.init)

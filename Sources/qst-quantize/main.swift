@@ -166,16 +166,16 @@ struct Quantize: ParsableCommand {
         let c: NF4Calibration
         if method == .gptq && gptqSequential && calibrateWith == nil {
             let settings = gptqSettings
+            let quantize = { (name: String, w: UnsafeBufferPointer<Float>, rows: Int, cols: Int, gram: [Float]) in
+                guard policy.decide(name: name, shape: [rows, cols]) == .nf4, cols % policy.nf4.blockSize == 0
+                else { return NF4Tensor?.none }
+                return try NF4GPTQ.quantize(
+                    w, rows: rows, cols: cols, gram: gram, parameters: policy.nf4, settings: settings,
+                    file: input, tensor: name)
+            }
             c = try SequentialGPTQ.run(
                 model: model, tokens: ids, ctx: calibrateCtx, textSHA256: Checksums.sha256Hex(data),
-                asymmetricDamp: gptqAsymmetric ? (gptqTargetDamp ?? gptqDamp) : nil,
-                quantize: { name, w, rows, cols, gram in
-                    guard policy.decide(name: name, shape: [rows, cols]) == .nf4, cols % policy.nf4.blockSize == 0
-                    else { return nil }
-                    return try NF4GPTQ.quantize(
-                        w, rows: rows, cols: cols, gram: gram, parameters: policy.nf4, settings: settings,
-                        file: input, tensor: name)
-                }
+                asymmetricDamp: gptqAsymmetric ? (gptqTargetDamp ?? gptqDamp) : nil, quantize: quantize
             ) { p in
                 if bar == nil { bar = ProgressBar(total: p.layers, label: "calibrating+GPTQ") }
                 bar?.update(p.layer, detail: "layer \(p.layer)/\(p.layers)")

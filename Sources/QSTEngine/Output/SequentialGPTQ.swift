@@ -122,7 +122,8 @@ public enum SequentialGPTQ {
             linear(q.pointer, st.h.constPointer, rows: n, wq, outFeatures: s.qDim, inFeatures: d)
             linear(k.pointer, st.h.constPointer, rows: n, wk, outFeatures: s.kvDim, inFeatures: d)
             linear(v.pointer, st.h.constPointer, rows: n, wv, outFeatures: s.kvDim, inFeatures: d)
-            RoPE.forward(x: q.pointer, cos: cos.constPointer, sin: sin.constPointer, n: n, nHeads: s.heads, headDim: s.headDim)
+            RoPE.forward(
+                x: q.pointer, cos: cos.constPointer, sin: sin.constPointer, n: n, nHeads: s.heads, headDim: s.headDim)
             RoPE.forward(
                 x: k.pointer, cos: cos.constPointer, sin: sin.constPointer, n: n, nHeads: s.kvHeads, headDim: s.headDim)
             let blas = BLASThreadScope()
@@ -141,7 +142,8 @@ public enum SequentialGPTQ {
         func swiGLU(_ st: Stream, _ wg: [Float], _ wu: [Float]) {
             linear(st.gate.pointer, st.h.constPointer, rows: n, wg, outFeatures: s.intermediate, inFeatures: d)
             linear(up.pointer, st.h.constPointer, rows: n, wu, outFeatures: s.intermediate, inFeatures: d)
-            SwiGLU.forward(out: st.gate.pointer, gate: st.gate.constPointer, up: up.constPointer, count: n * s.intermediate)
+            SwiGLU.forward(
+                out: st.gate.pointer, gate: st.gate.constPointer, up: up.constPointer, count: n * s.intermediate)
         }
         let streams = [quant] + (full.map { [$0] } ?? [])
 
@@ -162,7 +164,9 @@ public enum SequentialGPTQ {
                 layer, ["self_attn.o_proj"], input: quant.attn.constPointer, fullInput: full?.attn.constPointer,
                 cols: s.qDim)
             for (st, w) in zip(streams, [o[0].quantized, o[0].original]) {
-                linear(st.x.pointer, st.attn.constPointer, rows: n, w, outFeatures: d, inFeatures: s.qDim, accumulate: true)
+                linear(
+                    st.x.pointer, st.attn.constPointer, rows: n, w, outFeatures: d, inFeatures: s.qDim, accumulate: true
+                )
                 // gate, up on the post-attention input.
                 RMSNorm.forward(
                     out: st.h.pointer, rstd: nil, x: st.x.constPointer, weight: norms.postAttentionNorm, n: n, d: d,
