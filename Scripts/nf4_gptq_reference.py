@@ -2,6 +2,7 @@
 """Independent NumPy statement of QST's GPTQ in the NF4 grid (Formats/NF4.md §7), without double quantization.
 
     nf4_gptq_reference.py W.npy X.npy OUT.npz [--cols K] [--block-size 64] [--batch 128] [--damp 0.01] [--act-order]
+                          [--refit-passes N] [--full-inputs XF.npy]
 
 W: float32 [rows, cols] (output × input channels); X: float32 [tokens, cols] calibration inputs (flat vectors
 are reshaped to K columns with --cols). Writes:
@@ -9,6 +10,7 @@ are reshaped to K columns with --cols). Writes:
   scales      float32 [rows, cols / block]   block scales (what the decoder multiplies by)
   dequant     float32 [rows, cols] NF4[code] · scale
   out_error   float64 ‖(W − Ŵ) Xᵀ‖²_F
+  target      float32 [rows, cols] the weights GPTQ quantized (W, or the asymmetric target with --full-inputs)
 
 The algorithm (Frantar et al. 2022, "GPTQ"), NF4 instead of a uniform grid:
   H = XᵀX (float64); dead channels (H[i,i] = 0): H[i,i] = 1 and W[:, i] = 0; H += damp · mean(diag H) · I;
@@ -18,6 +20,14 @@ The algorithm (Frantar et al. 2022, "GPTQ"), NF4 instead of a uniform grid:
   weights diag(H) (+ 1e-3 of its mean); then q = NF4[nearest code of w · f32(1/s)] · s, e = (w − q) / U[i,i],
   W[:, j] −= e · U[i, j] for the batch's later columns; after the batch W[:, later] −= E · U[batch, later].
 Float32 for W, errors and U (as QST), float64 for H and its factorizations.
+
+--full-inputs XF (asymmetric target, GPTAQ): X are the quantized model's inputs, XF the full-precision model's;
+GPTQ runs on W* = rows w* = (H + λI)⁻¹ (C + λI) w, H = XᵀX, C = XᵀXF, λ = damp · mean(diag H), instead of W.
+
+--refit-passes N (scale refit after GPTQ): codes fixed, each row's block scales s minimise
+(w − ŵ)ᵀ (H + λI) (w − ŵ), ŵ_j = s_b(j) · NF4[c_j] (H with dead channels' diagonal 1, w with dead channels 0),
+by N coordinate passes: s_a ← (c_a − Σ_{b≠a} A_ab s_b) / A_aa with A_ab = Σ_{i∈a, j∈b} z_i H_ij z_j and
+c_a = Σ_{i∈a} z_i (H w)_i, kept only if positive and the objective goes down; a pass that changes nothing ends it.
 """
 import argparse
 import os
@@ -39,6 +49,51 @@ def inverse_cholesky_upper(h, damp):
     hinv = linv.T @ linv                            # H⁻¹
     hinv = (hinv + hinv.T) / 2
     return np.linalg.cholesky(hinv).T               # upper U with H⁻¹ = UᵀU
+
+
+def asymmetric_target(w, x, xf, damp):
+    h = x.astype(np.float64).T @ x.astype(np.float64)
+    c = x.astype(np.float64).T @ xf.astype(np.float64)
+    lam = damp * np.mean(np.diag(h))
+    n = h.shape[0]
+    rhs = (c + lam * np.eye(n)) @ w.astype(np.float64).T          # columns (C + λI) w_r
+    return np.ascontiguousarray(np.linalg.solve(h + lam * np.eye(n), rhs).T, dtype=np.float32)
+
+
+def refit_scales(w, x, codes, scales, block, damp, passes):
+    rows, cols = w.shape
+    nb = cols // block
+    h = x.astype(np.float64).T @ x.astype(np.float64)
+    dead = np.diag(h).astype(np.float32) <= 0
+    h[dead, dead] = 1
+    h[np.diag_indices(cols)] += damp * np.mean(np.diag(h))
+    wd = w.astype(np.float64).copy()
+    wd[:, dead] = 0
+    z = NF4[codes].astype(np.float64)
+    scales = scales.copy()
+    for r in range(rows):
+        zb = np.zeros((cols, nb))                                  # column a: z restricted to block a
+        for a in range(nb):
+            zb[a * block:(a + 1) * block, a] = z[r, a * block:(a + 1) * block]
+        A = zb.T @ h @ zb
+        c = zb.T @ (h @ wd[r])
+        s = scales[r]
+        for _ in range(passes):
+            changed = False
+            for a in range(nb):
+                if A[a, a] <= 0:
+                    continue
+                g = c[a] - A[a] @ s.astype(np.float64) + A[a, a] * np.float64(s[a])
+                new = np.float32(g / A[a, a])
+                if not (np.isfinite(new) and new > 0) or new == s[a]:
+                    continue
+                old, nw = np.float64(s[a]), np.float64(new)
+                if A[a, a] * (nw * nw - old * old) - 2 * g * (nw - old) < 0:
+                    s[a] = new
+                    changed = True
+            if not changed:
+                break
+    return scales
 
 
 def gptq_nf4(w, x, block, batch, damp, multipliers, refinements, act_order=False):
@@ -98,18 +153,27 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--damp", type=float, default=0.01)
     ap.add_argument("--act-order", action="store_true")
+    ap.add_argument("--refit-passes", type=int, default=0)
+    ap.add_argument("--full-inputs")
     a = ap.parse_args()
     w = np.load(a.weights).astype(np.float32)
     x = np.load(a.inputs).astype(np.float32)
+    xf = np.load(a.full_inputs).astype(np.float32) if a.full_inputs else None
     if a.cols:
         w, x = w.reshape(-1, a.cols), x.reshape(-1, a.cols)
+        xf = xf.reshape(-1, a.cols) if xf is not None else None
     if w.ndim != 2 or x.ndim != 2 or x.shape[1] != w.shape[1]:
         raise SystemExit(f"{a.weights}, {a.inputs}: shapes {w.shape} and {x.shape} do not fit W[rows, K], X[tokens, K]")
     if w.shape[1] % a.block_size or a.batch % a.block_size:
         raise SystemExit(f"{a.weights}: rows of {w.shape[1]} or batch {a.batch} not whole blocks of {a.block_size}")
-    codes, scales, dequant = gptq_nf4(w, x, a.block_size, a.batch, a.damp, grid(0.80, 1.10, 15), 2, a.act_order)
-    d = (w.astype(np.float64) - dequant.astype(np.float64)) @ x.astype(np.float64).T
-    np.savez(a.out, codes=codes, scales=scales, dequant=dequant, out_error=np.array([(d * d).sum()]))
+    target = asymmetric_target(w, x, xf, a.damp) if xf is not None else w
+    codes, scales, dequant = gptq_nf4(target, x, a.block_size, a.batch, a.damp, grid(0.80, 1.10, 15), 2, a.act_order)
+    if a.refit_passes > 0:
+        scales = refit_scales(target, x, codes, scales, a.block_size, a.damp, a.refit_passes)
+        dequant = (NF4[codes] * np.repeat(scales, a.block_size, axis=1)).astype(np.float32)
+    d = (target.astype(np.float64) - dequant.astype(np.float64)) @ x.astype(np.float64).T
+    np.savez(a.out, codes=codes, scales=scales, dequant=dequant, out_error=np.array([(d * d).sum()]),
+             target=np.ascontiguousarray(target))
 
 
 if __name__ == "__main__":

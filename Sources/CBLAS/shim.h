@@ -9,3 +9,6 @@ int blas_thread_shutdown_(void);
 // LAPACK (shipped inside OpenBLAS): Cholesky factor and inverse from it, for GPTQ quantization (NF4GPTQ).
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+// Solve with the Cholesky factor from dpotrf_ (GPTQ's asymmetric target, NF4GPTQ.asymmetricTarget).
+void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda, double *b,
+             const int *ldb, int *info);

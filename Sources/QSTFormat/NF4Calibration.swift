@@ -14,6 +14,9 @@ public struct NF4Calibration: Sendable {
     /// linear's name to it. Empty when only the diagonal was collected.
     public var grams: [String: [Float]]
     public var gramOf: [String: String]
+    /// Linears already quantized while calibrating (sequential GPTQ, `SequentialGPTQ` in QSTEngine): written as
+    /// they are, by name.
+    public var quantized: [String: NF4Tensor] = [:]
 
     public init(
         channels: [String: [Float]], textSHA256: String, tokens: Int, ctx: Int, seconds: Double,

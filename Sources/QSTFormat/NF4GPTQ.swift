@@ -27,6 +27,8 @@ public enum NF4GPTQ {
         /// channels go first, while the most columns remain to absorb their error. Blocks stay 64 consecutive
         /// input channels; a block's scale is chosen when the first of its columns comes up.
         public var actOrder = true
+        /// Coordinate passes of the scale refit after the columns are quantized (0 = none; NF4GPTQRefit).
+        public var refitPasses = 0
         public init() {}
     }
 
@@ -168,6 +170,11 @@ public enum NF4GPTQ {
                     -1, U.base + i1 * cols + i2, Int32(cols), E.base, Int32(rows), 1,
                     W.base + i2 * rows, Int32(rows))
             }
+        }
+        if settings.refitPasses > 0 {
+            refitScales(
+                w: w, rows: rows, cols: cols, blockSize: bs, gram: gram, dead: dead, damp: settings.damp,
+                passes: settings.refitPasses, codes: C.base, scale: S.base, scaleCode: SC.base, dq: dq)
         }
         let codes = Array(UnsafeBufferPointer(start: C.base, count: (rows * cols + 1) / 2))
         if let dq {

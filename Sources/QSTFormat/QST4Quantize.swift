@@ -170,7 +170,12 @@ public struct QST4Quantize {
                     let rowLength = info.shape.count == 2 ? info.shape[1] : max(n, 1)
                     var importance = search.calibration?.weights(for: name)
                     if importance?.count != rowLength { importance = nil }  // no calibration for this tensor
-                    if search.method == .gptq, info.shape.count == 2, rowLength % policy.nf4.blockSize == 0,
+                    if let done = search.calibration?.quantized[name], done.count == n {
+                        t = done
+                        try writer.writeNF4(
+                            name: name, shape: info.shape, t, scaleSearch: "gptq",
+                            calibrationSHA256: search.calibration?.textSHA256)
+                    } else if search.method == .gptq, info.shape.count == 2, rowLength % policy.nf4.blockSize == 0,
                         let gram = search.calibration?.gram(for: name), gram.count == rowLength * rowLength
                     {
                         t = try NF4GPTQ.quantize(

@@ -11,7 +11,7 @@ struct Quantize: ParsableCommand {
         discussion: """
             Every 2-D weight of the transformer layers becomes NF4 (bitsandbytes-compatible, double-quantized scales); embeddings and the LM head are kept in --dtype, norms and biases in F32. The config and tokenizer files beside the weights are embedded.
 
-            --search and --calibrate keep the NF4 format: only the choice of each block's scale (and codes) changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6, §7). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels. --method gptq (with --calibrate) also collects each linear's input Gram matrix and chooses the codes column by column with GPTQ's error compensation; --method search (default) searches each block's scale on its own.
+            --search and --calibrate keep the NF4 format: only the choice of each block's scale (and codes) changes, so every NF4 reader decodes the file unchanged (Formats/NF4.md §6, §7). --calibrate first runs the text through the model (INPUT itself, or --calibrate-with) to measure each linear's input channels. --method gptq (with --calibrate) chooses the codes column by column with GPTQ's error compensation through each linear's input Gram matrix; --method search (default) searches each block's scale on its own. GPTQ runs sequentially by default: the calibration goes block by block through the model whose earlier linears are already quantized, each linear fitted to the full-precision model's outputs (asymmetric target), then each row's block scales are re-solved for the final codes (Formats/NF4.md §7).
 
             Examples:
               qst-quantize ~/models/SmolLM2-135M-Instruct smollm2.qst4
@@ -26,8 +26,11 @@ struct Quantize: ParsableCommand {
               # GPTQ in the NF4 grid (error-compensating codes), blocks of 32:
               qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq
               qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq \\
-                  --block-size 32 --calibrate-tokens 32768 --gptq-damp 0.02 \\
+                  --block-size 32 --calibrate-tokens 32768 --gptq-damp 0.1 \\
                   --no-gptq-act-order
+              # session 6's GPTQ (all Gram matrices from the full-precision model):
+              qst-quantize MODEL_DIR out.qst4 --calibrate calib.txt --method gptq \\
+                  --no-gptq-sequential --gptq-refit-passes 0 --gptq-damp 0.01
             """)
 
     @Argument(help: "A .safetensors file, a sharded index.json, or a Hugging Face model folder.")
@@ -55,14 +58,39 @@ struct Quantize: ParsableCommand {
             "How --calibrate chooses scales and codes: search (per-block weighted scale search) or gptq (GPTQ error compensation through each linear's input Gram matrix)."
     )
     var method: MethodArgument = .search
-    @Option(help: "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix.")
-    var gptqDamp: Double = 0.01
+    @Option(
+        help:
+            "GPTQ dampening: λ as a fraction of the mean diagonal of the Gram matrix (GPTQ's H + λI, the scale refit's and, unless --gptq-target-damp, the asymmetric target's ridge)."
+    )
+    var gptqDamp: Double = 0.2
     @Flag(
         inversion: .prefixedNo,
         help:
             "GPTQ: quantize the input channels in order of decreasing activation (act-order); --no-gptq-act-order keeps index order."
     )
     var gptqActOrder = true
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "GPTQ: collect each linear's Gram matrix from the model whose earlier linears are already quantized (true sequential; only when the calibration runs through INPUT, not with --calibrate-with)."
+    )
+    var gptqSequential = true
+    @Option(
+        help:
+            "GPTQ: coordinate passes re-solving each row's block scales for the final codes (output error weighted by the Gram matrix); 0 = none."
+    )
+    var gptqRefitPasses = 8
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "GPTQ (sequential only): fit each linear, on the quantized model's inputs, to the full-precision model's outputs (asymmetric target; runs both models)."
+    )
+    var gptqAsymmetric = true
+    @Option(
+        help:
+            "GPTQ asymmetric target: ridge λ toward the original weights, as a fraction of the Gram matrix's mean diagonal (default: --gptq-damp)."
+    )
+    var gptqTargetDamp: Double?
     @Option(help: "Model that runs the calibration text (.qst4 or safetensors; default: INPUT).")
     var calibrateWith: String?
     @Option(
@@ -98,8 +126,16 @@ struct Quantize: ParsableCommand {
         var text: String, sha256: String, model: String, tokens: Int, ctx: Int, linears: Int, seconds: Double
     }
 
+    var gptqSettings: NF4GPTQ.Settings {
+        var gptq = NF4GPTQ.Settings()
+        gptq.damp = gptqDamp
+        gptq.actOrder = gptqActOrder
+        gptq.refitPasses = gptqRefitPasses
+        return gptq
+    }
+
     /// Reads and tokenizes the calibration text and runs it through the model; one-line errors name the file.
-    func calibration() throws -> (NF4Calibration, CalibrationReport)? {
+    func calibration(policy: QuantizationPolicy) throws -> (NF4Calibration, CalibrationReport)? {
         guard let path = calibrate else { return nil }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
@@ -111,6 +147,10 @@ struct Quantize: ParsableCommand {
             throw QSTError("\(path): the calibration text is not UTF-8", kind: .invalidTextEncoding)
         }
         guard gptqDamp > 0, gptqDamp.isFinite else { throw QSTError.option("--gptq-damp must be a positive number") }
+        if let t = gptqTargetDamp, !(t > 0 && t.isFinite) {
+            throw QSTError.option("--gptq-target-damp must be a positive number")
+        }
+        guard gptqRefitPasses >= 0 else { throw QSTError.option("--gptq-refit-passes must be ≥ 0") }
         guard tokenLimit >= 1, calibrateCtx >= 2 else {
             throw QSTError.option("--calibrate-tokens must be ≥ 1 and --calibrate-ctx ≥ 2")
         }
@@ -123,12 +163,31 @@ struct Quantize: ParsableCommand {
         }
         if ids.count > tokenLimit { ids = Array(ids.prefix(tokenLimit)) }
         var bar: ProgressBar?
-        let c = try ImportanceMatrix.collect(
-            model: model, tokens: ids, ctx: calibrateCtx,
-            textSHA256: Checksums.sha256Hex(data), gram: method == .gptq
-        ) { p in
-            if bar == nil { bar = ProgressBar(total: p.totalWindows, label: "calibrating") }
-            bar?.update(p.windows, detail: "\(p.tokens) tokens")
+        let c: NF4Calibration
+        if method == .gptq && gptqSequential && calibrateWith == nil {
+            let settings = gptqSettings
+            let quantize = { (name: String, w: UnsafeBufferPointer<Float>, rows: Int, cols: Int, gram: [Float]) in
+                guard policy.decide(name: name, shape: [rows, cols]) == .nf4, cols % policy.nf4.blockSize == 0
+                else { return NF4Tensor?.none }
+                return try NF4GPTQ.quantize(
+                    w, rows: rows, cols: cols, gram: gram, parameters: policy.nf4, settings: settings,
+                    file: input, tensor: name)
+            }
+            c = try SequentialGPTQ.run(
+                model: model, tokens: ids, ctx: calibrateCtx, textSHA256: Checksums.sha256Hex(data),
+                asymmetricDamp: gptqAsymmetric ? (gptqTargetDamp ?? gptqDamp) : nil, quantize: quantize
+            ) { p in
+                if bar == nil { bar = ProgressBar(total: p.layers, label: "calibrating+GPTQ") }
+                bar?.update(p.layer, detail: "layer \(p.layer)/\(p.layers)")
+            }
+        } else {
+            c = try ImportanceMatrix.collect(
+                model: model, tokens: ids, ctx: calibrateCtx,
+                textSHA256: Checksums.sha256Hex(data), gram: method == .gptq
+            ) { p in
+                if bar == nil { bar = ProgressBar(total: p.totalWindows, label: "calibrating") }
+                bar?.update(p.windows, detail: "\(p.tokens) tokens")
+            }
         }
         bar?.finish()
         if let out = saveImportance {
@@ -163,12 +222,10 @@ struct Quantize: ParsableCommand {
             createdAt: ReproducibleBuild.creationDate())
         var job2 = job
         if method == .gptq && calibrate == nil { throw QSTError.option("--method gptq needs --calibrate TEXT") }
-        let calibrated = try calibration()
+        let calibrated = try calibration(policy: policy)
         if search || calibrated != nil {
-            var gptq = NF4GPTQ.Settings()
-            gptq.damp = gptqDamp
-            gptq.actOrder = gptqActOrder
-            job2.scaleSearch = NF4ScaleSearchRequest(calibration: calibrated?.0, method: method.method, gptq: gptq)
+            job2.scaleSearch = NF4ScaleSearchRequest(
+                calibration: calibrated?.0, method: method.method, gptq: gptqSettings)
         }
         var bar: ProgressBar?
         let start = Date()

@@ -57,23 +57,28 @@ final class NF4GPTQTests: XCTestCase {
         return e
     }
 
-    func referenceGPTQ(_ w: [Float], _ x: [Float], cols: Int, blockSize: Int, actOrder: Bool) throws -> [String:
-        NF4NPYArray]
-    {
+    func referenceGPTQ(
+        _ w: [Float], _ x: [Float], cols: Int, blockSize: Int, actOrder: Bool, refitPasses: Int = 0,
+        fullInputs: [Float]? = nil
+    ) throws -> [String: NF4NPYArray] {
         let h = try NF4ReferenceHarness()
         defer { h.cleanUp() }
         let ws = h.workDir.appendingPathComponent("w.npy"), xs = h.workDir.appendingPathComponent("x.npy")
         let out = h.workDir.appendingPathComponent("out.npz")
         try NF4NPY.writeFloat32(w, to: ws)
         try NF4NPY.writeFloat32(x, to: xs)
+        let xf = h.workDir.appendingPathComponent("xf.npy")
+        if let fullInputs { try NF4NPY.writeFloat32(fullInputs, to: xf) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: h.python)
-        p.arguments =
-            [
-                h.script.replacingOccurrences(of: "nf4_reference.py", with: "nf4_gptq_reference.py"),
-                ws.path, xs.path, out.path, "--cols", "\(cols)", "--block-size", "\(blockSize)",
-            ]
-            + (actOrder ? ["--act-order"] : [])
+        var arguments: [String] = [
+            h.script.replacingOccurrences(of: "nf4_reference.py", with: "nf4_gptq_reference.py"),
+            ws.path, xs.path, out.path, "--cols", "\(cols)", "--block-size", "\(blockSize)",
+        ]
+        if actOrder { arguments.append("--act-order") }
+        if refitPasses > 0 { arguments += ["--refit-passes", "\(refitPasses)"] }
+        if fullInputs != nil { arguments += ["--full-inputs", xf.path] }
+        p.arguments = arguments
         let err = Pipe()
         p.standardError = err
         try p.run()
@@ -89,19 +94,48 @@ final class NF4GPTQTests: XCTestCase {
     func testMatchesNumPyReference() throws { try checkAgainstReference(actOrder: false) }
     func testActOrderMatchesNumPyReference() throws { try checkAgainstReference(actOrder: true) }
 
-    func checkAgainstReference(actOrder: Bool) throws {
+    /// The scale refit after GPTQ (4 passes) against the reference's statement of it: same codes (the refit keeps
+    /// them), same re-solved scales.
+    func testRefitMatchesNumPyReference() throws { try checkAgainstReference(actOrder: true, refitPasses: 4) }
+
+    /// The asymmetric target (inputs from a quantized model, outputs of the full-precision one): Swift's `w*`
+    /// against NumPy's solve, then GPTQ on it against the reference run with `--full-inputs`.
+    func testAsymmetricTargetMatchesNumPyReference() throws {
+        let x = inputs(tokens: 512, cols: 256, seed: 22)
+        var g = NF4TestRandom(seed: 23)
+        let full = x.map { $0 + 0.05 * g.normal() }
+        try checkAgainstReference(actOrder: true, fullInputs: full)
+    }
+
+    func checkAgainstReference(actOrder: Bool, refitPasses: Int = 0, fullInputs: [Float]? = nil) throws {
         let rows = 48, cols = 256, tokens = 512, bs = 64
-        let w = weights(rows: rows, cols: cols, seed: 21), x = inputs(tokens: tokens, cols: cols, seed: 22)
+        var w = weights(rows: rows, cols: cols, seed: 21)
+        let x = inputs(tokens: tokens, cols: cols, seed: 22)
         let p = NF4Parameters(blockSize: bs, doubleQuant: false)
         var settings = NF4GPTQ.Settings()
         settings.actOrder = actOrder
+        settings.refitPasses = refitPasses
+        let h = gram(x, cols: cols)
+        let ref = try referenceGPTQ(
+            w, x, cols: cols, blockSize: bs, actOrder: actOrder, refitPasses: refitPasses, fullInputs: fullInputs)
+        if let fullInputs {
+            let target = try w.withUnsafeBufferPointer {
+                try NF4GPTQ.asymmetricTarget(
+                    $0, rows: rows, cols: cols, gram: h, projected: projected(w, cross(x, fullInputs, cols: cols)),
+                    damp: settings.damp, file: "t", tensor: "w")
+            }
+            let refTarget = try ref.field("target").float32()
+            let scale = refTarget.map { abs($0) }.max()!
+            for k in 0..<(rows * cols) { XCTAssertEqual(target[k], refTarget[k], accuracy: 1e-4 * scale, "w*[\(k)]") }
+            XCTAssertGreaterThan(zip(target, w).map { abs($0 - $1) }.max()!, 1e-3 * scale)  // not w itself
+            w = target
+        }
         let t = try w.withUnsafeBufferPointer {
             try NF4GPTQ.quantize(
-                $0, rows: rows, cols: cols, gram: gram(x, cols: cols), parameters: p, settings: settings,
+                $0, rows: rows, cols: cols, gram: h, parameters: p, settings: settings,
                 file: "t", tensor: "w")
         }
         try t.validate(file: "t", tensor: "w")
-        let ref = try referenceGPTQ(w, x, cols: cols, blockSize: bs, actOrder: actOrder)
         let refCodes = try ref.field("codes").uint8(), refScales = try ref.field("scales").float32()
         let refDeq = try ref.field("dequant").float32(), refErr = try ref.field("out_error").float64()[0]
         var sameCodes = 0
@@ -118,6 +152,88 @@ final class NF4GPTQTests: XCTestCase {
         let mine = outputError(w, deq, x, cols: cols)
         XCTAssertEqual(mine, refErr, accuracy: refErr * 0.01)
         XCTAssertEqual(outputError(w, refDeq, x, cols: cols), refErr, accuracy: refErr * 1e-6)  // same measure
+    }
+
+    /// `Σₜ xₜ fₜᵀ` (`[i, j] = Σₜ x[t, i] f[t, j]`) in double, stored as float32.
+    func cross(_ x: [Float], _ f: [Float], cols: Int) -> [Float] {
+        let tokens = x.count / cols
+        var c = [Double](repeating: 0, count: cols * cols)
+        for t in 0..<tokens {
+            for i in 0..<cols {
+                let a = Double(x[t * cols + i])
+                for j in 0..<cols { c[i * cols + j] += a * Double(f[t * cols + j]) }
+            }
+        }
+        return c.map { Float($0) }
+    }
+
+    /// The rows `C w_r` (`[r, i] = Σⱼ C[i, j] w[r, j]`) in double, stored as float32.
+    func projected(_ w: [Float], _ c: [Float]) -> [Float] {
+        let cols = Int(Double(c.count).squareRoot()), rows = w.count / cols
+        var out = [Float](repeating: 0, count: rows * cols)
+        for r in 0..<rows {
+            for i in 0..<cols {
+                var s = 0.0
+                for j in 0..<cols { s += Double(c[i * cols + j]) * Double(w[r * cols + j]) }
+                out[r * cols + i] = Float(s)
+            }
+        }
+        return out
+    }
+
+    /// `Σ_r (w_r − ŵ_r)ᵀ (H + λI) (w_r − ŵ_r)`, the quantity the refit minimises (no dead channels here).
+    func dampedError(_ w: [Float], _ deq: [Float], gram h: [Float], cols: Int, damp: Double) -> Double {
+        let rows = w.count / cols
+        let lambda = damp * (0..<cols).reduce(0.0) { $0 + Double(h[$1 * cols + $1]) } / Double(cols)
+        var total = 0.0
+        for r in 0..<rows {
+            let e = (0..<cols).map { Double(w[r * cols + $0]) - Double(deq[r * cols + $0]) }
+            for i in 0..<cols {
+                var s = lambda * e[i]
+                for j in 0..<cols { s += Double(h[i * cols + j]) * e[j] }
+                total += e[i] * s
+            }
+        }
+        return total
+    }
+
+    /// The refit only ever lowers the damped output error, with and without double quantization (then under the
+    /// fixed second-level grid), and keeps every code.
+    func testRefitLowersDampedError() throws {
+        let rows = 32, cols = 256
+        let w = weights(rows: rows, cols: cols, seed: 61), x = inputs(tokens: 384, cols: cols, seed: 62)
+        let h = gram(x, cols: cols)
+        for p in [NF4Parameters(), NF4Parameters(blockSize: 64, doubleQuant: false)] {
+            var settings = NF4GPTQ.Settings()
+            let plain = try w.withUnsafeBufferPointer {
+                try NF4GPTQ.quantize(
+                    $0, rows: rows, cols: cols, gram: h, parameters: p, settings: settings, file: "t", tensor: "w")
+            }
+            settings.refitPasses = 4
+            let refit = try w.withUnsafeBufferPointer {
+                try NF4GPTQ.quantize(
+                    $0, rows: rows, cols: cols, gram: h, parameters: p, settings: settings, file: "t", tensor: "w")
+            }
+            try refit.validate(file: "t", tensor: "w")
+            XCTAssertEqual(refit.codes, plain.codes)
+            XCTAssertEqual(refit.absmax2, plain.absmax2)
+            let before = dampedError(w, NF4.dequantize(plain), gram: h, cols: cols, damp: settings.damp)
+            let after = dampedError(w, NF4.dequantize(refit), gram: h, cols: cols, damp: settings.damp)
+            XCTAssertLessThan(after, before * 0.995, "\(p): refit \(after) vs GPTQ \(before)")
+        }
+    }
+
+    /// With the full-precision inputs equal to the quantized ones the asymmetric target is the weights themselves.
+    func testAsymmetricTargetOfEqualInputsIsTheWeights() throws {
+        let rows = 16, cols = 128
+        let w = weights(rows: rows, cols: cols, seed: 71), x = inputs(tokens: 256, cols: cols, seed: 72)
+        let h = gram(x, cols: cols)
+        let t = try w.withUnsafeBufferPointer {
+            try NF4GPTQ.asymmetricTarget(
+                $0, rows: rows, cols: cols, gram: h, projected: projected(w, h), damp: 0.01, file: "t", tensor: "w")
+        }
+        let scale = w.map { abs($0) }.max()!
+        for k in 0..<(rows * cols) { XCTAssertEqual(t[k], w[k], accuracy: 1e-5 * scale, "element \(k)") }
     }
 
     /// The point of GPTQ: on the same data and the same importance (the Gram diagonal), its output error is well
