@@ -29,17 +29,7 @@ final class NF4GPTQTests: XCTestCase {
     }
 
     /// Σₜ xₜxₜᵀ in double, stored as float32 (what the calibration collects).
-    func gram(_ x: [Float], cols: Int) -> [Float] {
-        let tokens = x.count / cols
-        var h = [Double](repeating: 0, count: cols * cols)
-        for t in 0..<tokens {
-            for i in 0..<cols {
-                let a = Double(x[t * cols + i])
-                for j in 0..<cols { h[i * cols + j] += a * Double(x[t * cols + j]) }
-            }
-        }
-        return h.map { Float($0) }
-    }
+    func gram(_ x: [Float], cols: Int) -> [Float] { cross(x, x, cols: cols) }
 
     /// ‖(W − Ŵ)Xᵀ‖²_F in double.
     func outputError(_ w: [Float], _ deq: [Float], _ x: [Float], cols: Int) -> Double {
