@@ -215,15 +215,15 @@ public enum SequentialGPTQ {
         return g
     }
 
-    /// `out [rows, outFeatures] (+)= x [rows, inFeatures] · wᵀ` (BLAS on every core).
+    /// `out [rows, outFeatures] (+)= x [rows, inFeatures] · wᵀ` (`Linear.forward`: BLAS on every core).
     static func linear(
         _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, _ w: [Float], outFeatures: Int,
         inFeatures: Int, accumulate: Bool = false
     ) {
         w.withUnsafeBufferPointer {
-            cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures), 1, x,
-                Int32(inFeatures), $0.baseAddress!, Int32(inFeatures), accumulate ? 1 : 0, out, Int32(outFeatures))
+            Linear.forward(
+                out: out, x: x, weight: $0.baseAddress!, bias: nil, n: rows, inFeatures: inFeatures,
+                outFeatures: outFeatures, accumulate: accumulate)
         }
     }
 
