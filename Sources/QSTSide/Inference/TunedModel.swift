@@ -42,18 +42,7 @@ public final class TunedModel {
     public init(base: FrozenModel, sides: [SideWeights]) throws {
         guard !sides.isEmpty else { throw QSTError("tuned model: no side network given") }
         for (k, s) in sides.enumerated() {
-            let c = s.config.base
-            let checks: [(String, Int, Int)] = [
-                ("hidden size", c.hiddenSize, base.hiddenSize),
-                ("layer count", c.layerCount, base.layerCount),
-                ("vocabulary size", c.vocabSize, base.vocabSize),
-                ("attention heads", c.attentionHeads, base.attentionHeads),
-                ("key/value heads", c.keyValueHeads, base.keyValueHeads),
-                ("head input size", c.headSize, base.headInputSize),
-            ]
-            for (what, side, b) in checks where side != b {
-                throw QSTError("side network \(k + 1) was built for \(what) \(side) but \(base.source.origin) has \(b)")
-            }
+            try s.config.base.checkRuns(beside: base, side: "side network \(k + 1)", base: base.source.origin)
         }
         self.base = base
         self.sides = sides

@@ -36,15 +36,8 @@ public final class SideModel {
 
     public init(weights: SideWeights, backbone: any FrozenBackbone) throws {
         let c = weights.config.base
-        let checks: [(String, Int, Int)] = [
-            ("hidden size", c.hiddenSize, backbone.hiddenSize),
-            ("layer count", c.layerCount, backbone.layerCount),
-            ("vocabulary size", c.vocabSize, backbone.vocabSize),
-            ("head input size", c.headSize, backbone.headInputSize),
-        ]
-        for (what, side, base) in checks where side != base {
-            throw QSTError("side network was built for \(what) \(side) but the base model has \(base)")
-        }
+        try c.checkRuns(
+            beside: backbone, side: "side network", base: (backbone as? FrozenModel)?.source.origin ?? "the base model")
         self.weights = weights
         self.backbone = backbone
         invFreq = RoPE.inverseFrequencies(headDim: weights.config.headDim, theta: c.ropeTheta)
