@@ -25,7 +25,9 @@ final class BaseShapeCheckTests: XCTestCase {
         variant("hidden size") { $0.hiddenSize *= 2 }
         variant("layer count") { $0.layerCount += 1 }
         variant("vocabulary size") { $0.vocabSize += 8 }
-        variant("attention heads") { $0.attentionHeads *= 2; $0.keyValueHeads *= 2 }
+        variant("attention heads") {
+            $0.attentionHeads *= 2; $0.keyValueHeads *= 2
+        }
         variant("key/value heads") { $0.keyValueHeads = $0.keyValueHeads == 1 ? $0.attentionHeads : 1 }
         variant("head input size") { $0.headInputSize = shape.hiddenSize / 2 }
         for (what, other) in cases {
