@@ -61,12 +61,13 @@ public enum NF4 {
             guard count > 0 else { return }
             absmaxStorage = [Float](unsafeUninitializedCapacity: blocks) { a, absmaxDone in
                 absmaxDone = a.count
-                let src = NF4Pointer(x.baseAddress!), dst = NF4Pointer(c.baseAddress!), am = NF4Pointer(a.baseAddress!)
+                let src = SendablePointer(x.baseAddress!), dst = SendablePointer(c.baseAddress!),
+                    am = SendablePointer(a.baseAddress!)
                 let workers = workerCount(count, threads: threads, threshold: quantizeParallelThreshold)
                 Parallel.forRanges(blocks, threads: workers, minChunk: max(1, 16384 / blockSize)) { b0, b1 in
                     let bad = qst_nf4_quantize_blocks(
-                        src.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
-                        dst.p, am.p, kernel.rawValue)
+                        src.base, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
+                        dst.base, am.base, kernel.rawValue)
                     if bad >= 0 { firstBad.record(Int(bad)) }
                 }
             }
@@ -124,10 +125,10 @@ public enum NF4 {
         codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int, start: Int,
         count: Int, into out: UnsafeMutablePointer<Float>, threads: Int, kernel: Kernel
     ) {
-        let c = NF4Pointer(codes), a = NF4Pointer(absmax), o = NF4Pointer(out)
+        let c = SendablePointer(codes), a = SendablePointer(absmax), o = SendablePointer(out)
         splitEvenly(count: count, threads: threads) { lo, hi in
             qst_nf4_dequantize_f32(
-                c.p, a.p, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.p + lo, kernel.rawValue)
+                c.base, a.base, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.base + lo, kernel.rawValue)
         }
     }
 
@@ -145,10 +146,10 @@ public enum NF4 {
         codes: UnsafePointer<UInt8>, absmax: UnsafePointer<Float>, blockSize: Int, start: Int,
         count: Int, into out: UnsafeMutablePointer<UInt16>, threads: Int, kernel: Kernel
     ) {
-        let c = NF4Pointer(codes), a = NF4Pointer(absmax), o = NF4Pointer(out)
+        let c = SendablePointer(codes), a = SendablePointer(absmax), o = SendablePointer(out)
         splitEvenly(count: count, threads: threads) { lo, hi in
             qst_nf4_dequantize_bf16(
-                c.p, a.p, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.p + lo, kernel.rawValue)
+                c.base, a.base, Int64(blockSize), Int64(start + lo), Int64(hi - lo), o.base + lo, kernel.rawValue)
         }
     }
 
@@ -185,12 +186,6 @@ public enum NF4 {
             body(g0 * 32, min(count, g1 * 32))
         }
     }
-}
-
-/// A raw pointer handed to worker threads that write disjoint ranges of it.
-struct NF4Pointer<P>: @unchecked Sendable {
-    let p: P
-    init(_ p: P) { self.p = p }
 }
 
 /// Smallest element index reported by any worker (the first bad value in the tensor).

@@ -68,16 +68,16 @@ struct NF4Throughput: ParsableCommand {
                     absmax.withUnsafeMutableBufferPointer { ap in
                         f32.withUnsafeMutableBufferPointer { fp in
                             bf16.withUnsafeMutableBufferPointer { hp in
-                                let xs = NF4BenchPointer(xp.baseAddress!), c = NF4BenchPointer(cp.baseAddress!)
-                                let a = NF4BenchPointer(ap.baseAddress!), f = NF4BenchPointer(fp.baseAddress!)
-                                let h = NF4BenchPointer(hp.baseAddress!)
+                                let xs = SendablePointer(xp.baseAddress!), c = SendablePointer(cp.baseAddress!)
+                                let a = SendablePointer(ap.baseAddress!), f = SendablePointer(fp.baseAddress!)
+                                let h = SendablePointer(hp.baseAddress!)
                                 for (impl, name) in paths {
                                     for threads in [1, 2] {
                                         let q = time(repeats) {
                                             Parallel.forRanges(blocks, threads: threads, minChunk: 256) { b0, b1 in
                                                 _ = qst_nf4_quantize_blocks(
-                                                    xs.p, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
-                                                    c.p, a.p, impl)
+                                                    xs.base, Int64(count), Int64(blockSize), Int64(b0), Int64(b1),
+                                                    c.base, a.base, impl)
                                             }
                                         }
                                         line(
@@ -86,7 +86,8 @@ struct NF4Throughput: ParsableCommand {
                                         let d = time(repeats) {
                                             Self.split(count, threads: threads) { lo, hi in
                                                 qst_nf4_dequantize_f32(
-                                                    c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), f.p + lo,
+                                                    c.base, a.base, Int64(blockSize), Int64(lo), Int64(hi - lo),
+                                                    f.base + lo,
                                                     impl)
                                             }
                                         }
@@ -96,7 +97,8 @@ struct NF4Throughput: ParsableCommand {
                                         let b = time(repeats) {
                                             Self.split(count, threads: threads) { lo, hi in
                                                 qst_nf4_dequantize_bf16(
-                                                    c.p, a.p, Int64(blockSize), Int64(lo), Int64(hi - lo), h.p + lo,
+                                                    c.base, a.base, Int64(blockSize), Int64(lo), Int64(hi - lo),
+                                                    h.base + lo,
                                                     impl)
                                             }
                                         }
@@ -135,10 +137,4 @@ struct NF4Throughput: ParsableCommand {
             }
         }
     }
-}
-
-/// Raw pointer for benchmark workers writing disjoint ranges.
-private struct NF4BenchPointer<P>: @unchecked Sendable {
-    let p: P
-    init(_ p: P) { self.p = p }
 }
