@@ -3,45 +3,51 @@
 // The exact GEMV spends three shuffles per 16 code bytes (vpmovzxbd + 2 vpermps) and the
 // shuffle unit caps it at ~14 GB/s per core. Here 64 code bytes are read as 32 words;
 // shifting each word by 4, 0, 12, 8 puts one of its four codes in the low bits, and one
-// vpermw per shift looks the codes up in a 32-entry bfloat16 table (the 16 NF4 values
-// twice, so the stray fifth index bit does not matter): 4 shuffles per 128 weights.
+// vpermw per shift looks the codes up in a 32-entry bfloat16 table: 4 shuffles per 128 weights.
 // Vector p, word w holds element 4w+p of the 128-element group; vdpbf16ps pairs words
 // 2t, 2t+1, i.e. elements 8t+p and 8t+4+p, so dword t covers elements [8t, 8t+8) and
 // dwords 0-7 / 8-15 are the two 64-element halves, each inside one absmax block
 // (block % 64 == 0). x is rounded and reordered to match once per call.
-// Error: NF4 constants and x rounded to bfloat16 (about 2^-9 relative each).
+//
+// The table holds the weights already scaled: entries 0-15 are the 16 NF4 values times the
+// first half's absmax, 16-31 times the second half's, each product rounded to bfloat16, and a
+// word's index is its code with bit 4 set in words 16-31 (the second half). So the products of
+// every group accumulate straight into the running sums (2 per output, p = 0, 2 and p = 1, 3),
+// with no per-group scaling: for 8 rows of x that removes 16 float adds/FMAs per group beside
+// the 32 vdpbf16ps, at the price of a table (2 multiplies, 1 conversion) per weight row and group,
+// which the rows of a pass share. At the end the outputs' 16-lane sums go through one
+// shuffle-and-add tree for all of a step's outputs at once.
+// Numerics: each weight is the float32 product NF4 value x absmax (the dequantized weight) rounded
+// to bfloat16 (2^-9 relative), x is rounded to bfloat16 (2^-9 relative); products and sums in
+// float32 (vdpbf16ps). A row's sums are formed in the same order whatever the other rows of the
+// call (same accumulators, same reduction tree), so a row gets the same bits alone or with others.
 #include "matmul_internal.h"
 
 // x86-64 only (AVX-512); other architectures link matmul_x86_absent.c instead.
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
-// 8 rows of x share one decoding of the weights (the vpermw lookups are a third of a 4-row pass):
-// a server's batched decode step of 8 requests decodes each weight once. Each row's sums are formed
-// in the same order whatever the rows per pass, so a row gets the same bits alone or with others.
+// 8 rows of x share one decoding of the weights: a server's batched decode step of 8 requests
+// decodes each weight once.
 #define ROWS_PER_PASS 8
-#ifndef MAX_JR
 #define MAX_JR 4
-#endif
-#ifndef PREFETCH_BYTES
-#define PREFETCH_BYTES 4096
-#endif
-// Weight rows per step: MC x JR accumulators plus the four decoded vectors stay in registers (beyond
-// 4 rows of x, two weight rows spilled: 8 rows took 1.5x two passes of 4; one weight row per step
-// takes 0.93x, Scripts/bench-kernels-rows).
-#ifndef ACCS
 #define ACCS 2
+#ifndef PREFETCH_BYTES
+// 8 KiB ahead: 4 KiB left one decoding row ~10 % slower when the 30 layers' weights stream from
+// DRAM (2026-12-05, one thread, SmolLM2 shapes).
+#define PREFETCH_BYTES 8192
 #endif
-#ifndef JR_FOR
+// Weight rows per step: MC x JR x ACCS accumulators, the JR x 4 decoded vectors and the JR tables
+// stay in registers (8 rows x 2 weight rows spilled and ran 6-10 % slower).
 #define JR_FOR(MC) ((MC) <= 2 ? 4 : (MC) <= 4 ? 2 : 1)
-#endif
 
 // x rows -> bfloat16, each 128-element group reordered to the decode order (word w of
-// vector p = element 4w+p); zero padded to kp (a multiple of 128).
+// vector p = element 4w+p); zero padded to kp (a multiple of 128). Stored group-major: group g
+// of row i at xp + g * ROWS_PER_PASS + i * 128, so a group's rows are 256 bytes apart whatever
+// k (one base register for all rows' loads; 8 row pointers spilled).
 TARGET static void prepare_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int64_t kp, uint16_t *xp) {
     uint16_t index[4][32];
     for (int p = 0; p < 4; p++)
@@ -68,14 +74,14 @@ TARGET static void prepare_x(const float *x, int64_t mc, int64_t ldx, int64_t k,
     }
 }
 
-// One weight row's 128-element group, scaled: the group's two absmax values (one per 64-element half)
-// times the 16 NF4 values, rounded to bfloat16, form a 32-entry table (entries 0-15 for the first
-// half, 16-31 for the second); each decoded word's index is its 4-bit code with bit 4 set in words
-// 16-31 (vector p, word w = element 4w+p, so words 16-31 are elements 64-127).
+// One weight row's 128-element group, scaled: bf16(NF4 value x sa) in words 0-15 (the first
+// 64-element half's absmax), bf16(NF4 value x sb) in words 16-31 (round to nearest even).
 TARGET INLINE __m512i scaled_table(__m512 nf4, float sa, float sb) {
     return (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(nf4, _mm512_set1_ps(sb)), _mm512_mul_ps(nf4, _mm512_set1_ps(sa)));
 }
 
+// Each decoded word's index is its 4-bit code with bit 4 set in words 16-31 (vector p, word w =
+// element 4w+p, so words 16-31 are elements 64-127, the second half).
 TARGET INLINE void decode_scaled(__m512i c, __m512i table, __m512i low4, __m512i half, __m512i out[4]) {
     // (c & low4) | half
     out[0] = _mm512_permutexvar_epi16(_mm512_ternarylogic_epi32(_mm512_srli_epi16(c, 4), low4, half, 0xEA), table);
@@ -107,7 +113,7 @@ TARGET INLINE __m512 reduce_many(const int n, const __m512 *v) {
     return _mm512_add_ps(_mm512_shuffle_ps(p, q, 0x88), _mm512_shuffle_ps(p, q, 0xDD));
 }
 
-TARGET INLINE void nf4_dot_step(const int MC, const int JR, const uint16_t *xp, int64_t kp, const qst_weight *w,
+TARGET INLINE void nf4_dot_step(const int MC, const int JR, const uint16_t *xp, const qst_weight *w,
                                 const int64_t block, float *y, int64_t ldy, int64_t j) {
     const int64_t k = w->k, blocks = k / block;
     const __m512 nf4 = _mm512_loadu_ps(qst_mm_nf4_values);
@@ -179,18 +185,18 @@ TARGET INLINE void nf4_dot_step(const int MC, const int JR, const uint16_t *xp, 
         }
 }
 
-TARGET INLINE void nf4_dot_rows(const int MC, const uint16_t *xp, int64_t kp, const qst_weight *w, const int64_t block,
+TARGET INLINE void nf4_dot_rows(const int MC, const uint16_t *xp, const qst_weight *w, const int64_t block,
                                 float *y, int64_t ldy, int64_t n0, int64_t n1) {
     int64_t j = n0;
-    for (; j + JR_FOR(MC) <= n1; j += JR_FOR(MC)) nf4_dot_step(MC, JR_FOR(MC), xp, kp, w, block, y, ldy, j);
-    for (; j < n1; j++) nf4_dot_step(MC, 1, xp, kp, w, block, y, ldy, j);
+    for (; j + JR_FOR(MC) <= n1; j += JR_FOR(MC)) nf4_dot_step(MC, JR_FOR(MC), xp, w, block, y, ldy, j);
+    for (; j < n1; j++) nf4_dot_step(MC, 1, xp, w, block, y, ldy, j);
 }
 
 // The absmax block as a constant where it is the usual 64 (no division per group).
-TARGET INLINE void nf4_dot_pass(const int MC, const uint16_t *xp, int64_t kp, const qst_weight *w,
+TARGET INLINE void nf4_dot_pass(const int MC, const uint16_t *xp, const qst_weight *w,
                                 float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    if (w->block == 64) nf4_dot_rows(MC, xp, kp, w, 64, y, ldy, n0, n1);
-    else nf4_dot_rows(MC, xp, kp, w, w->block, y, ldy, n0, n1);
+    if (w->block == 64) nf4_dot_rows(MC, xp, w, 64, y, ldy, n0, n1);
+    else nf4_dot_rows(MC, xp, w, w->block, y, ldy, n0, n1);
 }
 
 TARGET int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
@@ -206,14 +212,14 @@ TARGET int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qs
         prepare_x(x + i0 * ldx, mc, ldx, w->k, kp, xp);
         float *yi = y + i0 * ldy;
         switch (mc) {
-        case 1: nf4_dot_pass(1, xp, kp, w, yi, ldy, n0, n1); break;
-        case 2: nf4_dot_pass(2, xp, kp, w, yi, ldy, n0, n1); break;
-        case 3: nf4_dot_pass(3, xp, kp, w, yi, ldy, n0, n1); break;
-        case 4: nf4_dot_pass(4, xp, kp, w, yi, ldy, n0, n1); break;
-        case 5: nf4_dot_pass(5, xp, kp, w, yi, ldy, n0, n1); break;
-        case 6: nf4_dot_pass(6, xp, kp, w, yi, ldy, n0, n1); break;
-        case 7: nf4_dot_pass(7, xp, kp, w, yi, ldy, n0, n1); break;
-        default: nf4_dot_pass(8, xp, kp, w, yi, ldy, n0, n1); break;
+        case 1: nf4_dot_pass(1, xp, w, yi, ldy, n0, n1); break;
+        case 2: nf4_dot_pass(2, xp, w, yi, ldy, n0, n1); break;
+        case 3: nf4_dot_pass(3, xp, w, yi, ldy, n0, n1); break;
+        case 4: nf4_dot_pass(4, xp, w, yi, ldy, n0, n1); break;
+        case 5: nf4_dot_pass(5, xp, w, yi, ldy, n0, n1); break;
+        case 6: nf4_dot_pass(6, xp, w, yi, ldy, n0, n1); break;
+        case 7: nf4_dot_pass(7, xp, w, yi, ldy, n0, n1); break;
+        default: nf4_dot_pass(8, xp, w, yi, ldy, n0, n1); break;
         }
     }
     if (xp != local) free(xp);
