@@ -81,13 +81,16 @@ TARGET INLINE __m512i scaled_table(__m512 nf4, float sa, float sb) {
 }
 
 // Each decoded word's index is its 4-bit code with bit 4 set in words 16-31 (vector p, word w =
-// element 4w+p, so words 16-31 are elements 64-127, the second half).
+// element 4w+p, so words 16-31 are elements 64-127, the second half). low4 = 0x0F0F per word and
+// half = 0x1010 in words 16-31: (c & low4) | half holds the indices of p = 1 (bits 0-4) and p = 3
+// (bits 8-12), the same of c >> 4 those of p = 0 and p = 2; vpermw reads only bits 0-4.
 TARGET INLINE void decode_scaled(__m512i c, __m512i table, __m512i low4, __m512i half, __m512i out[4]) {
-    // (c & low4) | half
-    out[0] = _mm512_permutexvar_epi16(_mm512_ternarylogic_epi32(_mm512_srli_epi16(c, 4), low4, half, 0xEA), table);
-    out[1] = _mm512_permutexvar_epi16(_mm512_ternarylogic_epi32(c, low4, half, 0xEA), table);
-    out[2] = _mm512_permutexvar_epi16(_mm512_or_si512(_mm512_srli_epi16(c, 12), half), table);
-    out[3] = _mm512_permutexvar_epi16(_mm512_ternarylogic_epi32(_mm512_srli_epi16(c, 8), low4, half, 0xEA), table);
+    const __m512i odd = _mm512_ternarylogic_epi32(c, low4, half, 0xEA); // (c & low4) | half
+    const __m512i even = _mm512_ternarylogic_epi32(_mm512_srli_epi16(c, 4), low4, half, 0xEA);
+    out[0] = _mm512_permutexvar_epi16(even, table);
+    out[1] = _mm512_permutexvar_epi16(odd, table);
+    out[2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(even, 8), table);
+    out[3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(odd, 8), table);
 }
 
 // n (<= 16) vectors -> their 16-lane sums, all by one tree: lanes l + l+8, then + l+4, + l+2, + l+1
@@ -117,8 +120,8 @@ TARGET INLINE void nf4_dot_step(const int MC, const int JR, const uint16_t *xp, 
                                 const int64_t block, float *y, int64_t ldy, int64_t j) {
     const int64_t k = w->k, blocks = k / block;
     const __m512 nf4 = _mm512_loadu_ps(qst_mm_nf4_values);
-    const __m512i low4 = _mm512_set1_epi16(0x0F);
-    const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(0x10), 1);
+    const __m512i low4 = _mm512_set1_epi16(0x0F0F);
+    const __m512i half = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(0x1010), 1);
     __m512 acc[ROWS_PER_PASS][MAX_JR][ACCS];
     for (int i = 0; i < MC; i++)
         for (int r = 0; r < JR; r++)
