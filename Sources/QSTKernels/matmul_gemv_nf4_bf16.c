@@ -42,6 +42,7 @@
 #endif
 // Weight rows per step: MC x JR x ACCS accumulators, the JR x 4 decoded vectors and the JR tables
 // stay in registers (2 rows x 4 weight rows and 8 rows x 2 spilled: 20 % and 6-10 % slower).
+// MC x JR <= 16: one reduce_many call takes all of a step's outputs.
 #define JR_FOR(MC) ((MC) <= 1 ? 4 : (MC) <= 4 ? 2 : 1)
 
 // x rows -> bfloat16, each 128-element group reordered to the decode order (word w of
@@ -141,8 +142,8 @@ TARGET INLINE void nf4_dot_step(const int MC, const int JR, const uint16_t *xp, 
         for (int r = 0; r < JR; r++) {
             const uint8_t *codes = (const uint8_t *)w->data + (j + r) * (k / 2) + g / 2;
             const float *scale = w->absmax + (j + r) * blocks;
-            // Weights are read once per token, always from DRAM: prefetch ~4 KiB ahead so the
-            // stream is at full speed from the first rows of these small matrices.
+            // Weights are read once per token, always from DRAM: prefetch PREFETCH_BYTES ahead so
+            // the stream is at full speed from the first rows of these small matrices.
             _mm_prefetch((const char *)codes + PREFETCH_BYTES, _MM_HINT_T0);
             decode_scaled(_mm512_loadu_si512((const void *)codes), table[r], low4, half, wv[r]);
             if (more) table[r] = scaled_table(nf4, scale[ga], full_next ? scale[gb] : 0.0f);
