@@ -2,7 +2,10 @@
 // layer's NF4 linears (block 64) and its Q8 output head, for m rows of x, on one thread (thread CPU
 // time, best of 5, so other processes on the machine count little).
 //
-//   bench_kernels_rows M [M...]      (QST_BENCH_SHAPE=gemv|gemm forces the loops instead of the auto choice)
+//   bench_kernels_rows M [M...]      (QST_BENCH_SHAPE=gemv|gemm forces the loops instead of the auto choice;
+//                                     QST_BENCH_LAYERS=30 runs 30 such layers, each its own weights, and reports
+//                                     the time per layer: 53 MB that stream from DRAM as in decoding, where one
+//                                     layer's 1.8 MB stays in the L3 cache between repeats)
 #include "QSTKernels.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +23,11 @@ int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: %s M [M...]\n", argv[0]); return 2; }
     // q, k, v, o, gate, up, down: [out, in]
     static const int shapes[7][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576}, {1536, 576}, {1536, 576}, {576, 1536}};
-    qst_weight w[7];
-    for (int s = 0; s < 7; s++) {
-        const int n = shapes[s][0], k = shapes[s][1];
+    const char *layers_env = getenv("QST_BENCH_LAYERS");
+    const int layers = layers_env && atoi(layers_env) > 1 && atoi(layers_env) <= 64 ? atoi(layers_env) : 1;
+    qst_weight *w = malloc(sizeof(qst_weight) * 7 * (size_t)layers);
+    for (int s = 0; s < 7 * layers; s++) {
+        const int n = shapes[s % 7][0], k = shapes[s % 7][1];
         uint8_t *codes = malloc((size_t)n * k / 2);
         float *absmax = malloc((size_t)n * k / 64 * sizeof(float));
         for (int i = 0; i < n * k / 2; i++) codes[i] = (uint8_t)rand();
@@ -45,10 +50,11 @@ int main(int argc, char **argv) {
         double layer = 1e30, head = 1e30;
         for (int r = 0; r < 5; r++) {
             double t0 = cpu_now();
-            for (int rep = 0; rep < 50; rep++)
-                for (int s = 0; s < 7; s++)
+            const int reps = layers > 1 ? 3 : 50;
+            for (int rep = 0; rep < reps; rep++)
+                for (int s = 0; s < 7 * layers; s++)
                     if (qst_matmul_ex(x, m, w[s].k, &w[s], y, w[s].n, 0, w[s].n, QST_KERNEL_AUTO, shape)) return 1;
-            double t = (cpu_now() - t0) / 50;
+            double t = (cpu_now() - t0) / reps / layers;
             if (t < layer) layer = t;
             t0 = cpu_now();
             for (int rep = 0; rep < 4; rep++)

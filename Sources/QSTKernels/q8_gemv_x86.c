@@ -77,11 +77,17 @@ int qst_q8_rows_avx2(int mc, const int8_t *xq, const float *xs, const int8_t *q,
 }
 
 // AVX-512: one 64-byte load covers a 64-element span; dword lanes 0-7 hold x group 2s, lanes
-// 8-15 group 2s+1, so the int32 sums are scaled by a vector of the two x scales.
+// 8-15 group 2s+1, so the int32 sums are scaled by a vector of the two x scales. Up to 4 rows of x:
+// |w| (unsigned) times x carrying w's sign (a vpsubb per row and span). From 5 rows x arrives as
+// x + 128 (unsigned): vpdpbusd(-128 sum w, x + 128, w) = sum x w, the same int32 (so the same bits),
+// and the -128 sum w start is one vpdpbusd per weight span shared by the rows (13 % less time for
+// 8 rows; for 2 rows the extra product made it 10 % slower, so small passes keep the sign transfer).
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 T512 static inline __attribute__((always_inline)) void q8_avx512_step(const int MC, const int JR, const int8_t *xq,
         const float *xs, const int8_t *q, const float *scales, int64_t k, float *y, int64_t ldy, int64_t j) {
     const int64_t spans = k / 64, groups = k / 32;
+    const int unsigned_x = MC >= QST_Q8_AVX512_UNSIGNED_X;
+    const __m512i u128 = _mm512_set1_epi8((char)0x80);
     __m512 acc[QST_Q8_ROWS_PER_PASS][JR_MAX];
     for (int i = 0; i < MC; i++)
         for (int r = 0; r < JR; r++) acc[i][r] = _mm512_setzero_ps();
@@ -95,14 +101,20 @@ T512 static inline __attribute__((always_inline)) void q8_avx512_step(const int 
         }
         for (int r = 0; r < JR; r++) {
             const __m512i w = _mm512_loadu_si512((const void *)(q + (j + r) * k + s * 64));
-            const __mmask64 neg = _mm512_movepi8_mask(w);
-            const __m512i a = _mm512_abs_epi8(w);
             const __m512 sc = _mm512_set1_ps(scales[(j + r) * spans + s]);
-            for (int i = 0; i < MC; i++) {
-                const __m512i sx = _mm512_mask_sub_epi8(xv[i], neg, _mm512_setzero_si512(), xv[i]);
-                const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, sx);
-                acc[i][r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d), xsc[i]), sc, acc[i][r]);
+            __m512i d[QST_Q8_ROWS_PER_PASS];
+            if (unsigned_x) {
+                // 128 (unsigned) x -w, summed per 4 bytes: -128 sum w (|w| <= 127, so -w fits).
+                const __m512i start = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, _mm512_sub_epi8(_mm512_setzero_si512(), w));
+                for (int i = 0; i < MC; i++) d[i] = _mm512_dpbusd_epi32(start, xv[i], w);
+            } else {
+                const __mmask64 neg = _mm512_movepi8_mask(w);
+                const __m512i a = _mm512_abs_epi8(w);
+                for (int i = 0; i < MC; i++)
+                    d[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, _mm512_mask_sub_epi8(xv[i], neg, _mm512_setzero_si512(), xv[i]));
             }
+            for (int i = 0; i < MC; i++)
+                acc[i][r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d[i]), xsc[i]), sc, acc[i][r]);
         }
     }
     for (int i = 0; i < MC; i++)

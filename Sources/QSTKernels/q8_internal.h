@@ -17,6 +17,9 @@ void qst_q8_quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int8_
 // are written for n0 <= j < n1. Each returns 0, or -1 when not built for this architecture.
 int qst_q8_rows_avx2(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
                      int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
+// xq: for passes of at least QST_Q8_AVX512_UNSIGNED_X rows, the rows of x as x + 128 (unsigned bytes,
+// the int8 values with the sign bit flipped), for vpdpbusd without a sign transfer per row.
+#define QST_Q8_AVX512_UNSIGNED_X 5
 int qst_q8_rows_avx512(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
                        int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1);
 int qst_q8_rows_neon(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
