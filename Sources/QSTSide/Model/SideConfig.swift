@@ -124,6 +124,8 @@ public struct SideConfig: Codable, Sendable, Equatable {
     public var numLabels: Int?
     /// The head mix; nil (absent from the JSON, every file written before it existed) is `gated`.
     public var headMix: HeadMix?
+    /// Which rows of `o` the classification head reads (Formats/SIDE.md §10); nil (absent) is `last`.
+    public var headPooling: HeadPooling?
 
     public init(
         base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
