@@ -41,7 +41,8 @@ extension Tune {
         if let dir = args.cacheBase {
             if weights.config.headPooling == .mean {
                 throw QSTError.option(
-                    "--cache-base keeps norm(h_N) at the last token only; a mean-pooled head (--head-pool mean) needs every position")
+                    "--cache-base keeps norm(h_N) at the last token only; a mean-pooled head (--head-pool mean) needs every position"
+                )
             }
             // Ranks see different examples each epoch; one shared cache folder would need cross-rank locking.
             if let mpi = parallel.mpi, mpi.size > 1 {

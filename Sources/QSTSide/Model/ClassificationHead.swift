@@ -139,7 +139,8 @@ public enum ClassificationHead {
         if pooling == .mean {
             // One row per sequence of a right-padded [rows.count, seqLen] batch (SequencePredictor's layout).
             seqLen = rows.isEmpty ? 1 : hidden.count / (d * rows.count)
-            for (b, r) in rows.enumerated() where seqLen < 1 || r / seqLen != b || hidden.count != rows.count * seqLen * d {
+            for (b, r) in rows.enumerated()
+            where seqLen < 1 || r / seqLen != b || hidden.count != rows.count * seqLen * d {
                 throw QSTError("classification head (mean pooling): row \(r) is not in sequence \(b) of the batch")
             }
         }
