@@ -213,6 +213,9 @@ public struct SideConfig: Codable, Sendable, Equatable {
         if let k = numLabels, k < 1 || k > 1 << 16 {
             throw QSTError("side network: num_labels \(k) is outside 1...65536")
         }
+        if headPooling != nil, numLabels == nil {
+            throw QSTError("side network: headPooling needs a classification head (numLabels)")
+        }
         if numLabels != nil, !base.family.supportsClassificationHead {
             throw QSTError("side network: the classification head is implemented for LLaMA-family bases only, not OPT")
         }
