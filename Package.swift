@@ -17,7 +17,7 @@ let tools: [(name: String, dependencies: [Target.Dependency])] = [
     ("qst-inspect", ["QSTFormat"]),
     ("qst-eval", ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTEvaluation"]),
     ("qst-generate", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
-    ("qst-init-side", ["QSTSide", "QSTEngine"]),
+    ("qst-init-side", ["QSTSide"]),
     ("qst-tune", ["QSTSide", "QSTEngine", "QSTEngineCLI", "QSTNN", "QSTDistributed", "QSTEvaluation"]),
     ("qst-export", ["QSTSide"]),
     ("qst-synthetic", ["QSTFormat", "QSTTokenizer", "QSTCore"]),

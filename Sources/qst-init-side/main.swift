@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import QSTCLI
-import QSTEngine
 import QSTSide
 
 struct InitSide: ParsableCommand {
@@ -13,8 +12,6 @@ struct InitSide: ParsableCommand {
               qst-init-side smollm2.qst4 -o side/     # starts as the base model
               qst-init-side smollm2.qst4 -o side/ --init reference --r 16
               qst-init-side smollm2.qst4 -o side/ --init base-pruned  # LST-style blocks
-              # channels weighted by the base's activations on 256 training sentences
-              qst-init-side smollm2.qst4 -o side/ --init base-pruned --calibrate sst2/train.tsv
               qst-init-side smollm2.qst4 -o side/ --r 8 --downsample linear --dropout 0
               qst-init-side smollm2.qst4 -o side/ --batch 16 --seq-len 128 --json
             """)
@@ -45,13 +42,6 @@ struct InitSide: ParsableCommand {
     var activation: SideActivation = .swish
     @Option(help: "Dropout on the downsampler input during training.")
     var dropout: Float = 0.1
-    @Option(
-        help:
-            "With --init base-pruned: choose the kept residual channels by the base's activations on these texts as well as its weights (one text per line; a TSV's first column, a 'sentence' header skipped)."
-    )
-    var calibrate: String?
-    @Option(help: "With --calibrate: use the first N texts.")
-    var calibrateCount: Int = 256
     @Option(help: "Seed of the initialisation.")
     var seed: UInt64 = 0
     @Option(help: "Micro-batch size for the memory estimate.")
@@ -70,21 +60,8 @@ struct InitSide: ParsableCommand {
             dropout: dropout, seed: seed, headMix: start.headMix)
         let weights = try SideWeights(config: config)
         weights.initialize(seed: seed)
-        if calibrate != nil, start != .basePruned {
-            throw QSTError.option("--calibrate chooses the channels of --init base-pruned; give --init base-pruned")
-        }
-        guard calibrateCount > 0 else { throw QSTError.option("--calibrate-count must be positive") }
         if start == .basePruned {
-            var activity: [[Double]]?
-            if let calibrate {
-                let backbone = try FrozenModel(path: model)
-                let tokenizer = try backbone.source.loadTokenizer()
-                let texts = try CalibrationTexts.read(calibrate, limit: calibrateCount)
-                activity = try PrunedBaseInit.channelActivity(
-                    backbone: backbone,
-                    sequences: texts.map { tokenizer.encode($0, addSpecialTokens: true).map(Int32.init) })
-            }
-            try PrunedBaseInit.initialize(weights, modelPath: model, activity: activity)
+            try PrunedBaseInit.initialize(weights, modelPath: model)
         }
         try SideWeightsIO.save(weights, directory: output)
         let report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
@@ -104,25 +81,6 @@ struct InitSide: ParsableCommand {
         for (name, bytes) in report.memory.rows {
             print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + Units.bytes(bytes))
         }
-    }
-}
-
-/// `--calibrate`'s texts: one per line, a TSV's first column; a first line whose first column is `sentence`
-/// (GLUE's header) and empty lines are skipped.
-enum CalibrationTexts {
-    static func read(_ path: String, limit: Int) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
-        else { throw QSTError.file(path, "cannot read calibration texts (a UTF-8 text or TSV file)") }
-        var out: [String] = []
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let first = String(line.split(separator: "\t", omittingEmptySubsequences: false).first ?? "")
-                .trimmingCharacters(in: .whitespaces)
-            if first.isEmpty || (i == 0 && first == "sentence") { continue }
-            out.append(first)
-            if out.count == limit { break }
-        }
-        guard !out.isEmpty else { throw QSTError.file(path, "no calibration texts") }
-        return out
     }
 }
 

@@ -103,19 +103,10 @@ public enum PrunedBaseInit {
     }
 
     /// Chooses what to keep from the base (`source`) for a side network of `config` (Formats/SIDE.md §2.1).
-    /// With `activity` (`channelActivity`: per layer, per channel, the mean square of the layer's
-    /// RMS-normalised input over calibration tokens) a channel's read norms in layer `i` are weighted by
-    /// `activity[i][c]`, as Wanda weights `|W|` by `‖X‖` (data-aware); without, every channel counts 1.
-    public static func select(
-        config c: SideConfig, source: WeightSource, activity: [[Double]]? = nil
-    ) throws -> Selection {
+    public static func select(config c: SideConfig, source: WeightSource) throws -> Selection {
         let dm = try dims(config: c, source: source)
         let d = dm.d, H = dm.heads, K = dm.kvHeads, bhd = dm.baseHeadDim, f = dm.ffn, hd = c.headDim
         let group = H / K, qw = H * bhd, kvw = K * bhd
-        if let activity, activity.count != c.base.layerCount || activity.contains(where: { $0.count != d }) {
-            throw QSTError(
-                "--calibrate: channel activity for \(activity.count) layers, expected \(c.base.layerCount) × \(d)")
-        }
         var channel = [Double](repeating: 0, count: d)
         var layers: [Layer] = []
         for i in 0..<c.base.layerCount {
@@ -131,7 +122,7 @@ public enum PrunedBaseInit {
                     columnNorm2(b.q, ch, rows: qw, cols: d) + columnNorm2(b.k, ch, rows: kvw, cols: d)
                     + columnNorm2(b.v, ch, rows: kvw, cols: d)
                 let reads2 = columnNorm2(b.gate, ch, rows: f, cols: d) + columnNorm2(b.up, ch, rows: f, cols: d)
-                channel[ch] += (activity?[i][ch] ?? 1) * (g1 * g1 * reads1 + g2 * g2 * reads2)
+                channel[ch] += g1 * g1 * reads1 + g2 * g2 * reads2
             }
             var queryKey: [[Int]] = [], value: [[Int]] = []
             let bands = pairBands(sidePairs: hd / 2, basePairs: bhd / 2)
@@ -166,47 +157,12 @@ public enum PrunedBaseInit {
     }
 
     /// `select` then `apply` with the base at `modelPath` (a `.qst4` container or a safetensors folder).
-    public static func initialize(_ weights: SideWeights, modelPath: String, activity: [[Double]]? = nil) throws {
+    public static func initialize(_ weights: SideWeights, modelPath: String) throws {
         guard !modelPath.hasSuffix(".json") else {
             throw QSTError.file(modelPath, "--init base-pruned needs the base's weights, not only its config.json")
         }
         let source = try openWeightSource(path: modelPath)
-        try apply(
-            try select(config: weights.config, source: source, activity: activity), source: source, to: weights)
-    }
-
-    /// `[L][d]`: for each layer `i`, the mean over every token of `sequences` of `(h_i[c] / rms(h_i))²`, the
-    /// square of layer `i`'s input `h_i` (the embeddings for layer 0) normalised as its input RMSNorm does,
-    /// before the gain (the gain is in the weight norms `select` multiplies it with). Sums in Double.
-    public static func channelActivity(
-        backbone: any FrozenBackbone, sequences: [[Int32]], batchSize: Int = 8
-    ) throws -> [[Double]] {
-        let L = backbone.layerCount, d = backbone.hiddenSize
-        var sums = [[Double]](repeating: [Double](repeating: 0, count: d), count: L)
-        var tokens = 0
-        var start = 0
-        while start < sequences.count {
-            let chunk = Array(sequences[start..<min(sequences.count, start + batchSize)])
-            start += chunk.count
-            let batch = TokenBatch(sequences: chunk)
-            let T = batch.seqLen
-            _ = try backbone.forwardHiddenStates(batch) { v, h in
-                guard v < L else { return }
-                for (b, len) in batch.lengths.enumerated() {
-                    for t in 0..<len {
-                        let x = h + (b * T + t) * d
-                        var ms = 0.0
-                        for j in 0..<d { ms += Double(x[j]) * Double(x[j]) }
-                        ms /= Double(d)
-                        guard ms > 0 else { continue }
-                        for j in 0..<d { sums[v][j] += Double(x[j]) * Double(x[j]) / ms }
-                    }
-                }
-            }
-            tokens += batch.lengths.reduce(0, +)
-        }
-        guard tokens > 0 else { throw QSTError("--calibrate: no calibration tokens") }
-        return sums.map { $0.map { $0 / Double(tokens) } }
+        try apply(try select(config: weights.config, source: source), source: source, to: weights)
     }
 
     /// Overwrites the blocks, `norm_side` and (linear) downsamplers of `weights` with the kept base values;
