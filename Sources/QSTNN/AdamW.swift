@@ -37,12 +37,16 @@ public final class AdamW: @unchecked Sendable {
     /// First and second moments, `m[i]`/`v[i]` for `parameters[i]`.
     public let m: [FloatBuffer]
     public let v: [FloatBuffer]
+    /// Per-parameter learning-rate multipliers (parameter groups): parameter `i` steps with `lr · lrScales[i]`,
+    /// its decoupled weight decay too (as a PyTorch parameter group with its own `lr`). All 1 by default.
+    public var lrScales: [Float]
 
     public init(parameters: [Parameter], config: Config = Config()) {
         self.parameters = parameters
         self.config = config
         m = parameters.map { FloatBuffer(count: $0.count) }
         v = parameters.map { FloatBuffer(count: $0.count) }
+        lrScales = [Float](repeating: 1, count: parameters.count)
     }
 
     /// Applies one update with learning rate `lr` using the current gradients (which are left untouched).
@@ -51,9 +55,10 @@ public final class AdamW: @unchecked Sendable {
         let c = config
         let bc1 = 1 - Foundation.pow(Double(c.beta1), Double(step))
         let bc2 = 1 - Foundation.pow(Double(c.beta2), Double(step))
-        let stepSize = Float(Double(lr) / bc1)
         let bc2Sqrt = Float(bc2.squareRoot())
         for (i, p) in parameters.enumerated() {
+            let lr = lr * lrScales[i]
+            let stepSize = Float(Double(lr) / bc1)
             let decayFactor: Float = p.decay ? 1 - lr * c.weightDecay : 1
             let w = SendablePointer(p.value), g = SendablePointer(p.grad)
             let mp = SendablePointer(m[i].pointer), vp = SendablePointer(v[i].pointer)

@@ -29,7 +29,8 @@ extension Tune {
             let k = try classifyLabels(task: args.task)
             weights = try ClassificationHead.attach(
                 to: weights, numLabels: k, seed: training.seed,
-                labelRows: try headStart(task: args.task, backbone: backbone, tokenizer: tokenizer))
+                labelRows: try headStart(task: args.task, backbone: backbone, tokenizer: tokenizer),
+                pooling: headPool)
         }
         let useHead = weights.config.numLabels != nil
         if useHead, args.task == nil {
@@ -38,6 +39,11 @@ extension Tune {
         let sideModel = try SideModel(weights: weights, backbone: backbone)
         var baseCache: BaseStateCache?
         if let dir = args.cacheBase {
+            if weights.config.headPooling == .mean {
+                throw QSTError.option(
+                    "--cache-base keeps norm(h_N) at the last token only; a mean-pooled head (--head-pool mean) needs every position"
+                )
+            }
             // Ranks see different examples each epoch; one shared cache folder would need cross-rank locking.
             if let mpi = parallel.mpi, mpi.size > 1 {
                 throw QSTError.option("--cache-base works in a single process only (this job has \(mpi.size) ranks)")

@@ -20,6 +20,11 @@ struct OptimizerArguments: ParsableArguments {
     @Option(help: "Learning-rate schedule.") var schedule: LRSchedule?
     @Option(help: "Warm-up as a fraction of all steps.") var warmupRatio: Double?
     @Option(help: "Clip the global gradient norm to this (0 = off).") var maxGradNorm: Double?
+    @Option(
+        help:
+            "QST: learning-rate multiplier for the side blocks (model.qst_layers.*), a parameter group; e.g. 0.25 with --lr 2e-3 trains the blocks at 5e-4 and the downsamplers, gates, upsample and head at 2e-3 (default 1)."
+    )
+    var blockLrScale: Double?
 
     func apply(to t: inout TrainingConfig) {
         if let lr { t.learningRate = lr }
@@ -30,6 +35,7 @@ struct OptimizerArguments: ParsableArguments {
         if let schedule { t.schedule = schedule }
         if let warmupRatio { t.warmupRatio = warmupRatio }
         if let maxGradNorm { t.maxGradNorm = maxGradNorm }
+        if let blockLrScale { t.blockLearningRateScale = blockLrScale }
     }
 }
 
@@ -73,3 +79,4 @@ enum HeadInitialisation: String, CaseIterable, ExpressibleByArgument {
 }
 
 extension LRSchedule: ExpressibleByArgument {}
+extension HeadPooling: ExpressibleByArgument {}

@@ -92,6 +92,11 @@ struct Tune: ParsableCommand {
             "With --head classify: the head's start — label-words (the frozen LM head's rows of the task's label words, zero bias: step 0 is the zero-shot classifier) or random (U(±1/√d), as nn.Linear)."
     )
     var headInit: HeadInitialisation = .labelWords
+    @Option(
+        help:
+            "With --head classify: what the head reads — last (the side network's output at the last prompt token) or mean (its mean over the prompt's tokens)."
+    )
+    var headPool: HeadPooling = .last
     @OptionGroup(title: "Engine") var engine: EngineArguments
 
     var model: String { base.model }

@@ -42,6 +42,33 @@ final class AdamWTests: XCTestCase {
         XCTAssertEqual(read(gw, 3), [0, 0, 0])
     }
 
+    /// Parameter groups (`lrScales`): the first AdamW step moves every element by exactly
+    /// `lr·s·g/(|g| + ε)` (bias-corrected m̂ = g, v̂ = g²) after the decay `p·(1 − lr·s·wd)`, with the group's
+    /// scale `s`; a scale of 0 freezes a tensor (no decay either).
+    func testLearningRateScalesActAsParameterGroups() {
+        let k = Keep(); defer { withExtendedLifetime(k) {} }
+        let a0: [Double] = [1.0, -2.0], b0: [Double] = [0.5, 0.25], c0: [Double] = [3.0]
+        let a = k.f(a0), b = k.f(b0), c = k.f(c0)
+        let ga = k.f([0.3, -0.1]), gb = k.f([-0.2, 0.4]), gc = k.f([1.0])
+        let cfg = AdamW.Config(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1)
+        let opt = AdamW(
+            parameters: [
+                Parameter(name: "a", value: a, grad: ga, count: 2),
+                Parameter(name: "b", value: b, grad: gb, count: 2),
+                Parameter(name: "c", value: c, grad: gc, count: 1),
+            ], config: cfg)
+        XCTAssertEqual(opt.lrScales, [1, 1, 1], "one group by default")
+        opt.lrScales = [1, 0.25, 0]
+        let lr = 0.01
+        func expected(_ p0: [Double], _ g: [Double], scale: Double) -> [Double] {
+            zip(p0, g).map { p, g in p * (1 - lr * scale * 0.1) - lr * scale * g / (abs(g) + 1e-8) }
+        }
+        opt.update(lr: Float(lr))
+        assertClose(read(a, 2), expected(a0, [0.3, -0.1], scale: 1), rtol: 1e-6, atol: 1e-8, "scale 1")
+        assertClose(read(b, 2), expected(b0, [-0.2, 0.4], scale: 0.25), rtol: 1e-6, atol: 1e-8, "scale 0.25")
+        XCTAssertEqual(read(c, 1), c0, "scale 0: frozen")
+    }
+
     func testGlobalNormClipping() {
         let k = Keep(); defer { withExtendedLifetime(k) {} }
         let g1 = k.f([3, 0]), g2 = k.f([0, 4, 0])

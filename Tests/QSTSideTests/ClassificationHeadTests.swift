@@ -2,6 +2,7 @@ import Foundation
 import QSTEngine
 import QSTFormat
 import QSTNN
+import QSTTestSupport
 import QSTTokenizer
 import XCTest
 @testable import QSTSide
@@ -210,6 +211,84 @@ final class ClassificationHeadTests: XCTestCase {
         XCTAssertTrue(
             FileManager.default.contents(atPath: runA + "/final/side.safetensors")
                 == FileManager.default.contents(atPath: runB + "/final/side.safetensors"))
+    }
+
+    /// `--head-pool mean`: the head reads the mean of `o` over each sequence's positions 0 … answer position,
+    /// checked against means computed in Double from each example run alone (so padding in the batch cannot
+    /// leak in), and the gradient of the pooled loss against central finite differences.
+    func testMeanPooledHeadReadsTheSequenceMeanAndItsGradient() throws {
+        let plainConfig = SideConfig(
+            base: SideFixtures.tinyShape, r: 2, downsample: .linear, dropout: 0, seed: 6)
+        let w = try SideWeights(config: plainConfig)
+        w.initialize(seed: 6)
+        let weights = try ClassificationHead.attach(to: w, numLabels: 2, seed: 6, pooling: .mean)
+        XCTAssertEqual(weights.config.headPooling, .mean)
+        let model = try SideModel(weights: weights, backbone: MockBackbone(shape: plainConfig.base))
+        let d = plainConfig.base.hiddenSize
+        let data = examples(5, seed: 8)
+        XCTAssertGreaterThan(Set(data.map(\.ids.count)).count, 1, "lengths differ: the batch is padded")
+        let batch = BatchPlan.collate(data)
+        let T = batch.tokens.seqLen
+        let o = try model.outputHidden(batch.tokens)
+        let z = try model.classifierLogits(hidden: o, rows: data.indices.map { $0 * T + data[$0].ids.count - 1 })
+        let W = Array(UnsafeBufferPointer(start: weights.value("score.weight"), count: 2 * d))
+        let bias = Array(UnsafeBufferPointer(start: weights.value("score.bias"), count: 2))
+        var reference: [Double] = []
+        for ex in data {
+            let alone = try model.outputHidden(BatchPlan.collate([ex]).tokens).array
+            let len = ex.ids.count
+            var mean = [Double](repeating: 0, count: d)
+            for t in 0..<len { for j in 0..<d { mean[j] += Double(alone[t * d + j]) / Double(len) } }
+            for c in 0..<2 {
+                var s = Double(bias[c])
+                for j in 0..<d { s += Double(W[c * d + j]) * mean[j] }
+                reference.append(s)
+            }
+        }
+        assertClose(z.map(Double.init), reference, rtol: 1e-4, atol: 1e-5, "mean-pooled head logits")
+        let last = try ClassificationHead.logits(
+            weights: try ClassificationHead.attach(to: w, numLabels: 2, seed: 6), hidden: o,
+            rows: data.indices.map { $0 * T + data[$0].ids.count - 1 })
+        XCTAssertNotEqual(last, z, "the last-token head reads something else")
+        XCTAssertThrowsError(
+            try model.classifierLogits(hidden: o, rows: [0, 1]), "rows outside their sequences are refused")
+
+        // Gradient of the pooled cross-entropy: every tensor, a few elements each, against finite differences.
+        func loss() throws -> Double {
+            weights.zeroGradients()
+            var rng = SplitMix64(seed: 1)
+            return try model.trainStep(batch, rng: &rng).mean
+        }
+        _ = try loss()
+        let analytic = weights.grads.array
+        var rng = SplitMix64(seed: 2)
+        var an: [Double] = [], fd: [Double] = []
+        for s in weights.specs {
+            for _ in 0..<3 {
+                let k = s.offset + Int(rng.next() % UInt64(s.count))
+                let saved = weights.values[k], h: Float = 1e-2
+                weights.values[k] = saved + h
+                let lp = try loss()
+                weights.values[k] = saved - h
+                let lm = try loss()
+                weights.values[k] = saved
+                fd.append((lp - lm) / Double(2 * h)); an.append(Double(analytic[k]))
+            }
+        }
+        let scale = fd.map(abs).max() ?? 0
+        XCTAssertGreaterThan(scale, 1e-4, "gradients are not all zero")
+        assertClose(
+            an, fd, rtol: 1e-2, atol: max(2e-4, 1e-2 * scale), "mean-pooled head: analytic vs finite difference")
+
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try SideWeightsIO.save(weights, directory: dir)
+        XCTAssertEqual(try SideWeightsIO.load(directory: dir).config.headPooling, .mean)
+        let lastHead = try ClassificationHead.attach(to: w, numLabels: 2, seed: 6)
+        try SideWeightsIO.save(lastHead, directory: dir + "/last")
+        XCTAssertFalse(
+            try String(contentsOfFile: dir + "/last/side_config.json", encoding: .utf8).contains("headPooling"),
+            "last-token pooling writes nothing: older readers still load the file")
     }
 
     func testRegressionHeadLowersSquaredError() throws {

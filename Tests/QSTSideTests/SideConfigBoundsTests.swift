@@ -36,6 +36,11 @@ final class SideConfigBoundsTests: XCTestCase {
         XCTAssertEqual(
             message(SideConfig(base: shape(), r: 2, adapterHidden: Int.max)),
             "side network: adapter_hidden \(Int.max) is above \(1 << 20)")
+        var pooledWithoutHead = SideConfig(base: shape(), r: 2)
+        pooledWithoutHead.headPooling = .mean
+        XCTAssertEqual(message(pooledWithoutHead), "side network: headPooling needs a classification head (numLabels)")
+        pooledWithoutHead.numLabels = 2
+        XCTAssertEqual(message(pooledWithoutHead), "valid")
     }
 
     /// A config asking for ~2^52 floats beside a small weights file: refused from the file's tensor list,

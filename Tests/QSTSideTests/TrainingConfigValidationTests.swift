@@ -18,6 +18,9 @@ final class TrainingConfigValidationTests: XCTestCase {
         XCTAssertEqual(kind { $0.maxLength = 1 }, .invalidConfiguration)
         XCTAssertEqual(kind { $0.warmupRatio = 1 }, .invalidConfiguration)
         XCTAssertEqual(kind { $0.beta2 = 1 }, .invalidConfiguration)
+        XCTAssertEqual(kind { $0.blockLearningRateScale = -0.5 }, .invalidConfiguration)
+        XCTAssertEqual(kind { $0.blockLearningRateScale = .infinity }, .invalidConfiguration)
+        XCTAssertNil(kind { $0.blockLearningRateScale = 0 })
     }
 
     func testMessageNamesTheConfiguration() {

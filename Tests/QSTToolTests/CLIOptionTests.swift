@@ -43,6 +43,7 @@ final class CLIOptionTests: ToolTestCase {
             values: ["sgemm", "exact", "auto"])
         let tune = [model, path("side"), "--data", path("d.jsonl"), "-o", out]
         try rejected("qst-tune", tune + ["--head", "pool"], option: "--head", values: ["lm", "classify"])
+        try rejected("qst-tune", tune + ["--head-pool", "max"], option: "--head-pool", values: ["last", "mean"])
         try rejected("qst-tune", tune + ["--method", "dora"], option: "--method", values: ["qst", "lora"])
         try rejected("qst-tune", tune + ["--preset", "chat"], option: "--preset", values: ["glue", "instruct"])
         try rejected(
@@ -60,6 +61,7 @@ final class CLIOptionTests: ToolTestCase {
                 [
                     missing, path("side"), "--data", path("d.jsonl"), "-o", path("out"),
                     "--head", "classify", "--schedule", "cosine", "--threads", "1", "--matmul", "exact",
+                    "--head-pool", "mean", "--block-lr-scale", "0.25",
                 ]
             ),
         ] {

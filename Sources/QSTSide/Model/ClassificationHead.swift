@@ -17,7 +17,7 @@ public enum ClassificationHead {
     /// then the base model's label-word logits, the zero-shot classifier (Formats/RUNS.md §2.3).
     public static func attach(
         to weights: SideWeights, numLabels k: Int, seed: UInt64,
-        labelRows: [Float]? = nil
+        labelRows: [Float]? = nil, pooling: HeadPooling = .last
     ) throws -> SideWeights {
         if let existing = weights.config.numLabels {
             guard existing == k else {
@@ -28,6 +28,7 @@ public enum ClassificationHead {
         }
         var config = weights.config
         config.numLabels = k
+        config.headPooling = pooling == .last ? nil : pooling
         let out = try SideWeights(config: config)
         out.values.pointer.update(from: weights.values.pointer, count: weights.values.count)
         let fresh = try SideWeights(config: config)
@@ -73,6 +74,10 @@ public enum ClassificationHead {
         let d = weights.config.base.hiddenSize, n = batch.labels.count
         guard hidden.count >= n * d else { throw QSTError("classification head: \(hidden.count) floats for \(n) rows") }
         let train = dHidden != nil
+        if weights.config.headPooling == .mean, batch.labelledCount > 0 {
+            return try meanPooledLoss(
+                weights: weights, hidden: hidden, batch: batch, dHidden: dHidden, gradScale: gradScale)
+        }
         do {
             return try batch.labels.withUnsafeBufferPointer { lp in
                 try withTargets(batch.targets) { tp in
@@ -84,6 +89,37 @@ public enum ClassificationHead {
                 }
             }
         }
+    }
+
+    /// The loss with `headPooling` = mean: the head reads each labelled row's sequence mean; its gradient
+    /// goes to every pooled row, divided by the number of rows pooled.
+    private static func meanPooledLoss(
+        weights: SideWeights, hidden: FloatBuffer, batch: SideBatch,
+        dHidden: UnsafeMutablePointer<Float>?, gradScale: Float?
+    ) throws -> ChunkedCrossEntropy.Result {
+        let k = weights.config.numLabels ?? 0, d = weights.config.base.hiddenSize, T = batch.tokens.seqLen
+        let rows = batch.labels.indices.filter { batch.labels[$0] != ChunkedCrossEntropy.ignoreIndex }
+        let pooled = meanPooled(hidden: hidden.pointer, rows: rows, seqLen: T, d: d)
+        let labels = rows.map { batch.labels[$0] }, targets = batch.targets.map { t in rows.map { t[$0] } }
+        let dPooled = dHidden == nil ? nil : FloatBuffer(count: rows.count * d)
+        let train = dHidden != nil
+        let result = try labels.withUnsafeBufferPointer { lp in
+            try withTargets(targets) { tp in
+                try SequenceClassification.lossAndGradient(
+                    hidden: pooled.pointer, labels: lp.baseAddress!, targets: tp, n: rows.count, d: d,
+                    weight: weights.value(weightName), bias: weights.value(biasName), k: k,
+                    dHidden: dPooled?.pointer,
+                    dWeight: train ? weights.grad(weightName) : nil, dBias: train ? weights.grad(biasName) : nil,
+                    gradScale: gradScale)
+            }
+        }
+        if let dHidden, let dPooled {
+            for (r, row) in rows.enumerated() {
+                let start = row - row % T, inv = 1 / Float(row - start + 1), g = dPooled.pointer + r * d
+                for t in start...row { let dx = dHidden + t * d; for j in 0..<d { dx[j] += g[j] * inv } }
+            }
+        }
+        return result
     }
 
     private static func withTargets<R>(_ t: [Float]?, _ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
@@ -98,13 +134,59 @@ public enum ClassificationHead {
         for r in rows where (r + 1) * d > hidden.count {
             throw QSTError("classification head: row \(r) is outside the \(hidden.count / d) hidden rows")
         }
+        let pooling = weights.config.headPooling ?? .last
+        var seqLen = 1
+        if pooling == .mean {
+            // One row per sequence of a right-padded [rows.count, seqLen] batch (SequencePredictor's layout).
+            seqLen = rows.isEmpty ? 1 : hidden.count / (d * rows.count)
+            for (b, r) in rows.enumerated()
+            where seqLen < 1 || r / seqLen != b || hidden.count != rows.count * seqLen * d {
+                throw QSTError("classification head (mean pooling): row \(r) is not in sequence \(b) of the batch")
+            }
+        }
+        let input = headInput(pooling, hidden: hidden, rows: rows, seqLen: seqLen, d: d)
         var out = [Float](repeating: 0, count: rows.count * k)
         out.withUnsafeMutableBufferPointer {
             SequenceClassification.logits(
-                out: $0.baseAddress!, hidden: hidden.pointer, rows: rows, d: d,
+                out: $0.baseAddress!, hidden: input.buffer.pointer, rows: input.rows, d: d,
                 weight: weights.value(weightName), bias: weights.value(biasName), k: k)
         }
         return out
+    }
+}
+
+/// What the classification head reads of the mixed output `o` (`side_config.json` `headPooling`).
+public enum HeadPooling: String, Codable, CaseIterable, Sendable {
+    /// `o` at the sequence's last prompt token (Hugging Face's `…ForSequenceClassification`).
+    case last
+    /// The mean of `o` over the sequence's positions 0 … last prompt token: every position's side output
+    /// gets a direct gradient, not only through attention into the last one.
+    case mean
+}
+
+extension ClassificationHead {
+    /// `[rows.count, d]`: row `r` the mean of `hidden` rows `start(rows[r]) … rows[r]`, where `start(x)` is the
+    /// first row of `x`'s sequence in a right-padded `[B, seqLen]` batch.
+    static func meanPooled(hidden: UnsafePointer<Float>, rows: [Int], seqLen T: Int, d: Int) -> FloatBuffer {
+        let out = FloatBuffer(count: rows.count * d)
+        for (r, row) in rows.enumerated() {
+            let start = row - row % T, o = out.pointer + r * d
+            for t in start...row { let x = hidden + t * d; for j in 0..<d { o[j] += x[j] } }
+            let inv = 1 / Float(row - start + 1)
+            for j in 0..<d { o[j] *= inv }
+        }
+        return out
+    }
+
+    /// The head's input rows for `pooling`: `hidden` itself at `rows` (last), or the pooled copy with rows
+    /// 0 ..< rows.count (mean).
+    static func headInput(
+        _ pooling: HeadPooling, hidden: FloatBuffer, rows: [Int], seqLen: Int, d: Int
+    ) -> (buffer: FloatBuffer, rows: [Int]) {
+        switch pooling {
+        case .last: return (hidden, rows)
+        case .mean: return (meanPooled(hidden: hidden.pointer, rows: rows, seqLen: seqLen, d: d), Array(rows.indices))
+        }
     }
 }
 

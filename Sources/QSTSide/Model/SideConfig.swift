@@ -124,6 +124,8 @@ public struct SideConfig: Codable, Sendable, Equatable {
     public var numLabels: Int?
     /// The head mix; nil (absent from the JSON, every file written before it existed) is `gated`.
     public var headMix: HeadMix?
+    /// Which rows of `o` the classification head reads (Formats/SIDE.md §10); nil (absent) is `last`.
+    public var headPooling: HeadPooling?
 
     public init(
         base: BaseShape, r: Int = 16, downsample: DownsampleKind = .adapter, adapterHidden: Int = 16,
@@ -210,6 +212,9 @@ public struct SideConfig: Codable, Sendable, Equatable {
         }
         if let k = numLabels, k < 1 || k > 1 << 16 {
             throw QSTError("side network: num_labels \(k) is outside 1...65536")
+        }
+        if headPooling != nil, numLabels == nil {
+            throw QSTError("side network: headPooling needs a classification head (numLabels)")
         }
         if numLabels != nil, !base.family.supportsClassificationHead {
             throw QSTError("side network: the classification head is implemented for LLaMA-family bases only, not OPT")

@@ -42,6 +42,7 @@ public final class Trainer<Model: TrainableModel> {
             state = TrainerState()
             state.rngState = training.seed &+ 0x5EED
         }
+        optimizer.lrScales = training.learningRateScales(optimizer.parameters)
     }
 
     private var epochPlan: (epoch: Int, batches: [[Int]])?

@@ -29,8 +29,21 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var saveEvery: Int = 0
     /// Stop after this many evaluations without improvement (0 = never).
     public var earlyStoppingPatience: Int = 0
+    /// Learning-rate multiplier for the side blocks (`model.qst_layers.*`): a parameter group, so blocks
+    /// copied from the base (`--init base-pruned`) can move slower than the downsamplers, gates, `upsample`
+    /// and head. nil = 1 (optional so run files written before it existed still load).
+    public var blockLearningRateScale: Double? = nil
 
     public init() {}
+
+    /// Prefix of the tensors `blockLearningRateScale` applies to.
+    public static let blockPrefix = "model.qst_layers."
+
+    /// One learning-rate multiplier per optimizer parameter (`AdamW.lrScales`).
+    public func learningRateScales(_ parameters: [Parameter]) -> [Float] {
+        let block = Float(blockLearningRateScale ?? 1)
+        return parameters.map { $0.name.hasPrefix(Self.blockPrefix) ? block : 1 }
+    }
 
     public static func instruct() -> TrainingConfig {
         var c = TrainingConfig()
@@ -46,6 +59,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         }
         guard epochs >= 1 || (maxSteps ?? 0) >= 1 else { throw fail("give at least one epoch or step") }
         guard warmupRatio >= 0, warmupRatio < 1 else { throw fail("warm-up ratio must be in [0, 1)") }
+        if let s = blockLearningRateScale, !(s >= 0 && s.isFinite) {
+            throw fail("block learning-rate scale must be finite and ≥ 0")
+        }
         guard (0..<1).contains(beta1), (0..<1).contains(beta2), eps > 0, weightDecay >= 0 else {
             throw fail("AdamW needs 0 ≤ β < 1, ε > 0, weight decay ≥ 0")
         }
