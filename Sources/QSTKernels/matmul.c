@@ -83,19 +83,15 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 // GEMM, by the GEMV path that would run: the GEMMs decode their weight panels once per call, a
 // cost that only pays off over enough rows. Measured on one SmolLM2 layer's seven NF4 linears, one
 // thread, kernels built with the package's flags (Scripts/bench-kernels-rows, QST_BENCH_SHAPE=gemv|gemm;
-// BENCHMARKS.md §23, §16 session 8): the AVX-512 bf16 NF4 GEMV wins up to 32 rows (its scaled tables,
-// session 8: ~680 against ~730 us at 32, ~775 against ~765 at 36; it was 24 before them, and the exact
-// AVX-512 GEMV and the generic bf16 one, for NF4 blocks not a multiple of 64, keep that); the AVX2 int16 GEMV ties the int16 GEMM (NF4 blocks a multiple of 64) at 9 rows
+// BENCHMARKS.md §23): the AVX-512 bf16 GEMV wins up to 24 rows (582 against 604 us at 24, 680
+// against 652 at 28); the AVX2 int16 GEMV ties the int16 GEMM (NF4 blocks a multiple of 64) at 9 rows
 // and loses from 10 (775 against 686 us at 12), so it stops at 8 there, and at 32 where that GEMM
 // cannot run (the exact F32 GEMM's packing costs ~280 us); BF16 "Few rows" in §13.
 // A fixed table: the same m always takes the same path, so results are reproducible run to run.
 static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
     switch (gemv_path) {
-    case QST_KERNEL_AVX512: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 24 : QST_GEMV_MAX_ROWS;
-    case QST_KERNEL_AVX512_BF16:
-        // NF4 blocks a multiple of 64 run matmul_gemv_nf4_bf16.c; others the generic bf16 GEMV (24).
-        if (type == QST_WEIGHT_NF4) return (layout_ok & LAYOUT_INT_GEMM) ? 32 : 24;
-        return type == QST_WEIGHT_BF16 ? 32 : QST_GEMV_MAX_ROWS;
+    case QST_KERNEL_AVX512:
+    case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 24 : QST_GEMV_MAX_ROWS;
     case QST_KERNEL_AVX2_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;

@@ -194,21 +194,6 @@ final class MatmulTests: XCTestCase {
             XCTAssertEqual(try auto(b32, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue))
         }
         XCTAssertEqual(try auto(bf, rows: 512).1, scalarOnly ? 1 : 0)
-        if bf16 {
-            // The NF4 bf16 GEMV (blocks a multiple of 64) up to 32 rows, the GEMM beyond (BENCHMARKS.md §16
-            // session 8); other blocks run the generic bf16 GEMV, up to 24 rows.
-            func shape(_ w: TestMatrix, rows: Int64) throws -> Int32 {
-                try w.withWeight { w in
-                    var c = w; return qst_matmul_resolve_shape(&c, rows, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
-                }
-            }
-            let b64 = TestMatrix.nf4(n: 1024, k: 64, block: 64, seed: 6)
-            let b32 = TestMatrix.nf4(n: 1024, k: 64, block: 32, seed: 5)
-            XCTAssertEqual(try shape(b64, rows: 32), Int32(QST_SHAPE_GEMV.rawValue), "NF4 bf16 GEMV up to 32 rows")
-            XCTAssertEqual(try shape(b64, rows: 33), Int32(QST_SHAPE_GEMM.rawValue))
-            XCTAssertEqual(try shape(b32, rows: 24), Int32(QST_SHAPE_GEMV.rawValue), "block 32: GEMV up to 24 rows")
-            XCTAssertEqual(try shape(b32, rows: 25), Int32(QST_SHAPE_GEMM.rawValue))
-        }
         // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
         try nf4.withWeight { weight in
             var c = weight
