@@ -133,6 +133,20 @@ struct Tune: ParsableCommand {
         if benchmark != nil {
             throw QSTError.option("--benchmark measures the QST side network; it is not available with --method lora")
         }
+        if optimizer.blockLrScale != nil {
+            throw QSTError.option("--block-lr-scale scales the side network's blocks; it is for --method qst")
+        }
+    }
+
+    /// `--head-pool` shapes a classification head when it is attached: refused where none is attached (no
+    /// `--head classify`, a resumed run whose head is fixed, LoRA) rather than silently ignored.
+    func refuseHeadPoolWithoutNewHead() throws {
+        guard headPool != .last else { return }
+        if method == .lora { throw QSTError.option("--head-pool is for a QST side network's head (--method qst)") }
+        if head != .classify { throw QSTError.option("--head-pool needs --head classify") }
+        if resume != nil {
+            throw QSTError.option("--head-pool cannot change a resumed run's head (its side_config.json fixes it)")
+        }
     }
 
     func runBenchmark(_ repeats: Int) throws {
@@ -170,6 +184,7 @@ struct Tune: ParsableCommand {
 
     func run() throws {
         try refuseOptionsLoRAIgnores()
+        try refuseHeadPoolWithoutNewHead()
         if let benchmark { return try runBenchmark(benchmark) }
         try DataParallelRun.execute(tool: "qst-tune") { try train($0) }
     }
