@@ -27,6 +27,7 @@ QST_DOTPROD static inline int32x4_t dot_sdot(int32x4_t acc, int8x16_t a, int8x16
             for (int i = 0; i < mc; i++) acc[i] = vdupq_n_f32(0);                                       \
             for (int64_t g = 0; g < groups; g++) {                                                       \
                 const int8_t *wr = q + j * k + g * 32;                                                   \
+                __builtin_prefetch(wr + QST_Q8_PREFETCH_BYTES);                                          \
                 const int8x16_t w0 = vld1q_s8(wr), w1 = vld1q_s8(wr + 16);                               \
                 const float sc = scales[j * spans + g / 2];                                              \
                 for (int i = 0; i < mc; i++) {                                                           \

@@ -20,6 +20,7 @@
         for (int64_t s = 0; s < spans; s++) {                                                                \
             for (int r = 0; r < JR; r++) {                                                                   \
                 const int8_t *wr = q + (j + r) * k + s * 64;                                                 \
+                _mm_prefetch((const char *)wr + QST_Q8_PREFETCH_BYTES, _MM_HINT_T0);                         \
                 const __m256i w0 = _mm256_loadu_si256((const __m256i *)wr);                                  \
                 const __m256i w1 = _mm256_loadu_si256((const __m256i *)(wr + 32));                           \
                 const __m256i a0 = _mm256_sign_epi8(w0, w0), a1 = _mm256_sign_epi8(w1, w1);                  \
@@ -100,7 +101,9 @@ T512 static inline __attribute__((always_inline)) void q8_avx512_step(const int 
             xsc[i] = _mm512_insertf32x8(_mm512_set1_ps(g[0]), _mm256_set1_ps(g[1]), 1);
         }
         for (int r = 0; r < JR; r++) {
-            const __m512i w = _mm512_loadu_si512((const void *)(q + (j + r) * k + s * 64));
+            const int8_t *wr = q + (j + r) * k + s * 64;
+            _mm_prefetch((const char *)wr + QST_Q8_PREFETCH_BYTES, _MM_HINT_T0);
+            const __m512i w = _mm512_loadu_si512((const void *)wr);
             const __m512 sc = _mm512_set1_ps(scales[(j + r) * spans + s]);
             __m512i d[QST_Q8_ROWS_PER_PASS];
             if (unsigned_x) {

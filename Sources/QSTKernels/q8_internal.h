@@ -9,6 +9,12 @@
 // whatever MC and JR, so a row of x gets the same bits alone or with others.
 #define QST_Q8_ROWS_PER_PASS 8
 
+// Every weight load also prefetches the head this many bytes further on (its rows are contiguous).
+// The head (28 MB for SmolLM2) streams from DRAM at every decoded token; left to the hardware
+// prefetchers alone, the same kernel took ~40 % more time in one build than in another that differed
+// only in where unrelated code moved it (BENCHMARKS.md §26).
+#define QST_Q8_PREFETCH_BYTES 8192
+
 // Rounds mc rows of x (k elements, stride ldx) to int8 per contiguous 32-element group:
 // xq[i*k + e], scale xs[i*(k/32) + g] = max|x of group g| / 127.
 void qst_q8_quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int8_t *xq, float *xs);
