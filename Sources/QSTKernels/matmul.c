@@ -87,10 +87,14 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 // against 652 at 28); the AVX2 int16 GEMV ties the int16 GEMM (NF4 blocks a multiple of 64) at 9 rows
 // and loses from 10 (775 against 686 us at 12), so it stops at 8 there, and at 32 where that GEMM
 // cannot run (the exact F32 GEMM's packing costs ~280 us); BF16 "Few rows" in §13.
+// The exact AVX-512 NF4 GEMV (what AUTO runs on AVX-512 CPUs without AVX512_BF16: Skylake-SP to Ice
+// Lake, or a VM hiding it) decodes its weights once per 4 rows: with the 30 layers streaming
+// (QST_BENCH_LAYERS=30, Intel Xeon, BENCHMARKS.md §27) it ties the exact GEMM at 12 rows (845 against
+// 847-865 us) and loses from 14 (1,020 against 924-969 us; 1,690 against 1,330-1,395 at 24).
 // A fixed table: the same m always takes the same path, so results are reproducible run to run.
 static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
     switch (gemv_path) {
-    case QST_KERNEL_AVX512:
+    case QST_KERNEL_AVX512: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 24 : QST_GEMV_MAX_ROWS;
     case QST_KERNEL_AVX2_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;

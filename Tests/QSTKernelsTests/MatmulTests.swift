@@ -194,6 +194,21 @@ final class MatmulTests: XCTestCase {
             XCTAssertEqual(try auto(b32, rows: 512).0, Int32(QST_KERNEL_AVX2.rawValue))
         }
         XCTAssertEqual(try auto(bf, rows: 512).1, scalarOnly ? 1 : 0)
+        if avx512 {
+            // NF4 GEMV row limits per path (matmul.c, gemv_row_limit): the bfloat16 GEMV up to 24 rows, the
+            // exact one (AUTO without AVX512_BF16, and EXACT everywhere) up to 12, the GEMMs beyond.
+            func shape(_ rows: Int64, _ kernel: qst_kernel) throws -> Int32 {
+                try nf4.withWeight { w in
+                    var c = w
+                    return qst_matmul_resolve_shape(&c, rows, kernel, QST_SHAPE_AUTO)
+                }
+            }
+            let gemv = Int32(QST_SHAPE_GEMV.rawValue), gemm = Int32(QST_SHAPE_GEMM.rawValue)
+            XCTAssertEqual(try shape(12, QST_KERNEL_EXACT), gemv, "exact NF4 GEMV up to 12 rows")
+            XCTAssertEqual(try shape(13, QST_KERNEL_EXACT), gemm)
+            XCTAssertEqual(try shape(bf16 ? 24 : 12, QST_KERNEL_AUTO), gemv)
+            XCTAssertEqual(try shape(bf16 ? 25 : 13, QST_KERNEL_AUTO), gemm)
+        }
         // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
         try nf4.withWeight { weight in
             var c = weight
