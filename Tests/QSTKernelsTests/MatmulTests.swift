@@ -154,6 +154,13 @@ final class MatmulTests: XCTestCase {
                 )
             }
         }
+        /// The loop shape (GEMV or GEMM) `rows` rows of x times `w` take with `kernel`.
+        func shape(_ w: TestMatrix, rows: Int64, _ kernel: qst_kernel = QST_KERNEL_AUTO) throws -> Int32 {
+            try w.withWeight { w in
+                var c = w
+                return qst_matmul_resolve_shape(&c, rows, kernel, QST_SHAPE_AUTO)
+            }
+        }
         let expectGEMV: Int32, expectGEMM: Int32, expectBF16GEMV: Int32
         if bf16 {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (4, 4, 4)
@@ -180,11 +187,6 @@ final class MatmulTests: XCTestCase {
             // GEMM wins from 9), the integer GEMM beyond; without that GEMM, the GEMV up to 32 rows.
             let large = TestMatrix.nf4(n: 1024, k: 64, block: 64, seed: 6)
             let b32 = TestMatrix.nf4(n: 1024, k: 64, block: 32, seed: 5)
-            func shape(_ w: TestMatrix, rows: Int64) throws -> Int32 {
-                try w.withWeight { w in
-                    var c = w; return qst_matmul_resolve_shape(&c, rows, QST_KERNEL_AUTO, QST_SHAPE_AUTO)
-                }
-            }
             XCTAssertEqual(try auto(large, rows: 9).0, Int32(QST_KERNEL_AVX2_INT16.rawValue))
             XCTAssertEqual(try shape(large, rows: 9), Int32(QST_SHAPE_GEMM.rawValue))
             XCTAssertEqual(try shape(large, rows: 8), Int32(QST_SHAPE_GEMV.rawValue), "GEMV up to 8 rows")
@@ -197,17 +199,11 @@ final class MatmulTests: XCTestCase {
         if avx512 {
             // NF4 GEMV row limits per path (matmul.c, gemv_row_limit): the bfloat16 GEMV up to 24 rows, the
             // exact one (AUTO without AVX512_BF16, and EXACT everywhere) up to 12, the GEMMs beyond.
-            func shape(_ rows: Int64, _ kernel: qst_kernel) throws -> Int32 {
-                try nf4.withWeight { w in
-                    var c = w
-                    return qst_matmul_resolve_shape(&c, rows, kernel, QST_SHAPE_AUTO)
-                }
-            }
             let gemv = Int32(QST_SHAPE_GEMV.rawValue), gemm = Int32(QST_SHAPE_GEMM.rawValue)
-            XCTAssertEqual(try shape(12, QST_KERNEL_EXACT), gemv, "exact NF4 GEMV up to 12 rows")
-            XCTAssertEqual(try shape(13, QST_KERNEL_EXACT), gemm)
-            XCTAssertEqual(try shape(bf16 ? 24 : 12, QST_KERNEL_AUTO), gemv)
-            XCTAssertEqual(try shape(bf16 ? 25 : 13, QST_KERNEL_AUTO), gemm)
+            XCTAssertEqual(try shape(nf4, rows: 12, QST_KERNEL_EXACT), gemv, "exact NF4 GEMV up to 12 rows")
+            XCTAssertEqual(try shape(nf4, rows: 13, QST_KERNEL_EXACT), gemm)
+            XCTAssertEqual(try shape(nf4, rows: bf16 ? 24 : 12), gemv)
+            XCTAssertEqual(try shape(nf4, rows: bf16 ? 25 : 13), gemm)
         }
         // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
         try nf4.withWeight { weight in
