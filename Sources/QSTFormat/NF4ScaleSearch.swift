@@ -1,5 +1,6 @@
 import Foundation
 import QSTCore
+import QSTKernels
 
 /// How the NF4 scale search looks for each block's scale (Formats/NF4.md §6).
 public struct NF4SearchSettings: Sendable, Equatable {
@@ -178,21 +179,32 @@ public enum NF4ScaleSearch {
 
     /// One block's values and weights (padding of a partial last block is left out: it is never decoded).
     /// Owns raw storage, one per worker: the error loop runs ~20 times per block and must not bounds-check.
+    /// The errors come from `qst_nf4_block_errors` (one candidate scale per vector lane, the scalar loop's
+    /// bits on every path), so a whole grid of candidates costs about one pass over the block.
     struct Block {
         let x: UnsafeMutablePointer<Float>
         let w: UnsafeMutablePointer<Float>
         let values: UnsafeMutablePointer<Float>
         let mid: UnsafeMutablePointer<Float>
+        /// Candidate scales and their errors for one kernel call.
+        let candidates: UnsafeMutablePointer<Float>
+        let errors: UnsafeMutablePointer<Double>
+        static let candidateCapacity = 64
         var n = 0
 
         init(capacity: Int) {
             x = .allocate(capacity: capacity); w = .allocate(capacity: capacity)
             values = .allocate(capacity: 16); mid = .allocate(capacity: 15)
+            candidates = .allocate(capacity: Self.candidateCapacity)
+            errors = .allocate(capacity: Self.candidateCapacity)
             for i in 0..<16 { values[i] = NF4.codeValues[i] }
             for i in 0..<15 { mid[i] = NF4ScaleSearch.midpoints[i] }
         }
 
-        func release() { x.deallocate(); w.deallocate(); values.deallocate(); mid.deallocate() }
+        func release() {
+            x.deallocate(); w.deallocate(); values.deallocate(); mid.deallocate()
+            candidates.deallocate(); errors.deallocate()
+        }
 
         mutating func load(
             _ src: UnsafePointer<Float>, count: Int, block b: Int, blockSize: Int,
@@ -213,14 +225,15 @@ public enum NF4ScaleSearch {
         /// `Σ wᵢ (xᵢ − f32(NF4[cᵢ]·s))²` in double with codes by nearest value for scale `s`.
         @inline(__always)
         func error(scale s: Float) -> Double {
-            let r: Float = 1 / s
-            var e = 0.0
-            for i in 0..<n {
-                let c = NF4ScaleSearch.code(x[i] * r, mid)
-                let d = Double(x[i]) - Double(values[c] * s)
-                e += Double(w[i]) * d * d
-            }
-            return e
+            candidates[0] = s
+            evaluate(1)
+            return errors[0]
+        }
+
+        /// `errors[j]` for `candidates[0..<count]`.
+        @inline(__always)
+        func evaluate(_ count: Int) {
+            qst_nf4_block_errors(x, w, Int64(n), candidates, Int64(count), errors, Int32(QST_IMPL_AUTO))
         }
 
         /// The closed-form best scale for the codes nearest under scale `s`: `Σ w x q / Σ w q²`.
@@ -238,12 +251,23 @@ public enum NF4ScaleSearch {
         func bestScale(absmax m: Float, grid: [Float], refinements: Int) -> Float {
             // All-zero and subnormal blocks keep bitsandbytes' treatment.
             guard m.isNormal else { return m }
-            var best = m, bestError = error(scale: m)
-            for f in grid {
-                let s = m * f
-                guard s.isNormal else { continue }
-                let e = error(scale: s)
-                if e < bestError { best = s; bestError = e }
+            // The absmax first, then the grid in order, the first strictly smaller error winning (as one
+            // candidate at a time would pick).
+            var best = m, bestError = Double.infinity
+            var count = 1, next = 0
+            candidates[0] = m
+            while true {
+                while next < grid.count && count < Self.candidateCapacity {
+                    let s = m * grid[next]
+                    next += 1
+                    guard s.isNormal else { continue }
+                    candidates[count] = s
+                    count += 1
+                }
+                evaluate(count)
+                for j in 0..<count where errors[j] < bestError { best = candidates[j]; bestError = errors[j] }
+                if next == grid.count { break }
+                count = 0
             }
             for _ in 0..<refinements {
                 let s = refit(scale: best)
@@ -260,16 +284,19 @@ public enum NF4ScaleSearch {
             current: UInt8, absmax: Float, absmax2: Float, offset: Float,
             map: UnsafePointer<Float>
         ) -> UInt8 {
-            var candidates: [Int] = (-2...2).map { Int(current) + $0 }.filter { (0...255).contains($0) }
+            var near: [Int] = (-2...2).map { Int(current) + $0 }.filter { (0...255).contains($0) }
             let u = (absmax - offset) * (1 / absmax2)
-            if u.isFinite { candidates.append(Int(DynamicMap8.nearestIndex(u, code: map))) }
-            var best = current, bestError = Double.infinity
-            for q in candidates {
+            if u.isFinite { near.append(Int(DynamicMap8.nearestIndex(u, code: map))) }
+            var codes: [UInt8] = []
+            for q in near {
                 let s = map[q] * absmax2 + offset
                 guard s.isNormal, s > 0 else { continue }
-                let e = error(scale: s)
-                if e < bestError { best = UInt8(q); bestError = e }
+                candidates[codes.count] = s
+                codes.append(UInt8(q))
             }
+            var best = current, bestError = Double.infinity
+            if !codes.isEmpty { evaluate(codes.count) }
+            for (j, q) in codes.enumerated() where errors[j] < bestError { best = q; bestError = errors[j] }
             return best
         }
     }

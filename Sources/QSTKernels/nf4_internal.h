@@ -28,5 +28,7 @@ int64_t qst_nf4_absmax_neon(const float *x, int64_t len, float *absmax_out);
 void qst_nf4_quantize_block_neon(const float *x, int64_t len, float recip, uint8_t *out);
 void qst_nf4_dequant_f32_neon(const uint8_t *codes, float scale, int64_t start, int64_t n, float *out);
 void qst_nf4_dequant_bf16_neon(const uint8_t *codes, float scale, int64_t start, int64_t n, uint16_t *out);
+void qst_nf4_block_errors_neon(const float *x, const float *w, int64_t n, const float *scales, int64_t count,
+                               double *errors);
 #endif
 #endif

@@ -148,6 +148,7 @@ static void test_crc(int impl) {
 #include "test_q8.inc"
 #include "test_vecmath.inc"
 #include "test_small_gemv.inc"
+#include "test_nf4_block_errors.inc"
 #include "test_side_decode_attention.inc"
 
 int main(void) {
@@ -161,10 +162,12 @@ int main(void) {
         any = 1;
         printf("testing %s codec paths\n", impl_name(impl));
         test_nf4(impl);
+        test_nf4_block_errors(impl);
         test_stats(impl);
         test_crc(impl);
     }
     test_crc(QST_IMPL_SCALAR);
+    test_nf4_block_errors(QST_IMPL_SCALAR);
 #if defined(__x86_64__) || defined(__aarch64__)
     check(any || (qst_cpu_features() & QST_CPU_FORCED_SCALAR), "a vector codec path runs on this CPU");
 #else

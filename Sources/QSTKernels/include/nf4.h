@@ -53,6 +53,13 @@ void qst_nf4_dequantize_f32(const uint8_t *codes, const float *absmax, int64_t b
 void qst_nf4_dequantize_bf16(const uint8_t *codes, const float *absmax, int64_t block_size,
                              int64_t start, int64_t n, uint16_t *out, int impl);
 
+/// The scale search's weighted error of one block (n elements x, weights w) under each of `count`
+/// candidate scales: errors[j] = sum_i f64(w_i) * d_i^2 with d_i = f64(x_i) - f64(NF4[c_i] * s_j) and
+/// c_i the code of f32(x_i * f32(1 / s_j)), summed in element order in float64 (Formats/NF4.md §6).
+/// Every path returns the scalar path's bits (one candidate per vector lane).
+void qst_nf4_block_errors(const float *x, const float *w, int64_t n, const float *scales, int64_t count,
+                          double *errors, int impl);
+
 #ifdef __cplusplus
 }
 #endif
