@@ -260,7 +260,9 @@ public enum NF4ScaleSearch {
                 while next < grid.count && count < Self.candidateCapacity {
                     let s = m * grid[next]
                     next += 1
-                    guard s.isNormal else { continue }
+                    // A repeat of the absmax (the default grid's 1.0) has its error and cannot win a strict
+                    // comparison: leaving it out keeps the result and fits absmax + grid in 16 lanes.
+                    guard s.isNormal, s != m else { continue }
                     candidates[count] = s
                     count += 1
                 }
