@@ -289,16 +289,18 @@ public enum NF4ScaleSearch {
             var near: [Int] = (-2...2).map { Int(current) + $0 }.filter { (0...255).contains($0) }
             let u = (absmax - offset) * (1 / absmax2)
             if u.isFinite { near.append(Int(DynamicMap8.nearestIndex(u, code: map))) }
-            var codes: [UInt8] = []
-            for q in near {
-                let s = map[q] * absmax2 + offset
+            // The usable codes move to the front of `near`, their scales into `candidates`, in order.
+            var count = 0
+            for i in near.indices {
+                let q = near[i], s = map[q] * absmax2 + offset
                 guard s.isNormal, s > 0 else { continue }
-                candidates[codes.count] = s
-                codes.append(UInt8(q))
+                candidates[count] = s
+                near[count] = q
+                count += 1
             }
             var best = current, bestError = Double.infinity
-            if !codes.isEmpty { evaluate(codes.count) }
-            for (j, q) in codes.enumerated() where errors[j] < bestError { best = q; bestError = errors[j] }
+            if count > 0 { evaluate(count) }
+            for j in 0..<count where errors[j] < bestError { best = UInt8(near[j]); bestError = errors[j] }
             return best
         }
     }

@@ -43,14 +43,6 @@ float qst_nf4_threshold(int index) { return qst_nf4_thresholds16[1 + (index % 15
 // ---------------------------------------------------------------------------------------
 // Scalar path
 
-// The tree in dQuantizeNF4 is a binary search over sorted thresholds with `x > t` tests, so
-// it equals the number of thresholds below x; NaN fails every test and lands on code 0.
-static inline unsigned nf4_code_scalar(float v) {
-    unsigned c = 0;
-    for (int k = 1; k < 16; k++) c += v > qst_nf4_thresholds16[k];
-    return c;
-}
-
 static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
@@ -73,14 +65,14 @@ int64_t qst_nf4_absmax_scalar(const float *x, int64_t len, float *absmax_out) {
 void qst_nf4_quantize_block_scalar(const float *x, int64_t len, float recip, uint8_t *out) {
     int64_t j = 0;
     for (; j + 1 < len; j += 2) {
-        unsigned hi = nf4_code_scalar(x[j] * recip);
-        unsigned lo = nf4_code_scalar(x[j + 1] * recip);
+        unsigned hi = qst_nf4_code_scalar(x[j] * recip);
+        unsigned lo = qst_nf4_code_scalar(x[j + 1] * recip);
         out[j / 2] = (uint8_t)((hi << 4) | lo);
     }
     if (j < len) {
         // bitsandbytes loads the missing partner as 0.0 and quantizes it like any element.
-        unsigned hi = nf4_code_scalar(x[j] * recip);
-        unsigned lo = nf4_code_scalar(0.0f * recip);
+        unsigned hi = qst_nf4_code_scalar(x[j] * recip);
+        unsigned lo = qst_nf4_code_scalar(0.0f * recip);
         out[j / 2] = (uint8_t)((hi << 4) | lo);
     }
 }
@@ -113,19 +105,7 @@ void qst_nf4_dequant_bf16_scalar(const uint8_t *codes, float scale, int64_t star
 // AVX-512 path
 
 #if QST_NF4_X86
-#define QST_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
-
-// Branch-free binary search over the 15 thresholds with a 16-lane permute as the table.
-QST_AVX512 static inline __m512i nf4_codes16(__m512 v, __m512 thr) {
-    __m512i c = _mm512_setzero_si512();
-    for (int s = 8; s >= 1; s >>= 1) {
-        __m512i step = _mm512_set1_epi32(s);
-        __m512i idx = _mm512_add_epi32(c, step);
-        __mmask16 gt = _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(idx, thr), _CMP_GT_OQ);
-        c = _mm512_mask_add_epi32(c, gt, c, step);
-    }
-    return c;
-}
+#define QST_AVX512 QST_NF4_AVX512
 
 // 32 codes (two vectors of 16) -> 16 packed bytes, element 2j in the high nibble.
 QST_AVX512 static inline __m128i pack_codes32(__m512i c0, __m512i c1) {
@@ -159,8 +139,8 @@ QST_AVX512 static void quantize_block_avx512(const float *x, int64_t len, float 
     const __m512 r = _mm512_set1_ps(recip);
     int64_t j = 0;
     for (; j + 32 <= len; j += 32) {
-        __m512i c0 = nf4_codes16(_mm512_mul_ps(_mm512_loadu_ps(x + j), r), thr);
-        __m512i c1 = nf4_codes16(_mm512_mul_ps(_mm512_loadu_ps(x + j + 16), r), thr);
+        __m512i c0 = qst_nf4_codes16_avx512(_mm512_mul_ps(_mm512_loadu_ps(x + j), r), thr);
+        __m512i c1 = qst_nf4_codes16_avx512(_mm512_mul_ps(_mm512_loadu_ps(x + j + 16), r), thr);
         _mm_storeu_si128((__m128i *)(out + j / 2), pack_codes32(c0, c1));
     }
     if (j < len) {
@@ -168,8 +148,8 @@ QST_AVX512 static void quantize_block_avx512(const float *x, int64_t len, float 
         int64_t rest = len - j;
         __m512 v0 = _mm512_maskz_loadu_ps(mask16(rest), x + j);
         __m512 v1 = _mm512_maskz_loadu_ps(mask16(rest - 16), x + j + 16);
-        __m128i packed = pack_codes32(nf4_codes16(_mm512_mul_ps(v0, r), thr),
-                                      nf4_codes16(_mm512_mul_ps(v1, r), thr));
+        __m128i packed = pack_codes32(qst_nf4_codes16_avx512(_mm512_mul_ps(v0, r), thr),
+                                      qst_nf4_codes16_avx512(_mm512_mul_ps(v1, r), thr));
         _mm_mask_storeu_epi8(out + j / 2, mask16((rest + 1) / 2), packed);
     }
 }

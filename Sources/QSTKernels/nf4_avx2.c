@@ -34,23 +34,12 @@ QST_AVX2 int64_t qst_nf4_absmax_avx2(const float *x, int64_t len, float *absmax_
     return -1;
 }
 
-// Code = number of thresholds below v (strict >, NaN compares false and stays code 0):
-// 15 independent compares, each true lane subtracting -1.
-QST_AVX2 static inline __m256i codes8(__m256 v) {
-    __m256i c = _mm256_setzero_si256();
-    for (int k = 1; k < 16; k++) {
-        __m256 gt = _mm256_cmp_ps(v, _mm256_set1_ps(qst_nf4_thresholds16[k]), _CMP_GT_OQ);
-        c = _mm256_sub_epi32(c, _mm256_castps_si256(gt));
-    }
-    return c;
-}
-
 // 32 elements -> 16 packed bytes, element 2j in the high nibble.
 QST_AVX2 static inline __m128i quantize32(const float *x, __m256 r) {
-    __m256i c0 = codes8(_mm256_mul_ps(_mm256_loadu_ps(x), r));
-    __m256i c1 = codes8(_mm256_mul_ps(_mm256_loadu_ps(x + 8), r));
-    __m256i c2 = codes8(_mm256_mul_ps(_mm256_loadu_ps(x + 16), r));
-    __m256i c3 = codes8(_mm256_mul_ps(_mm256_loadu_ps(x + 24), r));
+    __m256i c0 = qst_nf4_codes8_avx2(_mm256_mul_ps(_mm256_loadu_ps(x), r));
+    __m256i c1 = qst_nf4_codes8_avx2(_mm256_mul_ps(_mm256_loadu_ps(x + 8), r));
+    __m256i c2 = qst_nf4_codes8_avx2(_mm256_mul_ps(_mm256_loadu_ps(x + 16), r));
+    __m256i c3 = qst_nf4_codes8_avx2(_mm256_mul_ps(_mm256_loadu_ps(x + 24), r));
     // Packs interleave the 128-bit lanes; the dword permute restores element order.
     __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(c0, c1), _mm256_packs_epi32(c2, c3));
     b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));

@@ -21,19 +21,13 @@
 #define QST_BLOCK_ERRORS_X86 1
 #endif
 
-static inline int code_scalar(float v) {
-    int c = 0;
-    for (int k = 1; k < 16; k++) c += v > qst_nf4_thresholds16[k];
-    return c;
-}
-
 static void errors_scalar(const float *x, const float *w, int64_t n, const float *scales, int64_t count,
                           double *errors) {
     for (int64_t j = 0; j < count; j++) {
         const float s = scales[j], r = 1.0f / s;
         double e = 0.0;
         for (int64_t i = 0; i < n; i++) {
-            const int c = code_scalar(x[i] * r);
+            const unsigned c = qst_nf4_code_scalar(x[i] * r);
             const double d = (double)x[i] - (double)(qst_nf4_codes[c] * s);
             e = e + ((double)w[i] * d) * d;
         }
@@ -42,12 +36,11 @@ static void errors_scalar(const float *x, const float *w, int64_t n, const float
 }
 
 #if QST_BLOCK_ERRORS_X86
-#define QST_AVX512 __attribute__((target("avx512f")))
 #define QST_AVX2 __attribute__((target("avx2")))
 
-// 16 candidates per pass. Codes by a branch-free binary search over the thresholds (16-lane
-// permute as the table), values by the same permute over the 16 code values.
-QST_AVX512 static void errors_avx512(const float *x, const float *w, int64_t n, const float *scales,
+// 16 candidates per pass. Codes by the codec's binary search, values by the same permute over
+// the 16 code values.
+QST_NF4_AVX512 static void errors_avx512(const float *x, const float *w, int64_t n, const float *scales,
                                      int64_t count, double *errors) {
     const __m512 thr = _mm512_loadu_ps(qst_nf4_thresholds16), val = _mm512_loadu_ps(qst_nf4_codes);
     for (int64_t j = 0; j < count; j += 16) {
@@ -58,13 +51,7 @@ QST_AVX512 static void errors_avx512(const float *x, const float *w, int64_t n, 
         __m512d e0 = _mm512_setzero_pd(), e1 = _mm512_setzero_pd();
         for (int64_t i = 0; i < n; i++) {
             const __m512 v = _mm512_mul_ps(_mm512_set1_ps(x[i]), r);
-            __m512i c = _mm512_setzero_si512();
-            for (int step = 8; step >= 1; step >>= 1) {
-                const __m512i st = _mm512_set1_epi32(step);
-                const __m512i idx = _mm512_add_epi32(c, st);
-                const __mmask16 gt = _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(idx, thr), _CMP_GT_OQ);
-                c = _mm512_mask_add_epi32(c, gt, c, st);
-            }
+            const __m512i c = qst_nf4_codes16_avx512(v, thr);
             const __m512 p = _mm512_mul_ps(_mm512_permutexvar_ps(c, val), s);
             const __m512d xd = _mm512_set1_pd((double)x[i]), wd = _mm512_set1_pd((double)w[i]);
             const __m512d d0 = _mm512_sub_pd(xd, _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
@@ -78,7 +65,7 @@ QST_AVX512 static void errors_avx512(const float *x, const float *w, int64_t n, 
     }
 }
 
-// 8 candidates per pass. Codes by counting thresholds (15 compares), values by two 8-entry
+// 8 candidates per pass. Codes by the codec's 15 compares, values by two 8-entry
 // permutes chosen by the code's top bit (the compare against threshold 8).
 QST_AVX2 static void errors_avx2(const float *x, const float *w, int64_t n, const float *scales, int64_t count,
                                  double *errors) {
@@ -92,9 +79,7 @@ QST_AVX2 static void errors_avx2(const float *x, const float *w, int64_t n, cons
         __m256d e0 = _mm256_setzero_pd(), e1 = _mm256_setzero_pd();
         for (int64_t i = 0; i < n; i++) {
             const __m256 v = _mm256_mul_ps(_mm256_set1_ps(x[i]), r);
-            __m256i c = _mm256_setzero_si256();
-            for (int t = 1; t < 16; t++)
-                c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(qst_nf4_thresholds16[t]), _CMP_GT_OQ)));
+            const __m256i c = qst_nf4_codes8_avx2(v);
             const __m256 upper = _mm256_cmp_ps(v, _mm256_set1_ps(qst_nf4_thresholds16[8]), _CMP_GT_OQ);
             const __m256 q = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, c), _mm256_permutevar8x32_ps(hi, c), upper);
             const __m256 p = _mm256_mul_ps(q, s);

@@ -22,8 +22,7 @@ void qst_nf4_block_errors_neon(const float *x, const float *w, int64_t n, const 
         float64x2_t e0 = vdupq_n_f64(0.0), e1 = vdupq_n_f64(0.0);
         for (int64_t i = 0; i < n; i++) {
             const float32x4_t v = vmulq_f32(vdupq_n_f32(x[i]), r);
-            uint32x4_t c = vdupq_n_u32(0);
-            for (int k = 1; k < 16; k++) c = vsubq_u32(c, vcgtq_f32(v, vdupq_n_f32(qst_nf4_thresholds16[k])));
+            const uint32x4_t c = qst_nf4_codes4_neon(v);
             const uint8x16_t idx = vreinterpretq_u8_u32(vmlaq_u32(bytes, c, spread));
             const float32x4_t q = vreinterpretq_f32_u8(vqtbl4q_u8(table, idx));
             const float32x4_t p = vmulq_f32(q, s);

@@ -29,19 +29,12 @@ int64_t qst_nf4_absmax_neon(const float *x, int64_t len, float *absmax_out) {
     return -1;
 }
 
-// Code = number of thresholds below v (strict >; NaN compares false, stays code 0).
-static inline uint32x4_t codes4(float32x4_t v) {
-    uint32x4_t c = vdupq_n_u32(0);
-    for (int k = 1; k < 16; k++) c = vsubq_u32(c, vcgtq_f32(v, vdupq_n_f32(qst_nf4_thresholds16[k])));
-    return c;
-}
-
 // 16 elements -> 16 codes (one byte each, element order).
 static inline uint8x16_t codes16(const float *x, float32x4_t r) {
-    uint16x8_t a = vcombine_u16(vmovn_u32(codes4(vmulq_f32(vld1q_f32(x), r))),
-                                vmovn_u32(codes4(vmulq_f32(vld1q_f32(x + 4), r))));
-    uint16x8_t b = vcombine_u16(vmovn_u32(codes4(vmulq_f32(vld1q_f32(x + 8), r))),
-                                vmovn_u32(codes4(vmulq_f32(vld1q_f32(x + 12), r))));
+    uint16x8_t a = vcombine_u16(vmovn_u32(qst_nf4_codes4_neon(vmulq_f32(vld1q_f32(x), r))),
+                                vmovn_u32(qst_nf4_codes4_neon(vmulq_f32(vld1q_f32(x + 4), r))));
+    uint16x8_t b = vcombine_u16(vmovn_u32(qst_nf4_codes4_neon(vmulq_f32(vld1q_f32(x + 8), r))),
+                                vmovn_u32(qst_nf4_codes4_neon(vmulq_f32(vld1q_f32(x + 12), r))));
     return vcombine_u8(vmovn_u16(a), vmovn_u16(b));
 }
 
