@@ -5,6 +5,7 @@
 static int has_avx512(uint32_t f) { return (f & QST_CPU_AVX512_BASE) == QST_CPU_AVX512_BASE; }
 static int has_bf16(uint32_t f) { return has_avx512(f) && (f & QST_CPU_AVX512_BF16); }
 static int has_avx2(uint32_t f) { return (f & QST_CPU_AVX2_BASE) == QST_CPU_AVX2_BASE; }
+static int has_vnni512(uint32_t f) { return has_avx512(f) && has_avx2(f) && (f & QST_CPU_AVX512_VNNI); }
 
 // Vector kernels decode NF4 in 32-element groups sharing one absmax, and read BF16
 // through dword gathers that need at least two elements per row.
@@ -56,6 +57,7 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_AVX512_BF16: return vec && has_bf16(f) ? QST_KERNEL_AVX512_BF16 : -1;
     case QST_KERNEL_AVX2: return avx2 ? QST_KERNEL_AVX2 : -1;
     case QST_KERNEL_AVX2_INT16: return avx2 && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX2_INT16 : -1;
+    case QST_KERNEL_AVX512_INT16: return vec && avx2 && has_vnni512(f) && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX512_INT16 : -1;
     case QST_KERNEL_NEON:
     case QST_KERNEL_NEON_DOT:
         return -1;
@@ -74,7 +76,13 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
         // the F32 GEMM is the engine's reference). NF4/BF16 take the bfloat16 kernels,
         // which decode faster (GEMV) and do twice the multiplies per instruction (GEMM).
         if (type == QST_WEIGHT_F32) return QST_KERNEL_AVX512;
-        return has_bf16(f) ? QST_KERNEL_AVX512_BF16 : QST_KERNEL_AVX512;
+        if (has_bf16(f)) return QST_KERNEL_AVX512_BF16;
+        // Without bfloat16, NF4 GEMMs take the int16 one where it runs (AVX512_VNNI, blocks a multiple
+        // of 64): twice the products per instruction of the exact GEMM (BENCHMARKS.md §29). Decoding
+        // (GEMV) stays exact: it is bound by the weight stream, not the multiplies.
+        if (type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMM && (layout_ok & LAYOUT_INT_GEMM) && has_vnni512(f))
+            return QST_KERNEL_AVX512_INT16;
+        return QST_KERNEL_AVX512;
     }
     return -1;
 }
@@ -90,13 +98,17 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 // The exact AVX-512 NF4 GEMV (what AUTO runs on AVX-512 CPUs without AVX512_BF16: Skylake-SP to Ice
 // Lake, or a VM hiding it) decodes its weights once per 4 rows: with the 30 layers streaming
 // (QST_BENCH_LAYERS=30, Intel Xeon, BENCHMARKS.md §27) it ties the exact GEMM at 12 rows (845 against
-// 847-865 us) and loses from 14 (1,020 against 924-969 us; 1,690 against 1,330-1,395 at 24).
+// 847-865 us) and loses from 14 (1,020 against 924-969 us; 1,690 against 1,330-1,395 at 24). With
+// AVX512_VNNI the GEMM beyond is the int16 one, which beats that GEMV from 5 rows on one cache-resident
+// layer (BENCHMARKS.md §29); the limit stays 12 all the same, because the server stacks up to this many
+// decode rows of different requests in one GEMV call, where every row keeps its single-row bits.
 // A fixed table: the same m always takes the same path, so results are reproducible run to run.
 static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
     switch (gemv_path) {
     case QST_KERNEL_AVX512: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 24 : QST_GEMV_MAX_ROWS;
-    case QST_KERNEL_AVX2_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
+    case QST_KERNEL_AVX2_INT16:
+    case QST_KERNEL_AVX512_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;
     }
@@ -155,10 +167,15 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
         return qst_mm_neon(x, m, ldx, w, y, ldy, n0, n1, path == QST_KERNEL_NEON_DOT);
 #endif
     if (path == QST_KERNEL_SCALAR) return qst_mm_scalar(x, m, ldx, w, y, ldy, n0, n1);
-    if (path == QST_KERNEL_AVX2_INT16) {
+    if (path == QST_KERNEL_AVX2_INT16 || path == QST_KERNEL_AVX512_INT16) {
         // The GEMM needs 64-element x spans; other 32-multiple blocks run the GEMV loops.
         const int vnni = (f & QST_CPU_AVX_VNNI) != 0;
-        if (s == QST_SHAPE_GEMM && w->block % 64 == 0) return qst_mm_gemm_nf4_int16(x, m, ldx, w, y, ldy, n0, n1, vnni);
+        if (s == QST_SHAPE_GEMM && w->block % 64 == 0) {
+            const qst_int16_dot dot = path == QST_KERNEL_AVX512_INT16 ? QST_INT16_DOT_AVX512_VNNI
+                                      : vnni                          ? QST_INT16_DOT_AVX_VNNI
+                                                                      : QST_INT16_DOT_AVX2;
+            return qst_mm_gemm_nf4_int16(x, m, ldx, w, y, ldy, n0, n1, dot);
+        }
         return qst_mm_gemv_nf4_int16(x, m, ldx, w, y, ldy, n0, n1, vnni);
     }
     if (path == QST_KERNEL_AVX2) {
@@ -196,6 +213,7 @@ const char *qst_matmul_kernel_name(int kernel) {
     case QST_KERNEL_AVX512_BF16: return "avx512_bf16";
     case QST_KERNEL_AVX2: return "avx2";
     case QST_KERNEL_AVX2_INT16: return "avx2_int16";
+    case QST_KERNEL_AVX512_INT16: return "avx512_int16";
     case QST_KERNEL_NEON: return "neon";
     case QST_KERNEL_NEON_DOT: return "neon_dot";
     }

@@ -1,5 +1,6 @@
 // AVX2 NF4 GEMM with int16 dot products, for many rows of x (prompts, training forward) on CPUs
-// without AVX-512 (QST_KERNEL_AVX2_INT16, GEMM shape). The arithmetic is matmul.h's: x rounded to
+// without AVX-512 (QST_KERNEL_AVX2_INT16, GEMM shape), and with AVX-512 VNNI's microkernel in
+// matmul_gemm_int16_avx512.c (QST_KERNEL_AVX512_INT16). The arithmetic is matmul.h's: x rounded to
 // int16 per 32 elements (8191 levels, scale max|x| / 8191), NF4 values to round(8191 * value),
 // exact int32 sums per 32-element group, then one float32 step per group.
 // Per call:
@@ -160,7 +161,7 @@ TARGET_VNNI static inline __attribute__((always_inline)) __m256i vnni_dot_acc(__
 int qst_mm_gemm_nf4_int16_grid(int code) { return (int)lrintf(GI16_LEVELS * qst_mm_nf4_values[code & 15]); }
 
 int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
+                         float *y, int64_t ldy, int64_t n0, int64_t n1, qst_int16_dot dot) {
     const int64_t k = w->k, groups = k / 32;
     const size_t xq_bytes = (size_t)(m * k) * sizeof(int16_t), xs_bytes = (size_t)(m * groups) * sizeof(float);
     const size_t panel_bytes = (size_t)GI16_KC * GI16_NR * sizeof(int16_t), aux_bytes = (size_t)(GI16_KC / 32) * GI16_NR * 4;
@@ -193,9 +194,20 @@ int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weig
             int64_t np = 0, nr = 0;
             for (int64_t j = j0; j < n1 && np < GI16_NP; j += GI16_NR, np++) {
                 nr = n1 - j < GI16_NR ? n1 - j : GI16_NR;
-                pack_panel(w, j, nr, e0, ne, glo, ghi, panel + np * pelems, av + np * aelems);
+#if defined(__x86_64__)
+                if (dot == QST_INT16_DOT_AVX512_VNNI)
+                    qst_mm_gemm_int16_pack_avx512(w, j, nr, e0, ne, panel + np * pelems, av + np * aelems);
+                else
+#endif
+                    pack_panel(w, j, nr, e0, ne, glo, ghi, panel + np * pelems, av + np * aelems);
             }
-            if (vnni)
+#if defined(__x86_64__)
+            if (dot == QST_INT16_DOT_AVX512_VNNI)
+                qst_mm_gemm_int16_sweep_avx512(xq + e0, k, xs + e0 / 32, groups, m, panel, pelems, av, aelems, np,
+                                               ne / 32, y + j0, ldy, nr, e0 == 0);
+            else
+#endif
+            if (dot == QST_INT16_DOT_AVX_VNNI)
                 int16_sweep_vnni(xq + e0, k, xs + e0 / 32, groups, m, panel, pelems, av, aelems, np, ne / 32,
                                  y + j0, ldy, nr, e0 == 0);
             else
@@ -208,8 +220,8 @@ int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weig
 
 #else
 int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
-    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)vnni;
+                         float *y, int64_t ldy, int64_t n0, int64_t n1, qst_int16_dot dot) {
+    (void)x; (void)m; (void)ldx; (void)w; (void)y; (void)ldy; (void)n0; (void)n1; (void)dot;
     return QST_MATMUL_UNSUPPORTED;
 }
 int qst_mm_gemm_nf4_int16_grid(int code) { (void)code; return 0; }

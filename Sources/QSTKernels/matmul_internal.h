@@ -25,10 +25,24 @@ int qst_mm_gemm_avx2(const float *x, int64_t m, int64_t ldx, const qst_weight *w
 // AVX2 NF4 GEMV with int16 dot products (block % 32 == 0); vnni: use AVX-VNNI vpdpwssd.
 int qst_mm_gemv_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
-// AVX2 NF4 GEMM with int16 dot products (block % 64 == 0, x rounded to 8191 levels per 32
-// elements); vnni: use AVX-VNNI vpdpwssd.
+// The int16 GEMM's dot-product instructions: AVX2 vpmaddwd + vpaddd, AVX-VNNI vpdpwssd (256-bit),
+// AVX-512 VNNI vpdpwssd (512-bit). All three give the same bits.
+typedef enum { QST_INT16_DOT_AVX2 = 0, QST_INT16_DOT_AVX_VNNI = 1, QST_INT16_DOT_AVX512_VNNI = 2 } qst_int16_dot;
+// NF4 GEMM with int16 dot products (block % 64 == 0, x rounded to 8191 levels per 32 elements).
 int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
-                         float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
+                         float *y, int64_t ldy, int64_t n0, int64_t n1, qst_int16_dot dot);
+// Its AVX-512 VNNI sweep (matmul_gemm_int16_avx512.c): m rows of rounded x (int16 xq, row stride ldq;
+// per-group scales xs, row stride lds) times np panels of 16 weight rows (panel p at panel + p *
+// pstride, its per-group absmax at av + p * astride; nr columns in the last) over ng groups; writes
+// (first) or adds to y.
+// Its AVX-512 panel pack: weight rows [j0, j0 + nr) (nr <= 16), elements [e0, e0 + ne) (ne a multiple of
+// 64), into the AVX2 pack's layout (per element pair 16 int32, one per row; absent rows 0) and per
+// 32-element group the rows' absmax (av, 16 floats per group).
+void qst_mm_gemm_int16_pack_avx512(const qst_weight *w, int64_t j0, int64_t nr, int64_t e0, int64_t ne,
+                                   int16_t *panel, float *av);
+void qst_mm_gemm_int16_sweep_avx512(const int16_t *xq, int64_t ldq, const float *xs, int64_t lds, int64_t m,
+                                    const int16_t *panel, int64_t pstride, const float *av, int64_t astride,
+                                    int64_t np, int64_t ng, float *y, int64_t ldy, int64_t nr, int first);
 // Its weight grid: round(8191 * value).
 int qst_mm_gemm_nf4_int16_grid(int code);
 // round(QST_NF4_INT16_GRID * NF4 value of code): the int16 grid of the AVX2_INT16 path.

@@ -8,8 +8,10 @@ final class RealModelTests: XCTestCase {
     /// Exact paths (F32 arithmetic): BENCHMARKS.md §4 reports 1.1e-6 – 2.7e-6 relative Frobenius
     /// error; the bound keeps ~4× headroom (was 1e-4).
     static let exactBound = 1e-5
-    /// `auto` path (BF16 products on AVX512_BF16 machines, exact elsewhere): measured 7.9e-3 on
-    /// SmolLM2 with AVX512_BF16 (2026-12-04, BENCHMARKS.md §4); bound with ~2× headroom.
+    /// `auto` path (BF16 products on AVX512_BF16 machines; int16 NF4 products on AVX2 and, for prompts,
+    /// on other AVX-512 CPUs with VNNI; exact elsewhere): measured 7.9e-3 on SmolLM2 with AVX512_BF16
+    /// (2026-12-04, BENCHMARKS.md §4), 6.1e-4 with the AVX-512 int16 GEMM (§29); bound with ~2× headroom
+    /// over the largest.
     static let autoBound = 1.5e-2
     static let lock = NSLock()
     nonisolated(unsafe) static var built: [String: String] = [:]

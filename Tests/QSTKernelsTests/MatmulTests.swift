@@ -3,13 +3,13 @@ import QSTCore
 import QSTKernels
 import XCTest
 
-/// Every matmul path (scalar, AVX-512 F32, AVX512_BF16, AVX2 F32; GEMV and GEMM loop shapes) against a
+/// Every matmul path (scalar, AVX-512 F32, AVX512_BF16, AVX2 F32, the int16 NF4 paths; GEMV and GEMM loop shapes) against a
 /// Double reference computed here from weights decoded by this file's own NF4/BF16 decoding.
 final class MatmulTests: XCTestCase {
     static let kernels: [(String, qst_kernel)] = [
         ("scalar", QST_KERNEL_SCALAR), ("avx512", QST_KERNEL_AVX512), ("avx512_bf16", QST_KERNEL_AVX512_BF16),
-        ("avx2", QST_KERNEL_AVX2), ("avx2_int16", QST_KERNEL_AVX2_INT16), ("auto", QST_KERNEL_AUTO),
-        ("exact", QST_KERNEL_EXACT),
+        ("avx2", QST_KERNEL_AVX2), ("avx2_int16", QST_KERNEL_AVX2_INT16), ("avx512_int16", QST_KERNEL_AVX512_INT16),
+        ("auto", QST_KERNEL_AUTO), ("exact", QST_KERNEL_EXACT),
     ]
     static let shapes: [(String, qst_shape)] = [
         ("gemv", QST_SHAPE_GEMV), ("gemm", QST_SHAPE_GEMM), ("auto", QST_SHAPE_AUTO),
@@ -144,6 +144,7 @@ final class MatmulTests: XCTestCase {
         let avx512 = f & base == base
         let bf16 = avx512 && f & QST_CPU_AVX512_BF16 != 0
         let avx2 = f & (QST_CPU_AVX2 | QST_CPU_FMA) == QST_CPU_AVX2 | QST_CPU_FMA
+        let vnni512 = avx512 && avx2 && f & QST_CPU_AVX512_VNNI != 0
         let nf4 = TestMatrix.nf4(n: 8, k: 128, block: 64, seed: 3), bf = TestMatrix.bf16(n: 8, k: 128, ld: 128, seed: 4)
         func auto(_ w: TestMatrix, rows: Int) throws -> (Int32, Int32) {
             try w.withWeight { weight in
@@ -165,7 +166,8 @@ final class MatmulTests: XCTestCase {
         if bf16 {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (4, 4, 4)
         } else if avx512 {
-            (expectGEMV, expectGEMM, expectBF16GEMV) = (3, 3, 3)
+            // Without bfloat16, NF4 prompts take the int16 GEMM where AVX512_VNNI runs it; decoding stays exact.
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (3, vnni512 ? Int32(QST_KERNEL_AVX512_INT16.rawValue) : 3, 3)
         } else if avx2 {
             // NF4 with 64-multiple blocks takes the integer GEMM for many rows whatever the matrix size.
             (expectGEMV, expectGEMM, expectBF16GEMV) = (
@@ -213,6 +215,7 @@ final class MatmulTests: XCTestCase {
                 avx512 ? 3 : avx2 ? Int32(QST_KERNEL_AVX2.rawValue) : 2)
         }
         XCTAssertEqual(String(cString: qst_matmul_kernel_name(Int32(QST_KERNEL_AVX2_INT16.rawValue))), "avx2_int16")
+        XCTAssertEqual(String(cString: qst_matmul_kernel_name(Int32(QST_KERNEL_AVX512_INT16.rawValue))), "avx512_int16")
     }
 
     func testInvalidArgumentsAreRejectedAndOutputUntouched() throws {
@@ -280,7 +283,9 @@ final class MatmulTests: XCTestCase {
                             continue
                         }
                         let (want, scale) = reference[i * n + j]
-                        let int8 = path == Int32(QST_KERNEL_AVX2_INT16.rawValue)
+                        let int8 =
+                            path == Int32(QST_KERNEL_AVX2_INT16.rawValue)
+                            || path == Int32(QST_KERNEL_AVX512_INT16.rawValue)
                         let gemm = ranShape == Int32(QST_SHAPE_GEMM.rawValue)
                         let bound =
                             int8 ? (gemm ? int8GemmBound : int8Bound)[i * n + j] + 2e-5 * scale : tol * scale + 1e-30
