@@ -148,7 +148,7 @@ TARGET_BASE static inline __attribute__((always_inline)) __m256i avx2_dot_acc(__
 
 #define TARGET_VNNI __attribute__((target("avx2,fma,avxvnni")))
 TARGET_VNNI static inline __attribute__((always_inline)) __m256i vnni_dot_acc(__m256i acc, __m256i x, __m256i w) {
-    return _mm256_dpwssd_avx_epi32(acc, x, w);
+    return qst_dpwssd_avx_vnni(acc, x, w);
 }
 #define VARIANT vnni
 #define TARGET TARGET_VNNI

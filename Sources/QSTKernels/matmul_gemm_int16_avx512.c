@@ -18,14 +18,6 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
 #define RM 6 // 6 x 2 int32 + 6 x 2 float32 accumulators, 2 weight and 2 scale vectors: 28 of 32 zmm
 
-// acc + the pairwise int16 products of w and x. Written in assembly because clang (at least up to
-// 19), without a -mtune that declares vpdpwssd fast, rewrites the intrinsic into vpmaddwd + vpaddd:
-// two instructions, which measured 1.6x slower here.
-TARGET static inline __attribute__((always_inline)) __m512i dot_acc(__m512i acc, __m512i w, __m512i x) {
-    __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
-    return acc;
-}
-
 // RM rows of x (from row i) times NH (1 or 2) panels of 16 weight rows over groups [0, ng); adds
 // into (first chunk: writes) y. nr: columns of the last panel that exist (its others are padding).
 TARGET static inline __attribute__((always_inline)) void tile(const int rows, const int NH, const int16_t *xq,
@@ -46,7 +38,7 @@ TARGET static inline __attribute__((always_inline)) void tile(const int rows, co
                 int32_t pair;
                 memcpy(&pair, xp + i * ldq + 2 * p, 4);
                 const __m512i xb = _mm512_set1_epi32(pair); // vpbroadcastd from memory: a load, no shuffle
-                for (int h = 0; h < NH; h++) d[i][h] = dot_acc(d[i][h], w[h], xb);
+                for (int h = 0; h < NH; h++) d[i][h] = qst_dpwssd_avx512(d[i][h], w[h], xb);
             }
         }
         __m512 a[2];

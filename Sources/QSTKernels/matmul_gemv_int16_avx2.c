@@ -76,7 +76,7 @@ int16_t qst_mm_nf4_int16_grid(int code) { return (int16_t)lrintf(QST_NF4_INT16_G
 // The loop body twice: with AVX-VNNI vpdpwssd and with vpmaddwd + vpaddd.
 #define VARIANT vnni
 #define TARGET __attribute__((target("avx2,fma,avxvnni")))
-#define DOT(acc, w, x) _mm256_dpwssd_avx_epi32(acc, w, x)
+#define DOT(acc, w, x) qst_dpwssd_avx_vnni(acc, w, x)
 #include "matmul_gemv_int16_body.h"
 #undef VARIANT
 #undef TARGET
