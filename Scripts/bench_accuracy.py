@@ -230,7 +230,7 @@ def report(args, results, curves, mmlu, final=True):
     """Writes DIR/bench-accuracy.md and .json; called after every finished run (final=False) and at the end."""
     pct = lambda x: f"{100 * x:.1f}"
     lr = lambda r: f"{r['lr']} ({r['peakLR']:g})" if r.get("peakLR") else str(r["lr"])
-    md = [f"Budget: **{args['budget']}**" + (" (smoke test: the numbers do NOT test the paper's claim)"
+    md = [f"Budget: **{args['budget']}**" + (f" with {args['glue_length']} on every task" if args.get("glue_length") else "") + (" (smoke test: the numbers do NOT test the paper's claim)"
                                               if args["budget"] == "quick" else "") +
           ("" if final else " — PARTIAL: the run has not finished"), "",
           "| task | method | lr | dev metric | value [95 % CI] | dev n | best step / steps | train s | CPU s | wall s "
@@ -270,6 +270,16 @@ def main():
     b = BUDGETS[args["budget"]]
     if args.get("lrs"):
         b = {**b, "lrs": args["lrs"]}
+    # --epochs / --patience: the same GLUE length and early stopping for every task and method (RTE needs
+    # more than 3 epochs: BENCHMARKS.md §28), replacing the budget's per-task lengths.
+    if args.get("epochs"):
+        b = {**b, "epochs": args["epochs"], "steps": None,
+             "per_task": {t: {k: v for k, v in o.items() if k not in ("epochs", "steps")}
+                          for t, o in b.get("per_task", {}).items()}}
+    if args.get("patience"):
+        b = {**b, "patience": args["patience"]}
+    args["glue_length"] = (f"{b['epochs']} epochs" if b.get("epochs") else f"{b['steps']} steps") + \
+        f", patience {b['patience']}" if args.get("epochs") or args.get("patience") else None
     args["tasks"] = [t for t in args["tasks"] if t]  # --tasks "": Alpaca and MMLU only
     for m in args["methods"]:
         if m not in METHODS:
