@@ -1,13 +1,13 @@
-// The int16 NF4 GEMM's microkernel with AVX-512 VNNI (QST_KERNEL_AVX512_INT16): 512-bit vpdpwssd
-// does 32 int16 products per instruction at the issue rate of a 16-lane float32 FMA (measured on an
-// Intel Xeon without AVX512_BF16: 0.17 ns per instruction for both), twice the multiplies of the
+// The int16 NF4 GEMM's sweep and panel pack with AVX-512 VNNI (QST_KERNEL_AVX512_INT16): 512-bit
+// vpdpwssd does 32 int16 products per instruction at the issue rate of a 16-lane float32 FMA (measured
+// on an Intel Xeon without AVX512_BF16: 0.17 ns per instruction for both), twice the multiplies of the
 // exact AVX-512 GEMM, which is what such CPUs ran for prompts and training batches.
-// Everything but the sweep is matmul_gemm_int16_avx2.c's: x rounded per 32 elements, the 16-row
-// weight panels ([pair][16 rows] int32, i.e. one zmm per element pair) and the K chunks. A tile
-// takes two consecutive panels (32 weight rows, two zmm per pair) and RM rows of x, whose int16
-// pairs are broadcast from memory into the vpdpwssd. Per output the operations are the AVX2
-// tile's (exact int32 group sums, then acc += float(sum) * absmax * xscale in float32, chunk sums
-// added to y in chunk order), so both sweeps give the same bits.
+// The driver is matmul_gemm_int16_avx2.c's: x rounded per 32 elements, K chunks, column blocks of
+// 16-row weight panels ([pair][16 rows] int32, i.e. one zmm per element pair). A tile takes two
+// consecutive panels (32 weight rows, two zmm per pair) and up to RM rows of x, each x pair broadcast
+// once for both panels. Per output the operations are the AVX2 tile's (exact int32 group sums, then
+// acc += float(sum) * absmax * xscale in float32, chunk sums added to y in chunk order), and the pack
+// writes the AVX2 pack's panel, so both paths give the same bits.
 #include "matmul_internal.h"
 
 #if defined(__x86_64__)
@@ -18,7 +18,7 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
 #define RM 6 // 6 x 2 int32 + 6 x 2 float32 accumulators, 2 weight and 2 scale vectors: 28 of 32 zmm
 
-// RM rows of x (from row i) times NH (1 or 2) panels of 16 weight rows over groups [0, ng); adds
+// `rows` (<= RM) rows of x times NH (1 or 2) panels of 16 weight rows over groups [0, ng); adds
 // into (first chunk: writes) y. nr: columns of the last panel that exist (its others are padding).
 TARGET static inline __attribute__((always_inline)) void tile(const int rows, const int NH, const int16_t *xq,
         int64_t ldq, const float *xs, int64_t lds, const int16_t *panel, int64_t pstride, const float *av,
