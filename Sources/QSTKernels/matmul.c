@@ -57,7 +57,7 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
     case QST_KERNEL_AVX512_BF16: return vec && has_bf16(f) ? QST_KERNEL_AVX512_BF16 : -1;
     case QST_KERNEL_AVX2: return avx2 ? QST_KERNEL_AVX2 : -1;
     case QST_KERNEL_AVX2_INT16: return avx2 && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX2_INT16 : -1;
-    case QST_KERNEL_AVX512_INT16: return vec && avx2 && has_vnni512(f) && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX512_INT16 : -1;
+    case QST_KERNEL_AVX512_INT16: return vec && has_vnni512(f) && type == QST_WEIGHT_NF4 ? QST_KERNEL_AVX512_INT16 : -1;
     case QST_KERNEL_NEON:
     case QST_KERNEL_NEON_DOT:
         return -1;
