@@ -13,7 +13,7 @@ public struct EngineArguments: ParsableArguments {
     public var threads: Int?
     @Option(
         help:
-            "NF4/BF16 matmul: auto (fastest; may use bf16 products, or int16 integer products for NF4 on AVX2 and for NF4 prompts on AVX-512 without bf16), exact (F32 kernels) or sgemm (dequantize + BLAS). QST_KERNELS=scalar|avx2|avx2vnni|avx512|neon caps the kernels."
+            "NF4/BF16 matmul: auto (fastest; may use bf16 products, or int16 integer products for NF4 on AVX2 and on AVX-512 with VNNI but without bf16), exact (F32 kernels) or sgemm (dequantize + BLAS). QST_KERNELS=scalar|avx2|avx2vnni|avx512|neon caps the kernels."
     )
     public var matmul: MatmulPath = .kernelsAuto
 

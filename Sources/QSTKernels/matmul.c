@@ -77,10 +77,11 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
         // which decode faster (GEMV) and do twice the multiplies per instruction (GEMM).
         if (type == QST_WEIGHT_F32) return QST_KERNEL_AVX512;
         if (has_bf16(f)) return QST_KERNEL_AVX512_BF16;
-        // Without bfloat16, NF4 GEMMs take the int16 one where it runs (AVX512_VNNI, blocks a multiple
-        // of 64): twice the products per instruction of the exact GEMM (BENCHMARKS.md §29). Decoding
-        // (GEMV) stays exact: it is bound by the weight stream, not the multiplies.
-        if (type == QST_WEIGHT_NF4 && shape == QST_SHAPE_GEMM && (layout_ok & LAYOUT_INT_GEMM) && has_vnni512(f))
+        // Without bfloat16, NF4 takes the int16 products where they run (AVX512_VNNI, blocks a multiple
+        // of 64): the GEMM does twice the products per instruction of the exact one (BENCHMARKS.md §29);
+        // its GEMV loops, with the same bits, match the exact GEMV on one row (bound by the weight stream)
+        // and take 0.7x its time on a server's 8 stacked rows, where the exact one is FMA bound (§30).
+        if (type == QST_WEIGHT_NF4 && (layout_ok & LAYOUT_INT_GEMM) && has_vnni512(f))
             return QST_KERNEL_AVX512_INT16;
         return QST_KERNEL_AVX512;
     }
@@ -100,15 +101,15 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
 // (QST_BENCH_LAYERS=30, Intel Xeon, BENCHMARKS.md §27) it ties the exact GEMM at 12 rows (845 against
 // 847-865 us) and loses from 14 (1,020 against 924-969 us; 1,690 against 1,330-1,395 at 24). With
 // AVX512_VNNI the GEMM beyond is the int16 one, which beats that GEMV from 5 rows on one cache-resident
-// layer (BENCHMARKS.md §29); the limit stays 12 all the same, because the server stacks up to this many
-// decode rows of different requests in one GEMV call, where every row keeps its single-row bits.
+// layer (BENCHMARKS.md §29), but AUTO runs that int16 arithmetic's own GEMV loops there, which have the
+// GEMM's bits and beat it up to 16 rows with the 30 layers streaming (801 against 852 us at 16, §30).
 // A fixed table: the same m always takes the same path, so results are reproducible run to run.
 static int64_t gemv_row_limit(int gemv_path, qst_weight_type type, int layout_ok) {
     switch (gemv_path) {
     case QST_KERNEL_AVX512: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     case QST_KERNEL_AVX512_BF16: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 24 : QST_GEMV_MAX_ROWS;
-    case QST_KERNEL_AVX2_INT16:
-    case QST_KERNEL_AVX512_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
+    case QST_KERNEL_AVX2_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 8 : 32;
+    case QST_KERNEL_AVX512_INT16: return (layout_ok & LAYOUT_INT_GEMM) ? 16 : 32;
     case QST_KERNEL_AVX2: return type == QST_WEIGHT_BF16 ? 32 : type == QST_WEIGHT_NF4 ? 12 : QST_GEMV_MAX_ROWS;
     default: return QST_GEMV_MAX_ROWS;
     }
@@ -176,6 +177,10 @@ int qst_matmul_ex(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                                                                       : QST_INT16_DOT_AVX2;
             return qst_mm_gemm_nf4_int16(x, m, ldx, w, y, ldy, n0, n1, dot);
         }
+#if defined(__x86_64__)
+        if (path == QST_KERNEL_AVX512_INT16 && w->block % 64 == 0)
+            return qst_mm_gemv_nf4_int16_avx512(x, m, ldx, w, y, ldy, n0, n1);
+#endif
         return qst_mm_gemv_nf4_int16(x, m, ldx, w, y, ldy, n0, n1, vnni);
     }
     if (path == QST_KERNEL_AVX2) {

@@ -26,7 +26,7 @@
 #include <string.h>
 
 #define GI16_LEVELS 8191.0f
-#define GI16_KC 256 // elements per K chunk: GI16_NP panels of 16 x 256 int16 (32 KiB) stay in L1
+#define GI16_KC QST_INT16_KC // GI16_NP panels of 16 x 256 int16 (32 KiB) stay in L1
 #define GI16_NR 16
 #define GI16_NP 4
 #define GI16_RM 3
@@ -67,6 +67,12 @@ TARGET_BASE static float quantize_group(const float *v, int16_t *q) {
     _mm256_storeu_si256((__m256i *)q, lo);
     _mm256_storeu_si256((__m256i *)(q + 16), hi);
     return mx / GI16_LEVELS / GI16_LEVELS;
+}
+
+TARGET_BASE void qst_mm_int16_quantize_rows(const float *x, int64_t m, int64_t ldx, int64_t k, int16_t *xq, float *xs) {
+    const int64_t groups = k / 32;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t g = 0; g < groups; g++) xs[i * groups + g] = quantize_group(x + i * ldx + g * 32, xq + i * k + g * 32);
 }
 
 // Four int32 vectors of 8 rows x 8 pairs each (row r: pairs 0-7) -> 8 vectors of pair p: rows 0-7.
@@ -177,8 +183,7 @@ int qst_mm_gemm_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weig
         glo[c] = (uint8_t)(g & 0xFF);
         ghi[c] = (uint8_t)(g >> 8);
     }
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t g = 0; g < groups; g++) xs[i * groups + g] = quantize_group(x + i * ldx + g * 32, xq + i * k + g * 32);
+    qst_mm_int16_quantize_rows(x, m, ldx, k, xq, xs);
     const int64_t pelems = GI16_KC * GI16_NR, aelems = (GI16_KC / 32) * GI16_NR;
     // Each output adds its K chunks in increasing order whichever loop is outside, so both orders give
     // the same bits. Column blocks outside when the outputs of the range outweigh x (the 49,152-column

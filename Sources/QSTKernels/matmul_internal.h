@@ -45,6 +45,15 @@ void qst_mm_gemm_int16_sweep_avx512(const int16_t *xq, int64_t ldq, const float 
                                     int64_t np, int64_t ng, float *y, int64_t ldy, int64_t nr, int first);
 // Its weight grid: round(8191 * value).
 int qst_mm_gemm_nf4_int16_grid(int code);
+// Its x rounding: m rows (stride ldx, k a multiple of 32) to int16 per 32-element group, xq row stride k,
+// xs (one scale per group, row stride k / 32) with the grid's scale folded in; NaN for a group with Inf/NaN.
+void qst_mm_int16_quantize_rows(const float *x, int64_t m, int64_t ldx, int64_t k, int16_t *xq, float *xs);
+// Its K chunk: each output sums its chunks of this many elements separately, then adds them in order.
+#define QST_INT16_KC 256
+// The same arithmetic for few rows, the panels decoded in registers (matmul_gemv_int16_avx512.c): the
+// GEMM's bits for every row.
+int qst_mm_gemv_nf4_int16_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight *w, float *y,
+                                 int64_t ldy, int64_t n0, int64_t n1);
 // round(QST_NF4_INT16_GRID * NF4 value of code): the int16 grid of the AVX2_INT16 path.
 #define QST_NF4_INT16_GRID 16384.0f
 int16_t qst_mm_nf4_int16_grid(int code);

@@ -125,8 +125,7 @@ int qst_q8_gemv(const float *x, int64_t m, int64_t ldx, const int8_t *q, const f
         case QST_Q8_AVX2_VNNI: rc = qst_q8_rows_avx2(mc, stack_q, stack_s, q, scales, k, yi, ldy, n0, n1, 1); break;
         case QST_Q8_AVX512_VNNI:
             // x + 128 as unsigned bytes (flipping the sign bit adds 128 to an int8).
-            if (mc >= QST_Q8_AVX512_UNSIGNED_X)
-                for (int64_t e = 0; e < mc * k; e++) stack_q[e] = (int8_t)((uint8_t)stack_q[e] ^ 0x80u);
+            for (int64_t e = 0; e < mc * k; e++) stack_q[e] = (int8_t)((uint8_t)stack_q[e] ^ 0x80u);
             rc = qst_q8_rows_avx512(mc, stack_q, stack_s, q, scales, k, yi, ldy, n0, n1);
             break;
         case QST_Q8_NEON: rc = qst_q8_rows_neon(mc, stack_q, stack_s, q, scales, k, yi, ldy, n0, n1, 0); break;

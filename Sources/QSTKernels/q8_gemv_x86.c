@@ -1,5 +1,5 @@
-// Q8 GEMV kernels for x86: AVX2 (vpmaddubsw + vpmaddwd, or AVX-VNNI vpdpbusd) and AVX-512
-// (512-bit vpdpbusd). Per 32 weights and row of x: one integer dot product of |w| (unsigned)
+// Q8 GEMV kernels for AVX2 (vpmaddubsw + vpmaddwd, or AVX-VNNI vpdpbusd; AVX-512 is in
+// q8_gemv_avx512.c). Per 32 weights and row of x: one integer dot product of |w| (unsigned)
 // with x carrying w's sign (vpsignb), then one float FMA with the two scales. |w| <= 127 and
 // |x| <= 127, so a vpmaddubsw pair sum (at most 2 * 127 * 127) never saturates.
 #include "q8_internal.h"
@@ -77,91 +77,10 @@ int qst_q8_rows_avx2(int mc, const int8_t *xq, const float *xs, const int8_t *q,
     return 0;
 }
 
-// AVX-512: one 64-byte load covers a 64-element span; dword lanes 0-7 hold x group 2s, lanes
-// 8-15 group 2s+1, so the int32 sums are scaled by a vector of the two x scales. Up to 4 rows of x:
-// |w| (unsigned) times x carrying w's sign (a vpsubb per row and span). From 5 rows x arrives as
-// x + 128 (unsigned): vpdpbusd(-128 sum w, x + 128, w) = sum x w, the same int32 (so the same bits),
-// and the -128 sum w start is one vpdpbusd per weight span shared by the rows (13 % less time for
-// 8 rows; for 2 rows the extra product made it 10 % slower, so small passes keep the sign transfer).
-#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
-T512 static inline __attribute__((always_inline)) void q8_avx512_step(const int MC, const int JR, const int8_t *xq,
-        const float *xs, const int8_t *q, const float *scales, int64_t k, float *y, int64_t ldy, int64_t j) {
-    const int64_t spans = k / 64, groups = k / 32;
-    const int unsigned_x = MC >= QST_Q8_AVX512_UNSIGNED_X;
-    const __m512i u128 = _mm512_set1_epi8((char)0x80);
-    __m512 acc[QST_Q8_ROWS_PER_PASS][JR_MAX];
-    for (int i = 0; i < MC; i++)
-        for (int r = 0; r < JR; r++) acc[i][r] = _mm512_setzero_ps();
-    for (int64_t s = 0; s < spans; s++) {
-        __m512i xv[QST_Q8_ROWS_PER_PASS];
-        __m512 xsc[QST_Q8_ROWS_PER_PASS];
-        for (int i = 0; i < MC; i++) {
-            xv[i] = _mm512_loadu_si512((const void *)(xq + i * k + s * 64));
-            const float *g = xs + i * groups + 2 * s;
-            xsc[i] = _mm512_insertf32x8(_mm512_set1_ps(g[0]), _mm256_set1_ps(g[1]), 1);
-        }
-        for (int r = 0; r < JR; r++) {
-            const int8_t *wr = q + (j + r) * k + s * 64;
-            _mm_prefetch((const char *)wr + QST_Q8_PREFETCH_BYTES, _MM_HINT_T0);
-            const __m512i w = _mm512_loadu_si512((const void *)wr);
-            const __m512 sc = _mm512_set1_ps(scales[(j + r) * spans + s]);
-            __m512i d[QST_Q8_ROWS_PER_PASS];
-            if (unsigned_x) {
-                // 128 (unsigned) x -w, summed per 4 bytes: -128 sum w (|w| <= 127, so -w fits).
-                const __m512i start = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u128, _mm512_sub_epi8(_mm512_setzero_si512(), w));
-                for (int i = 0; i < MC; i++) d[i] = _mm512_dpbusd_epi32(start, xv[i], w);
-            } else {
-                const __mmask64 neg = _mm512_movepi8_mask(w);
-                const __m512i a = _mm512_abs_epi8(w);
-                for (int i = 0; i < MC; i++)
-                    d[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, _mm512_mask_sub_epi8(xv[i], neg, _mm512_setzero_si512(), xv[i]));
-            }
-            for (int i = 0; i < MC; i++)
-                acc[i][r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d[i]), xsc[i]), sc, acc[i][r]);
-        }
-    }
-    for (int i = 0; i < MC; i++)
-        for (int r = 0; r < JR; r++) y[i * ldy + j + r] = _mm512_reduce_add_ps(acc[i][r]) / 127.0f;
-}
-
-T512 static inline __attribute__((always_inline)) void q8_avx512_rows_mc(const int MC, const int8_t *xq,
-        const float *xs, const int8_t *q, const float *scales, int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    int64_t j = n0;
-    // Up to 4 rows of x: 4 weight rows per step (16 accumulators); more rows: 1 (the x vectors and
-    // their scales take another 2 x MC registers; 2 weight rows spilled).
-    if (MC <= 4) for (; j + 4 <= n1; j += 4) q8_avx512_step(MC, 4, xq, xs, q, scales, k, y, ldy, j);
-    for (; j < n1; j++) q8_avx512_step(MC, 1, xq, xs, q, scales, k, y, ldy, j);
-}
-
-T512 static void q8_avx512(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
-                           int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    switch (mc) {
-    case 1: q8_avx512_rows_mc(1, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    case 2: q8_avx512_rows_mc(2, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    case 3: q8_avx512_rows_mc(3, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    case 4: q8_avx512_rows_mc(4, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    case 5: q8_avx512_rows_mc(5, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    case 6: q8_avx512_rows_mc(6, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    case 7: q8_avx512_rows_mc(7, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    default: q8_avx512_rows_mc(8, xq, xs, q, scales, k, y, ldy, n0, n1); break;
-    }
-}
-
-int qst_q8_rows_avx512(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
-                       int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    q8_avx512(mc, xq, xs, q, scales, k, y, ldy, n0, n1);
-    return 0;
-}
-
 #else
 int qst_q8_rows_avx2(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
                      int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
     (void)mc; (void)xq; (void)xs; (void)q; (void)scales; (void)k; (void)y; (void)ldy; (void)n0; (void)n1; (void)vnni;
-    return -1;
-}
-int qst_q8_rows_avx512(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
-                       int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    (void)mc; (void)xq; (void)xs; (void)q; (void)scales; (void)k; (void)y; (void)ldy; (void)n0; (void)n1;
     return -1;
 }
 #endif

@@ -3,8 +3,8 @@
 #define QST_Q8_INTERNAL_H
 #include "q8.h"
 
-// Rows per pass of x: the kernels hold MC x JR accumulators (JR = 4 weight rows for up to 4 rows
-// of x, fewer beyond). 8 rows: a server's batched decode step of 8 requests reads the 28 MB head of
+// Rows per pass of x: the AVX2 and NEON kernels hold MC x JR accumulators (JR = 4 weight rows for up
+// to 4 rows of x, fewer beyond), the AVX-512 one MC accumulators of 16 weight rows. 8 rows: a server's batched decode step of 8 requests reads the 28 MB head of
 // SmolLM2 once, not twice (BENCHMARKS.md §16). Every row's sums are formed in the same order
 // whatever MC and JR, so a row of x gets the same bits alone or with others.
 #define QST_Q8_ROWS_PER_PASS 8
@@ -23,9 +23,8 @@ void qst_q8_quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int8_
 // are written for n0 <= j < n1. Each returns 0, or -1 when not built for this architecture.
 int qst_q8_rows_avx2(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
                      int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni);
-// xq: for passes of at least QST_Q8_AVX512_UNSIGNED_X rows, the rows of x as x + 128 (unsigned bytes,
-// the int8 values with the sign bit flipped), for vpdpbusd without a sign transfer per row.
-#define QST_Q8_AVX512_UNSIGNED_X 5
+// xq: the rows of x as x + 128 (unsigned bytes, the int8 values with the sign bit flipped), for
+// vpdpbusd without a sign transfer per row.
 int qst_q8_rows_avx512(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,
                        int64_t k, float *y, int64_t ldy, int64_t n0, int64_t n1);
 int qst_q8_rows_neon(int mc, const int8_t *xq, const float *xs, const int8_t *q, const float *scales,

@@ -166,8 +166,10 @@ final class MatmulTests: XCTestCase {
         if bf16 {
             (expectGEMV, expectGEMM, expectBF16GEMV) = (4, 4, 4)
         } else if avx512 {
-            // Without bfloat16, NF4 prompts take the int16 GEMM where AVX512_VNNI runs it; decoding stays exact.
-            (expectGEMV, expectGEMM, expectBF16GEMV) = (3, vnni512 ? Int32(QST_KERNEL_AVX512_INT16.rawValue) : 3, 3)
+            // Without bfloat16, NF4 takes the int16 GEMM and its GEMV loops (the same bits) where AVX512_VNNI
+            // runs them; without VNNI it stays exact.
+            let nf4Path = vnni512 ? Int32(QST_KERNEL_AVX512_INT16.rawValue) : 3
+            (expectGEMV, expectGEMM, expectBF16GEMV) = (nf4Path, nf4Path, 3)
         } else if avx2 {
             // NF4 with 64-multiple blocks takes the integer GEMM for many rows whatever the matrix size.
             (expectGEMV, expectGEMM, expectBF16GEMV) = (
@@ -200,12 +202,14 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(try auto(bf, rows: 512).1, scalarOnly ? 1 : 0)
         if avx512 {
             // NF4 GEMV row limits per path (matmul.c, gemv_row_limit): the bfloat16 GEMV up to 24 rows, the
-            // exact one (AUTO without AVX512_BF16, and EXACT everywhere) up to 12, the GEMMs beyond.
+            // int16 one (AUTO with AVX512_VNNI and without AVX512_BF16) up to 16, the exact one (AUTO without
+            // either, and EXACT everywhere) up to 12, the GEMMs beyond.
             let gemv = Int32(QST_SHAPE_GEMV.rawValue), gemm = Int32(QST_SHAPE_GEMM.rawValue)
             XCTAssertEqual(try shape(nf4, rows: 12, QST_KERNEL_EXACT), gemv, "exact NF4 GEMV up to 12 rows")
             XCTAssertEqual(try shape(nf4, rows: 13, QST_KERNEL_EXACT), gemm)
-            XCTAssertEqual(try shape(nf4, rows: bf16 ? 24 : 12), gemv)
-            XCTAssertEqual(try shape(nf4, rows: bf16 ? 25 : 13), gemm)
+            let autoLimit: Int64 = bf16 ? 24 : vnni512 ? 16 : 12
+            XCTAssertEqual(try shape(nf4, rows: autoLimit), gemv)
+            XCTAssertEqual(try shape(nf4, rows: autoLimit + 1), gemm)
         }
         // EXACT is the best float32 path: AVX-512 > AVX2 > scalar.
         try nf4.withWeight { weight in

@@ -136,8 +136,8 @@ private struct RaggedAttention: @unchecked Sendable {
 /// Runs a linear over a ragged step's rows in groups: each segment of more than `limit` rows alone (a
 /// prompt chunk: the same call, hence the same bits, as `forward` for that prompt alone), consecutive small
 /// segments (decoding requests) packed up to `limit` rows, the rows for which every linear of the block
-/// runs the kernels' GEMV loops (`gemvRowLimit` for SmolLM2 NF4: 24 with AVX512_BF16, 12 on other AVX-512
-/// CPUs, 8 on AVX2, 4 on the scalar loops). In those loops each row gets the bits it gets alone — the GEMV
+/// runs the kernels' GEMV loops (`gemvRowLimit` for SmolLM2 NF4: 24 with AVX512_BF16, 16 with AVX512_VNNI, 12
+/// on other AVX-512 CPUs, 8 on AVX2, 4 on the scalar loops). In those loops each row gets the bits it gets alone — the GEMV
 /// path `qst-generate` gives a decoding request's row — and the rows of a call share the weights' reading
 /// and decoding. (The GEMM loops, which the kernels take past that count, would change the bits;
 /// BENCHMARKS.md §16.) When the whole step is one group (every request decoding) the block's linears run

@@ -20,8 +20,8 @@ extension QuantizedLinear {
 extension DecoderBlockWeights {
     /// Rows of one step (up to `cap`) that every linear of the block runs through the GEMV loops; at
     /// least `QST_GEMV_MAX_ROWS` (4), the rows any path keeps per row (the server's grouping before it knew
-    /// the kernels' limits). On SmolLM2 NF4: 24 with AVX512_BF16, 12 on other AVX-512 CPUs, 8 on AVX2 (int16
-    /// GEMV), 4 on the scalar loops.
+    /// the kernels' limits). On SmolLM2 NF4: 24 with AVX512_BF16, 16 with AVX512_VNNI (int16 GEMV), 12 on other
+    /// AVX-512 CPUs, 8 on AVX2 (int16 GEMV), 4 on the scalar loops.
     func gemvRowLimit(context: MatmulContext, cap: Int = 32) -> Int {
         let linears = [q, k, v, o, gate, up, down]
         let fixed = Int(QST_GEMV_MAX_ROWS)

@@ -33,8 +33,8 @@ typedef enum {
     /// Fastest path available. For F32 weights it stays exact; for NF4/BF16 weights it
     /// rounds x (and NF4 values / dequantized W) to bfloat16 (~1e-3 relative error) on
     /// AVX512_BF16 CPUs; on AVX2-only CPUs NF4 takes QST_KERNEL_AVX2_INT16 (GEMV, and GEMM
-    /// for blocks that are a multiple of 64); on other AVX-512 CPUs with AVX512_VNNI, NF4 GEMMs
-    /// with such blocks take QST_KERNEL_AVX512_INT16.
+    /// for blocks that are a multiple of 64); on other AVX-512 CPUs with AVX512_VNNI, NF4 products
+    /// with such blocks (GEMV and GEMM) take QST_KERNEL_AVX512_INT16.
     QST_KERNEL_AUTO = 0,
     /// Fastest path whose products are full float32: AVX-512 > AVX2 > NEON > scalar.
     QST_KERNEL_EXACT = 1,
@@ -65,9 +65,10 @@ typedef enum {
     QST_KERNEL_NEON_DOT = 8,
     /// AVX-512 VNNI NF4: QST_KERNEL_AVX2_INT16's arithmetic and error bounds, its GEMM on 512-bit
     /// vpdpwssd (the same bits as the AVX2 GEMM, twice the products per instruction of the exact
-    /// AVX-512 GEMM). GEMV shape and blocks not a multiple of 64 run the AVX2_INT16 GEMV loops.
-    /// AUTO takes its GEMM for NF4 products beyond the GEMV rows on AVX-512 CPUs with AVX512_VNNI
-    /// and without AVX512_BF16 (Cascade Lake, Ice Lake, VMs hiding BF16).
+    /// AVX-512 GEMM). With blocks a multiple of 64 the GEMV shape has that GEMM's arithmetic and bits
+    /// too (a row's result does not depend on the shape, the row count or the other rows); other
+    /// blocks run the AVX2_INT16 GEMV loops. AUTO takes it for NF4 products on AVX-512 CPUs with
+    /// AVX512_VNNI and without AVX512_BF16 (Cascade Lake, Ice Lake, VMs hiding BF16).
     QST_KERNEL_AVX512_INT16 = 9,
 } qst_kernel;
 

@@ -1,0 +1,185 @@
+// Few rows of x (decode steps, a server's batched step) with the int16 NF4 GEMM's arithmetic on AVX-512
+// VNNI (QST_KERNEL_AVX512_INT16, GEMV shape, blocks a multiple of 64). Same bits as that GEMM
+// (matmul_gemm_int16_avx2.c), so a row gets the same result whether it is decoded alone, stacked
+// with other requests' rows, or part of a prompt.
+//
+// Why not the GEMM itself: it writes each 16-row weight panel to a buffer and reads it back once per
+// tile of x rows, which at 1-12 rows costs as much as the products. Here the panel is decoded into
+// registers (the GEMM pack's dword gather and two vpermd per element pair) and used at once by every
+// row of the pass.
+// Why not the float32 GEMV: its 8-row step is bound by float32 FMAs (one 16-wide FMA per 16 products
+// and row); vpdpwssd does 32 products per instruction at the same rate (BENCHMARKS.md §27, §29).
+//
+// Bits: per output, the int32 sum of each 32-element group is exact whatever order it is formed in (it
+// is split over several accumulators here when few rows leave the dependency chain too short), then
+// acc = acc + float(sum) * absmax * xscale in the GEMM's operation order, one accumulator per K chunk of
+// QST_INT16_KC elements, the chunk sums added to y in chunk order.
+#include "matmul_internal.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
+#define ROWS_PER_PASS 8
+
+typedef struct {
+    __m512i grid;          // vpermw table: entry e holds the grid value of code e & 15
+    __m512i code_offset;   // lane r: byte offset of weight row r's codes
+    __m512i scale_offset;  // lane r: index offset of weight row r's absmax
+} tables;
+
+// R rows of x times NP panels of 16 weight rows from row j (nr rows in the last, the others masked),
+// over the whole of k. One dword gather reads 8 codes (element pairs 4q .. 4q + 3) of each of the 16
+// rows; four vpermw look up the 8 grid values of every lane (the even elements from the high nibbles,
+// the odd ones from the low nibbles; vpermw reads only an index word's low 5 bits, so the neighbouring
+// nibbles need no masking), and two word unpacks per pair of lookups give int32 (even, odd) pairs:
+// per 128-bit lane (4 weight rows R0-R3), unpacklo holds [R0 p, R0 p+2, R1 p, R1 p+2] and unpackhi the
+// same for R2, R3 (p = 4q or 4q + 1). x is stored with its pairs in the order [p, p+2] so one qword
+// broadcast feeds both. Per group, the two lanes of each weight row are added (exact int32).
+TARGET static inline __attribute__((always_inline)) void panels(const int R, const int NP, const int S,
+        const int16_t *xq, const float *xs, const qst_weight *w, const tables *t, int64_t j, int64_t nr, float *y,
+        int64_t ldy) {
+    const int64_t k = w->k, groups = k / 32, per_row = k / w->block;
+    __mmask16 rows[2];
+    for (int h = 0; h < NP; h++) {
+        const int64_t left = nr - 16 * h;
+        rows[h] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    }
+    const uint8_t *codes = (const uint8_t *)w->data + j * (k / 2);
+    const float *scales = w->absmax + j * per_row;
+    for (int64_t e0 = 0; e0 < k; e0 += QST_INT16_KC) {
+        const int64_t g1 = (e0 + QST_INT16_KC < k ? e0 + QST_INT16_KC : k) / 32;
+        __m512 acc[ROWS_PER_PASS][2];
+        for (int i = 0; i < R; i++)
+            for (int h = 0; h < NP; h++) acc[i][h] = _mm512_setzero_ps();
+        for (int64_t g = e0 / 32; g < g1; g++) {
+            __m512i d[ROWS_PER_PASS][2][2]; // [row][panel][split]
+            for (int i = 0; i < R; i++)
+                for (int h = 0; h < NP; h++)
+                    for (int s = 0; s < S; s++) d[i][h][s] = _mm512_setzero_si512();
+            // The hardware prefetchers do not follow 16 interleaved rows: each group fetches, for the next
+            // step's panels, the lines this group reads here (every 4th group: one line per row covers 4).
+            if ((g & 3) == 0)
+                for (int r = 0; r < 16 * NP; r++) _mm_prefetch((const char *)(codes + (16 * NP + r) * (k / 2) + g * 16), _MM_HINT_T0);
+            __m512i cq[2][4];
+            for (int h = 0; h < NP; h++) {
+                const uint8_t *gc = codes + 16 * h * (k / 2) + g * 16;
+                __m512i z[4];
+                for (int i = 0; i < 4; i++) {
+                    const int64_t r0 = i, r1 = i + 4, r2 = i + 8, r3 = i + 12;
+                    const int64_t lim = nr - 16 * h - 1; // rows beyond the panel's last read its last row
+                    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(gc + (r0 < lim ? r0 : lim) * (k / 2))));
+                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(gc + (r1 < lim ? r1 : lim) * (k / 2))), 1);
+                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(gc + (r2 < lim ? r2 : lim) * (k / 2))), 2);
+                    z[i] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(gc + (r3 < lim ? r3 : lim) * (k / 2))), 3);
+                }
+                const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+                const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+                cq[h][0] = _mm512_unpacklo_epi64(t0, t2);
+                cq[h][1] = _mm512_unpackhi_epi64(t0, t2);
+                cq[h][2] = _mm512_unpacklo_epi64(t1, t3);
+                cq[h][3] = _mm512_unpackhi_epi64(t1, t3);
+            }
+            for (int q = 0; q < 4; q++) {
+                __m512i wv[2][4]; // lane r: elements (0, 4), (1, 5), (2, 6), (3, 7) of row r's 8 in dword q
+                for (int h = 0; h < NP; h++) {
+                    const __m512i c = cq[h][q];
+                    wv[h][0] = _mm512_permutexvar_epi16(_mm512_srli_epi16(c, 4), t->grid);
+                    wv[h][1] = _mm512_permutexvar_epi16(c, t->grid);
+                    wv[h][2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(c, 12), t->grid);
+                    wv[h][3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(c, 8), t->grid);
+                }
+                const int s = q % S;
+                for (int i = 0; i < R; i++)
+                    for (int u = 0; u < 4; u++) {
+                        int32_t pair;
+                        memcpy(&pair, xq + i * k + g * 32 + 8 * q + 2 * u, 4);
+                        const __m512i xb = _mm512_set1_epi32(pair);
+                        for (int h = 0; h < NP; h++) d[i][h][s] = qst_dpwssd_avx512(d[i][h][s], wv[h][u], xb);
+                    }
+            }
+            __m512 a[2];
+            for (int h = 0; h < NP; h++)
+                a[h] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows[h], t->scale_offset,
+                                                scales + 16 * h * per_row + (g * 32) / w->block, 4);
+            for (int i = 0; i < R; i++) {
+                const __m512 sx = _mm512_set1_ps(xs[i * groups + g]);
+                for (int h = 0; h < NP; h++) {
+                    __m512i sum = d[i][h][0];
+                    for (int s = 1; s < S; s++) sum = _mm512_add_epi32(sum, d[i][h][s]);
+                    acc[i][h] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), a[h]), sx, acc[i][h]);
+                }
+            }
+        }
+        for (int i = 0; i < R; i++)
+            for (int h = 0; h < NP; h++) {
+                float *yo = y + i * ldy + j + 16 * h;
+                const __m512 v = e0 == 0 ? acc[i][h] : _mm512_add_ps(_mm512_maskz_loadu_ps(rows[h], yo), acc[i][h]);
+                _mm512_mask_storeu_ps(yo, rows[h], v);
+            }
+    }
+}
+
+// Weight rows [n0, n1) for R rows of x: two panels (32 weight rows) per step up to 4 rows of x, one
+// beyond (each row of x holds one int32 and one float accumulator per panel).
+TARGET static inline __attribute__((always_inline)) void rows_pass(const int R, const int16_t *xq, const float *xs,
+        const qst_weight *w, const tables *t, float *y, int64_t ldy, int64_t n0, int64_t n1) {
+    const int NP = R <= 4 ? 2 : 1, S = R == 1 ? 2 : 1;
+    int64_t j = n0;
+    for (; j + 16 * NP <= n1; j += 16 * NP) panels(R, NP, S, xq, xs, w, t, j, 16 * NP, y, ldy);
+    for (; j < n1; j += 16) panels(R, 1, S, xq, xs, w, t, j, n1 - j < 16 ? n1 - j : 16, y, ldy);
+}
+
+TARGET static void gemv_pass(int r, const int16_t *xq, const float *xs, const qst_weight *w, const tables *t, float *y,
+                             int64_t ldy, int64_t n0, int64_t n1) {
+    switch (r) { // constant row counts keep the accumulators in registers
+    case 1: rows_pass(1, xq, xs, w, t, y, ldy, n0, n1); break;
+    case 2: rows_pass(2, xq, xs, w, t, y, ldy, n0, n1); break;
+    case 3: rows_pass(3, xq, xs, w, t, y, ldy, n0, n1); break;
+    case 4: rows_pass(4, xq, xs, w, t, y, ldy, n0, n1); break;
+    case 5: rows_pass(5, xq, xs, w, t, y, ldy, n0, n1); break;
+    case 6: rows_pass(6, xq, xs, w, t, y, ldy, n0, n1); break;
+    case 7: rows_pass(7, xq, xs, w, t, y, ldy, n0, n1); break;
+    default: rows_pass(8, xq, xs, w, t, y, ldy, n0, n1); break;
+    }
+}
+
+TARGET int qst_mm_gemv_nf4_int16_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight *w, float *y,
+                                        int64_t ldy, int64_t n0, int64_t n1) {
+    const int64_t k = w->k, groups = k / 32;
+    int16_t local_q[ROWS_PER_PASS * 2048] __attribute__((aligned(64)));
+    float local_s[ROWS_PER_PASS * 64];
+    int16_t *xq = k <= 2048 ? local_q : qst_mm_alloc((size_t)(ROWS_PER_PASS * k) * sizeof(int16_t));
+    float *xs = k <= 2048 ? local_s : qst_mm_alloc((size_t)(ROWS_PER_PASS * groups) * sizeof(float));
+    if (!xq || !xs) {
+        if (xq != local_q) free(xq);
+        if (xs != local_s) free(xs);
+        return QST_MATMUL_NO_MEMORY;
+    }
+    tables t;
+    int16_t grid[32];
+    for (int c = 0; c < 32; c++) grid[c] = (int16_t)qst_mm_gemm_nf4_int16_grid(c & 15);
+    t.grid = _mm512_loadu_si512((const void *)grid);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    t.code_offset = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int32_t)(k / 2)));
+    t.scale_offset = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int32_t)(k / w->block)));
+    for (int64_t i0 = 0; i0 < m; i0 += ROWS_PER_PASS) {
+        const int64_t r = m - i0 < ROWS_PER_PASS ? m - i0 : ROWS_PER_PASS;
+        qst_mm_int16_quantize_rows(x + i0 * ldx, r, ldx, k, xq, xs);
+        // Every 8 elements to the order 0 4 1 5 2 6 3 7: the element pairs of panels' lookups.
+        for (int64_t e = 0; e < r * k; e += 8) {
+            int16_t v[8];
+            memcpy(v, xq + e, sizeof v);
+            for (int u = 0; u < 4; u++) xq[e + 2 * u] = v[u], xq[e + 2 * u + 1] = v[u + 4];
+        }
+        gemv_pass((int)r, xq, xs, w, &t, y + i0 * ldy, ldy, n0, n1);
+    }
+    if (xq != local_q) free(xq);
+    if (xs != local_s) free(xs);
+    return QST_MATMUL_OK;
+}
+
+#endif
