@@ -49,6 +49,11 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
         rows[h] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
     }
     const uint8_t *codes = (const uint8_t *)w->data + j * (k / 2);
+    // Row r of panel h at rowp[h][r] (rows beyond the matrix read its last row; their lanes are not
+    // stored): one pointer load per row and group instead of 16 clamped addresses kept in registers.
+    const uint8_t *rowp[2][16];
+    for (int h = 0; h < NP; h++)
+        for (int r = 0; r < 16; r++) rowp[h][r] = codes + (16 * h + (r < nr - 16 * h ? r : nr - 16 * h - 1)) * (k / 2);
     const float *scales = w->absmax + j * per_row;
     for (int64_t e0 = 0; e0 < k; e0 += QST_INT16_KC) {
         const int64_t g1 = (e0 + QST_INT16_KC < k ? e0 + QST_INT16_KC : k) / 32;
@@ -63,18 +68,16 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
             // The hardware prefetchers do not follow 16 interleaved rows: each group fetches, for the next
             // step's panels, the lines this group reads here (every 4th group: one line per row covers 4).
             if ((g & 3) == 0)
-                for (int r = 0; r < 16 * NP; r++) _mm_prefetch((const char *)(codes + (16 * NP + r) * (k / 2) + g * 16), _MM_HINT_T0);
+                for (const uint8_t *p = codes + 16 * NP * (k / 2) + g * 16, *end = p + 16 * NP * (k / 2); p < end; p += k / 2)
+                    _mm_prefetch((const char *)p, _MM_HINT_T0);
             __m512i cq[2][4];
             for (int h = 0; h < NP; h++) {
-                const uint8_t *gc = codes + 16 * h * (k / 2) + g * 16;
                 __m512i z[4];
                 for (int i = 0; i < 4; i++) {
-                    const int64_t r0 = i, r1 = i + 4, r2 = i + 8, r3 = i + 12;
-                    const int64_t lim = nr - 16 * h - 1; // rows beyond the panel's last read its last row
-                    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(gc + (r0 < lim ? r0 : lim) * (k / 2))));
-                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(gc + (r1 < lim ? r1 : lim) * (k / 2))), 1);
-                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(gc + (r2 < lim ? r2 : lim) * (k / 2))), 2);
-                    z[i] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(gc + (r3 < lim ? r3 : lim) * (k / 2))), 3);
+                    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rowp[h][i] + g * 16)));
+                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rowp[h][i + 4] + g * 16)), 1);
+                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rowp[h][i + 8] + g * 16)), 2);
+                    z[i] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rowp[h][i + 12] + g * 16)), 3);
                 }
                 const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
                 const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
