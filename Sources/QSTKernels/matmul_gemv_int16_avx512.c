@@ -65,11 +65,14 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
             for (int i = 0; i < R; i++)
                 for (int h = 0; h < NP; h++)
                     for (int s = 0; s < S; s++) d[i][h][s] = _mm512_setzero_si512();
-            // The hardware prefetchers do not follow 16 interleaved rows: each group fetches, for the next
-            // step's panels, the lines this group reads here (every 4th group: one line per row covers 4).
-            if ((g & 3) == 0)
-                for (const uint8_t *p = codes + 16 * NP * (k / 2) + g * 16, *end = p + 16 * NP * (k / 2); p < end; p += k / 2)
-                    _mm_prefetch((const char *)p, _MM_HINT_T0);
+            // The hardware prefetchers do not keep up with 16 interleaved rows: each group fetches the next
+            // step's rows (one contiguous block, 4 lines per panel and group) in address order, which ran
+            // faster than fetching them in the order they are read (1 row: 152-164 against 172-182 us per
+            // layer, 30 layers streaming).
+            {
+                const char *p = (const char *)codes + 16 * NP * (k / 2) + g * 4 * NP * 64;
+                for (int l = 0; l < 4 * NP; l++) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
+            }
             __m512i cq[2][4];
             for (int h = 0; h < NP; h++) {
                 __m512i z[4];
