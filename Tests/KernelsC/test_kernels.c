@@ -150,7 +150,6 @@ static void test_crc(int impl) {
 #include "test_small_gemv.inc"
 #include "test_nf4_block_errors.inc"
 #include "test_side_decode_attention.inc"
-#include "test_decode_attention.inc"
 
 int main(void) {
     char features[256];
@@ -180,7 +179,6 @@ int main(void) {
     test_vecmath_paths();
     test_small_gemv_paths();
     test_side_decode_attention_paths();
-    test_decode_attention_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -42,15 +42,6 @@ enum HeadParallelAttention {
                 let mask = ms.base + b * capacity
                 let rows = realRows?[b] ?? Tq
                 let dense = realRows != nil || denseMask[b]
-                if Tq == 1 && realRows == nil && hd <= 256 {
-                    // A decode step's one row: QSTKernels' decode attention (two OpenBLAS calls of 1 x L x hd cost
-                    // more in set-up than in arithmetic; BENCHMARKS.md §30). Decoding always comes here, in
-                    // qst-generate and in the server alike, so a request gets the same bits in both.
-                    qst_decode_attention(
-                        o.base + b * ldq + h * hd, qs.base + b * ldq + h * hd, kh, vh, Int64(ldk), Int64(L), Int64(hd),
-                        scale, dense ? nil : mask, scores, Int32(QST_VEC_AUTO.rawValue))
-                    continue
-                }
                 var i0 = 0
                 while i0 < rows {
                     let tb = min(block, rows - i0), lb = min(realRows == nil ? L : rows, pastLength + i0 + tb)

@@ -12,6 +12,5 @@
 #include "vecmath.h"
 #include "small_gemv.h"
 #include "side_decode_attention.h"
-#include "decode_attention.h"
 #include "file_writeback.h"
 #endif
