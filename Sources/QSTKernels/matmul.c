@@ -79,8 +79,9 @@ static int resolve(qst_weight_type type, int layout_ok, qst_shape shape, qst_ker
         if (has_bf16(f)) return QST_KERNEL_AVX512_BF16;
         // Without bfloat16, NF4 takes the int16 products where they run (AVX512_VNNI, blocks a multiple
         // of 64): the GEMM does twice the products per instruction of the exact one (BENCHMARKS.md §29);
-        // its GEMV loops, with the same bits, match the exact GEMV on one row (bound by the weight stream)
-        // and take 0.7x its time on a server's 8 stacked rows, where the exact one is FMA bound (§30).
+        // its GEMV loops, with the same bits, decode 1.07x faster than the exact GEMV on 2 threads (one row
+        // on one thread: 10 % slower) and take 0.65x its time on a server's 8 stacked rows, where the exact
+        // one is FMA bound (BENCHMARKS.md §30).
         if (type == QST_WEIGHT_NF4 && (layout_ok & LAYOUT_INT_GEMM) && has_vnni512(f))
             return QST_KERNEL_AVX512_INT16;
         return QST_KERNEL_AVX512;

@@ -5,8 +5,8 @@
 //
 // Why not the GEMM itself: it writes each 16-row weight panel to a buffer and reads it back once per
 // tile of x rows, which at 1-12 rows costs as much as the products. Here the panel is decoded into
-// registers (the GEMM pack's dword gather and two vpermd per element pair) and used at once by every
-// row of the pass.
+// registers (row loads, a 4 x 4 dword transpose and vpermw lookups; the GEMM pack's dword gathers were
+// twice as slow here) and used at once by every row of the pass.
 // Why not the float32 GEMV: its 8-row step is bound by float32 FMAs (one 16-wide FMA per 16 products
 // and row); vpdpwssd does 32 products per instruction at the same rate (BENCHMARKS.md §27, §29).
 //
@@ -27,18 +27,16 @@
 
 typedef struct {
     __m512i grid;          // vpermw table: entry e holds the grid value of code e & 15
-    __m512i code_offset;   // lane r: byte offset of weight row r's codes
     __m512i scale_offset;  // lane r: index offset of weight row r's absmax
 } tables;
 
 // R rows of x times NP panels of 16 weight rows from row j (nr rows in the last, the others masked),
-// over the whole of k. One dword gather reads 8 codes (element pairs 4q .. 4q + 3) of each of the 16
-// rows; four vpermw look up the 8 grid values of every lane (the even elements from the high nibbles,
-// the odd ones from the low nibbles; vpermw reads only an index word's low 5 bits, so the neighbouring
-// nibbles need no masking), and two word unpacks per pair of lookups give int32 (even, odd) pairs:
-// per 128-bit lane (4 weight rows R0-R3), unpacklo holds [R0 p, R0 p+2, R1 p, R1 p+2] and unpackhi the
-// same for R2, R3 (p = 4q or 4q + 1). x is stored with its pairs in the order [p, p+2] so one qword
-// broadcast feeds both. Per group, the two lanes of each weight row are added (exact int32).
+// over the whole of k. Per 32-element group, each row's 16 code bytes are loaded and transposed so that
+// vector q holds dword q (8 elements) of the 16 rows, one per lane; four vpermw then look up, in every
+// lane, the grid values of elements (0, 4), (1, 5), (2, 6) and (3, 7) of those 8 (shifting the dword's two
+// words right by 4, 0, 12 and 8 bits brings those elements' nibbles to their bottoms; vpermw reads only
+// an index word's low 5 bits, so the neighbouring nibbles need no masking). x is stored with its elements in
+// that order (0 4 1 5 2 6 3 7), so one broadcast x pair feeds one vpdpwssd per lookup and row of x.
 TARGET static inline __attribute__((always_inline)) void panels(const int R, const int NP, const int S,
         const int16_t *xq, const float *xs, const qst_weight *w, const tables *t, int64_t j, int64_t nr, float *y,
         int64_t ldy) {
@@ -170,7 +168,6 @@ TARGET int qst_mm_gemv_nf4_int16_avx512(const float *x, int64_t m, int64_t ldx, 
     for (int c = 0; c < 32; c++) grid[c] = (int16_t)qst_mm_gemm_nf4_int16_grid(c & 15);
     t.grid = _mm512_loadu_si512((const void *)grid);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    t.code_offset = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int32_t)(k / 2)));
     t.scale_offset = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int32_t)(k / w->block)));
     for (int64_t i0 = 0; i0 < m; i0 += ROWS_PER_PASS) {
         const int64_t r = m - i0 < ROWS_PER_PASS ? m - i0 : ROWS_PER_PASS;
