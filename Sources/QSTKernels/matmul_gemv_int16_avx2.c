@@ -88,16 +88,12 @@ int16_t qst_mm_nf4_int16_grid(int code) { return (int16_t)lrintf(QST_NF4_INT16_G
 
 int qst_mm_gemv_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
                          float *y, int64_t ldy, int64_t n0, int64_t n1, int vnni) {
-    const int64_t k = w->k, groups = k / 32;
+    const int64_t k = w->k;
     int16_t local_q[ROWS_PER_PASS * 2048] __attribute__((aligned(32)));
     float local_s[ROWS_PER_PASS * 64];
-    int16_t *xq = k <= 2048 ? local_q : qst_mm_alloc((size_t)(ROWS_PER_PASS * k) * sizeof(int16_t));
-    float *xs = k <= 2048 ? local_s : qst_mm_alloc((size_t)(ROWS_PER_PASS * groups) * sizeof(float));
-    if (!xq || !xs) {
-        if (xq != local_q) free(xq);
-        if (xs != local_s) free(xs);
-        return QST_MATMUL_NO_MEMORY;
-    }
+    int16_t *xq;
+    float *xs;
+    if (qst_mm_x16_scratch(ROWS_PER_PASS, k, local_q, local_s, &xq, &xs) != QST_MATMUL_OK) return QST_MATMUL_NO_MEMORY;
     const int span64 = w->block % 64 == 0;
     uint8_t grid[32]; // low bytes of the 16 grid values, then their high bytes
     for (int c = 0; c < 16; c++) {
@@ -111,8 +107,7 @@ int qst_mm_gemv_nf4_int16(const float *x, int64_t m, int64_t ldx, const qst_weig
         if (vnni) gemv_int8_vnni((int)mc, xq, xs, w, grid, y + i0 * ldy, ldy, n0, n1, span64);
         else gemv_int8_plain((int)mc, xq, xs, w, grid, y + i0 * ldy, ldy, n0, n1, span64);
     }
-    if (xq != local_q) free(xq);
-    if (xs != local_s) free(xs);
+    qst_mm_x16_release(xq, xs, local_q, local_s);
     return QST_MATMUL_OK;
 }
 

@@ -153,16 +153,12 @@ TARGET static void gemv_pass(int r, const int16_t *xq, const float *xs, const qs
 
 TARGET int qst_mm_gemv_nf4_int16_avx512(const float *x, int64_t m, int64_t ldx, const qst_weight *w, float *y,
                                         int64_t ldy, int64_t n0, int64_t n1) {
-    const int64_t k = w->k, groups = k / 32;
+    const int64_t k = w->k;
     int16_t local_q[ROWS_PER_PASS * 2048] __attribute__((aligned(64)));
     float local_s[ROWS_PER_PASS * 64];
-    int16_t *xq = k <= 2048 ? local_q : qst_mm_alloc((size_t)(ROWS_PER_PASS * k) * sizeof(int16_t));
-    float *xs = k <= 2048 ? local_s : qst_mm_alloc((size_t)(ROWS_PER_PASS * groups) * sizeof(float));
-    if (!xq || !xs) {
-        if (xq != local_q) free(xq);
-        if (xs != local_s) free(xs);
-        return QST_MATMUL_NO_MEMORY;
-    }
+    int16_t *xq;
+    float *xs;
+    if (qst_mm_x16_scratch(ROWS_PER_PASS, k, local_q, local_s, &xq, &xs) != QST_MATMUL_OK) return QST_MATMUL_NO_MEMORY;
     tables t;
     int16_t grid[32];
     for (int c = 0; c < 32; c++) grid[c] = (int16_t)qst_mm_gemm_nf4_int16_grid(c & 15);
@@ -180,8 +176,7 @@ TARGET int qst_mm_gemv_nf4_int16_avx512(const float *x, int64_t m, int64_t ldx, 
         }
         gemv_pass((int)r, xq, xs, w, &t, y + i0 * ldy, ldy, n0, n1);
     }
-    if (xq != local_q) free(xq);
-    if (xs != local_s) free(xs);
+    qst_mm_x16_release(xq, xs, local_q, local_s);
     return QST_MATMUL_OK;
 }
 
