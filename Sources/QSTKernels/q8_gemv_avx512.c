@@ -35,8 +35,10 @@ T512 static inline __attribute__((always_inline)) void transpose16(const __m512i
         b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
     }
     for (int p = 0; p < 4; p++) { // 4 x 4 transpose of 128-bit lanes
-        const __m512i c0 = _mm512_shuffle_i32x4(b[p], b[4 + p], 0x44), c1 = _mm512_shuffle_i32x4(b[p], b[4 + p], 0xEE);
-        const __m512i c2 = _mm512_shuffle_i32x4(b[8 + p], b[12 + p], 0x44), c3 = _mm512_shuffle_i32x4(b[8 + p], b[12 + p], 0xEE);
+        const __m512i c0 = _mm512_shuffle_i32x4(b[p], b[4 + p], 0x44);
+        const __m512i c1 = _mm512_shuffle_i32x4(b[p], b[4 + p], 0xEE);
+        const __m512i c2 = _mm512_shuffle_i32x4(b[8 + p], b[12 + p], 0x44);
+        const __m512i c3 = _mm512_shuffle_i32x4(b[8 + p], b[12 + p], 0xEE);
         t[p] = _mm512_shuffle_i32x4(c0, c2, 0x88);
         t[4 + p] = _mm512_shuffle_i32x4(c0, c2, 0xDD);
         t[8 + p] = _mm512_shuffle_i32x4(c1, c3, 0x88);
@@ -68,7 +70,8 @@ T512 static inline __attribute__((always_inline)) void panel(const int MC, const
         const __m512 sc = _mm512_i32gather_ps(scale_offset, scales + j * spans + s, 4);
         for (int half = 0; half < 2; half++) {
             __m512i start = zero;
-            for (int d = 8 * half; d < 8 * half + 8; d++) start = _mm512_dpbusd_epi32(start, u128, _mm512_sub_epi8(zero, t[d]));
+            for (int d = 8 * half; d < 8 * half + 8; d++)
+                start = _mm512_dpbusd_epi32(start, u128, _mm512_sub_epi8(zero, t[d]));
             __m512i dot[QST_Q8_ROWS_PER_PASS];
             for (int i = 0; i < MC; i++) dot[i] = start;
             for (int d = 8 * half; d < 8 * half + 8; d++)

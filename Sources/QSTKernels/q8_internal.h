@@ -5,8 +5,9 @@
 
 // Rows per pass of x: the AVX2 and NEON kernels hold MC x JR accumulators (JR = 4 weight rows for up
 // to 4 rows of x, fewer beyond), the AVX-512 one MC accumulators of 16 weight rows. 8 rows: a server's
-// batched decode step of 8 requests reads the 28 MB head of SmolLM2 once, not twice (BENCHMARKS.md §16). Every row's sums are formed in the same order
-// whatever MC and JR, so a row of x gets the same bits alone or with others.
+// batched decode step of 8 requests reads the 28 MB head of SmolLM2 once, not twice (BENCHMARKS.md §16).
+// Every row's sums are formed in the same order whatever MC and JR, so a row of x gets the same bits alone
+// or with others.
 #define QST_Q8_ROWS_PER_PASS 8
 
 // Every weight load also prefetches the head this many bytes further on (its rows are contiguous).
