@@ -53,6 +53,7 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
     for (int h = 0; h < NP; h++)
         for (int r = 0; r < 16; r++) rowp[h][r] = codes + (16 * h + (r < nr - 16 * h ? r : nr - 16 * h - 1)) * (k / 2);
     const float *scales = w->absmax + j * per_row;
+    __m512 a[2]; // the panels' absmax of the current block (a block holds block / 32 groups)
     for (int64_t e0 = 0; e0 < k; e0 += QST_INT16_KC) {
         const int64_t g1 = (e0 + QST_INT16_KC < k ? e0 + QST_INT16_KC : k) / 32;
         __m512 acc[ROWS_PER_PASS][2];
@@ -105,10 +106,10 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
                         for (int h = 0; h < NP; h++) d[i][h][s] = qst_dpwssd_avx512(d[i][h][s], wv[h][u], xb);
                     }
             }
-            __m512 a[2];
-            for (int h = 0; h < NP; h++)
-                a[h] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows[h], t->scale_offset,
-                                                scales + 16 * h * per_row + (g * 32) / w->block, 4);
+            if ((g * 32) % w->block == 0)
+                for (int h = 0; h < NP; h++)
+                    a[h] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows[h], t->scale_offset,
+                                                    scales + 16 * h * per_row + (g * 32) / w->block, 4);
             for (int i = 0; i < R; i++) {
                 const __m512 sx = _mm512_set1_ps(xs[i * groups + g]);
                 for (int h = 0; h < NP; h++) {
