@@ -53,7 +53,7 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
     for (int h = 0; h < NP; h++)
         for (int r = 0; r < 16; r++) rowp[h][r] = codes + (16 * h + (r < nr - 16 * h ? r : nr - 16 * h - 1)) * (k / 2);
     const float *scales = w->absmax + j * per_row;
-    __m512 a[2]; // the panels' absmax of the current block (a block holds block / 32 groups)
+    __m512 a[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}; // the panels' absmax of the block (set at g = 0)
     for (int64_t e0 = 0; e0 < k; e0 += QST_INT16_KC) {
         const int64_t g1 = (e0 + QST_INT16_KC < k ? e0 + QST_INT16_KC : k) / 32;
         __m512 acc[ROWS_PER_PASS][2];
