@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Load generator for Scripts/bench-serve: concurrent clients against a running qst-serve (loopback).
 
-    bench_serve.py URL REQUESTS_PER_CLIENT MAX_TOKENS MAX_SECONDS REPEATS SERVER_PID [JSON]
+    bench_serve.py URL REQUESTS_PER_CLIENT MAX_TOKENS MAX_SECONDS REPEATS SERVER_PID [JSON] [TARGETS_ONLY]
 
 Besides wall-clock rates, each case records the server process's CPU seconds (/proc/PID/stat): tokens
 per CPU second is what the server does with the cores it gets, steadier than tokens/s on a machine shared
 with other jobs. Every case runs REPEATS times, interleaved (all cases, then all again); each figure is the median over
-the repeats, and the ratios are ratios of those medians.
+the repeats, and the ratios are ratios of those medians. Each ratio is also given per repeat, from cases
+that ran back to back: on a shared machine the single-stream speed drifts from minute to minute, and one
+repeat's ratio can land far from the others (BENCHMARKS.md §31). TARGETS_ONLY=1 runs only the three cases
+the ratios need (8 clients on one side, 8 clients on 8 sides, the 8 sides one after another), so more
+repeats fit in the same time.
 
 Plain http.client (one keep-alive connection per client thread) so the clients cost little CPU beside the
 server on the same machine.
@@ -23,6 +27,7 @@ import urllib.parse
 url, per_client, max_tokens, max_seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 repeats, server_pid = int(sys.argv[5]), int(sys.argv[6])
 as_json = len(sys.argv) > 7 and sys.argv[7] == "1"
+targets_only = len(sys.argv) > 8 and sys.argv[8] == "1"
 
 
 def cpu_seconds():
@@ -70,7 +75,7 @@ def case(name, clients, models_of, count):
 
 # Warm-up: page the weights in, start every side once.
 case("warmup", 8, lambda c: [f"s{c + 1}"], 1)
-cases = [(name, clients, f) for clients in (1, 4, 8, 16)
+cases = [(name, clients, f) for clients in ((8,) if targets_only else (1, 4, 8, 16))
          for name, f in (("one side", lambda c: ["s1"]), ("8 sides", lambda c: [f"s{c % 8 + 1}"]))]
 runs = {}
 for _ in range(repeats):
@@ -87,13 +92,21 @@ for (name, clients), rs in runs.items():
     rows.append(row)
 by = {(r["case"], r["clients"]): r for r in rows}
 one8, many8, serial = by[("one side", 8)], by[("8 sides", 8)], by[("8 sides one after another", 1)]
+
+def per_repeat(a, b, key="tokens_per_s"):
+    return [round(x[key] / y[key], 2) for x, y in zip(runs[a], runs[b])]
+
+
+spread = {"8 sides / one side (8 clients)": per_repeat(("8 sides", 8), ("one side", 8)),
+          "8 sides concurrent / one after another": per_repeat(("8 sides", 8), ("8 sides one after another", 1))}
 ratios = {"8 sides / one side (8 clients), target >= 0.8": round(many8["tokens_per_s"] / one8["tokens_per_s"], 2),
           "8 sides concurrent / one after another, target >= 3": round(many8["tokens_per_s"] / serial["tokens_per_s"], 2),
           "same, tokens per CPU second: 8 sides / one side": round(many8["tokens_per_cpu_s"] / one8["tokens_per_cpu_s"], 2),
           "same, tokens per CPU second: concurrent / one after another":
               round(many8["tokens_per_cpu_s"] / serial["tokens_per_cpu_s"], 2)}
 if as_json:
-    print(json.dumps({"rows": rows, "ratios": ratios, "max_tokens": max_tokens, "repeats": repeats}, indent=1))
+    print(json.dumps({"rows": rows, "ratios": ratios, "ratios_per_repeat": spread, "max_tokens": max_tokens,
+                      "repeats": repeats}, indent=1))
 else:
     print(f"medians of {repeats} repeats, {max_tokens} new tokens per request")
     print(f"{'case':<28}{'clients':>8}{'requests':>9}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p99 s':>8}{'tok/cpu-s':>10}"
@@ -103,3 +116,5 @@ else:
               f"{r['p50_s']:>8.2f}{r['p99_s']:>8.2f}{r['tokens_per_cpu_s']:>10.1f}  {r['tokens_per_s_all']}")
     for k, v in ratios.items():
         print(f"{k}: {v}")
+    for k, v in spread.items():
+        print(f"per repeat, {k}: {v} (median {statistics.median(v)})")
