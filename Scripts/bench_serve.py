@@ -117,4 +117,4 @@ else:
     for k, v in ratios.items():
         print(f"{k}: {v}")
     for k, v in spread.items():
-        print(f"per repeat, {k}: {v} (median {statistics.median(v)})")
+        print(f"per repeat, {k}: {v} (median {round(statistics.median(v), 2)})")
