@@ -6,8 +6,8 @@
 Besides wall-clock rates, each case records the server process's CPU seconds (/proc/PID/stat): tokens
 per CPU second is what the server does with the cores it gets, steadier than tokens/s on a machine shared
 with other jobs. Every case runs REPEATS times, interleaved (all cases, then all again); each figure is the median over
-the repeats, and the ratios are ratios of those medians. Each ratio is also given per repeat, from cases
-that ran back to back: on a shared machine the single-stream speed drifts from minute to minute, and one
+the repeats, and the ratios are ratios of those medians. Each ratio is also given per repeat, from the
+cases of that repeat (back to back with TARGETS_ONLY): on a shared machine the single-stream speed drifts from minute to minute, and one
 repeat's ratio can land far from the others (BENCHMARKS.md §31). TARGETS_ONLY=1 runs only the three cases
 the ratios need (8 clients on one side, 8 clients on 8 sides, the 8 sides one after another), so more
 repeats fit in the same time.
@@ -92,6 +92,7 @@ for (name, clients), rs in runs.items():
     rows.append(row)
 by = {(r["case"], r["clients"]): r for r in rows}
 one8, many8, serial = by[("one side", 8)], by[("8 sides", 8)], by[("8 sides one after another", 1)]
+
 
 def per_repeat(a, b, key="tokens_per_s"):
     return [round(x[key] / y[key], 2) for x, y in zip(runs[a], runs[b])]
