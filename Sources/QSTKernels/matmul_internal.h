@@ -75,13 +75,14 @@ int qst_mm_neon(const float *x, int64_t m, int64_t ldx, const qst_weight *w,
 // 64-byte aligned scratch; NULL on failure. Free with free().
 void *qst_mm_alloc(size_t bytes);
 
-// x rounded to int16 for one pass of the int16 GEMVs (`rows` rows of k, one scale per 32 elements): the
-// caller's stack arrays (rows x 2048 and rows x 64) when k <= 2048, else allocated. QST_MATMUL_OK or
-// QST_MATMUL_NO_MEMORY (nothing left allocated); release with qst_mm_x16_release.
+// Frees what qst_mm_x16_scratch allocated (nothing when it handed out the caller's stack arrays).
 static inline void qst_mm_x16_release(int16_t *xq, float *xs, const int16_t *local_q, const float *local_s) {
     if (xq != local_q) free(xq);
     if (xs != local_s) free(xs);
 }
+// x rounded to int16 for one pass of the int16 GEMVs (`rows` rows of k, one scale per 32 elements): the
+// caller's stack arrays (rows x 2048 and rows x 64) when k <= 2048, else allocated. QST_MATMUL_OK or
+// QST_MATMUL_NO_MEMORY (nothing left allocated); release with qst_mm_x16_release.
 static inline int qst_mm_x16_scratch(int64_t rows, int64_t k, int16_t *local_q, float *local_s, int16_t **xq, float **xs) {
     *xq = k <= 2048 ? local_q : qst_mm_alloc((size_t)(rows * k) * sizeof(int16_t));
     *xs = k <= 2048 ? local_s : qst_mm_alloc((size_t)(rows * (k / 32)) * sizeof(float));
