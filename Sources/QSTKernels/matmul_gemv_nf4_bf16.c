@@ -11,6 +11,7 @@
 // (block % 64 == 0). x is rounded and reordered to match once per call.
 // Error: NF4 constants and x rounded to bfloat16 (about 2^-9 relative each).
 #include "matmul_internal.h"
+#include "bf16_round.h"
 
 // x86-64 only (AVX-512); other architectures link matmul_x86_absent.c instead.
 #if defined(__x86_64__)
@@ -32,13 +33,6 @@
 // 4 rows of x, two weight rows spilled: 8 rows took 1.5x two passes of 4; one weight row per step
 // takes 0.93x, Scripts/bench-kernels-rows).
 #define JR_FOR(MC) ((MC) <= 2 ? 4 : (MC) <= 4 ? 2 : 1)
-
-static uint16_t round_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7FFF + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
 
 // x rows -> bfloat16, each 128-element group reordered to the decode order (word w of
 // vector p = element 4w+p); zero padded to kp (a multiple of 128).
@@ -121,7 +115,7 @@ TARGET int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qs
                                 float *y, int64_t ldy, int64_t n0, int64_t n1) {
     const int64_t kp = (w->k + 127) & ~(int64_t)127;
     uint16_t values[32];
-    for (int c = 0; c < 32; c++) values[c] = round_bf16(qst_mm_nf4_values[c & 15]);
+    for (int c = 0; c < 32; c++) values[c] = qst_bf16_round(qst_mm_nf4_values[c & 15]);
     const __m512i table = _mm512_loadu_si512((const void *)values);
     // Small x buffers live on the stack: a heap allocation per call is a measurable share
     // of a ~5 microsecond GEMV.

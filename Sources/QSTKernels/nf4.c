@@ -10,6 +10,7 @@
 #include "nf4.h"
 #include "kernel_impl.h"
 #include "nf4_internal.h"
+#include "bf16_round.h"
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -86,18 +87,13 @@ void qst_nf4_dequant_f32_scalar(const uint8_t *codes, float scale, int64_t start
     }
 }
 
-static inline uint16_t bf16_rne(float f) {
-    uint32_t u = f32_bits(f);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
 
 void qst_nf4_dequant_bf16_scalar(const uint8_t *codes, float scale, int64_t start, int64_t n, uint16_t *out) {
     for (int64_t i = 0; i < n; i++) {
         int64_t e = start + i;
         uint8_t b = codes[e >> 1];
         unsigned nib = (e & 1) ? (b & 15u) : (b >> 4);
-        out[i] = bf16_rne(qst_nf4_codes[nib] * scale);
+        out[i] = qst_bf16_round(qst_nf4_codes[nib] * scale);
     }
 }
 

@@ -97,7 +97,7 @@ QST_AVX2 void qst_nf4_dequant_f32_avx2(const uint8_t *codes, float scale, int64_
 }
 
 // bfloat16 output: a block has one scale, so its 16 possible outputs are computed once (code *
-// scale rounded to nearest even, as the scalar bf16_rne) and split into a low- and a high-byte
+// scale rounded to nearest even, as the scalar qst_bf16_round) and split into a low- and a high-byte
 // table; each 32 elements then cost two byte shuffles and two interleaves.
 QST_AVX2 static inline void bf16_tables(float scale, __m256i *lo_t, __m256i *hi_t) {
     const __m256 s = _mm256_set1_ps(scale);

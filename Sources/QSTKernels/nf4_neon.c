@@ -113,7 +113,7 @@ void qst_nf4_dequant_f32_neon(const uint8_t *codes, float scale, int64_t start, 
 }
 
 // bfloat16 output: one scale per block, so the 16 possible outputs (code * scale rounded to
-// nearest even, as the scalar bf16_rne) are computed once and split into low- and high-byte
+// nearest even, as the scalar qst_bf16_round) are computed once and split into low- and high-byte
 // tables; 16 elements then cost two table lookups and two zips.
 static inline void bf16_tables(float scale, uint8x16_t *lo_t, uint8x16_t *hi_t) {
     const uint32x4_t bias = vdupq_n_u32(0x7fff), one = vdupq_n_u32(1);

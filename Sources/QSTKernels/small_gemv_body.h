@@ -3,6 +3,7 @@
 //   SFX, ATTR       entry point suffix and target attribute
 //   V, W            vector type and lane count (W divides 16, so whole vectors never pass ldw)
 //   V_LOAD V_STORE V_SET1 V_ZERO V_ADD V_FMA(a, b, c) = a * b + c fused
+//   SG_WT, V_LOAD_W weight element type (float, or uint16_t bfloat16 bits) and its load as a V of float32
 //   SG_MAX_ACC      vector accumulators one block may keep in registers
 // One lane per output j; a block of CB vectors × P chains of accumulators walks all of i once. The
 // lanes' arithmetic is the scalar reference's, in the same order, so the bits do not depend on W or CB.
@@ -14,28 +15,28 @@
 
 // Outputs j0 … j0 + CB·W − 1 (clipped to out) of one row; CB and P are constants after inlining.
 ATTR static inline __attribute__((always_inline)) void SG_FN(sg_block_)(
-    float *y, const float *x, const float *wt, int64_t ldw, int64_t in, int64_t out, int64_t j0,
+    float *y, const float *x, const SG_WT *wt, int64_t ldw, int64_t in, int64_t out, int64_t j0,
     const float *bias, int accumulate, const int CB, const int P) {
     V acc[SG_MAX_ACC];
     for (int k = 0; k < CB * P; k++) acc[k] = V_ZERO();
-    const float *w = wt + j0;
+    const SG_WT *w = wt + j0;
     int64_t i = 0;
     for (; i + P <= in; i += P) {
         for (int p = 0; p < P; p++) {
             const V xv = V_SET1(x[i + p]);
-            const float *wr = w + (i + p) * ldw;
+            const SG_WT *wr = w + (i + p) * ldw;
             for (int c = 0; c < CB; c++) {
                 // The weights stream from memory once per token: ask for them a page ahead, across the
                 // 4 KB boundaries where the hardware prefetcher stops (the next matrix follows in the pack).
                 __builtin_prefetch((const char *)(wr + c * W) + SG_PREFETCH_BYTES);
-                acc[c * P + p] = V_FMA(xv, V_LOAD(wr + c * W), acc[c * P + p]);
+                acc[c * P + p] = V_FMA(xv, V_LOAD_W(wr + c * W), acc[c * P + p]);
             }
         }
     }
     for (int p = 0; i < in; i++, p++) {
         const V xv = V_SET1(x[i]);
-        const float *wr = w + i * ldw;
-        for (int c = 0; c < CB; c++) acc[c * P + p] = V_FMA(xv, V_LOAD(wr + c * W), acc[c * P + p]);
+        const SG_WT *wr = w + i * ldw;
+        for (int c = 0; c < CB; c++) acc[c * P + p] = V_FMA(xv, V_LOAD_W(wr + c * W), acc[c * P + p]);
     }
     for (int c = 0; c < CB; c++) {
         V s = acc[c * P];
@@ -60,7 +61,7 @@ ATTR static inline __attribute__((always_inline)) void SG_FN(sg_block_)(
 }
 
 // All outputs of one row: blocks of as many vectors as fit SG_MAX_ACC accumulators with P chains.
-ATTR static void SG_FN(sg_row_)(float *y, const float *x, const float *wt, int64_t ldw, int64_t in, int64_t out,
+ATTR static void SG_FN(sg_row_)(float *y, const float *x, const SG_WT *wt, int64_t ldw, int64_t in, int64_t out,
                                 const float *bias, int accumulate, int P) {
     const int64_t vecs = (out + W - 1) / W;
     const int per = SG_MAX_ACC / P;
@@ -89,7 +90,7 @@ ATTR static void SG_FN(sg_row_)(float *y, const float *x, const float *wt, int64
     }
 }
 
-int SG_FN(qst_small_gemv_)(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t n, const float *wt,
+int SG_FN(qst_small_gemv_)(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t n, const SG_WT *wt,
                            int64_t ldw, int64_t in, int64_t out, const float *bias, int accumulate, int chains) {
     for (int64_t r = 0; r < n; r++) SG_FN(sg_row_)(y + r * ldy, x + r * ldx, wt, ldw, in, out, bias, accumulate, chains);
     return 0;

@@ -65,15 +65,18 @@ public enum SubmitError: Error, Equatable, CustomStringConvertible {
 /// side affects requests submitted afterwards; running requests keep the weights they started with.
 public final class SideRegistry: @unchecked Sendable {
     public let baseName: String
+    /// How every side network added here is packed (`SidePackPrecision(for:)` the base's matmul path, so
+    /// that answers equal `qst-generate`'s).
+    public let precision: SidePackPrecision
     private let lock = NSLock()
     private var sides: [String: SideInferenceWeights] = [:]
     private var order: [String] = []
 
-    public init(baseName: String) { self.baseName = baseName }
+    public init(baseName: String, precision: SidePackPrecision) { self.baseName = baseName; self.precision = precision }
 
     /// Adds (or replaces) a side network under `name`, packed for decoding once here (not per request).
     public func add(name: String, weights: SideWeights) {
-        let weights = SideInferenceWeights(weights)
+        let weights = SideInferenceWeights(weights, precision: precision)
         lock.withLock {
             if sides[name] == nil { order.append(name) }
             sides[name] = weights

@@ -95,7 +95,7 @@ struct Serve: ParsableCommand {
                 "\(model): qst-serve runs LLaMA-family models (OPT is not supported)", kind: .unsupportedModel)
         }
         let baseName = name ?? URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        let registry = SideRegistry(baseName: baseName)
+        let registry = SideRegistry(baseName: baseName, precision: SidePackPrecision(for: base.options.matmulPath))
         // An attached side network (merged container) comes first in the spec, named "<base>#side".
         let attached = spec.sides.count - sideSpecs.count
         for k in 0..<attached { registry.add(name: baseName + "#side", weights: spec.sides[k]) }

@@ -8,7 +8,8 @@
 //   of its precision class (float32 reorder, bfloat16 rounding, int8 activations + int8 grid).
 //   Q8 rows: the quantizer's rounding, each GEMV path against a float64 sum (test_q8.inc).
 //   vecmath: softmax, SiLU gate, side attention forward/backward against float64 (test_vecmath.inc).
-//   small_gemv: every path bit for bit against the scalar reference (test_small_gemv.inc).
+//   small_gemv: every path bit for bit against the scalar reference, float32 and bfloat16 weights
+//   (test_small_gemv.inc).
 //   side decode attention: every path against float64 (test_side_decode_attention.inc).
 #include "QSTKernels.h"
 
@@ -178,6 +179,7 @@ int main(void) {
     test_q8_gemv_paths();
     test_vecmath_paths();
     test_small_gemv_paths();
+    test_small_gemv_bf16_paths();
     test_side_decode_attention_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

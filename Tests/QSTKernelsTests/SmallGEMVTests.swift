@@ -86,6 +86,55 @@ final class SmallGEMVTests: XCTestCase {
         #endif
     }
 
+    /// bfloat16 weights (`qst_small_gemv_bf16`, the side packs of `--matmul auto`): the pack holds each weight's
+    /// nearest bfloat16 (ties to even; found here from the float64 distances, not the kernels' bit trick), the
+    /// scalar reference is the product with those weights, and every path gives its bits, alone or not.
+    func testBFloat16WeightsOnEveryPath() throws {
+        var rng = SplitMix(seed: 17)
+        let scalar = Int32(QST_VEC_SCALAR.rawValue)
+        func nearest(_ f: Float) -> UInt16 {
+            let lo = f.bitPattern & 0xFFFF_0000, hi = lo &+ 0x1_0000
+            let dl = abs(Double(f) - Double(Float(bitPattern: lo))), dh = abs(Double(Float(bitPattern: hi)) - Double(f))
+            if dl != dh { return UInt16((dl < dh ? lo : hi) >> 16) }
+            return UInt16(((lo >> 16) & 1 == 0 ? lo : hi) >> 16)
+        }
+        for (k, m) in [(576, 16), (72, 192), (36, 12), (7, 17), (33, 129)] {
+            let n = 3, ldy = m + 2, ld = Int(qst_small_gemv_ld(Int64(m)))
+            var w = (0..<(m * k)).map { _ in Float(rng.unit() * 2 - 1) * 0.3 }
+            w[0] = 1.00390625  // halfway between 1.0 and the next bfloat16: stays 1.0 (even)
+            let x = (0..<(n * k)).map { _ in Float(rng.unit() * 4 - 2) }
+            let y0 = (0..<(n * ldy)).map { _ in Float(rng.unit() - 0.5) }
+            var wt = [UInt16](repeating: 0xFFFF, count: k * ld)
+            qst_small_gemv_pack_bf16(&wt, w, Int64(k), Int64(m))
+            for i in 0..<k {
+                for j in 0..<ld { XCTAssertEqual(wt[i * ld + j], j < m ? nearest(w[j * k + i]) : 0, "pack \(i),\(j)") }
+            }
+            XCTAssertEqual(wt[0], 0x3F80)
+            func run(_ path: Int32, rows: Int, x: ArraySlice<Float>, y: ArraySlice<Float>) -> [Float]? {
+                var y = Array(y), x = Array(x)
+                let rc = qst_small_gemv_bf16(
+                    &y, Int64(ldy), &x, Int64(k), Int64(rows), wt, Int64(ld), Int64(k), Int64(m), nil, 1, path)
+                return rc == 0 ? y : nil
+            }
+            let ref = try XCTUnwrap(run(scalar, rows: n, x: x[...], y: y0[...]))
+            for r in 0..<n {
+                for j in 0..<m {
+                    var s = Double(y0[r * ldy + j])
+                    for i in 0..<k {
+                        s += Double(x[r * k + i]) * Double(Float(bitPattern: UInt32(wt[i * ld + j]) << 16))
+                    }
+                    XCTAssertEqual(Double(ref[r * ldy + j]), s, accuracy: 1e-6 * Double(k + 2), "scalar \(m)×\(k)")
+                }
+            }
+            for (name, path) in Self.paths where qst_vec_supported(path) != 0 {
+                let got = try XCTUnwrap(run(path, rows: n, x: x[...], y: y0[...]), "\(name) refused")
+                XCTAssertEqual(got.map(\.bitPattern), ref.map(\.bitPattern), "\(name) \(m)×\(k)")
+                let alone = try XCTUnwrap(run(path, rows: 1, x: x[k...], y: y0[ldy...]))
+                XCTAssertEqual(alone[0..<m].map(\.bitPattern), got[ldy..<(ldy + m)].map(\.bitPattern), "\(name) alone")
+            }
+        }
+    }
+
     func testBadSizesAndUnsupportedPathsAreRefused() {
         var y = [Float](repeating: 0, count: 32)
         let x = [Float](repeating: 1, count: 32), wt = [Float](repeating: 1, count: 16 * 16)

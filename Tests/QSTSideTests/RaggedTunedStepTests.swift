@@ -32,7 +32,9 @@ final class RaggedTunedStepTests: XCTestCase {
             return try base.forward(ids: r.ids, batch: 1, newTokens: r.ids.count).array
         }
         let caches = reqs.map { base.makeCache(batch: 1, capacity: $0.ids.count) }
-        let sessions = reqs.map { r in r.side.map { SideSession(weights: $0, capacity: r.ids.count) } }
+        let sessions = reqs.map { r in
+            r.side.map { SideSession(weights: $0, precision: .float32, capacity: r.ids.count) }
+        }
         var done = [Int](repeating: 0, count: reqs.count)
         var step = 0, checked = 0
         while zip(done, reqs).contains(where: { $0 < $1.ids.count }) {
@@ -67,7 +69,7 @@ final class RaggedTunedStepTests: XCTestCase {
     func testRejectedStepLeavesCachesUntouched() throws {
         let base = try FrozenModel(
             path: try ExportFixtures.tinyContainer(), options: EngineOptions(matmulPath: .dequantizeSGEMM))
-        let side = SideSession(weights: try ExportFixtures.sideWeights(for: base), capacity: 4)
+        let side = SideSession(weights: try ExportFixtures.sideWeights(for: base), precision: .float32, capacity: 4)
         let ok = base.makeCache(batch: 1, capacity: 4), full = base.makeCache(batch: 1, capacity: 2)
         XCTAssertThrowsError(
             try TunedModel.raggedStep(
@@ -104,7 +106,7 @@ final class RaggedTunedStepTests: XCTestCase {
             try prompts.indices.map { j in
                 let seg = TunedSegment(
                     ids: prompts[j], cache: base.makeCache(batch: 1, capacity: 12),
-                    side: sideOf[j].map { SideSession(weights: $0, capacity: 12) })
+                    side: sideOf[j].map { SideSession(weights: $0, precision: .bfloat16, capacity: 12) })
                 _ = try TunedModel.raggedStep(base: base, segments: [seg])
                 return seg
             }

@@ -40,6 +40,41 @@ final class SideInferenceTests: XCTestCase {
         }
     }
 
+    /// `--matmul auto` packs side networks in bfloat16: half the bytes, and the tuned logits stay within the
+    /// weights' rounding (2⁻⁹ relative each) of the float64 reference, while they do differ from float32's.
+    func testBFloat16PackStaysNearTheReference() throws {
+        let container = try ExportFixtures.tinyContainer()
+        let base = try FrozenModel(path: container, options: exact)
+        let side = try ExportFixtures.sideWeights(for: base, r: 2, kind: .adapter)
+        let dir = try ExportFixtures.scratch("adapter-bf16")
+        try AdapterIO.save(
+            side,
+            config: AdapterConfig(
+                base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
+                origin: ExportOrigin(checkpoint: "test")), directory: dir)
+        let batch = TokenBatch(sequences: sequences), V = base.vocabSize
+        let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: sequences)
+        func rows(_ x: [Double]) -> [Double] {
+            ExportFixtures.validRows(x, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)
+        }
+        let f32 = try TunedModel(base: base, sides: [side], precision: .float32)
+        let bf16 = try TunedModel(base: base, sides: [side], precision: .bfloat16)
+        XCTAssertEqual(bf16.runners[0].pack.precision, .bfloat16)
+        XCTAssertEqual(bf16.runners[0].pack.bytes * 2, f32.runners[0].pack.bytes, "bfloat16 halves the pack")
+        let a = rows(try f32.logits(batch)[0].array.map(Double.init))
+        let b = rows(try bf16.logits(batch)[0].array.map(Double.init))
+        let errF32 = ExportFixtures.relativeError(a, rows(ref)), errBF16 = ExportFixtures.relativeError(b, rows(ref))
+        XCTAssertLessThan(errF32, 1e-5)
+        XCTAssertLessThan(errBF16, 4e-3, "bfloat16 side weights: logits within their rounding of float64")
+        XCTAssertGreaterThan(ExportFixtures.relativeError(a, b), 1e-6, "the bfloat16 pack is the one used")
+        // The precision follows the base's matmul path unless given.
+        let auto = try FrozenModel(path: container, options: EngineOptions(matmulPath: .kernelsAuto))
+        XCTAssertEqual(try TunedModel(base: auto, sides: [side]).runners[0].pack.precision, .bfloat16)
+        XCTAssertEqual(try TunedModel(base: base, sides: [side]).runners[0].pack.precision, .float32)
+        let kernelsExact = try FrozenModel(path: container, options: EngineOptions(matmulPath: .kernelsExact))
+        XCTAssertEqual(try TunedModel(base: kernelsExact, sides: [side]).runners[0].pack.precision, .float32)
+    }
+
     func testCachedDecodingMatchesFullForward() throws {
         let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: exact)
         let model = try TunedModel(base: base, sides: [try ExportFixtures.sideWeights(for: base)])

@@ -12,7 +12,8 @@ public enum MatmulPath: String, Sendable, CaseIterable {
     /// QSTKernels `qst_matmul` with full-F32 products (AVX-512 or AVX2 FMA), weights decoded in registers.
     case kernelsExact = "exact"
     /// QSTKernels' fastest path: may round x and W to bfloat16 (AVX-512) for many-row products (~1e-3 relative);
-    /// where the CPU has no vector kernel at all (scalar only), dequantize + sgemm for those.
+    /// where the CPU has no vector kernel at all (scalar only), dequantize + sgemm for those. Side networks
+    /// decode from bfloat16 copies of their weights on this path (`SidePackPrecision`).
     case kernelsAuto = "auto"
 }
 

@@ -35,6 +35,16 @@ int qst_small_gemv_chains(int64_t out);
 /// Packs row-major W [out, in] into wt [in, ldw] (ldw = qst_small_gemv_ld(out)), zero padded.
 void qst_small_gemv_pack(float *wt, const float *w, int64_t in, int64_t out);
 
+/// The same product over bfloat16 weights (a side network packed for `--matmul auto`: half the bytes a
+/// decode step streams per request). wt holds bfloat16 bits in the layout above; each weight is widened
+/// to float32 exactly (bits << 16) and the formula above runs unchanged, so every path gives the same
+/// bits, alone or among other rows. Returns as qst_small_gemv.
+int qst_small_gemv_bf16(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t n, const uint16_t *wt,
+                        int64_t ldw, int64_t in, int64_t out, const float *bias, int accumulate, int path);
+
+/// qst_small_gemv_pack into bfloat16 bits, each weight rounded to nearest even; padding is +0.
+void qst_small_gemv_pack_bf16(uint16_t *wt, const float *w, int64_t in, int64_t out);
+
 #ifdef __cplusplus
 }
 #endif

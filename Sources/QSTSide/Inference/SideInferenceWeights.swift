@@ -1,12 +1,30 @@
 import Foundation
 import QSTKernels
+import enum QSTEngine.MatmulPath
 import QSTNN
 
+/// How a side network's matrices are stored for decoding (`SideInferenceWeights`).
+public enum SidePackPrecision: String, Sendable {
+    /// Float32 as trained: `--matmul exact` and `sgemm`, where tuned inference is held to the float64
+    /// reference.
+    case float32
+    /// bfloat16 (nearest even), widened exactly to float32 in the kernel (`qst_small_gemv_bf16`): what
+    /// `--matmul auto` uses, which already rounds the base's products. Half the bytes a decode step streams
+    /// per side network and half a tenant's memory; each weight within 2⁻⁹ relative of the float32 one.
+    case bfloat16
+
+    /// The precision that goes with the base's matmul path: bfloat16 under `.kernelsAuto`, else float32.
+    public init(for path: MatmulPath) { self = path == .kernelsAuto ? .bfloat16 : .float32 }
+
+    var elementBytes: Int { self == .float32 ? 4 : 2 }
+}
+
 /// One side matrix as the decode loops read it: `W [outF, inF]` transposed and padded (`small_gemv.h`),
-/// inside a `SideInferenceWeights` buffer.
+/// in float32 or bfloat16, inside a `SideInferenceWeights` buffer.
 struct PackedMatrix {
-    let wt: UnsafePointer<Float>
+    let wt: UnsafeRawPointer
     let inF, outF, ld: Int
+    let precision: SidePackPrecision
     let path: Int32
 
     /// `y [n, outF] = x [n, inF] · Wᵀ (+ y when accumulate) (+ bias)`, every row on its own: a row gets the
@@ -16,11 +34,21 @@ struct PackedMatrix {
         _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, bias: UnsafePointer<Float>? = nil,
         accumulate: Bool = false
     ) {
-        let rc = qst_small_gemv(
-            y, Int64(outF), x, Int64(inF), Int64(n), wt, Int64(ld), Int64(inF), Int64(outF), bias,
-            accumulate ? 1 : 0, path)
-        precondition(rc == 0, "qst_small_gemv refused \(outF)×\(inF) on path \(path)")
+        let rc: Int32
+        switch precision {
+        case .float32:
+            rc = qst_small_gemv(
+                y, Int64(outF), x, Int64(inF), Int64(n), wt.assumingMemoryBound(to: Float.self), Int64(ld),
+                Int64(inF), Int64(outF), bias, accumulate ? 1 : 0, path)
+        case .bfloat16:
+            rc = qst_small_gemv_bf16(
+                y, Int64(outF), x, Int64(inF), Int64(n), wt.assumingMemoryBound(to: UInt16.self), Int64(ld),
+                Int64(inF), Int64(outF), bias, accumulate ? 1 : 0, path)
+        }
+        precondition(rc == 0, "qst_small_gemv refused \(outF)×\(inF) (\(precision)) on path \(path)")
     }
+
+    var bytes: Int { inF * ld * precision.elementBytes }
 }
 
 /// A side network's matrices packed once for inference, shared by every request that runs it.
@@ -31,8 +59,8 @@ struct PackedMatrix {
 /// half the memory speed (BENCHMARKS.md §16, session 6). Here each matrix is transposed (outputs along
 /// vector lanes, no horizontal sums) and all of them sit in one 64-byte-aligned buffer in the order a
 /// token visits them — layer i's downsampler, then block i — so a step reads one forward stream that the
-/// kernel prefetches ahead. Float32 as trained: the results differ from the BLAS products only in
-/// summation order.
+/// kernel prefetches ahead. In float32 as trained (the results differ from the BLAS products only in
+/// summation order) or in bfloat16 (`SidePackPrecision`).
 ///
 /// The packing is a copy: build it after the weights stop changing (it is for serving and evaluation, not
 /// for a training loop that updates `weights`).
@@ -45,10 +73,12 @@ public final class SideInferenceWeights: @unchecked Sendable {
     let blocks: [[PackedMatrix]]
     /// The head's `upsample` (`[headSize, width]`).
     let up: PackedMatrix
+    public let precision: SidePackPrecision
     private let storage: UnsafeMutableRawPointer
 
-    public init(_ weights: SideWeights) {
+    public init(_ weights: SideWeights, precision: SidePackPrecision) {
         self.weights = weights
+        self.precision = precision
         let c = weights.config, L = c.base.layerCount
         let path = qst_vec_best_path()
         let family = c.base.family
@@ -68,18 +98,17 @@ public final class SideInferenceWeights: @unchecked Sendable {
             let s = weights.spec(name)!.shape
             return (s[0], s.count > 1 ? s[1] : 1)
         }
-        let floats = plan.reduce(0) { total, p in
+        let elements = plan.reduce(0) { total, p in
             let s = shape(p.name)
             return total + s.inF * Int(qst_small_gemv_ld(Int64(s.outF)))
         }
         // Whole 2 MB pages, offered to the kernel as huge pages (one TLB entry per 2 MB of the stream).
-        let page = 2 << 20, bytes = (max(1, floats) * 4 + page - 1) / page * page
+        let page = 2 << 20, bytes = (max(1, elements) * precision.elementBytes + page - 1) / page * page
         storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: page)
         #if os(Linux)
             _ = madvise(storage, bytes, MADV_HUGEPAGE)
         #endif
-        let base = storage.bindMemory(to: Float.self, capacity: max(1, floats))
-        var offset = 0
+        var offset = 0  // in elements
         var a = [PackedMatrix?](repeating: nil, count: L), b = a
         var blockMats = (0..<L).map {
             [PackedMatrix?](repeating: nil, count: family.packedBlockMatrices(layer: $0).count)
@@ -87,9 +116,15 @@ public final class SideInferenceWeights: @unchecked Sendable {
         var upMat: PackedMatrix?
         for p in plan {
             let (outF, inF) = shape(p.name), ld = Int(qst_small_gemv_ld(Int64(outF)))
-            let dst = base + offset
-            qst_small_gemv_pack(dst, UnsafePointer(weights.value(p.name)), Int64(inF), Int64(outF))
-            let m = PackedMatrix(wt: UnsafePointer(dst), inF: inF, outF: outF, ld: ld, path: path)
+            let dst = storage + offset * precision.elementBytes, src = UnsafePointer(weights.value(p.name))
+            switch precision {
+            case .float32:
+                qst_small_gemv_pack(dst.assumingMemoryBound(to: Float.self), src, Int64(inF), Int64(outF))
+            case .bfloat16:
+                qst_small_gemv_pack_bf16(dst.assumingMemoryBound(to: UInt16.self), src, Int64(inF), Int64(outF))
+            }
+            let m = PackedMatrix(
+                wt: UnsafeRawPointer(dst), inF: inF, outF: outF, ld: ld, precision: precision, path: path)
             offset += inF * ld
             switch p.slot {
             case -1: upMat = m
@@ -107,7 +142,7 @@ public final class SideInferenceWeights: @unchecked Sendable {
 
     /// Bytes of the packed copy.
     public var bytes: Int {
-        (downA + downB).compactMap { $0 }.reduce(0) { $0 + $1.inF * $1.ld * 4 }
-            + blocks.joined().reduce(0) { $0 + $1.inF * $1.ld * 4 } + up.inF * up.ld * 4
+        (downA + downB).compactMap { $0 }.reduce(0) { $0 + $1.bytes } + blocks.joined().reduce(0) { $0 + $1.bytes }
+            + up.bytes
     }
 }

@@ -91,8 +91,8 @@ final class SideRunner {
         }
     }
 
-    convenience init(weights: SideWeights, threads: Int) {
-        self.init(pack: SideInferenceWeights(weights), threads: threads)
+    convenience init(weights: SideWeights, precision: SidePackPrecision, threads: Int) {
+        self.init(pack: SideInferenceWeights(weights, precision: precision), threads: threads)
     }
 
     init(pack: SideInferenceWeights, threads: Int) {

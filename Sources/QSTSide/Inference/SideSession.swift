@@ -20,9 +20,12 @@ public final class SideSession {
         cache = runner.makeCache(batch: 1, capacity: capacity)
     }
 
-    /// A session with its own packed copy of `weights`.
-    public convenience init(weights: SideWeights, capacity: Int, threads: Int = Parallel.threadCount()) {
-        self.init(inference: SideInferenceWeights(weights), capacity: capacity, threads: threads)
+    /// A session with its own packed copy of `weights` (`SidePackPrecision(for:)` the base's matmul path
+    /// gives what `TunedModel` uses).
+    public convenience init(
+        weights: SideWeights, precision: SidePackPrecision, capacity: Int, threads: Int = Parallel.threadCount()
+    ) {
+        self.init(inference: SideInferenceWeights(weights, precision: precision), capacity: capacity, threads: threads)
     }
 
     public var bytes: Int { cache.bytes }

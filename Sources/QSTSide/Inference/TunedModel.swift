@@ -39,7 +39,9 @@ public final class TunedModel {
     public let sides: [SideWeights]
     let runners: [SideRunner]
 
-    public init(base: FrozenModel, sides: [SideWeights]) throws {
+    /// `precision`: how the side networks are packed for decoding; nil takes `SidePackPrecision(for:)` the
+    /// base's matmul path (bfloat16 under `--matmul auto`, as the server packs them).
+    public init(base: FrozenModel, sides: [SideWeights], precision: SidePackPrecision? = nil) throws {
         guard !sides.isEmpty else { throw QSTError("tuned model: no side network given") }
         for (k, s) in sides.enumerated() {
             try s.config.base.checkRuns(beside: base, side: "side network \(k + 1)", base: base.source.origin)
@@ -47,7 +49,8 @@ public final class TunedModel {
         self.base = base
         self.sides = sides
         let threads = Parallel.threadCount()
-        runners = sides.map { SideRunner(weights: $0, threads: threads) }
+        let precision = precision ?? SidePackPrecision(for: base.options.matmulPath)
+        runners = sides.map { SideRunner(weights: $0, precision: precision, threads: threads) }
     }
 
     /// Caches for `batch` sequences of up to `capacity` tokens. With `.perSequence`, batch must equal the
