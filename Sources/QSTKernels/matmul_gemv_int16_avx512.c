@@ -11,7 +11,7 @@
 // and row); vpdpwssd does 32 products per instruction at the same rate (BENCHMARKS.md §27, §29).
 //
 // Bits: per output, the int32 sum of each 32-element group is exact whatever order it is formed in (it
-// is split over several accumulators here when few rows leave the dependency chain too short), then
+// is split over two accumulators for a single row of x), then
 // acc = acc + float(sum) * absmax * xscale in the GEMM's operation order, one accumulator per K chunk of
 // QST_INT16_KC elements, the chunk sums added to y in chunk order.
 #include "matmul_internal.h"
@@ -32,14 +32,20 @@ typedef struct {
 
 // R rows of x times NP panels of 16 weight rows from row j (nr rows in the last, the others masked),
 // over the whole of k. Per 32-element group, each row's 16 code bytes are loaded and transposed so that
-// vector q holds dword q (8 elements) of the 16 rows, one per lane; four vpermw then look up, in every
-// lane, the grid values of elements (0, 4), (1, 5), (2, 6) and (3, 7) of those 8 (shifting the dword's two
-// words right by 4, 0, 12 and 8 bits brings those elements' nibbles to their bottoms; vpermw reads only
-// an index word's low 5 bits, so the neighbouring nibbles need no masking). x is stored with its elements in
-// that order (0 4 1 5 2 6 3 7), so one broadcast x pair feeds one vpdpwssd per lookup and row of x.
+// vector q holds dword q (8 elements) of the 16 rows, one per lane; a vpermw then looks up, in every lane,
+// the grid values of elements (0, 4), (1, 5), (2, 6) or (3, 7) of those 8 (shifting the dword's two words
+// right by 4, 0, 12 or 8 bits brings those elements' nibbles to their bottoms; vpermw reads only an index
+// word's low 5 bits, so the neighbouring nibbles need no masking). x is stored with its elements in that
+// order (0 4 1 5 2 6 3 7), so one broadcast x pair feeds one vpdpwssd per panel.
+//
+// Each lookup is made just before the R rows use it, the rows innermost, and the float32 accumulators live
+// in an L1 array, not in registers: R x NP int32 sums stay in registers (16 at 8 rows and two panels), so
+// every broadcast x pair feeds two panels. At 8 rows this ran 12 % faster than one panel per step with the
+// float32 accumulators in registers (46 against 52 ns per group and 16-row panel, BENCHMARKS.md §32).
 TARGET static inline __attribute__((always_inline)) void panels(const int R, const int NP, const int S,
         const int16_t *xq, const float *xs, const qst_weight *w, const tables *t, int64_t j, int64_t nr, float *y,
         int64_t ldy) {
+    static const int shift[4] = {4, 0, 12, 8};
     const int64_t k = w->k, groups = k / 32, per_row = k / w->block;
     __mmask16 rows[2];
     for (int h = 0; h < NP; h++) {
@@ -56,9 +62,9 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
     __m512 a[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}; // the panels' absmax of the block (set at g = 0)
     for (int64_t e0 = 0; e0 < k; e0 += QST_INT16_KC) {
         const int64_t g1 = (e0 + QST_INT16_KC < k ? e0 + QST_INT16_KC : k) / 32;
-        __m512 acc[ROWS_PER_PASS][2];
+        float acc[ROWS_PER_PASS][2][16] __attribute__((aligned(64)));
         for (int i = 0; i < R; i++)
-            for (int h = 0; h < NP; h++) acc[i][h] = _mm512_setzero_ps();
+            for (int h = 0; h < NP; h++) _mm512_store_ps(acc[i][h], _mm512_setzero_ps());
         for (int64_t g = e0 / 32; g < g1; g++) {
             __m512i d[ROWS_PER_PASS][2][2]; // [row][panel][split]
             for (int i = 0; i < R; i++)
@@ -88,24 +94,21 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
                 cq[h][2] = _mm512_unpacklo_epi64(t1, t3);
                 cq[h][3] = _mm512_unpackhi_epi64(t1, t3);
             }
-            for (int q = 0; q < 4; q++) {
-                __m512i wv[2][4]; // lane r: elements (0, 4), (1, 5), (2, 6), (3, 7) of row r's 8 in dword q
-                for (int h = 0; h < NP; h++) {
-                    const __m512i c = cq[h][q];
-                    wv[h][0] = _mm512_permutexvar_epi16(_mm512_srli_epi16(c, 4), t->grid);
-                    wv[h][1] = _mm512_permutexvar_epi16(c, t->grid);
-                    wv[h][2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(c, 12), t->grid);
-                    wv[h][3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(c, 8), t->grid);
-                }
-                const int s = q % S;
-                for (int i = 0; i < R; i++)
-                    for (int u = 0; u < 4; u++) {
+            for (int q = 0; q < 4; q++)
+                for (int u = 0; u < 4; u++) {
+                    // Lane r of wv[h]: elements (u, u + 4) of row r's 8 in dword q.
+                    __m512i wv[2];
+                    for (int h = 0; h < NP; h++)
+                        wv[h] = _mm512_permutexvar_epi16(
+                            shift[u] ? _mm512_srli_epi16(cq[h][q], shift[u]) : cq[h][q], t->grid);
+                    const int s = (4 * q + u) % S;
+                    for (int i = 0; i < R; i++) {
                         int32_t pair;
                         memcpy(&pair, xq + i * k + g * 32 + 8 * q + 2 * u, 4);
                         const __m512i xb = _mm512_set1_epi32(pair);
-                        for (int h = 0; h < NP; h++) d[i][h][s] = qst_dpwssd_avx512(d[i][h][s], wv[h][u], xb);
+                        for (int h = 0; h < NP; h++) d[i][h][s] = qst_dpwssd_avx512(d[i][h][s], wv[h], xb);
                     }
-            }
+                }
             if ((g * 32) % w->block == 0)
                 for (int h = 0; h < NP; h++)
                     a[h] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows[h], t->scale_offset,
@@ -115,26 +118,28 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
                 for (int h = 0; h < NP; h++) {
                     __m512i sum = d[i][h][0];
                     for (int s = 1; s < S; s++) sum = _mm512_add_epi32(sum, d[i][h][s]);
-                    acc[i][h] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), a[h]), sx, acc[i][h]);
+                    _mm512_store_ps(acc[i][h], _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), a[h]), sx,
+                                                               _mm512_load_ps(acc[i][h])));
                 }
             }
         }
         for (int i = 0; i < R; i++)
             for (int h = 0; h < NP; h++) {
                 float *yo = y + i * ldy + j + 16 * h;
-                const __m512 v = e0 == 0 ? acc[i][h] : _mm512_add_ps(_mm512_maskz_loadu_ps(rows[h], yo), acc[i][h]);
-                _mm512_mask_storeu_ps(yo, rows[h], v);
+                const __m512 v = _mm512_load_ps(acc[i][h]);
+                _mm512_mask_storeu_ps(yo, rows[h], e0 == 0 ? v : _mm512_add_ps(_mm512_maskz_loadu_ps(rows[h], yo), v));
             }
     }
 }
 
-// Weight rows [n0, n1) for R rows of x: two panels (32 weight rows) per step up to 4 rows of x, one
-// beyond (each row of x holds one int32 and one float accumulator per panel).
+// Weight rows [n0, n1) for R rows of x: two panels (32 weight rows) per step, one for a last 16 or fewer;
+// one row of x splits its int32 sums over two accumulators (a chain of 16 vpdpwssd per group is too short
+// to hide their latency).
 TARGET static inline __attribute__((always_inline)) void rows_pass(const int R, const int16_t *xq, const float *xs,
         const qst_weight *w, const tables *t, float *y, int64_t ldy, int64_t n0, int64_t n1) {
-    const int NP = R <= 4 ? 2 : 1, S = R == 1 ? 2 : 1;
+    const int S = R == 1 ? 2 : 1;
     int64_t j = n0;
-    for (; j + 16 * NP <= n1; j += 16 * NP) panels(R, NP, S, xq, xs, w, t, j, 16 * NP, y, ldy);
+    for (; j + 32 <= n1; j += 32) panels(R, 2, S, xq, xs, w, t, j, 32, y, ldy);
     for (; j < n1; j += 16) panels(R, 1, S, xq, xs, w, t, j, n1 - j < 16 ? n1 - j : 16, y, ldy);
 }
 
