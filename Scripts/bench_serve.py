@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load generator for Scripts/bench-serve: concurrent clients against a running qst-serve (loopback).
 
-    bench_serve.py URL REQUESTS_PER_CLIENT MAX_TOKENS MAX_SECONDS REPEATS SERVER_PID [JSON] [TARGETS_ONLY]
+    bench_serve.py URL REQUESTS_PER_CLIENT MAX_TOKENS MAX_SECONDS REPEATS SERVER_PID [JSON] [TARGETS_ONLY] [TEMPERATURE]
 
 Besides wall-clock rates, each case records the server process's CPU seconds (/proc/PID/stat): tokens
 per CPU second is what the server does with the cores it gets, steadier than tokens/s on a machine shared
@@ -28,6 +28,9 @@ url, per_client, max_tokens, max_seconds = sys.argv[1], int(sys.argv[2]), int(sy
 repeats, server_pid = int(sys.argv[5]), int(sys.argv[6])
 as_json = len(sys.argv) > 7 and sys.argv[7] == "1"
 targets_only = len(sys.argv) > 8 and sys.argv[8] == "1"
+# 0: greedy (the default of the issue's targets); above 0, temperature sampling with top_p 1 and a seed per
+# request, what OpenAI clients send by default (temperature 1).
+temperature = float(sys.argv[9]) if len(sys.argv) > 9 and sys.argv[9] else 0.0
 
 
 def cpu_seconds():
@@ -45,8 +48,11 @@ def client(models, count, deadline, out):
     for k in range(count):
         if time.time() > deadline:
             break
-        body = json.dumps({"model": models[k % len(models)], "prompt": PROMPT, "max_tokens": max_tokens,
-                           "temperature": 0, "ignore_eos": True})
+        req = {"model": models[k % len(models)], "prompt": PROMPT, "max_tokens": max_tokens,
+               "temperature": temperature, "ignore_eos": True}
+        if temperature > 0:
+            req["seed"] = k
+        body = json.dumps(req)
         t0 = time.time()
         conn.request("POST", "/v1/completions", body, {"content-type": "application/json"})
         r = conn.getresponse()
@@ -107,9 +113,9 @@ ratios = {"8 sides / one side (8 clients), target >= 0.8": round(many8["tokens_p
               round(many8["tokens_per_cpu_s"] / serial["tokens_per_cpu_s"], 2)}
 if as_json:
     print(json.dumps({"rows": rows, "ratios": ratios, "ratios_per_repeat": spread, "max_tokens": max_tokens,
-                      "repeats": repeats}, indent=1))
+                      "repeats": repeats, "temperature": temperature}, indent=1))
 else:
-    print(f"medians of {repeats} repeats, {max_tokens} new tokens per request")
+    print(f"medians of {repeats} repeats, {max_tokens} new tokens per request, temperature {temperature:g}")
     print(f"{'case':<28}{'clients':>8}{'requests':>9}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p99 s':>8}{'tok/cpu-s':>10}"
           "  tok/s per repeat")
     for r in rows:

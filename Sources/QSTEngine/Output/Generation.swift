@@ -2,59 +2,6 @@ import Foundation
 import QSTFormat
 import QSTNN
 
-/// Next-token choice: greedy when `temperature` is 0, else temperature + nucleus (top-p) sampling.
-public struct SamplingOptions: Sendable, Equatable {
-    public var temperature: Float
-    public var topP: Float
-    public var seed: UInt64
-
-    public init(temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0) {
-        self.temperature = temperature; self.topP = topP; self.seed = seed
-    }
-
-    public func validate() throws {
-        guard temperature >= 0, temperature.isFinite else { throw QSTError("temperature \(temperature) must be ≥ 0") }
-        guard topP > 0, topP <= 1 else { throw QSTError("top-p \(topP) must be in (0, 1]") }
-    }
-}
-
-public struct Sampler {
-    public let options: SamplingOptions
-    private var rng: SplitMix64
-
-    public init(_ options: SamplingOptions) {
-        self.options = options
-        rng = SplitMix64(seed: options.seed)
-    }
-
-    public mutating func next(logits: UnsafePointer<Float>, vocab: Int) -> Int32 {
-        if options.temperature == 0 { return Int32(Softmax.argmax(logits, d: vocab)) }
-        let invT = 1 / Double(options.temperature)
-        var mx = -Double.infinity
-        for j in 0..<vocab { mx = max(mx, Double(logits[j]) * invT) }
-        var probs = [Double](repeating: 0, count: vocab)
-        var sum = 0.0
-        for j in 0..<vocab { probs[j] = Foundation.exp(Double(logits[j]) * invT - mx); sum += probs[j] }
-        // Nucleus: the smallest set of most likely tokens whose mass reaches top-p.
-        var order = Array(0..<vocab)
-        order.sort { probs[$0] > probs[$1] || (probs[$0] == probs[$1] && $0 < $1) }
-        var kept = 0, mass = 0.0
-        for idx in order {
-            mass += probs[idx] / sum
-            kept += 1
-            if mass >= Double(options.topP) { break }
-        }
-        let nucleus = order.prefix(kept)
-        let total = nucleus.reduce(0.0) { $0 + probs[$1] }
-        var u = Double(rng.nextFloat()) * total
-        for idx in nucleus {
-            u -= probs[idx]
-            if u <= 0 { return Int32(idx) }
-        }
-        return Int32(nucleus.last ?? 0)
-    }
-}
-
 public struct GenerationResult: Sendable, Codable {
     public var promptTokens: Int
     public var tokens: [Int32]
