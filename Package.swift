@@ -95,7 +95,7 @@ let package = Package(
         .target(name: "QSTEngineCLI", dependencies: ["QSTEngine", "QSTCLI", argumentParser], swiftSettings: checked),
         // qst-serve's engine side: continuous batching of requests over one base and many side networks.
         .target(
-            name: "QSTServe", dependencies: ["QSTEngine", "QSTSide", "QSTTokenizer", "QSTFormat", "QSTNN"],
+            name: "QSTServe", dependencies: ["QSTCore", "QSTEngine", "QSTSide", "QSTTokenizer", "QSTFormat", "QSTNN"],
             swiftSettings: checked),
         // Shared test pieces: the one NaN-safe comparison and the CI-aware skip (Tests/QSTTestSupport).
         .target(name: "QSTTestSupport", path: "Tests/QSTTestSupport"),
