@@ -132,9 +132,9 @@ TARGET static inline __attribute__((always_inline)) void panels(const int R, con
     }
 }
 
-// Weight rows [n0, n1) for R rows of x: two panels (32 weight rows) per step, one for a last 16 or fewer;
-// one row of x splits its int32 sums over two accumulators (a chain of 16 vpdpwssd per group is too short
-// to hide their latency).
+// Weight rows [n0, n1) for R rows of x: two panels (32 weight rows) per step, then one panel at a time for
+// the last rows (fewer than 32); a single row of x splits its int32 sums over two accumulators per panel
+// (alone, its two chains of vpdpwssd are too few to hide their latency).
 TARGET static inline __attribute__((always_inline)) void rows_pass(const int R, const int16_t *xq, const float *xs,
         const qst_weight *w, const tables *t, float *y, int64_t ldy, int64_t n0, int64_t n1) {
     const int S = R == 1 ? 2 : 1;
