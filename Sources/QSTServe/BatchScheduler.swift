@@ -181,22 +181,21 @@ public final class BatchScheduler: @unchecked Sendable {
                     rows.isEmpty
                     ? FloatBuffer(count: 0) : base.raggedLogits(hidden: gathered.constPointer, rows: rows.count)
                 // Each request draws from its own sampler (its own random stream), so the draws run in
-                // parallel: at temperature > 0 one costs ~0.3 ms (an exponential per vocabulary entry).
-                var samplers = rows.map { members[$0].sampler }
+                // parallel: at temperature > 0 one costs ~0.3 ms (an exponential per vocabulary entry). Each
+                // slot's sampler is used in place: a copy would share its scratch and copy it on first write.
+                var drawing = rows.map { members[$0] }
                 var chosen = [Int32](repeating: 0, count: rows.count)
-                samplers.withUnsafeMutableBufferPointer { sb in
+                drawing.withUnsafeMutableBufferPointer { sb in
                     chosen.withUnsafeMutableBufferPointer { cb in
                         let sp = SendablePointer(sb.baseAddress!), cp = SendablePointer(cb.baseAddress!)
                         let lp = SendableConstPointer(logits.constPointer)
                         Parallel.forRanges(rows.count) { a, b in
-                            for k in a..<b { cp[k] = sp.base[k].next(logits: lp.base + k * V, vocab: V) }
+                            for k in a..<b { cp[k] = sp[k].sampler.next(logits: lp.base + k * V, vocab: V) }
                         }
                     }
                 }
                 var produced = 0
-                for (k, j) in rows.enumerated() {
-                    let s = members[j]
-                    s.sampler = samplers[k]
+                for (k, s) in drawing.enumerated() {
                     produced += 1
                     if emit(s, chosen[k]) { finishedNow.append(s) }
                 }
