@@ -43,7 +43,7 @@ assert u.hostname in ("127.0.0.1", "localhost", "::1"), "bench-serve only talks 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
-def client(models, count, deadline, out):
+def client(cid, models, count, deadline, out):
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
     for k in range(count):
         if time.time() > deadline:
@@ -51,7 +51,7 @@ def client(models, count, deadline, out):
         req = {"model": models[k % len(models)], "prompt": PROMPT, "max_tokens": max_tokens,
                "temperature": temperature, "ignore_eos": True}
         if temperature > 0:
-            req["seed"] = k
+            req["seed"] = 1000 * cid + k
         body = json.dumps(req)
         t0 = time.time()
         conn.request("POST", "/v1/completions", body, {"content-type": "application/json"})
@@ -65,7 +65,7 @@ def client(models, count, deadline, out):
 def case(name, clients, models_of, count):
     deadline = time.time() + max_seconds
     out = []
-    threads = [threading.Thread(target=client, args=(models_of(c), count, deadline, out)) for c in range(clients)]
+    threads = [threading.Thread(target=client, args=(c, models_of(c), count, deadline, out)) for c in range(clients)]
     t0, c0 = time.time(), cpu_seconds()
     [t.start() for t in threads]
     [t.join() for t in threads]
