@@ -120,12 +120,7 @@ final class BaseInitTests: XCTestCase {
         let side = try baseInit(base, r: 2)
         var rng = SplitMix64(seed: 23)
         for j in 0..<side.values.count { side.values[j] += 0.3 * (rng.nextFloat() - 0.5) }
-        let dir = try ExportFixtures.scratch("adapter-residual")
-        try AdapterIO.save(
-            side,
-            config: AdapterConfig(
-                base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
-                origin: ExportOrigin(checkpoint: "test")), directory: dir)
+        let dir = try ExportFixtures.exportAdapter(side, base: base, name: "adapter-residual")
         let seqs: [[Int32]] = [[1, 17, 42, 99, 5, 250, 7], [1, 200, 13]]
         let batch = TokenBatch(sequences: seqs)
         let loaded = try XCTUnwrap(

@@ -28,6 +28,19 @@ enum ExportFixtures {
         return d.appendingPathComponent(name).path
     }
 
+    /// `side` exported as an F32 adapter for `base` into a new scratch folder `name`; returns the folder.
+    static func exportAdapter(_ side: SideWeights, base: FrozenModel, name: String, checkpoint: String = "test")
+        throws -> String
+    {
+        let dir = try scratch(name)
+        try AdapterIO.save(
+            side,
+            config: AdapterConfig(
+                base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
+                origin: ExportOrigin(checkpoint: checkpoint)), directory: dir)
+        return dir
+    }
+
     /// The tiny-llama folder (QST_TINY_MODELS, the cache, else generated with the venv's Python).
     static func tinyLlama() throws -> String {
         for d in [env["QST_TINY_MODELS"], cacheDir + "/tiny-models"].compactMap({ $0 })

@@ -31,12 +31,7 @@ final class SideInferenceRealModelTests: XCTestCase {
         let shape = try BaseShape.parse(configJSON: try base.source.configJSON(), context: container)
         let side = try SideWeights(config: SideConfig(base: shape))
         side.initialize(seed: 11)
-        let adapter = try ExportFixtures.scratch("adapter")
-        try AdapterIO.save(
-            side,
-            config: AdapterConfig(
-                base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
-                origin: ExportOrigin(checkpoint: "init")), directory: adapter)
+        let adapter = try ExportFixtures.exportAdapter(side, base: base, name: "adapter", checkpoint: "init")
 
         let tok = try base.source.loadTokenizer()
         let seqs = ["The capital of France is", "def fibonacci(n):\n    return"].map { tok.encode($0).map(Int32.init) }

@@ -16,13 +16,7 @@ final class SideInferenceTests: XCTestCase {
         let base = try FrozenModel(path: container, options: exact)
         for kind in [DownsampleKind.adapter, .linear, .avgpool] {
             let side = try ExportFixtures.sideWeights(for: base, r: kind == .avgpool ? 4 : 2, kind: kind)
-            let dir = try ExportFixtures.scratch("adapter")
-            let identity = try BaseIdentity.of(base.source)
-            try AdapterIO.save(
-                side,
-                config: AdapterConfig(
-                    base: identity, side: side.config, dtype: .f32,
-                    origin: ExportOrigin(checkpoint: "test")), directory: dir)
+            let dir = try ExportFixtures.exportAdapter(side, base: base, name: "adapter")
             let batch = TokenBatch(sequences: sequences)
             let swift = try TunedModel(base: base, sides: [side]).logits(batch)[0].array.map(Double.init)
             let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: sequences)
@@ -46,12 +40,7 @@ final class SideInferenceTests: XCTestCase {
         let container = try ExportFixtures.tinyContainer()
         let base = try FrozenModel(path: container, options: exact)
         let side = try ExportFixtures.sideWeights(for: base, r: 2, kind: .adapter)
-        let dir = try ExportFixtures.scratch("adapter-bf16")
-        try AdapterIO.save(
-            side,
-            config: AdapterConfig(
-                base: try BaseIdentity.of(base.source), side: side.config, dtype: .f32,
-                origin: ExportOrigin(checkpoint: "test")), directory: dir)
+        let dir = try ExportFixtures.exportAdapter(side, base: base, name: "adapter-bf16")
         let batch = TokenBatch(sequences: sequences), V = base.vocabSize
         let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: sequences)
         func rows(_ x: [Double]) -> [Double] {
