@@ -11,6 +11,7 @@
 //   small_gemv: every path bit for bit against the scalar reference, float32 and bfloat16 weights
 //   (test_small_gemv.inc).
 //   side decode attention: every path against float64 (test_side_decode_attention.inc).
+//   binary16 cache: conversions against the IEEE rules, decode attention against float64 (test_kv_half.inc).
 #include "QSTKernels.h"
 
 #include <math.h>
@@ -151,6 +152,7 @@ static void test_crc(int impl) {
 #include "test_small_gemv.inc"
 #include "test_nf4_block_errors.inc"
 #include "test_side_decode_attention.inc"
+#include "test_kv_half.inc"
 
 int main(void) {
     char features[256];
@@ -181,6 +183,9 @@ int main(void) {
     test_small_gemv_paths();
     test_small_gemv_bf16_paths();
     test_side_decode_attention_paths();
+    test_f16_conversions();
+    test_f16_key_tiles();
+    test_decode_attention_f16_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -1,3 +1,4 @@
+import QSTKernels
 import QSTNN
 
 /// Shape of one LLaMA-style decoder block.
@@ -44,13 +45,21 @@ public struct DecoderBlockWeights {
     }
 }
 
-/// Where one block's keys and values live: `[batch, capacity, kvDim]` each, plus a `[batch, capacity]`
-/// key mask (nonzero = a real token). Rows `0..<pastLength` already hold earlier tokens.
-/// With a sliding `window` the storage is a ring of `capacity` slots (row `a` in slot `a mod capacity`)
+/// How one block's cached keys and values are stored.
+public enum KVStorage {
+    /// `[batch, capacity, kvDim]` each.
+    case float32(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>)
+    /// IEEE binary16 (`kv_half.h`): values `[batch, capacity, kvDim]`; keys in tiles of 16 tokens, `keyStride`
+    /// halves per (sequence, key/value head), sequence-major.
+    case float16(keys: UnsafeMutablePointer<UInt16>, values: UnsafeMutablePointer<UInt16>, headDim: Int, keyStride: Int)
+}
+
+/// Where one block's keys and values live (`storage`), plus a `[batch, capacity]` key mask (nonzero = a real
+/// token). Rows `0..<pastLength` already hold earlier tokens.
+/// With a sliding `window` the storage is a float32 ring of `capacity` slots (row `a` in slot `a mod capacity`)
 /// and the new tokens' key mask is `newKeyMask [batch·newTokens]` (see `KVCache`, `WindowedAttention`).
 public struct KVSlot {
-    public var keys: UnsafeMutablePointer<Float>
-    public var values: UnsafeMutablePointer<Float>
+    public var storage: KVStorage
     public var keyMask: UnsafePointer<UInt8>
     public var capacity: Int
     public var pastLength: Int
@@ -58,11 +67,57 @@ public struct KVSlot {
     public var newKeyMask: UnsafePointer<UInt8>?
 
     public init(
+        storage: KVStorage, keyMask: UnsafePointer<UInt8>, capacity: Int, pastLength: Int, window: Int? = nil,
+        newKeyMask: UnsafePointer<UInt8>? = nil
+    ) {
+        self.storage = storage; self.keyMask = keyMask; self.capacity = capacity
+        self.pastLength = pastLength; self.window = window; self.newKeyMask = newKeyMask
+    }
+
+    public init(
         keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>, keyMask: UnsafePointer<UInt8>,
         capacity: Int, pastLength: Int, window: Int? = nil, newKeyMask: UnsafePointer<UInt8>? = nil
     ) {
-        self.keys = keys; self.values = values; self.keyMask = keyMask; self.capacity = capacity
-        self.pastLength = pastLength; self.window = window; self.newKeyMask = newKeyMask
+        self.init(
+            storage: .float32(keys: keys, values: values), keyMask: keyMask, capacity: capacity,
+            pastLength: pastLength, window: window, newKeyMask: newKeyMask)
+    }
+
+    /// The float32 keys and values. Rings (sliding windows) and OPT's caches are always float32
+    /// (`FrozenModel.makeCache`); asking a float16 slot for them is a programming error.
+    public var keys: UnsafeMutablePointer<Float> {
+        guard case .float32(let k, _) = storage else {
+            preconditionFailure("KV slot: float16 storage has no float32 keys")
+        }
+        return k
+    }
+    public var values: UnsafeMutablePointer<Float> {
+        guard case .float32(_, let v) = storage else {
+            preconditionFailure("KV slot: float16 storage has no float32 values")
+        }
+        return v
+    }
+
+    /// Writes the new tokens' keys and values `[batch·newTokens, kvDim]` at rows `pastLength..<pastLength+newTokens`
+    /// of each sequence (plain caches; float16 rounds them here, once).
+    func store(keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, batch: Int, newTokens: Int, kvDim: Int) {
+        for b in 0..<batch {
+            let dstRow = b * capacity + pastLength, src = b * newTokens * kvDim
+            switch storage {
+            case .float32(let keys, let values):
+                (keys + dstRow * kvDim).update(from: k + src, count: newTokens * kvDim)
+                (values + dstRow * kvDim).update(from: v + src, count: newTokens * kvDim)
+            case .float16(let keys, let values, let hd, let keyStride):
+                for h in 0..<(kvDim / hd) {
+                    qst_f16_key_tiles_store(
+                        keys + (b * (kvDim / hd) + h) * keyStride, Int64(hd), Int64(pastLength), k + src + h * hd,
+                        Int64(kvDim), Int64(newTokens))
+                }
+                qst_f16_from_f32(
+                    values + dstRow * kvDim, Int64(kvDim), v + src, Int64(kvDim), Int64(newTokens), Int64(kvDim),
+                    Int32(QST_VEC_AUTO.rawValue))
+            }
+        }
     }
 }
 
@@ -135,12 +190,12 @@ public enum DecoderBlock {
         v: UnsafePointer<Float>, batch: Int, newTokens: Int, shape s: DecoderBlockShape,
         kv: KVSlot, context: MatmulContext
     ) {
-        for b in 0..<batch {
-            let dstRow = b * kv.capacity + kv.pastLength
-            (kv.keys + dstRow * s.kvDim).update(from: k + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
-            (kv.values + dstRow * s.kvDim).update(from: v + b * newTokens * s.kvDim, count: newTokens * s.kvDim)
-        }
-        if BLASThreadScope.isSingleThreaded {
+        kv.store(keys: k, values: v, batch: batch, newTokens: newTokens, kvDim: s.kvDim)
+        if case .float16 = kv.storage {
+            HeadParallelAttention.forward(
+                out: attn, q: q, slot: kv, batch: batch, newTokens: newTokens, nHeads: s.heads, nKVHeads: s.kvHeads,
+                headDim: s.headDim, threads: context.threads)
+        } else if BLASThreadScope.isSingleThreaded {
             HeadParallelAttention.forward(
                 out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
                 batch: batch, newTokens: newTokens, pastLength: kv.pastLength,

@@ -107,9 +107,20 @@ public final class FrozenModel: FrozenBackbone {
 
     /// A fresh cache for `batch` sequences of up to `capacity` tokens; with a sliding window shorter than
     /// `capacity` it holds only `window − 1` rows per sequence (a ring, see `KVCache`).
+    /// Under `--matmul auto` a plain LLaMA-family cache stores float16 (`kvCachePrecision(capacity:)`).
     public func makeCache(batch: Int, capacity: Int) -> KVCache {
         KVCache(
-            layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim, window: config.attentionWindow)
+            layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim, window: config.attentionWindow,
+            precision: kvCachePrecision(capacity: capacity), headDim: config.resolvedHeadDim)
+    }
+
+    /// float16 under `--matmul auto` (the path that already rounds the products: decoding reads each request's
+    /// cache once per token, and half the bytes is what a batched server's step waits for, BENCHMARKS.md §33);
+    /// float32 under `exact` and `sgemm`, for OPT, for a sliding-window ring and for heads over 256.
+    public func kvCachePrecision(capacity: Int) -> KVCachePrecision {
+        let ring = config.attentionWindow.map { $0 < capacity } ?? false
+        return options.matmulPath == .kernelsAuto && opt == nil && !ring && config.resolvedHeadDim <= 256
+            ? .float16 : .float32
     }
 
     /// Runs `newTokens` tokens per sequence (`ids [batch·newTokens]`, `valid` nonzero = real token, nil = all)

@@ -27,8 +27,6 @@ enum HeadParallelAttention {
         let scale = 1 / Float(hd).squareRoot()
         let o = SendablePointer(out), qs = SendablePointer(q), ks = SendablePointer(kCache)
         let vs = SendablePointer(vCache), ms = SendablePointer(keyMask)
-        // Query rows go in blocks so each block multiplies only the keys it may see (causal: about half the work).
-        let block = 64
         let denseMask = (0..<batch).map { b in (0..<L).allSatisfy { keyMask[b * capacity + $0] != 0 } }
         // Short decodes are too little work to wake the workers for (see OutputSplit.minParallelMACs).
         let workers = batch * nHeads * Tq * L * hd < OutputSplit.minParallelMACs ? 1 : threads
@@ -37,49 +35,119 @@ enum HeadParallelAttention {
             defer { scores.deallocate() }
             for pair in p0..<p1 {
                 let b = pair / nHeads, h = pair % nHeads, g = h / group
-                let kh = ks.base + b * capacity * ldk + g * hd
-                let vh = vs.base + b * capacity * ldk + g * hd
-                let mask = ms.base + b * capacity
                 let rows = realRows?[b] ?? Tq
-                let dense = realRows != nil || denseMask[b]
-                var i0 = 0
-                while i0 < rows {
-                    let tb = min(block, rows - i0), lb = min(realRows == nil ? L : rows, pastLength + i0 + tb)
-                    let qh = qs.base + (b * Tq + i0) * ldq + h * hd
-                    cblas_sgemm(
-                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(lb), Int32(hd),
-                        scale, qh, Int32(ldq), kh, Int32(ldk), 0, scores, Int32(lb))
-                    for r in 0..<tb {
-                        let row = scores + r * lb
-                        let last = min(lb, pastLength + i0 + r + 1)
-                        if dense {
-                            // QSTKernels' vector softmax (libm's accuracy): libm's scalar expf was a third of the
-                            // attention's time in prompt processing.
-                            qst_softmax_inplace(row, Int64(last), Int32(QST_VEC_AUTO.rawValue))
-                        } else {
-                            var mx = -Float.infinity
-                            for j in 0..<last where mask[j] != 0 { mx = max(mx, row[j]) }
-                            if mx == -Float.infinity { for j in 0..<lb { row[j] = 0 }; continue }
-                            var sum: Float = 0
-                            for j in 0..<last {
-                                let e: Float = mask[j] != 0 ? Foundation.exp(row[j] - mx) : 0
-                                row[j] = e
-                                sum += e
-                            }
-                            let inv = 1 / sum
-                            for j in 0..<last { row[j] *= inv }
-                        }
-                        for j in last..<lb { row[j] = 0 }
-                    }
-                    cblas_sgemm(
-                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(lb),
-                        1, scores, Int32(lb), vh, Int32(ldk), 0, o.base + (b * Tq + i0) * ldq + h * hd, Int32(ldq))
-                    i0 += tb
-                }
+                causalRows(
+                    out: o.base + b * Tq * ldq + h * hd, q: qs.base + b * Tq * ldq + h * hd, ldq: ldq,
+                    keys: ks.base + b * capacity * ldk + g * hd, values: vs.base + b * capacity * ldk + g * hd,
+                    ldk: ldk,
+                    mask: ms.base + b * capacity, dense: realRows != nil || denseMask[b], rows: rows,
+                    keyLimit: realRows == nil ? L : rows, pastLength: pastLength, headDim: hd, scale: scale,
+                    scores: scores)
                 for i in rows..<Tq { (o.base + (b * Tq + i) * ldq + h * hd).update(repeating: 0, count: hd) }
             }
         }
     }
+
+    /// The same over a float16 cache (`KVStorage.float16`; no row-independent mode: such caches only serve
+    /// incremental decoding). A decode step (one new token) runs QSTKernels' decode attention once per
+    /// key/value head for all the query heads sharing it, reading the cache's halves directly; longer steps
+    /// (prompts) widen each key/value head's rows to float32 once and take the BLAS products above.
+    static func forward(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, slot kv: KVSlot, batch: Int, newTokens: Int,
+        nHeads: Int, nKVHeads: Int, headDim hd: Int, threads: Int
+    ) {
+        guard case .float16(let keys, let values, _, let keyStride) = kv.storage else {
+            preconditionFailure("HeadParallelAttention: not a float16 cache")
+        }
+        let Tq = newTokens, pastLength = kv.pastLength, L = pastLength + newTokens, capacity = kv.capacity
+        guard Tq > 0 else { return }
+        let ldq = nHeads * hd, kvDim = nKVHeads * hd, group = nHeads / nKVHeads
+        let scale = 1 / Float(hd).squareRoot()
+        let o = SendablePointer(out), qs = SendablePointer(q), ks = SendablePointer(keys)
+        let vs = SendablePointer(values), ms = SendablePointer(kv.keyMask)
+        let denseMask = (0..<batch).map { b in (0..<L).allSatisfy { kv.keyMask[b * capacity + $0] != 0 } }
+        let workers = batch * nHeads * Tq * L * hd < OutputSplit.minParallelMACs ? 1 : threads
+        let blas = BLASThreadScope()
+        defer { blas.restore() }
+        Parallel.forRanges(batch * nKVHeads, threads: workers, minChunk: 1) { p0, p1 in
+            if Tq == 1 {
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: group * L)
+                defer { scratch.deallocate() }
+                for pair in p0..<p1 {
+                    let b = pair / nKVHeads, g = pair % nKVHeads, head = b * ldq + g * group * hd
+                    qst_decode_attention_f16(
+                        o.base + head, qs.base + head, Int64(group), ks.base + pair * keyStride,
+                        vs.base + b * capacity * kvDim + g * hd, Int64(kvDim), Int64(L), Int64(hd), scale,
+                        denseMask[b] ? nil : ms.base + b * capacity, scratch, Int32(QST_VEC_AUTO.rawValue))
+                }
+                return
+            }
+            let kf = UnsafeMutablePointer<Float>.allocate(capacity: L * hd)
+            let vf = UnsafeMutablePointer<Float>.allocate(capacity: L * hd)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: min(block, Tq) * L)
+            defer { kf.deallocate(); vf.deallocate(); scores.deallocate() }
+            for pair in p0..<p1 {
+                let b = pair / nKVHeads, g = pair % nKVHeads
+                qst_f16_key_tiles_load(kf, Int64(hd), ks.base + pair * keyStride, Int64(hd), Int64(L))
+                qst_f32_from_f16(
+                    vf, Int64(hd), vs.base + b * capacity * kvDim + g * hd, Int64(kvDim), Int64(L), Int64(hd),
+                    Int32(QST_VEC_AUTO.rawValue))
+                for h in (g * group)..<((g + 1) * group) {
+                    causalRows(
+                        out: o.base + b * Tq * ldq + h * hd, q: qs.base + b * Tq * ldq + h * hd, ldq: ldq,
+                        keys: kf, values: vf, ldk: hd, mask: ms.base + b * capacity, dense: denseMask[b], rows: Tq,
+                        keyLimit: L, pastLength: pastLength, headDim: hd, scale: scale, scores: scores)
+                }
+            }
+        }
+    }
+
+    /// Query rows in blocks of `block`, so each block multiplies only the keys it may see (causal: about half the
+    /// work). `out` and `q` point at row 0 of one (sequence, head) (row stride `ldq`), `keys` and `values` at
+    /// its key/value head's row 0 (stride `ldk`), `mask` at its sequence's key mask. `scores` holds
+    /// `min(block, rows) × keyLimit` floats.
+    private static func causalRows(
+        out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, ldq: Int, keys: UnsafePointer<Float>,
+        values: UnsafePointer<Float>, ldk: Int, mask: UnsafePointer<UInt8>, dense: Bool, rows: Int, keyLimit: Int,
+        pastLength: Int, headDim hd: Int, scale: Float, scores: UnsafeMutablePointer<Float>
+    ) {
+        var i0 = 0
+        while i0 < rows {
+            let tb = min(block, rows - i0), lb = min(keyLimit, pastLength + i0 + tb)
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(lb), Int32(hd),
+                scale, q + i0 * ldq, Int32(ldq), keys, Int32(ldk), 0, scores, Int32(lb))
+            for r in 0..<tb {
+                let row = scores + r * lb
+                let last = min(lb, pastLength + i0 + r + 1)
+                if dense {
+                    // QSTKernels' vector softmax (libm's accuracy): libm's scalar expf was a third of the
+                    // attention's time in prompt processing.
+                    qst_softmax_inplace(row, Int64(last), Int32(QST_VEC_AUTO.rawValue))
+                } else {
+                    var mx = -Float.infinity
+                    for j in 0..<last where mask[j] != 0 { mx = max(mx, row[j]) }
+                    if mx == -Float.infinity { for j in 0..<lb { row[j] = 0 }; continue }
+                    var sum: Float = 0
+                    for j in 0..<last {
+                        let e: Float = mask[j] != 0 ? Foundation.exp(row[j] - mx) : 0
+                        row[j] = e
+                        sum += e
+                    }
+                    let inv = 1 / sum
+                    for j in 0..<last { row[j] *= inv }
+                }
+                for j in last..<lb { row[j] = 0 }
+            }
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tb), Int32(hd), Int32(lb),
+                1, scores, Int32(lb), values, Int32(ldk), 0, out + i0 * ldq, Int32(ldq))
+            i0 += tb
+        }
+    }
+
+    /// Query rows per block of `causalRows`.
+    private static let block = 64
 }
 
 /// Holds OpenBLAS at one thread for the duration of an engine forward and restores the previous count.

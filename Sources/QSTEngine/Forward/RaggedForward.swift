@@ -88,8 +88,8 @@ extension FrozenModel {
                     q: q, attn: attn, shape: s,
                     slots: segments.enumerated().map { j, seg in
                         let kv = seg.cache.slot(layer: i), t = seg.ids.count, r0 = starts[j]
-                        (kv.keys + kv.pastLength * s.kvDim).update(from: k + r0 * s.kvDim, count: t * s.kvDim)
-                        (kv.values + kv.pastLength * s.kvDim).update(from: v + r0 * s.kvDim, count: t * s.kvDim)
+                        kv.store(
+                            keys: k + r0 * s.kvDim, values: v + r0 * s.kvDim, batch: 1, newTokens: t, kvDim: s.kvDim)
                         return (kv, t, r0)
                     })
                 jobs.run(threads: ctx.threads)
@@ -117,6 +117,12 @@ private struct RaggedAttention: @unchecked Sendable {
 
     func one(_ j: Int, threads: Int) {
         let (kv, t, r0) = slots[j], s = shape
+        if case .float16 = kv.storage {
+            HeadParallelAttention.forward(
+                out: attn + r0 * s.qDim, q: q + r0 * s.qDim, slot: kv, batch: 1, newTokens: t, nHeads: s.heads,
+                nKVHeads: s.kvHeads, headDim: s.headDim, threads: threads)
+            return
+        }
         HeadParallelAttention.forward(
             out: attn + r0 * s.qDim, q: q + r0 * s.qDim, kCache: kv.keys, vCache: kv.values,
             keyMask: kv.keyMask, batch: 1, newTokens: t, pastLength: kv.pastLength,

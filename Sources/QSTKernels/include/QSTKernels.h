@@ -12,5 +12,6 @@
 #include "vecmath.h"
 #include "small_gemv.h"
 #include "side_decode_attention.h"
+#include "kv_half.h"
 #include "file_writeback.h"
 #endif
