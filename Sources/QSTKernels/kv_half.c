@@ -16,13 +16,6 @@ void qst_f16_key_tiles_store(uint16_t *kt, int64_t hd, int64_t first, const floa
     }
 }
 
-void qst_f16_key_tiles_load(float *dst, int64_t ldd, const uint16_t *kt, int64_t hd, int64_t rows) {
-    for (int64_t j = 0; j < rows; j++) {
-        const uint16_t *t = key_tile(kt, hd, j) + j % TILE;
-        for (int64_t d = 0; d < hd; d++) dst[j * ldd + d] = float_from_half(t[d * TILE]);
-    }
-}
-
 // ---- the scalar reference of the attention's phases, and the softmax every path shares
 
 SCALAR_SCORES(scores_scalar, )
@@ -96,6 +89,16 @@ int qst_f32_from_f16(float *dst, int64_t ldd, const uint16_t *src, int64_t lds, 
     if (p == QST_VEC_NEON) f = qst_kvh_to_float_neon;
 #endif
     for (int64_t r = 0; r < rows; r++) f(dst + r * ldd, src + r * lds, cols);
+    return 0;
+}
+
+int qst_f16_key_tiles_widen(float *dst, int64_t ldd, const uint16_t *kt, int64_t hd, int64_t rows, int path) {
+    const int p = resolve(path);
+    if (p < 0) return -1;
+    for (int64_t b = 0; b * TILE < rows; b++) {
+        const int64_t count = rows - b * TILE < TILE ? rows - b * TILE : TILE;
+        qst_f32_from_f16(dst + b * TILE, ldd, kt + b * hd * TILE, TILE, hd, count, p);
+    }
     return 0;
 }
 

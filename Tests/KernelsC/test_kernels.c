@@ -184,7 +184,7 @@ int main(void) {
     test_small_gemv_bf16_paths();
     test_side_decode_attention_paths();
     test_f16_conversions();
-    test_f16_key_tiles();
+    for (size_t pi = 0; pi < sizeof vec_paths / sizeof vec_paths[0]; pi++) test_f16_key_tiles(vec_paths[pi]);
     test_decode_attention_f16_paths();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

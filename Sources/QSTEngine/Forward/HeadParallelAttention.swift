@@ -51,7 +51,8 @@ enum HeadParallelAttention {
     /// The same over a float16 cache (`KVStorage.float16`; no row-independent mode: such caches only serve
     /// incremental decoding). A decode step (one new token) runs QSTKernels' decode attention once per
     /// key/value head for all the query heads sharing it, reading the cache's halves directly; longer steps
-    /// (prompts) widen each key/value head's rows to float32 once and take the BLAS products above.
+    /// (prompts) widen each key/value head's rows to float32 once (the keys transposed, straight from their
+    /// tiles) and take the BLAS products above.
     static func forward(
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, slot kv: KVSlot, batch: Int, newTokens: Int,
         nHeads: Int, nKVHeads: Int, headDim hd: Int, threads: Int
@@ -88,15 +89,17 @@ enum HeadParallelAttention {
             defer { kf.deallocate(); vf.deallocate(); scores.deallocate() }
             for pair in p0..<p1 {
                 let b = pair / nKVHeads, g = pair % nKVHeads
-                qst_f16_key_tiles_load(kf, Int64(hd), ks.base + pair * keyStride, Int64(hd), Int64(L))
+                qst_f16_key_tiles_widen(
+                    kf, Int64(L), ks.base + pair * keyStride, Int64(hd), Int64(L), Int32(QST_VEC_AUTO.rawValue))
                 qst_f32_from_f16(
                     vf, Int64(hd), vs.base + b * capacity * kvDim + g * hd, Int64(kvDim), Int64(L), Int64(hd),
                     Int32(QST_VEC_AUTO.rawValue))
                 for h in (g * group)..<((g + 1) * group) {
                     causalRows(
                         out: o.base + b * Tq * ldq + h * hd, q: qs.base + b * Tq * ldq + h * hd, ldq: ldq,
-                        keys: kf, values: vf, ldk: hd, mask: ms.base + b * capacity, dense: denseMask[b], rows: Tq,
-                        keyLimit: L, pastLength: pastLength, headDim: hd, scale: scale, scores: scores)
+                        keys: kf, values: vf, ldk: hd, keysTransposed: true, mask: ms.base + b * capacity,
+                        dense: denseMask[b], rows: Tq, keyLimit: L, pastLength: pastLength, headDim: hd, scale: scale,
+                        scores: scores)
                 }
             }
         }
@@ -104,19 +107,20 @@ enum HeadParallelAttention {
 
     /// Query rows in blocks of `block`, so each block multiplies only the keys it may see (causal: about half the
     /// work). `out` and `q` point at row 0 of one (sequence, head) (row stride `ldq`), `keys` and `values` at
-    /// its key/value head's row 0 (stride `ldk`), `mask` at its sequence's key mask. `scores` holds
-    /// `min(block, rows) × keyLimit` floats.
+    /// its key/value head's row 0 (stride `ldk`; with `keysTransposed` the keys are `[headDim, keyLimit]`, row
+    /// stride `keyLimit`), `mask` at its sequence's key mask. `scores` holds `min(block, rows) × keyLimit` floats.
     private static func causalRows(
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, ldq: Int, keys: UnsafePointer<Float>,
-        values: UnsafePointer<Float>, ldk: Int, mask: UnsafePointer<UInt8>, dense: Bool, rows: Int, keyLimit: Int,
-        pastLength: Int, headDim hd: Int, scale: Float, scores: UnsafeMutablePointer<Float>
+        values: UnsafePointer<Float>, ldk: Int, keysTransposed: Bool = false, mask: UnsafePointer<UInt8>, dense: Bool,
+        rows: Int, keyLimit: Int, pastLength: Int, headDim hd: Int, scale: Float, scores: UnsafeMutablePointer<Float>
     ) {
         var i0 = 0
         while i0 < rows {
             let tb = min(block, rows - i0), lb = min(keyLimit, pastLength + i0 + tb)
             cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tb), Int32(lb), Int32(hd),
-                scale, q + i0 * ldq, Int32(ldq), keys, Int32(ldk), 0, scores, Int32(lb))
+                CblasRowMajor, CblasNoTrans, keysTransposed ? CblasNoTrans : CblasTrans, Int32(tb), Int32(lb),
+                Int32(hd), scale, q + i0 * ldq, Int32(ldq), keys, Int32(keysTransposed ? keyLimit : ldk), 0, scores,
+                Int32(lb))
             for r in 0..<tb {
                 let row = scores + r * lb
                 let last = min(lb, pastLength + i0 + r + 1)

@@ -30,8 +30,9 @@ int qst_f32_from_f16(float *dst, int64_t ldd, const uint16_t *src, int64_t lds, 
 /// qst_f16_from_f32 rounds.
 void qst_f16_key_tiles_store(uint16_t *kt, int64_t hd, int64_t first, const float *k, int64_t ldk, int64_t rows);
 
-/// dst[j*ldd + d] = float32 of key j in the tiles, for j < rows, d < hd (exact).
-void qst_f16_key_tiles_load(float *dst, int64_t ldd, const uint16_t *kt, int64_t hd, int64_t rows);
+/// The keys of tokens 0 ..< rows widened to float32 and transposed: dst[d*ldd + j] = key j's element d
+/// (exact; each tile row is one contiguous conversion). Returns 0, or -1 if `path` cannot run here.
+int qst_f16_key_tiles_widen(float *dst, int64_t ldd, const uint16_t *kt, int64_t hd, int64_t rows, int path);
 
 /// One decode step's attention for the `group` query heads that share one key/value head (GQA), over n
 /// cached keys (tiles `kt`) and values (`v`, by token, stride ldv). Query head g is q[g*hd ..], its output
