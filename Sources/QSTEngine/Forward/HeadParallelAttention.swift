@@ -70,8 +70,8 @@ enum HeadParallelAttention {
         let workers = batch * nHeads * Tq * L * hd < OutputSplit.minParallelMACs ? 1 : threads
         let blas = BLASThreadScope()
         defer { blas.restore() }
-        Parallel.forRanges(batch * nKVHeads, threads: workers, minChunk: 1) { p0, p1 in
-            if Tq == 1 {
+        if Tq == 1 {
+            Parallel.forRanges(batch * nKVHeads, threads: workers, minChunk: 1) { p0, p1 in
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: group * L)
                 defer { scratch.deallocate() }
                 for pair in p0..<p1 {
@@ -81,26 +81,36 @@ enum HeadParallelAttention {
                         vs.base + b * capacity * kvDim + g * hd, Int64(kvDim), Int64(L), Int64(hd), scale,
                         denseMask[b] ? nil : ms.base + b * capacity, scratch, Int32(QST_VEC_AUTO.rawValue))
                 }
-                return
             }
-            let kf = UnsafeMutablePointer<Float>.allocate(capacity: L * hd)
-            let vf = UnsafeMutablePointer<Float>.allocate(capacity: L * hd)
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: min(block, Tq) * L)
-            defer { kf.deallocate(); vf.deallocate(); scores.deallocate() }
+            return
+        }
+        // Every key/value head widened first, then the (sequence, query head) pairs spread as above: per key/value
+        // head SmolLM2's 3 would split 2 : 1 over two cores.
+        let kf = UnsafeMutablePointer<Float>.allocate(capacity: batch * nKVHeads * L * hd)
+        let vf = UnsafeMutablePointer<Float>.allocate(capacity: batch * nKVHeads * L * hd)
+        defer { kf.deallocate(); vf.deallocate() }
+        let kw = SendablePointer(kf), vw = SendablePointer(vf)
+        Parallel.forRanges(batch * nKVHeads, threads: workers, minChunk: 1) { p0, p1 in
             for pair in p0..<p1 {
                 let b = pair / nKVHeads, g = pair % nKVHeads
                 qst_f16_key_tiles_widen(
-                    kf, Int64(L), ks.base + pair * keyStride, Int64(hd), Int64(L), Int32(QST_VEC_AUTO.rawValue))
-                qst_f32_from_f16(
-                    vf, Int64(hd), vs.base + b * capacity * kvDim + g * hd, Int64(kvDim), Int64(L), Int64(hd),
+                    kw.base + pair * L * hd, Int64(L), ks.base + pair * keyStride, Int64(hd), Int64(L),
                     Int32(QST_VEC_AUTO.rawValue))
-                for h in (g * group)..<((g + 1) * group) {
-                    causalRows(
-                        out: o.base + b * Tq * ldq + h * hd, q: qs.base + b * Tq * ldq + h * hd, ldq: ldq,
-                        keys: kf, values: vf, ldk: hd, keysTransposed: true, mask: ms.base + b * capacity,
-                        dense: denseMask[b], rows: Tq, keyLimit: L, pastLength: pastLength, headDim: hd, scale: scale,
-                        scores: scores)
-                }
+                qst_f32_from_f16(
+                    vw.base + pair * L * hd, Int64(hd), vs.base + b * capacity * kvDim + g * hd, Int64(kvDim),
+                    Int64(L), Int64(hd), Int32(QST_VEC_AUTO.rawValue))
+            }
+        }
+        Parallel.forRanges(batch * nHeads, threads: workers, minChunk: 1) { p0, p1 in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: min(block, Tq) * L)
+            defer { scores.deallocate() }
+            for pair in p0..<p1 {
+                let b = pair / nHeads, h = pair % nHeads, kv = b * nKVHeads + h / group
+                causalRows(
+                    out: o.base + b * Tq * ldq + h * hd, q: qs.base + b * Tq * ldq + h * hd, ldq: ldq,
+                    keys: kw.base + kv * L * hd, values: vw.base + kv * L * hd, ldk: hd, keysTransposed: true,
+                    mask: ms.base + b * capacity, dense: denseMask[b], rows: Tq, keyLimit: L, pastLength: pastLength,
+                    headDim: hd, scale: scale, scores: scores)
             }
         }
     }
