@@ -92,6 +92,16 @@ static inline const uint16_t *key_tile(const uint16_t *kt, int64_t hd, int64_t j
     void qst_kvh_to_half_##SFX(uint16_t *dst, const float *src, int64_t n);                                    \
     void qst_kvh_to_float_##SFX(float *dst, const uint16_t *src, int64_t n);
 
+// Turns a run-time head count (1 ... HEADS_PER_PASS) into a compile-time one, so each count's accumulators stay in
+// registers: CALL(k) is the body for k heads.
+#define QST_KVH_BY_HEADS(G, CALL)                                                                               \
+    switch (G) {                                                                                                \
+    case 1: CALL(1); break;                                                                                     \
+    case 2: CALL(2); break;                                                                                     \
+    case 3: CALL(3); break;                                                                                     \
+    default: CALL(4); break;                                                                                    \
+    }
+
 QST_KVH_DECLARE(avx512)
 QST_KVH_DECLARE(avx2)
 QST_KVH_DECLARE(neon)

@@ -36,12 +36,9 @@ static inline __attribute__((always_inline)) void scoresneon_g(const int G, floa
 void qst_kvh_scores_neon(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n, int64_t hd,
                        int64_t ldsc) {
     (void)j0;
-    switch (G) {
-    case 1: scoresneon_g(1, sc, qs, kt, n, hd, ldsc); break;
-    case 2: scoresneon_g(2, sc, qs, kt, n, hd, ldsc); break;
-    case 3: scoresneon_g(3, sc, qs, kt, n, hd, ldsc); break;
-    default: scoresneon_g(4, sc, qs, kt, n, hd, ldsc); break;
-    }
+#define SCORES(k) scoresneon_g(k, sc, qs, kt, n, hd, ldsc)
+    QST_KVH_BY_HEADS(G, SCORES)
+#undef SCORES
 }
 
 static inline __attribute__((always_inline)) void valuesneon_g(const int G, float *out, const float *p, int64_t ldp,
@@ -70,12 +67,9 @@ static inline __attribute__((always_inline)) void valuesneon_g(const int G, floa
 void qst_kvh_values_neon(float *out, int G, const float *p, int64_t ldp, const float *inv, const uint16_t *v,
                        int64_t ldv, int64_t n, int64_t d0, int64_t hd) {
     (void)d0;
-    switch (G) {
-    case 1: valuesneon_g(1, out, p, ldp, inv, v, ldv, n, hd); break;
-    case 2: valuesneon_g(2, out, p, ldp, inv, v, ldv, n, hd); break;
-    case 3: valuesneon_g(3, out, p, ldp, inv, v, ldv, n, hd); break;
-    default: valuesneon_g(4, out, p, ldp, inv, v, ldv, n, hd); break;
-    }
+#define VALUES(k) valuesneon_g(k, out, p, ldp, inv, v, ldv, n, hd)
+    QST_KVH_BY_HEADS(G, VALUES)
+#undef VALUES
 }
 
 void qst_kvh_to_half_neon(uint16_t *dst, const float *src, int64_t n) {

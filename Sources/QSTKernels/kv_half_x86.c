@@ -58,12 +58,9 @@ T512 static AI void scores512_g(const int G, float *sc, const float *qs, const u
 T512 void qst_kvh_scores_avx512(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n, int64_t hd,
                            int64_t ldsc) {
     (void)j0;
-    switch (G) {
-    case 1: scores512_g(1, sc, qs, kt, n, hd, ldsc); break;
-    case 2: scores512_g(2, sc, qs, kt, n, hd, ldsc); break;
-    case 3: scores512_g(3, sc, qs, kt, n, hd, ldsc); break;
-    default: scores512_g(4, sc, qs, kt, n, hd, ldsc); break;
-    }
+#define SCORES(k) scores512_g(k, sc, qs, kt, n, hd, ldsc)
+    QST_KVH_BY_HEADS(G, SCORES)
+#undef SCORES
 }
 
 // Up to 4 chunks of 16 dimensions per pass over the values: G * C accumulators.
@@ -96,12 +93,9 @@ T512 static AI void values512_g(const int G, float *out, const float *p, int64_t
 T512 void qst_kvh_values_avx512(float *out, int G, const float *p, int64_t ldp, const float *inv, const uint16_t *v,
                            int64_t ldv, int64_t n, int64_t d0, int64_t hd) {
     (void)d0;
-    switch (G) {
-    case 1: values512_g(1, out, p, ldp, inv, v, ldv, n, hd); break;
-    case 2: values512_g(2, out, p, ldp, inv, v, ldv, n, hd); break;
-    case 3: values512_g(3, out, p, ldp, inv, v, ldv, n, hd); break;
-    default: values512_g(4, out, p, ldp, inv, v, ldv, n, hd); break;
-    }
+#define VALUES(k) values512_g(k, out, p, ldp, inv, v, ldv, n, hd)
+    QST_KVH_BY_HEADS(G, VALUES)
+#undef VALUES
 }
 
 // A tile as two vectors of 8 keys.
@@ -140,12 +134,9 @@ T256 static AI void scores256_g(const int G, float *sc, const float *qs, const u
 T256 void qst_kvh_scores_avx2(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n, int64_t hd,
                            int64_t ldsc) {
     (void)j0;
-    switch (G) {
-    case 1: scores256_g(1, sc, qs, kt, n, hd, ldsc); break;
-    case 2: scores256_g(2, sc, qs, kt, n, hd, ldsc); break;
-    case 3: scores256_g(3, sc, qs, kt, n, hd, ldsc); break;
-    default: scores256_g(4, sc, qs, kt, n, hd, ldsc); break;
-    }
+#define SCORES(k) scores256_g(k, sc, qs, kt, n, hd, ldsc)
+    QST_KVH_BY_HEADS(G, SCORES)
+#undef SCORES
 }
 
 T256 static AI void values256_g(const int G, float *out, const float *p, int64_t ldp, const float *inv,
@@ -174,12 +165,9 @@ T256 static AI void values256_g(const int G, float *out, const float *p, int64_t
 T256 void qst_kvh_values_avx2(float *out, int G, const float *p, int64_t ldp, const float *inv, const uint16_t *v,
                            int64_t ldv, int64_t n, int64_t d0, int64_t hd) {
     (void)d0;
-    switch (G) {
-    case 1: values256_g(1, out, p, ldp, inv, v, ldv, n, hd); break;
-    case 2: values256_g(2, out, p, ldp, inv, v, ldv, n, hd); break;
-    case 3: values256_g(3, out, p, ldp, inv, v, ldv, n, hd); break;
-    default: values256_g(4, out, p, ldp, inv, v, ldv, n, hd); break;
-    }
+#define VALUES(k) values256_g(k, out, p, ldp, inv, v, ldv, n, hd)
+    QST_KVH_BY_HEADS(G, VALUES)
+#undef VALUES
 }
 
 T512 void qst_kvh_to_half_avx512(uint16_t *dst, const float *src, int64_t n) {
