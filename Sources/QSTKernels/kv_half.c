@@ -18,7 +18,18 @@ void qst_f16_key_tiles_store(uint16_t *kt, int64_t hd, int64_t first, const floa
 
 // ---- the scalar reference of the attention's phases, and the softmax every path shares
 
-SCALAR_SCORES(scores_scalar, )
+// sc[g*ldsc + j] for keys [0, n), qs[g*hd + d] = q * scale.
+static void scores_scalar(float *sc, int G, const float *qs, const uint16_t *kt, int64_t n, int64_t hd, int64_t ldsc) {
+    for (int64_t j = 0; j < n; j++) {
+        const uint16_t *t = key_tile(kt, hd, j) + j % TILE;
+        for (int g = 0; g < G; g++) {
+            float s = 0;
+            for (int64_t d = 0; d < hd; d++) s = fmaf(qs[g * hd + d], float_from_half(t[d * TILE]), s);
+            sc[g * ldsc + j] = s;
+        }
+    }
+}
+
 SCALAR_VALUES(values_scalar, )
 
 // Masks the scores, turns them into weights and returns each head's 1 / sum (0 when every key is masked).
@@ -43,7 +54,7 @@ static void softmax_rows(float *sc, int G, int64_t n, const uint8_t *mask, float
     }
 }
 
-typedef void (*scores_fn)(float *, int, const float *, const uint16_t *, int64_t, int64_t, int64_t, int64_t);
+typedef void (*scores_fn)(float *, int, const float *, const uint16_t *, int64_t, int64_t, int64_t);
 typedef void (*values_fn)(float *, int, const float *, int64_t, const float *, const uint16_t *, int64_t, int64_t,
                           int64_t, int64_t);
 
@@ -62,17 +73,36 @@ static int resolve(int path) {
     return path;
 }
 
+typedef void (*to_half_fn)(uint16_t *, const float *, int64_t);
+typedef void (*to_float_fn)(float *, const uint16_t *, int64_t);
+
+// The conversion loops of a resolved path.
+static to_half_fn to_half_path(int p) {
+#if defined(__x86_64__)
+    if (p == QST_VEC_AVX512) return qst_kvh_to_half_avx512;
+    if (p == QST_VEC_AVX2) return qst_kvh_to_half_avx2;
+#elif defined(__aarch64__)
+    if (p == QST_VEC_NEON) return qst_kvh_to_half_neon;
+#endif
+    (void)p;
+    return to_half_scalar;
+}
+static to_float_fn to_float_path(int p) {
+#if defined(__x86_64__)
+    if (p == QST_VEC_AVX512) return qst_kvh_to_float_avx512;
+    if (p == QST_VEC_AVX2) return qst_kvh_to_float_avx2;
+#elif defined(__aarch64__)
+    if (p == QST_VEC_NEON) return qst_kvh_to_float_neon;
+#endif
+    (void)p;
+    return to_float_scalar;
+}
+
 int qst_f16_from_f32(uint16_t *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows, int64_t cols,
                      int path) {
     const int p = resolve(path);
     if (p < 0) return -1;
-    void (*f)(uint16_t *, const float *, int64_t) = to_half_scalar;
-#if defined(__x86_64__)
-    if (p == QST_VEC_AVX512) f = qst_kvh_to_half_avx512;
-    if (p == QST_VEC_AVX2) f = qst_kvh_to_half_avx2;
-#elif defined(__aarch64__)
-    if (p == QST_VEC_NEON) f = qst_kvh_to_half_neon;
-#endif
+    const to_half_fn f = to_half_path(p);
     for (int64_t r = 0; r < rows; r++) f(dst + r * ldd, src + r * lds, cols);
     return 0;
 }
@@ -81,13 +111,7 @@ int qst_f32_from_f16(float *dst, int64_t ldd, const uint16_t *src, int64_t lds, 
                      int path) {
     const int p = resolve(path);
     if (p < 0) return -1;
-    void (*f)(float *, const uint16_t *, int64_t) = to_float_scalar;
-#if defined(__x86_64__)
-    if (p == QST_VEC_AVX512) f = qst_kvh_to_float_avx512;
-    if (p == QST_VEC_AVX2) f = qst_kvh_to_float_avx2;
-#elif defined(__aarch64__)
-    if (p == QST_VEC_NEON) f = qst_kvh_to_float_neon;
-#endif
+    const to_float_fn f = to_float_path(p);
     for (int64_t r = 0; r < rows; r++) f(dst + r * ldd, src + r * lds, cols);
     return 0;
 }
@@ -95,9 +119,10 @@ int qst_f32_from_f16(float *dst, int64_t ldd, const uint16_t *src, int64_t lds, 
 int qst_f16_key_tiles_widen(float *dst, int64_t ldd, const uint16_t *kt, int64_t hd, int64_t rows, int path) {
     const int p = resolve(path);
     if (p < 0) return -1;
+    const to_float_fn f = to_float_path(p);
     for (int64_t b = 0; b * TILE < rows; b++) {
         const int64_t count = rows - b * TILE < TILE ? rows - b * TILE : TILE;
-        qst_f32_from_f16(dst + b * TILE, ldd, kt + b * hd * TILE, TILE, hd, count, p);
+        for (int64_t d = 0; d < hd; d++) f(dst + d * ldd + b * TILE, kt + (b * hd + d) * TILE, count);
     }
     return 0;
 }
@@ -123,7 +148,7 @@ int qst_decode_attention_f16(float *out, const float *q, int64_t group, const ui
         for (int g = 0; g < G; g++)
             for (int64_t d = 0; d < hd; d++) qs[g * hd + d] = q[(g0 + g) * hd + d] * scale;
         float *sc = scratch + g0 * n;
-        scores(sc, G, qs, kt, 0, n, hd, n);
+        scores(sc, G, qs, kt, n, hd, n);
         softmax_rows(sc, G, n, mask, inv, exp_path);
         values(out + g0 * hd, G, sc, n, inv, v, ldv, n, 0, hd);
     }

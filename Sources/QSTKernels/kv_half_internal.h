@@ -53,21 +53,7 @@ static inline float float_from_half(uint16_t h) {
 
 static inline const uint16_t *key_tile(const uint16_t *kt, int64_t hd, int64_t j) { return kt + (j / TILE) * hd * TILE; }
 
-// ---- the attention's phases: the scalar ones are the reference and every vector path's tails
-
-// sc[g*n + j] for keys [j0, n), qs[g*hd + d] = q * scale.
-#define SCALAR_SCORES(NAME, ATTR)                                                                               \
-    ATTR static void NAME(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n,         \
-                          int64_t hd, int64_t ldsc) {                                                           \
-        for (int64_t j = j0; j < n; j++) {                                                                      \
-            const uint16_t *t = key_tile(kt, hd, j) + j % TILE;                                                 \
-            for (int g = 0; g < G; g++) {                                                                       \
-                float s = 0;                                                                                    \
-                for (int64_t d = 0; d < hd; d++) s = fmaf(qs[g * hd + d], float_from_half(t[d * TILE]), s);      \
-                sc[g * ldsc + j] = s;                                                                           \
-            }                                                                                                   \
-        }                                                                                                       \
-    }
+// ---- the weighted values' scalar loop: the reference, and every vector path's last dimensions
 
 // out[g*hd + d] for d in [d0, hd), from the weights p[g*ldp + j].
 #define SCALAR_VALUES(NAME, ATTR)                                                                               \
@@ -85,8 +71,8 @@ static inline const uint16_t *key_tile(const uint16_t *kt, int64_t hd, int64_t j
 // Scores of keys [0, n) for G <= HEADS_PER_PASS query heads (qs pre-scaled), into sc[g*ldsc + j]; the weighted
 // values into out[g*hd + d] (weights p[g*ldp + j], times inv[g]).
 #define QST_KVH_DECLARE(SFX)                                                                                    \
-    void qst_kvh_scores_##SFX(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n,      \
-                              int64_t hd, int64_t ldsc);                                                       \
+    void qst_kvh_scores_##SFX(float *sc, int G, const float *qs, const uint16_t *kt, int64_t n, int64_t hd,      \
+                              int64_t ldsc);                                                                   \
     void qst_kvh_values_##SFX(float *out, int G, const float *p, int64_t ldp, const float *inv,                 \
                               const uint16_t *v, int64_t ldv, int64_t n, int64_t d0, int64_t hd);             \
     void qst_kvh_to_half_##SFX(uint16_t *dst, const float *src, int64_t n);                                    \

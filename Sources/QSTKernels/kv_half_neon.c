@@ -33,9 +33,8 @@ static inline __attribute__((always_inline)) void scoresneon_g(const int G, floa
     }
 }
 
-void qst_kvh_scores_neon(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n, int64_t hd,
-                       int64_t ldsc) {
-    (void)j0;
+void qst_kvh_scores_neon(float *sc, int G, const float *qs, const uint16_t *kt, int64_t n, int64_t hd,
+                           int64_t ldsc) {
 #define SCORES(k) scoresneon_g(k, sc, qs, kt, n, hd, ldsc)
     QST_KVH_BY_HEADS(G, SCORES)
 #undef SCORES

@@ -55,9 +55,8 @@ T512 static AI void scores512_g(const int G, float *sc, const float *qs, const u
     }
 }
 
-T512 void qst_kvh_scores_avx512(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n, int64_t hd,
+T512 void qst_kvh_scores_avx512(float *sc, int G, const float *qs, const uint16_t *kt, int64_t n, int64_t hd,
                            int64_t ldsc) {
-    (void)j0;
 #define SCORES(k) scores512_g(k, sc, qs, kt, n, hd, ldsc)
     QST_KVH_BY_HEADS(G, SCORES)
 #undef SCORES
@@ -131,9 +130,8 @@ T256 static AI void scores256_g(const int G, float *sc, const float *qs, const u
     }
 }
 
-T256 void qst_kvh_scores_avx2(float *sc, int G, const float *qs, const uint16_t *kt, int64_t j0, int64_t n, int64_t hd,
+T256 void qst_kvh_scores_avx2(float *sc, int G, const float *qs, const uint16_t *kt, int64_t n, int64_t hd,
                            int64_t ldsc) {
-    (void)j0;
 #define SCORES(k) scores256_g(k, sc, qs, kt, n, hd, ldsc)
     QST_KVH_BY_HEADS(G, SCORES)
 #undef SCORES

@@ -191,21 +191,15 @@ public enum DecoderBlock {
         kv: KVSlot, context: MatmulContext
     ) {
         kv.store(keys: k, values: v, batch: batch, newTokens: newTokens, kvDim: s.kvDim)
-        if case .float16 = kv.storage {
-            HeadParallelAttention.forward(
-                out: attn, q: q, slot: kv, batch: batch, newTokens: newTokens, nHeads: s.heads, nKVHeads: s.kvHeads,
-                headDim: s.headDim, threads: context.threads)
-        } else if BLASThreadScope.isSingleThreaded {
-            HeadParallelAttention.forward(
-                out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
-                batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
-                capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
-                threads: context.threads, rowIndependent: context.rowIndependent)
-        } else {
+        if case .float32 = kv.storage, !BLASThreadScope.isSingleThreaded {
             Attention.forwardCached(
                 out: attn, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask,
                 batch: batch, newTokens: newTokens, pastLength: kv.pastLength,
                 capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim)
+        } else {
+            HeadParallelAttention.forward(
+                out: attn, q: q, slot: kv, batch: batch, newTokens: newTokens, nHeads: s.heads, nKVHeads: s.kvHeads,
+                headDim: s.headDim, threads: context.threads, rowIndependent: context.rowIndependent)
         }
     }
 

@@ -48,17 +48,21 @@ enum HeadParallelAttention {
         }
     }
 
-    /// The same over a float16 cache (`KVStorage.float16`; no row-independent mode: such caches only serve
-    /// incremental decoding). A decode step (one new token) runs QSTKernels' decode attention once per
-    /// key/value head for all the query heads sharing it, reading the cache's halves directly; longer steps
-    /// (prompts) widen each key/value head's rows to float32 once (the keys transposed, straight from their
-    /// tiles) and take the BLAS products above.
+    /// The same over a cache slot of either storage. A float16 cache (`KVStorage.float16`; no row-independent
+    /// mode: such caches only serve incremental decoding): a decode step (one new token) runs QSTKernels' decode
+    /// attention once per key/value head for all the query heads sharing it, reading the cache's halves
+    /// directly; longer steps (prompts) widen each key/value head's rows to float32 once (the keys transposed,
+    /// straight from their tiles) and take the BLAS products above.
     static func forward(
         out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, slot kv: KVSlot, batch: Int, newTokens: Int,
-        nHeads: Int, nKVHeads: Int, headDim hd: Int, threads: Int
+        nHeads: Int, nKVHeads: Int, headDim hd: Int, threads: Int, rowIndependent: Bool = false
     ) {
         guard case .float16(let keys, let values, _, let keyStride) = kv.storage else {
-            preconditionFailure("HeadParallelAttention: not a float16 cache")
+            forward(
+                out: out, q: q, kCache: kv.keys, vCache: kv.values, keyMask: kv.keyMask, batch: batch,
+                newTokens: newTokens, pastLength: kv.pastLength, capacity: kv.capacity, nHeads: nHeads,
+                nKVHeads: nKVHeads, headDim: hd, threads: threads, rowIndependent: rowIndependent)
+            return
         }
         let Tq = newTokens, pastLength = kv.pastLength, L = pastLength + newTokens, capacity = kv.capacity
         guard Tq > 0 else { return }
@@ -68,8 +72,6 @@ enum HeadParallelAttention {
         let vs = SendablePointer(values), ms = SendablePointer(kv.keyMask)
         let denseMask = (0..<batch).map { b in (0..<L).allSatisfy { kv.keyMask[b * capacity + $0] != 0 } }
         let workers = batch * nHeads * Tq * L * hd < OutputSplit.minParallelMACs ? 1 : threads
-        let blas = BLASThreadScope()
-        defer { blas.restore() }
         if Tq == 1 {
             Parallel.forRanges(batch * nKVHeads, threads: workers, minChunk: 1) { p0, p1 in
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: group * L)
@@ -84,6 +86,8 @@ enum HeadParallelAttention {
             }
             return
         }
+        let blas = BLASThreadScope()
+        defer { blas.restore() }
         // Every key/value head widened first, then the (sequence, query head) pairs spread as above: per key/value
         // head SmolLM2's 3 would split 2 : 1 over two cores.
         let kf = UnsafeMutablePointer<Float>.allocate(capacity: batch * nKVHeads * L * hd)

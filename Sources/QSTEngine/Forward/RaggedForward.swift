@@ -117,17 +117,9 @@ private struct RaggedAttention: @unchecked Sendable {
 
     func one(_ j: Int, threads: Int) {
         let (kv, t, r0) = slots[j], s = shape
-        if case .float16 = kv.storage {
-            HeadParallelAttention.forward(
-                out: attn + r0 * s.qDim, q: q + r0 * s.qDim, slot: kv, batch: 1, newTokens: t, nHeads: s.heads,
-                nKVHeads: s.kvHeads, headDim: s.headDim, threads: threads)
-            return
-        }
         HeadParallelAttention.forward(
-            out: attn + r0 * s.qDim, q: q + r0 * s.qDim, kCache: kv.keys, vCache: kv.values,
-            keyMask: kv.keyMask, batch: 1, newTokens: t, pastLength: kv.pastLength,
-            capacity: kv.capacity, nHeads: s.heads, nKVHeads: s.kvHeads, headDim: s.headDim,
-            threads: threads)
+            out: attn + r0 * s.qDim, q: q + r0 * s.qDim, slot: kv, batch: 1, newTokens: t, nHeads: s.heads,
+            nKVHeads: s.kvHeads, headDim: s.headDim, threads: threads)
     }
 
     func run(threads: Int) {
