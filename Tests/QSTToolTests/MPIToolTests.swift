@@ -8,7 +8,16 @@ import QSTTestSupport
 final class MPIToolTests: ToolTestCase {
     /// One thread per rank (2 ranks on 2 cores); root containers need the allow-as-root pair.
     let environment = ["QST_THREADS": "1", "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
-    let bound = 1e-5
+    /// Training must move some weight by more than this (6 steps at the default learning rate move the upsample's
+    /// by ~1.5e-3, the others' by ~7.5e-4).
+    let minimumMove = 1e-3
+    /// Relative Frobenius distance between an mpirun run's update (final − initial weights) and one process's:
+    /// measured 3.0e-4 – 5.6e-4 on an AVX2-only AMD EPYC (2026-12-06), where OpenBLAS's Haswell kernels round a
+    /// rank's smaller products differently and AdamW turns that into steps of up to 2·lr on the few elements whose
+    /// gradient is at rounding level (their largest element difference was 2.7e-4 = 2·lr there, 3e-8 on AVX-512
+    /// CPUs). A per-element bound would then be the whole 2·lr·steps distance and could not fail; a rank that
+    /// dropped or repeated its share of a batch moves the update by order 1.
+    static let updateBound = 5e-3
     /// Relative distance between the 1- and 2-rank lora_B updates: measured 1.75e-3 (2026-12-04,
     /// 4 steps); a different seed moves it to order 1. Bound with ~6× headroom (was 2·lr·steps per element).
     static let loraUpdateBound = 1e-2
@@ -110,6 +119,24 @@ final class MPIToolTests: ToolTestCase {
         return worst
     }
 
+    /// Relative Frobenius distance between the updates `run − initial` and `reference − initial`; NaN (fails every
+    /// bound) for differing tensors, non-finite values or no update.
+    func updateDistance(_ run: [String: [Float]], _ reference: [String: [Float]], from initial: [String: [Float]])
+        -> Double
+    {
+        guard Set(run.keys) == Set(reference.keys), Set(run.keys) == Set(initial.keys) else { return .nan }
+        var num = 0.0, den = 0.0
+        for (k, r) in reference {
+            let a = run[k]!, i = initial[k]!
+            guard a.count == r.count, i.count == r.count else { return .nan }
+            for e in 0..<r.count {
+                num += Double(a[e] - r[e]) * Double(a[e] - r[e])
+                den += Double(r[e] - i[e]) * Double(r[e] - i[e])
+            }
+        }
+        return den > 0 ? (num / den).squareRoot() : .nan
+    }
+
     /// Started by mpirun but without a usable libmpi: one clear line, non-zero, before any work (no mpirun needed).
     func testUnusableMPILibraryIsAClearError() throws {
         let r = try tune(
@@ -132,9 +159,10 @@ final class MPIToolTests: ToolTestCase {
         XCTAssertFalse(two.timedOut)
 
         let reference = try weights(path("one/final")), initial = try weights(side)
-        XCTAssertGreaterThan(maxDifference(reference, initial), 100 * bound, "training must move the weights")
-        let diff = maxDifference(try weights(path("two/final")), reference)
-        XCTAssertLessThanOrEqual(diff, bound, "2 ranks differ from 1 process by \(diff)")
+        XCTAssertGreaterThan(maxDifference(reference, initial), minimumMove, "training must move the weights")
+        let diff = updateDistance(try weights(path("two/final")), reference, from: initial)
+        print("2 ranks vs 1 process: relative distance of the updates \(diff)")
+        assertWithin(diff, Self.updateBound, "2 ranks against 1 process, relative distance of the updates")
 
         // Evaluation is sharded and reduced: the same loss over the same labelled tokens.
         let s1 = try ToolHarness.json(one.stdout), s2 = try ToolHarness.json(two.stdout)
@@ -210,8 +238,10 @@ final class MPIToolTests: ToolTestCase {
         // Resumed by one process: the same weights as the straight run.
         let resumed = try tune([base, "--resume", path("mpi")], ranks: nil)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        let d1 = maxDifference(try weights(path("mpi/final")), reference)
-        XCTAssertLessThanOrEqual(d1, bound, "2 ranks then 1 process differ from the straight run by \(d1)")
+        let initial = try weights(side)
+        let d1 = updateDistance(try weights(path("mpi/final")), reference, from: initial)
+        print("2 ranks then 1 process vs the straight run: relative distance of the updates \(d1)")
+        assertWithin(d1, Self.updateBound, "2 ranks then 1 process against the straight run")
 
         // The other way: one process killed after step 3 (checkpoint 2), resumed by 2 ranks.
         let single = try tune(
@@ -219,7 +249,8 @@ final class MPIToolTests: ToolTestCase {
         XCTAssertNotEqual(single.status, 0)
         let again = try tune([base, "--resume", path("single")], ranks: 2)
         XCTAssertEqual(again.status, 0, again.stderr)
-        let d2 = maxDifference(try weights(path("single/final")), reference)
-        XCTAssertLessThanOrEqual(d2, bound, "1 process then 2 ranks differ from the straight run by \(d2)")
+        let d2 = updateDistance(try weights(path("single/final")), reference, from: initial)
+        print("1 process then 2 ranks vs the straight run: relative distance of the updates \(d2)")
+        assertWithin(d2, Self.updateBound, "1 process then 2 ranks against the straight run")
     }
 }
