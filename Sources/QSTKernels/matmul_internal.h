@@ -58,6 +58,11 @@ int qst_mm_gemv_nf4_int16_avx512(const float *x, int64_t m, int64_t ldx, const q
 // round(QST_NF4_INT16_GRID * NF4 value of code): the int16 grid of the AVX2_INT16 path.
 #define QST_NF4_INT16_GRID 16384.0f
 int16_t qst_mm_nf4_int16_grid(int code);
+// Its x rounding (x86 only): mc rows to int16 groups of 32 in its decode order and one scale per group
+// (NaN for a group with Inf/NaN); vector: the AVX2 loop for blocks of a multiple of 64 (span64), which
+// gives the scalar loop's bits.
+void qst_mm_int16_gemv_quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int span64, int vector,
+                                  int16_t *xq, float *xs);
 
 // NF4 GEMV through bfloat16 dot products; needs block % 64 == 0.
 int qst_mm_gemv_nf4_bf16(const float *x, int64_t m, int64_t ldx, const qst_weight *w,

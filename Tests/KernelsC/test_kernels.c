@@ -13,6 +13,7 @@
 //   side decode attention: every path against float64 (test_side_decode_attention.inc).
 //   binary16 cache: conversions against the IEEE rules, decode attention against float64 (test_kv_half.inc).
 #include "QSTKernels.h"
+#include "matmul_internal.h"
 
 #include <math.h>
 #include <stdio.h>
