@@ -48,11 +48,15 @@ void qst_q8_quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int8_
             }
             // Inf or NaN: codes 0 and scale NaN, so the group's products are NaN as on the float paths
             // (fmaxf skips a NaN and lrintf(NaN) truncates to 0: the outputs would be finite).
-            float inv = finite && amax > 0 ? 127.0f / amax : 0.0f;
+            if (!finite) {
+                memset(xq + i * k + g * 32, 0, 32);
+                xs[i * groups + g] = NAN;
+                continue;
+            }
+            float inv = amax > 0 ? 127.0f / amax : 0.0f;
             if (!(inv <= FLT_MAX)) inv = 0.0f; // a group too small for 127 / max to be finite rounds to 0
             for (int e = 0; e < 32; e++) xq[i * k + g * 32 + e] = (int8_t)lrintf(v[e] * inv);
-            if (!finite) memset(xq + i * k + g * 32, 0, 32);
-            xs[i * groups + g] = finite ? amax / 127.0f : NAN;
+            xs[i * groups + g] = amax / 127.0f;
         }
     }
 }
