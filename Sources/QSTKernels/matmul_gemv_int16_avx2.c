@@ -24,6 +24,7 @@
 // 128-bit lane takes the high nibbles (the 16 even elements), the high lane the low ones,
 // and x is stored per group in that order (evens, then odds).
 #include "matmul_internal.h"
+#include "group_range.h"
 
 // x86 only: other architectures get a stub (the dispatcher never selects it there).
 #if defined(__x86_64__) || defined(__i386__)
@@ -40,23 +41,14 @@
 
 // Rounds 32 elements v[0], v[stride], ... to int16 with scale max|v| / 32767, stored in the
 // kernel's register order: elements 0-7, 16-23, 8-15, 24-31 (matmul_gemv_int16_body.h). A group
-// holding Inf or NaN gets the scale NaN and zero codes, so its products are NaN as on the exact
-// paths (the int16 GEMM does the same); a group too small for 32767 / max to be finite rounds to 0.
+// holding Inf or NaN gets the scale NaN and zero codes (group_range.h; the int16 GEMM does the same).
 static void quantize_group(const float *v, int stride, int16_t *q, float *scale) {
-    float amax = 0;
-    int finite = 1;
-    for (int e = 0; e < 32; e++) {
-        const float a = fabsf(v[e * stride]);
-        if (!(a <= FLT_MAX)) finite = 0;
-        amax = fmaxf(amax, a);
-    }
-    if (!finite) {
+    float amax, inv;
+    if (!qst_group_range(v, stride, 32767.0f, &amax, &inv)) {
         memset(q, 0, 32 * sizeof *q);
         *scale = NAN;
         return;
     }
-    float inv = amax > 0 ? 32767.0f / amax : 0.0f;
-    if (!(inv <= FLT_MAX)) inv = 0.0f;
     for (int e = 0; e < 32; e++) {
         const int p = e < 8 ? e : e < 16 ? e + 8 : e < 24 ? e - 8 : e;
         q[p] = (int16_t)lrintf(v[e * stride] * inv);

@@ -2,8 +2,8 @@
 // q8_gemv_x86.c and q8_gemv_neon.c.
 #include "q8_internal.h"
 #include "cpu.h"
+#include "group_range.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,22 +39,12 @@ void qst_q8_quantize_x(const float *x, int64_t mc, int64_t ldx, int64_t k, int8_
     for (int64_t i = 0; i < mc; i++) {
         for (int64_t g = 0; g < groups; g++) {
             const float *v = x + i * ldx + g * 32;
-            float amax = 0;
-            int finite = 1;
-            for (int e = 0; e < 32; e++) {
-                const float a = fabsf(v[e]);
-                if (!(a <= FLT_MAX)) finite = 0;
-                amax = fmaxf(amax, a);
-            }
-            // Inf or NaN: codes 0 and scale NaN, so the group's products are NaN as on the float paths
-            // (fmaxf skips a NaN and lrintf(NaN) truncates to 0: the outputs would be finite).
-            if (!finite) {
+            float amax, inv;
+            if (!qst_group_range(v, 1, 127.0f, &amax, &inv)) { // Inf or NaN: codes 0, scale NaN
                 memset(xq + i * k + g * 32, 0, 32);
                 xs[i * groups + g] = NAN;
                 continue;
             }
-            float inv = amax > 0 ? 127.0f / amax : 0.0f;
-            if (!(inv <= FLT_MAX)) inv = 0.0f; // a group too small for 127 / max to be finite rounds to 0
             for (int e = 0; e < 32; e++) xq[i * k + g * 32 + e] = (int8_t)lrintf(v[e] * inv);
             xs[i * groups + g] = amax / 127.0f;
         }
