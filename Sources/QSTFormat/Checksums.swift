@@ -25,12 +25,12 @@ public enum Checksums {
 public struct SHA256Hasher {
     private var ctx = qst_sha256_ctx()
     public init() { qst_sha256_init(&ctx) }
-    /// Pinned rounds, for tests: `portable` runs the portable C rounds, otherwise the SHA-NI rounds
-    /// when the CPU has them (`hasSHANI`). Both give the same digest.
+    /// Pinned rounds, for tests: `portable` runs the portable C rounds, otherwise the CPU's SHA-256
+    /// instructions when it has them (`hasHardwareRounds`: SHA-NI, ARMv8 SHA2). Both give the same digest.
     init(portable: Bool) {
         qst_sha256_init_impl(&ctx, portable ? Int32(QST_IMPL_SCALAR) : Int32(QST_IMPL_AUTO))
     }
-    static var hasSHANI: Bool { qst_sha256_has_shani() != 0 }
+    static var hasHardwareRounds: Bool { qst_sha256_has_hardware() != 0 }
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         if bytes.count > 0 { qst_sha256_update(&ctx, bytes.baseAddress, bytes.count) }
     }

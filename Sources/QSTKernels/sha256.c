@@ -1,10 +1,23 @@
-// SHA-256: a portable implementation, and the SHA-NI path (Intel SHA extensions) chosen at run time.
+// SHA-256: a portable implementation, and the CPUs' own SHA-256 rounds chosen at run time: SHA-NI
+// (x86-64) or the ARMv8 SHA2 instructions (AArch64). qst-quantize hashes every source file for the
+// container's provenance (a 538 MB F32 SmolLM2 is hashed in full), so without them the portable rounds
+// take longer than the quantization itself.
 #include "hash.h"
 #include "kernel_impl.h"
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <cpuid.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_SHA2
+#define HWCAP_SHA2 (1ul << 6)
+#endif
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #endif
 
 static const uint32_t K[64] = {
@@ -88,20 +101,71 @@ static int has_shani(void) {
 }
 #endif
 
-int qst_sha256_has_shani(void) {
-#if defined(__x86_64__)
-    static int mode = -1;
-    int m = __atomic_load_n(&mode, __ATOMIC_RELAXED);
-    if (m < 0) { m = has_shani() && __builtin_cpu_supports("sse4.1"); __atomic_store_n(&mode, m, __ATOMIC_RELAXED); }
-    return m;
+#if defined(__aarch64__)
+// The ARMv8 SHA2 instructions (FIPS 180-4's rounds four at a time): SHA256H / SHA256H2 advance the
+// ABCD and EFGH halves of the state by four rounds given W + K; SHA256SU0 / SHA256SU1 extend the
+// message schedule by four words from the sixteen before them.
+__attribute__((target("arch=armv8-a+crypto")))
+static void blocks_arm(uint32_t s[8], const uint8_t *p, size_t nblocks) {
+    uint32x4_t abcd = vld1q_u32(&s[0]), efgh = vld1q_u32(&s[4]);
+    while (nblocks--) {
+        const uint32x4_t abcd0 = abcd, efgh0 = efgh;
+        uint32x4_t m[4];
+        // The message words are big-endian.
+        for (int i = 0; i < 4; i++) m[i] = vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p + 16 * i)));
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++) {
+            const uint32x4_t wk = vaddq_u32(m[r & 3], vld1q_u32(&K[4 * r]));
+            const uint32x4_t prev = abcd;
+            abcd = vsha256hq_u32(abcd, efgh, wk);
+            efgh = vsha256h2q_u32(efgh, prev, wk);
+            // W[4r+16 .. 4r+19] from W[4r ..], W[4r+4 ..], W[4r+8 ..], W[4r+12 ..].
+            if (r < 12) m[r & 3] = vsha256su1q_u32(vsha256su0q_u32(m[r & 3], m[(r + 1) & 3]), m[(r + 2) & 3], m[(r + 3) & 3]);
+        }
+        abcd = vaddq_u32(abcd, abcd0);
+        efgh = vaddq_u32(efgh, efgh0);
+        p += 64;
+    }
+    vst1q_u32(&s[0], abcd);
+    vst1q_u32(&s[4], efgh);
+}
+
+static int arm_has_sha2(void) {
+#if defined(__ARM_FEATURE_SHA2)
+    return 1;
+#elif defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_SHA2) != 0;
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t size = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_SHA256", &v, &size, NULL, 0) == 0 && v != 0;
 #else
     return 0;
 #endif
+}
+#endif
+
+int qst_sha256_has_hardware(void) {
+    static int mode = -1;
+    int m = __atomic_load_n(&mode, __ATOMIC_RELAXED);
+    if (m < 0) {
+#if defined(__x86_64__)
+        m = has_shani() && __builtin_cpu_supports("sse4.1");
+#elif defined(__aarch64__)
+        m = arm_has_sha2();
+#else
+        m = 0;
+#endif
+        __atomic_store_n(&mode, m, __ATOMIC_RELAXED);
+    }
+    return m;
 }
 
 static void blocks(const qst_sha256_ctx *ctx, uint32_t s[8], const uint8_t *p, size_t n) {
 #if defined(__x86_64__)
     if (ctx->fast) { blocks_shani(s, p, n); return; }
+#elif defined(__aarch64__)
+    if (ctx->fast) { blocks_arm(s, p, n); return; }
 #else
     (void)ctx;
 #endif
@@ -111,9 +175,9 @@ static void blocks(const qst_sha256_ctx *ctx, uint32_t s[8], const uint8_t *p, s
 void qst_sha256_init(qst_sha256_ctx *ctx) { qst_sha256_init_impl(ctx, QST_IMPL_AUTO); }
 
 void qst_sha256_init_impl(qst_sha256_ctx *ctx, int impl) {
-    // SHA-NI is not tied to a vector width: any non-scalar choice uses it when the CPU has it
-    // (QST_KERNELS=scalar, through qst_impl_resolve, gives the portable rounds).
-    ctx->fast = qst_impl_resolve(impl) != QST_IMPL_SCALAR && qst_sha256_has_shani();
+    // The SHA instructions are not tied to a vector width: any non-scalar choice uses them when the CPU
+    // has them (QST_KERNELS=scalar, through qst_impl_resolve, gives the portable rounds).
+    ctx->fast = qst_impl_resolve(impl) != QST_IMPL_SCALAR && qst_sha256_has_hardware();
     static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(ctx->state, iv, sizeof iv);

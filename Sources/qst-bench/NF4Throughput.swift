@@ -8,7 +8,7 @@ struct NF4Throughput: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nf4",
         abstract:
-            "NF4 quantize and dequantize throughput, then CRC-32C and the error sums, on every kernel path the CPU has.",
+            "NF4 quantize and dequantize throughput, then CRC-32C, SHA-256 and the error sums, on every kernel path the CPU has.",
         discussion:
             "Sizes 2^18 and 2^24 elements, block 64, 1 and 2 threads; best and median of repeats.\n\nExample: qst-bench nf4"
     )
@@ -116,7 +116,8 @@ struct NF4Throughput: ParsableCommand {
         codecThroughput(paths)
     }
 
-    /// CRC-32C (each tensor of a .qst4 is checked on load) and the error sums (every quantized
+    /// CRC-32C (each tensor of a .qst4 is checked on load), SHA-256 (qst-quantize hashes every source file;
+    /// any non-scalar path runs the CPU's SHA instructions when it has them) and the error sums (every quantized
     /// tensor's SQNR report), one thread: a cache-resident size (the instruction throughput) and
     /// 64 MiB (memory-bound, as whole tensors are).
     private func codecThroughput(_ paths: [(Int32, String)]) {
@@ -125,10 +126,18 @@ struct NF4Throughput: ParsableCommand {
             let x = (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
             let y = x.map { $0 + 0.001 }
             let repeats = count > 1 << 20 ? 7 : 101
-            print("-- \(count) elements (\(count * 4 / 1024) KiB F32) for CRC-32C and error sums")
+            print("-- \(count) elements (\(count * 4 / 1024) KiB F32) for CRC-32C, SHA-256 and error sums")
             for (impl, name) in paths {
                 let c = time(repeats) { x.withUnsafeBytes { _ = qst_crc32c_impl(0, $0.baseAddress, $0.count, impl) } }
                 line("crc32c \(name) 1T", c, elements: count, bytes: count * 4)
+                let h = time(repeats) {
+                    var ctx = qst_sha256_ctx()
+                    qst_sha256_init_impl(&ctx, impl)
+                    x.withUnsafeBytes { qst_sha256_update(&ctx, $0.baseAddress, $0.count) }
+                    var digest = [UInt8](repeating: 0, count: 32)
+                    qst_sha256_final(&ctx, &digest)
+                }
+                line("sha256 \(name) 1T", h, elements: count, bytes: count * 4)
                 let e = time(repeats) {
                     var a = 0.0, b = 0.0, m = 0.0
                     qst_error_sums_impl(x, y, count, &a, &b, &m, impl)

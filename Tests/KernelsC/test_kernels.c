@@ -147,6 +147,46 @@ static void test_crc(int impl) {
     free(buf);
 }
 
+// -------------------------------------------------------------------------------- SHA-256
+
+static void sha256_of(const void *data, size_t n, int impl, size_t piece, uint8_t out[32]) {
+    qst_sha256_ctx ctx;
+    qst_sha256_init_impl(&ctx, impl);
+    const uint8_t *p = (const uint8_t *)data;
+    for (size_t o = 0; o < n; o += piece) qst_sha256_update(&ctx, p + o, n - o < piece ? n - o : piece);
+    qst_sha256_final(&ctx, out);
+}
+
+static void test_sha256(int impl) {
+    // Known answers (FIPS 180-2 appendix B.1, B.2, and the empty message).
+    static const struct { const char *msg; uint8_t d0, d1, d31; } known[] = {
+        {"abc", 0xba, 0x78, 0xad},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 0x24, 0x8d, 0xc1},
+        {"", 0xe3, 0xb0, 0x55},
+    };
+    char what[120];
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+        uint8_t d[32];
+        sha256_of(known[k].msg, strlen(known[k].msg), impl, 1000, d);
+        snprintf(what, sizeof what, "sha256 %s known answer %zu", impl_name(impl), k);
+        check(d[0] == known[k].d0 && d[1] == known[k].d1 && d[31] == known[k].d31, what);
+    }
+    // Every length around the padding edges and across many blocks, whole and in uneven pieces, against
+    // the portable rounds (which SHA256ReferenceTests checks against Python's hashlib).
+    static const size_t sizes[] = {0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4097, 65536 + 17};
+    uint8_t *buf = malloc(65536 + 17);
+    for (size_t i = 0; i < 65536 + 17; i++) buf[i] = (uint8_t)next_u64();
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        uint8_t ref[32], whole[32], pieces[32];
+        sha256_of(buf, sizes[si], QST_IMPL_SCALAR, sizes[si] + 1, ref);
+        sha256_of(buf, sizes[si], impl, sizes[si] + 1, whole);
+        sha256_of(buf, sizes[si], impl, 7 + si, pieces);
+        snprintf(what, sizeof what, "sha256 %s n %zu", impl_name(impl), sizes[si]);
+        check(memcmp(ref, whole, 32) == 0 && memcmp(ref, pieces, 32) == 0, what);
+    }
+    free(buf);
+}
+
 #include "test_matmul.inc"
 #include "test_q8.inc"
 #include "test_vecmath.inc"
@@ -169,8 +209,11 @@ int main(void) {
         test_nf4_block_errors(impl);
         test_stats(impl);
         test_crc(impl);
+        test_sha256(impl);
     }
+    printf("sha256 rounds: %s\n", qst_sha256_has_hardware() ? "the CPU's instructions" : "portable");
     test_crc(QST_IMPL_SCALAR);
+    test_sha256(QST_IMPL_SCALAR);
     test_nf4_block_errors(QST_IMPL_SCALAR);
 #if defined(__x86_64__) || defined(__aarch64__)
     check(any || (qst_cpu_features() & QST_CPU_FORCED_SCALAR), "a vector codec path runs on this CPU");

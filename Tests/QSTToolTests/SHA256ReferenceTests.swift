@@ -3,7 +3,7 @@ import XCTest
 @testable import QSTFormat
 
 /// SHA-256 (the provenance hashes of .qst4 files, run identities) against Python's hashlib, on both
-/// C paths: the portable rounds and the SHA-NI rounds (when the CPU has them), fed whole and in uneven
+/// C paths: the portable rounds and the CPU's SHA-256 instructions (SHA-NI or ARMv8 SHA2, when it has them), fed whole and in uneven
 /// pieces, around every padding edge (55/56/64 bytes) and across many blocks; and the source hasher of
 /// qst-quantize (pread in 4 MiB chunks) on a file longer than one chunk.
 final class SHA256ReferenceTests: ToolTestCase {
@@ -26,7 +26,7 @@ final class SHA256ReferenceTests: ToolTestCase {
         guard expected.count == lengths.count else { return }
 
         var paths = [("portable", true)]
-        if SHA256Hasher.hasSHANI { paths.append(("sha-ni", false)) }
+        if SHA256Hasher.hasHardwareRounds { paths.append(("instructions", false)) }
         let steps = [1, 7, 64, 100, 63, 4096, 129]
         for (name, portable) in paths {
             for (i, b) in buffers.enumerated() {
@@ -54,7 +54,12 @@ final class SHA256ReferenceTests: ToolTestCase {
         #if arch(x86_64) && os(Linux)
             let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
             if info.contains(" sha_ni"), ProcessInfo.processInfo.environment["QST_KERNELS"] != "scalar" {
-                XCTAssertTrue(SHA256Hasher.hasSHANI, "the CPU lists sha_ni but the SHA-NI rounds are off")
+                XCTAssertTrue(SHA256Hasher.hasHardwareRounds, "the CPU lists sha_ni but the SHA-NI rounds are off")
+            }
+        #elseif arch(arm64) && os(Linux)
+            let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+            if info.contains(" sha2"), ProcessInfo.processInfo.environment["QST_KERNELS"] != "scalar" {
+                XCTAssertTrue(SHA256Hasher.hasHardwareRounds, "the CPU lists sha2 but the SHA2 rounds are off")
             }
         #endif
     }
