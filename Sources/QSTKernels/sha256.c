@@ -120,7 +120,8 @@ static void blocks_arm(uint32_t s[8], const uint8_t *p, size_t nblocks) {
             abcd = vsha256hq_u32(abcd, efgh, wk);
             efgh = vsha256h2q_u32(efgh, prev, wk);
             // W[4r+16 .. 4r+19] from W[4r ..], W[4r+4 ..], W[4r+8 ..], W[4r+12 ..].
-            if (r < 12) m[r & 3] = vsha256su1q_u32(vsha256su0q_u32(m[r & 3], m[(r + 1) & 3]), m[(r + 2) & 3], m[(r + 3) & 3]);
+            if (r < 12)
+                m[r & 3] = vsha256su1q_u32(vsha256su0q_u32(m[r & 3], m[(r + 1) & 3]), m[(r + 2) & 3], m[(r + 3) & 3]);
         }
         abcd = vaddq_u32(abcd, abcd0);
         efgh = vaddq_u32(efgh, efgh0);
