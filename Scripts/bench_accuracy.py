@@ -13,7 +13,10 @@ chat records, Scripts/alpaca-to-chat): validation-loss curve per method, and 5-s
 of the frozen model and of the Alpaca-tuned QST models. The tables are rewritten after every finished run,
 so a run cut off part-way still leaves its results.
 """
-import json, math, os, random, resource, subprocess, sys, threading, time
+import json, os, random, resource, subprocess, sys, threading, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qst_py.intervals import wilson  # noqa: E402
 
 BUDGETS = {
     # A smoke-sized budget that runs end to end in minutes; its numbers say nothing about the paper's claim.
@@ -89,15 +92,6 @@ def run_json(cmd, dst):
     if p.returncode != 0:
         sys.exit(f"bench-accuracy: {' '.join(cmd)} failed: {p.stderr.strip()[-2000:]}")
     return json.load(open(dst)), time.time() - start, children_cpu() - cpu0
-
-
-def wilson(correct, n, z=1.96):
-    if n == 0:
-        return (0.0, 0.0)
-    p = correct / n
-    c = (p + z * z / (2 * n)) / (1 + z * z / n)
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (c - h, c + h)
 
 
 def f1_interval(f1, predicted, gold, n, draws=2000):
