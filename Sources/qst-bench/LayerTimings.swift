@@ -7,7 +7,7 @@ import QSTNN
 struct LayerTimings: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "layers",
-        abstract: "One timed run of attention, RMSNorm, SwiGLU and chunked cross-entropy at realistic sizes.",
+        abstract: "One timed run of attention, RMSNorm, SwiGLU, dropout and chunked cross-entropy at realistic sizes.",
         discussion:
             "Attention B2 T512 8/2 heads of 64; RMSNorm and SwiGLU 1024x2048; cross-entropy n512 d576 V49152 (the SmolLM2-135M head).\n\nExample: qst-bench layers"
     )
@@ -55,6 +55,17 @@ struct LayerTimings: ParsableCommand {
         time("swiglu fwd 1024x2048") {
             SwiGLU.forward(out: y.pointer, gate: x.pointer, up: dx.pointer, count: 1024 * 2048)
         }
+        // Dropout with per-example streams, as a training step of 16 SST-2 sentences (~18 tokens) draws it over
+        // its 576-wide inputs, 30 calls.
+        let dn = 16 * 18 * 576
+        let din = randomBuffer(dn), dout = FloatBuffer(count: dn), dmask = Buffer<UInt8>(count: dn)
+        time("dropout fwd 16x18x576 per-example streams, 30 calls") {
+            for c in 0..<30 {
+                Dropout.forward(
+                    out: dout.pointer, mask: dmask.pointer, x: din.pointer, width: 576, p: 0.1,
+                    streams: DropoutStreams(keys: (0..<16).map { UInt64($0) }, seqLen: 18, call: c))
+            }
+        }
         // Cross-entropy: 512 labelled positions, d=576, V=49152 (SmolLM2-135M head).
         let n = 512, d = 576, V = 49152
         let hidden = randomBuffer(n * d), head = randomBuffer(V * d, std: 0.05), dh = FloatBuffer(count: n * d)
@@ -66,6 +77,7 @@ struct LayerTimings: ParsableCommand {
                 head: F32HeadRows(weight: head.pointer, vocabSize: V, dim: d), dHidden: dh.pointer)
         }
         print("BENCH loss \(result?.mean ?? .nan)")
-        withExtendedLifetime((q, k, v, out, probs, dq, dk, dv, x, w, y, rstd, dx, dw, hidden, head, dh, labels)) {}
+        withExtendedLifetime((q, k, v, out, probs, dq, dk, dv, x, w, y, rstd, dx, dw, din, dout, dmask)) {}
+        withExtendedLifetime((hidden, head, dh, labels)) {}
     }
 }

@@ -38,4 +38,18 @@ final class DropoutStreamsTests: XCTestCase {
         let dropped = Double(big.filter { $0 == 0 }.count) / Double(big.count)
         XCTAssertEqual(dropped, Double(p), accuracy: 0.02)
     }
+
+    /// Large enough to be split over threads, with examples of a size that no split lands on: every element
+    /// against the formula, so an offset lost where a thread's range starts inside an example shows.
+    func testEveryElementOfAThreadSplitBatchFollowsTheFormula() {
+        let keys: [UInt64] = [5, 6, 7], seqLen = 7, width = 1_001, p: Float = 0.3, call = 4
+        let got = masks(keys: keys, seqLen: seqLen, width: width, p: p, call: call)
+        var expected: [UInt8] = []
+        for key in keys {
+            var rng = SplitMix64(seed: SplitMix64.mix(key ^ SplitMix64.mix(UInt64(call) + 1)))
+            expected += (0..<(seqLen * width)).map { _ in SplitMix64.unitFloat(rng.next()) >= p ? UInt8(1) : 0 }
+        }
+        XCTAssertEqual(got.count, expected.count)
+        XCTAssertEqual(got.indices.first { got[$0] != expected[$0] }, nil)
+    }
 }
