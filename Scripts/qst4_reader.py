@@ -45,7 +45,7 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from qst_py.crc32c import crc32c  # noqa: E402,F401 (part of the API above)
+from qst_py.crc32c import crc32c  # noqa: E402
 from qst_py.qst4_container import QST4, QST4Error  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
