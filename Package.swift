@@ -15,7 +15,7 @@ let nio: [Target.Dependency] = ["NIOCore", "NIOPosix", "NIOHTTP1"].map { .produc
 let tools: [(name: String, dependencies: [Target.Dependency])] = [
     ("qst-quantize", ["QSTFormat", "QSTEngine"]),
     ("qst-inspect", ["QSTFormat"]),
-    ("qst-eval", ["QSTEngine", "QSTEngineCLI", "QSTSide", "QSTEvaluation"]),
+    ("qst-eval", ["QSTFormat", "QSTEngine", "QSTEngineCLI", "QSTSide", "QSTEvaluation"]),
     ("qst-generate", ["QSTEngine", "QSTEngineCLI", "QSTSide"]),
     ("qst-init-side", ["QSTSide"]),
     ("qst-tune", ["QSTSide", "QSTEngine", "QSTEngineCLI", "QSTNN", "QSTDistributed", "QSTEvaluation"]),

@@ -12,7 +12,7 @@ struct Eval: ParsableCommand {
         commandName: "qst-eval",
         abstract: "Evaluate a frozen model: perplexity, closeness to a reference model, multiple-choice accuracy.",
         discussion: """
-            MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against the same base pass); compare, choice and glue take one. A merged container from qst-export --merge carries its own side network.
+            MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against the same base pass); compare, choice and glue take one; states reads the base alone. A merged container from qst-export --merge carries its own side network.
 
             --json prints one JSON document per run (ppl: with per-window numbers).
 
@@ -32,9 +32,12 @@ struct Eval: ParsableCommand {
               qst-eval bench smollm2.qst4 --side adapter/ --generate 128
               # F1 and accuracy on a GLUE dev set:
               qst-eval glue smollm2.qst4 --task mrpc --data mrpc/dev.tsv --side adapter/
+              # the frozen model's per-layer states of a GLUE file, for linear probes:
+              qst-eval states smollm2.qst4 --task sst2 --data sst2/dev.tsv --out states-dev
             """,
         subcommands: [
             PerplexityCommand.self, CompareCommand.self, ChoiceCommand.self, BenchCommand.self, GLUECommand.self,
+            StatesCommand.self,
         ])
 }
 
