@@ -31,18 +31,13 @@ extension Dictionary where Key == String, Value == NF4NPYArray {
     }
 }
 
-/// Just enough of NumPy's .npy/.npz formats for the reference harness: write a float32 vector,
+/// Just enough of NumPy's .npy/.npz formats for the reference harness: write a float32 vector (NPYFile),
 /// read the arrays of an uncompressed .npz (what `np.savez` writes), zip64 sizes included.
 enum NF4NPY {
     static func writeFloat32(_ values: [Float], to url: URL) throws {
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(values.count),), }"
-        let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
-        let len = UInt16(header.utf8.count)
-        bytes += [UInt8(len & 0xff), UInt8(len >> 8)] + Array(header.utf8)
-        values.withUnsafeBytes { bytes.append(contentsOf: $0) }
-        try Data(bytes).write(to: url)
+        let w = try NPYFile.Writer(path: url.path, type: .float32, shape: [values.count])
+        try w.append(values)
+        try w.commit()
     }
 
     static func readNPY(_ b: ArraySlice<UInt8>) throws -> NF4NPYArray {
