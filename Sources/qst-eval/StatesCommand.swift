@@ -32,6 +32,9 @@ struct StatesCommand: ParsableCommand {
     @Option(name: .customLong("out"), help: "Folder for last.npy, mean.npy and labels.npy (created).") var out: String
     @Option(help: "Only the first N examples.") var limit: Int?
     @Option(help: "Sequences per forward.") var batch: Int = 32
+    // Chunks keep memory at one chunk's states however long the file is; sorting within one keeps padding low.
+    @Option(help: "Examples read, sorted by length and written together (one chunk's states are held in memory).")
+    var chunk: Int = 1024
     @Option(help: "Longer prompts are cut from the front to this many tokens.") var maxLength: Int = 256
     @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
     @OptionGroup var format: OutputFormat
@@ -50,12 +53,10 @@ struct StatesCommand: ParsableCommand {
         var peakRSS: Int
     }
 
-    /// Examples are run in chunks of a few batches, sorted by length within a chunk (little padding), and
-    /// written back in file order: memory stays at one chunk's states however long the file is.
-    var chunk: Int { 4 * batch }
-
     func run() throws {
-        guard batch >= 1, maxLength >= 2 else { throw QSTError.option("--batch must be ≥ 1 and --max-length ≥ 2") }
+        guard batch >= 1, chunk >= 1, maxLength >= 2 else {
+            throw QSTError.option("--batch and --chunk must be ≥ 1 and --max-length ≥ 2")
+        }
         if let limit, limit < 1 { throw QSTError.option("--limit must be ≥ 1") }
         let glue = try GLUETask.named(task)
         let model = try FrozenModel(path: base.model, options: try engine.options())

@@ -65,6 +65,7 @@ final class StatesToolTests: ToolTestCase {
                 "qst-eval",
                 [
                     "states", model, "--task", "sst2", "--data", path("t.tsv"), "--out", path("s"), "--batch", "2",
+                    "--chunk", "8",
                     "--json",
                 ]
             ).stdout)
