@@ -24,15 +24,11 @@ struct GLUECommand: ParsableCommand {
               qst-eval glue smollm2.qst4 --task rte --data rte/dev.tsv --lora lora-run/best
             """)
     @OptionGroup var base: ModelArgument
-    @Option(help: "GLUE task: sst2, rte, mrpc or cola.") var task: String
-    @Option(help: "The task's TSV file (usually dev.tsv).") var data: String
+    @OptionGroup var file: GLUEFileArguments
     @Option(help: "Adapter folder from qst-export, or a side folder (run/best, run/final).") var side: String?
     @Option(help: "A LoRA adapter folder (qst-tune --method lora: run/best, run/final) instead of a side network.")
     var lora: String?
     @Option(help: "Sequences per forward.") var batch: Int = 16
-    @Option(help: "Longer prompts are cut from the front to this many tokens.") var maxLength: Int = 256
-    @Option(help: "Score only the first N examples.") var limit: Int?
-    @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
     @OptionGroup var format: OutputFormat
     @OptionGroup var engine: EngineArguments
 
@@ -53,8 +49,8 @@ struct GLUECommand: ParsableCommand {
 
     func run() throws {
         let model = base.model, json = format.json
-        guard batch >= 1, maxLength >= 2 else { throw QSTError.option("--batch must be ≥ 1 and --max-length ≥ 2") }
-        let glue = try GLUETask.named(task)
+        guard batch >= 1 else { throw QSTError.option("--batch must be ≥ 1") }
+        let glue = try file.glueTask()
         let spec = try TunedModelSpec.open(
             modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
         if lora != nil, side != nil { throw QSTError.option("--lora and --side cannot be combined") }
@@ -73,10 +69,7 @@ struct GLUECommand: ParsableCommand {
                 kind: .incompatibleInputs)
         }
         let tokenizer = try spec.base.source.loadTokenizer()
-        var loaded = try glue.load(
-            path: data, tokenizer: tokenizer, maxLength: maxLength, skipBad: skipBad, head: useHead)
-        if let limit { loaded.examples = Array(loaded.examples.prefix(max(0, limit))) }
-        guard !loaded.examples.isEmpty else { throw QSTError("\(data): no examples", kind: .notEnoughData) }
+        let loaded = try file.load(glue, tokenizer: tokenizer, head: useHead)
         let start = Date()
         let bar = ProgressBar(total: loaded.examples.count, label: glue.name)
         let head: (k: Int, logits: (FloatBuffer, [Int]) throws -> [Float])? = sideModel.flatMap { m in
@@ -96,7 +89,7 @@ struct GLUECommand: ParsableCommand {
         metrics["accuracy"] = GLUEMetrics.accuracy(predicted: predicted, gold: gold)
         let k = glue.labelWords.count
         let report = Report(
-            task: glue.name, data: data, side: side ?? lora, mode: result.mode, examples: gold.count,
+            task: glue.name, data: file.data, side: side ?? lora, mode: result.mode, examples: gold.count,
             skippedBad: loaded.skippedBad, metrics: metrics, officialMetrics: glue.officialMetrics,
             predictedCounts: (0..<k).map { c in predicted.filter { $0 == c }.count },
             goldCounts: (0..<k).map { c in gold.filter { $0 == c }.count },

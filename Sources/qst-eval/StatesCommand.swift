@@ -27,16 +27,12 @@ struct StatesCommand: ParsableCommand {
               Scripts/bench-probe      # linear probes on these arrays against the tuned methods
             """)
     @OptionGroup var base: ModelArgument
-    @Option(help: "GLUE task: sst2, rte, mrpc or cola.") var task: String
-    @Option(help: "The task's TSV file.") var data: String
+    @OptionGroup var file: GLUEFileArguments
     @Option(name: .customLong("out"), help: "Folder for last.npy, mean.npy and labels.npy (created).") var out: String
-    @Option(help: "Only the first N examples.") var limit: Int?
     @Option(help: "Sequences per forward.") var batch: Int = 32
     // Chunks keep memory at one chunk's states however long the file is; sorting within one keeps padding low.
     @Option(help: "Examples read, sorted by length and written together (one chunk's states are held in memory).")
     var chunk: Int = 1024
-    @Option(help: "Longer prompts are cut from the front to this many tokens.") var maxLength: Int = 256
-    @Flag(help: "Skip malformed records (counted) instead of stopping.") var skipBad = false
     @OptionGroup var format: OutputFormat
     @OptionGroup var engine: EngineArguments
 
@@ -54,18 +50,11 @@ struct StatesCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard batch >= 1, chunk >= 1, maxLength >= 2 else {
-            throw QSTError.option("--batch and --chunk must be ≥ 1 and --max-length ≥ 2")
-        }
-        if let limit, limit < 1 { throw QSTError.option("--limit must be ≥ 1") }
-        let glue = try GLUETask.named(task)
+        guard batch >= 1, chunk >= 1 else { throw QSTError.option("--batch and --chunk must be ≥ 1") }
+        let glue = try file.glueTask()
         let model = try FrozenModel(path: base.model, options: try engine.options())
-        var loaded = try glue.load(
-            path: data, tokenizer: try model.source.loadTokenizer(), maxLength: maxLength, skipBad: skipBad,
-            head: true)
-        if let limit { loaded.examples = Array(loaded.examples.prefix(limit)) }
+        let loaded = try file.load(glue, tokenizer: try model.source.loadTokenizer(), head: true)
         let examples = loaded.examples
-        guard !examples.isEmpty else { throw QSTError("\(data): no examples", kind: .notEnoughData) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let n = examples.count, L = model.layerCount, d = model.hiddenSize
         let files = ["last.npy", "mean.npy", "labels.npy"].map { out + "/" + $0 }
@@ -86,7 +75,7 @@ struct StatesCommand: ParsableCommand {
         try labels.append(examples.map { Int32($0.classLabel ?? -1) })
         for w in [last, mean, labels] { try w.commit() }
         let report = Report(
-            task: glue.name, data: data, examples: n, skippedBad: loaded.skippedBad, layers: L, hidden: d,
+            task: glue.name, data: file.data, examples: n, skippedBad: loaded.skippedBad, layers: L, hidden: d,
             tokens: examples.reduce(0) { $0 + $1.ids.count }, files: files,
             seconds: Date().timeIntervalSince(start), peakRSS: MemoryStats.current().peakRSS)
         if format.json { try JSONOutput.print(report); return }
