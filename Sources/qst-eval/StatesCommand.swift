@@ -7,8 +7,8 @@ import QSTFormat
 import QSTSide
 
 /// `qst-eval states`: the frozen model's hidden states of a GLUE file, for linear probes — how much of
-/// a task the frozen features already hold, which no readout of them (and so no side network that only
-/// reads them linearly) can exceed. Writes Formats/STATES.md's three .npy arrays.
+/// a task the frozen features hold for a classifier that only reads them (BENCHMARKS.md §39 sets QST and
+/// LoRA against it). Writes Formats/STATES.md's three .npy arrays.
 struct StatesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "states",
