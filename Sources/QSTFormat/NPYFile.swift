@@ -43,10 +43,7 @@ public enum NPYFile {
             dataBytes = shape.reduce(type.size, *)
         }
 
-        public func append(_ values: UnsafeBufferPointer<Float>) throws {
-            try out.write(UnsafeRawBufferPointer(values))
-        }
-        public func append(_ values: [Float]) throws { try values.withUnsafeBufferPointer { try append($0) } }
+        public func append(_ values: [Float]) throws { try values.withUnsafeBytes { try out.write($0) } }
         public func append(_ values: [Int32]) throws { try values.withUnsafeBytes { try out.write($0) } }
 
         public func commit() throws {

@@ -35,24 +35,21 @@ extension Dropout {
         let starts = (0..<streams.keys.count).map { streams.stream($0) }
         let scale = 1 / (1 - p)
         let o = SendablePointer(out), xs = SendablePointer(x), m = SendablePointer(mask)
-        starts.withUnsafeBufferPointer { sp in
-            let s = SendablePointer(sp.baseAddress!)
-            Parallel.forRanges(count, minChunk: 8192) { a, b in
-                // One division per example the range touches, not one per element (dropout was 2.4 % of a
-                // training step on the AVX2 EPYC; BENCHMARKS.md §38).
-                var i = a
-                while i < b {
-                    let e = i / perExample, end = min(b, (e + 1) * perExample)
-                    let stream = s[e]
-                    var k = i - e * perExample
-                    for j in i..<end {
-                        k += 1
-                        let keep = p == 0 || SplitMix64.unitFloat(stream.peek(k)) >= p
-                        m[j] = keep ? 1 : 0
-                        o[j] = keep ? xs[j] * scale : 0
-                    }
-                    i = end
+        Parallel.forRanges(count, minChunk: 8192) { a, b in
+            // One division per example the range touches, not one per element (dropout was 2.4 % of a
+            // training step on the AVX2 EPYC; BENCHMARKS.md §38).
+            var i = a
+            while i < b {
+                let e = i / perExample, end = min(b, (e + 1) * perExample)
+                let stream = starts[e]
+                var k = i - e * perExample
+                for j in i..<end {
+                    k += 1
+                    let keep = p == 0 || SplitMix64.unitFloat(stream.peek(k)) >= p
+                    m[j] = keep ? 1 : 0
+                    o[j] = keep ? xs[j] * scale : 0
                 }
+                i = end
             }
         }
     }

@@ -2,6 +2,7 @@ import CBLAS
 import XCTest
 import QSTNN
 @testable import QSTEngine
+import QSTTestSupport
 
 /// The decoder block is shared with the side network, which calls it with OpenBLAS multi-threaded (QSTNN's
 /// attention and plain sgemm), while the engine holds BLAS at one thread and parallelises itself. Both

@@ -1,6 +1,7 @@
 import XCTest
 import QSTFormat
 @testable import QSTEngine
+import QSTTestSupport
 
 /// Padding, KV cache, greedy generation and config validation on the tiny models.
 final class EngineConsistencyTests: XCTestCase {

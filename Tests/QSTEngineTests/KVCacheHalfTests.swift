@@ -1,6 +1,7 @@
 import XCTest
 import QSTFormat
 @testable import QSTEngine
+import QSTTestSupport
 
 /// The float16 decoding cache (`KVCachePrecision.float16`, `--matmul auto`): which caches get it, what it saves,
 /// and how far its rounding moves the logits. The tiny models' weights are F32, which every path multiplies in

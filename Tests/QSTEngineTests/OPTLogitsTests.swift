@@ -1,6 +1,7 @@
 import XCTest
 import QSTFormat
 @testable import QSTEngine
+import QSTTestSupport
 
 /// OPT checkpoints (Scripts/make-tiny-models: pre- and post-LayerNorm, project_in/out, no biases and
 /// non-affine norms, tied and untied heads) against the NumPy float64 reference (qst_py/opt_reference.py).

@@ -1,6 +1,7 @@
 import XCTest
 import QSTFormat
 @testable import QSTEngine
+import QSTTestSupport
 
 /// SmolLM2-135M-Instruct against the NumPy reference. Slow without optimisation: release builds only,
 /// or debug with QST_REAL_MODEL_TESTS=1.

@@ -190,14 +190,6 @@ struct NPYArray {
     }
 }
 
-/// ‖a − b‖ / ‖b‖ over paired values.
-func relativeFrobenius(_ a: [Double], _ b: [Double]) -> Double {
-    precondition(a.count == b.count)
-    var num = 0.0, den = 0.0
-    for i in 0..<a.count { num += (a[i] - b[i]) * (a[i] - b[i]); den += b[i] * b[i] }
-    return (num / max(den, 1e-300)).squareRoot()
-}
-
 /// Engine logits at the real (unpadded) positions, flattened like the reference's `[b, t, :]` for t < len.
 func validRows(_ logits: [Float], lengths: [Int], seqLen: Int, vocab: Int) -> [Double] {
     var out: [Double] = []

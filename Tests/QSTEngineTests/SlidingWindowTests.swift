@@ -1,6 +1,7 @@
 import XCTest
 import QSTFormat
 @testable import QSTEngine
+import QSTTestSupport
 
 /// Mistral's sliding window on `tiny-mistral-window` (sliding_window 8, 2 layers) with sequences of 40
 /// tokens, against the NumPy float64 reference (Scripts/reference_forward.py applies the same window).

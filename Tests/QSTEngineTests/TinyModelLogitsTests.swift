@@ -1,6 +1,7 @@
 import XCTest
 import QSTFormat
 @testable import QSTEngine
+import QSTTestSupport
 
 /// Engine logits against the NumPy float64 reference on the tiny synthetic HF folders.
 final class TinyModelLogitsTests: XCTestCase {

@@ -130,7 +130,7 @@ final class BaseInitTests: XCTestCase {
         let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: seqs)
         let V = base.vocabSize
         XCTAssertLessThan(
-            ExportFixtures.relativeError(
+            relativeFrobenius(
                 ExportFixtures.validRows(swift, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V),
                 ExportFixtures.validRows(ref, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)), 1e-5)
     }

@@ -140,12 +140,4 @@ enum ExportFixtures {
         }
         return out
     }
-
-    /// ‖a − b‖ / ‖b‖.
-    static func relativeError(_ a: [Double], _ b: [Double]) -> Double {
-        precondition(a.count == b.count)
-        var num = 0.0, den = 0.0
-        for i in a.indices { num += (a[i] - b[i]) * (a[i] - b[i]); den += b[i] * b[i] }
-        return (num / max(den, 1e-300)).squareRoot()
-    }
 }

@@ -3,6 +3,7 @@ import QSTEngine
 import QSTFormat
 import XCTest
 @testable import QSTSide
+import QSTTestSupport
 
 /// qst-export's formats: adapter folders (deterministic bytes, identity checks) and merged containers
 /// (base bytes unchanged, checksums re-verified, same logits as base + adapter).
@@ -137,7 +138,7 @@ final class ExportTests: XCTestCase {
         .logits(batch)[0].array.map(Double.init)
         let ref = try ExportFixtures.referenceLogits(container: merged, adapter: nil, sequences: seqs)
         XCTAssertLessThan(
-            ExportFixtures.relativeError(swift, ref), 1e-5, "sections.side read by Scripts/tuned_reference.py")
+            relativeFrobenius(swift, ref), 1e-5, "sections.side read by Scripts/tuned_reference.py")
     }
 
     func testCorruptBaseTensorIsCaughtWhileMerging() throws {

@@ -4,6 +4,7 @@ import QSTFormat
 import QSTNN
 import XCTest
 @testable import QSTSide
+import QSTTestSupport
 
 /// A MockBackbone whose LM head reads a narrower linear projection of the final state, as OPT-350m's
 /// project_out (word_embed_proj_dim < hidden_size); head `[V, e]` of its own.
@@ -240,11 +241,11 @@ final class OPTSideTests: XCTestCase {
             inference.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: e)
         let b = ExportFixtures.validRows(
             training.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: e)
-        XCTAssertLessThan(ExportFixtures.relativeError(a, b), 1e-5)
+        XCTAssertLessThan(relativeFrobenius(a, b), 1e-5)
         let plain = try base.forward(ids: batch.ids, batch: batch.batch, newTokens: batch.seqLen, valid: valid)
         let c = ExportFixtures.validRows(
             plain.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: e)
-        XCTAssertGreaterThan(ExportFixtures.relativeError(c, b), 1e-2, "the side network changes the head input")
+        XCTAssertGreaterThan(relativeFrobenius(c, b), 1e-2, "the side network changes the head input")
 
         let ids = seqs[0]
         let cache = try model.makeCache(batch: 1, capacity: ids.count, routing: .shared)
@@ -253,7 +254,7 @@ final class OPTSideTests: XCTestCase {
             rows += try model.forward(ids: [ids[t]], batch: 1, newTokens: 1, cache: cache).heads[0].array
         }
         let full = try model.forward(ids: ids, batch: 1, newTokens: ids.count).heads[0]
-        XCTAssertLessThan(ExportFixtures.relativeError(rows.map(Double.init), full.array.map(Double.init)), 1e-5)
+        XCTAssertLessThan(relativeFrobenius(rows.map(Double.init), full.array.map(Double.init)), 1e-5)
     }
 }
 
@@ -288,14 +289,14 @@ extension OPTSideTests {
             let swift = rows(try TunedModel(base: base, sides: [side]).logits(batch)[0].array.map(Double.init))
             let ref = rows(try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: sequences))
             XCTAssertLessThan(
-                ExportFixtures.relativeError(swift, ref), 1e-5, "\(name): tuned logits vs float64 reference")
+                relativeFrobenius(swift, ref), 1e-5, "\(name): tuned logits vs float64 reference")
             let attached = rows(
                 try ExportFixtures.referenceLogits(container: merged, adapter: nil, sequences: sequences))
             XCTAssertLessThan(
-                ExportFixtures.relativeError(swift, attached), 1e-5, "\(name): merged container's side network")
+                relativeFrobenius(swift, attached), 1e-5, "\(name): merged container's side network")
             let plain = rows(try base.logits(batch).array.map(Double.init))
             XCTAssertGreaterThan(
-                ExportFixtures.relativeError(plain, ref), 1e-2, "\(name): the side network changes the logits")
+                relativeFrobenius(plain, ref), 1e-2, "\(name): the side network changes the logits")
         }
     }
 }

@@ -4,6 +4,7 @@ import QSTFormat
 import QSTNN
 import XCTest
 @testable import QSTSide
+import QSTTestSupport
 
 /// Continuous batching's step (`TunedModel.raggedStep`): requests that join at different steps, prefill in
 /// chunks and decode one token at a time, each with its own side network (or none), in one ragged base
@@ -50,7 +51,7 @@ final class RaggedTunedStepTests: XCTestCase {
             for (k, j) in owners.enumerated() {
                 let got = Array(UnsafeBufferPointer(start: heads.constPointer + k * e, count: e)).map(Double.init)
                 let want = reference[j][((done[j] - 1) * e)..<(done[j] * e)].map(Double.init)
-                let err = ExportFixtures.relativeError(got, want)
+                let err = relativeFrobenius(got, want)
                 XCTAssertLessThan(err, 1e-5, "request \(j) at position \(done[j] - 1), step \(step)")
                 checked += 1
             }
@@ -61,7 +62,7 @@ final class RaggedTunedStepTests: XCTestCase {
         let plain = try base.forward(ids: reqs[0].ids, batch: 1, newTokens: reqs[0].ids.count).array
         let n = reqs[0].ids.count
         XCTAssertGreaterThan(
-            ExportFixtures.relativeError(
+            relativeFrobenius(
                 plain[((n - 1) * e)...].map(Double.init),
                 reference[0][((n - 1) * e)...].map(Double.init)), 1e-3)
     }

@@ -44,13 +44,13 @@ final class SideInferenceRealModelTests: XCTestCase {
         let V = base.vocabSize
         let a = ExportFixtures.validRows(swift, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)
         let b = ExportFixtures.validRows(ref, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V)
-        let err = ExportFixtures.relativeError(a, b)
+        let err = relativeFrobenius(a, b)
         print("SmolLM2 NF4 + side network: relative error vs float64 reference \(err)")
         // BENCHMARKS.md §7 reports 1.2e-6; bound with headroom (was 1e-4).
         assertWithin(err, 1e-5, "tuned logits vs float64 reference")
         let plain = ExportFixtures.validRows(
             try base.logits(batch).array.map(Double.init), lengths: batch.lengths,
             seqLen: batch.seqLen, vocab: V)
-        XCTAssertGreaterThan(ExportFixtures.relativeError(plain, b), 1e-3, "the side network changes the logits")
+        XCTAssertGreaterThan(relativeFrobenius(plain, b), 1e-3, "the side network changes the logits")
     }
 }

@@ -4,6 +4,7 @@ import QSTFormat
 import QSTNN
 import XCTest
 @testable import QSTSide
+import QSTTestSupport
 
 /// Side network inference beside a real (tiny, NF4) frozen model: against the independent float64 NumPy
 /// reference, against the training forward, cached against uncached, several adapters against one each.
@@ -21,13 +22,13 @@ final class SideInferenceTests: XCTestCase {
             let swift = try TunedModel(base: base, sides: [side]).logits(batch)[0].array.map(Double.init)
             let ref = try ExportFixtures.referenceLogits(container: container, adapter: dir, sequences: sequences)
             let V = base.vocabSize
-            let err = ExportFixtures.relativeError(
+            let err = relativeFrobenius(
                 ExportFixtures.validRows(swift, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V),
                 ExportFixtures.validRows(ref, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V))
             XCTAssertLessThan(err, 1e-5, "\(kind) downsampler: tuned logits vs float64 reference")
             // The side network must matter, or the comparison would only test the base.
             let plain = try base.logits(batch).array.map(Double.init)
-            let sideEffect = ExportFixtures.relativeError(
+            let sideEffect = relativeFrobenius(
                 ExportFixtures.validRows(plain, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V),
                 ExportFixtures.validRows(ref, lengths: batch.lengths, seqLen: batch.seqLen, vocab: V))
             XCTAssertGreaterThan(sideEffect, 1e-2, "\(kind): the side network changes the logits")
@@ -52,10 +53,10 @@ final class SideInferenceTests: XCTestCase {
         XCTAssertEqual(bf16.runners[0].pack.bytes * 2, f32.runners[0].pack.bytes, "bfloat16 halves the pack")
         let a = rows(try f32.logits(batch)[0].array.map(Double.init))
         let b = rows(try bf16.logits(batch)[0].array.map(Double.init))
-        let errF32 = ExportFixtures.relativeError(a, rows(ref)), errBF16 = ExportFixtures.relativeError(b, rows(ref))
+        let errF32 = relativeFrobenius(a, rows(ref)), errBF16 = relativeFrobenius(b, rows(ref))
         XCTAssertLessThan(errF32, 1e-5)
         XCTAssertLessThan(errBF16, 4e-3, "bfloat16 side weights: logits within their rounding of float64")
-        XCTAssertGreaterThan(ExportFixtures.relativeError(a, b), 1e-6, "the bfloat16 pack is the one used")
+        XCTAssertGreaterThan(relativeFrobenius(a, b), 1e-6, "the bfloat16 pack is the one used")
         // The precision follows the base's matmul path unless given.
         let auto = try FrozenModel(path: container, options: EngineOptions(matmulPath: .kernelsAuto))
         XCTAssertEqual(try TunedModel(base: auto, sides: [side]).runners[0].pack.precision, .bfloat16)
@@ -78,7 +79,7 @@ final class SideInferenceTests: XCTestCase {
             rows += try model.forward(ids: [ids[t]], batch: 1, newTokens: 1, cache: cache).heads[0].array
         }
         XCTAssertEqual(rows.count, ids.count * d)
-        let err = ExportFixtures.relativeError(rows.map(Double.init), full.array.map(Double.init))
+        let err = relativeFrobenius(rows.map(Double.init), full.array.map(Double.init))
         XCTAssertLessThan(err, 1e-5, "incremental head inputs vs one full forward")
         XCTAssertEqual(cache.sides[0].length, ids.count)
         XCTAssertEqual(cache.sides[0].positions, [ids.count])
@@ -97,7 +98,7 @@ final class SideInferenceTests: XCTestCase {
             inference.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: d)
         let b = ExportFixtures.validRows(
             training.array.map(Double.init), lengths: batch.lengths, seqLen: batch.seqLen, vocab: d)
-        XCTAssertLessThan(ExportFixtures.relativeError(a, b), 1e-5)
+        XCTAssertLessThan(relativeFrobenius(a, b), 1e-5)
     }
 
     func testSeveralAdaptersInOneBatchMatchEachAlone() throws {

@@ -113,3 +113,16 @@ public func assertWithin(
         XCTFail("\(what): measured \(measured), bound \(bound)", file: file, line: line)
     }
 }
+
+/// ‖a − b‖ / ‖b‖ over paired values: the suite's one relative Frobenius error. NaN when the counts differ
+/// or a value is not finite, so `XCTAssertLessThanOrEqual(err, bound)` and `XCTAssertGreaterThan` both fail.
+public func relativeFrobenius(_ a: [Double], _ b: [Double]) -> Double {
+    guard a.count == b.count else { return .nan }
+    var num = 0.0, den = 0.0
+    for i in a.indices { num += (a[i] - b[i]) * (a[i] - b[i]); den += b[i] * b[i] }
+    return (num / max(den, 1e-300)).squareRoot()
+}
+
+public func relativeFrobenius(_ a: [Float], _ b: [Float]) -> Double {
+    relativeFrobenius(a.map(Double.init), b.map(Double.init))
+}

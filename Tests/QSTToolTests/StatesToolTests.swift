@@ -3,6 +3,7 @@ import XCTest
 import QSTEngine
 import QSTFormat
 import QSTSide
+import QSTTestSupport
 
 /// `qst-eval states` (Formats/STATES.md) and the .npy writer under it: the bytes against NumPy's own
 /// `numpy.save`, the arrays against the frozen model run one sequence at a time.
@@ -90,8 +91,8 @@ final class StatesToolTests: ToolTestCase {
             wantLast += lastRows.joined()
             wantMean += meanRows.joined()
         }
-        XCTAssertLessThanOrEqual(relativeError(last, wantLast), 1e-6, "last-token states")
-        XCTAssertLessThanOrEqual(relativeError(mean, wantMean), 1e-6, "token means")
+        XCTAssertLessThanOrEqual(relativeFrobenius(last, wantLast), 1e-6, "last-token states")
+        XCTAssertLessThanOrEqual(relativeFrobenius(mean, wantMean), 1e-6, "token means")
         let labels = try Data(contentsOf: URL(fileURLWithPath: path("s/labels.npy")))
         XCTAssertEqual(Array(labels.suffix(40)), [1, 0, 0, 1, 0, 0, 1, 0, 0, 1].flatMap { [UInt8($0), 0, 0, 0] })
 
@@ -173,13 +174,5 @@ final class StatesToolTests: ToolTestCase {
         return [Float](unsafeUninitializedCapacity: body.count / 4) { buf, n in
             n = body.copyBytes(to: UnsafeMutableRawBufferPointer(buf)) / 4
         }
-    }
-
-    private func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        guard a.count == b.count, !a.isEmpty else { return .infinity }
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-        let e = (num / max(den, 1e-30)).squareRoot()
-        return e.isNaN ? .infinity : e
     }
 }
