@@ -125,9 +125,9 @@ final class StatesToolTests: ToolTestCase {
         }
     }
 
-    /// Scripts/probe_linear.py finds the one layer whose last-token state holds the label and scores it on dev;
-    /// a layer of noise stays near chance. Synthetic arrays: 2 layers, 4 features, 400 + 200 examples.
-    func testLinearProbeFindsTheLayerThatHoldsTheLabel() throws {
+    /// Synthetic states: 2 layers, 4 features, 400 train + 200 dev examples; only feature 2 of the last token's state
+    /// after layer 1 holds the label (±0.5, uniform noise of width 0.3); everything else is uniform noise.
+    private func writeSyntheticStates() throws {
         let L = 2, d = 4
         var state: UInt64 = 7
         func uniform() -> Float {
@@ -153,6 +153,12 @@ final class StatesToolTests: ToolTestCase {
             try w.append(labels)
             try w.commit()
         }
+    }
+
+    /// Scripts/probe_linear.py finds the one layer whose last-token state holds the label and scores it on dev;
+    /// a layer of noise stays near chance. Synthetic arrays: 2 layers, 4 features, 400 + 200 examples.
+    func testLinearProbeFindsTheLayerThatHoldsTheLabel() throws {
+        try writeSyntheticStates()
         let r = try ReferenceScripts.run(
             "probe_linear.py", [path("train"), path("dev"), "--heldout", "100", "--every", "1", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -164,6 +170,24 @@ final class StatesToolTests: ToolTestCase {
         XCTAssertGreaterThan(dev("logistic, last token, layer 2"), 0.25)
         XCTAssertLessThan(dev("logistic, token mean, layer 1"), 0.75)
         XCTAssertEqual((report["bestByHeldout"] as? [String: Any])?["dev"] as? Double, 1.0)
+    }
+
+    /// Scripts/readout_adam.py (a multi-layer readout trained as qst-tune trains) learns the synthetic label in both
+    /// forms and both inputs; a bad form is one line naming the option.
+    func testReadoutTrainedWithAdamFindsTheLabel() throws {
+        try writeSyntheticStates()
+        let r = try ReferenceScripts.run(
+            "readout_adam.py", [path("train"), path("dev"), "--heldout", "100", "--epochs", "20", "--seeds", "1",
+                                "--lrs", "1e-2", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = try XCTUnwrap(try ToolHarness.json(r.stdout)["readouts"] as? [[String: Any]])
+        XCTAssertEqual(rows.count, 4)
+        for row in rows {
+            XCTAssertGreaterThanOrEqual(row["dev"] as? Double ?? -1, 0.95, "\(row)")
+        }
+        let bad = try ReferenceScripts.run("readout_adam.py", [path("train"), path("dev"), "--forms", "mlp"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--forms: unknown form 'mlp'"), bad.stderr)
     }
 
     private func npyFloats(_ file: String, shape: [Int]) throws -> [Float] {
