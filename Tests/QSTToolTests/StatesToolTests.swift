@@ -177,8 +177,11 @@ final class StatesToolTests: ToolTestCase {
     func testReadoutTrainedWithAdamFindsTheLabel() throws {
         try writeSyntheticStates()
         let r = try ReferenceScripts.run(
-            "readout_adam.py", [path("train"), path("dev"), "--heldout", "100", "--epochs", "20", "--seeds", "1",
-                                "--lrs", "1e-2", "--json"])
+            "readout_adam.py",
+            [
+                path("train"), path("dev"), "--heldout", "100", "--epochs", "20", "--seeds", "1",
+                "--lrs", "1e-2", "--json",
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let rows = try XCTUnwrap(try ToolHarness.json(r.stdout)["readouts"] as? [[String: Any]])
         XCTAssertEqual(rows.count, 4)
