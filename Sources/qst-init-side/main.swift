@@ -42,6 +42,11 @@ struct InitSide: ParsableCommand {
     var activation: SideActivation = .swish
     @Option(help: "Dropout on the downsampler input during training.")
     var dropout: Float = 0.1
+    @Option(
+        help:
+            "Starting logits of the layer gates: reference (every z_i = 0.5: the side stream holds mostly the last few layers' states) or running-mean (z_i = ln(i+1): the mean of every layer's downsampled state; trained worse on SST-2 and RTE, BENCHMARKS.md §40)."
+    )
+    var gateInit: SideGateInit = .reference
     @Option(help: "Seed of the initialisation.")
     var seed: UInt64 = 0
     @Option(help: "Micro-batch size for the memory estimate.")
@@ -52,6 +57,7 @@ struct InitSide: ParsableCommand {
 
     func run() throws {
         let start = initialisation, kind = downsample ?? start.defaultDownsample, act = activation
+        let gates = gateInit
         guard batch > 0, seqLen > 0 else { throw QSTError.option("--batch and --seq-len must be positive") }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
         let r = self.r ?? SideConfig.defaultReduction(for: shape)
@@ -60,18 +66,20 @@ struct InitSide: ParsableCommand {
             dropout: dropout, seed: seed, headMix: start.headMix)
         let weights = try SideWeights(config: config)
         weights.initialize(seed: seed)
+        gates.apply(to: weights)
         if start == .basePruned {
             try PrunedBaseInit.initialize(weights, modelPath: model)
         }
         try SideWeightsIO.save(weights, directory: output)
-        let report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
+        var report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
+        report.gateInit = gates
         if format.json { try JSONOutput.print(report); return }
         print("wrote \(output)/\(SideWeightsIO.weightsFileName) and \(SideWeightsIO.configFileName)")
         print(
             "side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), "
                 + "MLP \(config.intermediate), \(kind.rawValue) downsampler"
                 + (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout), "
-                + "init \(start.rawValue) (\(config.mix.rawValue) head mix)")
+                + "init \(start.rawValue) (\(config.mix.rawValue) head mix, \(gates.rawValue) gates)")
         print(
             String(
                 format: "trainable parameters: %ld (%.2f%% of the base's %ld)", report.trainableParameters,
@@ -87,5 +95,6 @@ struct InitSide: ParsableCommand {
 extension DownsampleKind: ExpressibleByArgument {}
 extension SideActivation: ExpressibleByArgument {}
 extension SideInitialisation: ExpressibleByArgument {}
+extension SideGateInit: ExpressibleByArgument {}
 
 ToolRunner.main(InitSide.self)

@@ -32,6 +32,8 @@ public enum SideSetup {
         public var memoryTotal: Int
         public var batch: Int
         public var seqLen: Int
+        /// How qst-init-side started the layer gates (not stored in side_config.json: an initial value only).
+        public var gateInit: SideGateInit? = nil
     }
 
     /// Parameters of a base of this shape (embeddings + layers + final norm; SideFamily.baseParameterCount).
