@@ -25,6 +25,11 @@ struct OptimizerArguments: ParsableArguments {
             "QST: learning-rate multiplier for the side blocks (model.qst_layers.*), a parameter group; e.g. 0.25 with --lr 2e-3 trains the blocks at 5e-4 and the downsamplers, gates, upsample and head at 2e-3 (default 1)."
     )
     var blockLrScale: Double?
+    @Option(
+        help:
+            "QST: learning-rate multiplier for the layer gates (model.z.*), a parameter group (default 1)."
+    )
+    var gateLrScale: Double?
 
     func apply(to t: inout TrainingConfig) {
         if let lr { t.learningRate = lr }
@@ -36,6 +41,7 @@ struct OptimizerArguments: ParsableArguments {
         if let warmupRatio { t.warmupRatio = warmupRatio }
         if let maxGradNorm { t.maxGradNorm = maxGradNorm }
         if let blockLrScale { t.blockLearningRateScale = blockLrScale }
+        if let gateLrScale { t.gateLearningRateScale = gateLrScale }
     }
 }
 

@@ -136,6 +136,9 @@ struct Tune: ParsableCommand {
         if optimizer.blockLrScale != nil {
             throw QSTError.option("--block-lr-scale scales the side network's blocks; it is for --method qst")
         }
+        if optimizer.gateLrScale != nil {
+            throw QSTError.option("--gate-lr-scale scales the side network's gates; it is for --method qst")
+        }
     }
 
     /// `--head-pool` shapes a classification head when it is attached: refused where none is attached (no

@@ -74,35 +74,37 @@ final class SideTrainerTests: XCTestCase {
         XCTAssertFalse(b2.model.weights.values.array == initial)
     }
 
-    /// `--block-lr-scale`: the trainer gives the side blocks (`model.qst_layers.*`) their own learning-rate
-    /// multiplier. At 0 every block tensor keeps its value bit for bit while the downsamplers, gates and head
-    /// still train; the group survives a checkpoint (the scale is part of the run's training configuration).
-    func testBlockLearningRateScaleIsAParameterGroup() throws {
-        let run = tempDir()
-        defer { try? FileManager.default.removeItem(atPath: run) }
-        var t = training(steps: 4)
-        t.blockLearningRateScale = 0
-        let model = try freshModel()
-        let before = model.weights.values.array
-        let trainer = try SideTrainer(
-            model: model, training: t, train: examples(12, seed: 1), eval: [], labelTokens: nil, run: run)
-        XCTAssertEqual(
-            trainer.optimizer.lrScales,
-            trainer.optimizer.parameters.map { $0.name.hasPrefix("model.qst_layers.") ? 0 : 1 })
-        _ = try trainer.runToEnd()
-        var blocks = 0, others = 0
-        for s in model.weights.specs {
-            let moved = (s.offset..<(s.offset + s.count)).contains { model.weights.values[$0] != before[$0] }
-            if s.name.hasPrefix("model.qst_layers.") {
-                XCTAssertFalse(moved, "\(s.name) is in the frozen group"); blocks += 1
-            } else if moved {
-                others += 1
+    /// `--block-lr-scale` and `--gate-lr-scale`: the trainer gives the side blocks (`model.qst_layers.*`) and the
+    /// layer gates (`model.z.*`) their own learning-rate multipliers. At 0 every tensor of the group keeps its value
+    /// bit for bit while the rest still trains; the groups survive a checkpoint (the scales are part of the run's
+    /// training configuration).
+    func testBlockAndGateLearningRateScalesAreParameterGroups() throws {
+        for group in ["model.qst_layers.", "model.z."] {
+            let run = tempDir()
+            defer { try? FileManager.default.removeItem(atPath: run) }
+            var t = training(steps: 4)
+            if group == "model.z." { t.gateLearningRateScale = 0 } else { t.blockLearningRateScale = 0 }
+            let model = try freshModel()
+            let before = model.weights.values.array
+            let trainer = try SideTrainer(
+                model: model, training: t, train: examples(12, seed: 1), eval: [], labelTokens: nil, run: run)
+            XCTAssertEqual(
+                trainer.optimizer.lrScales, trainer.optimizer.parameters.map { $0.name.hasPrefix(group) ? 0 : 1 })
+            _ = try trainer.runToEnd()
+            var frozen = 0, others = 0
+            for s in model.weights.specs {
+                let moved = (s.offset..<(s.offset + s.count)).contains { model.weights.values[$0] != before[$0] }
+                if s.name.hasPrefix(group) {
+                    XCTAssertFalse(moved, "\(s.name) is in the frozen group"); frozen += 1
+                } else if moved {
+                    others += 1
+                }
             }
+            XCTAssertGreaterThan(frozen, 0, group)
+            XCTAssertGreaterThan(others, 0, "the other tensors train")
+            let loaded = try TrainingCheckpoint.load(run: run).training
+            XCTAssertEqual(group == "model.z." ? loaded.gateLearningRateScale : loaded.blockLearningRateScale, 0)
         }
-        XCTAssertGreaterThan(blocks, 0)
-        XCTAssertGreaterThan(others, 0, "the other tensors train")
-        let loaded = try TrainingCheckpoint.load(run: run)
-        XCTAssertEqual(loaded.training.blockLearningRateScale, 0)
     }
 
     func testNonFiniteLossStopsAndKeepsCheckpoint() throws {

@@ -21,6 +21,9 @@ final class TrainingConfigValidationTests: XCTestCase {
         XCTAssertEqual(kind { $0.blockLearningRateScale = -0.5 }, .invalidConfiguration)
         XCTAssertEqual(kind { $0.blockLearningRateScale = .infinity }, .invalidConfiguration)
         XCTAssertNil(kind { $0.blockLearningRateScale = 0 })
+        XCTAssertEqual(kind { $0.gateLearningRateScale = -1 }, .invalidConfiguration)
+        XCTAssertEqual(kind { $0.gateLearningRateScale = .nan }, .invalidConfiguration)
+        XCTAssertNil(kind { $0.gateLearningRateScale = 100 })
     }
 
     func testMessageNamesTheConfiguration() {

@@ -36,6 +36,9 @@ final class CLIOptionTests: ToolTestCase {
             "qst-init-side", [model, "-o", out, "--init", "zero"], option: "--init",
             values: ["reference", "base", "base-pruned"])
         try rejected(
+            "qst-init-side", [model, "-o", out, "--gate-init", "open"], option: "--gate-init",
+            values: ["reference", "running-mean"])
+        try rejected(
             "qst-eval", ["ppl", model, "--text", path("t.txt"), "--matmul", "fast"], option: "--matmul",
             values: ["sgemm", "exact", "auto"])
         try rejected(
@@ -61,7 +64,7 @@ final class CLIOptionTests: ToolTestCase {
                 [
                     missing, path("side"), "--data", path("d.jsonl"), "-o", path("out"),
                     "--head", "classify", "--schedule", "cosine", "--threads", "1", "--matmul", "exact",
-                    "--head-pool", "mean", "--block-lr-scale", "0.25",
+                    "--head-pool", "mean", "--block-lr-scale", "0.25", "--gate-lr-scale", "100",
                 ]
             ),
         ] {

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// Options that would be silently ignored are refused with one line and exit 1, before any work:
-/// `qst-tune --method lora` with a side folder, `--eval-base`, `--benchmark`, `--block-lr-scale` or `--head-pool`;
+/// `qst-tune --method lora` with a side folder, `--eval-base`, `--benchmark`, `--block-lr-scale`, `--gate-lr-scale` or `--head-pool`;
 /// `--head-pool` without a new classification head; `qst-generate --chat-format` without `--chat`. The model paths need not exist: the refusal comes first.
 final class OptionConflictTests: ToolTestCase {
     func refused(_ tool: String, _ args: [String], saying text: String) throws {
@@ -22,6 +22,8 @@ final class OptionConflictTests: ToolTestCase {
             "qst-tune", [model, "--benchmark", "2"] + common, saying: "--benchmark measures the QST side network")
         try refused(
             "qst-tune", [model, "--block-lr-scale", "0.5"] + common, saying: "--block-lr-scale scales the side network")
+        try refused(
+            "qst-tune", [model, "--gate-lr-scale", "100"] + common, saying: "--gate-lr-scale scales the side network")
         try refused(
             "qst-tune", [model, "--head-pool", "mean"] + common, saying: "--head-pool is for a QST side network")
         // Without the conflicting option the same command gets as far as opening the model.
