@@ -57,7 +57,6 @@ struct InitSide: ParsableCommand {
 
     func run() throws {
         let start = initialisation, kind = downsample ?? start.defaultDownsample, act = activation
-        let gates = gateInit
         guard batch > 0, seqLen > 0 else { throw QSTError.option("--batch and --seq-len must be positive") }
         let (shape, weightBytes) = try SideSetup.baseShape(modelPath: model)
         let r = self.r ?? SideConfig.defaultReduction(for: shape)
@@ -66,20 +65,20 @@ struct InitSide: ParsableCommand {
             dropout: dropout, seed: seed, headMix: start.headMix)
         let weights = try SideWeights(config: config)
         weights.initialize(seed: seed)
-        gates.apply(to: weights)
+        gateInit.apply(to: weights)
         if start == .basePruned {
             try PrunedBaseInit.initialize(weights, modelPath: model)
         }
         try SideWeightsIO.save(weights, directory: output)
         var report = SideSetup.report(weights: weights, batch: batch, seqLen: seqLen, backboneBytes: weightBytes)
-        report.gateInit = gates
+        report.gateInit = gateInit
         if format.json { try JSONOutput.print(report); return }
         print("wrote \(output)/\(SideWeightsIO.weightsFileName) and \(SideWeightsIO.configFileName)")
         print(
             "side network: width \(config.width) (r \(r)), \(config.heads) heads × \(config.headDim), "
                 + "MLP \(config.intermediate), \(kind.rawValue) downsampler"
                 + (kind == .adapter ? " (hidden \(adapterHidden), \(act.rawValue))" : "") + ", dropout \(dropout), "
-                + "init \(start.rawValue) (\(config.mix.rawValue) head mix, \(gates.rawValue) gates)")
+                + "init \(start.rawValue) (\(config.mix.rawValue) head mix, \(gateInit.rawValue) gates)")
         print(
             String(
                 format: "trainable parameters: %ld (%.2f%% of the base's %ld)", report.trainableParameters,
