@@ -32,7 +32,7 @@ from qst_py.venv import ensure_venv  # noqa: E402
 ensure_venv(("numpy",))
 
 import numpy as np  # noqa: E402
-from probe_linear import load  # noqa: E402
+from probe_linear import load, standardise  # noqa: E402
 
 BATCH, EVAL_EVERY, WARMUP, DECAY, CLIP = 16, 50, 0.06, 0.01, 1.0
 
@@ -121,8 +121,7 @@ def main(argv):
     rows = []
     for inp in inputs:
         if inp == "standardised":
-            mu, sd = x.mean(0), x.std(0) + 1e-6
-            sets = [(v - mu) / sd for v in (x, xh, xd)]
+            sets = [v.astype(np.float32) for v in standardise(x, xh, xd)]  # float32 in, the same values back
         else:
             sets = [x, xh, xd]
         for form in forms:
