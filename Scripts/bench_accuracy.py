@@ -13,10 +13,10 @@ chat records, Scripts/alpaca-to-chat): validation-loss curve per method, and 5-s
 of the frozen model and of the Alpaca-tuned QST models. The tables are rewritten after every finished run,
 so a run cut off part-way still leaves its results.
 """
-import json, os, random, resource, subprocess, sys, threading, time
+import csv, json, os, random, resource, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qst_py.intervals import wilson  # noqa: E402
+from qst_py.intervals import paired_difference, wilson  # noqa: E402
 
 BUDGETS = {
     # A smoke-sized budget that runs end to end in minutes; its numbers say nothing about the paper's claim.
@@ -210,14 +210,32 @@ def alpaca(args, b, curves, mmlu, save):
     base = [f"{bins}/qst-eval", "choice", nf4, "--mmlu", args["mmlu"], "--shots", "5", "--json", "--subjects"] + subjects
     if b["mmlu_limit"]:
         base += ["--limit", str(b["mmlu_limit"])]
+    answers = [a for s in subjects for a in mmlu_answers(args["mmlu"], s, b["mmlu_limit"])]
+    outcomes = {}
     for who in ["frozen"] + [m for m in args["methods"] if METHODS[m] is not None]:
         cmd = base + ([] if who == "frozen" else ["--side", f"{out}/alpaca-{who}/best"])
         print(f"bench-accuracy: mmlu-{who}: {len(subjects)} subjects", file=sys.stderr)
         r, wall, cpu = run_json(cmd, f"{out}/mmlu-{who}.json")
+        predictions = [p for s in r["subjects"] for p in s["predictions"]]
+        if len(predictions) != len(answers):
+            sys.exit(f"bench-accuracy: mmlu-{who}: {len(predictions)} predictions for {len(answers)} questions")
+        outcomes[who] = [int(p == a) for p, a in zip(predictions, answers)]
+        if sum(outcomes[who]) != r["correct"]:
+            sys.exit(f"bench-accuracy: mmlu-{who}: the predictions do not give the reported {r['correct']} correct")
+        # Against the frozen model on the same questions: the paired difference and its interval.
+        paired = None if who == "frozen" else paired_difference(outcomes[who], outcomes["frozen"])
         mmlu.append(dict(model=who, accuracy=r["accuracy"], correct=r["correct"], questions=r["questions"],
                          ci95=wilson(r["correct"], r["questions"]), subjects=len(subjects), subjectNames=subjects,
+                         vsFrozen=paired, tokensRun=r.get("tokensRun"), tokensReused=r.get("tokensReused"),
                          wallSeconds=wall, cpuSeconds=cpu))
         save()
+
+
+def mmlu_answers(folder, subject, limit):
+    """The answer indices of a subject's test questions in file order (the first `limit` when given)."""
+    with open(f"{folder}/test/{subject}_test.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    return [int(r[5]) for r in (rows[:limit] if limit else rows)]
 
 
 def report(args, results, curves, mmlu, final=True):
@@ -245,10 +263,12 @@ def report(args, results, curves, mmlu, final=True):
                       f"{c['peakRSS'] / 2**20:.0f} MiB |")
     if mmlu:
         md += ["", "5-shot MMLU (qst-eval choice), frozen model and after Alpaca tuning:", "",
-               "| model | accuracy [95 % CI] | correct / questions | subjects | CPU s | wall s |",
-               "|---|---|---:|---:|---:|---:|"]
+               "| model | accuracy [95 % CI] | − frozen, same questions [95 % CI] | correct / questions | subjects "
+               "| CPU s | wall s |", "|---|---|---|---:|---:|---:|---:|"]
         for m in mmlu:
-            md.append(f"| {m['model']} | {pct(m['accuracy'])} [{pct(m['ci95'][0])}, {pct(m['ci95'][1])}] | "
+            v = m.get("vsFrozen")
+            vs = f"{100 * v[0]:+.2f} [{100 * v[1]:+.2f}, {100 * v[2]:+.2f}]" if v else "—"
+            md.append(f"| {m['model']} | {pct(m['accuracy'])} [{pct(m['ci95'][0])}, {pct(m['ci95'][1])}] | {vs} | "
                       f"{m['correct']} / {m['questions']} | {m['subjects']} | {m['cpuSeconds']:.0f} | "
                       f"{m['wallSeconds']:.0f} |")
     text = "\n".join(md) + "\n"
@@ -272,6 +292,8 @@ def main():
                           for t, o in b.get("per_task", {}).items()}}
     if args.get("patience"):
         b = {**b, "patience": args["patience"]}
+    if args.get("mmlu_limit"):
+        b = {**b, "mmlu_limit": args["mmlu_limit"]}
     args["glue_length"] = (f"{b['epochs']} epochs" if b.get("epochs") else f"{b['steps']} steps") + \
         f", patience {b['patience']}" if args.get("epochs") or args.get("patience") else None
     args["tasks"] = [t for t in args["tasks"] if t]  # --tasks "": Alpaca and MMLU only

@@ -56,6 +56,9 @@ public struct ChoiceResult: Codable, Sendable {
     public var accuracy: Double
     public var subjects: [SubjectAccuracy]
     public var seconds: Double
+    /// Prompt tokens run through the model, and tokens whose keys and values were reused from the prompt before.
+    public var tokensRun = 0
+    public var tokensReused = 0
 }
 
 /// Accuracy by comparing the logits of the answer letters after "Answer:" (the original MMLU protocol).
@@ -65,14 +68,19 @@ public struct MultipleChoiceEvaluator {
     public let tokenizer: Tokenizer
     public let letterIDs: [Int32]
     public let maxContext: Int
-    /// The rows the LM head reads for a prompt, when not `model.forward`'s (a side network's output).
-    public let headInputs: (([Int32]) throws -> FloatBuffer)?
+    /// Runs the prompts (the frozen model's, or a side network's head inputs), reusing each subject's shots.
+    public let scorer: PrefixReusingScorer
 
-    public init(
-        model: FrozenModel, tokenizer: Tokenizer, maxContext: Int = 2048,
-        headInputs: (([Int32]) throws -> FloatBuffer)? = nil
-    ) throws {
-        self.model = model; self.tokenizer = tokenizer; self.maxContext = maxContext; self.headInputs = headInputs
+    /// `scorer` nil: the frozen model alone, with prefix reuse.
+    public init(model: FrozenModel, tokenizer: Tokenizer, maxContext: Int = 2048, scorer: PrefixReusingScorer? = nil)
+        throws
+    {
+        self.model = model; self.tokenizer = tokenizer; self.maxContext = maxContext
+        self.scorer = scorer ?? PrefixReusingScorer(model: model, capacity: maxContext)
+        guard self.scorer.capacity >= maxContext else {
+            throw QSTError(
+                "multiple choice: the scorer holds \(self.scorer.capacity) tokens, prompts up to \(maxContext)")
+        }
         // The answer follows "Answer:" as " A"; fall back to the bare letter if " A" is not one token.
         letterIDs = try Self.letters.map { l in
             let spaced = tokenizer.encode(" " + l)
@@ -98,8 +106,8 @@ public struct MultipleChoiceEvaluator {
         return s + format(question, withAnswer: false)
     }
 
-    /// The predicted choice index; shots are dropped from the end until the prompt fits `maxContext`.
-    public func predict(subject: String, shots: [ChoiceQuestion], question: ChoiceQuestion) throws -> Int {
+    /// The logits of the four answer letters; shots are dropped from the end until the prompt fits `maxContext`.
+    public func scores(subject: String, shots: [ChoiceQuestion], question: ChoiceQuestion) throws -> [Float] {
         var k = shots.count
         var ids = tokenizer.encode(Self.prompt(subject: subject, shots: Array(shots.prefix(k)), question: question))
             .map(Int32.init)
@@ -109,14 +117,21 @@ public struct MultipleChoiceEvaluator {
                 .map(Int32.init)
         }
         if ids.count > maxContext { ids = Array(ids.suffix(maxContext)) }
-        let h = try headInputs?(ids) ?? model.forward(ids: ids, batch: 1, newTokens: ids.count)
+        let h = try scorer.lastHeadInput(ids)
         var scores = [Float](repeating: 0, count: letterIDs.count)
-        try scores.withUnsafeMutableBufferPointer { out in
-            try ChunkedCrossEntropy.candidateLogits(
-                out: out.baseAddress!, hidden: h.constPointer + (ids.count - 1) * model.headInputSize,
-                n: 1, head: model.headRows(), candidates: letterIDs)
+        try h.withUnsafeBufferPointer { hp in
+            try scores.withUnsafeMutableBufferPointer { out in
+                try ChunkedCrossEntropy.candidateLogits(
+                    out: out.baseAddress!, hidden: hp.baseAddress!, n: 1, head: model.headRows(), candidates: letterIDs)
+            }
         }
-        return scores.indices.max { scores[$0] < scores[$1] } ?? 0
+        return scores
+    }
+
+    /// The predicted choice index (the first of equal highest logits).
+    public func predict(subject: String, shots: [ChoiceQuestion], question: ChoiceQuestion) throws -> Int {
+        let s = try scores(subject: subject, shots: shots, question: question)
+        return s.indices.max { s[$0] < s[$1] } ?? 0
     }
 
     public func evaluate(
@@ -124,6 +139,7 @@ public struct MultipleChoiceEvaluator {
         progress: (String, Int, Int) -> Void = { _, _, _ in }
     ) throws -> ChoiceResult {
         let start = Date()
+        let run0 = scorer.tokensRun, reused0 = scorer.tokensReused
         var per: [SubjectAccuracy] = []
         for subject in subjects {
             let dev = shots > 0 ? Array(try MMLUData.load(dir: dir, subject: subject, split: "dev").prefix(shots)) : []
@@ -144,6 +160,7 @@ public struct MultipleChoiceEvaluator {
         let q = per.reduce(0) { $0 + $1.questions }, c = per.reduce(0) { $0 + $1.correct }
         return ChoiceResult(
             questions: q, correct: c, accuracy: Double(c) / Double(max(1, q)), subjects: per,
-            seconds: Date().timeIntervalSince(start))
+            seconds: Date().timeIntervalSince(start), tokensRun: scorer.tokensRun - run0,
+            tokensReused: scorer.tokensReused - reused0)
     }
 }

@@ -200,60 +200,6 @@ struct CompareCommand: ParsableCommand {
         """
 }
 
-struct ChoiceCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "choice",
-        abstract: "MMLU-style accuracy: compares the logits of the answer letters A-D after \"Answer:\".")
-    @OptionGroup var base: ModelArgument
-    @Option(help: "MMLU folder with dev/ and test/ CSV files (header question,choice0..3,answer).") var mmlu: String
-    @Option(help: "Few-shot examples from the dev split.") var shots: Int = 5
-    @Option(parsing: .upToNextOption, help: "Subjects (default: all).") var subjects: [String] = []
-    @Option(help: "At most N test questions per subject.") var limit: Int?
-    @Option(help: "Longest prompt in tokens (shots are dropped to fit).") var ctx: Int = 2048
-    @OptionGroup var format: OutputFormat
-    @Option(name: .customLong("side"), help: "A side network folder: answer with the base and it (not the base alone).")
-    var sides: [String] = []
-    @OptionGroup var engine: EngineArguments
-
-    func run() throws {
-        let model = base.model, json = format.json
-        guard (0...5).contains(shots) else {
-            throw QSTError.option("--shots must be 0...5 (the dev split has 5 per subject)")
-        }
-        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
-        let m = spec.base
-        let evaluator = try MultipleChoiceEvaluator(
-            model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx,
-            headInputs: try spec.singleSideHeadInputs(command: "choice"))
-        let all = try MMLUData.subjects(in: mmlu)
-        let chosen = subjects.isEmpty ? all : subjects
-        for s in chosen where !all.contains(s) {
-            throw QSTError.option("--subjects: unknown subject '\(s)' in \(mmlu)/test")
-        }
-        var bar: ProgressBar? = nil
-        var subjectIndex = 0, lastSubject = ""
-        let r = try evaluator.evaluate(dir: mmlu, subjects: chosen, shots: shots, limit: limit) {
-            subject, done, total in
-            if subject != lastSubject {
-                lastSubject = subject; subjectIndex += 1; bar?.finish()
-                bar = ProgressBar(total: total, label: "\(subject) (\(subjectIndex)/\(chosen.count))")
-            }
-            bar?.update(done)
-        }
-        bar?.finish()
-        if json {
-            try JSONOutput.print(r)
-        } else {
-            for s in r.subjects {
-                let name = s.subject.padding(toLength: max(40, s.subject.count), withPad: " ", startingAt: 0)
-                print(name + String(format: " %5.1f%%  (%ld/%ld)", 100 * s.accuracy, s.correct, s.questions))
-            }
-            print(
-                String(format: "accuracy %.2f%% over %ld questions (%.1f s)", 100 * r.accuracy, r.questions, r.seconds))
-        }
-    }
-}
-
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
@@ -333,13 +279,19 @@ struct BenchCommand: ParsableCommand {
 }
 
 extension TunedModelSpec {
-    /// For commands that evaluate one model: the side network's head inputs for a sequence (nil: the base alone).
-    func singleSideHeadInputs(command: String) throws -> (([Int32]) throws -> FloatBuffer)? {
+    /// For commands that evaluate one model: the base with the one side network given (nil: the base alone).
+    func singleTunedModel(command: String) throws -> TunedModel? {
         guard let tuned = try tunedModel() else { return nil }
         guard names.count == 1 else {
             throw QSTError.option(
                 "\(command) evaluates one side network, got \(names.count): \(names.joined(separator: ", "))")
         }
+        return tuned
+    }
+
+    /// The side network's head inputs for a whole sequence (nil: the base alone).
+    func singleSideHeadInputs(command: String) throws -> (([Int32]) throws -> FloatBuffer)? {
+        guard let tuned = try singleTunedModel(command: command) else { return nil }
         return { ids in try tuned.forward(ids: ids, batch: 1, newTokens: ids.count).heads[0] }
     }
 }

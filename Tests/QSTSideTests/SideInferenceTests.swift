@@ -85,6 +85,26 @@ final class SideInferenceTests: XCTestCase {
         XCTAssertEqual(cache.sides[0].positions, [ids.count])
     }
 
+    /// `qst-eval choice` keeps a subject's shots in the caches: after `truncate(to:)` a new ending continues the
+    /// kept prefix, base and side alike, as the whole new sequence's forward (the RoPE positions restart at the cut).
+    func testTruncatedCacheContinuesAsTheWholeSequence() throws {
+        let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: exact)
+        let model = try TunedModel(base: base, sides: [try ExportFixtures.sideWeights(for: base)])
+        let first = sequences[0], ending: [Int32] = [33, 8, 150], d = base.hiddenSize
+        let cache = try model.makeCache(batch: 1, capacity: 16, routing: .shared, float32: true)
+        _ = try model.forward(ids: first, batch: 1, newTokens: first.count, cache: cache)
+        try cache.truncate(to: 5)
+        XCTAssertEqual(cache.base.positions, [5])
+        XCTAssertEqual(cache.sides[0].positions, [5])
+        let continued = try model.forward(ids: ending, batch: 1, newTokens: ending.count, cache: cache).heads[0]
+        let whole = Array(first.prefix(5)) + ending
+        let full = try model.forward(ids: whole, batch: 1, newTokens: whole.count).heads[0].array
+        let err = relativeFrobenius(continued.array.map(Double.init), full[(5 * d)...].map(Double.init))
+        XCTAssertLessThan(err, 1e-5, "continued after the cut vs the whole sequence")
+        XCTAssertEqual(cache.sides[0].length, whole.count)
+        XCTAssertThrowsError(try cache.truncate(to: whole.count + 1))
+    }
+
     func testInferenceAgreesWithTrainingForward() throws {
         let base = try FrozenModel(path: try ExportFixtures.tinyContainer(), options: exact)
         let side = try ExportFixtures.sideWeights(for: base)

@@ -61,6 +61,15 @@ final class EvalSideTests: ToolTestCase {
         XCTAssertNotEqual(predictions(withSide), predictions(plain), "the side network does not change choice")
         XCTAssertEqual(
             predictions(withSide), Array(repeating: 2, count: 12), "the side network was trained to answer C")
+        // The shots are run once per subject, unless --no-reuse-prefix; the answers do not change.
+        let plainWhole = try ToolHarness.json(try ok("qst-eval", choice + ["--no-reuse-prefix"]).stdout)
+        let sideWhole = try ToolHarness.json(try ok("qst-eval", choice + ["--side", side, "--no-reuse-prefix"]).stdout)
+        XCTAssertEqual(predictions(plainWhole), predictions(plain))
+        XCTAssertEqual(predictions(sideWhole), predictions(withSide))
+        for r in [plain, withSide] { XCTAssertGreaterThan(r["tokensReused"] as? Int ?? 0, 11 * 10) }
+        for r in [plainWhole, sideWhole] { XCTAssertEqual(r["tokensReused"] as? Int, 0) }
+        XCTAssertEqual(
+            (plain["tokensRun"] as? Int ?? 0) + (plain["tokensReused"] as? Int ?? 0), plainWhole["tokensRun"] as? Int)
 
         let two = try ToolHarness.run("qst-eval", choice + ["--side", side, "--side", side])
         XCTAssertEqual(two.status, 1)

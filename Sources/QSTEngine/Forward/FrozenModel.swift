@@ -107,11 +107,12 @@ public final class FrozenModel: FrozenBackbone {
 
     /// A fresh cache for `batch` sequences of up to `capacity` tokens; with a sliding window shorter than
     /// `capacity` it holds only `window − 1` rows per sequence (a ring, see `KVCache`).
-    /// Under `--matmul auto` a plain LLaMA-family cache stores float16 (`kvCachePrecision(capacity:)`).
-    public func makeCache(batch: Int, capacity: Int) -> KVCache {
+    /// Under `--matmul auto` a plain LLaMA-family cache stores float16 (`kvCachePrecision(capacity:)`);
+    /// `float32` keeps keys and values unrounded on every path (as a forward without a cache keeps them).
+    public func makeCache(batch: Int, capacity: Int, float32: Bool = false) -> KVCache {
         KVCache(
             layers: layerCount, batch: batch, capacity: capacity, kvDim: config.kvDim, window: config.attentionWindow,
-            precision: kvCachePrecision(capacity: capacity), headDim: config.resolvedHeadDim)
+            precision: float32 ? .float32 : kvCachePrecision(capacity: capacity), headDim: config.resolvedHeadDim)
     }
 
     /// float16 under `--matmul auto` (the path that already rounds the products: decoding reads each request's

@@ -83,6 +83,23 @@ public final class KVCache {
         mask.zero()
     }
 
+    /// Drops every row from `length` on, so the next append continues after the first `length` rows (a prompt
+    /// that shares only those rows with the previous one). Rows kept are untouched; the positions are recounted
+    /// from the kept rows' mask. A ring has overwritten what it would roll back to, so it refuses.
+    public func truncate(to length: Int) throws {
+        guard window == nil else { throw QSTError("KV cache: a sliding-window ring cannot be truncated") }
+        guard (0...self.length).contains(length) else {
+            throw QSTError("KV cache: cannot truncate \(self.length) rows to \(length)")
+        }
+        for b in 0..<batch {
+            var kept = 0
+            for r in 0..<length where mask[b * rows + r] != 0 { kept += 1 }
+            for r in length..<self.length { mask[b * rows + r] = 0 }
+            positions[b] = kept
+        }
+        self.length = length
+    }
+
     /// Layer `layer`'s storage. For a ring, `pending` must be the pointer of `pendingKeyMask` for this forward.
     func slot(layer: Int, pending: UnsafePointer<UInt8>? = nil) -> KVSlot {
         let storage: KVStorage =

@@ -41,6 +41,22 @@ public final class SideKVCache {
         for i in mask.indices { mask[i] = 0 }
     }
 
+    /// Drops every row from `length` on (as `KVCache.truncate(to:)`): positions and padding are recounted from
+    /// the kept rows.
+    public func truncate(to length: Int) throws {
+        guard (0...self.length).contains(length) else {
+            throw QSTError("side KV cache: cannot truncate \(self.length) rows to \(length)")
+        }
+        for b in 0..<batch {
+            var kept = 0
+            for r in 0..<length where mask[b * capacity + r] != 0 { kept += 1 }
+            for r in length..<self.length { mask[b * capacity + r] = 0 }
+            positions[b] = kept
+            padded[b] = kept < length
+        }
+        self.length = length
+    }
+
     /// Marks `newTokens` rows per sequence (`valid` nonzero = real token) and returns their positions.
     func append(newTokens: Int, valid: UnsafePointer<UInt8>) throws -> [Int32] {
         guard length + newTokens <= capacity else {

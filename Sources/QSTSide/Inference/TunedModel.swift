@@ -22,6 +22,15 @@ public final class TunedCache {
         self.base = base; self.sides = sides; self.routing = routing
     }
     public var bytes: Int { base.bytes + sides.reduce(0) { $0 + $1.bytes } }
+
+    /// Keeps the first `length` rows of the base's and every side's cache (`KVCache.truncate(to:)`).
+    public func truncate(to length: Int) throws {
+        guard sides.allSatisfy({ $0.length == base.length }) else {
+            throw QSTError("tuned cache: side caches and the base cache hold different lengths")
+        }
+        try base.truncate(to: length)
+        for s in sides { try s.truncate(to: length) }
+    }
 }
 
 /// The output of one tuned step: the base's final-normed hidden states and, per side network, the head
@@ -54,14 +63,14 @@ public final class TunedModel {
     }
 
     /// Caches for `batch` sequences of up to `capacity` tokens. With `.perSequence`, batch must equal the
-    /// number of side networks.
-    public func makeCache(batch: Int, capacity: Int, routing: SideRouting) throws -> TunedCache {
+    /// number of side networks. `float32`: the base cache unrounded (`FrozenModel.makeCache`).
+    public func makeCache(batch: Int, capacity: Int, routing: SideRouting, float32: Bool = false) throws -> TunedCache {
         if routing == .perSequence, batch != runners.count {
             throw QSTError("tuned model: \(runners.count) side networks need \(runners.count) sequences, got \(batch)")
         }
         let sideBatch = routing == .shared ? batch : 1
         return TunedCache(
-            base: base.makeCache(batch: batch, capacity: capacity),
+            base: base.makeCache(batch: batch, capacity: capacity, float32: float32),
             sides: runners.map { $0.makeCache(batch: sideBatch, capacity: capacity) }, routing: routing)
     }
 
