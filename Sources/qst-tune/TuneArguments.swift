@@ -22,12 +22,12 @@ struct OptimizerArguments: ParsableArguments {
     @Option(help: "Clip the global gradient norm to this (0 = off).") var maxGradNorm: Double?
     @Option(
         help:
-            "QST: learning-rate multiplier for the side blocks (model.qst_layers.*), a parameter group; e.g. 0.25 with --lr 2e-3 trains the blocks at 5e-4 and the downsamplers, gates, upsample and head at 2e-3 (default 1)."
+            "QST: learning-rate multiplier for the side blocks (model.qst_layers.*; OPT model.decoder.qst_layers.*), a parameter group; e.g. 0.25 with --lr 2e-3 trains the blocks at 5e-4 and the downsamplers, gates, upsample and head at 2e-3 (default 1)."
     )
     var blockLrScale: Double?
     @Option(
         help:
-            "QST: learning-rate multiplier for the layer gates (model.z.*), a parameter group (default 1)."
+            "QST: learning-rate multiplier for the layer gates (model.z.*; OPT model.decoder.z.*), a parameter group (default 1)."
     )
     var gateLrScale: Double?
 

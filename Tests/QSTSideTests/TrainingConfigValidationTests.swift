@@ -26,6 +26,30 @@ final class TrainingConfigValidationTests: XCTestCase {
         XCTAssertNil(kind { $0.gateLearningRateScale = 100 })
     }
 
+    /// `--block-lr-scale` and `--gate-lr-scale` reach the blocks and gates of both families' layouts (the OPT side
+    /// network names them `model.decoder.qst_layers.*` and `model.decoder.z.*`), and nothing else.
+    func testLearningRateGroupsCoverBothFamilies() throws {
+        for shape in [SideFixtures.tinyShape, OPTSideFixtures.shape(pre: true)] {
+            let weights = try SideWeights(config: SideConfig(base: shape, r: 2))
+            var c = TrainingConfig()
+            c.blockLearningRateScale = 0.25
+            c.gateLearningRateScale = 4
+            let parameters = weights.parameters
+            let scales = c.learningRateScales(parameters)
+            var counts: [Float: Int] = [:]
+            for (p, scale) in zip(parameters, scales) {
+                let parts = p.name.split(separator: ".")
+                let expected: Float =
+                    parts.contains("qst_layers") ? 0.25 : (parts.count >= 2 && parts[parts.count - 2] == "z" ? 4 : 1)
+                XCTAssertEqual(scale, expected, "\(shape.modelFamily ?? "llama"): \(p.name)")
+                counts[scale, default: 0] += 1
+            }
+            XCTAssertGreaterThanOrEqual(counts[0.25] ?? 0, shape.layerCount, "every block is in the block group")
+            XCTAssertEqual(counts[4], shape.layerCount, "one gate per layer")
+            XCTAssertGreaterThan(counts[1] ?? 0, 0, "downsamplers, upsample and head keep the rate")
+        }
+    }
+
     func testMessageNamesTheConfiguration() {
         var c = TrainingConfig()
         c.learningRate = -1

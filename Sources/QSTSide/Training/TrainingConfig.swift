@@ -29,8 +29,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var saveEvery: Int = 0
     /// Stop after this many evaluations without improvement (0 = never).
     public var earlyStoppingPatience: Int = 0
-    /// Learning-rate multiplier for the side blocks (`model.qst_layers.*`): a parameter group, so blocks
-    /// copied from the base (`--init base-pruned`) can move slower than the downsamplers, gates, `upsample`
+    /// Learning-rate multiplier for the side blocks (`model.qst_layers.*`, OPT `model.decoder.qst_layers.*`): a
+    /// parameter group, so blocks copied from the base (`--init base-pruned`) can move slower than the downsamplers, gates, `upsample`
     /// and head. nil = 1 (optional so run files written before it existed still load).
     public var blockLearningRateScale: Double? = nil
     /// Learning-rate multiplier for the layer gates (`model.z.*`, OPT `model.decoder.z.*`): at the preset's rate a
@@ -39,8 +39,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// Prefix of the tensors `blockLearningRateScale` applies to.
-    public static let blockPrefix = "model.qst_layers."
+    /// `model.qst_layers.{i}.…` (LLaMA family) or `model.decoder.qst_layers.{i}.…` (OPT): the side blocks
+    /// `blockLearningRateScale` scales.
+    static func isSideBlock(_ name: String) -> Bool {
+        name.hasPrefix("model.qst_layers.") || name.hasPrefix("model.decoder.qst_layers.")
+    }
 
     /// `model.z.{i}` (LLaMA family) or `model.decoder.z.{i}` (OPT): the layer gates `gateLearningRateScale` scales.
     static func isLayerGate(_ name: String) -> Bool {
@@ -51,7 +54,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public func learningRateScales(_ parameters: [Parameter]) -> [Float] {
         let block = Float(blockLearningRateScale ?? 1), gate = Float(gateLearningRateScale ?? 1)
         return parameters.map {
-            $0.name.hasPrefix(Self.blockPrefix) ? block : Self.isLayerGate($0.name) ? gate : 1
+            Self.isSideBlock($0.name) ? block : Self.isLayerGate($0.name) ? gate : 1
         }
     }
 
