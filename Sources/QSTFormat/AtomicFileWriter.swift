@@ -17,6 +17,8 @@ public final class AtomicFileWriter {
     private var fd: Int32
     private let unnamed: Bool
     private var committed = false
+    /// `prepare()` has synced the bytes and named the temporary file (removed again unless published).
+    private var prepared = false
     public private(set) var bytesWritten: Int = 0
     /// Bytes before this offset were already handed to the disk (qst_file_start_writeback).
     private var writebackStart = 0
@@ -46,7 +48,7 @@ public final class AtomicFileWriter {
     deinit {
         if !committed {
             if fd >= 0 { close(fd) }
-            if !unnamed { unlink(temporaryPath) }
+            if !unnamed || prepared { unlink(temporaryPath) }
         }
     }
 
@@ -85,7 +87,31 @@ public final class AtomicFileWriter {
         }
     }
 
+    /// Puts the file at its target path: `prepare()` then `publish()`.
     public func commit() throws {
+        try prepare()
+        try publish()
+    }
+
+    /// Several files that belong together, all or none: every file is synced and named before the first is
+    /// renamed into place, so a full disk or a failed sync leaves no target touched; if a rename still fails,
+    /// the targets already published are removed again.
+    public static func commitAll(_ writers: [AtomicFileWriter]) throws {
+        for w in writers { try w.prepare() }
+        var published: [AtomicFileWriter] = []
+        do {
+            for w in writers {
+                try w.publish()
+                published.append(w)
+            }
+        } catch {
+            for w in published { unlink(w.targetPath) }
+            throw error
+        }
+    }
+
+    /// The step that can fail for lack of space: fsync, then a temporary name beside the target.
+    func prepare() throws {
         guard fsync(fd) == 0 else {
             throw QSTError.file(targetPath, "fsync failed: \(String(cString: strerror(errno)))")
         }
@@ -95,8 +121,13 @@ public final class AtomicFileWriter {
                 throw QSTError.file(targetPath, "cannot name the temporary file: \(String(cString: strerror(errno)))")
             }
         }
+        prepared = true
         close(fd)
         fd = -1
+    }
+
+    /// Renames the prepared file over the target and syncs the folder.
+    func publish() throws {
         guard rename(temporaryPath, targetPath) == 0 else {
             unlink(temporaryPath)
             throw QSTError.file(

@@ -46,13 +46,21 @@ public enum NPYFile {
         public func append(_ values: [Float]) throws { try values.withUnsafeBytes { try out.write($0) } }
         public func append(_ values: [Int32]) throws { try values.withUnsafeBytes { try out.write($0) } }
 
-        public func commit() throws {
+        public func commit() throws { try Self.commitAll([self]) }
+
+        /// Arrays that belong together (one `qst-eval states` folder): each must hold exactly its shape's values,
+        /// then all appear or none (`AtomicFileWriter.commitAll`).
+        public static func commitAll(_ writers: [Writer]) throws {
+            for w in writers { try w.checkComplete() }
+            try AtomicFileWriter.commitAll(writers.map(\.out))
+        }
+
+        private func checkComplete() throws {
             guard out.bytesWritten - start == dataBytes else {
                 throw QSTError.file(
                     out.targetPath,
                     "npy array got \(out.bytesWritten - start) bytes of data, its shape needs \(dataBytes)")
             }
-            try out.commit()
         }
     }
 }

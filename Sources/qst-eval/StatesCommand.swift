@@ -73,7 +73,7 @@ struct StatesCommand: ParsableCommand {
         }
         bar.finish()
         try labels.append(examples.map { Int32($0.classLabel ?? -1) })
-        for w in [last, mean, labels] { try w.commit() }
+        try NPYFile.Writer.commitAll([last, mean, labels])
         let report = Report(
             task: glue.name, data: file.data, examples: n, skippedBad: loaded.skippedBad, layers: L, hidden: d,
             tokens: examples.reduce(0) { $0 + $1.ids.count }, files: files,

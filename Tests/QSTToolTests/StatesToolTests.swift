@@ -46,6 +46,25 @@ final class StatesToolTests: ToolTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("short.npy")))
     }
 
+    /// The three arrays of a states folder appear together or not at all: one short array keeps the complete
+    /// ones out too (committed one after another, the first two would be left behind).
+    func testNPYWritersCommitTogether() throws {
+        let names = ["a.npy", "b.npy", "c.npy"]
+        let writers = try names.map { try NPYFile.Writer(path: path($0), type: .float32, shape: [2]) }
+        try writers[0].append([Float(1), 2])
+        try writers[1].append([Float(3), 4])
+        try writers[2].append([Float(5)])
+        XCTAssertThrowsError(try NPYFile.Writer.commitAll(writers)) {
+            XCTAssertTrue("\($0)".contains("c.npy") && "\($0)".contains("needs 8"), "\($0)")
+        }
+        for n in names { XCTAssertFalse(FileManager.default.fileExists(atPath: path(n)), n) }
+        try writers[2].append([Float(6)])
+        try NPYFile.Writer.commitAll(writers)
+        for n in names { XCTAssertTrue(FileManager.default.fileExists(atPath: path(n)), n) }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp.") }
+        XCTAssertEqual(leftovers, [], "no temporary file stays behind")
+    }
+
     /// Every example's rows are the frozen model's states of that prompt run alone, in file order:
     /// the last token's state per layer, the final norm's output and the mean over the prompt.
     /// Batches of 2 (padded) in chunks of 8 sorted by length: ten examples make two chunks, the second short.
