@@ -110,6 +110,8 @@ final class OPTLogitsTests: XCTestCase {
             validRows(logits, lengths: batch.lengths, seqLen: batch.seqLen, vocab: model.vocabSize),
             validRows(ref, lengths: batch.lengths))
         XCTAssertLessThanOrEqual(err, 1e-4)
+        // Benchmark reports name the block linears' path for OPT too (fc1 stands for them).
+        XCTAssertTrue(model.matmulRoutes(rows: 64).hasPrefix("layers nf4 "), model.matmulRoutes(rows: 64))
     }
 
     func testBadConfigsAreRefusedByField() throws {

@@ -260,7 +260,7 @@ public final class FrozenModel: FrozenBackbone {
     }
 
     /// Which matmul path products of `rows` rows take, for benchmark reports: "layers nf4 avx2-gemv, head bf16
-    /// avx2-gemv" (the first layer's gate projection stands for every block linear).
+    /// avx2-gemv" (the first layer's gate projection, OPT's fc1, stands for every block linear).
     public func matmulRoutes(rows: Int, rowIndependent: Bool = false) -> String {
         func describe(_ t: WeightTensor) -> String {
             if case .f32 = t.storage { return "f32 sgemm" }
@@ -276,7 +276,9 @@ public final class FrozenModel: FrozenBackbone {
                     rowIndependent: rowIndependent)
         }
         var parts: [String] = []
-        if let layer = try? source.tensor("model.layers.0.mlp.gate_proj.weight") {
+        // The first layer's widest input projection: LLaMA's gate_proj, OPT's fc1.
+        let firstLayer = ["model.layers.0.mlp.gate_proj.weight", "model.decoder.layers.0.fc1.weight"]
+        if let layer = firstLayer.lazy.compactMap({ try? self.source.tensor($0) }).first {
             parts.append("layers " + describe(layer))
         }
         if !rowIndependent, rows <= Q8DecodeHead.maxRows, let q8 = decodeHead {
