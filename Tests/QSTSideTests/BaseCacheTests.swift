@@ -36,8 +36,8 @@ final class BaseCacheTests: XCTestCase {
     /// Examples of 2…40 tokens, some labelled only at the last position (classification), some at every one.
     /// 13 examples in batches of 3 leave one alone in a batch, few enough rows for the kernels' GEMV loops
     /// unless the engine keeps rows independent; without length grouping the padding changes every epoch.
-    private func examples(_ count: Int = 13) -> [TrainingExample] {
-        var rng = SplitMix64(seed: 21)
+    private func examples(_ count: Int = 13, seed: UInt64 = 21) -> [TrainingExample] {
+        var rng = SplitMix64(seed: seed)
         return (0..<count).map { i in
             let len = i % 2 == 0 ? 2 + Int(rng.next() % 3) : 5 + Int(rng.next() % 36)
             let ids = (0..<len).map { _ in Int32(3 + rng.next() % 290) }
@@ -132,6 +132,42 @@ final class BaseCacheTests: XCTestCase {
         let again = try train(s, run: dir + "/again", cache: dir + "/cache")
         XCTAssertEqual(again.backbone.forwardCalls, 0)
         XCTAssertTrue(file(dir + "/again", "final/side.safetensors") == file(dir + "/plain", "final/side.safetensors"))
+    }
+
+    /// Held-out evaluation reads the cache too (every evaluation of a run would otherwise rerun the frozen forward):
+    /// loss and label-word accuracy equal the evaluation without a cache bit for bit, the first pass stores the
+    /// examples, and the second runs the base only for the batch whose answer row is unlabelled (stored states are
+    /// exact at labelled rows only, so that batch takes the plain forward).
+    func testEvaluationReadsTheCache() throws {
+        let s = try setup()
+        let dir = try scratch()
+        var held = examples(9, seed: 5)
+        for i in held.indices {
+            held[i].classLabel = i % 2
+            held[i].answerPosition = held[i].labels.lastIndex { $0 != ChunkedCrossEntropy.ignoreIndex }
+        }
+        held[5].answerPosition = 0
+        XCTAssertEqual(held[5].labels[0], ChunkedCrossEntropy.ignoreIndex, "example 5 answers at an unlabelled row")
+        func evaluate(cache: BaseStateCache?) throws -> (EvaluationResult, calls: Int) {
+            let backbone = CountingBackbone(s.frozen)
+            let model = try SideModel(weights: try copy(s.weights), backbone: backbone)
+            model.frozenStateProvider = cache
+            let r = try Evaluation.run(model: model, examples: held, labelTokens: [17, 40], batchSize: 3)
+            return (r, backbone.forwardCalls)
+        }
+        let plain = try evaluate(cache: nil)
+        let store = try BaseStateCache(directory: dir + "/cache", identity: s.identity, config: s.weights.config)
+        let first = try evaluate(cache: store)
+        let second = try evaluate(cache: store)
+        XCTAssertEqual(plain.0.labelledTokens, held.reduce(0) { $0 + $1.labelledCount })
+        XCTAssertNotNil(plain.0.accuracy)
+        XCTAssertTrue(plain.0.loss.isFinite && plain.0.loss > 0, "\(plain.0.loss)")
+        XCTAssertEqual(first.0, plain.0, "the first pass through the cache")
+        XCTAssertEqual(second.0, plain.0, "the pass that reads the cache")
+        XCTAssertEqual(plain.calls, 3)
+        XCTAssertEqual(store.stats.misses, 6, "the 6 examples of the two batches whose answers are labelled")
+        XCTAssertEqual(store.stats.hits, 6)
+        XCTAssertEqual(second.calls, 1, "only the batch with the unlabelled answer row runs the base")
     }
 
     func testResumeWithCacheMatchesStraightRun() throws {

@@ -220,6 +220,14 @@ public final class SideModel {
         return try forward(tokens, tape: nil, rng: &rng)
     }
 
+    /// `outputHidden` for an evaluation batch; with a `frozenStateProvider` the frozen states come from it (a
+    /// pooling downsampler has no dropout, so this is the evaluation forward's output at the labelled rows, bit
+    /// for bit: the provider's states are the row-independent forward's).
+    public func evaluationHidden(_ batch: SideBatch) throws -> FloatBuffer {
+        var rng = SplitMix64(seed: 0)
+        return try forward(batch.tokens, tape: nil, rng: &rng, labels: frozenStateProvider == nil ? nil : batch.labels)
+    }
+
     /// Evaluation loss (no gradient) at the labelled positions.
     public func evaluationLoss(_ batch: SideBatch) throws -> ChunkedCrossEntropy.Result {
         let o = try outputHidden(batch.tokens)

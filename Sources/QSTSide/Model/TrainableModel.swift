@@ -13,6 +13,9 @@ public protocol TrainableModel: AnyObject {
     func trainStep(_ batch: SideBatch, rng: inout SplitMix64, gradScale: Float?) throws -> ChunkedCrossEntropy.Result
     /// The hidden state the frozen LM head reads, [batch·seqLen, hiddenSize].
     func outputHidden(_ tokens: TokenBatch) throws -> FloatBuffer
+    /// The same for an evaluation batch, exact at its labelled rows (other rows may be anything finite): lets
+    /// a side network read stored frozen states (`--cache-base`) instead of running the base.
+    func evaluationHidden(_ batch: SideBatch) throws -> FloatBuffer
     /// Saves the trainable weights in the model's own exchange format (best/, final/).
     func saveWeights(directory: String, extraMetadata: [String: String]) throws
     /// Writes a resumable checkpoint of the run (Formats/RUNS.md §4).
@@ -25,6 +28,7 @@ public protocol TrainableModel: AnyObject {
 
 extension TrainableModel {
     public var classifierLabels: Int? { nil }
+    public func evaluationHidden(_ batch: SideBatch) throws -> FloatBuffer { try outputHidden(batch.tokens) }
     public func classifierLogits(hidden: FloatBuffer, rows: [Int]) throws -> [Float] {
         throw QSTError("this model has no classification head")
     }

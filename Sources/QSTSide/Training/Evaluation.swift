@@ -41,6 +41,11 @@ public enum Evaluation {
             if baseOnly {
                 let hN = try model.frozenBackbone.forwardHiddenStates(batch.tokens) { _, _ in }
                 o = FloatBuffer(hN)
+            } else if chunk.allSatisfy({ e in
+                e.answerPosition.map { e.labels[$0] != ChunkedCrossEntropy.ignoreIndex } ?? true
+            }) {
+                // Stored frozen states are exact at labelled rows only: the accuracy's answer rows must be among them.
+                o = try model.evaluationHidden(batch)
             } else {
                 o = try model.outputHidden(batch.tokens)
             }
