@@ -30,8 +30,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Stop after this many evaluations without improvement (0 = never).
     public var earlyStoppingPatience: Int = 0
     /// Learning-rate multiplier for the side blocks (`model.qst_layers.*`, OPT `model.decoder.qst_layers.*`): a
-    /// parameter group, so blocks copied from the base (`--init base-pruned`) can move slower than the downsamplers, gates, `upsample`
-    /// and head. nil = 1 (optional so run files written before it existed still load).
+    /// parameter group, so blocks copied from the base (`--init base-pruned`) can move slower than the
+    /// downsamplers, gates, `upsample` and head. nil = 1 (optional so run files written before it existed still load).
     public var blockLearningRateScale: Double? = nil
     /// Learning-rate multiplier for the layer gates (`model.z.*`, OPT `model.decoder.z.*`): at the preset's rate a
     /// gate logit moves by at most ~0.05 in 600 steps, so the gates keep their start. nil = 1.
