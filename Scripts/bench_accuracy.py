@@ -126,6 +126,10 @@ def split_tsv(src, dst_train, dst_heldout, heldout, limit, seed=0):
 
 def tune(b, bins, nf4, method, common, out, lr, log, cache_base=False):
     """One training run; returns its summary with wall time and peaks."""
+    # A pooling downsampler leaves nothing that trains inside the base: its epochs after the first read the stored
+    # states instead of rerunning the frozen forward (bit-identical weights, README "Reusing the frozen forward"), as a
+    # user would run it. One cache per run, so no run is timed on another's cache.
+    cache = out + "-basecache" if cache_base and "avgpool" in (METHODS[method] or []) else None
     if METHODS[method] is None:
         cmd = [f"{bins}/qst-tune", nf4, "--method", "lora", "--lora-r", "8"]
     else:
@@ -133,17 +137,13 @@ def tune(b, bins, nf4, method, common, out, lr, log, cache_base=False):
         subprocess.run([f"{bins}/qst-init-side", nf4, "-o", side] + METHODS[method], check=True,
                        stdout=subprocess.DEVNULL)
         cmd = [f"{bins}/qst-tune", nf4, side]
-        # A pooling downsampler leaves nothing that trains inside the base: its epochs after the first read the
-        # stored states instead of rerunning the frozen forward (bit-identical weights, README "Reusing the frozen
-        # forward"), as a user would run it. One cache per run, so no run is timed on another's cache.
-        if cache_base and "avgpool" in METHODS[method]:
-            cache = out + "-basecache"
-            shutil.rmtree(cache, ignore_errors=True)
-            cmd += ["--cache-base", cache]
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
+        cmd += ["--cache-base", cache]
     cmd += common + ["-o", out, "--json"] + (["--lr", str(lr)] if lr else [])
     wall, cpu, peaks = run(cmd, log)
-    if cache_base and METHODS[method] and "avgpool" in METHODS[method]:
-        shutil.rmtree(out + "-basecache", ignore_errors=True)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
     s = json.load(open(out + "/summary.json"))
     rates = [e.get("learningRate", 0) for e in map(json.loads, open(out + "/log.jsonl")) if e.get("kind") == "train"]
     s.update(wallSeconds=wall, cpuSeconds=cpu, peakRSSSampled=peaks.get("VmHWM", 0), peakAnon=peaks.get("RssAnon", 0),
@@ -167,7 +167,8 @@ def glue(args, budget, results, save):
             for lr in grid:
                 tag = f"{task}-{method}-lr{lr or 'preset'}"
                 print(f"bench-accuracy: {tag}: training on {n_train}, held out {n_held}", file=sys.stderr)
-                trials.append((tune(b, bins, nf4, method, common, f"{out}/{tag}", lr, f"{out}/{tag}.log", cache_base=True), tag, lr))
+                run_summary = tune(b, bins, nf4, method, common, f"{out}/{tag}", lr, f"{out}/{tag}.log", cache_base=True)
+                trials.append((run_summary, tag, lr))
             best, tag, lr = max(trials, key=lambda t: t[0].get("bestMetric") or -1e9)
             dev = [f"{bins}/qst-eval", "glue", nf4, "--task", task, "--data", f"{data}/{task}/dev.tsv", "--json",
                    "--lora" if METHODS[method] is None else "--side", f"{out}/{tag}/best"]
