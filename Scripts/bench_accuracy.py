@@ -10,7 +10,7 @@ metric (qst-eval glue) and a 95 % confidence interval (Wilson for accuracy; a bo
 matrix for F1). Wall time, CPU time (user + sys of the child: comparable between methods on a shared
 machine, where wall time is not) and peak memory (sampled from /proc) per training run. Then Alpaca (converted to
 chat records, Scripts/alpaca-to-chat): validation-loss curve per method, and 5-shot MMLU (qst-eval choice)
-of the frozen model and of the Alpaca-tuned QST models. The tables are rewritten after every finished run,
+of the frozen model and of every Alpaca-tuned model. The tables are rewritten after every finished run,
 so a run cut off part-way still leaves its results.
 """
 import csv, json, os, random, resource, shutil, subprocess, sys, threading, time
@@ -222,8 +222,10 @@ def alpaca(args, b, curves, mmlu, save):
         base += ["--limit", str(b["mmlu_limit"])]
     answers = [a for s in subjects for a in mmlu_answers(args["mmlu"], s, b["mmlu_limit"])]
     outcomes = {}
-    for who in ["frozen"] + [m for m in args["methods"] if METHODS[m] is not None]:
-        cmd = base + ([] if who == "frozen" else ["--side", f"{out}/alpaca-{who}/best"])
+    # LoRA has no decoding cache, so its prompts run whole (~5× the tokens of a run that reuses the shots).
+    for who in ["frozen"] + args["methods"]:
+        adapter = ["--lora" if METHODS[who] is None else "--side", f"{out}/alpaca-{who}/best"] if who != "frozen" else []
+        cmd = base + adapter
         print(f"bench-accuracy: mmlu-{who}: {len(subjects)} subjects", file=sys.stderr)
         r, wall, cpu = run_json(cmd, f"{out}/mmlu-{who}.json")
         predictions = [p for s in r["subjects"] for p in s["predictions"]]

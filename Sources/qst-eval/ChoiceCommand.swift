@@ -19,6 +19,12 @@ struct ChoiceCommand: ParsableCommand {
     @OptionGroup var format: OutputFormat
     @Option(name: .customLong("side"), help: "A side network folder: answer with the base and it (not the base alone).")
     var sides: [String] = []
+    @Option(
+        help: """
+            A LoRA adapter folder (qst-tune --method lora: run/best, run/final) instead of a side network. LoRA has \
+            no decoding cache, so every prompt runs whole (as --no-reuse-prefix).
+            """)
+    var lora: String?
     @Flag(
         inversion: .prefixedNo,
         help: """
@@ -34,11 +40,17 @@ struct ChoiceCommand: ParsableCommand {
             throw QSTError.option("--shots must be 0...5 (the dev split has 5 per subject)")
         }
         guard ctx >= 1 else { throw QSTError.option("--ctx must be ≥ 1") }
+        if lora != nil, !sides.isEmpty { throw QSTError.option("--lora and --side cannot be combined") }
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
         let m = spec.base
+        let scorer = try lora.map { dir -> PrefixReusingScorer in
+            let adapted = try LoRAModel.load(adapter: dir, base: m)
+            return PrefixReusingScorer(
+                capacity: ctx, reuse: false, extend: { try adapted.lastHeadInput($0) }, truncate: { _ in })
+        }
         let evaluator = try MultipleChoiceEvaluator(
             model: m, tokenizer: try m.source.loadTokenizer(), maxContext: ctx,
-            scorer: try spec.singleSideScorer(command: "choice", capacity: ctx, reuse: reusePrefix))
+            scorer: try scorer ?? spec.singleSideScorer(command: "choice", capacity: ctx, reuse: reusePrefix))
         let all = try MMLUData.subjects(in: mmlu)
         let chosen = subjects.isEmpty ? all : subjects
         for s in chosen where !all.contains(s) {

@@ -55,13 +55,7 @@ struct GLUECommand: ParsableCommand {
             modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
         if lora != nil, side != nil { throw QSTError.option("--lora and --side cannot be combined") }
         let sideModel = try spec.sides.last.map { try SideModel(weights: $0, backbone: spec.base) }
-        let loraModel = try lora.map { dir in
-            try LoRAModel(
-                base: spec.base,
-                weights: try LoRAAdapterIO.load(
-                    directory: dir, layerCount: spec.base.config.numHiddenLayers,
-                    shape: spec.base.blockShape))
-        }
+        let loraModel = try lora.map { try LoRAModel.load(adapter: $0, base: spec.base) }
         let useHead = sideModel?.classifierLabels != nil
         if let k = sideModel?.classifierLabels, k != glue.labelWords.count {
             throw QSTError(

@@ -12,7 +12,7 @@ struct Eval: ParsableCommand {
         commandName: "qst-eval",
         abstract: "Evaluate a frozen model: perplexity, closeness to a reference model, multiple-choice accuracy.",
         discussion: """
-            MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against the same base pass); compare, choice and glue take one; states reads the base alone. A merged container from qst-export --merge carries its own side network.
+            MODEL is a .qst4 container or a Hugging Face safetensors folder. ppl and bench take --side (an adapter folder from qst-export, or a side folder; repeat for several, all evaluated against the same base pass); compare, choice and glue take one; choice and glue take a LoRA adapter instead (--lora); states reads the base alone. A merged container from qst-export --merge carries its own side network.
 
             --json prints one JSON document per run (ppl: with per-window numbers).
 
@@ -28,6 +28,7 @@ struct Eval: ParsableCommand {
               qst-eval compare smollm2.qst4 --side adapter/ \\
                   --against ~/models/SmolLM2-135M-Instruct --text wiki.test.raw
               qst-eval choice smollm2.qst4 --side adapter/ --mmlu data/mmlu --shots 5
+              qst-eval choice smollm2.qst4 --lora lora-run/best --mmlu data/mmlu --shots 5
               # generation speed with and without the side network:
               qst-eval bench smollm2.qst4 --side adapter/ --generate 128
               # F1 and accuracy on a GLUE dev set:

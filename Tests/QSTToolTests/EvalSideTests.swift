@@ -1,8 +1,9 @@
 import Foundation
 import XCTest
 
-/// `qst-eval compare` and `choice` with `--side`: a trained side network changes the result; without it
-/// the result is the base's (compare against itself on the exact path: KL exactly 0).
+/// `qst-eval compare` and `choice` with `--side` (and `choice` with `--lora`): a trained side network or LoRA
+/// adapter changes the result; without one the result is the base's (compare against itself on the exact path:
+/// KL exactly 0).
 final class EvalSideTests: ToolTestCase {
     /// The synthetic model (one token per byte) and a side network trained at a high rate to answer "C" after
     /// "Answer:", so its output — and its multiple-choice answers — are not the base's.
@@ -23,6 +24,17 @@ final class EvalSideTests: ToolTestCase {
                 "--batch-size", "4", "--max-length", "64", "--preset", "instruct", "--eval-every", "0",
             ])
         return (model, path("run/final"))
+    }
+
+    /// LoRA adapters trained on the same records (after `trainedSide`, which writes them).
+    func trainedLoRA(_ model: String) throws -> String {
+        try ok(
+            "qst-tune",
+            [
+                model, "--method", "lora", "-o", path("lora"), "--data", path("train.jsonl"), "--steps", "20",
+                "--lr", "0.01", "--batch-size", "4", "--max-length", "64", "--preset", "instruct", "--eval-every", "0",
+            ])
+        return path("lora/final")
     }
 
     func testCompareAndChoiceHonourSide() throws {
@@ -74,5 +86,15 @@ final class EvalSideTests: ToolTestCase {
         let two = try ToolHarness.run("qst-eval", choice + ["--side", side, "--side", side])
         XCTAssertEqual(two.status, 1)
         XCTAssertTrue(two.stderr.contains("evaluates one side network"), two.stderr)
+
+        // A LoRA adapter trained the same way answers C too; LoRA has no decoding cache, so every prompt runs whole.
+        let lora = try trainedLoRA(model)
+        let withLoRA = try ToolHarness.json(try ok("qst-eval", choice + ["--lora", lora]).stdout)
+        XCTAssertEqual(predictions(withLoRA), Array(repeating: 2, count: 12), "the adapters were trained to answer C")
+        XCTAssertEqual(withLoRA["tokensReused"] as? Int, 0)
+        XCTAssertEqual(withLoRA["tokensRun"] as? Int, plainWhole["tokensRun"] as? Int)
+        let both = try ToolHarness.run("qst-eval", choice + ["--side", side, "--lora", lora])
+        XCTAssertEqual(both.status, 1)
+        XCTAssertTrue(both.stderr.contains("--lora and --side cannot be combined"), both.stderr)
     }
 }

@@ -201,6 +201,23 @@ public final class LoRAModel {
         return y
     }
 
+    /// An adapter folder (`adapter_config.json`, `adapter_model.safetensors`) on `base`, for evaluation.
+    public static func load(adapter directory: String, base: FrozenModel) throws -> LoRAModel {
+        try LoRAModel(
+            base: base,
+            weights: try LoRAAdapterIO.load(
+                directory: directory, layerCount: base.config.numHiddenLayers, shape: base.blockShape))
+    }
+
+    /// The head input (final-normed hidden state) of the last token of one prompt. LoRA has no decoding
+    /// cache: every call runs the whole prompt through the training forward (no dropout).
+    public func lastHeadInput(_ ids: [Int32]) throws -> [Float] {
+        guard !ids.isEmpty else { throw QSTError("LoRA: an empty prompt has no last token") }
+        let h = try outputHidden(TokenBatch(ids: ids, lengths: [ids.count], seqLen: ids.count))
+        let d = shape.hidden
+        return Array(UnsafeBufferPointer(start: h.constPointer + (ids.count - 1) * d, count: d))
+    }
+
     /// Evaluation loss (no gradient) at the labelled positions.
     public func evaluationLoss(_ batch: SideBatch) throws -> ChunkedCrossEntropy.Result {
         let o = try outputHidden(batch.tokens)
