@@ -40,8 +40,8 @@ struct ChoiceCommand: ParsableCommand {
             throw QSTError.option("--shots must be 0...5 (the dev split has 5 per subject)")
         }
         guard ctx >= 1 else { throw QSTError.option("--ctx must be ≥ 1") }
-        if lora != nil, !sides.isEmpty { throw QSTError.option("--lora and --side cannot be combined") }
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
+        try spec.refuseSides(besideLoRA: lora, model: model)
         let m = spec.base
         let scorer = try lora.map { dir -> PrefixReusingScorer in
             let adapted = try LoRAModel.load(adapter: dir, base: m)
@@ -82,6 +82,17 @@ struct ChoiceCommand: ParsableCommand {
 }
 
 extension TunedModelSpec {
+    /// `--lora` adapts the bare base: a side network beside it (`--side`, or the one a merged container
+    /// carries) would be silently dropped, so it is refused.
+    func refuseSides(besideLoRA lora: String?, model: String) throws {
+        guard lora != nil, let first = names.first else { return }
+        if first == model + "#side" {
+            throw QSTError.option(
+                "--lora: \(model) is a merged container with its own side network; give the plain base instead")
+        }
+        throw QSTError.option("--lora and --side cannot be combined")
+    }
+
     /// The prompt scorer of `choice`: the side network's head inputs, or the base alone when no side is given.
     func singleSideScorer(command: String, capacity: Int, reuse: Bool) throws -> PrefixReusingScorer {
         guard let tuned = try singleTunedModel(command: command) else {

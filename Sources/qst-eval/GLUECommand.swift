@@ -53,7 +53,7 @@ struct GLUECommand: ParsableCommand {
         let glue = try file.glueTask()
         let spec = try TunedModelSpec.open(
             modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
-        if lora != nil, side != nil { throw QSTError.option("--lora and --side cannot be combined") }
+        try spec.refuseSides(besideLoRA: lora, model: model)
         let sideModel = try spec.sides.last.map { try SideModel(weights: $0, backbone: spec.base) }
         let loraModel = try lora.map { try LoRAModel.load(adapter: $0, base: spec.base) }
         let useHead = sideModel?.classifierLabels != nil

@@ -96,5 +96,15 @@ final class EvalSideTests: ToolTestCase {
         let both = try ToolHarness.run("qst-eval", choice + ["--side", side, "--lora", lora])
         XCTAssertEqual(both.status, 1)
         XCTAssertTrue(both.stderr.contains("--lora and --side cannot be combined"), both.stderr)
+        // A merged container's own side network would be dropped just as silently: refused too (choice and glue).
+        _ = try ok("qst-export", [side, "--merge", model, "-o", path("tuned.qst4")])
+        let merged = try ToolHarness.run(
+            "qst-eval", ["choice", path("tuned.qst4")] + choice.dropFirst(2) + ["--lora", lora])
+        XCTAssertEqual(merged.status, 1)
+        XCTAssertTrue(merged.stderr.contains("is a merged container with its own side network"), merged.stderr)
+        let glue = try ToolHarness.run(
+            "qst-eval", ["glue", path("tuned.qst4"), "--task", "sst2", "--data", path("none.tsv"), "--lora", lora])
+        XCTAssertEqual(glue.status, 1)
+        XCTAssertTrue(glue.stderr.contains("is a merged container with its own side network"), glue.stderr)
     }
 }
