@@ -41,7 +41,7 @@ struct ChoiceCommand: ParsableCommand {
         }
         guard ctx >= 1 else { throw QSTError.option("--ctx must be ≥ 1") }
         let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sides, options: try engine.options())
-        try spec.refuseSides(besideLoRA: lora, model: model)
+        try spec.refuseSides(besideLoRA: lora, given: sides, model: model)
         let m = spec.base
         let scorer = try lora.map { dir -> PrefixReusingScorer in
             let adapted = try LoRAModel.load(adapter: dir, base: m)
@@ -84,9 +84,9 @@ struct ChoiceCommand: ParsableCommand {
 extension TunedModelSpec {
     /// `--lora` adapts the bare base: a side network beside it (`--side`, or the one a merged container
     /// carries) would be silently dropped, so it is refused.
-    func refuseSides(besideLoRA lora: String?, model: String) throws {
-        guard lora != nil, let first = names.first else { return }
-        if first == model + "#side" {
+    func refuseSides(besideLoRA lora: String?, given sidePaths: [String], model: String) throws {
+        guard lora != nil, !sides.isEmpty else { return }
+        if sides.count > sidePaths.count {
             throw QSTError.option(
                 "--lora: \(model) is a merged container with its own side network; give the plain base instead")
         }

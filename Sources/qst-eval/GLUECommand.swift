@@ -51,9 +51,9 @@ struct GLUECommand: ParsableCommand {
         let model = base.model, json = format.json
         guard batch >= 1 else { throw QSTError.option("--batch must be ≥ 1") }
         let glue = try file.glueTask()
-        let spec = try TunedModelSpec.open(
-            modelPath: model, sidePaths: side.map { [$0] } ?? [], options: try engine.options())
-        try spec.refuseSides(besideLoRA: lora, model: model)
+        let sidePaths = side.map { [$0] } ?? []
+        let spec = try TunedModelSpec.open(modelPath: model, sidePaths: sidePaths, options: try engine.options())
+        try spec.refuseSides(besideLoRA: lora, given: sidePaths, model: model)
         let sideModel = try spec.sides.last.map { try SideModel(weights: $0, backbone: spec.base) }
         let loraModel = try lora.map { try LoRAModel.load(adapter: $0, base: spec.base) }
         let useHead = sideModel?.classifierLabels != nil
