@@ -160,6 +160,8 @@ def glue(args, budget, results, save):
         length = ["--steps", str(b["steps"])] if b["steps"] else ["--epochs", str(b["epochs"])]
         common = ["--task", task, "--data", tr, "--eval", ho, "--eval-every", str(b["eval_every"]),
                   "--patience", str(b["patience"]), "--batch-size", str(b["batch"])] + length
+        if args.get("best_metric", "accuracy") != "accuracy":
+            common += ["--best-metric", args["best_metric"]]
         for method in args["methods"]:
             # One trial keeps the preset's own rate (None); more search the method's grid.
             grid = LR_GRID["lora" if METHODS[method] is None else "qst"][: b["lrs"]] if b["lrs"] > 1 else [None]
@@ -183,7 +185,8 @@ def glue(args, budget, results, save):
                 ci = wilson(round(value * n), n)
             results.append(dict(task=task, method=method, lr=lr or "preset", peakLR=best.get("peakLR"), metric=metric,
                                 value=value, ci95=ci, devExamples=n, accuracy=r["metrics"].get("accuracy"),
-                                heldoutBest=best.get("bestMetric"), heldoutExamples=n_held, trainExamples=n_train,
+                                heldoutBest=best.get("bestMetric"), heldoutMetric=args.get("best_metric", "accuracy"),
+                                heldoutExamples=n_held, trainExamples=n_train,
                                 bestStep=best.get("bestStep"), steps=best["steps"], trainSeconds=best["trainSeconds"],
                                 wallSeconds=sum(t[0]["wallSeconds"] for t in trials),
                                 cpuSeconds=sum(t[0]["cpuSeconds"] for t in trials), devWallSeconds=dev_wall,
@@ -308,6 +311,9 @@ def main():
         b = {**b, "mmlu_limit": args["mmlu_limit"]}
     args["glue_length"] = (f"{b['epochs']} epochs" if b.get("epochs") else f"{b['steps']} steps") + \
         f", patience {b['patience']}" if args.get("epochs") or args.get("patience") else None
+    if args.get("best_metric", "accuracy") != "accuracy":
+        args["glue_length"] = (args["glue_length"] + ", " if args["glue_length"] else "") + \
+            "the best checkpoint and early stopping by held-out loss"
     args["tasks"] = [t for t in args["tasks"] if t]  # --tasks "": Alpaca and MMLU only
     for m in args["methods"]:
         if m not in METHODS:

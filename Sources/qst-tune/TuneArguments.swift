@@ -86,3 +86,4 @@ enum HeadInitialisation: String, CaseIterable, ExpressibleByArgument {
 
 extension LRSchedule: ExpressibleByArgument {}
 extension HeadPooling: ExpressibleByArgument {}
+extension TrainingConfig.BestMetric: ExpressibleByArgument {}

@@ -22,6 +22,9 @@ struct Tune: ParsableCommand {
                   --eval sst2/dev.tsv -o run/ --steps 300
               qst-tune smollm2.qst4 side/ --preset instruct --data alpaca.json -o run/
               qst-tune smollm2.qst4 --resume run/          # continue an interrupted run
+              # keep the lowest held-out loss; stop after 3 evaluations without a lower one
+              qst-tune smollm2.qst4 side/ --task sst2 --data train.tsv --eval held.tsv \\
+                  -o run/ --eval-every 250 --patience 3 --best-metric loss
               # a pooling downsampler: later epochs skip the frozen forward
               qst-tune smollm2.qst4 side-avgpool/ --task sst2 --data train.tsv -o run/ \\
                   --epochs 3 --cache-base cache/
@@ -60,6 +63,11 @@ struct Tune: ParsableCommand {
     @Option(
         name: [.customLong("early-stopping"), .customLong("patience")],
         help: "Stop after N evaluations without improvement (--patience is the same option).") var earlyStopping: Int?
+    @Option(
+        help:
+            "What run/best and --patience follow: accuracy (when classifying, else the loss; default) or loss (steadier on a small evaluation set)."
+    )
+    var bestMetric: TrainingConfig.BestMetric?
     @Flag(help: "Also evaluate the frozen model alone (zero-shot) before training.") var evalBase = false
     @OptionGroup var format: OutputFormat
     @Option(help: "Benchmark instead of training: N timed steps of each mode on random batch × max-length tokens.")
@@ -116,6 +124,7 @@ struct Tune: ParsableCommand {
         if let evalLimit { t.evalLimit = evalLimit }
         if let saveEvery { t.saveEvery = saveEvery }
         if let earlyStopping { t.earlyStoppingPatience = earlyStopping }
+        if let bestMetric { t.bestMetric = bestMetric }
         try t.validate()
         return t
     }

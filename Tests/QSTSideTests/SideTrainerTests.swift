@@ -172,6 +172,47 @@ final class SideTrainerTests: XCTestCase {
         XCTAssertEqual(kept.metadata["step"], String(best.step))
     }
 
+    /// `bestMetric`: on a classifying evaluation set, `.accuracy` (the default) keeps the most accurate evaluation
+    /// and `.loss` the lowest-loss one. The two runs train identically (the metric only chooses what is kept); the
+    /// fixture is one where the two choices differ, so a criterion that ignored the setting fails one of them.
+    func testBestMetricChoosesBetweenAccuracyAndLoss() throws {
+        var eval = examples(9, seed: 3, shift: 8)
+        for i in eval.indices {
+            eval[i].answerPosition = eval[i].labels.lastIndex { $0 != ChunkedCrossEntropy.ignoreIndex }
+            eval[i].classLabel = Int(eval[i].labels[eval[i].answerPosition!]) % 2
+        }
+        func run(_ metric: TrainingConfig.BestMetric?) throws -> (SideTrainer, [TrainingLogEntry]) {
+            let dir = tempDir()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            var t = training(steps: 40)
+            t.learningRate = 2e-2; t.gradAccumulation = 1; t.evalEvery = 4; t.bestMetric = metric
+            let trainer = try SideTrainer(
+                model: try freshModel(), training: t, train: examples(24, seed: 4), eval: eval,
+                labelTokens: [2, 7], run: dir)
+            var evals: [TrainingLogEntry] = []
+            trainer.onLog = { if $0.kind == "eval" { evals.append($0) } }
+            _ = try trainer.runToEnd()
+            return (trainer, evals)
+        }
+        let (byDefault, evals) = try run(nil)
+        let (byAccuracy, evalsA) = try run(.accuracy)
+        let (byLoss, evalsL) = try run(.loss)
+        XCTAssertEqual(evals.map(\.loss), evalsL.map(\.loss), "the metric changed the training")
+        XCTAssertEqual(evals.map(\.accuracy), evalsA.map(\.accuracy))
+        let accuracies = try evals.map { try XCTUnwrap($0.accuracy) }
+        XCTAssertTrue(evals.allSatisfy { $0.loss.isFinite } && accuracies.allSatisfy { $0.isFinite })
+        // Ties keep the earlier evaluation (only a strict improvement replaces run/best).
+        let mostAccurate = evals[accuracies.firstIndex(of: accuracies.max()!)!]
+        let lowestLoss = evals.min { $0.loss < $1.loss }!
+        XCTAssertNotEqual(mostAccurate.step, lowestLoss.step, "the fixture must tell the two criteria apart")
+        for trainer in [byDefault, byAccuracy] {
+            XCTAssertEqual(trainer.state.bestStep, mostAccurate.step)
+            XCTAssertEqual(trainer.state.bestMetric, mostAccurate.accuracy)
+        }
+        XCTAssertEqual(byLoss.state.bestStep, lowestLoss.step)
+        XCTAssertEqual(byLoss.state.bestMetric, -lowestLoss.loss)
+    }
+
     func testSchedulesFollowHuggingFaceFormulas() {
         // get_linear_schedule_with_warmup / get_cosine_schedule_with_warmup with 100 steps, 6 warm-up.
         XCTAssertEqual(LRSchedule.linear.rate(base: 1, step: 0, total: 100, warmup: 6), 0)

@@ -52,6 +52,8 @@ final class CLIOptionTests: ToolTestCase {
         try rejected(
             "qst-tune", tune + ["--schedule", "step"], option: "--schedule", values: ["constant", "linear", "cosine"])
         try rejected("qst-tune", tune + ["--matmul", "fast"], option: "--matmul", values: ["sgemm", "exact", "auto"])
+        try rejected(
+            "qst-tune", tune + ["--best-metric", "f1"], option: "--best-metric", values: ["accuracy", "loss"])
     }
 
     /// A valid value passes the parser: the run gets as far as the missing model (`--dtype` ignores case, as before).
@@ -65,6 +67,7 @@ final class CLIOptionTests: ToolTestCase {
                     missing, path("side"), "--data", path("d.jsonl"), "-o", path("out"),
                     "--head", "classify", "--schedule", "cosine", "--threads", "1", "--matmul", "exact",
                     "--head-pool", "mean", "--block-lr-scale", "0.25", "--gate-lr-scale", "100",
+                    "--best-metric", "loss",
                 ]
             ),
         ] {

@@ -136,12 +136,12 @@ public final class Trainer<Model: TrainableModel> {
         Double(state.epoch) + Double(state.cursor) / Double(max(1, training.microBatchesPerEpoch(train.count)))
     }
 
-    /// Evaluates on the eval set; keeps `run/best` when the metric improved (accuracy if classifying, else loss).
-    /// Returns whether early stopping should end the run.
+    /// Evaluates on the eval set; keeps `run/best` when the metric improved (`TrainingConfig.bestMetric`: accuracy
+    /// if classifying, else loss, by default). Returns whether early stopping should end the run.
     public func evaluateAndKeepBest() throws -> (result: EvaluationResult, stop: Bool) {
         let start = Date()
         let r = try evaluate()
-        let metric = r.accuracy ?? -r.loss
+        let metric = (training.bestMetric ?? .accuracy).score(r)
         if state.bestMetric.map({ metric > $0 }) ?? true {
             state.bestMetric = metric; state.bestStep = state.step; state.evalsWithoutImprovement = 0
             if reducer.isLeader {
