@@ -53,8 +53,29 @@ def keep_checkpoints(run_dir, keep, stop):
         time.sleep(1)
 
 
+def replay_logs(logs, patience):
+    """--replay: both criteria on runs already made (their run/log.jsonl), without scoring anything on dev."""
+    print("| run | evaluations | criterion | patience | kept step | stops at | held-out accuracy / loss there |")
+    print("|---|---:|---|---:|---:|---:|---|")
+    for log in logs:
+        evals = [e for e in map(json.loads, open(log)) if e.get("kind") == "eval" and e.get("accuracy") is not None]
+        if not evals:
+            sys.exit(f"bench-best-metric: no held-out accuracies in {log}")
+        name = os.path.basename(os.path.dirname(os.path.abspath(log)))
+        for crit, score in (("accuracy", lambda e: e["accuracy"]), ("loss", lambda e: -e["loss"])):
+            for p in patience:
+                kept, stop = replay(evals, score, p)
+                e = next(x for x in evals if x["step"] == kept)
+                # The log ends where the run stopped (its own criterion, or the schedule): past it, unknown.
+                ran = "" if stop < evals[-1]["step"] else " (end of the log)"
+                print(f"| {name} | {len(evals)} | {crit} | {p} | {kept} | {stop}{ran} | "
+                      f"{100 * e['accuracy']:.1f} % / {e['loss']:.4f} |")
+
+
 def main():
     a = json.loads(sys.argv[1])
+    if a.get("replay"):
+        return replay_logs(a["replay"], a["patience"])
     bins, nf4, data, out, task, method = a["bin"], a["nf4"], a["data"], a["out"], a["task"], a["method"]
     if METHODS.get(method) is None:
         sys.exit(f"bench-best-metric: method is one of the QST variants ({', '.join(m for m in METHODS if METHODS[m])})")
