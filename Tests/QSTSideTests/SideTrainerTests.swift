@@ -2,6 +2,7 @@ import Foundation
 import QSTEngine
 import QSTFormat
 import QSTNN
+import QSTTestSupport
 import XCTest
 @testable import QSTSide
 
@@ -172,31 +173,42 @@ final class SideTrainerTests: XCTestCase {
         XCTAssertEqual(kept.metadata["step"], String(best.step))
     }
 
-    /// `bestMetric`: on a classifying evaluation set, `.accuracy` (the default) keeps the most accurate evaluation
-    /// and `.loss` the lowest-loss one. The two runs train identically (the metric only chooses what is kept); the
-    /// fixture is one where the two choices differ, so a criterion that ignored the setting fails one of them.
-    func testBestMetricChoosesBetweenAccuracyAndLoss() throws {
+    /// A classifying evaluation set for the `bestMetric` tests: "+8" sequences (training learns "+3"), each labelled
+    /// at its last labelled token, class = that token's parity, label tokens 2 and 7.
+    private func classifyingEval() -> [TrainingExample] {
         var eval = examples(9, seed: 3, shift: 8)
         for i in eval.indices {
             eval[i].answerPosition = eval[i].labels.lastIndex { $0 != ChunkedCrossEntropy.ignoreIndex }
             eval[i].classLabel = Int(eval[i].labels[eval[i].answerPosition!]) % 2
         }
-        func run(_ metric: TrainingConfig.BestMetric?) throws -> (SideTrainer, [TrainingLogEntry]) {
-            let dir = tempDir()
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            var t = training(steps: 40)
-            t.learningRate = 2e-2; t.gradAccumulation = 1; t.evalEvery = 4; t.bestMetric = metric
-            let trainer = try SideTrainer(
-                model: try freshModel(), training: t, train: examples(24, seed: 4), eval: eval,
-                labelTokens: [2, 7], run: dir)
-            var evals: [TrainingLogEntry] = []
-            trainer.onLog = { if $0.kind == "eval" { evals.append($0) } }
-            _ = try trainer.runToEnd()
-            return (trainer, evals)
-        }
-        let (byDefault, evals) = try run(nil)
-        let (byAccuracy, evalsA) = try run(.accuracy)
-        let (byLoss, evalsL) = try run(.loss)
+        return eval
+    }
+
+    /// 40 steps at lr 2e-2, evaluated every 4 on `classifyingEval()`; the trainer and its evaluations.
+    private func runEvaluated(
+        metric: TrainingConfig.BestMetric?, patience: Int = 0
+    ) throws -> (SideTrainer, [TrainingLogEntry]) {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var t = training(steps: 40)
+        t.learningRate = 2e-2; t.gradAccumulation = 1; t.evalEvery = 4; t.bestMetric = metric
+        t.earlyStoppingPatience = patience
+        let trainer = try SideTrainer(
+            model: try freshModel(), training: t, train: examples(24, seed: 4), eval: classifyingEval(),
+            labelTokens: [2, 7], run: dir)
+        var evals: [TrainingLogEntry] = []
+        trainer.onLog = { if $0.kind == "eval" { evals.append($0) } }
+        _ = try trainer.runToEnd()
+        return (trainer, evals)
+    }
+
+    /// `bestMetric`: on a classifying evaluation set, `.accuracy` (the default) keeps the most accurate evaluation
+    /// and `.loss` the lowest-loss one. The two runs train identically (the metric only chooses what is kept); the
+    /// fixture is one where the two choices differ, so a criterion that ignored the setting fails one of them.
+    func testBestMetricChoosesBetweenAccuracyAndLoss() throws {
+        let (byDefault, evals) = try runEvaluated(metric: nil)
+        let (byAccuracy, evalsA) = try runEvaluated(metric: .accuracy)
+        let (byLoss, evalsL) = try runEvaluated(metric: .loss)
         XCTAssertEqual(evals.map(\.loss), evalsL.map(\.loss), "the metric changed the training")
         XCTAssertEqual(evals.map(\.accuracy), evalsA.map(\.accuracy))
         let accuracies = try evals.map { try XCTUnwrap($0.accuracy) }
@@ -211,6 +223,41 @@ final class SideTrainerTests: XCTestCase {
         }
         XCTAssertEqual(byLoss.state.bestStep, lowestLoss.step)
         XCTAssertEqual(byLoss.state.bestMetric, -lowestLoss.loss)
+    }
+
+    /// Scripts/bench-best-metric's claim: one run without early stopping holds every early-stopped run. Its replay
+    /// (`bench_best_metric.replay`, Python) of the full run's evaluations gives, for each criterion and patience, the
+    /// step the early-stopped run keeps and the step where it stops.
+    func testReplayOfOneRunMatchesEarlyStoppedRuns() throws {
+        let python = TestEnvironment.python
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            try TestRequirement.unavailable("best-metric replay: no Python at \(python)")
+        }
+        let (_, full) = try runEvaluated(metric: nil)
+        let log = tempDir() + ".jsonl"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let lines = try full.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: log, atomically: true, encoding: .utf8)
+        let scripts = ExportFixtures.repo + "/Scripts"
+        var stopped = 0
+        for metric in TrainingConfig.BestMetric.allCases {
+            for patience in [1, 2, 3] {
+                let (trainer, _) = try runEvaluated(metric: metric, patience: patience)
+                let code = """
+                    import json, sys; sys.path.insert(0, sys.argv[1]); from bench_best_metric import replay
+                    evals = [e for e in map(json.loads, open(sys.argv[2])) if e["kind"] == "eval"]
+                    score = (lambda e: e["accuracy"]) if sys.argv[3] == "accuracy" else (lambda e: -e["loss"])
+                    print(*replay(evals, score, int(sys.argv[4])))
+                    """
+                let out = try ExportFixtures.run(
+                    python, ["-c", code, scripts, log, metric.rawValue, String(patience)])
+                let want = "\(trainer.state.bestStep ?? -1) \(trainer.state.step)"
+                let got = out.trimmingCharacters(in: .whitespacesAndNewlines)
+                XCTAssertEqual(got, want, "\(metric) patience \(patience)")
+                if trainer.state.step < 40 { stopped += 1 }
+            }
+        }
+        XCTAssertGreaterThan(stopped, 2, "the fixture must stop some runs early, or the replay's stop is untested")
     }
 
     func testSchedulesFollowHuggingFaceFormulas() {
