@@ -110,6 +110,20 @@ def f1_interval(f1, predicted, gold, n, draws=2000):
     return (vals[int(0.025 * draws)], vals[int(0.975 * draws) - 1])
 
 
+def score_dev(bins, nf4, task, dev_tsv, weights, limit, dst):
+    """Scores weights (["--side", DIR] or ["--lora", DIR]) once on the dev set with the task's official metric:
+    (qst-eval's JSON, metric, value, 95 % CI, examples, wall s, CPU s); the JSON is also written to dst."""
+    cmd = [f"{bins}/qst-eval", "glue", nf4, "--task", task, "--data", dev_tsv, "--json"] + weights
+    r, wall, cpu = run_json(cmd + (["--limit", str(limit)] if limit else []), dst)
+    metric = r["officialMetrics"][0]
+    value, n = r["metrics"][metric], r["examples"]
+    if metric == "f1":
+        ci = f1_interval(value, r["predictedCounts"], r["goldCounts"], n)
+    else:
+        ci = wilson(round(value * n), n)
+    return r, metric, value, ci, n, wall, cpu
+
+
 def split_tsv(src, dst_train, dst_heldout, heldout, limit, seed=0):
     """A seeded held-out slice of train (never dev) for early stopping and the learning-rate choice."""
     lines = open(src, encoding="utf-8-sig").read().splitlines()
@@ -172,17 +186,9 @@ def glue(args, budget, results, save):
                 run_summary = tune(b, bins, nf4, method, common, f"{out}/{tag}", lr, f"{out}/{tag}.log", cache_base=True)
                 trials.append((run_summary, tag, lr))
             best, tag, lr = max(trials, key=lambda t: t[0].get("bestMetric") or -1e9)
-            dev = [f"{bins}/qst-eval", "glue", nf4, "--task", task, "--data", f"{data}/{task}/dev.tsv", "--json",
-                   "--lora" if METHODS[method] is None else "--side", f"{out}/{tag}/best"]
-            if b["dev_limit"]:
-                dev += ["--limit", str(b["dev_limit"])]
-            r, dev_wall, dev_cpu = run_json(dev, f"{out}/{tag}-dev.json")
-            metric = r["officialMetrics"][0]
-            value, n = r["metrics"][metric], r["examples"]
-            if metric == "f1":
-                ci = f1_interval(value, r["predictedCounts"], r["goldCounts"], n)
-            else:
-                ci = wilson(round(value * n), n)
+            r, metric, value, ci, n, dev_wall, dev_cpu = score_dev(
+                bins, nf4, task, f"{data}/{task}/dev.tsv", ["--lora" if METHODS[method] is None else "--side",
+                                                           f"{out}/{tag}/best"], b["dev_limit"], f"{out}/{tag}-dev.json")
             results.append(dict(task=task, method=method, lr=lr or "preset", peakLR=best.get("peakLR"), metric=metric,
                                 value=value, ci95=ci, devExamples=n, accuracy=r["metrics"].get("accuracy"),
                                 heldoutBest=best.get("bestMetric"), heldoutMetric=args.get("best_metric", "accuracy"),

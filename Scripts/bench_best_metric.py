@@ -12,8 +12,11 @@ each would have kept, and the end of the epoch, are scored once on the full dev 
 import json, os, shutil, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_accuracy import BUDGETS, METHODS, f1_interval, run, run_json, split_tsv  # noqa: E402
-from qst_py.intervals import wilson  # noqa: E402
+from bench_accuracy import BUDGETS, METHODS, run, score_dev, split_tsv  # noqa: E402
+
+# The two criteria as qst-tune scores an evaluation (TrainingConfig.BestMetric.score on a classifying run): larger is
+# better.
+CRITERIA = {"accuracy": lambda e: e["accuracy"], "loss": lambda e: -e["loss"]}
 
 
 def replay(evals, score, patience):
@@ -62,7 +65,7 @@ def replay_logs(logs, patience):
         if not evals:
             sys.exit(f"bench-best-metric: no held-out accuracies in {log}")
         name = os.path.basename(os.path.dirname(os.path.abspath(log)))
-        for crit, score in (("accuracy", lambda e: e["accuracy"]), ("loss", lambda e: -e["loss"])):
+        for crit, score in CRITERIA.items():
             for p in patience:
                 kept, stop = replay(evals, score, p)
                 e = next(x for x in evals if x["step"] == kept)
@@ -105,7 +108,7 @@ def main():
     if not evals or any(e.get("accuracy") is None for e in evals):
         sys.exit(f"bench-best-metric: no held-out accuracies in {run_dir}/log.jsonl")
     rows = []
-    for name, score in (("accuracy", lambda e: e["accuracy"]), ("loss", lambda e: -e["loss"])):
+    for name, score in CRITERIA.items():
         for patience in a["patience"]:
             kept, stop = replay(evals, score, patience)
             rows.append(dict(criterion=name, patience=patience, kept=kept, stop=stop))
@@ -117,13 +120,8 @@ def main():
             folder = f"{run_dir}/final" if key == "final" else f"{keep}/step-{key}"
             if not os.path.isdir(folder):
                 sys.exit(f"bench-best-metric: the weights of step {key} were not kept ({folder})")
-            res, _, _ = run_json([f"{bins}/qst-eval", "glue", nf4, "--task", task, "--data",
-                                  f"{data}/{task}/dev.tsv", "--json", "--side", folder] +
-                                 (["--limit", str(b["dev_limit"])] if b["dev_limit"] else []), f"{out}/dev-{key}.json")
-            metric = res["officialMetrics"][0]
-            value, n = res["metrics"][metric], res["examples"]
-            ci = f1_interval(value, res["predictedCounts"], res["goldCounts"], n) if metric == "f1" else \
-                wilson(round(value * n), n)
+            _, metric, value, ci, n, _, _ = score_dev(bins, nf4, task, f"{data}/{task}/dev.tsv", ["--side", folder],
+                                                      b["dev_limit"], f"{out}/dev-{key}.json")
             scored[key] = dict(metric=metric, value=value, ci95=ci, n=n)
         r.update(scored[key])
         held = next((e for e in evals if e["step"] == key), None)

@@ -226,8 +226,8 @@ final class SideTrainerTests: XCTestCase {
     }
 
     /// Scripts/bench-best-metric's claim: one run without early stopping holds every early-stopped run. Its replay
-    /// (`bench_best_metric.replay`, Python) of the full run's evaluations gives, for each criterion and patience, the
-    /// step the early-stopped run keeps and the step where it stops.
+    /// (`bench_best_metric.replay` with its `CRITERIA`, Python) of the full run's evaluations gives, for each
+    /// criterion and patience, the step the early-stopped run keeps and the step where it stops.
     func testReplayOfOneRunMatchesEarlyStoppedRuns() throws {
         let python = TestEnvironment.python
         guard FileManager.default.isExecutableFile(atPath: python) else {
@@ -244,10 +244,9 @@ final class SideTrainerTests: XCTestCase {
             for patience in [1, 2, 3] {
                 let (trainer, _) = try runEvaluated(metric: metric, patience: patience)
                 let code = """
-                    import json, sys; sys.path.insert(0, sys.argv[1]); from bench_best_metric import replay
+                    import json, sys; sys.path.insert(0, sys.argv[1]); from bench_best_metric import CRITERIA, replay
                     evals = [e for e in map(json.loads, open(sys.argv[2])) if e["kind"] == "eval"]
-                    score = (lambda e: e["accuracy"]) if sys.argv[3] == "accuracy" else (lambda e: -e["loss"])
-                    print(*replay(evals, score, int(sys.argv[4])))
+                    print(*replay(evals, CRITERIA[sys.argv[3]], int(sys.argv[4])))
                     """
                 let out = try ExportFixtures.run(
                     python, ["-c", code, scripts, log, metric.rawValue, String(patience)])
