@@ -18,8 +18,10 @@ the labelled positions through the LM head, or of the classification head `score
 has numLabels, SIDE.md §10; mean squared error for numLabels = 1) and, for every side tensor, `grad.{name}`: the central finite
 difference of the float64 loss with respect to each element (exact to ~1e-9 at float64).
 """
+import functools
 import json
 import math
+import re
 import os
 import sys
 
@@ -57,12 +59,35 @@ def layer_norm(x, w, b, eps=1e-5):
     return (x - m) / np.sqrt(v + eps) * w + b
 
 
-def rope(x, heads, hd, theta, T):
-    """x [B, T, heads*hd]; HF rotate_half with positions 0..T-1."""
+@functools.lru_cache(maxsize=None)
+def rope_tables(hd, theta, T):
+    """cos and sin [1, T, 1, hd] of HF's rotary embedding at positions 0..T-1 (the same for every call)."""
     inv = 1.0 / theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
     ang = np.arange(T, dtype=np.float64)[:, None] * inv[None, :]
     cos = np.concatenate([np.cos(ang)] * 2, -1)[None, :, None, :]
     sin = np.concatenate([np.sin(ang)] * 2, -1)[None, :, None, :]
+    return cos, sin
+
+
+@functools.lru_cache(maxsize=None)
+def attention_mask(lengths, T):
+    """[B, 1, T, T]: query i may see key j when j <= i and j is inside its sequence (lengths: a tuple)."""
+    causal = np.tril(np.ones((T, T), dtype=bool))
+    return causal[None, None] & (np.arange(T)[None, None, None, :] < np.array(lengths)[:, None, None, None])
+
+
+def attend(q, k, v, lengths, T):
+    """Softmax attention of q [B, T, H, hd] over k, v [B, T, H, hd] (key heads already repeated per query
+    head) with the causal and padding mask; the 1/sqrt(hd) scale is the caller's. Returns [B, T, H, hd]."""
+    allowed = attention_mask(tuple(int(n) for n in lengths), T)
+    s = np.where(allowed, np.einsum("bihd,bjhd->bhij", q, k), -np.inf)
+    e = np.where(allowed, np.exp(s - s.max(-1, keepdims=True)), 0.0)
+    return np.einsum("bhij,bjhd->bihd", e / e.sum(-1, keepdims=True), v)
+
+
+def rope(x, heads, hd, theta, T):
+    """x [B, T, heads*hd]; HF rotate_half with positions 0..T-1."""
+    cos, sin = rope_tables(hd, float(theta), T)
     B = x.shape[0]
     x = x.reshape(B, T, heads, hd)
     half = hd // 2
@@ -83,16 +108,8 @@ def block(p, i, x, cfg, lengths, T):
     q = rope(n1 @ p[pre + "self_attn.q_proj.weight"].T, H, hd, base["ropeTheta"], T).reshape(B, T, H, hd)
     k = rope(n1 @ p[pre + "self_attn.k_proj.weight"].T, K, hd, base["ropeTheta"], T).reshape(B, T, K, hd)
     v = (n1 @ p[pre + "self_attn.v_proj.weight"].T).reshape(B, T, K, hd)
-    out = np.zeros((B, T, H, hd))
-    for b in range(B):
-        allowed = np.tril(np.ones((T, T), dtype=bool)) & (np.arange(T)[None, :] < lengths[b])
-        for h in range(H):
-            g = h // (H // K)
-            s = q[b, :, h] @ k[b, :, g].T / math.sqrt(hd)
-            s = np.where(allowed, s, -np.inf)
-            mx = s.max(-1, keepdims=True)
-            e = np.where(allowed, np.exp(s - mx), 0.0)
-            out[b, :, h] = (e / e.sum(-1, keepdims=True)) @ v[b, :, g]
+    # Query head h reads key/value head h // (H // K) (grouped-query attention).
+    out = attend(q / math.sqrt(hd), np.repeat(k, H // K, axis=2), np.repeat(v, H // K, axis=2), lengths, T)
     r1 = x + out.reshape(B, T, H * hd) @ p[pre + "self_attn.o_proj.weight"].T
     n2 = rms_norm(r1, p[pre + "post_attention_layernorm.weight"], eps)
     gate = n2 @ p[pre + "mlp.gate_proj.weight"].T
@@ -126,13 +143,7 @@ def opt_block(p, i, x, cfg, lengths, T):
         q = (opt_linear(p, pre + "self_attn.q_proj", y) * hd ** -0.5).reshape(B, T, H, hd)
         k = opt_linear(p, pre + "self_attn.k_proj", y).reshape(B, T, H, hd)
         v = opt_linear(p, pre + "self_attn.v_proj", y).reshape(B, T, H, hd)
-        out = np.zeros((B, T, H, hd))
-        for b in range(B):
-            allowed = np.tril(np.ones((T, T), dtype=bool)) & (np.arange(T)[None, :] < lengths[b])
-            for h in range(H):
-                s = np.where(allowed, q[b, :, h] @ k[b, :, h].T, -np.inf)
-                e = np.where(allowed, np.exp(s - s.max(-1, keepdims=True)), 0.0)
-                out[b, :, h] = (e / e.sum(-1, keepdims=True)) @ v[b, :, h]
+        out = attend(q, k, v, lengths, T)
         return opt_linear(p, pre + "self_attn.out_proj", out.reshape(B, T, w))
 
     def ffn(y):
@@ -176,19 +187,46 @@ def head_mix(cfg, a, up, final):
     return a * up + (1 - a) * final
 
 
-def loss(p, fx, cfg):
+def side_states(p, fx, cfg, start=0, s=None):
+    """The side stream before each layer from `start` on and after the last: [s_start, ..., s_L]. s_0 is the
+    downsampled embeddings; from `start` > 0 the caller gives s_start (earlier layers' tensors do not change it)."""
+    L = cfg["base"]["layerCount"]
+    lengths = fx["lengths"].astype(int)
+    B = len(lengths)
+    T = fx["hidden.0"].shape[0] // B
+    opt = is_opt(cfg)
+    if start == 0:
+        s = downsample(p, 0, fx["hidden.0"].reshape(B, T, -1), cfg)
+    states = [s]
+    for i in range(start, L):
+        z = sigmoid(p[f"model.{'decoder.' if opt else ''}z.{i}"])
+        m = (1 - z) * downsample(p, i, fx[f"hidden.{i + 1}"].reshape(B, T, -1), cfg) + z * s
+        s = opt_block(p, i, m, cfg, lengths, T) if opt else block(p, i, m, cfg, lengths, T)
+        states.append(s)
+    return states
+
+
+def first_layer(name, L):
+    """The first layer whose computation reads tensor `name`: i for layer i's block, gate z.i and downsampler
+    i (0 for downsample.0, which also makes s_0), L for the head's tensors (after the last layer). A name this
+    does not know counts as 0: recomputed from the start, never wrongly skipped."""
+    m = re.search(r"(?:qst_layers|downsample)\.(\d+)\.|\.z\.(\d+)$", name)
+    if m:
+        return int(m.group(1) or m.group(2))
+    head = ("lm_head_z", "upsample.", "score.", "model.norm_qst.", "model.decoder.final_layer_norm_qst.")
+    return L if name.startswith(head) else 0
+
+
+def loss(p, fx, cfg, start=0, s=None):
+    """Mean loss of the batch; with `start` and s_start (side_states' state before layer `start`), only the
+    layers from `start` on are recomputed."""
     L = cfg["base"]["layerCount"]
     lengths = fx["lengths"].astype(int)
     B = len(lengths)
     n = fx["hidden.0"].shape[0]
     T = n // B
-    hs = [fx[f"hidden.{v}"].reshape(B, T, -1) for v in range(L + 1)]
     opt = is_opt(cfg)
-    s = downsample(p, 0, hs[0], cfg)
-    for i in range(L):
-        z = sigmoid(p[f"model.{'decoder.' if opt else ''}z.{i}"])
-        m = (1 - z) * downsample(p, i, hs[i + 1], cfg) + z * s
-        s = opt_block(p, i, m, cfg, lengths, T) if opt else block(p, i, m, cfg, lengths, T)
+    s = side_states(p, fx, cfg, start, s)[-1]
     final = fx["final"].reshape(B, T, -1)
     if opt:
         if cfg["base"].get("layerNormBefore", True):
@@ -226,15 +264,20 @@ def main():
     p = {k: v.astype(np.float64) for k, v in safetensors_np.load(os.path.join(a.side_dir, "side.safetensors")).items()}
     fx = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in safetensors_np.load(a.fixture).items()}
     out = {"loss": np.array([loss(p, fx, cfg)])}
+    # A perturbed tensor changes nothing before the first layer that reads it: each difference starts there,
+    # from the unperturbed stream (the same loss function, fewer layers run).
+    L = cfg["base"]["layerCount"]
+    states = side_states(p, fx, cfg)
     for name, t in p.items():
+        start = first_layer(name, L)
         g = np.zeros(t.size)
         flat = t.reshape(-1)
         for j in range(t.size):
             saved = flat[j]
             flat[j] = saved + a.fd_eps
-            lp = loss(p, fx, cfg)
+            lp = loss(p, fx, cfg, start, states[start])
             flat[j] = saved - a.fd_eps
-            lm = loss(p, fx, cfg)
+            lm = loss(p, fx, cfg, start, states[start])
             flat[j] = saved
             g[j] = (lp - lm) / (2 * a.fd_eps)
         out["grad." + name] = g

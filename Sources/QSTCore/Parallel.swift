@@ -4,11 +4,17 @@ import Foundation
 /// Splits work over the machine's cores. The engine keeps BLAS single-threaded
 /// while these loops run (and the reverse), so the two never oversubscribe.
 public enum Parallel {
-    /// Number of worker threads: `QST_THREADS` if set, else the active processor count.
-    public static func threadCount(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
-        if let s = environment["QST_THREADS"], let n = Int(s), n > 0 { return n }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Number of worker threads: `QST_THREADS` if set (`EngineThreads.configure` sets it for `--threads`), else
+    /// the active processor count. Cheap enough for every loop: one `getenv`, not Foundation's environment
+    /// dictionary, and the processor count read once (Foundation reads the cgroup files on every call). The two
+    /// had cost 60 % of a tiny side network's training step (row reductions ask on every call).
+    public static func threadCount() -> Int {
+        if let s = getenv("QST_THREADS"), let n = Int(String(cString: s)), n > 0 { return n }
+        return processorCount
     }
+
+    /// The active processor count, read once.
+    static let processorCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// The process's worker count, read once: parsing the environment on every loop cost
     /// a third of the generation speed.
@@ -21,7 +27,7 @@ public enum Parallel {
     static let pool =
         ProcessInfo.processInfo.environment["QST_WORKER_POOL"] == "off"
         ? nil
-        : WorkerPool(threads: max(defaultThreads, ProcessInfo.processInfo.activeProcessorCount))
+        : WorkerPool(threads: max(defaultThreads, processorCount))
 
     /// Calls `body(start, end)` on disjoint chunks covering `0..<count`, in parallel.
     /// Chunks are at least `minChunk` long so tiny loops stay on one thread.

@@ -83,4 +83,21 @@ final class WorkerPoolTests: XCTestCase {
         }
         XCTAssertEqual(sum, [Int64](repeating: 200, count: 3000))
     }
+
+    /// `--threads` reaches every loop through QST_THREADS (EngineThreads.configure sets it after start-up), so
+    /// the count is read on every call, not once; without it, the processor count.
+    func testThreadCountFollowsQSTThreadsAsItChanges() {
+        let saved = getenv("QST_THREADS").map { String(cString: $0) }
+        defer { if let saved { setenv("QST_THREADS", saved, 1) } else { unsetenv("QST_THREADS") } }
+        unsetenv("QST_THREADS")
+        XCTAssertEqual(Parallel.threadCount(), ProcessInfo.processInfo.activeProcessorCount)
+        setenv("QST_THREADS", "3", 1)
+        XCTAssertEqual(Parallel.threadCount(), 3)
+        setenv("QST_THREADS", "1", 1)
+        XCTAssertEqual(Parallel.threadCount(), 1)
+        for bad in ["0", "-2", "two", ""] {
+            setenv("QST_THREADS", bad, 1)
+            XCTAssertEqual(Parallel.threadCount(), ProcessInfo.processInfo.activeProcessorCount, bad)
+        }
+    }
 }
