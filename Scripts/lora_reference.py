@@ -14,7 +14,8 @@ entropy over all labelled positions of all sequences (each sequence run on its o
 Gradients of every lora_A / lora_B element come from complex-step differentiation,
 dL/dp = Im L(p + i·h) / h with h = 1e-30: every operation of the forward is analytic, so this is
 the exact derivative to float64 rounding (no cancellation, unlike finite differences), and it is
-independent of any hand-written backward. Output: "loss" (F64 [1]) and, for each adapter tensor,
+independent of any hand-written backward. A perturbed forward starts at the layer of the perturbed module,
+from that layer's unperturbed input (earlier layers do not change). Output: "loss" (F64 [1]) and, for each adapter tensor,
 the same name with its float64 gradient.
 """
 import json
@@ -36,10 +37,12 @@ PREFIX = "base_model.model."
 STEP = 1e-30
 
 
-def mean_cross_entropy(model, sequences, labels) -> complex:
+def mean_cross_entropy(model, sequences, labels, starts=None) -> complex:
+    """`starts`: per sequence, (layer, input of that layer) to begin the forward at (ReferenceModel.forward)."""
     total, count = 0.0, 0
-    for ids, lab in zip(sequences, labels):
-        logits = model.forward(np.asarray(ids)[None])[0]           # [T, V], complex when perturbed
+    for b, (ids, lab) in enumerate(zip(sequences, labels)):
+        start = starts[b] if starts is not None else None
+        logits = model.forward(np.asarray(ids)[None], start=start)[0]  # [T, V], complex when perturbed
         m = np.max(logits.real, axis=-1, keepdims=True)
         lse = m[:, 0] + np.log(np.sum(np.exp(logits - m), axis=-1))
         for t, y in enumerate(lab):
@@ -73,24 +76,34 @@ def main(argv) -> int:
             raise ValueError(f"{adapter_dir}: {name} targets {module}, not in {model_dir}")
         pairs.setdefault(module, {})[name.rsplit(".", 2)[-2]] = name
 
-    def load_weights(perturbed=None, index=None):
-        for module, p in pairs.items():
-            a, b = adapter[p["lora_A"]].astype(np.complex128), adapter[p["lora_B"]].astype(np.complex128)
-            if perturbed == p["lora_A"]:
-                a.reshape(-1)[index] += 1j * STEP
-            if perturbed == p["lora_B"]:
-                b.reshape(-1)[index] += 1j * STEP
-            model.w[module + ".weight"] = base[module + ".weight"] + scale * (b @ a)
+    # Every targeted weight merged once in float64; a perturbation makes only its own module complex.
+    merged = {m: base[m + ".weight"] + scale * (adapter[p["lora_B"]] @ adapter[p["lora_A"]]) for m, p in pairs.items()}
+    for module, weight in merged.items():
+        model.w[module + ".weight"] = weight
 
-    load_weights()
-    loss = mean_cross_entropy(model, case["sequences"], case["labels"])
+    def perturb(module, name, index):
+        p = pairs[module]
+        a, b = adapter[p["lora_A"]].astype(np.complex128), adapter[p["lora_B"]].astype(np.complex128)
+        (a if name == p["lora_A"] else b).reshape(-1)[index] += 1j * STEP
+        model.w[module + ".weight"] = base[module + ".weight"] + scale * (b @ a)
+
+    seqs, labels = case["sequences"], case["labels"]
+    loss = mean_cross_entropy(model, seqs, labels)
     out = {"loss": np.array([loss.real], dtype=np.float64)}
+    # Layer l's weights change nothing before layer l: each perturbed forward starts there, from the
+    # unperturbed input of that layer.
+    hidden = [model.forward(np.asarray(ids)[None], return_hidden=True)[1] for ids in seqs]
+    owner = {p[k]: m for m, p in pairs.items() for k in ("lora_A", "lora_B")}
     for name, value in adapter.items():
+        module = owner[name]
+        inside = module.startswith("model.layers.")
+        starts = [(int(module.split(".")[2]), h[int(module.split(".")[2])]) for h in hidden] if inside else None
         grad = np.zeros(value.size, dtype=np.float64)
         for i in range(value.size):
-            load_weights(name, i)
-            grad[i] = mean_cross_entropy(model, case["sequences"], case["labels"]).imag / STEP
+            perturb(module, name, i)
+            grad[i] = mean_cross_entropy(model, seqs, labels, starts).imag / STEP
         out[name] = grad.reshape(value.shape)
+        model.w[module + ".weight"] = merged[module]
     st.save(out_path, out)
     return 0
 

@@ -161,7 +161,10 @@ class LlamaReferenceModel:
         p = f"model.layers.{layer}.mlp."
         return self._linear(silu(self._linear(x, p + "gate_proj")) * self._linear(x, p + "up_proj"), p + "down_proj")
 
-    def forward(self, ids, mask=None, return_hidden=False):
+    def forward(self, ids, mask=None, return_hidden=False, start=None):
+        """Logits [B, T, V] (and the hidden states before each layer and after the last). `start` = (layer, x):
+        begin at that layer with x as its input instead of the embeddings (for callers that change only later
+        layers' weights); the hidden list then starts at that layer."""
         ids = np.asarray(ids, dtype=np.int64)
         if ids.ndim == 1:
             ids = ids[None]
@@ -180,9 +183,9 @@ class LlamaReferenceModel:
         if self.sliding_window is not None:
             causal &= (i[:, None] - i[None, :]) < self.sliding_window
         allowed = causal[None, None] & mask[:, None, None, :] & mask[:, None, :, None]
-        x = self.w["model.embed_tokens.weight"][ids]
+        first, x = start if start is not None else (0, self.w["model.embed_tokens.weight"][ids])
         hidden = [x]
-        for layer in range(self.n_layers):
+        for layer in range(first, self.n_layers):
             p = f"model.layers.{layer}."
             x = x + self._attention(rms_norm(x, self.w[p + "input_layernorm.weight"], self.eps), layer, cos, sin, allowed)
             x = x + self._mlp(rms_norm(x, self.w[p + "post_attention_layernorm.weight"], self.eps), layer)
