@@ -84,6 +84,8 @@ def main():
         sys.exit(f"bench-best-metric: method is one of the QST variants ({', '.join(m for m in METHODS if METHODS[m])})")
     budget = BUDGETS[a["budget"]]
     b = {**budget, **budget.get("per_task", {}).get(task, {})}
+    if a.get("epochs"):  # --epochs: that many epochs instead of the budget's steps or epochs
+        b["steps"], b["epochs"] = None, a["epochs"]
     os.makedirs(out, exist_ok=True)
     tr, ho = f"{out}/{task}-train.tsv", f"{out}/{task}-heldout.tsv"
     n_train, n_held = split_tsv(f"{data}/{task}/train.tsv", tr, ho, b["heldout"], b["train_limit"])
