@@ -35,7 +35,7 @@ public enum NF4 {
     /// waking a second core costs more than the work (dequantization runs ~10 Gelem/s per core).
     static let quantizeParallelThreshold = 1 << 17
     static let dequantizeParallelThreshold = 1 << 20
-    /// Read once: Parallel.threadCount() consults the environment, too slow for every call.
+    /// The worker count at first use (QST_THREADS, or the processor count).
     static let defaultThreads = Parallel.threadCount()
 
     public static func quantize(

@@ -26,7 +26,7 @@ public final class MatmulContext {
     private var tile = FloatBuffer(count: 0)
     private var temp = FloatBuffer(count: 0)
 
-    /// Worker count, read once: `Parallel.threadCount()` parses the environment on every call.
+    /// Worker count, fixed for this context's life (QST_THREADS at its creation, or the processor count).
     public let threads: Int
 
     /// When set, each row of `x` gets the same bits whatever the other rows: every linear runs the kernels'
