@@ -96,8 +96,8 @@ def main(argv) -> int:
     owner = {p[k]: m for m, p in pairs.items() for k in ("lora_A", "lora_B")}
     for name, value in adapter.items():
         module = owner[name]
-        inside = module.startswith("model.layers.")
-        starts = [(int(module.split(".")[2]), h[int(module.split(".")[2])]) for h in hidden] if inside else None
+        layer = int(module.split(".")[2]) if module.startswith("model.layers.") else None
+        starts = [(layer, h[layer]) for h in hidden] if layer is not None else None
         grad = np.zeros(value.size, dtype=np.float64)
         for i in range(value.size):
             perturb(module, name, i)

@@ -21,8 +21,8 @@ difference of the float64 loss with respect to each element (exact to ~1e-9 at f
 import functools
 import json
 import math
-import re
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -220,7 +220,6 @@ def first_layer(name, L):
 def loss(p, fx, cfg, start=0, s=None):
     """Mean loss of the batch; with `start` and s_start (side_states' state before layer `start`), only the
     layers from `start` on are recomputed."""
-    L = cfg["base"]["layerCount"]
     lengths = fx["lengths"].astype(int)
     B = len(lengths)
     n = fx["hidden.0"].shape[0]
