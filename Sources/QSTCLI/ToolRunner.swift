@@ -7,12 +7,12 @@ import Foundation
     import Glibc
 #endif
 
-/// Shared `main` for every qst tool: picks the fast BLAS kernel, runs the command, and
+/// Shared `main` for every qst tool: sets OpenBLAS up (BLASEnvironment), runs the command, and
 /// turns any error into one line on stderr and a non-zero exit.
 public enum ToolRunner {
-    /// `usesBLAS: false` when this run never calls BLAS (see `BLASCoreSelection.ensureFastKernel`).
+    /// `usesBLAS: false` when this run never calls BLAS (see `BLASEnvironment.applyBeforeLoad`).
     public static func main<C: ParsableCommand>(_ command: C.Type, usesBLAS: Bool = true) {
-        BLASCoreSelection.ensureFastKernel(blasUsed: usesBLAS)
+        BLASEnvironment.applyBeforeLoad(blasUsed: usesBLAS)
         // Past a file-size limit (ulimit -f) a write should fail with EFBIG and be reported like any
         // other write error, not kill the tool with SIGXFSZ.
         signal(SIGXFSZ, SIG_IGN)

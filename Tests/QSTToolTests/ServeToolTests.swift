@@ -23,10 +23,12 @@ final class ServeToolTests: ToolTestCase {
         }
     }
 
-    func startServer(_ args: [String]) throws -> Server {
+    /// `environment`: the server's whole environment (nil: this process's).
+    func startServer(_ args: [String], environment: [String: String]? = nil) throws -> Server {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try ToolHarness.binary("qst-serve"))
         p.arguments = args + ["--port", "0"]
+        if let environment { p.environment = environment }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -121,7 +123,14 @@ final class ServeToolTests: ToolTestCase {
         _ = try python()
         let model = path("synthetic.qst4")
         try ok("qst-synthetic", ["tiny", "-o", model])
-        let busy = try startServer([model, "--max-batch", "1", "--max-queue", "1"])
+        // Started without OpenBLAS's thread timeout: the tool re-executes itself with it (and the core type)
+        // set before OpenBLAS loads (BLASEnvironment), which its process environment shows.
+        var inherited = ProcessInfo.processInfo.environment
+        inherited["OPENBLAS_THREAD_TIMEOUT"] = nil
+        let busy = try startServer([model, "--max-batch", "1", "--max-queue", "1"], environment: inherited)
+        let environ = try String(contentsOfFile: "/proc/\(busy.process.processIdentifier)/environ", encoding: .utf8)
+            .split(separator: "\0")
+        XCTAssertTrue(environ.contains("OPENBLAS_THREAD_TIMEOUT=4"), "\(environ.filter { $0.hasPrefix("OPENBLAS") })")
         try runCheck(busy, expected: ["base": "synthetic", "prompt": "the cat sat on"], mode: "busy")
         XCTAssertEqual(busy.stop().0, 0)
         let keyed = try startServer([model, "--api-key", "sekrit"])
