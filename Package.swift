@@ -106,7 +106,8 @@ let package = Package(
         .testTarget(name: "QSTEngineTests", dependencies: ["QSTEngine", "QSTEvaluation", "QSTTestSupport"]),
         .testTarget(name: "QSTSideTests", dependencies: ["QSTSide", "QSTTestSupport"]),
         .testTarget(
-            name: "QSTToolTests", dependencies: ["QSTCLI", "QSTFormat", "QSTEngine", "QSTServe", "QSTSide", "QSTTestSupport"]),
+            name: "QSTToolTests",
+            dependencies: ["QSTCLI", "QSTFormat", "QSTEngine", "QSTServe", "QSTSide", "QSTTestSupport"]),
     ] + tools.map { tool($0.name, $0.dependencies) }
         // Micro-benchmarks of the kernels and layers (Scripts/bench-dequant, Scripts/bench-layers): a developer
         // tool, so a target but not a product; `swift build --product qst-bench` builds it.

@@ -45,7 +45,9 @@ public enum BLASEnvironment {
             flags = flags.filter { !$0.hasPrefix("avx512") }
         }
         var wanted = ["OPENBLAS_THREAD_TIMEOUT": env["OPENBLAS_THREAD_TIMEOUT"] ?? threadTimeout]
-        if let core = env["QST_OPENBLAS_CORETYPE"] ?? bestCoreType(cpuFlags: flags) { wanted["OPENBLAS_CORETYPE"] = core }
+        if let core = env["QST_OPENBLAS_CORETYPE"] ?? bestCoreType(cpuFlags: flags) {
+            wanted["OPENBLAS_CORETYPE"] = core
+        }
         return wanted
     }
 
