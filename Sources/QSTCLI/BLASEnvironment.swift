@@ -10,9 +10,10 @@ import Foundation
 ///   `QST_KERNELS=avx2`); `QST_OPENBLAS_CORETYPE` overrides the choice.
 /// - `OPENBLAS_THREAD_TIMEOUT`: after each threaded call OpenBLAS's idle threads poll with `sched_yield`
 ///   for 2^28 cycles (~0.1 s) before they sleep. On a machine shared with another busy process those
-///   polls take the cores the working threads need: GPTQ quantization of SmolLM2-135M beside a second
-///   2-thread job took 1.8× longer than with idle threads that sleep at once (4, OpenBLAS's minimum,
-///   2^4 cycles), and alone the same time (BENCHMARKS.md §46). Our own worker pool polls for 100 µs only.
+///   polls take the cores the working threads need: GPTQ quantization of SmolLM2-135M beside two busy
+///   loops took 297 s, against 76 s with idle threads that sleep at once (4, OpenBLAS's minimum, 2^4
+///   cycles), and alone the same time within noise (BENCHMARKS.md §46, Scripts/bench-shared-cpu). Our own
+///   worker pool polls for 100 µs only.
 ///   A value the user set is kept.
 public enum BLASEnvironment {
     static let reexecMarker = "QST_BLAS_ENVIRONMENT_SET"
